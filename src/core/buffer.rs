@@ -1,0 +1,396 @@
+//! The participant's sparse chunk store and request logic.
+//!
+//! It holds chunks by index within a byte bound, knows which chunks are requested and not yet
+//! here, and decides what to ask for next: the chunks the reader is blocked on (critical) first,
+//! then a window ahead of the read position while the bound leaves room. When over the bound it
+//! evicts chunks far behind the read position first, then those farthest ahead.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::protocol::stream::{Manifest, Priority};
+
+/// Tuning of a [`ChunkStore`].
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Most bytes held (plus requested and not yet arrived).
+    pub capacity: u64,
+    /// Most chunks requested and not yet arrived.
+    pub max_in_flight: usize,
+    /// Most indices in one request message.
+    pub batch: usize,
+    /// A request not answered in this long is made again.
+    pub request_timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            capacity: 256 * 1024 * 1024,
+            max_in_flight: 256,
+            batch: 64,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A request the store wants sent to the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct ChunkRequest {
+    /// Indices, ascending.
+    pub chunks: Vec<u32>,
+    /// Urgency.
+    pub priority: Priority,
+}
+
+/// What happened to an arriving chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Stored.
+    Stored,
+    /// Already held; ignored.
+    Duplicate,
+    /// Not stored: it would have been the first to be evicted.
+    Dropped,
+}
+
+/// Chunk-store error (bad input from the network).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// Index past the end of the file.
+    #[error("chunk {0} is out of range")]
+    OutOfRange(u32),
+    /// Payload length differs from the manifest's.
+    #[error("chunk {index} has {got} bytes, expected {expected}")]
+    WrongLength {
+        /// Index.
+        index: u32,
+        /// Received length.
+        got: usize,
+        /// Manifest length.
+        expected: usize,
+    },
+}
+
+/// Sparse, bounded chunk store with pull logic.
+#[derive(Debug)]
+pub struct ChunkStore {
+    manifest: Manifest,
+    cfg: StoreConfig,
+    held: BTreeMap<u32, Vec<u8>>,
+    held_bytes: u64,
+    in_flight: HashMap<u32, Instant>,
+    in_flight_bytes: u64,
+    critical: BTreeSet<u32>,
+    read_pos: u32,
+    evicted: u64,
+}
+
+impl ChunkStore {
+    /// An empty store for `manifest` (already validated).
+    pub fn new(manifest: Manifest, cfg: StoreConfig) -> Self {
+        ChunkStore {
+            manifest,
+            cfg,
+            held: BTreeMap::new(),
+            held_bytes: 0,
+            in_flight: HashMap::new(),
+            in_flight_bytes: 0,
+            critical: BTreeSet::new(),
+            read_pos: 0,
+            evicted: 0,
+        }
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Bytes held now.
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes
+    }
+
+    /// Chunks held now.
+    pub fn held_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Chunks evicted so far.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Whether chunk `index` is held.
+    pub fn has(&self, index: u32) -> bool {
+        self.held.contains_key(&index)
+    }
+
+    /// Chunk bytes, if held.
+    pub fn get(&self, index: u32) -> Option<&[u8]> {
+        self.held.get(&index).map(|v| v.as_slice())
+    }
+
+    /// Where the reader is; chunks behind it are the first to go.
+    pub fn read_position(&self) -> u32 {
+        self.read_pos
+    }
+
+    /// Moves the reader.
+    pub fn set_read_position(&mut self, index: u32) {
+        self.read_pos = index.min(self.manifest.chunks);
+    }
+
+    /// The reader is blocked on `index`: ask for it before anything else.
+    pub fn want(&mut self, index: u32) {
+        if index < self.manifest.chunks && !self.held.contains_key(&index) {
+            self.critical.insert(index);
+        }
+    }
+
+    /// A chunk arrived.
+    pub fn handle_chunk(&mut self, now: Instant, index: u32, data: Vec<u8>) -> Result<Arrival, StoreError> {
+        let _ = now;
+        let expected = self.manifest.chunk_len(index).ok_or(StoreError::OutOfRange(index))?;
+        if data.len() != expected {
+            return Err(StoreError::WrongLength { index, got: data.len(), expected });
+        }
+        if self.in_flight.remove(&index).is_some() {
+            self.in_flight_bytes -= expected as u64;
+        }
+        self.critical.remove(&index);
+        if self.held.contains_key(&index) {
+            return Ok(Arrival::Duplicate);
+        }
+        self.held_bytes += expected as u64;
+        self.held.insert(index, data);
+        self.evict_to_fit(0);
+        Ok(if self.held.contains_key(&index) { Arrival::Stored } else { Arrival::Dropped })
+    }
+
+    /// Evicts until `extra` more bytes fit; returns whether they do.
+    fn evict_to_fit(&mut self, extra: u64) -> bool {
+        while self.held_bytes + extra > self.cfg.capacity {
+            let victim = self.victim();
+            let Some(ix) = victim else { return false };
+            let v = self.held.remove(&ix).expect("victim is held");
+            self.held_bytes -= v.len() as u64;
+            self.evicted += 1;
+        }
+        true
+    }
+
+    /// Farthest behind the reader, else farthest ahead of it.
+    fn victim(&self) -> Option<u32> {
+        match self.held.range(..self.read_pos).next() {
+            Some((&ix, _)) => Some(ix),
+            None => self.held.keys().next_back().copied(),
+        }
+    }
+
+    /// Bytes held at or ahead of the reader (what eviction would keep).
+    fn ahead_bytes(&self) -> u64 {
+        self.held.range(self.read_pos..).map(|(_, v)| v.len() as u64).sum()
+    }
+
+    /// Gives up on requests older than the timeout, so they are asked for again.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let timeout = self.cfg.request_timeout;
+        let expired: Vec<u32> = self
+            .in_flight
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) >= timeout)
+            .map(|(ix, _)| *ix)
+            .collect();
+        for ix in expired {
+            self.in_flight.remove(&ix);
+            self.in_flight_bytes -= self.manifest.chunk_len(ix).unwrap_or(0) as u64;
+        }
+    }
+
+    /// When `handle_timeout` next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.in_flight.values().min().map(|t| *t + self.cfg.request_timeout)
+    }
+
+    /// The next request to send, if any.
+    pub fn poll_request(&mut self, now: Instant) -> Option<ChunkRequest> {
+        let mut chunks = Vec::new();
+        // Critical requests ignore the in-flight cap and the byte bound: the reader is stuck.
+        let critical: Vec<u32> = self.critical.iter().copied().collect();
+        for ix in critical {
+            if chunks.len() >= self.cfg.batch {
+                break;
+            }
+            if self.held.contains_key(&ix) {
+                self.critical.remove(&ix);
+            } else if !self.in_flight.contains_key(&ix) {
+                chunks.push(ix);
+                self.mark_in_flight(now, ix);
+            }
+        }
+        if !chunks.is_empty() {
+            return Some(ChunkRequest { chunks, priority: Priority::Critical });
+        }
+        // Window: in order from the reader while in-flight and byte bounds allow.
+        let mut budget = self
+            .cfg
+            .capacity
+            .saturating_sub(self.ahead_bytes() + self.in_flight_bytes);
+        let mut ix = self.read_pos;
+        while ix < self.manifest.chunks
+            && chunks.len() < self.cfg.batch
+            && self.in_flight.len() < self.cfg.max_in_flight
+        {
+            if !self.held.contains_key(&ix) && !self.in_flight.contains_key(&ix) {
+                let len = self.manifest.chunk_len(ix).unwrap_or(0) as u64;
+                if len > budget {
+                    break;
+                }
+                budget -= len;
+                chunks.push(ix);
+                self.mark_in_flight(now, ix);
+            }
+            ix += 1;
+        }
+        (!chunks.is_empty()).then_some(ChunkRequest { chunks, priority: Priority::Window })
+    }
+
+    fn mark_in_flight(&mut self, now: Instant, ix: u32) {
+        self.in_flight.insert(ix, now);
+        self.in_flight_bytes += self.manifest.chunk_len(ix).unwrap_or(0) as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn manifest(size: u64, chunk: u32) -> Manifest {
+        Manifest {
+            name: "f".into(),
+            size,
+            chunk_size: chunk,
+            chunks: Manifest::chunk_count(size, chunk) as u32,
+            duration_ms: None,
+            container: "raw".into(),
+            codecs: vec![],
+            levels: vec!["high".into()],
+        }
+    }
+
+    fn data(m: &Manifest, ix: u32) -> Vec<u8> {
+        vec![ix as u8; m.chunk_len(ix).unwrap()]
+    }
+
+    #[test]
+    fn requests_window_within_bound_then_critical_first() {
+        let m = manifest(100 * 10, 10);
+        let cfg = StoreConfig { capacity: 50, max_in_flight: 100, batch: 100, ..Default::default() };
+        let mut s = ChunkStore::new(m, cfg);
+        let t = Instant::now();
+        let r = s.poll_request(t).unwrap();
+        assert_eq!(r, ChunkRequest { chunks: vec![0, 1, 2, 3, 4], priority: Priority::Window });
+        assert!(s.poll_request(t).is_none(), "bound reached");
+        s.want(70);
+        let r = s.poll_request(t).unwrap();
+        assert_eq!(r, ChunkRequest { chunks: vec![70], priority: Priority::Critical });
+    }
+
+    #[test]
+    fn rejects_bad_chunks() {
+        let m = manifest(25, 10);
+        let mut s = ChunkStore::new(m, StoreConfig::default());
+        let t = Instant::now();
+        assert_eq!(s.handle_chunk(t, 3, vec![0; 10]), Err(StoreError::OutOfRange(3)));
+        assert_eq!(s.handle_chunk(t, 2, vec![0; 10]), Err(StoreError::WrongLength { index: 2, got: 10, expected: 5 }));
+        assert_eq!(s.handle_chunk(t, 2, vec![0; 5]), Ok(Arrival::Stored));
+        assert_eq!(s.handle_chunk(t, 2, vec![0; 5]), Ok(Arrival::Duplicate));
+    }
+
+    #[test]
+    fn evicts_far_behind_first_then_far_ahead() {
+        let m = manifest(100 * 10, 10);
+        let cfg = StoreConfig { capacity: 40, ..Default::default() };
+        let mut s = ChunkStore::new(m.clone(), cfg);
+        let t = Instant::now();
+        for ix in [1, 2, 5, 6] {
+            s.handle_chunk(t, ix, data(&m, ix)).unwrap();
+        }
+        s.set_read_position(5);
+        s.handle_chunk(t, 7, data(&m, 7)).unwrap();
+        assert!(!s.has(1) && s.has(2), "farthest behind goes first");
+        s.handle_chunk(t, 8, data(&m, 8)).unwrap();
+        assert!(!s.has(2));
+        // Nothing behind now: the farthest ahead goes, which is the new chunk itself.
+        assert_eq!(s.handle_chunk(t, 90, data(&m, 90)), Ok(Arrival::Dropped));
+        assert!(s.has(5) && s.has(8));
+    }
+
+    #[test]
+    fn timed_out_requests_are_made_again() {
+        let m = manifest(30, 10);
+        let mut s = ChunkStore::new(m, StoreConfig::default());
+        let t = Instant::now();
+        assert_eq!(s.poll_request(t).unwrap().chunks, vec![0, 1, 2]);
+        assert!(s.poll_request(t).is_none());
+        let deadline = s.poll_timeout().unwrap();
+        s.handle_timeout(deadline);
+        assert_eq!(s.poll_request(deadline).unwrap().chunks, vec![0, 1, 2]);
+    }
+
+    proptest! {
+        /// Whatever arrives, in whatever order, the store never holds more than its bound.
+        #[test]
+        fn never_exceeds_bound(
+            cap_chunks in 1..20u64,
+            arrivals in proptest::collection::vec((0..60u32, 0..60u32), 0..300),
+        ) {
+            let m = manifest(60 * 100 - 37, 100);
+            let cfg = StoreConfig { capacity: cap_chunks * 100, ..Default::default() };
+            let mut s = ChunkStore::new(m.clone(), cfg);
+            let t = Instant::now();
+            for (ix, pos) in arrivals {
+                s.set_read_position(pos);
+                s.handle_chunk(t, ix, data(&m, ix)).unwrap();
+                prop_assert!(s.held_bytes() <= cap_chunks * 100);
+                prop_assert_eq!(s.held_bytes(), (0..60).filter(|i| s.has(*i)).map(|i| m.chunk_len(i).unwrap() as u64).sum::<u64>());
+                let _ = s.poll_request(t);
+            }
+        }
+
+        /// A reader moving through the file with random arrivals gets every chunk exactly,
+        /// holding no more than the bound.
+        #[test]
+        fn reader_gets_whole_file(cap_chunks in 2..10u64, seed in any::<u64>()) {
+            use rand::{SeedableRng, seq::SliceRandom};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let m = manifest(40 * 100 - 1, 100);
+            let cfg = StoreConfig { capacity: cap_chunks * 100, batch: 7, max_in_flight: 9, ..Default::default() };
+            let mut s = ChunkStore::new(m.clone(), cfg);
+            let t = Instant::now();
+            let mut pending: Vec<u32> = vec![];
+            let mut pos = 0;
+            let mut steps = 0;
+            while pos < m.chunks {
+                steps += 1;
+                prop_assert!(steps < 10_000, "no progress");
+                while let Some(r) = s.poll_request(t) { pending.extend(r.chunks); }
+                pending.shuffle(&mut rng);
+                if let Some(ix) = pending.pop() {
+                    s.handle_chunk(t, ix, data(&m, ix)).unwrap();
+                }
+                while let Some(d) = s.get(pos) {
+                    let want = data(&m, pos);
+                    prop_assert_eq!(d, want.as_slice());
+                    pos += 1;
+                    s.set_read_position(pos);
+                }
+                prop_assert!(s.held_bytes() <= cap_chunks * 100);
+            }
+        }
+    }
+}

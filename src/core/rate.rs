@@ -1,0 +1,86 @@
+//! Speed meters: exact bytes over a sliding window, in simulated or real time.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Bytes per second over the last `window`, from exact byte counts.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    window: Duration,
+    bucket: Duration,
+    /// (bucket start, bytes) — coalesced so memory is bounded by window / bucket.
+    samples: VecDeque<(Instant, u64)>,
+    in_window: u64,
+    total: u64,
+    started: Option<Instant>,
+}
+
+impl Meter {
+    /// A meter averaging over `window`.
+    pub fn new(window: Duration) -> Self {
+        Meter {
+            window,
+            bucket: window / 100,
+            samples: VecDeque::new(),
+            in_window: 0,
+            total: 0,
+            started: None,
+        }
+    }
+
+    /// `bytes` moved at `now`.
+    pub fn record(&mut self, now: Instant, bytes: u64) {
+        self.started.get_or_insert(now);
+        self.total += bytes;
+        self.in_window += bytes;
+        match self.samples.back_mut() {
+            Some((t, b)) if now.saturating_duration_since(*t) < self.bucket => *b += bytes,
+            _ => self.samples.push_back((now, bytes)),
+        }
+        self.expire(now);
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(t, b)) = self.samples.front() {
+            if now.saturating_duration_since(t) > self.window {
+                self.in_window -= b;
+                self.samples.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Bytes per second at `now` (over less than the window while the meter is young).
+    pub fn rate(&mut self, now: Instant) -> f64 {
+        self.expire(now);
+        let Some(start) = self.started else { return 0.0 };
+        let span = now.saturating_duration_since(start).min(self.window);
+        let span = span.max(self.bucket).as_secs_f64();
+        self.in_window as f64 / span
+    }
+
+    /// All bytes ever recorded.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steady_rate_is_measured_exactly() {
+        let t0 = Instant::now();
+        let mut m = Meter::new(Duration::from_secs(1));
+        for i in 0..3000u64 {
+            m.record(t0 + Duration::from_millis(i), 1000);
+        }
+        let r = m.rate(t0 + Duration::from_millis(3000));
+        assert!((r - 1_000_000.0).abs() < 20_000.0, "{r}");
+        assert_eq!(m.total(), 3_000_000);
+        assert!(m.samples.len() <= 102);
+        assert_eq!(m.rate(t0 + Duration::from_secs(10)), 0.0);
+    }
+}

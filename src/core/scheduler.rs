@@ -1,0 +1,316 @@
+//! The host's chunk scheduler: which chunk to send to which participant next.
+//!
+//! Order: every participant's critical requests before anyone's read-ahead window, and within a
+//! class, round-robin across participants so one greedy peer cannot starve the others. A request
+//! for a chunk already queued for that peer is merged (upgraded if more urgent), so each request
+//! is sent once. The edge reports a finished send with `handle_sent`; at most `max_in_flight`
+//! sends per peer are outstanding, which is where channel backpressure enters.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use crate::protocol::stream::Priority;
+
+/// Peer id as used by the host.
+pub type PeerKey = u64;
+
+/// One send decided by the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Transmit {
+    /// To whom.
+    pub peer: PeerKey,
+    /// Which chunk.
+    pub index: u32,
+    /// The class it was served from.
+    pub priority: Priority,
+}
+
+#[derive(Debug, Default)]
+struct PeerQueue {
+    critical: VecDeque<u32>,
+    window: VecDeque<u32>,
+    /// Authoritative set of queued chunks; deque entries not matching it are stale and skipped.
+    queued: HashMap<u32, Priority>,
+    in_flight: usize,
+}
+
+impl PeerQueue {
+    fn pop(&mut self, priority: Priority) -> Option<u32> {
+        let deque = match priority {
+            Priority::Critical => &mut self.critical,
+            Priority::Window => &mut self.window,
+        };
+        while let Some(ix) = deque.pop_front() {
+            if self.queued.get(&ix) == Some(&priority) {
+                self.queued.remove(&ix);
+                return Some(ix);
+            }
+        }
+        None
+    }
+
+    fn has(&mut self, priority: Priority) -> bool {
+        let deque = match priority {
+            Priority::Critical => &mut self.critical,
+            Priority::Window => &mut self.window,
+        };
+        // Drop stale heads so emptiness is exact.
+        while let Some(&ix) = deque.front() {
+            if self.queued.get(&ix) == Some(&priority) {
+                return true;
+            }
+            deque.pop_front();
+        }
+        false
+    }
+}
+
+/// Chunk scheduler across all participants of a room.
+#[derive(Debug)]
+pub struct Scheduler {
+    peers: BTreeMap<PeerKey, PeerQueue>,
+    last_served: Option<PeerKey>,
+    max_in_flight: usize,
+}
+
+impl Scheduler {
+    /// A scheduler allowing `max_in_flight` outstanding sends per peer.
+    pub fn new(max_in_flight: usize) -> Self {
+        Scheduler {
+            peers: BTreeMap::new(),
+            last_served: None,
+            max_in_flight: max_in_flight.max(1),
+        }
+    }
+
+    /// A participant's channels are open.
+    pub fn add_peer(&mut self, peer: PeerKey) {
+        self.peers.entry(peer).or_default();
+    }
+
+    /// A participant left; its queue is dropped.
+    pub fn remove_peer(&mut self, peer: PeerKey) {
+        self.peers.remove(&peer);
+    }
+
+    /// Chunks queued for `peer` (both classes).
+    pub fn queued(&self, peer: PeerKey) -> usize {
+        self.peers.get(&peer).map_or(0, |q| q.queued.len())
+    }
+
+    /// A participant asks for chunks.
+    pub fn handle_request(&mut self, peer: PeerKey, chunks: &[u32], priority: Priority) {
+        let Some(q) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        for &ix in chunks {
+            match q.queued.get(&ix) {
+                // Already queued at this urgency or more: merge.
+                Some(&p) if p <= priority => {}
+                _ => {
+                    q.queued.insert(ix, priority);
+                    match priority {
+                        Priority::Critical => q.critical.push_back(ix),
+                        Priority::Window => q.window.push_back(ix),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A participant no longer wants chunks.
+    pub fn handle_cancel(&mut self, peer: PeerKey, chunks: &[u32]) {
+        if let Some(q) = self.peers.get_mut(&peer) {
+            for ix in chunks {
+                q.queued.remove(ix);
+            }
+        }
+    }
+
+    /// A send to `peer` has been handed to its channel.
+    pub fn handle_sent(&mut self, peer: PeerKey) {
+        if let Some(q) = self.peers.get_mut(&peer) {
+            q.in_flight = q.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// The next chunk to send, if any peer has one and room to take it.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        for priority in [Priority::Critical, Priority::Window] {
+            let start = self.last_served;
+            // Round robin: peers after the last served one, then from the beginning.
+            let order: Vec<PeerKey> = match start {
+                Some(s) => self
+                    .peers
+                    .range(s + 1..)
+                    .chain(self.peers.range(..=s))
+                    .map(|(k, _)| *k)
+                    .collect(),
+                None => self.peers.keys().copied().collect(),
+            };
+            for peer in order {
+                let q = self.peers.get_mut(&peer).expect("key from map");
+                if q.in_flight >= self.max_in_flight || !q.has(priority) {
+                    continue;
+                }
+                let index = q.pop(priority).expect("has() checked");
+                q.in_flight += 1;
+                self.last_served = Some(peer);
+                return Some(Transmit { peer, index, priority });
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    fn drain(s: &mut Scheduler) -> Vec<Transmit> {
+        let mut out = vec![];
+        while let Some(t) = s.poll_transmit() {
+            s.handle_sent(t.peer);
+            out.push(t);
+        }
+        out
+    }
+
+    #[test]
+    fn critical_before_window_across_peers() {
+        let mut s = Scheduler::new(4);
+        s.add_peer(1);
+        s.add_peer(2);
+        s.handle_request(1, &[10, 11, 12], Priority::Window);
+        s.handle_request(2, &[5], Priority::Critical);
+        let sent = drain(&mut s);
+        assert_eq!(sent[0], Transmit { peer: 2, index: 5, priority: Priority::Critical });
+        assert_eq!(sent.len(), 4);
+    }
+
+    #[test]
+    fn upgrade_and_cancel() {
+        let mut s = Scheduler::new(4);
+        s.add_peer(1);
+        s.handle_request(1, &[1, 2, 3], Priority::Window);
+        s.handle_request(1, &[3], Priority::Critical);
+        s.handle_cancel(1, &[2]);
+        let sent: Vec<u32> = drain(&mut s).iter().map(|t| t.index).collect();
+        assert_eq!(sent, vec![3, 1]);
+    }
+
+    #[test]
+    fn in_flight_limit_holds_back_until_sent() {
+        let mut s = Scheduler::new(2);
+        s.add_peer(1);
+        s.handle_request(1, &[1, 2, 3], Priority::Window);
+        assert!(s.poll_transmit().is_some());
+        assert!(s.poll_transmit().is_some());
+        assert!(s.poll_transmit().is_none());
+        s.handle_sent(1);
+        assert_eq!(s.poll_transmit().map(|t| t.index), Some(3));
+    }
+
+    #[test]
+    fn removed_peer_gets_nothing() {
+        let mut s = Scheduler::new(2);
+        s.add_peer(1);
+        s.handle_request(1, &[1], Priority::Critical);
+        s.remove_peer(1);
+        assert!(s.poll_transmit().is_none());
+        s.handle_request(1, &[1], Priority::Critical);
+        assert!(s.poll_transmit().is_none());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Req(u64, Vec<u32>, bool),
+        Cancel(u64, Vec<u32>),
+        Poll(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..4u64, proptest::collection::vec(0..64u32, 0..10), any::<bool>()).prop_map(|(p, c, cr)| Op::Req(p, c, cr)),
+            (0..4u64, proptest::collection::vec(0..64u32, 0..4)).prop_map(|(p, c)| Op::Cancel(p, c)),
+            (0..8u8).prop_map(Op::Poll),
+        ]
+    }
+
+    fn check_send(s: &Scheduler, t: Transmit, wanted: &mut HashMap<u64, HashMap<u32, Priority>>) -> Result<(), TestCaseError> {
+        let w = wanted.entry(t.peer).or_default();
+        let p = w.remove(&t.index);
+        prop_assert_eq!(p, Some(t.priority), "sent {:?} that was not wanted", t);
+        // Critical first: nobody who could take a send still wants a critical chunk.
+        if t.priority == Priority::Window {
+            for (peer, w) in wanted.iter() {
+                prop_assert!(!w.values().any(|p| *p == Priority::Critical) || s.peers[peer].in_flight >= 3,
+                    "window send while peer {} had critical work", peer);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// Every requested (and not cancelled) chunk is sent exactly once per outstanding
+        /// request; nothing unrequested is sent; a critical chunk is never sent while another
+        /// peer that could take it has an older critical chunk waiting behind a window send.
+        #[test]
+        fn delivers_every_requested_chunk_exactly_once(ops in proptest::collection::vec(op(), 0..200)) {
+            let mut s = Scheduler::new(3);
+            let mut wanted: HashMap<u64, HashMap<u32, Priority>> = HashMap::new();
+            for p in 0..4 { s.add_peer(p); }
+            for op in ops {
+                match op {
+                    Op::Req(p, c, cr) => {
+                        let pr = if cr { Priority::Critical } else { Priority::Window };
+                        s.handle_request(p, &c, pr);
+                        let w = wanted.entry(p).or_default();
+                        for ix in c {
+                            let e = w.entry(ix).or_insert(pr);
+                            if pr < *e { *e = pr; }
+                        }
+                    }
+                    Op::Cancel(p, c) => {
+                        s.handle_cancel(p, &c);
+                        for ix in c { wanted.entry(p).or_default().remove(&ix); }
+                    }
+                    Op::Poll(n) => {
+                        for _ in 0..n {
+                            if let Some(t) = s.poll_transmit() {
+                                check_send(&s, t, &mut wanted)?;
+                                s.handle_sent(t.peer);
+                            }
+                        }
+                    }
+                }
+            }
+            for t in drain(&mut s) { check_send(&s, t, &mut wanted)?; }
+            for (peer, w) in wanted { prop_assert!(w.is_empty(), "peer {} never got {:?}", peer, w); }
+        }
+
+        /// Peers with backlog are served within one send of each other.
+        #[test]
+        fn fair_between_peers(n_peers in 2..6u64, per_peer in 5..80u32, critical in any::<bool>()) {
+            let mut s = Scheduler::new(1);
+            let pr = if critical { Priority::Critical } else { Priority::Window };
+            for p in 0..n_peers {
+                s.add_peer(p);
+                s.handle_request(p, &(0..per_peer).collect::<Vec<_>>(), pr);
+            }
+            let mut served: HashMap<u64, u32> = HashMap::new();
+            let mut seen = HashSet::new();
+            while let Some(t) = s.poll_transmit() {
+                s.handle_sent(t.peer);
+                prop_assert!(seen.insert((t.peer, t.index)));
+                *served.entry(t.peer).or_default() += 1;
+                let max = served.values().max().copied().unwrap_or(0);
+                let min = (0..n_peers).map(|p| served.get(&p).copied().unwrap_or(0)).min().unwrap();
+                prop_assert!(max - min <= 1, "unfair: {:?}", served);
+            }
+            prop_assert_eq!(seen.len() as u64, n_peers * per_peer as u64);
+        }
+    }
+}

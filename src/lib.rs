@@ -1,0 +1,7 @@
+//! Syncy: a peer-to-peer watch party for the terminal.
+//!
+//! `protocol` holds wire types, `core` the sans-IO state machines, and the remaining modules are
+//! the edges (signaling server, WebRTC links, ffmpeg, engines, headless output).
+
+pub mod core;
+pub mod protocol;

@@ -1,0 +1,382 @@
+//! The streaming protocol between host and participant: one bincode message per data-channel
+//! message. `chunks` carries only `Chunk`; everything else goes on `control`.
+//!
+//! Decoding is bounded (size limit, no trailing bytes) and every decoded message is checked
+//! against the manifest and the sender's role before anything acts on it.
+
+use bincode::Options;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// Protocol version carried in `Hello`; peers with another version are refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Default chunk payload size.
+pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
+/// Largest chunk size a peer accepts (keeps a chunk message under SCTP's 256 KiB ceiling).
+pub const MAX_CHUNK_SIZE: u32 = 192 * 1024;
+/// Largest non-chunk message.
+pub const MAX_CONTROL_MESSAGE: u64 = 64 * 1024;
+/// Most chunk indices in one `Request` or `Cancel`.
+pub const MAX_INDICES: usize = 4096;
+/// Longest name or string field.
+pub const MAX_TEXT: usize = 256;
+
+/// What a file is, sent by the host once the channels open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// File name (no directories).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Bytes per chunk (the last chunk may be shorter).
+    pub chunk_size: u32,
+    /// Number of chunks.
+    pub chunks: u32,
+    /// Duration in milliseconds, when the container says.
+    pub duration_ms: Option<u64>,
+    /// Container format name as ffmpeg reports it.
+    pub container: String,
+    /// Codec names of the streams.
+    pub codecs: Vec<String>,
+    /// Quality levels offered (`high` is the original bytes).
+    pub levels: Vec<String>,
+}
+
+impl Manifest {
+    /// Chunk count for a size and chunk size.
+    pub fn chunk_count(size: u64, chunk_size: u32) -> u64 {
+        size.div_ceil(chunk_size as u64)
+    }
+
+    /// Byte length of chunk `index`, or `None` if out of range.
+    pub fn chunk_len(&self, index: u32) -> Option<usize> {
+        if index >= self.chunks {
+            return None;
+        }
+        let start = index as u64 * self.chunk_size as u64;
+        Some((self.size - start).min(self.chunk_size as u64) as usize)
+    }
+
+    /// Checks internal consistency (a manifest is network input too).
+    pub fn validate(&self) -> Result<(), StreamError> {
+        if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE {
+            return Err(StreamError::Invalid("chunk size out of range"));
+        }
+        if Manifest::chunk_count(self.size, self.chunk_size) != self.chunks as u64 {
+            return Err(StreamError::Invalid("chunk count does not match size"));
+        }
+        if self.name.len() > MAX_TEXT || self.container.len() > MAX_TEXT {
+            return Err(StreamError::Invalid("name too long"));
+        }
+        if self.codecs.len() > 16 || self.levels.len() > 8 {
+            return Err(StreamError::Invalid("too many codecs or levels"));
+        }
+        Ok(())
+    }
+}
+
+/// How urgently a participant wants chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Priority {
+    /// The reader is blocked on it.
+    Critical,
+    /// Read-ahead.
+    Window,
+}
+
+/// A playback command a participant asks the host to apply to the room.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Start playing.
+    Play,
+    /// Pause.
+    Pause,
+    /// Seek to milliseconds.
+    Seek(u64),
+}
+
+/// One message on a data channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// First message each way.
+    Hello {
+        /// `PROTOCOL_VERSION`.
+        version: u16,
+        /// Sender's display name.
+        name: String,
+    },
+    /// Host → participant: the file.
+    Manifest(Manifest),
+    /// Host → participant: chunk bytes.
+    Chunk {
+        /// Chunk index.
+        index: u32,
+        /// Payload.
+        data: ByteBuf,
+    },
+    /// Host → participant: the room's media clock.
+    State {
+        /// Playing or paused.
+        playing: bool,
+        /// Media position at `at_host_ms`.
+        position_ms: u64,
+        /// Host clock reading (ms) the position refers to.
+        at_host_ms: u64,
+        /// Playback rate in thousandths.
+        rate_milli: u32,
+        /// Increases with every change.
+        seq: u64,
+    },
+    /// Host → participant: answer to `Ping`.
+    Pong {
+        /// Echo of the ping's client time.
+        client_us: u64,
+        /// Host clock when answering.
+        host_us: u64,
+    },
+    /// Host → participant: quality level changed.
+    QualityChange {
+        /// New level.
+        level: String,
+    },
+    /// Host → participant: the stream is over.
+    StreamEnd {
+        /// Why.
+        reason: String,
+    },
+    /// Participant → host: please send these chunks.
+    Request {
+        /// Indices.
+        chunks: Vec<u32>,
+        /// Urgency.
+        priority: Priority,
+    },
+    /// Participant → host: no longer needed.
+    Cancel {
+        /// Indices.
+        chunks: Vec<u32>,
+    },
+    /// Participant → host: apply to the room.
+    Command(Command),
+    /// Participant → host: clock probe.
+    Ping {
+        /// Participant clock (µs).
+        client_us: u64,
+    },
+    /// Participant → host: how it is doing.
+    Report {
+        /// Playback position.
+        position_ms: u64,
+        /// Bytes held.
+        buffered_bytes: u64,
+        /// Measured download rate.
+        down_bps: u64,
+        /// Waiting for data.
+        buffering: bool,
+        /// Measured round trip to the host.
+        rtt_ms: Option<u32>,
+    },
+}
+
+/// Who sent a message; used to enforce host-only messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The room's host.
+    Host,
+    /// A participant.
+    Participant,
+}
+
+impl Message {
+    /// Which role may send this message (`None`: either).
+    pub fn sender_role(&self) -> Option<Role> {
+        use Message::*;
+        match self {
+            Hello { .. } => None,
+            Manifest(_) | Chunk { .. } | State { .. } | Pong { .. } | QualityChange { .. }
+            | StreamEnd { .. } => Some(Role::Host),
+            Request { .. } | Cancel { .. } | Command(_) | Ping { .. } | Report { .. } => {
+                Some(Role::Participant)
+            }
+        }
+    }
+}
+
+/// Why a stream message was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// Not a well-formed message (truncated, unknown tag, trailing bytes, over the limit).
+    #[error("malformed message: {0}")]
+    Decode(#[from] bincode::Error),
+    /// Well-formed but not acceptable.
+    #[error("invalid message: {0}")]
+    Invalid(&'static str),
+    /// Sent by a role that may not send it.
+    #[error("a {0:?} may not send this message")]
+    Role(Role),
+}
+
+fn options(limit: u64) -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_limit(limit)
+        .with_little_endian()
+        .with_varint_encoding()
+        .reject_trailing_bytes()
+}
+
+/// Largest encoded message for a chunk size.
+pub fn max_message(chunk_size: u32) -> u64 {
+    (chunk_size as u64 + 64).max(MAX_CONTROL_MESSAGE)
+}
+
+/// Encodes a message.
+pub fn encode(msg: &Message) -> Vec<u8> {
+    options(u64::MAX)
+        .serialize(msg)
+        .expect("stream messages always serialize")
+}
+
+/// Decodes a message of at most `limit` bytes.
+pub fn decode(bytes: &[u8], limit: u64) -> Result<Message, StreamError> {
+    if bytes.len() as u64 > limit {
+        return Err(StreamError::Invalid("message over the size limit"));
+    }
+    Ok(options(limit).deserialize(bytes)?)
+}
+
+/// Decodes and checks a message from a peer of role `from`, against `manifest` if known.
+pub fn decode_from(
+    bytes: &[u8],
+    from: Role,
+    manifest: Option<&Manifest>,
+) -> Result<Message, StreamError> {
+    let limit = manifest.map_or(MAX_CONTROL_MESSAGE, |m| max_message(m.chunk_size));
+    let msg = decode(bytes, limit)?;
+    if let Some(role) = msg.sender_role()
+        && role != from
+    {
+        return Err(StreamError::Role(from));
+    }
+    check(&msg, manifest)?;
+    Ok(msg)
+}
+
+fn check(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> {
+    let in_range = |ix: &[u32]| match manifest {
+        Some(m) => ix.iter().all(|&i| i < m.chunks),
+        None => false,
+    };
+    match msg {
+        Message::Hello { name, .. } if name.len() > MAX_TEXT => Err(StreamError::Invalid("name too long")),
+        Message::Manifest(m) => m.validate(),
+        Message::Chunk { index, data } => match manifest.and_then(|m| m.chunk_len(*index)) {
+            Some(len) if len == data.len() => Ok(()),
+            Some(_) => Err(StreamError::Invalid("chunk has the wrong length")),
+            None => Err(StreamError::Invalid("chunk index out of range")),
+        },
+        Message::Request { chunks, .. } | Message::Cancel { chunks } => {
+            if chunks.len() > MAX_INDICES {
+                Err(StreamError::Invalid("too many chunk indices"))
+            } else if !in_range(chunks) {
+                Err(StreamError::Invalid("chunk index out of range"))
+            } else {
+                Ok(())
+            }
+        }
+        Message::QualityChange { level } | Message::StreamEnd { reason: level } if level.len() > MAX_TEXT => {
+            Err(StreamError::Invalid("text too long"))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) fn manifest() -> Manifest {
+        Manifest {
+            name: "clip.mp4".into(),
+            size: 10 * 65536 + 100,
+            chunk_size: 65536,
+            chunks: 11,
+            duration_ms: Some(5000),
+            container: "mov,mp4".into(),
+            codecs: vec!["h264".into(), "aac".into()],
+            levels: vec!["high".into()],
+        }
+    }
+
+    fn all() -> Vec<(Message, Role)> {
+        use Message::*;
+        vec![
+            (Hello { version: PROTOCOL_VERSION, name: "ann".into() }, Role::Participant),
+            (Manifest(manifest()), Role::Host),
+            (Chunk { index: 10, data: ByteBuf::from(vec![9u8; 100]) }, Role::Host),
+            (Chunk { index: 0, data: ByteBuf::from(vec![1u8; 65536]) }, Role::Host),
+            (State { playing: true, position_ms: 5, at_host_ms: 9, rate_milli: 1000, seq: 2 }, Role::Host),
+            (Pong { client_us: 1, host_us: 2 }, Role::Host),
+            (QualityChange { level: "low".into() }, Role::Host),
+            (StreamEnd { reason: "host quit".into() }, Role::Host),
+            (Request { chunks: vec![0, 3, 10], priority: Priority::Critical }, Role::Participant),
+            (Cancel { chunks: vec![4] }, Role::Participant),
+            (Command(super::Command::Seek(1234)), Role::Participant),
+            (Command(super::Command::Play), Role::Participant),
+            (Ping { client_us: 77 }, Role::Participant),
+            (Report { position_ms: 1, buffered_bytes: 2, down_bps: 3, buffering: false, rtt_ms: Some(4) }, Role::Participant),
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let m = manifest();
+        for (msg, role) in all() {
+            let bytes = encode(&msg);
+            assert_eq!(decode_from(&bytes, role, Some(&m)).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn rejects_truncated_messages() {
+        let m = manifest();
+        for (msg, role) in all() {
+            let bytes = encode(&msg);
+            for cut in 0..bytes.len() {
+                assert!(decode_from(&bytes[..cut], role, Some(&m)).is_err(), "{msg:?} cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_oversized_trailing_unknown_and_wrong_role() {
+        let m = manifest();
+        let big = encode(&Message::Chunk { index: 0, data: ByteBuf::from(vec![0u8; 200_000]) });
+        assert!(decode_from(&big, Role::Host, Some(&m)).is_err());
+        let mut trailing = encode(&Message::Ping { client_us: 1 });
+        trailing.push(0);
+        assert!(decode_from(&trailing, Role::Participant, Some(&m)).is_err());
+        assert!(decode_from(&[200, 1, 2], Role::Host, Some(&m)).is_err());
+        let chunk = encode(&Message::Chunk { index: 1, data: ByteBuf::from(vec![0u8; 65536]) });
+        assert!(matches!(decode_from(&chunk, Role::Participant, Some(&m)), Err(StreamError::Role(_))));
+        let req = encode(&Message::Request { chunks: vec![11], priority: Priority::Window });
+        assert!(decode_from(&req, Role::Participant, Some(&m)).is_err());
+        let short = encode(&Message::Chunk { index: 1, data: ByteBuf::from(vec![0u8; 10]) });
+        assert!(decode_from(&short, Role::Host, Some(&m)).is_err());
+        let mut bad = manifest();
+        bad.chunks = 3;
+        assert!(decode_from(&encode(&Message::Manifest(bad)), Role::Host, None).is_err());
+        // A length prefix claiming 4 GiB must not allocate it.
+        let huge_vec = [10u8, 0xfc, 0xff, 0xff, 0xff, 0xff, 1];
+        assert!(decode_from(&huge_vec, Role::Participant, Some(&m)).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decoder_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let m = manifest();
+            let _ = decode_from(&bytes, Role::Host, Some(&m));
+            let _ = decode_from(&bytes, Role::Participant, None);
+        }
+    }
+}

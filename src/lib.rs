@@ -4,4 +4,7 @@
 //! the edges (signaling server, WebRTC links, ffmpeg, engines, headless output).
 
 pub mod core;
+pub mod media;
+pub mod net;
 pub mod protocol;
+pub mod server;

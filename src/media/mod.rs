@@ -1,0 +1,15 @@
+//! ffmpeg at the edge: probing the host's file and generating the sample clip.
+
+pub mod probe;
+pub mod sample;
+
+use std::sync::Once;
+
+/// Initialises ffmpeg once and keeps its logging quiet (it would write onto the terminal).
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = ffmpeg_next::init();
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+    });
+}

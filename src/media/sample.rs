@@ -1,0 +1,221 @@
+//! Generates a sample clip: H.264 video of a moving test pattern and an AAC tone, so the demo,
+//! the tests and new users need no video of their own.
+//!
+//! The pattern includes a band of pseudo-random noise so the encoder has to spend its bit rate
+//! and the file has a predictable size.
+
+use std::path::Path;
+
+use ffmpeg_next::{
+    ChannelLayout, Dictionary, Packet, Rational, codec, encoder, format, frame,
+    format::Pixel,
+    format::sample::{Sample, Type as SampleType},
+};
+
+/// Options for the generated clip.
+#[derive(Debug, Clone)]
+pub struct SampleSpec {
+    /// Seconds.
+    pub duration: f64,
+    /// Width in pixels (even).
+    pub width: u32,
+    /// Height in pixels (even).
+    pub height: u32,
+    /// Frames per second.
+    pub fps: i32,
+    /// Video bit rate, bits per second.
+    pub video_bitrate: usize,
+}
+
+impl Default for SampleSpec {
+    fn default() -> Self {
+        SampleSpec { duration: 10.0, width: 640, height: 360, fps: 25, video_bitrate: 2_000_000 }
+    }
+}
+
+/// Sample generation failures.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    /// ffmpeg failed.
+    #[error("ffmpeg: {0}")]
+    Ffmpeg(#[from] ffmpeg_next::Error),
+    /// This ffmpeg has no encoder for a codec we need.
+    #[error("this FFmpeg build has no {0} encoder (Debian's libavcodec has libx264 and aac)")]
+    NoEncoder(&'static str),
+    /// Bad spec.
+    #[error("invalid sample spec: {0}")]
+    Spec(&'static str),
+}
+
+const AUDIO_RATE: i32 = 48_000;
+
+/// Writes a clip to `out` (container from the extension: .mp4, .mkv, …).
+pub fn write_sample(out: &Path, spec: &SampleSpec) -> Result<(), SampleError> {
+    super::init();
+    if spec.width < 16 || spec.height < 16 || spec.width % 2 == 1 || spec.height % 2 == 1 {
+        return Err(SampleError::Spec("size must be even and at least 16x16"));
+    }
+    if !(spec.duration > 0.0 && spec.duration <= 24.0 * 3600.0) {
+        return Err(SampleError::Spec("duration must be positive"));
+    }
+    let mut octx = format::output(&out)?;
+    let global_header = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
+
+    // Video encoder.
+    let h264 = encoder::find(codec::Id::H264).ok_or(SampleError::NoEncoder("H.264"))?;
+    let mut vost = octx.add_stream(h264)?;
+    let vidx = vost.index();
+    let mut venc = codec::context::Context::new_with_codec(h264).encoder().video()?;
+    venc.set_width(spec.width);
+    venc.set_height(spec.height);
+    venc.set_format(Pixel::YUV420P);
+    venc.set_time_base(Rational(1, spec.fps));
+    venc.set_frame_rate(Some(Rational(spec.fps, 1)));
+    venc.set_bit_rate(spec.video_bitrate);
+    venc.set_gop(spec.fps as u32 * 2);
+    if global_header {
+        venc.set_flags(codec::Flags::GLOBAL_HEADER);
+    }
+    let mut opts = Dictionary::new();
+    opts.set("preset", "ultrafast");
+    let mut venc = venc.open_as_with(h264, opts)?;
+    vost.set_parameters(&venc);
+
+    // Audio encoder.
+    let aac = encoder::find(codec::Id::AAC).ok_or(SampleError::NoEncoder("AAC"))?;
+    let mut aost = octx.add_stream(aac)?;
+    let aidx = aost.index();
+    let mut aenc = codec::context::Context::new_with_codec(aac).encoder().audio()?;
+    aenc.set_rate(AUDIO_RATE);
+    aenc.set_channel_layout(ChannelLayout::STEREO);
+    aenc.set_channels(2);
+    aenc.set_format(Sample::F32(SampleType::Planar));
+    aenc.set_bit_rate(128_000);
+    aenc.set_time_base(Rational(1, AUDIO_RATE));
+    if global_header {
+        aenc.set_flags(codec::Flags::GLOBAL_HEADER);
+    }
+    let mut aenc = aenc.open_as(aac)?;
+    aost.set_parameters(&aenc);
+    let frame_size = (aenc.frame_size() as usize).max(1024);
+
+    octx.write_header()?;
+    let vtb = octx.stream(vidx).expect("added").time_base();
+    let atb = octx.stream(aidx).expect("added").time_base();
+
+    let frames = (spec.duration * spec.fps as f64).round() as i64;
+    let total_samples = (spec.duration * AUDIO_RATE as f64).round() as i64;
+    let mut vframe = frame::Video::new(Pixel::YUV420P, spec.width, spec.height);
+    let mut aframe = frame::Audio::new(Sample::F32(SampleType::Planar), frame_size, ChannelLayout::STEREO);
+    aframe.set_rate(AUDIO_RATE as u32);
+    let mut sample_pos: i64 = 0;
+    let mut noise = 0x2545F491u32;
+
+    let drain = |enc: &mut encoder::Encoder, idx: usize, from: Rational, to: Rational, octx: &mut format::context::Output| -> Result<(), ffmpeg_next::Error> {
+        let mut pkt = Packet::empty();
+        while enc.receive_packet(&mut pkt).is_ok() {
+            pkt.set_stream(idx);
+            pkt.rescale_ts(from, to);
+            pkt.write_interleaved(octx)?;
+        }
+        Ok(())
+    };
+
+    for i in 0..frames {
+        draw_pattern(&mut vframe, i, spec.fps, &mut noise);
+        vframe.set_pts(Some(i));
+        venc.send_frame(&vframe)?;
+        drain(&mut venc, vidx, Rational(1, spec.fps), vtb, &mut octx)?;
+        // Audio up to the end of this video frame, so the muxer interleaves evenly.
+        let until = ((i + 1) * AUDIO_RATE as i64 / spec.fps as i64).min(total_samples);
+        while sample_pos + frame_size as i64 <= until.max(frame_size as i64) && sample_pos < total_samples {
+            fill_tone(&mut aframe, sample_pos);
+            aframe.set_pts(Some(sample_pos));
+            aenc.send_frame(&aframe)?;
+            drain(&mut aenc, aidx, Rational(1, AUDIO_RATE), atb, &mut octx)?;
+            sample_pos += frame_size as i64;
+        }
+    }
+    venc.send_eof()?;
+    drain(&mut venc, vidx, Rational(1, spec.fps), vtb, &mut octx)?;
+    aenc.send_eof()?;
+    drain(&mut aenc, aidx, Rational(1, AUDIO_RATE), atb, &mut octx)?;
+    octx.write_trailer()?;
+    Ok(())
+}
+
+/// Colour bars that scroll, a bouncing white box, and a noise band.
+fn draw_pattern(f: &mut frame::Video, i: i64, fps: i32, noise: &mut u32) {
+    let (w, h) = (f.width() as usize, f.height() as usize);
+    let shift = (i * 4) as usize;
+    let stride = f.stride(0);
+    let box_size = h / 6;
+    let period = (fps as i64 * 4) as f64;
+    let phase = (i as f64 / period) * std::f64::consts::TAU;
+    let bx = ((phase.sin() * 0.5 + 0.5) * (w - box_size) as f64) as usize;
+    let by = ((phase.cos() * 0.5 + 0.5) * (h - box_size) as f64) as usize;
+    let y = f.data_mut(0);
+    for row in 0..h {
+        let line = &mut y[row * stride..row * stride + w];
+        let in_noise = row >= h * 3 / 4 && row < h * 7 / 8;
+        for (col, px) in line.iter_mut().enumerate() {
+            *px = if in_noise {
+                *noise ^= *noise << 13;
+                *noise ^= *noise >> 17;
+                *noise ^= *noise << 5;
+                (*noise >> 24) as u8
+            } else if row >= by && row < by + box_size && col >= bx && col < bx + box_size {
+                235
+            } else {
+                ((((col + shift) * 8 / w) % 8) as u8) * 28 + 16
+            };
+        }
+    }
+    for plane in 1..3 {
+        let stride = f.stride(plane);
+        let data = f.data_mut(plane);
+        for row in 0..h / 2 {
+            for col in 0..w / 2 {
+                let bar = (((col * 2 + shift) * 8 / w) % 8) as u8;
+                data[row * stride + col] = if plane == 1 { bar.wrapping_mul(37) } else { 255 - bar.wrapping_mul(29) };
+            }
+        }
+    }
+}
+
+/// A 440 Hz tone, left and right in phase.
+fn fill_tone(f: &mut frame::Audio, start: i64) {
+    for ch in 0..2 {
+        let plane = f.plane_mut::<f32>(ch);
+        for (k, s) in plane.iter_mut().enumerate() {
+            let t = (start + k as i64) as f64 / AUDIO_RATE as f64;
+            *s = (t * 440.0 * std::f64::consts::TAU).sin() as f32 * 0.2;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_probeable_clip() {
+        let dir = tempfile::tempdir().unwrap();
+        for ext in ["mp4", "mkv"] {
+            let p = dir.path().join(format!("s.{ext}"));
+            write_sample(&p, &SampleSpec { duration: 2.0, width: 160, height: 96, ..Default::default() }).unwrap();
+            let info = super::super::probe::probe(&p).unwrap();
+            assert_eq!(info.codecs, vec!["h264".to_string(), "aac".to_string()], "{ext}");
+            let d = info.duration_ms.unwrap();
+            assert!((1900..=2200).contains(&d), "{ext}: {d} ms");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_specs() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.mp4");
+        assert!(write_sample(&p, &SampleSpec { width: 15, ..Default::default() }).is_err());
+        assert!(write_sample(&p, &SampleSpec { duration: 0.0, ..Default::default() }).is_err());
+    }
+}

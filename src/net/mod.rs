@@ -1,0 +1,4 @@
+//! Network edges: the signaling client and the WebRTC peer link.
+
+pub mod peer;
+pub mod signal_client;

@@ -1,0 +1,278 @@
+//! A WebRTC peer link: one `RTCPeerConnection` with a `control` channel (reliable, ordered) and a
+//! `chunks` channel (reliable, unordered). The host offers, the participant answers; SDPs travel
+//! through the signaling server with an HMAC under the room key, checked before use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
+use tokio::sync::mpsc;
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+};
+
+use crate::protocol::auth::RoomKey;
+use crate::protocol::signal::SignalPayload;
+
+/// Label of the control channel.
+pub const CONTROL: &str = "control";
+/// Label of the chunk channel.
+pub const CHUNKS: &str = "chunks";
+/// Per-channel send buffer: `send` waits while more than this is unacknowledged (backpressure).
+pub const SEND_BUFFER: usize = 1024 * 1024;
+/// Largest message we accept and advertise (SCTP's ceiling in webrtc-rs).
+pub const MAX_MESSAGE: u32 = SctpMaxMessageSize::MAX_MESSAGE_SIZE;
+/// How long connection set-up may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Peer-link failures.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// WebRTC stack error.
+    #[error("WebRTC: {0}")]
+    Rtc(#[from] webrtc::error::Error),
+    /// The SDP's MAC is wrong: someone without the room key made it.
+    #[error("the peer's session description is not signed with the room key; refusing it")]
+    BadMac,
+    /// Unexpected signaling payload.
+    #[error("unexpected signaling message: {0}")]
+    Unexpected(&'static str),
+    /// The other side went away during set-up.
+    #[error("the peer went away during connection set-up")]
+    Gone,
+    /// Set-up took too long.
+    #[error("connection set-up timed out after {0:?}")]
+    Timeout(Duration),
+    /// The connection failed.
+    #[error("the WebRTC connection failed")]
+    Failed,
+}
+
+/// Where ICE binds.
+#[derive(Debug, Clone)]
+pub struct IceConfig {
+    /// UDP addresses to bind (`127.0.0.1:0` under the loopback rule).
+    pub udp_addrs: Vec<String>,
+}
+
+impl IceConfig {
+    /// The loopback rule (DESIGN §3): loopback server → bind 127.0.0.1 only; an explicit
+    /// `--ice-addr` wins; otherwise every interface.
+    pub fn for_server(server_is_loopback: bool, ice_addr: Option<&str>) -> Self {
+        let addr = match ice_addr {
+            Some(a) if a.contains(':') && !a.starts_with('[') && a.matches(':').count() == 1 => a.to_string(),
+            Some(a) if a.parse::<std::net::Ipv6Addr>().is_ok() => format!("[{a}]:0"),
+            Some(a) if a.starts_with('[') => a.to_string(),
+            Some(a) => format!("{a}:0"),
+            None if server_is_loopback => "127.0.0.1:0".into(),
+            None => "0.0.0.0:0".into(),
+        };
+        IceConfig { udp_addrs: vec![addr] }
+    }
+}
+
+/// Connection-level events.
+enum PcEvent {
+    GatheringComplete,
+    State(RTCPeerConnectionState),
+    Channel(Arc<dyn DataChannel>),
+}
+
+struct Handler {
+    tx: mpsc::UnboundedSender<PcEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.tx.send(PcEvent::GatheringComplete);
+        }
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.tx.send(PcEvent::State(state));
+    }
+    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
+        // Never block here: the driver waits for this callback.
+        let _ = self.tx.send(PcEvent::Channel(dc));
+    }
+}
+
+/// An established link.
+pub struct PeerLink {
+    pc: Arc<dyn PeerConnection>,
+    /// Reliable ordered channel for everything but chunks.
+    pub control: Arc<dyn DataChannel>,
+    /// Reliable unordered channel for chunks.
+    pub chunks: Arc<dyn DataChannel>,
+    events: mpsc::UnboundedReceiver<PcEvent>,
+}
+
+async fn build(ice: &IceConfig) -> Result<(Arc<dyn PeerConnection>, mpsc::UnboundedReceiver<PcEvent>), LinkError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let settings = SettingEngineBuilder::new()
+        // No mDNS: it would send multicast to the LAN, and our candidates are plain IPs.
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(MAX_MESSAGE))
+        .build();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
+        .with_handler(Arc::new(Handler { tx }))
+        .with_udp_addrs(ice.udp_addrs.clone())
+        .with_data_channel_send_buffer_limit(SEND_BUFFER)
+        .build()
+        .await?;
+    Ok((Arc::new(pc), rx))
+}
+
+async fn wait_gathered(events: &mut mpsc::UnboundedReceiver<PcEvent>, stash: &mut Vec<PcEvent>) -> Result<(), LinkError> {
+    loop {
+        match events.recv().await.ok_or(LinkError::Gone)? {
+            PcEvent::GatheringComplete => return Ok(()),
+            PcEvent::State(RTCPeerConnectionState::Failed) => return Err(LinkError::Failed),
+            other => stash.push(other),
+        }
+    }
+}
+
+async fn wait_open(dc: &Arc<dyn DataChannel>) -> Result<(), LinkError> {
+    loop {
+        match dc.poll().await {
+            Some(DataChannelEvent::OnOpen) => return Ok(()),
+            Some(DataChannelEvent::OnClose) | None => return Err(LinkError::Gone),
+            Some(_) => {}
+        }
+    }
+}
+
+impl PeerLink {
+    /// Host side: offers, waits for the answer from `answers`, and waits for both channels.
+    /// `send` delivers a payload to the participant through signaling.
+    pub async fn offer(
+        ice: &IceConfig,
+        key: &RoomKey,
+        send: impl AsyncFnOnce(SignalPayload) -> bool,
+        answers: &mut mpsc::Receiver<SignalPayload>,
+    ) -> Result<PeerLink, LinkError> {
+        tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let (pc, mut events) = build(ice).await?;
+            let result = async {
+                let control = pc.create_data_channel(CONTROL, Some(RTCDataChannelInit { ordered: true, ..Default::default() })).await?;
+                let chunks = pc.create_data_channel(CHUNKS, Some(RTCDataChannelInit { ordered: false, ..Default::default() })).await?;
+                let offer = pc.create_offer(None).await?;
+                pc.set_local_description(offer).await?;
+                let mut stash = Vec::new();
+                wait_gathered(&mut events, &mut stash).await?;
+                let sdp = pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp;
+                let mac = key.sdp_mac(&sdp);
+                if !send(SignalPayload::Offer { sdp, mac }).await {
+                    return Err(LinkError::Gone);
+                }
+                let answer = loop {
+                    match answers.recv().await.ok_or(LinkError::Gone)? {
+                        SignalPayload::Answer { sdp, mac } => break (sdp, mac),
+                        SignalPayload::Ice { .. } => continue, // candidates are in the SDP
+                        SignalPayload::Offer { .. } => return Err(LinkError::Unexpected("offer sent to the offerer")),
+                    }
+                };
+                if !key.verify_sdp(&answer.0, &answer.1) {
+                    return Err(LinkError::BadMac);
+                }
+                pc.set_remote_description(RTCSessionDescription::answer(answer.0)?).await?;
+                wait_open(&control).await?;
+                wait_open(&chunks).await?;
+                Ok(PeerLink { pc: pc.clone(), control, chunks, events })
+            }
+            .await;
+            if result.is_err() {
+                let _ = pc.close().await;
+            }
+            result
+        })
+        .await
+        .map_err(|_| LinkError::Timeout(CONNECT_TIMEOUT))?
+    }
+
+    /// Participant side: answers the host's offer and waits for both channels.
+    pub async fn answer(
+        ice: &IceConfig,
+        key: &RoomKey,
+        offer: (String, String),
+        send: impl AsyncFnOnce(SignalPayload) -> bool,
+    ) -> Result<PeerLink, LinkError> {
+        if !key.verify_sdp(&offer.0, &offer.1) {
+            return Err(LinkError::BadMac);
+        }
+        tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let (pc, mut events) = build(ice).await?;
+            let result = async {
+                pc.set_remote_description(RTCSessionDescription::offer(offer.0)?).await?;
+                let answer = pc.create_answer(None).await?;
+                pc.set_local_description(answer).await?;
+                let mut stash = Vec::new();
+                wait_gathered(&mut events, &mut stash).await?;
+                let sdp = pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp;
+                let mac = key.sdp_mac(&sdp);
+                if !send(SignalPayload::Answer { sdp, mac }).await {
+                    return Err(LinkError::Gone);
+                }
+                let (mut control, mut chunks) = (None, None);
+                let mut pending = stash.into_iter();
+                while control.is_none() || chunks.is_none() {
+                    let ev = match pending.next() {
+                        Some(ev) => ev,
+                        None => events.recv().await.ok_or(LinkError::Gone)?,
+                    };
+                    match ev {
+                        PcEvent::Channel(dc) => match dc.label().await?.as_str() {
+                            CONTROL => control = Some(dc),
+                            CHUNKS => chunks = Some(dc),
+                            other => tracing::warn!("ignoring unknown data channel {other:?}"),
+                        },
+                        PcEvent::State(RTCPeerConnectionState::Failed) => return Err(LinkError::Failed),
+                        _ => {}
+                    }
+                }
+                Ok(PeerLink { pc: pc.clone(), control: control.expect("loop"), chunks: chunks.expect("loop"), events })
+            }
+            .await;
+            if result.is_err() {
+                let _ = pc.close().await;
+            }
+            result
+        })
+        .await
+        .map_err(|_| LinkError::Timeout(CONNECT_TIMEOUT))?
+    }
+
+    /// The largest message the remote side accepts.
+    pub async fn remote_max_message(&self) -> Option<u32> {
+        let sctp = self.pc.sctp().await?;
+        sctp.max_message_size().await.ok()
+    }
+
+    /// Resolves when the connection fails or closes.
+    pub async fn closed(&mut self) {
+        while let Some(ev) = self.events.recv().await {
+            if let PcEvent::State(RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed | RTCPeerConnectionState::Disconnected) = ev {
+                return;
+            }
+        }
+    }
+
+    /// Closes the connection.
+    pub async fn close(&self) {
+        let _ = self.pc.close().await;
+    }
+}
+
+/// Sends one message on a channel, waiting while its send buffer is full.
+pub async fn send(dc: &Arc<dyn DataChannel>, bytes: &[u8]) -> Result<(), LinkError> {
+    dc.send(BytesMut::from(bytes)).await?;
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! Client side of the signaling server: a WebSocket carrying JSON messages.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as Ws;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::protocol::signal::{self, ClientMsg, DEFAULT_MAX_MESSAGE, ServerMsg};
+
+/// How often the client pings the server so idle rooms stay open.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Signaling failures.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalClientError {
+    /// Could not reach the server.
+    #[error("cannot reach the signaling server at {url}: {source}")]
+    Connect {
+        /// URL tried.
+        url: String,
+        /// Why.
+        source: tokio_tungstenite::tungstenite::Error,
+    },
+    /// The server sent something that is not a signaling message.
+    #[error("the signaling server sent an invalid message: {0}")]
+    Protocol(#[from] signal::SignalError),
+}
+
+/// A connected signaling client: send with `tx`, receive with `rx`.
+/// `rx` ends when the connection closes.
+pub struct SignalClient {
+    /// Messages to the server.
+    pub tx: mpsc::Sender<ClientMsg>,
+    /// Messages from the server.
+    pub rx: mpsc::Receiver<ServerMsg>,
+}
+
+impl SignalClient {
+    /// Connects to `url` (`ws://HOST:PORT/`).
+    pub async fn connect(url: &str) -> Result<SignalClient, SignalClientError> {
+        let cfg = WebSocketConfig::default().max_message_size(Some(DEFAULT_MAX_MESSAGE * 4));
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(cfg), true)
+            .await
+            .map_err(|source| SignalClientError::Connect { url: url.to_string(), source })?;
+        let (mut sink, mut source) = ws.split();
+        let (tx, mut out_rx) = mpsc::channel::<ClientMsg>(64);
+        let (in_tx, rx) = mpsc::channel::<ServerMsg>(64);
+        tokio::spawn(async move {
+            let mut keepalive = tokio::time::interval(KEEPALIVE);
+            keepalive.tick().await;
+            loop {
+                tokio::select! {
+                    out = out_rx.recv() => {
+                        let Some(msg) = out else { break };
+                        if sink.send(Ws::Text(signal::encode(&msg).into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    _ = keepalive.tick() => {
+                        if sink.send(Ws::Ping(Vec::new().into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    frame = source.next() => {
+                        let text = match frame {
+                            Some(Ok(Ws::Text(t))) => t,
+                            Some(Ok(Ws::Close(_))) | None | Some(Err(_)) => break,
+                            Some(Ok(_)) => continue,
+                        };
+                        match signal::decode_server(text.as_str(), DEFAULT_MAX_MESSAGE * 4) {
+                            Ok(msg) => {
+                                if in_tx.send(msg).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!("invalid message from the signaling server: {e}");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            let _ = sink.close().await;
+        });
+        Ok(SignalClient { tx, rx })
+    }
+}

@@ -1,0 +1,141 @@
+//! One signaling connection: handshake, admission, relay, limits.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+use super::{Rooms, ServerConfig};
+use crate::core::rate::TokenBucket;
+use crate::protocol::signal::{self, ClientMsg, ErrorCode, PeerId, ServerMsg};
+
+/// Outbound queue depth per connection; a client this far behind is dropped.
+const OUTBOX_DEPTH: usize = 256;
+
+/// Where a connection stands.
+enum Membership {
+    None,
+    In { room: String, peer: PeerId },
+}
+
+pub(super) async fn serve(stream: TcpStream, addr: SocketAddr, rooms: Arc<Mutex<Rooms>>, cfg: Arc<ServerConfig>) {
+    let ws_cfg = WebSocketConfig::default()
+        .max_message_size(Some(cfg.max_message))
+        .max_frame_size(Some(cfg.max_message));
+    let ws = match tokio::time::timeout(cfg.join_timeout, tokio_tungstenite::accept_async_with_config(stream, Some(ws_cfg))).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, "websocket handshake failed: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let (mut sink, mut source) = ws.split();
+    let (outbox, mut inbox) = mpsc::channel::<ServerMsg>(OUTBOX_DEPTH);
+    let mut member = Membership::None;
+    let mut bucket = TokenBucket::new(cfg.msg_rate, cfg.msg_burst);
+    let joined_by = tokio::time::Instant::now() + cfg.join_timeout;
+
+    let refusal: Option<(ErrorCode, String)> = loop {
+        let deadline = match member {
+            Membership::None => joined_by,
+            Membership::In { .. } => tokio::time::Instant::now() + cfg.idle_timeout,
+        };
+        tokio::select! {
+            out = inbox.recv() => {
+                let Some(msg) = out else { break None };
+                let closing = matches!(msg, ServerMsg::Error { .. });
+                if sink.send(Ws::Text(signal::encode(&msg).into())).await.is_err() {
+                    break None;
+                }
+                if closing {
+                    // The room closed under us: the error is sent, now close.
+                    break None;
+                }
+            }
+            frame = source.next() => {
+                let text = match frame {
+                    None => break None,
+                    Some(Err(e)) => {
+                        use tokio_tungstenite::tungstenite::Error as E;
+                        match e {
+                            E::Capacity(_) => break Some((ErrorCode::TooLarge, format!("message over the server's limit of {} bytes", cfg.max_message))),
+                            _ => break None,
+                        }
+                    }
+                    Some(Ok(Ws::Text(t))) => t,
+                    Some(Ok(Ws::Close(_))) => break None,
+                    Some(Ok(Ws::Binary(_))) => break Some((ErrorCode::BadMessage, "binary frames are not part of the signaling protocol".into())),
+                    Some(Ok(_)) => continue, // ping/pong: answered by tungstenite
+                };
+                if !bucket.try_take(Instant::now(), 1.0) {
+                    break Some((ErrorCode::RateLimited, format!("too many messages: the limit is {} per second", cfg.msg_rate)));
+                }
+                let msg = match signal::decode_client(text.as_str(), cfg.max_message) {
+                    Ok(m) => m,
+                    Err(signal::SignalError::TooLarge(..)) => break Some((ErrorCode::TooLarge, format!("message over the server's limit of {} bytes", cfg.max_message))),
+                    Err(e) => break Some((ErrorCode::BadMessage, e.to_string())),
+                };
+                if let Err(r) = handle(msg, &mut member, &rooms, &outbox) {
+                    break Some(r);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                break Some(match member {
+                    Membership::None => (ErrorCode::Idle, "no create or join message in time".into()),
+                    Membership::In { .. } => (ErrorCode::Idle, "connection idle for too long".into()),
+                });
+            }
+        }
+    };
+    if let Membership::In { room, peer } = &member {
+        rooms.lock().expect("rooms lock").leave(room, *peer);
+    }
+    if let Some((code, message)) = refusal {
+        tracing::info!(%addr, ?code, "refusing: {message}");
+        let _ = sink.send(Ws::Text(signal::encode(&ServerMsg::Error { code, message }).into())).await;
+    }
+    let _ = sink.close().await;
+}
+
+fn handle(msg: ClientMsg, member: &mut Membership, rooms: &Mutex<Rooms>, outbox: &mpsc::Sender<ServerMsg>) -> Result<(), (ErrorCode, String)> {
+    let mut rooms = rooms.lock().expect("rooms lock");
+    match (msg, &*member) {
+        (ClientMsg::Create { room, join_token, name }, Membership::None) => {
+            let name = clean_name(name);
+            let (room, peer) = rooms.create(room, join_token, name, outbox.clone())?;
+            let _ = outbox.try_send(ServerMsg::Created { room: room.clone(), peer });
+            *member = Membership::In { room, peer };
+        }
+        (ClientMsg::Join { room, join_token, name }, Membership::None) => {
+            let name = clean_name(name);
+            let (peer, host) = rooms.join(&room, &join_token, name, outbox.clone())?;
+            let _ = outbox.try_send(ServerMsg::Joined { room: room.clone(), peer, host });
+            *member = Membership::In { room, peer };
+        }
+        (ClientMsg::Signal { to, payload }, Membership::In { room, peer }) => {
+            if !rooms.relay(room, to, ServerMsg::Signal { from: *peer, payload }) {
+                // The recipient may have just left; that is not the sender's fault.
+                tracing::debug!(room, to, "relay to a peer not in the room");
+            }
+        }
+        (ClientMsg::Signal { .. }, Membership::None) => {
+            return Err((ErrorCode::BadMessage, "create or join a room before signaling".into()));
+        }
+        (_, Membership::In { .. }) => {
+            return Err((ErrorCode::BadMessage, "already in a room".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Names are shown on other people's screens: keep them short and printable.
+fn clean_name(name: String) -> String {
+    let n: String = name.chars().filter(|c| !c.is_control()).take(32).collect();
+    if n.trim().is_empty() { "anonymous".into() } else { n }
+}

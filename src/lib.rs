@@ -6,5 +6,13 @@
 pub mod core;
 pub mod media;
 pub mod net;
+pub mod participant;
 pub mod protocol;
 pub mod server;
+pub mod units;
+pub mod headless;
+pub mod bench;
+pub mod cli;
+pub mod demo;
+pub mod plain;
+pub mod host;

@@ -1,1 +1,143 @@
-fn main() {}
+//! `syncy`: command-line entry. Builds the real inputs and hands them to the engines.
+//! Exit codes: 0 on a clean quit or end of stream, 1 on failure (reason on stderr), 2 on bad usage.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use color_eyre::eyre::{Result, eyre};
+use tokio::sync::mpsc;
+
+use syncy::cli::{Cli, Cmd};
+use syncy::headless::{self, Command, Event};
+use syncy::protocol::link::Link;
+use syncy::{bench, demo, host, participant, server};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = color_eyre::install();
+    if let Err(e) = init_logging(cli.log.as_deref()) {
+        eprintln!("syncy: {e}");
+        return ExitCode::from(1);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("syncy: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("syncy: {e:?}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(file: Option<&std::path::Path>) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rtc_dtls=error,rtc_ice=error,webrtc=error,rtc=error"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| eyre!("cannot open log file {}: {e}", path.display()))?;
+            builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+/// Commands from stdin (headless) and Ctrl-C.
+fn command_channel(headless: bool) -> mpsc::UnboundedReceiver<Command> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    if headless {
+        headless::spawn_stdin_reader(tx.clone());
+    }
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = tx.send(Command::Quit);
+        }
+    });
+    rx
+}
+
+/// Prints events: JSON lines when headless, short human lines otherwise.
+fn event_printer(headless: bool) -> (mpsc::UnboundedSender<Event>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let task = tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if headless {
+                headless::print(&ev);
+            } else {
+                syncy::plain::print(&ev);
+            }
+        }
+    });
+    (tx, task)
+}
+
+async fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Serve(a) => {
+            let s = server::Server::start(a.listen, a.limits.config()).await.map_err(|e| eyre!("cannot listen on {}: {e}", a.listen))?;
+            eprintln!("syncy signaling server on ws://{}/ (Ctrl-C to stop)", s.addr);
+            tokio::select! {
+                _ = s.wait() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            Ok(())
+        }
+        Cmd::Host(a) => {
+            let opts = host::HostOptions {
+                file: a.file,
+                server: a.server,
+                listen: a.listen,
+                advertise: a.advertise,
+                room: a.room,
+                name: a.name,
+                chunk_size: u32::try_from(a.chunk_size).map_err(|_| eyre!("chunk size too large"))?,
+                ice_addr: a.ice_addr,
+                server_cfg: a.limits.config(),
+            };
+            let (events, printer) = event_printer(a.headless);
+            let result = host::run(opts, events.clone(), command_channel(a.headless)).await;
+            report_error(&result, &events, a.headless);
+            drop(events);
+            let _ = printer.await;
+            result
+        }
+        Cmd::Join(a) => {
+            let link = Link::parse(&a.link)?;
+            let opts = participant::JoinOptions { link, name: a.name, save: a.save, buffer: a.buffer, ice_addr: a.ice_addr };
+            let (events, printer) = event_printer(a.headless);
+            let result = participant::run(opts, events.clone(), command_channel(a.headless)).await.map(|_| ());
+            report_error(&result, &events, a.headless);
+            drop(events);
+            let _ = printer.await;
+            result
+        }
+        Cmd::Demo(a) => demo::run(a.participants, a.duration, command_channel(false)).await,
+        Cmd::Sample(a) => {
+            let spec = syncy::media::sample::SampleSpec {
+                duration: a.duration,
+                width: a.size.0,
+                height: a.size.1,
+                video_bitrate: a.bitrate as usize * 8,
+                ..Default::default()
+            };
+            let out = a.out.clone();
+            tokio::task::spawn_blocking(move || syncy::media::sample::write_sample(&out, &spec)).await??;
+            eprintln!("wrote {}", a.out.display());
+            Ok(())
+        }
+        Cmd::Bench(a) => bench::run(a).await,
+    }
+}
+
+fn report_error<T>(result: &Result<T>, events: &mpsc::UnboundedSender<Event>, headless: bool) {
+    if let (Err(e), true) = (result, headless) {
+        let _ = events.send(Event::Error { message: format!("{e:#}") });
+    }
+}

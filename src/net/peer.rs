@@ -109,7 +109,7 @@ pub struct PeerLink {
     pub control: Arc<dyn DataChannel>,
     /// Reliable unordered channel for chunks.
     pub chunks: Arc<dyn DataChannel>,
-    events: mpsc::UnboundedReceiver<PcEvent>,
+    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<PcEvent>>,
 }
 
 async fn build(ice: &IceConfig) -> Result<(Arc<dyn PeerConnection>, mpsc::UnboundedReceiver<PcEvent>), LinkError> {
@@ -186,7 +186,7 @@ impl PeerLink {
                 pc.set_remote_description(RTCSessionDescription::answer(answer.0)?).await?;
                 wait_open(&control).await?;
                 wait_open(&chunks).await?;
-                Ok(PeerLink { pc: pc.clone(), control, chunks, events })
+                Ok(PeerLink { pc: pc.clone(), control, chunks, events: events.into() })
             }
             .await;
             if result.is_err() {
@@ -238,7 +238,7 @@ impl PeerLink {
                         _ => {}
                     }
                 }
-                Ok(PeerLink { pc: pc.clone(), control: control.expect("loop"), chunks: chunks.expect("loop"), events })
+                Ok(PeerLink { pc: pc.clone(), control: control.expect("loop"), chunks: chunks.expect("loop"), events: events.into() })
             }
             .await;
             if result.is_err() {
@@ -257,9 +257,11 @@ impl PeerLink {
     }
 
     /// Resolves when the connection fails or closes.
-    pub async fn closed(&mut self) {
-        while let Some(ev) = self.events.recv().await {
-            if let PcEvent::State(RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed | RTCPeerConnectionState::Disconnected) = ev {
+    pub async fn closed(&self) {
+        let mut events = self.events.lock().await;
+        while let Some(ev) = events.recv().await {
+            // `Disconnected` can recover; `Failed` and `Closed` cannot.
+            if let PcEvent::State(RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed) = ev {
                 return;
             }
         }

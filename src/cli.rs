@@ -1,0 +1,215 @@
+//! Command-line interface (DESIGN §9). Parsing only; `main` turns these into engines.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::units::parse_bytes;
+
+/// Peer-to-peer watch party for the terminal.
+///
+/// The host's video file streams straight from the host to every participant over WebRTC data
+/// channels; a small signaling server only introduces peers and never sees the video or the
+/// room key.
+#[derive(Debug, Parser)]
+#[command(name = "syncy", version, propagate_version = true)]
+pub struct Cli {
+    /// Write logs to this file instead of standard error (RUST_LOG sets the level; default warn).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run a signaling server: rooms and introductions only, no media.
+    Serve(ServeArgs),
+    /// Host a room streaming FILE; prints the join link.
+    Host(HostArgs),
+    /// Join a room from its link.
+    Join(JoinArgs),
+    /// Everything in one process on a generated clip: a host and participants on loopback.
+    Demo(DemoArgs),
+    /// Write a generated H.264/AAC clip (moving test pattern and a tone).
+    Sample(SampleArgs),
+    /// Measure throughput: Syncy against a bare data channel and plain TCP, on loopback.
+    Bench(BenchArgs),
+}
+
+/// Limits of a signaling server.
+#[derive(Debug, Args, Clone)]
+pub struct LimitArgs {
+    /// Participants per room (the host is not counted).
+    #[arg(long, default_value_t = 20)]
+    pub max_peers: usize,
+    /// Rooms per server.
+    #[arg(long, default_value_t = 1000)]
+    pub max_rooms: usize,
+    /// Largest signaling message.
+    #[arg(long, default_value = "64KiB", value_parser = parse_bytes, value_name = "SIZE")]
+    pub max_message: u64,
+    /// Signaling messages per second per connection (bursts of 4x are allowed).
+    #[arg(long, default_value_t = 50.0)]
+    pub msg_rate: f64,
+    /// Close a connection silent for this many seconds (clients ping every 30).
+    #[arg(long, default_value_t = 120)]
+    pub idle_timeout: u64,
+}
+
+impl LimitArgs {
+    /// As a server configuration.
+    pub fn config(&self) -> crate::server::ServerConfig {
+        crate::server::ServerConfig {
+            max_peers: self.max_peers,
+            max_rooms: self.max_rooms,
+            max_message: self.max_message as usize,
+            msg_rate: self.msg_rate,
+            msg_burst: self.msg_rate * 4.0,
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout.max(1)),
+            ..Default::default()
+        }
+    }
+}
+
+/// `syncy serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub listen: SocketAddr,
+    /// Server limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// `syncy host`.
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// The video file to stream.
+    pub file: PathBuf,
+    /// Use this signaling server (ws://HOST:PORT/) instead of embedding one.
+    #[arg(long, value_name = "URL", conflicts_with = "listen")]
+    pub server: Option<String>,
+    /// Where the embedded signaling server listens.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub listen: SocketAddr,
+    /// Host name to put in the link when listening on a wildcard address.
+    #[arg(long, value_name = "HOST")]
+    pub advertise: Option<String>,
+    /// Room id (default: random).
+    #[arg(long)]
+    pub room: Option<String>,
+    /// Your display name.
+    #[arg(long, default_value = "host")]
+    pub name: String,
+    /// No dashboard: JSON lines of events on stdout, commands on stdin.
+    #[arg(long)]
+    pub headless: bool,
+    /// Chunk payload size.
+    #[arg(long, default_value = "64KiB", value_parser = parse_bytes, value_name = "SIZE")]
+    pub chunk_size: u64,
+    /// Bind WebRTC (ICE) to this address instead of following the loopback rule.
+    #[arg(long, value_name = "ADDR")]
+    pub ice_addr: Option<String>,
+    /// Limits of the embedded signaling server.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// `syncy join`.
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The room link, `syncy://HOST:PORT/ROOM#KEY` (quote it: # starts a shell comment).
+    pub link: String,
+    /// Your display name.
+    #[arg(long, default_value_t = default_name())]
+    pub name: String,
+    /// No dashboard: JSON lines of events on stdout, commands on stdin.
+    #[arg(long)]
+    pub headless: bool,
+    /// Also write every chunk to this file, keeping a full copy.
+    #[arg(long, value_name = "PATH")]
+    pub save: Option<PathBuf>,
+    /// Memory for chunks; the oldest far-behind chunks are evicted first.
+    #[arg(long, default_value = "256MiB", value_parser = parse_bytes, value_name = "SIZE")]
+    pub buffer: u64,
+    /// Bind WebRTC (ICE) to this address instead of following the loopback rule.
+    #[arg(long, value_name = "ADDR")]
+    pub ice_addr: Option<String>,
+}
+
+/// `syncy demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Participants to start.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub participants: u32,
+    /// Length of the generated clip in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub duration: f64,
+}
+
+/// `syncy sample`.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Output file; the extension picks the container (.mp4, .mkv, .webm needs VP9: use .mkv).
+    pub out: PathBuf,
+    /// Seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Frame size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x360", value_parser = parse_wxh)]
+    pub size: (u32, u32),
+    /// Video bit rate (bits per second; units allowed, e.g. 4Mb/s).
+    #[arg(long, default_value = "2Mb/s", value_parser = parse_bytes)]
+    pub bitrate: u64,
+}
+
+/// `syncy bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// File size to stream.
+    #[arg(long, default_value = "256MiB", value_parser = parse_bytes, value_name = "SIZE")]
+    pub size: u64,
+    /// Participant counts to measure (comma-separated).
+    #[arg(long, default_value = "1,4,10,20", value_delimiter = ',')]
+    pub peers: Vec<u32>,
+    /// Write the results as Markdown here too.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+}
+
+fn default_name() -> String {
+    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "guest".into())
+}
+
+fn parse_wxh(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s.split_once(['x', 'X']).ok_or("expected WIDTHxHEIGHT, like 1280x720")?;
+    let w: u32 = w.parse().map_err(|_| "bad width")?;
+    let h: u32 = h.parse().map_err(|_| "bad height")?;
+    if w < 16 || h < 16 || w > 7680 || h > 4320 || w % 2 == 1 || h % 2 == 1 {
+        return Err("width and height must be even, 16..7680 x 16..4320".into());
+    }
+    Ok((w, h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_wxh("1280x720"), Ok((1280, 720)));
+        assert!(parse_wxh("1281x720").is_err());
+    }
+}

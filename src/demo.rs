@@ -1,0 +1,144 @@
+//! `syncy demo`: an embedded server, a generated clip, a host and N participants in one process,
+//! all on loopback, with per-participant progress until every copy is complete and verified.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use color_eyre::eyre::{Result, bail, eyre};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::headless::{Command, Event};
+use crate::host::{self, HostOptions};
+use crate::media::sample::{SampleSpec, write_sample};
+use crate::participant::{self, JoinOptions};
+use crate::protocol::link::Link;
+use crate::server::ServerConfig;
+
+const NAMES: [&str; 20] = [
+    "ann", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy", "jo", "kim", "lou", "max", "ned", "oz", "pia", "quin", "rex", "sue", "tom",
+];
+
+#[derive(Default)]
+struct Progress {
+    received: u32,
+    chunks: u32,
+    down_bps: u64,
+    sha256: Option<String>,
+}
+
+/// Runs the demo; returns when every participant holds a verified copy (or on Ctrl-C).
+pub async fn run(participants: u32, duration: f64, mut commands: mpsc::UnboundedReceiver<Command>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let clip = dir.path().join("syncy-demo.mp4");
+    eprintln!("generating a {duration:.0} s 1280x720 sample clip…");
+    let spec = SampleSpec { duration, width: 1280, height: 720, video_bitrate: 4_000_000, ..Default::default() };
+    let c = clip.clone();
+    tokio::task::spawn_blocking(move || write_sample(&c, &spec)).await??;
+    let expected = hex::encode(Sha256::digest(std::fs::read(&clip)?));
+
+    let (host_events, mut host_rx) = mpsc::unbounded_channel();
+    let (host_cmd, host_cmd_rx) = mpsc::unbounded_channel();
+    let opts = HostOptions {
+        file: clip.clone(),
+        server: None,
+        listen: "127.0.0.1:0".parse()?,
+        advertise: None,
+        room: Some("demo".into()),
+        name: "host".into(),
+        chunk_size: crate::protocol::stream::DEFAULT_CHUNK_SIZE,
+        ice_addr: None,
+        server_cfg: ServerConfig::default(),
+    };
+    let host_task = tokio::spawn(host::run(opts, host_events, host_cmd_rx));
+    let link = loop {
+        match host_rx.recv().await {
+            Some(Event::Room { link, .. }) => break Link::parse(&link)?,
+            Some(Event::Error { message }) => bail!("host: {message}"),
+            Some(_) => {}
+            None => return Err(host_task.await?.err().unwrap_or_else(|| eyre!("host stopped"))),
+        }
+    };
+    println!("room open: {link}");
+
+    let (p_events, mut p_rx) = mpsc::unbounded_channel::<(usize, Event)>();
+    let mut quits = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 0..participants as usize {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (qtx, qrx) = mpsc::unbounded_channel();
+        quits.push(qtx);
+        let fwd = p_events.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let _ = fwd.send((i, ev));
+            }
+        });
+        let opts = JoinOptions { link: link.clone(), name: NAMES[i].into(), save: None, buffer: 256 << 20, ice_addr: None };
+        tasks.push(tokio::spawn(participant::run(opts, tx, qrx)));
+    }
+    drop(p_events);
+
+    let mut progress: BTreeMap<usize, Progress> = (0..participants as usize).map(|i| (i, Progress::default())).collect();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let outcome: Result<()> = loop {
+        tokio::select! {
+            Some((i, ev)) = p_rx.recv() => {
+                let p = progress.get_mut(&i).expect("known participant");
+                match ev {
+                    Event::Manifest { chunks, .. } => p.chunks = chunks,
+                    Event::JoinStats { received_chunks, down_bps, .. } => { p.received = received_chunks; p.down_bps = down_bps; }
+                    Event::Complete { sha256, .. } => { p.received = p.chunks; p.sha256 = Some(sha256); }
+                    Event::Error { message } => break Err(eyre!("{}: {message}", NAMES[i])),
+                    _ => {}
+                }
+                if progress.values().all(|p| p.sha256.is_some()) {
+                    break Ok(());
+                }
+            }
+            Some(ev) = host_rx.recv() => match ev {
+                Event::PeerJoined { name, .. } => println!("+ {name} connected"),
+                Event::PeerLeft { name, reason, .. } => println!("- {name} left: {reason}"),
+                _ => {}
+            },
+            _ = tick.tick() => println!("{}", line(&progress)),
+            _ = commands.recv() => break Ok(()),
+        }
+    };
+    println!("{}", line(&progress));
+    let _ = host_cmd.send(Command::Quit);
+    for q in &quits {
+        let _ = q.send(Command::Quit);
+    }
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), host_task).await;
+    outcome?;
+    let mut ok = true;
+    for (i, p) in &progress {
+        match &p.sha256 {
+            Some(h) if *h == expected => println!("{}: sha256 matches the host's file", NAMES[*i]),
+            Some(h) => {
+                ok = false;
+                println!("{}: sha256 {h} DIFFERS from the host's {expected}", NAMES[*i]);
+            }
+            None => println!("{}: stopped before complete", NAMES[*i]),
+        }
+    }
+    if !ok {
+        bail!("a copy differs from the original");
+    }
+    Ok(())
+}
+
+fn line(progress: &BTreeMap<usize, Progress>) -> String {
+    progress
+        .iter()
+        .map(|(i, p)| {
+            let pct = if p.chunks == 0 { 0.0 } else { p.received as f64 * 100.0 / p.chunks as f64 };
+            format!("{} {:>3.0}% {:>6.1} MB/s", NAMES[*i], pct, p.down_bps as f64 / 1e6)
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}

@@ -1,0 +1,232 @@
+//! Headless mode (DESIGN §9): events as JSON lines on stdout, commands as lines on stdin.
+//!
+//! Engines emit typed [`Event`]s; this module only formats them (adding `t_ms`) and parses
+//! commands. The same events feed the demo's progress view.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// Per-participant figures in the host's `stats`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PeerStats {
+    /// Peer id.
+    pub peer: u64,
+    /// Display name.
+    pub name: String,
+    /// Measured upload rate to this peer, bytes per second.
+    pub up_bps: u64,
+    /// Round trip as the peer measured it.
+    pub rtt_ms: Option<u32>,
+    /// Bytes the peer holds.
+    pub buffered_bytes: u64,
+    /// Peer's playback position.
+    pub position_ms: u64,
+    /// Quality level.
+    pub quality: String,
+    /// Bytes sent to this peer so far.
+    pub sent_bytes: u64,
+}
+
+/// Something an engine reports.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Host: the room is open.
+    Room {
+        /// Join link.
+        link: String,
+        /// Room id.
+        room: String,
+    },
+    /// A participant joined (host) or the participant's link is up (participant).
+    PeerJoined {
+        /// Peer id.
+        peer: u64,
+        /// Name.
+        name: String,
+    },
+    /// A participant left.
+    PeerLeft {
+        /// Peer id.
+        peer: u64,
+        /// Name.
+        name: String,
+        /// Why, if known.
+        reason: String,
+    },
+    /// Participant: the file.
+    Manifest {
+        /// File name.
+        name: String,
+        /// Bytes.
+        size: u64,
+        /// Chunk count.
+        chunks: u32,
+        /// Chunk size.
+        chunk_size: u32,
+        /// Duration.
+        duration_ms: Option<u64>,
+        /// Codecs.
+        codecs: Vec<String>,
+    },
+    /// Host stats.
+    #[serde(rename = "stats")]
+    HostStats {
+        /// Total upload rate.
+        up_bps: u64,
+        /// Per participant.
+        peers: Vec<PeerStats>,
+    },
+    /// Participant stats.
+    #[serde(rename = "stats")]
+    JoinStats {
+        /// Download rate.
+        down_bps: u64,
+        /// Bytes held in memory.
+        buffered_bytes: u64,
+        /// Chunks received so far (distinct).
+        received_chunks: u32,
+        /// Chunks in the file.
+        chunks: u32,
+        /// Playback position.
+        position_ms: u64,
+        /// Playing.
+        playing: bool,
+        /// Quality level.
+        quality: String,
+        /// Drift from the room clock.
+        drift_ms: i64,
+    },
+    /// Participant: every byte arrived; sha256 of the whole file.
+    Complete {
+        /// Hex sha256.
+        sha256: String,
+        /// Bytes.
+        size: u64,
+        /// Seconds from join to complete.
+        seconds: f64,
+    },
+    /// The host ended the stream.
+    StreamEnd {
+        /// Why.
+        reason: String,
+    },
+    /// Something went wrong.
+    Error {
+        /// What.
+        message: String,
+    },
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+}
+
+/// The JSON line for an event, with `t_ms`.
+pub fn to_line(event: &Event) -> String {
+    let mut v = serde_json::to_value(event).expect("events serialize");
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("t_ms".into(), serde_json::json!((now_ms() * 1000.0).round() / 1000.0));
+    }
+    v.to_string()
+}
+
+/// Prints an event line on stdout. A closed stdout (the reader went away) is not an error.
+pub fn print(event: &Event) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", to_line(event));
+    let _ = out.flush();
+}
+
+/// A command read from stdin (or sent by the UI).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Start playing.
+    Play,
+    /// Pause.
+    Pause,
+    /// Seek to an absolute position (seconds).
+    SeekTo(f64),
+    /// Seek relative to now (seconds, signed).
+    SeekBy(f64),
+    /// Choose a quality level.
+    Quality(String),
+    /// Leave cleanly.
+    Quit,
+}
+
+/// Parses one command line.
+pub fn parse_command(line: &str) -> Result<Command, String> {
+    let mut words = line.split_whitespace();
+    let cmd = words.next().unwrap_or("");
+    let arg = words.next();
+    if words.next().is_some() {
+        return Err(format!("too many words in {line:?}"));
+    }
+    let seconds = |a: &str| a.parse::<f64>().ok().filter(|s| s.is_finite());
+    match (cmd, arg) {
+        ("play", None) => Ok(Command::Play),
+        ("pause", None) => Ok(Command::Pause),
+        ("quit", None) => Ok(Command::Quit),
+        ("seek", Some(a)) if a.starts_with(['+', '-']) => seconds(a).map(Command::SeekBy).ok_or(format!("bad seek {a:?}")),
+        ("seek", Some(a)) => seconds(a).filter(|s| *s >= 0.0).map(Command::SeekTo).ok_or(format!("bad seek {a:?}")),
+        ("quality", Some(l)) if ["auto", "low", "medium", "high"].contains(&l) => Ok(Command::Quality(l.into())),
+        _ => Err(format!("unknown command {line:?} (try play, pause, seek S, seek +S, seek -S, quality LEVEL, quit)")),
+    }
+}
+
+/// Reads stdin lines into commands until EOF (EOF does not quit: stdin may simply be closed).
+pub fn spawn_stdin_reader(tx: tokio::sync::mpsc::UnboundedSender<Command>) {
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match stdin.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            match parse_command(line.trim()) {
+                Ok(c) => {
+                    if tx.send(c).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => print(&Event::Error { message: e }),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_have_event_and_t_ms() {
+        let line = to_line(&Event::Room { link: "syncy://x".into(), room: "r".into() });
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["event"], "room");
+        assert!(v["t_ms"].as_f64().unwrap() > 1.6e12);
+        let line = to_line(&Event::HostStats { up_bps: 1, peers: vec![] });
+        assert!(line.contains(r#""event":"stats""#));
+    }
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(parse_command("play"), Ok(Command::Play));
+        assert_eq!(parse_command("seek 12.5"), Ok(Command::SeekTo(12.5)));
+        assert_eq!(parse_command("seek +5"), Ok(Command::SeekBy(5.0)));
+        assert_eq!(parse_command("seek -5"), Ok(Command::SeekBy(-5.0)));
+        assert_eq!(parse_command("quality low"), Ok(Command::Quality("low".into())));
+        for bad in ["", "seek", "seek x", "seek NaN", "jump", "quit now", "quality ultra"] {
+            assert!(parse_command(bad).is_err(), "{bad}");
+        }
+    }
+}

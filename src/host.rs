@@ -1,0 +1,450 @@
+//! The host engine: opens the room, connects each participant, and serves chunks from the
+//! sans-IO scheduler. Networking and file reads happen here; decisions happen in `core`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use color_eyre::eyre::{Context, Result, bail, eyre};
+use serde_bytes::ByteBuf;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::core::rate::Meter;
+use crate::core::scheduler::Scheduler;
+use crate::headless::{Command, Event, PeerStats};
+use crate::media::probe;
+use crate::net::peer::{self, IceConfig, PeerLink};
+use crate::net::signal_client::SignalClient;
+use crate::protocol::auth::RoomKey;
+use crate::protocol::link::{Link, is_loopback_host};
+use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
+use crate::protocol::stream::{self, Manifest, Message, PROTOCOL_VERSION, Role};
+use crate::server::{Server, ServerConfig};
+
+/// Chunk sends queued per participant beyond the channel's own buffer.
+const CHUNK_QUEUE: usize = 8;
+
+/// How the host runs.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// The file to stream.
+    pub file: PathBuf,
+    /// An external signaling server (`ws://HOST:PORT/`); `None` embeds one on `listen`.
+    pub server: Option<String>,
+    /// Where the embedded server listens.
+    pub listen: SocketAddr,
+    /// Host name put in the link when the embedded server listens on a wildcard address.
+    pub advertise: Option<String>,
+    /// Requested room id.
+    pub room: Option<String>,
+    /// Display name.
+    pub name: String,
+    /// Chunk payload size.
+    pub chunk_size: u32,
+    /// Override for the ICE bind address.
+    pub ice_addr: Option<String>,
+    /// Limits of the embedded server.
+    pub server_cfg: ServerConfig,
+}
+
+/// What peer tasks tell the engine.
+enum PeerEvent {
+    Connected { peer: PeerId, handle: PeerHandle },
+    Control { peer: PeerId, msg: Message },
+    Sent { peer: PeerId, bytes: usize },
+    Gone { peer: PeerId, reason: String },
+}
+
+/// The engine's side of one connected participant.
+struct PeerHandle {
+    chunk_tx: mpsc::Sender<Vec<u8>>,
+    control_tx: mpsc::Sender<Message>,
+    link: Arc<PeerLink>,
+}
+
+struct PeerState {
+    name: String,
+    handle: Option<PeerHandle>,
+    answers: Option<mpsc::Sender<SignalPayload>>,
+    task: tokio::task::JoinHandle<()>,
+    up: Meter,
+    rtt_ms: Option<u32>,
+    buffered_bytes: u64,
+    position_ms: u64,
+}
+
+/// Runs a room until `quit` (or an unrecoverable error). Events go to `events`.
+pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut commands: mpsc::UnboundedReceiver<Command>) -> Result<()> {
+    let file = Arc::new(File::open(&opts.file).wrap_err_with(|| format!("cannot open {}", opts.file.display()))?);
+    let size = file.metadata()?.len();
+    if size == 0 {
+        bail!("{} is empty", opts.file.display());
+    }
+    if opts.chunk_size == 0 || opts.chunk_size > stream::MAX_CHUNK_SIZE {
+        bail!("chunk size must be between 1 and {} bytes", stream::MAX_CHUNK_SIZE);
+    }
+    let chunks = Manifest::chunk_count(size, opts.chunk_size);
+    if chunks > u32::MAX as u64 {
+        bail!("file too large for chunk size {}", opts.chunk_size);
+    }
+    let path = opts.file.clone();
+    let info = tokio::task::spawn_blocking(move || probe::probe(&path))
+        .await?
+        .map_err(|e| eyre!("{} is not a media file ffmpeg can read: {e}", opts.file.display()))?;
+    let name = opts.file.file_name().map(|n| n.to_string_lossy().chars().take(stream::MAX_TEXT).collect()).unwrap_or_default();
+    let manifest = Manifest {
+        name,
+        size,
+        chunk_size: opts.chunk_size,
+        chunks: chunks as u32,
+        duration_ms: info.duration_ms,
+        container: info.container.chars().take(stream::MAX_TEXT).collect(),
+        codecs: info.codecs.into_iter().take(16).collect(),
+        levels: vec!["high".into()],
+    };
+
+    // The signaling server: external, or embedded.
+    let (_server, url, link_host, link_port) = match &opts.server {
+        Some(url) => {
+            let (h, p) = parse_ws_url(url)?;
+            (None, url.clone(), h, p)
+        }
+        None => {
+            let server = Server::start(opts.listen, opts.server_cfg.clone())
+                .await
+                .wrap_err_with(|| format!("cannot listen on {}", opts.listen))?;
+            let addr = server.addr;
+            let host = match (&opts.advertise, addr.ip().is_unspecified()) {
+                (Some(h), _) => h.clone(),
+                (None, false) => addr.ip().to_string(),
+                (None, true) => hostname(),
+            };
+            let connect_ip = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+            let url = format!("ws://{}/", SocketAddr::new(connect_ip.parse()?, addr.port()));
+            (Some(server), url, host, addr.port())
+        }
+    };
+    let key = RoomKey::random();
+    let mut signal = SignalClient::connect(&url).await?;
+    signal
+        .tx
+        .send(ClientMsg::Create { room: opts.room.clone(), join_token: key.join_token(), name: opts.name.clone() })
+        .await
+        .map_err(|_| eyre!("signaling connection closed"))?;
+    let room = match signal.rx.recv().await {
+        Some(ServerMsg::Created { room, .. }) => room,
+        Some(ServerMsg::Error { message, .. }) => bail!("the signaling server refused the room: {message}"),
+        other => bail!("unexpected answer from the signaling server: {other:?}"),
+    };
+    let link = Link { host: link_host, port: link_port, room: room.clone(), key: key.clone() };
+    let _ = events.send(Event::Room { link: link.to_string(), room: room.clone() });
+
+    let ice = IceConfig::for_server(is_loopback_host(&link.host) || url_is_loopback(&url), opts.ice_addr.as_deref());
+    let (peer_tx, mut peer_rx) = mpsc::unbounded_channel::<PeerEvent>();
+    let mut peers: HashMap<PeerId, PeerState> = HashMap::new();
+    let mut scheduler = Scheduler::new(CHUNK_QUEUE);
+    let mut total_up = Meter::new(Duration::from_secs(1));
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut signal_open = true;
+    let manifest = Arc::new(manifest);
+
+    let result: Result<()> = loop {
+        tokio::select! {
+            msg = signal.rx.recv(), if signal_open => match msg {
+                Some(ServerMsg::PeerJoined { peer, name }) => {
+                    let (answers_tx, answers_rx) = mpsc::channel(16);
+                    let span = tracing::info_span!("peer", id = peer, name = %name);
+                    let task = tokio::spawn(
+                        peer_task(peer, ice.clone(), key.clone(), signal.tx.clone(), answers_rx, peer_tx.clone(), manifest.clone()).instrument(span),
+                    );
+                    peers.insert(peer, PeerState {
+                        name, handle: None, answers: Some(answers_tx), task,
+                        up: Meter::new(Duration::from_secs(1)), rtt_ms: None, buffered_bytes: 0, position_ms: 0,
+                    });
+                }
+                Some(ServerMsg::Signal { from, payload }) => {
+                    if let Some(tx) = peers.get(&from).and_then(|p| p.answers.as_ref()) {
+                        let _ = tx.try_send(payload);
+                    }
+                }
+                Some(ServerMsg::PeerLeft { peer, .. }) => {
+                    // Participants stay on signaling while they watch, so leaving it means
+                    // they quit or died; do not wait for ICE to time out.
+                    remove_peer(&mut peers, &mut scheduler, &events, peer, "left the room").await;
+                }
+                Some(ServerMsg::Error { message, .. }) => {
+                    tracing::warn!("signaling server: {message}");
+                }
+                Some(other) => tracing::debug!("ignoring {other:?}"),
+                None => {
+                    tracing::warn!("signaling connection closed; connected participants keep streaming, new ones cannot join");
+                    let _ = events.send(Event::Error { message: "signaling connection lost: no new participants can join".into() });
+                    signal_open = false;
+                }
+            },
+            Some(ev) = peer_rx.recv() => match ev {
+                PeerEvent::Connected { peer, handle } => {
+                    if let Some(p) = peers.get_mut(&peer) {
+                        p.answers = None;
+                        p.handle = Some(handle);
+                        scheduler.add_peer(peer);
+                        let _ = events.send(Event::PeerJoined { peer, name: p.name.clone() });
+                    }
+                }
+                PeerEvent::Control { peer, msg } => {
+                    handle_control(&mut peers, &mut scheduler, peer, msg);
+                }
+                PeerEvent::Sent { peer, bytes } => {
+                    let now = Instant::now();
+                    scheduler.handle_sent(peer);
+                    total_up.record(now, bytes as u64);
+                    if let Some(p) = peers.get_mut(&peer) {
+                        p.up.record(now, bytes as u64);
+                    }
+                }
+                PeerEvent::Gone { peer, reason } => {
+                    remove_peer(&mut peers, &mut scheduler, &events, peer, &reason).await;
+                }
+            },
+            _ = stats_tick.tick() => {
+                let now = Instant::now();
+                let mut list: Vec<PeerStats> = peers.iter_mut().filter(|(_, p)| p.handle.is_some()).map(|(id, p)| PeerStats {
+                    peer: *id,
+                    name: p.name.clone(),
+                    up_bps: p.up.rate(now) as u64,
+                    rtt_ms: p.rtt_ms,
+                    buffered_bytes: p.buffered_bytes,
+                    position_ms: p.position_ms,
+                    quality: "high".into(),
+                    sent_bytes: p.up.total(),
+                }).collect();
+                list.sort_by_key(|p| p.peer);
+                let _ = events.send(Event::HostStats { up_bps: total_up.rate(now) as u64, peers: list });
+            }
+            cmd = commands.recv() => match cmd {
+                Some(Command::Quit) | None => break Ok(()),
+                Some(other) => {
+                    let _ = events.send(Event::Error { message: format!("{other:?}: playback control is not implemented yet") });
+                }
+            },
+        }
+        pump(&mut scheduler, &peers, &file, &manifest, &peer_tx);
+    };
+
+    // Tell everyone the stream is over, then close.
+    for p in peers.values() {
+        if let Some(h) = &p.handle {
+            let _ = h.control_tx.try_send(Message::StreamEnd { reason: "the host ended the stream".into() });
+        }
+    }
+    let closing = peers.into_values().map(|p| async move {
+        if let Some(h) = p.handle {
+            // Give the goodbye a moment to leave before tearing the link down.
+            let _ = tokio::time::timeout(Duration::from_millis(500), h.control_tx.closed()).await;
+            h.link.close().await;
+        }
+        p.task.abort();
+    });
+    futures::future::join_all(closing).await;
+    result
+}
+
+/// Hands the scheduler's decisions to the peers' send queues.
+fn pump(scheduler: &mut Scheduler, peers: &HashMap<PeerId, PeerState>, file: &File, manifest: &Manifest, peer_tx: &mpsc::UnboundedSender<PeerEvent>) {
+    while let Some(t) = scheduler.poll_transmit() {
+        let Some(h) = peers.get(&t.peer).and_then(|p| p.handle.as_ref()) else {
+            scheduler.handle_sent(t.peer);
+            continue;
+        };
+        let len = manifest.chunk_len(t.index).expect("scheduler only holds validated indices");
+        let mut data = vec![0u8; len];
+        // Reads are small and from the page cache; doing them inline keeps ordering simple.
+        if let Err(e) = file.read_exact_at(&mut data, t.index as u64 * manifest.chunk_size as u64) {
+            tracing::error!("reading chunk {}: {e}", t.index);
+            scheduler.handle_sent(t.peer);
+            let _ = peer_tx.send(PeerEvent::Gone { peer: t.peer, reason: format!("host read error: {e}") });
+            continue;
+        }
+        let bytes = stream::encode(&Message::Chunk { index: t.index, data: ByteBuf::from(data) });
+        if h.chunk_tx.try_send(bytes).is_err() {
+            // The queue is sized to the scheduler's in-flight limit, so this means the
+            // peer's task is gone; its Gone event will clean up.
+            scheduler.handle_sent(t.peer);
+        }
+    }
+}
+
+fn handle_control(peers: &mut HashMap<PeerId, PeerState>, scheduler: &mut Scheduler, peer: PeerId, msg: Message) {
+    let Some(p) = peers.get_mut(&peer) else { return };
+    match msg {
+        Message::Request { chunks, priority } => scheduler.handle_request(peer, &chunks, priority),
+        Message::Cancel { chunks } => scheduler.handle_cancel(peer, &chunks),
+        Message::Report { position_ms, buffered_bytes, rtt_ms, .. } => {
+            p.position_ms = position_ms;
+            p.buffered_bytes = buffered_bytes;
+            p.rtt_ms = rtt_ms;
+        }
+        Message::Ping { client_us } => {
+            if let Some(h) = &p.handle {
+                let _ = h.control_tx.try_send(Message::Pong { client_us, host_us: crate::headless::now_ms() as u64 * 1000 });
+            }
+        }
+        Message::Command(c) => tracing::info!("participant asked for {c:?}; playback control arrives with the playback issue"),
+        Message::Hello { .. } => {}
+        other => tracing::warn!("unexpected {other:?}"),
+    }
+}
+
+async fn remove_peer(peers: &mut HashMap<PeerId, PeerState>, scheduler: &mut Scheduler, events: &mpsc::UnboundedSender<Event>, peer: PeerId, reason: &str) {
+    scheduler.remove_peer(peer);
+    if let Some(p) = peers.remove(&peer) {
+        p.task.abort();
+        if let Some(h) = p.handle {
+            h.link.close().await;
+            let _ = events.send(Event::PeerLeft { peer, name: p.name, reason: reason.to_string() });
+        } else {
+            tracing::info!(peer, "participant {} did not connect: {reason}", p.name);
+        }
+    }
+}
+
+/// One participant: connect, greet, then shuttle messages until the link ends.
+async fn peer_task(
+    peer: PeerId,
+    ice: IceConfig,
+    key: RoomKey,
+    signal_tx: mpsc::Sender<ClientMsg>,
+    mut answers: mpsc::Receiver<SignalPayload>,
+    events: mpsc::UnboundedSender<PeerEvent>,
+    manifest: Arc<Manifest>,
+) {
+    let gone = |reason: String| {
+        let _ = events.send(PeerEvent::Gone { peer, reason });
+    };
+    let send_signal = async |payload| signal_tx.send(ClientMsg::Signal { to: peer, payload }).await.is_ok();
+    let link = match PeerLink::offer(&ice, &key, send_signal, &mut answers).await {
+        Ok(l) => l,
+        Err(e) => return gone(format!("connection failed: {e}")),
+    };
+    drop(answers);
+    let needed = stream::max_message(manifest.chunk_size);
+    match link.remote_max_message().await {
+        Some(m) if (m as u64) < needed => {
+            link.close().await;
+            return gone(format!("peer accepts messages of only {m} bytes; chunks need {needed}"));
+        }
+        _ => {}
+    }
+    let hello = stream::encode(&Message::Hello { version: PROTOCOL_VERSION, name: "host".into() });
+    let man = stream::encode(&Message::Manifest((*manifest).clone()));
+    for m in [hello, man] {
+        if let Err(e) = peer::send(&link.control, &m).await {
+            link.close().await;
+            return gone(format!("send failed: {e}"));
+        }
+    }
+    let (chunk_tx, mut chunk_rx) = mpsc::channel::<Vec<u8>>(CHUNK_QUEUE);
+    let (control_tx, mut control_rx) = mpsc::channel::<Message>(64);
+    let chunks_dc = link.chunks.clone();
+    let control_dc = link.control.clone();
+    let link = Arc::new(link);
+    let _ = events.send(PeerEvent::Connected { peer, handle: PeerHandle { chunk_tx, control_tx, link: link.clone() } });
+
+    let sender = {
+        let events = events.clone();
+        async move {
+            while let Some(bytes) = chunk_rx.recv().await {
+                let n = bytes.len();
+                if let Err(e) = peer::send(&chunks_dc, &bytes).await {
+                    return format!("send failed: {e}");
+                }
+                let _ = events.send(PeerEvent::Sent { peer, bytes: n });
+            }
+            "closed".into()
+        }
+    };
+    let control_sender = {
+        let dc = link.control.clone();
+        async move {
+            while let Some(m) = control_rx.recv().await {
+                let end = matches!(m, Message::StreamEnd { .. });
+                if let Err(e) = peer::send(&dc, &stream::encode(&m)).await {
+                    return format!("send failed: {e}");
+                }
+                if end {
+                    // Let the goodbye go out before the link closes.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+            }
+            "stream ended".into()
+        }
+    };
+    let control_reader = {
+        let events = events.clone();
+        let manifest = manifest.clone();
+        async move {
+            let mut greeted = false;
+            while let Some(ev) = control_dc.poll().await {
+                let webrtc::data_channel::DataChannelEvent::OnMessage(m) = ev else { continue };
+                match stream::decode_from(&m.data, Role::Participant, Some(&manifest)) {
+                    Ok(Message::Hello { version, .. }) => {
+                        if version != PROTOCOL_VERSION {
+                            return format!("protocol version {version} is not supported (this host speaks {PROTOCOL_VERSION})");
+                        }
+                        greeted = true;
+                    }
+                    Ok(_) if !greeted => return "protocol violation: message before hello".to_string(),
+                    Ok(msg) => {
+                        let _ = events.send(PeerEvent::Control { peer, msg });
+                    }
+                    Err(e) => return format!("protocol violation: {e}"),
+                }
+            }
+            "disconnected".into()
+        }
+    };
+    let chunk_reader = {
+        let dc = link.chunks.clone();
+        async move {
+            while let Some(ev) = dc.poll().await {
+                if let webrtc::data_channel::DataChannelEvent::OnMessage(_) = ev {
+                    return "protocol violation: participants may not send on the chunks channel".to_string();
+                }
+            }
+            "disconnected".into()
+        }
+    };
+    let reason = tokio::select! {
+        _ = link.closed() => "connection closed".to_string(),
+        r = sender => r,
+        r = control_sender => r,
+        r = control_reader => r,
+        r = chunk_reader => r,
+    };
+    link.close().await;
+    gone(reason);
+}
+
+fn parse_ws_url(url: &str) -> Result<(String, u16)> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| eyre!("--server must be a ws:// URL, like ws://example.org:7878/"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    let fake = format!("syncy://{authority}/x#AAAAAAAAAAAAAAAAAAAAAA");
+    let l = Link::parse(&fake).map_err(|_| eyre!("--server {url:?} needs HOST:PORT"))?;
+    Ok((l.host, l.port))
+}
+
+fn url_is_loopback(url: &str) -> bool {
+    parse_ws_url(url).map(|(h, _)| is_loopback_host(&h)).unwrap_or(false)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
+}

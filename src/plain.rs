@@ -1,0 +1,37 @@
+//! Plain-text rendering of engine events for a terminal without the dashboard.
+
+use crate::headless::Event;
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+/// One human-readable line per event (stats overwrite themselves on a terminal).
+pub fn print(ev: &Event) {
+    match ev {
+        Event::Room { link, .. } => {
+            println!("Room open. Share this link (quote it in a shell, # starts a comment):\n\n  {link}\n");
+        }
+        Event::PeerJoined { name, .. } => eprintln!("+ {name} joined"),
+        Event::PeerLeft { name, reason, .. } => eprintln!("- {name} left ({reason})"),
+        Event::Manifest { name, size, chunks, duration_ms, codecs, .. } => eprintln!(
+            "{name}: {:.1} MB in {chunks} chunks, {}, {}",
+            mb(*size),
+            duration_ms.map_or("unknown length".into(), |d| format!("{:.1} s", d as f64 / 1000.0)),
+            codecs.join("/")
+        ),
+        Event::HostStats { up_bps, peers } => {
+            let list: Vec<String> = peers.iter().map(|p| format!("{} {:.1} MB/s", p.name, mb(p.up_bps))).collect();
+            eprintln!("up {:.1} MB/s | {} watching | {}", mb(*up_bps), peers.len(), list.join(", "));
+        }
+        Event::JoinStats { down_bps, received_chunks, chunks, buffered_bytes, .. } => eprintln!(
+            "down {:.1} MB/s | {:.0}% received | {:.1} MB buffered",
+            mb(*down_bps),
+            *received_chunks as f64 * 100.0 / (*chunks).max(1) as f64,
+            mb(*buffered_bytes)
+        ),
+        Event::Complete { sha256, size, seconds } => eprintln!("complete: {:.1} MB in {seconds:.1} s, sha256 {sha256}", mb(*size)),
+        Event::StreamEnd { reason } => eprintln!("stream ended: {reason}"),
+        Event::Error { message } => eprintln!("error: {message}"),
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what Syncy needs to build and test on Debian 12 / Ubuntu 22.04+, idempotently:
+# FFmpeg development libraries (5.1 on Debian 12), clang/libclang for ffmpeg-sys bindings,
+# pkg-config, tmux for terminal end-to-end tests, and a Rust toolchain if none is present.
+set -euo pipefail
+
+packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
+          libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev tmux)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "cargo not found: install Rust from https://rustup.rs (1.85 or newer)" >&2
+    exit 1
+  fi
+fi

@@ -1,0 +1,166 @@
+//! Runs the real `syncy` binary headless and reads its JSON events.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_syncy")
+}
+
+/// A generated clip shared by the tests of one run (generated once).
+pub fn clip(name: &str, seconds: u32, bitrate: &str) -> PathBuf {
+    // Generated once per target directory and shared by all tests; the lock keeps two tests
+    // from writing the same clip at once.
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!("{seconds}s-{bitrate}-{name}").replace('/', "_"));
+    if !path.exists() {
+        let tmp = dir.join(format!("{name}.part.mp4"));
+        let st = Command::new(bin())
+            .args(["sample", tmp.to_str().unwrap(), "--duration", &seconds.to_string(), "--size", "1280x720", "--bitrate", bitrate])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+    path
+}
+
+pub fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// A running `syncy` process with its event stream.
+pub struct Proc {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    events: Receiver<Value>,
+    pub seen: Vec<Value>,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(args: &[&str], dir: &Path, tag: &str) -> Proc {
+        let stderr = dir.join(format!("{tag}.stderr"));
+        let mut child = Command::new(bin())
+            .args(args)
+            .env("RUST_LOG", "warn,rtc=error,rtc_ice=error,rtc_dtls=error,webrtc=error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                assert!(v["event"].is_string() && v["t_ms"].is_number(), "missing event/t_ms: {line}");
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Proc { stdin: child.stdin.take(), child, events: rx, seen: vec![], stderr }
+    }
+
+    pub fn host(file: &Path, dir: &Path, extra: &[&str]) -> Proc {
+        let mut args = vec!["host", file.to_str().unwrap(), "--headless", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Proc::spawn(&args, dir, "host")
+    }
+
+    pub fn join(link: &str, name: &str, dir: &Path, extra: &[&str]) -> Proc {
+        let save = dir.join(format!("{name}.copy"));
+        let mut args = vec!["join", link, "--headless", "--name", name, "--save", save.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Proc::spawn(&args, dir, name)
+    }
+
+    /// Waits for an event matching `pred`, keeping everything seen.
+    pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("timed out waiting for {what}; seen {:?}\nstderr: {}", self.tail(), self.stderr_text()),
+                Err(RecvTimeoutError::Disconnected) => panic!("process ended before {what}; seen {:?}\nstderr: {}", self.tail(), self.stderr_text()),
+            }
+        }
+    }
+
+    pub fn event(&mut self, name: &str, timeout: Duration) -> Value {
+        self.wait_for(name, timeout, |v| v["event"] == name)
+    }
+
+    fn tail(&self) -> Vec<String> {
+        self.seen.iter().rev().take(5).map(|v| v.to_string().chars().take(300).collect()).collect()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn send(&mut self, line: &str) {
+        if let Some(s) = self.stdin.as_mut() {
+            let _ = writeln!(s, "{line}");
+            let _ = s.flush();
+        }
+    }
+
+    /// Sends `quit` and waits for the exit code.
+    pub fn quit(&mut self) -> i32 {
+        self.send("quit");
+        self.wait(Duration::from_secs(15))
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                // Drain what is left so `seen` is complete.
+                while let Ok(v) = self.events.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(v);
+                }
+                return st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("process did not exit; stderr: {}", self.stderr_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn link_of(host: &mut Proc) -> String {
+    let room = host.event("room", Duration::from_secs(30));
+    let link = room["link"].as_str().unwrap().to_string();
+    assert!(link.starts_with("syncy://127.0.0.1:"), "{link}");
+    link
+}

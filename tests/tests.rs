@@ -1,0 +1,3 @@
+//! One integration-test binary: real binaries, real signaling server, real WebRTC, loopback only.
+
+mod it;

@@ -178,6 +178,9 @@ pub struct BenchArgs {
     /// Participant counts to measure (comma-separated).
     #[arg(long, default_value = "1,4,10,20", value_delimiter = ',')]
     pub peers: Vec<u32>,
+    /// Repetitions of the single-link measurements (medians are compared).
+    #[arg(long, default_value_t = 3)]
+    pub reps: u32,
     /// Write the results as Markdown here too.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{Context, Result, bail, eyre};
-use serde_bytes::ByteBuf;
+use bytes::BytesMut;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -62,7 +62,7 @@ enum PeerEvent {
 
 /// The engine's side of one connected participant.
 struct PeerHandle {
-    chunk_tx: mpsc::Sender<Vec<u8>>,
+    chunk_tx: mpsc::Sender<BytesMut>,
     control_tx: mpsc::Sender<Message>,
     link: Arc<PeerLink>,
 }
@@ -262,15 +262,18 @@ fn pump(scheduler: &mut Scheduler, peers: &HashMap<PeerId, PeerState>, file: &Fi
             continue;
         };
         let len = manifest.chunk_len(t.index).expect("scheduler only holds validated indices");
-        let mut data = vec![0u8; len];
+        // Header then payload read straight into the message buffer: no serde copy.
+        let header = stream::encode_chunk_header(t.index, len);
+        let mut bytes = BytesMut::with_capacity(header.len() + len);
+        bytes.extend_from_slice(&header);
+        bytes.resize(header.len() + len, 0);
         // Reads are small and from the page cache; doing them inline keeps ordering simple.
-        if let Err(e) = file.read_exact_at(&mut data, t.index as u64 * manifest.chunk_size as u64) {
+        if let Err(e) = file.read_exact_at(&mut bytes[header.len()..], t.index as u64 * manifest.chunk_size as u64) {
             tracing::error!("reading chunk {}: {e}", t.index);
             scheduler.handle_sent(t.peer);
             let _ = peer_tx.send(PeerEvent::Gone { peer: t.peer, reason: format!("host read error: {e}") });
             continue;
         }
-        let bytes = stream::encode(&Message::Chunk { index: t.index, data: ByteBuf::from(data) });
         if h.chunk_tx.try_send(bytes).is_err() {
             // The queue is sized to the scheduler's in-flight limit, so this means the
             // peer's task is gone; its Gone event will clean up.
@@ -348,7 +351,7 @@ async fn peer_task(
             return gone(format!("send failed: {e}"));
         }
     }
-    let (chunk_tx, mut chunk_rx) = mpsc::channel::<Vec<u8>>(CHUNK_QUEUE);
+    let (chunk_tx, mut chunk_rx) = mpsc::channel::<BytesMut>(CHUNK_QUEUE);
     let (control_tx, mut control_rx) = mpsc::channel::<Message>(64);
     let chunks_dc = link.chunks.clone();
     let control_dc = link.control.clone();
@@ -360,7 +363,7 @@ async fn peer_task(
         async move {
             while let Some(bytes) = chunk_rx.recv().await {
                 let n = bytes.len();
-                if let Err(e) = peer::send(&chunks_dc, &bytes).await {
+                if let Err(e) = peer::send_owned(&chunks_dc, bytes).await {
                     return format!("send failed: {e}");
                 }
                 let _ = events.send(PeerEvent::Sent { peer, bytes: n });

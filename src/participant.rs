@@ -157,10 +157,9 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                 Some(Incoming::Chunk(b)) => {
                     let now = Instant::now();
                     down.record(now, b.len() as u64);
-                    let Message::Chunk { index, data } = stream::decode_from(&b, Role::Host, Some(&manifest))? else {
+                    let Some((index, data)) = stream::decode_chunk(b, &manifest)? else {
                         bail!("protocol violation: only chunks belong on the chunks channel");
                     };
-                    let data = data.into_vec();
                     let fresh = !store.has(index);
                     if let Some(f) = &save
                         && fresh

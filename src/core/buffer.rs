@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use crate::protocol::stream::{Manifest, Priority};
 
 /// Tuning of a [`ChunkStore`].
@@ -78,7 +80,7 @@ pub enum StoreError {
 pub struct ChunkStore {
     manifest: Manifest,
     cfg: StoreConfig,
-    held: BTreeMap<u32, Vec<u8>>,
+    held: BTreeMap<u32, Bytes>,
     held_bytes: u64,
     in_flight: HashMap<u32, Instant>,
     in_flight_bytes: u64,
@@ -130,7 +132,7 @@ impl ChunkStore {
 
     /// Chunk bytes, if held.
     pub fn get(&self, index: u32) -> Option<&[u8]> {
-        self.held.get(&index).map(|v| v.as_slice())
+        self.held.get(&index).map(|v| &v[..])
     }
 
     /// Where the reader is; chunks behind it are the first to go.
@@ -151,8 +153,9 @@ impl ChunkStore {
     }
 
     /// A chunk arrived.
-    pub fn handle_chunk(&mut self, now: Instant, index: u32, data: Vec<u8>) -> Result<Arrival, StoreError> {
+    pub fn handle_chunk(&mut self, now: Instant, index: u32, data: impl Into<Bytes>) -> Result<Arrival, StoreError> {
         let _ = now;
+        let data: Bytes = data.into();
         let expected = self.manifest.chunk_len(index).ok_or(StoreError::OutOfRange(index))?;
         if data.len() != expected {
             return Err(StoreError::WrongLength { index, got: data.len(), expected });
@@ -234,7 +237,13 @@ impl ChunkStore {
         if !chunks.is_empty() {
             return Some(ChunkRequest { chunks, priority: Priority::Critical });
         }
-        // Window: in order from the reader while in-flight and byte bounds allow.
+        // Window: in order from the reader while in-flight and byte bounds allow. Ask in
+        // batches (once a whole batch fits, or when running low): a request per arriving
+        // chunk would double the message rate on the link for nothing.
+        let low = self.in_flight.len() < self.cfg.batch / 2;
+        if !low && self.in_flight.len() + self.cfg.batch > self.cfg.max_in_flight {
+            return None;
+        }
         let mut budget = self
             .cfg
             .capacity
@@ -298,6 +307,26 @@ mod tests {
         s.want(70);
         let r = s.poll_request(t).unwrap();
         assert_eq!(r, ChunkRequest { chunks: vec![70], priority: Priority::Critical });
+    }
+
+    #[test]
+    fn window_requests_come_in_batches() {
+        let m = manifest(1000 * 10, 10);
+        let cfg = StoreConfig { capacity: 1 << 20, max_in_flight: 40, batch: 10, ..Default::default() };
+        let mut s = ChunkStore::new(m.clone(), cfg);
+        let t = Instant::now();
+        let mut asked = vec![];
+        while let Some(r) = s.poll_request(t) {
+            asked.extend(r.chunks);
+        }
+        assert_eq!(asked, (0..40).collect::<Vec<_>>());
+        // One arrival frees one slot: not worth a message yet.
+        s.handle_chunk(t, 0, data(&m, 0)).unwrap();
+        assert!(s.poll_request(t).is_none());
+        for ix in 1..10 {
+            s.handle_chunk(t, ix, data(&m, ix)).unwrap();
+        }
+        assert_eq!(s.poll_request(t).unwrap().chunks, (40..50).collect::<Vec<_>>());
     }
 
     #[test]

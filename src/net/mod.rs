@@ -1,4 +1,5 @@
 //! Network edges: the signaling client and the WebRTC peer link.
 
 pub mod peer;
+pub mod runtime;
 pub mod signal_client;

@@ -24,6 +24,9 @@ pub const CONTROL: &str = "control";
 pub const CHUNKS: &str = "chunks";
 /// Per-channel send buffer: `send` waits while more than this is unacknowledged (backpressure).
 pub const SEND_BUFFER: usize = 1024 * 1024;
+/// SCTP receive window. Larger than webrtc-rs's 1 MiB default so a receiver busy for a moment
+/// (hashing, writing) does not close the window and stall the sender.
+pub const RECEIVE_WINDOW: u32 = 4 * 1024 * 1024;
 /// Largest message we accept and advertise (SCTP's ceiling in webrtc-rs).
 pub const MAX_MESSAGE: u32 = SctpMaxMessageSize::MAX_MESSAGE_SIZE;
 /// How long connection set-up may take.
@@ -118,11 +121,13 @@ async fn build(ice: &IceConfig) -> Result<(Arc<dyn PeerConnection>, mpsc::Unboun
         // No mDNS: it would send multicast to the LAN, and our candidates are plain IPs.
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(MAX_MESSAGE))
+        .with_sctp_max_receive_buffer_size(RECEIVE_WINDOW)
         .build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_setting_engine(settings)
         .with_handler(Arc::new(Handler { tx }))
+        .with_runtime(super::runtime::runtime())
         .with_udp_addrs(ice.udp_addrs.clone())
         .with_data_channel_send_buffer_limit(SEND_BUFFER)
         .build()
@@ -275,6 +280,11 @@ impl PeerLink {
 
 /// Sends one message on a channel, waiting while its send buffer is full.
 pub async fn send(dc: &Arc<dyn DataChannel>, bytes: &[u8]) -> Result<(), LinkError> {
-    dc.send(BytesMut::from(bytes)).await?;
+    send_owned(dc, BytesMut::from(bytes)).await
+}
+
+/// Like [`send`], without copying the buffer.
+pub async fn send_owned(dc: &Arc<dyn DataChannel>, bytes: BytesMut) -> Result<(), LinkError> {
+    dc.send(bytes).await?;
     Ok(())
 }

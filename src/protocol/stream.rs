@@ -236,6 +236,43 @@ pub fn encode(msg: &Message) -> Vec<u8> {
         .expect("stream messages always serialize")
 }
 
+/// Variant index of `Message::Chunk` in the bincode encoding (declaration order).
+const CHUNK_VARIANT: u32 = 2;
+
+/// Encodes a chunk message header for `len` payload bytes; the payload follows it verbatim.
+/// Together they are byte-identical to `encode(&Message::Chunk { .. })`, without copying the
+/// payload through serde.
+pub fn encode_chunk_header(index: u32, len: usize) -> Vec<u8> {
+    options(u64::MAX)
+        .serialize(&(CHUNK_VARIANT, index, len as u64))
+        .expect("integers always serialize")
+}
+
+/// Splits a chunk message into its index and payload without copying the payload. Returns
+/// `Ok(None)` if the message is not a chunk. Checks against the manifest like `decode_from`.
+pub fn decode_chunk(mut bytes: bytes::BytesMut, manifest: &Manifest) -> Result<Option<(u32, bytes::Bytes)>, StreamError> {
+    if bytes.len() as u64 > max_message(manifest.chunk_size) {
+        return Err(StreamError::Invalid("message over the size limit"));
+    }
+    let mut cursor = std::io::Cursor::new(&bytes[..]);
+    let opts = bincode::DefaultOptions::new().with_limit(64).with_little_endian().with_varint_encoding();
+    let variant: u32 = opts.deserialize_from(&mut cursor)?;
+    if variant != CHUNK_VARIANT {
+        return Ok(None);
+    }
+    let (index, len): (u32, u64) = opts.deserialize_from(&mut cursor)?;
+    let header = cursor.position() as usize;
+    if (bytes.len() - header) as u64 != len {
+        return Err(StreamError::Invalid("chunk length prefix does not match the message"));
+    }
+    match manifest.chunk_len(index) {
+        Some(l) if l as u64 == len => {}
+        Some(_) => return Err(StreamError::Invalid("chunk has the wrong length")),
+        None => return Err(StreamError::Invalid("chunk index out of range")),
+    }
+    Ok(Some((index, bytes.split_off(header).freeze())))
+}
+
 /// Decodes a message of at most `limit` bytes.
 pub fn decode(bytes: &[u8], limit: u64) -> Result<Message, StreamError> {
     if bytes.len() as u64 > limit {
@@ -371,7 +408,32 @@ mod tests {
         assert!(decode_from(&huge_vec, Role::Participant, Some(&m)).is_err());
     }
 
+    #[test]
+    fn chunk_fast_path_matches_serde_encoding() {
+        let m = manifest();
+        for (index, len) in [(0u32, 65536usize), (10, 100), (7, 65536)] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let slow = encode(&Message::Chunk { index, data: ByteBuf::from(data.clone()) });
+            let mut fast = encode_chunk_header(index, len);
+            fast.extend_from_slice(&data);
+            assert_eq!(fast, slow);
+            let (i, d) = decode_chunk(bytes::BytesMut::from(&fast[..]), &m).unwrap().unwrap();
+            assert_eq!((i, &d[..]), (index, &data[..]));
+            for cut in 0..fast.len().min(20) {
+                assert!(decode_chunk(bytes::BytesMut::from(&fast[..cut]), &m).is_err());
+            }
+            assert!(decode_chunk(bytes::BytesMut::from(&fast[..fast.len() - 1]), &m).is_err());
+        }
+        let ping = encode(&Message::Ping { client_us: 5 });
+        assert!(matches!(decode_chunk(bytes::BytesMut::from(&ping[..]), &m), Ok(None)));
+    }
+
     proptest! {
+        #[test]
+        fn chunk_decoder_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_chunk(bytes::BytesMut::from(&bytes[..]), &manifest());
+        }
+
         #[test]
         fn decoder_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let m = manifest();

@@ -1,0 +1,114 @@
+//! The signaling server's limits over a real WebSocket: every refusal is a clear error, then a
+//! close.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use syncy::protocol::signal::{ClientMsg, ErrorCode, ServerMsg, decode_server, encode};
+use syncy::server::{Server, ServerConfig};
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(server: &Server) -> Socket {
+    tokio_tungstenite::connect_async(format!("ws://{}/", server.addr)).await.unwrap().0
+}
+
+/// Reads until an error message arrives, then checks the connection closes.
+async fn refusal(ws: &mut Socket) -> (ErrorCode, String) {
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(frame)) = ws.next().await {
+            if let Ws::Text(t) = frame
+                && let Ok(ServerMsg::Error { code, message }) = decode_server(t.as_str(), 1 << 20)
+            {
+                return Some((code, message));
+            }
+        }
+        None
+    })
+    .await
+    .unwrap()
+    .expect("an error message before the close");
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Ws::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "connection not closed after {found:?}");
+    found
+}
+
+fn create() -> String {
+    encode(&ClientMsg::Create { room: None, join_token: "ab".repeat(32), name: "h".into() })
+}
+
+#[test]
+fn limits_refuse_with_clear_messages() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let cfg = ServerConfig { max_message: 1024, msg_rate: 5.0, msg_burst: 5.0, max_rooms: 1, ..Default::default() };
+        let server = Server::start("127.0.0.1:0".parse().unwrap(), cfg).await.unwrap();
+
+        // Oversized message.
+        let mut ws = connect(&server).await;
+        ws.send(Ws::Text("x".repeat(4096).into())).await.unwrap();
+        let (code, msg) = refusal(&mut ws).await;
+        assert_eq!(code, ErrorCode::TooLarge);
+        assert!(msg.contains("1024 bytes"), "{msg}");
+
+        // Garbage.
+        let mut ws = connect(&server).await;
+        ws.send(Ws::Text("{\"type\":\"teleport\"}".into())).await.unwrap();
+        assert_eq!(refusal(&mut ws).await.0, ErrorCode::BadMessage);
+
+        // Signal before joining.
+        let mut ws = connect(&server).await;
+        ws.send(Ws::Text(r#"{"type":"signal","to":1,"payload":{"kind":"ice","candidate":"c","sdp_mid":null,"sdp_mline_index":null}}"#.into())).await.unwrap();
+        let (code, msg) = refusal(&mut ws).await;
+        assert_eq!(code, ErrorCode::BadMessage);
+        assert!(msg.contains("join"), "{msg}");
+
+        // Rate: the room's host floods.
+        let mut host = connect(&server).await;
+        host.send(Ws::Text(create().into())).await.unwrap();
+        let ping = r#"{"type":"signal","to":999,"payload":{"kind":"ice","candidate":"c","sdp_mid":null,"sdp_mline_index":null}}"#;
+        for _ in 0..20 {
+            if host.send(Ws::Text(ping.into())).await.is_err() {
+                break;
+            }
+        }
+        let (code, msg) = refusal(&mut host).await;
+        assert_eq!(code, ErrorCode::RateLimited);
+        assert!(msg.contains("per second"), "{msg}");
+
+        // Rooms per server: the flooding host's room is gone; one room fits, a second does not.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut a = connect(&server).await;
+        a.send(Ws::Text(create().into())).await.unwrap();
+        match a.next().await {
+            Some(Ok(Ws::Text(t))) => assert!(matches!(decode_server(t.as_str(), 1 << 20).unwrap(), ServerMsg::Created { .. })),
+            other => panic!("{other:?}"),
+        }
+        let mut b = connect(&server).await;
+        b.send(Ws::Text(create().into())).await.unwrap();
+        let (code, msg) = refusal(&mut b).await;
+        assert_eq!(code, ErrorCode::ServerFull);
+        assert!(msg.contains("maximum of 1 rooms"), "{msg}");
+    });
+}
+
+#[test]
+fn silent_connections_are_closed() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let cfg = ServerConfig { join_timeout: Duration::from_millis(300), ..Default::default() };
+        let server = Server::start("127.0.0.1:0".parse().unwrap(), cfg).await.unwrap();
+        let mut ws = connect(&server).await;
+        let (code, _) = refusal(&mut ws).await;
+        assert_eq!(code, ErrorCode::Idle);
+    });
+}

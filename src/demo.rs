@@ -25,6 +25,8 @@ struct Progress {
     chunks: u32,
     down_bps: u64,
     sha256: Option<String>,
+    seconds: f64,
+    size: u64,
 }
 
 /// Runs the demo; returns when every participant holds a verified copy (or on Ctrl-C).
@@ -80,7 +82,7 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
     drop(p_events);
 
     let mut progress: BTreeMap<usize, Progress> = (0..participants as usize).map(|i| (i, Progress::default())).collect();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     let outcome: Result<()> = loop {
         tokio::select! {
             Some((i, ev)) = p_rx.recv() => {
@@ -88,7 +90,12 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
                 match ev {
                     Event::Manifest { chunks, .. } => p.chunks = chunks,
                     Event::JoinStats { received_chunks, down_bps, .. } => { p.received = received_chunks; p.down_bps = down_bps; }
-                    Event::Complete { sha256, .. } => { p.received = p.chunks; p.sha256 = Some(sha256); }
+                    Event::Complete { sha256, seconds, size } => {
+                        p.received = p.chunks;
+                        p.sha256 = Some(sha256);
+                        p.seconds = seconds;
+                        p.size = size;
+                    }
                     Event::Error { message } => break Err(eyre!("{}: {message}", NAMES[i])),
                     _ => {}
                 }
@@ -118,7 +125,13 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
     let mut ok = true;
     for (i, p) in &progress {
         match &p.sha256 {
-            Some(h) if *h == expected => println!("{}: sha256 matches the host's file", NAMES[*i]),
+            Some(h) if *h == expected => println!(
+                "{}: {:.1} MB in {:.2} s from joining ({:.0} MB/s), sha256 matches the host's file",
+                NAMES[*i],
+                p.size as f64 / 1e6,
+                p.seconds,
+                p.size as f64 / 1e6 / p.seconds.max(1e-3)
+            ),
             Some(h) => {
                 ok = false;
                 println!("{}: sha256 {h} DIFFERS from the host's {expected}", NAMES[*i]);

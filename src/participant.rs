@@ -149,6 +149,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     let mut received: u32 = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut ticks: u64 = 0;
+    let mut signal_open = true;
     request_more(&mut store, &control).await?;
 
     let end = loop {
@@ -207,13 +208,15 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                     let _ = events.send(Event::Error { message: format!("{other:?}: playback control is not implemented yet") });
                 }
             },
-            msg = signal.rx.recv() => {
+            msg = signal.rx.recv(), if signal_open => {
                 // Signaling is only needed to set up; once connected, its loss is not fatal.
-                if let Some(ServerMsg::Error { message, .. }) = &msg {
-                    tracing::info!("signaling: {message}");
-                }
-                if msg.is_none() {
-                    signal.rx = mpsc::channel(1).1;
+                match msg {
+                    Some(ServerMsg::Error { message, .. }) => tracing::info!("signaling: {message}"),
+                    Some(_) => {}
+                    None => {
+                        tracing::info!("signaling connection closed; the WebRTC link carries on");
+                        signal_open = false;
+                    }
                 }
             }
         }

@@ -13,13 +13,11 @@ use tokio::sync::mpsc;
 
 use crate::cli::BenchArgs;
 use crate::headless::{Command, Event};
-use crate::host::{self, HostOptions};
+use crate::host;
 use crate::media::sample::{SampleSpec, write_sample};
 use crate::net::peer::{self, IceConfig, PeerLink};
 use crate::participant::{self, JoinOptions};
 use crate::protocol::auth::RoomKey;
-use crate::protocol::link::Link;
-use crate::server::ServerConfig;
 
 const MSG: usize = 64 * 1024;
 
@@ -237,27 +235,8 @@ async fn bare_channel(size: u64) -> Result<(Duration, f64)> {
 
 /// A host and `n` participants in this process; from the first manifest to the last complete.
 async fn syncy(file: &Path, n: u32) -> Result<(Duration, f64)> {
-    let (host_events, mut host_rx) = mpsc::unbounded_channel();
-    let (host_cmd, host_cmd_rx) = mpsc::unbounded_channel();
-    let opts = HostOptions {
-        file: file.to_path_buf(),
-        server: None,
-        listen: "127.0.0.1:0".parse()?,
-        advertise: None,
-        room: None,
-        name: "bench".into(),
-        chunk_size: crate::protocol::stream::DEFAULT_CHUNK_SIZE,
-        ice_addr: None,
-        server_cfg: ServerConfig::default(),
-    };
-    let host_task = tokio::spawn(host::run(opts, host_events, host_cmd_rx));
-    let link = loop {
-        match host_rx.recv().await {
-            Some(Event::Room { link, .. }) => break Link::parse(&link)?,
-            Some(_) => {}
-            None => bail!("host stopped: {:?}", host_task.await?),
-        }
-    };
+    let room = host::start_local(file.to_path_buf(), None, "bench").await?;
+    let (link, mut host_rx, host_cmd, host_task) = (room.link, room.events, room.commands, room.task);
     tokio::spawn(async move { while host_rx.recv().await.is_some() {} });
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
     let mut quits = vec![];

@@ -9,11 +9,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::headless::{Command, Event};
-use crate::host::{self, HostOptions};
+use crate::host;
 use crate::media::sample::{SampleSpec, write_sample};
 use crate::participant::{self, JoinOptions};
-use crate::protocol::link::Link;
-use crate::server::ServerConfig;
 
 const NAMES: [&str; 20] = [
     "ann", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy", "jo", "kim", "lou", "max", "ned", "oz", "pia", "quin", "rex", "sue", "tom",
@@ -39,28 +37,8 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
     tokio::task::spawn_blocking(move || write_sample(&c, &spec)).await??;
     let expected = hex::encode(Sha256::digest(std::fs::read(&clip)?));
 
-    let (host_events, mut host_rx) = mpsc::unbounded_channel();
-    let (host_cmd, host_cmd_rx) = mpsc::unbounded_channel();
-    let opts = HostOptions {
-        file: clip.clone(),
-        server: None,
-        listen: "127.0.0.1:0".parse()?,
-        advertise: None,
-        room: Some("demo".into()),
-        name: "host".into(),
-        chunk_size: crate::protocol::stream::DEFAULT_CHUNK_SIZE,
-        ice_addr: None,
-        server_cfg: ServerConfig::default(),
-    };
-    let host_task = tokio::spawn(host::run(opts, host_events, host_cmd_rx));
-    let link = loop {
-        match host_rx.recv().await {
-            Some(Event::Room { link, .. }) => break Link::parse(&link)?,
-            Some(Event::Error { message }) => bail!("host: {message}"),
-            Some(_) => {}
-            None => return Err(host_task.await?.err().unwrap_or_else(|| eyre!("host stopped"))),
-        }
-    };
+    let room = host::start_local(clip.clone(), Some("demo".into()), "host").await?;
+    let (link, mut host_rx, host_cmd, host_task) = (room.link, room.events, room.commands, room.task);
     println!("room open: {link}");
 
     let (p_events, mut p_rx) = mpsc::unbounded_channel::<(usize, Event)>();

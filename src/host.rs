@@ -52,6 +52,44 @@ pub struct HostOptions {
     pub server_cfg: ServerConfig,
 }
 
+/// A host running in this process on loopback, with an embedded server (demo, bench).
+pub struct LocalRoom {
+    /// The room's link.
+    pub link: Link,
+    /// The host's events after `room`.
+    pub events: mpsc::UnboundedReceiver<Event>,
+    /// Commands to the host (`Quit` ends it).
+    pub commands: mpsc::UnboundedSender<Command>,
+    /// The host engine.
+    pub task: tokio::task::JoinHandle<Result<()>>,
+}
+
+/// Starts a host for `file` on 127.0.0.1 and waits until its room is open.
+pub async fn start_local(file: PathBuf, room: Option<String>, name: &str) -> Result<LocalRoom> {
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let opts = HostOptions {
+        file,
+        server: None,
+        listen: "127.0.0.1:0".parse()?,
+        advertise: None,
+        room,
+        name: name.into(),
+        chunk_size: stream::DEFAULT_CHUNK_SIZE,
+        ice_addr: None,
+        server_cfg: ServerConfig::default(),
+    };
+    let task = tokio::spawn(run(opts, events_tx, commands_rx));
+    loop {
+        match events.recv().await {
+            Some(Event::Room { link, .. }) => return Ok(LocalRoom { link: Link::parse(&link)?, events, commands, task }),
+            Some(Event::Error { message }) => bail!("host: {message}"),
+            Some(_) => {}
+            None => return Err(task.await?.err().unwrap_or_else(|| eyre!("the host stopped"))),
+        }
+    }
+}
+
 /// What peer tasks tell the engine.
 enum PeerEvent {
     Connected { peer: PeerId, handle: PeerHandle },

@@ -150,6 +150,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut ticks: u64 = 0;
     let mut signal_open = true;
+    let mut rtt_ms: Option<u32> = None;
     request_more(&mut store, &control).await?;
 
     let end = loop {
@@ -175,7 +176,14 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                 }
                 Some(Incoming::Control(b)) => match stream::decode_from(&b, Role::Host, Some(&manifest))? {
                     Message::StreamEnd { reason } => break JoinEnd::StreamEnd(reason),
-                    Message::Pong { .. } | Message::State { .. } | Message::QualityChange { .. } | Message::Hello { .. } => {}
+                    Message::Pong { client_us, .. } => {
+                        // Round trip on our own clock; the clock-offset filter arrives with playback.
+                        let now_us = started.elapsed().as_micros() as u64;
+                        if client_us <= now_us {
+                            rtt_ms = Some(((now_us - client_us) / 1000) as u32);
+                        }
+                    }
+                    Message::State { .. } | Message::QualityChange { .. } | Message::Hello { .. } => {}
                     other => bail!("protocol violation: unexpected {other:?}"),
                 },
                 Some(Incoming::Closed(why)) => bail!("connection to the host lost: {why}"),
@@ -198,8 +206,10 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         quality: "high".into(),
                         drift_ms: 0,
                     });
-                    let report = Message::Report { position_ms: 0, buffered_bytes: store.held_bytes(), down_bps, buffering: false, rtt_ms: None };
+                    let report = Message::Report { position_ms: 0, buffered_bytes: store.held_bytes(), down_bps, buffering: false, rtt_ms };
                     peer::send(&control, &stream::encode(&report)).await?;
+                    let ping = Message::Ping { client_us: started.elapsed().as_micros() as u64 };
+                    peer::send(&control, &stream::encode(&ping)).await?;
                 }
             }
             cmd = commands.recv() => match cmd {

@@ -145,6 +145,19 @@ async fn wait_gathered(events: &mut mpsc::UnboundedReceiver<PcEvent>, stash: &mu
     }
 }
 
+/// Waits for ICE gathering, then returns the local SDP (candidates included) with its MAC.
+async fn signed_local_sdp(
+    pc: &Arc<dyn PeerConnection>,
+    events: &mut mpsc::UnboundedReceiver<PcEvent>,
+    stash: &mut Vec<PcEvent>,
+    key: &RoomKey,
+) -> Result<(String, String), LinkError> {
+    wait_gathered(events, stash).await?;
+    let sdp = pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp;
+    let mac = key.sdp_mac(&sdp);
+    Ok((sdp, mac))
+}
+
 async fn wait_open(dc: &Arc<dyn DataChannel>) -> Result<(), LinkError> {
     loop {
         match dc.poll().await {
@@ -172,9 +185,7 @@ impl PeerLink {
                 let offer = pc.create_offer(None).await?;
                 pc.set_local_description(offer).await?;
                 let mut stash = Vec::new();
-                wait_gathered(&mut events, &mut stash).await?;
-                let sdp = pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp;
-                let mac = key.sdp_mac(&sdp);
+                let (sdp, mac) = signed_local_sdp(&pc, &mut events, &mut stash, key).await?;
                 if !send(SignalPayload::Offer { sdp, mac }).await {
                     return Err(LinkError::Gone);
                 }
@@ -220,9 +231,7 @@ impl PeerLink {
                 let answer = pc.create_answer(None).await?;
                 pc.set_local_description(answer).await?;
                 let mut stash = Vec::new();
-                wait_gathered(&mut events, &mut stash).await?;
-                let sdp = pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp;
-                let mac = key.sdp_mac(&sdp);
+                let (sdp, mac) = signed_local_sdp(&pc, &mut events, &mut stash, key).await?;
                 if !send(SignalPayload::Answer { sdp, mac }).await {
                     return Err(LinkError::Gone);
                 }

@@ -28,7 +28,9 @@ fn three_participants_get_byte_identical_copies_and_a_late_joiner_too() {
     // Stats carry real measured rates.
     let s = ps[0].wait_for("stats with a rate", T, |v| v["event"] == "stats" && v["down_bps"].as_u64().unwrap_or(0) > 0);
     assert!(s["buffered_bytes"].as_u64().unwrap() > 0);
-    let hs = host.wait_for("host stats with three peers", T, |v| v["event"] == "stats" && v["peers"].as_array().is_some_and(|p| p.len() == 3));
+    let hs = host.wait_for("host stats with three peers and their round trips", T, |v| {
+        v["event"] == "stats" && v["peers"].as_array().is_some_and(|p| p.len() == 3 && p.iter().all(|p| p["rtt_ms"].is_u64()))
+    });
     for p in hs["peers"].as_array().unwrap() {
         assert!(p["name"].is_string() && p["up_bps"].is_u64() && p["quality"] == "high", "{p}");
     }

@@ -167,6 +167,21 @@ pub struct SampleArgs {
     /// Video bit rate (bits per second; units allowed, e.g. 4Mb/s).
     #[arg(long, default_value = "2Mb/s", value_parser = parse_bytes)]
     pub bitrate: u64,
+    /// MP4 only: where the index goes (moov-at-end is ffmpeg's default; faststart puts it
+    /// first; fragmented writes fragments).
+    #[arg(long, value_enum, default_value_t = Mp4LayoutArg::MoovAtEnd)]
+    pub mp4_layout: Mp4LayoutArg,
+}
+
+/// `--mp4-layout` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Mp4LayoutArg {
+    /// Index after the media data.
+    MoovAtEnd,
+    /// Index first.
+    Faststart,
+    /// Fragmented MP4.
+    Fragmented,
 }
 
 /// `syncy bench`.

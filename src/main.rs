@@ -125,6 +125,11 @@ async fn run(cmd: Cmd) -> Result<()> {
                 width: a.size.0,
                 height: a.size.1,
                 video_bitrate: a.bitrate as usize * 8,
+                mp4_layout: match a.mp4_layout {
+                    syncy::cli::Mp4LayoutArg::MoovAtEnd => syncy::media::sample::Mp4Layout::MoovAtEnd,
+                    syncy::cli::Mp4LayoutArg::Faststart => syncy::media::sample::Mp4Layout::Faststart,
+                    syncy::cli::Mp4LayoutArg::Fragmented => syncy::media::sample::Mp4Layout::Fragmented,
+                },
                 ..Default::default()
             };
             let out = a.out.clone();

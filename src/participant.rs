@@ -206,7 +206,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         quality: "high".into(),
                         drift_ms: 0,
                     });
-                    let report = Message::Report { position_ms: 0, buffered_bytes: store.held_bytes(), down_bps, buffering: false, rtt_ms };
+                    let report = Message::Report { position_ms: 0, buffered_bytes: store.held_bytes(), down_bps, buffering: false, rtt_ms, seq: 0, drift_ms: None };
                     peer::send(&control, &stream::encode(&report)).await?;
                     let ping = Message::Ping { client_us: started.elapsed().as_micros() as u64 };
                     peer::send(&control, &stream::encode(&ping)).await?;

@@ -23,6 +23,9 @@ pub struct StoreConfig {
     pub batch: usize,
     /// A request not answered in this long is made again.
     pub request_timeout: Duration,
+    /// Once the window ahead is full, also fetch chunks behind the reader that never arrived
+    /// (`--save` keeps a whole copy even when playback started mid-file).
+    pub fill_behind: bool,
 }
 
 impl Default for StoreConfig {
@@ -32,6 +35,7 @@ impl Default for StoreConfig {
             max_in_flight: 256,
             batch: 64,
             request_timeout: Duration::from_secs(10),
+            fill_behind: false,
         }
     }
 }
@@ -82,16 +86,22 @@ pub struct ChunkStore {
     cfg: StoreConfig,
     held: BTreeMap<u32, Bytes>,
     held_bytes: u64,
-    in_flight: HashMap<u32, Instant>,
+    /// Requested and not arrived: when, and how urgently.
+    in_flight: HashMap<u32, (Instant, Priority)>,
     in_flight_bytes: u64,
     critical: BTreeSet<u32>,
     read_pos: u32,
     evicted: u64,
+    /// Chunks that have arrived at least once.
+    seen: Vec<bool>,
+    /// Every chunk below this has been seen (fill-behind scans from here).
+    fill_cursor: u32,
 }
 
 impl ChunkStore {
     /// An empty store for `manifest` (already validated).
     pub fn new(manifest: Manifest, cfg: StoreConfig) -> Self {
+        let manifest_chunks = manifest.chunks as usize;
         ChunkStore {
             manifest,
             cfg,
@@ -102,6 +112,8 @@ impl ChunkStore {
             critical: BTreeSet::new(),
             read_pos: 0,
             evicted: 0,
+            seen: vec![false; manifest_chunks],
+            fill_cursor: 0,
         }
     }
 
@@ -118,6 +130,11 @@ impl ChunkStore {
     /// Chunks held now.
     pub fn held_count(&self) -> usize {
         self.held.len()
+    }
+
+    /// Whether chunk `index` has ever arrived.
+    pub fn seen(&self, index: u32) -> bool {
+        self.seen.get(index as usize).copied().unwrap_or(false)
     }
 
     /// Chunks evicted so far.
@@ -164,6 +181,7 @@ impl ChunkStore {
             self.in_flight_bytes -= expected as u64;
         }
         self.critical.remove(&index);
+        self.seen[index as usize] = true;
         if self.held.contains_key(&index) {
             return Ok(Arrival::Duplicate);
         }
@@ -204,7 +222,7 @@ impl ChunkStore {
         let expired: Vec<u32> = self
             .in_flight
             .iter()
-            .filter(|(_, t)| now.saturating_duration_since(**t) >= timeout)
+            .filter(|(_, (t, _))| now.saturating_duration_since(*t) >= timeout)
             .map(|(ix, _)| *ix)
             .collect();
         for ix in expired {
@@ -215,7 +233,7 @@ impl ChunkStore {
 
     /// When `handle_timeout` next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.in_flight.values().min().map(|t| *t + self.cfg.request_timeout)
+        self.in_flight.values().map(|(t, _)| *t).min().map(|t| t + self.cfg.request_timeout)
     }
 
     /// The next request to send, if any.
@@ -229,9 +247,21 @@ impl ChunkStore {
             }
             if self.held.contains_key(&ix) {
                 self.critical.remove(&ix);
-            } else if !self.in_flight.contains_key(&ix) {
-                chunks.push(ix);
-                self.mark_in_flight(now, ix);
+            } else {
+                match self.in_flight.get_mut(&ix) {
+                    None => {
+                        chunks.push(ix);
+                        self.mark_in_flight(now, ix);
+                        self.in_flight.get_mut(&ix).expect("just marked").1 = Priority::Critical;
+                    }
+                    // Asked for as read-ahead, needed now: ask again as critical so the
+                    // host moves it to the front (its scheduler upgrades the request).
+                    Some(entry) if entry.1 == Priority::Window => {
+                        chunks.push(ix);
+                        *entry = (now, Priority::Critical);
+                    }
+                    Some(_) => {}
+                }
             }
         }
         if !chunks.is_empty() {
@@ -264,11 +294,29 @@ impl ChunkStore {
             }
             ix += 1;
         }
+        if self.cfg.fill_behind && ix >= self.manifest.chunks {
+            while self.fill_cursor < self.manifest.chunks && self.seen[self.fill_cursor as usize] {
+                self.fill_cursor += 1;
+            }
+            let mut ix = self.fill_cursor;
+            while ix < self.read_pos && chunks.len() < self.cfg.batch && self.in_flight.len() < self.cfg.max_in_flight {
+                if !self.seen[ix as usize] && !self.in_flight.contains_key(&ix) {
+                    let len = self.manifest.chunk_len(ix).unwrap_or(0) as u64;
+                    if len > budget {
+                        break;
+                    }
+                    budget -= len;
+                    chunks.push(ix);
+                    self.mark_in_flight(now, ix);
+                }
+                ix += 1;
+            }
+        }
         (!chunks.is_empty()).then_some(ChunkRequest { chunks, priority: Priority::Window })
     }
 
     fn mark_in_flight(&mut self, now: Instant, ix: u32) {
-        self.in_flight.insert(ix, now);
+        self.in_flight.insert(ix, (now, Priority::Window));
         self.in_flight_bytes += self.manifest.chunk_len(ix).unwrap_or(0) as u64;
     }
 }
@@ -293,6 +341,41 @@ mod tests {
 
     fn data(m: &Manifest, ix: u32) -> Vec<u8> {
         vec![ix as u8; m.chunk_len(ix).unwrap()]
+    }
+
+    #[test]
+    fn a_read_ahead_chunk_needed_now_is_asked_for_again_as_critical() {
+        let m = manifest(20 * 10, 10);
+        let mut s = ChunkStore::new(m, StoreConfig { capacity: 1000, batch: 50, ..StoreConfig::default() });
+        let now = Instant::now();
+        assert_eq!(s.poll_request(now).unwrap().priority, Priority::Window);
+        s.want(5);
+        assert_eq!(s.poll_request(now), Some(ChunkRequest { chunks: vec![5], priority: Priority::Critical }));
+        // Once upgraded, not again.
+        s.want(5);
+        assert_eq!(s.poll_request(now), None);
+    }
+
+    #[test]
+    fn fill_behind_fetches_skipped_chunks_once_the_window_is_done() {
+        let m = manifest(20 * 10, 10);
+        let cfg = StoreConfig { capacity: 1000, batch: 50, fill_behind: true, ..StoreConfig::default() };
+        let mut s = ChunkStore::new(m.clone(), cfg);
+        let now = Instant::now();
+        s.set_read_position(15);
+        let first = s.poll_request(now).unwrap();
+        // The window (15..20) first, then the chunks behind the reader.
+        assert_eq!(first.chunks, (15..20).chain(0..15).collect::<Vec<_>>());
+        for ix in 0..20 {
+            s.handle_chunk(now, ix, data(&m, ix)).unwrap();
+        }
+        assert!((0..20).all(|ix| s.seen(ix)));
+        assert_eq!(s.poll_request(now), None);
+        // Without fill_behind, the part before the reader is never asked for.
+        let mut s = ChunkStore::new(m.clone(), StoreConfig { capacity: 1000, batch: 50, ..StoreConfig::default() });
+        s.set_read_position(15);
+        assert_eq!(s.poll_request(now).unwrap().chunks, (15..20).collect::<Vec<_>>());
+        assert_eq!(s.poll_request(now), None);
     }
 
     #[test]

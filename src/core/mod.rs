@@ -2,5 +2,7 @@
 //! always passed in. Each machine takes inputs with `handle_*` and yields outputs with `poll_*`.
 
 pub mod buffer;
+pub mod clock;
 pub mod rate;
+pub mod room;
 pub mod scheduler;

@@ -1,7 +1,11 @@
-//! ffmpeg at the edge: probing the host's file and generating the sample clip.
+//! ffmpeg at the edge: probing the host's file, demuxing and decoding over the chunk store,
+//! and generating the sample clip.
 
+pub mod avio;
+pub mod decode;
 pub mod probe;
 pub mod sample;
+pub mod store_source;
 
 use std::sync::Once;
 
@@ -13,3 +17,6 @@ pub fn init() {
         ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
     });
 }
+
+#[cfg(test)]
+mod decode_tests;

@@ -25,11 +25,25 @@ pub struct SampleSpec {
     pub fps: i32,
     /// Video bit rate, bits per second.
     pub video_bitrate: usize,
+    /// Where an MP4 keeps its index (ignored for other containers).
+    pub mp4_layout: Mp4Layout,
+}
+
+/// MP4 index placement: players must cope with all three.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mp4Layout {
+    /// `moov` after the media data (ffmpeg's default): the index is at the tail.
+    #[default]
+    MoovAtEnd,
+    /// `moov` moved to the front (`-movflags +faststart`).
+    Faststart,
+    /// Fragmented MP4 (`frag_keyframe+empty_moov`): an index per fragment.
+    Fragmented,
 }
 
 impl Default for SampleSpec {
     fn default() -> Self {
-        SampleSpec { duration: 10.0, width: 640, height: 360, fps: 25, video_bitrate: 2_000_000 }
+        SampleSpec { duration: 10.0, width: 640, height: 360, fps: 25, video_bitrate: 2_000_000, mp4_layout: Mp4Layout::MoovAtEnd }
     }
 }
 
@@ -99,7 +113,18 @@ pub fn write_sample(out: &Path, spec: &SampleSpec) -> Result<(), SampleError> {
     aost.set_parameters(&aenc);
     let frame_size = (aenc.frame_size() as usize).max(1024);
 
-    octx.write_header()?;
+    let mut mux_opts = Dictionary::new();
+    match spec.mp4_layout {
+        Mp4Layout::MoovAtEnd => {}
+        Mp4Layout::Faststart => mux_opts.set("movflags", "+faststart"),
+        Mp4Layout::Fragmented => mux_opts.set("movflags", "frag_keyframe+empty_moov"),
+    }
+    let is_mp4 = out.extension().is_some_and(|e| e.eq_ignore_ascii_case("mp4") || e.eq_ignore_ascii_case("mov"));
+    if is_mp4 {
+        octx.write_header_with(mux_opts)?;
+    } else {
+        octx.write_header()?;
+    }
     let vtb = octx.stream(vidx).expect("added").time_base();
     let atb = octx.stream(aidx).expect("added").time_base();
 
@@ -140,7 +165,13 @@ pub fn write_sample(out: &Path, spec: &SampleSpec) -> Result<(), SampleError> {
     drain(&mut venc, vidx, Rational(1, spec.fps), vtb, &mut octx)?;
     aenc.send_eof()?;
     drain(&mut aenc, aidx, Rational(1, AUDIO_RATE), atb, &mut octx)?;
-    octx.write_trailer()?;
+    // Not `write_trailer()`: with fragmented MP4, FFmpeg 5.1's trailer returns a positive byte
+    // count, which ffmpeg-next takes for an error.
+    // SAFETY: the context is open and its header written.
+    let r = unsafe { ffmpeg_next::ffi::av_write_trailer(octx.as_mut_ptr()) };
+    if r < 0 {
+        return Err(ffmpeg_next::Error::from(r).into());
+    }
     Ok(())
 }
 

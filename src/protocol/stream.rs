@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 /// Protocol version carried in `Hello`; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Default chunk payload size.
 pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
 /// Largest chunk size a peer accepts (keeps a chunk message under SCTP's 256 KiB ceiling).
@@ -20,6 +20,8 @@ pub const MAX_CONTROL_MESSAGE: u64 = 64 * 1024;
 pub const MAX_INDICES: usize = 4096;
 /// Longest name or string field.
 pub const MAX_TEXT: usize = 256;
+/// Most names in a `State`'s waiting list.
+pub const MAX_WAITING: usize = 32;
 
 /// What a file is, sent by the host once the channels open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,7 +93,7 @@ pub enum Command {
     Play,
     /// Pause.
     Pause,
-    /// Seek to milliseconds.
+    /// Seek to a media position in microseconds.
     Seek(u64),
 }
 
@@ -118,14 +120,16 @@ pub enum Message {
     State {
         /// Playing or paused.
         playing: bool,
-        /// Media position at `at_host_ms`.
-        position_ms: u64,
-        /// Host clock reading (ms) the position refers to.
-        at_host_ms: u64,
+        /// Media position (µs) at `at_host_us`.
+        position_us: u64,
+        /// Host clock reading (µs) the position refers to.
+        at_host_us: u64,
         /// Playback rate in thousandths.
         rate_milli: u32,
-        /// Increases with every change.
+        /// Increases with every clock change.
         seq: u64,
+        /// Names of the participants the room is waiting for (buffering).
+        waiting: Vec<String>,
     },
     /// Host → participant: answer to `Ping`.
     Pong {
@@ -175,6 +179,15 @@ pub enum Message {
         buffering: bool,
         /// Measured round trip to the host.
         rtt_ms: Option<u32>,
+        /// Newest `State` seq applied (and, when not buffering, showing).
+        seq: u64,
+        /// Playback drift from the room clock.
+        drift_ms: Option<i64>,
+    },
+    /// Host → participant: something the participant should tell its user (a refused command).
+    Notice {
+        /// What.
+        text: String,
     },
 }
 
@@ -194,7 +207,7 @@ impl Message {
         match self {
             Hello { .. } => None,
             Manifest(_) | Chunk { .. } | State { .. } | Pong { .. } | QualityChange { .. }
-            | StreamEnd { .. } => Some(Role::Host),
+            | StreamEnd { .. } | Notice { .. } => Some(Role::Host),
             Request { .. } | Cancel { .. } | Command(_) | Ping { .. } | Report { .. } => {
                 Some(Role::Participant)
             }
@@ -320,8 +333,19 @@ fn check(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> 
                 Ok(())
             }
         }
-        Message::QualityChange { level } | Message::StreamEnd { reason: level } if level.len() > MAX_TEXT => {
+        Message::QualityChange { level } | Message::StreamEnd { reason: level } | Message::Notice { text: level }
+            if level.len() > MAX_TEXT =>
+        {
             Err(StreamError::Invalid("text too long"))
+        }
+        Message::State { waiting, rate_milli, .. } => {
+            if waiting.len() > MAX_WAITING || waiting.iter().any(|n| n.len() > MAX_TEXT) {
+                Err(StreamError::Invalid("waiting list too long"))
+            } else if *rate_milli > 16_000 {
+                Err(StreamError::Invalid("playback rate out of range"))
+            } else {
+                Ok(())
+            }
         }
         _ => Ok(()),
     }
@@ -352,7 +376,8 @@ mod tests {
             (Manifest(manifest()), Role::Host),
             (Chunk { index: 10, data: ByteBuf::from(vec![9u8; 100]) }, Role::Host),
             (Chunk { index: 0, data: ByteBuf::from(vec![1u8; 65536]) }, Role::Host),
-            (State { playing: true, position_ms: 5, at_host_ms: 9, rate_milli: 1000, seq: 2 }, Role::Host),
+            (State { playing: true, position_us: 5, at_host_us: 9, rate_milli: 1000, seq: 2, waiting: vec!["ann".into()] }, Role::Host),
+            (Notice { text: "only the host controls playback".into() }, Role::Host),
             (Pong { client_us: 1, host_us: 2 }, Role::Host),
             (QualityChange { level: "low".into() }, Role::Host),
             (StreamEnd { reason: "host quit".into() }, Role::Host),
@@ -361,7 +386,7 @@ mod tests {
             (Command(super::Command::Seek(1234)), Role::Participant),
             (Command(super::Command::Play), Role::Participant),
             (Ping { client_us: 77 }, Role::Participant),
-            (Report { position_ms: 1, buffered_bytes: 2, down_bps: 3, buffering: false, rtt_ms: Some(4) }, Role::Participant),
+            (Report { position_ms: 1, buffered_bytes: 2, down_bps: 3, buffering: false, rtt_ms: Some(4), seq: 7, drift_ms: Some(-3) }, Role::Participant),
         ]
     }
 

@@ -1,0 +1,513 @@
+//! Time for the room: the clock-offset estimate to the host, the host's media clock, and the
+//! follower that keeps a participant's playback clock on the room's.
+//!
+//! All times are microseconds on some monotonic clock, passed in: `local` times are the
+//! participant's own clock, `host` times the host's. Nothing here reads a clock.
+
+use std::collections::VecDeque;
+
+/// Microseconds.
+pub type Micros = i64;
+
+/// The room's media clock as the host publishes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaState {
+    /// Playing or paused.
+    pub playing: bool,
+    /// Media position at `at_host_us`.
+    pub position_us: Micros,
+    /// Host clock reading the position refers to.
+    pub at_host_us: Micros,
+    /// Playback rate in thousandths (1000 = normal speed).
+    pub rate_milli: u32,
+    /// Increases with every change.
+    pub seq: u64,
+}
+
+impl MediaState {
+    /// A paused clock at 0:00.
+    pub fn start(at_host_us: Micros) -> Self {
+        MediaState { playing: false, position_us: 0, at_host_us, rate_milli: 1000, seq: 0 }
+    }
+
+    /// Media position at host time `host_us`.
+    pub fn position_at(&self, host_us: Micros) -> Micros {
+        if !self.playing {
+            return self.position_us;
+        }
+        let elapsed = host_us - self.at_host_us;
+        (self.position_us + elapsed * self.rate_milli as i64 / 1000).max(0)
+    }
+}
+
+/// One ping/pong exchange.
+#[derive(Debug, Clone, Copy)]
+struct OffsetSample {
+    rtt: Micros,
+    offset: Micros,
+    /// Bounds on the offset this exchange proves (one-way delays are never negative):
+    /// `host - recv <= offset <= host - sent`.
+    low: Micros,
+    high: Micros,
+}
+
+/// NTP-style offset estimate with a min-RTT filter: of the last few exchanges, the one with the
+/// shortest round trip has the least queueing in it, so its midpoint is the best guess. It is
+/// refined by intersecting what every sample proves (`host - recv <= offset <= host - sent`):
+/// the intersection is bounded by the least-delayed exchange in each direction separately,
+/// which is tighter than any single round trip. If the bounds disagree (clock skew over the
+/// window), the min-RTT midpoint stands.
+///
+/// No two-way method can see a fixed asymmetry between the directions: the error is half the
+/// difference of the smallest one-way delays.
+#[derive(Debug, Clone)]
+pub struct OffsetEstimator {
+    samples: VecDeque<OffsetSample>,
+    keep: usize,
+}
+
+impl OffsetEstimator {
+    /// Keeps the last `keep` samples (at 1 Hz pings, `keep` seconds of history).
+    pub fn new(keep: usize) -> Self {
+        OffsetEstimator { samples: VecDeque::new(), keep: keep.max(1) }
+    }
+
+    /// A pong arrived: the ping left at `sent_local`, the host stamped `host_us`, and the
+    /// answer arrived at `recv_local`. Impossible samples (negative round trip) are ignored.
+    pub fn handle_pong(&mut self, sent_local: Micros, host_us: Micros, recv_local: Micros) {
+        let rtt = recv_local - sent_local;
+        if rtt < 0 {
+            return;
+        }
+        let offset = host_us - (sent_local + rtt / 2);
+        if self.samples.len() == self.keep {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(OffsetSample { rtt, offset, low: host_us - recv_local, high: host_us - sent_local });
+    }
+
+    fn best(&self) -> Option<&OffsetSample> {
+        self.samples.iter().min_by_key(|s| s.rtt)
+    }
+
+    /// `host = local + offset`, once any pong has arrived.
+    pub fn offset(&self) -> Option<Micros> {
+        let best = self.best()?;
+        let low = self.samples.iter().map(|s| s.low).max()?;
+        let high = self.samples.iter().map(|s| s.high).min()?;
+        if low <= high { Some(low + (high - low) / 2) } else { Some(best.offset) }
+    }
+
+    /// Round trip of the best sample.
+    pub fn min_rtt(&self) -> Option<Micros> {
+        self.best().map(|s| s.rtt)
+    }
+
+    /// Round trip of the latest sample.
+    pub fn last_rtt(&self) -> Option<Micros> {
+        self.samples.back().map(|s| s.rtt)
+    }
+
+    /// Number of samples held.
+    pub fn samples(&self) -> usize {
+        self.samples.len()
+    }
+}
+
+/// How the follower corrects drift.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowerConfig {
+    /// Start nudging the rate when the drift exceeds this.
+    pub deadband_us: Micros,
+    /// Stop nudging once the drift is back under this.
+    pub settle_us: Micros,
+    /// Largest rate change, as a fraction (0.05 = ±5%).
+    pub max_nudge: f64,
+    /// Drift is corrected over roughly this long (proportional gain = 1/horizon).
+    pub horizon_us: Micros,
+    /// Beyond this drift, seek instead of nudging.
+    pub seek_threshold_us: Micros,
+    /// A backward jump longer than this needs the decoder to seek (shorter: show what we have).
+    pub rewind_seek_us: Micros,
+}
+
+impl Default for FollowerConfig {
+    fn default() -> Self {
+        FollowerConfig {
+            deadband_us: 15_000,
+            settle_us: 3_000,
+            max_nudge: 0.05,
+            horizon_us: 1_000_000,
+            seek_threshold_us: 1_000_000,
+            rewind_seek_us: 200_000,
+        }
+    }
+}
+
+/// What the follower asks of the player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowerOutput {
+    /// Reposition the decoder at this media position.
+    Seek(Micros),
+}
+
+/// A participant's playback clock, following the room's media clock.
+///
+/// The local clock runs at `rate` while playing and not stalled; the player stalls it when the
+/// frame for the current position is not decoded yet (buffering). Drift is local − room.
+#[derive(Debug, Clone)]
+pub struct Follower {
+    cfg: FollowerConfig,
+    room: Option<MediaState>,
+    playing: bool,
+    stalled: bool,
+    position_us: Micros,
+    at_local_us: Micros,
+    rate: f64,
+    correcting: bool,
+    seeks: u64,
+    outputs: VecDeque<FollowerOutput>,
+}
+
+impl Follower {
+    /// A follower that has not heard from the room yet.
+    pub fn new(cfg: FollowerConfig) -> Self {
+        Follower {
+            cfg,
+            room: None,
+            playing: false,
+            stalled: false,
+            position_us: 0,
+            at_local_us: 0,
+            rate: 1.0,
+            correcting: false,
+            seeks: 0,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// Local playback position at `now`.
+    pub fn position(&self, now: Micros) -> Micros {
+        if !self.playing || self.stalled {
+            return self.position_us;
+        }
+        self.position_us + ((now - self.at_local_us) as f64 * self.rate) as Micros
+    }
+
+    /// Whether the local clock is meant to run (the room plays).
+    pub fn playing(&self) -> bool {
+        self.playing
+    }
+
+    /// Whether the player has stalled the clock.
+    pub fn stalled(&self) -> bool {
+        self.stalled
+    }
+
+    /// Current rate (1.0 = normal).
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// The room's last state.
+    pub fn room(&self) -> Option<&MediaState> {
+        self.room.as_ref()
+    }
+
+    /// Seeks asked for so far.
+    pub fn seeks(&self) -> u64 {
+        self.seeks
+    }
+
+    /// Local − room at `now`, given the offset to the host clock.
+    pub fn drift(&self, now: Micros, offset: Micros) -> Option<Micros> {
+        let room = self.room?;
+        Some(self.position(now) - room.position_at(now + offset))
+    }
+
+    /// The room's media position at local time `now`.
+    pub fn room_position(&self, now: Micros, offset: Micros) -> Option<Micros> {
+        self.room.map(|r| r.position_at(now + offset))
+    }
+
+    fn rebase(&mut self, now: Micros) {
+        self.position_us = self.position(now);
+        self.at_local_us = now;
+    }
+
+    fn jump(&mut self, now: Micros, target: Micros) {
+        let here = self.position(now);
+        // Forward by less than the seek threshold: the decoder gets there by decoding on (the
+        // player drops the frames in between). Backward or far forward: it must seek.
+        if target < here - self.cfg.rewind_seek_us || target > here + self.cfg.seek_threshold_us {
+            self.outputs.push_back(FollowerOutput::Seek(target));
+            self.seeks += 1;
+        }
+        self.position_us = target;
+        self.at_local_us = now;
+        self.correcting = false;
+    }
+
+    /// A new room state arrived (stale ones, by `seq`, are ignored).
+    pub fn handle_state(&mut self, now: Micros, state: MediaState, offset: Micros) {
+        if let Some(old) = self.room
+            && state.seq < old.seq
+        {
+            return;
+        }
+        let first = self.room.is_none();
+        let seeked = self.room.is_some_and(|old| old.position_at(state.at_host_us) != state.position_us);
+        self.room = Some(state);
+        let target = state.position_at(now + offset);
+        if first || seeked {
+            // A late joiner starts where the room is, not at 0:00.
+            self.rebase(now);
+            if first && target > self.cfg.rewind_seek_us {
+                self.outputs.push_back(FollowerOutput::Seek(target));
+                self.seeks += 1;
+                self.position_us = target;
+                self.at_local_us = now;
+            } else {
+                self.jump(now, target);
+            }
+        }
+        self.rebase(now);
+        self.playing = state.playing;
+        self.update(now, offset);
+    }
+
+    /// The player stalled (no frame for the current position) or resumed.
+    pub fn handle_stall(&mut self, now: Micros, stalled: bool, offset: Micros) {
+        if stalled == self.stalled {
+            return;
+        }
+        self.rebase(now);
+        self.stalled = stalled;
+        self.at_local_us = now;
+        if !stalled {
+            self.update(now, offset);
+        }
+    }
+
+    /// Re-evaluates the rate; call every ~100 ms and after any input.
+    pub fn handle_timeout(&mut self, now: Micros, offset: Micros) {
+        self.update(now, offset);
+    }
+
+    fn update(&mut self, now: Micros, offset: Micros) {
+        let Some(room) = self.room else { return };
+        let target = room.position_at(now + offset);
+        let here = self.position(now);
+        let drift = here - target;
+        let room_rate = room.rate_milli as f64 / 1000.0;
+        if !room.playing {
+            // Paused: show exactly the room's frame.
+            self.rate = room_rate;
+            if drift != 0 {
+                self.jump(now, target);
+            }
+            return;
+        }
+        if self.stalled {
+            return;
+        }
+        if drift.abs() > self.cfg.seek_threshold_us {
+            self.jump(now, target);
+            self.rebase(now);
+            self.rate = room_rate;
+            return;
+        }
+        if drift.abs() > self.cfg.deadband_us {
+            self.correcting = true;
+        } else if drift.abs() < self.cfg.settle_us {
+            self.correcting = false;
+        }
+        let nudge = if self.correcting {
+            (drift as f64 / self.cfg.horizon_us as f64).clamp(-self.cfg.max_nudge, self.cfg.max_nudge)
+        } else {
+            0.0
+        };
+        self.rebase(now);
+        self.rate = room_rate * (1.0 - nudge);
+    }
+
+    /// Next thing the player must do.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<FollowerOutput> {
+        self.outputs.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    const MS: Micros = 1000;
+    const S: Micros = 1_000_000;
+
+    /// Exponential jitter with the given mean, as queueing tends to look.
+    fn jitter(rng: &mut StdRng, mean: f64) -> Micros {
+        let u: f64 = rng.random_range(1e-9..1.0);
+        (-u.ln() * mean) as Micros
+    }
+
+    #[test]
+    fn offset_within_a_millisecond_under_asymmetry_and_jitter() {
+        for seed in 0..20 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let true_offset: Micros = rng.random_range(-3_600 * S..3_600 * S);
+            // Up 2 ms, down 3 ms (asymmetric: 0.5 ms of error no method can see), plus
+            // queueing jitter with an 8 ms mean each way.
+            let (up, down) = (2 * MS, 3 * MS);
+            let mut est = OffsetEstimator::new(32);
+            let mut local: Micros = 1_000 * S;
+            for _ in 0..32 {
+                let sent = local;
+                let at_host = sent + up + jitter(&mut rng, 8_000.0);
+                let host_us = at_host + true_offset;
+                let recv = at_host + down + jitter(&mut rng, 8_000.0);
+                est.handle_pong(sent, host_us, recv);
+                local += S;
+            }
+            let err = est.offset().unwrap() - true_offset;
+            assert!(err.abs() <= MS, "seed {seed}: error {err} µs");
+        }
+    }
+
+    #[test]
+    fn offset_ignores_impossible_samples_and_forgets_old_ones() {
+        let mut est = OffsetEstimator::new(4);
+        est.handle_pong(100, 5_000, 50);
+        assert_eq!(est.offset(), None);
+        est.handle_pong(0, 1_000, 10); // rtt 10: offset 995
+        for i in 0..4 {
+            est.handle_pong(100 * i, 2_000 + 100 * i, 100 * i + 50);
+        }
+        // The rtt-10 sample has been pushed out; the rtt-50 ones remain.
+        assert_eq!(est.min_rtt(), Some(50));
+        assert_eq!(est.offset(), Some(1_975));
+        // Bounds that cannot all hold (a skewed clock) fall back to the min-RTT sample.
+        est.handle_pong(1_000, 9_000, 1_040);
+        assert_eq!(est.min_rtt(), Some(40));
+        assert_eq!(est.offset(), Some(7_980));
+    }
+
+    #[test]
+    fn media_state_positions() {
+        let mut s = MediaState::start(0);
+        assert_eq!(s.position_at(10 * S), 0);
+        s.playing = true;
+        s.position_us = 5 * S;
+        s.at_host_us = 100 * S;
+        assert_eq!(s.position_at(102 * S), 7 * S);
+        s.rate_milli = 500;
+        assert_eq!(s.position_at(102 * S), 6 * S);
+    }
+
+    fn playing_state(position_us: Micros, at_host_us: Micros, seq: u64) -> MediaState {
+        MediaState { playing: true, position_us, at_host_us, rate_milli: 1000, seq }
+    }
+
+    /// Runs a follower that starts `drift` off the room, ticking every 100 ms for `secs`.
+    /// Returns the drift trace.
+    fn converge(cfg: FollowerConfig, drift: Micros, secs: i64) -> (Follower, Vec<Micros>) {
+        let offset = 7 * S;
+        let mut f = Follower::new(cfg);
+        f.handle_state(0, playing_state(60 * S, offset, 1), offset);
+        while f.poll_output().is_some() {}
+        // Knock the local clock off by `drift`, as a slow decoder or a stall would.
+        f.position_us += drift;
+        let mut trace = vec![];
+        let mut now = 0;
+        while now <= secs * S {
+            f.handle_timeout(now, offset);
+            trace.push(f.drift(now, offset).unwrap());
+            now += 100 * MS;
+        }
+        (f, trace)
+    }
+
+    #[test]
+    fn follower_converges_from_two_seconds_by_rate_without_oscillating() {
+        let cfg = FollowerConfig { seek_threshold_us: 5 * S, ..FollowerConfig::default() };
+        for drift in [2 * S, -2 * S] {
+            let (mut f, trace) = converge(cfg, drift, 90);
+            assert_eq!(f.poll_output(), None, "no seek under the threshold");
+            // Monotonic towards zero, never crossing it by more than the settle band.
+            for w in trace.windows(2) {
+                assert!(w[1].abs() <= w[0].abs() + 1, "drift grew: {} -> {}", w[0], w[1]);
+                assert!(w[1].signum() == drift.signum() || w[1].abs() <= cfg.settle_us, "overshoot to {}", w[1]);
+            }
+            let last = *trace.last().unwrap();
+            assert!(last.abs() <= cfg.deadband_us, "still {last} µs off");
+            // Never nudged more than the limit.
+            assert!((f.rate() - 1.0).abs() <= cfg.max_nudge + 1e-9);
+            // Drift of 2 s at 5% takes 40 s plus the tail.
+            let settled_at = trace.iter().position(|d| d.abs() <= cfg.deadband_us).unwrap();
+            assert!(settled_at <= 500, "settled only after {settled_at} ticks");
+        }
+    }
+
+    #[test]
+    fn follower_seeks_when_drift_is_large() {
+        for drift in [2 * S, -2 * S] {
+            let (mut f, trace) = converge(FollowerConfig::default(), drift, 2);
+            assert!(matches!(f.poll_output(), Some(FollowerOutput::Seek(_))));
+            assert!(trace[0].abs() <= MS, "one seek puts it right: {}", trace[0]);
+            assert!(trace.iter().all(|d| d.abs() <= MS));
+        }
+    }
+
+    #[test]
+    fn follower_small_drift_is_left_alone() {
+        let (f, trace) = converge(FollowerConfig::default(), 10 * MS, 5);
+        assert_eq!(f.rate(), 1.0);
+        assert!(trace.iter().all(|d| *d == 10 * MS));
+    }
+
+    #[test]
+    fn late_joiner_starts_at_the_room_position() {
+        let offset = -3 * S;
+        let mut f = Follower::new(FollowerConfig::default());
+        // The room started playing 42 s of media ago (host time).
+        f.handle_state(10 * S, playing_state(0, 10 * S + offset - 42 * S, 3), offset);
+        assert_eq!(f.poll_output(), Some(FollowerOutput::Seek(42 * S)));
+        assert_eq!(f.position(10 * S), 42 * S);
+        assert_eq!(f.drift(11 * S, offset), Some(0));
+    }
+
+    #[test]
+    fn pause_and_seek_follow_the_room() {
+        let offset = 0;
+        let mut f = Follower::new(FollowerConfig::default());
+        f.handle_state(0, playing_state(0, 0, 1), offset);
+        assert_eq!(f.poll_output(), None);
+        assert_eq!(f.position(S), S);
+        f.handle_state(S, MediaState { playing: false, position_us: S, at_host_us: S, rate_milli: 1000, seq: 2 }, offset);
+        assert!(!f.playing());
+        assert_eq!(f.position(5 * S), S);
+        // A seek back to 0:00 while paused needs the decoder.
+        f.handle_state(6 * S, MediaState { playing: false, position_us: 0, at_host_us: 6 * S, rate_milli: 1000, seq: 3 }, offset);
+        assert_eq!(f.poll_output(), Some(FollowerOutput::Seek(0)));
+        // A stale state is ignored.
+        f.handle_state(7 * S, playing_state(50 * S, 7 * S, 2), offset);
+        assert!(!f.playing());
+        assert_eq!(f.position(7 * S), 0);
+    }
+
+    #[test]
+    fn a_stall_freezes_the_local_clock() {
+        let offset = 0;
+        let mut f = Follower::new(FollowerConfig::default());
+        f.handle_state(0, playing_state(0, 0, 1), offset);
+        f.handle_stall(S, true, offset);
+        assert_eq!(f.position(3 * S), S);
+        assert_eq!(f.drift(3 * S, offset), Some(-2 * S));
+        // Resuming with 2 s of drift (over the threshold): one seek to the room.
+        f.handle_stall(3 * S, false, offset);
+        assert_eq!(f.poll_output(), Some(FollowerOutput::Seek(3 * S)));
+        assert_eq!(f.drift(4 * S, offset), Some(0));
+    }
+}

@@ -1,0 +1,382 @@
+//! The room's playback authority, run by the host: play, pause and seek for everyone, and the
+//! wait-for-buffering policy. Participants' commands come here; the resulting media clock is
+//! broadcast to every participant.
+//!
+//! The room is "wanted playing" when someone pressed play; it is actually playing only when,
+//! in addition, nobody it waits for is buffering (unless the room does not wait).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::clock::{MediaState, Micros};
+
+/// Who sent a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The host itself.
+    Host,
+    /// A participant.
+    Peer(u64),
+}
+
+/// A playback command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomCommand {
+    /// Play.
+    Play,
+    /// Pause.
+    Pause,
+    /// Seek to a media position.
+    SeekTo(Micros),
+    /// Seek relative to the current position.
+    SeekBy(Micros),
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// `--host-only-control`.
+    #[error("only the host controls playback in this room")]
+    HostOnly,
+}
+
+/// Room policy.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomConfig {
+    /// Pause the room while anyone is buffering (`--no-wait` turns it off).
+    pub wait_for_buffering: bool,
+    /// Only the host may play, pause and seek.
+    pub host_only_control: bool,
+    /// Media duration, when known: playing stops there.
+    pub duration_us: Option<Micros>,
+}
+
+/// What the host must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomOutput {
+    /// Broadcast this media clock, with who the room waits for.
+    State {
+        /// The clock.
+        state: MediaState,
+        /// Peers being waited for.
+        waiting: Vec<u64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct PeerSync {
+    /// The peer says it is buffering.
+    buffering: bool,
+    /// It must confirm a state at least this new before it counts as ready.
+    pending_seq: u64,
+    /// Latest state seq it has confirmed.
+    seen_seq: u64,
+}
+
+impl PeerSync {
+    fn waiting(&self) -> bool {
+        self.buffering || self.seen_seq < self.pending_seq
+    }
+}
+
+/// The playback authority.
+#[derive(Debug, Clone)]
+pub struct Room {
+    cfg: RoomConfig,
+    wanted_playing: bool,
+    state: MediaState,
+    peers: BTreeMap<u64, PeerSync>,
+    outputs: VecDeque<RoomOutput>,
+    last_waiting: Vec<u64>,
+}
+
+impl Room {
+    /// A paused room at 0:00; `autoplay` wants it playing from the start.
+    pub fn new(now: Micros, cfg: RoomConfig, autoplay: bool) -> Self {
+        let mut room = Room {
+            cfg,
+            wanted_playing: autoplay,
+            state: MediaState::start(now),
+            peers: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            last_waiting: vec![],
+        };
+        room.state.playing = autoplay;
+        room
+    }
+
+    /// The current clock.
+    pub fn state(&self) -> MediaState {
+        self.state
+    }
+
+    /// Media position now.
+    pub fn position(&self, now: Micros) -> Micros {
+        self.state.position_at(now)
+    }
+
+    /// Whether someone wants the room playing (it may still be waiting).
+    pub fn wanted_playing(&self) -> bool {
+        self.wanted_playing
+    }
+
+    /// Peers the room is waiting for.
+    pub fn waiting(&self) -> Vec<u64> {
+        self.peers.iter().filter(|(_, p)| p.waiting()).map(|(id, _)| *id).collect()
+    }
+
+    /// A participant connected. It is not waited for until it says it is buffering.
+    pub fn add_peer(&mut self, peer: u64) {
+        self.peers.entry(peer).or_default();
+    }
+
+    /// A participant left: it can no longer hold the room.
+    pub fn remove_peer(&mut self, now: Micros, peer: u64) {
+        if self.peers.remove(&peer).is_some() {
+            self.apply(now, false);
+        }
+    }
+
+    /// A participant's report: whether it is buffering and the newest state it has applied.
+    pub fn handle_report(&mut self, now: Micros, peer: u64, buffering: bool, seen_seq: u64) {
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        p.buffering = buffering;
+        p.seen_seq = p.seen_seq.max(seen_seq);
+        self.apply(now, false);
+    }
+
+    /// A play/pause/seek request.
+    pub fn handle_command(&mut self, now: Micros, origin: Origin, cmd: RoomCommand) -> Result<(), Refusal> {
+        if self.cfg.host_only_control && origin != Origin::Host {
+            return Err(Refusal::HostOnly);
+        }
+        match cmd {
+            RoomCommand::Play => {
+                self.wanted_playing = true;
+                // Pressing play at the end starts over.
+                if self.cfg.duration_us.is_some_and(|d| self.position(now) >= d) {
+                    return self.seek(now, 0);
+                }
+                self.apply(now, false);
+            }
+            RoomCommand::Pause => {
+                self.wanted_playing = false;
+                self.apply(now, false);
+            }
+            RoomCommand::SeekTo(t) => return self.seek(now, t),
+            RoomCommand::SeekBy(d) => {
+                let t = self.position(now).saturating_add(d);
+                return self.seek(now, t);
+            }
+        }
+        Ok(())
+    }
+
+    fn seek(&mut self, now: Micros, to: Micros) -> Result<(), Refusal> {
+        let mut to = to.max(0);
+        if let Some(d) = self.cfg.duration_us {
+            to = to.min(d);
+        }
+        self.state.position_us = to;
+        self.state.at_host_us = now;
+        // Everyone has to fetch and decode the new position before the room goes on.
+        let next_seq = self.state.seq + 1;
+        for p in self.peers.values_mut() {
+            p.pending_seq = next_seq;
+        }
+        self.apply(now, true);
+        Ok(())
+    }
+
+    /// When the clock reaches the end of the media.
+    pub fn poll_timeout(&self) -> Option<Micros> {
+        let d = self.cfg.duration_us?;
+        if !self.state.playing || self.state.rate_milli == 0 {
+            return None;
+        }
+        let left = d - self.state.position_us;
+        Some(self.state.at_host_us + (left.max(0) * 1000 / self.state.rate_milli as i64))
+    }
+
+    /// Stops the clock at the end of the media once it gets there.
+    pub fn handle_timeout(&mut self, now: Micros) {
+        if let Some(d) = self.cfg.duration_us
+            && self.state.playing
+            && self.position(now) >= d
+        {
+            self.wanted_playing = false;
+            self.state.position_us = d;
+            self.state.at_host_us = now;
+            self.state.playing = false;
+            self.state.seq += 1;
+            self.emit();
+        }
+    }
+
+    /// Recomputes whether the room plays; publishes a new state if anything changed.
+    fn apply(&mut self, now: Micros, force: bool) {
+        let waiting = self.waiting();
+        let blocked = self.cfg.wait_for_buffering && !waiting.is_empty();
+        let playing = self.wanted_playing && !blocked;
+        let changed = playing != self.state.playing || force;
+        if changed {
+            self.state.position_us = self.state.position_at(now);
+            self.state.at_host_us = now;
+            self.state.playing = playing;
+            self.state.seq += 1;
+            self.emit();
+        } else if waiting != self.last_waiting {
+            // Same clock, but who we wait for changed: say so (same seq, so followers ignore
+            // it as a clock change).
+            self.emit();
+        }
+    }
+
+    fn emit(&mut self) {
+        let waiting = self.waiting();
+        self.last_waiting = waiting.clone();
+        self.outputs.push_back(RoomOutput::State { state: self.state, waiting });
+    }
+
+    /// Next thing to broadcast.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<RoomOutput> {
+        self.outputs.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Micros = 1_000_000;
+
+    fn cfg() -> RoomConfig {
+        RoomConfig { wait_for_buffering: true, host_only_control: false, duration_us: Some(600 * S) }
+    }
+
+    fn drain(room: &mut Room) -> Vec<RoomOutput> {
+        std::iter::from_fn(|| room.poll_output()).collect()
+    }
+
+    fn last_state(room: &mut Room) -> (MediaState, Vec<u64>) {
+        match drain(room).pop() {
+            Some(RoomOutput::State { state, waiting }) => (state, waiting),
+            None => panic!("no output"),
+        }
+    }
+
+    #[test]
+    fn starts_paused_unless_autoplay() {
+        assert!(!Room::new(0, cfg(), false).state().playing);
+        assert!(Room::new(0, cfg(), true).state().playing);
+    }
+
+    #[test]
+    fn play_pause_seek_from_anyone() {
+        let mut room = Room::new(0, cfg(), false);
+        room.add_peer(1);
+        room.handle_command(S, Origin::Peer(1), RoomCommand::Play).unwrap();
+        let (s, _) = last_state(&mut room);
+        assert!(s.playing);
+        assert_eq!(room.position(11 * S), 10 * S);
+        room.handle_command(11 * S, Origin::Host, RoomCommand::Pause).unwrap();
+        let (s, _) = last_state(&mut room);
+        assert!(!s.playing);
+        assert_eq!(s.position_us, 10 * S);
+        room.handle_command(12 * S, Origin::Peer(1), RoomCommand::SeekBy(-4 * S)).unwrap();
+        assert_eq!(last_state(&mut room).0.position_us, 6 * S);
+        room.handle_command(12 * S, Origin::Host, RoomCommand::SeekTo(9_999 * S)).unwrap();
+        assert_eq!(last_state(&mut room).0.position_us, 600 * S, "clamped to the duration");
+        room.handle_command(12 * S, Origin::Host, RoomCommand::SeekBy(-9_999 * S)).unwrap();
+        assert_eq!(last_state(&mut room).0.position_us, 0);
+    }
+
+    #[test]
+    fn host_only_control_refuses_participants() {
+        let mut room = Room::new(0, RoomConfig { host_only_control: true, ..cfg() }, false);
+        room.add_peer(1);
+        assert_eq!(room.handle_command(S, Origin::Peer(1), RoomCommand::Play), Err(Refusal::HostOnly));
+        assert!(drain(&mut room).is_empty());
+        room.handle_command(S, Origin::Host, RoomCommand::Play).unwrap();
+        assert!(room.state().playing);
+    }
+
+    #[test]
+    fn waits_for_a_buffering_peer_then_resumes() {
+        let mut room = Room::new(0, cfg(), true);
+        room.add_peer(1);
+        room.add_peer(2);
+        drain(&mut room);
+        room.handle_report(5 * S, 2, true, 0);
+        let (s, waiting) = last_state(&mut room);
+        assert!(!s.playing);
+        assert_eq!(s.position_us, 5 * S);
+        assert_eq!(waiting, vec![2]);
+        assert!(room.wanted_playing());
+        // Time passes while waiting: the position holds.
+        assert_eq!(room.position(9 * S), 5 * S);
+        room.handle_report(9 * S, 2, false, s.seq);
+        let (s, waiting) = last_state(&mut room);
+        assert!(s.playing);
+        assert!(waiting.is_empty());
+        assert_eq!(room.position(10 * S), 6 * S);
+    }
+
+    #[test]
+    fn a_leaving_peer_does_not_hold_the_room() {
+        let mut room = Room::new(0, cfg(), true);
+        room.add_peer(1);
+        room.handle_report(S, 1, true, 0);
+        assert!(!room.state().playing);
+        room.remove_peer(2 * S, 1);
+        assert!(room.state().playing);
+    }
+
+    #[test]
+    fn no_wait_keeps_playing_but_says_who() {
+        let mut room = Room::new(0, RoomConfig { wait_for_buffering: false, ..cfg() }, true);
+        room.add_peer(1);
+        drain(&mut room);
+        room.handle_report(S, 1, true, 0);
+        let (s, waiting) = last_state(&mut room);
+        assert!(s.playing);
+        assert_eq!(waiting, vec![1]);
+    }
+
+    #[test]
+    fn a_seek_waits_until_everyone_confirms_it() {
+        let mut room = Room::new(0, cfg(), true);
+        room.add_peer(1);
+        room.add_peer(2);
+        drain(&mut room);
+        room.handle_command(S, Origin::Peer(1), RoomCommand::SeekTo(300 * S)).unwrap();
+        let (s, waiting) = last_state(&mut room);
+        assert!(!s.playing);
+        assert_eq!(s.position_us, 300 * S);
+        assert_eq!(waiting, vec![1, 2]);
+        // A report about an older state does not count.
+        room.handle_report(S, 1, false, s.seq - 1);
+        assert!(!room.state().playing);
+        room.handle_report(S, 1, false, s.seq);
+        assert!(!room.state().playing);
+        room.handle_report(2 * S, 2, false, s.seq);
+        let (s, waiting) = last_state(&mut room);
+        assert!(s.playing && waiting.is_empty());
+        assert_eq!(room.position(3 * S), 301 * S);
+    }
+
+    #[test]
+    fn stops_at_the_end_and_play_starts_over() {
+        let mut room = Room::new(0, RoomConfig { duration_us: Some(10 * S), ..cfg() }, true);
+        assert_eq!(room.poll_timeout(), Some(10 * S));
+        room.handle_timeout(9 * S);
+        assert!(room.state().playing);
+        room.handle_timeout(10 * S + 5);
+        assert!(!room.state().playing);
+        assert_eq!(room.position(20 * S), 10 * S);
+        assert_eq!(room.poll_timeout(), None);
+        room.handle_command(21 * S, Origin::Host, RoomCommand::Play).unwrap();
+        assert!(room.state().playing);
+        assert_eq!(room.position(22 * S), S);
+    }
+}

@@ -1,0 +1,291 @@
+//! The decoder thread: demuxes a byte source through [`SourceInput`], decodes the video stream
+//! and hands frames (scaled to RGB for the renderer, or bare timestamps for `--render none`)
+//! to a bounded [`FrameQueue`]. Seeks use the demuxer's own seek, so only what the new
+//! position needs is read.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ffmpeg_next::format::Pixel;
+use ffmpeg_next::software::scaling;
+use ffmpeg_next::{Packet, codec, frame, media};
+
+use super::avio::{ByteSource, SourceInput};
+
+/// One decoded picture.
+#[derive(Debug, Clone)]
+pub struct VideoFrame {
+    /// Presentation time from the start of the media, µs.
+    pub pts_us: i64,
+    /// Width of `rgb` in pixels (0 when not scaled).
+    pub width: u32,
+    /// Height of `rgb` in pixels.
+    pub height: u32,
+    /// Packed RGB24, `width * height * 3` bytes (empty when not scaled).
+    pub rgb: Vec<u8>,
+}
+
+/// What the decoder learnt about the video when it opened it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoInfo {
+    /// Coded width.
+    pub width: u32,
+    /// Coded height.
+    pub height: u32,
+    /// Duration of one frame, µs.
+    pub frame_us: i64,
+}
+
+#[derive(Default)]
+struct QueueState {
+    frames: VecDeque<VideoFrame>,
+    /// Bumped by every seek: frames of an older generation are stale.
+    generation: u64,
+    pending_seek: Option<i64>,
+    target: Option<(u32, u32)>,
+    eof: bool,
+    closed: bool,
+    error: Option<String>,
+    info: Option<VideoInfo>,
+}
+
+/// Frames between the decoder thread and the presenter, plus the controls going back.
+pub struct FrameQueue {
+    state: Mutex<QueueState>,
+    changed: Condvar,
+    capacity: usize,
+}
+
+impl FrameQueue {
+    /// A queue of at most `capacity` frames; `target` is the RGB size to scale to.
+    pub fn new(capacity: usize, target: Option<(u32, u32)>) -> Arc<FrameQueue> {
+        Arc::new(FrameQueue {
+            state: Mutex::new(QueueState { target, ..QueueState::default() }),
+            changed: Condvar::new(),
+            capacity: capacity.max(1),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the decoder to reposition; drops every queued frame.
+    pub fn seek(&self, to_us: i64) {
+        let mut s = self.lock();
+        s.frames.clear();
+        s.generation += 1;
+        s.pending_seek = Some(to_us.max(0));
+        s.eof = false;
+        self.changed.notify_all();
+    }
+
+    /// Changes the size frames are scaled to (from now on).
+    pub fn set_target(&self, target: Option<(u32, u32)>) {
+        self.lock().target = target;
+    }
+
+    /// The oldest frame, if its time is at or before `until_us`.
+    pub fn pop_until(&self, until_us: i64) -> Option<VideoFrame> {
+        let mut s = self.lock();
+        if s.frames.front().is_some_and(|f| f.pts_us <= until_us) {
+            let f = s.frames.pop_front();
+            self.changed.notify_all();
+            return f;
+        }
+        None
+    }
+
+    /// Frames waiting.
+    pub fn len(&self) -> usize {
+        self.lock().frames.len()
+    }
+
+    /// Whether no frame is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the decoder reached the end (and no seek is pending).
+    pub fn eof(&self) -> bool {
+        let s = self.lock();
+        s.eof && s.pending_seek.is_none()
+    }
+
+    /// A seek is asked for and not yet started by the decoder.
+    pub fn seek_pending(&self) -> bool {
+        self.lock().pending_seek.is_some()
+    }
+
+    /// The decoder's fatal error, if it stopped.
+    pub fn error(&self) -> Option<String> {
+        self.lock().error.clone()
+    }
+
+    /// Stream facts, once the decoder opened the input.
+    pub fn info(&self) -> Option<VideoInfo> {
+        self.lock().info
+    }
+
+    /// Stops the decoder thread.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    /// Decoder side: waits for room; returns false if the frame is stale (seek) or closing.
+    fn push(&self, frame: VideoFrame, generation: u64) -> bool {
+        let mut s = self.lock();
+        loop {
+            if s.closed || s.generation != generation || s.pending_seek.is_some() {
+                return false;
+            }
+            if s.frames.len() < self.capacity {
+                s.frames.push_back(frame);
+                return true;
+            }
+            s = self.changed.wait_timeout(s, Duration::from_millis(200)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
+
+/// Why decoding stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The input could not be opened.
+    #[error(transparent)]
+    Open(#[from] super::avio::AvioError),
+    /// No video stream.
+    #[error("the file has no video stream")]
+    NoVideo,
+    /// ffmpeg failed.
+    #[error("decoding failed: {0}")]
+    Ffmpeg(#[from] ffmpeg_next::Error),
+}
+
+/// Starts the decoder thread for `source`, feeding `queue` until it is closed.
+pub fn spawn(source: Box<dyn ByteSource>, queue: Arc<FrameQueue>) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("syncy-decode".into())
+        .spawn(move || {
+            if let Err(e) = decode_loop(source, &queue) {
+                let closing = queue.lock().closed;
+                if !closing {
+                    tracing::error!("decoder stopped: {e}");
+                    queue.lock().error = Some(e.to_string());
+                }
+            }
+            queue.changed.notify_all();
+        })
+        .expect("spawning a thread")
+}
+
+fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), DecodeError> {
+    let mut input = SourceInput::open(source)?;
+    let stream = input.streams().best(media::Type::Video).ok_or(DecodeError::NoVideo)?;
+    let index = stream.index();
+    let tb = stream.time_base();
+    let start = if stream.start_time() == ffmpeg_next::ffi::AV_NOPTS_VALUE { 0 } else { stream.start_time() };
+    let rate = stream.avg_frame_rate();
+    let frame_us = if rate.numerator() > 0 && rate.denominator() > 0 {
+        1_000_000 * rate.denominator() as i64 / rate.numerator() as i64
+    } else {
+        40_000
+    };
+    let ctx = codec::context::Context::from_parameters(stream.parameters())?;
+    let mut decoder = ctx.decoder().video()?;
+    queue.lock().info = Some(VideoInfo { width: decoder.width(), height: decoder.height(), frame_us });
+    let to_us = |ts: i64| -> i64 {
+        ((ts - start) as i128 * 1_000_000 * tb.numerator() as i128 / tb.denominator().max(1) as i128) as i64
+    };
+
+    let mut scaler: Option<(scaling::Context, (u32, u32), (Pixel, u32, u32))> = None;
+    let mut generation = queue.lock().generation;
+    let mut skip_before: Option<i64> = None;
+    let mut decoded = frame::Video::empty();
+    let mut packet = Packet::empty();
+    loop {
+        // Controls: close, seek.
+        let (seek, target) = {
+            let mut s = queue.lock();
+            if s.closed {
+                return Ok(());
+            }
+            let seek = s.pending_seek.take();
+            if seek.is_some() {
+                generation = s.generation;
+            }
+            (seek, s.target)
+        };
+        if let Some(t) = seek {
+            // Keyframe at or before the target; frames before it are decoded but not shown.
+            input.seek(t, ..t + 1)?;
+            decoder.flush();
+            skip_before = Some(t - frame_us / 2);
+        }
+        let at_end = match packet.read(&mut input) {
+            Ok(()) => false,
+            Err(ffmpeg_next::Error::Eof) => true,
+            Err(ffmpeg_next::Error::Exit) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if at_end {
+            decoder.send_eof()?;
+        } else if packet.stream() == index {
+            // A corrupt packet is skipped, as players do.
+            if let Err(e) = decoder.send_packet(&packet) {
+                tracing::debug!("skipping a packet: {e}");
+                continue;
+            }
+        } else {
+            continue;
+        }
+        while decoder.receive_frame(&mut decoded).is_ok() {
+            let Some(ts) = decoded.timestamp().or(decoded.pts()) else { continue };
+            let pts_us = to_us(ts);
+            if skip_before.is_some_and(|s| pts_us < s) {
+                continue;
+            }
+            skip_before = None;
+            let out = match target {
+                Some((w, h)) if w > 0 && h > 0 => {
+                    let src = (decoded.format(), decoded.width(), decoded.height());
+                    if scaler.as_ref().is_none_or(|(_, t, s)| *t != (w, h) || *s != src) {
+                        let ctx = scaling::Context::get(src.0, src.1, src.2, Pixel::RGB24, w, h, scaling::Flags::FAST_BILINEAR)?;
+                        scaler = Some((ctx, (w, h), src));
+                    }
+                    let (ctx, _, _) = scaler.as_mut().expect("just set");
+                    let mut rgb = frame::Video::empty();
+                    ctx.run(&decoded, &mut rgb)?;
+                    VideoFrame { pts_us, width: w, height: h, rgb: packed_rgb(&rgb, w, h) }
+                }
+                _ => VideoFrame { pts_us, width: 0, height: 0, rgb: Vec::new() },
+            };
+            if !queue.push(out, generation) {
+                break;
+            }
+        }
+        if at_end {
+            let mut s = queue.lock();
+            s.eof = true;
+            queue.changed.notify_all();
+            // Wait for a seek (or close); nothing more to read.
+            while !s.closed && s.pending_seek.is_none() {
+                s = queue.changed.wait_timeout(s, Duration::from_millis(200)).unwrap_or_else(|e| e.into_inner()).0;
+            }
+        }
+    }
+}
+
+/// Copies an RGB24 frame without its row padding.
+fn packed_rgb(f: &frame::Video, w: u32, h: u32) -> Vec<u8> {
+    let stride = f.stride(0);
+    let row = w as usize * 3;
+    let data = f.data(0);
+    let mut out = Vec::with_capacity(row * h as usize);
+    for y in 0..h as usize {
+        out.extend_from_slice(&data[y * stride..y * stride + row]);
+    }
+    out
+}

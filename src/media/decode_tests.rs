@@ -1,0 +1,203 @@
+//! Decoding through the custom AVIO over a chunk store that a simulated host fills.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::decode::{self, FrameQueue};
+use super::sample::{Mp4Layout, SampleSpec, write_sample};
+use super::store_source::SharedStore;
+use crate::core::buffer::{ChunkStore, StoreConfig};
+use crate::protocol::stream::{Manifest, Priority};
+
+const CHUNK: u32 = 16 * 1024;
+
+fn clip(dir: &Path, name: &str, seconds: f64, layout: Mp4Layout) -> PathBuf {
+    let p = dir.join(name);
+    let spec = SampleSpec { duration: seconds, width: 320, height: 180, video_bitrate: 1_000_000, mp4_layout: layout, ..Default::default() };
+    write_sample(&p, &spec).unwrap();
+    p
+}
+
+fn manifest_for(path: &Path) -> (Manifest, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let size = bytes.len() as u64;
+    let m = Manifest {
+        name: "clip".into(),
+        size,
+        chunk_size: CHUNK,
+        chunks: Manifest::chunk_count(size, CHUNK) as u32,
+        duration_ms: None,
+        container: String::new(),
+        codecs: vec![],
+        levels: vec!["high".into()],
+    };
+    (m, bytes)
+}
+
+fn chunk(bytes: &[u8], ix: u32) -> Vec<u8> {
+    let start = ix as usize * CHUNK as usize;
+    bytes[start..(start + CHUNK as usize).min(bytes.len())].to_vec()
+}
+
+/// Every frame timestamp, decoding straight from the file.
+fn direct_pts(path: &Path) -> Vec<i64> {
+    let q = FrameQueue::new(1000, None);
+    let t = decode::spawn(Box::new(std::fs::File::open(path).unwrap()), q.clone());
+    let mut out = vec![];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(q.eof() && q.is_empty()) {
+        assert!(Instant::now() < deadline, "direct decode timed out");
+        match q.pop_until(i64::MAX) {
+            Some(f) => out.push(f.pts_us),
+            None => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    assert_eq!(q.error(), None);
+    q.close();
+    t.join().unwrap();
+    out
+}
+
+#[test]
+fn plays_through_a_store_that_receives_chunks_in_random_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = clip(dir.path(), "a.mp4", 3.0, Mp4Layout::MoovAtEnd);
+    let expected = direct_pts(&path);
+    assert!(expected.len() >= 70, "{} frames", expected.len());
+    let (m, bytes) = manifest_for(&path);
+    let shared = SharedStore::new(ChunkStore::new(m.clone(), StoreConfig::default()), || {});
+    // The "host": every chunk once, in a shuffled order, a little at a time.
+    let host = {
+        let shared = shared.clone();
+        let bytes = bytes.clone();
+        std::thread::spawn(move || {
+            let mut order: Vec<u32> = (0..m.chunks).collect();
+            order.shuffle(&mut StdRng::seed_from_u64(7));
+            for ix in order {
+                shared.lock().store.handle_chunk(Instant::now(), ix, chunk(&bytes, ix)).unwrap();
+                shared.notify();
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        })
+    };
+    let q = FrameQueue::new(4, Some((32, 18)));
+    let t = decode::spawn(Box::new(shared.reader()), q.clone());
+    let mut got = vec![];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(q.eof() && q.is_empty()) {
+        assert!(Instant::now() < deadline, "decode over the store timed out");
+        match q.pop_until(i64::MAX) {
+            Some(f) => {
+                assert_eq!((f.width, f.height, f.rgb.len()), (32, 18, 32 * 18 * 3));
+                got.push(f.pts_us);
+            }
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    assert_eq!(q.error(), None);
+    assert_eq!(got, expected);
+    q.close();
+    shared.close();
+    t.join().unwrap();
+    host.join().unwrap();
+}
+
+/// A host that answers only the reader's critical requests, counting the bytes it sends.
+struct CriticalHost {
+    sent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CriticalHost {
+    fn start(shared: Arc<SharedStore>, bytes: Vec<u8>) -> CriticalHost {
+        let sent = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (sent, stop) = (sent.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut g = shared.lock();
+                    let mut served = false;
+                    while let Some(req) = g.store.poll_request(Instant::now()) {
+                        if req.priority != Priority::Critical {
+                            continue; // read-ahead is not what this test measures
+                        }
+                        for ix in req.chunks {
+                            let c = chunk(&bytes, ix);
+                            sent.fetch_add(c.len() as u64, Ordering::Relaxed);
+                            g.store.handle_chunk(Instant::now(), ix, c).unwrap();
+                            served = true;
+                        }
+                    }
+                    drop(g);
+                    if served {
+                        shared.notify();
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            })
+        };
+        CriticalHost { sent, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for CriticalHost {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn wait_frame(q: &FrameQueue) -> decode::VideoFrame {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no frame (decoder error: {:?})", q.error());
+        if let Some(f) = q.pop_until(i64::MAX) {
+            return f;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn first_frame_and_seek_fetch_only_a_small_part_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("moov-at-end.mp4", Mp4Layout::MoovAtEnd),
+        ("faststart.mp4", Mp4Layout::Faststart),
+        ("fragmented.mp4", Mp4Layout::Fragmented),
+        ("clip.mkv", Mp4Layout::MoovAtEnd),
+    ];
+    for (name, layout) in cases {
+        let path = clip(dir.path(), name, 30.0, layout);
+        let (m, bytes) = manifest_for(&path);
+        let size = m.size;
+        let shared = SharedStore::new(ChunkStore::new(m, StoreConfig::default()), || {});
+        let host = CriticalHost::start(shared.clone(), bytes);
+        let q = FrameQueue::new(2, None);
+        let t = decode::spawn(Box::new(shared.reader()), q.clone());
+        let first = wait_frame(&q);
+        let to_first = host.sent.load(Ordering::Relaxed);
+        assert!(first.pts_us < 100_000, "{name}: first frame at {} µs", first.pts_us);
+        // Seek to 20 s of 30: only the new position's data is read.
+        q.seek(20_000_000);
+        let after = wait_frame(&q);
+        let to_seek = host.sent.load(Ordering::Relaxed) - to_first;
+        assert!((19_900_000..20_200_000).contains(&after.pts_us), "{name}: seek landed at {} µs", after.pts_us);
+        eprintln!("{name}: {size} bytes; first frame fetched {to_first}, seek fetched {to_seek}");
+        assert!(to_first * 100 / size <= 12, "{name}: first frame fetched {to_first} of {size} bytes");
+        assert!(to_seek * 100 / size <= 12, "{name}: the seek fetched {to_seek} of {size} bytes");
+        q.close();
+        shared.close();
+        t.join().unwrap();
+    }
+}

@@ -1,0 +1,107 @@
+//! The chunk store shared between the participant's network engine (which fills it) and the
+//! demuxer thread (which reads it through [`StoreReader`]). A read of a missing chunk marks it
+//! critical, wakes the engine to ask the host, and waits for it to arrive.
+
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::core::buffer::ChunkStore;
+
+use super::avio::ByteSource;
+
+/// What the engine and the reader share.
+pub struct Shared {
+    /// The store itself.
+    pub store: ChunkStore,
+    /// Set on shutdown: blocked reads give up.
+    pub closed: bool,
+    /// The chunk a read is waiting for, and since when.
+    pub blocked_on: Option<(u32, Instant)>,
+    /// Bytes handed to the demuxer (counts re-reads too).
+    pub bytes_read: u64,
+}
+
+/// The chunk store behind a lock, with a signal for arrivals.
+pub struct SharedStore {
+    inner: Mutex<Shared>,
+    arrived: Condvar,
+    wake: Box<dyn Fn() + Send + Sync>,
+}
+
+impl SharedStore {
+    /// Shares `store`; `wake` tells the engine there is something to request.
+    pub fn new(store: ChunkStore, wake: impl Fn() + Send + Sync + 'static) -> Arc<SharedStore> {
+        Arc::new(SharedStore {
+            inner: Mutex::new(Shared { store, closed: false, blocked_on: None, bytes_read: 0 }),
+            arrived: Condvar::new(),
+            wake: Box::new(wake),
+        })
+    }
+
+    /// Locks the store (briefly: the reader waits on the same lock).
+    pub fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding the lock leaves the store consistent enough to shut down.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes blocked readers after chunks arrived.
+    pub fn notify(&self) {
+        self.arrived.notify_all();
+    }
+
+    /// Makes every blocked and future read fail (shutdown).
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.arrived.notify_all();
+    }
+
+    /// A reader for the demuxer.
+    pub fn reader(self: &Arc<Self>) -> StoreReader {
+        let size = self.lock().store.manifest().size;
+        StoreReader { shared: self.clone(), size }
+    }
+}
+
+/// Reads the shared store as one contiguous file, blocking on missing chunks.
+pub struct StoreReader {
+    shared: Arc<SharedStore>,
+    size: u64,
+}
+
+impl ByteSource for StoreReader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        if pos >= self.size || buf.is_empty() {
+            return Ok(0);
+        }
+        let mut g = self.shared.lock();
+        let chunk_size = g.store.manifest().chunk_size as u64;
+        let index = (pos / chunk_size) as u32;
+        loop {
+            if g.closed {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "the player is closing"));
+            }
+            if let Some(data) = g.store.get(index) {
+                let off = (pos - index as u64 * chunk_size) as usize;
+                let n = (data.len() - off).min(buf.len());
+                buf[..n].copy_from_slice(&data[off..off + n]);
+                g.store.set_read_position(index);
+                g.blocked_on = None;
+                g.bytes_read += n as u64;
+                return Ok(n);
+            }
+            if g.blocked_on.map(|(ix, _)| ix) != Some(index) {
+                g.blocked_on = Some((index, Instant::now()));
+            }
+            g.store.set_read_position(index);
+            g.store.want(index);
+            (self.shared.wake)();
+            // Wake now and then even without an arrival, to notice shutdown.
+            g = self.shared.arrived.wait_timeout(g, Duration::from_millis(200)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}

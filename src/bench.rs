@@ -235,7 +235,7 @@ async fn bare_channel(size: u64) -> Result<(Duration, f64)> {
 
 /// A host and `n` participants in this process; from the first manifest to the last complete.
 async fn syncy(file: &Path, n: u32) -> Result<(Duration, f64)> {
-    let room = host::start_local(file.to_path_buf(), None, "bench").await?;
+    let room = host::start_local(file.to_path_buf(), None, "bench", host::PlaybackPolicy::default()).await?;
     let (link, mut host_rx, host_cmd, host_task) = (room.link, room.events, room.commands, room.task);
     tokio::spawn(async move { while host_rx.recv().await.is_some() {} });
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
@@ -243,7 +243,7 @@ async fn syncy(file: &Path, n: u32) -> Result<(Duration, f64)> {
     for i in 0..n {
         let (qtx, qrx) = mpsc::unbounded_channel::<Command>();
         quits.push(qtx);
-        let opts = JoinOptions { link: link.clone(), name: format!("p{i}"), save: None, buffer: 32 << 20, ice_addr: None };
+        let opts = JoinOptions { link: link.clone(), name: format!("p{i}"), save: None, buffer: 32 << 20, ice_addr: None, render: crate::participant::Render::None };
         let tx = ev_tx.clone();
         tokio::spawn(async move {
             if let Err(e) = participant::run(opts, tx.clone(), qrx).await {

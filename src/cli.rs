@@ -115,6 +115,15 @@ pub struct HostArgs {
     /// Bind WebRTC (ICE) to this address instead of following the loopback rule.
     #[arg(long, value_name = "ADDR")]
     pub ice_addr: Option<String>,
+    /// Start playing at once (a room starts paused otherwise).
+    #[arg(long)]
+    pub autoplay: bool,
+    /// Keep playing while a participant is buffering (by default the room waits for them).
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Only the host may play, pause and seek (participants' requests are refused).
+    #[arg(long)]
+    pub host_only_control: bool,
     /// Limits of the embedded signaling server.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -140,6 +149,26 @@ pub struct JoinArgs {
     /// Bind WebRTC (ICE) to this address instead of following the loopback rule.
     #[arg(long, value_name = "ADDR")]
     pub ice_addr: Option<String>,
+    /// How to draw the picture: auto picks kitty/sixel/iTerm2 when the terminal answers,
+    /// half-blocks otherwise; none runs the whole pipeline without drawing (the default with
+    /// --headless, whose stdout carries JSON).
+    #[arg(long, value_enum, default_value_t = RenderArg::Auto)]
+    pub render: RenderArg,
+}
+
+/// `--render` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenderArg {
+    /// Best the terminal supports.
+    Auto,
+    /// Kitty graphics protocol.
+    Kitty,
+    /// Sixel graphics.
+    Sixel,
+    /// Unicode half blocks with 24-bit colour (works everywhere).
+    Halfblocks,
+    /// No picture.
+    None,
 }
 
 /// `syncy demo`.

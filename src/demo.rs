@@ -37,7 +37,7 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
     tokio::task::spawn_blocking(move || write_sample(&c, &spec)).await??;
     let expected = hex::encode(Sha256::digest(std::fs::read(&clip)?));
 
-    let room = host::start_local(clip.clone(), Some("demo".into()), "host").await?;
+    let room = host::start_local(clip.clone(), Some("demo".into()), "host", host::PlaybackPolicy { autoplay: true, ..Default::default() }).await?;
     let (link, mut host_rx, host_cmd, host_task) = (room.link, room.events, room.commands, room.task);
     println!("room open: {link}");
 
@@ -54,7 +54,7 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
                 let _ = fwd.send((i, ev));
             }
         });
-        let opts = JoinOptions { link: link.clone(), name: NAMES[i].into(), save: None, buffer: 256 << 20, ice_addr: None };
+        let opts = JoinOptions { link: link.clone(), name: NAMES[i].into(), save: None, buffer: 256 << 20, ice_addr: None, render: crate::participant::Render::None };
         tasks.push(tokio::spawn(participant::run(opts, tx, qrx)));
     }
     drop(p_events);

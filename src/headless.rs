@@ -27,6 +27,10 @@ pub struct PeerStats {
     pub quality: String,
     /// Bytes sent to this peer so far.
     pub sent_bytes: u64,
+    /// Their playback drift from the room clock, as they report it.
+    pub drift_ms: Option<i64>,
+    /// They are waiting for data.
+    pub buffering: bool,
 }
 
 /// Something an engine reports.
@@ -71,9 +75,29 @@ pub enum Event {
         /// Codecs.
         codecs: Vec<String>,
     },
+    /// The playback state changed. Host: the room's clock. Participant: what it shows, sent
+    /// when it starts showing frames after a join, seek or stall, and when it starts waiting.
+    State {
+        /// Playing (participant: the room plays and frames are shown).
+        playing: bool,
+        /// Media position at `t_ms`.
+        position_ms: u64,
+        /// Participant: waiting for data (the picture is frozen).
+        buffering: bool,
+        /// Names of the participants the room waits for.
+        waiting: Vec<String>,
+        /// The room clock's sequence number.
+        seq: u64,
+        /// When `position_ms` was sampled (Unix ms).
+        t_ms: f64,
+    },
     /// Host stats.
     #[serde(rename = "stats")]
     HostStats {
+        /// Room position.
+        position_ms: u64,
+        /// Room playing.
+        playing: bool,
         /// Total upload rate.
         up_bps: u64,
         /// Per participant.
@@ -98,6 +122,10 @@ pub enum Event {
         quality: String,
         /// Drift from the room clock.
         drift_ms: i64,
+        /// Waiting for data.
+        buffering: bool,
+        /// When `position_ms` was sampled (Unix ms).
+        t_ms: f64,
     },
     /// Participant: every byte arrived; sha256 of the whole file.
     Complete {
@@ -128,7 +156,10 @@ pub fn now_ms() -> f64 {
 /// The JSON line for an event, with `t_ms`.
 pub fn to_line(event: &Event) -> String {
     let mut v = serde_json::to_value(event).expect("events serialize");
-    if let Some(obj) = v.as_object_mut() {
+    // Events that sample something carry their own time; the rest are stamped now.
+    if let Some(obj) = v.as_object_mut()
+        && !obj.contains_key("t_ms")
+    {
         obj.insert("t_ms".into(), serde_json::json!((now_ms() * 1000.0).round() / 1000.0));
     }
     v.to_string()
@@ -214,7 +245,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["event"], "room");
         assert!(v["t_ms"].as_f64().unwrap() > 1.6e12);
-        let line = to_line(&Event::HostStats { up_bps: 1, peers: vec![] });
+        let line = to_line(&Event::HostStats { position_ms: 0, playing: false, up_bps: 1, peers: vec![] });
         assert!(line.contains(r#""event":"stats""#));
     }
 

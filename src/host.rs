@@ -14,7 +14,9 @@ use bytes::BytesMut;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::core::clock::Micros;
 use crate::core::rate::Meter;
+use crate::core::room::{Origin, Room, RoomCommand, RoomConfig, RoomOutput};
 use crate::core::scheduler::Scheduler;
 use crate::headless::{Command, Event, PeerStats};
 use crate::media::probe;
@@ -50,6 +52,25 @@ pub struct HostOptions {
     pub ice_addr: Option<String>,
     /// Limits of the embedded server.
     pub server_cfg: ServerConfig,
+    /// Who controls playback and how the room treats buffering.
+    pub playback: PlaybackPolicy,
+}
+
+/// Playback policy of a room.
+#[derive(Debug, Clone, Copy)]
+pub struct PlaybackPolicy {
+    /// Start playing at once.
+    pub autoplay: bool,
+    /// Pause the room while a participant buffers.
+    pub wait_for_buffering: bool,
+    /// Refuse participants' play/pause/seek.
+    pub host_only_control: bool,
+}
+
+impl Default for PlaybackPolicy {
+    fn default() -> Self {
+        PlaybackPolicy { autoplay: false, wait_for_buffering: true, host_only_control: false }
+    }
 }
 
 /// A host running in this process on loopback, with an embedded server (demo, bench).
@@ -65,7 +86,7 @@ pub struct LocalRoom {
 }
 
 /// Starts a host for `file` on 127.0.0.1 and waits until its room is open.
-pub async fn start_local(file: PathBuf, room: Option<String>, name: &str) -> Result<LocalRoom> {
+pub async fn start_local(file: PathBuf, room: Option<String>, name: &str, playback: PlaybackPolicy) -> Result<LocalRoom> {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let opts = HostOptions {
@@ -78,6 +99,7 @@ pub async fn start_local(file: PathBuf, room: Option<String>, name: &str) -> Res
         chunk_size: stream::DEFAULT_CHUNK_SIZE,
         ice_addr: None,
         server_cfg: ServerConfig::default(),
+        playback,
     };
     let task = tokio::spawn(run(opts, events_tx, commands_rx));
     loop {
@@ -114,6 +136,18 @@ struct PeerState {
     rtt_ms: Option<u32>,
     buffered_bytes: u64,
     position_ms: u64,
+    drift_ms: Option<i64>,
+    buffering: bool,
+}
+
+/// The host's clock for the room: microseconds since the engine started (monotonic).
+#[derive(Clone, Copy)]
+struct HostClock(Instant);
+
+impl HostClock {
+    fn now(&self) -> Micros {
+        self.0.elapsed().as_micros() as Micros
+    }
 }
 
 /// Runs a room until `quit` (or an unrecoverable error). Events go to `events`.
@@ -190,8 +224,17 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     let mut signal_open = true;
     let manifest = Arc::new(manifest);
+    let clock = HostClock(Instant::now());
+    let room_cfg = RoomConfig {
+        wait_for_buffering: opts.playback.wait_for_buffering,
+        host_only_control: opts.playback.host_only_control,
+        duration_us: manifest.duration_ms.map(|d| d as Micros * 1000),
+    };
+    let mut room_clock = Room::new(clock.now(), room_cfg, opts.playback.autoplay);
+    publish_state(&room_clock, &peers, &events, vec![]);
 
     let result: Result<()> = loop {
+        let end_of_media = room_clock.poll_timeout().map(|t| clock.0 + Duration::from_micros(t.max(0) as u64));
         tokio::select! {
             msg = signal.rx.recv(), if signal_open => match msg {
                 Some(ServerMsg::PeerJoined { peer, name }) => {
@@ -203,6 +246,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                     peers.insert(peer, PeerState {
                         name, handle: None, answers: Some(answers_tx), task,
                         up: Meter::new(Duration::from_secs(1)), rtt_ms: None, buffered_bytes: 0, position_ms: 0,
+                        drift_ms: None, buffering: false,
                     });
                 }
                 Some(ServerMsg::Signal { from, payload }) => {
@@ -214,6 +258,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                     // Participants stay on signaling while they watch, so leaving it means
                     // they quit or died; do not wait for ICE to time out.
                     remove_peer(&mut peers, &mut scheduler, &events, peer, "left the room").await;
+                    room_clock.remove_peer(clock.now(), peer);
                 }
                 Some(ServerMsg::Error { message, .. }) => {
                     tracing::warn!("signaling server: {message}");
@@ -227,15 +272,20 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
             },
             Some(ev) = peer_rx.recv() => match ev {
                 PeerEvent::Connected { peer, handle } => {
-                    if let Some(p) = peers.get_mut(&peer) {
+                    if peers.contains_key(&peer) {
+                        // The newcomer learns the room's clock right away: a late joiner
+                        // starts where the room is.
+                        let _ = handle.control_tx.try_send(state_message(&room_clock, &peers_names(&room_clock.waiting(), &HashMap::new())));
+                        let p = peers.get_mut(&peer).expect("checked");
                         p.answers = None;
                         p.handle = Some(handle);
                         scheduler.add_peer(peer);
+                        room_clock.add_peer(peer);
                         let _ = events.send(Event::PeerJoined { peer, name: p.name.clone() });
                     }
                 }
                 PeerEvent::Control { peer, msg } => {
-                    handle_control(&mut peers, &mut scheduler, peer, msg);
+                    handle_control(&mut peers, &mut scheduler, &mut room_clock, clock, peer, msg);
                 }
                 PeerEvent::Sent { peer, bytes } => {
                     let now = Instant::now();
@@ -247,8 +297,12 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                 }
                 PeerEvent::Gone { peer, reason } => {
                     remove_peer(&mut peers, &mut scheduler, &events, peer, &reason).await;
+                    room_clock.remove_peer(clock.now(), peer);
                 }
             },
+            _ = sleep_until_opt(end_of_media) => {
+                room_clock.handle_timeout(clock.now());
+            }
             _ = stats_tick.tick() => {
                 let now = Instant::now();
                 let mut list: Vec<PeerStats> = peers.iter_mut().filter(|(_, p)| p.handle.is_some()).map(|(id, p)| PeerStats {
@@ -260,16 +314,28 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                     position_ms: p.position_ms,
                     quality: "high".into(),
                     sent_bytes: p.up.total(),
+                    drift_ms: p.drift_ms,
+                    buffering: p.buffering,
                 }).collect();
                 list.sort_by_key(|p| p.peer);
-                let _ = events.send(Event::HostStats { up_bps: total_up.rate(now) as u64, peers: list });
+                let position_ms = (room_clock.position(clock.now()) / 1000) as u64;
+                let _ = events.send(Event::HostStats { position_ms, playing: room_clock.state().playing, up_bps: total_up.rate(now) as u64, peers: list });
             }
             cmd = commands.recv() => match cmd {
                 Some(Command::Quit) | None => break Ok(()),
-                Some(other) => {
-                    let _ = events.send(Event::Error { message: format!("{other:?}: playback control is not implemented yet") });
+                Some(Command::Quality(level)) => {
+                    let _ = events.send(Event::Error { message: format!("quality {level}: the host always sends the original (levels arrive with adaptive quality)") });
+                }
+                Some(c) => {
+                    let cmd = room_command(&c).expect("playback commands map");
+                    // The host is never refused.
+                    let _ = room_clock.handle_command(clock.now(), Origin::Host, cmd);
                 }
             },
+        }
+        while let Some(RoomOutput::State { waiting, .. }) = room_clock.poll_output() {
+            let names = peers_names(&waiting, &peers);
+            publish_state(&room_clock, &peers, &events, names);
         }
         pump(&mut scheduler, &peers, &file, &manifest, &peer_tx);
     };
@@ -320,24 +386,95 @@ fn pump(scheduler: &mut Scheduler, peers: &HashMap<PeerId, PeerState>, file: &Fi
     }
 }
 
-fn handle_control(peers: &mut HashMap<PeerId, PeerState>, scheduler: &mut Scheduler, peer: PeerId, msg: Message) {
+fn handle_control(peers: &mut HashMap<PeerId, PeerState>, scheduler: &mut Scheduler, room: &mut Room, clock: HostClock, peer: PeerId, msg: Message) {
     let Some(p) = peers.get_mut(&peer) else { return };
     match msg {
         Message::Request { chunks, priority } => scheduler.handle_request(peer, &chunks, priority),
         Message::Cancel { chunks } => scheduler.handle_cancel(peer, &chunks),
-        Message::Report { position_ms, buffered_bytes, rtt_ms, .. } => {
+        Message::Report { position_ms, buffered_bytes, rtt_ms, buffering, seq, drift_ms, .. } => {
             p.position_ms = position_ms;
             p.buffered_bytes = buffered_bytes;
             p.rtt_ms = rtt_ms;
+            p.drift_ms = drift_ms;
+            p.buffering = buffering;
+            room.handle_report(clock.now(), peer, buffering, seq);
         }
         Message::Ping { client_us } => {
             if let Some(h) = &p.handle {
-                let _ = h.control_tx.try_send(Message::Pong { client_us, host_us: crate::headless::now_ms() as u64 * 1000 });
+                let _ = h.control_tx.try_send(Message::Pong { client_us, host_us: clock.now().max(0) as u64 });
             }
         }
-        Message::Command(c) => tracing::info!("participant asked for {c:?}; playback control arrives with the playback issue"),
+        Message::Command(c) => {
+            let cmd = match c {
+                stream::Command::Play => RoomCommand::Play,
+                stream::Command::Pause => RoomCommand::Pause,
+                stream::Command::Seek(us) => RoomCommand::SeekTo(us.min(i64::MAX as u64) as Micros),
+            };
+            tracing::info!(peer, "{} asked for {cmd:?}", p.name);
+            if let Err(refusal) = room.handle_command(clock.now(), Origin::Peer(peer), cmd)
+                && let Some(h) = &p.handle
+            {
+                let _ = h.control_tx.try_send(Message::Notice { text: refusal.to_string() });
+            }
+        }
         Message::Hello { .. } => {}
         other => tracing::warn!("unexpected {other:?}"),
+    }
+}
+
+/// The room command for a playback command from the host's own input.
+fn room_command(c: &Command) -> Option<RoomCommand> {
+    Some(match c {
+        Command::Play => RoomCommand::Play,
+        Command::Pause => RoomCommand::Pause,
+        Command::SeekTo(s) => RoomCommand::SeekTo((s * 1e6) as Micros),
+        Command::SeekBy(s) => RoomCommand::SeekBy((s * 1e6) as Micros),
+        Command::Quality(_) | Command::Quit => return None,
+    })
+}
+
+/// Names for peer ids (unknown ones by id).
+fn peers_names(ids: &[PeerId], peers: &HashMap<PeerId, PeerState>) -> Vec<String> {
+    ids.iter().map(|id| peers.get(id).map_or_else(|| format!("peer {id}"), |p| p.name.clone())).collect()
+}
+
+fn state_message(room: &Room, waiting: &[String]) -> Message {
+    let s = room.state();
+    Message::State {
+        playing: s.playing,
+        position_us: s.position_us.max(0) as u64,
+        at_host_us: s.at_host_us.max(0) as u64,
+        rate_milli: s.rate_milli,
+        seq: s.seq,
+        waiting: waiting.iter().take(stream::MAX_WAITING).cloned().collect(),
+    }
+}
+
+/// Sends the room's clock to every connected participant and reports it.
+fn publish_state(room: &Room, peers: &HashMap<PeerId, PeerState>, events: &mpsc::UnboundedSender<Event>, waiting: Vec<String>) {
+    let msg = state_message(room, &waiting);
+    for p in peers.values() {
+        if let Some(h) = &p.handle
+            && h.control_tx.try_send(msg.clone()).is_err()
+        {
+            tracing::warn!("{}: control queue full; the state reaches them with the next change", p.name);
+        }
+    }
+    let s = room.state();
+    let _ = events.send(Event::State {
+        playing: s.playing,
+        position_ms: (s.position_us / 1000).max(0) as u64,
+        buffering: false,
+        waiting,
+        seq: s.seq,
+        t_ms: crate::headless::now_ms(),
+    });
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
     }
 }
 

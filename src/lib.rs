@@ -7,6 +7,7 @@ pub mod core;
 pub mod media;
 pub mod net;
 pub mod participant;
+pub mod playback;
 pub mod protocol;
 pub mod server;
 pub mod units;

@@ -100,6 +100,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 chunk_size: u32::try_from(a.chunk_size).map_err(|_| eyre!("chunk size too large"))?,
                 ice_addr: a.ice_addr,
                 server_cfg: a.limits.config(),
+                playback: host::PlaybackPolicy { autoplay: a.autoplay, wait_for_buffering: !a.no_wait, host_only_control: a.host_only_control },
             };
             let (events, printer) = event_printer(a.headless);
             let result = host::run(opts, events.clone(), command_channel(a.headless)).await;
@@ -110,7 +111,12 @@ async fn run(cmd: Cmd) -> Result<()> {
         }
         Cmd::Join(a) => {
             let link = Link::parse(&a.link)?;
-            let opts = participant::JoinOptions { link, name: a.name, save: a.save, buffer: a.buffer, ice_addr: a.ice_addr };
+            let render = match a.render {
+                syncy::cli::RenderArg::None => participant::Render::None,
+                _ if a.headless => participant::Render::None,
+                other => return Err(eyre!("--render {other:?} is not available yet; use --render none")),
+            };
+            let opts = participant::JoinOptions { link, name: a.name, save: a.save, buffer: a.buffer, ice_addr: a.ice_addr, render };
             let (events, printer) = event_printer(a.headless);
             let result = participant::run(opts, events.clone(), command_channel(a.headless)).await.map(|_| ());
             report_error(&result, &events, a.headless);

@@ -1,6 +1,7 @@
 //! The participant engine: joins through signaling, answers the host's WebRTC offer, and pulls
 //! chunks into the sans-IO chunk store. With `--save` every chunk is also written to a file.
-//! A cursor reads the store in order (hashing as it goes); playback takes that role later.
+//! The demuxer reads the store through playback (`crate::playback`); a cursor hashes the file
+//! in order as it arrives, for `complete`.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -15,13 +16,16 @@ use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use crate::core::buffer::{Arrival, ChunkStore, StoreConfig};
+use crate::core::clock::{MediaState, Micros};
 use crate::core::rate::Meter;
+use crate::media::store_source::SharedStore;
+use crate::playback::Playback;
 use crate::headless::{Command, Event};
 use crate::net::peer::{self, IceConfig, PeerLink};
 use crate::net::signal_client::SignalClient;
 use crate::protocol::link::Link;
 use crate::protocol::signal::{ClientMsg, ServerMsg, SignalPayload};
-use crate::protocol::stream::{self, Manifest, Message, PROTOCOL_VERSION, Role};
+use crate::protocol::stream::{self, Message, PROTOCOL_VERSION, Role};
 
 /// How a participant runs.
 #[derive(Debug, Clone)]
@@ -36,6 +40,24 @@ pub struct JoinOptions {
     pub buffer: u64,
     /// Override for the ICE bind address.
     pub ice_addr: Option<String>,
+    /// How to show the picture.
+    pub render: Render,
+}
+
+/// Where the picture goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Render {
+    /// Decode and keep time, draw nothing.
+    None,
+}
+
+impl Render {
+    /// The size frames are scaled to.
+    pub fn target(&self) -> Option<(u32, u32)> {
+        match self {
+            Render::None => None,
+        }
+    }
 }
 
 /// Why the engine stopped without an error.
@@ -136,22 +158,42 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     });
     let save = match &opts.save {
         Some(path) => {
-            let f = File::create(path).map_err(|e| eyre!("cannot create {}: {e}", path.display()))?;
+            // Read back too: chunks evicted from memory are hashed from here.
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map_err(|e| eyre!("cannot create {}: {e}", path.display()))?;
             f.set_len(manifest.size)?;
             Some(f)
         }
         None => None,
     };
-    let cfg = StoreConfig { capacity: opts.buffer.max(manifest.chunk_size as u64 * 4), ..StoreConfig::default() };
-    let mut store = ChunkStore::new(manifest.clone(), cfg);
+    let cfg = StoreConfig {
+        capacity: opts.buffer.max(manifest.chunk_size as u64 * 4),
+        fill_behind: save.is_some(),
+        ..StoreConfig::default()
+    };
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let shared = {
+        let wake = wake.clone();
+        SharedStore::new(ChunkStore::new(manifest.clone(), cfg), move || wake.notify_one())
+    };
+    let mut playback = Playback::start(Box::new(shared.reader()), opts.render.target());
     let mut cursor = Cursor { next: 0, hasher: Sha256::new(), done: false };
     let mut down = Meter::new(Duration::from_secs(1));
     let mut received: u32 = 0;
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut ticks: u64 = 0;
+    let mut present = tokio::time::interval(Duration::from_millis(5));
+    present.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+    // A burst of pings first, so the clock offset is known before the room's state matters.
+    let mut ping_tick = tokio::time::interval(Duration::from_millis(50));
+    let mut pings_sent: u32 = 0;
     let mut signal_open = true;
-    let mut rtt_ms: Option<u32> = None;
-    request_more(&mut store, &control).await?;
+    let mut last_report = Instant::now();
+    request_more(&shared, &control).await?;
 
     let end = loop {
         tokio::select! {
@@ -162,60 +204,104 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                     let Some((index, data)) = stream::decode_chunk(b, &manifest)? else {
                         bail!("protocol violation: only chunks belong on the chunks channel");
                     };
-                    let fresh = !store.has(index);
-                    if let Some(f) = &save
-                        && fresh
-                    {
-                        f.write_all_at(&data, index as u64 * manifest.chunk_size as u64)?;
+                    let fresh = {
+                        let mut g = shared.lock();
+                        let fresh = !g.store.seen(index);
+                        if let Some(f) = &save
+                            && fresh
+                        {
+                            f.write_all_at(&data, index as u64 * manifest.chunk_size as u64)?;
+                        }
+                        if g.store.handle_chunk(now, index, data)? != Arrival::Duplicate && fresh {
+                            received += 1;
+                        }
+                        advance(&mut g.store, &mut cursor, save.as_ref(), &events, started)?;
+                        fresh
+                    };
+                    if fresh {
+                        shared.notify();
                     }
-                    if store.handle_chunk(now, index, data)? != Arrival::Duplicate && fresh {
-                        received += 1;
-                    }
-                    advance(&mut store, &mut cursor, &manifest, &events, started);
-                    request_more(&mut store, &control).await?;
+                    request_more(&shared, &control).await?;
                 }
                 Some(Incoming::Control(b)) => match stream::decode_from(&b, Role::Host, Some(&manifest))? {
                     Message::StreamEnd { reason } => break JoinEnd::StreamEnd(reason),
-                    Message::Pong { client_us, .. } => {
-                        // Round trip on our own clock; the clock-offset filter arrives with playback.
-                        let now_us = started.elapsed().as_micros() as u64;
-                        if client_us <= now_us {
-                            rtt_ms = Some(((now_us - client_us) / 1000) as u32);
-                        }
+                    Message::Pong { client_us, host_us } => playback.handle_pong(client_us as Micros, host_us as Micros),
+                    Message::State { playing, position_us, at_host_us, rate_milli, seq, waiting } => {
+                        let state = MediaState { playing, position_us: position_us as Micros, at_host_us: at_host_us as Micros, rate_milli, seq };
+                        playback.handle_state(state, waiting);
                     }
-                    Message::State { .. } | Message::QualityChange { .. } | Message::Hello { .. } => {}
+                    Message::Notice { text } => {
+                        let _ = events.send(Event::Error { message: format!("host: {text}") });
+                    }
+                    Message::QualityChange { .. } | Message::Hello { .. } => {}
                     other => bail!("protocol violation: unexpected {other:?}"),
                 },
                 Some(Incoming::Closed(why)) => bail!("connection to the host lost: {why}"),
                 None => bail!("connection to the host lost"),
             },
-            _ = tick.tick() => {
-                let now = Instant::now();
-                store.handle_timeout(now);
-                request_more(&mut store, &control).await?;
-                ticks += 1;
-                if ticks % 4 == 0 {
-                    let down_bps = down.rate(now) as u64;
-                    let _ = events.send(Event::JoinStats {
-                        down_bps,
-                        buffered_bytes: store.held_bytes(),
-                        received_chunks: received,
-                        chunks: manifest.chunks,
-                        position_ms: 0,
-                        playing: false,
-                        quality: "high".into(),
-                        drift_ms: 0,
-                    });
-                    let report = Message::Report { position_ms: 0, buffered_bytes: store.held_bytes(), down_bps, buffering: false, rtt_ms, seq: 0, drift_ms: None };
-                    peer::send(&control, &stream::encode(&report)).await?;
-                    let ping = Message::Ping { client_us: started.elapsed().as_micros() as u64 };
+            _ = wake.notified() => request_more(&shared, &control).await?,
+            _ = present.tick() => {
+                match playback.tick() {
+                    Err(e) => {
+                        // Not fatal: the bytes still arrive (and --save still keeps them).
+                        let _ = events.send(Event::Error { message: format!("cannot play {}: {e}", manifest.name) });
+                        send_report(&control, &playback, &shared, down.rate(Instant::now()) as u64).await?;
+                    }
+                    Ok(Some(_)) => {
+                        let _ = events.send(state_event(&playback));
+                        send_report(&control, &playback, &shared, down.rate(Instant::now()) as u64).await?;
+                        last_report = Instant::now();
+                    }
+                    Ok(None) => {}
+                }
+            }
+            _ = ping_tick.tick() => {
+                pings_sent += 1;
+                // 8 quick pings, then one a second.
+                if pings_sent <= 8 || pings_sent % 20 == 0 {
+                    let ping = Message::Ping { client_us: playback.now().max(0) as u64 };
                     peer::send(&control, &stream::encode(&ping)).await?;
+                }
+            }
+            _ = stats_tick.tick() => {
+                let now = Instant::now();
+                shared.lock().store.handle_timeout(now);
+                request_more(&shared, &control).await?;
+                let down_bps = down.rate(now) as u64;
+                let _ = events.send(Event::JoinStats {
+                    down_bps,
+                    buffered_bytes: shared.lock().store.held_bytes(),
+                    received_chunks: received,
+                    chunks: manifest.chunks,
+                    position_ms: (playback.position().max(0) / 1000) as u64,
+                    playing: playback.playing(),
+                    quality: "high".into(),
+                    drift_ms: playback.drift().map_or(0, |d| d / 1000),
+                    buffering: playback.buffering(),
+                    t_ms: crate::headless::now_ms(),
+                });
+                if last_report.elapsed() >= Duration::from_millis(900) {
+                    send_report(&control, &playback, &shared, down.rate(Instant::now()) as u64).await?;
+                    last_report = Instant::now();
                 }
             }
             cmd = commands.recv() => match cmd {
                 Some(Command::Quit) | None => break JoinEnd::Quit,
-                Some(other) => {
-                    let _ = events.send(Event::Error { message: format!("{other:?}: playback control is not implemented yet") });
+                Some(Command::Quality(level)) => {
+                    let _ = events.send(Event::Error { message: format!("quality {level}: only the original is offered until adaptive quality lands") });
+                }
+                Some(c) => {
+                    let wire = match c {
+                        Command::Play => stream::Command::Play,
+                        Command::Pause => stream::Command::Pause,
+                        Command::SeekTo(s) => stream::Command::Seek((s * 1e6) as u64),
+                        Command::SeekBy(d) => {
+                            let here = playback.room_position().unwrap_or_else(|| playback.position());
+                            stream::Command::Seek((here + (d * 1e6) as Micros).max(0) as u64)
+                        }
+                        Command::Quality(_) | Command::Quit => unreachable!("handled above"),
+                    };
+                    peer::send(&control, &stream::encode(&Message::Command(wire))).await?;
                 }
             },
             msg = signal.rx.recv(), if signal_open => {
@@ -234,31 +320,74 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     if let JoinEnd::StreamEnd(reason) = &end {
         let _ = events.send(Event::StreamEnd { reason: reason.clone() });
     }
+    shared.close();
+    tokio::task::spawn_blocking(move || playback.stop()).await?;
     link_up.close().await;
     Ok(end)
 }
 
+fn state_event(playback: &Playback) -> Event {
+    Event::State {
+        playing: playback.playing(),
+        position_ms: (playback.position().max(0) / 1000) as u64,
+        buffering: playback.buffering(),
+        waiting: playback.waiting().to_vec(),
+        seq: playback.seq(),
+        t_ms: crate::headless::now_ms(),
+    }
+}
+
+async fn send_report(control: &Arc<dyn DataChannel>, playback: &Playback, shared: &SharedStore, down_bps: u64) -> Result<()> {
+    let report = Message::Report {
+        position_ms: (playback.position().max(0) / 1000) as u64,
+        buffered_bytes: shared.lock().store.held_bytes(),
+        down_bps,
+        buffering: playback.buffering(),
+        rtt_ms: playback.rtt_ms(),
+        seq: playback.seq(),
+        drift_ms: playback.drift().map(|d| d / 1000),
+    };
+    peer::send(control, &stream::encode(&report)).await?;
+    Ok(())
+}
+
 /// Sends whatever the store wants to ask for.
-async fn request_more(store: &mut ChunkStore, control: &Arc<dyn DataChannel>) -> Result<()> {
-    while let Some(req) = store.poll_request(Instant::now()) {
+async fn request_more(shared: &SharedStore, control: &Arc<dyn DataChannel>) -> Result<()> {
+    let requests: Vec<_> = {
+        let mut g = shared.lock();
+        std::iter::from_fn(|| g.store.poll_request(Instant::now())).collect()
+    };
+    for req in requests {
         let msg = Message::Request { chunks: req.chunks, priority: req.priority };
         peer::send(control, &stream::encode(&msg)).await?;
     }
     Ok(())
 }
 
-/// Moves the in-order cursor over held chunks; reports completion with the file's sha256.
-fn advance(store: &mut ChunkStore, cursor: &mut Cursor, manifest: &Manifest, events: &mpsc::UnboundedSender<Event>, started: Instant) {
-    while let Some(data) = store.get(cursor.next) {
-        cursor.hasher.update(data);
+/// Hashes the file in order as far as it is held (or saved); reports completion with the
+/// file's sha256 once every byte has been through.
+fn advance(store: &mut ChunkStore, cursor: &mut Cursor, save: Option<&File>, events: &mpsc::UnboundedSender<Event>, started: Instant) -> Result<()> {
+    let manifest = store.manifest().clone();
+    let mut buf = Vec::new();
+    while cursor.next < manifest.chunks {
+        if let Some(data) = store.get(cursor.next) {
+            cursor.hasher.update(data);
+        } else if let Some(f) = save
+            && store.seen(cursor.next)
+        {
+            // Evicted from memory, but on disk.
+            buf.resize(manifest.chunk_len(cursor.next).unwrap_or(0), 0);
+            f.read_exact_at(&mut buf, cursor.next as u64 * manifest.chunk_size as u64)?;
+            cursor.hasher.update(&buf);
+        } else {
+            break;
+        }
         cursor.next += 1;
     }
-    store.set_read_position(cursor.next);
-    if cursor.next < manifest.chunks {
-        store.want(cursor.next);
-    } else if !cursor.done {
+    if cursor.next == manifest.chunks && !cursor.done {
         cursor.done = true;
         let sha256 = hex::encode(std::mem::take(&mut cursor.hasher).finalize());
         let _ = events.send(Event::Complete { sha256, size: manifest.size, seconds: started.elapsed().as_secs_f64() });
     }
+    Ok(())
 }

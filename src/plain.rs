@@ -20,7 +20,7 @@ pub fn print(ev: &Event) {
             duration_ms.map_or("unknown length".into(), |d| format!("{:.1} s", d as f64 / 1000.0)),
             codecs.join("/")
         ),
-        Event::HostStats { up_bps, peers } => {
+        Event::HostStats { up_bps, peers, .. } => {
             let list: Vec<String> = peers.iter().map(|p| format!("{} {:.1} MB/s", p.name, mb(p.up_bps))).collect();
             eprintln!("up {:.1} MB/s | {} watching | {}", mb(*up_bps), peers.len(), list.join(", "));
         }
@@ -30,6 +30,11 @@ pub fn print(ev: &Event) {
             *received_chunks as f64 * 100.0 / (*chunks).max(1) as f64,
             mb(*buffered_bytes)
         ),
+        Event::State { playing, position_ms, buffering, waiting, .. } => {
+            let what = if *buffering { "buffering" } else if *playing { "playing" } else { "paused" };
+            let wait = if waiting.is_empty() { String::new() } else { format!(" (waiting for {})", waiting.join(", ")) };
+            eprintln!("{what} at {}{wait}", crate::units::clock(*position_ms));
+        }
         Event::Complete { sha256, size, seconds } => eprintln!("complete: {:.1} MB in {seconds:.1} s, sha256 {sha256}", mb(*size)),
         Event::StreamEnd { reason } => eprintln!("stream ended: {reason}"),
         Event::Error { message } => eprintln!("error: {message}"),

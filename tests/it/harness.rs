@@ -13,18 +13,23 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_syncy")
 }
 
-/// A generated clip shared by the tests of one run (generated once).
+/// A generated 720p clip shared by the tests of one run (generated once).
 pub fn clip(name: &str, seconds: u32, bitrate: &str) -> PathBuf {
+    clip_sized(name, seconds, bitrate, "1280x720")
+}
+
+/// A generated clip of a given frame size, shared by the tests of one run.
+pub fn clip_sized(name: &str, seconds: u32, bitrate: &str, size: &str) -> PathBuf {
     // Generated once per target directory and shared by all tests; the lock keeps two tests
     // from writing the same clip at once.
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let path = dir.join(format!("{seconds}s-{bitrate}-{name}").replace('/', "_"));
+    let path = dir.join(format!("{seconds}s-{bitrate}-{size}-{name}").replace('/', "_"));
     if !path.exists() {
         let tmp = dir.join(format!("{name}.part.mp4"));
         let st = Command::new(bin())
-            .args(["sample", tmp.to_str().unwrap(), "--duration", &seconds.to_string(), "--size", "1280x720", "--bitrate", bitrate])
+            .args(["sample", tmp.to_str().unwrap(), "--duration", &seconds.to_string(), "--size", size, "--bitrate", bitrate])
             .status()
             .unwrap();
         assert!(st.success());
@@ -88,8 +93,18 @@ impl Proc {
 
     /// Waits for an event matching `pred`, keeping everything seen.
     pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_after(0, what, timeout, pred)
+    }
+
+    /// How many events have been seen (for `wait_after`).
+    pub fn mark(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Like `wait_for`, considering only events after the first `mark` seen.
+    pub fn wait_after(&mut self, mark: usize, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + timeout;
-        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+        if let Some(v) = self.seen.iter().skip(mark).find(|v| pred(v)) {
             return v.clone();
         }
         loop {

@@ -1,3 +1,4 @@
 mod harness;
+mod playback;
 mod streaming;
 mod server;

@@ -1,0 +1,231 @@
+//! The participant's playback: the decoder thread over the chunk store, the room-clock
+//! follower, and the presenter that picks the frame for the clock's position (dropping frames
+//! when behind, stalling the clock when the frame is not there yet).
+//!
+//! The engine drives it: `handle_pong`, `handle_state`, and `tick` every few milliseconds.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::core::clock::{Follower, FollowerConfig, FollowerOutput, MediaState, Micros, OffsetEstimator};
+use crate::media::avio::ByteSource;
+use crate::media::decode::{self, FrameQueue, VideoFrame};
+
+/// What the presenter noticed on a tick.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlaybackEvent {
+    /// Frames are showing again (after a join, seek or stall), or the room's clock changed
+    /// while they show.
+    Showing,
+    /// The picture froze: the frame for the position is not decoded yet.
+    Buffering,
+}
+
+/// Playback of one participant.
+pub struct Playback {
+    epoch: Instant,
+    queue: Arc<FrameQueue>,
+    decoder: Option<std::thread::JoinHandle<()>>,
+    follower: Follower,
+    offset: OffsetEstimator,
+    /// A state that came before the first pong (no offset yet).
+    held_state: Option<MediaState>,
+    waiting: Vec<String>,
+    current: Option<VideoFrame>,
+    showing: bool,
+    reported_seq: Option<u64>,
+    reported_playing: bool,
+    frames_shown: u64,
+    frames_dropped: u64,
+    new_frame: bool,
+    failed: bool,
+}
+
+impl Playback {
+    /// Starts decoding `source`; frames are scaled to `target` (None: not scaled, no picture).
+    pub fn start(source: Box<dyn ByteSource>, target: Option<(u32, u32)>) -> Playback {
+        let queue = FrameQueue::new(8, target);
+        let decoder = decode::spawn(source, queue.clone());
+        Playback {
+            epoch: Instant::now(),
+            queue,
+            decoder: Some(decoder),
+            follower: Follower::new(FollowerConfig::default()),
+            offset: OffsetEstimator::new(16),
+            held_state: None,
+            waiting: vec![],
+            current: None,
+            showing: false,
+            reported_seq: None,
+            reported_playing: false,
+            frames_shown: 0,
+            frames_dropped: 0,
+            new_frame: false,
+            failed: false,
+        }
+    }
+
+    /// The local clock (µs since this playback started); pings carry it.
+    pub fn now(&self) -> Micros {
+        self.epoch.elapsed().as_micros() as Micros
+    }
+
+    /// A pong for a ping sent at local time `sent`.
+    pub fn handle_pong(&mut self, sent: Micros, host_us: Micros) {
+        let now = self.now();
+        self.offset.handle_pong(sent, host_us, now);
+        if let (Some(state), Some(offset)) = (self.held_state.take(), self.offset.offset()) {
+            self.follower.handle_state(now, state, offset);
+            self.apply_outputs();
+        }
+    }
+
+    /// Round trip of the latest ping, ms.
+    pub fn rtt_ms(&self) -> Option<u32> {
+        self.offset.last_rtt().map(|r| (r / 1000) as u32)
+    }
+
+    /// Whether the clock offset is known yet.
+    pub fn synced(&self) -> bool {
+        self.offset.offset().is_some()
+    }
+
+    /// The room's clock changed.
+    pub fn handle_state(&mut self, state: MediaState, waiting: Vec<String>) {
+        self.waiting = waiting;
+        match self.offset.offset() {
+            Some(offset) => {
+                let now = self.now();
+                self.follower.handle_state(now, state, offset);
+                self.apply_outputs();
+            }
+            None => self.held_state = Some(state),
+        }
+    }
+
+    fn apply_outputs(&mut self) {
+        while let Some(out) = self.follower.poll_output() {
+            match out {
+                FollowerOutput::Seek(t) => {
+                    self.queue.seek(t);
+                    self.current = None;
+                }
+            }
+        }
+    }
+
+    /// Presents what is due; returns what changed. Call every few milliseconds. A decoder
+    /// failure is returned once; after it, playback is inert and never holds the room.
+    pub fn tick(&mut self) -> Result<Option<PlaybackEvent>, String> {
+        if self.failed {
+            return Ok(None);
+        }
+        if let Some(e) = self.queue.error() {
+            self.failed = true;
+            return Err(e);
+        }
+        let Some(offset) = self.offset.offset() else { return Ok(None) };
+        let now = self.now();
+        self.follower.handle_timeout(now, offset);
+        self.apply_outputs();
+        let frame_us = self.queue.info().map_or(40_000, |i| i.frame_us);
+        let pos = self.follower.position(now);
+        // The first frame after a seek may sit a hair after the target.
+        let limit = if self.current.is_none() { pos + frame_us } else { pos };
+        let mut popped = 0;
+        while let Some(f) = self.queue.pop_until(limit) {
+            popped += 1;
+            self.current = Some(f);
+        }
+        if popped > 0 {
+            self.frames_shown += 1;
+            self.frames_dropped += popped - 1;
+            self.new_frame = true;
+        }
+        let late = (3 * frame_us).max(150_000);
+        let showing = match &self.current {
+            Some(f) => pos - f.pts_us <= late || (self.queue.eof() && self.queue.is_empty()),
+            None => self.queue.eof() && self.queue.is_empty() && !self.queue.seek_pending(),
+        };
+        self.follower.handle_stall(now, !showing && self.follower.playing(), offset);
+        let seq = self.follower.room().map(|r| r.seq);
+        let playing = self.follower.playing();
+        let event = if showing != self.showing {
+            self.showing = showing;
+            Some(if showing { PlaybackEvent::Showing } else { PlaybackEvent::Buffering })
+        } else if showing && (seq != self.reported_seq || playing != self.reported_playing) {
+            Some(PlaybackEvent::Showing)
+        } else {
+            None
+        };
+        if event.is_some() {
+            self.reported_seq = seq;
+            self.reported_playing = playing;
+        }
+        Ok(event)
+    }
+
+    /// The frame to draw, once per new frame.
+    pub fn take_new_frame(&mut self) -> Option<&VideoFrame> {
+        if std::mem::take(&mut self.new_frame) { self.current.as_ref() } else { None }
+    }
+
+    /// Changes the picture size frames are scaled to.
+    pub fn set_target(&self, target: Option<(u32, u32)>) {
+        self.queue.set_target(target);
+    }
+
+    /// Local playback position, µs.
+    pub fn position(&self) -> Micros {
+        self.follower.position(self.now())
+    }
+
+    /// Local − room, µs.
+    pub fn drift(&self) -> Option<Micros> {
+        self.follower.drift(self.now(), self.offset.offset()?)
+    }
+
+    /// The room's position now, µs.
+    pub fn room_position(&self) -> Option<Micros> {
+        self.follower.room_position(self.now(), self.offset.offset()?)
+    }
+
+    /// The room plays and frames are showing.
+    pub fn playing(&self) -> bool {
+        self.follower.playing() && self.showing
+    }
+
+    /// The picture is frozen waiting for data.
+    pub fn buffering(&self) -> bool {
+        !self.showing && !self.failed
+    }
+
+    /// The latest room state seq applied.
+    pub fn seq(&self) -> u64 {
+        self.follower.room().map_or(0, |r| r.seq)
+    }
+
+    /// Who the room waits for.
+    pub fn waiting(&self) -> &[String] {
+        &self.waiting
+    }
+
+    /// Frames shown and dropped so far.
+    pub fn frame_counts(&self) -> (u64, u64) {
+        (self.frames_shown, self.frames_dropped)
+    }
+
+    /// Stops the decoder (the store must be closed too, to free a blocked read).
+    pub fn stop(&mut self) {
+        self.queue.close();
+        if let Some(t) = self.decoder.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Playback {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}

@@ -8,6 +8,8 @@ pub mod media;
 pub mod net;
 pub mod participant;
 pub mod playback;
+pub mod player;
+pub mod ui;
 pub mod protocol;
 pub mod server;
 pub mod units;

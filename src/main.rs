@@ -15,7 +15,9 @@ use syncy::{bench, demo, host, participant, server};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = color_eyre::install();
-    if let Err(e) = init_logging(cli.log.as_deref()) {
+    // The terminal view owns the screen: logs must not land on it.
+    let tui = matches!(&cli.command, Cmd::Join(a) if !a.headless && a.render != syncy::cli::RenderArg::None);
+    if let Err(e) = init_logging(cli.log.as_deref(), tui) {
         eprintln!("syncy: {e}");
         return ExitCode::from(1);
     }
@@ -35,7 +37,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(file: Option<&std::path::Path>) -> Result<()> {
+fn init_logging(file: Option<&std::path::Path>, tui: bool) -> Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,rtc_dtls=error,rtc_ice=error,webrtc=error,rtc=error"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
@@ -44,6 +46,7 @@ fn init_logging(file: Option<&std::path::Path>) -> Result<()> {
             let f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| eyre!("cannot open log file {}: {e}", path.display()))?;
             builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).init();
         }
+        None if tui => builder.with_writer(std::io::sink).init(),
         None => builder.with_writer(std::io::stderr).init(),
     }
     Ok(())
@@ -111,12 +114,20 @@ async fn run(cmd: Cmd) -> Result<()> {
         }
         Cmd::Join(a) => {
             let link = Link::parse(&a.link)?;
-            let render = match a.render {
-                syncy::cli::RenderArg::None => participant::Render::None,
-                _ if a.headless => participant::Render::None,
-                other => return Err(eyre!("--render {other:?} is not available yet; use --render none")),
+            use syncy::cli::RenderArg;
+            use syncy::player::picture::Graphics;
+            let graphics = match a.render {
+                RenderArg::None => None,
+                _ if a.headless => None,
+                RenderArg::Auto => Some(Graphics::Auto),
+                RenderArg::Kitty => Some(Graphics::Kitty),
+                RenderArg::Sixel => Some(Graphics::Sixel),
+                RenderArg::Halfblocks => Some(Graphics::Halfblocks),
             };
-            let opts = participant::JoinOptions { link, name: a.name, save: a.save, buffer: a.buffer, ice_addr: a.ice_addr, render };
+            if let Some(graphics) = graphics {
+                return join_with_view(link, a, graphics).await;
+            }
+            let opts = participant::JoinOptions { link, name: a.name, save: a.save, buffer: a.buffer, ice_addr: a.ice_addr, render: participant::Render::None };
             let (events, printer) = event_printer(a.headless);
             let result = participant::run(opts, events.clone(), command_channel(a.headless)).await.map(|_| ());
             report_error(&result, &events, a.headless);
@@ -145,6 +156,49 @@ async fn run(cmd: Cmd) -> Result<()> {
         }
         Cmd::Bench(a) => bench::run(a).await,
     }
+}
+
+/// A participant with the terminal view: the engine on the runtime, the view on a thread.
+async fn join_with_view(link: Link, a: syncy::cli::JoinArgs, graphics: syncy::player::picture::Graphics) -> Result<()> {
+    use syncy::player::screen::Screen;
+    let screen = Screen::new();
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (events, mut events_rx) = mpsc::unbounded_channel::<Event>();
+    let opts = participant::JoinOptions {
+        link,
+        name: a.name,
+        save: a.save,
+        buffer: a.buffer,
+        ice_addr: a.ice_addr,
+        render: participant::Render::Screen(screen.clone()),
+    };
+    let engine = tokio::spawn(participant::run(opts, events, cmd_rx));
+    // Events become the view's message line (and the log); nothing prints while it is up.
+    let notices = {
+        let screen = screen.clone();
+        tokio::spawn(async move {
+            let mut end = None;
+            while let Some(ev) = events_rx.recv().await {
+                match ev {
+                    Event::Error { message } => screen.update(|s| s.message = Some(message)),
+                    Event::StreamEnd { reason } => end = Some(reason),
+                    other => tracing::debug!("{other:?}"),
+                }
+            }
+            end
+        })
+    };
+    let view = {
+        let screen = screen.clone();
+        tokio::task::spawn_blocking(move || syncy::player::tui::run(screen, graphics, cmd_tx))
+    };
+    let result = engine.await?;
+    screen.close();
+    view.await?.map_err(|e| eyre!("terminal: {e}"))?;
+    if let Ok(Some(reason)) = notices.await {
+        eprintln!("stream ended: {reason}");
+    }
+    result.map(|_| ())
 }
 
 fn report_error<T>(result: &Result<T>, events: &mpsc::UnboundedSender<Event>, headless: bool) {

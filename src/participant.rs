@@ -20,6 +20,7 @@ use crate::core::clock::{MediaState, Micros};
 use crate::core::rate::Meter;
 use crate::media::store_source::SharedStore;
 use crate::playback::Playback;
+use crate::player::screen::Screen;
 use crate::headless::{Command, Event};
 use crate::net::peer::{self, IceConfig, PeerLink};
 use crate::net::signal_client::SignalClient;
@@ -45,17 +46,36 @@ pub struct JoinOptions {
 }
 
 /// Where the picture goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Render {
     /// Decode and keep time, draw nothing.
     None,
+    /// Publish frames and status on this screen (a view draws it).
+    Screen(Arc<Screen>),
+}
+
+impl std::fmt::Debug for Render {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Render::None => "None",
+            Render::Screen(_) => "Screen",
+        })
+    }
 }
 
 impl Render {
-    /// The size frames are scaled to.
+    /// The size frames are scaled to until the view says otherwise.
     pub fn target(&self) -> Option<(u32, u32)> {
         match self {
             Render::None => None,
+            Render::Screen(_) => Some((160, 90)),
+        }
+    }
+
+    fn screen(&self) -> Option<&Arc<Screen>> {
+        match self {
+            Render::None => None,
+            Render::Screen(s) => Some(s),
         }
     }
 }
@@ -182,6 +202,17 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         SharedStore::new(ChunkStore::new(manifest.clone(), cfg), move || wake.notify_one())
     };
     let mut playback = Playback::start(Box::new(shared.reader()), opts.render.target());
+    let screen = opts.render.screen().cloned();
+    if let Some(s) = &screen {
+        s.attach_queue(playback.queue());
+        s.update(|st| {
+            st.name = opts.name.clone();
+            st.file = manifest.name.clone();
+            st.duration_ms = manifest.duration_ms;
+            st.quality = "high".into();
+        });
+    }
+    let mut presents: u64 = 0;
     let mut cursor = Cursor { next: 0, hasher: Sha256::new(), done: false };
     let mut down = Meter::new(Duration::from_secs(1));
     let mut received: u32 = 0;
@@ -231,6 +262,9 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         playback.handle_state(state, waiting);
                     }
                     Message::Notice { text } => {
+                        if let Some(s) = &screen {
+                            s.update(|st| st.message = Some(text.clone()));
+                        }
                         let _ = events.send(Event::Error { message: format!("host: {text}") });
                     }
                     Message::QualityChange { .. } | Message::Hello { .. } => {}
@@ -241,7 +275,23 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
             },
             _ = wake.notified() => request_more(&shared, &control).await?,
             _ = present.tick() => {
-                match playback.tick() {
+                let result = playback.tick();
+                if let Some(s) = &screen {
+                    if let Some(f) = playback.take_new_frame() {
+                        s.set_frame(f);
+                    }
+                    presents += 1;
+                    if presents % 10 == 0 || !matches!(result, Ok(None)) {
+                        s.update(|st| {
+                            st.position_ms = (playback.position().max(0) / 1000) as u64;
+                            st.room_playing = playback.room_wants_playing();
+                            st.buffering = playback.buffering();
+                            st.waiting = playback.waiting().to_vec();
+                            st.drift_ms = playback.drift().map(|d| d / 1000);
+                        });
+                    }
+                }
+                match result {
                     Err(e) => {
                         // Not fatal: the bytes still arrive (and --save still keeps them).
                         let _ = events.send(Event::Error { message: format!("cannot play {}: {e}", manifest.name) });
@@ -268,6 +318,13 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                 shared.lock().store.handle_timeout(now);
                 request_more(&shared, &control).await?;
                 let down_bps = down.rate(now) as u64;
+                if let Some(s) = &screen {
+                    let held = shared.lock().store.held_bytes();
+                    s.update(|st| {
+                        st.down_bps = down_bps;
+                        st.buffered_bytes = held;
+                    });
+                }
                 let _ = events.send(Event::JoinStats {
                     down_bps,
                     buffered_bytes: shared.lock().store.held_bytes(),
@@ -322,6 +379,9 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     }
     shared.close();
     tokio::task::spawn_blocking(move || playback.stop()).await?;
+    if let Some(s) = &screen {
+        s.close();
+    }
     link_up.close().await;
     Ok(end)
 }

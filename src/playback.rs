@@ -31,7 +31,7 @@ pub struct Playback {
     /// A state that came before the first pong (no offset yet).
     held_state: Option<MediaState>,
     waiting: Vec<String>,
-    current: Option<VideoFrame>,
+    current: Option<Arc<VideoFrame>>,
     showing: bool,
     reported_seq: Option<u64>,
     reported_playing: bool,
@@ -135,7 +135,7 @@ impl Playback {
         let mut popped = 0;
         while let Some(f) = self.queue.pop_until(limit) {
             popped += 1;
-            self.current = Some(f);
+            self.current = Some(Arc::new(f));
         }
         if popped > 0 {
             self.frames_shown += 1;
@@ -166,8 +166,13 @@ impl Playback {
     }
 
     /// The frame to draw, once per new frame.
-    pub fn take_new_frame(&mut self) -> Option<&VideoFrame> {
-        if std::mem::take(&mut self.new_frame) { self.current.as_ref() } else { None }
+    pub fn take_new_frame(&mut self) -> Option<Arc<VideoFrame>> {
+        if std::mem::take(&mut self.new_frame) { self.current.clone() } else { None }
+    }
+
+    /// The decoder's frame queue (the view sets the picture size on it).
+    pub fn queue(&self) -> Arc<FrameQueue> {
+        self.queue.clone()
     }
 
     /// Changes the picture size frames are scaled to.
@@ -193,6 +198,12 @@ impl Playback {
     /// The room plays and frames are showing.
     pub fn playing(&self) -> bool {
         self.follower.playing() && self.showing
+    }
+
+    /// The room is meant to play (even if it waits for someone right now): what a
+    /// play/pause key toggles.
+    pub fn room_wants_playing(&self) -> bool {
+        self.follower.room().is_some_and(|r| r.playing) || !self.waiting.is_empty()
     }
 
     /// The picture is frozen waiting for data.

@@ -1,4 +1,5 @@
 mod harness;
 mod playback;
 mod streaming;
+mod tmux;
 mod server;

@@ -1,0 +1,102 @@
+//! What the participant engine publishes for its view: the latest frame and a status snapshot.
+//! The view only reads it; it never reaches into the engine.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::media::decode::{FrameQueue, VideoFrame};
+
+/// Figures the status line shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Status {
+    /// Participant's name.
+    pub name: String,
+    /// File name.
+    pub file: String,
+    /// Local playback position.
+    pub position_ms: u64,
+    /// Media duration.
+    pub duration_ms: Option<u64>,
+    /// The room wants to play (the key toggles this).
+    pub room_playing: bool,
+    /// The picture is frozen waiting for data.
+    pub buffering: bool,
+    /// Who the room waits for.
+    pub waiting: Vec<String>,
+    /// Download rate.
+    pub down_bps: u64,
+    /// Bytes held.
+    pub buffered_bytes: u64,
+    /// Drift from the room clock.
+    pub drift_ms: Option<i64>,
+    /// Quality level.
+    pub quality: String,
+    /// Latest notice or error for the user.
+    pub message: Option<String>,
+}
+
+/// Shared between the engine (writer) and the view (reader).
+#[derive(Default)]
+pub struct Screen {
+    frame: Mutex<(u64, Option<Arc<VideoFrame>>)>,
+    status: Mutex<Status>,
+    queue: Mutex<Option<Arc<FrameQueue>>>,
+    closed: AtomicBool,
+}
+
+impl Screen {
+    /// An empty screen.
+    pub fn new() -> Arc<Screen> {
+        Arc::new(Screen::default())
+    }
+
+    /// A new frame to show (replaces one not yet drawn: the view drops what it cannot draw).
+    pub fn set_frame(&self, frame: Arc<VideoFrame>) {
+        let mut f = self.frame.lock().unwrap_or_else(|e| e.into_inner());
+        f.0 += 1;
+        f.1 = Some(frame);
+    }
+
+    /// The latest frame and its number.
+    pub fn frame(&self) -> (u64, Option<Arc<VideoFrame>>) {
+        self.frame.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Updates the status.
+    pub fn update(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// A copy of the status.
+    pub fn status(&self) -> Status {
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Lets the view tell the decoder what size to scale to.
+    pub fn attach_queue(&self, q: Arc<FrameQueue>) {
+        *self.queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(q);
+    }
+
+    /// Asks the decoder for frames of this pixel size.
+    pub fn set_target(&self, target: (u32, u32)) {
+        if let Some(q) = self.queue.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            q.set_target(Some(target));
+        }
+    }
+
+    /// The engine stopped: the view should go.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the engine stopped.
+    pub fn closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// The video's size, once known.
+    pub fn video_size(&self) -> Option<(u32, u32)> {
+        let q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.as_ref().and_then(|q| q.info()).map(|i| (i.width, i.height))
+    }
+}

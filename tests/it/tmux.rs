@@ -1,0 +1,112 @@
+//! The real binary in a real terminal (tmux): the picture shows and keys control the room.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::harness::{Proc, bin, clip_sized, link_of};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn available() -> bool {
+        Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
+    }
+
+    fn new(tag: &str, width: u16, height: u16, cmd: &str) -> Tmux {
+        let socket = format!("syncy-test-{tag}-{}", std::process::id());
+        let t = Tmux { socket };
+        let ok = t.tmux(&["new-session", "-d", "-s", "main", "-x", &width.to_string(), "-y", &height.to_string(), cmd]);
+        assert!(ok.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&ok.stderr));
+        t.tmux(&["set-option", "-t", "main", "remain-on-exit", "on"]);
+        t
+    }
+
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().unwrap()
+    }
+
+    /// The pane's text, with colours as escape sequences when `escapes`.
+    fn capture(&self, escapes: bool) -> String {
+        let mut args = vec!["capture-pane", "-p", "-t", "main"];
+        if escapes {
+            args.push("-e");
+        }
+        String::from_utf8_lossy(&self.tmux(&args).stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &str) {
+        self.tmux(&["send-keys", "-t", "main", keys]);
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str, &str) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (plain, colored) = (self.capture(false), self.capture(true));
+            if pred(&plain, &colored) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; screen:\n{plain}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn pane_dead_status(&self) -> Option<i32> {
+        let out = self.tmux(&["list-panes", "-t", "main", "-F", "#{pane_dead} #{pane_dead_status}"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut it = text.split_whitespace();
+        match (it.next(), it.next()) {
+            (Some("1"), Some(code)) => code.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+/// Cells drawn as coloured half blocks: a `▀`/`▄` (or a blank with a background colour)
+/// preceded by a 24-bit or 256-colour background.
+fn coloured_cells(colored: &str) -> usize {
+    colored.matches("[48;2;").count() + colored.matches("[48;5;").count()
+}
+
+#[test]
+fn join_in_a_terminal_shows_the_picture_and_space_pauses_the_room() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed (scripts/setup-debian.sh installs it)");
+        return;
+    }
+    let file = clip_sized("tmux.mp4", 30, "1Mb/s", "320x180");
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Proc::host(&file, dir.path(), &["--autoplay"]);
+    let link = link_of(&mut host);
+    let cmd = format!("{} join '{link}' --render halfblocks --name tm", bin());
+    let t = Tmux::new("join", 100, 30, &cmd);
+    t.wait_for("a picture and the playing status", Duration::from_secs(30), |plain, colored| {
+        plain.contains("▶ playing") && coloured_cells(colored) > 100 && (plain.contains('▀') || plain.contains('▄'))
+    });
+    let screen = t.capture(false);
+    assert!(screen.contains("space play/pause"), "footer:\n{screen}");
+    let mark = host.mark();
+    t.keys("Space");
+    let paused = host.wait_after(mark, "the room paused", Duration::from_secs(15), |v| v["event"] == "state" && v["playing"] == false);
+    assert!(paused["position_ms"].as_u64().unwrap() > 0);
+    t.wait_for("the paused status", Duration::from_secs(10), |plain, _| plain.contains("⏸ paused"));
+    t.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let code = loop {
+        if let Some(c) = t.pane_dead_status() {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "syncy join did not exit on q:\n{}", t.capture(false));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, 0, "exit code; screen:\n{}", t.capture(false));
+    host.wait_for("peer_left tm", Duration::from_secs(15), |v| v["event"] == "peer_left" && v["name"] == "tm");
+    assert_eq!(host.quit(), 0);
+}

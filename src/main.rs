@@ -195,6 +195,7 @@ async fn join_with_view(link: Link, a: syncy::cli::JoinArgs, graphics: syncy::pl
     let result = engine.await?;
     screen.close();
     view.await?.map_err(|e| eyre!("terminal: {e}"))?;
+    tracing::info!("view closed");
     if let Ok(Some(reason)) = notices.await {
         eprintln!("stream ended: {reason}");
     }

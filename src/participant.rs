@@ -377,12 +377,15 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     if let JoinEnd::StreamEnd(reason) = &end {
         let _ = events.send(Event::StreamEnd { reason: reason.clone() });
     }
+    tracing::info!("leaving: {end:?}");
     shared.close();
     tokio::task::spawn_blocking(move || playback.stop()).await?;
+    tracing::info!("playback stopped");
     if let Some(s) = &screen {
         s.close();
     }
     link_up.close().await;
+    tracing::info!("link closed");
     Ok(end)
 }
 

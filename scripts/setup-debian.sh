@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what Syncy needs to build and test on Debian 12 / Ubuntu 22.04+, idempotently:
 # FFmpeg development libraries (5.1 on Debian 12), clang/libclang for ffmpeg-sys bindings,
-# pkg-config, tmux for terminal end-to-end tests, and a Rust toolchain if none is present.
+# pkg-config, tmux for terminal end-to-end tests, mpv for `--player mpv` (and its test), and a
+# Rust toolchain if none is present.
 set -euo pipefail
 
 packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
-          libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev tmux)
+          libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev tmux mpv)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -154,6 +154,22 @@ pub struct JoinArgs {
     /// --headless, whose stdout carries JSON).
     #[arg(long, value_enum, default_value_t = RenderArg::Auto)]
     pub render: RenderArg,
+    /// Play in mpv, with sound, kept on the room clock (mpv reads the stream from a local
+    /// HTTP server on 127.0.0.1). The terminal then shows the status only.
+    #[arg(long, value_enum, default_value_t = PlayerArg::Builtin)]
+    pub player: PlayerArg,
+    /// Extra arguments for mpv, split on spaces (e.g. "--vo=null --ao=null").
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    pub mpv_args: Option<String>,
+}
+
+/// `--player` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlayerArg {
+    /// The picture in the terminal.
+    Builtin,
+    /// mpv.
+    Mpv,
 }
 
 /// `--render` values.

@@ -124,6 +124,9 @@ pub enum Event {
         drift_ms: i64,
         /// Waiting for data.
         buffering: bool,
+        /// With `--player mpv`: what mpv does.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mpv: Option<crate::player::mpv::MpvStatus>,
         /// When `position_ms` was sampled (Unix ms).
         t_ms: f64,
     },

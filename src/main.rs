@@ -116,18 +116,22 @@ async fn run(cmd: Cmd) -> Result<()> {
             let link = Link::parse(&a.link)?;
             use syncy::cli::RenderArg;
             use syncy::player::picture::Graphics;
+            let mpv = (a.player == syncy::cli::PlayerArg::Mpv)
+                .then(|| a.mpv_args.as_deref().unwrap_or("").split_whitespace().map(String::from).collect::<Vec<_>>());
             let graphics = match a.render {
                 RenderArg::None => None,
                 _ if a.headless => None,
+                // mpv shows the picture; the terminal shows the status.
+                _ if mpv.is_some() => Some(Graphics::StatusOnly),
                 RenderArg::Auto => Some(Graphics::Auto),
                 RenderArg::Kitty => Some(Graphics::Kitty),
                 RenderArg::Sixel => Some(Graphics::Sixel),
                 RenderArg::Halfblocks => Some(Graphics::Halfblocks),
             };
             if let Some(graphics) = graphics {
-                return join_with_view(link, a, graphics).await;
+                return join_with_view(link, a, graphics, mpv).await;
             }
-            let opts = participant::JoinOptions { link, name: a.name, save: a.save, buffer: a.buffer, ice_addr: a.ice_addr, render: participant::Render::None };
+            let opts = participant::JoinOptions { link, name: a.name, save: a.save, buffer: a.buffer, ice_addr: a.ice_addr, render: participant::Render::None, mpv };
             let (events, printer) = event_printer(a.headless);
             let result = participant::run(opts, events.clone(), command_channel(a.headless)).await.map(|_| ());
             report_error(&result, &events, a.headless);
@@ -159,7 +163,7 @@ async fn run(cmd: Cmd) -> Result<()> {
 }
 
 /// A participant with the terminal view: the engine on the runtime, the view on a thread.
-async fn join_with_view(link: Link, a: syncy::cli::JoinArgs, graphics: syncy::player::picture::Graphics) -> Result<()> {
+async fn join_with_view(link: Link, a: syncy::cli::JoinArgs, graphics: syncy::player::picture::Graphics, mpv: Option<Vec<String>>) -> Result<()> {
     use syncy::player::screen::Screen;
     let screen = Screen::new();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -171,6 +175,7 @@ async fn join_with_view(link: Link, a: syncy::cli::JoinArgs, graphics: syncy::pl
         buffer: a.buffer,
         ice_addr: a.ice_addr,
         render: participant::Render::Screen(screen.clone()),
+        mpv,
     };
     let engine = tokio::spawn(participant::run(opts, events, cmd_rx));
     // Events become the view's message line (and the log); nothing prints while it is up.

@@ -20,6 +20,7 @@ use crate::core::clock::{MediaState, Micros};
 use crate::core::rate::Meter;
 use crate::media::store_source::SharedStore;
 use crate::playback::Playback;
+use crate::player::mpv::MpvOut;
 use crate::player::screen::Screen;
 use crate::headless::{Command, Event};
 use crate::net::peer::{self, IceConfig, PeerLink};
@@ -43,6 +44,8 @@ pub struct JoinOptions {
     pub ice_addr: Option<String>,
     /// How to show the picture.
     pub render: Render,
+    /// Play in mpv (with these extra mpv arguments) instead of, or beside, the built-in view.
+    pub mpv: Option<Vec<String>>,
 }
 
 /// Where the picture goes.
@@ -64,11 +67,12 @@ impl std::fmt::Debug for Render {
 }
 
 impl Render {
-    /// The size frames are scaled to until the view says otherwise.
+    /// The size frames are scaled to (until a view sets it).
     pub fn target(&self) -> Option<(u32, u32)> {
         match self {
             Render::None => None,
-            Render::Screen(_) => Some((160, 90)),
+            // The view asks for its size once it knows the video's.
+            Render::Screen(_) => None,
         }
     }
 
@@ -213,6 +217,17 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         });
     }
     let mut presents: u64 = 0;
+    // mpv reads the store over local HTTP and follows the same room clock.
+    let (_range_server, mut mpv) = match &opts.mpv {
+        Some(args) => {
+            let server = crate::player::http::start(shared.clone(), &manifest.name).await?;
+            let mpv = crate::player::mpv::Mpv::spawn(&server.url, args).await?;
+            tracing::info!("mpv playing {}", server.url);
+            (Some(server), Some(mpv))
+        }
+        None => (None, None),
+    };
+    let mut mpv_status: Option<crate::player::mpv::MpvStatus> = None;
     let mut cursor = Cursor { next: 0, hasher: Sha256::new(), done: false };
     let mut down = Meter::new(Duration::from_secs(1));
     let mut received: u32 = 0;
@@ -256,10 +271,18 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                 }
                 Some(Incoming::Control(b)) => match stream::decode_from(&b, Role::Host, Some(&manifest))? {
                     Message::StreamEnd { reason } => break JoinEnd::StreamEnd(reason),
-                    Message::Pong { client_us, host_us } => playback.handle_pong(client_us as Micros, host_us as Micros),
+                    Message::Pong { client_us, host_us } => {
+                        playback.handle_pong(client_us as Micros, host_us as Micros);
+                        if let Some(m) = &mpv {
+                            m.set_clock(playback.room_view());
+                        }
+                    }
                     Message::State { playing, position_us, at_host_us, rate_milli, seq, waiting } => {
                         let state = MediaState { playing, position_us: position_us as Micros, at_host_us: at_host_us as Micros, rate_milli, seq };
                         playback.handle_state(state, waiting);
+                        if let Some(m) = &mpv {
+                            m.set_clock(playback.room_view());
+                        }
                     }
                     Message::Notice { text } => {
                         if let Some(s) = &screen {
@@ -335,6 +358,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                     quality: "high".into(),
                     drift_ms: playback.drift().map_or(0, |d| d / 1000),
                     buffering: playback.buffering(),
+                    mpv: mpv_status.map(|m| m.now()),
                     t_ms: crate::headless::now_ms(),
                 });
                 if last_report.elapsed() >= Duration::from_millis(900) {
@@ -344,21 +368,15 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
             }
             cmd = commands.recv() => match cmd {
                 Some(Command::Quit) | None => break JoinEnd::Quit,
-                Some(Command::Quality(level)) => {
-                    let _ = events.send(Event::Error { message: format!("quality {level}: only the original is offered until adaptive quality lands") });
-                }
-                Some(c) => {
-                    let wire = match c {
-                        Command::Play => stream::Command::Play,
-                        Command::Pause => stream::Command::Pause,
-                        Command::SeekTo(s) => stream::Command::Seek((s * 1e6) as u64),
-                        Command::SeekBy(d) => {
-                            let here = playback.room_position().unwrap_or_else(|| playback.position());
-                            stream::Command::Seek((here + (d * 1e6) as Micros).max(0) as u64)
-                        }
-                        Command::Quality(_) | Command::Quit => unreachable!("handled above"),
-                    };
-                    peer::send(&control, &stream::encode(&Message::Command(wire))).await?;
+                Some(c) => send_command(&control, &playback, &events, c).await?,
+            },
+            out = recv_mpv(&mut mpv) => match out {
+                MpvOut::Command(c) => send_command(&control, &playback, &events, c).await?,
+                MpvOut::Status(st) => mpv_status = Some(st),
+                MpvOut::Exited(why) => {
+                    tracing::info!("{why}");
+                    let _ = events.send(Event::Error { message: format!("{why}; leaving the room") });
+                    break JoinEnd::Quit;
                 }
             },
             msg = signal.rx.recv(), if signal_open => {
@@ -387,6 +405,33 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     link_up.close().await;
     tracing::info!("link closed");
     Ok(end)
+}
+
+/// A playback command from stdin, the view or mpv, sent to the host.
+async fn send_command(control: &Arc<dyn DataChannel>, playback: &Playback, events: &mpsc::UnboundedSender<Event>, c: Command) -> Result<()> {
+    let wire = match c {
+        Command::Play => stream::Command::Play,
+        Command::Pause => stream::Command::Pause,
+        Command::SeekTo(s) => stream::Command::Seek((s * 1e6) as u64),
+        Command::SeekBy(d) => {
+            let here = playback.room_position().unwrap_or_else(|| playback.position());
+            stream::Command::Seek((here + (d * 1e6) as Micros).max(0) as u64)
+        }
+        Command::Quality(level) => {
+            let _ = events.send(Event::Error { message: format!("quality {level}: only the original is offered until adaptive quality lands") });
+            return Ok(());
+        }
+        Command::Quit => return Ok(()),
+    };
+    peer::send(control, &stream::encode(&Message::Command(wire))).await?;
+    Ok(())
+}
+
+async fn recv_mpv(mpv: &mut Option<crate::player::mpv::Mpv>) -> MpvOut {
+    match mpv {
+        Some(m) => m.out.recv().await.unwrap_or(MpvOut::Exited("mpv driver stopped".into())),
+        None => std::future::pending().await,
+    }
 }
 
 fn state_event(playback: &Playback) -> Event {

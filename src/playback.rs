@@ -21,6 +21,26 @@ pub enum PlaybackEvent {
     Buffering,
 }
 
+/// The room's clock as this participant sees it: enough to compute the room's position at
+/// any moment (for an external player).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoomView {
+    /// The room's media clock (host time).
+    pub state: MediaState,
+    /// host = local + offset.
+    pub offset: Micros,
+    /// Local clock zero.
+    pub epoch: Instant,
+}
+
+impl RoomView {
+    /// The room's media position now.
+    pub fn position_now(&self) -> Micros {
+        let local = self.epoch.elapsed().as_micros() as Micros;
+        self.state.position_at(local + self.offset)
+    }
+}
+
 /// Playback of one participant.
 pub struct Playback {
     epoch: Instant,
@@ -78,6 +98,11 @@ impl Playback {
             self.follower.handle_state(now, state, offset);
             self.apply_outputs();
         }
+    }
+
+    /// The room's clock, once both a state and the offset are known.
+    pub fn room_view(&self) -> Option<RoomView> {
+        Some(RoomView { state: *self.follower.room()?, offset: self.offset.offset()?, epoch: self.epoch })
     }
 
     /// Round trip of the latest ping, ms.

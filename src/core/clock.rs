@@ -151,6 +151,35 @@ pub enum FollowerOutput {
     Seek(Micros),
 }
 
+/// What to do about drift (local − room) while the room plays.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Correction {
+    /// Too far off to nudge: jump to the room's position.
+    Seek,
+    /// Play at this multiple of the room's rate (1.0 = leave it).
+    Rate(f64),
+}
+
+/// The drift policy shared by the built-in player and mpv: proportional rate nudges within
+/// ±`max_nudge`, with hysteresis (start past `deadband_us`, stop under `settle_us`), and a
+/// seek beyond `seek_threshold_us`. `correcting` carries the hysteresis state.
+pub fn correct(cfg: &FollowerConfig, drift: Micros, correcting: &mut bool) -> Correction {
+    if drift.abs() > cfg.seek_threshold_us {
+        *correcting = false;
+        return Correction::Seek;
+    }
+    if drift.abs() > cfg.deadband_us {
+        *correcting = true;
+    } else if drift.abs() < cfg.settle_us {
+        *correcting = false;
+    }
+    if !*correcting {
+        return Correction::Rate(1.0);
+    }
+    let nudge = (drift as f64 / cfg.horizon_us as f64).clamp(-cfg.max_nudge, cfg.max_nudge);
+    Correction::Rate(1.0 - nudge)
+}
+
 /// A participant's playback clock, following the room's media clock.
 ///
 /// The local clock runs at `rate` while playing and not stalled; the player stalls it when the
@@ -311,24 +340,17 @@ impl Follower {
         if self.stalled {
             return;
         }
-        if drift.abs() > self.cfg.seek_threshold_us {
-            self.jump(now, target);
-            self.rebase(now);
-            self.rate = room_rate;
-            return;
+        match correct(&self.cfg, drift, &mut self.correcting) {
+            Correction::Seek => {
+                self.jump(now, target);
+                self.rebase(now);
+                self.rate = room_rate;
+            }
+            Correction::Rate(r) => {
+                self.rebase(now);
+                self.rate = room_rate * r;
+            }
         }
-        if drift.abs() > self.cfg.deadband_us {
-            self.correcting = true;
-        } else if drift.abs() < self.cfg.settle_us {
-            self.correcting = false;
-        }
-        let nudge = if self.correcting {
-            (drift as f64 / self.cfg.horizon_us as f64).clamp(-self.cfg.max_nudge, self.cfg.max_nudge)
-        } else {
-            0.0
-        };
-        self.rebase(now);
-        self.rate = room_rate * (1.0 - nudge);
     }
 
     /// Next thing the player must do.

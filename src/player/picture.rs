@@ -21,6 +21,8 @@ pub enum Graphics {
     Sixel,
     /// Unicode half blocks.
     Halfblocks,
+    /// No picture in the terminal (another player shows it): status only.
+    StatusOnly,
 }
 
 /// Turns frames into widgets for one terminal.
@@ -47,7 +49,7 @@ impl Picture {
     /// terminal (bounded by a timeout) where that is safe, and falls back to half-blocks.
     pub fn new(graphics: Graphics) -> Picture {
         let picker = match graphics {
-            Graphics::Halfblocks => Picker::halfblocks(),
+            Graphics::Halfblocks | Graphics::StatusOnly => Picker::halfblocks(),
             Graphics::Auto if !query_worthwhile() => Picker::halfblocks(),
             _ => {
                 let opts = ratatui_image::picker::cap_parser::QueryStdioOptions {

@@ -53,13 +53,13 @@ pub fn run(screen: Arc<Screen>, graphics: Graphics, commands: UnboundedSender<Co
     execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
     terminal.clear()?;
-    let result = event_loop(&mut terminal, &screen, &picture, &commands);
+    let result = event_loop(&mut terminal, &screen, &picture, graphics != Graphics::StatusOnly, &commands);
     // Whatever happened, the engine must stop too.
     let _ = commands.send(Command::Quit);
     result
 }
 
-fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, screen: &Screen, picture: &Picture, commands: &UnboundedSender<Command>) -> io::Result<()> {
+fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, screen: &Screen, picture: &Picture, show_picture: bool, commands: &UnboundedSender<Command>) -> io::Result<()> {
     let mut shown_frame = 0u64;
     let mut proto: Option<(Protocol, Rect)> = None;
     let mut last_target = None;
@@ -97,7 +97,7 @@ fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, screen: &Screen
         let size = terminal.size()?;
         let video_area = layout(Rect::new(0, 0, size.width, size.height))[0];
         let mut dirty = false;
-        if let Some(video) = screen.video_size() {
+        if let Some(video) = screen.video_size().filter(|_| show_picture) {
             let (target, cells) = picture.fit(video_area, video);
             if last_target != Some(target) {
                 screen.set_target(target);
@@ -116,7 +116,7 @@ fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, screen: &Screen
             }
         }
         if dirty || status != last_status || last_draw.elapsed() >= Duration::from_millis(500) {
-            terminal.draw(|f| draw(f, &status, proto.as_ref()))?;
+            terminal.draw(|f| draw(f, &status, proto.as_ref(), show_picture))?;
             last_draw = Instant::now();
             last_status = status;
         }
@@ -128,7 +128,7 @@ fn layout(area: Rect) -> [Rect; 3] {
 }
 
 /// Draws one screen: picture, status, footer. Pure: it only reads.
-pub fn draw(f: &mut ratatui::Frame, status: &Status, picture: Option<&(Protocol, Rect)>) {
+pub fn draw(f: &mut ratatui::Frame, status: &Status, picture: Option<&(Protocol, Rect)>, show_picture: bool) {
     let [video, status_area, footer] = layout(f.area());
     match picture {
         Some((p, cells)) => {
@@ -136,7 +136,8 @@ pub fn draw(f: &mut ratatui::Frame, status: &Status, picture: Option<&(Protocol,
             f.render_widget(Image::new(p), cells);
         }
         None => {
-            let text = Paragraph::new("waiting for the first frame…").style(Style::default().fg(Color::DarkGray)).centered();
+            let words = if show_picture { "waiting for the first frame…" } else { "the picture is in mpv" };
+            let text = Paragraph::new(words).style(Style::default().fg(Color::DarkGray)).centered();
             f.render_widget(text, Rect { y: video.y + video.height / 2, height: 1.min(video.height), ..video });
         }
     }
@@ -199,7 +200,7 @@ mod tests {
             ..Status::default()
         };
         let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
-        t.draw(|f| draw(f, &status, None)).unwrap();
+        t.draw(|f| draw(f, &status, None, true)).unwrap();
         let s = text(&t);
         assert!(s.contains("waiting for the first frame"), "{s}");
         assert!(s.contains("▶ playing 1:12 / 10:00  ↓ 2.5 MB/s  buf 12.0 MB  drift -3 ms  high"), "{s}");
@@ -216,7 +217,7 @@ mod tests {
         let frame = crate::media::decode::VideoFrame { pts_us: 0, width: w, height: h, rgb };
         let proto = picture.encode(&frame, cells).unwrap();
         let waiting = Status { waiting: vec!["bob".into()], ..status };
-        t.draw(|f| draw(f, &waiting, Some(&(proto, cells)))).unwrap();
+        t.draw(|f| draw(f, &waiting, Some(&(proto, cells)), true)).unwrap();
         let buf = t.backend().buffer();
         let top = &buf[(40, cells.y)];
         assert_eq!(top.bg, Color::Rgb(255, 0, 0), "top half red");

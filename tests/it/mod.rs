@@ -1,4 +1,5 @@
 mod harness;
+mod mpv;
 mod playback;
 mod streaming;
 mod tmux;

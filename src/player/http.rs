@@ -1,0 +1,184 @@
+//! A local HTTP server over the chunk store, with Range support, so an external player (mpv)
+//! reads the file as it streams in. It listens on 127.0.0.1 only, at an unguessable path, and
+//! a read of a chunk not here yet waits for it (the store asks the host, critical first).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::media::avio::ByteSource;
+use crate::media::store_source::SharedStore;
+
+/// Largest request head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+/// Bytes per read from the store.
+const PIECE: usize = 64 * 1024;
+
+/// A running range server.
+pub struct RangeServer {
+    /// The URL to hand to the player.
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RangeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A byte range request, resolved against the size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeAnswer {
+    /// No Range header: the whole file.
+    Whole,
+    /// `start..=end`.
+    Partial(u64, u64),
+    /// Cannot be satisfied.
+    Unsatisfiable,
+}
+
+/// Parses a `Range` header value against a file of `size` bytes (single ranges only).
+pub fn parse_range(value: Option<&str>, size: u64) -> RangeAnswer {
+    let Some(v) = value else { return RangeAnswer::Whole };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else { return RangeAnswer::Whole };
+    if spec.contains(',') {
+        // Multiple ranges: answer with the whole file, as RFC 9110 allows.
+        return RangeAnswer::Whole;
+    }
+    let Some((a, b)) = spec.split_once('-') else { return RangeAnswer::Unsatisfiable };
+    let (a, b) = (a.trim(), b.trim());
+    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(s), Ok(e)) if s <= e => Some((s, e.min(size.saturating_sub(1)))),
+        (Ok(s), Err(_)) if b.is_empty() => Some((s, size.saturating_sub(1))),
+        (Err(_), Ok(n)) if a.is_empty() && n > 0 => Some((size.saturating_sub(n), size.saturating_sub(1))),
+        _ => None,
+    };
+    match range {
+        Some((s, e)) if s < size && s <= e => RangeAnswer::Partial(s, e),
+        _ => RangeAnswer::Unsatisfiable,
+    }
+}
+
+/// Starts serving `shared` as `name` on 127.0.0.1.
+pub async fn start(shared: Arc<SharedStore>, name: &str) -> std::io::Result<RangeServer> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let token = hex::encode(rand::random::<[u8; 16]>());
+    let ext = std::path::Path::new(name).extension().and_then(|e| e.to_str()).unwrap_or("bin").to_string();
+    let path = format!("/{token}/media.{ext}");
+    let url = format!("http://{addr}{path}");
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else { return };
+            let (shared, path) = (shared.clone(), path.clone());
+            tokio::spawn(async move {
+                if let Err(e) = serve(sock, shared, &path).await {
+                    tracing::debug!("range server connection: {e}");
+                }
+            });
+        }
+    });
+    Ok(RangeServer { url, task })
+}
+
+async fn serve(mut sock: TcpStream, shared: Arc<SharedStore>, path: &str) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 2048];
+    let (method, req_path, range) = loop {
+        let n = sock.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&head) {
+            Ok(httparse::Status::Complete(_)) => {
+                let range = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("range"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .map(str::to_string);
+                break (req.method.unwrap_or("").to_string(), req.path.unwrap_or("").to_string(), range);
+            }
+            Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => continue,
+            _ => {
+                sock.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await?;
+                return Ok(());
+            }
+        }
+    };
+    if req_path != path {
+        sock.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await?;
+        return Ok(());
+    }
+    if method != "GET" && method != "HEAD" {
+        sock.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await?;
+        return Ok(());
+    }
+    let mut reader = shared.reader();
+    let size = reader.size();
+    let (status, start, end) = match parse_range(range.as_deref(), size) {
+        RangeAnswer::Whole => ("200 OK", 0, size.saturating_sub(1)),
+        RangeAnswer::Partial(s, e) => ("206 Partial Content", s, e),
+        RangeAnswer::Unsatisfiable => {
+            let h = format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{size}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            sock.write_all(h.as_bytes()).await?;
+            return Ok(());
+        }
+    };
+    let len = if size == 0 { 0 } else { end - start + 1 };
+    let mut h = format!("HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nAccept-Ranges: bytes\r\nContent-Length: {len}\r\nConnection: close\r\n");
+    if status.starts_with("206") {
+        h += &format!("Content-Range: bytes {start}-{end}/{size}\r\n");
+    }
+    h += "\r\n";
+    sock.write_all(h.as_bytes()).await?;
+    if method == "HEAD" {
+        return Ok(());
+    }
+    let mut pos = start;
+    while pos <= end && len > 0 {
+        let want = ((end - pos + 1) as usize).min(PIECE);
+        // The store read blocks until the chunk arrives: off the async threads.
+        let (r, piece) = tokio::task::spawn_blocking(move || {
+            let mut piece = vec![0u8; want];
+            let r = reader.read_at(pos, &mut piece);
+            (r.map(|n| (n, reader)), piece)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        let (n, back) = r?;
+        reader = back;
+        if n == 0 {
+            break;
+        }
+        sock.write_all(&piece[..n]).await?;
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ranges() {
+        use RangeAnswer::*;
+        assert_eq!(parse_range(None, 100), Whole);
+        assert_eq!(parse_range(Some("bytes=0-"), 100), Partial(0, 99));
+        assert_eq!(parse_range(Some("bytes=10-19"), 100), Partial(10, 19));
+        assert_eq!(parse_range(Some("bytes=90-200"), 100), Partial(90, 99));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), Partial(90, 99));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=20-10"), 100), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=x-y"), 100), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Whole);
+        assert_eq!(parse_range(Some("items=0-1"), 100), Whole);
+    }
+}

@@ -55,6 +55,26 @@ fn cpu_now() -> f64 {
 
 /// Runs all measurements and prints a table (and Markdown, if asked).
 pub async fn run(args: BenchArgs) -> Result<()> {
+    use crate::cli::BenchSuite;
+    let mut text = String::new();
+    if args.suite != BenchSuite::Playback {
+        text += &throughput(&args).await?;
+    }
+    if args.suite != BenchSuite::Throughput {
+        if args.participants.iter().any(|n| *n == 0 || *n > 20) {
+            bail!("--participants takes counts from 1 to 20");
+        }
+        let t = crate::bench_playback::run(&args.participants).await?;
+        println!("{t}");
+        text += &t;
+    }
+    if let Some(path) = &args.markdown {
+        std::fs::File::create(path)?.write_all(text.as_bytes())?;
+    }
+    Ok(())
+}
+
+async fn throughput(args: &BenchArgs) -> Result<String> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("bench.ts");
     eprintln!("preparing a {} MiB file…", args.size >> 20);
@@ -85,10 +105,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     let table = render(&figures) + &summary;
     println!("{table}");
-    if let Some(path) = args.markdown {
-        std::fs::File::create(&path)?.write_all(table.as_bytes())?;
-    }
-    Ok(())
+    Ok(table)
 }
 
 /// Time and CPU of one transfer, over the same window (set-up excluded).
@@ -243,7 +260,7 @@ async fn syncy(file: &Path, n: u32) -> Result<(Duration, f64)> {
     for i in 0..n {
         let (qtx, qrx) = mpsc::unbounded_channel::<Command>();
         quits.push(qtx);
-        let opts = JoinOptions { link: link.clone(), name: format!("p{i}"), save: None, buffer: 32 << 20, ice_addr: None, render: crate::participant::Render::None, mpv: None };
+        let opts = JoinOptions { link: link.clone(), name: format!("p{i}"), save: None, buffer: 32 << 20, ice_addr: None, render: crate::participant::Render::None, mpv: None, playback: false };
         let tx = ev_tx.clone();
         tokio::spawn(async move {
             if let Err(e) = participant::run(opts, tx.clone(), qrx).await {

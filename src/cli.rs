@@ -232,6 +232,13 @@ pub enum Mp4LayoutArg {
 /// `syncy bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// Which measurements: streaming throughput, playback (sync, seek, first frame, render),
+    /// or both.
+    #[arg(long, value_enum, default_value_t = BenchSuite::All)]
+    pub suite: BenchSuite,
+    /// Room sizes for the playback suite (comma-separated).
+    #[arg(long, default_value = "3,10", value_delimiter = ',')]
+    pub participants: Vec<u32>,
     /// File size to stream.
     #[arg(long, default_value = "256MiB", value_parser = parse_bytes, value_name = "SIZE")]
     pub size: u64,
@@ -244,6 +251,17 @@ pub struct BenchArgs {
     /// Write the results as Markdown here too.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+}
+
+/// `syncy bench --suite` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchSuite {
+    /// Streaming throughput against a bare data channel and TCP.
+    Throughput,
+    /// Sync spread, seek latency, late-joiner first frame, decode+render speed.
+    Playback,
+    /// Both.
+    All,
 }
 
 fn default_name() -> String {

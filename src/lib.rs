@@ -15,6 +15,7 @@ pub mod server;
 pub mod units;
 pub mod headless;
 pub mod bench;
+pub mod bench_playback;
 pub mod cli;
 pub mod demo;
 pub mod plain;

@@ -46,6 +46,9 @@ pub struct JoinOptions {
     pub render: Render,
     /// Play in mpv (with these extra mpv arguments) instead of, or beside, the built-in view.
     pub mpv: Option<Vec<String>>,
+    /// Decode and follow the room clock. Off: only fetch the file in order and verify it
+    /// (the throughput benchmark), never holding the room.
+    pub playback: bool,
 }
 
 /// Where the picture goes.
@@ -205,7 +208,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         let wake = wake.clone();
         SharedStore::new(ChunkStore::new(manifest.clone(), cfg), move || wake.notify_one())
     };
-    let mut playback = Playback::start(Box::new(shared.reader()), opts.render.target());
+    let mut playback = if opts.playback { Playback::start(Box::new(shared.reader()), opts.render.target()) } else { Playback::inert() };
     let screen = opts.render.screen().cloned();
     if let Some(s) = &screen {
         s.attach_queue(playback.queue());
@@ -262,6 +265,11 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                             received += 1;
                         }
                         advance(&mut g.store, &mut cursor, save.as_ref(), &events, started)?;
+                        if !opts.playback {
+                            // Without a player, the in-order hash is the reader.
+                            g.store.set_read_position(cursor.next);
+                            g.store.want(cursor.next);
+                        }
                         fresh
                     };
                     if fresh {

@@ -66,10 +66,14 @@ impl Playback {
     pub fn start(source: Box<dyn ByteSource>, target: Option<(u32, u32)>) -> Playback {
         let queue = FrameQueue::new(8, target);
         let decoder = decode::spawn(source, queue.clone());
+        Playback::new(queue, Some(decoder))
+    }
+
+    fn new(queue: Arc<FrameQueue>, decoder: Option<std::thread::JoinHandle<()>>) -> Playback {
         Playback {
             epoch: Instant::now(),
             queue,
-            decoder: Some(decoder),
+            decoder,
             follower: Follower::new(FollowerConfig::default()),
             offset: OffsetEstimator::new(16),
             held_state: None,
@@ -83,6 +87,14 @@ impl Playback {
             new_frame: false,
             failed: false,
         }
+    }
+
+    /// Playback that decodes nothing and never holds the room (a participant that only
+    /// fetches, as the throughput benchmark does).
+    pub fn inert() -> Playback {
+        let mut p = Playback::new(FrameQueue::new(1, None), None);
+        p.failed = true;
+        p
     }
 
     /// The local clock (µs since this playback started); pings carry it.

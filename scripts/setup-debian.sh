@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what Syncy needs to build and test on Debian 12 / Ubuntu 22.04+, idempotently:
 # FFmpeg development libraries (5.1 on Debian 12), clang/libclang for ffmpeg-sys bindings,
-# pkg-config, tmux for terminal end-to-end tests, mpv for `--player mpv` (and its test), and a
+# pkg-config, ALSA headers for audio (cpal), tmux for terminal end-to-end tests, mpv for `--player mpv` (and its test), and a
 # Rust toolchain if none is present.
 set -euo pipefail
 
 packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
-          libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev tmux mpv)
+          libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev libasound2-dev tmux mpv)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -54,6 +54,7 @@ impl Room {
             render: Render::None,
             mpv: None,
             playback: true,
+            sound: false,
         };
         let (etx, mut erx) = mpsc::unbounded_channel();
         let tx = self.tx.clone();

@@ -158,6 +158,10 @@ pub struct JoinArgs {
     /// HTTP server on 127.0.0.1). The terminal then shows the status only.
     #[arg(long, value_enum, default_value_t = PlayerArg::Builtin)]
     pub player: PlayerArg,
+    /// No sound from the built-in player (it plays on the default output device otherwise,
+    /// when there is one).
+    #[arg(long)]
+    pub no_sound: bool,
     /// Extra arguments for mpv, split on spaces (e.g. "--vo=null --ao=null").
     #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
     pub mpv_args: Option<String>,

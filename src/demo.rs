@@ -54,7 +54,7 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
                 let _ = fwd.send((i, ev));
             }
         });
-        let opts = JoinOptions { link: link.clone(), name: NAMES[i].into(), save: None, buffer: 256 << 20, ice_addr: None, render: crate::participant::Render::None, mpv: None, playback: true };
+        let opts = JoinOptions { link: link.clone(), name: NAMES[i].into(), save: None, buffer: 256 << 20, ice_addr: None, render: crate::participant::Render::None, mpv: None, playback: true, sound: false };
         tasks.push(tokio::spawn(participant::run(opts, tx, qrx)));
     }
     drop(p_events);

@@ -49,6 +49,8 @@ pub struct JoinOptions {
     /// Decode and follow the room clock. Off: only fetch the file in order and verify it
     /// (the throughput benchmark), never holding the room.
     pub playback: bool,
+    /// Play sound on the default output device (when there is one).
+    pub sound: bool,
 }
 
 /// Where the picture goes.
@@ -208,7 +210,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         let wake = wake.clone();
         SharedStore::new(ChunkStore::new(manifest.clone(), cfg), move || wake.notify_one())
     };
-    let mut playback = if opts.playback { Playback::start(Box::new(shared.reader()), opts.render.target()) } else { Playback::inert() };
+    let mut playback = if opts.playback { Playback::start(Box::new(shared.reader()), opts.render.target(), opts.sound && opts.mpv.is_none()) } else { Playback::inert() };
     let screen = opts.render.screen().cloned();
     if let Some(s) = &screen {
         s.attach_queue(playback.queue());

@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::core::clock::{Follower, FollowerConfig, FollowerOutput, MediaState, Micros, OffsetEstimator};
 use crate::media::avio::ByteSource;
 use crate::media::decode::{self, FrameQueue, VideoFrame};
+use crate::player::audio::{self, AudioClock, AudioOut, AudioQueue, ClockPoint};
 
 /// What the presenter noticed on a tick.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,14 +60,35 @@ pub struct Playback {
     frames_dropped: u64,
     new_frame: bool,
     failed: bool,
+    sound: Option<AudioOut>,
+    audio_clock: Arc<AudioClock>,
 }
 
 impl Playback {
     /// Starts decoding `source`; frames are scaled to `target` (None: not scaled, no picture).
-    pub fn start(source: Box<dyn ByteSource>, target: Option<(u32, u32)>) -> Playback {
-        let queue = FrameQueue::new(8, target);
+    /// With `sound`, audio plays on the default output device when there is one.
+    pub fn start(source: Box<dyn ByteSource>, target: Option<(u32, u32)>, sound: bool) -> Playback {
+        let clock = AudioClock::new();
+        let (out, audio_queue) = if sound {
+            match audio::open(AudioQueue::new, clock.clone()) {
+                Ok((out, q)) => {
+                    tracing::info!("sound on the default output device at {} Hz", q.rate);
+                    (Some(out), Some(q))
+                }
+                Err(why) => {
+                    tracing::info!("no sound: {why}; picture only");
+                    (None, None)
+                }
+            }
+        } else {
+            (None, None)
+        };
+        let queue = FrameQueue::with_audio(8, target, audio_queue);
         let decoder = decode::spawn(source, queue.clone());
-        Playback::new(queue, Some(decoder))
+        let mut p = Playback::new(queue, Some(decoder));
+        p.sound = out;
+        p.audio_clock = clock;
+        p
     }
 
     fn new(queue: Arc<FrameQueue>, decoder: Option<std::thread::JoinHandle<()>>) -> Playback {
@@ -86,6 +108,8 @@ impl Playback {
             frames_dropped: 0,
             new_frame: false,
             failed: false,
+            sound: None,
+            audio_clock: AudioClock::new(),
         }
     }
 
@@ -185,6 +209,15 @@ impl Playback {
             None => self.queue.eof() && self.queue.is_empty() && !self.queue.seek_pending(),
         };
         self.follower.handle_stall(now, !showing && self.follower.playing(), offset);
+        if self.sound.is_some() {
+            let pos = self.follower.position(now);
+            self.audio_clock.set(ClockPoint {
+                playing: self.follower.playing() && showing,
+                position_us: pos,
+                at: Instant::now(),
+                rate: self.follower.rate(),
+            });
+        }
         let seq = self.follower.room().map(|r| r.seq);
         let playing = self.follower.playing();
         let event = if showing != self.showing {

@@ -12,6 +12,7 @@ use ffmpeg_next::software::scaling;
 use ffmpeg_next::{Packet, codec, frame, media};
 
 use super::avio::{ByteSource, SourceInput};
+use crate::player::audio::{AudioChunk, AudioQueue, CHANNELS};
 
 /// One decoded picture.
 #[derive(Debug, Clone)]
@@ -55,15 +56,23 @@ pub struct FrameQueue {
     state: Mutex<QueueState>,
     changed: Condvar,
     capacity: usize,
+    /// Where decoded sound goes, if anything plays it.
+    audio: Option<Arc<AudioQueue>>,
 }
 
 impl FrameQueue {
     /// A queue of at most `capacity` frames; `target` is the RGB size to scale to.
     pub fn new(capacity: usize, target: Option<(u32, u32)>) -> Arc<FrameQueue> {
+        FrameQueue::with_audio(capacity, target, None)
+    }
+
+    /// Like `new`, also decoding sound into `audio`.
+    pub fn with_audio(capacity: usize, target: Option<(u32, u32)>, audio: Option<Arc<AudioQueue>>) -> Arc<FrameQueue> {
         Arc::new(FrameQueue {
             state: Mutex::new(QueueState { target, ..QueueState::default() }),
             changed: Condvar::new(),
             capacity: capacity.max(1),
+            audio,
         })
     }
 
@@ -78,6 +87,9 @@ impl FrameQueue {
         s.generation += 1;
         s.pending_seek = Some(to_us.max(0));
         s.eof = false;
+        if let Some(a) = &self.audio {
+            a.clear();
+        }
         self.changed.notify_all();
     }
 
@@ -200,6 +212,10 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
         ((ts - start) as i128 * 1_000_000 * tb.numerator() as i128 / tb.denominator().max(1) as i128) as i64
     };
 
+    let mut sound = match &queue.audio {
+        Some(q) => Sound::open(&input, q.clone()),
+        None => None,
+    };
     let mut scaler: Option<(scaling::Context, (u32, u32), (Pixel, u32, u32))> = None;
     let mut generation = queue.lock().generation;
     let mut skip_before: Option<i64> = None;
@@ -222,6 +238,10 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
             // Keyframe at or before the target; frames before it are decoded but not shown.
             input.seek(t, ..t + 1)?;
             decoder.flush();
+            if let Some(s) = sound.as_mut() {
+                s.decoder.flush();
+                s.skip_before = Some(t);
+            }
             skip_before = Some(t - frame_us / 2);
         }
         let at_end = match packet.read(&mut input) {
@@ -230,6 +250,13 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
             Err(ffmpeg_next::Error::Exit) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        if !at_end
+            && let Some(s) = sound.as_mut()
+            && packet.stream() == s.index
+        {
+            s.decode(&packet);
+            continue;
+        }
         if at_end {
             decoder.send_eof()?;
         } else if packet.stream() == index {
@@ -288,4 +315,69 @@ fn packed_rgb(f: &frame::Video, w: u32, h: u32) -> Vec<u8> {
         out.extend_from_slice(&data[y * stride..y * stride + row]);
     }
     out
+}
+
+/// The audio half of the decoder: decode, resample to stereo f32 at the device rate, queue.
+struct Sound {
+    index: usize,
+    decoder: ffmpeg_next::decoder::Audio,
+    resampler: Option<ffmpeg_next::software::resampling::Context>,
+    queue: Arc<AudioQueue>,
+    tb: ffmpeg_next::Rational,
+    start: i64,
+    skip_before: Option<i64>,
+}
+
+impl Sound {
+    fn open(input: &SourceInput, queue: Arc<AudioQueue>) -> Option<Sound> {
+        let stream = input.streams().best(media::Type::Audio)?;
+        let ctx = codec::context::Context::from_parameters(stream.parameters()).ok()?;
+        let decoder = ctx.decoder().audio().ok()?;
+        let start = if stream.start_time() == ffmpeg_next::ffi::AV_NOPTS_VALUE { 0 } else { stream.start_time() };
+        Some(Sound { index: stream.index(), decoder, resampler: None, queue, tb: stream.time_base(), start, skip_before: None })
+    }
+
+    /// Decodes one packet; sound problems are logged, never fatal (the picture goes on).
+    fn decode(&mut self, packet: &Packet) {
+        if self.decoder.send_packet(packet).is_err() {
+            return;
+        }
+        let mut frame = frame::Audio::empty();
+        while self.decoder.receive_frame(&mut frame).is_ok() {
+            let Some(ts) = frame.timestamp().or(frame.pts()) else { continue };
+            let pts_us = ((ts - self.start) as i128 * 1_000_000 * self.tb.numerator() as i128 / self.tb.denominator().max(1) as i128) as i64;
+            if self.skip_before.is_some_and(|s| pts_us + 100_000 < s) {
+                continue;
+            }
+            self.skip_before = None;
+            if frame.channel_layout().is_empty() {
+                frame.set_channel_layout(ffmpeg_next::ChannelLayout::default(frame.channels() as i32));
+            }
+            if self.resampler.is_none() {
+                use ffmpeg_next::format::sample::{Sample, Type};
+                match ffmpeg_next::software::resampling::Context::get(
+                    frame.format(),
+                    frame.channel_layout(),
+                    frame.rate(),
+                    Sample::F32(Type::Packed),
+                    ffmpeg_next::ChannelLayout::STEREO,
+                    self.queue.rate,
+                ) {
+                    Ok(r) => self.resampler = Some(r),
+                    Err(e) => {
+                        tracing::warn!("no sound: cannot resample ({e})");
+                        return;
+                    }
+                }
+            }
+            let mut out = frame::Audio::empty();
+            if self.resampler.as_mut().expect("just set").run(&frame, &mut out).is_err() {
+                continue;
+            }
+            let n = out.samples() * CHANNELS;
+            let bytes = &out.data(0)[..n * 4];
+            let samples: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
+            self.queue.push(AudioChunk { pts_us, samples });
+        }
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::io::{self, Stdout};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event as TermEvent};
@@ -25,10 +26,42 @@ use crate::headless::Command;
 use crate::ui::keys::{self, Action};
 use crate::units::clock;
 
-/// Puts the terminal back as it was (raw mode off, main screen, cursor shown).
+/// The real stderr while the view is up (-1: not redirected).
+static SAVED_STDERR: AtomicI32 = AtomicI32::new(-1);
+
+/// C libraries (ALSA, FFmpeg) write their complaints straight to fd 2, which would land on
+/// the picture: while the view is up, fd 2 goes to /dev/null (tracing has its own log file).
+fn hide_stderr() {
+    // SAFETY: plain fd juggling; on any failure stderr simply stays where it was.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if null < 0 {
+            return;
+        }
+        let saved = libc::dup(2);
+        if saved >= 0 && libc::dup2(null, 2) >= 0 {
+            SAVED_STDERR.store(saved, Ordering::SeqCst);
+        }
+        libc::close(null);
+    }
+}
+
+fn restore_stderr() {
+    let saved = SAVED_STDERR.swap(-1, Ordering::SeqCst);
+    if saved >= 0 {
+        // SAFETY: `saved` is the fd we duplicated from stderr.
+        unsafe {
+            libc::dup2(saved, 2);
+            libc::close(saved);
+        }
+    }
+}
+
+/// Puts the terminal back as it was (raw mode off, main screen, cursor shown, stderr back).
 fn restore() {
     let _ = disable_raw_mode();
     let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+    restore_stderr();
 }
 
 struct TerminalGuard;
@@ -50,6 +83,7 @@ pub fn run(screen: Arc<Screen>, graphics: Graphics, commands: UnboundedSender<Co
     }));
     enable_raw_mode()?;
     let _guard = TerminalGuard;
+    hide_stderr();
     execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
     terminal.clear()?;

@@ -124,6 +124,9 @@ pub enum Event {
         drift_ms: i64,
         /// Waiting for data.
         buffering: bool,
+        /// With sound on a device: how much sound and silence it played.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sound: Option<crate::player::audio::SoundStats>,
         /// With `--player mpv`: what mpv does.
         #[serde(skip_serializing_if = "Option::is_none")]
         mpv: Option<crate::player::mpv::MpvStatus>,

@@ -369,6 +369,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                     drift_ms: playback.drift().map_or(0, |d| d / 1000),
                     buffering: playback.buffering(),
                     mpv: mpv_status.map(|m| m.now()),
+                    sound: playback.sound_stats(),
                     t_ms: crate::headless::now_ms(),
                 });
                 if last_report.elapsed() >= Duration::from_millis(900) {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::core::clock::{Follower, FollowerConfig, FollowerOutput, MediaState, Micros, OffsetEstimator};
 use crate::media::avio::ByteSource;
 use crate::media::decode::{self, FrameQueue, VideoFrame};
-use crate::player::audio::{self, AudioClock, AudioOut, AudioQueue, ClockPoint};
+use crate::player::audio::{self, AudioClock, AudioOut, AudioQueue, ClockPoint, SoundMeter, SoundStats};
 
 /// What the presenter noticed on a tick.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +62,7 @@ pub struct Playback {
     failed: bool,
     sound: Option<AudioOut>,
     audio_clock: Arc<AudioClock>,
+    meter: Arc<SoundMeter>,
 }
 
 impl Playback {
@@ -69,8 +70,9 @@ impl Playback {
     /// With `sound`, audio plays on the default output device when there is one.
     pub fn start(source: Box<dyn ByteSource>, target: Option<(u32, u32)>, sound: bool) -> Playback {
         let clock = AudioClock::new();
+        let meter = Arc::new(SoundMeter::default());
         let (out, audio_queue) = if sound {
-            match audio::open(AudioQueue::new, clock.clone()) {
+            match audio::open(AudioQueue::new, clock.clone(), meter.clone()) {
                 Ok((out, q)) => {
                     tracing::info!("sound on the default output device at {} Hz", q.rate);
                     (Some(out), Some(q))
@@ -88,6 +90,7 @@ impl Playback {
         let mut p = Playback::new(queue, Some(decoder));
         p.sound = out;
         p.audio_clock = clock;
+        p.meter = meter;
         p
     }
 
@@ -110,6 +113,7 @@ impl Playback {
             failed: false,
             sound: None,
             audio_clock: AudioClock::new(),
+            meter: Arc::new(SoundMeter::default()),
         }
     }
 
@@ -274,6 +278,11 @@ impl Playback {
     /// play/pause key toggles.
     pub fn room_wants_playing(&self) -> bool {
         self.follower.room().is_some_and(|r| r.playing) || !self.waiting.is_empty()
+    }
+
+    /// Sound played so far, when a device plays it.
+    pub fn sound_stats(&self) -> Option<SoundStats> {
+        self.sound.as_ref().map(|_| self.meter.stats())
     }
 
     /// The picture is frozen waiting for data.

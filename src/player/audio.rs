@@ -4,8 +4,11 @@
 //! milliseconds. With no output device, there is a log line and the picture only.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 /// Output channels the queue holds (interleaved).
 pub const CHANNELS: usize = 2;
@@ -107,6 +110,48 @@ impl AudioClock {
     }
 }
 
+/// What the output has played, in device frames.
+#[derive(Debug)]
+pub struct SoundMeter {
+    /// Frames filled with decoded sound.
+    pub sound_frames: AtomicU64,
+    /// Frames of silence (paused, stalled, gaps).
+    pub silent_frames: AtomicU64,
+    /// Device rate.
+    pub rate: AtomicU64,
+    /// Media time (µs) just after the last sound played, -1 while paused.
+    pub cursor_us: AtomicI64,
+}
+
+impl Default for SoundMeter {
+    fn default() -> Self {
+        SoundMeter { sound_frames: AtomicU64::new(0), silent_frames: AtomicU64::new(0), rate: AtomicU64::new(0), cursor_us: AtomicI64::new(-1) }
+    }
+}
+
+/// Played sound and silence, in milliseconds (for stats).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SoundStats {
+    /// Milliseconds of decoded sound played.
+    pub sound_ms: u64,
+    /// Milliseconds of silence played.
+    pub silent_ms: u64,
+    /// Media time of the latest sound played (absent while paused).
+    pub position_ms: Option<u64>,
+}
+
+impl SoundMeter {
+    /// The totals so far.
+    pub fn stats(&self) -> SoundStats {
+        let rate = self.rate.load(Ordering::Relaxed).max(1);
+        SoundStats {
+            sound_ms: self.sound_frames.load(Ordering::Relaxed) * 1000 / rate,
+            silent_ms: self.silent_frames.load(Ordering::Relaxed) * 1000 / rate,
+            position_ms: u64::try_from(self.cursor_us.load(Ordering::Relaxed)).ok().map(|us| us / 1000),
+        }
+    }
+}
+
 /// The output side's cursor: the media time of the next sample it will play.
 #[derive(Debug, Default)]
 pub struct Cursor {
@@ -114,14 +159,15 @@ pub struct Cursor {
 }
 
 /// Fills `out` (interleaved, `channels` per frame) with the audio belonging at `target_us`
-/// onwards; silence where there is none or the clock is paused.
-pub fn fill(queue: &AudioQueue, cursor: &mut Cursor, playing: bool, target_us: i64, out: &mut [f32], channels: usize) {
+/// onwards; silence where there is none or the clock is paused. Returns the frames of sound.
+pub fn fill(queue: &AudioQueue, cursor: &mut Cursor, playing: bool, target_us: i64, out: &mut [f32], channels: usize) -> usize {
     out.fill(0.0);
     let channels = channels.max(1);
     if !playing {
         cursor.next_us = None;
-        return;
+        return 0;
     }
+    let mut sound = 0;
     let frame_us = 1_000_000.0 / queue.rate as f64;
     // Off by more than the tolerance: jump to the clock.
     let mut next = match cursor.next_us {
@@ -130,39 +176,50 @@ pub fn fill(queue: &AudioQueue, cursor: &mut Cursor, playing: bool, target_us: i
     };
     let frames = out.len() / channels;
     let mut q = queue.lock();
+    // Sound the clock has left behind is gone for good; what is at or after it stays until
+    // the clock passes (a device that asks twice for the same moment gets the same sound).
+    while let Some(front) = q.front() {
+        if front.pts_us + queue.duration_us(front) > target_us - RESYNC_US {
+            break;
+        }
+        q.pop_front();
+    }
     let mut written = 0;
-    while written < frames {
-        let Some(front) = q.front() else { break };
-        let dur = queue.duration_us(front);
-        if front.pts_us + dur <= next {
-            q.pop_front();
+    let mut i = 0;
+    while written < frames && i < q.len() {
+        let chunk = &q[i];
+        let dur = queue.duration_us(chunk);
+        if chunk.pts_us + dur <= next {
+            i += 1;
             continue;
         }
-        if front.pts_us > next {
+        if chunk.pts_us > next {
             // A gap (or audio ahead of the clock): silence until it starts.
-            let gap = ((front.pts_us - next) as f64 / frame_us).ceil() as usize;
+            let gap = ((chunk.pts_us - next) as f64 / frame_us).ceil() as usize;
             let n = gap.min(frames - written);
             written += n;
             next += (n as f64 * frame_us) as i64;
             continue;
         }
-        let offset = (((next - front.pts_us) as f64 / frame_us) as usize).min(front.samples.len() / CHANNELS);
-        let avail = front.samples.len() / CHANNELS - offset;
-        let n = avail.min(frames - written);
+        let len = chunk.samples.len() / CHANNELS;
+        let offset = (((next - chunk.pts_us) as f64 / frame_us) as usize).min(len);
+        let n = (len - offset).min(frames - written);
         for k in 0..n {
-            let src = &front.samples[(offset + k) * CHANNELS..(offset + k + 1) * CHANNELS];
+            let src = &chunk.samples[(offset + k) * CHANNELS..(offset + k + 1) * CHANNELS];
             let dst = &mut out[(written + k) * channels..(written + k + 1) * channels];
             for (c, d) in dst.iter_mut().enumerate() {
                 *d = src[c.min(CHANNELS - 1)];
             }
         }
         written += n;
+        sound += n;
         next += (n as f64 * frame_us).round() as i64;
-        if n == avail {
-            q.pop_front();
+        if n == len - offset {
+            i += 1;
         }
     }
     cursor.next_us = Some(next);
+    sound
 }
 
 /// A running output stream.
@@ -171,7 +228,7 @@ pub struct AudioOut {
 }
 
 /// Opens the default output device, or says why not (no device is normal on servers).
-pub fn open(queue_rate: impl FnOnce(u32) -> Arc<AudioQueue>, clock: Arc<AudioClock>) -> Result<(AudioOut, Arc<AudioQueue>), String> {
+pub fn open(queue_rate: impl FnOnce(u32) -> Arc<AudioQueue>, clock: Arc<AudioClock>, meter: Arc<SoundMeter>) -> Result<(AudioOut, Arc<AudioQueue>), String> {
     use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
     let host = cpal::default_host();
     let device = host.default_output_device().ok_or("no audio output device")?;
@@ -184,6 +241,7 @@ pub fn open(queue_rate: impl FnOnce(u32) -> Arc<AudioQueue>, clock: Arc<AudioClo
     let queue = queue_rate(rate);
     let q = queue.clone();
     let mut cursor = Cursor::default();
+    meter.rate.store(rate as u64, Ordering::Relaxed);
     // Sound leaves the speaker a little after the callback: aim at that moment.
     let latency = Duration::from_millis(20);
     let stream = device
@@ -192,7 +250,15 @@ pub fn open(queue_rate: impl FnOnce(u32) -> Arc<AudioQueue>, clock: Arc<AudioClo
             move |out: &mut [f32], _| {
                 let c = clock.get();
                 let target = c.position_at(Instant::now() + latency);
-                fill(&q, &mut cursor, c.playing, target, out, channels);
+                let sound = fill(&q, &mut cursor, c.playing, target, out, channels);
+                let frames = out.len() / channels.max(1);
+                meter.sound_frames.fetch_add(sound as u64, Ordering::Relaxed);
+                meter.silent_frames.fetch_add((frames - sound) as u64, Ordering::Relaxed);
+                if !c.playing {
+                    meter.cursor_us.store(-1, Ordering::Relaxed);
+                } else if sound > 0 {
+                    meter.cursor_us.store(cursor.next_us.unwrap_or(-1), Ordering::Relaxed);
+                }
             },
             |e| tracing::warn!("audio output: {e}"),
             None,
@@ -259,5 +325,24 @@ mod tests {
         }
         let held = q.lock();
         assert!(held.back().unwrap().pts_us - held.front().unwrap().pts_us <= MAX_QUEUED_US);
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+
+    #[test]
+    fn asking_twice_for_the_same_moment_gets_the_same_sound() {
+        let q = AudioQueue::new(1000);
+        q.push(AudioChunk { pts_us: 0, samples: (0..2000).map(|i| (i / 2) as f32).collect() });
+        let mut c = Cursor::default();
+        let mut a = vec![0.0; 20];
+        let mut b = vec![0.0; 20];
+        fill(&q, &mut c, true, 300_000, &mut a, 2);
+        let mut c2 = Cursor::default();
+        fill(&q, &mut c2, true, 300_000, &mut b, 2);
+        assert_eq!(a, b);
+        assert_eq!(a[0], 300.0);
     }
 }

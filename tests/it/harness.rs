@@ -54,9 +54,15 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str], dir: &Path, tag: &str) -> Proc {
+        Proc::spawn_env(args, dir, tag, &[])
+    }
+
+    /// Like `spawn`, with extra environment variables.
+    pub fn spawn_env(args: &[&str], dir: &Path, tag: &str, env: &[(&str, &str)]) -> Proc {
         let stderr = dir.join(format!("{tag}.stderr"));
         let mut child = Command::new(bin())
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn,rtc=error,rtc_ice=error,rtc_dtls=error,webrtc=error")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -154,3 +154,49 @@ fn a_seek_to_an_unfetched_point_plays_on_every_participant_within_half_a_second(
     }
     assert_eq!(host.quit(), 0);
 }
+
+#[test]
+fn sound_plays_on_the_room_clock_through_an_alsa_device() {
+    // ALSA's null device stands in for a sound card (none on CI machines): a HOME whose
+    // .asoundrc makes it the default. It is not paced (it takes samples as fast as they come),
+    // so this checks *which* media time is played, and that nothing plays while paused.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".asoundrc"), "pcm.!default { type null }\n").unwrap();
+    let file = clip_sized("sound.mp4", 20, "1Mb/s", "320x180");
+    let mut host = Proc::host(&file, dir.path(), &[]);
+    let link = link_of(&mut host);
+    let save = dir.path().join("s.copy");
+    let home = dir.path().to_str().unwrap().to_string();
+    let mut p = Proc::spawn_env(
+        &["join", &link, "--headless", "--name", "s", "--save", save.to_str().unwrap()],
+        dir.path(),
+        "s",
+        &[("HOME", &home)],
+    );
+    let sound_ms = |v: &Value| v["sound"]["sound_ms"].as_f64();
+    let paused = p.wait_for("sound stats", T, |v| v["event"] == "stats" && sound_ms(v).is_some());
+    assert_eq!(sound_ms(&paused), Some(0.0), "silence while the room is paused: {paused}");
+    assert!(paused["sound"]["position_ms"].is_null());
+    host.send("play");
+    let start = p.wait_for("playing", T, |v| v["event"] == "stats" && v["playing"] == true);
+    let t0 = f(&start, "t_ms");
+    for _ in 0..3 {
+        let s = p.wait_for("stats while playing", T, |v| v["event"] == "stats" && v["playing"] == true && f(v, "t_ms") > t0 + 1_000.0);
+        let t0 = f(&s, "t_ms");
+        let _ = t0;
+        let played = s["sound"]["position_ms"].as_f64().unwrap_or_else(|| panic!("no sound while playing: {s}"));
+        let pos = f(&s, "position_ms");
+        assert!((played - pos).abs() <= 150.0, "sound at {played} ms, picture at {pos} ms");
+        assert!(sound_ms(&s).unwrap() > 0.0);
+    }
+    let mark = host.mark();
+    host.send("pause");
+    host.wait_after(mark, "paused", T, |v| v["event"] == "state" && v["playing"] == false);
+    let mark = p.mark();
+    let a = p.wait_after(mark, "stats paused", T, |v| v["event"] == "stats" && v["playing"] == false);
+    let b = p.wait_after(mark, "a second later", T, |v| v["event"] == "stats" && f(v, "t_ms") > f(&a, "t_ms") + 900.0);
+    assert_eq!(sound_ms(&b), sound_ms(&a), "sound while paused: {a} {b}");
+    assert!(b["sound"]["position_ms"].is_null());
+    assert_eq!(p.quit(), 0);
+    assert_eq!(host.quit(), 0);
+}

@@ -112,6 +112,8 @@ pub enum Event {
         buffered_bytes: u64,
         /// Chunks received so far (distinct).
         received_chunks: u32,
+        /// Chunks that arrived while already held (sent twice: wasted upload).
+        duplicate_chunks: u32,
         /// Chunks in the file.
         chunks: u32,
         /// Playback position.

@@ -236,6 +236,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     let mut cursor = Cursor { next: 0, hasher: Sha256::new(), done: false };
     let mut down = Meter::new(Duration::from_secs(1));
     let mut received: u32 = 0;
+    let mut duplicates: u32 = 0;
     let mut present = tokio::time::interval(Duration::from_millis(5));
     present.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
@@ -255,7 +256,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                     let Some((index, data)) = stream::decode_chunk(b, &manifest)? else {
                         bail!("protocol violation: only chunks belong on the chunks channel");
                     };
-                    let fresh = {
+                    let stored = {
                         let mut g = shared.lock();
                         let fresh = !g.store.seen(index);
                         if let Some(f) = &save
@@ -263,20 +264,24 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         {
                             f.write_all_at(&data, index as u64 * manifest.chunk_size as u64)?;
                         }
-                        if g.store.handle_chunk(now, index, data)? != Arrival::Duplicate && fresh {
+                        let arrival = g.store.handle_chunk(now, index, data)?;
+                        if arrival != Arrival::Duplicate && fresh {
                             received += 1;
+                        }
+                        if arrival == Arrival::Duplicate {
+                            duplicates += 1;
                         }
                         advance(&mut g.store, &mut cursor, save.as_ref(), &events, started)?;
                         if !opts.playback {
-                            // Without a player, the in-order hash is the reader.
+                            // Without a player, the in-order hash is the reader. It never
+                            // marks the next chunk critical: that chunk is normally already on
+                            // its way, and a critical re-request makes the host send it again
+                            // (it halved bench throughput); lost requests time out and repeat.
                             g.store.set_read_position(cursor.next);
-                            g.store.want(cursor.next);
                         }
-                        fresh
+                        arrival
                     };
-                    if fresh {
-                        shared.notify();
-                    }
+                    shared.arrived(stored);
                     request_more(&shared, &control).await?;
                 }
                 Some(Incoming::Control(b)) => match stream::decode_from(&b, Role::Host, Some(&manifest))? {
@@ -362,6 +367,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                     down_bps,
                     buffered_bytes: shared.lock().store.held_bytes(),
                     received_chunks: received,
+                    duplicate_chunks: duplicates,
                     chunks: manifest.chunks,
                     position_ms: (playback.position().max(0) / 1000) as u64,
                     playing: playback.playing(),

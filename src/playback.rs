@@ -172,6 +172,7 @@ impl Playback {
         while let Some(out) = self.follower.poll_output() {
             match out {
                 FollowerOutput::Seek(t) => {
+                    tracing::debug!("playback: seek to {} ms", t / 1000);
                     self.queue.seek(t);
                     self.current = None;
                 }

@@ -194,7 +194,9 @@ pub fn spawn(source: Box<dyn ByteSource>, queue: Arc<FrameQueue>) -> std::thread
 }
 
 fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), DecodeError> {
+    let opened = std::time::Instant::now();
     let mut input = SourceInput::open(source)?;
+    tracing::debug!("decoder: input open in {:?}", opened.elapsed());
     let stream = input.streams().best(media::Type::Video).ok_or(DecodeError::NoVideo)?;
     let index = stream.index();
     let tb = stream.time_base();
@@ -219,6 +221,8 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
     let mut scaler: Option<(scaling::Context, (u32, u32), (Pixel, u32, u32))> = None;
     let mut generation = queue.lock().generation;
     let mut skip_before: Option<i64> = None;
+    // When the latest seek began, until its first frame is out (for the debug log).
+    let mut seek_started: Option<std::time::Instant> = None;
     let mut decoded = frame::Video::empty();
     let mut packet = Packet::empty();
     loop {
@@ -235,8 +239,11 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
             (seek, s.target)
         };
         if let Some(t) = seek {
+            let started = std::time::Instant::now();
             // Keyframe at or before the target; frames before it are decoded but not shown.
             input.seek(t, ..t + 1)?;
+            tracing::debug!("decoder: seek to {} ms took {:?}", t / 1000, started.elapsed());
+            seek_started = Some(started);
             decoder.flush();
             if let Some(s) = sound.as_mut() {
                 s.decoder.flush();
@@ -275,6 +282,9 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
                 continue;
             }
             skip_before = None;
+            if let Some(t) = seek_started.take() {
+                tracing::debug!("decoder: first frame after the seek at {} ms, {:?} after it", pts_us / 1000, t.elapsed());
+            }
             let out = match target {
                 Some((w, h)) if w > 0 && h > 0 => {
                     let src = (decoded.format(), decoded.width(), decoded.height());

@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 use super::decode::{self, FrameQueue};
 use super::sample::{Mp4Layout, SampleSpec, write_sample};
 use super::store_source::SharedStore;
-use crate::core::buffer::{ChunkStore, StoreConfig};
+use crate::core::buffer::{Arrival, ChunkStore, StoreConfig};
 use crate::protocol::stream::{Manifest, Priority};
 
 const CHUNK: u32 = 16 * 1024;
@@ -80,8 +80,8 @@ fn plays_through_a_store_that_receives_chunks_in_random_order() {
             let mut order: Vec<u32> = (0..m.chunks).collect();
             order.shuffle(&mut StdRng::seed_from_u64(7));
             for ix in order {
-                shared.lock().store.handle_chunk(Instant::now(), ix, chunk(&bytes, ix)).unwrap();
-                shared.notify();
+                let arrival = shared.lock().store.handle_chunk(Instant::now(), ix, chunk(&bytes, ix)).unwrap();
+                shared.arrived(arrival);
                 std::thread::sleep(Duration::from_micros(300));
             }
         })
@@ -132,13 +132,12 @@ impl CriticalHost {
                         for ix in req.chunks {
                             let c = chunk(&bytes, ix);
                             sent.fetch_add(c.len() as u64, Ordering::Relaxed);
-                            g.store.handle_chunk(Instant::now(), ix, c).unwrap();
-                            served = true;
+                            served |= g.store.handle_chunk(Instant::now(), ix, c).unwrap() == Arrival::Stored;
                         }
                     }
                     drop(g);
                     if served {
-                        shared.notify();
+                        shared.arrived(Arrival::Stored);
                     }
                     std::thread::sleep(Duration::from_micros(200));
                 }

@@ -6,7 +6,7 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::core::buffer::ChunkStore;
+use crate::core::buffer::{Arrival, ChunkStore};
 
 use super::avio::ByteSource;
 
@@ -27,6 +27,8 @@ pub struct SharedStore {
     inner: Mutex<Shared>,
     arrived: Condvar,
     wake: Box<dyn Fn() + Send + Sync>,
+    /// How often a blocked read looks up without an arrival (to notice shutdown).
+    poll: Duration,
 }
 
 impl SharedStore {
@@ -36,7 +38,13 @@ impl SharedStore {
             inner: Mutex::new(Shared { store, closed: false, blocked_on: None, bytes_read: 0 }),
             arrived: Condvar::new(),
             wake: Box::new(wake),
+            poll: Duration::from_millis(200),
         })
+    }
+
+    #[cfg(test)]
+    fn with_poll(store: ChunkStore, poll: Duration) -> Arc<SharedStore> {
+        Arc::new(SharedStore { poll, ..Arc::into_inner(SharedStore::new(store, || {})).expect("sole owner") })
     }
 
     /// Locks the store (briefly: the reader waits on the same lock).
@@ -45,9 +53,13 @@ impl SharedStore {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes blocked readers after chunks arrived.
-    pub fn notify(&self) {
-        self.arrived.notify_all();
+    /// Wakes blocked readers after a chunk arrived, if it was stored — a chunk fetched again
+    /// after eviction wakes the reader as much as a new one does (it once did not, and every
+    /// re-read of an evicted chunk waited out the 200 ms poll).
+    pub fn arrived(&self, arrival: Arrival) {
+        if arrival == Arrival::Stored {
+            self.arrived.notify_all();
+        }
     }
 
     /// Makes every blocked and future read fail (shutdown).
@@ -90,7 +102,11 @@ impl ByteSource for StoreReader {
                 let n = (data.len() - off).min(buf.len());
                 buf[..n].copy_from_slice(&data[off..off + n]);
                 g.store.set_read_position(index);
-                g.blocked_on = None;
+                if let Some((ix, since)) = g.blocked_on.take()
+                    && ix == index
+                {
+                    tracing::trace!("read of chunk {index} waited {:?}", since.elapsed());
+                }
                 g.bytes_read += n as u64;
                 return Ok(n);
             }
@@ -101,7 +117,54 @@ impl ByteSource for StoreReader {
             g.store.want(index);
             (self.shared.wake)();
             // Wake now and then even without an arrival, to notice shutdown.
-            g = self.shared.arrived.wait_timeout(g, Duration::from_millis(200)).unwrap_or_else(|e| e.into_inner()).0;
+            g = self.shared.arrived.wait_timeout(g, self.shared.poll).unwrap_or_else(|e| e.into_inner()).0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::buffer::StoreConfig;
+    use crate::protocol::stream::Manifest;
+
+    #[test]
+    fn a_chunk_fetched_again_after_eviction_wakes_the_blocked_reader() {
+        let m = Manifest {
+            name: "f".into(),
+            size: 64,
+            chunk_size: 8,
+            chunks: 8,
+            duration_ms: None,
+            container: "raw".into(),
+            codecs: vec![],
+            levels: vec!["high".into()],
+        };
+        let cfg = StoreConfig { capacity: 16, ..StoreConfig::default() };
+        // Without a wake-up the reader would sleep for an hour: the test would hang, not pass.
+        let shared = SharedStore::with_poll(ChunkStore::new(m, cfg), Duration::from_secs(3600));
+        let now = Instant::now();
+        {
+            let mut g = shared.lock();
+            assert_eq!(g.store.handle_chunk(now, 0, vec![1u8; 8]).unwrap(), Arrival::Stored);
+            g.store.set_read_position(6);
+            g.store.handle_chunk(now, 6, vec![7u8; 8]).unwrap();
+            g.store.handle_chunk(now, 7, vec![8u8; 8]).unwrap();
+            assert!(!g.store.has(0) && g.store.seen(0), "chunk 0 was evicted");
+        }
+        let mut reader = shared.reader();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8];
+            let n = reader.read_at(0, &mut buf);
+            let _ = tx.send((n.ok(), buf));
+        });
+        while shared.lock().blocked_on.is_none() {
+            std::thread::yield_now();
+        }
+        let arrival = shared.lock().store.handle_chunk(now, 0, vec![1u8; 8]).unwrap();
+        shared.arrived(arrival);
+        let (n, buf) = rx.recv_timeout(Duration::from_secs(30)).expect("the reader woke");
+        assert_eq!((n, buf), (Some(8), [1u8; 8]));
     }
 }

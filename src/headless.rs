@@ -43,6 +43,12 @@ pub enum Event {
         link: String,
         /// Room id.
         room: String,
+        /// The hosted file's name.
+        file: String,
+        /// Its size in bytes.
+        size: u64,
+        /// Its duration, when the container says.
+        duration_ms: Option<u64>,
     },
     /// A participant joined (host) or the participant's link is up (participant).
     PeerJoined {
@@ -249,7 +255,7 @@ mod tests {
 
     #[test]
     fn lines_have_event_and_t_ms() {
-        let line = to_line(&Event::Room { link: "syncy://x".into(), room: "r".into() });
+        let line = to_line(&Event::Room { link: "syncy://x".into(), room: "r".into(), file: "a.mp4".into(), size: 9, duration_ms: Some(1000) });
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["event"], "room");
         assert!(v["t_ms"].as_f64().unwrap() > 1.6e12);

@@ -214,7 +214,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
         other => bail!("unexpected answer from the signaling server: {other:?}"),
     };
     let link = Link { host: link_host, port: link_port, room: room.clone(), key: key.clone() };
-    let _ = events.send(Event::Room { link: link.to_string(), room: room.clone() });
+    let _ = events.send(Event::Room { link: link.to_string(), room: room.clone(), file: manifest.name.clone(), size: manifest.size, duration_ms: manifest.duration_ms });
 
     let ice = IceConfig::for_server(is_loopback_host(&link.host) || url_is_loopback(&url), opts.ice_addr.as_deref());
     let (peer_tx, mut peer_rx) = mpsc::unbounded_channel::<PeerEvent>();

@@ -16,7 +16,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = color_eyre::install();
     // The terminal view owns the screen: logs must not land on it.
-    let tui = matches!(&cli.command, Cmd::Join(a) if !a.headless && a.render != syncy::cli::RenderArg::None);
+    let tui = match &cli.command {
+        Cmd::Join(a) => !a.headless && a.render != syncy::cli::RenderArg::None,
+        Cmd::Host(a) => dashboard(a.headless),
+        _ => false,
+    };
     if let Err(e) = init_logging(cli.log.as_deref(), tui) {
         eprintln!("syncy: {e}");
         return ExitCode::from(1);
@@ -105,6 +109,9 @@ async fn run(cmd: Cmd) -> Result<()> {
                 server_cfg: a.limits.config(),
                 playback: host::PlaybackPolicy { autoplay: a.autoplay, wait_for_buffering: !a.no_wait, host_only_control: a.host_only_control },
             };
+            if dashboard(a.headless) {
+                return host_with_dashboard(opts).await;
+            }
             let (events, printer) = event_printer(a.headless);
             let result = host::run(opts, events.clone(), command_channel(a.headless)).await;
             report_error(&result, &events, a.headless);
@@ -207,6 +214,24 @@ async fn join_with_view(link: Link, a: syncy::cli::JoinArgs, graphics: syncy::pl
         eprintln!("stream ended: {reason}");
     }
     result.map(|_| ())
+}
+
+/// The dashboard is for a person at a terminal: not headless, and stdout is a terminal.
+fn dashboard(headless: bool) -> bool {
+    use std::io::IsTerminal;
+    !headless && std::io::stdout().is_terminal()
+}
+
+/// A host with the dashboard: the engine on the runtime, the view on a thread, events and
+/// commands between them.
+async fn host_with_dashboard(opts: host::HostOptions) -> Result<()> {
+    let (events, events_rx) = mpsc::unbounded_channel::<Event>();
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let engine = tokio::spawn(host::run(opts, events, cmd_rx));
+    let view = tokio::task::spawn_blocking(move || syncy::ui::host_app::run(events_rx, cmd_tx));
+    let result = engine.await?;
+    view.await?.map_err(|e| eyre!("terminal: {e}"))?;
+    result
 }
 
 fn report_error<T>(result: &Result<T>, events: &mpsc::UnboundedSender<Event>, headless: bool) {

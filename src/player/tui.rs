@@ -4,12 +4,9 @@
 
 use std::io::{self, Stdout};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event as TermEvent};
-use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode};
-use crossterm::{cursor, execute};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -26,67 +23,11 @@ use crate::headless::Command;
 use crate::ui::keys::{self, Action};
 use crate::units::clock;
 
-/// The real stderr while the view is up (-1: not redirected).
-static SAVED_STDERR: AtomicI32 = AtomicI32::new(-1);
-
-/// C libraries (ALSA, FFmpeg) write their complaints straight to fd 2, which would land on
-/// the picture: while the view is up, fd 2 goes to /dev/null (tracing has its own log file).
-fn hide_stderr() {
-    // SAFETY: plain fd juggling; on any failure stderr simply stays where it was.
-    unsafe {
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if null < 0 {
-            return;
-        }
-        let saved = libc::dup(2);
-        if saved >= 0 && libc::dup2(null, 2) >= 0 {
-            SAVED_STDERR.store(saved, Ordering::SeqCst);
-        }
-        libc::close(null);
-    }
-}
-
-fn restore_stderr() {
-    let saved = SAVED_STDERR.swap(-1, Ordering::SeqCst);
-    if saved >= 0 {
-        // SAFETY: `saved` is the fd we duplicated from stderr.
-        unsafe {
-            libc::dup2(saved, 2);
-            libc::close(saved);
-        }
-    }
-}
-
-/// Puts the terminal back as it was (raw mode off, main screen, cursor shown, stderr back).
-fn restore() {
-    let _ = disable_raw_mode();
-    let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
-    restore_stderr();
-}
-
-struct TerminalGuard;
-
-impl Drop for TerminalGuard {
-    fn drop(&mut self) {
-        restore();
-    }
-}
-
 /// Runs the view until the user quits or the engine closes the screen. Blocking.
 pub fn run(screen: Arc<Screen>, graphics: Graphics, commands: UnboundedSender<Command>) -> io::Result<()> {
     // Ask the terminal what it can draw before taking it over.
     let picture = Picture::new(graphics);
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        restore();
-        previous(info);
-    }));
-    enable_raw_mode()?;
-    let _guard = TerminalGuard;
-    hide_stderr();
-    execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
-    let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
-    terminal.clear()?;
+    let (mut terminal, _guard) = crate::ui::term::enter()?;
     let result = event_loop(&mut terminal, &screen, &picture, graphics != Graphics::StatusOnly, &commands);
     // Whatever happened, the engine must stop too.
     let _ = commands.send(Command::Quit);
@@ -119,7 +60,8 @@ fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, screen: &Screen
                             let _ = commands.send(Command::SeekTo(d as f64 / 1000.0 * f));
                         }
                     }
-                    None => {}
+                    // The dashboard's keys (copy link, log, help) arrive with the shared view.
+                    Some(Action::CopyLink | Action::ToggleLog | Action::ToggleHelp) | None => {}
                 },
                 TermEvent::Resize(..) => {
                     last_target = None;
@@ -176,7 +118,7 @@ pub fn draw(f: &mut ratatui::Frame, status: &Status, picture: Option<&(Protocol,
         }
     }
     f.render_widget(Paragraph::new(status_line(status, status_area.width)), status_area);
-    f.render_widget(Paragraph::new(keys::footer()).style(Style::default().fg(Color::DarkGray)), footer);
+    f.render_widget(Paragraph::new(keys::footer(footer.width)).style(Style::default().fg(Color::DarkGray)), footer);
 }
 
 fn status_line(s: &Status, width: u16) -> Line<'static> {

@@ -3,6 +3,8 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use crate::headless::Command;
+
 /// What a key asks for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Action {
@@ -12,6 +14,12 @@ pub enum Action {
     SeekBy(f64),
     /// Jump to a fraction of the duration (0.0–0.9).
     SeekFraction(f64),
+    /// Copy the join link to the clipboard (OSC 52: works over SSH and in tmux).
+    CopyLink,
+    /// Show or hide the log pane.
+    ToggleLog,
+    /// Show or hide the key help.
+    ToggleHelp,
     /// Leave.
     Quit,
 }
@@ -42,6 +50,9 @@ pub const KEYS: &[Binding] = &[
     key(KeyCode::Right, Action::SeekBy(10.0), "", ""),
     key(KeyCode::Down, Action::SeekBy(-60.0), "↓/↑", "±60 s"),
     key(KeyCode::Up, Action::SeekBy(60.0), "", ""),
+    key(KeyCode::Char('y'), Action::CopyLink, "y", "copy link"),
+    key(KeyCode::Char('l'), Action::ToggleLog, "l", "log"),
+    key(KeyCode::Char('?'), Action::ToggleHelp, "?", "help"),
     key(KeyCode::Char('q'), Action::Quit, "q", "quit"),
     Binding { code: KeyCode::Char('c'), mods: KeyModifiers::CONTROL, action: Action::Quit, label: "", help: "" },
 ];
@@ -61,11 +72,51 @@ pub fn action_for(ev: &KeyEvent) -> Option<Action> {
     KEYS.iter().find(|b| b.code == ev.code && b.mods == mods).map(|b| b.action)
 }
 
-/// The footer line: "space play/pause · ←/→ ±10 s · …".
-pub fn footer() -> String {
+/// The room command a key action asks for, given whether the room plays and how long the
+/// media is (digits need the duration). Keys that only change the view give none.
+pub fn command_for(action: Action, playing: bool, duration_ms: Option<u64>) -> Option<Command> {
+    match action {
+        Action::TogglePlay => Some(if playing { Command::Pause } else { Command::Play }),
+        Action::SeekBy(s) => Some(Command::SeekBy(s)),
+        Action::SeekFraction(f) => duration_ms.map(|d| Command::SeekTo(d as f64 / 1000.0 * f)),
+        Action::Quit => Some(Command::Quit),
+        Action::CopyLink | Action::ToggleLog | Action::ToggleHelp => None,
+    }
+}
+
+/// Footer entries in order: "space play/pause", …, "? help", "q quit".
+fn entries() -> Vec<String> {
     let mut parts: Vec<String> = KEYS.iter().filter(|b| !b.label.is_empty()).map(|b| format!("{} {}", b.label, b.help)).collect();
-    parts.insert(parts.len() - 1, "0-9 jump".into());
-    parts.join(" · ")
+    // The digits are one entry, after the arrows.
+    let after_arrows = KEYS.iter().filter(|b| !b.label.is_empty()).position(|b| b.action == Action::CopyLink).unwrap_or(parts.len());
+    parts.insert(after_arrows, "0-9 jump".into());
+    parts
+}
+
+/// The footer line for `width` columns: as many entries as fit, "? help" and "q quit" always.
+pub fn footer(width: u16) -> String {
+    let parts = entries();
+    let (head, tail) = parts.split_at(parts.len() - 2);
+    let mut chosen: Vec<&str> = tail.iter().map(String::as_str).collect();
+    let len = |v: &[&str]| v.iter().map(|p| p.chars().count()).sum::<usize>() + 3 * v.len().saturating_sub(1);
+    for (i, p) in head.iter().enumerate() {
+        let mut trial = chosen.clone();
+        trial.insert(i, p);
+        if len(&trial) > width as usize {
+            break;
+        }
+        chosen = trial;
+    }
+    chosen.join(" · ")
+}
+
+/// The help overlay's lines: key and what it does, one per line.
+pub fn help_lines() -> Vec<(String, &'static str)> {
+    let mut lines: Vec<(String, &'static str)> = KEYS.iter().filter(|b| !b.label.is_empty()).map(|b| (b.label.to_string(), b.help)).collect();
+    let at = lines.iter().position(|(k, _)| k == "y").unwrap_or(lines.len());
+    lines.insert(at, ("0–9".into(), "jump to 0–90%"));
+    lines.push(("Ctrl-C".into(), "quit, always"));
+    lines
 }
 
 #[cfg(test)]
@@ -89,7 +140,29 @@ mod tests {
     }
 
     #[test]
-    fn footer_comes_from_the_table() {
-        assert_eq!(footer(), "space play/pause · ←/→ ±10 s · ↓/↑ ±60 s · 0-9 jump · q quit");
+    fn footer_comes_from_the_table_and_fits_the_width() {
+        assert_eq!(footer(200), "space play/pause · ←/→ ±10 s · ↓/↑ ±60 s · 0-9 jump · y copy link · l log · ? help · q quit");
+        let narrow = footer(80);
+        assert!(narrow.chars().count() <= 80, "{narrow}");
+        assert!(narrow.starts_with("space play/pause") && narrow.ends_with("? help · q quit"), "{narrow}");
+        assert_eq!(footer(10), "? help · q quit");
+    }
+
+    #[test]
+    fn actions_become_room_commands() {
+        assert_eq!(command_for(Action::TogglePlay, true, None), Some(Command::Pause));
+        assert_eq!(command_for(Action::TogglePlay, false, None), Some(Command::Play));
+        assert_eq!(command_for(Action::SeekFraction(0.5), false, Some(600_000)), Some(Command::SeekTo(300.0)));
+        assert_eq!(command_for(Action::SeekFraction(0.5), false, None), None);
+        assert_eq!(command_for(Action::SeekBy(-10.0), false, None), Some(Command::SeekBy(-10.0)));
+        assert_eq!(command_for(Action::ToggleHelp, false, None), None);
+    }
+
+    #[test]
+    fn help_lists_every_key() {
+        let keys: Vec<String> = help_lines().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["space", "←/→", "↓/↑", "0–9", "y", "l", "?", "q", "Ctrl-C"]);
+        assert_eq!(action_for(&press(KeyCode::Char('y'), KeyModifiers::NONE)), Some(Action::CopyLink));
+        assert_eq!(action_for(&press(KeyCode::Char('?'), KeyModifiers::SHIFT)), Some(Action::ToggleHelp));
     }
 }

@@ -1,3 +1,12 @@
-//! Terminal UI pieces shared by the views: the key table.
+//! Terminal UI: the host dashboard as a fold over engine events ([`room`]), its widgets and
+//! views, and the key table shared by every view. Views draw snapshots; none owns networking.
 
+pub mod format;
+pub mod host_app;
+pub mod host_view;
 pub mod keys;
+pub mod overlay;
+pub mod peers;
+pub mod playbar;
+pub mod room;
+pub mod term;

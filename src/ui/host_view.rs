@@ -1,0 +1,204 @@
+//! The host's dashboard: room and link, the peers table, upload with a one-minute sparkline,
+//! the playback bar and the key footer. Pure: it draws a [`RoomModel`] snapshot.
+
+use std::time::Instant;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Sparkline};
+
+use super::format::{bytes, rate};
+use super::playbar::{PlayState, Playbar};
+use super::room::{HISTORY, RoomModel};
+use super::{keys, overlay, peers};
+use crate::units::clock;
+
+/// What the view itself toggles (not engine state).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ViewState {
+    /// The `?` overlay is up.
+    pub help: bool,
+    /// The log pane is shown.
+    pub log: bool,
+    /// A short message for the footer line ("link copied").
+    pub flash: Option<String>,
+}
+
+/// Draws the whole host view.
+pub fn draw(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant) {
+    let area = f.area();
+    let [head, middle, upload, bar, footer] =
+        Layout::vertical([Constraint::Length(4), Constraint::Min(3), Constraint::Length(4), Constraint::Length(1), Constraint::Length(1)]).areas(area);
+    draw_head(f, head, m);
+    let (table_area, log_area) = if v.log {
+        let [t, l] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(middle);
+        (t, Some(l))
+    } else {
+        (middle, None)
+    };
+    let title = format!(" peers ({}) ", m.peers.len());
+    f.render_widget(peers::table(&m.peers).block(Block::bordered().title(title)), table_area);
+    if m.peers.is_empty() && table_area.height > 3 {
+        let under_header = Rect { x: table_area.x + 1, y: table_area.y + 2, width: table_area.width.saturating_sub(2), height: 1 };
+        f.render_widget(Paragraph::new(peers::EMPTY).style(Style::default().fg(Color::DarkGray)), under_header);
+    }
+    if let Some(l) = log_area {
+        overlay::log(f, l, m.log.iter());
+    }
+    draw_upload(f, upload, m);
+    let state = if !m.waiting.is_empty() {
+        PlayState::Waiting
+    } else if m.playing {
+        PlayState::Playing
+    } else {
+        PlayState::Paused
+    };
+    f.render_widget(Playbar { state, position_ms: m.position_now(now), duration_ms: m.file.duration_ms, waiting: &m.waiting }, bar);
+    draw_footer(f, footer, v);
+    if v.help {
+        overlay::help(f, area);
+    }
+}
+
+fn draw_head(f: &mut Frame, area: Rect, m: &RoomModel) {
+    let dim = Style::default().fg(Color::DarkGray);
+    let title = Line::from(vec![
+        Span::styled(" syncy ", Style::default().add_modifier(Modifier::BOLD)),
+        Span::raw(format!("· room {} ", m.room)),
+    ]);
+    let file = format!(
+        "{} · {} · {}",
+        m.file.name,
+        bytes(m.file.size),
+        m.file.duration_ms.map_or("length unknown".into(), clock)
+    );
+    let lines = vec![
+        Line::from(vec![Span::styled("link ", dim), Span::styled(m.link.clone(), Style::default().fg(Color::Cyan)), Span::styled("  (y copies)", dim)]),
+        Line::from(vec![Span::styled("file ", dim), Span::raw(file)]),
+        m.error.as_ref().map_or_else(Line::default, |e| Line::styled(format!("! {e}"), Style::default().fg(Color::Red))),
+    ];
+    f.render_widget(Paragraph::new(lines).block(Block::new().title(title)), area);
+}
+
+fn draw_upload(f: &mut Frame, area: Rect, m: &RoomModel) {
+    let block = Block::bordered().title(format!(" ↑ {} total · last {HISTORY} s ", rate(m.up_bps)));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    // Newest on the right: only the samples that fit, padded on the left with nothing.
+    let width = inner.width as usize;
+    let data: Vec<u64> = m.up_history.iter().rev().take(width).rev().copied().collect();
+    let pad = width.saturating_sub(data.len()) as u16;
+    let spark = Rect { x: inner.x + pad, width: inner.width - pad, ..inner };
+    f.render_widget(Sparkline::default().data(&data).style(Style::default().fg(Color::Green)), spark);
+}
+
+fn draw_footer(f: &mut Frame, area: Rect, v: &ViewState) {
+    let line = match &v.flash {
+        Some(msg) => Line::styled(msg.clone(), Style::default().fg(Color::Green)),
+        None => Line::styled(keys::footer(area.width), Style::default().fg(Color::DarkGray)),
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::headless::{Event, PeerStats};
+
+    fn peer(peer: u64, name: &str, up_bps: u64, rtt: u32, buffered: u64, drift: i64, buffering: bool) -> PeerStats {
+        PeerStats {
+            peer,
+            name: name.into(),
+            up_bps,
+            rtt_ms: Some(rtt),
+            buffered_bytes: buffered,
+            position_ms: 72_000,
+            quality: "high".into(),
+            sent_bytes: buffered,
+            drift_ms: Some(drift),
+            buffering,
+        }
+    }
+
+    /// A room three people watch, one of them buffering, after a minute and a half of stats.
+    fn busy_room(t: Instant) -> RoomModel {
+        let mut m = RoomModel::default();
+        let events = [
+            Event::Room {
+                link: "syncy://watch.example.org:7878/k3x9qz2m#cA-txt4nD6GXYZYYH15H3Q".into(),
+                room: "k3x9qz2m".into(),
+                file: "big-buck-bunny.mp4".into(),
+                size: 276_134_947,
+                duration_ms: Some(596_000),
+            },
+            Event::PeerJoined { peer: 1, name: "ann".into() },
+            Event::PeerJoined { peer: 2, name: "bob".into() },
+            Event::PeerJoined { peer: 3, name: "cy".into() },
+            Event::PeerJoined { peer: 4, name: "dee".into() },
+        ];
+        for e in &events {
+            m.apply(e, t);
+        }
+        for i in 0..90u64 {
+            let peers = vec![
+                peer(1, "ann", 2_400_000 + i * 10_000, 3, 48_000_000, -2, false),
+                peer(2, "bob", 1_100_000, 41, 9_500_000, 7, false),
+                peer(3, "cy", 350_000, 120, 800_000, -35, true),
+            ];
+            let up = (i % 20) * 400_000 + 1_000_000;
+            m.apply(&Event::HostStats { position_ms: 72_000, playing: true, up_bps: up, peers }, t);
+        }
+        m.apply(&Event::State { playing: true, position_ms: 72_000, buffering: false, waiting: vec!["cy".into()], seq: 4, t_ms: 0.0 }, t);
+        m
+    }
+
+    fn render(m: &RoomModel, v: &ViewState, w: u16, h: u16, t: Instant) -> Terminal<TestBackend> {
+        let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+        term.draw(|f| draw(f, m, v, t)).unwrap();
+        term
+    }
+
+    #[test]
+    fn host_view_80x24() {
+        let t = Instant::now();
+        insta::assert_snapshot!(render(&busy_room(t), &ViewState::default(), 80, 24, t).backend());
+    }
+
+    #[test]
+    fn host_view_160x48() {
+        let t = Instant::now();
+        insta::assert_snapshot!(render(&busy_room(t), &ViewState::default(), 160, 48, t).backend());
+    }
+
+    #[test]
+    fn host_view_empty_room_with_log_80x24() {
+        let t = Instant::now();
+        let mut m = RoomModel::default();
+        m.apply(&Event::Room { link: "syncy://127.0.0.1:7878/demo#key".into(), room: "demo".into(), file: "clip.mkv".into(), size: 12_000_000, duration_ms: None }, t);
+        m.apply(&Event::Error { message: "signaling connection lost: no new participants can join".into() }, t);
+        insta::assert_snapshot!(render(&m, &ViewState { log: true, ..Default::default() }, 80, 24, t).backend());
+    }
+
+    #[test]
+    fn help_overlay_and_flash_80x24() {
+        let t = Instant::now();
+        let v = ViewState { help: true, log: false, flash: Some("link copied to the clipboard (OSC 52)".into()) };
+        insta::assert_snapshot!(render(&busy_room(t), &v, 80, 24, t).backend());
+    }
+
+    #[test]
+    fn tiny_terminals_do_not_panic() {
+        let t = Instant::now();
+        let m = busy_room(t);
+        for (w, h) in [(1, 1), (10, 3), (20, 5), (40, 10), (80, 8)] {
+            for v in [ViewState::default(), ViewState { help: true, log: true, flash: None }] {
+                render(&m, &v, w, h, t);
+            }
+        }
+    }
+}

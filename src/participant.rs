@@ -219,6 +219,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
             st.file = manifest.name.clone();
             st.duration_ms = manifest.duration_ms;
             st.quality = "high".into();
+            st.link = opts.link.to_string();
         });
     }
     let mut presents: u64 = 0;
@@ -357,10 +358,16 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                 request_more(&shared, &control).await?;
                 let down_bps = down.rate(now) as u64;
                 if let Some(s) = &screen {
-                    let held = shared.lock().store.held_bytes();
+                    let (held, pieces, read_fraction) = {
+                        let g = shared.lock();
+                        let read = g.store.read_position() as f64 / manifest.chunks.max(1) as f64;
+                        (g.store.held_bytes(), g.store.piece_map(crate::player::screen::PIECE_BINS), read)
+                    };
                     s.update(|st| {
-                        st.down_bps = down_bps;
+                        st.sample_down(down_bps);
                         st.buffered_bytes = held;
+                        st.pieces = pieces;
+                        st.read_fraction = read_fraction;
                     });
                 }
                 let _ = events.send(Event::JoinStats {

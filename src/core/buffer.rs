@@ -137,6 +137,29 @@ impl ChunkStore {
         self.seen.get(index as usize).copied().unwrap_or(false)
     }
 
+    /// How much of the file is held, in `bins` equal slices of the chunk range: per slice, the
+    /// percentage (0–100) of its chunks held. For the participant's buffer map.
+    pub fn piece_map(&self, bins: usize) -> Vec<u8> {
+        let chunks = self.manifest.chunks as usize;
+        if bins == 0 || chunks == 0 {
+            return vec![0; bins];
+        }
+        let bin_of = |ix: usize| ix * bins / chunks;
+        let mut held = vec![0u32; bins];
+        for &ix in self.held.keys() {
+            held[bin_of(ix as usize)] += 1;
+        }
+        // Bin b holds the indices from ceil(b·chunks/bins) up to the next bin's start; with
+        // more bins than chunks some are empty.
+        let start = |b: usize| (b * chunks).div_ceil(bins);
+        (0..bins)
+            .map(|b| {
+                let n = start(b + 1) - start(b);
+                if n == 0 { 0 } else { (held[b] as usize * 100 / n) as u8 }
+            })
+            .collect()
+    }
+
     /// Chunks evicted so far.
     pub fn evicted(&self) -> u64 {
         self.evicted
@@ -341,6 +364,21 @@ mod tests {
 
     fn data(m: &Manifest, ix: u32) -> Vec<u8> {
         vec![ix as u8; m.chunk_len(ix).unwrap()]
+    }
+
+    #[test]
+    fn the_piece_map_shows_which_slices_are_held() {
+        let m = manifest(20 * 10, 10);
+        let mut s = ChunkStore::new(m.clone(), StoreConfig { capacity: 1000, ..StoreConfig::default() });
+        let now = Instant::now();
+        for ix in [0, 1, 2, 3, 4, 10, 19] {
+            s.handle_chunk(now, ix, data(&m, ix)).unwrap();
+        }
+        assert_eq!(s.piece_map(4), vec![100, 0, 20, 20]);
+        assert_eq!(s.piece_map(0), Vec::<u8>::new());
+        // More bins than chunks: the empty bins read 0, not a division by zero.
+        assert_eq!(s.piece_map(40).len(), 40);
+        assert_eq!(s.piece_map(40)[0], 100);
     }
 
     #[test]

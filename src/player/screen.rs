@@ -33,6 +33,44 @@ pub struct Status {
     pub quality: String,
     /// Latest notice or error for the user.
     pub message: Option<String>,
+    /// The join link (the `y` key copies it).
+    pub link: String,
+    /// Download rate once a second, oldest first (at most [`HISTORY`]).
+    pub down_history: Vec<u64>,
+    /// The file in equal slices: the percentage of each slice held (`ChunkStore::piece_map`).
+    pub pieces: Vec<u8>,
+    /// Where the demuxer reads in the file, 0.0–1.0.
+    pub read_fraction: f64,
+    /// The room as the host last described it: name and what they are doing.
+    pub peers: Vec<(String, String)>,
+    /// Notices, joins and errors for the log pane, oldest first (at most [`LOG_LINES`]).
+    pub log: Vec<String>,
+}
+
+/// Seconds of download history kept.
+pub const HISTORY: usize = 60;
+/// Slices in the buffer map.
+pub const PIECE_BINS: usize = 256;
+/// Log lines kept.
+pub const LOG_LINES: usize = 200;
+
+impl Status {
+    /// Adds a log line, dropping the oldest beyond [`LOG_LINES`].
+    pub fn note(&mut self, line: String) {
+        self.log.push(line);
+        if self.log.len() > LOG_LINES {
+            self.log.remove(0);
+        }
+    }
+
+    /// Records a download-rate sample, dropping the oldest beyond [`HISTORY`].
+    pub fn sample_down(&mut self, bps: u64) {
+        self.down_bps = bps;
+        self.down_history.push(bps);
+        if self.down_history.len() > HISTORY {
+            self.down_history.remove(0);
+        }
+    }
 }
 
 /// Shared between the engine (writer) and the view (reader).

@@ -12,19 +12,9 @@ use ratatui::widgets::{Block, Paragraph, Sparkline};
 use super::format::{bytes, rate};
 use super::playbar::{PlayState, Playbar};
 use super::room::{HISTORY, RoomModel};
-use super::{keys, overlay, peers};
+pub use super::view_state::ViewState;
+use super::{overlay, peers};
 use crate::units::clock;
-
-/// What the view itself toggles (not engine state).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ViewState {
-    /// The `?` overlay is up.
-    pub help: bool,
-    /// The log pane is shown.
-    pub log: bool,
-    /// A short message for the footer line ("link copied").
-    pub flash: Option<String>,
-}
 
 /// Draws the whole host view.
 pub fn draw(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant) {
@@ -56,7 +46,7 @@ pub fn draw(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant) {
         PlayState::Paused
     };
     f.render_widget(Playbar { state, position_ms: m.position_now(now), duration_ms: m.file.duration_ms, waiting: &m.waiting }, bar);
-    draw_footer(f, footer, v);
+    overlay::footer(f, footer, v);
     if v.help {
         overlay::help(f, area);
     }
@@ -92,14 +82,6 @@ fn draw_upload(f: &mut Frame, area: Rect, m: &RoomModel) {
     let pad = width.saturating_sub(data.len()) as u16;
     let spark = Rect { x: inner.x + pad, width: inner.width - pad, ..inner };
     f.render_widget(Sparkline::default().data(&data).style(Style::default().fg(Color::Green)), spark);
-}
-
-fn draw_footer(f: &mut Frame, area: Rect, v: &ViewState) {
-    let line = match &v.flash {
-        Some(msg) => Line::styled(msg.clone(), Style::default().fg(Color::Green)),
-        None => Line::styled(keys::footer(area.width), Style::default().fg(Color::DarkGray)),
-    };
-    f.render_widget(Paragraph::new(line), area);
 }
 
 #[cfg(test)]

@@ -4,9 +4,12 @@
 pub mod format;
 pub mod host_app;
 pub mod host_view;
+pub mod join_view;
 pub mod keys;
 pub mod overlay;
 pub mod peers;
+pub mod piece_map;
 pub mod playbar;
 pub mod room;
 pub mod term;
+pub mod view_state;

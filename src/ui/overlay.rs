@@ -1,4 +1,4 @@
-//! The `?` help overlay and the `l` log pane.
+//! The `?` help overlay, the `l` log pane and the key footer.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
@@ -7,6 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
 use super::keys;
+use super::view_state::ViewState;
 
 /// The key table in a box over the middle of `area`.
 pub fn help(f: &mut Frame, area: Rect) {
@@ -27,4 +28,13 @@ pub fn log<'a>(f: &mut Frame, area: Rect, lines: impl DoubleEndedIterator<Item =
     let mut shown: Vec<Line> = lines.rev().take(inner).map(|l| Line::raw(l.clone())).collect();
     shown.reverse();
     f.render_widget(Paragraph::new(shown).style(Style::default().fg(Color::Gray)).block(Block::bordered().title(" log (l hides) ")), area);
+}
+
+/// The key footer, or the passing message when there is one.
+pub fn footer(f: &mut Frame, area: Rect, v: &ViewState) {
+    let line = match &v.flash {
+        Some(msg) => Line::styled(msg.clone(), Style::default().fg(Color::Green)),
+        None => Line::styled(keys::footer(area.width), Style::default().fg(Color::DarkGray)),
+    };
+    f.render_widget(Paragraph::new(line), area);
 }

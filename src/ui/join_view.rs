@@ -1,0 +1,192 @@
+//! The participant's view: the picture on top; under it download speed with a one-minute
+//! sparkline, the buffer map, drift, quality and the room, then the playback bar and the key
+//! footer. Pure: it draws a [`Status`] snapshot and an encoded picture.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Sparkline};
+use ratatui_image::Image;
+use ratatui_image::protocol::Protocol;
+
+use super::format::{bytes, rate};
+use super::overlay;
+use super::piece_map::PieceMap;
+use super::playbar::{PlayState, Playbar};
+use super::view_state::ViewState;
+use crate::player::screen::Status;
+
+/// Rows under the picture: speeds (2), buffer map, room line, playback bar, footer.
+const PANEL: u16 = 6;
+
+/// Where the picture goes in a terminal of this size.
+pub fn video_area(area: Rect) -> Rect {
+    Layout::vertical([Constraint::Min(1), Constraint::Length(PANEL)]).areas::<2>(area)[0]
+}
+
+/// Draws the whole participant view.
+pub fn draw(f: &mut Frame, s: &Status, picture: Option<&(Protocol, Rect)>, show_picture: bool, v: &ViewState) {
+    let area = f.area();
+    let [video, speeds, map, room, bar, footer] = Layout::vertical([
+        Constraint::Min(1),
+        Constraint::Length(2),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    match picture {
+        Some((p, cells)) => f.render_widget(Image::new(p), cells.intersection(video)),
+        None => {
+            let words = if show_picture { "waiting for the first frame…" } else { "the picture is in mpv" };
+            let text = Paragraph::new(words).style(Style::default().fg(Color::DarkGray)).centered();
+            f.render_widget(text, Rect { y: video.y + video.height / 2, height: 1.min(video.height), ..video });
+        }
+    }
+    if v.log {
+        let pane = Rect { y: video.y + video.height / 2, height: video.height - video.height / 2, ..video };
+        overlay::log(f, pane, s.log.iter());
+    }
+    draw_speeds(f, speeds, s);
+    let [label, cells] = Layout::horizontal([Constraint::Length(8), Constraint::Min(1)]).areas(map);
+    f.render_widget(Span::styled("buffer ", Style::default().fg(Color::DarkGray)), label);
+    f.render_widget(PieceMap { pieces: &s.pieces, read_fraction: s.read_fraction }, cells);
+    f.render_widget(Paragraph::new(room_line(s)), room);
+    let state = if s.buffering {
+        PlayState::Buffering
+    } else if !s.waiting.is_empty() {
+        PlayState::Waiting
+    } else if s.room_playing {
+        PlayState::Playing
+    } else {
+        PlayState::Paused
+    };
+    f.render_widget(Playbar { state, position_ms: s.position_ms, duration_ms: s.duration_ms, waiting: &s.waiting }, bar);
+    overlay::footer(f, footer, v);
+    if v.help {
+        overlay::help(f, area);
+    }
+}
+
+fn draw_speeds(f: &mut Frame, area: Rect, s: &Status) {
+    let [figures, spark] = Layout::horizontal([Constraint::Length(22), Constraint::Min(1)]).areas(area);
+    let dim = Style::default().fg(Color::DarkGray);
+    let lines = vec![
+        Line::from(vec![Span::styled("↓ ", dim), Span::raw(rate(s.down_bps))]),
+        Line::from(vec![Span::styled("held ", dim), Span::raw(bytes(s.buffered_bytes))]),
+    ];
+    f.render_widget(Paragraph::new(lines), figures);
+    // Newest on the right, one column a second.
+    let width = spark.width as usize;
+    let data: Vec<u64> = s.down_history.iter().rev().take(width).rev().copied().collect();
+    let pad = width.saturating_sub(data.len()) as u16;
+    let area = Rect { x: spark.x + pad, width: spark.width - pad, ..spark };
+    f.render_widget(Sparkline::default().data(&data).style(Style::default().fg(Color::Blue)), area);
+}
+
+fn room_line(s: &Status) -> Line<'static> {
+    let dim = Style::default().fg(Color::DarkGray);
+    let mut spans = vec![
+        Span::styled("drift ", dim),
+        Span::raw(s.drift_ms.map_or("–".into(), |d| format!("{d:+} ms"))),
+        Span::styled("  quality ", dim),
+        Span::raw(s.quality.clone()),
+        Span::styled("  you ", dim),
+        Span::raw(s.name.clone()),
+    ];
+    if !s.peers.is_empty() {
+        spans.push(Span::styled("  room ", dim));
+        let list: Vec<String> = s.peers.iter().map(|(n, what)| format!("{n} {what}")).collect();
+        spans.push(Span::raw(list.join(", ")));
+    }
+    if let Some(m) = &s.message {
+        spans.push(Span::styled(format!("  {m}"), Style::default().fg(Color::Red)));
+    }
+    Line::from(spans)
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::player::picture::{Graphics, Picture};
+
+    fn status() -> Status {
+        let mut s = Status {
+            name: "bob".into(),
+            file: "big-buck-bunny.mp4".into(),
+            position_ms: 72_000,
+            duration_ms: Some(596_000),
+            room_playing: true,
+            buffered_bytes: 48_000_000,
+            drift_ms: Some(-3),
+            quality: "high".into(),
+            link: "syncy://127.0.0.1:7878/demo#key".into(),
+            pieces: (0..256).map(|i| if i < 40 { 100 } else if i < 44 { 50 } else if (120..130).contains(&i) { 100 } else { 0 }).collect(),
+            read_fraction: 0.12,
+            peers: vec![("ann".into(), "watching".into()), ("cy".into(), "buffering".into())],
+            ..Status::default()
+        };
+        for i in 0..70u64 {
+            s.sample_down((i % 15) * 300_000 + 500_000);
+        }
+        s.note("big-buck-bunny.mp4: 276.1 MB".into());
+        s.note("playing at 1:12".into());
+        s
+    }
+
+    /// A red-over-blue test picture, encoded as the view would.
+    fn picture(video: Rect) -> (Protocol, Rect) {
+        let p = Picture::new(Graphics::Halfblocks);
+        let ((w, h), cells) = p.fit(video, (16, 9));
+        let mut rgb = vec![0u8; (w * h * 3) as usize];
+        for (i, px) in rgb.chunks_mut(3).enumerate() {
+            px.copy_from_slice(if (i as u32 / w) < h / 2 { &[255, 0, 0] } else { &[0, 0, 255] });
+        }
+        let frame = crate::media::decode::VideoFrame { pts_us: 0, width: w, height: h, rgb };
+        (p.encode(&frame, cells).unwrap(), cells)
+    }
+
+    fn render(s: &Status, v: &ViewState, w: u16, h: u16, with_picture: bool) -> Terminal<TestBackend> {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        let pic = with_picture.then(|| picture(video_area(Rect::new(0, 0, w, h))));
+        t.draw(|f| draw(f, s, pic.as_ref(), true, v)).unwrap();
+        t
+    }
+
+    #[test]
+    fn participant_view_80x24() {
+        insta::assert_snapshot!(render(&status(), &ViewState::default(), 80, 24, false).backend());
+    }
+
+    #[test]
+    fn participant_view_160x48_with_log() {
+        insta::assert_snapshot!(render(&status(), &ViewState { log: true, ..Default::default() }, 160, 48, false).backend());
+    }
+
+    #[test]
+    fn the_picture_fills_the_video_pane_in_half_blocks() {
+        let t = render(&status(), &ViewState::default(), 80, 24, true);
+        let buf = t.backend().buffer();
+        let video = video_area(Rect::new(0, 0, 80, 24));
+        let (_, cells) = picture(video);
+        assert_eq!(buf[(40, cells.y)].bg, Color::Rgb(255, 0, 0), "top half red");
+        assert_eq!(buf[(40, cells.y + cells.height - 1)].bg, Color::Rgb(0, 0, 255), "bottom half blue");
+        assert!(cells.height >= 16, "the picture gets most of an 80×24 screen: {cells:?}");
+    }
+
+    #[test]
+    fn buffering_and_waiting_show_in_the_bar_and_tiny_terminals_do_not_panic() {
+        let s = Status { buffering: true, waiting: vec!["cy".into()], ..status() };
+        let t = render(&s, &ViewState::default(), 80, 24, false);
+        let bar: String = (0..80).map(|x| t.backend().buffer()[(x, 22)].symbol().to_string()).collect();
+        assert!(bar.starts_with("◌ buffering") && bar.contains("waiting for cy"), "{bar}");
+        for (w, h) in [(1, 1), (10, 3), (30, 7), (80, 6)] {
+            render(&s, &ViewState { help: true, log: true, flash: None }, w, h, true);
+        }
+    }
+}

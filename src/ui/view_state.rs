@@ -1,0 +1,12 @@
+//! What a view toggles by itself (not engine state): overlays and a passing message.
+
+/// View-only state, shared by the host and participant views.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ViewState {
+    /// The `?` overlay is up.
+    pub help: bool,
+    /// The log pane is shown.
+    pub log: bool,
+    /// A short message for the footer line ("link copied").
+    pub flash: Option<String>,
+}

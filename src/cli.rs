@@ -200,6 +200,11 @@ pub struct DemoArgs {
     /// Length of the generated clip in seconds.
     #[arg(long, default_value_t = 30.0)]
     pub duration: f64,
+    /// How the dashboard draws the first participant's picture (as `join --render`; none
+    /// shows the dashboard without it). Without a terminal on stdout the demo prints progress
+    /// lines instead and ends once every copy is verified.
+    #[arg(long, value_enum, default_value_t = RenderArg::Auto)]
+    pub render: RenderArg,
 }
 
 /// `syncy sample`.

@@ -1,5 +1,6 @@
 //! `syncy demo`: an embedded server, a generated clip, a host and N participants in one process,
-//! all on loopback, with per-participant progress until every copy is complete and verified.
+//! all on loopback. At a terminal it is the host's dashboard with one participant's picture,
+//! until `q`; otherwise per-participant progress until every copy is complete and verified.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,6 +13,9 @@ use crate::headless::{Command, Event};
 use crate::host;
 use crate::media::sample::{SampleSpec, write_sample};
 use crate::participant::{self, JoinOptions};
+use crate::player::picture::Graphics;
+use crate::player::screen::Screen;
+use crate::ui::host_app::{self, Inset};
 
 const NAMES: [&str; 20] = [
     "ann", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy", "jo", "kim", "lou", "max", "ned", "oz", "pia", "quin", "rex", "sue", "tom",
@@ -27,14 +31,76 @@ struct Progress {
     size: u64,
 }
 
-/// Runs the demo; returns when every participant holds a verified copy (or on Ctrl-C).
-pub async fn run(participants: u32, duration: f64, mut commands: mpsc::UnboundedReceiver<Command>) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let clip = dir.path().join("syncy-demo.mp4");
+/// Generates the demo clip, saying so (it takes a few seconds).
+async fn make_clip(dir: &std::path::Path, duration: f64) -> Result<std::path::PathBuf> {
+    let clip = dir.join("syncy-demo.mp4");
     eprintln!("generating a {duration:.0} s 1280x720 sample clip…");
     let spec = SampleSpec { duration, width: 1280, height: 720, video_bitrate: 4_000_000, ..Default::default() };
     let c = clip.clone();
     tokio::task::spawn_blocking(move || write_sample(&c, &spec)).await??;
+    Ok(clip)
+}
+
+/// The dashboard demo: the host's view with `NAMES[0]`'s picture (`graphics`; none without),
+/// until the user quits.
+pub async fn run_dashboard(participants: u32, duration: f64, graphics: Option<Graphics>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let clip = make_clip(dir.path(), duration).await?;
+    let room = host::start_local(clip, Some("demo".into()), "host", host::PlaybackPolicy { autoplay: true, ..Default::default() }).await?;
+    let (ui_tx, ui_rx) = mpsc::unbounded_channel::<Event>();
+    // The host's events feed the dashboard; participants' errors join them.
+    {
+        let (mut host_rx, ui_tx) = (room.events, ui_tx.clone());
+        tokio::spawn(async move {
+            while let Some(ev) = host_rx.recv().await {
+                if ui_tx.send(ev).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let screen = Screen::new();
+    let mut quits = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 0..participants as usize {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (qtx, qrx) = mpsc::unbounded_channel();
+        quits.push(qtx);
+        let ui_tx = ui_tx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if let Event::Error { message } = ev {
+                    let _ = ui_tx.send(Event::Error { message: format!("{}: {message}", NAMES[i]) });
+                }
+            }
+        });
+        let render = match (i, graphics) {
+            (0, Some(_)) => participant::Render::Screen(screen.clone()),
+            _ => participant::Render::None,
+        };
+        let opts = JoinOptions { link: room.link.clone(), name: NAMES[i].into(), save: None, buffer: 256 << 20, ice_addr: None, render, mpv: None, playback: true, sound: false };
+        tasks.push(tokio::spawn(participant::run(opts, tx, qrx)));
+    }
+    drop(ui_tx);
+    let inset = graphics.map(|graphics| Inset { screen: screen.clone(), graphics });
+    let (opened, host_cmd) = (room.opened, room.commands.clone());
+    let view = tokio::task::spawn_blocking(move || host_app::run(vec![opened], ui_rx, host_cmd, inset));
+    let shown = view.await?;
+    let _ = room.commands.send(Command::Quit);
+    for q in &quits {
+        let _ = q.send(Command::Quit);
+    }
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), room.task).await;
+    shown.map_err(|e| eyre!("terminal: {e}"))
+}
+
+/// Runs the demo; returns when every participant holds a verified copy (or on Ctrl-C).
+pub async fn run(participants: u32, duration: f64, mut commands: mpsc::UnboundedReceiver<Command>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let clip = make_clip(dir.path(), duration).await?;
     let expected = hex::encode(Sha256::digest(std::fs::read(&clip)?));
 
     let room = host::start_local(clip.clone(), Some("demo".into()), "host", host::PlaybackPolicy { autoplay: true, ..Default::default() }).await?;

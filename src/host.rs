@@ -25,7 +25,7 @@ use crate::net::signal_client::SignalClient;
 use crate::protocol::auth::RoomKey;
 use crate::protocol::link::{Link, is_loopback_host};
 use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
-use crate::protocol::stream::{self, Manifest, Message, PROTOCOL_VERSION, Role};
+use crate::protocol::stream::{self, Manifest, Message, PROTOCOL_VERSION, Role, RosterEntry};
 use crate::server::{Server, ServerConfig};
 
 /// Chunk sends queued per participant beyond the channel's own buffer.
@@ -77,6 +77,8 @@ impl Default for PlaybackPolicy {
 pub struct LocalRoom {
     /// The room's link.
     pub link: Link,
+    /// The `room` event itself (a dashboard starts from it).
+    pub opened: Event,
     /// The host's events after `room`.
     pub events: mpsc::UnboundedReceiver<Event>,
     /// Commands to the host (`Quit` ends it).
@@ -104,7 +106,11 @@ pub async fn start_local(file: PathBuf, room: Option<String>, name: &str, playba
     let task = tokio::spawn(run(opts, events_tx, commands_rx));
     loop {
         match events.recv().await {
-            Some(Event::Room { link, .. }) => return Ok(LocalRoom { link: Link::parse(&link)?, events, commands, task }),
+            Some(Event::Room { link, room, file, size, duration_ms }) => {
+                let parsed = Link::parse(&link)?;
+                let opened = Event::Room { link, room, file, size, duration_ms };
+                return Ok(LocalRoom { link: parsed, opened, events, commands, task });
+            }
             Some(Event::Error { message }) => bail!("host: {message}"),
             Some(_) => {}
             None => return Err(task.await?.err().unwrap_or_else(|| eyre!("the host stopped"))),
@@ -318,6 +324,13 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                     buffering: p.buffering,
                 }).collect();
                 list.sort_by_key(|p| p.peer);
+                // Everyone's view lists the room: who is connected and how they are doing.
+                let roster = Message::Roster {
+                    peers: list.iter().take(stream::MAX_ROSTER).map(|p| RosterEntry { name: p.name.clone(), buffering: p.buffering, drift_ms: p.drift_ms }).collect(),
+                };
+                for h in peers.values().filter_map(|p| p.handle.as_ref()) {
+                    let _ = h.control_tx.try_send(roster.clone());
+                }
                 let position_ms = (room_clock.position(clock.now()) / 1000) as u64;
                 let _ = events.send(Event::HostStats { position_ms, playing: room_clock.state().playing, up_bps: total_up.rate(now) as u64, peers: list });
             }

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     let tui = match &cli.command {
         Cmd::Join(a) => !a.headless && a.render != syncy::cli::RenderArg::None,
         Cmd::Host(a) => dashboard(a.headless),
+        Cmd::Demo(_) => dashboard(false),
         _ => false,
     };
     if let Err(e) = init_logging(cli.log.as_deref(), tui) {
@@ -121,19 +122,14 @@ async fn run(cmd: Cmd) -> Result<()> {
         }
         Cmd::Join(a) => {
             let link = Link::parse(&a.link)?;
-            use syncy::cli::RenderArg;
             use syncy::player::picture::Graphics;
             let mpv = (a.player == syncy::cli::PlayerArg::Mpv)
                 .then(|| a.mpv_args.as_deref().unwrap_or("").split_whitespace().map(String::from).collect::<Vec<_>>());
-            let graphics = match a.render {
-                RenderArg::None => None,
+            let graphics = match graphics_for(a.render) {
                 _ if a.headless => None,
                 // mpv shows the picture; the terminal shows the status.
-                _ if mpv.is_some() => Some(Graphics::StatusOnly),
-                RenderArg::Auto => Some(Graphics::Auto),
-                RenderArg::Kitty => Some(Graphics::Kitty),
-                RenderArg::Sixel => Some(Graphics::Sixel),
-                RenderArg::Halfblocks => Some(Graphics::Halfblocks),
+                Some(_) if mpv.is_some() => Some(Graphics::StatusOnly),
+                g => g,
             };
             if let Some(graphics) = graphics {
                 return join_with_view(link, a, graphics, mpv).await;
@@ -145,6 +141,9 @@ async fn run(cmd: Cmd) -> Result<()> {
             drop(events);
             let _ = printer.await;
             result
+        }
+        Cmd::Demo(a) if dashboard(false) => {
+            demo::run_dashboard(a.participants, a.duration, graphics_for(a.render)).await
         }
         Cmd::Demo(a) => demo::run(a.participants, a.duration, command_channel(false)).await,
         Cmd::Sample(a) => {
@@ -226,6 +225,19 @@ async fn join_with_view(link: Link, a: syncy::cli::JoinArgs, graphics: syncy::pl
     result.map(|_| ())
 }
 
+/// How `--render` draws pictures (None: it does not).
+fn graphics_for(render: syncy::cli::RenderArg) -> Option<syncy::player::picture::Graphics> {
+    use syncy::cli::RenderArg;
+    use syncy::player::picture::Graphics;
+    match render {
+        RenderArg::None => None,
+        RenderArg::Auto => Some(Graphics::Auto),
+        RenderArg::Kitty => Some(Graphics::Kitty),
+        RenderArg::Sixel => Some(Graphics::Sixel),
+        RenderArg::Halfblocks => Some(Graphics::Halfblocks),
+    }
+}
+
 /// The dashboard is for a person at a terminal: not headless, and stdout is a terminal.
 fn dashboard(headless: bool) -> bool {
     use std::io::IsTerminal;
@@ -238,7 +250,7 @@ async fn host_with_dashboard(opts: host::HostOptions) -> Result<()> {
     let (events, events_rx) = mpsc::unbounded_channel::<Event>();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let engine = tokio::spawn(host::run(opts, events, cmd_rx));
-    let view = tokio::task::spawn_blocking(move || syncy::ui::host_app::run(events_rx, cmd_tx));
+    let view = tokio::task::spawn_blocking(move || syncy::ui::host_app::run(Vec::new(), events_rx, cmd_tx, None));
     let result = engine.await?;
     view.await?.map_err(|e| eyre!("terminal: {e}"))?;
     result

@@ -300,6 +300,17 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                             m.set_clock(playback.room_view());
                         }
                     }
+                    Message::Roster { peers } => {
+                        if let Some(s) = &screen {
+                            let me = opts.name.as_str();
+                            let list = peers
+                                .into_iter()
+                                .filter(|p| p.name != me)
+                                .map(|p| (p.name, if p.buffering { "buffering".to_string() } else { "watching".to_string() }))
+                                .collect();
+                            s.update(|st| st.peers = list);
+                        }
+                    }
                     Message::Notice { text } => {
                         if let Some(s) = &screen {
                             s.update(|st| st.message = Some(text.clone()));

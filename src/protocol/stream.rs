@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 /// Protocol version carried in `Hello`; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Default chunk payload size.
 pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
 /// Largest chunk size a peer accepts (keeps a chunk message under SCTP's 256 KiB ceiling).
@@ -22,6 +22,8 @@ pub const MAX_INDICES: usize = 4096;
 pub const MAX_TEXT: usize = 256;
 /// Most names in a `State`'s waiting list.
 pub const MAX_WAITING: usize = 32;
+/// Most entries in a `Roster`.
+pub const MAX_ROSTER: usize = 64;
 
 /// What a file is, sent by the host once the channels open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,6 +191,23 @@ pub enum Message {
         /// What.
         text: String,
     },
+    /// Host → participant, once a second: who is in the room and how they are doing, so
+    /// every participant's view can list the room.
+    Roster {
+        /// Everyone connected, the receiver included.
+        peers: Vec<RosterEntry>,
+    },
+}
+
+/// One participant in a [`Message::Roster`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RosterEntry {
+    /// Display name.
+    pub name: String,
+    /// Waiting for data.
+    pub buffering: bool,
+    /// Drift from the room clock as they report it.
+    pub drift_ms: Option<i64>,
 }
 
 /// Who sent a message; used to enforce host-only messages.
@@ -207,7 +226,7 @@ impl Message {
         match self {
             Hello { .. } => None,
             Manifest(_) | Chunk { .. } | State { .. } | Pong { .. } | QualityChange { .. }
-            | StreamEnd { .. } | Notice { .. } => Some(Role::Host),
+            | StreamEnd { .. } | Notice { .. } | Roster { .. } => Some(Role::Host),
             Request { .. } | Cancel { .. } | Command(_) | Ping { .. } | Report { .. } => {
                 Some(Role::Participant)
             }
@@ -338,6 +357,13 @@ fn check(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> 
         {
             Err(StreamError::Invalid("text too long"))
         }
+        Message::Roster { peers } => {
+            if peers.len() > MAX_ROSTER || peers.iter().any(|p| p.name.len() > MAX_TEXT) {
+                Err(StreamError::Invalid("roster too long"))
+            } else {
+                Ok(())
+            }
+        }
         Message::State { waiting, rate_milli, .. } => {
             if waiting.len() > MAX_WAITING || waiting.iter().any(|n| n.len() > MAX_TEXT) {
                 Err(StreamError::Invalid("waiting list too long"))
@@ -378,6 +404,7 @@ mod tests {
             (Chunk { index: 0, data: ByteBuf::from(vec![1u8; 65536]) }, Role::Host),
             (State { playing: true, position_us: 5, at_host_us: 9, rate_milli: 1000, seq: 2, waiting: vec!["ann".into()] }, Role::Host),
             (Notice { text: "only the host controls playback".into() }, Role::Host),
+            (Roster { peers: vec![RosterEntry { name: "ann".into(), buffering: true, drift_ms: Some(-4) }] }, Role::Host),
             (Pong { client_us: 1, host_us: 2 }, Role::Host),
             (QualityChange { level: "low".into() }, Role::Host),
             (StreamEnd { reason: "host quit".into() }, Role::Host),
@@ -431,6 +458,11 @@ mod tests {
         // A length prefix claiming 4 GiB must not allocate it.
         let huge_vec = [10u8, 0xfc, 0xff, 0xff, 0xff, 0xff, 1];
         assert!(decode_from(&huge_vec, Role::Participant, Some(&m)).is_err());
+        let entry = RosterEntry { name: "x".into(), buffering: false, drift_ms: None };
+        let crowd = encode(&Message::Roster { peers: vec![entry.clone(); MAX_ROSTER + 1] });
+        assert!(matches!(decode_from(&crowd, Role::Host, Some(&m)), Err(StreamError::Invalid("roster too long"))));
+        let long_name = encode(&Message::Roster { peers: vec![RosterEntry { name: "n".repeat(MAX_TEXT + 1), ..entry }] });
+        assert!(decode_from(&long_name, Role::Host, Some(&m)).is_err());
     }
 
     #[test]

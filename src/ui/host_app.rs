@@ -3,9 +3,12 @@
 //! on its own thread and talks to the engine only through the two channels.
 
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event as TermEvent};
+use ratatui::layout::Rect;
+use ratatui_image::protocol::Protocol;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
@@ -14,16 +17,34 @@ use super::keys::{self, Action};
 use super::room::RoomModel;
 use super::term;
 use crate::headless::{Command, Event};
+use crate::player::picture::{Graphics, Picture};
+use crate::player::screen::Screen;
 
 /// Redraw at most this often (the UI-cost budget is measured at 10 fps).
 const FRAME: Duration = Duration::from_millis(100);
 /// How long "link copied" stays in the footer.
 const FLASH: Duration = Duration::from_secs(3);
 
-/// Runs the dashboard until the user quits or the engine's event stream ends.
-pub fn run(mut events: UnboundedReceiver<Event>, commands: UnboundedSender<Command>) -> io::Result<()> {
+/// A participant's picture shown inside the dashboard (the demo's).
+pub struct Inset {
+    /// Where the participant engine publishes frames.
+    pub screen: Arc<Screen>,
+    /// How to draw them.
+    pub graphics: Graphics,
+}
+
+/// Runs the dashboard until the user quits or the engine's event stream ends. `opened` are
+/// events the engine sent before the view started (the demo's `room`).
+pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: UnboundedSender<Command>, inset: Option<Inset>) -> io::Result<()> {
+    // Ask the terminal what it can draw before taking it over.
+    let picture = inset.as_ref().map(|i| (i.screen.clone(), Picture::new(i.graphics)));
     let (mut terminal, _guard) = term::enter()?;
     let mut model = RoomModel::default();
+    for ev in &opened {
+        model.apply(ev, Instant::now());
+    }
+    let mut proto: Option<(Protocol, Rect)> = None;
+    let (mut shown_frame, mut last_target) = (0u64, None);
     let mut view = ViewState::default();
     let mut flash_until: Option<Instant> = None;
     let mut last_draw: Option<Instant> = None;
@@ -56,7 +77,11 @@ pub fn run(mut events: UnboundedReceiver<Event>, commands: UnboundedSender<Comma
                         dirty = true;
                     }
                 }
-                TermEvent::Resize(..) => dirty = true,
+                TermEvent::Resize(..) => {
+                    dirty = true;
+                    last_target = None;
+                    shown_frame = 0;
+                }
                 _ => {}
             }
         }
@@ -65,10 +90,33 @@ pub fn run(mut events: UnboundedReceiver<Event>, commands: UnboundedSender<Comma
             flash_until = None;
             dirty = true;
         }
+        if let Some((screen, picture)) = &picture {
+            let size = terminal.size()?;
+            let pane = host_view::video_area(Rect::new(0, 0, size.width, size.height), model.peers.len(), view.log);
+            if let Some(video) = screen.video_size() {
+                let (target, cells) = picture.fit(pane, video);
+                if last_target != Some((target, cells)) {
+                    screen.set_target(target);
+                    last_target = Some((target, cells));
+                    shown_frame = 0;
+                }
+                let (n, frame) = screen.frame();
+                if n != shown_frame
+                    && let Some(frame) = frame
+                    && frame.width > 0
+                {
+                    // Only the newest frame is encoded: frames that came meanwhile are dropped.
+                    proto = picture.encode(&frame, cells).map(|p| (p, cells));
+                    shown_frame = n;
+                    dirty = true;
+                }
+            }
+        }
         // The playback bar moves on its own while playing: a redraw a second keeps it honest.
         let due = last_draw.is_none_or(|t| now.duration_since(t) >= if dirty { FRAME } else { Duration::from_secs(1) });
         if due {
-            terminal.draw(|f| host_view::draw(f, &model, &view, now))?;
+            let video = picture.as_ref().map(|_| proto.as_ref());
+            terminal.draw(|f| host_view::draw_with_video(f, &model, &view, now, video))?;
             last_draw = Some(now);
             dirty = false;
         }

@@ -8,6 +8,8 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Sparkline};
+use ratatui_image::Image;
+use ratatui_image::protocol::Protocol;
 
 use super::format::{bytes, rate};
 use super::playbar::{PlayState, Playbar};
@@ -16,28 +18,70 @@ pub use super::view_state::ViewState;
 use super::{overlay, peers};
 use crate::units::clock;
 
-/// Draws the whole host view.
-pub fn draw(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant) {
-    let area = f.area();
+/// The screen's parts, top to bottom.
+struct Areas {
+    head: Rect,
+    video: Option<Rect>,
+    table: Rect,
+    log: Option<Rect>,
+    upload: Rect,
+    bar: Rect,
+    footer: Rect,
+}
+
+fn areas(area: Rect, peers: usize, with_video: bool, log: bool) -> Areas {
     let [head, middle, upload, bar, footer] =
         Layout::vertical([Constraint::Length(4), Constraint::Min(3), Constraint::Length(4), Constraint::Length(1), Constraint::Length(1)]).areas(area);
-    draw_head(f, head, m);
-    let (table_area, log_area) = if v.log {
+    // With a picture (the demo), the table takes what its rows need and the picture the rest.
+    let (video, middle) = if with_video {
+        let [v, t] = Layout::vertical([Constraint::Min(3), Constraint::Length(peers.max(1) as u16 + 3)]).areas(middle);
+        (Some(v), t)
+    } else {
+        (None, middle)
+    };
+    let (table, log) = if log {
         let [t, l] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(middle);
         (t, Some(l))
     } else {
         (middle, None)
     };
+    Areas { head, video, table, log, upload, bar, footer }
+}
+
+/// Where the picture goes (the demo shows one participant's), for a room of `peers`.
+pub fn video_area(area: Rect, peers: usize, log: bool) -> Rect {
+    areas(area, peers, true, log).video.unwrap_or_default()
+}
+
+/// Draws the whole host view.
+pub fn draw(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant) {
+    draw_with_video(f, m, v, now, None);
+}
+
+/// Draws the host view with a picture pane: `Some(None)` while no frame has come yet.
+pub fn draw_with_video(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant, video: Option<Option<&(Protocol, Rect)>>) {
+    let area = f.area();
+    let a = areas(area, m.peers.len(), video.is_some(), v.log);
+    draw_head(f, a.head, m);
+    if let (Some(pane), Some(picture)) = (a.video, video) {
+        match picture {
+            Some((p, cells)) => f.render_widget(Image::new(p), cells.intersection(pane)),
+            None => {
+                let text = Paragraph::new("waiting for the first frame…").style(Style::default().fg(Color::DarkGray)).centered();
+                f.render_widget(text, Rect { y: pane.y + pane.height / 2, height: 1.min(pane.height), ..pane });
+            }
+        }
+    }
     let title = format!(" peers ({}) ", m.peers.len());
-    f.render_widget(peers::table(&m.peers).block(Block::bordered().title(title)), table_area);
-    if m.peers.is_empty() && table_area.height > 3 {
-        let under_header = Rect { x: table_area.x + 1, y: table_area.y + 2, width: table_area.width.saturating_sub(2), height: 1 };
+    f.render_widget(peers::table(&m.peers).block(Block::bordered().title(title)), a.table);
+    if m.peers.is_empty() && a.table.height > 3 {
+        let under_header = Rect { x: a.table.x + 1, y: a.table.y + 2, width: a.table.width.saturating_sub(2), height: 1 };
         f.render_widget(Paragraph::new(peers::EMPTY).style(Style::default().fg(Color::DarkGray)), under_header);
     }
-    if let Some(l) = log_area {
+    if let Some(l) = a.log {
         overlay::log(f, l, m.log.iter());
     }
-    draw_upload(f, upload, m);
+    draw_upload(f, a.upload, m);
     let state = if !m.waiting.is_empty() {
         PlayState::Waiting
     } else if m.playing {
@@ -45,8 +89,8 @@ pub fn draw(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant) {
     } else {
         PlayState::Paused
     };
-    f.render_widget(Playbar { state, position_ms: m.position_now(now), duration_ms: m.file.duration_ms, waiting: &m.waiting }, bar);
-    overlay::footer(f, footer, v);
+    f.render_widget(Playbar { state, position_ms: m.position_now(now), duration_ms: m.file.duration_ms, waiting: &m.waiting }, a.bar);
+    overlay::footer(f, a.footer, v);
     if v.help {
         overlay::help(f, area);
     }
@@ -174,12 +218,23 @@ mod tests {
     }
 
     #[test]
+    fn demo_view_with_a_picture_80x24() {
+        let t = Instant::now();
+        let m = busy_room(t);
+        let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        term.draw(|f| draw_with_video(f, &m, &ViewState::default(), t, Some(None))).unwrap();
+        insta::assert_snapshot!(term.backend());
+    }
+
+    #[test]
     fn tiny_terminals_do_not_panic() {
         let t = Instant::now();
         let m = busy_room(t);
         for (w, h) in [(1, 1), (10, 3), (20, 5), (40, 10), (80, 8)] {
             for v in [ViewState::default(), ViewState { help: true, log: true, flash: None }] {
                 render(&m, &v, w, h, t);
+                let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+                term.draw(|f| draw_with_video(f, &m, &v, t, Some(None))).unwrap();
             }
         }
     }

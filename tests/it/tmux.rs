@@ -115,3 +115,60 @@ fn join_in_a_terminal_shows_the_picture_and_space_pauses_the_room() {
     host.wait_for("peer_left tm", Duration::from_secs(15), |v| v["event"] == "peer_left" && v["name"] == "tm");
     assert_eq!(host.quit(), 0);
 }
+
+#[test]
+fn the_demo_draws_the_dashboard_space_pauses_every_participant_and_q_leaves_a_clean_terminal() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed (scripts/setup-debian.sh installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("demo.log");
+    let code_file = dir.path().join("exit.code");
+    let cmd = format!("{} demo --duration 20 --render halfblocks --log {}; echo $? > {}", bin(), log.display(), code_file.display());
+    let t = Tmux::new("demo", 100, 30, &cmd);
+    t.wait_for("the dashboard with three peers, speeds and a picture", Duration::from_secs(90), |plain, colored| {
+        plain.contains("peers (3)")
+            && ["ann", "bob", "cy"].iter().all(|n| plain.lines().any(|l| l.starts_with(&format!("│{n} "))))
+            && plain.contains("B/s")
+            && plain.contains("▶ playing")
+            && coloured_cells(colored) > 50
+    });
+    // A participant outside the process, headless, follows the same room.
+    let screen = t.capture(false);
+    let link = screen.split_whitespace().find(|w| w.starts_with("syncy://")).expect("the link on the dashboard").to_string();
+    let mut zed = Proc::join(&link, "zed", dir.path(), &[]);
+    zed.wait_for("zed playing", Duration::from_secs(30), |v| v["event"] == "state" && v["playing"] == true && v["buffering"] == false);
+    t.wait_for("zed in the peers table", Duration::from_secs(15), |plain, _| plain.contains("peers (4)"));
+    let mark = zed.mark();
+    t.keys("Space");
+    let paused = zed.wait_after(mark, "the room paused, headless side", Duration::from_secs(15), |v| v["event"] == "state" && v["playing"] == false);
+    assert!(paused["position_ms"].as_u64().unwrap() > 0, "{paused}");
+    t.wait_for("the paused bar", Duration::from_secs(10), |plain, _| plain.contains("⏸ paused"));
+    // Every in-process participant stops too: their reported positions stop moving.
+    let at = |plain: &str| -> Vec<String> {
+        // The position column is the row's only m:ss figure.
+        let clock = |w: &&str| w.split_once(':').is_some_and(|(m, s)| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()) && s.len() == 2);
+        plain.lines().filter(|l| ["│ann ", "│bob ", "│cy "].iter().any(|n| l.starts_with(n))).filter_map(|l| l.split_whitespace().find(clock).map(String::from)).collect()
+    };
+    std::thread::sleep(Duration::from_millis(2_500));
+    let first = at(&t.capture(false));
+    assert_eq!(first.len(), 3, "three positions:\n{}", t.capture(false));
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(at(&t.capture(false)), first, "positions move while paused:\n{}", t.capture(false));
+    t.keys("?");
+    t.wait_for("the help overlay", Duration::from_secs(5), |plain, _| plain.contains("quit, always"));
+    t.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        if let Some(c) = std::fs::read_to_string(&code_file).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the demo did not exit on q:\n{}", t.capture(false));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, 0, "exit code; screen:\n{}", t.capture(false));
+    let after = t.capture(false);
+    assert!(!after.contains("peers (") && !after.contains('▀'), "the dashboard is gone from the terminal:\n{after}");
+    zed.event("stream_end", Duration::from_secs(15));
+}

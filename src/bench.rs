@@ -57,10 +57,16 @@ fn cpu_now() -> f64 {
 pub async fn run(args: BenchArgs) -> Result<()> {
     use crate::cli::BenchSuite;
     let mut text = String::new();
-    if args.suite != BenchSuite::Playback {
+    let all = args.suite == BenchSuite::All;
+    if all || args.suite == BenchSuite::Throughput {
         text += &throughput(&args).await?;
     }
-    if args.suite != BenchSuite::Throughput {
+    if all || args.suite == BenchSuite::Ui {
+        let t = crate::bench_ui::run().await?;
+        println!("{t}");
+        text += &t;
+    }
+    if all || args.suite == BenchSuite::Playback {
         if args.participants.iter().any(|n| *n == 0 || *n > 20) {
             bail!("--participants takes counts from 1 to 20");
         }

@@ -202,11 +202,35 @@ async fn room_figures(clip: &Path, n: usize, play_secs: u64) -> Result<RoomFigur
 }
 
 /// CPU time the calling thread has used, for costs that wall time on a shared machine blurs.
-fn thread_cpu() -> Duration {
+pub(crate) fn thread_cpu() -> Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime only writes the timespec we pass it.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Decodes `clip` scaled to `target` pixels, handing each frame to `each`; frames per second.
+pub(crate) fn decode_each(clip: &Path, target: (u32, u32), each: &mut dyn FnMut(VideoFrame) -> Result<()>) -> Result<f64> {
+    let q = FrameQueue::new(4, Some(target));
+    let t = decode::spawn(Box::new(std::fs::File::open(clip)?), q.clone());
+    let start = Instant::now();
+    let mut n = 0u64;
+    while !(q.eof() && q.is_empty()) {
+        if let Some(e) = q.error() {
+            bail!("decode: {e}");
+        }
+        match q.pop_until(i64::MAX) {
+            Some(f) => {
+                each(f)?;
+                n += 1;
+            }
+            None => std::thread::sleep(Duration::from_micros(200)),
+        }
+    }
+    let fps = n as f64 / start.elapsed().as_secs_f64();
+    q.close();
+    let _ = t.join();
+    Ok(fps)
 }
 
 /// What the terminal picture costs next to decoding.
@@ -234,28 +258,8 @@ fn render_cost(clip: &Path, cols: u16, rows: u16) -> Result<RenderFigures> {
         ratatui_image::Image::new(&p).render(cells, &mut buf);
         Ok(())
     };
-    let decode = |each: &mut dyn FnMut(VideoFrame) -> Result<()>| -> Result<f64> {
-        let q = FrameQueue::new(4, Some((cols as u32, rows as u32 * 2)));
-        let t = decode::spawn(Box::new(std::fs::File::open(clip)?), q.clone());
-        let start = Instant::now();
-        let mut n = 0u64;
-        while !(q.eof() && q.is_empty()) {
-            if let Some(e) = q.error() {
-                bail!("decode: {e}");
-            }
-            match q.pop_until(i64::MAX) {
-                Some(f) => {
-                    each(f)?;
-                    n += 1;
-                }
-                None => std::thread::sleep(Duration::from_micros(200)),
-            }
-        }
-        let fps = n as f64 / start.elapsed().as_secs_f64();
-        q.close();
-        let _ = t.join();
-        Ok(fps)
-    };
+    let target = (cols as u32, rows as u32 * 2);
+    let decode = |each: &mut dyn FnMut(VideoFrame) -> Result<()>| decode_each(clip, target, each);
     let mut frames = Vec::new();
     let decode_fps = decode(&mut |f| {
         frames.push(f);

@@ -269,7 +269,9 @@ pub enum BenchSuite {
     Throughput,
     /// Sync spread, seek latency, late-joiner first frame, decode+render speed.
     Playback,
-    /// Both.
+    /// What drawing the dashboard costs (CPU per frame, share of a core at 10 fps).
+    Ui,
+    /// All of them.
     All,
 }
 

@@ -37,7 +37,7 @@ fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, screen: &Screen
     let mut last_target = None;
     let mut last_draw = Instant::now() - Duration::from_secs(1);
     let mut last_status = Status::default();
-    let mut view = ViewState::default();
+    let mut view = ViewState { palette256: !crate::ui::palette::truecolor_from_env(), ..ViewState::default() };
     let mut flash_until: Option<Instant> = None;
     loop {
         if screen.closed() {

@@ -45,7 +45,7 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
     }
     let mut proto: Option<(Protocol, Rect)> = None;
     let (mut shown_frame, mut last_target) = (0u64, None);
-    let mut view = ViewState::default();
+    let mut view = ViewState { palette256: !super::palette::truecolor_from_env(), ..ViewState::default() };
     let mut flash_until: Option<Instant> = None;
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;

@@ -15,7 +15,7 @@ use super::format::{bytes, rate};
 use super::playbar::{PlayState, Playbar};
 use super::room::{HISTORY, RoomModel};
 pub use super::view_state::ViewState;
-use super::{overlay, peers};
+use super::{overlay, palette, peers};
 use crate::units::clock;
 
 /// The screen's parts, top to bottom.
@@ -65,7 +65,12 @@ pub fn draw_with_video(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant
     draw_head(f, a.head, m);
     if let (Some(pane), Some(picture)) = (a.video, video) {
         match picture {
-            Some((p, cells)) => f.render_widget(Image::new(p), cells.intersection(pane)),
+            Some((p, cells)) => {
+                f.render_widget(Image::new(p), cells.intersection(pane));
+                if v.palette256 {
+                    palette::quantize(f.buffer_mut(), cells.intersection(pane));
+                }
+            }
             None => {
                 let text = Paragraph::new("waiting for the first frame…").style(Style::default().fg(Color::DarkGray)).centered();
                 f.render_widget(text, Rect { y: pane.y + pane.height / 2, height: 1.min(pane.height), ..pane });
@@ -213,7 +218,7 @@ mod tests {
     #[test]
     fn help_overlay_and_flash_80x24() {
         let t = Instant::now();
-        let v = ViewState { help: true, log: false, flash: Some("link copied to the clipboard (OSC 52)".into()) };
+        let v = ViewState { help: true, flash: Some("link copied to the clipboard (OSC 52)".into()), ..Default::default() };
         insta::assert_snapshot!(render(&busy_room(t), &v, 80, 24, t).backend());
     }
 
@@ -231,7 +236,7 @@ mod tests {
         let t = Instant::now();
         let m = busy_room(t);
         for (w, h) in [(1, 1), (10, 3), (20, 5), (40, 10), (80, 8)] {
-            for v in [ViewState::default(), ViewState { help: true, log: true, flash: None }] {
+            for v in [ViewState::default(), ViewState { help: true, log: true, flash: None, palette256: true }] {
                 render(&m, &v, w, h, t);
                 let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
                 term.draw(|f| draw_with_video(f, &m, &v, t, Some(None))).unwrap();

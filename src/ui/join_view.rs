@@ -11,7 +11,7 @@ use ratatui_image::Image;
 use ratatui_image::protocol::Protocol;
 
 use super::format::{bytes, rate};
-use super::overlay;
+use super::{overlay, palette};
 use super::piece_map::PieceMap;
 use super::playbar::{PlayState, Playbar};
 use super::view_state::ViewState;
@@ -38,7 +38,12 @@ pub fn draw(f: &mut Frame, s: &Status, picture: Option<&(Protocol, Rect)>, show_
     ])
     .areas(area);
     match picture {
-        Some((p, cells)) => f.render_widget(Image::new(p), cells.intersection(video)),
+        Some((p, cells)) => {
+            f.render_widget(Image::new(p), cells.intersection(video));
+            if v.palette256 {
+                palette::quantize(f.buffer_mut(), cells.intersection(video));
+            }
+        }
         None => {
             let words = if show_picture { "waiting for the first frame…" } else { "the picture is in mpv" };
             let text = Paragraph::new(words).style(Style::default().fg(Color::DarkGray)).centered();
@@ -90,7 +95,7 @@ fn room_line(s: &Status) -> Line<'static> {
     let dim = Style::default().fg(Color::DarkGray);
     let mut spans = vec![
         Span::styled("drift ", dim),
-        Span::raw(s.drift_ms.map_or("–".into(), |d| format!("{d:+} ms"))),
+        Span::raw(s.drift_ms.map_or("–".into(), super::peers::drift)),
         Span::styled("  quality ", dim),
         Span::raw(s.quality.clone()),
         Span::styled("  you ", dim),
@@ -177,6 +182,13 @@ mod tests {
         assert_eq!(buf[(40, cells.y)].bg, Color::Rgb(255, 0, 0), "top half red");
         assert_eq!(buf[(40, cells.y + cells.height - 1)].bg, Color::Rgb(0, 0, 255), "bottom half blue");
         assert!(cells.height >= 16, "the picture gets most of an 80×24 screen: {cells:?}");
+
+        // Without 24-bit colour, the same picture in the 256-colour palette.
+        let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        let pic = picture(video);
+        t.draw(|f| draw(f, &status(), Some(&pic), true, &ViewState { palette256: true, ..Default::default() })).unwrap();
+        assert_eq!(t.backend().buffer()[(40, cells.y)].bg, Color::Indexed(196), "red in 256 colours");
+        assert_eq!(t.backend().buffer()[(40, cells.y + cells.height - 1)].bg, Color::Indexed(21), "blue in 256 colours");
     }
 
     #[test]
@@ -186,7 +198,7 @@ mod tests {
         let bar: String = (0..80).map(|x| t.backend().buffer()[(x, 22)].symbol().to_string()).collect();
         assert!(bar.starts_with("◌ buffering") && bar.contains("waiting for cy"), "{bar}");
         for (w, h) in [(1, 1), (10, 3), (30, 7), (80, 6)] {
-            render(&s, &ViewState { help: true, log: true, flash: None }, w, h, true);
+            render(&s, &ViewState { help: true, log: true, flash: None, palette256: true }, w, h, true);
         }
     }
 }

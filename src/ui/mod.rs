@@ -9,6 +9,7 @@ pub mod keys;
 pub mod overlay;
 pub mod peers;
 pub mod piece_map;
+pub mod palette;
 pub mod playbar;
 pub mod room;
 pub mod term;

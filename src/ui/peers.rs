@@ -31,6 +31,11 @@ pub fn table(peers: &[PeerRow]) -> Table<'static> {
 /// What the empty table says, under its header.
 pub const EMPTY: &str = "nobody yet: share the link (y copies it)";
 
+/// "-3 ms", "+1.5 s": fits the 7-cell column.
+pub fn drift(ms: i64) -> String {
+    if ms.abs() >= 1000 { format!("{:+.1} s", ms as f64 / 1000.0) } else { format!("{ms:+} ms") }
+}
+
 fn row(p: &PeerRow) -> Row<'static> {
     let state_color = match p.state {
         PeerState::Connecting => Color::DarkGray,
@@ -46,7 +51,40 @@ fn row(p: &PeerRow) -> Row<'static> {
         Cell::from(s.map_or_else(dash, |s| rate(s.up_bps))),
         Cell::from(s.map_or_else(dash, |s| bytes(s.buffered_bytes))),
         Cell::from(s.map_or_else(dash, |s| clock(s.position_ms))),
-        Cell::from(s.and_then(|s| s.drift_ms).map_or_else(dash, |d| format!("{d:+} ms"))),
+        Cell::from(s.and_then(|s| s.drift_ms).map_or_else(dash, drift)),
         Cell::from(s.map_or_else(dash, |s| s.quality.clone())),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::headless::PeerStats;
+
+    #[test]
+    fn peers_table_rows() {
+        let stats = |up_bps, rtt, drift, buffering| PeerStats {
+            peer: 0,
+            name: String::new(),
+            up_bps,
+            rtt_ms: Some(rtt),
+            buffered_bytes: 12_500_000,
+            position_ms: 3_723_000,
+            quality: "high".into(),
+            sent_bytes: 0,
+            drift_ms: Some(drift),
+            buffering,
+        };
+        let rows = [
+            PeerRow { peer: 1, name: "ann".into(), state: PeerState::Watching, stats: Some(stats(2_400_000, 3, -2, false)) },
+            PeerRow { peer: 2, name: "a-very-long-participant-name".into(), state: PeerState::Buffering, stats: Some(stats(900, 250, 1500, true)) },
+            PeerRow { peer: 3, name: "cy".into(), state: PeerState::Connecting, stats: None },
+        ];
+        let mut t = Terminal::new(TestBackend::new(80, 4)).unwrap();
+        t.draw(|f| f.render_widget(table(&rows), f.area())).unwrap();
+        insta::assert_snapshot!(t.backend());
+    }
 }

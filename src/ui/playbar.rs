@@ -70,3 +70,31 @@ impl Widget for Playbar<'_> {
         Line::from(spans).render(area, buf);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+
+    fn bar(state: PlayState, position_ms: u64, duration_ms: Option<u64>, waiting: &[String], width: u16) -> String {
+        let mut t = Terminal::new(TestBackend::new(width, 1)).unwrap();
+        t.draw(|f| f.render_widget(Playbar { state, position_ms, duration_ms, waiting }, f.area())).unwrap();
+        t.backend().to_string()
+    }
+
+    #[test]
+    fn playbar_states_and_widths() {
+        let bob = ["bob".to_string()];
+        let lines = [
+            bar(PlayState::Playing, 72_000, Some(600_000), &[], 80),
+            bar(PlayState::Paused, 300_000, Some(600_000), &[], 80),
+            bar(PlayState::Waiting, 72_000, Some(600_000), &bob, 80),
+            bar(PlayState::Buffering, 599_000, Some(600_000), &[], 40),
+            bar(PlayState::Playing, 5_000, None, &[], 40),
+            bar(PlayState::Playing, 5_000, Some(10_000), &bob, 12),
+        ];
+        insta::assert_snapshot!(lines.join(""));
+    }
+}

@@ -9,4 +9,6 @@ pub struct ViewState {
     pub log: bool,
     /// A short message for the footer line ("link copied").
     pub flash: Option<String>,
+    /// The terminal lacks 24-bit colour: the picture is drawn in the 256-colour palette.
+    pub palette256: bool,
 }

@@ -13,6 +13,7 @@ use crate::headless::{Command, Event};
 use crate::host;
 use crate::media::sample::{SampleSpec, write_sample};
 use crate::participant::{self, JoinOptions};
+use crate::protocol::link::Link;
 use crate::player::picture::Graphics;
 use crate::player::screen::Screen;
 use crate::ui::host_app::{self, Inset};
@@ -29,6 +30,45 @@ struct Progress {
     sha256: Option<String>,
     seconds: f64,
     size: u64,
+}
+
+/// The demo's participants, all in this process.
+struct Crowd {
+    quits: Vec<mpsc::UnboundedSender<Command>>,
+    tasks: Vec<tokio::task::JoinHandle<Result<participant::JoinEnd>>>,
+}
+
+impl Crowd {
+    /// Starts `n` participants (named from [`NAMES`]) on `link`; their events come tagged with
+    /// their index.
+    fn start(link: &Link, n: usize, render: impl Fn(usize) -> participant::Render) -> (Crowd, mpsc::UnboundedReceiver<(usize, Event)>) {
+        let (all_tx, all_rx) = mpsc::unbounded_channel();
+        let mut crowd = Crowd { quits: Vec::new(), tasks: Vec::new() };
+        for i in 0..n {
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let (qtx, qrx) = mpsc::unbounded_channel();
+            crowd.quits.push(qtx);
+            let all_tx = all_tx.clone();
+            tokio::spawn(async move {
+                while let Some(ev) = rx.recv().await {
+                    let _ = all_tx.send((i, ev));
+                }
+            });
+            let opts = JoinOptions { link: link.clone(), name: NAMES[i].into(), save: None, buffer: 256 << 20, ice_addr: None, render: render(i), mpv: None, playback: true, sound: false };
+            crowd.tasks.push(tokio::spawn(participant::run(opts, tx, qrx)));
+        }
+        (crowd, all_rx)
+    }
+
+    /// Asks everyone to leave and waits (a few seconds at most) for them.
+    async fn stop(self) {
+        for q in &self.quits {
+            let _ = q.send(Command::Quit);
+        }
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
 }
 
 /// Generates the demo clip, saying so (it takes a few seconds).
@@ -60,26 +100,19 @@ pub async fn run_dashboard(participants: u32, duration: f64, graphics: Option<Gr
         });
     }
     let screen = Screen::new();
-    let mut quits = Vec::new();
-    let mut tasks = Vec::new();
-    for i in 0..participants as usize {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let (qtx, qrx) = mpsc::unbounded_channel();
-        quits.push(qtx);
+    let (crowd, mut crowd_rx) = Crowd::start(&room.link, participants as usize, |i| match (i, graphics) {
+        (0, Some(_)) => participant::Render::Screen(screen.clone()),
+        _ => participant::Render::None,
+    });
+    {
         let ui_tx = ui_tx.clone();
         tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
+            while let Some((i, ev)) = crowd_rx.recv().await {
                 if let Event::Error { message } = ev {
                     let _ = ui_tx.send(Event::Error { message: format!("{}: {message}", NAMES[i]) });
                 }
             }
         });
-        let render = match (i, graphics) {
-            (0, Some(_)) => participant::Render::Screen(screen.clone()),
-            _ => participant::Render::None,
-        };
-        let opts = JoinOptions { link: room.link.clone(), name: NAMES[i].into(), save: None, buffer: 256 << 20, ice_addr: None, render, mpv: None, playback: true, sound: false };
-        tasks.push(tokio::spawn(participant::run(opts, tx, qrx)));
     }
     drop(ui_tx);
     let inset = graphics.map(|graphics| Inset { screen: screen.clone(), graphics });
@@ -87,12 +120,7 @@ pub async fn run_dashboard(participants: u32, duration: f64, graphics: Option<Gr
     let view = tokio::task::spawn_blocking(move || host_app::run(vec![opened], ui_rx, host_cmd, inset));
     let shown = view.await?;
     let _ = room.commands.send(Command::Quit);
-    for q in &quits {
-        let _ = q.send(Command::Quit);
-    }
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-    }
+    crowd.stop().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), room.task).await;
     shown.map_err(|e| eyre!("terminal: {e}"))
 }
@@ -107,23 +135,7 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
     let (link, mut host_rx, host_cmd, host_task) = (room.link, room.events, room.commands, room.task);
     println!("room open: {link}");
 
-    let (p_events, mut p_rx) = mpsc::unbounded_channel::<(usize, Event)>();
-    let mut quits = Vec::new();
-    let mut tasks = Vec::new();
-    for i in 0..participants as usize {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let (qtx, qrx) = mpsc::unbounded_channel();
-        quits.push(qtx);
-        let fwd = p_events.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                let _ = fwd.send((i, ev));
-            }
-        });
-        let opts = JoinOptions { link: link.clone(), name: NAMES[i].into(), save: None, buffer: 256 << 20, ice_addr: None, render: crate::participant::Render::None, mpv: None, playback: true, sound: false };
-        tasks.push(tokio::spawn(participant::run(opts, tx, qrx)));
-    }
-    drop(p_events);
+    let (crowd, mut p_rx) = Crowd::start(&link, participants as usize, |_| participant::Render::None);
 
     let mut progress: BTreeMap<usize, Progress> = (0..participants as usize).map(|i| (i, Progress::default())).collect();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -158,12 +170,7 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
     };
     println!("{}", line(&progress));
     let _ = host_cmd.send(Command::Quit);
-    for q in &quits {
-        let _ = q.send(Command::Quit);
-    }
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-    }
+    crowd.stop().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), host_task).await;
     outcome?;
     let mut ok = true;

@@ -8,22 +8,21 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event as TermEvent};
 use ratatui::layout::Rect;
-use ratatui_image::protocol::Protocol;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::host_view::{self, ViewState};
-use super::keys::{self, Action};
+use super::host_view;
+use super::keys;
+use super::picture_pane::PicturePane;
 use super::room::RoomModel;
 use super::term;
+use super::view_state::{KeyOutcome, ViewState};
 use crate::headless::{Command, Event};
 use crate::player::picture::{Graphics, Picture};
 use crate::player::screen::Screen;
 
 /// Redraw at most this often (the UI-cost budget is measured at 10 fps).
 const FRAME: Duration = Duration::from_millis(100);
-/// How long "link copied" stays in the footer.
-const FLASH: Duration = Duration::from_secs(3);
 
 /// A participant's picture shown inside the dashboard (the demo's).
 pub struct Inset {
@@ -37,16 +36,13 @@ pub struct Inset {
 /// events the engine sent before the view started (the demo's `room`).
 pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: UnboundedSender<Command>, inset: Option<Inset>) -> io::Result<()> {
     // Ask the terminal what it can draw before taking it over.
-    let picture = inset.as_ref().map(|i| (i.screen.clone(), Picture::new(i.graphics)));
+    let mut picture = inset.map(|i| (i.screen, PicturePane::new(Picture::new(i.graphics))));
     let (mut terminal, _guard) = term::enter()?;
     let mut model = RoomModel::default();
     for ev in &opened {
         model.apply(ev, Instant::now());
     }
-    let mut proto: Option<(Protocol, Rect)> = None;
-    let (mut shown_frame, mut last_target) = (0u64, None);
-    let mut view = ViewState { palette256: !super::palette::truecolor_from_env(), ..ViewState::default() };
-    let mut flash_until: Option<Instant> = None;
+    let mut view = ViewState::for_terminal();
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;
     let result = loop {
@@ -59,63 +55,37 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
             match event::read()? {
                 TermEvent::Key(k) => {
                     if let Some(action) = keys::action_for(&k) {
-                        match action {
-                            Action::Quit => break Ok(()),
-                            Action::CopyLink => {
-                                term::copy_to_clipboard(&model.link)?;
-                                view.flash = Some("link copied to the clipboard (OSC 52)".into());
-                                flash_until = Some(now + FLASH);
-                            }
-                            Action::ToggleLog => view.log = !view.log,
-                            Action::ToggleHelp => view.help = !view.help,
-                            other => {
-                                if let Some(c) = keys::command_for(other, model.playing, model.file.duration_ms) {
+                        match view.handle(action, &model.link, now)? {
+                            KeyOutcome::Quit => break Ok(()),
+                            KeyOutcome::Room(a) => {
+                                if let Some(c) = keys::command_for(a, model.playing, model.file.duration_ms) {
                                     let _ = commands.send(c);
                                 }
                             }
+                            KeyOutcome::Done => {}
                         }
                         dirty = true;
                     }
                 }
                 TermEvent::Resize(..) => {
                     dirty = true;
-                    last_target = None;
-                    shown_frame = 0;
+                    if let Some((_, pane)) = &mut picture {
+                        pane.reset();
+                    }
                 }
                 _ => {}
             }
         }
-        if flash_until.is_some_and(|t| now >= t) {
-            view.flash = None;
-            flash_until = None;
-            dirty = true;
-        }
-        if let Some((screen, picture)) = &picture {
+        dirty |= view.expire(now);
+        if let Some((screen, pane)) = &mut picture {
             let size = terminal.size()?;
-            let pane = host_view::video_area(Rect::new(0, 0, size.width, size.height), model.peers.len(), view.log);
-            if let Some(video) = screen.video_size() {
-                let (target, cells) = picture.fit(pane, video);
-                if last_target != Some((target, cells)) {
-                    screen.set_target(target);
-                    last_target = Some((target, cells));
-                    shown_frame = 0;
-                }
-                let (n, frame) = screen.frame();
-                if n != shown_frame
-                    && let Some(frame) = frame
-                    && frame.width > 0
-                {
-                    // Only the newest frame is encoded: frames that came meanwhile are dropped.
-                    proto = picture.encode(&frame, cells).map(|p| (p, cells));
-                    shown_frame = n;
-                    dirty = true;
-                }
-            }
+            let area = host_view::video_area(Rect::new(0, 0, size.width, size.height), model.peers.len(), view.log);
+            dirty |= pane.update(screen, area);
         }
         // The playback bar moves on its own while playing: a redraw a second keeps it honest.
         let due = last_draw.is_none_or(|t| now.duration_since(t) >= if dirty { FRAME } else { Duration::from_secs(1) });
         if due {
-            let video = picture.as_ref().map(|_| proto.as_ref());
+            let video = picture.as_ref().map(|(_, pane)| pane.encoded());
             terminal.draw(|f| host_view::draw_with_video(f, &model, &view, now, video))?;
             last_draw = Some(now);
             dirty = false;

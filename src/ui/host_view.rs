@@ -8,14 +8,13 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Sparkline};
-use ratatui_image::Image;
 use ratatui_image::protocol::Protocol;
 
 use super::format::{bytes, rate};
 use super::playbar::{PlayState, Playbar};
 use super::room::{HISTORY, RoomModel};
 pub use super::view_state::ViewState;
-use super::{overlay, palette, peers};
+use super::{overlay, peers, picture_pane};
 use crate::units::clock;
 
 /// The screen's parts, top to bottom.
@@ -64,18 +63,7 @@ pub fn draw_with_video(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant
     let a = areas(area, m.peers.len(), video.is_some(), v.log);
     draw_head(f, a.head, m);
     if let (Some(pane), Some(picture)) = (a.video, video) {
-        match picture {
-            Some((p, cells)) => {
-                f.render_widget(Image::new(p), cells.intersection(pane));
-                if v.palette256 {
-                    palette::quantize(f.buffer_mut(), cells.intersection(pane));
-                }
-            }
-            None => {
-                let text = Paragraph::new("waiting for the first frame…").style(Style::default().fg(Color::DarkGray)).centered();
-                f.render_widget(text, Rect { y: pane.y + pane.height / 2, height: 1.min(pane.height), ..pane });
-            }
-        }
+        picture_pane::render(f, pane, picture, "waiting for the first frame…", v.palette256);
     }
     let title = format!(" peers ({}) ", m.peers.len());
     f.render_widget(peers::table(&m.peers).block(Block::bordered().title(title)), a.table);
@@ -236,7 +224,7 @@ mod tests {
         let t = Instant::now();
         let m = busy_room(t);
         for (w, h) in [(1, 1), (10, 3), (20, 5), (40, 10), (80, 8)] {
-            for v in [ViewState::default(), ViewState { help: true, log: true, flash: None, palette256: true }] {
+            for v in [ViewState::default(), ViewState { help: true, log: true, palette256: true, ..Default::default() }] {
                 render(&m, &v, w, h, t);
                 let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
                 term.draw(|f| draw_with_video(f, &m, &v, t, Some(None))).unwrap();

@@ -7,11 +7,10 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Sparkline};
-use ratatui_image::Image;
 use ratatui_image::protocol::Protocol;
 
 use super::format::{bytes, rate};
-use super::{overlay, palette};
+use super::{overlay, picture_pane};
 use super::piece_map::PieceMap;
 use super::playbar::{PlayState, Playbar};
 use super::view_state::ViewState;
@@ -37,19 +36,8 @@ pub fn draw(f: &mut Frame, s: &Status, picture: Option<&(Protocol, Rect)>, show_
         Constraint::Length(1),
     ])
     .areas(area);
-    match picture {
-        Some((p, cells)) => {
-            f.render_widget(Image::new(p), cells.intersection(video));
-            if v.palette256 {
-                palette::quantize(f.buffer_mut(), cells.intersection(video));
-            }
-        }
-        None => {
-            let words = if show_picture { "waiting for the first frame…" } else { "the picture is in mpv" };
-            let text = Paragraph::new(words).style(Style::default().fg(Color::DarkGray)).centered();
-            f.render_widget(text, Rect { y: video.y + video.height / 2, height: 1.min(video.height), ..video });
-        }
-    }
+    let waiting = if show_picture { "waiting for the first frame…" } else { "the picture is in mpv" };
+    picture_pane::render(f, video, picture, waiting, v.palette256);
     if v.log {
         let pane = Rect { y: video.y + video.height / 2, height: video.height - video.height / 2, ..video };
         overlay::log(f, pane, s.log.iter());
@@ -198,7 +186,7 @@ mod tests {
         let bar: String = (0..80).map(|x| t.backend().buffer()[(x, 22)].symbol().to_string()).collect();
         assert!(bar.starts_with("◌ buffering") && bar.contains("waiting for cy"), "{bar}");
         for (w, h) in [(1, 1), (10, 3), (30, 7), (80, 6)] {
-            render(&s, &ViewState { help: true, log: true, flash: None, palette256: true }, w, h, true);
+            render(&s, &ViewState { help: true, log: true, palette256: true, ..Default::default() }, w, h, true);
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod join_view;
 pub mod keys;
 pub mod overlay;
 pub mod peers;
+pub mod picture_pane;
 pub mod piece_map;
 pub mod palette;
 pub mod playbar;

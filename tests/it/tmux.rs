@@ -125,8 +125,9 @@ fn the_demo_draws_the_dashboard_space_pauses_every_participant_and_q_leaves_a_cl
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("demo.log");
     let code_file = dir.path().join("exit.code");
-    let cmd = format!("{} demo --duration 20 --render halfblocks --log {}; echo $? > {}", bin(), log.display(), code_file.display());
-    let t = Tmux::new("demo", 100, 30, &cmd);
+    // No COLORTERM: the terminal is taken for a 256-colour one, as over SSH.
+    let cmd = format!("env -u COLORTERM {} demo --duration 20 --render halfblocks --log {}; echo $? > {}", bin(), log.display(), code_file.display());
+    let t = Tmux::new("demo", 80, 24, &cmd);
     t.wait_for("the dashboard with three peers, speeds and a picture", Duration::from_secs(90), |plain, colored| {
         plain.contains("peers (3)")
             && ["ann", "bob", "cy"].iter().all(|n| plain.lines().any(|l| l.starts_with(&format!("│{n} "))))
@@ -134,6 +135,12 @@ fn the_demo_draws_the_dashboard_space_pauses_every_participant_and_q_leaves_a_cl
             && plain.contains("▶ playing")
             && coloured_cells(colored) > 50
     });
+    let colored = t.capture(true);
+    assert!(!colored.contains("[48;2;") && !colored.contains("[38;2;"), "24-bit colour on a 256-colour terminal");
+    // 80 columns: the footer keeps the essentials; wider, it lists every key.
+    assert!(!t.capture(false).contains("y copy link"));
+    t.tmux(&["resize-window", "-t", "main", "-x", "170", "-y", "50"]);
+    t.wait_for("the wider layout", Duration::from_secs(10), |plain, _| plain.contains("y copy link · l log · ? help · q quit"));
     // A participant outside the process, headless, follows the same room.
     let screen = t.capture(false);
     let link = screen.split_whitespace().find(|w| w.starts_with("syncy://")).expect("the link on the dashboard").to_string();

@@ -28,11 +28,13 @@ pub struct Cli {
 pub enum Cmd {
     /// Run a signaling server: rooms and introductions only, no media.
     Serve(ServeArgs),
-    /// Host a room streaming FILE; prints the join link.
+    /// Host a room streaming FILE: at a terminal, the dashboard (link, peers, upload, playback;
+    /// `?` lists the keys); otherwise, or with --headless, the join link and plain or JSON lines.
     Host(HostArgs),
     /// Join a room from its link.
     Join(JoinArgs),
-    /// Everything in one process on a generated clip: a host and participants on loopback.
+    /// Everything in one process on a generated clip: a host and participants on loopback,
+    /// shown as the host's dashboard with one participant's picture (`q` quits).
     Demo(DemoArgs),
     /// Write a generated H.264/AAC clip (moving test pattern and a tone).
     Sample(SampleArgs),

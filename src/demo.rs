@@ -65,9 +65,8 @@ impl Crowd {
         for q in &self.quits {
             let _ = q.send(Command::Quit);
         }
-        for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-        }
+        // One deadline for all of them, not five seconds each.
+        let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(self.tasks)).await;
     }
 }
 

@@ -215,8 +215,10 @@ async fn join_with_view(link: Link, a: syncy::cli::JoinArgs, graphics: syncy::pl
         let screen = screen.clone();
         tokio::task::spawn_blocking(move || syncy::player::tui::run(screen, graphics, cmd_tx))
     };
-    let result = engine.await?;
+    // Close the view whatever the engine did (a panic included), or it would wait forever.
+    let result = engine.await;
     screen.close();
+    let result = result?;
     view.await?.map_err(|e| eyre!("terminal: {e}"))?;
     tracing::info!("view closed");
     if let Ok(Some(reason)) = notices.await {

@@ -97,8 +97,9 @@ impl Picture {
         let (pw, ph) = (even(vw * scale), even(vh * scale));
         let cols = ((pw as f64 / fw).ceil() as u16).min(area.width).max(1);
         let rows = ((ph as f64 / fh).ceil() as u16).min(area.height).max(1);
-        let x = area.x + (area.width - cols) / 2;
-        let y = area.y + (area.height - rows) / 2;
+        // An empty area (a 0×0 terminal) still gets a 1×1 answer, placed at its corner.
+        let x = area.x + area.width.saturating_sub(cols) / 2;
+        let y = area.y + area.height.saturating_sub(rows) / 2;
         ((pw, ph), Rect::new(x, y, cols, rows))
     }
 
@@ -130,5 +131,8 @@ mod tests {
         assert_eq!((w, h), (80, 44));
         assert_eq!((cells.width, cells.height), (80, 22));
         assert_eq!(cells.y, 1, "centred vertically");
+        // A 0×0 terminal (some exec'd ptys report that): no underflow, a 1×1 answer.
+        let (_, cells) = p.fit(Rect::new(3, 4, 0, 0), (1280, 720));
+        assert_eq!(cells, Rect::new(3, 4, 1, 1));
     }
 }

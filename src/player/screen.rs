@@ -1,7 +1,7 @@
 //! What the participant engine publishes for its view: the latest frame and a status snapshot.
 //! The view only reads it; it never reaches into the engine.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::media::decode::{FrameQueue, VideoFrame};
@@ -77,6 +77,8 @@ impl Status {
 #[derive(Default)]
 pub struct Screen {
     frame: Mutex<(u64, Option<Arc<VideoFrame>>)>,
+    /// Bumped on every status update, so a view copies the status only when it changed.
+    version: AtomicU64,
     status: Mutex<Status>,
     queue: Mutex<Option<Arc<FrameQueue>>>,
     closed: AtomicBool,
@@ -103,6 +105,17 @@ impl Screen {
     /// Updates the status.
     pub fn update(&self, f: impl FnOnce(&mut Status)) {
         f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes with every status update.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// The number of the latest frame (0 before the first).
+    pub fn frame_number(&self) -> u64 {
+        self.frame.lock().unwrap_or_else(|e| e.into_inner()).0
     }
 
     /// A copy of the status.

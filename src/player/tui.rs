@@ -13,7 +13,7 @@ use ratatui::layout::Rect;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::picture::{Graphics, Picture};
-use super::screen::{Screen, Status};
+use super::screen::Screen;
 use crate::headless::Command;
 use crate::ui::keys;
 use crate::ui::picture_pane::PicturePane;
@@ -34,15 +34,23 @@ pub fn run(screen: Arc<Screen>, graphics: Graphics, commands: UnboundedSender<Co
 fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, screen: &Screen, picture: Picture, show_picture: bool, commands: &UnboundedSender<Command>) -> io::Result<()> {
     let mut pane = PicturePane::new(picture);
     let mut last_draw = Instant::now() - Duration::from_secs(1);
-    let mut last_status = Status::default();
+    let mut status = screen.status();
+    let mut seen_version = screen.version();
     let mut view = ViewState::for_terminal();
+    // Asking the terminal its size costs a syscall: once, then from resize events.
+    let mut size = terminal.size().map(|s| Rect::new(0, 0, s.width, s.height))?;
     loop {
         if screen.closed() {
             return Ok(());
         }
-        let status = screen.status();
         let now = Instant::now();
         let mut dirty = false;
+        // The status is copied only when the engine changed it.
+        if screen.version() != seen_version {
+            seen_version = screen.version();
+            status = screen.status();
+            dirty = true;
+        }
         if event::poll(Duration::from_millis(10))? {
             match event::read()? {
                 TermEvent::Key(k) => {
@@ -59,19 +67,25 @@ fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, screen: &Screen
                         dirty = true;
                     }
                 }
-                TermEvent::Resize(..) => pane.reset(),
+                TermEvent::Resize(w, h) => {
+                    size = Rect::new(0, 0, w, h);
+                    pane.reset();
+                    dirty = true;
+                }
                 _ => {}
             }
         }
         dirty |= view.expire(now);
         if show_picture {
-            let size = terminal.size()?;
-            dirty |= pane.update(screen, join_view::video_area(Rect::new(0, 0, size.width, size.height)));
+            dirty |= pane.fit(screen, join_view::video_area(size));
+            if pane.pending(screen) {
+                pane.encode_newest(screen);
+                dirty = true;
+            }
         }
-        if dirty || status != last_status || last_draw.elapsed() >= Duration::from_millis(500) {
+        if dirty || last_draw.elapsed() >= Duration::from_millis(500) {
             terminal.draw(|f| join_view::draw(f, &status, pane.encoded(), show_picture, &view))?;
             last_draw = Instant::now();
-            last_status = status;
         }
     }
 }

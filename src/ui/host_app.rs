@@ -43,6 +43,8 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
         model.apply(ev, Instant::now());
     }
     let mut view = ViewState::for_terminal();
+    // Asking the terminal its size costs a syscall: once, then from resize events.
+    let mut size = terminal.size().map(|s| Rect::new(0, 0, s.width, s.height))?;
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;
     let result = loop {
@@ -67,8 +69,9 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
                         dirty = true;
                     }
                 }
-                TermEvent::Resize(..) => {
+                TermEvent::Resize(w, h) => {
                     dirty = true;
+                    size = Rect::new(0, 0, w, h);
                     if let Some((_, pane)) = &mut picture {
                         pane.reset();
                     }
@@ -78,13 +81,16 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
         }
         dirty |= view.expire(now);
         if let Some((screen, pane)) = &mut picture {
-            let size = terminal.size()?;
-            let area = host_view::video_area(Rect::new(0, 0, size.width, size.height), model.peers.len(), view.log);
-            dirty |= pane.update(screen, area);
+            dirty |= pane.fit(screen, host_view::video_area(size, model.peers.len(), view.log));
+            dirty |= pane.pending(screen);
         }
         // The playback bar moves on its own while playing: a redraw a second keeps it honest.
         let due = last_draw.is_none_or(|t| now.duration_since(t) >= if dirty { FRAME } else { Duration::from_secs(1) });
         if due {
+            // Encoding happens only for frames that are drawn.
+            if let Some((screen, pane)) = &mut picture {
+                pane.encode_newest(screen);
+            }
             let video = picture.as_ref().map(|(_, pane)| pane.encoded());
             terminal.draw(|f| host_view::draw_with_video(f, &model, &view, now, video))?;
             last_draw = Some(now);

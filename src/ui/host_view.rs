@@ -63,7 +63,7 @@ pub fn draw_with_video(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant
     let a = areas(area, m.peers.len(), video.is_some(), v.log);
     draw_head(f, a.head, m);
     if let (Some(pane), Some(picture)) = (a.video, video) {
-        picture_pane::render(f, pane, picture, "waiting for the first frame…", v.palette256);
+        picture_pane::render(f, pane, picture, "waiting for the first frame…", v.palette256, v.help);
     }
     let title = format!(" peers ({}) ", m.peers.len());
     f.render_widget(peers::table(&m.peers).block(Block::bordered().title(title)), a.table);

@@ -37,7 +37,7 @@ pub fn draw(f: &mut Frame, s: &Status, picture: Option<&(Protocol, Rect)>, show_
     ])
     .areas(area);
     let waiting = if show_picture { "waiting for the first frame…" } else { "the picture is in mpv" };
-    picture_pane::render(f, video, picture, waiting, v.palette256);
+    picture_pane::render(f, video, picture, waiting, v.palette256, v.help || v.log);
     if v.log {
         let pane = Rect { y: video.y + video.height / 2, height: video.height - video.height / 2, ..video };
         overlay::log(f, pane, s.log.iter());

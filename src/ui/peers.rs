@@ -33,7 +33,7 @@ pub const EMPTY: &str = "nobody yet: share the link (y copies it)";
 
 /// "-3 ms", "+1.5 s": fits the 7-cell column.
 pub fn drift(ms: i64) -> String {
-    if ms.abs() >= 1000 { format!("{:+.1} s", ms as f64 / 1000.0) } else { format!("{ms:+} ms") }
+    if ms.unsigned_abs() >= 1000 { format!("{:+.1} s", ms as f64 / 1000.0) } else { format!("{ms:+} ms") }
 }
 
 fn row(p: &PeerRow) -> Row<'static> {

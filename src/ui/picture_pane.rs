@@ -1,5 +1,5 @@
 //! A participant's picture inside a view: keeps the decoder scaling to the pane, encodes only
-//! the newest frame (frames that came meanwhile are dropped, never the clock), and draws it.
+//! the newest frame and only when the view draws, and draws it.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -35,28 +35,39 @@ impl PicturePane {
         self.shown = 0;
     }
 
-    /// Takes the newest frame for `pane` (telling the decoder the size to scale to); true when
-    /// there is something new to draw.
-    pub fn update(&mut self, screen: &Screen, pane: Rect) -> bool {
+    /// Fits the picture to `pane`, telling the decoder the size to scale to; true when the
+    /// fit changed (the next frame must be drawn).
+    pub fn fit(&mut self, screen: &Screen, pane: Rect) -> bool {
         let Some(video) = screen.video_size() else { return false };
-        let mut changed = false;
-        let fit = self.picture.fit(pane, video);
-        if self.fitted != Some(fit) {
-            screen.set_target(fit.0);
-            self.fitted = Some(fit);
-            self.shown = 0;
-            changed = true;
+        if pane.is_empty() {
+            return false;
         }
+        let fit = self.picture.fit(pane, video);
+        if self.fitted == Some(fit) {
+            return false;
+        }
+        screen.set_target(fit.0);
+        self.fitted = Some(fit);
+        self.shown = 0;
+        true
+    }
+
+    /// A frame newer than the one encoded is waiting.
+    pub fn pending(&self, screen: &Screen) -> bool {
+        self.fitted.is_some() && screen.frame_number() != self.shown
+    }
+
+    /// Encodes the newest frame (frames that came meanwhile are dropped, never the clock).
+    pub fn encode_newest(&mut self, screen: &Screen) {
+        let Some((_, cells)) = self.fitted else { return };
         let (n, frame) = screen.frame();
         if n != self.shown
             && let Some(frame) = frame
             && frame.width > 0
         {
-            self.encoded = self.picture.encode(&frame, fit.1).map(|p| (p, fit.1));
+            self.encoded = self.picture.encode(&frame, cells).map(|p| (p, cells));
             self.shown = n;
-            changed = true;
         }
-        changed
     }
 
     /// The encoded picture, once a frame came.
@@ -65,13 +76,18 @@ impl PicturePane {
     }
 }
 
-/// Draws `encoded` into `pane`, or `waiting` centred while there is none. Pure.
-pub fn render(f: &mut Frame, pane: Rect, encoded: Option<&Encoded>, waiting: &str, palette256: bool) {
+/// Draws `encoded` into `pane`, or `waiting` centred while there is none. With an overlay
+/// up, a kitty/sixel/iTerm2 picture is left out: the terminal paints those over any cell, so
+/// the overlay would vanish under the next frame. Pure.
+pub fn render(f: &mut Frame, pane: Rect, encoded: Option<&Encoded>, waiting: &str, palette256: bool, overlay: bool) {
     match encoded {
+        Some((p, _)) if overlay && !matches!(p, Protocol::Halfblocks(_)) => {}
         Some((p, cells)) => {
             let cells = cells.intersection(pane);
             f.render_widget(Image::new(p), cells);
-            if palette256 {
+            // Only half-blocks carry picture colours in cells; kitty keeps its image id in the
+            // foreground colour, which must stay as it is.
+            if palette256 && matches!(p, Protocol::Halfblocks(_)) {
                 palette::quantize(f.buffer_mut(), cells);
             }
         }

@@ -2,7 +2,7 @@
 //! stderr parked, and everything restored on every exit path, panics included.
 
 use std::io::{self, Stdout, Write};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode};
 use crossterm::{cursor, execute};
@@ -40,8 +40,15 @@ fn restore_stderr() {
     }
 }
 
-/// Puts the terminal back as it was (raw mode off, main screen, cursor shown, stderr back).
+/// The terminal is taken over (restore has work to do).
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Puts the terminal back as it was (raw mode off, main screen, cursor shown, stderr back),
+/// once: the guard and the panic hook may both ask.
 fn restore() {
+    if !ACTIVE.swap(false, Ordering::SeqCst) {
+        return;
+    }
     let _ = disable_raw_mode();
     let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
     restore_stderr();
@@ -64,6 +71,7 @@ pub fn enter() -> io::Result<(Terminal<CrosstermBackend<Stdout>>, TerminalGuard)
         previous(info);
     }));
     enable_raw_mode()?;
+    ACTIVE.store(true, Ordering::SeqCst);
     let guard = TerminalGuard;
     hide_stderr();
     execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;

@@ -258,7 +258,7 @@ async fn bare_channel(size: u64) -> Result<(Duration, f64)> {
 
 /// A host and `n` participants in this process; from the first manifest to the last complete.
 async fn syncy(file: &Path, n: u32) -> Result<(Duration, f64)> {
-    let room = host::start_local(file.to_path_buf(), None, "bench", host::PlaybackPolicy::default()).await?;
+    let room = host::start_local(file.to_path_buf(), None, "bench", host::PlaybackPolicy::default(), 0).await?;
     let (link, mut host_rx, host_cmd, host_task) = (room.link, room.events, room.commands, room.task);
     tokio::spawn(async move { while host_rx.recv().await.is_some() {} });
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();

@@ -31,7 +31,7 @@ struct Room {
 
 impl Room {
     async fn open(clip: &Path, n: usize) -> Result<Room> {
-        let r = host::start_local(clip.to_path_buf(), None, "bench", PlaybackPolicy::default()).await?;
+        let r = host::start_local(clip.to_path_buf(), None, "bench", PlaybackPolicy::default(), 0).await?;
         let (tx, events) = mpsc::unbounded_channel();
         let mut room = Room { host: r.commands, host_events: r.events, events, tx, quits: vec![], link: r.link, task: r.task };
         for _ in 0..n {

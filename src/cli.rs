@@ -114,6 +114,10 @@ pub struct HostArgs {
     /// Chunk payload size.
     #[arg(long, default_value = "64KiB", value_parser = parse_bytes, value_name = "SIZE")]
     pub chunk_size: u64,
+    /// Upload limit for the whole room, shared fairly between participants (units allowed:
+    /// 10MiB/s, 80Mb/s; 0 for none).
+    #[arg(long, default_value = "10MiB/s", value_parser = parse_bytes, value_name = "RATE")]
+    pub upload_limit: u64,
     /// Bind WebRTC (ICE) to this address instead of following the loopback rule.
     #[arg(long, value_name = "ADDR")]
     pub ice_addr: Option<String>,

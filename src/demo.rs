@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::headless::{Command, Event};
-use crate::host;
+use crate::host::{self, DEFAULT_UPLOAD_LIMIT};
 use crate::media::sample::{SampleSpec, write_sample};
 use crate::participant::{self, JoinOptions};
 use crate::protocol::link::Link;
@@ -85,7 +85,7 @@ async fn make_clip(dir: &std::path::Path, duration: f64) -> Result<std::path::Pa
 pub async fn run_dashboard(participants: u32, duration: f64, graphics: Option<Graphics>) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let clip = make_clip(dir.path(), duration).await?;
-    let room = host::start_local(clip, Some("demo".into()), "host", host::PlaybackPolicy { autoplay: true, ..Default::default() }).await?;
+    let room = host::start_local(clip, Some("demo".into()), "host", host::PlaybackPolicy { autoplay: true, ..Default::default() }, DEFAULT_UPLOAD_LIMIT).await?;
     let (ui_tx, ui_rx) = mpsc::unbounded_channel::<Event>();
     // The host's events feed the dashboard; participants' errors join them.
     {
@@ -130,7 +130,7 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
     let clip = make_clip(dir.path(), duration).await?;
     let expected = hex::encode(Sha256::digest(std::fs::read(&clip)?));
 
-    let room = host::start_local(clip.clone(), Some("demo".into()), "host", host::PlaybackPolicy { autoplay: true, ..Default::default() }).await?;
+    let room = host::start_local(clip.clone(), Some("demo".into()), "host", host::PlaybackPolicy { autoplay: true, ..Default::default() }, DEFAULT_UPLOAD_LIMIT).await?;
     let (link, mut host_rx, host_cmd, host_task) = (room.link, room.events, room.commands, room.task);
     println!("room open: {link}");
 

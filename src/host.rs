@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::core::clock::Micros;
-use crate::core::rate::Meter;
+use crate::core::rate::{Meter, TokenBucket};
 use crate::core::room::{Origin, Room, RoomCommand, RoomConfig, RoomOutput};
 use crate::core::scheduler::Scheduler;
 use crate::headless::{Command, Event, PeerStats};
@@ -54,6 +54,8 @@ pub struct HostOptions {
     pub server_cfg: ServerConfig,
     /// Who controls playback and how the room treats buffering.
     pub playback: PlaybackPolicy,
+    /// Upload limit for all participants together, bytes per second (0: none).
+    pub upload_limit: u64,
 }
 
 /// Playback policy of a room.
@@ -73,6 +75,9 @@ impl Default for PlaybackPolicy {
     }
 }
 
+/// `--upload-limit`'s default: 10 MiB/s for the whole room.
+pub const DEFAULT_UPLOAD_LIMIT: u64 = 10 << 20;
+
 /// A host running in this process on loopback, with an embedded server (demo, bench).
 pub struct LocalRoom {
     /// The room's link.
@@ -88,7 +93,8 @@ pub struct LocalRoom {
 }
 
 /// Starts a host for `file` on 127.0.0.1 and waits until its room is open.
-pub async fn start_local(file: PathBuf, room: Option<String>, name: &str, playback: PlaybackPolicy) -> Result<LocalRoom> {
+/// `upload_limit` as `--upload-limit` (0: none; the benchmarks measure unlimited).
+pub async fn start_local(file: PathBuf, room: Option<String>, name: &str, playback: PlaybackPolicy, upload_limit: u64) -> Result<LocalRoom> {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let opts = HostOptions {
@@ -102,6 +108,7 @@ pub async fn start_local(file: PathBuf, room: Option<String>, name: &str, playba
         ice_addr: None,
         server_cfg: ServerConfig::default(),
         playback,
+        upload_limit,
     };
     let task = tokio::spawn(run(opts, events_tx, commands_rx));
     loop {
@@ -226,6 +233,10 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
     let (peer_tx, mut peer_rx) = mpsc::unbounded_channel::<PeerEvent>();
     let mut peers: HashMap<PeerId, PeerState> = HashMap::new();
     let mut scheduler = Scheduler::new(CHUNK_QUEUE);
+    // The room's upload budget; the scheduler's round robin shares it fairly. A tenth of a
+    // second of credit at most, so an idle moment does not turn into a burst.
+    let limit = opts.upload_limit as f64;
+    let mut upload = TokenBucket::new(limit, (limit * 0.1).max(2.0 * opts.chunk_size as f64));
     let mut total_up = Meter::new(Duration::from_secs(1));
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     let mut signal_open = true;
@@ -241,7 +252,9 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
 
     let result: Result<()> = loop {
         let end_of_media = room_clock.poll_timeout().map(|t| clock.0 + Duration::from_micros(t.max(0) as u64));
+        let upload_ready = upload.ready_at(Instant::now());
         tokio::select! {
+            _ = sleep_until_opt(upload_ready), if upload_ready.is_some() => {}
             msg = signal.rx.recv(), if signal_open => match msg {
                 Some(ServerMsg::PeerJoined { peer, name }) => {
                     let (answers_tx, answers_rx) = mpsc::channel(16);
@@ -350,7 +363,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
             let names = peers_names(&waiting, &peers);
             publish_state(&room_clock, &peers, &events, names);
         }
-        pump(&mut scheduler, &peers, &file, &manifest, &peer_tx);
+        pump(&mut scheduler, &mut upload, &peers, &file, &manifest, &peer_tx);
     };
 
     // Tell everyone the stream is over, then close.
@@ -372,13 +385,17 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
 }
 
 /// Hands the scheduler's decisions to the peers' send queues.
-fn pump(scheduler: &mut Scheduler, peers: &HashMap<PeerId, PeerState>, file: &File, manifest: &Manifest, peer_tx: &mpsc::UnboundedSender<PeerEvent>) {
-    while let Some(t) = scheduler.poll_transmit() {
+fn pump(scheduler: &mut Scheduler, upload: &mut TokenBucket, peers: &HashMap<PeerId, PeerState>, file: &File, manifest: &Manifest, peer_tx: &mpsc::UnboundedSender<PeerEvent>) {
+    let now = Instant::now();
+    while upload.ready(now)
+        && let Some(t) = scheduler.poll_transmit()
+    {
         let Some(h) = peers.get(&t.peer).and_then(|p| p.handle.as_ref()) else {
             scheduler.handle_sent(t.peer);
             continue;
         };
         let len = manifest.chunk_len(t.index).expect("scheduler only holds validated indices");
+        upload.consume(now, len as f64);
         // Header then payload read straight into the message buffer: no serde copy.
         let header = stream::encode_chunk_header(t.index, len);
         let mut bytes = BytesMut::with_capacity(header.len() + len);

@@ -109,6 +109,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 ice_addr: a.ice_addr,
                 server_cfg: a.limits.config(),
                 playback: host::PlaybackPolicy { autoplay: a.autoplay, wait_for_buffering: !a.no_wait, host_only_control: a.host_only_control },
+                upload_limit: a.upload_limit,
             };
             if dashboard(a.headless) {
                 return host_with_dashboard(opts).await;

@@ -55,6 +55,7 @@ impl Room {
             mpv: None,
             playback: true,
             sound: false,
+            download_limit: 0,
         };
         let (etx, mut erx) = mpsc::unbounded_channel();
         let tx = self.tx.clone();

@@ -152,6 +152,10 @@ pub struct JoinArgs {
     /// Memory for chunks; the oldest far-behind chunks are evicted first.
     #[arg(long, default_value = "256MiB", value_parser = parse_bytes, value_name = "SIZE")]
     pub buffer: u64,
+    /// Download limit (units allowed: 50MiB/s, 12Mb/s; 0 for none): requests are paced so the
+    /// host sends at about this rate.
+    #[arg(long, default_value = "50MiB/s", value_parser = parse_bytes, value_name = "RATE")]
+    pub download_limit: u64,
     /// Bind WebRTC (ICE) to this address instead of following the loopback rule.
     #[arg(long, value_name = "ADDR")]
     pub ice_addr: Option<String>,

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use crate::headless::{Command, Event};
 use crate::host::{self, DEFAULT_UPLOAD_LIMIT};
 use crate::media::sample::{SampleSpec, write_sample};
-use crate::participant::{self, JoinOptions};
+use crate::participant::{self, DEFAULT_DOWNLOAD_LIMIT, JoinOptions};
 use crate::protocol::link::Link;
 use crate::player::picture::Graphics;
 use crate::player::screen::Screen;
@@ -54,7 +54,7 @@ impl Crowd {
                     let _ = all_tx.send((i, ev));
                 }
             });
-            let opts = JoinOptions { link: link.clone(), name: NAMES[i].into(), save: None, buffer: 256 << 20, ice_addr: None, render: render(i), mpv: None, playback: true, sound: false };
+            let opts = JoinOptions { link: link.clone(), name: NAMES[i].into(), save: None, buffer: 256 << 20, ice_addr: None, render: render(i), mpv: None, playback: true, sound: false, download_limit: DEFAULT_DOWNLOAD_LIMIT };
             crowd.tasks.push(tokio::spawn(participant::run(opts, tx, qrx)));
         }
         (crowd, all_rx)

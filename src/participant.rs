@@ -51,6 +51,8 @@ pub struct JoinOptions {
     pub playback: bool,
     /// Play sound on the default output device (when there is one).
     pub sound: bool,
+    /// Download limit, bytes per second (0: none).
+    pub download_limit: u64,
 }
 
 /// Where the picture goes.
@@ -203,6 +205,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     let cfg = StoreConfig {
         capacity: opts.buffer.max(manifest.chunk_size as u64 * 4),
         fill_behind: save.is_some(),
+        download_limit: opts.download_limit,
         ..StoreConfig::default()
     };
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -249,7 +252,10 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     request_more(&shared, &control).await?;
 
     let end = loop {
+        // Under a download limit, the next request waits for its turn.
+        let requests_at = shared.lock().store.request_ready_at(Instant::now());
         tokio::select! {
+            _ = sleep_until_opt(requests_at), if requests_at.is_some() => request_more(&shared, &control).await?,
             item = incoming.recv() => match item {
                 Some(Incoming::Chunk(b)) => {
                     let now = Instant::now();
@@ -442,6 +448,9 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     Ok(end)
 }
 
+/// `--download-limit`'s default: 50 MiB/s.
+pub const DEFAULT_DOWNLOAD_LIMIT: u64 = 50 << 20;
+
 /// A playback command from stdin, the view or mpv, sent to the host.
 async fn send_command(control: &Arc<dyn DataChannel>, playback: &Playback, events: &mpsc::UnboundedSender<Event>, c: Command) -> Result<()> {
     let wire = match c {
@@ -505,6 +514,13 @@ async fn request_more(shared: &SharedStore, control: &Arc<dyn DataChannel>) -> R
         peer::send(control, &stream::encode(&msg)).await?;
     }
     Ok(())
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Hashes the file in order as far as it is held (or saved); reports completion with the

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::rate::TokenBucket;
 use crate::protocol::stream::{Manifest, Priority};
 
 /// Tuning of a [`ChunkStore`].
@@ -26,6 +27,9 @@ pub struct StoreConfig {
     /// Once the window ahead is full, also fetch chunks behind the reader that never arrived
     /// (`--save` keeps a whole copy even when playback started mid-file).
     pub fill_behind: bool,
+    /// Download limit, bytes per second (0: none): requests are paced so what they ask for
+    /// arrives at about this rate.
+    pub download_limit: u64,
 }
 
 impl Default for StoreConfig {
@@ -36,6 +40,7 @@ impl Default for StoreConfig {
             batch: 64,
             request_timeout: Duration::from_secs(10),
             fill_behind: false,
+            download_limit: 0,
         }
     }
 }
@@ -96,13 +101,20 @@ pub struct ChunkStore {
     seen: Vec<bool>,
     /// Every chunk below this has been seen (fill-behind scans from here).
     fill_cursor: u32,
+    /// Paces requests under the download limit.
+    download: TokenBucket,
 }
 
 impl ChunkStore {
     /// An empty store for `manifest` (already validated).
     pub fn new(manifest: Manifest, cfg: StoreConfig) -> Self {
         let manifest_chunks = manifest.chunks as usize;
+        let limit = cfg.download_limit as f64;
+        // A tenth of a second of credit at most (at least two chunks), so a pause in requests
+        // does not turn into a burst.
+        let download = TokenBucket::new(limit, (limit * 0.1).max(2.0 * manifest.chunk_size as f64));
         ChunkStore {
+            download,
             manifest,
             cfg,
             held: BTreeMap::new(),
@@ -254,6 +266,11 @@ impl ChunkStore {
         }
     }
 
+    /// When the download limit lets the next request go, if it holds requests back now.
+    pub fn request_ready_at(&self, now: Instant) -> Option<Instant> {
+        self.download.ready_at(now)
+    }
+
     /// When `handle_timeout` next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.in_flight.values().map(|(t, _)| *t).min().map(|t| t + self.cfg.request_timeout)
@@ -288,13 +305,25 @@ impl ChunkStore {
             }
         }
         if !chunks.is_empty() {
+            // The reader is stuck: critical requests go out regardless, but they count.
+            let bytes: u64 = chunks.iter().map(|&ix| self.manifest.chunk_len(ix).unwrap_or(0) as u64).sum();
+            self.download.consume(now, bytes as f64);
             return Some(ChunkRequest { chunks, priority: Priority::Critical });
+        }
+        if !self.download.ready(now) {
+            return None;
         }
         // Window: in order from the reader while in-flight and byte bounds allow. Ask in
         // batches (once a whole batch fits, or when running low): a request per arriving
         // chunk would double the message rate on the link for nothing.
-        let low = self.in_flight.len() < self.cfg.batch / 2;
-        if !low && self.in_flight.len() + self.cfg.batch > self.cfg.max_in_flight {
+        // Under a download limit a batch is at most a tenth of a second of it: the host sends
+        // a batch at once, so small batches keep what arrives close to the limit at all times.
+        let batch = match self.cfg.download_limit {
+            0 => self.cfg.batch,
+            limit => ((limit / 10) / self.manifest.chunk_size.max(1) as u64).clamp(1, self.cfg.batch as u64) as usize,
+        };
+        let low = self.in_flight.len() < batch.div_ceil(2);
+        if !low && self.in_flight.len() + batch > self.cfg.max_in_flight {
             return None;
         }
         let mut budget = self
@@ -303,7 +332,7 @@ impl ChunkStore {
             .saturating_sub(self.ahead_bytes() + self.in_flight_bytes);
         let mut ix = self.read_pos;
         while ix < self.manifest.chunks
-            && chunks.len() < self.cfg.batch
+            && chunks.len() < batch
             && self.in_flight.len() < self.cfg.max_in_flight
         {
             if !self.held.contains_key(&ix) && !self.in_flight.contains_key(&ix) {
@@ -322,7 +351,7 @@ impl ChunkStore {
                 self.fill_cursor += 1;
             }
             let mut ix = self.fill_cursor;
-            while ix < self.read_pos && chunks.len() < self.cfg.batch && self.in_flight.len() < self.cfg.max_in_flight {
+            while ix < self.read_pos && chunks.len() < batch && self.in_flight.len() < self.cfg.max_in_flight {
                 if !self.seen[ix as usize] && !self.in_flight.contains_key(&ix) {
                     let len = self.manifest.chunk_len(ix).unwrap_or(0) as u64;
                     if len > budget {
@@ -335,6 +364,8 @@ impl ChunkStore {
                 ix += 1;
             }
         }
+                let bytes: u64 = chunks.iter().map(|&ix| self.manifest.chunk_len(ix).unwrap_or(0) as u64).sum();
+        self.download.consume(now, bytes as f64);
         (!chunks.is_empty()).then_some(ChunkRequest { chunks, priority: Priority::Window })
     }
 
@@ -364,6 +395,36 @@ mod tests {
 
     fn data(m: &Manifest, ix: u32) -> Vec<u8> {
         vec![ix as u8; m.chunk_len(ix).unwrap()]
+    }
+
+    #[test]
+    fn requests_under_a_download_limit_ask_for_that_rate_within_2_percent() {
+        // 64 KiB chunks of a 1 GiB file, a 1.5 MiB/s limit, chunks arriving at once and the
+        // reader keeping up; woken when the store says, for 10 s of simulated time.
+        let m = manifest(1 << 30, 64 * 1024);
+        let limit: f64 = 1.5 * 1024.0 * 1024.0;
+        let cfg = StoreConfig { capacity: 64 << 20, download_limit: limit as u64, ..StoreConfig::default() };
+        let mut s = ChunkStore::new(m.clone(), cfg);
+        let t0 = Instant::now();
+        let (mut now, mut asked, mut largest) = (t0, 0u64, 0usize);
+        while now < t0 + Duration::from_secs(10) {
+            while let Some(req) = s.poll_request(now) {
+                largest = largest.max(req.chunks.len());
+                for ix in req.chunks {
+                    asked += m.chunk_len(ix).unwrap() as u64;
+                    s.handle_chunk(now, ix, data(&m, ix)).unwrap();
+                    s.set_read_position(ix + 1);
+                }
+            }
+            now = s.request_ready_at(now).expect("paced");
+        }
+        let expected = limit * 10.0 + (limit * 0.1).max(2.0 * 65536.0);
+        assert!((asked as f64 - expected).abs() <= expected * 0.02, "{asked} vs {expected}");
+        assert!(largest <= 2, "batches stay a tenth of a second of the limit: {largest} chunks");
+        // Unlimited: never paced.
+        let mut free = ChunkStore::new(m.clone(), StoreConfig::default());
+        assert_eq!(free.poll_request(t0).unwrap().chunks.len(), 64);
+        assert_eq!(free.request_ready_at(t0), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod buffer;
 pub mod clock;
+pub mod quality;
 pub mod rate;
 pub mod room;
 pub mod scheduler;

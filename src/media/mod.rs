@@ -6,6 +6,7 @@ pub mod decode;
 pub mod probe;
 pub mod sample;
 pub mod store_source;
+pub mod transcode;
 
 use std::sync::Once;
 

@@ -1,0 +1,350 @@
+//! A lower-quality rendition of the host's file: decode, scale, re-encode to H.264 + AAC in
+//! fragmented MP4, from a start position on. The muxer starts the rendition's timeline at zero;
+//! [`Transcoded::first_us`] says which instant of the original that zero is, so a participant
+//! maps rendition time to room time exactly (no B-frames, so every stream shifts alike).
+//! Fragmented so a participant can play what exists while the rest is still being made; written
+//! to a file so memory stays bounded.
+
+use std::path::Path;
+
+use ffmpeg_next::format::Pixel;
+use ffmpeg_next::format::sample::{Sample, Type as SampleType};
+use ffmpeg_next::software::{resampling, scaling};
+use ffmpeg_next::{ChannelLayout, Dictionary, Packet, Rational, codec, encoder, format, frame, media};
+
+/// What to make.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendition {
+    /// Picture height (never above the source's); the width keeps the aspect ratio.
+    pub height: u32,
+    /// Video bit rate, bits per second.
+    pub video_bps: usize,
+    /// Audio bit rate, bits per second.
+    pub audio_bps: usize,
+}
+
+/// What a transcode did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcoded {
+    /// Output picture size.
+    pub size: (u32, u32),
+    /// Video frames encoded.
+    pub frames: u64,
+    /// Media time covered, from the start position, µs.
+    pub media_us: i64,
+    /// With an audio track.
+    pub audio: bool,
+    /// The earliest timestamp written, on the original timeline, µs.
+    pub first_us: i64,
+}
+
+/// Why a transcode failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TranscodeError {
+    /// FFmpeg said no.
+    #[error("ffmpeg: {0}")]
+    Ffmpeg(#[from] ffmpeg_next::Error),
+    /// The file has no video stream.
+    #[error("the file has no video stream")]
+    NoVideo,
+    /// No decoder for the file's video (it cannot be transcoded; it stays at `high`).
+    #[error("this FFmpeg cannot decode the video ({0}): it stays at the original quality")]
+    NoDecoder(String),
+    /// No encoder for the rendition.
+    #[error("this FFmpeg build has no {0} encoder")]
+    NoEncoder(&'static str),
+}
+
+const AUDIO_RATE: i32 = 48_000;
+
+/// Transcodes `input` into `out` from `start_us` on. `progress` hears each encoded frame's
+/// media position (µs) and returns false to stop there (a rendition runs ahead of its slowest
+/// viewer, not to the end regardless).
+pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut progress: impl FnMut(i64) -> bool) -> Result<Transcoded, TranscodeError> {
+    super::init();
+    let mut ictx = format::input(&input)?;
+    let vstream = ictx.streams().best(media::Type::Video).ok_or(TranscodeError::NoVideo)?;
+    let (vindex, vtb_in) = (vstream.index(), vstream.time_base());
+    let vctx = codec::context::Context::from_parameters(vstream.parameters())?;
+    let codec_name = format!("{:?}", vctx.id());
+    let mut vdec = vctx.decoder().video().map_err(|_| TranscodeError::NoDecoder(codec_name))?;
+    let rate = vstream.avg_frame_rate();
+    let fps = if rate.numerator() > 0 && rate.denominator() > 0 { rate } else { Rational(25, 1) };
+    let audio_in = ictx.streams().best(media::Type::Audio).map(|s| (s.index(), s.time_base(), s.parameters()));
+    let mut adec = match &audio_in {
+        Some((_, _, params)) => codec::context::Context::from_parameters(params.clone())?.decoder().audio().ok(),
+        None => None,
+    };
+
+    // Picture size: the requested height (not above the source), even sides.
+    let (sw, sh) = (vdec.width().max(2), vdec.height().max(2));
+    let oh = spec.height.min(sh) & !1;
+    let ow = ((sw as u64 * oh as u64 / sh as u64) as u32 & !1).max(2);
+
+    let mut octx = format::output_as(&out, "mp4")?;
+    let global_header = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
+    let h264 = encoder::find(codec::Id::H264).ok_or(TranscodeError::NoEncoder("H.264"))?;
+    let mut vost = octx.add_stream(h264)?;
+    let vidx = vost.index();
+    let mut venc = codec::context::Context::new_with_codec(h264).encoder().video()?;
+    venc.set_width(ow);
+    venc.set_height(oh);
+    venc.set_format(Pixel::YUV420P);
+    // The source's time base, so the original timestamps carry over unchanged.
+    venc.set_time_base(vtb_in);
+    venc.set_frame_rate(Some(fps));
+    venc.set_bit_rate(spec.video_bps);
+    venc.set_max_bit_rate(spec.video_bps * 3 / 2);
+    // A keyframe every two seconds: each starts a fragment a participant can begin at.
+    venc.set_gop((2 * fps.numerator() / fps.denominator().max(1)).max(1) as u32);
+    if global_header {
+        venc.set_flags(codec::Flags::GLOBAL_HEADER);
+    }
+    let mut opts = Dictionary::new();
+    opts.set("preset", "veryfast");
+    // No B-frames: the first frame's decode and presentation times agree, so the muxer's
+    // shift of the timeline to zero moves every stream by exactly the first timestamp.
+    opts.set("bf", "0");
+    let mut venc = venc.open_as_with(h264, opts)?;
+    vost.set_parameters(&venc);
+
+    let mut audio = match adec.as_ref() {
+        Some(_) => {
+            let aac = encoder::find(codec::Id::AAC).ok_or(TranscodeError::NoEncoder("AAC"))?;
+            let mut aost = octx.add_stream(aac)?;
+            let aidx = aost.index();
+            let mut aenc = codec::context::Context::new_with_codec(aac).encoder().audio()?;
+            aenc.set_rate(AUDIO_RATE);
+            aenc.set_channel_layout(ChannelLayout::STEREO);
+            aenc.set_channels(2);
+            aenc.set_format(Sample::F32(SampleType::Planar));
+            aenc.set_bit_rate(spec.audio_bps);
+            aenc.set_time_base(Rational(1, AUDIO_RATE));
+            if global_header {
+                aenc.set_flags(codec::Flags::GLOBAL_HEADER);
+            }
+            let aenc = aenc.open_as(aac)?;
+            aost.set_parameters(&aenc);
+            let frame_size = (aenc.frame_size() as usize).max(1024);
+            Some(AudioOut { idx: aidx, enc: aenc, frame_size, resampler: None, fifo: [Vec::new(), Vec::new()], next_pts: None, first_us: i64::MAX })
+        }
+        None => None,
+    };
+
+    let mut mux_opts = Dictionary::new();
+    mux_opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
+    octx.write_header_with(mux_opts)?;
+    let vtb_out = octx.stream(vidx).expect("added").time_base();
+    let atb_out = audio.as_ref().map(|a| octx.stream(a.idx).expect("added").time_base());
+
+    // Seek to the keyframe at or before the start; frames before the start are dropped.
+    if start_us > 0 {
+        ictx.seek(start_us, ..start_us)?;
+    }
+    let start_in_vtb = rescale(start_us, Rational(1, 1_000_000), vtb_in);
+
+    let mut scaler: Option<scaling::Context> = None;
+    let mut decoded = frame::Video::empty();
+    let mut scaled = frame::Video::new(Pixel::YUV420P, ow, oh);
+    let mut frames = 0u64;
+    let mut last_us = start_us;
+    let mut first_video_us = i64::MAX;
+    let mut stop = false;
+    let mut packets = ictx.packets();
+    loop {
+        let next = if stop { None } else { packets.next() };
+        let eof = next.is_none();
+        match next {
+            Some((stream, packet)) if stream.index() == vindex => vdec.send_packet(&packet)?,
+            Some((stream, packet)) => {
+                if let (Some(a), Some(dec), Some((aindex, atb_in, _))) = (audio.as_mut(), adec.as_mut(), audio_in.as_ref())
+                    && stream.index() == *aindex
+                    && dec.send_packet(&packet).is_ok()
+                {
+                    a.drain_decoder(dec, *atb_in, start_us, &mut octx, atb_out.expect("with audio"))?;
+                }
+                continue;
+            }
+            None => vdec.send_eof()?,
+        }
+        while vdec.receive_frame(&mut decoded).is_ok() {
+            let Some(pts) = decoded.timestamp().or(decoded.pts()) else { continue };
+            if pts < start_in_vtb {
+                continue;
+            }
+            let sc = match &mut scaler {
+                Some(s) => s,
+                None => scaler.insert(scaling::Context::get(decoded.format(), decoded.width(), decoded.height(), Pixel::YUV420P, ow, oh, scaling::Flags::BILINEAR)?),
+            };
+            sc.run(&decoded, &mut scaled)?;
+            scaled.set_pts(Some(pts));
+            scaled.set_kind(ffmpeg_next::picture::Type::None);
+            venc.send_frame(&scaled)?;
+            drain(&mut venc, vidx, vtb_in, vtb_out, &mut octx)?;
+            frames += 1;
+            last_us = rescale(pts, vtb_in, Rational(1, 1_000_000));
+            first_video_us = first_video_us.min(last_us);
+            if !progress(last_us) {
+                stop = true;
+                break;
+            }
+        }
+        if eof {
+            break;
+        }
+    }
+    venc.send_eof()?;
+    drain(&mut venc, vidx, vtb_in, vtb_out, &mut octx)?;
+    if let Some(a) = audio.as_mut() {
+        a.finish(&mut octx, atb_out.expect("with audio"))?;
+    }
+    // Not `write_trailer()`: with fragmented MP4, FFmpeg 5.1's trailer returns a positive byte
+    // count, which ffmpeg-next takes for an error.
+    // SAFETY: the context is open and its header written.
+    let r = unsafe { ffmpeg_next::ffi::av_write_trailer(octx.as_mut_ptr()) };
+    if r < 0 {
+        return Err(ffmpeg_next::Error::from(r).into());
+    }
+    Ok(Transcoded { size: (ow, oh), frames, media_us: last_us - start_us, audio: audio.is_some(), first_us: first_video_us.min(audio.as_ref().and_then(|a| a.next_pts.map(|_| a.first_us)).unwrap_or(i64::MAX)) })
+}
+
+fn rescale(ts: i64, from: Rational, to: Rational) -> i64 {
+    (ts as i128 * from.numerator() as i128 * to.denominator() as i128 / (from.denominator() as i128 * to.numerator() as i128).max(1)) as i64
+}
+
+fn drain(enc: &mut encoder::Encoder, idx: usize, from: Rational, to: Rational, octx: &mut format::context::Output) -> Result<(), ffmpeg_next::Error> {
+    let mut pkt = Packet::empty();
+    while enc.receive_packet(&mut pkt).is_ok() {
+        pkt.set_stream(idx);
+        pkt.rescale_ts(from, to);
+        pkt.write_interleaved(octx)?;
+    }
+    Ok(())
+}
+
+/// The audio half: decoded frames resampled to 48 kHz stereo planar float, cut into the
+/// encoder's frame size, timestamped on the original timeline.
+struct AudioOut {
+    idx: usize,
+    enc: encoder::Audio,
+    frame_size: usize,
+    resampler: Option<resampling::Context>,
+    fifo: [Vec<f32>; 2],
+    /// Sample count (at 48 kHz) of the next frame to encode.
+    next_pts: Option<i64>,
+    /// The first audio timestamp kept, µs.
+    first_us: i64,
+}
+
+impl AudioOut {
+    fn drain_decoder(&mut self, dec: &mut ffmpeg_next::decoder::Audio, tb: Rational, start_us: i64, octx: &mut format::context::Output, tb_out: Rational) -> Result<(), ffmpeg_next::Error> {
+        let mut decoded = frame::Audio::empty();
+        while dec.receive_frame(&mut decoded).is_ok() {
+            let Some(ts) = decoded.timestamp().or(decoded.pts()) else { continue };
+            let us = rescale(ts, tb, Rational(1, 1_000_000));
+            if us < start_us {
+                continue;
+            }
+            if decoded.channel_layout().is_empty() {
+                decoded.set_channel_layout(ChannelLayout::default(decoded.channels() as i32));
+            }
+            let rs = match &mut self.resampler {
+                Some(r) => r,
+                None => self.resampler.insert(resampling::Context::get(
+                    decoded.format(),
+                    decoded.channel_layout(),
+                    decoded.rate(),
+                    Sample::F32(SampleType::Planar),
+                    ChannelLayout::STEREO,
+                    AUDIO_RATE as u32,
+                )?),
+            };
+            let mut out = frame::Audio::empty();
+            rs.run(&decoded, &mut out)?;
+            if self.next_pts.is_none() {
+                self.next_pts = Some(us * AUDIO_RATE as i64 / 1_000_000);
+                self.first_us = us;
+            }
+            // Planar: one plane per channel (only the first plane's line size is set, so the
+            // planes are read by sample count, not with `data`).
+            for (ch, fifo) in self.fifo.iter_mut().enumerate() {
+                fifo.extend_from_slice(&out.plane::<f32>(ch)[..out.samples()]);
+            }
+            self.encode_ready(octx, tb_out, false)?;
+        }
+        Ok(())
+    }
+
+    /// Encodes every whole frame in the FIFO (and the rest, padded, when `flush`).
+    fn encode_ready(&mut self, octx: &mut format::context::Output, tb_out: Rational, flush: bool) -> Result<(), ffmpeg_next::Error> {
+        while self.fifo[0].len() >= self.frame_size || (flush && !self.fifo[0].is_empty()) {
+            let mut f = frame::Audio::new(Sample::F32(SampleType::Planar), self.frame_size, ChannelLayout::STEREO);
+            f.set_rate(AUDIO_RATE as u32);
+            for ch in 0..2 {
+                let take = self.fifo[ch].len().min(self.frame_size);
+                let plane: &mut [f32] = f.plane_mut(ch);
+                plane[..take].copy_from_slice(&self.fifo[ch][..take]);
+                plane[take..].fill(0.0);
+                self.fifo[ch].drain(..take);
+            }
+            let pts = self.next_pts.unwrap_or(0);
+            f.set_pts(Some(pts));
+            self.next_pts = Some(pts + self.frame_size as i64);
+            self.enc.send_frame(&f)?;
+            drain(&mut self.enc, self.idx, Rational(1, AUDIO_RATE), tb_out, octx)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, octx: &mut format::context::Output, tb_out: Rational) -> Result<(), ffmpeg_next::Error> {
+        self.encode_ready(octx, tb_out, true)?;
+        self.enc.send_eof()?;
+        drain(&mut self.enc, self.idx, Rational(1, AUDIO_RATE), tb_out, octx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::sample::{SampleSpec, write_sample};
+
+    #[test]
+    fn a_480p_rendition_from_mid_file_keeps_the_timeline_and_decodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.mp4");
+        write_sample(&src, &SampleSpec { duration: 8.0, width: 1280, height: 720, video_bitrate: 3_000_000, ..Default::default() }).unwrap();
+        let out = dir.path().join("low.mp4");
+        let spec = Rendition { height: 480, video_bps: 1_000_000, audio_bps: 96_000 };
+        let t = transcode(&src, &out, &spec, 4_000_000, |_| true).unwrap();
+        assert_eq!(t.size, (852, 480));
+        assert!(t.audio);
+        assert!((95..=105).contains(&t.frames), "about 4 s at 25 fps: {}", t.frames);
+
+        // The rendition opens, is 480p H.264 + AAC, and its frames sit at 4 s and later.
+        let q = crate::media::decode::FrameQueue::new(8, None);
+        let th = crate::media::decode::spawn(Box::new(std::fs::File::open(&out).unwrap()), q.clone());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let first = loop {
+            if let Some(f) = q.pop_until(i64::MAX) {
+                break f;
+            }
+            assert!(q.error().is_none(), "{:?}", q.error());
+            assert!(std::time::Instant::now() < deadline, "no frame from the rendition");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let info = q.info().unwrap();
+        assert_eq!((info.width, info.height), (852, 480));
+        q.close();
+        th.join().unwrap();
+        // Zero in the rendition is `first_us` in the original: the first frame is at 4 s.
+        assert!(t.first_us >= 4_000_000 && t.first_us < 4_050_000, "{t:?}");
+        assert!((first.pts_us + t.first_us - 4_000_000).abs() < 50_000, "first frame at {} + {}", first.pts_us, t.first_us);
+        let ictx = format::input(&out).unwrap();
+        assert!(ictx.streams().best(media::Type::Audio).is_some(), "AAC track");
+        let _ = first;
+
+        // Stopping early: the progress callback bounds how far it runs.
+        let t = transcode(&src, &dir.path().join("short.mp4"), &spec, 0, |us| us < 2_000_000).unwrap();
+        assert!(t.frames <= 52 && t.media_us < 2_100_000, "{t:?}");
+    }
+}

@@ -61,6 +61,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     if all || args.suite == BenchSuite::Throughput {
         text += &throughput(&args).await?;
     }
+    if all || args.suite == BenchSuite::Quality {
+        let t = crate::bench_quality::run().await?;
+        println!("{t}");
+        text += &t;
+    }
     if all || args.suite == BenchSuite::Ui {
         let t = crate::bench_ui::run().await?;
         println!("{t}");

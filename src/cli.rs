@@ -281,6 +281,8 @@ pub enum BenchSuite {
     Playback,
     /// What drawing the dashboard costs (CPU per frame, share of a core at 10 fps).
     Ui,
+    /// How fast the host makes lower-quality renditions (× real time).
+    Quality,
     /// All of them.
     All,
 }

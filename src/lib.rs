@@ -16,6 +16,7 @@ pub mod units;
 pub mod headless;
 pub mod bench;
 pub mod bench_playback;
+pub mod bench_quality;
 pub mod bench_ui;
 pub mod cli;
 pub mod demo;

@@ -23,6 +23,7 @@ use crate::media::probe;
 use crate::net::peer::{self, IceConfig, PeerLink};
 use crate::net::signal_client::SignalClient;
 use crate::protocol::auth::RoomKey;
+use crate::timer::sleep_until_opt;
 use crate::protocol::link::{Link, is_loopback_host};
 use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
 use crate::protocol::stream::{self, Manifest, Message, PROTOCOL_VERSION, Role, RosterEntry};
@@ -501,12 +502,6 @@ fn publish_state(room: &Room, peers: &HashMap<PeerId, PeerState>, events: &mpsc:
     });
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
-    }
-}
 
 async fn remove_peer(peers: &mut HashMap<PeerId, PeerState>, scheduler: &mut Scheduler, events: &mpsc::UnboundedSender<Event>, peer: PeerId, reason: &str) {
     scheduler.remove_peer(peer);

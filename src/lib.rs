@@ -12,6 +12,7 @@ pub mod player;
 pub mod ui;
 pub mod protocol;
 pub mod server;
+pub mod timer;
 pub mod units;
 pub mod headless;
 pub mod bench;

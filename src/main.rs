@@ -194,20 +194,10 @@ async fn join_with_view(link: Link, a: syncy::cli::JoinArgs, graphics: syncy::pl
         tokio::spawn(async move {
             let mut end = None;
             while let Some(ev) = events_rx.recv().await {
+                tracing::debug!("{ev:?}");
                 match ev {
-                    Event::Error { message } => screen.update(|s| {
-                        s.note(format!("error: {message}"));
-                        s.message = Some(message);
-                    }),
                     Event::StreamEnd { reason } => end = Some(reason),
-                    Event::State { playing, position_ms, buffering, waiting, .. } => {
-                        let what = if buffering { "buffering" } else if playing { "playing" } else { "paused" };
-                        let wait = if waiting.is_empty() { String::new() } else { format!(" (waiting for {})", waiting.join(", ")) };
-                        screen.update(|s| s.note(format!("{what} at {}{wait}", syncy::units::clock(position_ms))));
-                    }
-                    Event::Manifest { name, size, .. } => screen.update(|s| s.note(format!("{name}: {:.1} MB", size as f64 / 1e6))),
-                    Event::Complete { sha256, .. } => screen.update(|s| s.note(format!("whole file here, sha256 {}…", &sha256[..16]))),
-                    other => tracing::debug!("{other:?}"),
+                    other => screen.update(|s| s.log_event(&other)),
                 }
             }
             end

@@ -25,6 +25,7 @@ use crate::player::screen::Screen;
 use crate::headless::{Command, Event};
 use crate::net::peer::{self, IceConfig, PeerLink};
 use crate::net::signal_client::SignalClient;
+use crate::timer::sleep_until_opt;
 use crate::protocol::link::Link;
 use crate::protocol::signal::{ClientMsg, ServerMsg, SignalPayload};
 use crate::protocol::stream::{self, Message, PROTOCOL_VERSION, Role};
@@ -249,13 +250,12 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     let mut pings_sent: u32 = 0;
     let mut signal_open = true;
     let mut last_report = Instant::now();
-    request_more(&shared, &control).await?;
+    // Under a download limit, when the next request may go (only asking changes it).
+    let mut requests_at = request_more(&shared, &control).await?;
 
     let end = loop {
-        // Under a download limit, the next request waits for its turn.
-        let requests_at = shared.lock().store.request_ready_at(Instant::now());
         tokio::select! {
-            _ = sleep_until_opt(requests_at), if requests_at.is_some() => request_more(&shared, &control).await?,
+            _ = sleep_until_opt(requests_at), if requests_at.is_some() => requests_at = request_more(&shared, &control).await?,
             item = incoming.recv() => match item {
                 Some(Incoming::Chunk(b)) => {
                     let now = Instant::now();
@@ -289,7 +289,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         arrival
                     };
                     shared.arrived(stored);
-                    request_more(&shared, &control).await?;
+                    requests_at = request_more(&shared, &control).await?;
                 }
                 Some(Incoming::Control(b)) => match stream::decode_from(&b, Role::Host, Some(&manifest))? {
                     Message::StreamEnd { reason } => break JoinEnd::StreamEnd(reason),
@@ -329,7 +329,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                 Some(Incoming::Closed(why)) => bail!("connection to the host lost: {why}"),
                 None => bail!("connection to the host lost"),
             },
-            _ = wake.notified() => request_more(&shared, &control).await?,
+            _ = wake.notified() => requests_at = request_more(&shared, &control).await?,
             _ = present.tick() => {
                 let result = playback.tick();
                 if let Some(s) = &screen {
@@ -372,7 +372,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
             _ = stats_tick.tick() => {
                 let now = Instant::now();
                 shared.lock().store.handle_timeout(now);
-                request_more(&shared, &control).await?;
+                requests_at = request_more(&shared, &control).await?;
                 let down_bps = down.rate(now) as u64;
                 if let Some(s) = &screen {
                     let (held, pieces, read_fraction) = {
@@ -504,24 +504,22 @@ async fn send_report(control: &Arc<dyn DataChannel>, playback: &Playback, shared
 }
 
 /// Sends whatever the store wants to ask for.
-async fn request_more(shared: &SharedStore, control: &Arc<dyn DataChannel>) -> Result<()> {
-    let requests: Vec<_> = {
+/// Sends what the store wants to ask for; returns when the download limit lets the next
+/// request go, if it holds some back.
+async fn request_more(shared: &SharedStore, control: &Arc<dyn DataChannel>) -> Result<Option<Instant>> {
+    let (requests, ready_at): (Vec<_>, _) = {
         let mut g = shared.lock();
-        std::iter::from_fn(|| g.store.poll_request(Instant::now())).collect()
+        let now = Instant::now();
+        let requests = std::iter::from_fn(|| g.store.poll_request(now)).collect();
+        (requests, g.store.request_ready_at(now))
     };
     for req in requests {
         let msg = Message::Request { chunks: req.chunks, priority: req.priority };
         peer::send(control, &stream::encode(&msg)).await?;
     }
-    Ok(())
+    Ok(ready_at)
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
-    }
-}
 
 /// Hashes the file in order as far as it is held (or saved); reports completion with the
 /// file's sha256 once every byte has been through.

@@ -30,13 +30,16 @@ pub fn print(ev: &Event) {
             *received_chunks as f64 * 100.0 / (*chunks).max(1) as f64,
             mb(*buffered_bytes)
         ),
-        Event::State { playing, position_ms, buffering, waiting, .. } => {
-            let what = if *buffering { "buffering" } else if *playing { "playing" } else { "paused" };
-            let wait = if waiting.is_empty() { String::new() } else { format!(" (waiting for {})", waiting.join(", ")) };
-            eprintln!("{what} at {}{wait}", crate::units::clock(*position_ms));
-        }
+        Event::State { playing, position_ms, buffering, waiting, .. } => eprintln!("{}", state_line(*playing, *buffering, waiting, *position_ms)),
         Event::Complete { sha256, size, seconds } => eprintln!("complete: {:.1} MB in {seconds:.1} s, sha256 {sha256}", mb(*size)),
         Event::StreamEnd { reason } => eprintln!("stream ended: {reason}"),
         Event::Error { message } => eprintln!("error: {message}"),
     }
+}
+
+/// "playing at 1:12", "buffering at 0:40 (waiting for bob)".
+pub fn state_line(playing: bool, buffering: bool, waiting: &[String], position_ms: u64) -> String {
+    let what = if buffering { "buffering" } else if playing { "playing" } else { "paused" };
+    let wait = if waiting.is_empty() { String::new() } else { format!(" (waiting for {})", waiting.join(", ")) };
+    format!("{what} at {}{wait}", crate::units::clock(position_ms))
 }

@@ -3,6 +3,7 @@
 
 pub mod avio;
 pub mod decode;
+pub mod encode;
 pub mod probe;
 pub mod sample;
 pub mod store_source;

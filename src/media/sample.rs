@@ -7,10 +7,12 @@
 use std::path::Path;
 
 use ffmpeg_next::{
-    ChannelLayout, Dictionary, Packet, Rational, codec, encoder, format, frame,
+    ChannelLayout, Dictionary, Rational, format, frame,
     format::Pixel,
     format::sample::{Sample, Type as SampleType},
 };
+
+use super::encode::{AUDIO_RATE, EncodeError, VideoSettings, add_aac, add_h264, drain, finish};
 
 /// Options for the generated clip.
 #[derive(Debug, Clone)]
@@ -61,7 +63,14 @@ pub enum SampleError {
     Spec(&'static str),
 }
 
-const AUDIO_RATE: i32 = 48_000;
+impl From<EncodeError> for SampleError {
+    fn from(e: EncodeError) -> Self {
+        match e {
+            EncodeError::Ffmpeg(e) => SampleError::Ffmpeg(e),
+            EncodeError::NoEncoder(what) => SampleError::NoEncoder(what),
+        }
+    }
+}
 
 /// Writes a clip to `out` (container from the extension: .mp4, .mkv, …).
 pub fn write_sample(out: &Path, spec: &SampleSpec) -> Result<(), SampleError> {
@@ -73,45 +82,19 @@ pub fn write_sample(out: &Path, spec: &SampleSpec) -> Result<(), SampleError> {
         return Err(SampleError::Spec("duration must be positive"));
     }
     let mut octx = format::output(&out)?;
-    let global_header = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
-
-    // Video encoder.
-    let h264 = encoder::find(codec::Id::H264).ok_or(SampleError::NoEncoder("H.264"))?;
-    let mut vost = octx.add_stream(h264)?;
-    let vidx = vost.index();
-    let mut venc = codec::context::Context::new_with_codec(h264).encoder().video()?;
-    venc.set_width(spec.width);
-    venc.set_height(spec.height);
-    venc.set_format(Pixel::YUV420P);
-    venc.set_time_base(Rational(1, spec.fps));
-    venc.set_frame_rate(Some(Rational(spec.fps, 1)));
-    venc.set_bit_rate(spec.video_bitrate);
-    venc.set_gop(spec.fps as u32 * 2);
-    if global_header {
-        venc.set_flags(codec::Flags::GLOBAL_HEADER);
-    }
     let mut opts = Dictionary::new();
     opts.set("preset", "ultrafast");
-    let mut venc = venc.open_as_with(h264, opts)?;
-    vost.set_parameters(&venc);
-
-    // Audio encoder.
-    let aac = encoder::find(codec::Id::AAC).ok_or(SampleError::NoEncoder("AAC"))?;
-    let mut aost = octx.add_stream(aac)?;
-    let aidx = aost.index();
-    let mut aenc = codec::context::Context::new_with_codec(aac).encoder().audio()?;
-    aenc.set_rate(AUDIO_RATE);
-    aenc.set_channel_layout(ChannelLayout::STEREO);
-    aenc.set_channels(2);
-    aenc.set_format(Sample::F32(SampleType::Planar));
-    aenc.set_bit_rate(128_000);
-    aenc.set_time_base(Rational(1, AUDIO_RATE));
-    if global_header {
-        aenc.set_flags(codec::Flags::GLOBAL_HEADER);
-    }
-    let mut aenc = aenc.open_as(aac)?;
-    aost.set_parameters(&aenc);
-    let frame_size = (aenc.frame_size() as usize).max(1024);
+    let video = VideoSettings {
+        size: (spec.width, spec.height),
+        time_base: Rational(1, spec.fps),
+        frame_rate: Rational(spec.fps, 1),
+        bit_rate: spec.video_bitrate,
+        max_bit_rate: None,
+        gop: spec.fps as u32 * 2,
+        options: opts,
+    };
+    let (mut venc, vidx) = add_h264(&mut octx, video)?;
+    let (mut aenc, aidx, frame_size) = add_aac(&mut octx, 128_000)?;
 
     let mut mux_opts = Dictionary::new();
     match spec.mp4_layout {
@@ -136,16 +119,6 @@ pub fn write_sample(out: &Path, spec: &SampleSpec) -> Result<(), SampleError> {
     let mut sample_pos: i64 = 0;
     let mut noise = 0x2545F491u32;
 
-    let drain = |enc: &mut encoder::Encoder, idx: usize, from: Rational, to: Rational, octx: &mut format::context::Output| -> Result<(), ffmpeg_next::Error> {
-        let mut pkt = Packet::empty();
-        while enc.receive_packet(&mut pkt).is_ok() {
-            pkt.set_stream(idx);
-            pkt.rescale_ts(from, to);
-            pkt.write_interleaved(octx)?;
-        }
-        Ok(())
-    };
-
     for i in 0..frames {
         draw_pattern(&mut vframe, i, spec.fps, &mut noise);
         vframe.set_pts(Some(i));
@@ -165,13 +138,7 @@ pub fn write_sample(out: &Path, spec: &SampleSpec) -> Result<(), SampleError> {
     drain(&mut venc, vidx, Rational(1, spec.fps), vtb, &mut octx)?;
     aenc.send_eof()?;
     drain(&mut aenc, aidx, Rational(1, AUDIO_RATE), atb, &mut octx)?;
-    // Not `write_trailer()`: with fragmented MP4, FFmpeg 5.1's trailer returns a positive byte
-    // count, which ffmpeg-next takes for an error.
-    // SAFETY: the context is open and its header written.
-    let r = unsafe { ffmpeg_next::ffi::av_write_trailer(octx.as_mut_ptr()) };
-    if r < 0 {
-        return Err(ffmpeg_next::Error::from(r).into());
-    }
+    finish(&mut octx)?;
     Ok(())
 }
 

@@ -34,17 +34,18 @@ pub struct SharedStore {
 impl SharedStore {
     /// Shares `store`; `wake` tells the engine there is something to request.
     pub fn new(store: ChunkStore, wake: impl Fn() + Send + Sync + 'static) -> Arc<SharedStore> {
+        Self::with_poll(store, wake, Duration::from_millis(200))
+    }
+
+    /// `poll`: how often a blocked read looks up without an arrival (a test makes it an hour
+    /// to prove the arrival itself wakes the reader).
+    fn with_poll(store: ChunkStore, wake: impl Fn() + Send + Sync + 'static, poll: Duration) -> Arc<SharedStore> {
         Arc::new(SharedStore {
             inner: Mutex::new(Shared { store, closed: false, blocked_on: None, bytes_read: 0 }),
             arrived: Condvar::new(),
             wake: Box::new(wake),
-            poll: Duration::from_millis(200),
+            poll,
         })
-    }
-
-    #[cfg(test)]
-    fn with_poll(store: ChunkStore, poll: Duration) -> Arc<SharedStore> {
-        Arc::new(SharedStore { poll, ..Arc::into_inner(SharedStore::new(store, || {})).expect("sole owner") })
     }
 
     /// Locks the store (briefly: the reader waits on the same lock).
@@ -142,7 +143,7 @@ mod tests {
         };
         let cfg = StoreConfig { capacity: 16, ..StoreConfig::default() };
         // Without a wake-up the reader would sleep for an hour: the test would hang, not pass.
-        let shared = SharedStore::with_poll(ChunkStore::new(m, cfg), Duration::from_secs(3600));
+        let shared = SharedStore::with_poll(ChunkStore::new(m, cfg), || {}, Duration::from_secs(3600));
         let now = Instant::now();
         {
             let mut g = shared.lock();

@@ -10,7 +10,9 @@ use std::path::Path;
 use ffmpeg_next::format::Pixel;
 use ffmpeg_next::format::sample::{Sample, Type as SampleType};
 use ffmpeg_next::software::{resampling, scaling};
-use ffmpeg_next::{ChannelLayout, Dictionary, Packet, Rational, codec, encoder, format, frame, media};
+use ffmpeg_next::{ChannelLayout, Dictionary, Rational, Rescale, codec, encoder, format, frame, media};
+
+use super::encode::{AUDIO_RATE, EncodeError, VideoSettings, add_aac, add_h264, drain, finish};
 
 /// What to make.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +57,17 @@ pub enum TranscodeError {
     NoEncoder(&'static str),
 }
 
-const AUDIO_RATE: i32 = 48_000;
+impl From<EncodeError> for TranscodeError {
+    fn from(e: EncodeError) -> Self {
+        match e {
+            EncodeError::Ffmpeg(e) => TranscodeError::Ffmpeg(e),
+            EncodeError::NoEncoder(what) => TranscodeError::NoEncoder(what),
+        }
+    }
+}
+
+/// Microseconds, as a time base.
+const MICROS: Rational = Rational(1, 1_000_000);
 
 /// Transcodes `input` into `out` from `start_us` on. `progress` hears each encoded frame's
 /// media position (µs) and returns false to stop there (a rendition runs ahead of its slowest
@@ -82,51 +94,27 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
     let ow = ((sw as u64 * oh as u64 / sh as u64) as u32 & !1).max(2);
 
     let mut octx = format::output_as(&out, "mp4")?;
-    let global_header = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
-    let h264 = encoder::find(codec::Id::H264).ok_or(TranscodeError::NoEncoder("H.264"))?;
-    let mut vost = octx.add_stream(h264)?;
-    let vidx = vost.index();
-    let mut venc = codec::context::Context::new_with_codec(h264).encoder().video()?;
-    venc.set_width(ow);
-    venc.set_height(oh);
-    venc.set_format(Pixel::YUV420P);
-    // The source's time base, so the original timestamps carry over unchanged.
-    venc.set_time_base(vtb_in);
-    venc.set_frame_rate(Some(fps));
-    venc.set_bit_rate(spec.video_bps);
-    venc.set_max_bit_rate(spec.video_bps * 3 / 2);
-    // A keyframe every two seconds: each starts a fragment a participant can begin at.
-    venc.set_gop((2 * fps.numerator() / fps.denominator().max(1)).max(1) as u32);
-    if global_header {
-        venc.set_flags(codec::Flags::GLOBAL_HEADER);
-    }
     let mut opts = Dictionary::new();
     opts.set("preset", "veryfast");
     // No B-frames: the first frame's decode and presentation times agree, so the muxer's
     // shift of the timeline to zero moves every stream by exactly the first timestamp.
     opts.set("bf", "0");
-    let mut venc = venc.open_as_with(h264, opts)?;
-    vost.set_parameters(&venc);
-
-    let mut audio = match adec.as_ref() {
+    let video = VideoSettings {
+        size: (ow, oh),
+        // The source's time base, so the original timestamps carry over unchanged.
+        time_base: vtb_in,
+        frame_rate: fps,
+        bit_rate: spec.video_bps,
+        max_bit_rate: Some(spec.video_bps * 3 / 2),
+        // A keyframe every two seconds: each starts a fragment a participant can begin at.
+        gop: (2 * fps.numerator() / fps.denominator().max(1)).max(1) as u32,
+        options: opts,
+    };
+    let (mut venc, vidx) = add_h264(&mut octx, video)?;
+    let mut audio = match adec {
         Some(_) => {
-            let aac = encoder::find(codec::Id::AAC).ok_or(TranscodeError::NoEncoder("AAC"))?;
-            let mut aost = octx.add_stream(aac)?;
-            let aidx = aost.index();
-            let mut aenc = codec::context::Context::new_with_codec(aac).encoder().audio()?;
-            aenc.set_rate(AUDIO_RATE);
-            aenc.set_channel_layout(ChannelLayout::STEREO);
-            aenc.set_channels(2);
-            aenc.set_format(Sample::F32(SampleType::Planar));
-            aenc.set_bit_rate(spec.audio_bps);
-            aenc.set_time_base(Rational(1, AUDIO_RATE));
-            if global_header {
-                aenc.set_flags(codec::Flags::GLOBAL_HEADER);
-            }
-            let aenc = aenc.open_as(aac)?;
-            aost.set_parameters(&aenc);
-            let frame_size = (aenc.frame_size() as usize).max(1024);
-            Some(AudioOut { idx: aidx, enc: aenc, frame_size, resampler: None, fifo: [Vec::new(), Vec::new()], next_pts: None, first_us: i64::MAX })
+            let (enc, idx, frame_size) = add_aac(&mut octx, spec.audio_bps)?;
+            Some(AudioOut { idx, enc, frame_size, resampler: None, fifo: [Vec::new(), Vec::new()], next_pts: None, first_us: i64::MAX })
         }
         None => None,
     };
@@ -141,7 +129,7 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
     if start_us > 0 {
         ictx.seek(start_us, ..start_us)?;
     }
-    let start_in_vtb = rescale(start_us, Rational(1, 1_000_000), vtb_in);
+    let start_in_vtb = start_us.rescale(MICROS, vtb_in);
 
     let mut scaler: Option<scaling::Context> = None;
     let mut decoded = frame::Video::empty();
@@ -182,7 +170,7 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
             venc.send_frame(&scaled)?;
             drain(&mut venc, vidx, vtb_in, vtb_out, &mut octx)?;
             frames += 1;
-            last_us = rescale(pts, vtb_in, Rational(1, 1_000_000));
+            last_us = pts.rescale(vtb_in, MICROS);
             first_video_us = first_video_us.min(last_us);
             if !progress(last_us) {
                 stop = true;
@@ -198,28 +186,8 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
     if let Some(a) = audio.as_mut() {
         a.finish(&mut octx, atb_out.expect("with audio"))?;
     }
-    // Not `write_trailer()`: with fragmented MP4, FFmpeg 5.1's trailer returns a positive byte
-    // count, which ffmpeg-next takes for an error.
-    // SAFETY: the context is open and its header written.
-    let r = unsafe { ffmpeg_next::ffi::av_write_trailer(octx.as_mut_ptr()) };
-    if r < 0 {
-        return Err(ffmpeg_next::Error::from(r).into());
-    }
+    finish(&mut octx)?;
     Ok(Transcoded { size: (ow, oh), frames, media_us: last_us - start_us, audio: audio.is_some(), first_us: first_video_us.min(audio.as_ref().and_then(|a| a.next_pts.map(|_| a.first_us)).unwrap_or(i64::MAX)) })
-}
-
-fn rescale(ts: i64, from: Rational, to: Rational) -> i64 {
-    (ts as i128 * from.numerator() as i128 * to.denominator() as i128 / (from.denominator() as i128 * to.numerator() as i128).max(1)) as i64
-}
-
-fn drain(enc: &mut encoder::Encoder, idx: usize, from: Rational, to: Rational, octx: &mut format::context::Output) -> Result<(), ffmpeg_next::Error> {
-    let mut pkt = Packet::empty();
-    while enc.receive_packet(&mut pkt).is_ok() {
-        pkt.set_stream(idx);
-        pkt.rescale_ts(from, to);
-        pkt.write_interleaved(octx)?;
-    }
-    Ok(())
 }
 
 /// The audio half: decoded frames resampled to 48 kHz stereo planar float, cut into the
@@ -241,7 +209,7 @@ impl AudioOut {
         let mut decoded = frame::Audio::empty();
         while dec.receive_frame(&mut decoded).is_ok() {
             let Some(ts) = decoded.timestamp().or(decoded.pts()) else { continue };
-            let us = rescale(ts, tb, Rational(1, 1_000_000));
+            let us = ts.rescale(tb, MICROS);
             if us < start_us {
                 continue;
             }

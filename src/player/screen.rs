@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::headless::Event;
 use crate::media::decode::{FrameQueue, VideoFrame};
+use crate::plain::state_line;
 
 /// Figures the status line shows.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -55,6 +57,20 @@ pub const PIECE_BINS: usize = 256;
 pub const LOG_LINES: usize = 200;
 
 impl Status {
+    /// Folds an engine event into the log pane and the message line.
+    pub fn log_event(&mut self, ev: &Event) {
+        match ev {
+            Event::Error { message } => {
+                self.note(format!("error: {message}"));
+                self.message = Some(message.clone());
+            }
+            Event::State { playing, position_ms, buffering, waiting, .. } => self.note(state_line(*playing, *buffering, waiting, *position_ms)),
+            Event::Manifest { name, size, .. } => self.note(format!("{name}: {:.1} MB", *size as f64 / 1e6)),
+            Event::Complete { sha256, .. } => self.note(format!("whole file here, sha256 {}…", sha256.get(..16).unwrap_or(sha256))),
+            _ => {}
+        }
+    }
+
     /// Adds a log line, dropping the oldest beyond [`LOG_LINES`].
     pub fn note(&mut self, line: String) {
         self.log.push(line);

@@ -46,8 +46,9 @@ fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, screen: &Screen
         let now = Instant::now();
         let mut dirty = false;
         // The status is copied only when the engine changed it.
-        if screen.version() != seen_version {
-            seen_version = screen.version();
+        let version = screen.version();
+        if version != seen_version {
+            seen_version = version;
             status = screen.status();
             dirty = true;
         }

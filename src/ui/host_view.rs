@@ -7,14 +7,14 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Sparkline};
+use ratatui::widgets::{Block, Paragraph};
 use ratatui_image::protocol::Protocol;
 
 use super::format::{bytes, rate};
 use super::playbar::{PlayState, Playbar};
 use super::room::{HISTORY, RoomModel};
 pub use super::view_state::ViewState;
-use super::{overlay, peers, picture_pane};
+use super::{overlay, peers, picture_pane, recent};
 use crate::units::clock;
 
 /// The screen's parts, top to bottom.
@@ -113,12 +113,7 @@ fn draw_upload(f: &mut Frame, area: Rect, m: &RoomModel) {
     let block = Block::bordered().title(format!(" ↑ {} total · last {HISTORY} s ", rate(m.up_bps)));
     let inner = block.inner(area);
     f.render_widget(block, area);
-    // Newest on the right: only the samples that fit, padded on the left with nothing.
-    let width = inner.width as usize;
-    let data: Vec<u64> = m.up_history.iter().rev().take(width).rev().copied().collect();
-    let pad = width.saturating_sub(data.len()) as u16;
-    let spark = Rect { x: inner.x + pad, width: inner.width - pad, ..inner };
-    f.render_widget(Sparkline::default().data(&data).style(Style::default().fg(Color::Green)), spark);
+    recent::sparkline(f, inner, m.up_history.iter(), Color::Green);
 }
 
 #[cfg(test)]

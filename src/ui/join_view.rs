@@ -6,11 +6,11 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Sparkline};
+use ratatui::widgets::Paragraph;
 use ratatui_image::protocol::Protocol;
 
 use super::format::{bytes, rate};
-use super::{overlay, picture_pane};
+use super::{overlay, picture_pane, recent};
 use super::piece_map::PieceMap;
 use super::playbar::{PlayState, Playbar};
 use super::view_state::ViewState;
@@ -71,12 +71,7 @@ fn draw_speeds(f: &mut Frame, area: Rect, s: &Status) {
         Line::from(vec![Span::styled("held ", dim), Span::raw(bytes(s.buffered_bytes))]),
     ];
     f.render_widget(Paragraph::new(lines), figures);
-    // Newest on the right, one column a second.
-    let width = spark.width as usize;
-    let data: Vec<u64> = s.down_history.iter().rev().take(width).rev().copied().collect();
-    let pad = width.saturating_sub(data.len()) as u16;
-    let area = Rect { x: spark.x + pad, width: spark.width - pad, ..spark };
-    f.render_widget(Sparkline::default().data(&data).style(Style::default().fg(Color::Blue)), area);
+    recent::sparkline(f, spark, s.down_history.iter(), Color::Blue);
 }
 
 fn room_line(s: &Status) -> Line<'static> {

@@ -12,6 +12,7 @@ pub mod picture_pane;
 pub mod piece_map;
 pub mod palette;
 pub mod playbar;
+pub mod recent;
 pub mod room;
 pub mod term;
 pub mod view_state;

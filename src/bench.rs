@@ -271,7 +271,7 @@ async fn syncy(file: &Path, n: u32) -> Result<(Duration, f64)> {
     for i in 0..n {
         let (qtx, qrx) = mpsc::unbounded_channel::<Command>();
         quits.push(qtx);
-        let opts = JoinOptions { link: link.clone(), name: format!("p{i}"), save: None, buffer: 32 << 20, ice_addr: None, render: crate::participant::Render::None, mpv: None, playback: false, sound: false, download_limit: 0 };
+        let opts = JoinOptions { link: link.clone(), name: format!("p{i}"), save: None, buffer: 32 << 20, ice_addr: None, render: crate::participant::Render::None, mpv: None, playback: false, sound: false, download_limit: 0, quality: "high".into() };
         let tx = ev_tx.clone();
         tokio::spawn(async move {
             if let Err(e) = participant::run(opts, tx.clone(), qrx).await {

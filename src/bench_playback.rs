@@ -56,6 +56,7 @@ impl Room {
             playback: true,
             sound: false,
             download_limit: 0,
+            quality: "high".into(),
         };
         let (etx, mut erx) = mpsc::unbounded_channel();
         let tx = self.tx.clone();

@@ -8,15 +8,7 @@ use color_eyre::eyre::Result;
 
 use crate::bench_playback::decode_each;
 use crate::media::sample::{SampleSpec, write_sample};
-use crate::media::transcode::{Rendition, transcode};
-
-/// The levels below `high` (the original bytes) as the host makes them.
-pub fn levels() -> [(&'static str, Rendition); 2] {
-    [
-        ("medium", Rendition { height: 720, video_bps: 2_500_000, audio_bps: 128_000 }),
-        ("low", Rendition { height: 480, video_bps: 1_000_000, audio_bps: 96_000 }),
-    ]
-}
+use crate::media::transcode::{levels, transcode};
 
 /// Runs the suite; returns the Markdown section.
 pub async fn run() -> Result<String> {

@@ -156,6 +156,12 @@ pub struct JoinArgs {
     /// host sends at about this rate.
     #[arg(long, default_value = "50MiB/s", value_parser = parse_bytes, value_name = "RATE")]
     pub download_limit: u64,
+    /// Picture quality: `auto` follows the measured throughput and the buffer (down fast when
+    /// the buffer drains, up slowly); `high` is the host's original file, `medium` (720p,
+    /// ~2.6 Mb/s) and `low` (480p, ~1.1 Mb/s) are renditions the host makes when it can.
+    /// With --save or --player mpv it stays `high`.
+    #[arg(long, value_parser = ["auto", "high", "medium", "low"], default_value = "auto", value_name = "LEVEL")]
+    pub quality: String,
     /// Bind WebRTC (ICE) to this address instead of following the loopback rule.
     #[arg(long, value_name = "ADDR")]
     pub ice_addr: Option<String>,

@@ -80,6 +80,8 @@ pub enum Event {
         duration_ms: Option<u64>,
         /// Codecs.
         codecs: Vec<String>,
+        /// Quality levels the host offers (`high` is the original).
+        levels: Vec<String>,
     },
     /// The playback state changed. Host: the room's clock. Participant: what it shows, sent
     /// when it starts showing frames after a join, seek or stall, and when it starts waiting.
@@ -126,8 +128,14 @@ pub enum Event {
         position_ms: u64,
         /// Playing.
         playing: bool,
-        /// Quality level.
+        /// Quality level playing (`high`, `medium`, `low`).
         quality: String,
+        /// The level being switched to, while a switch is under way.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        quality_next: Option<String>,
+        /// Time of the picture shown now, ms (none before the first frame).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        frame_ms: Option<u64>,
         /// Drift from the room clock.
         drift_ms: i64,
         /// Waiting for data.
@@ -197,8 +205,10 @@ pub enum Command {
     SeekTo(f64),
     /// Seek relative to now (seconds, signed).
     SeekBy(f64),
-    /// Choose a quality level.
+    /// Choose a quality level (`auto` or a level name).
     Quality(String),
+    /// Change the download limit (bytes per second, 0: none).
+    DownloadLimit(u64),
     /// Leave cleanly.
     Quit,
 }
@@ -219,7 +229,8 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
         ("seek", Some(a)) if a.starts_with(['+', '-']) => seconds(a).map(Command::SeekBy).ok_or(format!("bad seek {a:?}")),
         ("seek", Some(a)) => seconds(a).filter(|s| *s >= 0.0).map(Command::SeekTo).ok_or(format!("bad seek {a:?}")),
         ("quality", Some(l)) if ["auto", "low", "medium", "high"].contains(&l) => Ok(Command::Quality(l.into())),
-        _ => Err(format!("unknown command {line:?} (try play, pause, seek S, seek +S, seek -S, quality LEVEL, quit)")),
+        ("download-limit", Some(r)) => crate::units::parse_bytes(r).map(Command::DownloadLimit).map_err(|e| e.to_string()),
+        _ => Err(format!("unknown command {line:?} (try play, pause, seek S, seek +S, seek -S, quality auto|low|medium|high, download-limit RATE, quit)")),
     }
 }
 
@@ -270,6 +281,9 @@ mod tests {
         assert_eq!(parse_command("seek +5"), Ok(Command::SeekBy(5.0)));
         assert_eq!(parse_command("seek -5"), Ok(Command::SeekBy(-5.0)));
         assert_eq!(parse_command("quality low"), Ok(Command::Quality("low".into())));
+        assert_eq!(parse_command("download-limit 1.5Mb/s"), Ok(Command::DownloadLimit(187_500)));
+        assert_eq!(parse_command("download-limit 0"), Ok(Command::DownloadLimit(0)));
+        assert!(parse_command("download-limit fast").is_err());
         for bad in ["", "seek", "seek x", "seek NaN", "jump", "quit now", "quality ultra"] {
             assert!(parse_command(bad).is_err(), "{bad}");
         }

@@ -16,6 +16,8 @@ use tracing::Instrument;
 
 use crate::core::clock::Micros;
 use crate::core::rate::{Meter, TokenBucket};
+use crate::media::transcode;
+use crate::transcoders::Renditions;
 use crate::core::room::{Origin, Room, RoomCommand, RoomConfig, RoomOutput};
 use crate::core::scheduler::Scheduler;
 use crate::headless::{Command, Event, PeerStats};
@@ -26,7 +28,7 @@ use crate::protocol::auth::RoomKey;
 use crate::timer::sleep_until_opt;
 use crate::protocol::link::{Link, is_loopback_host};
 use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
-use crate::protocol::stream::{self, Manifest, Message, PROTOCOL_VERSION, Role, RosterEntry};
+use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, PROTOCOL_VERSION, Role, RosterEntry};
 use crate::server::{Server, ServerConfig};
 
 /// Chunk sends queued per participant beyond the channel's own buffer.
@@ -191,7 +193,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
         duration_ms: info.duration_ms,
         container: info.container.chars().take(stream::MAX_TEXT).collect(),
         codecs: info.codecs.into_iter().take(16).collect(),
-        levels: vec!["high".into()],
+        levels: offered_levels(&opts.file, size, info.duration_ms, &events).await,
     };
 
     // The signaling server: external, or embedded.
@@ -250,6 +252,8 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
     };
     let mut room_clock = Room::new(clock.now(), room_cfg, opts.playback.autoplay);
     publish_state(&room_clock, &peers, &events, vec![]);
+    let mut renditions = Renditions::new(&opts.file, manifest.chunk_size, manifest.levels.iter().filter(|l| *l != "high").cloned().collect());
+    let mut rendition_tick = tokio::time::interval(Duration::from_millis(200));
 
     let result: Result<()> = loop {
         let end_of_media = room_clock.poll_timeout().map(|t| clock.0 + Duration::from_micros(t.max(0) as u64));
@@ -279,6 +283,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                     // they quit or died; do not wait for ICE to time out.
                     remove_peer(&mut peers, &mut scheduler, &events, peer, "left the room").await;
                     room_clock.remove_peer(clock.now(), peer);
+                    renditions.plan.remove_peer(peer);
                 }
                 Some(ServerMsg::Error { message, .. }) => {
                     tracing::warn!("signaling server: {message}");
@@ -305,7 +310,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                     }
                 }
                 PeerEvent::Control { peer, msg } => {
-                    handle_control(&mut peers, &mut scheduler, &mut room_clock, clock, peer, msg);
+                    handle_control(&mut peers, &mut scheduler, &mut room_clock, &mut renditions, clock, peer, msg);
                 }
                 PeerEvent::Sent { peer, bytes } => {
                     let now = Instant::now();
@@ -318,8 +323,12 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                 PeerEvent::Gone { peer, reason } => {
                     remove_peer(&mut peers, &mut scheduler, &events, peer, &reason).await;
                     room_clock.remove_peer(clock.now(), peer);
+                    renditions.plan.remove_peer(peer);
                 }
             },
+            _ = rendition_tick.tick(), if renditions.plan.spaces().next().is_some() => {
+                renditions.tick(&|peer, msg| send_to(&peers, peer, msg));
+            }
             _ = sleep_until_opt(end_of_media) => {
                 room_clock.handle_timeout(clock.now());
             }
@@ -332,7 +341,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                     rtt_ms: p.rtt_ms,
                     buffered_bytes: p.buffered_bytes,
                     position_ms: p.position_ms,
-                    quality: "high".into(),
+                    quality: renditions.plan.level_of(*id).to_string(),
                     sent_bytes: p.up.total(),
                     drift_ms: p.drift_ms,
                     buffering: p.buffering,
@@ -340,7 +349,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                 list.sort_by_key(|p| p.peer);
                 // Everyone's view lists the room: who is connected and how they are doing.
                 let roster = Message::Roster {
-                    peers: list.iter().take(stream::MAX_ROSTER).map(|p| RosterEntry { name: p.name.clone(), buffering: p.buffering, drift_ms: p.drift_ms }).collect(),
+                    peers: list.iter().take(stream::MAX_ROSTER).map(|p| RosterEntry { name: p.name.clone(), buffering: p.buffering, drift_ms: p.drift_ms, level: p.quality.clone() }).collect(),
                 };
                 for h in peers.values().filter_map(|p| p.handle.as_ref()) {
                     let _ = h.control_tx.try_send(roster.clone());
@@ -350,8 +359,11 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
             }
             cmd = commands.recv() => match cmd {
                 Some(Command::Quit) | None => break Ok(()),
+                Some(Command::DownloadLimit(_)) => {
+                    let _ = events.send(Event::Error { message: "download-limit is for participants; the host has --upload-limit".into() });
+                }
                 Some(Command::Quality(level)) => {
-                    let _ = events.send(Event::Error { message: format!("quality {level}: the host always sends the original (levels arrive with adaptive quality)") });
+                    let _ = events.send(Event::Error { message: format!("quality {level}: each participant picks its own level (syncy join --quality, or its quality command); this room offers {}", manifest.levels.join(", ")) });
                 }
                 Some(c) => {
                     let cmd = room_command(&c).expect("playback commands map");
@@ -364,7 +376,8 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
             let names = peers_names(&waiting, &peers);
             publish_state(&room_clock, &peers, &events, names);
         }
-        pump(&mut scheduler, &mut upload, &peers, &file, &manifest, &peer_tx);
+        renditions.apply(&mut scheduler, &|peer, msg| send_to(&peers, peer, msg));
+        pump(&mut scheduler, &mut upload, &peers, &file, &manifest, &mut renditions, &peer_tx);
     };
 
     // Tell everyone the stream is over, then close.
@@ -386,7 +399,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
 }
 
 /// Hands the scheduler's decisions to the peers' send queues.
-fn pump(scheduler: &mut Scheduler, upload: &mut TokenBucket, peers: &HashMap<PeerId, PeerState>, file: &File, manifest: &Manifest, peer_tx: &mpsc::UnboundedSender<PeerEvent>) {
+fn pump(scheduler: &mut Scheduler, upload: &mut TokenBucket, peers: &HashMap<PeerId, PeerState>, file: &File, manifest: &Manifest, renditions: &mut Renditions, peer_tx: &mpsc::UnboundedSender<PeerEvent>) {
     let now = Instant::now();
     while upload.ready(now)
         && let Some(t) = scheduler.poll_transmit()
@@ -395,15 +408,32 @@ fn pump(scheduler: &mut Scheduler, upload: &mut TokenBucket, peers: &HashMap<Pee
             scheduler.handle_sent(t.peer);
             continue;
         };
-        let len = manifest.chunk_len(t.index).expect("scheduler only holds validated indices");
+        let len = if t.space == ORIGINAL {
+            manifest.chunk_len(t.index).expect("scheduler only holds validated indices")
+        } else {
+            // Checked when requested; a rendition stopped since has nothing to send.
+            match renditions.plan.job(t.space).and_then(|j| j.chunk_len(t.index, manifest.chunk_size)) {
+                Some(len) => len,
+                None => {
+                    scheduler.handle_sent(t.peer);
+                    continue;
+                }
+            }
+        };
         upload.consume(now, len as f64);
         // Header then payload read straight into the message buffer: no serde copy.
-        let header = stream::encode_chunk_header(t.index, len);
+        let header = stream::encode_chunk_header(t.space, t.index, len);
         let mut bytes = BytesMut::with_capacity(header.len() + len);
         bytes.extend_from_slice(&header);
         bytes.resize(header.len() + len, 0);
         // Reads are small and from the page cache; doing them inline keeps ordering simple.
-        if let Err(e) = file.read_exact_at(&mut bytes[header.len()..], t.index as u64 * manifest.chunk_size as u64) {
+        let offset = t.index as u64 * manifest.chunk_size as u64;
+        let read = if t.space == ORIGINAL {
+            file.read_exact_at(&mut bytes[header.len()..], offset)
+        } else {
+            renditions.read_at(t.space, offset, &mut bytes[header.len()..])
+        };
+        if let Err(e) = read {
             tracing::error!("reading chunk {}: {e}", t.index);
             scheduler.handle_sent(t.peer);
             let _ = peer_tx.send(PeerEvent::Gone { peer: t.peer, reason: format!("host read error: {e}") });
@@ -417,12 +447,30 @@ fn pump(scheduler: &mut Scheduler, upload: &mut TokenBucket, peers: &HashMap<Pee
     }
 }
 
-fn handle_control(peers: &mut HashMap<PeerId, PeerState>, scheduler: &mut Scheduler, room: &mut Room, clock: HostClock, peer: PeerId, msg: Message) {
+fn handle_control(peers: &mut HashMap<PeerId, PeerState>, scheduler: &mut Scheduler, room: &mut Room, renditions: &mut Renditions, clock: HostClock, peer: PeerId, msg: Message) {
     let Some(p) = peers.get_mut(&peer) else { return };
     match msg {
-        Message::Request { chunks, priority } => scheduler.handle_request(peer, &chunks, priority),
-        Message::Cancel { chunks } => scheduler.handle_cancel(peer, &chunks),
+        Message::Request { space: ORIGINAL, chunks, priority } => scheduler.handle_request(peer, ORIGINAL, &chunks, priority),
+        Message::Request { space, chunks, priority } => {
+            // Only the rendition it is on, and only what exists: a request for a rendition
+            // replaced since (a race with a seek) is dropped quietly.
+            let job = renditions.plan.job(space).filter(|_| renditions.plan.space_of(peer) == Some(space));
+            let chunk_size = renditions.chunk_size;
+            match job {
+                Some(j) => {
+                    let ok: Vec<u32> = chunks.into_iter().filter(|&ix| j.chunk_len(ix, chunk_size).is_some()).collect();
+                    scheduler.handle_request(peer, space, &ok, priority);
+                }
+                None => tracing::debug!(peer, "request for rendition {space}, which it is not on"),
+            }
+        }
+        Message::Cancel { space, chunks } => scheduler.handle_cancel(peer, space, &chunks),
+        Message::Level { level, from_us } => {
+            tracing::info!(peer, "{} asks for {level} from {} ms", p.name, from_us / 1000);
+            renditions.plan.handle_level(peer, &level, from_us);
+        }
         Message::Report { position_ms, buffered_bytes, rtt_ms, buffering, seq, drift_ms, .. } => {
+            renditions.plan.handle_position(peer, position_ms * 1000);
             p.position_ms = position_ms;
             p.buffered_bytes = buffered_bytes;
             p.rtt_ms = rtt_ms;
@@ -460,8 +508,44 @@ fn room_command(c: &Command) -> Option<RoomCommand> {
         Command::Pause => RoomCommand::Pause,
         Command::SeekTo(s) => RoomCommand::SeekTo((s * 1e6) as Micros),
         Command::SeekBy(s) => RoomCommand::SeekBy((s * 1e6) as Micros),
-        Command::Quality(_) | Command::Quit => return None,
+        Command::Quality(_) | Command::DownloadLimit(_) | Command::Quit => return None,
     })
+}
+
+/// Queues a control message to a connected participant.
+fn send_to(peers: &HashMap<PeerId, PeerState>, peer: PeerId, msg: Message) {
+    if let Some(h) = peers.get(&peer).and_then(|p| p.handle.as_ref())
+        && h.control_tx.try_send(msg).is_err()
+    {
+        tracing::warn!(peer, "control queue full; dropping a message");
+    }
+}
+
+/// The levels this host offers for `file`: `high` (the original), and each rendition whose
+/// bit rate is well under the original's, when this FFmpeg can transcode the file.
+async fn offered_levels(file: &std::path::Path, size: u64, duration_ms: Option<u64>, events: &mpsc::UnboundedSender<Event>) -> Vec<String> {
+    let mut levels = vec!["high".to_string()];
+    let path = file.to_path_buf();
+    match tokio::task::spawn_blocking(move || transcode::check_transcodable(&path)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(transcode::TranscodeError::NoVideo)) => return levels,
+        Ok(Err(e)) => {
+            let _ = events.send(Event::Error { message: format!("no lower quality levels: {e}") });
+            return levels;
+        }
+        Err(e) => {
+            tracing::warn!("checking for renditions: {e}");
+            return levels;
+        }
+    }
+    let original_bps = duration_ms.filter(|&d| d > 0).map(|d| size * 8 * 1000 / d);
+    for (name, r) in transcode::levels() {
+        // A rendition that saves little is not worth a transcoder.
+        if original_bps.is_none_or(|o| r.bps() * 5 < o * 4) {
+            levels.push(name.to_string());
+        }
+    }
+    levels
 }
 
 /// Names for peer ids (unknown ones by id).

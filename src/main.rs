@@ -135,7 +135,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             if let Some(graphics) = graphics {
                 return join_with_view(link, a, graphics, mpv).await;
             }
-            let opts = participant::JoinOptions { link, name: a.name, save: a.save, buffer: a.buffer, ice_addr: a.ice_addr, render: participant::Render::None, mpv, playback: true, sound: !a.no_sound, download_limit: a.download_limit };
+            let opts = participant::JoinOptions { link, name: a.name, save: a.save, buffer: a.buffer, ice_addr: a.ice_addr, render: participant::Render::None, mpv, playback: true, sound: !a.no_sound, download_limit: a.download_limit, quality: a.quality };
             let (events, printer) = event_printer(a.headless);
             let result = participant::run(opts, events.clone(), command_channel(a.headless)).await.map(|_| ());
             report_error(&result, &events, a.headless);
@@ -186,6 +186,7 @@ async fn join_with_view(link: Link, a: syncy::cli::JoinArgs, graphics: syncy::pl
         playback: true,
         sound: !a.no_sound,
         download_limit: a.download_limit,
+        quality: a.quality,
     };
     let engine = tokio::spawn(participant::run(opts, events, cmd_rx));
     // Events become the view's message line (and the log); nothing prints while it is up.

@@ -28,7 +28,8 @@ use crate::net::signal_client::SignalClient;
 use crate::timer::sleep_until_opt;
 use crate::protocol::link::Link;
 use crate::protocol::signal::{ClientMsg, ServerMsg, SignalPayload};
-use crate::protocol::stream::{self, Message, PROTOCOL_VERSION, Role};
+use crate::levels::{Choice, Levels};
+use crate::protocol::stream::{self, Message, ORIGINAL, PROTOCOL_VERSION, Role};
 
 /// How a participant runs.
 #[derive(Debug, Clone)]
@@ -54,6 +55,8 @@ pub struct JoinOptions {
     pub sound: bool,
     /// Download limit, bytes per second (0: none).
     pub download_limit: u64,
+    /// `auto` or a level (`high`, `medium`, `low`).
+    pub quality: String,
 }
 
 /// Where the picture goes.
@@ -187,6 +190,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         chunk_size: manifest.chunk_size,
         duration_ms: manifest.duration_ms,
         codecs: manifest.codecs.clone(),
+        levels: manifest.levels.clone(),
     });
     let save = match &opts.save {
         Some(path) => {
@@ -210,11 +214,40 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         ..StoreConfig::default()
     };
     let wake = Arc::new(tokio::sync::Notify::new());
-    let shared = {
+    let wake_fn: Arc<dyn Fn() + Send + Sync> = {
         let wake = wake.clone();
-        SharedStore::new(ChunkStore::new(manifest.clone(), cfg), move || wake.notify_one())
+        Arc::new(move || wake.notify_one())
     };
-    let mut playback = if opts.playback { Playback::start(Box::new(shared.reader()), opts.render.target(), opts.sound && opts.mpv.is_none()) } else { Playback::inert() };
+    let shared = {
+        let w = wake_fn.clone();
+        SharedStore::new(ChunkStore::new(manifest.clone(), cfg.clone()), move || w())
+    };
+    let (reader, reader_cancel) = shared.cancellable_reader();
+    let mut playback = if opts.playback { Playback::start(Box::new(reader), opts.render.target(), opts.sound && opts.mpv.is_none()) } else { Playback::inert() };
+    // Renditions play in the built-in player only; mpv reads the original over HTTP, --save
+    // keeps the original, and a fetch-only participant plays nothing.
+    let fixed_high = if !opts.playback {
+        Some("it does not play")
+    } else if opts.mpv.is_some() {
+        Some("mpv plays the original")
+    } else if save.is_some() {
+        Some("--save keeps the original")
+    } else {
+        None
+    };
+    let choice = match fixed_high {
+        Some(why) => {
+            if opts.quality != "auto" && opts.quality != "high" {
+                let _ = events.send(Event::Error { message: format!("quality {}: staying at high, {why}", opts.quality) });
+            }
+            Choice::Fixed("high".into())
+        }
+        None => Choice::parse(&opts.quality),
+    };
+    let mut levels = Levels::new(&manifest, Choice::Auto, shared.clone(), Some(reader_cancel), cfg.clone(), wake_fn.clone());
+    if let Err(e) = levels.choose(choice) {
+        let _ = events.send(Event::Error { message: format!("quality: {e}; choosing automatically") });
+    }
     let screen = opts.render.screen().cloned();
     if let Some(s) = &screen {
         s.attach_queue(playback.queue());
@@ -222,7 +255,9 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
             st.name = opts.name.clone();
             st.file = manifest.name.clone();
             st.duration_ms = manifest.duration_ms;
-            st.quality = "high".into();
+            st.quality = levels.label();
+            st.quality_choice = levels.choice_name();
+            st.levels = manifest.levels.clone();
             st.link = opts.link.to_string();
         });
     }
@@ -251,18 +286,41 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     let mut signal_open = true;
     let mut last_report = Instant::now();
     // Under a download limit, when the next request may go (only asking changes it).
-    let mut requests_at = request_more(&shared, &control).await?;
+    let mut requests_at = request_more(&levels, &control).await?;
 
     let end = loop {
         tokio::select! {
-            _ = sleep_until_opt(requests_at), if requests_at.is_some() => requests_at = request_more(&shared, &control).await?,
+            _ = sleep_until_opt(requests_at), if requests_at.is_some() => requests_at = request_more(&levels, &control).await?,
             item = incoming.recv() => match item {
                 Some(Incoming::Chunk(b)) => {
                     let now = Instant::now();
                     down.record(now, b.len() as u64);
-                    let Some((index, data)) = stream::decode_chunk(b, &manifest)? else {
+                    let Some(parts) = stream::decode_chunk(b, manifest.chunk_size)? else {
                         bail!("protocol violation: only chunks belong on the chunks channel");
                     };
+                    levels.handle_received(parts.data.len());
+                    if parts.space != ORIGINAL {
+                        // A rendition's chunk: into its store, or dropped if it was replaced.
+                        tracing::trace!("chunk {} of space {}", parts.index, parts.space);
+                        match levels.store_for(parts.space)? {
+                            Some(store) => {
+                                let arrival = {
+                                    let mut g = store.lock();
+                                    parts.check_len(g.store.manifest().chunk_len(parts.index))?;
+                                    g.store.handle_chunk(now, parts.index, parts.data)?
+                                };
+                                if arrival == Arrival::Duplicate {
+                                    duplicates += 1;
+                                }
+                                store.arrived(arrival);
+                            }
+                            None => tracing::trace!("late chunk of replaced rendition {}", parts.space),
+                        }
+                        requests_at = request_more(&levels, &control).await?;
+                        continue;
+                    }
+                    parts.check_len(manifest.chunk_len(parts.index))?;
+                    let (index, data) = (parts.index, parts.data);
                     let stored = {
                         let mut g = shared.lock();
                         let fresh = !g.store.seen(index);
@@ -289,7 +347,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         arrival
                     };
                     shared.arrived(stored);
-                    requests_at = request_more(&shared, &control).await?;
+                    requests_at = request_more(&levels, &control).await?;
                 }
                 Some(Incoming::Control(b)) => match stream::decode_from(&b, Role::Host, Some(&manifest))? {
                     Message::StreamEnd { reason } => break JoinEnd::StreamEnd(reason),
@@ -312,7 +370,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                             let list = peers
                                 .into_iter()
                                 .filter(|p| p.name != me)
-                                .map(|p| (p.name, if p.buffering { "buffering".to_string() } else { "watching".to_string() }))
+                                .map(|p| (p.name, format!("{} {}", if p.buffering { "buffering" } else { "watching" }, p.level)))
                                 .collect();
                             s.update(|st| st.peers = list);
                         }
@@ -323,15 +381,36 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         }
                         let _ = events.send(Event::Error { message: format!("host: {text}") });
                     }
-                    Message::QualityChange { .. } | Message::Hello { .. } => {}
+                    Message::QualityChange { level, space, first_us, produced, done } => {
+                        levels.handle_quality_change(level, space, first_us, produced, done, &mut playback);
+                        requests_at = request_more(&levels, &control).await?;
+                    }
+                    Message::Hello { .. } => {}
                     other => bail!("protocol violation: unexpected {other:?}"),
                 },
                 Some(Incoming::Closed(why)) => bail!("connection to the host lost: {why}"),
                 None => bail!("connection to the host lost"),
             },
-            _ = wake.notified() => requests_at = request_more(&shared, &control).await?,
+            _ = wake.notified() => requests_at = request_more(&levels, &control).await?,
             _ = present.tick() => {
                 let result = playback.tick();
+                if let Some(msgs) = levels.after_tick(&mut playback, Instant::now()) {
+                    if let Some(s) = &screen {
+                        s.attach_queue(playback.queue());
+                    }
+                    for m in msgs {
+                        peer::send(&control, &stream::encode(&m)).await?;
+                    }
+                }
+                if let Some(t) = playback.take_seek()
+                    && let Some(m) = levels.handle_seek(t)
+                {
+                    peer::send(&control, &stream::encode(&m)).await?;
+                }
+                let room_us = playback.room_position();
+                if let Some(m) = levels.drive(&mut playback, room_us) {
+                    peer::send(&control, &stream::encode(&m)).await?;
+                }
                 if let Some(s) = &screen {
                     if let Some(f) = playback.take_new_frame() {
                         s.set_frame(f);
@@ -371,8 +450,11 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
             }
             _ = stats_tick.tick() => {
                 let now = Instant::now();
-                shared.lock().store.handle_timeout(now);
-                requests_at = request_more(&shared, &control).await?;
+                for s in levels.all_stores() {
+                    s.lock().store.handle_timeout(now);
+                }
+                levels.sample(now, playback.buffering() && playback.room_wants_playing());
+                requests_at = request_more(&levels, &control).await?;
                 let down_bps = down.rate(now) as u64;
                 if let Some(s) = &screen {
                     let (held, pieces, read_fraction) = {
@@ -380,8 +462,10 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         let read = g.store.read_position() as f64 / manifest.chunks.max(1) as f64;
                         (g.store.held_bytes(), g.store.piece_map(crate::player::screen::PIECE_BINS), read)
                     };
+                    let quality = levels.label();
                     s.update(|st| {
                         st.sample_down(down_bps);
+                        st.quality = quality;
                         st.buffered_bytes = held;
                         st.pieces = pieces;
                         st.read_fraction = read_fraction;
@@ -395,7 +479,9 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                     chunks: manifest.chunks,
                     position_ms: (playback.position().max(0) / 1000) as u64,
                     playing: playback.playing(),
-                    quality: "high".into(),
+                    quality: levels.playing().to_string(),
+                    quality_next: levels.next(),
+                    frame_ms: playback.frame_pts().map(|p| (p.max(0) / 1000) as u64),
                     drift_ms: playback.drift().map_or(0, |d| d / 1000),
                     buffering: playback.buffering(),
                     mpv: mpv_status.map(|m| m.now()),
@@ -409,10 +495,31 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
             }
             cmd = commands.recv() => match cmd {
                 Some(Command::Quit) | None => break JoinEnd::Quit,
-                Some(c) => send_command(&control, &playback, &events, c).await?,
+                Some(Command::Quality(q)) => match fixed_high {
+                    Some(why) if q != "high" => {
+                        let _ = events.send(Event::Error { message: format!("quality {q}: staying at high, {why}") });
+                    }
+                    _ => {
+                        if let Err(e) = levels.choose(Choice::parse(&q)) {
+                            let _ = events.send(Event::Error { message: format!("quality {q}: {e}") });
+                        }
+                        if let Some(s) = &screen {
+                            s.update(|st| {
+                                st.quality = levels.label();
+                                st.quality_choice = levels.choice_name();
+                            });
+                        }
+                    }
+                },
+                Some(Command::DownloadLimit(limit)) => {
+                    tracing::info!("download limit now {limit} B/s");
+                    levels.set_download_limit(limit);
+                    requests_at = request_more(&levels, &control).await?;
+                }
+                Some(c) => send_command(&control, &playback, c).await?,
             },
             out = recv_mpv(&mut mpv) => match out {
-                MpvOut::Command(c) => send_command(&control, &playback, &events, c).await?,
+                MpvOut::Command(c) => send_command(&control, &playback, c).await?,
                 MpvOut::Status(st) => mpv_status = Some(st),
                 MpvOut::Exited(why) => {
                     tracing::info!("{why}");
@@ -437,7 +544,9 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         let _ = events.send(Event::StreamEnd { reason: reason.clone() });
     }
     tracing::info!("leaving: {end:?}");
-    shared.close();
+    for s in levels.all_stores() {
+        s.close();
+    }
     tokio::task::spawn_blocking(move || playback.stop()).await?;
     tracing::info!("playback stopped");
     if let Some(s) = &screen {
@@ -452,7 +561,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
 pub const DEFAULT_DOWNLOAD_LIMIT: u64 = 50 << 20;
 
 /// A playback command from stdin, the view or mpv, sent to the host.
-async fn send_command(control: &Arc<dyn DataChannel>, playback: &Playback, events: &mpsc::UnboundedSender<Event>, c: Command) -> Result<()> {
+async fn send_command(control: &Arc<dyn DataChannel>, playback: &Playback, c: Command) -> Result<()> {
     let wire = match c {
         Command::Play => stream::Command::Play,
         Command::Pause => stream::Command::Pause,
@@ -461,11 +570,8 @@ async fn send_command(control: &Arc<dyn DataChannel>, playback: &Playback, event
             let here = playback.room_position().unwrap_or_else(|| playback.position());
             stream::Command::Seek((here + (d * 1e6) as Micros).max(0) as u64)
         }
-        Command::Quality(level) => {
-            let _ = events.send(Event::Error { message: format!("quality {level}: only the original is offered until adaptive quality lands") });
-            return Ok(());
-        }
-        Command::Quit => return Ok(()),
+        // Handled by the engine.
+        Command::Quality(_) | Command::DownloadLimit(_) | Command::Quit => return Ok(()),
     };
     peer::send(control, &stream::encode(&Message::Command(wire))).await?;
     Ok(())
@@ -503,19 +609,25 @@ async fn send_report(control: &Arc<dyn DataChannel>, playback: &Playback, shared
     Ok(())
 }
 
-/// Sends whatever the store wants to ask for.
-/// Sends what the store wants to ask for; returns when the download limit lets the next
-/// request go, if it holds some back.
-async fn request_more(shared: &SharedStore, control: &Arc<dyn DataChannel>) -> Result<Option<Instant>> {
-    let (requests, ready_at): (Vec<_>, _) = {
-        let mut g = shared.lock();
-        let now = Instant::now();
-        let requests = std::iter::from_fn(|| g.store.poll_request(now)).collect();
-        (requests, g.store.request_ready_at(now))
-    };
-    for req in requests {
-        let msg = Message::Request { chunks: req.chunks, priority: req.priority };
-        peer::send(control, &stream::encode(&msg)).await?;
+/// Sends what the stores the picture reads want to ask for; returns when the download limit
+/// lets the next request go, if it holds some back.
+async fn request_more(levels: &Levels, control: &Arc<dyn DataChannel>) -> Result<Option<Instant>> {
+    let mut ready_at: Option<Instant> = None;
+    for (space, shared) in levels.live_stores() {
+        let requests: Vec<_> = {
+            let mut g = shared.lock();
+            let now = Instant::now();
+            let requests = std::iter::from_fn(|| g.store.poll_request(now)).collect();
+            if let Some(t) = g.store.request_ready_at(now) {
+                ready_at = Some(ready_at.map_or(t, |r| r.min(t)));
+            }
+            requests
+        };
+        for req in requests {
+            tracing::trace!("request space {space}: {:?} {:?}", req.priority, req.chunks);
+            let msg = Message::Request { space, chunks: req.chunks, priority: req.priority };
+            peer::send(control, &stream::encode(&msg)).await?;
+        }
     }
     Ok(ready_at)
 }

@@ -63,6 +63,13 @@ pub struct Playback {
     sound: Option<AudioOut>,
     audio_clock: Arc<AudioClock>,
     meter: Arc<SoundMeter>,
+    /// A decoder started on another source (a quality switch), shown from its first frame
+    /// for the position on; until then the current one goes on showing.
+    incoming: Option<(Arc<FrameQueue>, std::thread::JoinHandle<()>)>,
+    /// The latest switch completed and not yet taken.
+    switched: bool,
+    /// The follower's latest seek, not yet taken (a rendition may need to restart there).
+    sought: Option<Micros>,
 }
 
 impl Playback {
@@ -114,7 +121,70 @@ impl Playback {
             sound: None,
             audio_clock: AudioClock::new(),
             meter: Arc::new(SoundMeter::default()),
+            incoming: None,
+            switched: false,
+            sought: None,
         }
+    }
+
+    /// Starts decoding `source` beside the current decoder, from the current position;
+    /// `shift` is the room position of the source's time zero (a rendition), `None` for the
+    /// original. The picture moves over once the new decoder has the frame for the
+    /// position (`take_switched` says when); a switch still under way is abandoned.
+    pub fn switch_source(&mut self, source: Box<dyn ByteSource>, shift: Option<Micros>) {
+        if let Some((q, _)) = self.incoming.take() {
+            q.close();
+        }
+        let q = FrameQueue::with_shift(8, self.queue.target(), self.queue.audio(), shift);
+        q.seek(self.position());
+        let decoder = decode::spawn(source, q.clone());
+        self.incoming = Some((q, decoder));
+    }
+
+    /// Gives up a switch under way (the picture stays where it is).
+    pub fn abandon_switch(&mut self) {
+        if let Some((q, _)) = self.incoming.take() {
+            q.close();
+        }
+    }
+
+    /// Whether a switch is under way.
+    pub fn switching(&self) -> bool {
+        self.incoming.is_some()
+    }
+
+    /// True once after the picture moved to the source of the latest `switch_source`.
+    pub fn take_switched(&mut self) -> bool {
+        std::mem::take(&mut self.switched)
+    }
+
+    /// The room position of the follower's latest seek, once.
+    pub fn take_seek(&mut self) -> Option<Micros> {
+        self.sought.take()
+    }
+
+    /// Moves the picture to the incoming decoder once it has the frame for `pos`.
+    fn maybe_switch(&mut self, pos: Micros, frame_us: Micros) {
+        let Some((q, _)) = &self.incoming else { return };
+        if let Some(e) = q.error() {
+            tracing::warn!("the new source does not play ({e}); staying on the current one");
+            q.close();
+            self.incoming = None;
+            return;
+        }
+        let ready = q.front_pts().is_some_and(|t| t <= pos + frame_us) || (q.eof() && q.is_empty());
+        if !ready {
+            return;
+        }
+        let (q, decoder) = self.incoming.take().expect("checked");
+        self.queue.close();
+        // The old decoder may be blocked on a read; its source is cancelled by the engine,
+        // and the thread ends on its own.
+        drop(self.decoder.replace(decoder));
+        self.queue = q;
+        self.current = None;
+        self.switched = true;
+        tracing::info!("playback: switched source at {} ms", pos / 1000);
     }
 
     /// Playback that decodes nothing and never holds the room (a participant that only
@@ -174,7 +244,11 @@ impl Playback {
                 FollowerOutput::Seek(t) => {
                     tracing::debug!("playback: seek to {} ms", t / 1000);
                     self.queue.seek(t);
+                    if let Some((q, _)) = &self.incoming {
+                        q.seek(t);
+                    }
                     self.current = None;
+                    self.sought = Some(t);
                 }
             }
         }
@@ -196,6 +270,7 @@ impl Playback {
         self.apply_outputs();
         let frame_us = self.queue.info().map_or(40_000, |i| i.frame_us);
         let pos = self.follower.position(now);
+        self.maybe_switch(pos, frame_us);
         // The first frame after a seek may sit a hair after the target.
         let limit = if self.current.is_none() { pos + frame_us } else { pos };
         let mut popped = 0;
@@ -243,6 +318,11 @@ impl Playback {
     /// The frame to draw, once per new frame.
     pub fn take_new_frame(&mut self) -> Option<Arc<VideoFrame>> {
         if std::mem::take(&mut self.new_frame) { self.current.clone() } else { None }
+    }
+
+    /// Time of the picture showing now.
+    pub fn frame_pts(&self) -> Option<Micros> {
+        self.current.as_ref().map(|f| f.pts_us)
     }
 
     /// The decoder's frame queue (the view sets the picture size on it).
@@ -309,6 +389,10 @@ impl Playback {
     /// Stops the decoder (the store must be closed too, to free a blocked read).
     pub fn stop(&mut self) {
         self.queue.close();
+        if let Some((q, t)) = self.incoming.take() {
+            q.close();
+            let _ = t.join();
+        }
         if let Some(t) = self.decoder.take() {
             let _ = t.join();
         }
@@ -318,5 +402,8 @@ impl Playback {
 impl Drop for Playback {
     fn drop(&mut self) {
         self.queue.close();
+        if let Some((q, _)) = &self.incoming {
+            q.close();
+        }
     }
 }

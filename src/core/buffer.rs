@@ -6,6 +6,7 @@
 //! evicts chunks far behind the read position first, then those farthest ahead.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -101,18 +102,36 @@ pub struct ChunkStore {
     seen: Vec<bool>,
     /// Every chunk below this has been seen (fill-behind scans from here).
     fill_cursor: u32,
-    /// Paces requests under the download limit.
-    download: TokenBucket,
+    /// Fetch ahead of the reader (off: only what a blocked reader needs).
+    read_ahead: bool,
+    /// Time with requests outstanding, not yet taken, and since when they are.
+    busy: Duration,
+    busy_since: Option<Instant>,
+    /// Paces requests under the download limit; shared by every store of one participant
+    /// (the original and a rendition), so together they keep the one limit.
+    download: DownloadBudget,
 }
+
+/// How long a read-ahead request may be outstanding before the reader's need of it re-asks
+/// it as critical.
+const UPGRADE_AFTER: Duration = Duration::from_millis(100);
+
+/// A participant's download limit, shared between its chunk stores.
+pub type DownloadBudget = Arc<Mutex<TokenBucket>>;
 
 impl ChunkStore {
     /// An empty store for `manifest` (already validated).
     pub fn new(manifest: Manifest, cfg: StoreConfig) -> Self {
-        let manifest_chunks = manifest.chunks as usize;
         let limit = cfg.download_limit as f64;
         // A tenth of a second of credit at most (at least two chunks), so a pause in requests
         // does not turn into a burst.
-        let download = TokenBucket::new(limit, (limit * 0.1).max(2.0 * manifest.chunk_size as f64));
+        let download = Arc::new(Mutex::new(TokenBucket::new(limit, (limit * 0.1).max(2.0 * manifest.chunk_size as f64))));
+        Self::with_budget(manifest, cfg, download)
+    }
+
+    /// An empty store that paces its requests with another store's download budget.
+    pub fn with_budget(manifest: Manifest, cfg: StoreConfig, download: DownloadBudget) -> Self {
+        let manifest_chunks = manifest.chunks as usize;
         ChunkStore {
             download,
             manifest,
@@ -126,12 +145,53 @@ impl ChunkStore {
             evicted: 0,
             seen: vec![false; manifest_chunks],
             fill_cursor: 0,
+            busy: Duration::ZERO,
+            busy_since: None,
+            read_ahead: true,
         }
     }
 
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    fn budget_lock(&self) -> MutexGuard<'_, TokenBucket> {
+        self.download.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The download budget, to share with another store.
+    pub fn budget(&self) -> DownloadBudget {
+        self.download.clone()
+    }
+
+    /// A growing space (a rendition being made) now has `size` bytes to offer: whole chunks
+    /// while it grows, any size once complete. Never shrinks.
+    pub fn grow(&mut self, size: u64) {
+        if size <= self.manifest.size {
+            return;
+        }
+        self.manifest.size = size;
+        self.manifest.chunks = Manifest::chunk_count(size, self.manifest.chunk_size).min(u32::MAX as u64) as u32;
+        self.seen.resize(self.manifest.chunks as usize, false);
+    }
+
+    /// Fetch ahead of the reader or not (a store the picture is leaving, or not using yet,
+    /// asks only for what its reader is blocked on, leaving the link to the other).
+    pub fn set_read_ahead(&mut self, on: bool) {
+        self.read_ahead = on;
+    }
+
+    /// Forgets every request in flight and returns them (to cancel at the host when this
+    /// store stops being read).
+    pub fn take_in_flight(&mut self, now: Instant) -> Vec<u32> {
+        self.note_busy(now);
+        self.busy_since = None;
+        self.in_flight_bytes = 0;
+        self.critical.clear();
+        let mut v: Vec<u32> = self.in_flight.drain().map(|(ix, _)| ix).collect();
+        v.sort_unstable();
+        v
     }
 
     /// Bytes held now.
@@ -206,7 +266,6 @@ impl ChunkStore {
 
     /// A chunk arrived.
     pub fn handle_chunk(&mut self, now: Instant, index: u32, data: impl Into<Bytes>) -> Result<Arrival, StoreError> {
-        let _ = now;
         let data: Bytes = data.into();
         let expected = self.manifest.chunk_len(index).ok_or(StoreError::OutOfRange(index))?;
         if data.len() != expected {
@@ -215,6 +274,7 @@ impl ChunkStore {
         if self.in_flight.remove(&index).is_some() {
             self.in_flight_bytes -= expected as u64;
         }
+        self.note_busy(now);
         self.critical.remove(&index);
         self.seen[index as usize] = true;
         if self.held.contains_key(&index) {
@@ -264,11 +324,67 @@ impl ChunkStore {
             self.in_flight.remove(&ix);
             self.in_flight_bytes -= self.manifest.chunk_len(ix).unwrap_or(0) as u64;
         }
+        self.note_busy(now);
     }
 
-    /// When the download limit lets the next request go, if it holds requests back now.
+    /// Whether other read-ahead requests of lower index (asked for before it) are still out:
+    /// the host sends read-ahead in order, so `ix` waits behind them.
+    fn queued_behind(&self, ix: u32) -> bool {
+        self.in_flight.iter().filter(|(k, (_, p))| **k < ix && *p == Priority::Window).nth(1).is_some()
+    }
+
+    /// Keeps the time requests were outstanding: throughput is only meaningful over it (a
+    /// store with nothing to ask for says nothing about the link).
+    fn note_busy(&mut self, now: Instant) {
+        match (self.in_flight.is_empty(), self.busy_since) {
+            (true, Some(since)) => {
+                self.busy += now.saturating_duration_since(since);
+                self.busy_since = None;
+            }
+            (false, None) => self.busy_since = Some(now),
+            _ => {}
+        }
+    }
+
+    /// Time with requests outstanding since the last call.
+    pub fn take_busy(&mut self, now: Instant) -> Duration {
+        if let Some(since) = self.busy_since.as_mut() {
+            self.busy += now.saturating_duration_since(*since);
+            *since = now;
+        }
+        std::mem::take(&mut self.busy)
+    }
+
+    /// Bytes held contiguously from the reader on: what plays without another arrival.
+    pub fn contiguous_ahead(&self) -> u64 {
+        let mut next = self.read_pos;
+        let mut bytes = 0;
+        for (&ix, v) in self.held.range(self.read_pos..) {
+            if ix != next {
+                break;
+            }
+            bytes += v.len() as u64;
+            next += 1;
+        }
+        bytes
+    }
+
+    /// When a request is held back now — by the download limit, or a read-ahead chunk the
+    /// reader waits for that may be re-asked as critical — the time to ask again.
     pub fn request_ready_at(&self, now: Instant) -> Option<Instant> {
-        self.download.ready_at(now)
+        let upgrade = self
+            .critical
+            .iter()
+            .filter_map(|ix| self.in_flight.get(ix))
+            .filter(|(_, p)| *p == Priority::Window)
+            .map(|(t, _)| *t + UPGRADE_AFTER)
+            .min();
+        let budget = self.budget_lock();
+        let limit = if self.critical.is_empty() { budget.ready_at(now) } else { budget.ready_at_overdrawn(now, budget.burst()) };
+        match (limit, upgrade) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// When `handle_timeout` next has work.
@@ -278,9 +394,22 @@ impl ChunkStore {
 
     /// The next request to send, if any.
     pub fn poll_request(&mut self, now: Instant) -> Option<ChunkRequest> {
+        let r = self.next_request(now);
+        self.note_busy(now);
+        r
+    }
+
+    fn next_request(&mut self, now: Instant) -> Option<ChunkRequest> {
         let mut chunks = Vec::new();
         // Critical requests ignore the in-flight cap and the byte bound: the reader is stuck.
-        let critical: Vec<u32> = self.critical.iter().copied().collect();
+        // They may overdraw the download limit by its burst (a seek is not held up by the
+        // pacing of read-ahead), no further: a limit is a limit, also for a reader that
+        // wants more than it allows (it then plays at the limit's pace, and the automatic
+        // quality sees why).
+        let mut budget = self.budget_lock();
+        let burst = budget.burst();
+        let critical: Vec<u32> = if budget.ready_overdrawn(now, burst) { self.critical.iter().copied().collect() } else { vec![] };
+        drop(budget);
         for ix in critical {
             if chunks.len() >= self.cfg.batch {
                 break;
@@ -288,17 +417,21 @@ impl ChunkStore {
             if self.held.contains_key(&ix) {
                 self.critical.remove(&ix);
             } else {
-                match self.in_flight.get_mut(&ix) {
+                match self.in_flight.get(&ix).copied() {
                     None => {
                         chunks.push(ix);
                         self.mark_in_flight(now, ix);
                         self.in_flight.get_mut(&ix).expect("just marked").1 = Priority::Critical;
                     }
-                    // Asked for as read-ahead, needed now: ask again as critical so the
-                    // host moves it to the front (its scheduler upgrades the request).
-                    Some(entry) if entry.1 == Priority::Window => {
+                    // Asked for as read-ahead, needed now: ask again as critical so the host
+                    // moves it to the front (its scheduler upgrades the request). At once when
+                    // it waits behind other read-ahead; otherwise not for a moment: a chunk
+                    // first in line is usually on the wire already, and the host would send it
+                    // twice (a rendition read at the edge of what exists asked for every chunk
+                    // both ways, doubling its bytes).
+                    Some((asked, Priority::Window)) if self.queued_behind(ix) || now.saturating_duration_since(asked) >= UPGRADE_AFTER => {
                         chunks.push(ix);
-                        *entry = (now, Priority::Critical);
+                        self.in_flight.insert(ix, (now, Priority::Critical));
                     }
                     Some(_) => {}
                 }
@@ -307,10 +440,10 @@ impl ChunkStore {
         if !chunks.is_empty() {
             // The reader is stuck: critical requests go out regardless, but they count.
             let bytes: u64 = chunks.iter().map(|&ix| self.manifest.chunk_len(ix).unwrap_or(0) as u64).sum();
-            self.download.consume(now, bytes as f64);
+            self.budget_lock().consume(now, bytes as f64);
             return Some(ChunkRequest { chunks, priority: Priority::Critical });
         }
-        if !self.download.ready(now) {
+        if !self.read_ahead || !self.budget_lock().ready(now) {
             return None;
         }
         // Window: in order from the reader while in-flight and byte bounds allow. Ask in
@@ -365,7 +498,7 @@ impl ChunkStore {
             }
         }
                 let bytes: u64 = chunks.iter().map(|&ix| self.manifest.chunk_len(ix).unwrap_or(0) as u64).sum();
-        self.download.consume(now, bytes as f64);
+        self.budget_lock().consume(now, bytes as f64);
         (!chunks.is_empty()).then_some(ChunkRequest { chunks, priority: Priority::Window })
     }
 
@@ -395,6 +528,45 @@ mod tests {
 
     fn data(m: &Manifest, ix: u32) -> Vec<u8> {
         vec![ix as u8; m.chunk_len(ix).unwrap()]
+    }
+
+    #[test]
+    fn busy_time_counts_only_while_requests_are_out() {
+        let mut s = ChunkStore::new(manifest(10 * 100, 100), StoreConfig::default());
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert_eq!(s.take_busy(ms(0)), Duration::ZERO);
+        let req = s.poll_request(ms(100)).expect("asks for the file");
+        for &ix in &req.chunks {
+            s.handle_chunk(ms(300), ix, vec![0u8; 100]).unwrap();
+        }
+        // Out from 100 to 300 ms; idle after, whatever the wall clock says.
+        assert_eq!(s.take_busy(ms(2000)), Duration::from_millis(200));
+        assert_eq!(s.contiguous_ahead(), 1000);
+        assert_eq!(s.take_busy(ms(3000)), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_growing_store_asks_for_new_chunks_as_they_exist() {
+        let mut s = ChunkStore::new(manifest(0, 100), StoreConfig::default());
+        let now = Instant::now();
+        assert_eq!(s.poll_request(now), None);
+        s.grow(200);
+        assert_eq!(s.poll_request(now).map(|r| r.chunks), Some(vec![0, 1]));
+        s.set_read_ahead(false);
+        // Done at 350: the last chunk is the short one.
+        s.grow(350);
+        assert_eq!(s.poll_request(now), None, "no read-ahead");
+        s.want(3);
+        assert_eq!(s.poll_request(now).map(|r| r.chunks), Some(vec![3]), "but what the reader needs");
+        assert_eq!(s.manifest().chunk_len(3), Some(50));
+        s.handle_chunk(now, 3, vec![0u8; 100]).unwrap_err();
+        s.handle_chunk(now, 3, vec![0u8; 50]).unwrap();
+        s.set_read_ahead(true);
+        assert_eq!(s.poll_request(now).map(|r| r.chunks), Some(vec![2]));
+        assert_eq!(s.take_in_flight(now), vec![0, 1, 2]);
+        s.handle_chunk(now, 2, vec![0u8; 100]).unwrap();
+        assert_eq!(s.poll_request(now).map(|r| r.chunks), Some(vec![0, 1]), "cancelled requests are asked again");
     }
 
     #[test]
@@ -428,6 +600,37 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_that_needs_more_than_the_limit_is_paced_by_it_too() {
+        // Read-ahead off (as for a store the picture leaves), the reader blocked on every next
+        // chunk: its critical requests keep the 1.5 Mb/s limit within 2% over 10 s (they may
+        // run a burst ahead, never more), instead of fetching at the picture's pace.
+        let m = manifest(1 << 30, 64 * 1024);
+        let limit: f64 = 1.5e6 / 8.0;
+        let cfg = StoreConfig { capacity: 64 << 20, download_limit: limit as u64, ..StoreConfig::default() };
+        let mut s = ChunkStore::new(m.clone(), cfg);
+        s.set_read_ahead(false);
+        let t0 = Instant::now();
+        let (mut now, mut asked, mut next) = (t0, 0u64, 0u32);
+        while now < t0 + Duration::from_secs(10) {
+            s.want(next);
+            while let Some(req) = s.poll_request(now) {
+                assert_eq!(req.priority, Priority::Critical);
+                for ix in req.chunks {
+                    asked += m.chunk_len(ix).unwrap() as u64;
+                    s.handle_chunk(now, ix, data(&m, ix)).unwrap();
+                    next = ix + 1;
+                    s.set_read_position(next);
+                }
+                s.want(next);
+            }
+            now = s.request_ready_at(now).expect("paced");
+        }
+        let burst = (limit * 0.1).max(2.0 * 65536.0);
+        let expected = limit * 10.0 + 2.0 * burst;
+        assert!((asked as f64 - expected).abs() <= expected * 0.02 + 65536.0, "{asked} vs {expected}");
+    }
+
+    #[test]
     fn the_piece_map_shows_which_slices_are_held() {
         let m = manifest(20 * 10, 10);
         let mut s = ChunkStore::new(m.clone(), StoreConfig { capacity: 1000, ..StoreConfig::default() });
@@ -448,11 +651,20 @@ mod tests {
         let mut s = ChunkStore::new(m, StoreConfig { capacity: 1000, batch: 50, ..StoreConfig::default() });
         let now = Instant::now();
         assert_eq!(s.poll_request(now).unwrap().priority, Priority::Window);
-        s.want(5);
-        assert_eq!(s.poll_request(now), Some(ChunkRequest { chunks: vec![5], priority: Priority::Critical }));
-        // Once upgraded, not again.
-        s.want(5);
+        s.want(0);
+        // First in line and just asked for: most likely on the wire; asking again now would
+        // bring it twice.
         assert_eq!(s.poll_request(now), None);
+        assert_eq!(s.request_ready_at(now), Some(now + UPGRADE_AFTER), "the engine comes back when it may re-ask");
+        let later = now + UPGRADE_AFTER;
+        assert_eq!(s.poll_request(later), Some(ChunkRequest { chunks: vec![0], priority: Priority::Critical }));
+        // Once upgraded, not again.
+        s.want(0);
+        assert_eq!(s.poll_request(later + UPGRADE_AFTER), None);
+        assert_eq!(s.request_ready_at(later), None);
+        // Behind other read-ahead it is asked again at once: the host would send those first.
+        s.want(9);
+        assert_eq!(s.poll_request(later), Some(ChunkRequest { chunks: vec![9], priority: Priority::Critical }));
     }
 
     #[test]

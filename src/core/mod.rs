@@ -5,5 +5,6 @@ pub mod buffer;
 pub mod clock;
 pub mod quality;
 pub mod rate;
+pub mod renditions;
 pub mod room;
 pub mod scheduler;

@@ -64,6 +64,16 @@ impl LevelController {
         self.levels.get(self.current)
     }
 
+    /// Makes `name` the current level (a choice by hand, or where auto resumes from).
+    pub fn set_current(&mut self, name: &str) {
+        if let Some(i) = self.levels.iter().position(|l| l.name == name) {
+            self.current = i;
+            self.below = 0;
+            self.better_since = None;
+            self.switched = false;
+        }
+    }
+
     /// The smoothed throughput estimate, bits per second.
     pub fn estimate(&self) -> Option<f64> {
         self.estimate

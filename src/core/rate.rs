@@ -89,14 +89,37 @@ impl TokenBucket {
         self.last = Some(now);
     }
 
+    /// Changes the rate (and the most credit); 0 is unlimited.
+    pub fn set_rate(&mut self, rate: f64, burst: f64) {
+        self.rate = rate;
+        self.burst = burst;
+        self.tokens = self.tokens.min(burst);
+    }
+
+    /// The rate, bytes per second (0: unlimited).
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
     /// Whether a send may start now: the bucket is not in debt (always, when unlimited).
     pub fn ready(&mut self, now: Instant) -> bool {
+        self.ready_overdrawn(now, 0.0)
+    }
+
+    /// Whether a send may start with the bucket at most `overdraft` in debt (an urgent
+    /// sender may run a little ahead of the rate; the long-run rate stays exact).
+    pub fn ready_overdrawn(&mut self, now: Instant, overdraft: f64) -> bool {
         if self.rate == 0.0 {
             return true;
         }
         self.refill(now);
-        // A rounding hair below zero counts as paid.
-        self.tokens >= -1e-6
+        // A rounding hair below counts as paid.
+        self.tokens >= -overdraft - 1e-6
+    }
+
+    /// The most credit it holds.
+    pub fn burst(&self) -> f64 {
+        self.burst
     }
 
     /// Spends `n` tokens, going into debt if there are fewer: a sender of whole chunks checks
@@ -112,13 +135,18 @@ impl TokenBucket {
 
     /// When the bucket is out of debt again, if it is in debt now.
     pub fn ready_at(&self, now: Instant) -> Option<Instant> {
-        if self.rate == 0.0 || self.tokens >= -1e-6 {
+        self.ready_at_overdrawn(now, 0.0)
+    }
+
+    /// When the debt is down to `overdraft`, if it is deeper now.
+    pub fn ready_at_overdrawn(&self, now: Instant, overdraft: f64) -> Option<Instant> {
+        if self.rate == 0.0 || self.tokens >= -overdraft - 1e-6 {
             return None;
         }
         let since = self.last.map_or(Duration::ZERO, |l| now.saturating_duration_since(l)).as_secs_f64();
         // Rounded up to whole nanoseconds, at least one, so a caller sleeping until then never
         // wakes a hair early and spins.
-        let wait = (-self.tokens / self.rate - since).max(0.0);
+        let wait = ((-self.tokens - overdraft) / self.rate - since).max(0.0);
         Some(now + Duration::from_nanos(((wait * 1e9).ceil() as u64).max(1)))
     }
 

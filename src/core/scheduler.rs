@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use crate::protocol::stream::Priority;
+use crate::protocol::stream::{Priority, Space};
 
 /// Peer id as used by the host.
 pub type PeerKey = u64;
@@ -19,6 +19,8 @@ pub type PeerKey = u64;
 pub struct Transmit {
     /// To whom.
     pub peer: PeerKey,
+    /// In which chunk space.
+    pub space: Space,
     /// Which chunk.
     pub index: u32,
     /// The class it was served from.
@@ -27,15 +29,15 @@ pub struct Transmit {
 
 #[derive(Debug, Default)]
 struct PeerQueue {
-    critical: VecDeque<u32>,
-    window: VecDeque<u32>,
+    critical: VecDeque<(Space, u32)>,
+    window: VecDeque<(Space, u32)>,
     /// Authoritative set of queued chunks; deque entries not matching it are stale and skipped.
-    queued: HashMap<u32, Priority>,
+    queued: HashMap<(Space, u32), Priority>,
     in_flight: usize,
 }
 
 impl PeerQueue {
-    fn pop(&mut self, priority: Priority) -> Option<u32> {
+    fn pop(&mut self, priority: Priority) -> Option<(Space, u32)> {
         let deque = match priority {
             Priority::Critical => &mut self.critical,
             Priority::Window => &mut self.window,
@@ -98,12 +100,12 @@ impl Scheduler {
         self.peers.get(&peer).map_or(0, |q| q.queued.len())
     }
 
-    /// A participant asks for chunks.
-    pub fn handle_request(&mut self, peer: PeerKey, chunks: &[u32], priority: Priority) {
+    /// A participant asks for chunks of `space`.
+    pub fn handle_request(&mut self, peer: PeerKey, space: Space, chunks: &[u32], priority: Priority) {
         let Some(q) = self.peers.get_mut(&peer) else {
             return;
         };
-        for &ix in chunks {
+        for ix in chunks.iter().map(|&ix| (space, ix)) {
             match q.queued.get(&ix) {
                 // Already queued at this urgency or more: merge.
                 Some(&p) if p <= priority => {}
@@ -118,12 +120,19 @@ impl Scheduler {
         }
     }
 
-    /// A participant no longer wants chunks.
-    pub fn handle_cancel(&mut self, peer: PeerKey, chunks: &[u32]) {
+    /// A participant no longer wants chunks of `space`.
+    pub fn handle_cancel(&mut self, peer: PeerKey, space: Space, chunks: &[u32]) {
         if let Some(q) = self.peers.get_mut(&peer) {
-            for ix in chunks {
-                q.queued.remove(ix);
+            for &ix in chunks {
+                q.queued.remove(&(space, ix));
             }
+        }
+    }
+
+    /// Drops every queued chunk of `space` (a rendition that was replaced or stopped).
+    pub fn drop_space(&mut self, space: Space) {
+        for q in self.peers.values_mut() {
+            q.queued.retain(|(s, _), _| *s != space);
         }
     }
 
@@ -153,10 +162,10 @@ impl Scheduler {
                 if q.in_flight >= self.max_in_flight || !q.has(priority) {
                     continue;
                 }
-                let index = q.pop(priority).expect("has() checked");
+                let (space, index) = q.pop(priority).expect("has() checked");
                 q.in_flight += 1;
                 self.last_served = Some(peer);
-                return Some(Transmit { peer, index, priority });
+                return Some(Transmit { peer, space, index, priority });
             }
         }
         None
@@ -183,20 +192,32 @@ mod tests {
         let mut s = Scheduler::new(4);
         s.add_peer(1);
         s.add_peer(2);
-        s.handle_request(1, &[10, 11, 12], Priority::Window);
-        s.handle_request(2, &[5], Priority::Critical);
+        s.handle_request(1, 0, &[10, 11, 12], Priority::Window);
+        s.handle_request(2, 0, &[5], Priority::Critical);
         let sent = drain(&mut s);
-        assert_eq!(sent[0], Transmit { peer: 2, index: 5, priority: Priority::Critical });
+        assert_eq!(sent[0], Transmit { peer: 2, space: 0, index: 5, priority: Priority::Critical });
         assert_eq!(sent.len(), 4);
+    }
+
+    #[test]
+    fn spaces_are_separate_and_a_dropped_space_sends_nothing() {
+        let mut s = Scheduler::new(16);
+        s.add_peer(1);
+        s.handle_request(1, 0, &[4], Priority::Window);
+        s.handle_request(1, 7, &[4, 5], Priority::Window);
+        s.handle_request(1, 8, &[4], Priority::Window);
+        s.drop_space(8);
+        let sent: Vec<(Space, u32)> = drain(&mut s).iter().map(|t| (t.space, t.index)).collect();
+        assert_eq!(sent, vec![(0, 4), (7, 4), (7, 5)], "chunk 4 of each live space, none of the dropped one");
     }
 
     #[test]
     fn upgrade_and_cancel() {
         let mut s = Scheduler::new(4);
         s.add_peer(1);
-        s.handle_request(1, &[1, 2, 3], Priority::Window);
-        s.handle_request(1, &[3], Priority::Critical);
-        s.handle_cancel(1, &[2]);
+        s.handle_request(1, 0, &[1, 2, 3], Priority::Window);
+        s.handle_request(1, 0, &[3], Priority::Critical);
+        s.handle_cancel(1, 0, &[2]);
         let sent: Vec<u32> = drain(&mut s).iter().map(|t| t.index).collect();
         assert_eq!(sent, vec![3, 1]);
     }
@@ -205,7 +226,7 @@ mod tests {
     fn in_flight_limit_holds_back_until_sent() {
         let mut s = Scheduler::new(2);
         s.add_peer(1);
-        s.handle_request(1, &[1, 2, 3], Priority::Window);
+        s.handle_request(1, 0, &[1, 2, 3], Priority::Window);
         assert!(s.poll_transmit().is_some());
         assert!(s.poll_transmit().is_some());
         assert!(s.poll_transmit().is_none());
@@ -217,10 +238,10 @@ mod tests {
     fn removed_peer_gets_nothing() {
         let mut s = Scheduler::new(2);
         s.add_peer(1);
-        s.handle_request(1, &[1], Priority::Critical);
+        s.handle_request(1, 0, &[1], Priority::Critical);
         s.remove_peer(1);
         assert!(s.poll_transmit().is_none());
-        s.handle_request(1, &[1], Priority::Critical);
+        s.handle_request(1, 0, &[1], Priority::Critical);
         assert!(s.poll_transmit().is_none());
     }
 
@@ -266,7 +287,7 @@ mod tests {
                 match op {
                     Op::Req(p, c, cr) => {
                         let pr = if cr { Priority::Critical } else { Priority::Window };
-                        s.handle_request(p, &c, pr);
+                        s.handle_request(p, 0, &c, pr);
                         let w = wanted.entry(p).or_default();
                         for ix in c {
                             let e = w.entry(ix).or_insert(pr);
@@ -274,7 +295,7 @@ mod tests {
                         }
                     }
                     Op::Cancel(p, c) => {
-                        s.handle_cancel(p, &c);
+                        s.handle_cancel(p, 0, &c);
                         for ix in c { wanted.entry(p).or_default().remove(&ix); }
                     }
                     Op::Poll(n) => {
@@ -298,7 +319,7 @@ mod tests {
             let pr = if critical { Priority::Critical } else { Priority::Window };
             for p in 0..n_peers {
                 s.add_peer(p);
-                s.handle_request(p, &(0..per_peer).collect::<Vec<_>>(), pr);
+                s.handle_request(p, 0, &(0..per_peer).collect::<Vec<_>>(), pr);
             }
             let mut served: HashMap<u64, u32> = HashMap::new();
             let mut seen = HashSet::new();

@@ -15,6 +15,11 @@ pub trait ByteSource: Send {
     fn size(&self) -> u64;
     /// Reads at `pos` into `buf`; returns how many bytes (0 only at the end). May block.
     fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> io::Result<usize>;
+    /// Still growing (a rendition being made): `size` is what exists so far, reads past it
+    /// wait, and the demuxer is told the size is unknown.
+    fn growing(&self) -> bool {
+        false
+    }
 }
 
 /// A file as a byte source (tests, the host's own probing).
@@ -47,7 +52,7 @@ unsafe extern "C" fn read_cb(opaque: *mut c_void, buf: *mut u8, len: c_int) -> c
     // SAFETY: ffmpeg hands back the pointer we gave it, and a buffer of `len` bytes.
     let op = unsafe { &mut *(opaque as *mut Opaque) };
     let out = unsafe { std::slice::from_raw_parts_mut(buf, len.max(0) as usize) };
-    if op.pos >= op.source.size() {
+    if op.pos >= op.source.size() && !op.source.growing() {
         return ffi::AVERROR_EOF;
     }
     match op.source.read_at(op.pos, out) {
@@ -66,6 +71,10 @@ unsafe extern "C" fn seek_cb(opaque: *mut c_void, offset: i64, whence: c_int) ->
     let op = unsafe { &mut *(opaque as *mut Opaque) };
     let size = op.source.size() as i64;
     let whence = whence & !ffi::AVSEEK_FORCE;
+    if op.source.growing() && (whence == ffi::AVSEEK_SIZE || whence == 2) {
+        // Not known yet.
+        return -1;
+    }
     let target = match whence {
         ffi::AVSEEK_SIZE => return size,
         0 => offset,                   // SEEK_SET
@@ -98,6 +107,7 @@ impl SourceInput {
     /// Probes and opens `source` (reads the header; with MP4's index at the tail, seeks there).
     pub fn open(source: Box<dyn ByteSource>) -> Result<SourceInput, AvioError> {
         super::init();
+        let growing = source.growing();
         let opaque = Box::into_raw(Box::new(Opaque { source, pos: 0 }));
         // SAFETY: plain ffmpeg allocation calls; every failure path frees what it allocated.
         unsafe {
@@ -111,6 +121,13 @@ impl SourceInput {
                 ffi::av_free(buf as *mut c_void);
                 drop(Box::from_raw(opaque));
                 return Err(AvioError::Alloc);
+            }
+            if growing {
+                // A seekable MP4 input makes the demuxer read every fragment's header up to the
+                // end before it returns (to index them): a rendition still being made would
+                // not open until it is finished. Read as a stream instead; seeks then decode
+                // forward to their target.
+                (*avio).seekable = 0;
             }
             let mut this = SourceInput { input: None, avio, opaque };
             let mut fmt = ffi::avformat_alloc_context();

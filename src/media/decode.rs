@@ -58,6 +58,9 @@ pub struct FrameQueue {
     capacity: usize,
     /// Where decoded sound goes, if anything plays it.
     audio: Option<Arc<AudioQueue>>,
+    /// A rendition's first video frame is at this room position (µs). `None`: the original,
+    /// counted from its video stream's start.
+    shift: Option<i64>,
 }
 
 impl FrameQueue {
@@ -68,12 +71,29 @@ impl FrameQueue {
 
     /// Like `new`, also decoding sound into `audio`.
     pub fn with_audio(capacity: usize, target: Option<(u32, u32)>, audio: Option<Arc<AudioQueue>>) -> Arc<FrameQueue> {
+        FrameQueue::with_shift(capacity, target, audio, None)
+    }
+
+    /// Like `with_audio`, for a rendition whose first video frame is at room position `shift`
+    /// (µs).
+    pub fn with_shift(capacity: usize, target: Option<(u32, u32)>, audio: Option<Arc<AudioQueue>>, shift: Option<i64>) -> Arc<FrameQueue> {
         Arc::new(FrameQueue {
             state: Mutex::new(QueueState { target, ..QueueState::default() }),
             changed: Condvar::new(),
             capacity: capacity.max(1),
             audio,
+            shift,
         })
+    }
+
+    /// Where decoded sound goes.
+    pub fn audio(&self) -> Option<Arc<AudioQueue>> {
+        self.audio.clone()
+    }
+
+    /// The size frames are scaled to.
+    pub fn target(&self) -> Option<(u32, u32)> {
+        self.lock().target
     }
 
     fn lock(&self) -> MutexGuard<'_, QueueState> {
@@ -107,6 +127,11 @@ impl FrameQueue {
             return f;
         }
         None
+    }
+
+    /// The time of the oldest waiting frame.
+    pub fn front_pts(&self) -> Option<i64> {
+        self.lock().frames.front().map(|f| f.pts_us)
     }
 
     /// Frames waiting.
@@ -201,6 +226,11 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
     let index = stream.index();
     let tb = stream.time_base();
     let start = if stream.start_time() == ffmpeg_next::ffi::AV_NOPTS_VALUE { 0 } else { stream.start_time() };
+    // The original counts from its video's first timestamp; a rendition's first video frame
+    // is at room position `shift` (its muxer may have moved its timeline by the sound's
+    // priming, so its own zero means nothing).
+    let shift = queue.shift.unwrap_or(0);
+    let video_start_us = ((start as i128) * 1_000_000 * tb.numerator() as i128 / tb.denominator().max(1) as i128) as i64;
     let rate = stream.avg_frame_rate();
     let frame_us = if rate.numerator() > 0 && rate.denominator() > 0 {
         1_000_000 * rate.denominator() as i64 / rate.numerator() as i64
@@ -211,11 +241,11 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
     let mut decoder = ctx.decoder().video()?;
     queue.lock().info = Some(VideoInfo { width: decoder.width(), height: decoder.height(), frame_us });
     let to_us = |ts: i64| -> i64 {
-        ((ts - start) as i128 * 1_000_000 * tb.numerator() as i128 / tb.denominator().max(1) as i128) as i64
+        ((ts - start) as i128 * 1_000_000 * tb.numerator() as i128 / tb.denominator().max(1) as i128) as i64 + shift
     };
 
     let mut sound = match &queue.audio {
-        Some(q) => Sound::open(&input, q.clone()),
+        Some(q) => Sound::open(&input, q.clone(), queue.shift.map(|s| s - video_start_us)),
         None => None,
     };
     let mut scaler: Option<(scaling::Context, (u32, u32), (Pixel, u32, u32))> = None;
@@ -241,7 +271,12 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
         if let Some(t) = seek {
             let started = std::time::Instant::now();
             // Keyframe at or before the target; frames before it are decoded but not shown.
-            input.seek(t, ..t + 1)?;
+            // A failed seek is not fatal: decoding goes on from where it is and drops frames
+            // until the target (a rendition without an index reads forward to it).
+            let raw = t - shift + video_start_us;
+            if let Err(e) = input.seek(raw, ..raw + 1) {
+                tracing::debug!("decoder: seek to {} ms failed ({e}); reading on to it", t / 1000);
+            }
             tracing::debug!("decoder: seek to {} ms took {:?}", t / 1000, started.elapsed());
             seek_started = Some(started);
             decoder.flush();
@@ -334,17 +369,24 @@ struct Sound {
     resampler: Option<ffmpeg_next::software::resampling::Context>,
     queue: Arc<AudioQueue>,
     tb: ffmpeg_next::Rational,
-    start: i64,
+    /// Added to a timestamp in µs to get the player's position.
+    offset_us: i64,
     skip_before: Option<i64>,
 }
 
 impl Sound {
-    fn open(input: &SourceInput, queue: Arc<AudioQueue>) -> Option<Sound> {
+    /// `offset_us`: what to add to the sound's timestamps (µs) for the player's position;
+    /// `None` counts from the sound's own first timestamp, as the original does.
+    fn open(input: &SourceInput, queue: Arc<AudioQueue>, offset_us: Option<i64>) -> Option<Sound> {
         let stream = input.streams().best(media::Type::Audio)?;
         let ctx = codec::context::Context::from_parameters(stream.parameters()).ok()?;
         let decoder = ctx.decoder().audio().ok()?;
-        let start = if stream.start_time() == ffmpeg_next::ffi::AV_NOPTS_VALUE { 0 } else { stream.start_time() };
-        Some(Sound { index: stream.index(), decoder, resampler: None, queue, tb: stream.time_base(), start, skip_before: None })
+        let tb = stream.time_base();
+        let offset_us = offset_us.unwrap_or_else(|| {
+            let start = if stream.start_time() == ffmpeg_next::ffi::AV_NOPTS_VALUE { 0 } else { stream.start_time() };
+            -(((start as i128) * 1_000_000 * tb.numerator() as i128 / tb.denominator().max(1) as i128) as i64)
+        });
+        Some(Sound { index: stream.index(), decoder, resampler: None, queue, tb, offset_us, skip_before: None })
     }
 
     /// Decodes one packet; sound problems are logged, never fatal (the picture goes on).
@@ -355,7 +397,7 @@ impl Sound {
         let mut frame = frame::Audio::empty();
         while self.decoder.receive_frame(&mut frame).is_ok() {
             let Some(ts) = frame.timestamp().or(frame.pts()) else { continue };
-            let pts_us = ((ts - self.start) as i128 * 1_000_000 * self.tb.numerator() as i128 / self.tb.denominator().max(1) as i128) as i64;
+            let pts_us = (ts as i128 * 1_000_000 * self.tb.numerator() as i128 / self.tb.denominator().max(1) as i128) as i64 + self.offset_us;
             if self.skip_before.is_some_and(|s| pts_us + 100_000 < s) {
                 continue;
             }

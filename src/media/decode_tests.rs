@@ -200,3 +200,91 @@ fn first_frame_and_seek_fetch_only_a_small_part_of_the_file() {
         t.join().unwrap();
     }
 }
+
+/// A rendition made from mid-file, fetched while it is still being written (the store grows
+/// a chunk at a time, the transcoder and the "host" run together), decodes on the room's
+/// timeline: its frames land on the original's frame times, from the start position on, and
+/// a seek inside it works.
+#[test]
+fn a_rendition_decodes_from_a_mid_file_start_while_it_grows() {
+    use super::transcode::{Progress, Rendition, transcode};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.mp4");
+    write_sample(&src, &SampleSpec { duration: 10.0, width: 640, height: 360, video_bitrate: 2_000_000, ..Default::default() }).unwrap();
+    let original = direct_pts(&src);
+    let out = dir.path().join("low.mp4");
+    let first = Arc::new(AtomicU64::new(u64::MAX));
+    let finished = Arc::new(AtomicBool::new(false));
+    let spec = Rendition { height: 240, video_bps: 400_000, audio_bps: 64_000 };
+    let transcoder = {
+        let (src, out, first, finished) = (src.clone(), out.clone(), first.clone(), finished.clone());
+        std::thread::spawn(move || {
+            transcode(&src, &out, &spec, 4_000_000, |p: Progress| {
+                first.store(p.first_us as u64, Ordering::Relaxed);
+                // Slower than the reader, so it really reads a growing file.
+                std::thread::sleep(Duration::from_millis(10));
+                true
+            })
+            .unwrap();
+            finished.store(true, Ordering::Release);
+        })
+    };
+    while first.load(Ordering::Relaxed) == u64::MAX {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let first_us = first.load(Ordering::Relaxed) as i64;
+    let empty = Manifest { name: "low".into(), size: 0, chunk_size: CHUNK, chunks: 0, duration_ms: None, container: String::new(), codecs: vec![], levels: vec![] };
+    let shared = SharedStore::new(ChunkStore::new(empty, StoreConfig::default()), || {});
+    shared.grow(0, false);
+    // The "host": serves whole chunks of what the file holds, then the tail once it is done.
+    let host = {
+        let (shared, out, finished) = (shared.clone(), out.clone(), finished.clone());
+        std::thread::spawn(move || {
+            let mut next = 0u32;
+            loop {
+                let done = finished.load(Ordering::Acquire);
+                let bytes = std::fs::read(&out).unwrap_or_default();
+                let available = if done { bytes.len() as u64 } else { bytes.len() as u64 / CHUNK as u64 * CHUNK as u64 };
+                shared.grow(available, done);
+                while (next as u64) * (CHUNK as u64) < available {
+                    let data = chunk(&bytes[..available as usize], next);
+                    let arrival = shared.lock().store.handle_chunk(Instant::now(), next, data).unwrap();
+                    shared.arrived(arrival);
+                    next += 1;
+                }
+                if done {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let q = FrameQueue::with_shift(4, None, None, Some(first_us));
+    q.seek(6_000_000);
+    let t = decode::spawn(Box::new(shared.reader()), q.clone());
+    let mut got = vec![];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(q.eof() && q.is_empty()) {
+        assert!(Instant::now() < deadline, "rendition decode timed out");
+        assert_eq!(q.error(), None);
+        match q.pop_until(i64::MAX) {
+            Some(f) => {
+                // Playing starts while the rendition is still being made (a demuxer that
+                // indexes the whole file first would wait for the end).
+                assert!(!got.is_empty() || !finished.load(Ordering::Acquire), "the first frame came only after the transcode finished");
+                got.push(f.pts_us)
+            }
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    q.close();
+    t.join().unwrap();
+    host.join().unwrap();
+    transcoder.join().unwrap();
+    // Every frame from 6 s to the end, each on one of the original's frame times (±1 ms).
+    let expected: Vec<i64> = original.iter().copied().filter(|&p| p >= 6_000_000 - 20_000).collect();
+    assert_eq!(got.len(), expected.len(), "frames from 6 s on: got {:?}…, expected {:?}…", &got[..got.len().min(3)], &expected[..3]);
+    for (g, e) in got.iter().zip(&expected) {
+        assert!((g - e).abs() <= 1_000, "frame at {g} µs, the original's at {e} µs");
+    }
+}

@@ -3,6 +3,7 @@
 //! critical, wakes the engine to ask the host, and waits for it to arrive.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,8 @@ pub struct Shared {
     pub blocked_on: Option<(u32, Instant)>,
     /// Bytes handed to the demuxer (counts re-reads too).
     pub bytes_read: u64,
+    /// The store is a rendition still being made: reads past its end wait for it to grow.
+    pub growing: bool,
 }
 
 /// The chunk store behind a lock, with a signal for arrivals.
@@ -41,7 +44,7 @@ impl SharedStore {
     /// to prove the arrival itself wakes the reader).
     fn with_poll(store: ChunkStore, wake: impl Fn() + Send + Sync + 'static, poll: Duration) -> Arc<SharedStore> {
         Arc::new(SharedStore {
-            inner: Mutex::new(Shared { store, closed: false, blocked_on: None, bytes_read: 0 }),
+            inner: Mutex::new(Shared { store, closed: false, blocked_on: None, bytes_read: 0, growing: false }),
             arrived: Condvar::new(),
             wake: Box::new(wake),
             poll,
@@ -63,6 +66,17 @@ impl SharedStore {
         }
     }
 
+    /// A growing store has `size` bytes now (`done`: and no more will come); wakes a read
+    /// waiting past the old end.
+    pub fn grow(&self, size: u64, done: bool) {
+        {
+            let mut g = self.lock();
+            g.store.grow(size);
+            g.growing = !done;
+        }
+        self.arrived.notify_all();
+    }
+
     /// Makes every blocked and future read fail (shutdown).
     pub fn close(&self) {
         self.lock().closed = true;
@@ -71,32 +85,70 @@ impl SharedStore {
 
     /// A reader for the demuxer.
     pub fn reader(self: &Arc<Self>) -> StoreReader {
-        let size = self.lock().store.manifest().size;
-        StoreReader { shared: self.clone(), size }
+        StoreReader { shared: self.clone(), cancel: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// A reader, and a switch that makes its reads fail (a decoder the picture moved away
+    /// from stops, while the store lives on for the next reader).
+    pub fn cancellable_reader(self: &Arc<Self>) -> (StoreReader, ReaderCancel) {
+        let r = self.reader();
+        let cancel = ReaderCancel { flag: r.cancel.clone(), shared: self.clone() };
+        (r, cancel)
+    }
+}
+
+/// Stops one [`StoreReader`].
+pub struct ReaderCancel {
+    flag: Arc<AtomicBool>,
+    shared: Arc<SharedStore>,
+}
+
+impl ReaderCancel {
+    /// Makes the reader's blocked and future reads fail.
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+        // Under the lock, so a reader between its check and its wait cannot miss it.
+        let _g = self.shared.lock();
+        self.shared.arrived.notify_all();
     }
 }
 
 /// Reads the shared store as one contiguous file, blocking on missing chunks.
 pub struct StoreReader {
     shared: Arc<SharedStore>,
-    size: u64,
+    cancel: Arc<AtomicBool>,
 }
 
 impl ByteSource for StoreReader {
     fn size(&self) -> u64 {
-        self.size
+        self.shared.lock().store.manifest().size
+    }
+
+    fn growing(&self) -> bool {
+        self.shared.lock().growing
     }
 
     fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
-        if pos >= self.size || buf.is_empty() {
+        if buf.is_empty() {
             return Ok(0);
         }
         let mut g = self.shared.lock();
         let chunk_size = g.store.manifest().chunk_size as u64;
         let index = (pos / chunk_size) as u32;
         loop {
-            if g.closed {
+            if g.closed || self.cancel.load(Ordering::Relaxed) {
                 return Err(io::Error::new(io::ErrorKind::Interrupted, "the player is closing"));
+            }
+            if pos >= g.store.manifest().size {
+                if !g.growing {
+                    return Ok(0);
+                }
+                // Past what the host has made so far: wait for the rendition to grow.
+                if g.blocked_on.map(|(ix, _)| ix) != Some(index) {
+                    g.blocked_on = Some((index, Instant::now()));
+                }
+                g = self.shared.arrived.wait_timeout(g, self.shared.poll).unwrap_or_else(|e| e.into_inner()).0;
+                continue;
             }
             if let Some(data) = g.store.get(index) {
                 let off = (pos - index as u64 * chunk_size) as usize;

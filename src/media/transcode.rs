@@ -1,7 +1,7 @@
 //! A lower-quality rendition of the host's file: decode, scale, re-encode to H.264 + AAC in
-//! fragmented MP4, from a start position on. The muxer starts the rendition's timeline at zero;
-//! [`Transcoded::first_us`] says which instant of the original that zero is, so a participant
-//! maps rendition time to room time exactly (no B-frames, so every stream shifts alike).
+//! fragmented MP4, from a start position on. [`Progress::first_us`] says which instant of the
+//! original the rendition's first video frame is, so a participant maps rendition time to room
+//! time exactly (no B-frames, so decode and presentation order agree).
 //! Fragmented so a participant can play what exists while the rest is still being made; written
 //! to a file so memory stays bounded.
 
@@ -25,6 +25,44 @@ pub struct Rendition {
     pub audio_bps: usize,
 }
 
+impl Rendition {
+    /// Video and audio together, bits per second.
+    pub fn bps(&self) -> u64 {
+        (self.video_bps + self.audio_bps) as u64
+    }
+}
+
+/// The levels below `high` (the original bytes) as the host makes them, best first.
+pub fn levels() -> [(&'static str, Rendition); 2] {
+    [
+        ("medium", Rendition { height: 720, video_bps: 2_500_000, audio_bps: 128_000 }),
+        ("low", Rendition { height: 480, video_bps: 1_000_000, audio_bps: 96_000 }),
+    ]
+}
+
+/// The rendition of a level name.
+pub fn level(name: &str) -> Option<Rendition> {
+    levels().into_iter().find(|(n, _)| *n == name).map(|(_, r)| r)
+}
+
+/// Whether `input` can be transcoded here: a video stream this FFmpeg decodes, and the H.264
+/// and AAC encoders. The error says why not (the file then stays at `high`).
+pub fn check_transcodable(input: &Path) -> Result<(), TranscodeError> {
+    super::init();
+    let ictx = format::input(&input)?;
+    let vstream = ictx.streams().best(media::Type::Video).ok_or(TranscodeError::NoVideo)?;
+    let vctx = codec::context::Context::from_parameters(vstream.parameters())?;
+    let codec_name = format!("{:?}", vctx.id());
+    vctx.decoder().video().map_err(|_| TranscodeError::NoDecoder(codec_name))?;
+    if encoder::find(codec::Id::H264).is_none() {
+        return Err(TranscodeError::NoEncoder("H.264"));
+    }
+    if encoder::find(codec::Id::AAC).is_none() {
+        return Err(TranscodeError::NoEncoder("AAC"));
+    }
+    Ok(())
+}
+
 /// What a transcode did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transcoded {
@@ -36,8 +74,19 @@ pub struct Transcoded {
     pub media_us: i64,
     /// With an audio track.
     pub audio: bool,
-    /// The earliest timestamp written, on the original timeline, µs.
+    /// The first video frame written, on the player's timeline (the original's, from its
+    /// video stream's start), µs. A player maps the rendition's video stream start here (its
+    /// muxer's own zero may sit before it, by the sound's priming).
     pub first_us: i64,
+}
+
+/// How far a transcode has got, on the player's timeline (µs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// The first video frame encoded (where the rendition's video starts).
+    pub first_us: i64,
+    /// The newest video frame encoded.
+    pub at_us: i64,
 }
 
 /// Why a transcode failed.
@@ -69,14 +118,17 @@ impl From<EncodeError> for TranscodeError {
 /// Microseconds, as a time base.
 const MICROS: Rational = Rational(1, 1_000_000);
 
-/// Transcodes `input` into `out` from `start_us` on. `progress` hears each encoded frame's
-/// media position (µs) and returns false to stop there (a rendition runs ahead of its slowest
-/// viewer, not to the end regardless).
-pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut progress: impl FnMut(i64) -> bool) -> Result<Transcoded, TranscodeError> {
+/// Transcodes `input` into `out` from `start_us` (player timeline) on. `progress` hears of
+/// each encoded frame and returns false to stop there (a rendition runs ahead of its slowest
+/// viewer, not to the end regardless); it may also block to pause the transcode.
+pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut progress: impl FnMut(Progress) -> bool) -> Result<Transcoded, TranscodeError> {
     super::init();
     let mut ictx = format::input(&input)?;
     let vstream = ictx.streams().best(media::Type::Video).ok_or(TranscodeError::NoVideo)?;
     let (vindex, vtb_in) = (vstream.index(), vstream.time_base());
+    // The player counts time from the video stream's start; so does everything here.
+    let vstart_us = if vstream.start_time() == ffmpeg_next::ffi::AV_NOPTS_VALUE { 0 } else { vstream.start_time().rescale(vtb_in, MICROS) };
+    let start_us = start_us + vstart_us;
     let vctx = codec::context::Context::from_parameters(vstream.parameters())?;
     let codec_name = format!("{:?}", vctx.id());
     let mut vdec = vctx.decoder().video().map_err(|_| TranscodeError::NoDecoder(codec_name))?;
@@ -114,13 +166,18 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
     let mut audio = match adec {
         Some(_) => {
             let (enc, idx, frame_size) = add_aac(&mut octx, spec.audio_bps)?;
-            Some(AudioOut { idx, enc, frame_size, resampler: None, fifo: [Vec::new(), Vec::new()], next_pts: None, first_us: i64::MAX })
+            // SAFETY: reading a plain field of the opened encoder's context.
+            let padding = unsafe { (*enc.as_ptr()).initial_padding }.max(0) as i64;
+            Some(AudioOut { idx, enc, frame_size, resampler: None, fifo: [Vec::new(), Vec::new()], next_pts: None, first_us: i64::MAX, padding })
         }
         None => None,
     };
 
     let mut mux_opts = Dictionary::new();
     mux_opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
+    // Each fragment reaches the file as soon as it is complete, not when a buffer fills:
+    // participants fetch what the file holds.
+    mux_opts.set("flush_packets", "1");
     octx.write_header_with(mux_opts)?;
     let vtb_out = octx.stream(vidx).expect("added").time_base();
     let atb_out = audio.as_ref().map(|a| octx.stream(a.idx).expect("added").time_base());
@@ -172,7 +229,13 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
             frames += 1;
             last_us = pts.rescale(vtb_in, MICROS);
             first_video_us = first_video_us.min(last_us);
-            if !progress(last_us) {
+            if let Some(a) = audio.as_mut()
+                && a.next_pts.is_none()
+            {
+                a.line_up(first_video_us);
+                a.encode_ready(&mut octx, atb_out.expect("with audio"), false)?;
+            }
+            if !progress(Progress { first_us: first_video_us - vstart_us, at_us: last_us - vstart_us }) {
                 stop = true;
                 break;
             }
@@ -187,7 +250,7 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
         a.finish(&mut octx, atb_out.expect("with audio"))?;
     }
     finish(&mut octx)?;
-    Ok(Transcoded { size: (ow, oh), frames, media_us: last_us - start_us, audio: audio.is_some(), first_us: first_video_us.min(audio.as_ref().and_then(|a| a.next_pts.map(|_| a.first_us)).unwrap_or(i64::MAX)) })
+    Ok(Transcoded { size: (ow, oh), frames, media_us: last_us - start_us, audio: audio.is_some(), first_us: first_video_us - vstart_us })
 }
 
 /// The audio half: decoded frames resampled to 48 kHz stereo planar float, cut into the
@@ -198,10 +261,14 @@ struct AudioOut {
     frame_size: usize,
     resampler: Option<resampling::Context>,
     fifo: [Vec<f32>; 2],
-    /// Sample count (at 48 kHz) of the next frame to encode.
+    /// Sample count (at 48 kHz) of the next frame to encode; set once the sound is lined up
+    /// with the first video frame.
     next_pts: Option<i64>,
-    /// The first audio timestamp kept, µs.
+    /// Timestamp of the first sample in the FIFO before it is lined up, µs.
     first_us: i64,
+    /// The encoder's priming samples: its first packet is stamped this much before the first
+    /// sample it was given.
+    padding: i64,
 }
 
 impl AudioOut {
@@ -229,8 +296,7 @@ impl AudioOut {
             };
             let mut out = frame::Audio::empty();
             rs.run(&decoded, &mut out)?;
-            if self.next_pts.is_none() {
-                self.next_pts = Some(us * AUDIO_RATE as i64 / 1_000_000);
+            if self.first_us == i64::MAX {
                 self.first_us = us;
             }
             // Planar: one plane per channel (only the first plane's line size is set, so the
@@ -243,8 +309,38 @@ impl AudioOut {
         Ok(())
     }
 
-    /// Encodes every whole frame in the FIFO (and the rest, padded, when `flush`).
+    /// Lines the sound up with the first video frame (`video_us`) so that its first packet —
+    /// stamped the encoder's priming earlier than its first sample — starts exactly with the
+    /// video: samples before are cut, a gap is filled with silence. The muxer moves the
+    /// timeline so the earliest packet is at zero and pins the first video frame there; with
+    /// the sound's first packet earlier than the video, every video frame but the first came
+    /// out late by the difference. Lined up, the rendition's zero is `video_us` exactly (the
+    /// cost: the priming's 21 ms of sound at the rendition's very start).
+    fn line_up(&mut self, video_us: i64) {
+        if self.next_pts.is_some() {
+            return;
+        }
+        let start = video_us * AUDIO_RATE as i64 / 1_000_000 + self.padding;
+        self.next_pts = Some(start);
+        if self.first_us == i64::MAX {
+            return;
+        }
+        let offset = start - self.first_us * AUDIO_RATE as i64 / 1_000_000;
+        for fifo in &mut self.fifo {
+            if offset >= 0 {
+                fifo.drain(..(offset as usize).min(fifo.len()));
+            } else {
+                fifo.splice(0..0, std::iter::repeat_n(0.0, (-offset) as usize));
+            }
+        }
+    }
+
+    /// Encodes every whole frame in the FIFO (and the rest, padded, when `flush`), once lined
+    /// up with the video.
     fn encode_ready(&mut self, octx: &mut format::context::Output, tb_out: Rational, flush: bool) -> Result<(), ffmpeg_next::Error> {
+        if self.next_pts.is_none() {
+            return Ok(());
+        }
         while self.fifo[0].len() >= self.frame_size || (flush && !self.fifo[0].is_empty()) {
             let mut f = frame::Audio::new(Sample::F32(SampleType::Planar), self.frame_size, ChannelLayout::STEREO);
             f.set_rate(AUDIO_RATE as u32);
@@ -265,6 +361,10 @@ impl AudioOut {
     }
 
     fn finish(&mut self, octx: &mut format::context::Output, tb_out: Rational) -> Result<(), ffmpeg_next::Error> {
+        // No video frame came: the sound starts where it starts.
+        if self.next_pts.is_none() && self.first_us != i64::MAX {
+            self.line_up(self.first_us);
+        }
         self.encode_ready(octx, tb_out, true)?;
         self.enc.send_eof()?;
         drain(&mut self.enc, self.idx, Rational(1, AUDIO_RATE), tb_out, octx)
@@ -304,15 +404,16 @@ mod tests {
         assert_eq!((info.width, info.height), (852, 480));
         q.close();
         th.join().unwrap();
-        // Zero in the rendition is `first_us` in the original: the first frame is at 4 s.
+        // The rendition's first frame is `first_us` in the original: at 4 s. (The room
+        // timeline mapping is exact: decode_tests' growing-rendition test checks it per frame.)
         assert!(t.first_us >= 4_000_000 && t.first_us < 4_050_000, "{t:?}");
-        assert!((first.pts_us + t.first_us - 4_000_000).abs() < 50_000, "first frame at {} + {}", first.pts_us, t.first_us);
+        assert_eq!(first.pts_us, 0, "the player counts from the video's first frame");
         let ictx = format::input(&out).unwrap();
         assert!(ictx.streams().best(media::Type::Audio).is_some(), "AAC track");
         let _ = first;
 
         // Stopping early: the progress callback bounds how far it runs.
-        let t = transcode(&src, &dir.path().join("short.mp4"), &spec, 0, |us| us < 2_000_000).unwrap();
+        let t = transcode(&src, &dir.path().join("short.mp4"), &spec, 0, |p| p.at_us < 2_000_000).unwrap();
         assert!(t.frames <= 52 && t.media_us < 2_100_000, "{t:?}");
     }
 }

@@ -31,8 +31,12 @@ pub struct Status {
     pub buffered_bytes: u64,
     /// Drift from the room clock.
     pub drift_ms: Option<i64>,
-    /// Quality level.
+    /// Quality level playing (and the one coming, while switching).
     pub quality: String,
+    /// `auto` or the level chosen by hand.
+    pub quality_choice: String,
+    /// Levels the room offers.
+    pub levels: Vec<String>,
     /// Latest notice or error for the user.
     pub message: Option<String>,
     /// The join link (the `y` key copies it).

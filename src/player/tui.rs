@@ -58,6 +58,11 @@ fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, screen: &Screen
                     if let Some(action) = keys::action_for(&k) {
                         match view.handle(action, &status.link, now)? {
                             KeyOutcome::Quit => return Ok(()),
+                            KeyOutcome::Room(keys::Action::CycleQuality) => {
+                                let next = keys::next_quality(&status.quality_choice, &status.levels);
+                                view.flash(format!("quality: {next}"), now);
+                                let _ = commands.send(crate::headless::Command::Quality(next));
+                            }
                             KeyOutcome::Room(a) => {
                                 if let Some(c) = keys::command_for(a, status.room_playing, status.duration_ms) {
                                     let _ = commands.send(c);

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 /// Protocol version carried in `Hello`; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Default chunk payload size.
 pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
 /// Largest chunk size a peer accepts (keeps a chunk message under SCTP's 256 KiB ceiling).
@@ -24,6 +24,13 @@ pub const MAX_TEXT: usize = 256;
 pub const MAX_WAITING: usize = 32;
 /// Most entries in a `Roster`.
 pub const MAX_ROSTER: usize = 64;
+
+/// A chunk space: which bytes a chunk index counts in. The original file is space 0; each
+/// rendition the host makes gets a fresh number, so a chunk of a restarted rendition is never
+/// mistaken for one of the rendition it replaced.
+pub type Space = u32;
+/// The original file's chunk space.
+pub const ORIGINAL: Space = 0;
 
 /// What a file is, sent by the host once the channels open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +120,8 @@ pub enum Message {
     Manifest(Manifest),
     /// Host → participant: chunk bytes.
     Chunk {
+        /// Chunk space (`ORIGINAL` or a rendition's).
+        space: Space,
         /// Chunk index.
         index: u32,
         /// Payload.
@@ -140,10 +149,20 @@ pub enum Message {
         /// Host clock when answering.
         host_us: u64,
     },
-    /// Host → participant: quality level changed.
+    /// Host → participant: the rendition for the level the participant asked for (`Level`),
+    /// and how much of it exists. Sent when it starts and as it grows; a new `space` for the
+    /// same level means it was restarted (after a seek outside what it covers).
     QualityChange {
-        /// New level.
+        /// Level name (`medium`, `low`).
         level: String,
+        /// Its chunk space (never `ORIGINAL`).
+        space: Space,
+        /// Room media position (µs) of the rendition's time zero, once known.
+        first_us: Option<u64>,
+        /// Bytes that exist so far (only whole chunks are served until `done`).
+        produced: u64,
+        /// The rendition is complete: `produced` is its size.
+        done: bool,
     },
     /// Host → participant: the stream is over.
     StreamEnd {
@@ -152,6 +171,8 @@ pub enum Message {
     },
     /// Participant → host: please send these chunks.
     Request {
+        /// Chunk space.
+        space: Space,
         /// Indices.
         chunks: Vec<u32>,
         /// Urgency.
@@ -159,6 +180,8 @@ pub enum Message {
     },
     /// Participant → host: no longer needed.
     Cancel {
+        /// Chunk space.
+        space: Space,
         /// Indices.
         chunks: Vec<u32>,
     },
@@ -197,6 +220,14 @@ pub enum Message {
         /// Everyone connected, the receiver included.
         peers: Vec<RosterEntry>,
     },
+    /// Participant → host: play this level from this room position on (`high`: the original;
+    /// the host stops serving it a rendition).
+    Level {
+        /// One of the manifest's levels.
+        level: String,
+        /// Room media position (µs) the rendition must cover.
+        from_us: u64,
+    },
 }
 
 /// One participant in a [`Message::Roster`].
@@ -208,6 +239,8 @@ pub struct RosterEntry {
     pub buffering: bool,
     /// Drift from the room clock as they report it.
     pub drift_ms: Option<i64>,
+    /// The level they play.
+    pub level: String,
 }
 
 /// Who sent a message; used to enforce host-only messages.
@@ -227,7 +260,7 @@ impl Message {
             Hello { .. } => None,
             Manifest(_) | Chunk { .. } | State { .. } | Pong { .. } | QualityChange { .. }
             | StreamEnd { .. } | Notice { .. } | Roster { .. } => Some(Role::Host),
-            Request { .. } | Cancel { .. } | Command(_) | Ping { .. } | Report { .. } => {
+            Request { .. } | Cancel { .. } | Command(_) | Ping { .. } | Report { .. } | Level { .. } => {
                 Some(Role::Participant)
             }
         }
@@ -274,16 +307,41 @@ const CHUNK_VARIANT: u32 = 2;
 /// Encodes a chunk message header for `len` payload bytes; the payload follows it verbatim.
 /// Together they are byte-identical to `encode(&Message::Chunk { .. })`, without copying the
 /// payload through serde.
-pub fn encode_chunk_header(index: u32, len: usize) -> Vec<u8> {
+pub fn encode_chunk_header(space: Space, index: u32, len: usize) -> Vec<u8> {
     options(u64::MAX)
-        .serialize(&(CHUNK_VARIANT, index, len as u64))
+        .serialize(&(CHUNK_VARIANT, space, index, len as u64))
         .expect("integers always serialize")
 }
 
-/// Splits a chunk message into its index and payload without copying the payload. Returns
-/// `Ok(None)` if the message is not a chunk. Checks against the manifest like `decode_from`.
-pub fn decode_chunk(mut bytes: bytes::BytesMut, manifest: &Manifest) -> Result<Option<(u32, bytes::Bytes)>, StreamError> {
-    if bytes.len() as u64 > max_message(manifest.chunk_size) {
+/// A chunk message split into its parts (the payload not copied).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkParts {
+    /// Chunk space.
+    pub space: Space,
+    /// Chunk index.
+    pub index: u32,
+    /// Payload.
+    pub data: bytes::Bytes,
+}
+
+impl ChunkParts {
+    /// Checks the payload against the length the receiver expects for this chunk (`None`:
+    /// no such chunk).
+    pub fn check_len(&self, expected: Option<usize>) -> Result<(), StreamError> {
+        match expected {
+            Some(l) if l == self.data.len() => Ok(()),
+            Some(_) => Err(StreamError::Invalid("chunk has the wrong length")),
+            None => Err(StreamError::Invalid("chunk index out of range")),
+        }
+    }
+}
+
+/// Splits a chunk message into space, index and payload without copying the payload. Returns
+/// `Ok(None)` if the message is not a chunk. Checks the size limit and the length prefix; the
+/// caller checks the length against the chunk's space ([`ChunkParts::check_len`]), since only
+/// it knows which rendition spaces exist.
+pub fn decode_chunk(mut bytes: bytes::BytesMut, chunk_size: u32) -> Result<Option<ChunkParts>, StreamError> {
+    if bytes.len() as u64 > max_message(chunk_size) {
         return Err(StreamError::Invalid("message over the size limit"));
     }
     let mut cursor = std::io::Cursor::new(&bytes[..]);
@@ -292,17 +350,15 @@ pub fn decode_chunk(mut bytes: bytes::BytesMut, manifest: &Manifest) -> Result<O
     if variant != CHUNK_VARIANT {
         return Ok(None);
     }
-    let (index, len): (u32, u64) = opts.deserialize_from(&mut cursor)?;
+    let (space, index, len): (Space, u32, u64) = opts.deserialize_from(&mut cursor)?;
     let header = cursor.position() as usize;
     if (bytes.len() - header) as u64 != len {
         return Err(StreamError::Invalid("chunk length prefix does not match the message"));
     }
-    match manifest.chunk_len(index) {
-        Some(l) if l as u64 == len => {}
-        Some(_) => return Err(StreamError::Invalid("chunk has the wrong length")),
-        None => return Err(StreamError::Invalid("chunk index out of range")),
+    if len > chunk_size as u64 {
+        return Err(StreamError::Invalid("chunk longer than the chunk size"));
     }
-    Ok(Some((index, bytes.split_off(header).freeze())))
+    Ok(Some(ChunkParts { space, index, data: bytes.split_off(header).freeze() }))
 }
 
 /// Decodes a message of at most `limit` bytes.
@@ -338,27 +394,32 @@ fn check(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> 
     match msg {
         Message::Hello { name, .. } if name.len() > MAX_TEXT => Err(StreamError::Invalid("name too long")),
         Message::Manifest(m) => m.validate(),
-        Message::Chunk { index, data } => match manifest.and_then(|m| m.chunk_len(*index)) {
+        // A rendition's chunks are checked by the receiver, which knows how far it has grown.
+        Message::Chunk { space, index, data } if *space == ORIGINAL => match manifest.and_then(|m| m.chunk_len(*index)) {
             Some(len) if len == data.len() => Ok(()),
             Some(_) => Err(StreamError::Invalid("chunk has the wrong length")),
             None => Err(StreamError::Invalid("chunk index out of range")),
         },
-        Message::Request { chunks, .. } | Message::Cancel { chunks } => {
+        Message::Chunk { data, .. } => match manifest {
+            Some(m) if data.len() <= m.chunk_size as usize => Ok(()),
+            _ => Err(StreamError::Invalid("chunk longer than the chunk size")),
+        },
+        Message::Request { chunks, space, .. } | Message::Cancel { chunks, space } => {
             if chunks.len() > MAX_INDICES {
                 Err(StreamError::Invalid("too many chunk indices"))
-            } else if !in_range(chunks) {
+            } else if *space == ORIGINAL && !in_range(chunks) {
                 Err(StreamError::Invalid("chunk index out of range"))
             } else {
                 Ok(())
             }
         }
-        Message::QualityChange { level } | Message::StreamEnd { reason: level } | Message::Notice { text: level }
+        Message::QualityChange { level, .. } | Message::Level { level, .. } | Message::StreamEnd { reason: level } | Message::Notice { text: level }
             if level.len() > MAX_TEXT =>
         {
             Err(StreamError::Invalid("text too long"))
         }
         Message::Roster { peers } => {
-            if peers.len() > MAX_ROSTER || peers.iter().any(|p| p.name.len() > MAX_TEXT) {
+            if peers.len() > MAX_ROSTER || peers.iter().any(|p| p.name.len() > MAX_TEXT || p.level.len() > MAX_TEXT) {
                 Err(StreamError::Invalid("roster too long"))
             } else {
                 Ok(())
@@ -373,6 +434,7 @@ fn check(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> 
                 Ok(())
             }
         }
+        Message::QualityChange { space: ORIGINAL, .. } => Err(StreamError::Invalid("a rendition cannot use the original's chunk space")),
         _ => Ok(()),
     }
 }
@@ -400,16 +462,19 @@ mod tests {
         vec![
             (Hello { version: PROTOCOL_VERSION, name: "ann".into() }, Role::Participant),
             (Manifest(manifest()), Role::Host),
-            (Chunk { index: 10, data: ByteBuf::from(vec![9u8; 100]) }, Role::Host),
-            (Chunk { index: 0, data: ByteBuf::from(vec![1u8; 65536]) }, Role::Host),
+            (Chunk { space: ORIGINAL, index: 10, data: ByteBuf::from(vec![9u8; 100]) }, Role::Host),
+            (Chunk { space: ORIGINAL, index: 0, data: ByteBuf::from(vec![1u8; 65536]) }, Role::Host),
+            (Chunk { space: 3, index: 900, data: ByteBuf::from(vec![1u8; 65536]) }, Role::Host),
             (State { playing: true, position_us: 5, at_host_us: 9, rate_milli: 1000, seq: 2, waiting: vec!["ann".into()] }, Role::Host),
             (Notice { text: "only the host controls playback".into() }, Role::Host),
-            (Roster { peers: vec![RosterEntry { name: "ann".into(), buffering: true, drift_ms: Some(-4) }] }, Role::Host),
+            (Roster { peers: vec![RosterEntry { name: "ann".into(), buffering: true, drift_ms: Some(-4), level: "low".into() }] }, Role::Host),
             (Pong { client_us: 1, host_us: 2 }, Role::Host),
-            (QualityChange { level: "low".into() }, Role::Host),
+            (QualityChange { level: "low".into(), space: 2, first_us: Some(4_000_000), produced: 70_000, done: false }, Role::Host),
+            (Level { level: "medium".into(), from_us: 12_000_000 }, Role::Participant),
             (StreamEnd { reason: "host quit".into() }, Role::Host),
-            (Request { chunks: vec![0, 3, 10], priority: Priority::Critical }, Role::Participant),
-            (Cancel { chunks: vec![4] }, Role::Participant),
+            (Request { space: ORIGINAL, chunks: vec![0, 3, 10], priority: Priority::Critical }, Role::Participant),
+            (Request { space: 2, chunks: vec![500], priority: Priority::Window }, Role::Participant),
+            (Cancel { space: ORIGINAL, chunks: vec![4] }, Role::Participant),
             (Command(super::Command::Seek(1234)), Role::Participant),
             (Command(super::Command::Play), Role::Participant),
             (Ping { client_us: 77 }, Role::Participant),
@@ -440,25 +505,29 @@ mod tests {
     #[test]
     fn rejects_oversized_trailing_unknown_and_wrong_role() {
         let m = manifest();
-        let big = encode(&Message::Chunk { index: 0, data: ByteBuf::from(vec![0u8; 200_000]) });
+        let big = encode(&Message::Chunk { space: ORIGINAL, index: 0, data: ByteBuf::from(vec![0u8; 200_000]) });
         assert!(decode_from(&big, Role::Host, Some(&m)).is_err());
         let mut trailing = encode(&Message::Ping { client_us: 1 });
         trailing.push(0);
         assert!(decode_from(&trailing, Role::Participant, Some(&m)).is_err());
         assert!(decode_from(&[200, 1, 2], Role::Host, Some(&m)).is_err());
-        let chunk = encode(&Message::Chunk { index: 1, data: ByteBuf::from(vec![0u8; 65536]) });
+        let chunk = encode(&Message::Chunk { space: ORIGINAL, index: 1, data: ByteBuf::from(vec![0u8; 65536]) });
         assert!(matches!(decode_from(&chunk, Role::Participant, Some(&m)), Err(StreamError::Role(_))));
-        let req = encode(&Message::Request { chunks: vec![11], priority: Priority::Window });
+        let req = encode(&Message::Request { space: ORIGINAL, chunks: vec![11], priority: Priority::Window });
         assert!(decode_from(&req, Role::Participant, Some(&m)).is_err());
-        let short = encode(&Message::Chunk { index: 1, data: ByteBuf::from(vec![0u8; 10]) });
+        let short = encode(&Message::Chunk { space: ORIGINAL, index: 1, data: ByteBuf::from(vec![0u8; 10]) });
         assert!(decode_from(&short, Role::Host, Some(&m)).is_err());
+        let long = encode(&Message::Chunk { space: 5, index: 1, data: ByteBuf::from(vec![0u8; 65537]) });
+        assert!(decode_from(&long, Role::Host, Some(&m)).is_err());
+        let original = encode(&Message::QualityChange { level: "low".into(), space: ORIGINAL, first_us: None, produced: 0, done: false });
+        assert!(decode_from(&original, Role::Host, Some(&m)).is_err());
         let mut bad = manifest();
         bad.chunks = 3;
         assert!(decode_from(&encode(&Message::Manifest(bad)), Role::Host, None).is_err());
         // A length prefix claiming 4 GiB must not allocate it.
         let huge_vec = [10u8, 0xfc, 0xff, 0xff, 0xff, 0xff, 1];
         assert!(decode_from(&huge_vec, Role::Participant, Some(&m)).is_err());
-        let entry = RosterEntry { name: "x".into(), buffering: false, drift_ms: None };
+        let entry = RosterEntry { name: "x".into(), buffering: false, drift_ms: None, level: "high".into() };
         let crowd = encode(&Message::Roster { peers: vec![entry.clone(); MAX_ROSTER + 1] });
         assert!(matches!(decode_from(&crowd, Role::Host, Some(&m)), Err(StreamError::Invalid("roster too long"))));
         let long_name = encode(&Message::Roster { peers: vec![RosterEntry { name: "n".repeat(MAX_TEXT + 1), ..entry }] });
@@ -468,27 +537,33 @@ mod tests {
     #[test]
     fn chunk_fast_path_matches_serde_encoding() {
         let m = manifest();
-        for (index, len) in [(0u32, 65536usize), (10, 100), (7, 65536)] {
+        for (space, index, len) in [(ORIGINAL, 0u32, 65536usize), (ORIGINAL, 10, 100), (ORIGINAL, 7, 65536), (9, 70_000, 65536)] {
             let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let slow = encode(&Message::Chunk { index, data: ByteBuf::from(data.clone()) });
-            let mut fast = encode_chunk_header(index, len);
+            let slow = encode(&Message::Chunk { space, index, data: ByteBuf::from(data.clone()) });
+            let mut fast = encode_chunk_header(space, index, len);
             fast.extend_from_slice(&data);
             assert_eq!(fast, slow);
-            let (i, d) = decode_chunk(bytes::BytesMut::from(&fast[..]), &m).unwrap().unwrap();
-            assert_eq!((i, &d[..]), (index, &data[..]));
+            let parts = decode_chunk(bytes::BytesMut::from(&fast[..]), m.chunk_size).unwrap().unwrap();
+            assert_eq!((parts.space, parts.index, &parts.data[..]), (space, index, &data[..]));
             for cut in 0..fast.len().min(20) {
-                assert!(decode_chunk(bytes::BytesMut::from(&fast[..cut]), &m).is_err());
+                assert!(decode_chunk(bytes::BytesMut::from(&fast[..cut]), m.chunk_size).is_err());
             }
-            assert!(decode_chunk(bytes::BytesMut::from(&fast[..fast.len() - 1]), &m).is_err());
+            assert!(decode_chunk(bytes::BytesMut::from(&fast[..fast.len() - 1]), m.chunk_size).is_err());
         }
+        let parts = decode_chunk(bytes::BytesMut::from(&encode_chunk_header(0, 3, 0)[..]), m.chunk_size).unwrap().unwrap();
+        assert!(parts.check_len(m.chunk_len(3)).is_err(), "a 0-byte chunk 3 is refused");
+        assert!(parts.check_len(None).is_err());
+        let mut over = encode_chunk_header(4, 0, 65537);
+        over.resize(over.len() + 65537, 0);
+        assert!(decode_chunk(bytes::BytesMut::from(&over[..]), m.chunk_size).is_err(), "longer than a chunk");
         let ping = encode(&Message::Ping { client_us: 5 });
-        assert!(matches!(decode_chunk(bytes::BytesMut::from(&ping[..]), &m), Ok(None)));
+        assert!(matches!(decode_chunk(bytes::BytesMut::from(&ping[..]), m.chunk_size), Ok(None)));
     }
 
     proptest! {
         #[test]
         fn chunk_decoder_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode_chunk(bytes::BytesMut::from(&bytes[..]), &manifest());
+            let _ = decode_chunk(bytes::BytesMut::from(&bytes[..]), manifest().chunk_size);
         }
 
         #[test]

@@ -59,6 +59,9 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
                     if let Some(action) = keys::action_for(&k) {
                         match view.handle(action, &model.link, now)? {
                             KeyOutcome::Quit => break Ok(()),
+                            KeyOutcome::Room(keys::Action::CycleQuality) => {
+                                view.flash("each participant picks its own quality (v in syncy join)".into(), now);
+                            }
                             KeyOutcome::Room(a) => {
                                 if let Some(c) = keys::command_for(a, model.playing, model.file.duration_ms) {
                                     let _ = commands.send(c);

@@ -80,7 +80,7 @@ fn room_line(s: &Status) -> Line<'static> {
         Span::styled("drift ", dim),
         Span::raw(s.drift_ms.map_or("–".into(), super::peers::drift)),
         Span::styled("  quality ", dim),
-        Span::raw(s.quality.clone()),
+        Span::raw(if s.quality_choice == "auto" || s.quality_choice.is_empty() { format!("{} auto", s.quality) } else { s.quality.clone() }),
         Span::styled("  you ", dim),
         Span::raw(s.name.clone()),
     ];

@@ -16,6 +16,8 @@ pub enum Action {
     SeekFraction(f64),
     /// Copy the join link to the clipboard (OSC 52: works over SSH and in tmux).
     CopyLink,
+    /// The participant's next quality choice (auto → high → medium → low → auto).
+    CycleQuality,
     /// Show or hide the log pane.
     ToggleLog,
     /// Show or hide the key help.
@@ -51,6 +53,7 @@ pub const KEYS: &[Binding] = &[
     key(KeyCode::Down, Action::SeekBy(-60.0), "↓/↑", "±60 s"),
     key(KeyCode::Up, Action::SeekBy(60.0), "", ""),
     key(KeyCode::Char('y'), Action::CopyLink, "y", "copy link"),
+    key(KeyCode::Char('v'), Action::CycleQuality, "v", "quality"),
     key(KeyCode::Char('l'), Action::ToggleLog, "l", "log"),
     key(KeyCode::Char('?'), Action::ToggleHelp, "?", "help"),
     key(KeyCode::Char('q'), Action::Quit, "q", "quit"),
@@ -80,8 +83,17 @@ pub fn command_for(action: Action, playing: bool, duration_ms: Option<u64>) -> O
         Action::SeekBy(s) => Some(Command::SeekBy(s)),
         Action::SeekFraction(f) => duration_ms.map(|d| Command::SeekTo(d as f64 / 1000.0 * f)),
         Action::Quit => Some(Command::Quit),
-        Action::CopyLink | Action::ToggleLog | Action::ToggleHelp => None,
+        // The participant's own choice, not the room's: see `next_quality`.
+        Action::CopyLink | Action::CycleQuality | Action::ToggleLog | Action::ToggleHelp => None,
     }
+}
+
+/// The quality choice after `choice` (`auto` or a level) among the room's `levels`: auto,
+/// then each offered level best first, then auto again.
+pub fn next_quality(choice: &str, levels: &[String]) -> String {
+    let order: Vec<&str> = std::iter::once("auto").chain(["high", "medium", "low"].into_iter().filter(|l| levels.iter().any(|o| o == l))).collect();
+    let at = order.iter().position(|c| *c == choice).unwrap_or(0);
+    order[(at + 1) % order.len()].to_string()
 }
 
 /// Footer entries in order: "space play/pause", …, "? help", "q quit".
@@ -141,7 +153,7 @@ mod tests {
 
     #[test]
     fn footer_comes_from_the_table_and_fits_the_width() {
-        assert_eq!(footer(200), "space play/pause · ←/→ ±10 s · ↓/↑ ±60 s · 0-9 jump · y copy link · l log · ? help · q quit");
+        assert_eq!(footer(200), "space play/pause · ←/→ ±10 s · ↓/↑ ±60 s · 0-9 jump · y copy link · v quality · l log · ? help · q quit");
         let narrow = footer(80);
         assert!(narrow.chars().count() <= 80, "{narrow}");
         assert!(narrow.starts_with("space play/pause") && narrow.ends_with("? help · q quit"), "{narrow}");
@@ -159,9 +171,26 @@ mod tests {
     }
 
     #[test]
+    fn the_quality_key_cycles_through_what_the_room_offers() {
+        let all: Vec<String> = ["high", "medium", "low"].map(String::from).to_vec();
+        let mut c = "auto".to_string();
+        let mut seen = vec![];
+        for _ in 0..4 {
+            c = next_quality(&c, &all);
+            seen.push(c.clone());
+        }
+        assert_eq!(seen, ["high", "medium", "low", "auto"]);
+        assert_eq!(next_quality("auto", &["high".into()]), "high");
+        assert_eq!(next_quality("high", &["high".into()]), "auto");
+        assert_eq!(next_quality("medium", &["high".into()]), "high", "an unknown choice starts over");
+        assert_eq!(command_for(Action::CycleQuality, true, None), None);
+        assert_eq!(action_for(&press(KeyCode::Char('v'), KeyModifiers::NONE)), Some(Action::CycleQuality));
+    }
+
+    #[test]
     fn help_lists_every_key() {
         let keys: Vec<String> = help_lines().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["space", "←/→", "↓/↑", "0–9", "y", "l", "?", "q", "Ctrl-C"]);
+        assert_eq!(keys, ["space", "←/→", "↓/↑", "0–9", "y", "v", "l", "?", "q", "Ctrl-C"]);
         assert_eq!(action_for(&press(KeyCode::Char('y'), KeyModifiers::NONE)), Some(Action::CopyLink));
         assert_eq!(action_for(&press(KeyCode::Char('?'), KeyModifiers::SHIFT)), Some(Action::ToggleHelp));
     }

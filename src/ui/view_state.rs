@@ -48,14 +48,19 @@ impl ViewState {
             Action::Quit => return Ok(KeyOutcome::Quit),
             Action::CopyLink => {
                 term::copy_to_clipboard(link)?;
-                self.flash = Some("link copied to the clipboard (OSC 52)".into());
-                self.flash_until = Some(now + FLASH);
+                self.flash("link copied to the clipboard (OSC 52)".into(), now);
             }
             Action::ToggleLog => self.log = !self.log,
             Action::ToggleHelp => self.help = !self.help,
             room => return Ok(KeyOutcome::Room(room)),
         }
         Ok(KeyOutcome::Done)
+    }
+
+    /// Shows a passing message.
+    pub fn flash(&mut self, text: String, now: Instant) {
+        self.flash = Some(text);
+        self.flash_until = Some(now + FLASH);
     }
 
     /// Drops the passing message once its time is up; true if it did.

@@ -1,6 +1,7 @@
 mod harness;
 mod mpv;
 mod playback;
+mod quality;
 mod streaming;
 mod tmux;
 mod server;

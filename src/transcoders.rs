@@ -1,0 +1,244 @@
+//! The host's transcoders: one thread per rendition the plan (`core::renditions`) starts,
+//! writing fragmented MP4 into a private temporary directory. The host serves the bytes as
+//! they land; a transcoder pauses while it is far enough ahead of its viewers and its file
+//! goes when it stops.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::core::renditions::{Job, PlanConfig, PlanOutput, RenditionPlan};
+use crate::core::scheduler::{PeerKey, Scheduler};
+use crate::media::transcode::{Progress, Rendition, transcode};
+use crate::protocol::stream::{Message, Space};
+
+/// How far one transcoder has got.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobProgress {
+    /// Room position of the rendition's time zero.
+    pub first_us: Option<u64>,
+    /// Newest frame encoded, room µs.
+    pub at_us: u64,
+    /// Bytes in its file.
+    pub produced: u64,
+    /// Finished: `produced` is final.
+    pub done: bool,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+struct Running {
+    stop: Arc<AtomicBool>,
+    until_us: Arc<AtomicU64>,
+    progress: Arc<Mutex<JobProgress>>,
+    file: Option<File>,
+    path: PathBuf,
+}
+
+/// Every rendition being made.
+pub struct Transcoders {
+    input: PathBuf,
+    dir: tempfile::TempDir,
+    jobs: HashMap<Space, Running>,
+}
+
+impl Transcoders {
+    /// Transcoders of `input`, writing under a fresh temporary directory.
+    pub fn new(input: &Path) -> std::io::Result<Transcoders> {
+        Ok(Transcoders { input: input.to_path_buf(), dir: tempfile::Builder::new().prefix("syncy-renditions").tempdir()?, jobs: HashMap::new() })
+    }
+
+    /// Starts making `spec` from `from_us` into `space`, running until `until_us` at first.
+    pub fn start(&mut self, space: Space, spec: Rendition, from_us: u64, until_us: u64) {
+        let path = self.dir.path().join(format!("{space}.mp4"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let until = Arc::new(AtomicU64::new(until_us));
+        let progress = Arc::new(Mutex::new(JobProgress::default()));
+        let (input, out) = (self.input.clone(), path.clone());
+        let (stop_t, until_t, progress_t) = (stop.clone(), until.clone(), progress.clone());
+        let spawned = std::thread::Builder::new().name(format!("syncy-transcode-{space}")).spawn(move || {
+            let lock = || progress_t.lock().unwrap_or_else(|e| e.into_inner());
+            let result = transcode(&input, &out, &spec, from_us as i64, |p: Progress| {
+                let produced = std::fs::metadata(&out).map_or(0, |m| m.len());
+                {
+                    let mut g = lock();
+                    g.first_us = g.first_us.or(Some(p.first_us.max(0) as u64));
+                    g.at_us = p.at_us.max(0) as u64;
+                    g.produced = produced;
+                }
+                // Far enough ahead of every viewer: wait for them (or for the stop).
+                while !stop_t.load(Ordering::Relaxed) && p.at_us.max(0) as u64 > until_t.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                !stop_t.load(Ordering::Relaxed)
+            });
+            let produced = std::fs::metadata(&out).map_or(0, |m| m.len());
+            let mut g = lock();
+            g.produced = produced;
+            match result {
+                Ok(t) => {
+                    g.first_us = g.first_us.or(Some(t.first_us.max(0) as u64));
+                    g.done = true;
+                    tracing::info!("rendition {space} done: {} frames, {produced} bytes", t.frames);
+                }
+                Err(e) => {
+                    tracing::warn!("rendition {space} failed: {e}");
+                    g.error = Some(e.to_string());
+                }
+            }
+            if stop_t.load(Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&out);
+            }
+        });
+        if let Err(e) = spawned {
+            progress.lock().unwrap_or_else(|e| e.into_inner()).error = Some(format!("cannot start a transcoder: {e}"));
+        }
+        self.jobs.insert(space, Running { stop, until_us: until, progress, file: None, path });
+    }
+
+    /// Lets the transcoder of `space` run until `until_us` (room µs).
+    pub fn set_until(&self, space: Space, until_us: u64) {
+        if let Some(j) = self.jobs.get(&space) {
+            j.until_us.store(until_us, Ordering::Relaxed);
+        }
+    }
+
+    /// Progress of `space`.
+    pub fn progress(&self, space: Space) -> Option<JobProgress> {
+        self.jobs.get(&space).map(|j| j.progress.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// Stops the transcoder of `space`; its file goes.
+    pub fn stop(&mut self, space: Space) {
+        if let Some(j) = self.jobs.remove(&space) {
+            j.stop.store(true, Ordering::Relaxed);
+            // Done already: the thread is gone and will not remove it.
+            if j.progress.lock().unwrap_or_else(|e| e.into_inner()).done {
+                let _ = std::fs::remove_file(&j.path);
+            }
+        }
+    }
+
+    /// Reads `buf.len()` bytes at `offset` of the rendition in `space`.
+    pub fn read_at(&mut self, space: Space, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let j = self.jobs.get_mut(&space).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such rendition"))?;
+        let file = match &mut j.file {
+            Some(f) => f,
+            None => j.file.insert(File::open(&j.path)?),
+        };
+        file.read_exact_at(buf, offset)
+    }
+}
+
+impl Drop for Transcoders {
+    fn drop(&mut self) {
+        for j in self.jobs.values() {
+            j.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The host's renditions: the plan, the transcoders it runs, and what each viewer has been
+/// told about its rendition.
+pub struct Renditions {
+    /// Who watches what, and what to make.
+    pub plan: RenditionPlan,
+    /// Started with the first rendition.
+    transcoders: Option<Transcoders>,
+    input: PathBuf,
+    /// The room's chunk size (renditions use it too).
+    pub chunk_size: u32,
+    /// Last progress told to each rendition's viewers.
+    announced: HashMap<Space, (Option<u64>, u64, bool)>,
+}
+
+impl Renditions {
+    /// Renditions of `input` in `levels` (the manifest's, without `high`).
+    pub fn new(input: &Path, chunk_size: u32, levels: Vec<String>) -> Renditions {
+        Renditions { plan: RenditionPlan::new(levels, PlanConfig::default()), transcoders: None, input: input.to_path_buf(), chunk_size, announced: HashMap::new() }
+    }
+
+    /// Carries out what the plan decided; `send` reaches a participant.
+    pub fn apply(&mut self, scheduler: &mut Scheduler, send: &dyn Fn(PeerKey, Message)) {
+        while let Some(out) = self.plan.poll_output() {
+            match out {
+                PlanOutput::Start { space, level, from_us } => {
+                    let Some(spec) = crate::media::transcode::level(&level) else { continue };
+                    if self.transcoders.is_none() {
+                        match Transcoders::new(&self.input) {
+                            Ok(t) => self.transcoders = Some(t),
+                            Err(e) => {
+                                tracing::error!("cannot make renditions: {e}");
+                                continue;
+                            }
+                        }
+                    }
+                    let until = from_us + PlanConfig::default().ahead_us;
+                    tracing::info!("starting the {level} rendition {space} at {} ms", from_us / 1000);
+                    self.transcoders.as_mut().expect("just made").start(space, spec, from_us, until);
+                }
+                PlanOutput::Stop { space } => {
+                    tracing::info!("stopping rendition {space}: nobody watches it");
+                    if let Some(t) = &mut self.transcoders {
+                        t.stop(space);
+                    }
+                    scheduler.drop_space(space);
+                    self.announced.remove(&space);
+                }
+                PlanOutput::Assign { peer, space } => {
+                    if let Some(msg) = self.plan.job(space).map(|j| announcement(space, j)) {
+                        send(peer, msg);
+                    }
+                }
+                PlanOutput::Refuse { peer, reason } => send(peer, Message::Notice { text: reason }),
+            }
+        }
+    }
+
+    /// Takes in the transcoders' progress, tells viewers what is new, keeps each transcoder
+    /// a bounded distance ahead of its slowest viewer. Call a few times a second.
+    pub fn tick(&mut self, send: &dyn Fn(PeerKey, Message)) {
+        let Some(t) = &self.transcoders else { return };
+        let spaces: Vec<Space> = self.plan.spaces().collect();
+        for space in spaces {
+            let Some(p) = t.progress(space) else { continue };
+            if let Some(until) = self.plan.run_until(space) {
+                t.set_until(space, until);
+            }
+            if let Some(e) = &p.error {
+                // What exists stays playable; the viewers hear why it ends there.
+                if !self.plan.job(space).is_some_and(|j| j.done) {
+                    for peer in self.plan.viewers_of(space).collect::<Vec<_>>() {
+                        send(peer, Message::Notice { text: format!("the host could not finish this rendition: {e}") });
+                    }
+                }
+            }
+            self.plan.handle_progress(space, p.first_us, p.at_us, p.produced, p.done || p.error.is_some());
+            let Some(job) = self.plan.job(space) else { continue };
+            let state = (job.first_us, job.available(self.chunk_size), job.done);
+            if self.announced.get(&space) != Some(&state) {
+                self.announced.insert(space, state);
+                let msg = announcement(space, job);
+                for peer in self.plan.viewers_of(space) {
+                    send(peer, msg.clone());
+                }
+            }
+        }
+    }
+
+    /// Reads rendition bytes for a chunk.
+    pub fn read_at(&mut self, space: Space, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        match &mut self.transcoders {
+            Some(t) => t.read_at(space, offset, buf),
+            None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no renditions")),
+        }
+    }
+}
+
+fn announcement(space: Space, job: &Job) -> Message {
+    Message::QualityChange { level: job.level.clone(), space, first_us: job.first_us, produced: job.produced, done: job.done }
+}

@@ -95,6 +95,12 @@ fn join_in_a_terminal_shows_the_picture_and_space_pauses_the_room() {
     let paused = host.wait_after(mark, "the room paused", Duration::from_secs(15), |v| v["event"] == "state" && v["playing"] == false);
     assert!(paused["position_ms"].as_u64().unwrap() > 0);
     t.wait_for("the paused status", Duration::from_secs(10), |plain, _| plain.contains("⏸ paused"));
+    // v steps through the quality choices the room offers (this clip: only the original).
+    assert!(t.capture(false).contains("quality high auto"), "{}", t.capture(false));
+    t.keys("v");
+    t.wait_for("high chosen by hand", Duration::from_secs(10), |plain, _| plain.contains("quality: high") && plain.contains("quality high  you"));
+    t.keys("v");
+    t.wait_for("back to auto", Duration::from_secs(10), |plain, _| plain.contains("quality high auto"));
     t.keys("q");
     let asked = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -140,7 +146,7 @@ fn the_demo_draws_the_dashboard_space_pauses_every_participant_and_q_leaves_a_cl
     // 80 columns: the footer keeps the essentials; wider, it lists every key.
     assert!(!t.capture(false).contains("y copy link"));
     t.tmux(&["resize-window", "-t", "main", "-x", "170", "-y", "50"]);
-    t.wait_for("the wider layout", Duration::from_secs(10), |plain, _| plain.contains("y copy link · l log · ? help · q quit"));
+    t.wait_for("the wider layout", Duration::from_secs(10), |plain, _| plain.contains("y copy link · v quality · l log · ? help · q quit"));
     // A participant outside the process, headless, follows the same room.
     let screen = t.capture(false);
     let link = screen.split_whitespace().find(|w| w.starts_with("syncy://")).expect("the link on the dashboard").to_string();

@@ -266,8 +266,19 @@ impl Levels {
                 if self.incoming == Some(Source::Rendition(old.space)) {
                     self.incoming = None;
                     close(old);
-                } else if let Some(prev) = self.retiring.replace(old) {
-                    close(prev);
+                } else {
+                    if old.level == level {
+                        // Restarted at a seek: what it holds is not where the room is, and its
+                        // decoder would read it forward to the new position. Stop it; the
+                        // picture waits for the new one, as after any seek.
+                        if let Some(c) = &old.reader {
+                            c.cancel();
+                        }
+                        old.shared.lock().store.set_read_ahead(false);
+                    }
+                    if let Some(prev) = self.retiring.replace(old) {
+                        close(prev);
+                    }
                 }
             }
             self.rendition = Some(RenditionStore { space, level, shared, first_us: None, reader: None });

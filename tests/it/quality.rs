@@ -127,6 +127,19 @@ fn participants_on_three_levels_stay_in_sync_and_show_the_frames_of_the_room_pos
             assert!(pos - frame >= -1.0 && pos - frame <= 80.0, "frame {frame} ms for position {pos} ms");
         }
     }
+    // A seek: the renditions start again there, and everyone shows the new place on time.
+    let mark: Vec<usize> = ps.iter().map(|p| p.mark()).collect();
+    host.send("seek 40");
+    let sought = host.wait_for("the room at 40 s", T, |v| v["event"] == "state" && f(v, "position_ms") >= 40_000.0 && f(v, "position_ms") < 41_000.0);
+    for (p, m) in ps.iter_mut().zip(mark) {
+        let s = p.wait_after(m, "showing the new place", T, |v| {
+            v["event"] == "stats" && v["playing"] == true && v["buffering"] == false && v["frame_ms"].as_f64().is_some_and(|fr| fr >= 40_000.0)
+        });
+        let (pos, frame) = (f(&s, "position_ms"), f(&s, "frame_ms"));
+        eprintln!("after the seek: {} shows {frame} ms at {pos} ms, {:.0} ms after the room moved", s["quality"], f(&s, "t_ms") - f(&sought, "t_ms"));
+        assert!(pos - frame <= 80.0 && pos - frame >= -1.0, "after the seek: frame {frame} ms at position {pos} ms");
+        assert!(f(&s, "t_ms") - f(&sought, "t_ms") < 15_000.0, "{s}");
+    }
     // The host serves three levels.
     let hs = host.wait_for("host stats with three levels", T, |v| {
         v["event"] == "stats" && v["peers"].as_array().is_some_and(|ps| ps.len() == 3 && ["high", "medium", "low"].iter().all(|l| ps.iter().any(|p| p["quality"] == *l)))

@@ -217,3 +217,41 @@ mod tests {
         assert!(write_sample(&p, &SampleSpec { duration: 0.0, ..Default::default() }).is_err());
     }
 }
+
+/// Writes an AVI whose video is in a codec no FFmpeg decodes (FourCC `SYNX`, opaque bytes):
+/// it probes as a video stream, so a host can serve it, but cannot be transcoded. For tests of
+/// that path.
+pub fn write_undecodable(out: &Path, seconds: u32) -> Result<(), SampleError> {
+    super::init();
+    let mut octx = format::output_as(&out, "avi")?;
+    {
+        let mut st = octx.add_stream(ffmpeg_next::encoder::find(ffmpeg_next::codec::Id::None))?;
+        st.set_time_base(Rational(1, 25));
+        // SAFETY: filling the plain fields of the stream's own codec parameters before the
+        // header is written.
+        unsafe {
+            let par = (*st.as_mut_ptr()).codecpar;
+            (*par).codec_type = ffmpeg_next::ffi::AVMediaType::AVMEDIA_TYPE_VIDEO;
+            (*par).codec_id = ffmpeg_next::ffi::AVCodecID::AV_CODEC_ID_NONE;
+            (*par).codec_tag = u32::from_le_bytes(*b"SYNX");
+            (*par).width = 320;
+            (*par).height = 180;
+        }
+    }
+    octx.write_header()?;
+    let tb = octx.stream(0).expect("added").time_base();
+    for i in 0..(seconds as i64 * 25) {
+        let mut pkt = ffmpeg_next::Packet::copy(&[(i % 251) as u8; 2000]);
+        pkt.set_stream(0);
+        pkt.set_pts(Some(i));
+        pkt.set_dts(Some(i));
+        pkt.set_duration(1);
+        pkt.rescale_ts(Rational(1, 25), tb);
+        if i % 25 == 0 {
+            pkt.set_flags(ffmpeg_next::packet::Flags::KEY);
+        }
+        pkt.write_interleaved(&mut octx)?;
+    }
+    octx.write_trailer()?;
+    Ok(())
+}

@@ -412,8 +412,26 @@ mod tests {
         assert!(ictx.streams().best(media::Type::Audio).is_some(), "AAC track");
         let _ = first;
 
+        assert!(check_transcodable(&src).is_ok());
+
         // Stopping early: the progress callback bounds how far it runs.
         let t = transcode(&src, &dir.path().join("short.mp4"), &spec, 0, |p| p.at_us < 2_000_000).unwrap();
         assert!(t.frames <= 52 && t.media_us < 2_100_000, "{t:?}");
+    }
+
+    #[test]
+    fn a_video_no_decoder_reads_cannot_be_transcoded_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("odd.avi");
+        crate::media::sample::write_undecodable(&odd, 2).unwrap();
+        // It is media ffmpeg reads (the host serves it as it is)…
+        let info = crate::media::probe::probe(&odd).unwrap();
+        assert!(info.duration_ms.is_some_and(|d| d >= 1900), "{info:?}");
+        // …but not one it can make renditions of.
+        let e = check_transcodable(&odd).unwrap_err();
+        assert!(matches!(e, TranscodeError::NoDecoder(_)), "{e:?}");
+        assert!(e.to_string().contains("stays at the original quality"), "{e}");
+        let e = transcode(&odd, &dir.path().join("x.mp4"), &level("low").unwrap(), 0, |_| true).unwrap_err();
+        assert!(matches!(e, TranscodeError::NoDecoder(_)), "{e:?}");
     }
 }

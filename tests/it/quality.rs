@@ -170,3 +170,23 @@ fn a_level_the_host_cannot_make_is_refused_clearly() {
     assert_eq!(p.quit(), 0);
     assert_eq!(host.quit(), 0);
 }
+
+#[test]
+fn a_video_the_host_cannot_decode_is_served_at_high_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("odd.avi");
+    syncy::media::sample::write_undecodable(&odd, 3).unwrap();
+    let mut host = Proc::host(&odd, dir.path(), &[]);
+    let link = link_of(&mut host);
+    let e = host.event("error", T);
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains("cannot decode") && msg.contains("stays at the original quality"), "{e}");
+    // Participants get the original, and only that.
+    let mut p = Proc::join(&link, "ann", dir.path(), &[]);
+    let m = p.event("manifest", T);
+    assert_eq!(m["levels"], serde_json::json!(["high"]), "{m}");
+    let c = p.event("complete", T);
+    assert_eq!(c["sha256"], super::harness::sha256(&odd).as_str());
+    assert_eq!(p.quit(), 0);
+    assert_eq!(host.quit(), 0);
+}

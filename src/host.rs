@@ -154,6 +154,8 @@ struct PeerState {
     position_ms: u64,
     drift_ms: Option<i64>,
     buffering: bool,
+    /// Paces its `Level` requests.
+    level_asks: TokenBucket,
 }
 
 /// The host's clock for the room: microseconds since the engine started (monotonic).
@@ -253,6 +255,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
     let mut room_clock = Room::new(clock.now(), room_cfg, opts.playback.autoplay);
     publish_state(&room_clock, &peers, &events, vec![]);
     let mut renditions = Renditions::new(&opts.file, manifest.chunk_size, manifest.levels.iter().filter(|l| *l != "high").cloned().collect());
+    renditions.duration_us = manifest.duration_ms.map(|d| d.saturating_mul(1000));
     let mut rendition_tick = tokio::time::interval(Duration::from_millis(200));
 
     let result: Result<()> = loop {
@@ -270,7 +273,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                     peers.insert(peer, PeerState {
                         name, handle: None, answers: Some(answers_tx), task,
                         up: Meter::new(Duration::from_secs(1)), rtt_ms: None, buffered_bytes: 0, position_ms: 0,
-                        drift_ms: None, buffering: false,
+                        drift_ms: None, buffering: false, level_asks: TokenBucket::new(2.0, 8.0),
                     });
                 }
                 Some(ServerMsg::Signal { from, payload }) => {
@@ -466,11 +469,23 @@ fn handle_control(peers: &mut HashMap<PeerId, PeerState>, scheduler: &mut Schedu
         }
         Message::Cancel { space, chunks } => scheduler.handle_cancel(peer, space, &chunks),
         Message::Level { level, from_us } => {
+            // A rendition costs the host a transcoder: a participant asking again and again
+            // (a held key, a broken client) is refused beyond a few a second.
+            if !p.level_asks.try_take(Instant::now(), 1.0) {
+                let reason = "quality changes come too fast; try again in a moment".to_string();
+                if let Some(h) = &p.handle {
+                    let _ = h.control_tx.try_send(Message::LevelRefused { level, reason });
+                }
+                return;
+            }
+            // Past the end, a rendition would have nothing to show.
+            let end = renditions.duration_us.map_or(u64::MAX, |d| d.saturating_sub(1_000_000));
+            let from_us = from_us.min(end);
             tracing::info!(peer, "{} asks for {level} from {} ms", p.name, from_us / 1000);
             renditions.plan.handle_level(peer, &level, from_us);
         }
         Message::Report { position_ms, buffered_bytes, rtt_ms, buffering, seq, drift_ms, .. } => {
-            renditions.plan.handle_position(peer, position_ms * 1000);
+            renditions.plan.handle_position(peer, position_ms.saturating_mul(1000));
             p.position_ms = position_ms;
             p.buffered_bytes = buffered_bytes;
             p.rtt_ms = rtt_ms;

@@ -62,31 +62,50 @@ pub struct Levels {
     /// What the picture shows now, and what it is moving to.
     active: Source,
     incoming: Option<Source>,
-    /// The newest rendition (active or incoming), and the one it replaces while it comes in.
-    rendition: Option<RenditionStore>,
-    retiring: Option<RenditionStore>,
+    /// The rendition the picture shows (when `active` is one).
+    current: Option<RenditionStore>,
+    /// The rendition on its way: announced by the host, coming in once its start is known.
+    next: Option<RenditionStore>,
     /// Every rendition space up to this one has been heard of: chunks of older ones are late
     /// arrivals, dropped.
     newest_space: Space,
     /// The level the choice (or the controller) wants, and whether the host was asked for it.
     wanted: String,
     asked: bool,
+    /// After the host refused a level, the automatic choice leaves it alone until then.
+    refused_until: Option<Instant>,
+    /// After a refusal, the next request waits until then.
+    ask_after: Option<Instant>,
+    /// A `Level` sent and not yet answered (granted or refused), since then: one at a time,
+    /// so every answer belongs to the latest request and both sides agree where we are.
+    awaiting: Option<Instant>,
+    /// The room sought while a request was out: ask again from the new position.
+    pending_seek: bool,
     original_bps: u64,
     download_limit: u64,
     store_cfg: StoreConfig,
     chunk_size: u32,
+    /// A rendition is never larger than this (a host claiming more is misbehaving).
+    max_rendition: u64,
     /// Bytes received since the last throughput sample.
     received: u64,
     /// Wakes the engine when a reader wants a chunk.
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
+/// How long the automatic choice leaves a refused level alone.
+const REFUSED_FOR: Duration = Duration::from_secs(15);
+/// How long after a refusal the level playing is asked for again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// An answer to a `Level` not come by then is not coming (an older host).
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
 impl Levels {
     /// Levels for `manifest`; the picture starts on the original (`original`, read through
-    /// `reader`). `download_limit` (bytes/s, 0: none) caps what the throughput estimate may
-    /// claim: the limit is part of the link.
+    /// `reader`). `store_cfg.download_limit` (bytes/s, 0: none) caps what the throughput
+    /// estimate may claim: the limit is part of the link.
     pub fn new(manifest: &Manifest, choice: Choice, original: Arc<SharedStore>, reader: Option<ReaderCancel>, store_cfg: StoreConfig, wake: Arc<dyn Fn() + Send + Sync>) -> Levels {
-        let original_bps = manifest.duration_ms.filter(|&d| d > 0).map_or(0, |d| manifest.size * 8 * 1000 / d);
+        let original_bps = manifest.duration_ms.filter(|&d| d > 0).map_or(0, |d| manifest.size.saturating_mul(8000) / d);
         let mut ladder = vec![Level { name: "high".into(), bps: original_bps.max(1) }];
         for name in manifest.levels.iter().filter(|l| *l != "high") {
             if let Some(r) = crate::media::transcode::level(name) {
@@ -101,15 +120,22 @@ impl Levels {
             original_reader: reader,
             active: Source::Original,
             incoming: None,
-            rendition: None,
-            retiring: None,
+            current: None,
+            next: None,
             newest_space: ORIGINAL,
             wanted: "high".into(),
             asked: true,
+            refused_until: None,
+            ask_after: None,
+            awaiting: None,
+            pending_seek: false,
             original_bps,
             download_limit: store_cfg.download_limit,
             store_cfg,
             chunk_size: manifest.chunk_size,
+            // Levels are offered only well under the original's bit rate; the slack covers
+            // container overhead on short files.
+            max_rendition: manifest.size.saturating_add(64 << 20),
             received: 0,
             wake,
         };
@@ -124,8 +150,12 @@ impl Levels {
                 return Err(format!("this room offers {}, not {l}", self.offered.join(", ")));
             }
             Choice::Fixed(l) => self.want(l.clone()),
-            // Auto goes on from the level playing now.
-            Choice::Auto => self.controller.set_current(&self.wanted.clone()),
+            // Auto goes on from the level asked for last (playing, or on its way).
+            Choice::Auto => {
+                let wanted = self.wanted.clone();
+                self.controller.set_current(&wanted);
+                self.refused_until = None;
+            }
         }
         self.choice = choice;
         Ok(())
@@ -137,19 +167,17 @@ impl Levels {
             self.wanted = level;
             self.asked = false;
             self.controller.set_current(&self.wanted.clone());
-            // The original reads ahead only while it is the level wanted: leaving it, what
-            // is buffered plays on while the rendition comes in, and the link is the
-            // rendition's.
-            let high = self.wanted == "high";
-            self.original.lock().store.set_read_ahead(high);
+            if self.wanted == "high" {
+                self.original.lock().store.set_read_ahead(true);
+            }
         }
     }
 
     /// The level the picture plays.
     pub fn playing(&self) -> &str {
-        match self.active {
-            Source::Original => "high",
-            Source::Rendition(s) => self.store(s).map_or("high", |r| r.level.as_str()),
+        match (self.active, &self.current) {
+            (Source::Rendition(s), Some(r)) if r.space == s => r.level.as_str(),
+            _ => "high",
         }
     }
 
@@ -186,7 +214,7 @@ impl Levels {
     }
 
     fn store(&self, space: Space) -> Option<&RenditionStore> {
-        [&self.rendition, &self.retiring].into_iter().flatten().find(|r| r.space == space)
+        [&self.current, &self.next].into_iter().flatten().find(|r| r.space == space)
     }
 
     /// The store of a chunk space, `Ok(None)` for a late chunk of a rendition already
@@ -223,7 +251,7 @@ impl Levels {
     /// Every store (to close them all on shutdown).
     pub fn all_stores(&self) -> Vec<Arc<SharedStore>> {
         let mut v = vec![self.original.clone()];
-        v.extend([&self.rendition, &self.retiring].into_iter().flatten().map(|r| r.shared.clone()));
+        v.extend([&self.current, &self.next].into_iter().flatten().map(|r| r.shared.clone()));
         v
     }
 
@@ -232,22 +260,49 @@ impl Levels {
         self.received += bytes as u64;
     }
 
-    /// The host's news about a rendition.
-    pub fn handle_quality_change(&mut self, level: String, space: Space, first_us: Option<u64>, produced: u64, done: bool, playback: &mut Playback) {
-        if space < self.newest_space && self.store(space).is_none() {
-            return;
+    /// Gives up the rendition on its way, if any (the picture stays where it is).
+    fn drop_next(&mut self, playback: &mut Playback) {
+        if let Some(r) = self.next.take() {
+            if self.incoming == Some(Source::Rendition(r.space)) {
+                playback.abandon_switch();
+                self.incoming = None;
+            }
+            close(r);
+        }
+    }
+
+    /// The host's news about a rendition (`granted`: the answer to our latest `Level`). A
+    /// size beyond any rendition of this file is a protocol violation.
+    pub fn handle_quality_change(&mut self, level: String, space: Space, first_us: Option<u64>, produced: u64, done: bool, granted: bool, playback: &mut Playback) -> Result<(), StreamError> {
+        if produced > self.max_rendition {
+            return Err(StreamError::Invalid("rendition larger than the file it is made from"));
+        }
+        if granted {
+            self.awaiting = None;
         }
         let available = if done { produced } else { produced / self.chunk_size as u64 * self.chunk_size as u64 };
-        if let Some(r) = self.retiring.as_ref().filter(|r| r.space == space) {
+        if let Some(r) = self.current.as_ref().filter(|r| r.space == space) {
             r.shared.grow(available, done);
-            return;
+            return Ok(());
         }
-        if self.rendition.as_ref().is_none_or(|r| r.space != space) {
-            if level != self.wanted {
-                tracing::debug!("ignoring rendition {space} ({level}): {} is wanted now", self.wanted);
-                return;
+        if self.next.as_ref().is_none_or(|r| r.space != space) {
+            if !granted || space <= self.newest_space {
+                tracing::debug!("ignoring rendition {space} ({level}): not ours");
+                return Ok(());
             }
-            self.newest_space = self.newest_space.max(space);
+            // Where the host has put us, even if we have changed our mind since (the next
+            // request moves us on): the two sides never disagree about it.
+            self.newest_space = space;
+            self.drop_next(playback);
+            if let Some(cur) = self.current.as_ref().filter(|c| c.level == level) {
+                // Restarted at a seek: what the one on screen holds is not where the room is,
+                // and its decoder would read it forward to the new position. Stop it; the
+                // picture waits for the new one, as after any seek.
+                if let Some(c) = &cur.reader {
+                    c.cancel();
+                }
+                cur.shared.lock().store.set_read_ahead(false);
+            }
             let manifest = Manifest {
                 name: format!("{level}.mp4"),
                 size: 0,
@@ -258,32 +313,15 @@ impl Levels {
                 codecs: vec![],
                 levels: vec![],
             };
-            let store = ChunkStore::with_budget(manifest, self.store_cfg.clone(), self.original.lock().store.budget());
+            // A quarter of the memory bound each: with the original's store, whose chunks stay
+            // for the way back up, the participant holds at most 1.5 times its --buffer.
+            let cfg = StoreConfig { capacity: (self.store_cfg.capacity / 4).max(4 * self.chunk_size as u64), fill_behind: false, ..self.store_cfg.clone() };
+            let store = ChunkStore::with_budget(manifest, cfg, self.original.lock().store.budget());
             let wake = self.wake.clone();
             let shared = SharedStore::new(store, move || wake());
-            // A rendition coming in that never showed is simply replaced.
-            if let Some(old) = self.rendition.take() {
-                if self.incoming == Some(Source::Rendition(old.space)) {
-                    self.incoming = None;
-                    close(old);
-                } else {
-                    if old.level == level {
-                        // Restarted at a seek: what it holds is not where the room is, and its
-                        // decoder would read it forward to the new position. Stop it; the
-                        // picture waits for the new one, as after any seek.
-                        if let Some(c) = &old.reader {
-                            c.cancel();
-                        }
-                        old.shared.lock().store.set_read_ahead(false);
-                    }
-                    if let Some(prev) = self.retiring.replace(old) {
-                        close(prev);
-                    }
-                }
-            }
-            self.rendition = Some(RenditionStore { space, level, shared, first_us: None, reader: None });
+            self.next = Some(RenditionStore { space, level, shared, first_us: None, reader: None });
         }
-        let r = self.rendition.as_mut().expect("just set");
+        let r = self.next.as_mut().expect("just set");
         r.shared.grow(available, done);
         r.first_us = r.first_us.or(first_us);
         if r.reader.is_none()
@@ -292,9 +330,31 @@ impl Levels {
             let (reader, cancel) = r.shared.cancellable_reader();
             r.reader = Some(cancel);
             tracing::info!("quality: starting {} (rendition {}) from {} ms", r.level, r.space, first / 1000);
-            playback.switch_source(Box::new(reader), Some(first as Micros));
+            playback.switch_source(Box::new(reader), Some(first.min(i64::MAX as u64) as Micros));
             self.incoming = Some(Source::Rendition(r.space));
+            // What is buffered of the original plays on while the rendition comes in; the
+            // link is the rendition's.
+            self.original.lock().store.set_read_ahead(false);
         }
+        Ok(())
+    }
+
+    /// The host cannot give us `level`: we stay where it last put us (the rendition on its
+    /// way, or what plays).
+    pub fn handle_refused(&mut self, level: &str, now: Instant) {
+        self.awaiting = None;
+        let stays = self.next.as_ref().map_or_else(|| self.playing().to_string(), |r| r.level.clone());
+        tracing::info!("quality: {level} refused; staying on {stays}");
+        if self.wanted == level {
+            self.wanted = stays.clone();
+            self.controller.set_current(&stays);
+            if stays == "high" {
+                self.original.lock().store.set_read_ahead(true);
+            }
+        }
+        self.asked = false;
+        self.refused_until = Some(now + REFUSED_FOR);
+        self.ask_after = Some(now + RETRY_AFTER);
     }
 
     /// Call after every playback tick: when the picture has moved to the incoming source,
@@ -305,8 +365,8 @@ impl Levels {
         }
         let Some(new) = self.incoming.take() else { return Some(vec![]) };
         let old = std::mem::replace(&mut self.active, new);
-        tracing::info!("quality: now playing {}", self.playing());
-        let mut cancels = Vec::new();
+        let mut out = Vec::new();
+        // The one left: its reader stops, its requests are cancelled at the host.
         match old {
             Source::Original => {
                 if let Some(c) = self.original_reader.take() {
@@ -314,49 +374,43 @@ impl Levels {
                 }
                 let chunks = self.original.lock().store.take_in_flight(now);
                 if !chunks.is_empty() {
-                    cancels.push(Message::Cancel { space: ORIGINAL, chunks });
+                    out.push(Message::Cancel { space: ORIGINAL, chunks });
                 }
             }
             Source::Rendition(space) => {
-                let r = if self.retiring.as_ref().is_some_and(|r| r.space == space) {
-                    self.retiring.take()
-                } else if self.rendition.as_ref().is_some_and(|r| r.space == space) && new == Source::Original {
-                    self.rendition.take()
-                } else {
-                    None
-                };
-                if let Some(r) = r {
+                if let Some(r) = self.current.take_if(|r| r.space == space) {
                     let chunks = r.shared.lock().store.take_in_flight(now);
                     if !chunks.is_empty() {
-                        cancels.push(Message::Cancel { space, chunks });
+                        out.push(Message::Cancel { space, chunks });
                     }
                     close(r);
                 }
             }
         }
-        if new == Source::Original && self.playing() == "high" && self.wanted == "high" {
-            // Tell the host it may stop the rendition.
-            cancels.push(Message::Level { level: "high".into(), from_us: 0 });
+        match new {
+            Source::Rendition(space) => {
+                if let Some(r) = self.next.take_if(|r| r.space == space) {
+                    self.current = Some(r);
+                }
+            }
+            // Back on the original: the host may stop the rendition.
+            Source::Original => out.push(Message::Level { level: "high".into(), from_us: 0 }),
         }
-        Some(cancels)
+        tracing::info!("quality: now playing {}", self.playing());
+        Some(out)
     }
 
     /// What to send the host so the picture gets to the wanted level; `room_us` is the room
     /// position (a rendition starts there). Switching back to the original needs no host.
-    pub fn drive(&mut self, playback: &mut Playback, room_us: Option<Micros>) -> Option<Message> {
-        if self.asked {
+    pub fn drive(&mut self, playback: &mut Playback, room_us: Option<Micros>, now: Instant) -> Option<Message> {
+        if self.asked || self.ask_after.is_some_and(|t| now < t) || self.awaiting.is_some_and(|t| now < t + ANSWER_WITHIN) {
             return None;
         }
         if self.wanted == "high" {
             self.asked = true;
+            // A rendition on its way is not needed any more.
+            self.drop_next(playback);
             if self.active == Source::Original {
-                // A rendition on its way in is not needed any more.
-                if let Some(Source::Rendition(_)) = self.incoming.take() {
-                    playback.abandon_switch();
-                    if let Some(r) = self.rendition.take() {
-                        close(r);
-                    }
-                }
                 return Some(Message::Level { level: "high".into(), from_us: 0 });
             }
             if self.incoming != Some(Source::Original) {
@@ -368,14 +422,33 @@ impl Levels {
             return None;
         }
         let from = room_us?;
+        // Already where we want to be (a refusal re-asks what plays; a kept rendition needs no
+        // new request unless the room moved, which `handle_seek` covers).
+        let on_it = self.next.as_ref().or(self.current.as_ref()).is_some_and(|r| r.level == self.wanted);
         self.asked = true;
+        if on_it && !std::mem::take(&mut self.pending_seek) {
+            return None;
+        }
+        self.pending_seek = false;
+        self.awaiting = Some(now);
         Some(Message::Level { level: self.wanted.clone(), from_us: from.max(0) as u64 })
     }
 
     /// The room sought: a rendition must cover the new position (the host keeps it or
-    /// starts another there).
-    pub fn handle_seek(&mut self, to_us: Micros) -> Option<Message> {
-        (self.wanted != "high").then(|| Message::Level { level: self.wanted.clone(), from_us: to_us.max(0) as u64 })
+    /// starts another there). Waits for the answer to a request still out; `drive` then asks
+    /// from the room's new position.
+    pub fn handle_seek(&mut self, to_us: Micros, now: Instant) -> Option<Message> {
+        if self.wanted == "high" {
+            return None;
+        }
+        if self.awaiting.is_some_and(|t| now < t + ANSWER_WITHIN) {
+            // The answer will be for the old position: ask again once it is here.
+            self.asked = false;
+            self.pending_seek = true;
+            return None;
+        }
+        self.awaiting = Some(now);
+        Some(Message::Level { level: self.wanted.clone(), from_us: to_us.max(0) as u64 })
     }
 
     /// Once a second: feeds the automatic choice a throughput sample (bytes over the time
@@ -405,6 +478,12 @@ impl Levels {
         tracing::debug!("quality sample: {:.2} Mb/s over {busy:?} busy, {buffered:?} buffered", throughput / 1e6);
         self.controller.handle_sample(now, throughput, buffered);
         if let Some(l) = self.controller.poll_switch().map(|l| l.name.clone()) {
+            if self.refused_until.is_some_and(|t| now < t) {
+                // The host just said no; do not ask again at once.
+                let wanted = self.wanted.clone();
+                self.controller.set_current(&wanted);
+                return;
+            }
             self.want(l);
         }
     }

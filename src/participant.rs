@@ -381,9 +381,19 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         }
                         let _ = events.send(Event::Error { message: format!("host: {text}") });
                     }
-                    Message::QualityChange { level, space, first_us, produced, done } => {
-                        levels.handle_quality_change(level, space, first_us, produced, done, &mut playback);
+                    Message::QualityChange { level, space, first_us, produced, done, granted } => {
+                        levels.handle_quality_change(level, space, first_us, produced, done, granted, &mut playback)?;
                         requests_at = request_more(&levels, &control).await?;
+                    }
+                    Message::LevelRefused { level, reason } => {
+                        levels.handle_refused(&level, Instant::now());
+                        let _ = events.send(Event::Error { message: format!("quality {level}: {reason}") });
+                        if let Some(s) = &screen {
+                            s.update(|st| {
+                                st.quality = levels.label();
+                                st.message = Some(format!("{level}: {reason}"));
+                            });
+                        }
                     }
                     Message::Hello { .. } => {}
                     other => bail!("protocol violation: unexpected {other:?}"),
@@ -403,12 +413,12 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                     }
                 }
                 if let Some(t) = playback.take_seek()
-                    && let Some(m) = levels.handle_seek(t)
+                    && let Some(m) = levels.handle_seek(t, Instant::now())
                 {
                     peer::send(&control, &stream::encode(&m)).await?;
                 }
                 let room_us = playback.room_position();
-                if let Some(m) = levels.drive(&mut playback, room_us) {
+                if let Some(m) = levels.drive(&mut playback, room_us, Instant::now()) {
                     peer::send(&control, &stream::encode(&m)).await?;
                 }
                 if let Some(s) = &screen {

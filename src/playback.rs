@@ -136,7 +136,9 @@ impl Playback {
             q.close();
         }
         let q = FrameQueue::with_shift(8, self.queue.target(), self.queue.audio(), shift);
-        q.seek(self.position());
+        // Not `seek`: that would drop the sound the current decoder has queued, which plays
+        // on until the picture moves over.
+        q.start_at(self.position());
         let decoder = decode::spawn(source, q.clone());
         self.incoming = Some((q, decoder));
     }
@@ -172,7 +174,8 @@ impl Playback {
             self.incoming = None;
             return;
         }
-        let ready = q.front_pts().is_some_and(|t| t <= pos + frame_us) || (q.eof() && q.is_empty());
+        // Also when the current one has failed: showing something beats showing nothing.
+        let ready = q.front_pts().is_some_and(|t| t <= pos + frame_us || self.queue.error().is_some()) || (q.eof() && q.is_empty());
         if !ready {
             return;
         }
@@ -261,8 +264,11 @@ impl Playback {
             return Ok(None);
         }
         if let Some(e) = self.queue.error() {
-            self.failed = true;
-            return Err(e);
+            if self.incoming.is_none() {
+                self.failed = true;
+                return Err(e);
+            }
+            // The source being left failed (its reads were cut): the incoming one takes over.
         }
         let Some(offset) = self.offset.offset() else { return Ok(None) };
         let now = self.now();

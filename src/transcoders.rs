@@ -44,12 +44,28 @@ pub struct Transcoders {
     input: PathBuf,
     dir: tempfile::TempDir,
     jobs: HashMap<Space, Running>,
+    /// Transcoder threads alive, stopped ones included until they have ended.
+    live: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Most transcoder threads at once, counting stopped ones still winding down: a participant
+/// that asks for levels faster than threads end cannot pile them up.
+pub const MAX_THREADS: usize = 6;
 
 impl Transcoders {
     /// Transcoders of `input`, writing under a fresh temporary directory.
     pub fn new(input: &Path) -> std::io::Result<Transcoders> {
-        Ok(Transcoders { input: input.to_path_buf(), dir: tempfile::Builder::new().prefix("syncy-renditions").tempdir()?, jobs: HashMap::new() })
+        Ok(Transcoders {
+            input: input.to_path_buf(),
+            dir: tempfile::Builder::new().prefix("syncy-renditions").tempdir()?,
+            jobs: HashMap::new(),
+            live: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        })
+    }
+
+    /// Transcoder threads alive.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
     }
 
     /// Starts making `spec` from `from_us` into `space`, running until `until_us` at first.
@@ -60,7 +76,18 @@ impl Transcoders {
         let progress = Arc::new(Mutex::new(JobProgress::default()));
         let (input, out) = (self.input.clone(), path.clone());
         let (stop_t, until_t, progress_t) = (stop.clone(), until.clone(), progress.clone());
+        let live = self.live.clone();
+        live.fetch_add(1, Ordering::Relaxed);
+        let live_t = live.clone();
         let spawned = std::thread::Builder::new().name(format!("syncy-transcode-{space}")).spawn(move || {
+            // Counted out however the thread ends.
+            struct Alive(Arc<std::sync::atomic::AtomicUsize>);
+            impl Drop for Alive {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            let _alive = Alive(live_t);
             let lock = || progress_t.lock().unwrap_or_else(|e| e.into_inner());
             let result = transcode(&input, &out, &spec, from_us as i64, |p: Progress| {
                 let produced = std::fs::metadata(&out).map_or(0, |m| m.len());
@@ -80,8 +107,10 @@ impl Transcoders {
             let mut g = lock();
             g.produced = produced;
             match result {
+                Ok(t) if t.frames == 0 && !stop_t.load(Ordering::Relaxed) => {
+                    g.error = Some("there is no picture to make it from there (past the end?)".into());
+                }
                 Ok(t) => {
-                    g.first_us = g.first_us.or(Some(t.first_us.max(0) as u64));
                     g.done = true;
                     tracing::info!("rendition {space} done: {} frames, {produced} bytes", t.frames);
                 }
@@ -95,6 +124,7 @@ impl Transcoders {
             }
         });
         if let Err(e) = spawned {
+            live.fetch_sub(1, Ordering::Relaxed);
             progress.lock().unwrap_or_else(|e| e.into_inner()).error = Some(format!("cannot start a transcoder: {e}"));
         }
         self.jobs.insert(space, Running { stop, until_us: until, progress, file: None, path });
@@ -116,8 +146,9 @@ impl Transcoders {
     pub fn stop(&mut self, space: Space) {
         if let Some(j) = self.jobs.remove(&space) {
             j.stop.store(true, Ordering::Relaxed);
-            // Done already: the thread is gone and will not remove it.
-            if j.progress.lock().unwrap_or_else(|e| e.into_inner()).done {
+            // Ended already (done or failed): the thread is gone and will not remove it.
+            let p = j.progress.lock().unwrap_or_else(|e| e.into_inner());
+            if p.done || p.error.is_some() {
                 let _ = std::fs::remove_file(&j.path);
             }
         }
@@ -152,6 +183,8 @@ pub struct Renditions {
     input: PathBuf,
     /// The room's chunk size (renditions use it too).
     pub chunk_size: u32,
+    /// The media's duration, when known (a rendition is never asked for past its end).
+    pub duration_us: Option<u64>,
     /// Last progress told to each rendition's viewers.
     announced: HashMap<Space, (Option<u64>, u64, bool)>,
 }
@@ -159,7 +192,7 @@ pub struct Renditions {
 impl Renditions {
     /// Renditions of `input` in `levels` (the manifest's, without `high`).
     pub fn new(input: &Path, chunk_size: u32, levels: Vec<String>) -> Renditions {
-        Renditions { plan: RenditionPlan::new(levels, PlanConfig::default()), transcoders: None, input: input.to_path_buf(), chunk_size, announced: HashMap::new() }
+        Renditions { plan: RenditionPlan::new(levels, PlanConfig::default()), transcoders: None, input: input.to_path_buf(), chunk_size, duration_us: None, announced: HashMap::new() }
     }
 
     /// Carries out what the plan decided; `send` reaches a participant.
@@ -177,9 +210,14 @@ impl Renditions {
                             }
                         }
                     }
-                    let until = from_us + PlanConfig::default().ahead_us;
+                    let t = self.transcoders.as_mut().expect("just made");
+                    if t.live() >= MAX_THREADS {
+                        self.plan.handle_failed(space, "the host is busy making renditions; try again in a moment");
+                        continue;
+                    }
+                    let until = from_us.saturating_add(PlanConfig::default().ahead_us);
                     tracing::info!("starting the {level} rendition {space} at {} ms", from_us / 1000);
-                    self.transcoders.as_mut().expect("just made").start(space, spec, from_us, until);
+                    t.start(space, spec, from_us, until);
                 }
                 PlanOutput::Stop { space } => {
                     tracing::info!("stopping rendition {space}: nobody watches it");
@@ -190,11 +228,11 @@ impl Renditions {
                     self.announced.remove(&space);
                 }
                 PlanOutput::Assign { peer, space } => {
-                    if let Some(msg) = self.plan.job(space).map(|j| announcement(space, j)) {
+                    if let Some(msg) = self.plan.job(space).map(|j| announcement(space, j, true)) {
                         send(peer, msg);
                     }
                 }
-                PlanOutput::Refuse { peer, reason } => send(peer, Message::Notice { text: reason }),
+                PlanOutput::Refuse { peer, level, reason } => send(peer, Message::LevelRefused { level, reason }),
             }
         }
     }
@@ -210,6 +248,11 @@ impl Renditions {
                 t.set_until(space, until);
             }
             if let Some(e) = &p.error {
+                if p.first_us.is_none() {
+                    // Nothing to play at all: its viewers stay where they are.
+                    self.plan.handle_failed(space, &format!("the host cannot make this level: {e}"));
+                    continue;
+                }
                 // What exists stays playable; the viewers hear why it ends there.
                 if !self.plan.job(space).is_some_and(|j| j.done) {
                     for peer in self.plan.viewers_of(space).collect::<Vec<_>>() {
@@ -222,7 +265,7 @@ impl Renditions {
             let state = (job.first_us, job.available(self.chunk_size), job.done);
             if self.announced.get(&space) != Some(&state) {
                 self.announced.insert(space, state);
-                let msg = announcement(space, job);
+                let msg = announcement(space, job, false);
                 for peer in self.plan.viewers_of(space) {
                     send(peer, msg.clone());
                 }
@@ -239,6 +282,6 @@ impl Renditions {
     }
 }
 
-fn announcement(space: Space, job: &Job) -> Message {
-    Message::QualityChange { level: job.level.clone(), space, first_us: job.first_us, produced: job.produced, done: job.done }
+fn announcement(space: Space, job: &Job, granted: bool) -> Message {
+    Message::QualityChange { level: job.level.clone(), space, first_us: job.first_us, produced: job.produced, done: job.done, granted }
 }

@@ -185,11 +185,11 @@ impl ChunkStore {
     /// Forgets every request in flight and returns them (to cancel at the host when this
     /// store stops being read).
     pub fn take_in_flight(&mut self, now: Instant) -> Vec<u32> {
-        self.note_busy(now);
-        self.busy_since = None;
         self.in_flight_bytes = 0;
         self.critical.clear();
         let mut v: Vec<u32> = self.in_flight.drain().map(|(ix, _)| ix).collect();
+        // Counts the time they were out, and stops counting.
+        self.note_busy(now);
         v.sort_unstable();
         v
     }
@@ -381,8 +381,10 @@ impl ChunkStore {
             .min();
         let budget = self.budget_lock();
         let limit = if self.critical.is_empty() { budget.ready_at(now) } else { budget.ready_at_overdrawn(now, budget.burst()) };
+        // Held by the limit, nothing goes before it (an upgrade due earlier would wake the
+        // engine to send nothing, over and over).
         match (limit, upgrade) {
-            (Some(a), Some(b)) => Some(a.min(b)),
+            (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         }
     }

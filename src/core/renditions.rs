@@ -38,8 +38,8 @@ pub enum PlanOutput {
     Stop { space: Space },
     /// Tell `peer` about its rendition (and keep telling it as it grows).
     Assign { peer: PeerKey, space: Space },
-    /// `peer` asked for something the host cannot give it.
-    Refuse { peer: PeerKey, reason: String },
+    /// `peer` cannot have `level` (it stays where it is).
+    Refuse { peer: PeerKey, level: String, reason: String },
 }
 
 /// One rendition being made (or made).
@@ -98,7 +98,7 @@ impl RenditionPlan {
             return;
         }
         if !self.levels.iter().any(|l| l == level) {
-            self.out.push_back(PlanOutput::Refuse { peer, reason: format!("this host does not offer {level:?}") });
+            self.out.push_back(PlanOutput::Refuse { peer, level: level.to_string(), reason: format!("this host does not offer {level:?}") });
             return;
         }
         // Already on a rendition of this level that covers the position: nothing to do (the
@@ -107,15 +107,17 @@ impl RenditionPlan {
             && let Some(job) = self.jobs.get(&space)
             && job.level == level
             && job.from_us <= from_us
-            && from_us <= job.at_us.max(job.from_us) + self.cfg.share_within_us
+            && from_us <= job.at_us.max(job.from_us).saturating_add(self.cfg.share_within_us)
         {
             self.viewers.insert(peer, (space, from_us));
+            // Every request is answered, so the participant knows where the host has it.
+            self.out.push_back(PlanOutput::Assign { peer, space });
             return;
         }
         let shared = self
             .jobs
             .iter()
-            .find(|(_, j)| j.level == level && j.from_us <= from_us && from_us <= j.from_us + self.cfg.share_within_us)
+            .find(|(_, j)| j.level == level && j.from_us <= from_us && from_us <= j.from_us.saturating_add(self.cfg.share_within_us))
             .map(|(s, _)| *s);
         let space = match shared {
             Some(s) => s,
@@ -124,11 +126,14 @@ impl RenditionPlan {
                 // needs two.
                 let freed = self.viewers.get(&peer).is_some_and(|(s, _)| self.viewers.values().filter(|(v, _)| v == s).count() == 1);
                 if self.jobs.len() - usize::from(freed) >= self.cfg.max_jobs {
-                    self.out.push_back(PlanOutput::Refuse { peer, reason: format!("the host is already making {} renditions; try again later", self.jobs.len()) });
+                    self.out.push_back(PlanOutput::Refuse { peer, level: level.to_string(), reason: format!("the host is already making {} renditions; try again later", self.jobs.len()) });
                     return;
                 }
-                let space = self.next_space;
-                self.next_space += 1;
+                let Some(next) = self.next_space.checked_add(1) else {
+                    self.out.push_back(PlanOutput::Refuse { peer, level: level.to_string(), reason: "the host has made all the renditions it can in this room".into() });
+                    return;
+                };
+                let space = std::mem::replace(&mut self.next_space, next);
                 self.jobs.insert(space, Job { level: level.to_string(), from_us, first_us: None, at_us: from_us, produced: 0, done: false });
                 self.out.push_back(PlanOutput::Start { space, level: level.to_string(), from_us });
                 space
@@ -153,6 +158,18 @@ impl RenditionPlan {
             j.at_us = j.at_us.max(at_us);
             j.produced = j.produced.max(produced);
             j.done |= done;
+        }
+    }
+
+    /// A rendition cannot be made (its transcoder failed before a frame): its viewers are
+    /// refused, and it stops.
+    pub fn handle_failed(&mut self, space: Space, reason: &str) {
+        let Some(job) = self.jobs.get(&space) else { return };
+        let level = job.level.clone();
+        let viewers: Vec<PeerKey> = self.viewers_of(space).collect();
+        for peer in viewers {
+            self.out.push_back(PlanOutput::Refuse { peer, level: level.clone(), reason: reason.to_string() });
+            self.leave(peer);
         }
     }
 
@@ -191,7 +208,7 @@ impl RenditionPlan {
 
     /// How far the transcoder of `space` may run, room µs: its slowest viewer plus the margin.
     pub fn run_until(&self, space: Space) -> Option<u64> {
-        self.viewers.values().filter(|(s, _)| *s == space).map(|(_, pos)| pos + self.cfg.ahead_us).min()
+        self.viewers.values().filter(|(s, _)| *s == space).map(|(_, pos)| pos.saturating_add(self.cfg.ahead_us)).min()
     }
 
     /// Renditions being made or kept.
@@ -256,7 +273,7 @@ mod tests {
         drain(&mut p);
         p.handle_progress(1, Some(0), 20_000_000, 1 << 20, false);
         p.handle_level(1, "low", 15_000_000);
-        assert!(drain(&mut p).is_empty(), "the participant seeks inside what exists");
+        assert_eq!(drain(&mut p), vec![PlanOutput::Assign { peer: 1, space: 1 }], "the participant seeks inside what exists");
     }
 
     #[test]
@@ -274,7 +291,7 @@ mod tests {
     fn refuses_unknown_levels_and_more_jobs_than_allowed() {
         let mut p = plan();
         p.handle_level(1, "ultra", 0);
-        assert!(matches!(drain(&mut p)[..], [PlanOutput::Refuse { peer: 1, .. }]));
+        assert!(matches!(&drain(&mut p)[..], [PlanOutput::Refuse { peer: 1, level, .. }] if level == "ultra"));
         p.handle_level(1, "low", 0);
         p.handle_level(2, "medium", 0);
         drain(&mut p);
@@ -283,6 +300,26 @@ mod tests {
         // A viewer alone on its rendition may move: its old one frees the slot.
         p.handle_level(1, "low", 60_000_000);
         assert_eq!(drain(&mut p), vec![PlanOutput::Start { space: 3, level: "low".into(), from_us: 60_000_000 }, PlanOutput::Stop { space: 1 }, PlanOutput::Assign { peer: 1, space: 3 }]);
+    }
+
+    #[test]
+    fn a_failed_rendition_refuses_its_viewers_and_stops() {
+        let mut p = plan();
+        p.handle_level(1, "low", 0);
+        p.handle_level(2, "low", 0);
+        drain(&mut p);
+        p.handle_failed(1, "no frames");
+        let out = drain(&mut p);
+        assert_eq!(out.iter().filter(|o| matches!(o, PlanOutput::Refuse { level, .. } if level == "low")).count(), 2, "{out:?}");
+        assert_eq!(out.last(), Some(&PlanOutput::Stop { space: 1 }));
+        assert_eq!((p.level_of(1), p.level_of(2)), ("high", "high"));
+        // Positions at the end of time do not overflow.
+        p.handle_level(3, "low", u64::MAX - 5);
+        drain(&mut p);
+        p.handle_position(3, u64::MAX);
+        assert_eq!(p.run_until(2), Some(u64::MAX));
+        p.handle_level(3, "low", u64::MAX);
+        assert_eq!(drain(&mut p), vec![PlanOutput::Assign { peer: 3, space: 2 }], "inside its own rendition");
     }
 
     #[test]

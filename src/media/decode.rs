@@ -113,6 +113,15 @@ impl FrameQueue {
         self.changed.notify_all();
     }
 
+    /// Like `seek`, for a decoder that has not started yet: the sound queue (shared with a
+    /// decoder still playing) is left alone.
+    pub fn start_at(&self, to_us: i64) {
+        let mut s = self.lock();
+        s.generation += 1;
+        s.pending_seek = Some(to_us.max(0));
+        self.changed.notify_all();
+    }
+
     /// Changes the size frames are scaled to (from now on).
     pub fn set_target(&self, target: Option<(u32, u32)>) {
         self.lock().target = target;

@@ -75,7 +75,7 @@ pub struct Transcoded {
     /// With an audio track.
     pub audio: bool,
     /// The first video frame written, on the player's timeline (the original's, from its
-    /// video stream's start), µs. A player maps the rendition's video stream start here (its
+    /// video stream's start), µs; meaningless when `frames` is 0. A player maps the rendition's video stream start here (its
     /// muxer's own zero may sit before it, by the sound's priming).
     pub first_us: i64,
 }
@@ -128,7 +128,7 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
     let (vindex, vtb_in) = (vstream.index(), vstream.time_base());
     // The player counts time from the video stream's start; so does everything here.
     let vstart_us = if vstream.start_time() == ffmpeg_next::ffi::AV_NOPTS_VALUE { 0 } else { vstream.start_time().rescale(vtb_in, MICROS) };
-    let start_us = start_us + vstart_us;
+    let start_us = start_us.saturating_add(vstart_us);
     let vctx = codec::context::Context::from_parameters(vstream.parameters())?;
     let codec_name = format!("{:?}", vctx.id());
     let mut vdec = vctx.decoder().video().map_err(|_| TranscodeError::NoDecoder(codec_name))?;
@@ -250,7 +250,7 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
         a.finish(&mut octx, atb_out.expect("with audio"))?;
     }
     finish(&mut octx)?;
-    Ok(Transcoded { size: (ow, oh), frames, media_us: last_us - start_us, audio: audio.is_some(), first_us: first_video_us - vstart_us })
+    Ok(Transcoded { size: (ow, oh), frames, media_us: last_us - start_us, audio: audio.is_some(), first_us: first_video_us.saturating_sub(vstart_us) })
 }
 
 /// The audio half: decoded frames resampled to 48 kHz stereo planar float, cut into the
@@ -296,13 +296,18 @@ impl AudioOut {
             };
             let mut out = frame::Audio::empty();
             rs.run(&decoded, &mut out)?;
-            if self.first_us == i64::MAX {
+            let first = self.first_us == i64::MAX;
+            if first {
                 self.first_us = us;
             }
             // Planar: one plane per channel (only the first plane's line size is set, so the
             // planes are read by sample count, not with `data`).
             for (ch, fifo) in self.fifo.iter_mut().enumerate() {
                 fifo.extend_from_slice(&out.plane::<f32>(ch)[..out.samples()]);
+            }
+            // The video's first frame came before any sound: line this sound up now.
+            if first && let Some(start) = self.next_pts {
+                self.align(start);
             }
             self.encode_ready(octx, tb_out, false)?;
         }
@@ -322,9 +327,14 @@ impl AudioOut {
         }
         let start = video_us * AUDIO_RATE as i64 / 1_000_000 + self.padding;
         self.next_pts = Some(start);
-        if self.first_us == i64::MAX {
-            return;
+        if self.first_us != i64::MAX {
+            self.align(start);
         }
+    }
+
+    /// Makes the FIFO, whose first sample is at `first_us`, start at sample `start`: cuts what
+    /// is before it, or puts silence in front.
+    fn align(&mut self, start: i64) {
         let offset = start - self.first_us * AUDIO_RATE as i64 / 1_000_000;
         for fifo in &mut self.fifo {
             if offset >= 0 {

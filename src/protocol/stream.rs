@@ -163,6 +163,9 @@ pub enum Message {
         produced: u64,
         /// The rendition is complete: `produced` is its size.
         done: bool,
+        /// This is the answer to the participant's latest `Level` (the host has put it on this
+        /// rendition); otherwise news of its growth.
+        granted: bool,
     },
     /// Host → participant: the stream is over.
     StreamEnd {
@@ -228,6 +231,15 @@ pub enum Message {
         /// Room media position (µs) the rendition must cover.
         from_us: u64,
     },
+    /// Host → participant: the level asked for with `Level` cannot be had (too many
+    /// renditions, asked too often, the transcode failed); the participant stays on what the
+    /// host last granted it. The answer to a `Level`, like a granted `QualityChange`.
+    LevelRefused {
+        /// The level.
+        level: String,
+        /// Why, for the user.
+        reason: String,
+    },
 }
 
 /// One participant in a [`Message::Roster`].
@@ -259,7 +271,7 @@ impl Message {
         match self {
             Hello { .. } => None,
             Manifest(_) | Chunk { .. } | State { .. } | Pong { .. } | QualityChange { .. }
-            | StreamEnd { .. } | Notice { .. } | Roster { .. } => Some(Role::Host),
+            | StreamEnd { .. } | Notice { .. } | Roster { .. } | LevelRefused { .. } => Some(Role::Host),
             Request { .. } | Cancel { .. } | Command(_) | Ping { .. } | Report { .. } | Level { .. } => {
                 Some(Role::Participant)
             }
@@ -418,6 +430,10 @@ fn check(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> 
         {
             Err(StreamError::Invalid("text too long"))
         }
+        Message::LevelRefused { level, reason } if level.len() > MAX_TEXT || reason.len() > MAX_TEXT =>
+        {
+            Err(StreamError::Invalid("text too long"))
+        }
         Message::Roster { peers } => {
             if peers.len() > MAX_ROSTER || peers.iter().any(|p| p.name.len() > MAX_TEXT || p.level.len() > MAX_TEXT) {
                 Err(StreamError::Invalid("roster too long"))
@@ -469,8 +485,9 @@ mod tests {
             (Notice { text: "only the host controls playback".into() }, Role::Host),
             (Roster { peers: vec![RosterEntry { name: "ann".into(), buffering: true, drift_ms: Some(-4), level: "low".into() }] }, Role::Host),
             (Pong { client_us: 1, host_us: 2 }, Role::Host),
-            (QualityChange { level: "low".into(), space: 2, first_us: Some(4_000_000), produced: 70_000, done: false }, Role::Host),
+            (QualityChange { level: "low".into(), space: 2, first_us: Some(4_000_000), produced: 70_000, done: false, granted: true }, Role::Host),
             (Level { level: "medium".into(), from_us: 12_000_000 }, Role::Participant),
+            (LevelRefused { level: "low".into(), reason: "busy".into() }, Role::Host),
             (StreamEnd { reason: "host quit".into() }, Role::Host),
             (Request { space: ORIGINAL, chunks: vec![0, 3, 10], priority: Priority::Critical }, Role::Participant),
             (Request { space: 2, chunks: vec![500], priority: Priority::Window }, Role::Participant),
@@ -519,7 +536,7 @@ mod tests {
         assert!(decode_from(&short, Role::Host, Some(&m)).is_err());
         let long = encode(&Message::Chunk { space: 5, index: 1, data: ByteBuf::from(vec![0u8; 65537]) });
         assert!(decode_from(&long, Role::Host, Some(&m)).is_err());
-        let original = encode(&Message::QualityChange { level: "low".into(), space: ORIGINAL, first_us: None, produced: 0, done: false });
+        let original = encode(&Message::QualityChange { level: "low".into(), space: ORIGINAL, first_us: None, produced: 0, done: false, granted: false });
         assert!(decode_from(&original, Role::Host, Some(&m)).is_err());
         let mut bad = manifest();
         bad.chunks = 3;

@@ -137,7 +137,8 @@ fn participants_on_three_levels_stay_in_sync_and_show_the_frames_of_the_room_pos
         });
         let (pos, frame) = (f(&s, "position_ms"), f(&s, "frame_ms"));
         eprintln!("after the seek: {} shows {frame} ms at {pos} ms, {:.0} ms after the room moved", s["quality"], f(&s, "t_ms") - f(&sought, "t_ms"));
-        assert!(pos - frame <= 80.0 && pos - frame >= -1.0, "after the seek: frame {frame} ms at position {pos} ms");
+        // Right after a seek the first frame may be up to one frame past the target.
+        assert!(pos - frame <= 80.0 && pos - frame >= -40.0, "after the seek: frame {frame} ms at position {pos} ms");
         assert!(f(&s, "t_ms") - f(&sought, "t_ms") < 15_000.0, "{s}");
     }
     // The host serves three levels.

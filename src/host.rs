@@ -284,7 +284,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                 Some(ServerMsg::PeerLeft { peer, .. }) => {
                     // Participants stay on signaling while they watch, so leaving it means
                     // they quit or died; do not wait for ICE to time out.
-                    remove_peer(&mut peers, &mut scheduler, &events, peer, "left the room").await;
+                    remove_peer(&mut peers, &mut scheduler, &events, peer, "left the room", true).await;
                     room_clock.remove_peer(clock.now(), peer);
                     renditions.plan.remove_peer(peer);
                 }
@@ -324,7 +324,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                     }
                 }
                 PeerEvent::Gone { peer, reason } => {
-                    remove_peer(&mut peers, &mut scheduler, &events, peer, &reason).await;
+                    remove_peer(&mut peers, &mut scheduler, &events, peer, &reason, false).await;
                     room_clock.remove_peer(clock.now(), peer);
                     renditions.plan.remove_peer(peer);
                 }
@@ -602,15 +602,20 @@ fn publish_state(room: &Room, peers: &HashMap<PeerId, PeerState>, events: &mpsc:
 }
 
 
-async fn remove_peer(peers: &mut HashMap<PeerId, PeerState>, scheduler: &mut Scheduler, events: &mpsc::UnboundedSender<Event>, peer: PeerId, reason: &str) {
+/// `left`: it left the room (rather than failed); only a failure before connecting is reported.
+async fn remove_peer(peers: &mut HashMap<PeerId, PeerState>, scheduler: &mut Scheduler, events: &mpsc::UnboundedSender<Event>, peer: PeerId, reason: &str, left: bool) {
     scheduler.remove_peer(peer);
     if let Some(p) = peers.remove(&peer) {
         p.task.abort();
         if let Some(h) = p.handle {
             h.link.close().await;
             let _ = events.send(Event::PeerLeft { peer, name: p.name, reason: reason.to_string() });
+        } else if left {
+            tracing::info!(peer, "participant {} left before connecting", p.name);
         } else {
-            tracing::info!(peer, "participant {} did not connect: {reason}", p.name);
+            // A refused or failed connection (a forged answer lands here) is worth telling.
+            tracing::warn!(peer, "participant {} could not connect: {reason}", p.name);
+            let _ = events.send(Event::Error { message: format!("{} could not connect: {reason}", p.name) });
         }
     }
 }

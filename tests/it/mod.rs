@@ -3,5 +3,6 @@ mod mpv;
 mod playback;
 mod quality;
 mod streaming;
+mod trust;
 mod tmux;
 mod server;

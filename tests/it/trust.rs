@@ -1,0 +1,136 @@
+//! Issue 6: what a malicious signaling server or participant can and cannot do. The rogue
+//! sides are built from the library's own parts; the honest sides are the real binary.
+
+use std::time::Duration;
+
+use syncy::net::peer::{self, IceConfig, PeerLink};
+use syncy::net::signal_client::SignalClient;
+use syncy::protocol::auth::RoomKey;
+use syncy::protocol::link::Link;
+use syncy::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
+use syncy::protocol::stream::{self, Message, PROTOCOL_VERSION};
+
+use super::harness::{Proc, clip_sized, link_of};
+
+const T: Duration = Duration::from_secs(30);
+
+/// Joins `link`'s room at the signaling level (the join token is public to the server) and
+/// waits for the host's offer.
+async fn join_signaling(link: &Link, name: &str) -> (SignalClient, PeerId, String, String) {
+    let mut c = SignalClient::connect(&link.signal_url()).await.unwrap();
+    c.tx.send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: name.into() }).await.unwrap();
+    let host = match c.rx.recv().await {
+        Some(ServerMsg::Joined { host, .. }) => host,
+        other => panic!("not joined: {other:?}"),
+    };
+    loop {
+        match c.rx.recv().await {
+            Some(ServerMsg::Signal { from, payload: SignalPayload::Offer { sdp, mac } }) if from == host => return (c, host, sdp, mac),
+            Some(_) => continue,
+            None => panic!("signaling closed before the offer"),
+        }
+    }
+}
+
+/// A participant that holds the key and connects for real, then misbehaves.
+async fn rogue_participant(link: &Link, name: &str) -> (SignalClient, PeerLink) {
+    let (c, host, sdp, mac) = join_signaling(link, name).await;
+    let tx = c.tx.clone();
+    let send = async |payload| tx.send(ClientMsg::Signal { to: host, payload }).await.is_ok();
+    let pl = PeerLink::answer(&IceConfig::for_server(true, None), &link.key, (sdp, mac), send).await.unwrap();
+    peer::send(&pl.control, &stream::encode(&Message::Hello { version: PROTOCOL_VERSION, name: name.into() })).await.unwrap();
+    (c, pl)
+}
+
+#[test]
+fn an_answer_not_signed_with_the_room_key_is_refused_by_the_host() {
+    // What a signaling server in the middle would do: answer the host's offer with its own
+    // SDP. It knows the join token, never the key.
+    let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Proc::host(&file, dir.path(), &[]);
+    let link = Link::parse(&link_of(&mut host)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _c = rt.block_on(async {
+        let (c, host_id, _sdp, _mac) = join_signaling(&link, "mallory").await;
+        let forged = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n".to_string();
+        let mac = RoomKey::random().sdp_mac(&forged);
+        c.tx.send(ClientMsg::Signal { to: host_id, payload: SignalPayload::Answer { sdp: forged, mac } }).await.unwrap();
+        c
+    });
+    let e = host.wait_for("the refusal", T, |v| v["event"] == "error" && v["message"].as_str().is_some_and(|m| m.contains("mallory")));
+    assert!(e["message"].as_str().unwrap().contains("not signed with the room key"), "{e}");
+    assert!(!host.seen.iter().any(|v| v["event"] == "peer_joined"), "mallory never joined");
+    // An honest participant still gets in.
+    let mut p = Proc::join(&link.to_string(), "ann", dir.path(), &[]);
+    p.event("complete", T);
+    assert_eq!(p.quit(), 0);
+    assert_eq!(host.quit(), 0);
+}
+
+#[test]
+fn an_offer_not_signed_with_the_room_key_is_refused_by_the_participant() {
+    // A server in the middle posing as the host: it creates the room with the right join token
+    // (it has seen it) and offers its own SDP.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(syncy::server::Server::start("127.0.0.1:0".parse().unwrap(), Default::default())).unwrap();
+    let key = RoomKey::random();
+    let link = Link { host: "127.0.0.1".into(), port: server.addr.port(), room: "trap".into(), key: key.clone() };
+    let mut fake = rt.block_on(async {
+        let mut c = SignalClient::connect(&link.signal_url()).await.unwrap();
+        c.tx.send(ClientMsg::Create { room: Some("trap".into()), join_token: key.join_token(), name: "host".into() }).await.unwrap();
+        assert!(matches!(c.rx.recv().await, Some(ServerMsg::Created { .. })));
+        c
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Proc::spawn(&["join", &link.to_string(), "--headless", "--name", "ann"], dir.path(), "ann");
+    rt.block_on(async {
+        let peer = loop {
+            match tokio::time::timeout(T, fake.rx.recv()).await.expect("ann joins") {
+                Some(ServerMsg::PeerJoined { peer, .. }) => break peer,
+                Some(_) => continue,
+                None => panic!("signaling closed"),
+            }
+        };
+        let forged = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n".to_string();
+        let mac = RoomKey::random().sdp_mac(&forged);
+        fake.tx.send(ClientMsg::Signal { to: peer, payload: SignalPayload::Offer { sdp: forged, mac } }).await.unwrap();
+    });
+    let e = p.event("error", T);
+    assert!(e["message"].as_str().unwrap().contains("not signed with the room key"), "{e}");
+    assert_ne!(p.wait(T), 0, "it gives up");
+    drop(server);
+}
+
+#[test]
+fn a_participant_sending_chunks_or_host_messages_is_disconnected() {
+    let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Proc::host(&file, dir.path(), &[]);
+    let link = Link::parse(&link_of(&mut host)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Chunks from a participant.
+    let (_c1, pl1) = rt.block_on(rogue_participant(&link, "mallory"));
+    host.wait_for("mallory joined", T, |v| v["event"] == "peer_joined" && v["name"] == "mallory");
+    rt.block_on(async {
+        let mut chunk = stream::encode_chunk_header(stream::ORIGINAL, 0, 4);
+        chunk.extend_from_slice(b"evil");
+        let _ = peer::send(&pl1.chunks, &chunk).await;
+    });
+    let left = host.wait_for("mallory thrown out", T, |v| v["event"] == "peer_left" && v["name"] == "mallory");
+    assert!(left["reason"].as_str().unwrap().contains("may not send on the chunks channel"), "{left}");
+    // The room's clock from a participant.
+    let (_c2, pl2) = rt.block_on(rogue_participant(&link, "trudy"));
+    host.wait_for("trudy joined", T, |v| v["event"] == "peer_joined" && v["name"] == "trudy");
+    rt.block_on(async {
+        let state = Message::State { playing: true, position_us: 0, at_host_us: 0, rate_milli: 1000, seq: 99, waiting: vec![] };
+        let _ = peer::send(&pl2.control, &stream::encode(&state)).await;
+    });
+    let left = host.wait_for("trudy thrown out", T, |v| v["event"] == "peer_left" && v["name"] == "trudy");
+    assert!(left["reason"].as_str().unwrap().contains("protocol violation"), "{left}");
+    // The room goes on for everyone else.
+    let mut p = Proc::join(&link.to_string(), "ann", dir.path(), &[]);
+    p.event("complete", T);
+    assert_eq!(p.quit(), 0);
+    assert_eq!(host.quit(), 0);
+}

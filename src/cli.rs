@@ -114,6 +114,10 @@ pub struct HostArgs {
     /// Chunk payload size.
     #[arg(long, default_value = "64KiB", value_parser = parse_bytes, value_name = "SIZE")]
     pub chunk_size: u64,
+    /// Let each newcomer in by hand: the dashboard shows who knocks (`a` lets the oldest in,
+    /// `d` turns them away); headless or plain, type `approve NAME` or `deny NAME`.
+    #[arg(long)]
+    pub approve: bool,
     /// Upload limit for the whole room, shared fairly between participants (units allowed:
     /// 10MiB/s, 80Mb/s; 0 for none).
     #[arg(long, default_value = "10MiB/s", value_parser = parse_bytes, value_name = "RATE")]

@@ -50,6 +50,13 @@ pub enum Event {
         /// Its duration, when the container says.
         duration_ms: Option<u64>,
     },
+    /// Host with `--approve`: someone wants in; `approve NAME` or `deny NAME`.
+    Knock {
+        /// Peer id.
+        peer: u64,
+        /// Name.
+        name: String,
+    },
     /// A participant joined (host) or the participant's link is up (participant).
     PeerJoined {
         /// Peer id.
@@ -209,6 +216,10 @@ pub enum Command {
     Quality(String),
     /// Change the download limit (bytes per second, 0: none).
     DownloadLimit(u64),
+    /// Host with `--approve`: let the participant of this name in.
+    Approve(String),
+    /// Host with `--approve`: turn the participant of this name away.
+    Deny(String),
     /// Leave cleanly.
     Quit,
 }
@@ -230,7 +241,9 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
         ("seek", Some(a)) => seconds(a).filter(|s| *s >= 0.0).map(Command::SeekTo).ok_or(format!("bad seek {a:?}")),
         ("quality", Some(l)) if ["auto", "low", "medium", "high"].contains(&l) => Ok(Command::Quality(l.into())),
         ("download-limit", Some(r)) => crate::units::parse_bytes(r).map(Command::DownloadLimit).map_err(|e| e.to_string()),
-        _ => Err(format!("unknown command {line:?} (try play, pause, seek S, seek +S, seek -S, quality auto|low|medium|high, download-limit RATE, quit)")),
+        ("approve", Some(n)) => Ok(Command::Approve(n.into())),
+        ("deny", Some(n)) => Ok(Command::Deny(n.into())),
+        _ => Err(format!("unknown command {line:?} (try play, pause, seek S, seek +S, seek -S, quality auto|low|medium|high, download-limit RATE, approve NAME, deny NAME, quit)")),
     }
 }
 
@@ -284,6 +297,9 @@ mod tests {
         assert_eq!(parse_command("download-limit 1.5Mb/s"), Ok(Command::DownloadLimit(187_500)));
         assert_eq!(parse_command("download-limit 0"), Ok(Command::DownloadLimit(0)));
         assert!(parse_command("download-limit fast").is_err());
+        assert_eq!(parse_command("approve bob"), Ok(Command::Approve("bob".into())));
+        assert_eq!(parse_command("deny bob"), Ok(Command::Deny("bob".into())));
+        assert!(parse_command("approve").is_err());
         for bad in ["", "seek", "seek x", "seek NaN", "jump", "quit now", "quality ultra"] {
             assert!(parse_command(bad).is_err(), "{bad}");
         }

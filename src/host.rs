@@ -59,6 +59,8 @@ pub struct HostOptions {
     pub playback: PlaybackPolicy,
     /// Upload limit for all participants together, bytes per second (0: none).
     pub upload_limit: u64,
+    /// Newcomers wait until the host lets them in (`approve NAME` / `deny NAME`).
+    pub approve: bool,
 }
 
 /// Playback policy of a room.
@@ -112,6 +114,7 @@ pub async fn start_local(file: PathBuf, room: Option<String>, name: &str, playba
         server_cfg: ServerConfig::default(),
         playback,
         upload_limit,
+        approve: false,
     };
     let task = tokio::spawn(run(opts, events_tx, commands_rx));
     loop {
@@ -257,6 +260,8 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
     let mut renditions = Renditions::new(&opts.file, manifest.chunk_size, manifest.levels.iter().filter(|l| *l != "high").cloned().collect());
     renditions.duration_us = manifest.duration_ms.map(|d| d.saturating_mul(1000));
     let mut rendition_tick = tokio::time::interval(Duration::from_millis(200));
+    // Under --approve: who waits to be let in, oldest first.
+    let mut knocking: Vec<(PeerId, String)> = Vec::new();
 
     let result: Result<()> = loop {
         let end_of_media = room_clock.poll_timeout().map(|t| clock.0 + Duration::from_micros(t.max(0) as u64));
@@ -265,23 +270,25 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
             _ = sleep_until_opt(upload_ready), if upload_ready.is_some() => {}
             msg = signal.rx.recv(), if signal_open => match msg {
                 Some(ServerMsg::PeerJoined { peer, name }) => {
-                    let (answers_tx, answers_rx) = mpsc::channel(16);
-                    let span = tracing::info_span!("peer", id = peer, name = %name);
-                    let task = tokio::spawn(
-                        peer_task(peer, ice.clone(), key.clone(), signal.tx.clone(), answers_rx, peer_tx.clone(), manifest.clone()).instrument(span),
-                    );
-                    peers.insert(peer, PeerState {
-                        name, handle: None, answers: Some(answers_tx), task,
-                        up: Meter::new(Duration::from_secs(1)), rtt_ms: None, buffered_bytes: 0, position_ms: 0,
-                        drift_ms: None, buffering: false, level_asks: TokenBucket::new(2.0, 8.0),
-                    });
+                    if opts.approve {
+                        // Not a byte, not even an offer, until the host says so.
+                        tracing::info!(peer, "{name} knocks");
+                        let _ = events.send(Event::Knock { peer, name: name.clone() });
+                        knocking.push((peer, name));
+                    } else {
+                        admit(peer, name, &mut peers, &ice, &key, &signal.tx, &peer_tx, &manifest);
+                    }
                 }
                 Some(ServerMsg::Signal { from, payload }) => {
                     if let Some(tx) = peers.get(&from).and_then(|p| p.answers.as_ref()) {
                         let _ = tx.try_send(payload);
                     }
                 }
-                Some(ServerMsg::PeerLeft { peer, .. }) => {
+                Some(ServerMsg::PeerLeft { peer, name }) => {
+                    if let Some(i) = knocking.iter().position(|(p, _)| *p == peer) {
+                        knocking.remove(i);
+                        let _ = events.send(Event::PeerLeft { peer, name, reason: "left before being let in".into() });
+                    }
                     // Participants stay on signaling while they watch, so leaving it means
                     // they quit or died; do not wait for ICE to time out.
                     remove_peer(&mut peers, &mut scheduler, &events, peer, "left the room", true).await;
@@ -362,6 +369,28 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
             }
             cmd = commands.recv() => match cmd {
                 Some(Command::Quit) | None => break Ok(()),
+                Some(Command::Approve(who)) => match knocking.iter().position(|(_, n)| *n == who) {
+                    Some(i) => {
+                        let (peer, name) = knocking.remove(i);
+                        tracing::info!(peer, "letting {name} in");
+                        admit(peer, name, &mut peers, &ice, &key, &signal.tx, &peer_tx, &manifest);
+                    }
+                    None => {
+                        let _ = events.send(Event::Error { message: format!("approve {who}: nobody of that name is waiting to join") });
+                    }
+                },
+                Some(Command::Deny(who)) => match knocking.iter().position(|(_, n)| *n == who) {
+                    Some(i) => {
+                        let (peer, name) = knocking.remove(i);
+                        tracing::info!(peer, "turning {name} away");
+                        let payload = SignalPayload::Denied { reason: "the host turned you away".into() };
+                        let _ = signal.tx.try_send(ClientMsg::Signal { to: peer, payload });
+                        let _ = events.send(Event::PeerLeft { peer, name, reason: "turned away".into() });
+                    }
+                    None => {
+                        let _ = events.send(Event::Error { message: format!("deny {who}: nobody of that name is waiting to join") });
+                    }
+                },
                 Some(Command::DownloadLimit(_)) => {
                     let _ = events.send(Event::Error { message: "download-limit is for participants; the host has --upload-limit".into() });
                 }
@@ -523,8 +552,38 @@ fn room_command(c: &Command) -> Option<RoomCommand> {
         Command::Pause => RoomCommand::Pause,
         Command::SeekTo(s) => RoomCommand::SeekTo((s * 1e6) as Micros),
         Command::SeekBy(s) => RoomCommand::SeekBy((s * 1e6) as Micros),
-        Command::Quality(_) | Command::DownloadLimit(_) | Command::Quit => return None,
+        Command::Quality(_) | Command::DownloadLimit(_) | Command::Approve(_) | Command::Deny(_) | Command::Quit => return None,
     })
+}
+
+/// Starts connecting a participant: its peer task makes the offer.
+#[allow(clippy::too_many_arguments)]
+fn admit(
+    peer: PeerId,
+    name: String,
+    peers: &mut HashMap<PeerId, PeerState>,
+    ice: &IceConfig,
+    key: &RoomKey,
+    signal_tx: &mpsc::Sender<ClientMsg>,
+    peer_tx: &mpsc::UnboundedSender<PeerEvent>,
+    manifest: &Arc<Manifest>,
+) {
+    let (answers_tx, answers_rx) = mpsc::channel(16);
+    let span = tracing::info_span!("peer", id = peer, name = %name);
+    let task = tokio::spawn(peer_task(peer, ice.clone(), key.clone(), signal_tx.clone(), answers_rx, peer_tx.clone(), manifest.clone()).instrument(span));
+    peers.insert(peer, PeerState {
+        name,
+        handle: None,
+        answers: Some(answers_tx),
+        task,
+        up: Meter::new(Duration::from_secs(1)),
+        rtt_ms: None,
+        buffered_bytes: 0,
+        position_ms: 0,
+        drift_ms: None,
+        buffering: false,
+        level_asks: TokenBucket::new(2.0, 8.0),
+    });
 }
 
 /// Queues a control message to a connected participant.

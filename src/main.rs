@@ -110,12 +110,14 @@ async fn run(cmd: Cmd) -> Result<()> {
                 server_cfg: a.limits.config(),
                 playback: host::PlaybackPolicy { autoplay: a.autoplay, wait_for_buffering: !a.no_wait, host_only_control: a.host_only_control },
                 upload_limit: a.upload_limit,
+                approve: a.approve,
             };
             if dashboard(a.headless) {
                 return host_with_dashboard(opts).await;
             }
             let (events, printer) = event_printer(a.headless);
-            let result = host::run(opts, events.clone(), command_channel(a.headless)).await;
+            // Plain output reads commands too when someone must let newcomers in.
+            let result = host::run(opts, events.clone(), command_channel(a.headless || a.approve)).await;
             report_error(&result, &events, a.headless);
             drop(events);
             let _ = printer.await;

@@ -150,6 +150,9 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     let offer = loop {
         match signal.rx.recv().await {
             Some(ServerMsg::Signal { from, payload: SignalPayload::Offer { sdp, mac } }) if from == host => break (sdp, mac),
+            Some(ServerMsg::Signal { from, payload: SignalPayload::Denied { reason } }) if from == host => {
+                bail!("the host did not let you in: {}", reason.chars().take(stream::MAX_TEXT).collect::<String>())
+            }
             Some(ServerMsg::Error { message, .. }) => bail!("signaling: {message}"),
             Some(_) => continue,
             None => bail!("the signaling server closed the connection before the host called"),
@@ -582,6 +585,10 @@ async fn send_command(control: &Arc<dyn DataChannel>, playback: &Playback, c: Co
         }
         // Handled by the engine.
         Command::Quality(_) | Command::DownloadLimit(_) | Command::Quit => return Ok(()),
+        Command::Approve(_) | Command::Deny(_) => {
+            tracing::info!("approve/deny are for a host");
+            return Ok(());
+        }
     };
     peer::send(control, &stream::encode(&Message::Command(wire))).await?;
     Ok(())

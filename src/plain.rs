@@ -12,6 +12,7 @@ pub fn print(ev: &Event) {
         Event::Room { link, .. } => {
             println!("Room open. Share this link (quote it in a shell, # starts a comment):\n\n  {link}\n");
         }
+        Event::Knock { name, .. } => eprintln!("? {name} wants to join: type `approve {name}` or `deny {name}`"),
         Event::PeerJoined { name, .. } => eprintln!("+ {name} joined"),
         Event::PeerLeft { name, reason, .. } => eprintln!("- {name} left ({reason})"),
         Event::Manifest { name, size, chunks, duration_ms, codecs, .. } => eprintln!(

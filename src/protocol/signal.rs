@@ -60,6 +60,11 @@ pub enum SignalPayload {
         /// Hex HMAC-SHA256 over `sdp` with the room key.
         mac: String,
     },
+    /// The host turns the participant away (a room under `--approve`).
+    Denied {
+        /// Why, for the participant's user.
+        reason: String,
+    },
     /// A trickled ICE candidate.
     Ice {
         /// Candidate line.

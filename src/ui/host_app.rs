@@ -42,7 +42,7 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
     for ev in &opened {
         model.apply(ev, Instant::now());
     }
-    let mut view = ViewState::for_terminal();
+    let mut view = ViewState { host_keys: true, ..ViewState::for_terminal() };
     // Asking the terminal its size costs a syscall: once, then from resize events.
     let mut size = terminal.size().map(|s| Rect::new(0, 0, s.width, s.height))?;
     let mut last_draw: Option<Instant> = None;
@@ -59,6 +59,15 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
                     if let Some(action) = keys::action_for(&k) {
                         match view.handle(action, &model.link, now)? {
                             KeyOutcome::Quit => break Ok(()),
+                            KeyOutcome::Room(a @ (keys::Action::LetIn | keys::Action::TurnAway)) => match model.oldest_knocking() {
+                                Some(name) => {
+                                    let name = name.to_string();
+                                    let let_in = a == keys::Action::LetIn;
+                                    view.flash(format!("{} {name}", if let_in { "letting in" } else { "turning away" }), now);
+                                    let _ = commands.send(if let_in { Command::Approve(name) } else { Command::Deny(name) });
+                                }
+                                None => view.flash("nobody is waiting to join".into(), now),
+                            },
                             KeyOutcome::Room(keys::Action::CycleQuality) => {
                                 view.flash("each participant picks its own quality (v in syncy join)".into(), now);
                             }

@@ -85,7 +85,7 @@ pub fn draw_with_video(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant
     f.render_widget(Playbar { state, position_ms: m.position_now(now), duration_ms: m.file.duration_ms, waiting: &m.waiting }, a.bar);
     overlay::footer(f, a.footer, v);
     if v.help {
-        overlay::help(f, area);
+        overlay::help(f, area, v);
     }
 }
 
@@ -154,6 +154,7 @@ mod tests {
             Event::PeerJoined { peer: 2, name: "bob".into() },
             Event::PeerJoined { peer: 3, name: "cy".into() },
             Event::PeerJoined { peer: 4, name: "dee".into() },
+            Event::Knock { peer: 5, name: "eve".into() },
         ];
         for e in &events {
             m.apply(e, t);
@@ -171,6 +172,11 @@ mod tests {
         m
     }
 
+    /// The host's view state, as `host_app` makes it.
+    fn host() -> ViewState {
+        ViewState { host_keys: true, ..ViewState::default() }
+    }
+
     fn render(m: &RoomModel, v: &ViewState, w: u16, h: u16, t: Instant) -> Terminal<TestBackend> {
         let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
         term.draw(|f| draw(f, m, v, t)).unwrap();
@@ -180,13 +186,13 @@ mod tests {
     #[test]
     fn host_view_80x24() {
         let t = Instant::now();
-        insta::assert_snapshot!(render(&busy_room(t), &ViewState::default(), 80, 24, t).backend());
+        insta::assert_snapshot!(render(&busy_room(t), &host(), 80, 24, t).backend());
     }
 
     #[test]
     fn host_view_160x48() {
         let t = Instant::now();
-        insta::assert_snapshot!(render(&busy_room(t), &ViewState::default(), 160, 48, t).backend());
+        insta::assert_snapshot!(render(&busy_room(t), &host(), 160, 48, t).backend());
     }
 
     #[test]
@@ -195,13 +201,13 @@ mod tests {
         let mut m = RoomModel::default();
         m.apply(&Event::Room { link: "syncy://127.0.0.1:7878/demo#key".into(), room: "demo".into(), file: "clip.mkv".into(), size: 12_000_000, duration_ms: None }, t);
         m.apply(&Event::Error { message: "signaling connection lost: no new participants can join".into() }, t);
-        insta::assert_snapshot!(render(&m, &ViewState { log: true, ..Default::default() }, 80, 24, t).backend());
+        insta::assert_snapshot!(render(&m, &ViewState { log: true, ..host() }, 80, 24, t).backend());
     }
 
     #[test]
     fn help_overlay_and_flash_80x24() {
         let t = Instant::now();
-        let v = ViewState { help: true, flash: Some("link copied to the clipboard (OSC 52)".into()), ..Default::default() };
+        let v = ViewState { help: true, flash: Some("link copied to the clipboard (OSC 52)".into()), ..host() };
         insta::assert_snapshot!(render(&busy_room(t), &v, 80, 24, t).backend());
     }
 
@@ -210,7 +216,7 @@ mod tests {
         let t = Instant::now();
         let m = busy_room(t);
         let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
-        term.draw(|f| draw_with_video(f, &m, &ViewState::default(), t, Some(None))).unwrap();
+        term.draw(|f| draw_with_video(f, &m, &host(), t, Some(None))).unwrap();
         insta::assert_snapshot!(term.backend());
     }
 

@@ -59,7 +59,7 @@ pub fn draw(f: &mut Frame, s: &Status, picture: Option<&(Protocol, Rect)>, show_
     f.render_widget(Playbar { state, position_ms: s.position_ms, duration_ms: s.duration_ms, waiting: &s.waiting }, bar);
     overlay::footer(f, footer, v);
     if v.help {
-        overlay::help(f, area);
+        overlay::help(f, area, v);
     }
 }
 

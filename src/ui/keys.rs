@@ -18,6 +18,10 @@ pub enum Action {
     CopyLink,
     /// The participant's next quality choice (auto → high → medium → low → auto).
     CycleQuality,
+    /// Host under `--approve`: let in who has waited longest.
+    LetIn,
+    /// Host under `--approve`: turn away who has waited longest.
+    TurnAway,
     /// Show or hide the log pane.
     ToggleLog,
     /// Show or hide the key help.
@@ -39,10 +43,16 @@ pub struct Binding {
     pub label: &'static str,
     /// What it does, for the footer and help.
     pub help: &'static str,
+    /// Only the host's view has it.
+    pub host_only: bool,
 }
 
 const fn key(code: KeyCode, action: Action, label: &'static str, help: &'static str) -> Binding {
-    Binding { code, mods: KeyModifiers::NONE, action, label, help }
+    Binding { code, mods: KeyModifiers::NONE, action, label, help, host_only: false }
+}
+
+const fn host_key(code: KeyCode, action: Action, label: &'static str, help: &'static str) -> Binding {
+    Binding { code, mods: KeyModifiers::NONE, action, label, help, host_only: true }
 }
 
 /// Every binding, in footer order. Digits 0–9 jump to 0–90%.
@@ -54,10 +64,12 @@ pub const KEYS: &[Binding] = &[
     key(KeyCode::Up, Action::SeekBy(60.0), "", ""),
     key(KeyCode::Char('y'), Action::CopyLink, "y", "copy link"),
     key(KeyCode::Char('v'), Action::CycleQuality, "v", "quality"),
+    host_key(KeyCode::Char('a'), Action::LetIn, "a/d", "let in/turn away"),
+    host_key(KeyCode::Char('d'), Action::TurnAway, "", ""),
     key(KeyCode::Char('l'), Action::ToggleLog, "l", "log"),
     key(KeyCode::Char('?'), Action::ToggleHelp, "?", "help"),
     key(KeyCode::Char('q'), Action::Quit, "q", "quit"),
-    Binding { code: KeyCode::Char('c'), mods: KeyModifiers::CONTROL, action: Action::Quit, label: "", help: "" },
+    Binding { code: KeyCode::Char('c'), mods: KeyModifiers::CONTROL, action: Action::Quit, label: "", help: "", host_only: false },
 ];
 
 /// The action for a key press, if any.
@@ -84,7 +96,7 @@ pub fn command_for(action: Action, playing: bool, duration_ms: Option<u64>) -> O
         Action::SeekFraction(f) => duration_ms.map(|d| Command::SeekTo(d as f64 / 1000.0 * f)),
         Action::Quit => Some(Command::Quit),
         // The participant's own choice, not the room's: see `next_quality`.
-        Action::CopyLink | Action::CycleQuality | Action::ToggleLog | Action::ToggleHelp => None,
+        Action::CopyLink | Action::CycleQuality | Action::LetIn | Action::TurnAway | Action::ToggleLog | Action::ToggleHelp => None,
     }
 }
 
@@ -96,18 +108,24 @@ pub fn next_quality(choice: &str, levels: &[String]) -> String {
     order[(at + 1) % order.len()].to_string()
 }
 
+/// The bindings a view shows: the host's view has the host-only ones too.
+fn shown(host: bool) -> impl Iterator<Item = &'static Binding> {
+    KEYS.iter().filter(move |b| !b.label.is_empty() && (host || !b.host_only))
+}
+
 /// Footer entries in order: "space play/pause", …, "? help", "q quit".
-fn entries() -> Vec<String> {
-    let mut parts: Vec<String> = KEYS.iter().filter(|b| !b.label.is_empty()).map(|b| format!("{} {}", b.label, b.help)).collect();
+fn entries(host: bool) -> Vec<String> {
+    let mut parts: Vec<String> = shown(host).map(|b| format!("{} {}", b.label, b.help)).collect();
     // The digits are one entry, after the arrows.
-    let after_arrows = KEYS.iter().filter(|b| !b.label.is_empty()).position(|b| b.action == Action::CopyLink).unwrap_or(parts.len());
+    let after_arrows = shown(host).position(|b| b.action == Action::CopyLink).unwrap_or(parts.len());
     parts.insert(after_arrows, "0-9 jump".into());
     parts
 }
 
 /// The footer line for `width` columns: as many entries as fit, "? help" and "q quit" always.
-pub fn footer(width: u16) -> String {
-    let parts = entries();
+/// `host`: the host's view (with its own keys).
+pub fn footer(width: u16, host: bool) -> String {
+    let parts = entries(host);
     let (head, tail) = parts.split_at(parts.len() - 2);
     let mut chosen: Vec<&str> = tail.iter().map(String::as_str).collect();
     let len = |v: &[&str]| v.iter().map(|p| p.chars().count()).sum::<usize>() + 3 * v.len().saturating_sub(1);
@@ -123,8 +141,8 @@ pub fn footer(width: u16) -> String {
 }
 
 /// The help overlay's lines: key and what it does, one per line.
-pub fn help_lines() -> Vec<(String, &'static str)> {
-    let mut lines: Vec<(String, &'static str)> = KEYS.iter().filter(|b| !b.label.is_empty()).map(|b| (b.label.to_string(), b.help)).collect();
+pub fn help_lines(host: bool) -> Vec<(String, &'static str)> {
+    let mut lines: Vec<(String, &'static str)> = shown(host).map(|b| (b.label.to_string(), b.help)).collect();
     let at = lines.iter().position(|(k, _)| k == "y").unwrap_or(lines.len());
     lines.insert(at, ("0–9".into(), "jump to 0–90%"));
     lines.push(("Ctrl-C".into(), "quit, always"));
@@ -153,11 +171,12 @@ mod tests {
 
     #[test]
     fn footer_comes_from_the_table_and_fits_the_width() {
-        assert_eq!(footer(200), "space play/pause · ←/→ ±10 s · ↓/↑ ±60 s · 0-9 jump · y copy link · v quality · l log · ? help · q quit");
-        let narrow = footer(80);
+        assert_eq!(footer(200, false), "space play/pause · ←/→ ±10 s · ↓/↑ ±60 s · 0-9 jump · y copy link · v quality · l log · ? help · q quit");
+        assert_eq!(footer(200, true), "space play/pause · ←/→ ±10 s · ↓/↑ ±60 s · 0-9 jump · y copy link · v quality · a/d let in/turn away · l log · ? help · q quit");
+        let narrow = footer(80, false);
         assert!(narrow.chars().count() <= 80, "{narrow}");
         assert!(narrow.starts_with("space play/pause") && narrow.ends_with("? help · q quit"), "{narrow}");
-        assert_eq!(footer(10), "? help · q quit");
+        assert_eq!(footer(10, true), "? help · q quit");
     }
 
     #[test]
@@ -189,8 +208,12 @@ mod tests {
 
     #[test]
     fn help_lists_every_key() {
-        let keys: Vec<String> = help_lines().into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = help_lines(false).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["space", "←/→", "↓/↑", "0–9", "y", "v", "l", "?", "q", "Ctrl-C"]);
+        let keys: Vec<String> = help_lines(true).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["space", "←/→", "↓/↑", "0–9", "y", "v", "a/d", "l", "?", "q", "Ctrl-C"]);
+        assert_eq!(action_for(&press(KeyCode::Char('a'), KeyModifiers::NONE)), Some(Action::LetIn));
+        assert_eq!(action_for(&press(KeyCode::Char('d'), KeyModifiers::NONE)), Some(Action::TurnAway));
         assert_eq!(action_for(&press(KeyCode::Char('y'), KeyModifiers::NONE)), Some(Action::CopyLink));
         assert_eq!(action_for(&press(KeyCode::Char('?'), KeyModifiers::SHIFT)), Some(Action::ToggleHelp));
     }

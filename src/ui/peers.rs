@@ -38,6 +38,7 @@ pub fn drift(ms: i64) -> String {
 
 fn row(p: &PeerRow) -> Row<'static> {
     let state_color = match p.state {
+        PeerState::Knocking => Color::Magenta,
         PeerState::Connecting => Color::DarkGray,
         PeerState::Watching => Color::Green,
         PeerState::Buffering => Color::Yellow,

@@ -16,6 +16,8 @@ pub const LOG_LINES: usize = 200;
 /// Where a participant is, as the host sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerState {
+    /// Waiting for the host to let them in (`--approve`).
+    Knocking,
     /// Joined the room; no report over the data channel yet.
     Connecting,
     /// Reporting and showing frames.
@@ -28,6 +30,7 @@ impl PeerState {
     /// The word the peers table shows.
     pub fn word(self) -> &'static str {
         match self {
+            PeerState::Knocking => "knocking",
             PeerState::Connecting => "connecting",
             PeerState::Watching => "watching",
             PeerState::Buffering => "buffering",
@@ -88,6 +91,11 @@ pub struct RoomModel {
 }
 
 impl RoomModel {
+    /// The name of who has waited longest to be let in.
+    pub fn oldest_knocking(&self) -> Option<&str> {
+        self.peers.iter().find(|p| p.state == PeerState::Knocking).map(|p| p.name.as_str())
+    }
+
     /// Folds one engine event in.
     pub fn apply(&mut self, event: &Event, now: Instant) {
         match event {
@@ -97,9 +105,16 @@ impl RoomModel {
                 self.file = FileInfo { name: file.clone(), size: *size, duration_ms: *duration_ms };
                 self.note(format!("room {room} open"));
             }
-            Event::PeerJoined { peer, name } => {
+            Event::Knock { peer, name } => {
                 if !self.peers.iter().any(|p| p.peer == *peer) {
-                    self.peers.push(PeerRow { peer: *peer, name: name.clone(), state: PeerState::Connecting, stats: None });
+                    self.peers.push(PeerRow { peer: *peer, name: name.clone(), state: PeerState::Knocking, stats: None });
+                }
+                self.note(format!("? {name} wants to join (a: let in, d: turn away)"));
+            }
+            Event::PeerJoined { peer, name } => {
+                match self.peers.iter_mut().find(|p| p.peer == *peer) {
+                    Some(row) => row.state = PeerState::Connecting,
+                    None => self.peers.push(PeerRow { peer: *peer, name: name.clone(), state: PeerState::Connecting, stats: None }),
                 }
                 self.note(format!("+ {name} joined"));
             }
@@ -125,7 +140,7 @@ impl RoomModel {
                 while self.up_history.len() > HISTORY {
                     self.up_history.pop_front();
                 }
-                for row in &mut self.peers {
+                for row in self.peers.iter_mut().filter(|r| r.state != PeerState::Knocking) {
                     if let Some(s) = peers.iter().find(|s| s.peer == row.peer) {
                         // A round trip is measured over the data channel: the peer is connected.
                         row.state = match (s.rtt_ms, s.buffering) {
@@ -193,7 +208,10 @@ mod tests {
     fn peers_go_from_connecting_to_watching_and_buffering_and_leave() {
         let t = Instant::now();
         let mut m = RoomModel::default();
+        m.apply(&Event::Knock { peer: 1, name: "ann".into() }, t);
+        assert_eq!((m.peers[0].state, m.oldest_knocking()), (PeerState::Knocking, Some("ann")));
         m.apply(&Event::PeerJoined { peer: 1, name: "ann".into() }, t);
+        assert_eq!((m.peers.len(), m.oldest_knocking()), (1, None), "let in: the same row, connecting");
         m.apply(&Event::PeerJoined { peer: 2, name: "bob".into() }, t);
         assert!(m.peers.iter().all(|p| p.state == PeerState::Connecting));
         let peers = vec![stats(1, "ann", Some(3), false), stats(2, "bob", Some(4), true)];

@@ -23,6 +23,8 @@ pub struct ViewState {
     pub palette256: bool,
     /// When the passing message goes.
     pub flash_until: Option<Instant>,
+    /// The host's view: its own keys (letting people in) show in the footer and help.
+    pub host_keys: bool,
 }
 
 /// What a key leaves for the caller once the view has taken its share.

@@ -128,6 +128,13 @@ impl Proc {
         }
     }
 
+    /// Takes in every event printed so far, without waiting.
+    pub fn drain(&mut self) {
+        while let Ok(v) = self.events.try_recv() {
+            self.seen.push(v);
+        }
+    }
+
     pub fn event(&mut self, name: &str, timeout: Duration) -> Value {
         self.wait_for(name, timeout, |v| v["event"] == name)
     }

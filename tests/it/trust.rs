@@ -134,3 +134,38 @@ fn a_participant_sending_chunks_or_host_messages_is_disconnected() {
     assert_eq!(p.quit(), 0);
     assert_eq!(host.quit(), 0);
 }
+
+#[test]
+fn with_approve_newcomers_wait_until_the_host_lets_them_in_or_turns_them_away() {
+    let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Proc::host(&file, dir.path(), &["--approve"]);
+    let link = link_of(&mut host);
+    let mut ann = Proc::join(&link, "ann", dir.path(), &[]);
+    let k = host.event("knock", T);
+    assert_eq!(k["name"], "ann");
+    // Nothing reaches her while she waits: no manifest, no link.
+    std::thread::sleep(Duration::from_secs(2));
+    ann.drain();
+    host.drain();
+    assert!(ann.seen.iter().all(|v| v["event"] != "manifest"), "{:?}", ann.seen);
+    assert!(!host.seen.iter().any(|v| v["event"] == "peer_joined"), "{:?}", host.seen);
+    host.send("approve ann");
+    host.wait_for("ann in", T, |v| v["event"] == "peer_joined" && v["name"] == "ann");
+    ann.event("complete", T);
+    // Bob is turned away, and told so.
+    let mut bob = Proc::join(&link, "bob", dir.path(), &[]);
+    host.wait_for("bob knocks", T, |v| v["event"] == "knock" && v["name"] == "bob");
+    host.send("deny bob");
+    let e = bob.event("error", T);
+    assert!(e["message"].as_str().unwrap().contains("did not let you in"), "{e}");
+    assert_ne!(bob.wait(T), 0);
+    let left = host.wait_for("bob gone", T, |v| v["event"] == "peer_left" && v["name"] == "bob");
+    assert_eq!(left["reason"], "turned away");
+    // A name nobody has.
+    host.send("approve zed");
+    let e = host.wait_for("no zed", T, |v| v["event"] == "error" && v["message"].as_str().is_some_and(|m| m.contains("zed")));
+    assert!(e["message"].as_str().unwrap().contains("nobody of that name is waiting"), "{e}");
+    assert_eq!(ann.quit(), 0);
+    assert_eq!(host.quit(), 0);
+}

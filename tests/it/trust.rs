@@ -169,3 +169,48 @@ fn with_approve_newcomers_wait_until_the_host_lets_them_in_or_turns_them_away() 
     assert_eq!(ann.quit(), 0);
     assert_eq!(host.quit(), 0);
 }
+
+#[test]
+fn a_signaling_server_restart_does_not_interrupt_established_links() {
+    let file = super::harness::clip("room.mp4", 12, "6Mb/s");
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    /// A `syncy serve` that goes when dropped (a panic must not leave it holding the port).
+    struct Serve(std::process::Child);
+    impl Drop for Serve {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let serve = || {
+        let child = std::process::Command::new(super::harness::bin())
+            .args(["serve", "--listen", &listen])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        Serve(child)
+    };
+    let server = serve();
+    let url = format!("ws://{listen}/");
+    // Slow enough that the transfer is in the middle when the server goes.
+    let mut host = Proc::spawn(&["host", file.to_str().unwrap(), "--headless", "--server", &url, "--upload-limit", "2MiB/s", "--autoplay"], dir.path(), "host");
+    let link = link_of(&mut host);
+    let mut p = Proc::join(&link, "ann", dir.path(), &[]);
+    p.event("manifest", T);
+    drop(server);
+    let _server = serve();
+    // The link carries on: every byte arrives, and the picture plays on.
+    let c = p.event("complete", T);
+    assert_eq!(c["sha256"], super::harness::sha256(&file).as_str());
+    let playing = p.wait_for("still playing", T, |v| v["event"] == "stats" && v["playing"] == true && v["t_ms"].as_f64() > c["t_ms"].as_f64());
+    assert_eq!(playing["buffering"], false, "{playing}");
+    let e = host.wait_for("the host says it", T, |v| v["event"] == "error");
+    assert!(e["message"].as_str().unwrap().contains("signaling"), "{e}");
+    assert_eq!(p.quit(), 0);
+    assert_eq!(host.quit(), 0);
+}

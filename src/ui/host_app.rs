@@ -42,7 +42,7 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
     for ev in &opened {
         model.apply(ev, Instant::now());
     }
-    let mut view = ViewState { host_keys: true, ..ViewState::for_terminal() };
+    let mut view = ViewState::for_terminal();
     // Asking the terminal its size costs a syscall: once, then from resize events.
     let mut size = terminal.size().map(|s| Rect::new(0, 0, s.width, s.height))?;
     let mut last_draw: Option<Instant> = None;
@@ -53,6 +53,8 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
             Ok(changed) => dirty |= changed,
             Err(()) => break Ok(()),
         }
+        // The keys for letting people in show while someone knocks.
+        view.host_keys = model.oldest_knocking().is_some();
         if event::poll(Duration::from_millis(20))? {
             match event::read()? {
                 TermEvent::Key(k) => {

@@ -172,7 +172,7 @@ mod tests {
         m
     }
 
-    /// The host's view state, as `host_app` makes it.
+    /// The host's view state, as `host_app` makes it while someone knocks.
     fn host() -> ViewState {
         ViewState { host_keys: true, ..ViewState::default() }
     }

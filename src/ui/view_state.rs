@@ -23,7 +23,8 @@ pub struct ViewState {
     pub palette256: bool,
     /// When the passing message goes.
     pub flash_until: Option<Instant>,
-    /// The host's view: its own keys (letting people in) show in the footer and help.
+    /// The host's own keys (letting people in) show in the footer and help: while someone
+    /// knocks.
     pub host_keys: bool,
 }
 

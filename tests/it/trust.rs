@@ -214,3 +214,42 @@ fn a_signaling_server_restart_does_not_interrupt_established_links() {
     assert_eq!(p.quit(), 0);
     assert_eq!(host.quit(), 0);
 }
+
+#[test]
+fn a_participant_asking_for_levels_too_fast_is_refused_not_obeyed() {
+    // Each granted level can cost the host a transcoder: twenty requests at once get a few
+    // grants and then refusals, and never more than a handful of renditions.
+    let file = super::harness::clip("levels.mp4", 60, "4Mb/s");
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Proc::host(&file, dir.path(), &[]);
+    let link = Link::parse(&link_of(&mut host)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (granted, refused) = rt.block_on(async {
+        let (_c, pl) = rogue_participant(&link, "mallory").await;
+        for i in 0..20u64 {
+            let level = if i % 2 == 0 { "low" } else { "medium" };
+            let m = Message::Level { level: level.into(), from_us: i * 10_000_000 };
+            peer::send(&pl.control, &stream::encode(&m)).await.unwrap();
+        }
+        let (mut granted, mut refused) = (0, 0);
+        let deadline = tokio::time::Instant::now() + T;
+        while granted + refused < 20 {
+            let Ok(Some(ev)) = tokio::time::timeout_at(deadline, pl.control.poll()).await else { break };
+            let webrtc::data_channel::DataChannelEvent::OnMessage(m) = ev else { continue };
+            match stream::decode(&m.data, stream::MAX_CONTROL_MESSAGE) {
+                Ok(Message::QualityChange { granted: true, .. }) => granted += 1,
+                Ok(Message::LevelRefused { reason, .. }) => {
+                    assert!(reason.contains("too fast") || reason.contains("renditions"), "{reason}");
+                    refused += 1;
+                }
+                _ => {}
+            }
+        }
+        (granted, refused)
+    });
+    eprintln!("20 level requests at once: {granted} granted, {refused} refused");
+    assert_eq!(granted + refused, 20, "every request is answered");
+    assert!(granted <= 8, "at most the burst is obeyed: {granted}");
+    assert!(refused >= 12, "{refused}");
+    assert_eq!(host.quit(), 0);
+}

@@ -248,6 +248,11 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
     let mut total_up = Meter::new(Duration::from_secs(1));
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     let mut signal_open = true;
+    // Peer ids come from the signaling server, which numbers them afresh when it restarts: the
+    // engine's ids are the server's plus a base that moves on at each reconnection.
+    let mut id_base: u64 = 0;
+    // An external server lost: when to try it again.
+    let mut reconnect_at: Option<Instant> = None;
     let manifest = Arc::new(manifest);
     let clock = HostClock(Instant::now());
     let room_cfg = RoomConfig {
@@ -270,21 +275,24 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
             _ = sleep_until_opt(upload_ready), if upload_ready.is_some() => {}
             msg = signal.rx.recv(), if signal_open => match msg {
                 Some(ServerMsg::PeerJoined { peer, name }) => {
+                    let (peer, to) = (id_base + peer, peer);
                     if opts.approve {
                         // Not a byte, not even an offer, until the host says so.
                         tracing::info!(peer, "{name} knocks");
                         let _ = events.send(Event::Knock { peer, name: name.clone() });
                         knocking.push((peer, name));
                     } else {
-                        admit(peer, name, &mut peers, &ice, &key, &signal.tx, &peer_tx, &manifest);
+                        admit(peer, to, name, &mut peers, &ice, &key, &signal.tx, &peer_tx, &manifest);
                     }
                 }
                 Some(ServerMsg::Signal { from, payload }) => {
+                    let from = id_base + from;
                     if let Some(tx) = peers.get(&from).and_then(|p| p.answers.as_ref()) {
                         let _ = tx.try_send(payload);
                     }
                 }
                 Some(ServerMsg::PeerLeft { peer, name }) => {
+                    let peer = id_base + peer;
                     if let Some(i) = knocking.iter().position(|(p, _)| *p == peer) {
                         knocking.remove(i);
                         let _ = events.send(Event::PeerLeft { peer, name, reason: "left before being let in".into() });
@@ -299,6 +307,13 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                     tracing::warn!("signaling server: {message}");
                 }
                 Some(other) => tracing::debug!("ignoring {other:?}"),
+                None if opts.server.is_some() => {
+                    tracing::warn!("signaling connection closed; connected participants keep streaming; reconnecting");
+                    let _ = events.send(Event::Error { message: "signaling connection lost: connected participants keep streaming; new ones can join once it is back".into() });
+                    signal_open = false;
+                    knocking.clear();
+                    reconnect_at = Some(Instant::now() + Duration::from_secs(1));
+                }
                 None => {
                     tracing::warn!("signaling connection closed; connected participants keep streaming, new ones cannot join");
                     let _ = events.send(Event::Error { message: "signaling connection lost: no new participants can join".into() });
@@ -336,6 +351,33 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                     renditions.plan.remove_peer(peer);
                 }
             },
+            _ = sleep_until_opt(reconnect_at), if reconnect_at.is_some() => {
+                // The same room on the server again, so the link stays good for newcomers.
+                let again = tokio::time::timeout(Duration::from_secs(3), async {
+                    let mut c = SignalClient::connect(&url).await.ok()?;
+                    c.tx.send(ClientMsg::Create { room: Some(room.clone()), join_token: key.join_token(), name: opts.name.clone() }).await.ok()?;
+                    match c.rx.recv().await {
+                        Some(ServerMsg::Created { .. }) => Some(c),
+                        other => {
+                            tracing::info!("signaling server not taking the room back yet: {other:?}");
+                            None
+                        }
+                    }
+                })
+                .await
+                .ok()
+                .flatten();
+                match again {
+                    Some(c) => {
+                        tracing::info!("signaling connection back: room {room} is open to newcomers again");
+                        signal = c;
+                        signal_open = true;
+                        id_base += 1 << 32;
+                        reconnect_at = None;
+                    }
+                    None => reconnect_at = Some(Instant::now() + Duration::from_secs(2)),
+                }
+            }
             _ = rendition_tick.tick(), if renditions.plan.spaces().next().is_some() => {
                 renditions.tick(&|peer, msg| send_to(&peers, peer, msg));
             }
@@ -373,7 +415,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                     Some(i) => {
                         let (peer, name) = knocking.remove(i);
                         tracing::info!(peer, "letting {name} in");
-                        admit(peer, name, &mut peers, &ice, &key, &signal.tx, &peer_tx, &manifest);
+                        admit(peer, peer - id_base, name, &mut peers, &ice, &key, &signal.tx, &peer_tx, &manifest);
                     }
                     None => {
                         let _ = events.send(Event::Error { message: format!("approve {who}: nobody of that name is waiting to join") });
@@ -384,7 +426,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                         let (peer, name) = knocking.remove(i);
                         tracing::info!(peer, "turning {name} away");
                         let payload = SignalPayload::Denied { reason: "the host turned you away".into() };
-                        let _ = signal.tx.try_send(ClientMsg::Signal { to: peer, payload });
+                        let _ = signal.tx.try_send(ClientMsg::Signal { to: peer - id_base, payload });
                         let _ = events.send(Event::PeerLeft { peer, name, reason: "turned away".into() });
                     }
                     None => {
@@ -556,10 +598,12 @@ fn room_command(c: &Command) -> Option<RoomCommand> {
     })
 }
 
-/// Starts connecting a participant: its peer task makes the offer.
+/// Starts connecting a participant (`peer` our id, `to` the server's): its peer task makes the
+/// offer.
 #[allow(clippy::too_many_arguments)]
 fn admit(
     peer: PeerId,
+    to: PeerId,
     name: String,
     peers: &mut HashMap<PeerId, PeerState>,
     ice: &IceConfig,
@@ -570,7 +614,7 @@ fn admit(
 ) {
     let (answers_tx, answers_rx) = mpsc::channel(16);
     let span = tracing::info_span!("peer", id = peer, name = %name);
-    let task = tokio::spawn(peer_task(peer, ice.clone(), key.clone(), signal_tx.clone(), answers_rx, peer_tx.clone(), manifest.clone()).instrument(span));
+    let task = tokio::spawn(peer_task(peer, to, ice.clone(), key.clone(), signal_tx.clone(), answers_rx, peer_tx.clone(), manifest.clone()).instrument(span));
     peers.insert(peer, PeerState {
         name,
         handle: None,
@@ -680,8 +724,10 @@ async fn remove_peer(peers: &mut HashMap<PeerId, PeerState>, scheduler: &mut Sch
 }
 
 /// One participant: connect, greet, then shuttle messages until the link ends.
+#[allow(clippy::too_many_arguments)]
 async fn peer_task(
     peer: PeerId,
+    to: PeerId,
     ice: IceConfig,
     key: RoomKey,
     signal_tx: mpsc::Sender<ClientMsg>,
@@ -692,7 +738,7 @@ async fn peer_task(
     let gone = |reason: String| {
         let _ = events.send(PeerEvent::Gone { peer, reason });
     };
-    let send_signal = async |payload| signal_tx.send(ClientMsg::Signal { to: peer, payload }).await.is_ok();
+    let send_signal = async |payload| signal_tx.send(ClientMsg::Signal { to, payload }).await.is_ok();
     let link = match PeerLink::offer(&ice, &key, send_signal, &mut answers).await {
         Ok(l) => l,
         Err(e) => return gone(format!("connection failed: {e}")),

@@ -171,7 +171,7 @@ fn with_approve_newcomers_wait_until_the_host_lets_them_in_or_turns_them_away() 
 }
 
 #[test]
-fn a_signaling_server_restart_does_not_interrupt_established_links() {
+fn a_signaling_server_restart_does_not_interrupt_established_links_and_the_room_comes_back() {
     let file = super::harness::clip("room.mp4", 12, "6Mb/s");
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -211,7 +211,17 @@ fn a_signaling_server_restart_does_not_interrupt_established_links() {
     assert_eq!(playing["buffering"], false, "{playing}");
     let e = host.wait_for("the host says it", T, |v| v["event"] == "error");
     assert!(e["message"].as_str().unwrap().contains("signaling"), "{e}");
+    // The host takes its room back on the restarted server: the same link lets a newcomer in
+    // (whose peer id the new server numbers afresh: no clash with ann's).
+    let mut bob = Proc::join(&link, "bob", dir.path(), &[]);
+    let c = bob.event("complete", T);
+    assert_eq!(c["sha256"], super::harness::sha256(&file).as_str());
+    host.wait_for("bob joined", T, |v| v["event"] == "peer_joined" && v["name"] == "bob");
+    let joined: Vec<u64> = host.seen.iter().filter(|v| v["event"] == "peer_joined").map(|v| v["peer"].as_u64().unwrap()).collect();
+    assert_eq!(joined.len(), 2, "{joined:?}");
+    assert_ne!(joined[0], joined[1]);
     assert_eq!(p.quit(), 0);
+    assert_eq!(bob.quit(), 0);
     assert_eq!(host.quit(), 0);
 }
 

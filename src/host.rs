@@ -262,8 +262,8 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
     };
     let mut room_clock = Room::new(clock.now(), room_cfg, opts.playback.autoplay);
     publish_state(&room_clock, &peers, &events, vec![]);
-    let mut renditions = Renditions::new(&opts.file, manifest.chunk_size, manifest.levels.iter().filter(|l| *l != "high").cloned().collect());
-    renditions.duration_us = manifest.duration_ms.map(|d| d.saturating_mul(1000));
+    let levels = manifest.levels.iter().filter(|l| *l != "high").cloned().collect();
+    let mut renditions = Renditions::new(&opts.file, manifest.chunk_size, levels, manifest.duration_ms.map(|d| d.saturating_mul(1000)));
     let mut rendition_tick = tokio::time::interval(Duration::from_millis(200));
     // Under --approve: who waits to be let in, oldest first.
     let mut knocking: Vec<(PeerId, String)> = Vec::new();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::core::buffer::{ChunkStore, StoreConfig};
 use crate::core::clock::Micros;
-use crate::core::quality::{Level, LevelConfig, LevelController};
+use crate::core::quality::{Level, LevelConfig, LevelController, link_throughput};
 use crate::media::store_source::{ReaderCancel, SharedStore};
 use crate::playback::Playback;
 use crate::protocol::stream::{Manifest, Message, ORIGINAL, Space, StreamError};
@@ -82,7 +82,6 @@ pub struct Levels {
     /// The room sought while a request was out: ask again from the new position.
     pending_seek: bool,
     original_bps: u64,
-    download_limit: u64,
     store_cfg: StoreConfig,
     chunk_size: u32,
     /// A rendition is never larger than this (a host claiming more is misbehaving).
@@ -130,7 +129,6 @@ impl Levels {
             awaiting: None,
             pending_seek: false,
             original_bps,
-            download_limit: store_cfg.download_limit,
             store_cfg,
             chunk_size: manifest.chunk_size,
             // Levels are offered only well under the original's bit rate; the slack covers
@@ -192,11 +190,6 @@ impl Levels {
         (self.playing() != self.wanted).then(|| self.wanted.clone())
     }
 
-    /// Auto or a level.
-    pub fn choice(&self) -> &Choice {
-        &self.choice
-    }
-
     /// `auto` or the level chosen.
     pub fn choice_name(&self) -> String {
         match &self.choice {
@@ -207,10 +200,11 @@ impl Levels {
 
     /// The download limit changed (bytes/s, 0: none).
     pub fn set_download_limit(&mut self, limit: u64) {
-        self.download_limit = limit;
         self.store_cfg.download_limit = limit;
-        let burst = (limit as f64 * 0.1).max(2.0 * self.chunk_size as f64);
-        self.original.lock().store.budget().lock().unwrap_or_else(|e| e.into_inner()).set_rate(limit as f64, burst);
+        // The budget is shared; each store also sizes its request batches by the limit.
+        for s in self.all_stores() {
+            s.lock().store.set_download_limit(limit);
+        }
     }
 
     fn store(&self, space: Space) -> Option<&RenditionStore> {
@@ -466,15 +460,8 @@ impl Levels {
         }
         let bps = self.controller.current().map_or(self.original_bps, |l| l.bps).max(1);
         let buffered = if stalled { Duration::ZERO } else { Duration::from_secs_f64(ahead_bits as f64 / bps as f64) };
-        // Less than a chunk in the second says nothing about the link (the buffer is full, or
-        // the host has nothing yet). A little does: bytes over the time they took.
-        if received < self.chunk_size as u64 || busy.is_zero() {
-            return;
-        }
-        let mut throughput = received as f64 * 8.0 / busy.as_secs_f64();
-        if self.download_limit > 0 {
-            throughput = throughput.min(self.download_limit as f64 * 8.0);
-        }
+        // Less than a chunk in the second says nothing about the link; a little does.
+        let Some(throughput) = link_throughput(received, busy, self.store_cfg.download_limit, self.chunk_size as u64) else { return };
         tracing::debug!("quality sample: {:.2} Mb/s over {busy:?} busy, {buffered:?} buffered", throughput / 1e6);
         self.controller.handle_sample(now, throughput, buffered);
         if let Some(l) = self.controller.poll_switch().map(|l| l.name.clone()) {

@@ -56,8 +56,6 @@ pub struct Playback {
     showing: bool,
     reported_seq: Option<u64>,
     reported_playing: bool,
-    frames_shown: u64,
-    frames_dropped: u64,
     new_frame: bool,
     failed: bool,
     sound: Option<AudioOut>,
@@ -114,8 +112,6 @@ impl Playback {
             showing: false,
             reported_seq: None,
             reported_playing: false,
-            frames_shown: 0,
-            frames_dropped: 0,
             new_frame: false,
             failed: false,
             sound: None,
@@ -148,11 +144,6 @@ impl Playback {
         if let Some((q, _)) = self.incoming.take() {
             q.close();
         }
-    }
-
-    /// Whether a switch is under way.
-    pub fn switching(&self) -> bool {
-        self.incoming.is_some()
     }
 
     /// True once after the picture moved to the source of the latest `switch_source`.
@@ -279,14 +270,8 @@ impl Playback {
         self.maybe_switch(pos, frame_us);
         // The first frame after a seek may sit a hair after the target.
         let limit = if self.current.is_none() { pos + frame_us } else { pos };
-        let mut popped = 0;
         while let Some(f) = self.queue.pop_until(limit) {
-            popped += 1;
             self.current = Some(Arc::new(f));
-        }
-        if popped > 0 {
-            self.frames_shown += 1;
-            self.frames_dropped += popped - 1;
             self.new_frame = true;
         }
         let late = (3 * frame_us).max(150_000);
@@ -385,11 +370,6 @@ impl Playback {
     /// Who the room waits for.
     pub fn waiting(&self) -> &[String] {
         &self.waiting
-    }
-
-    /// Frames shown and dropped so far.
-    pub fn frame_counts(&self) -> (u64, u64) {
-        (self.frames_shown, self.frames_dropped)
     }
 
     /// Stops the decoder (the store must be closed too, to free a blocked read).

@@ -116,6 +116,12 @@ pub struct ChunkStore {
 /// it as critical.
 const UPGRADE_AFTER: Duration = Duration::from_millis(100);
 
+/// A tenth of a second of credit at most (at least two chunks), so a pause in requests does not
+/// turn into a burst.
+fn download_burst(limit: f64, chunk_size: u32) -> f64 {
+    (limit * 0.1).max(2.0 * chunk_size as f64)
+}
+
 /// A participant's download limit, shared between its chunk stores.
 pub type DownloadBudget = Arc<Mutex<TokenBucket>>;
 
@@ -123,10 +129,16 @@ impl ChunkStore {
     /// An empty store for `manifest` (already validated).
     pub fn new(manifest: Manifest, cfg: StoreConfig) -> Self {
         let limit = cfg.download_limit as f64;
-        // A tenth of a second of credit at most (at least two chunks), so a pause in requests
-        // does not turn into a burst.
-        let download = Arc::new(Mutex::new(TokenBucket::new(limit, (limit * 0.1).max(2.0 * manifest.chunk_size as f64))));
+        let download = Arc::new(Mutex::new(TokenBucket::new(limit, download_burst(limit, manifest.chunk_size))));
         Self::with_budget(manifest, cfg, download)
+    }
+
+    /// Changes the download limit (bytes/s, 0: none) of this store's budget, and so of every
+    /// store sharing it.
+    pub fn set_download_limit(&mut self, limit: u64) {
+        self.cfg.download_limit = limit;
+        let burst = download_burst(limit as f64, self.manifest.chunk_size);
+        self.budget_lock().set_rate(limit as f64, burst);
     }
 
     /// An empty store that paces its requests with another store's download budget.

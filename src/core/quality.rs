@@ -5,6 +5,18 @@
 
 use std::time::{Duration, Instant};
 
+/// A throughput sample, bits per second, from `bytes` received over the time requests were
+/// outstanding (`busy`), capped by the download limit (bytes/s, 0: none) — the limit is part
+/// of the link. `None` when the period says nothing about the link: less than `min_bytes`
+/// arrived (the buffer is full, or the host has nothing yet) or nothing was asked for.
+pub fn link_throughput(bytes: u64, busy: Duration, limit: u64, min_bytes: u64) -> Option<f64> {
+    if bytes < min_bytes || busy.is_zero() {
+        return None;
+    }
+    let bps = bytes as f64 * 8.0 / busy.as_secs_f64();
+    Some(if limit > 0 { bps.min(limit as f64 * 8.0) } else { bps })
+}
+
 /// One rendition the host offers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Level {
@@ -202,6 +214,18 @@ mod tests {
         let medium_at = names.iter().position(|n| n == "medium").unwrap();
         let high_at = names.iter().position(|n| n == "high").unwrap();
         assert!((9..=11).contains(&medium_at) && high_at >= medium_at + 10, "{names:?}");
+    }
+
+    #[test]
+    fn throughput_is_bytes_over_busy_time_capped_by_the_limit() {
+        let ms = Duration::from_millis;
+        // 64 KiB in 2 ms of requests out: a fast link, whatever the wall clock did.
+        assert_eq!(link_throughput(65_536, ms(2), 0, 65_536), Some(65_536.0 * 8.0 / 0.002));
+        // Under a 1.5 Mb/s limit the limit is the link.
+        assert_eq!(link_throughput(65_536, ms(2), 187_500, 65_536), Some(1.5e6));
+        // Too little, or nothing asked for: no sample.
+        assert_eq!(link_throughput(1_000, ms(2), 0, 65_536), None);
+        assert_eq!(link_throughput(1 << 20, Duration::ZERO, 0, 65_536), None);
     }
 
     #[test]

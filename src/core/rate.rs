@@ -96,11 +96,6 @@ impl TokenBucket {
         self.tokens = self.tokens.min(burst);
     }
 
-    /// The rate, bytes per second (0: unlimited).
-    pub fn rate(&self) -> f64 {
-        self.rate
-    }
-
     /// Whether a send may start now: the bucket is not in debt (always, when unlimited).
     pub fn ready(&mut self, now: Instant) -> bool {
         self.ready_overdrawn(now, 0.0)

@@ -239,7 +239,7 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
     // is at room position `shift` (its muxer may have moved its timeline by the sound's
     // priming, so its own zero means nothing).
     let shift = queue.shift.unwrap_or(0);
-    let video_start_us = ((start as i128) * 1_000_000 * tb.numerator() as i128 / tb.denominator().max(1) as i128) as i64;
+    let video_start_us = to_micros(start, tb);
     let rate = stream.avg_frame_rate();
     let frame_us = if rate.numerator() > 0 && rate.denominator() > 0 {
         1_000_000 * rate.denominator() as i64 / rate.numerator() as i64
@@ -250,7 +250,7 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
     let mut decoder = ctx.decoder().video()?;
     queue.lock().info = Some(VideoInfo { width: decoder.width(), height: decoder.height(), frame_us });
     let to_us = |ts: i64| -> i64 {
-        ((ts - start) as i128 * 1_000_000 * tb.numerator() as i128 / tb.denominator().max(1) as i128) as i64 + shift
+        to_micros(ts - start, tb) + shift
     };
 
     let mut sound = match &queue.audio {
@@ -359,6 +359,11 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
     }
 }
 
+/// A timestamp in time base `tb`, in µs (wide arithmetic: no overflow for any stream).
+fn to_micros(ts: i64, tb: ffmpeg_next::Rational) -> i64 {
+    (ts as i128 * 1_000_000 * tb.numerator() as i128 / tb.denominator().max(1) as i128) as i64
+}
+
 /// Copies an RGB24 frame without its row padding.
 fn packed_rgb(f: &frame::Video, w: u32, h: u32) -> Vec<u8> {
     let stride = f.stride(0);
@@ -393,7 +398,7 @@ impl Sound {
         let tb = stream.time_base();
         let offset_us = offset_us.unwrap_or_else(|| {
             let start = if stream.start_time() == ffmpeg_next::ffi::AV_NOPTS_VALUE { 0 } else { stream.start_time() };
-            -(((start as i128) * 1_000_000 * tb.numerator() as i128 / tb.denominator().max(1) as i128) as i64)
+            -to_micros(start, tb)
         });
         Some(Sound { index: stream.index(), decoder, resampler: None, queue, tb, offset_us, skip_before: None })
     }
@@ -406,7 +411,7 @@ impl Sound {
         let mut frame = frame::Audio::empty();
         while self.decoder.receive_frame(&mut frame).is_ok() {
             let Some(ts) = frame.timestamp().or(frame.pts()) else { continue };
-            let pts_us = (ts as i128 * 1_000_000 * self.tb.numerator() as i128 / self.tb.denominator().max(1) as i128) as i64 + self.offset_us;
+            let pts_us = to_micros(ts, self.tb) + self.offset_us;
             if self.skip_before.is_some_and(|s| pts_us + 100_000 < s) {
                 continue;
             }

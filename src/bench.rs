@@ -217,7 +217,7 @@ async fn tcp(size: u64) -> Result<(Duration, f64)> {
 
 /// Two peer links in this process, the same WebRTC settings Syncy uses, raw 64 KiB messages.
 async fn bare_channel(size: u64) -> Result<(Duration, f64)> {
-    let ice = IceConfig::for_server(true, None);
+    let ice = IceConfig::for_server(true, None, &Default::default());
     let key = RoomKey::random();
     let (offer_tx, mut offer_rx) = mpsc::channel(4);
     let (answer_tx, mut answer_rx) = mpsc::channel(4);
@@ -271,7 +271,7 @@ async fn syncy(file: &Path, n: u32) -> Result<(Duration, f64)> {
     for i in 0..n {
         let (qtx, qrx) = mpsc::unbounded_channel::<Command>();
         quits.push(qtx);
-        let opts = JoinOptions { link: link.clone(), name: format!("p{i}"), save: None, buffer: 32 << 20, ice_addr: None, render: crate::participant::Render::None, mpv: None, playback: false, sound: false, download_limit: 0, quality: "high".into() };
+        let opts = JoinOptions { link: link.clone(), name: format!("p{i}"), save: None, buffer: 32 << 20, ice_addr: None, nat: Default::default(), tls_ca: None, render: crate::participant::Render::None, mpv: None, playback: false, sound: false, download_limit: 0, quality: "high".into() };
         let tx = ev_tx.clone();
         tokio::spawn(async move {
             if let Err(e) = participant::run(opts, tx.clone(), qrx).await {

@@ -50,7 +50,7 @@ impl Room {
             name: format!("p{i}"),
             save: None,
             buffer: 2 << 20,
-            ice_addr: None,
+            ice_addr: None, nat: Default::default(), tls_ca: None,
             render: Render::None,
             mpv: None,
             playback: true,

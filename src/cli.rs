@@ -77,12 +77,106 @@ impl LimitArgs {
     }
 }
 
+/// TLS for a signaling server.
+#[derive(Debug, Args, Clone)]
+pub struct TlsServerArgs {
+    /// Serve wss:// (links become syncys://) with this PEM certificate chain; its names must
+    /// cover the host name in the link.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// NAT traversal for the WebRTC links.
+#[derive(Debug, Args, Clone)]
+pub struct NatArgs {
+    /// A STUN server, `stun:HOST:PORT`, to learn this side's public address (repeatable).
+    /// None by default: nothing leaves the machine unless you name a server.
+    #[arg(long, value_name = "URL", value_parser = parse_stun)]
+    pub stun: Vec<String>,
+    /// A TURN server, `turn:HOST:PORT` (UDP; `?transport=tcp` for TCP), to relay through when
+    /// no direct path works (repeatable; needs --turn-user and --turn-pass).
+    #[arg(long, value_name = "URL", value_parser = parse_turn, requires_all = ["turn_user", "turn_pass"])]
+    pub turn: Vec<String>,
+    /// TURN user name.
+    #[arg(long, value_name = "USER", requires = "turn")]
+    pub turn_user: Option<String>,
+    /// TURN password.
+    #[arg(long, value_name = "PASS", requires = "turn", env = "SYNCY_TURN_PASS", hide_env_values = true)]
+    pub turn_pass: Option<String>,
+    /// Which paths ICE may use: `all`, or `relay` for TURN-relayed paths only (neither side
+    /// learns the other's address; needs --turn).
+    #[arg(long, value_enum, default_value_t = IcePolicy::All, value_name = "POLICY")]
+    pub ice_policy: IcePolicy,
+}
+
+/// `--ice-policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IcePolicy {
+    /// Direct, reflexive and relayed paths.
+    All,
+    /// Relayed paths only.
+    Relay,
+}
+
+impl NatArgs {
+    /// As the peer link's options; `relay` without a TURN server is an error.
+    pub fn options(&self) -> Result<crate::net::peer::NatOptions, String> {
+        let relay_only = self.ice_policy == IcePolicy::Relay;
+        if relay_only && self.turn.is_empty() {
+            return Err("--ice-policy relay needs a TURN server (--turn URL --turn-user USER --turn-pass PASS)".into());
+        }
+        Ok(crate::net::peer::NatOptions {
+            stun: self.stun.clone(),
+            turn: self.turn.clone(),
+            turn_user: self.turn_user.clone().unwrap_or_default(),
+            turn_pass: self.turn_pass.clone().unwrap_or_default(),
+            relay_only,
+        })
+    }
+}
+
+fn parse_stun(s: &str) -> Result<String, String> {
+    parse_ice_url(s, &["stun:", "stuns:"])
+}
+
+fn parse_turn(s: &str) -> Result<String, String> {
+    parse_ice_url(s, &["turn:", "turns:"])
+}
+
+fn parse_ice_url(s: &str, schemes: &[&str]) -> Result<String, String> {
+    let rest = schemes
+        .iter()
+        .find_map(|p| s.strip_prefix(p))
+        .ok_or_else(|| format!("expected a URL starting with {}", schemes.join(" or ")))?;
+    let host_port = rest.split('?').next().unwrap_or("");
+    if host_port.is_empty() || host_port.contains('/') {
+        return Err(format!("expected {}HOST[:PORT], got {s:?}", schemes[0]));
+    }
+    Ok(s.to_string())
+}
+
+impl TlsServerArgs {
+    /// The rustls configuration, when TLS is asked for.
+    pub fn server_config(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, crate::net::tls::TlsError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => crate::net::tls::server_config(cert, key).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// `syncy serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub listen: SocketAddr,
+    /// TLS.
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
     /// Server limits.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -93,9 +187,16 @@ pub struct ServeArgs {
 pub struct HostArgs {
     /// The video file to stream.
     pub file: PathBuf,
-    /// Use this signaling server (ws://HOST:PORT/) instead of embedding one.
-    #[arg(long, value_name = "URL", conflicts_with = "listen")]
+    /// Use this signaling server (ws://HOST:PORT/ or wss://HOST:PORT/) instead of embedding one.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["listen", "tls_cert"])]
     pub server: Option<String>,
+    /// Also trust the certificates in this PEM file for a wss:// --server (a private or
+    /// self-signed certificate); the system's trusted roots are always used.
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS for the embedded signaling server.
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
     /// Where the embedded signaling server listens.
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub listen: SocketAddr,
@@ -134,6 +235,9 @@ pub struct HostArgs {
     /// Only the host may play, pause and seek (participants' requests are refused).
     #[arg(long)]
     pub host_only_control: bool,
+    /// NAT traversal.
+    #[command(flatten)]
+    pub nat: NatArgs,
     /// Limits of the embedded signaling server.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -169,6 +273,13 @@ pub struct JoinArgs {
     /// Bind WebRTC (ICE) to this address instead of following the loopback rule.
     #[arg(long, value_name = "ADDR")]
     pub ice_addr: Option<String>,
+    /// Also trust the certificates in this PEM file when the link is syncys:// (a server with
+    /// a private or self-signed certificate); the system's trusted roots are always used.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// NAT traversal.
+    #[command(flatten)]
+    pub nat: NatArgs,
     /// How to draw the picture: auto picks kitty/sixel/iTerm2 when the terminal answers,
     /// half-blocks otherwise; none runs the whole pipeline without drawing (the default with
     /// --headless, whose stdout carries JSON).

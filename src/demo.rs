@@ -54,7 +54,7 @@ impl Crowd {
                     let _ = all_tx.send((i, ev));
                 }
             });
-            let opts = JoinOptions { link: link.clone(), name: NAMES[i].into(), save: None, buffer: 256 << 20, ice_addr: None, render: render(i), mpv: None, playback: true, sound: false, download_limit: DEFAULT_DOWNLOAD_LIMIT, quality: "auto".into() };
+            let opts = JoinOptions { link: link.clone(), name: NAMES[i].into(), save: None, buffer: 256 << 20, ice_addr: None, nat: Default::default(), tls_ca: None, render: render(i), mpv: None, playback: true, sound: false, download_limit: DEFAULT_DOWNLOAD_LIMIT, quality: "auto".into() };
             crowd.tasks.push(tokio::spawn(participant::run(opts, tx, qrx)));
         }
         (crowd, all_rx)

@@ -39,8 +39,13 @@ const CHUNK_QUEUE: usize = 8;
 pub struct HostOptions {
     /// The file to stream.
     pub file: PathBuf,
-    /// An external signaling server (`ws://HOST:PORT/`); `None` embeds one on `listen`.
+    /// An external signaling server (`ws://HOST:PORT/` or `wss://`); `None` embeds one on `listen`.
     pub server: Option<String>,
+    /// Extra trusted certificates for a `wss://` external server.
+    pub tls_ca: Option<PathBuf>,
+    /// The embedded server's certificate (with `server_cfg.tls`): the host pins it when it
+    /// connects to its own server on 127.0.0.1.
+    pub tls_cert: Option<PathBuf>,
     /// Where the embedded server listens.
     pub listen: SocketAddr,
     /// Host name put in the link when the embedded server listens on a wildcard address.
@@ -53,6 +58,8 @@ pub struct HostOptions {
     pub chunk_size: u32,
     /// Override for the ICE bind address.
     pub ice_addr: Option<String>,
+    /// STUN/TURN servers and the ICE policy.
+    pub nat: crate::net::peer::NatOptions,
     /// Limits of the embedded server.
     pub server_cfg: ServerConfig,
     /// Who controls playback and how the room treats buffering.
@@ -105,12 +112,15 @@ pub async fn start_local(file: PathBuf, room: Option<String>, name: &str, playba
     let opts = HostOptions {
         file,
         server: None,
+        tls_ca: None,
+        tls_cert: None,
         listen: "127.0.0.1:0".parse()?,
         advertise: None,
         room,
         name: name.into(),
         chunk_size: stream::DEFAULT_CHUNK_SIZE,
         ice_addr: None,
+        nat: Default::default(),
         server_cfg: ServerConfig::default(),
         playback,
         upload_limit,
@@ -202,10 +212,11 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
     };
 
     // The signaling server: external, or embedded.
-    let (_server, url, link_host, link_port) = match &opts.server {
+    let (_server, url, link_host, link_port, signal_tls) = match &opts.server {
         Some(url) => {
-            let (h, p) = parse_ws_url(url)?;
-            (None, url.clone(), h, p)
+            let (h, p, tls) = parse_ws_url(url)?;
+            let signal_tls = if tls { Some(crate::net::tls::client_config(opts.tls_ca.as_deref())?) } else { None };
+            (None, url.clone(), h, p, signal_tls)
         }
         None => {
             let server = Server::start(opts.listen, opts.server_cfg.clone())
@@ -218,12 +229,18 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                 (None, true) => hostname(),
             };
             let connect_ip = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-            let url = format!("ws://{}/", SocketAddr::new(connect_ip.parse()?, addr.port()));
-            (Some(server), url, host, addr.port())
+            let (scheme, signal_tls) = match (&opts.server_cfg.tls, &opts.tls_cert) {
+                (Some(_), Some(cert)) => ("wss", Some(crate::net::tls::pinned_client_config(cert)?)),
+                (Some(_), None) => bail!("the embedded server has TLS but the host was not given its certificate"),
+                (None, _) => ("ws", None),
+            };
+            let url = format!("{scheme}://{}/", SocketAddr::new(connect_ip.parse()?, addr.port()));
+            (Some(server), url, host, addr.port(), signal_tls)
         }
     };
+    let tls = signal_tls.is_some();
     let key = RoomKey::random();
-    let mut signal = SignalClient::connect(&url).await?;
+    let mut signal = SignalClient::connect(&url, signal_tls.clone()).await?;
     signal
         .tx
         .send(ClientMsg::Create { room: opts.room.clone(), join_token: key.join_token(), name: opts.name.clone() })
@@ -234,10 +251,10 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
         Some(ServerMsg::Error { message, .. }) => bail!("the signaling server refused the room: {message}"),
         other => bail!("unexpected answer from the signaling server: {other:?}"),
     };
-    let link = Link { host: link_host, port: link_port, room: room.clone(), key: key.clone() };
+    let link = Link { host: link_host, port: link_port, room: room.clone(), key: key.clone(), tls };
     let _ = events.send(Event::Room { link: link.to_string(), room: room.clone(), file: manifest.name.clone(), size: manifest.size, duration_ms: manifest.duration_ms });
 
-    let ice = IceConfig::for_server(is_loopback_host(&link.host) || url_is_loopback(&url), opts.ice_addr.as_deref());
+    let ice = IceConfig::for_server(is_loopback_host(&link.host) || url_is_loopback(&url), opts.ice_addr.as_deref(), &opts.nat);
     let (peer_tx, mut peer_rx) = mpsc::unbounded_channel::<PeerEvent>();
     let mut peers: HashMap<PeerId, PeerState> = HashMap::new();
     let mut scheduler = Scheduler::new(CHUNK_QUEUE);
@@ -354,7 +371,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
             _ = sleep_until_opt(reconnect_at), if reconnect_at.is_some() => {
                 // The same room on the server again, so the link stays good for newcomers.
                 let again = tokio::time::timeout(Duration::from_secs(3), async {
-                    let mut c = SignalClient::connect(&url).await.ok()?;
+                    let mut c = SignalClient::connect(&url, signal_tls.clone()).await.ok()?;
                     c.tx.send(ClientMsg::Create { room: Some(room.clone()), join_token: key.join_token(), name: opts.name.clone() }).await.ok()?;
                     match c.rx.recv().await {
                         Some(ServerMsg::Created { .. }) => Some(c),
@@ -843,18 +860,21 @@ async fn peer_task(
     gone(reason);
 }
 
-fn parse_ws_url(url: &str) -> Result<(String, u16)> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| eyre!("--server must be a ws:// URL, like ws://example.org:7878/"))?;
+/// `ws://HOST:PORT/` or `wss://HOST:PORT/` → host, port, TLS.
+fn parse_ws_url(url: &str) -> Result<(String, u16, bool)> {
+    let (tls, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (false, rest),
+        (None, Some(rest)) => (true, rest),
+        (None, None) => bail!("--server must be a ws:// or wss:// URL, like wss://example.org:7878/"),
+    };
     let authority = rest.split('/').next().unwrap_or("");
     let fake = format!("syncy://{authority}/x#AAAAAAAAAAAAAAAAAAAAAA");
     let l = Link::parse(&fake).map_err(|_| eyre!("--server {url:?} needs HOST:PORT"))?;
-    Ok((l.host, l.port))
+    Ok((l.host, l.port, tls))
 }
 
 fn url_is_loopback(url: &str) -> bool {
-    parse_ws_url(url).map(|(h, _)| is_loopback_host(&h)).unwrap_or(false)
+    parse_ws_url(url).map(|(h, _, _)| is_loopback_host(&h)).unwrap_or(false)
 }
 
 fn hostname() -> String {

@@ -89,8 +89,11 @@ fn event_printer(headless: bool) -> (mpsc::UnboundedSender<Event>, tokio::task::
 async fn run(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Serve(a) => {
-            let s = server::Server::start(a.listen, a.limits.config()).await.map_err(|e| eyre!("cannot listen on {}: {e}", a.listen))?;
-            eprintln!("syncy signaling server on ws://{}/ (Ctrl-C to stop)", s.addr);
+            let mut cfg = a.limits.config();
+            cfg.tls = a.tls.server_config()?;
+            let scheme = if cfg.tls.is_some() { "wss" } else { "ws" };
+            let s = server::Server::start(a.listen, cfg).await.map_err(|e| eyre!("cannot listen on {}: {e}", a.listen))?;
+            eprintln!("syncy signaling server on {scheme}://{}/ (Ctrl-C to stop)", s.addr);
             tokio::select! {
                 _ = s.wait() => {}
                 _ = tokio::signal::ctrl_c() => {}
@@ -98,16 +101,21 @@ async fn run(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Host(a) => {
+            let mut server_cfg = a.limits.config();
+            server_cfg.tls = a.tls.server_config()?;
             let opts = host::HostOptions {
                 file: a.file,
                 server: a.server,
+                tls_ca: a.tls_ca,
+                tls_cert: a.tls.tls_cert,
                 listen: a.listen,
                 advertise: a.advertise,
                 room: a.room,
                 name: a.name,
                 chunk_size: u32::try_from(a.chunk_size).map_err(|_| eyre!("chunk size too large"))?,
                 ice_addr: a.ice_addr,
-                server_cfg: a.limits.config(),
+                nat: a.nat.options().map_err(|e| eyre!(e))?,
+                server_cfg,
                 playback: host::PlaybackPolicy { autoplay: a.autoplay, wait_for_buffering: !a.no_wait, host_only_control: a.host_only_control },
                 upload_limit: a.upload_limit,
                 approve: a.approve,
@@ -137,7 +145,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             if let Some(graphics) = graphics {
                 return join_with_view(link, a, graphics, mpv).await;
             }
-            let opts = participant::JoinOptions { link, name: a.name, save: a.save, buffer: a.buffer, ice_addr: a.ice_addr, render: participant::Render::None, mpv, playback: true, sound: !a.no_sound, download_limit: a.download_limit, quality: a.quality };
+            let opts = participant::JoinOptions { link, name: a.name, save: a.save, buffer: a.buffer, ice_addr: a.ice_addr, nat: a.nat.options().map_err(|e| eyre!(e))?, tls_ca: a.tls_ca, render: participant::Render::None, mpv, playback: true, sound: !a.no_sound, download_limit: a.download_limit, quality: a.quality };
             let (events, printer) = event_printer(a.headless);
             let result = participant::run(opts, events.clone(), command_channel(a.headless)).await.map(|_| ());
             report_error(&result, &events, a.headless);
@@ -183,6 +191,8 @@ async fn join_with_view(link: Link, a: syncy::cli::JoinArgs, graphics: syncy::pl
         save: a.save,
         buffer: a.buffer,
         ice_addr: a.ice_addr,
+        nat: a.nat.options().map_err(|e| eyre!(e))?,
+        tls_ca: a.tls_ca,
         render: participant::Render::Screen(screen.clone()),
         mpv,
         playback: true,

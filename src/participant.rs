@@ -27,6 +27,7 @@ use crate::net::peer::{self, IceConfig, PeerLink};
 use crate::net::signal_client::SignalClient;
 use crate::timer::sleep_until_opt;
 use crate::protocol::link::Link;
+use crate::net::peer::NatOptions;
 use crate::protocol::signal::{ClientMsg, ServerMsg, SignalPayload};
 use crate::levels::{Choice, Levels};
 use crate::protocol::stream::{self, Message, ORIGINAL, PROTOCOL_VERSION, Role};
@@ -44,6 +45,10 @@ pub struct JoinOptions {
     pub buffer: u64,
     /// Override for the ICE bind address.
     pub ice_addr: Option<String>,
+    /// STUN/TURN servers and the ICE policy.
+    pub nat: NatOptions,
+    /// Extra trusted certificates for a `syncys://` link's server.
+    pub tls_ca: Option<PathBuf>,
     /// How to show the picture.
     pub render: Render,
     /// Play in mpv (with these extra mpv arguments) instead of, or beside, the built-in view.
@@ -135,7 +140,8 @@ struct Cursor {
 pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut commands: mpsc::UnboundedReceiver<Command>) -> Result<JoinEnd> {
     let started = Instant::now();
     let link = &opts.link;
-    let mut signal = SignalClient::connect(&link.signal_url()).await?;
+    let signal_tls = if link.tls { Some(crate::net::tls::client_config(opts.tls_ca.as_deref())?) } else { None };
+    let mut signal = SignalClient::connect(&link.signal_url(), signal_tls).await?;
     signal
         .tx
         .send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: opts.name.clone() })
@@ -158,7 +164,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
             None => bail!("the signaling server closed the connection before the host called"),
         }
     };
-    let ice = IceConfig::for_server(link.is_loopback(), opts.ice_addr.as_deref());
+    let ice = IceConfig::for_server(link.is_loopback(), opts.ice_addr.as_deref(), &opts.nat);
     let stx = signal.tx.clone();
     let send = async |payload| stx.send(ClientMsg::Signal { to: host, payload }).await.is_ok();
     let link_up = PeerLink::answer(&ice, &link.key, offer, send).await.map_err(|e| eyre!("cannot connect to the host: {e}"))?;

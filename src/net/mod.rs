@@ -3,3 +3,4 @@
 pub mod peer;
 pub mod runtime;
 pub mod signal_client;
+pub mod tls;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
+use rtc::peer_connection::configuration::{RTCIceServer, RTCIceTransportPolicy};
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
@@ -55,17 +56,47 @@ pub enum LinkError {
     Failed,
 }
 
-/// Where ICE binds.
+/// NAT traversal: STUN and TURN servers, and whether only relayed paths may be used.
+#[derive(Debug, Clone, Default)]
+pub struct NatOptions {
+    /// STUN server URLs (`stun:HOST:PORT`): learn this side's public address.
+    pub stun: Vec<String>,
+    /// TURN server URLs (`turn:HOST:PORT?transport=udp`): relay when no direct path works.
+    pub turn: Vec<String>,
+    /// TURN user name.
+    pub turn_user: String,
+    /// TURN password.
+    pub turn_pass: String,
+    /// Use relayed candidates only (hides both sides' addresses from each other).
+    pub relay_only: bool,
+}
+
+impl NatOptions {
+    fn ice_servers(&self) -> Vec<RTCIceServer> {
+        let mut servers = Vec::new();
+        if !self.stun.is_empty() {
+            servers.push(RTCIceServer { urls: self.stun.clone(), ..Default::default() });
+        }
+        if !self.turn.is_empty() {
+            servers.push(RTCIceServer { urls: self.turn.clone(), username: self.turn_user.clone(), credential: self.turn_pass.clone() });
+        }
+        servers
+    }
+}
+
+/// Where ICE binds and which servers it uses.
 #[derive(Debug, Clone)]
 pub struct IceConfig {
     /// UDP addresses to bind (`127.0.0.1:0` under the loopback rule).
     pub udp_addrs: Vec<String>,
+    /// STUN/TURN.
+    pub nat: NatOptions,
 }
 
 impl IceConfig {
     /// The loopback rule (DESIGN §3): loopback server → bind 127.0.0.1 only; an explicit
     /// `--ice-addr` wins; otherwise every interface.
-    pub fn for_server(server_is_loopback: bool, ice_addr: Option<&str>) -> Self {
+    pub fn for_server(server_is_loopback: bool, ice_addr: Option<&str>, nat: &NatOptions) -> Self {
         let addr = match ice_addr {
             Some(a) if a.contains(':') && !a.starts_with('[') && a.matches(':').count() == 1 => a.to_string(),
             Some(a) if a.parse::<std::net::Ipv6Addr>().is_ok() => format!("[{a}]:0"),
@@ -74,7 +105,7 @@ impl IceConfig {
             None if server_is_loopback => "127.0.0.1:0".into(),
             None => "0.0.0.0:0".into(),
         };
-        IceConfig { udp_addrs: vec![addr] }
+        IceConfig { udp_addrs: vec![addr], nat: nat.clone() }
     }
 }
 
@@ -123,8 +154,13 @@ async fn build(ice: &IceConfig) -> Result<(Arc<dyn PeerConnection>, mpsc::Unboun
         .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(MAX_MESSAGE))
         .with_sctp_max_receive_buffer_size(RECEIVE_WINDOW)
         .build();
+    let policy = if ice.nat.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
+    let configuration = RTCConfigurationBuilder::new()
+        .with_ice_servers(ice.nat.ice_servers())
+        .with_ice_transport_policy(policy)
+        .build();
     let pc = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_configuration(configuration)
         .with_setting_engine(settings)
         .with_handler(Arc::new(Handler { tx }))
         .with_runtime(super::runtime::runtime())

@@ -1,9 +1,11 @@
 //! Client side of the signaling server: a WebSocket carrying JSON messages.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message as Ws;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -23,6 +25,9 @@ pub enum SignalClientError {
         /// Why.
         source: tokio_tungstenite::tungstenite::Error,
     },
+    /// The TLS set-up for a `wss://` server failed.
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
     /// The server sent something that is not a signaling message.
     #[error("the signaling server sent an invalid message: {0}")]
     Protocol(#[from] signal::SignalError),
@@ -38,10 +43,20 @@ pub struct SignalClient {
 }
 
 impl SignalClient {
-    /// Connects to `url` (`ws://HOST:PORT/`).
-    pub async fn connect(url: &str) -> Result<SignalClient, SignalClientError> {
+    /// Connects to `url` (`ws://HOST:PORT/`, or `wss://` checked with `tls`, by default the
+    /// system's trusted roots).
+    pub async fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<SignalClient, SignalClientError> {
         let cfg = WebSocketConfig::default().max_message_size(Some(DEFAULT_MAX_MESSAGE * 4));
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(cfg), true)
+        let connector = if url.starts_with("wss://") {
+            let tls = match tls {
+                Some(t) => t,
+                None => super::tls::client_config(None)?,
+            };
+            Some(Connector::Rustls(tls))
+        } else {
+            None
+        };
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, Some(cfg), true, connector)
             .await
             .map_err(|source| SignalClientError::Connect { url: url.to_string(), source })?;
         let (mut sink, mut source) = ws.split();

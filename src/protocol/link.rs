@@ -20,13 +20,15 @@ pub struct Link {
     pub room: String,
     /// Room key.
     pub key: RoomKey,
+    /// The signaling server speaks TLS (`syncys://`, `wss://`).
+    pub tls: bool,
 }
 
 /// Why a link could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LinkError {
-    /// The text does not start with `syncy://`.
-    #[error("a Syncy link starts with syncy:// (got {0:?})")]
+    /// The text does not start with `syncy://` or `syncys://`.
+    #[error("a Syncy link starts with syncy:// or syncys:// (got {0:?})")]
     Scheme(String),
     /// No `#KEY` part.
     #[error("the link has no #KEY part; copy the whole link, including what follows #")]
@@ -55,9 +57,11 @@ impl Link {
     /// Parses a link; total over any input.
     pub fn parse(text: &str) -> Result<Link, LinkError> {
         let text = text.trim();
-        let rest = text
-            .strip_prefix("syncy://")
-            .ok_or_else(|| LinkError::Scheme(text.chars().take(16).collect()))?;
+        let (tls, rest) = match (text.strip_prefix("syncy://"), text.strip_prefix("syncys://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => return Err(LinkError::Scheme(text.chars().take(16).collect())),
+        };
         let (before, key) = rest.split_once('#').ok_or(LinkError::NoKey)?;
         let key = URL_SAFE_NO_PAD
             .decode(key)
@@ -83,6 +87,7 @@ impl Link {
             port,
             room: room.to_string(),
             key: RoomKey(key),
+            tls,
         })
     }
 
@@ -97,7 +102,8 @@ impl Link {
 
     /// WebSocket URL of the signaling server.
     pub fn signal_url(&self) -> String {
-        format!("ws://{}/", self.authority())
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/", self.authority())
     }
 
     /// Whether the server is on a loopback address (see the loopback rule, DESIGN §3).
@@ -119,7 +125,8 @@ impl std::fmt::Display for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "syncy://{}/{}#{}",
+            "{}://{}/{}#{}",
+            if self.tls { "syncys" } else { "syncy" },
             self.authority(),
             self.room,
             URL_SAFE_NO_PAD.encode(self.key.0)
@@ -139,12 +146,18 @@ mod tests {
             port: 7878,
             room: "movie-night".into(),
             key: RoomKey([3; KEY_LEN]),
+            tls: false,
         };
         let s = l.to_string();
         assert!(s.starts_with("syncy://127.0.0.1:7878/movie-night#"));
         assert_eq!(Link::parse(&s).unwrap(), l);
-        let v6 = Link { host: "::1".into(), ..l };
+        assert_eq!(l.signal_url(), "ws://127.0.0.1:7878/");
+        let v6 = Link { host: "::1".into(), ..l.clone() };
         assert_eq!(Link::parse(&v6.to_string()).unwrap(), v6);
+        let tls = Link { host: "watch.example.org".into(), tls: true, ..l };
+        assert!(tls.to_string().starts_with("syncys://watch.example.org:7878/movie-night#"));
+        assert_eq!(Link::parse(&tls.to_string()).unwrap(), tls);
+        assert_eq!(tls.signal_url(), "wss://watch.example.org:7878/");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as Ws;
@@ -23,7 +23,7 @@ enum Membership {
     In { room: String, peer: PeerId },
 }
 
-pub(super) async fn serve(stream: TcpStream, addr: SocketAddr, rooms: Arc<Mutex<Rooms>>, cfg: Arc<ServerConfig>) {
+pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: SocketAddr, rooms: Arc<Mutex<Rooms>>, cfg: Arc<ServerConfig>) {
     let ws_cfg = WebSocketConfig::default()
         .max_message_size(Some(cfg.max_message))
         .max_frame_size(Some(cfg.max_message));

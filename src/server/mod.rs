@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// A connection must create or join a room within this time.
     pub join_timeout: Duration,
+    /// Serve `wss://` with this certificate (`--tls-cert/--tls-key`); plain `ws://` without.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +45,7 @@ impl Default for ServerConfig {
             msg_burst: 200.0,
             idle_timeout: Duration::from_secs(120),
             join_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -72,7 +75,19 @@ impl Server {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(conn::serve(stream, peer_addr, rooms.clone(), cfg.clone()));
+                let (rooms, cfg) = (rooms.clone(), cfg.clone());
+                match cfg.tls.clone() {
+                    None => drop(tokio::spawn(conn::serve(stream, peer_addr, rooms, cfg))),
+                    Some(tls) => drop(tokio::spawn(async move {
+                        // The TLS handshake counts against the time to create or join.
+                        let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                        match tokio::time::timeout(cfg.join_timeout, accept).await {
+                            Ok(Ok(stream)) => conn::serve(stream, peer_addr, rooms, cfg).await,
+                            Ok(Err(e)) => tracing::debug!(%peer_addr, "TLS handshake failed: {e}"),
+                            Err(_) => tracing::debug!(%peer_addr, "TLS handshake timed out"),
+                        }
+                    })),
+                }
             }
         });
         tracing::info!("signaling server listening on {addr}");

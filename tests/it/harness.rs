@@ -192,3 +192,37 @@ pub fn link_of(host: &mut Proc) -> String {
     assert!(link.starts_with("syncy://127.0.0.1:"), "{link}");
     link
 }
+
+/// A free TCP port on 127.0.0.1 (for servers that need their address before they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A background process (a `syncy serve`, a TURN server) that goes when dropped, so a failing
+/// test never leaves it holding a port.
+pub struct Daemon(pub Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `program args` with no stdio and waits until 127.0.0.1:`port` accepts TCP.
+pub fn daemon(program: &str, args: &[&str], port: u16) -> Daemon {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    let d = Daemon(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{program} did not listen on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d
+}

@@ -4,5 +4,6 @@ mod playback;
 mod quality;
 mod streaming;
 mod trust;
+mod tls;
 mod tmux;
 mod server;

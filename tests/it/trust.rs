@@ -17,7 +17,7 @@ const T: Duration = Duration::from_secs(30);
 /// Joins `link`'s room at the signaling level (the join token is public to the server) and
 /// waits for the host's offer.
 async fn join_signaling(link: &Link, name: &str) -> (SignalClient, PeerId, String, String) {
-    let mut c = SignalClient::connect(&link.signal_url()).await.unwrap();
+    let mut c = SignalClient::connect(&link.signal_url(), None).await.unwrap();
     c.tx.send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: name.into() }).await.unwrap();
     let host = match c.rx.recv().await {
         Some(ServerMsg::Joined { host, .. }) => host,
@@ -37,7 +37,7 @@ async fn rogue_participant(link: &Link, name: &str) -> (SignalClient, PeerLink) 
     let (c, host, sdp, mac) = join_signaling(link, name).await;
     let tx = c.tx.clone();
     let send = async |payload| tx.send(ClientMsg::Signal { to: host, payload }).await.is_ok();
-    let pl = PeerLink::answer(&IceConfig::for_server(true, None), &link.key, (sdp, mac), send).await.unwrap();
+    let pl = PeerLink::answer(&IceConfig::for_server(true, None, &Default::default()), &link.key, (sdp, mac), send).await.unwrap();
     peer::send(&pl.control, &stream::encode(&Message::Hello { version: PROTOCOL_VERSION, name: name.into() })).await.unwrap();
     (c, pl)
 }
@@ -75,9 +75,9 @@ fn an_offer_not_signed_with_the_room_key_is_refused_by_the_participant() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(syncy::server::Server::start("127.0.0.1:0".parse().unwrap(), Default::default())).unwrap();
     let key = RoomKey::random();
-    let link = Link { host: "127.0.0.1".into(), port: server.addr.port(), room: "trap".into(), key: key.clone() };
+    let link = Link { host: "127.0.0.1".into(), port: server.addr.port(), room: "trap".into(), key: key.clone(), tls: false };
     let mut fake = rt.block_on(async {
-        let mut c = SignalClient::connect(&link.signal_url()).await.unwrap();
+        let mut c = SignalClient::connect(&link.signal_url(), None).await.unwrap();
         c.tx.send(ClientMsg::Create { room: Some("trap".into()), join_token: key.join_token(), name: "host".into() }).await.unwrap();
         assert!(matches!(c.rx.recv().await, Some(ServerMsg::Created { .. })));
         c
@@ -174,27 +174,9 @@ fn with_approve_newcomers_wait_until_the_host_lets_them_in_or_turns_them_away() 
 fn a_signaling_server_restart_does_not_interrupt_established_links_and_the_room_comes_back() {
     let file = super::harness::clip("room.mp4", 12, "6Mb/s");
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = super::harness::free_port();
     let listen = format!("127.0.0.1:{port}");
-    /// A `syncy serve` that goes when dropped (a panic must not leave it holding the port).
-    struct Serve(std::process::Child);
-    impl Drop for Serve {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let serve = || {
-        let child = std::process::Command::new(super::harness::bin())
-            .args(["serve", "--listen", &listen])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        Serve(child)
-    };
+    let serve = || super::harness::daemon(super::harness::bin(), &["serve", "--listen", &listen], port);
     let server = serve();
     let url = format!("ws://{listen}/");
     // Slow enough that the transfer is in the middle when the server goes.

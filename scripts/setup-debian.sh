@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what Syncy needs to build and test on Debian 12 / Ubuntu 22.04+, idempotently:
 # FFmpeg development libraries (5.1 on Debian 12), clang/libclang for ffmpeg-sys bindings,
-# pkg-config, ALSA headers for audio (cpal), tmux for terminal end-to-end tests, mpv for `--player mpv` (and its test), and a
+# pkg-config, ALSA headers for audio (cpal), tmux for terminal end-to-end tests, mpv for `--player mpv` (and its test), coturn (a TURN
+# server for the relay-only test; its service is not enabled), iproute2 (network namespaces for
+# the fault-injection tests), and a
 # Rust toolchain if none is present.
 set -euo pipefail
 
 packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
-          libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev libasound2-dev tmux mpv)
+          libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev libasound2-dev tmux mpv coturn iproute2)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -5,5 +5,6 @@ mod quality;
 mod streaming;
 mod trust;
 mod tls;
+mod turn;
 mod tmux;
 mod server;

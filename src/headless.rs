@@ -165,6 +165,27 @@ pub enum Event {
         /// Seconds from join to complete.
         seconds: f64,
     },
+    /// Participant: `--save`'s file holds chunks from an earlier run; they are not fetched
+    /// again.
+    Resumed {
+        /// Chunks already saved.
+        chunks: u32,
+        /// Their bytes.
+        bytes: u64,
+    },
+    /// Participant: the link to the host dropped; trying to get back in (keeping every chunk
+    /// held).
+    Reconnecting {
+        /// Why the link dropped.
+        reason: String,
+        /// Attempt number, from 1.
+        attempt: u32,
+    },
+    /// Participant: back in the room after a drop, for the same file.
+    Reconnected {
+        /// Bytes held in memory when the link came back (none of them is fetched again).
+        held_bytes: u64,
+    },
     /// The host ended the stream.
     StreamEnd {
         /// Why.

@@ -428,6 +428,17 @@ impl Levels {
         Some(Message::Level { level: self.wanted.clone(), from_us: from.max(0) as u64 })
     }
 
+    /// The link was made anew: the host knows nothing of the level this participant is on
+    /// (its renditions for the old connection are gone), so ask again for the level wanted,
+    /// from the room's position. The picture plays on from what is held until the answer.
+    pub fn reconnected(&mut self) {
+        self.awaiting = None;
+        self.ask_after = None;
+        self.refused_until = None;
+        self.asked = false;
+        self.pending_seek = true;
+    }
+
     /// The room sought: a rendition must cover the new position (the host keeps it or
     /// starts another there). Waits for the answer to a request still out; `drive` then asks
     /// from the room's new position.

@@ -25,3 +25,4 @@ pub mod demo;
 pub mod plain;
 pub mod host;
 pub mod levels;
+pub mod save;

@@ -3,7 +3,6 @@
 //! The demuxer reads the store through playback (`crate::playback`); a cursor hashes the file
 //! in order as it arrives, for `complete`.
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,10 +26,11 @@ use crate::net::peer::{self, IceConfig, PeerLink};
 use crate::net::signal_client::SignalClient;
 use crate::timer::sleep_until_opt;
 use crate::protocol::link::Link;
+use crate::save::SaveFile;
 use crate::net::peer::NatOptions;
 use crate::protocol::signal::{ClientMsg, ServerMsg, SignalPayload};
 use crate::levels::{Choice, Levels};
-use crate::protocol::stream::{self, Message, ORIGINAL, PROTOCOL_VERSION, Role};
+use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, PROTOCOL_VERSION, Role};
 
 /// How a participant runs.
 #[derive(Debug, Clone)]
@@ -136,11 +136,41 @@ struct Cursor {
     done: bool,
 }
 
-/// Joins a room and streams until quit, end of stream, or failure.
-pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut commands: mpsc::UnboundedReceiver<Command>) -> Result<JoinEnd> {
-    let started = Instant::now();
+/// How a connection attempt failed: worth another try (the host or the network may be back
+/// in a moment), or not (refused, another protocol, the stream ended).
+enum Setup {
+    Retry(color_eyre::Report),
+    Final(color_eyre::Report),
+    Ended(JoinEnd),
+}
+
+impl<E: Into<color_eyre::Report>> From<E> for Setup {
+    fn from(e: E) -> Self {
+        Setup::Retry(e.into())
+    }
+}
+
+macro_rules! retry {
+    ($($t:tt)*) => { return Err(Setup::Retry(eyre!($($t)*))) };
+}
+macro_rules! fatal {
+    ($($t:tt)*) => { return Err(Setup::Final(eyre!($($t)*))) };
+}
+
+/// A link to the host, up to its manifest.
+struct Connection {
+    signal: SignalClient,
+    link: PeerLink,
+    control: Arc<dyn DataChannel>,
+    incoming: mpsc::UnboundedReceiver<Incoming>,
+    manifest: Manifest,
+}
+
+/// Joins the room through signaling, answers the host's offer, says hello and waits for the
+/// manifest.
+async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
     let link = &opts.link;
-    let signal_tls = if link.tls { Some(crate::net::tls::client_config(opts.tls_ca.as_deref())?) } else { None };
+    let signal_tls = if link.tls { Some(crate::net::tls::client_config(opts.tls_ca.as_deref()).map_err(|e| Setup::Final(e.into()))?) } else { None };
     let mut signal = SignalClient::connect(&link.signal_url(), signal_tls).await?;
     signal
         .tx
@@ -149,19 +179,19 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         .map_err(|_| eyre!("signaling connection closed"))?;
     let host = match signal.rx.recv().await {
         Some(ServerMsg::Joined { host, .. }) => host,
-        Some(ServerMsg::Error { message, .. }) => bail!("the signaling server refused to let us join: {message}"),
-        Some(other) => bail!("unexpected answer from the signaling server: {other:?}"),
-        None => bail!("the signaling server closed the connection"),
+        Some(ServerMsg::Error { message, .. }) => retry!("the signaling server refused to let us join: {message}"),
+        Some(other) => retry!("unexpected answer from the signaling server: {other:?}"),
+        None => retry!("the signaling server closed the connection"),
     };
     let offer = loop {
         match signal.rx.recv().await {
             Some(ServerMsg::Signal { from, payload: SignalPayload::Offer { sdp, mac } }) if from == host => break (sdp, mac),
             Some(ServerMsg::Signal { from, payload: SignalPayload::Denied { reason } }) if from == host => {
-                bail!("the host did not let you in: {}", reason.chars().take(stream::MAX_TEXT).collect::<String>())
+                fatal!("the host did not let you in: {}", reason.chars().take(stream::MAX_TEXT).collect::<String>())
             }
-            Some(ServerMsg::Error { message, .. }) => bail!("signaling: {message}"),
+            Some(ServerMsg::Error { message, .. }) => retry!("signaling: {message}"),
             Some(_) => continue,
-            None => bail!("the signaling server closed the connection before the host called"),
+            None => retry!("the signaling server closed the connection before the host called"),
         }
     };
     let ice = IceConfig::for_server(link.is_loopback(), opts.ice_addr.as_deref(), &opts.nat);
@@ -177,21 +207,89 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     // Hello and manifest come first, on the ordered control channel.
     let manifest = loop {
         match tokio::time::timeout(Duration::from_secs(20), incoming.recv()).await {
-            Ok(Some(Incoming::Control(b))) => match stream::decode_from(&b, Role::Host, None)? {
+            Ok(Some(Incoming::Control(b))) => match stream::decode_from(&b, Role::Host, None).map_err(|e| Setup::Final(e.into()))? {
                 Message::Hello { version, .. } if version != PROTOCOL_VERSION => {
-                    bail!("the host speaks protocol version {version}; this syncy speaks {PROTOCOL_VERSION}")
+                    fatal!("the host speaks protocol version {version}; this syncy speaks {PROTOCOL_VERSION}")
                 }
                 Message::Hello { .. } => continue,
                 Message::Manifest(m) => break m,
-                Message::StreamEnd { reason } => return Ok(JoinEnd::StreamEnd(reason)),
-                other => bail!("protocol violation: {other:?} before the manifest"),
+                Message::StreamEnd { reason } => return Err(Setup::Ended(JoinEnd::StreamEnd(reason))),
+                other => fatal!("protocol violation: {other:?} before the manifest"),
             },
-            Ok(Some(Incoming::Chunk(_))) => bail!("protocol violation: chunk before the manifest"),
-            Ok(Some(Incoming::Closed(why))) => bail!("connection to the host lost: {why}"),
-            Ok(None) => bail!("connection to the host lost"),
-            Err(_) => bail!("the host sent no manifest within 20 s"),
+            Ok(Some(Incoming::Chunk(_))) => fatal!("protocol violation: chunk before the manifest"),
+            Ok(Some(Incoming::Closed(why))) => retry!("connection to the host lost: {why}"),
+            Ok(None) => retry!("connection to the host lost"),
+            Err(_) => retry!("the host sent no manifest within 20 s"),
         }
     };
+    Ok(Connection { signal, control, link: link_up, incoming, manifest })
+}
+
+/// What reconnecting came to.
+enum Reconnected {
+    Again(Connection),
+    Ended(JoinEnd),
+}
+
+/// How long a participant whose link dropped keeps trying to get back in.
+const RECONNECT_FOR: Duration = Duration::from_secs(90);
+
+/// Gets back into the room after the link dropped, for the same file: retries with a growing
+/// pause (the host may be restarting its network, or this machine waking up).
+async fn reconnect(opts: &JoinOptions, manifest: &Manifest, events: &mpsc::UnboundedSender<Event>, why: &str) -> Result<Reconnected> {
+    let deadline = Instant::now() + RECONNECT_FOR;
+    let mut pause = Duration::from_millis(500);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let _ = events.send(Event::Reconnecting { reason: why.to_string(), attempt });
+        tracing::info!("link lost ({why}); reconnecting, attempt {attempt}");
+        let err = match connect(opts).await {
+            Ok(c) if same_file(&c.manifest, manifest) => return Ok(Reconnected::Again(c)),
+            Ok(c) => {
+                c.link.close().await;
+                bail!("the host is streaming another file now ({}); not resuming {}", c.manifest.name, manifest.name)
+            }
+            Err(Setup::Ended(end)) => return Ok(Reconnected::Ended(end)),
+            Err(Setup::Final(e)) => return Err(e),
+            Err(Setup::Retry(e)) => e,
+        };
+        if Instant::now() + pause > deadline {
+            bail!("connection to the host lost ({why}) and not back within {} s: {err}", RECONNECT_FOR.as_secs());
+        }
+        tracing::info!("reconnect attempt {attempt} failed: {err}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Whether a manifest describes the file we hold parts of.
+fn same_file(a: &Manifest, b: &Manifest) -> bool {
+    (a.name.as_str(), a.size, a.chunk_size, a.chunks) == (b.name.as_str(), b.size, b.chunk_size, b.chunks)
+}
+
+/// Marks the engine's turn as ended by a lost link (the caller reconnects).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Lost(String);
+
+/// The reason, when `e` is the link going away rather than a real failure.
+fn lost_reason(e: &color_eyre::Report) -> Option<String> {
+    if let Some(l) = e.downcast_ref::<Lost>() {
+        return Some(l.0.clone());
+    }
+    e.downcast_ref::<peer::LinkError>().map(|l| l.to_string())
+}
+
+/// Joins a room and streams until quit, end of stream, or failure.
+pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut commands: mpsc::UnboundedReceiver<Command>) -> Result<JoinEnd> {
+    let started = Instant::now();
+    let mut conn = match connect(&opts).await {
+        Ok(c) => c,
+        Err(Setup::Retry(e) | Setup::Final(e)) => return Err(e),
+        Err(Setup::Ended(end)) => return Ok(end),
+    };
+    let manifest = conn.manifest.clone();
     let _ = events.send(Event::Manifest {
         name: manifest.name.clone(),
         size: manifest.size,
@@ -201,25 +299,20 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         codecs: manifest.codecs.clone(),
         levels: manifest.levels.clone(),
     });
-    let save = match &opts.save {
+    // A copy an earlier run left half-way is kept: what it holds is read from disk, not
+    // fetched again (see save.rs).
+    let (mut save, saved) = match &opts.save {
         Some(path) => {
-            // Read back too: chunks evicted from memory are hashed from here.
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(path)
-                .map_err(|e| eyre!("cannot create {}: {e}", path.display()))?;
-            f.set_len(manifest.size)?;
-            Some(f)
+            let (s, held) = SaveFile::open(path, &manifest).map_err(|e| eyre!("cannot write {}: {e}", path.display()))?;
+            (Some(s), held)
         }
-        None => None,
+        None => (None, vec![]),
     };
     let cfg = StoreConfig {
         capacity: opts.buffer.max(manifest.chunk_size as u64 * 4),
         fill_behind: save.is_some(),
         download_limit: opts.download_limit,
+        on_disk: save.is_some(),
         ..StoreConfig::default()
     };
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -231,6 +324,16 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         let w = wake_fn.clone();
         SharedStore::new(ChunkStore::new(manifest.clone(), cfg.clone()), move || w())
     };
+    if let Some(s) = &save {
+        let mut g = shared.lock();
+        g.disk = Some(s.file().clone());
+        for &ix in &saved {
+            g.store.mark_on_disk(ix);
+        }
+    }
+    if !saved.is_empty() {
+        let _ = events.send(Event::Resumed { chunks: saved.len() as u32, bytes: saved.iter().map(|&ix| manifest.chunk_len(ix).unwrap_or(0) as u64).sum() });
+    }
     let (reader, reader_cancel) = shared.cancellable_reader();
     let mut playback = if opts.playback { Playback::start(Box::new(reader), opts.render.target(), opts.sound && opts.mpv.is_none()) } else { Playback::inert() };
     // Renditions play in the built-in player only; mpv reads the original over HTTP, --save
@@ -283,6 +386,8 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     };
     let mut mpv_status: Option<crate::player::mpv::MpvStatus> = None;
     let mut cursor = Cursor { next: 0, hasher: Sha256::new(), done: false };
+    // A resumed copy may already hold a run of chunks from the start (or all of them).
+    advance(&mut shared.lock().store, &mut cursor, save.as_mut(), &events, started)?;
     let mut down = Meter::new(Duration::from_secs(1));
     let mut received: u32 = 0;
     let mut duplicates: u32 = 0;
@@ -295,269 +400,305 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     let mut signal_open = true;
     let mut last_report = Instant::now();
     // Under a download limit, when the next request may go (only asking changes it).
-    let mut requests_at = request_more(&levels, &control).await?;
+    let mut requests_at = request_more(&levels, &conn.control).await?;
 
     let end = loop {
-        tokio::select! {
-            _ = sleep_until_opt(requests_at), if requests_at.is_some() => requests_at = request_more(&levels, &control).await?,
-            item = incoming.recv() => match item {
-                Some(Incoming::Chunk(b)) => {
-                    let now = Instant::now();
-                    down.record(now, b.len() as u64);
-                    let Some(parts) = stream::decode_chunk(b, manifest.chunk_size)? else {
-                        bail!("protocol violation: only chunks belong on the chunks channel");
-                    };
-                    levels.handle_received(parts.data.len());
-                    if parts.space != ORIGINAL {
-                        // A rendition's chunk: into its store, or dropped if it was replaced.
-                        tracing::trace!("chunk {} of space {}", parts.index, parts.space);
-                        match levels.store_for(parts.space)? {
-                            Some(store) => {
-                                let arrival = {
-                                    let mut g = store.lock();
-                                    parts.check_len(g.store.manifest().chunk_len(parts.index))?;
-                                    g.store.handle_chunk(now, parts.index, parts.data)?
-                                };
-                                if arrival == Arrival::Duplicate {
-                                    duplicates += 1;
+        // One turn of the engine; a lost link (its channels closing, ICE failing, a send
+        // failing) ends the turn with `Lost` and the participant reconnects below.
+        let turn: Result<Option<JoinEnd>> = async {
+            tokio::select! {
+                _ = sleep_until_opt(requests_at), if requests_at.is_some() => requests_at = request_more(&levels, &conn.control).await?,
+                item = conn.incoming.recv() => match item {
+                    Some(Incoming::Chunk(b)) => {
+                        let now = Instant::now();
+                        down.record(now, b.len() as u64);
+                        let Some(parts) = stream::decode_chunk(b, manifest.chunk_size)? else {
+                            bail!("protocol violation: only chunks belong on the chunks channel");
+                        };
+                        levels.handle_received(parts.data.len());
+                        if parts.space != ORIGINAL {
+                            // A rendition's chunk: into its store, or dropped if it was replaced.
+                            tracing::trace!("chunk {} of space {}", parts.index, parts.space);
+                            match levels.store_for(parts.space)? {
+                                Some(store) => {
+                                    let arrival = {
+                                        let mut g = store.lock();
+                                        parts.check_len(g.store.manifest().chunk_len(parts.index))?;
+                                        g.store.handle_chunk(now, parts.index, parts.data)?
+                                    };
+                                    if arrival == Arrival::Duplicate {
+                                        duplicates += 1;
+                                    }
+                                    store.arrived(arrival);
                                 }
-                                store.arrived(arrival);
+                                None => tracing::trace!("late chunk of replaced rendition {}", parts.space),
                             }
-                            None => tracing::trace!("late chunk of replaced rendition {}", parts.space),
+                            requests_at = request_more(&levels, &conn.control).await?;
+                            return Ok(None);
                         }
-                        requests_at = request_more(&levels, &control).await?;
-                        continue;
+                        parts.check_len(manifest.chunk_len(parts.index))?;
+                        let (index, data) = (parts.index, parts.data);
+                        let stored = {
+                            let mut g = shared.lock();
+                            let fresh = !g.store.seen(index);
+                            if let Some(f) = &mut save
+                                && fresh
+                            {
+                                f.write(index, &data)?;
+                            }
+                            let arrival = g.store.handle_chunk(now, index, data)?;
+                            if arrival != Arrival::Duplicate && fresh {
+                                received += 1;
+                            }
+                            // Twice, or once more after eviction or a resumed copy had it: either
+                            // way fetched again.
+                            if arrival == Arrival::Duplicate || !fresh {
+                                duplicates += 1;
+                            }
+                            advance(&mut g.store, &mut cursor, save.as_mut(), &events, started)?;
+                            if !opts.playback {
+                                // Without a player, the in-order hash is the reader. It never
+                                // marks the next chunk critical: that chunk is normally already on
+                                // its way, and a critical re-request makes the host send it again
+                                // (it halved bench throughput); lost requests time out and repeat.
+                                g.store.set_read_position(cursor.next);
+                            }
+                            arrival
+                        };
+                        shared.arrived(stored);
+                        requests_at = request_more(&levels, &conn.control).await?;
                     }
-                    parts.check_len(manifest.chunk_len(parts.index))?;
-                    let (index, data) = (parts.index, parts.data);
-                    let stored = {
-                        let mut g = shared.lock();
-                        let fresh = !g.store.seen(index);
-                        if let Some(f) = &save
-                            && fresh
-                        {
-                            f.write_all_at(&data, index as u64 * manifest.chunk_size as u64)?;
+                    Some(Incoming::Control(b)) => match stream::decode_from(&b, Role::Host, Some(&manifest))? {
+                        Message::StreamEnd { reason } => return Ok(Some(JoinEnd::StreamEnd(reason))),
+                        Message::Pong { client_us, host_us } => {
+                            playback.handle_pong(client_us as Micros, host_us as Micros);
+                            if let Some(m) = &mpv {
+                                m.set_clock(playback.room_view());
+                            }
                         }
-                        let arrival = g.store.handle_chunk(now, index, data)?;
-                        if arrival != Arrival::Duplicate && fresh {
-                            received += 1;
+                        Message::State { playing, position_us, at_host_us, rate_milli, seq, waiting } => {
+                            let state = MediaState { playing, position_us: position_us as Micros, at_host_us: at_host_us as Micros, rate_milli, seq };
+                            playback.handle_state(state, waiting);
+                            if let Some(m) = &mpv {
+                                m.set_clock(playback.room_view());
+                            }
                         }
-                        if arrival == Arrival::Duplicate {
-                            duplicates += 1;
+                        Message::Roster { peers } => {
+                            if let Some(s) = &screen {
+                                let me = opts.name.as_str();
+                                let list = peers
+                                    .into_iter()
+                                    .filter(|p| p.name != me)
+                                    .map(|p| (p.name, format!("{} {}", if p.buffering { "buffering" } else { "watching" }, p.level)))
+                                    .collect();
+                                s.update(|st| st.peers = list);
+                            }
                         }
-                        advance(&mut g.store, &mut cursor, save.as_ref(), &events, started)?;
-                        if !opts.playback {
-                            // Without a player, the in-order hash is the reader. It never
-                            // marks the next chunk critical: that chunk is normally already on
-                            // its way, and a critical re-request makes the host send it again
-                            // (it halved bench throughput); lost requests time out and repeat.
-                            g.store.set_read_position(cursor.next);
+                        Message::Notice { text } => {
+                            if let Some(s) = &screen {
+                                s.update(|st| st.message = Some(text.clone()));
+                            }
+                            let _ = events.send(Event::Error { message: format!("host: {text}") });
                         }
-                        arrival
-                    };
-                    shared.arrived(stored);
-                    requests_at = request_more(&levels, &control).await?;
-                }
-                Some(Incoming::Control(b)) => match stream::decode_from(&b, Role::Host, Some(&manifest))? {
-                    Message::StreamEnd { reason } => break JoinEnd::StreamEnd(reason),
-                    Message::Pong { client_us, host_us } => {
-                        playback.handle_pong(client_us as Micros, host_us as Micros);
-                        if let Some(m) = &mpv {
-                            m.set_clock(playback.room_view());
+                        Message::QualityChange { level, space, first_us, produced, done, granted } => {
+                            levels.handle_quality_change(level, space, first_us, produced, done, granted, &mut playback)?;
+                            requests_at = request_more(&levels, &conn.control).await?;
                         }
-                    }
-                    Message::State { playing, position_us, at_host_us, rate_milli, seq, waiting } => {
-                        let state = MediaState { playing, position_us: position_us as Micros, at_host_us: at_host_us as Micros, rate_milli, seq };
-                        playback.handle_state(state, waiting);
-                        if let Some(m) = &mpv {
-                            m.set_clock(playback.room_view());
+                        Message::LevelRefused { level, reason } => {
+                            levels.handle_refused(&level, Instant::now());
+                            let _ = events.send(Event::Error { message: format!("quality {level}: {reason}") });
+                            if let Some(s) = &screen {
+                                s.update(|st| {
+                                    st.quality = levels.label();
+                                    st.message = Some(format!("{level}: {reason}"));
+                                });
+                            }
                         }
-                    }
-                    Message::Roster { peers } => {
+                        Message::Hello { .. } => {}
+                        other => bail!("protocol violation: unexpected {other:?}"),
+                    },
+                    Some(Incoming::Closed(why)) => return Err(Lost(why.into()).into()),
+                    None => return Err(Lost("connection to the host lost".into()).into()),
+                },
+                _ = conn.link.closed() => return Err(Lost("the WebRTC connection failed".into()).into()),
+                _ = wake.notified() => requests_at = request_more(&levels, &conn.control).await?,
+                _ = present.tick() => {
+                    let result = playback.tick();
+                    if let Some(msgs) = levels.after_tick(&mut playback, Instant::now()) {
                         if let Some(s) = &screen {
-                            let me = opts.name.as_str();
-                            let list = peers
-                                .into_iter()
-                                .filter(|p| p.name != me)
-                                .map(|p| (p.name, format!("{} {}", if p.buffering { "buffering" } else { "watching" }, p.level)))
-                                .collect();
-                            s.update(|st| st.peers = list);
+                            s.attach_queue(playback.queue());
+                        }
+                        for m in msgs {
+                            peer::send(&conn.control, &stream::encode(&m)).await?;
                         }
                     }
-                    Message::Notice { text } => {
-                        if let Some(s) = &screen {
-                            s.update(|st| st.message = Some(text.clone()));
+                    if let Some(t) = playback.take_seek()
+                        && let Some(m) = levels.handle_seek(t, Instant::now())
+                    {
+                        peer::send(&conn.control, &stream::encode(&m)).await?;
+                    }
+                    let room_us = playback.room_position();
+                    if let Some(m) = levels.drive(&mut playback, room_us, Instant::now()) {
+                        peer::send(&conn.control, &stream::encode(&m)).await?;
+                    }
+                    if let Some(s) = &screen {
+                        if let Some(f) = playback.take_new_frame() {
+                            s.set_frame(f);
                         }
-                        let _ = events.send(Event::Error { message: format!("host: {text}") });
-                    }
-                    Message::QualityChange { level, space, first_us, produced, done, granted } => {
-                        levels.handle_quality_change(level, space, first_us, produced, done, granted, &mut playback)?;
-                        requests_at = request_more(&levels, &control).await?;
-                    }
-                    Message::LevelRefused { level, reason } => {
-                        levels.handle_refused(&level, Instant::now());
-                        let _ = events.send(Event::Error { message: format!("quality {level}: {reason}") });
-                        if let Some(s) = &screen {
+                        presents += 1;
+                        if presents % 10 == 0 || !matches!(result, Ok(None)) {
                             s.update(|st| {
-                                st.quality = levels.label();
-                                st.message = Some(format!("{level}: {reason}"));
+                                st.position_ms = (playback.position().max(0) / 1000) as u64;
+                                st.room_playing = playback.room_wants_playing();
+                                st.buffering = playback.buffering();
+                                st.waiting = playback.waiting().to_vec();
+                                st.drift_ms = playback.drift().map(|d| d / 1000);
                             });
                         }
                     }
-                    Message::Hello { .. } => {}
-                    other => bail!("protocol violation: unexpected {other:?}"),
-                },
-                Some(Incoming::Closed(why)) => bail!("connection to the host lost: {why}"),
-                None => bail!("connection to the host lost"),
-            },
-            _ = wake.notified() => requests_at = request_more(&levels, &control).await?,
-            _ = present.tick() => {
-                let result = playback.tick();
-                if let Some(msgs) = levels.after_tick(&mut playback, Instant::now()) {
+                    match result {
+                        Err(e) => {
+                            // Not fatal: the bytes still arrive (and --save still keeps them).
+                            let _ = events.send(Event::Error { message: format!("cannot play {}: {e}", manifest.name) });
+                            send_report(&conn.control, &playback, &shared, down.rate(Instant::now()) as u64).await?;
+                        }
+                        Ok(Some(_)) => {
+                            let _ = events.send(state_event(&playback));
+                            send_report(&conn.control, &playback, &shared, down.rate(Instant::now()) as u64).await?;
+                            last_report = Instant::now();
+                        }
+                        Ok(None) => {}
+                    }
+                }
+                _ = ping_tick.tick() => {
+                    pings_sent += 1;
+                    // 8 quick pings, then one a second.
+                    if pings_sent <= 8 || pings_sent % 20 == 0 {
+                        let ping = Message::Ping { client_us: playback.now().max(0) as u64 };
+                        peer::send(&conn.control, &stream::encode(&ping)).await?;
+                    }
+                }
+                _ = stats_tick.tick() => {
+                    let now = Instant::now();
+                    if let Some(f) = save.as_mut() {
+                        f.checkpoint()?;
+                    }
+                    for s in levels.all_stores() {
+                        s.lock().store.handle_timeout(now);
+                    }
+                    levels.sample(now, playback.buffering() && playback.room_wants_playing());
+                    requests_at = request_more(&levels, &conn.control).await?;
+                    let down_bps = down.rate(now) as u64;
                     if let Some(s) = &screen {
-                        s.attach_queue(playback.queue());
-                    }
-                    for m in msgs {
-                        peer::send(&control, &stream::encode(&m)).await?;
-                    }
-                }
-                if let Some(t) = playback.take_seek()
-                    && let Some(m) = levels.handle_seek(t, Instant::now())
-                {
-                    peer::send(&control, &stream::encode(&m)).await?;
-                }
-                let room_us = playback.room_position();
-                if let Some(m) = levels.drive(&mut playback, room_us, Instant::now()) {
-                    peer::send(&control, &stream::encode(&m)).await?;
-                }
-                if let Some(s) = &screen {
-                    if let Some(f) = playback.take_new_frame() {
-                        s.set_frame(f);
-                    }
-                    presents += 1;
-                    if presents % 10 == 0 || !matches!(result, Ok(None)) {
+                        let (held, pieces, read_fraction) = {
+                            let g = shared.lock();
+                            let read = g.store.read_position() as f64 / manifest.chunks.max(1) as f64;
+                            (g.store.held_bytes(), g.store.piece_map(crate::player::screen::PIECE_BINS), read)
+                        };
+                        let quality = levels.label();
                         s.update(|st| {
-                            st.position_ms = (playback.position().max(0) / 1000) as u64;
-                            st.room_playing = playback.room_wants_playing();
-                            st.buffering = playback.buffering();
-                            st.waiting = playback.waiting().to_vec();
-                            st.drift_ms = playback.drift().map(|d| d / 1000);
+                            st.sample_down(down_bps);
+                            st.quality = quality;
+                            st.buffered_bytes = held;
+                            st.pieces = pieces;
+                            st.read_fraction = read_fraction;
                         });
                     }
-                }
-                match result {
-                    Err(e) => {
-                        // Not fatal: the bytes still arrive (and --save still keeps them).
-                        let _ = events.send(Event::Error { message: format!("cannot play {}: {e}", manifest.name) });
-                        send_report(&control, &playback, &shared, down.rate(Instant::now()) as u64).await?;
-                    }
-                    Ok(Some(_)) => {
-                        let _ = events.send(state_event(&playback));
-                        send_report(&control, &playback, &shared, down.rate(Instant::now()) as u64).await?;
+                    let _ = events.send(Event::JoinStats {
+                        down_bps,
+                        buffered_bytes: shared.lock().store.held_bytes(),
+                        received_chunks: received,
+                        duplicate_chunks: duplicates,
+                        chunks: manifest.chunks,
+                        position_ms: (playback.position().max(0) / 1000) as u64,
+                        playing: playback.playing(),
+                        quality: levels.playing().to_string(),
+                        quality_next: levels.next(),
+                        frame_ms: playback.frame_pts().map(|p| (p.max(0) / 1000) as u64),
+                        drift_ms: playback.drift().map_or(0, |d| d / 1000),
+                        buffering: playback.buffering(),
+                        mpv: mpv_status.map(|m| m.now()),
+                        sound: playback.sound_stats(),
+                        t_ms: crate::headless::now_ms(),
+                    });
+                    if last_report.elapsed() >= Duration::from_millis(900) {
+                        send_report(&conn.control, &playback, &shared, down.rate(Instant::now()) as u64).await?;
                         last_report = Instant::now();
                     }
-                    Ok(None) => {}
                 }
-            }
-            _ = ping_tick.tick() => {
-                pings_sent += 1;
-                // 8 quick pings, then one a second.
-                if pings_sent <= 8 || pings_sent % 20 == 0 {
-                    let ping = Message::Ping { client_us: playback.now().max(0) as u64 };
-                    peer::send(&control, &stream::encode(&ping)).await?;
-                }
-            }
-            _ = stats_tick.tick() => {
-                let now = Instant::now();
-                for s in levels.all_stores() {
-                    s.lock().store.handle_timeout(now);
-                }
-                levels.sample(now, playback.buffering() && playback.room_wants_playing());
-                requests_at = request_more(&levels, &control).await?;
-                let down_bps = down.rate(now) as u64;
-                if let Some(s) = &screen {
-                    let (held, pieces, read_fraction) = {
-                        let g = shared.lock();
-                        let read = g.store.read_position() as f64 / manifest.chunks.max(1) as f64;
-                        (g.store.held_bytes(), g.store.piece_map(crate::player::screen::PIECE_BINS), read)
-                    };
-                    let quality = levels.label();
-                    s.update(|st| {
-                        st.sample_down(down_bps);
-                        st.quality = quality;
-                        st.buffered_bytes = held;
-                        st.pieces = pieces;
-                        st.read_fraction = read_fraction;
-                    });
-                }
-                let _ = events.send(Event::JoinStats {
-                    down_bps,
-                    buffered_bytes: shared.lock().store.held_bytes(),
-                    received_chunks: received,
-                    duplicate_chunks: duplicates,
-                    chunks: manifest.chunks,
-                    position_ms: (playback.position().max(0) / 1000) as u64,
-                    playing: playback.playing(),
-                    quality: levels.playing().to_string(),
-                    quality_next: levels.next(),
-                    frame_ms: playback.frame_pts().map(|p| (p.max(0) / 1000) as u64),
-                    drift_ms: playback.drift().map_or(0, |d| d / 1000),
-                    buffering: playback.buffering(),
-                    mpv: mpv_status.map(|m| m.now()),
-                    sound: playback.sound_stats(),
-                    t_ms: crate::headless::now_ms(),
-                });
-                if last_report.elapsed() >= Duration::from_millis(900) {
-                    send_report(&control, &playback, &shared, down.rate(Instant::now()) as u64).await?;
-                    last_report = Instant::now();
-                }
-            }
-            cmd = commands.recv() => match cmd {
-                Some(Command::Quit) | None => break JoinEnd::Quit,
-                Some(Command::Quality(q)) => match fixed_high {
-                    Some(why) if q != "high" => {
-                        let _ = events.send(Event::Error { message: format!("quality {q}: staying at high, {why}") });
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Quit) | None => return Ok(Some(JoinEnd::Quit)),
+                    Some(Command::Quality(q)) => match fixed_high {
+                        Some(why) if q != "high" => {
+                            let _ = events.send(Event::Error { message: format!("quality {q}: staying at high, {why}") });
+                        }
+                        _ => {
+                            if let Err(e) = levels.choose(Choice::parse(&q)) {
+                                let _ = events.send(Event::Error { message: format!("quality {q}: {e}") });
+                            }
+                            if let Some(s) = &screen {
+                                s.update(|st| {
+                                    st.quality = levels.label();
+                                    st.quality_choice = levels.choice_name();
+                                });
+                            }
+                        }
+                    },
+                    Some(Command::DownloadLimit(limit)) => {
+                        tracing::info!("download limit now {limit} B/s");
+                        levels.set_download_limit(limit);
+                        requests_at = request_more(&levels, &conn.control).await?;
                     }
-                    _ => {
-                        if let Err(e) = levels.choose(Choice::parse(&q)) {
-                            let _ = events.send(Event::Error { message: format!("quality {q}: {e}") });
-                        }
-                        if let Some(s) = &screen {
-                            s.update(|st| {
-                                st.quality = levels.label();
-                                st.quality_choice = levels.choice_name();
-                            });
-                        }
+                    Some(c) => send_command(&conn.control, &playback, c).await?,
+                },
+                out = recv_mpv(&mut mpv) => match out {
+                    MpvOut::Command(c) => send_command(&conn.control, &playback, c).await?,
+                    MpvOut::Status(st) => mpv_status = Some(st),
+                    MpvOut::Exited(why) => {
+                        tracing::info!("{why}");
+                        let _ = events.send(Event::Error { message: format!("{why}; leaving the room") });
+                        return Ok(Some(JoinEnd::Quit));
                     }
                 },
-                Some(Command::DownloadLimit(limit)) => {
-                    tracing::info!("download limit now {limit} B/s");
-                    levels.set_download_limit(limit);
-                    requests_at = request_more(&levels, &control).await?;
-                }
-                Some(c) => send_command(&control, &playback, c).await?,
-            },
-            out = recv_mpv(&mut mpv) => match out {
-                MpvOut::Command(c) => send_command(&control, &playback, c).await?,
-                MpvOut::Status(st) => mpv_status = Some(st),
-                MpvOut::Exited(why) => {
-                    tracing::info!("{why}");
-                    let _ = events.send(Event::Error { message: format!("{why}; leaving the room") });
-                    break JoinEnd::Quit;
-                }
-            },
-            msg = signal.rx.recv(), if signal_open => {
-                // Signaling is only needed to set up; once connected, its loss is not fatal.
-                match msg {
-                    Some(ServerMsg::Error { message, .. }) => tracing::info!("signaling: {message}"),
-                    Some(_) => {}
-                    None => {
-                        tracing::info!("signaling connection closed; the WebRTC link carries on");
-                        signal_open = false;
+                msg = conn.signal.rx.recv(), if signal_open => {
+                    // Signaling is only needed to set up; once connected, its loss is not fatal.
+                    match msg {
+                        Some(ServerMsg::Error { message, .. }) => tracing::info!("signaling: {message}"),
+                        Some(_) => {}
+                        None => {
+                            tracing::info!("signaling connection closed; the WebRTC link carries on");
+                            signal_open = false;
+                        }
                     }
                 }
             }
+            Ok(None)
         }
+        .await;
+        let why = match turn {
+            Ok(Some(end)) => break end,
+            Ok(None) => continue,
+            Err(e) => match lost_reason(&e) {
+                Some(why) => why,
+                None => return Err(e),
+            },
+        };
+        // Keep every store, the picture and the hash; only the link is new.
+        conn.link.close().await;
+        match reconnect(&opts, &manifest, &events, &why).await? {
+            Reconnected::Again(c) => conn = c,
+            Reconnected::Ended(end) => break end,
+        }
+        let now = Instant::now();
+        for s in levels.all_stores() {
+            // The new connection knows nothing of what was asked on the old one.
+            s.lock().store.take_in_flight(now);
+        }
+        levels.reconnected();
+        signal_open = true;
+        pings_sent = 0;
+        requests_at = request_more(&levels, &conn.control).await?;
+        let _ = events.send(Event::Reconnected { held_bytes: shared.lock().store.held_bytes() });
     };
     if let JoinEnd::StreamEnd(reason) = &end {
         let _ = events.send(Event::StreamEnd { reason: reason.clone() });
@@ -571,7 +712,10 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     if let Some(s) = &screen {
         s.close();
     }
-    link_up.close().await;
+    if let Some(f) = save.as_mut() {
+        f.checkpoint()?;
+    }
+    conn.link.close().await;
     tracing::info!("link closed");
     Ok(end)
 }
@@ -658,18 +802,18 @@ async fn request_more(levels: &Levels, control: &Arc<dyn DataChannel>) -> Result
 
 /// Hashes the file in order as far as it is held (or saved); reports completion with the
 /// file's sha256 once every byte has been through.
-fn advance(store: &mut ChunkStore, cursor: &mut Cursor, save: Option<&File>, events: &mpsc::UnboundedSender<Event>, started: Instant) -> Result<()> {
+fn advance(store: &mut ChunkStore, cursor: &mut Cursor, mut save: Option<&mut SaveFile>, events: &mpsc::UnboundedSender<Event>, started: Instant) -> Result<()> {
     let manifest = store.manifest().clone();
     let mut buf = Vec::new();
     while cursor.next < manifest.chunks {
         if let Some(data) = store.get(cursor.next) {
             cursor.hasher.update(data);
-        } else if let Some(f) = save
+        } else if let Some(f) = save.as_deref()
             && store.seen(cursor.next)
         {
             // Evicted from memory, but on disk.
             buf.resize(manifest.chunk_len(cursor.next).unwrap_or(0), 0);
-            f.read_exact_at(&mut buf, cursor.next as u64 * manifest.chunk_size as u64)?;
+            f.file().read_exact_at(&mut buf, cursor.next as u64 * manifest.chunk_size as u64)?;
             cursor.hasher.update(&buf);
         } else {
             break;
@@ -680,6 +824,9 @@ fn advance(store: &mut ChunkStore, cursor: &mut Cursor, save: Option<&File>, eve
         cursor.done = true;
         let sha256 = hex::encode(std::mem::take(&mut cursor.hasher).finalize());
         let _ = events.send(Event::Complete { sha256, size: manifest.size, seconds: started.elapsed().as_secs_f64() });
+        if let Some(f) = save.as_deref_mut() {
+            f.finish();
+        }
     }
     Ok(())
 }

@@ -31,6 +31,9 @@ pub struct StoreConfig {
     /// Download limit, bytes per second (0: none): requests are paced so what they ask for
     /// arrives at about this rate.
     pub download_limit: u64,
+    /// Every chunk seen is also on disk (`--save`): one evicted from memory, or restored from
+    /// an earlier run, is read from there and never asked for again.
+    pub on_disk: bool,
 }
 
 impl Default for StoreConfig {
@@ -42,6 +45,7 @@ impl Default for StoreConfig {
             request_timeout: Duration::from_secs(10),
             fill_behind: false,
             download_limit: 0,
+            on_disk: false,
         }
     }
 }
@@ -269,6 +273,13 @@ impl ChunkStore {
         self.read_pos = index.min(self.manifest.chunks);
     }
 
+    /// `index` is on disk already (an earlier run saved it): seen, not held.
+    pub fn mark_on_disk(&mut self, index: u32) {
+        if let Some(s) = self.seen.get_mut(index as usize) {
+            *s = true;
+        }
+    }
+
     /// The reader is blocked on `index`: ask for it before anything else.
     pub fn want(&mut self, index: u32) {
         if index < self.manifest.chunks && !self.held.contains_key(&index) {
@@ -482,7 +493,8 @@ impl ChunkStore {
             && chunks.len() < batch
             && self.in_flight.len() < self.cfg.max_in_flight
         {
-            if !self.held.contains_key(&ix) && !self.in_flight.contains_key(&ix) {
+            let on_disk = self.cfg.on_disk && self.seen[ix as usize];
+            if !on_disk && !self.held.contains_key(&ix) && !self.in_flight.contains_key(&ix) {
                 let len = self.manifest.chunk_len(ix).unwrap_or(0) as u64;
                 if len > budget {
                     break;
@@ -765,6 +777,22 @@ mod tests {
         // Nothing behind now: the farthest ahead goes, which is the new chunk itself.
         assert_eq!(s.handle_chunk(t, 90, data(&m, 90)), Ok(Arrival::Dropped));
         assert!(s.has(5) && s.has(8));
+    }
+
+    #[test]
+    fn chunks_on_disk_are_never_asked_for_again() {
+        let m = manifest(100, 10);
+        let t = Instant::now();
+        // On disk (a resumed copy, or evicted under --save): skipped by the window.
+        let mut s = ChunkStore::new(m.clone(), StoreConfig { on_disk: true, capacity: 30, ..Default::default() });
+        for ix in [0, 1, 3] {
+            s.mark_on_disk(ix);
+        }
+        assert_eq!(s.poll_request(t).unwrap().chunks, vec![2, 4, 5]);
+        // Without a disk, a chunk seen but not held must come again.
+        let mut s = ChunkStore::new(m, StoreConfig { capacity: 30, ..Default::default() });
+        s.mark_on_disk(0);
+        assert_eq!(s.poll_request(t).unwrap().chunks, vec![0, 1, 2]);
     }
 
     #[test]

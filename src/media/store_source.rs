@@ -23,6 +23,8 @@ pub struct Shared {
     pub bytes_read: u64,
     /// The store is a rendition still being made: reads past its end wait for it to grow.
     pub growing: bool,
+    /// Where chunks seen but not held are (`--save`'s file): read from there, not fetched.
+    pub disk: Option<Arc<std::fs::File>>,
 }
 
 /// The chunk store behind a lock, with a signal for arrivals.
@@ -44,7 +46,7 @@ impl SharedStore {
     /// to prove the arrival itself wakes the reader).
     fn with_poll(store: ChunkStore, wake: impl Fn() + Send + Sync + 'static, poll: Duration) -> Arc<SharedStore> {
         Arc::new(SharedStore {
-            inner: Mutex::new(Shared { store, closed: false, blocked_on: None, bytes_read: 0, growing: false }),
+            inner: Mutex::new(Shared { store, closed: false, blocked_on: None, bytes_read: 0, growing: false, disk: None }),
             arrived: Condvar::new(),
             wake: Box::new(wake),
             poll,
@@ -163,6 +165,19 @@ impl ByteSource for StoreReader {
                 g.bytes_read += n as u64;
                 return Ok(n);
             }
+            if let Some(disk) = g.disk.clone()
+                && g.store.seen(index)
+            {
+                // Evicted, or saved by an earlier run: on disk, not on the wire again.
+                use std::os::unix::fs::FileExt;
+                let len = g.store.manifest().chunk_len(index).unwrap_or(0) as u64;
+                let off = pos - index as u64 * chunk_size;
+                let n = (len - off).min(buf.len() as u64) as usize;
+                disk.read_exact_at(&mut buf[..n], pos)?;
+                g.store.set_read_position(index);
+                g.bytes_read += n as u64;
+                return Ok(n);
+            }
             if g.blocked_on.map(|(ix, _)| ix) != Some(index) {
                 g.blocked_on = Some((index, Instant::now()));
             }
@@ -219,5 +234,36 @@ mod tests {
         shared.arrived(arrival);
         let (n, buf) = rx.recv_timeout(Duration::from_secs(30)).expect("the reader woke");
         assert_eq!((n, buf), (Some(8), [1u8; 8]));
+    }
+
+    #[test]
+    fn a_chunk_on_disk_is_read_from_there_not_asked_for() {
+        use std::os::unix::fs::FileExt;
+        let m = Manifest {
+            name: "f".into(),
+            size: 20,
+            chunk_size: 8,
+            chunks: 3,
+            duration_ms: None,
+            container: "raw".into(),
+            codecs: vec![],
+            levels: vec!["high".into()],
+        };
+        let file = tempfile::tempfile().unwrap();
+        file.write_all_at(b"0123456789abcdefghij", 0).unwrap();
+        let shared = SharedStore::new(ChunkStore::new(m, StoreConfig { on_disk: true, ..StoreConfig::default() }), || {});
+        {
+            let mut g = shared.lock();
+            g.disk = Some(Arc::new(file));
+            g.store.mark_on_disk(1);
+            g.store.mark_on_disk(2);
+        }
+        let mut reader = shared.reader();
+        let mut buf = [0u8; 16];
+        assert_eq!(reader.read_at(10, &mut buf).unwrap(), 6, "to the end of chunk 1");
+        assert_eq!(&buf[..6], b"abcdef");
+        assert_eq!(reader.read_at(16, &mut buf).unwrap(), 4, "the short last chunk");
+        assert_eq!(&buf[..4], b"ghij");
+        assert!(shared.lock().blocked_on.is_none(), "nothing waited for the network");
     }
 }

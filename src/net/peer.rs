@@ -30,6 +30,12 @@ pub const SEND_BUFFER: usize = 1024 * 1024;
 pub const RECEIVE_WINDOW: u32 = 4 * 1024 * 1024;
 /// Largest message we accept and advertise (SCTP's ceiling in webrtc-rs).
 pub const MAX_MESSAGE: u32 = SctpMaxMessageSize::MAX_MESSAGE_SIZE;
+/// No answer to ICE checks for this long: the path is disconnected (it may come back).
+pub const ICE_DISCONNECTED: Duration = Duration::from_secs(4);
+/// No answer for this long: the path failed; the link closes.
+pub const ICE_FAILED: Duration = Duration::from_secs(10);
+/// ICE keepalive interval.
+pub const ICE_KEEPALIVE: Duration = Duration::from_secs(1);
 /// How long connection set-up may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -153,6 +159,9 @@ async fn build(ice: &IceConfig) -> Result<(Arc<dyn PeerConnection>, mpsc::Unboun
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(MAX_MESSAGE))
         .with_sctp_max_receive_buffer_size(RECEIVE_WINDOW)
+        // A dead path is given up after ICE_FAILED (25 s by default), so a participant gets
+        // back in quickly (it reconnects) and the host stops sending into the void.
+        .with_ice_timeouts(Some(ICE_DISCONNECTED), Some(ICE_FAILED), Some(ICE_KEEPALIVE))
         .build();
     let policy = if ice.nat.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
     let configuration = RTCConfigurationBuilder::new()

@@ -70,6 +70,17 @@ impl Status {
             }
             Event::State { playing, position_ms, buffering, waiting, .. } => self.note(state_line(*playing, *buffering, waiting, *position_ms)),
             Event::Manifest { name, size, .. } => self.note(format!("{name}: {:.1} MB", *size as f64 / 1e6)),
+            Event::Resumed { chunks, bytes } => self.note(format!("resuming the saved copy: {chunks} chunks ({:.1} MB) here", *bytes as f64 / 1e6)),
+            Event::Reconnecting { reason, attempt } => {
+                let line = format!("link lost ({reason}): reconnecting, attempt {attempt}");
+                self.message = Some(line.clone());
+                self.note(line);
+            }
+            Event::Reconnected { held_bytes } => {
+                let line = format!("back in the room; kept {:.1} MB", *held_bytes as f64 / 1e6);
+                self.message = Some(line.clone());
+                self.note(line);
+            }
             Event::Complete { sha256, .. } => self.note(format!("whole file here, sha256 {}…", sha256.get(..16).unwrap_or(sha256))),
             _ => {}
         }

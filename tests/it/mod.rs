@@ -6,5 +6,6 @@ mod streaming;
 mod trust;
 mod tls;
 mod turn;
+mod resume;
 mod tmux;
 mod server;

@@ -45,7 +45,8 @@ impl Figure {
     }
 }
 
-fn cpu_now() -> f64 {
+/// CPU seconds this process has used (user + system).
+pub(crate) fn cpu_now() -> f64 {
     // SAFETY: getrusage writes into the struct we pass and nothing else.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
@@ -76,6 +77,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             bail!("--participants takes counts from 1 to 20");
         }
         let t = crate::bench_playback::run(&args.participants).await?;
+        println!("{t}");
+        text += &t;
+    }
+    if args.suite == BenchSuite::Soak {
+        let t = crate::bench_soak::run(args.soak_participants, args.minutes).await?;
         println!("{t}");
         text += &t;
     }

@@ -17,12 +17,12 @@ use crate::participant::{self, JoinOptions, Render};
 use crate::player::picture::{Graphics, Picture};
 
 /// One participant's events, stamped when received.
-type Tagged = (usize, Instant, Event);
+pub(crate) type Tagged = (usize, Instant, Event);
 
-struct Room {
-    host: mpsc::UnboundedSender<Command>,
+pub(crate) struct Room {
+    pub(crate) host: mpsc::UnboundedSender<Command>,
     host_events: mpsc::UnboundedReceiver<Event>,
-    events: mpsc::UnboundedReceiver<Tagged>,
+    pub(crate) events: mpsc::UnboundedReceiver<Tagged>,
     tx: mpsc::UnboundedSender<Tagged>,
     quits: Vec<mpsc::UnboundedSender<Command>>,
     link: crate::protocol::link::Link,
@@ -30,7 +30,7 @@ struct Room {
 }
 
 impl Room {
-    async fn open(clip: &Path, n: usize) -> Result<Room> {
+    pub(crate) async fn open(clip: &Path, n: usize) -> Result<Room> {
         let r = host::start_local(clip.to_path_buf(), None, "bench", PlaybackPolicy::default(), 0).await?;
         let (tx, events) = mpsc::unbounded_channel();
         let mut room = Room { host: r.commands, host_events: r.events, events, tx, quits: vec![], link: r.link, task: r.task };
@@ -75,7 +75,7 @@ impl Room {
 
     /// Waits until every participant in `who` has sent an event matching `pred`; returns when
     /// each did (received time), and every event seen meanwhile.
-    async fn until_all(&mut self, who: &[usize], timeout: Duration, pred: impl Fn(&Event) -> bool) -> Result<(Vec<Instant>, Vec<Tagged>)> {
+    pub(crate) async fn until_all(&mut self, who: &[usize], timeout: Duration, pred: impl Fn(&Event) -> bool) -> Result<(Vec<Instant>, Vec<Tagged>)> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut when: Vec<Option<Instant>> = vec![None; self.quits.len()];
         let mut seen = vec![];
@@ -93,7 +93,7 @@ impl Room {
         Ok((who.iter().map(|&i| when[i].expect("all seen")).collect(), seen))
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = self.host.send(Command::Quit);
         for q in &self.quits {
             let _ = q.send(Command::Quit);
@@ -102,13 +102,13 @@ impl Room {
     }
 }
 
-fn showing(playing: bool) -> impl Fn(&Event) -> bool {
+pub(crate) fn showing(playing: bool) -> impl Fn(&Event) -> bool {
     move |e| matches!(e, Event::State { buffering: false, playing: p, .. } if *p == playing)
 }
 
 /// Worst spread of positions: at each of participant 0's stats samples, everyone's nearest
 /// sample carried to the same instant.
-fn worst_spread(samples: &[Vec<(f64, f64)>]) -> (f64, usize) {
+pub(crate) fn worst_spread(samples: &[Vec<(f64, f64)>]) -> (f64, usize) {
     let mut worst: f64 = 0.0;
     let mut n = 0;
     for &(t, pos) in &samples[0] {

@@ -219,6 +219,11 @@ pub struct HostArgs {
     /// `d` turns them away); headless or plain, type `approve NAME` or `deny NAME`.
     #[arg(long)]
     pub approve: bool,
+    /// Also serve the room over plain HTTP on this address (e.g. 0.0.0.0:8080), for
+    /// participants whose WebRTC link does not come up: they fall back to it by themselves.
+    /// Requests need a token derived from the room key; answers are signed with it.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
     /// Upload limit for the whole room, shared fairly between participants (units allowed:
     /// 10MiB/s, 80Mb/s; 0 for none).
     #[arg(long, default_value = "10MiB/s", value_parser = parse_bytes, value_name = "RATE")]
@@ -352,6 +357,9 @@ pub struct SampleArgs {
     /// Video bit rate (bits per second; units allowed, e.g. 4Mb/s).
     #[arg(long, default_value = "2Mb/s", value_parser = parse_bytes)]
     pub bitrate: u64,
+    /// Sound (AAC) bit rate.
+    #[arg(long, default_value = "128kb/s", value_parser = parse_bytes)]
+    pub audio_bitrate: u64,
     /// MP4 only: where the index goes (moov-at-end is ffmpeg's default; faststart puts it
     /// first; fragmented writes fragments).
     #[arg(long, value_enum, default_value_t = Mp4LayoutArg::MoovAtEnd)]
@@ -388,6 +396,12 @@ pub struct BenchArgs {
     /// Repetitions of the single-link measurements (medians are compared).
     #[arg(long, default_value_t = 3)]
     pub reps: u32,
+    /// Participants in the soak.
+    #[arg(long, default_value_t = 20)]
+    pub soak_participants: usize,
+    /// Minutes the soak plays.
+    #[arg(long, default_value_t = 10)]
+    pub minutes: u32,
     /// Write the results as Markdown here too.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
@@ -404,7 +418,10 @@ pub enum BenchSuite {
     Ui,
     /// How fast the host makes lower-quality renditions (× real time).
     Quality,
-    /// All of them.
+    /// A room of --soak-participants playing for --minutes: stalls, sync spread and memory
+    /// each minute (not part of `all`: it takes as long as it plays).
+    Soak,
+    /// All of them but the soak.
     All,
 }
 

@@ -173,6 +173,14 @@ pub enum Event {
         /// Their bytes.
         bytes: u64,
     },
+    /// Participant: WebRTC did not come up; the file and the room's clock come over the
+    /// host's HTTP fallback instead.
+    Fallback {
+        /// What happened to WebRTC.
+        reason: String,
+        /// The fallback's address.
+        url: String,
+    },
     /// Participant: the link to the host dropped; trying to get back in (keeping every chunk
     /// held).
     Reconnecting {

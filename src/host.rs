@@ -29,10 +29,17 @@ use crate::timer::sleep_until_opt;
 use crate::protocol::link::{Link, is_loopback_host};
 use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
 use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, PROTOCOL_VERSION, Role, RosterEntry};
+use crate::core::send_window::SendWindow;
 use crate::server::{Server, ServerConfig};
 
-/// Chunk sends queued per participant beyond the channel's own buffer.
-const CHUNK_QUEUE: usize = 8;
+/// Chunk sends queued per participant beyond the channel's own buffer. Few: what is queued
+/// goes before anything the scheduler picks later (a critical chunk included); the send
+/// window keeps the link busy.
+const CHUNK_QUEUE: usize = 2;
+/// Control messages held while a participant's hello is late (see `peer_task`).
+const MAX_EARLY: usize = 64;
+/// How much sending the window of a participant's channel holds (see `SendWindow`).
+const SEND_HORIZON: Duration = Duration::from_millis(300);
 
 /// How the host runs.
 #[derive(Debug, Clone)]
@@ -68,6 +75,9 @@ pub struct HostOptions {
     pub upload_limit: u64,
     /// Newcomers wait until the host lets them in (`approve NAME` / `deny NAME`).
     pub approve: bool,
+    /// Also serve the room over HTTP here (`--http`), for participants whose WebRTC link does
+    /// not come up.
+    pub http: Option<SocketAddr>,
 }
 
 /// Playback policy of a room.
@@ -125,6 +135,7 @@ pub async fn start_local(file: PathBuf, room: Option<String>, name: &str, playba
         playback,
         upload_limit,
         approve: false,
+        http: None,
     };
     let task = tokio::spawn(run(opts, events_tx, commands_rx));
     loop {
@@ -278,7 +289,20 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
         duration_us: manifest.duration_ms.map(|d| d as Micros * 1000),
     };
     let mut room_clock = Room::new(clock.now(), room_cfg, opts.playback.autoplay);
-    publish_state(&room_clock, &peers, &events, vec![]);
+    let (http_state, http_state_rx) = tokio::sync::watch::channel(state_message(&room_clock, &[]));
+    publish_state(&room_clock, &peers, &events, vec![], &http_state);
+    // The HTTP fallback, when asked for: its address goes to each newcomer before the offer.
+    let (_http, fallback) = match opts.http {
+        Some(addr) => {
+            let fb = crate::net::http_fallback::Room { room: room.clone(), key: key.clone(), file: opts.file.clone(), manifest: manifest.clone(), state: http_state_rx, clock: clock.0 };
+            let server = crate::net::http_fallback::start(addr, fb).await.wrap_err_with(|| format!("cannot listen on {addr} for --http"))?;
+            let host = if server.addr.ip().is_unspecified() { link.host.clone() } else { server.addr.ip().to_string() };
+            let shown = if host.contains(':') { format!("[{host}]:{}", server.addr.port()) } else { format!("{host}:{}", server.addr.port()) };
+            tracing::info!("HTTP fallback for room {room} at {shown}");
+            (Some(server), Some(shown))
+        }
+        None => (None, None),
+    };
     let levels = manifest.levels.iter().filter(|l| *l != "high").cloned().collect();
     let mut renditions = Renditions::new(&opts.file, manifest.chunk_size, levels, manifest.duration_ms.map(|d| d.saturating_mul(1000)));
     let mut rendition_tick = tokio::time::interval(Duration::from_millis(200));
@@ -299,7 +323,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                         let _ = events.send(Event::Knock { peer, name: name.clone() });
                         knocking.push((peer, name));
                     } else {
-                        admit(peer, to, name, &mut peers, &ice, &key, &signal.tx, &peer_tx, &manifest);
+                        admit(peer, to, name, &mut peers, &ice, &key, &signal.tx, &peer_tx, &manifest, fallback.as_deref());
                     }
                 }
                 Some(ServerMsg::Signal { from, payload }) => {
@@ -432,7 +456,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                     Some(i) => {
                         let (peer, name) = knocking.remove(i);
                         tracing::info!(peer, "letting {name} in");
-                        admit(peer, peer - id_base, name, &mut peers, &ice, &key, &signal.tx, &peer_tx, &manifest);
+                        admit(peer, peer - id_base, name, &mut peers, &ice, &key, &signal.tx, &peer_tx, &manifest, fallback.as_deref());
                     }
                     None => {
                         let _ = events.send(Event::Error { message: format!("approve {who}: nobody of that name is waiting to join") });
@@ -465,7 +489,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
         }
         while let Some(RoomOutput::State { waiting, .. }) = room_clock.poll_output() {
             let names = peers_names(&waiting, &peers);
-            publish_state(&room_clock, &peers, &events, names);
+            publish_state(&room_clock, &peers, &events, names, &http_state);
         }
         renditions.apply(&mut scheduler, &|peer, msg| send_to(&peers, peer, msg));
         pump(&mut scheduler, &mut upload, &peers, &file, &manifest, &mut renditions, &peer_tx);
@@ -628,7 +652,12 @@ fn admit(
     signal_tx: &mpsc::Sender<ClientMsg>,
     peer_tx: &mpsc::UnboundedSender<PeerEvent>,
     manifest: &Arc<Manifest>,
+    fallback: Option<&str>,
 ) {
+    if let Some(addr) = fallback {
+        // Before the offer, so the participant knows where to turn if WebRTC fails.
+        let _ = signal_tx.try_send(ClientMsg::Signal { to, payload: SignalPayload::Fallback { addr: addr.to_string() } });
+    }
     let (answers_tx, answers_rx) = mpsc::channel(16);
     let span = tracing::info_span!("peer", id = peer, name = %name);
     let task = tokio::spawn(peer_task(peer, to, ice.clone(), key.clone(), signal_tx.clone(), answers_rx, peer_tx.clone(), manifest.clone()).instrument(span));
@@ -701,8 +730,9 @@ fn state_message(room: &Room, waiting: &[String]) -> Message {
 }
 
 /// Sends the room's clock to every connected participant and reports it.
-fn publish_state(room: &Room, peers: &HashMap<PeerId, PeerState>, events: &mpsc::UnboundedSender<Event>, waiting: Vec<String>) {
+fn publish_state(room: &Room, peers: &HashMap<PeerId, PeerState>, events: &mpsc::UnboundedSender<Event>, waiting: Vec<String>, http: &tokio::sync::watch::Sender<Message>) {
     let msg = state_message(room, &waiting);
+    http.send_replace(msg.clone());
     for p in peers.values() {
         if let Some(h) = &p.handle
             && h.control_tx.try_send(msg.clone()).is_err()
@@ -786,11 +816,25 @@ async fn peer_task(
 
     let sender = {
         let events = events.clone();
+        let chunk = manifest.chunk_size as u64;
         async move {
+            let mut window = SendWindow::new(2 * chunk, peer::SEND_BUFFER as u64, SEND_HORIZON);
             while let Some(bytes) = chunk_rx.recv().await {
                 let n = bytes.len();
                 if let Err(e) = peer::send_owned(&chunks_dc, bytes).await {
                     return format!("send failed: {e}");
+                }
+                window.on_send(n as u64);
+                // Room for another chunk before the scheduler picks it: on a slow link a full
+                // 1 MiB buffer is many seconds that a critical chunk would wait behind. A link
+                // fast enough for the whole buffer is left to the channel's own backpressure.
+                loop {
+                    let out = chunks_dc.outstanding_bytes().await.unwrap_or(0) as u64;
+                    window.observe(Instant::now(), out);
+                    if window.target() >= peer::SEND_BUFFER as u64 || window.fits(out, chunk) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
                 }
                 let _ = events.send(PeerEvent::Sent { peer, bytes: n });
             }
@@ -819,6 +863,11 @@ async fn peer_task(
         let manifest = manifest.clone();
         async move {
             let mut greeted = false;
+            // The control channel is ordered, yet under packet loss webrtc-rs was seen to hand
+            // over the first request before the hello it followed (seen here through a lossy
+            // relay: the host dropped honest participants for "message before hello"). A few
+            // are held until the hello comes; a flood before it is still a violation.
+            let mut early: Vec<Message> = Vec::new();
             while let Some(ev) = control_dc.poll().await {
                 let webrtc::data_channel::DataChannelEvent::OnMessage(m) = ev else { continue };
                 match stream::decode_from(&m.data, Role::Participant, Some(&manifest)) {
@@ -827,8 +876,12 @@ async fn peer_task(
                             return format!("protocol version {version} is not supported (this host speaks {PROTOCOL_VERSION})");
                         }
                         greeted = true;
+                        for msg in early.drain(..) {
+                            let _ = events.send(PeerEvent::Control { peer, msg });
+                        }
                     }
-                    Ok(_) if !greeted => return "protocol violation: message before hello".to_string(),
+                    Ok(_) if !greeted && early.len() >= MAX_EARLY => return "protocol violation: messages before hello".to_string(),
+                    Ok(msg) if !greeted => early.push(msg),
                     Ok(msg) => {
                         let _ = events.send(PeerEvent::Control { peer, msg });
                     }

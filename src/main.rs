@@ -119,6 +119,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 playback: host::PlaybackPolicy { autoplay: a.autoplay, wait_for_buffering: !a.no_wait, host_only_control: a.host_only_control },
                 upload_limit: a.upload_limit,
                 approve: a.approve,
+                http: a.http,
             };
             if dashboard(a.headless) {
                 return host_with_dashboard(opts).await;
@@ -163,6 +164,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 width: a.size.0,
                 height: a.size.1,
                 video_bitrate: a.bitrate as usize * 8,
+                audio_bitrate: a.audio_bitrate as usize * 8,
                 mp4_layout: match a.mp4_layout {
                     syncy::cli::Mp4LayoutArg::MoovAtEnd => syncy::media::sample::Mp4Layout::MoovAtEnd,
                     syncy::cli::Mp4LayoutArg::Faststart => syncy::media::sample::Mp4Layout::Faststart,

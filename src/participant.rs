@@ -112,7 +112,39 @@ pub enum JoinEnd {
 enum Incoming {
     Control(BytesMut),
     Chunk(BytesMut),
-    Closed(&'static str),
+    Closed(String),
+}
+
+/// Where the engine's messages to the host go: the WebRTC control channel, or the HTTP
+/// fallback's worker.
+#[derive(Clone)]
+enum Tx {
+    Rtc(Arc<dyn DataChannel>),
+    Http(mpsc::UnboundedSender<Vec<u8>>),
+}
+
+impl Tx {
+    async fn send(&self, bytes: &[u8]) -> Result<(), peer::LinkError> {
+        match self {
+            Tx::Rtc(dc) => peer::send(dc, bytes).await,
+            Tx::Http(tx) => tx.send(bytes.to_vec()).map_err(|_| peer::LinkError::Gone),
+        }
+    }
+}
+
+/// Resolves when a WebRTC link fails; never over the HTTP fallback (its failures arrive as
+/// `Incoming::Closed`).
+async fn link_failed(link: &Option<PeerLink>) {
+    match link {
+        Some(l) => l.closed().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn close_link(link: &Option<PeerLink>) {
+    if let Some(l) = link {
+        l.close().await;
+    }
 }
 
 fn forward(dc: Arc<dyn DataChannel>, tx: mpsc::UnboundedSender<Incoming>, chunks: bool) {
@@ -125,7 +157,7 @@ fn forward(dc: Arc<dyn DataChannel>, tx: mpsc::UnboundedSender<Incoming>, chunks
                 }
             }
         }
-        let _ = tx.send(Incoming::Closed(if chunks { "chunks channel closed" } else { "control channel closed" }));
+        let _ = tx.send(Incoming::Closed(if chunks { "chunks channel closed" } else { "control channel closed" }.into()));
     });
 }
 
@@ -160,10 +192,13 @@ macro_rules! fatal {
 /// A link to the host, up to its manifest.
 struct Connection {
     signal: SignalClient,
-    link: PeerLink,
-    control: Arc<dyn DataChannel>,
+    /// The WebRTC link; `None` over the HTTP fallback.
+    link: Option<PeerLink>,
+    tx: Tx,
     incoming: mpsc::UnboundedReceiver<Incoming>,
     manifest: Manifest,
+    /// Over the HTTP fallback: why, and where.
+    fallback: Option<(String, String)>,
 }
 
 /// Joins the room through signaling, answers the host's offer, says hello and waits for the
@@ -183,9 +218,11 @@ async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
         Some(other) => retry!("unexpected answer from the signaling server: {other:?}"),
         None => retry!("the signaling server closed the connection"),
     };
+    let mut fallback: Option<String> = None;
     let offer = loop {
         match signal.rx.recv().await {
             Some(ServerMsg::Signal { from, payload: SignalPayload::Offer { sdp, mac } }) if from == host => break (sdp, mac),
+            Some(ServerMsg::Signal { from, payload: SignalPayload::Fallback { addr } }) if from == host => fallback = Some(addr),
             Some(ServerMsg::Signal { from, payload: SignalPayload::Denied { reason } }) if from == host => {
                 fatal!("the host did not let you in: {}", reason.chars().take(stream::MAX_TEXT).collect::<String>())
             }
@@ -197,7 +234,16 @@ async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
     let ice = IceConfig::for_server(link.is_loopback(), opts.ice_addr.as_deref(), &opts.nat);
     let stx = signal.tx.clone();
     let send = async |payload| stx.send(ClientMsg::Signal { to: host, payload }).await.is_ok();
-    let link_up = PeerLink::answer(&ice, &link.key, offer, send).await.map_err(|e| eyre!("cannot connect to the host: {e}"))?;
+    let answer = PeerLink::answer(&ice, &link.key, offer, send);
+    let link_up = match fallback {
+        None => answer.await.map_err(|e| eyre!("cannot connect to the host: {e}"))?,
+        // The host serves HTTP too: WebRTC gets a few seconds, then the fallback.
+        Some(addr) => match tokio::time::timeout(FALLBACK_AFTER, answer).await {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => return http_connection(opts, signal, &addr, format!("the WebRTC link failed ({e})")).await,
+            Err(_) => return http_connection(opts, signal, &addr, format!("no WebRTC link within {} s", FALLBACK_AFTER.as_secs())).await,
+        },
+    };
     let (in_tx, mut incoming) = mpsc::unbounded_channel();
     forward(link_up.control.clone(), in_tx.clone(), false);
     forward(link_up.chunks.clone(), in_tx, true);
@@ -222,7 +268,36 @@ async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
             Err(_) => retry!("the host sent no manifest within 20 s"),
         }
     };
-    Ok(Connection { signal, control, link: link_up, incoming, manifest })
+    Ok(Connection { signal, tx: Tx::Rtc(control), link: Some(link_up), incoming, manifest, fallback: None })
+}
+
+/// How long WebRTC gets to come up when the host offers an HTTP fallback.
+const FALLBACK_AFTER: Duration = Duration::from_secs(8);
+
+/// Joins over the host's HTTP fallback at `addr` (`why`: what happened to WebRTC).
+async fn http_connection(opts: &JoinOptions, signal: SignalClient, addr: &str, why: String) -> Result<Connection, Setup> {
+    use crate::net::http_link::{self, Delivered, HttpLink};
+    tracing::warn!("{why}; falling back to HTTP at {addr}");
+    let http = HttpLink::new(addr, &opts.link.room, &opts.link.key);
+    let manifest = http.manifest().await.map_err(|e| Setup::Retry(eyre!("{why}, and the HTTP fallback failed too: {e}")))?;
+    let url = http.url();
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (back_tx, mut back_rx) = mpsc::unbounded_channel();
+    http_link::spawn(http, manifest.clone(), out_rx, back_tx);
+    let (in_tx, incoming) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(d) = back_rx.recv().await {
+            let item = match d {
+                Delivered::Chunk(b) => Incoming::Chunk(b),
+                Delivered::Control(b) => Incoming::Control(b),
+                Delivered::Failed(e) => Incoming::Closed(e),
+            };
+            if in_tx.send(item).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Connection { signal, link: None, tx: Tx::Http(out_tx), incoming, manifest, fallback: Some((why, url)) })
 }
 
 /// What reconnecting came to.
@@ -247,7 +322,7 @@ async fn reconnect(opts: &JoinOptions, manifest: &Manifest, events: &mpsc::Unbou
         let err = match connect(opts).await {
             Ok(c) if same_file(&c.manifest, manifest) => return Ok(Reconnected::Again(c)),
             Ok(c) => {
-                c.link.close().await;
+                close_link(&c.link).await;
                 bail!("the host is streaming another file now ({}); not resuming {}", c.manifest.name, manifest.name)
             }
             Err(Setup::Ended(end)) => return Ok(Reconnected::Ended(end)),
@@ -290,6 +365,9 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         Err(Setup::Ended(end)) => return Ok(end),
     };
     let manifest = conn.manifest.clone();
+    if let Some((reason, url)) = &conn.fallback {
+        let _ = events.send(Event::Fallback { reason: reason.clone(), url: url.clone() });
+    }
     let _ = events.send(Event::Manifest {
         name: manifest.name.clone(),
         size: manifest.size,
@@ -400,14 +478,14 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     let mut signal_open = true;
     let mut last_report = Instant::now();
     // Under a download limit, when the next request may go (only asking changes it).
-    let mut requests_at = request_more(&levels, &conn.control).await?;
+    let mut requests_at = request_more(&levels, &conn.tx).await?;
 
     let end = loop {
         // One turn of the engine; a lost link (its channels closing, ICE failing, a send
         // failing) ends the turn with `Lost` and the participant reconnects below.
         let turn: Result<Option<JoinEnd>> = async {
             tokio::select! {
-                _ = sleep_until_opt(requests_at), if requests_at.is_some() => requests_at = request_more(&levels, &conn.control).await?,
+                _ = sleep_until_opt(requests_at), if requests_at.is_some() => requests_at = request_more(&levels, &conn.tx).await?,
                 item = conn.incoming.recv() => match item {
                     Some(Incoming::Chunk(b)) => {
                         let now = Instant::now();
@@ -433,7 +511,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                                 }
                                 None => tracing::trace!("late chunk of replaced rendition {}", parts.space),
                             }
-                            requests_at = request_more(&levels, &conn.control).await?;
+                            requests_at = request_more(&levels, &conn.tx).await?;
                             return Ok(None);
                         }
                         parts.check_len(manifest.chunk_len(parts.index))?;
@@ -466,7 +544,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                             arrival
                         };
                         shared.arrived(stored);
-                        requests_at = request_more(&levels, &conn.control).await?;
+                        requests_at = request_more(&levels, &conn.tx).await?;
                     }
                     Some(Incoming::Control(b)) => match stream::decode_from(&b, Role::Host, Some(&manifest))? {
                         Message::StreamEnd { reason } => return Ok(Some(JoinEnd::StreamEnd(reason))),
@@ -502,7 +580,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         }
                         Message::QualityChange { level, space, first_us, produced, done, granted } => {
                             levels.handle_quality_change(level, space, first_us, produced, done, granted, &mut playback)?;
-                            requests_at = request_more(&levels, &conn.control).await?;
+                            requests_at = request_more(&levels, &conn.tx).await?;
                         }
                         Message::LevelRefused { level, reason } => {
                             levels.handle_refused(&level, Instant::now());
@@ -517,11 +595,11 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         Message::Hello { .. } => {}
                         other => bail!("protocol violation: unexpected {other:?}"),
                     },
-                    Some(Incoming::Closed(why)) => return Err(Lost(why.into()).into()),
+                    Some(Incoming::Closed(why)) => return Err(Lost(why).into()),
                     None => return Err(Lost("connection to the host lost".into()).into()),
                 },
-                _ = conn.link.closed() => return Err(Lost("the WebRTC connection failed".into()).into()),
-                _ = wake.notified() => requests_at = request_more(&levels, &conn.control).await?,
+                _ = link_failed(&conn.link) => return Err(Lost("the WebRTC connection failed".into()).into()),
+                _ = wake.notified() => requests_at = request_more(&levels, &conn.tx).await?,
                 _ = present.tick() => {
                     let result = playback.tick();
                     if let Some(msgs) = levels.after_tick(&mut playback, Instant::now()) {
@@ -529,17 +607,17 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                             s.attach_queue(playback.queue());
                         }
                         for m in msgs {
-                            peer::send(&conn.control, &stream::encode(&m)).await?;
+                            conn.tx.send(&stream::encode(&m)).await?;
                         }
                     }
                     if let Some(t) = playback.take_seek()
                         && let Some(m) = levels.handle_seek(t, Instant::now())
                     {
-                        peer::send(&conn.control, &stream::encode(&m)).await?;
+                        conn.tx.send(&stream::encode(&m)).await?;
                     }
                     let room_us = playback.room_position();
                     if let Some(m) = levels.drive(&mut playback, room_us, Instant::now()) {
-                        peer::send(&conn.control, &stream::encode(&m)).await?;
+                        conn.tx.send(&stream::encode(&m)).await?;
                     }
                     if let Some(s) = &screen {
                         if let Some(f) = playback.take_new_frame() {
@@ -560,11 +638,11 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         Err(e) => {
                             // Not fatal: the bytes still arrive (and --save still keeps them).
                             let _ = events.send(Event::Error { message: format!("cannot play {}: {e}", manifest.name) });
-                            send_report(&conn.control, &playback, &shared, down.rate(Instant::now()) as u64).await?;
+                            send_report(&conn.tx, &playback, &shared, down.rate(Instant::now()) as u64).await?;
                         }
                         Ok(Some(_)) => {
                             let _ = events.send(state_event(&playback));
-                            send_report(&conn.control, &playback, &shared, down.rate(Instant::now()) as u64).await?;
+                            send_report(&conn.tx, &playback, &shared, down.rate(Instant::now()) as u64).await?;
                             last_report = Instant::now();
                         }
                         Ok(None) => {}
@@ -575,7 +653,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                     // 8 quick pings, then one a second.
                     if pings_sent <= 8 || pings_sent % 20 == 0 {
                         let ping = Message::Ping { client_us: playback.now().max(0) as u64 };
-                        peer::send(&conn.control, &stream::encode(&ping)).await?;
+                        conn.tx.send(&stream::encode(&ping)).await?;
                     }
                 }
                 _ = stats_tick.tick() => {
@@ -587,7 +665,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         s.lock().store.handle_timeout(now);
                     }
                     levels.sample(now, playback.buffering() && playback.room_wants_playing());
-                    requests_at = request_more(&levels, &conn.control).await?;
+                    requests_at = request_more(&levels, &conn.tx).await?;
                     let down_bps = down.rate(now) as u64;
                     if let Some(s) = &screen {
                         let (held, pieces, read_fraction) = {
@@ -622,7 +700,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         t_ms: crate::headless::now_ms(),
                     });
                     if last_report.elapsed() >= Duration::from_millis(900) {
-                        send_report(&conn.control, &playback, &shared, down.rate(Instant::now()) as u64).await?;
+                        send_report(&conn.tx, &playback, &shared, down.rate(Instant::now()) as u64).await?;
                         last_report = Instant::now();
                     }
                 }
@@ -647,12 +725,12 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                     Some(Command::DownloadLimit(limit)) => {
                         tracing::info!("download limit now {limit} B/s");
                         levels.set_download_limit(limit);
-                        requests_at = request_more(&levels, &conn.control).await?;
+                        requests_at = request_more(&levels, &conn.tx).await?;
                     }
-                    Some(c) => send_command(&conn.control, &playback, c).await?,
+                    Some(c) => send_command(&conn.tx, &playback, c).await?,
                 },
                 out = recv_mpv(&mut mpv) => match out {
-                    MpvOut::Command(c) => send_command(&conn.control, &playback, c).await?,
+                    MpvOut::Command(c) => send_command(&conn.tx, &playback, c).await?,
                     MpvOut::Status(st) => mpv_status = Some(st),
                     MpvOut::Exited(why) => {
                         tracing::info!("{why}");
@@ -684,9 +762,14 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
             },
         };
         // Keep every store, the picture and the hash; only the link is new.
-        conn.link.close().await;
+        close_link(&conn.link).await;
         match reconnect(&opts, &manifest, &events, &why).await? {
-            Reconnected::Again(c) => conn = c,
+            Reconnected::Again(c) => {
+                if let Some((reason, url)) = &c.fallback {
+                    let _ = events.send(Event::Fallback { reason: reason.clone(), url: url.clone() });
+                }
+                conn = c;
+            }
             Reconnected::Ended(end) => break end,
         }
         let now = Instant::now();
@@ -697,7 +780,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         levels.reconnected();
         signal_open = true;
         pings_sent = 0;
-        requests_at = request_more(&levels, &conn.control).await?;
+        requests_at = request_more(&levels, &conn.tx).await?;
         let _ = events.send(Event::Reconnected { held_bytes: shared.lock().store.held_bytes() });
     };
     if let JoinEnd::StreamEnd(reason) = &end {
@@ -715,7 +798,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     if let Some(f) = save.as_mut() {
         f.checkpoint()?;
     }
-    conn.link.close().await;
+    close_link(&conn.link).await;
     tracing::info!("link closed");
     Ok(end)
 }
@@ -724,7 +807,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
 pub const DEFAULT_DOWNLOAD_LIMIT: u64 = 50 << 20;
 
 /// A playback command from stdin, the view or mpv, sent to the host.
-async fn send_command(control: &Arc<dyn DataChannel>, playback: &Playback, c: Command) -> Result<()> {
+async fn send_command(control: &Tx, playback: &Playback, c: Command) -> Result<()> {
     let wire = match c {
         Command::Play => stream::Command::Play,
         Command::Pause => stream::Command::Pause,
@@ -740,7 +823,7 @@ async fn send_command(control: &Arc<dyn DataChannel>, playback: &Playback, c: Co
             return Ok(());
         }
     };
-    peer::send(control, &stream::encode(&Message::Command(wire))).await?;
+    control.send(&stream::encode(&Message::Command(wire))).await?;
     Ok(())
 }
 
@@ -762,7 +845,7 @@ fn state_event(playback: &Playback) -> Event {
     }
 }
 
-async fn send_report(control: &Arc<dyn DataChannel>, playback: &Playback, shared: &SharedStore, down_bps: u64) -> Result<()> {
+async fn send_report(control: &Tx, playback: &Playback, shared: &SharedStore, down_bps: u64) -> Result<()> {
     let report = Message::Report {
         position_ms: (playback.position().max(0) / 1000) as u64,
         buffered_bytes: shared.lock().store.held_bytes(),
@@ -772,13 +855,13 @@ async fn send_report(control: &Arc<dyn DataChannel>, playback: &Playback, shared
         seq: playback.seq(),
         drift_ms: playback.drift().map(|d| d / 1000),
     };
-    peer::send(control, &stream::encode(&report)).await?;
+    control.send(&stream::encode(&report)).await?;
     Ok(())
 }
 
 /// Sends what the stores the picture reads want to ask for; returns when the download limit
 /// lets the next request go, if it holds some back.
-async fn request_more(levels: &Levels, control: &Arc<dyn DataChannel>) -> Result<Option<Instant>> {
+async fn request_more(levels: &Levels, control: &Tx) -> Result<Option<Instant>> {
     let mut ready_at: Option<Instant> = None;
     for (space, shared) in levels.live_stores() {
         let requests: Vec<_> = {
@@ -793,7 +876,7 @@ async fn request_more(levels: &Levels, control: &Arc<dyn DataChannel>) -> Result
         for req in requests {
             tracing::trace!("request space {space}: {:?} {:?}", req.priority, req.chunks);
             let msg = Message::Request { space, chunks: req.chunks, priority: req.priority };
-            peer::send(control, &stream::encode(&msg)).await?;
+            control.send(&stream::encode(&msg)).await?;
         }
     }
     Ok(ready_at)

@@ -34,6 +34,7 @@ pub fn print(ev: &Event) {
         Event::State { playing, position_ms, buffering, waiting, .. } => eprintln!("{}", state_line(*playing, *buffering, waiting, *position_ms)),
         Event::Complete { sha256, size, seconds } => eprintln!("complete: {:.1} MB in {seconds:.1} s, sha256 {sha256}", mb(*size)),
         Event::Resumed { chunks, bytes } => eprintln!("resuming the saved copy: {chunks} chunks ({:.1} MB) already here", mb(*bytes)),
+        Event::Fallback { reason, url } => eprintln!("{reason}: watching over HTTP from {url}"),
         Event::Reconnecting { reason, attempt } => eprintln!("link lost ({reason}): reconnecting, attempt {attempt}"),
         Event::Reconnected { held_bytes } => eprintln!("back in the room; kept {:.1} MB", mb(*held_bytes)),
         Event::StreamEnd { reason } => eprintln!("stream ended: {reason}"),

@@ -8,3 +8,4 @@ pub mod rate;
 pub mod renditions;
 pub mod room;
 pub mod scheduler;
+pub mod send_window;

@@ -27,6 +27,8 @@ pub struct SampleSpec {
     pub fps: i32,
     /// Video bit rate, bits per second.
     pub video_bitrate: usize,
+    /// Sound bit rate, bits per second.
+    pub audio_bitrate: usize,
     /// Where an MP4 keeps its index (ignored for other containers).
     pub mp4_layout: Mp4Layout,
 }
@@ -45,7 +47,7 @@ pub enum Mp4Layout {
 
 impl Default for SampleSpec {
     fn default() -> Self {
-        SampleSpec { duration: 10.0, width: 640, height: 360, fps: 25, video_bitrate: 2_000_000, mp4_layout: Mp4Layout::MoovAtEnd }
+        SampleSpec { duration: 10.0, width: 640, height: 360, fps: 25, video_bitrate: 2_000_000, audio_bitrate: 128_000, mp4_layout: Mp4Layout::MoovAtEnd }
     }
 }
 
@@ -94,7 +96,7 @@ pub fn write_sample(out: &Path, spec: &SampleSpec) -> Result<(), SampleError> {
         options: opts,
     };
     let (mut venc, vidx) = add_h264(&mut octx, video)?;
-    let (mut aenc, aidx, frame_size) = add_aac(&mut octx, 128_000)?;
+    let (mut aenc, aidx, frame_size) = add_aac(&mut octx, spec.audio_bitrate)?;
 
     let mut mux_opts = Dictionary::new();
     match spec.mp4_layout {

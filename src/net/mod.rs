@@ -4,3 +4,5 @@ pub mod peer;
 pub mod runtime;
 pub mod signal_client;
 pub mod tls;
+pub mod http_fallback;
+pub mod http_link;

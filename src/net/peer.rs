@@ -240,6 +240,7 @@ impl PeerLink {
                         SignalPayload::Ice { .. } => continue, // candidates are in the SDP
                         SignalPayload::Offer { .. } => return Err(LinkError::Unexpected("offer sent to the offerer")),
                         SignalPayload::Denied { .. } => return Err(LinkError::Unexpected("a refusal sent to the host")),
+                        SignalPayload::Fallback { .. } => return Err(LinkError::Unexpected("a fallback address sent to the host")),
                     }
                 };
                 if !key.verify_sdp(&answer.0, &answer.1) {

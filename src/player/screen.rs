@@ -71,6 +71,11 @@ impl Status {
             Event::State { playing, position_ms, buffering, waiting, .. } => self.note(state_line(*playing, *buffering, waiting, *position_ms)),
             Event::Manifest { name, size, .. } => self.note(format!("{name}: {:.1} MB", *size as f64 / 1e6)),
             Event::Resumed { chunks, bytes } => self.note(format!("resuming the saved copy: {chunks} chunks ({:.1} MB) here", *bytes as f64 / 1e6)),
+            Event::Fallback { reason, url } => {
+                let line = format!("{reason}: over HTTP from {url}");
+                self.message = Some(line.clone());
+                self.note(line);
+            }
             Event::Reconnecting { reason, attempt } => {
                 let line = format!("link lost ({reason}): reconnecting, attempt {attempt}");
                 self.message = Some(line.clone());

@@ -46,6 +46,41 @@ impl RoomKey {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// The token a participant shows the host's HTTP fallback (`Authorization: Bearer …`):
+    /// `HKDF-SHA256(key, info="syncy http")`, hex. Not the join token: the signaling server
+    /// knows that one.
+    pub fn http_token(&self) -> String {
+        let hk = Hkdf::<Sha256>::new(Some(b"syncy v1"), &self.0);
+        let mut out = [0u8; 32];
+        hk.expand(b"syncy http", &mut out)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        hex::encode(out)
+    }
+
+    /// `HMAC-SHA256(key, "syncy http" | what | offset | body)`, hex: an HTTP fallback answer
+    /// comes from someone holding the key, for this request, unaltered.
+    pub fn http_mac(&self, what: &str, offset: u64, body: &[u8]) -> String {
+        hex::encode(self.http_hmac(what, offset, body).finalize().into_bytes())
+    }
+
+    /// Checks an HTTP fallback answer's MAC in constant time.
+    pub fn verify_http(&self, what: &str, offset: u64, body: &[u8], mac_hex: &str) -> bool {
+        let Ok(tag) = hex::decode(mac_hex) else {
+            return false;
+        };
+        self.http_hmac(what, offset, body).verify_slice(&tag).is_ok()
+    }
+
+    fn http_hmac(&self, what: &str, offset: u64, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"syncy http\0");
+        mac.update(what.as_bytes());
+        mac.update(b"\0");
+        mac.update(&offset.to_be_bytes());
+        mac.update(body);
+        mac
+    }
+
     /// Checks an SDP's MAC in constant time.
     pub fn verify_sdp(&self, sdp: &str, mac_hex: &str) -> bool {
         let Ok(tag) = hex::decode(mac_hex) else {
@@ -68,6 +103,19 @@ mod tests {
         assert_eq!(k.join_token().len(), 64);
         assert!(!k.join_token().contains(&hex::encode(k.0)));
         assert_ne!(k.join_token(), RoomKey([8; KEY_LEN]).join_token());
+    }
+
+    #[test]
+    fn http_answers_verify_only_for_the_same_key_request_offset_and_body() {
+        let (k, other) = (RoomKey([1; KEY_LEN]), RoomKey([2; KEY_LEN]));
+        let mac = k.http_mac("file", 65536, b"bytes");
+        assert!(k.verify_http("file", 65536, b"bytes", &mac));
+        assert!(!other.verify_http("file", 65536, b"bytes", &mac));
+        assert!(!k.verify_http("file", 0, b"bytes", &mac), "another offset");
+        assert!(!k.verify_http("state", 65536, b"bytes", &mac), "another request");
+        assert!(!k.verify_http("file", 65536, b"bytez", &mac), "altered");
+        assert!(!k.verify_http("file", 65536, b"bytes", "zz"));
+        assert_ne!(k.http_token(), k.join_token());
     }
 
     #[test]

@@ -60,6 +60,13 @@ pub enum SignalPayload {
         /// Hex HMAC-SHA256 over `sdp` with the room key.
         mac: String,
     },
+    /// The host also serves the room over HTTP at `addr` (`HOST:PORT`; `syncy host --http`),
+    /// for a participant whose WebRTC link does not come up. Sent before the offer. Not signed:
+    /// every HTTP answer is (see `net::http_fallback`).
+    Fallback {
+        /// `HOST:PORT`.
+        addr: String,
+    },
     /// The host turns the participant away (a room under `--approve`).
     Denied {
         /// Why, for the participant's user.

@@ -20,16 +20,22 @@ pub fn clip(name: &str, seconds: u32, bitrate: &str) -> PathBuf {
 
 /// A generated clip of a given frame size, shared by the tests of one run.
 pub fn clip_sized(name: &str, seconds: u32, bitrate: &str, size: &str) -> PathBuf {
+    clip_with(name, seconds, bitrate, size, "128kb/s")
+}
+
+/// A generated clip with a given sound bit rate too, shared by the tests of one run.
+pub fn clip_with(name: &str, seconds: u32, bitrate: &str, size: &str, audio: &str) -> PathBuf {
     // Generated once per target directory and shared by all tests; the lock keeps two tests
     // from writing the same clip at once.
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let path = dir.join(format!("{seconds}s-{bitrate}-{size}-{name}").replace('/', "_"));
+    let tag = if audio == "128kb/s" { String::new() } else { format!("{audio}-") };
+    let path = dir.join(format!("{seconds}s-{bitrate}-{size}-{tag}{name}").replace('/', "_"));
     if !path.exists() {
         let tmp = dir.join(format!("{name}.part.mp4"));
         let st = Command::new(bin())
-            .args(["sample", tmp.to_str().unwrap(), "--duration", &seconds.to_string(), "--size", size, "--bitrate", bitrate])
+            .args(["sample", tmp.to_str().unwrap(), "--duration", &seconds.to_string(), "--size", size, "--bitrate", bitrate, "--audio-bitrate", audio])
             .status()
             .unwrap();
         assert!(st.success());
@@ -59,11 +65,25 @@ impl Proc {
 
     /// Like `spawn`, with extra environment variables.
     pub fn spawn_env(args: &[&str], dir: &Path, tag: &str, env: &[(&str, &str)]) -> Proc {
+        Proc::spawn_wrapped(&[], args, dir, tag, env)
+    }
+
+    /// Like `spawn_env`, run through `wrapper` (e.g. `ip netns exec NS`).
+    pub fn spawn_wrapped(wrapper: &[&str], args: &[&str], dir: &Path, tag: &str, env: &[(&str, &str)]) -> Proc {
         let stderr = dir.join(format!("{tag}.stderr"));
-        let mut child = Command::new(bin())
+        let mut cmd = match wrapper.split_first() {
+            Some((program, pre)) => {
+                let mut c = Command::new(program);
+                c.args(pre).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let mut child = cmd
             .args(args)
             .envs(env.iter().copied())
-            .env("RUST_LOG", "warn,rtc=error,rtc_ice=error,rtc_dtls=error,webrtc=error")
+            // SYNCY_TEST_LOG sets the processes' RUST_LOG when a test needs looking into.
+            .env("RUST_LOG", std::env::var("SYNCY_TEST_LOG").unwrap_or_else(|_| "warn,rtc=error,rtc_ice=error,rtc_dtls=error,webrtc=error".into()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())

@@ -7,5 +7,8 @@ mod trust;
 mod tls;
 mod turn;
 mod resume;
+mod impair;
+mod faults;
+mod fallback;
 mod tmux;
 mod server;

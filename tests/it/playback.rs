@@ -21,7 +21,7 @@ fn showing(p: &mut Proc, playing: bool, min_seq: u64) -> Value {
 
 /// Spread of positions across participants: at each of the first participant's stats samples,
 /// every other participant's nearest sample is carried to the same instant (rate 1).
-fn spreads(samples: &[Vec<(f64, f64)>]) -> Vec<f64> {
+pub(super) fn spreads(samples: &[Vec<(f64, f64)>]) -> Vec<f64> {
     let mut out = vec![];
     for &(t, pos) in &samples[0] {
         let mut at_t = vec![pos];

@@ -9,7 +9,7 @@ use super::harness::{Daemon, Proc, clip_sized, daemon, free_port, link_of, sha25
 const T: Duration = Duration::from_secs(60);
 
 /// coturn on 127.0.0.1 with one user, logging sessions (and their byte counts) to `log`.
-fn coturn(dir: &Path, port: u16, log: &Path) -> Daemon {
+pub(super) fn coturn(dir: &Path, port: u16, log: &Path) -> Daemon {
     assert!(
         std::process::Command::new("turnserver").arg("--help").output().is_ok(),
         "coturn's turnserver is missing: run scripts/setup-debian.sh (it installs the coturn package)"

@@ -29,17 +29,12 @@ use crate::timer::sleep_until_opt;
 use crate::protocol::link::{Link, is_loopback_host};
 use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
 use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, PROTOCOL_VERSION, Role, RosterEntry};
-use crate::core::send_window::SendWindow;
 use crate::server::{Server, ServerConfig};
 
-/// Chunk sends queued per participant beyond the channel's own buffer. Few: what is queued
-/// goes before anything the scheduler picks later (a critical chunk included); the send
-/// window keeps the link busy.
-const CHUNK_QUEUE: usize = 2;
+/// Chunk sends queued per participant beyond the channel's own buffer.
+const CHUNK_QUEUE: usize = 8;
 /// Control messages held while a participant's hello is late (see `peer_task`).
 const MAX_EARLY: usize = 64;
-/// How much sending the window of a participant's channel holds (see `SendWindow`).
-const SEND_HORIZON: Duration = Duration::from_millis(300);
 
 /// How the host runs.
 #[derive(Debug, Clone)]
@@ -816,25 +811,11 @@ async fn peer_task(
 
     let sender = {
         let events = events.clone();
-        let chunk = manifest.chunk_size as u64;
         async move {
-            let mut window = SendWindow::new(2 * chunk, peer::SEND_BUFFER as u64, SEND_HORIZON);
             while let Some(bytes) = chunk_rx.recv().await {
                 let n = bytes.len();
                 if let Err(e) = peer::send_owned(&chunks_dc, bytes).await {
                     return format!("send failed: {e}");
-                }
-                window.on_send(n as u64);
-                // Room for another chunk before the scheduler picks it: on a slow link a full
-                // 1 MiB buffer is many seconds that a critical chunk would wait behind. A link
-                // fast enough for the whole buffer is left to the channel's own backpressure.
-                loop {
-                    let out = chunks_dc.outstanding_bytes().await.unwrap_or(0) as u64;
-                    window.observe(Instant::now(), out);
-                    if window.target() >= peer::SEND_BUFFER as u64 || window.fits(out, chunk) {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
                 }
                 let _ = events.send(PeerEvent::Sent { peer, bytes: n });
             }

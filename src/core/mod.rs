@@ -8,4 +8,3 @@ pub mod rate;
 pub mod renditions;
 pub mod room;
 pub mod scheduler;
-pub mod send_window;

@@ -19,6 +19,11 @@ fn showing(p: &mut Proc, playing: bool, min_seq: u64) -> Value {
     })
 }
 
+/// Unix time in milliseconds, as the events' `t_ms`.
+pub(super) fn now_ms() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0
+}
+
 /// Spread of positions across participants: at each of the first participant's stats samples,
 /// every other participant's nearest sample is carried to the same instant (rate 1).
 pub(super) fn spreads(samples: &[Vec<(f64, f64)>]) -> Vec<f64> {

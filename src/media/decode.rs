@@ -263,7 +263,6 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
     // When the latest seek began, until its first frame is out (for the debug log).
     let mut seek_started: Option<std::time::Instant> = None;
     let mut decoded = frame::Video::empty();
-    let mut packet = Packet::empty();
     loop {
         // Controls: close, seek.
         let (seek, target) = {
@@ -295,6 +294,10 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
             }
             skip_before = Some(t - frame_us / 2);
         }
+        // A fresh packet each time: av_read_frame does not release what a reused packet still
+        // holds, so reusing one leaked every packet's buffer (~100 KB/s for a 0.5 Mb/s clip;
+        // found by the soak benchmark, memory growing linearly while playing).
+        let mut packet = Packet::empty();
         let at_end = match packet.read(&mut input) {
             Ok(()) => false,
             Err(ffmpeg_next::Error::Eof) => true,

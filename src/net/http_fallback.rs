@@ -88,26 +88,13 @@ pub async fn start(addr: SocketAddr, room: Room) -> std::io::Result<HttpFallback
 /// One request per connection (`Connection: close`): simple, and a slow link's requests do
 /// not queue behind each other.
 async fn serve(mut sock: TcpStream, room: &Room) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 2048];
-    let (method, path, range, auth) = loop {
-        let n = sock.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
+    let (method, path, range, auth) = match super::http_head::read(&mut sock, MAX_HEAD).await? {
+        super::http_head::Request::Head(h) => {
+            let (range, auth) = (h.header("range").map(str::to_string), h.header("authorization").map(str::to_string));
+            (h.method, h.path, range, auth)
         }
-        head.extend_from_slice(&buf[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&head) {
-            Ok(httparse::Status::Complete(_)) => {
-                let get = |name: &str| {
-                    req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).and_then(|h| std::str::from_utf8(h.value).ok()).map(str::to_string)
-                };
-                break (req.method.unwrap_or("").to_string(), req.path.unwrap_or("").to_string(), get("range"), get("authorization"));
-            }
-            Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => continue,
-            _ => return reply(&mut sock, "400 Bad Request", &[], b"").await,
-        }
+        super::http_head::Request::Closed => return Ok(()),
+        super::http_head::Request::Bad => return reply(&mut sock, "400 Bad Request", &[], b"").await,
     };
     if method != "GET" {
         return reply(&mut sock, "405 Method Not Allowed", &[("Allow", "GET".into())], b"").await;

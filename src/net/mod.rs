@@ -5,4 +5,5 @@ pub mod runtime;
 pub mod signal_client;
 pub mod tls;
 pub mod http_fallback;
+pub mod http_head;
 pub mod http_link;

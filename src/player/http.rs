@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::media::avio::ByteSource;
@@ -85,31 +85,15 @@ pub async fn start(shared: Arc<SharedStore>, name: &str) -> std::io::Result<Rang
 }
 
 async fn serve(mut sock: TcpStream, shared: Arc<SharedStore>, path: &str) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 2048];
-    let (method, req_path, range) = loop {
-        let n = sock.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
+    let (method, req_path, range) = match crate::net::http_head::read(&mut sock, MAX_HEAD).await? {
+        crate::net::http_head::Request::Head(h) => {
+            let range = h.header("range").map(str::to_string);
+            (h.method, h.path, range)
         }
-        head.extend_from_slice(&buf[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&head) {
-            Ok(httparse::Status::Complete(_)) => {
-                let range = req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("range"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok())
-                    .map(str::to_string);
-                break (req.method.unwrap_or("").to_string(), req.path.unwrap_or("").to_string(), range);
-            }
-            Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => continue,
-            _ => {
-                sock.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await?;
-                return Ok(());
-            }
+        crate::net::http_head::Request::Closed => return Ok(()),
+        crate::net::http_head::Request::Bad => {
+            sock.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await?;
+            return Ok(());
         }
     };
     if req_path != path {

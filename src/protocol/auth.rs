@@ -32,9 +32,14 @@ impl RoomKey {
 
     /// The token presented to the signaling server: `HKDF-SHA256(key, info="syncy join")`, hex.
     pub fn join_token(&self) -> String {
+        self.derive(b"syncy join")
+    }
+
+    /// `HKDF-SHA256(key, info)`, 32 bytes, hex.
+    fn derive(&self, info: &[u8]) -> String {
         let hk = Hkdf::<Sha256>::new(Some(b"syncy v1"), &self.0);
         let mut out = [0u8; 32];
-        hk.expand(b"syncy join", &mut out)
+        hk.expand(info, &mut out)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         hex::encode(out)
     }
@@ -50,11 +55,7 @@ impl RoomKey {
     /// `HKDF-SHA256(key, info="syncy http")`, hex. Not the join token: the signaling server
     /// knows that one.
     pub fn http_token(&self) -> String {
-        let hk = Hkdf::<Sha256>::new(Some(b"syncy v1"), &self.0);
-        let mut out = [0u8; 32];
-        hk.expand(b"syncy http", &mut out)
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        hex::encode(out)
+        self.derive(b"syncy http")
     }
 
     /// `HMAC-SHA256(key, "syncy http" | what | offset | body)`, hex: an HTTP fallback answer

@@ -19,7 +19,7 @@ pub(super) fn coturn(dir: &Path, port: u16, log: &Path) -> Daemon {
     let args = [
         "-n", "-v", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--listening-port", &p,
         "--min-port=49152", "--max-port=65535", "--lt-cred-mech", "--user=syncy:secret", "--realm=syncy.test",
-        "--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--simple-log",
+        "--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--simple-log", "--log-binding",
         &format!("--log-file={}", log.display()), &format!("--pidfile={}", pid.display()), &format!("--userdb={}", db.display()),
     ];
     daemon("turnserver", &args, port)
@@ -79,4 +79,26 @@ fn relay_only_with_a_wrong_turn_password_fails_clearly() {
     let err = eve.stderr_text();
     assert!(err.contains("connect") || err.contains("WebRTC"), "{err}");
     assert_eq!(host.quit(), 0);
+}
+
+#[test]
+fn stun_through_coturn_adds_reflexive_candidates_and_delivers_byte_exact() {
+    // coturn answers STUN too. On loopback the reflexive address is the host address itself,
+    // so this checks that gathering with a STUN server works end to end, not NAT traversal.
+    let file = clip_sized("turn.mp4", 6, "1Mb/s", "320x180");
+    let want = sha256(&file);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("turn.log");
+    let _turn = coturn(dir.path(), port, &log);
+    let url = format!("stun:127.0.0.1:{port}");
+    let mut host = Proc::host(&file, dir.path(), &["--stun", &url]);
+    let link = link_of(&mut host);
+    let mut ann = Proc::join(&link, "ann", dir.path(), &["--stun", &url]);
+    assert_eq!(ann.event("complete", T)["sha256"], want.as_str());
+    assert_eq!(ann.quit(), 0);
+    assert_eq!(host.quit(), 0);
+    // Both sides asked coturn for their address.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.matches("BINDING").count() >= 2, "no STUN binding requests in coturn's log:\n{text}");
 }

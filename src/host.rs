@@ -291,8 +291,9 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
         Some(addr) => {
             let fb = crate::net::http_fallback::Room { room: room.clone(), key: key.clone(), file: opts.file.clone(), manifest: manifest.clone(), state: http_state_rx, clock: clock.0 };
             let server = crate::net::http_fallback::start(addr, fb).await.wrap_err_with(|| format!("cannot listen on {addr} for --http"))?;
+            // Reachable where the link's host is, unless bound to one address.
             let host = if server.addr.ip().is_unspecified() { link.host.clone() } else { server.addr.ip().to_string() };
-            let shown = if host.contains(':') { format!("[{host}]:{}", server.addr.port()) } else { format!("{host}:{}", server.addr.port()) };
+            let shown = Link { host, port: server.addr.port(), ..link.clone() }.authority();
             tracing::info!("HTTP fallback for room {room} at {shown}");
             (Some(server), Some(shown))
         }

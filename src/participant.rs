@@ -320,7 +320,7 @@ async fn reconnect(opts: &JoinOptions, manifest: &Manifest, events: &mpsc::Unbou
         let _ = events.send(Event::Reconnecting { reason: why.to_string(), attempt });
         tracing::info!("link lost ({why}); reconnecting, attempt {attempt}");
         let err = match connect(opts).await {
-            Ok(c) if same_file(&c.manifest, manifest) => return Ok(Reconnected::Again(c)),
+            Ok(c) if c.manifest.identity() == manifest.identity() => return Ok(Reconnected::Again(c)),
             Ok(c) => {
                 close_link(&c.link).await;
                 bail!("the host is streaming another file now ({}); not resuming {}", c.manifest.name, manifest.name)
@@ -336,11 +336,6 @@ async fn reconnect(opts: &JoinOptions, manifest: &Manifest, events: &mpsc::Unbou
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(5));
     }
-}
-
-/// Whether a manifest describes the file we hold parts of.
-fn same_file(a: &Manifest, b: &Manifest) -> bool {
-    (a.name.as_str(), a.size, a.chunk_size, a.chunks) == (b.name.as_str(), b.size, b.chunk_size, b.chunks)
 }
 
 /// Marks the engine's turn as ended by a lost link (the caller reconnects).

@@ -110,7 +110,7 @@ pub fn progress_path(path: &Path) -> PathBuf {
 fn read_record(record: &Path, manifest: &Manifest, bits: usize) -> Option<Vec<u8>> {
     let text = std::fs::read(record).ok()?;
     let p: Progress = serde_json::from_slice(&text).ok()?;
-    let same = (p.name.as_str(), p.size, p.chunk_size, p.chunks) == (manifest.name.as_str(), manifest.size, manifest.chunk_size, manifest.chunks);
+    let same = (p.name.as_str(), p.size, p.chunk_size, p.chunks) == manifest.identity();
     let have = STANDARD.decode(&p.have).ok()?;
     if !same || have.len() != bits {
         tracing::info!("{} is for another file; starting the copy afresh", record.display());

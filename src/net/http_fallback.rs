@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -65,16 +65,18 @@ impl Drop for HttpFallback {
 pub async fn start(addr: SocketAddr, room: Room) -> std::io::Result<HttpFallback> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
+    // Opened once: every ranged answer reads at its offset (pread), no open and seek each time.
+    let file = Arc::new(std::fs::File::open(&room.file)?);
     let room = Arc::new(room);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else { return };
             let Ok((sock, peer)) = listener.accept().await else { continue };
-            let room = room.clone();
+            let (room, file) = (room.clone(), file.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                let served = tokio::time::timeout(std::time::Duration::from_secs(60), serve(sock, &room)).await;
+                let served = tokio::time::timeout(std::time::Duration::from_secs(60), serve(sock, &room, file)).await;
                 if let Ok(Err(e)) = served {
                     tracing::debug!(%peer, "HTTP fallback connection: {e}");
                 }
@@ -87,7 +89,7 @@ pub async fn start(addr: SocketAddr, room: Room) -> std::io::Result<HttpFallback
 
 /// One request per connection (`Connection: close`): simple, and a slow link's requests do
 /// not queue behind each other.
-async fn serve(mut sock: TcpStream, room: &Room) -> std::io::Result<()> {
+async fn serve(mut sock: TcpStream, room: &Room, file: Arc<std::fs::File>) -> std::io::Result<()> {
     let (method, path, range, auth) = match super::http_head::read(&mut sock, MAX_HEAD).await? {
         super::http_head::Request::Head(h) => {
             let (range, auth) = (h.header("range").map(str::to_string), h.header("authorization").map(str::to_string));
@@ -130,10 +132,13 @@ async fn serve(mut sock: TcpStream, room: &Room) -> std::io::Result<()> {
                 RangeAnswer::Whole if size > 0 => (0, (size - 1).min(MAX_RANGE - 1)),
                 _ => return reply(&mut sock, "416 Range Not Satisfiable", &[("Content-Range", format!("bytes */{size}"))], b"").await,
             };
-            let mut f = tokio::fs::File::open(&room.file).await?;
-            f.seek(std::io::SeekFrom::Start(start)).await?;
-            let mut body = vec![0u8; (end - start + 1) as usize];
-            f.read_exact(&mut body).await?;
+            let body = tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt;
+                let mut body = vec![0u8; (end - start + 1) as usize];
+                file.read_exact_at(&mut body, start).map(|_| body)
+            })
+            .await
+            .map_err(std::io::Error::other)??;
             let extra = vec![("Content-Range", format!("bytes {start}-{end}/{size}")), ("Accept-Ranges", "bytes".into())];
             signed(&mut sock, room, "file", start, "206 Partial Content", extra, &body).await
         }

@@ -54,6 +54,11 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// What says two manifests describe the same file: name, size and chunking.
+    pub fn identity(&self) -> (&str, u64, u32, u32) {
+        (self.name.as_str(), self.size, self.chunk_size, self.chunks)
+    }
+
     /// Chunk count for a size and chunk size.
     pub fn chunk_count(size: u64, chunk_size: u32) -> u64 {
         size.div_ceil(chunk_size as u64)

@@ -3,7 +3,7 @@
 # FFmpeg development libraries (5.1 on Debian 12), clang/libclang for ffmpeg-sys bindings,
 # pkg-config, ALSA headers for audio (cpal), tmux for terminal end-to-end tests, mpv for `--player mpv` (and its test), coturn (a TURN
 # server for the relay-only test; its service is not enabled), iproute2 (network namespaces for
-# the fault-injection tests), and a
+# the fault-injection test), and a
 # Rust toolchain if none is present.
 set -euo pipefail
 

@@ -8,6 +8,7 @@ mod tls;
 mod turn;
 mod resume;
 mod impair;
+mod tunlink;
 mod faults;
 mod fallback;
 mod tmux;

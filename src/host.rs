@@ -33,8 +33,6 @@ use crate::server::{Server, ServerConfig};
 
 /// Chunk sends queued per participant beyond the channel's own buffer.
 const CHUNK_QUEUE: usize = 8;
-/// Control messages held while a participant's hello is late (see `peer_task`).
-const MAX_EARLY: usize = 64;
 
 /// How the host runs.
 #[derive(Debug, Clone)]
@@ -754,6 +752,7 @@ async fn remove_peer(peers: &mut HashMap<PeerId, PeerState>, scheduler: &mut Sch
     if let Some(p) = peers.remove(&peer) {
         p.task.abort();
         if let Some(h) = p.handle {
+            tracing::info!(peer, "participant {} gone: {reason}", p.name);
             h.link.close().await;
             let _ = events.send(Event::PeerLeft { peer, name: p.name, reason: reason.to_string() });
         } else if left {
@@ -782,7 +781,7 @@ async fn peer_task(
         let _ = events.send(PeerEvent::Gone { peer, reason });
     };
     let send_signal = async |payload| signal_tx.send(ClientMsg::Signal { to, payload }).await.is_ok();
-    let link = match PeerLink::offer(&ice, &key, send_signal, &mut answers).await {
+    let mut link = match PeerLink::offer(&ice, &key, send_signal, &mut answers).await {
         Ok(l) => l,
         Err(e) => return gone(format!("connection failed: {e}")),
     };
@@ -807,6 +806,7 @@ async fn peer_task(
     let (control_tx, mut control_rx) = mpsc::channel::<Message>(64);
     let chunks_dc = link.chunks.clone();
     let control_dc = link.control.clone();
+    let early = std::mem::take(&mut link.early_control);
     let link = Arc::new(link);
     let _ = events.send(PeerEvent::Connected { peer, handle: PeerHandle { chunk_tx, control_tx, link: link.clone() } });
 
@@ -845,25 +845,25 @@ async fn peer_task(
         let manifest = manifest.clone();
         async move {
             let mut greeted = false;
-            // The control channel is ordered, yet under packet loss webrtc-rs was seen to hand
-            // over the first request before the hello it followed (seen here through a lossy
-            // relay: the host dropped honest participants for "message before hello"). A few
-            // are held until the hello comes; a flood before it is still a violation.
-            let mut early: Vec<Message> = Vec::new();
-            while let Some(ev) = control_dc.poll().await {
-                let webrtc::data_channel::DataChannelEvent::OnMessage(m) = ev else { continue };
-                match stream::decode_from(&m.data, Role::Participant, Some(&manifest)) {
+            // What came before the channel opened goes first (see `peer::wait_open`).
+            let mut early = early.into_iter();
+            loop {
+                let data = match early.next() {
+                    Some(d) => d,
+                    None => match control_dc.poll().await {
+                        Some(webrtc::data_channel::DataChannelEvent::OnMessage(m)) => m.data,
+                        Some(_) => continue,
+                        None => break,
+                    },
+                };
+                match stream::decode_from(&data, Role::Participant, Some(&manifest)) {
                     Ok(Message::Hello { version, .. }) => {
                         if version != PROTOCOL_VERSION {
                             return format!("protocol version {version} is not supported (this host speaks {PROTOCOL_VERSION})");
                         }
                         greeted = true;
-                        for msg in early.drain(..) {
-                            let _ = events.send(PeerEvent::Control { peer, msg });
-                        }
                     }
-                    Ok(_) if !greeted && early.len() >= MAX_EARLY => return "protocol violation: messages before hello".to_string(),
-                    Ok(msg) if !greeted => early.push(msg),
+                    Ok(_) if !greeted => return "protocol violation: a message before hello".to_string(),
                     Ok(msg) => {
                         let _ = events.send(PeerEvent::Control { peer, msg });
                     }

@@ -68,6 +68,8 @@ pub struct Playback {
     switched: bool,
     /// The follower's latest seek, not yet taken (a rendition may need to restart there).
     sought: Option<Micros>,
+    /// Where the decoder was last sent, until a frame from there shows.
+    seek_target: Option<Micros>,
 }
 
 impl Playback {
@@ -120,6 +122,7 @@ impl Playback {
             incoming: None,
             switched: false,
             sought: None,
+            seek_target: None,
         }
     }
 
@@ -243,6 +246,7 @@ impl Playback {
                     }
                     self.current = None;
                     self.sought = Some(t);
+                    self.seek_target = Some(t);
                 }
             }
         }
@@ -268,11 +272,11 @@ impl Playback {
         let frame_us = self.queue.info().map_or(40_000, |i| i.frame_us);
         let pos = self.follower.position(now);
         self.maybe_switch(pos, frame_us);
-        // The first frame after a seek may sit a hair after the target.
-        let limit = if self.current.is_none() { pos + frame_us } else { pos };
+        let limit = present_limit(pos, frame_us, self.current.is_none(), self.seek_target);
         while let Some(f) = self.queue.pop_until(limit) {
             self.current = Some(Arc::new(f));
             self.new_frame = true;
+            self.seek_target = None;
         }
         let late = (3 * frame_us).max(150_000);
         let showing = match &self.current {
@@ -391,5 +395,36 @@ impl Drop for Playback {
         if let Some((q, _)) = &self.incoming {
             q.close();
         }
+    }
+}
+
+/// How far ahead of the room position `pos` a decoded frame may be and still be shown now.
+/// Normally none. With no picture yet, the first frame after a seek may sit a frame after
+/// its target; and the decoder's seek target itself may be ahead of `pos`: the follower does
+/// not seek for a step back under 200 ms (playing, the clock catches up), so a room that
+/// pauses just behind a fresh seek would otherwise wait for a frame that, paused, never
+/// comes due — the participant buffering for ever, and the room waiting for it (seen here
+/// through a lossy relay).
+fn present_limit(pos: Micros, frame_us: Micros, no_picture: bool, seek_target: Option<Micros>) -> Micros {
+    if !no_picture {
+        return pos;
+    }
+    pos.max(seek_target.unwrap_or(pos)) + frame_us
+}
+
+#[cfg(test)]
+mod tests {
+    use super::present_limit;
+
+    #[test]
+    fn a_paused_room_just_behind_a_fresh_seek_still_shows_its_first_frame() {
+        // The decoder went to 1189 ms and its first frame is at 1200 ms; the room then paused
+        // at 999 ms. The frame must be shown, or nobody plays again.
+        assert!(present_limit(999_000, 40_000, true, Some(1_189_000)) >= 1_200_000);
+        // Otherwise, as before: a frame past the position waits for it.
+        assert_eq!(present_limit(999_000, 40_000, true, None), 1_039_000);
+        assert_eq!(present_limit(999_000, 40_000, false, Some(1_189_000)), 999_000);
+        // A seek target behind the position does not hold back anything.
+        assert_eq!(present_limit(999_000, 40_000, true, Some(500_000)), 1_039_000);
     }
 }

@@ -149,6 +149,9 @@ pub struct PeerLink {
     pub control: Arc<dyn DataChannel>,
     /// Reliable unordered channel for chunks.
     pub chunks: Arc<dyn DataChannel>,
+    /// What came on `control` before it opened (see `wait_open`), oldest first; the reader
+    /// takes these before polling the channel.
+    pub early_control: Vec<BytesMut>,
     events: tokio::sync::Mutex<mpsc::UnboundedReceiver<PcEvent>>,
 }
 
@@ -203,15 +206,33 @@ async fn signed_local_sdp(
     Ok((sdp, mac))
 }
 
-async fn wait_open(dc: &Arc<dyn DataChannel>) -> Result<(), LinkError> {
+/// Waits for a channel the host created to open, and returns what the peer sent on it
+/// before the open event. On a TURN-relayed link webrtc-rs can hand over the first messages
+/// before `OnOpen`: its driver takes relayed packets in and drains their data in the same
+/// pass, while the open (from the DCEP ACK in the same packet) waits for the next pass. The
+/// participant's hello travels in that first packet; dropping it here cost every relayed
+/// participant its hello under loss, and the host then cut it for "messages before hello".
+async fn wait_open(dc: &Arc<dyn DataChannel>) -> Result<Vec<BytesMut>, LinkError> {
+    open_events(|| dc.poll()).await
+}
+
+/// `wait_open` over any source of channel events.
+async fn open_events<F: Future<Output = Option<DataChannelEvent>>>(mut next: impl FnMut() -> F) -> Result<Vec<BytesMut>, LinkError> {
+    let mut early = Vec::new();
     loop {
-        match dc.poll().await {
-            Some(DataChannelEvent::OnOpen) => return Ok(()),
+        match next().await {
+            Some(DataChannelEvent::OnOpen) => return Ok(early),
+            Some(DataChannelEvent::OnMessage(m)) if early.len() < MAX_BEFORE_OPEN => early.push(m.data),
+            Some(DataChannelEvent::OnMessage(_)) => return Err(LinkError::Unexpected("a flood of messages before the channel opened")),
             Some(DataChannelEvent::OnClose) | None => return Err(LinkError::Gone),
             Some(_) => {}
         }
     }
 }
+
+/// Messages kept from before a channel's open event; an honest peer sends a hello and a few
+/// requests in that window.
+const MAX_BEFORE_OPEN: usize = 64;
 
 impl PeerLink {
     /// Host side: offers, waits for the answer from `answers`, and waits for both channels.
@@ -247,9 +268,11 @@ impl PeerLink {
                     return Err(LinkError::BadMac);
                 }
                 pc.set_remote_description(RTCSessionDescription::answer(answer.0)?).await?;
-                wait_open(&control).await?;
-                wait_open(&chunks).await?;
-                Ok(PeerLink { pc: pc.clone(), control, chunks, events: events.into() })
+                let early_control = wait_open(&control).await?;
+                if !wait_open(&chunks).await?.is_empty() {
+                    return Err(LinkError::Unexpected("a message from the participant on the chunks channel"));
+                }
+                Ok(PeerLink { pc: pc.clone(), control, chunks, early_control, events: events.into() })
             }
             .await;
             if result.is_err() {
@@ -299,7 +322,7 @@ impl PeerLink {
                         _ => {}
                     }
                 }
-                Ok(PeerLink { pc: pc.clone(), control: control.expect("loop"), chunks: chunks.expect("loop"), events: events.into() })
+                Ok(PeerLink { pc: pc.clone(), control: control.expect("loop"), chunks: chunks.expect("loop"), early_control: Vec::new(), events: events.into() })
             }
             .await;
             if result.is_err() {
@@ -343,4 +366,38 @@ pub async fn send(dc: &Arc<dyn DataChannel>, bytes: &[u8]) -> Result<(), LinkErr
 pub async fn send_owned(dc: &Arc<dyn DataChannel>, bytes: BytesMut) -> Result<(), LinkError> {
     dc.send(bytes).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use rtc::data_channel::RTCDataChannelMessage;
+
+    use super::*;
+
+    fn msg(b: &[u8]) -> DataChannelEvent {
+        DataChannelEvent::OnMessage(RTCDataChannelMessage { is_string: false, data: BytesMut::from(b) })
+    }
+
+    async fn run(events: Vec<DataChannelEvent>) -> Result<Vec<BytesMut>, LinkError> {
+        let mut q: VecDeque<_> = events.into();
+        open_events(|| std::future::ready(q.pop_front())).await
+    }
+
+    #[tokio::test]
+    async fn messages_before_the_open_event_are_kept_in_order() {
+        // The relayed-link case: the hello and a request come before OnOpen.
+        let early = run(vec![msg(b"hello"), msg(b"request"), DataChannelEvent::OnOpen, msg(b"later")]).await.unwrap();
+        assert_eq!(early, vec![BytesMut::from(&b"hello"[..]), BytesMut::from(&b"request"[..])]);
+        assert!(run(vec![DataChannelEvent::OnOpen]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_close_or_a_flood_before_the_open_event_fails() {
+        assert!(matches!(run(vec![msg(b"hello"), DataChannelEvent::OnClose]).await, Err(LinkError::Gone)));
+        assert!(matches!(run(vec![]).await, Err(LinkError::Gone)));
+        let flood = (0..=MAX_BEFORE_OPEN).map(|_| msg(b"x")).chain([DataChannelEvent::OnOpen]).collect();
+        assert!(matches!(run(flood).await, Err(LinkError::Unexpected(_))));
+    }
 }

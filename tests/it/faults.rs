@@ -6,7 +6,9 @@
 //!   devices, because these kernels have no `sch_netem`). The host is in one, the
 //!   participants in the other, and they talk directly (host candidates). Needs root.
 //! - a user-space relay in front of a local TURN server (coturn), with relay-only ICE: every
-//!   packet of every link crosses it (see impair.rs). Ignored: webrtc-rs's TURN path stalls.
+//!   packet of every link crosses it (see impair.rs). This is what found the two relayed-path
+//!   bugs: relayed packets waiting for the next driver pass (vendor/webrtc/SYNCY-PATCH.md)
+//!   and the participant's hello lost before the channel opened (`peer::wait_open`).
 
 use std::path::Path;
 use std::process::Command;
@@ -46,6 +48,20 @@ struct Side<'a> {
     net: &'a [&'a str],
 }
 
+/// When the room last went from paused to playing, by the host's state events.
+fn last_resume(host: &Proc) -> Option<f64> {
+    let mut playing = false;
+    let mut at = None;
+    for v in host.seen.iter().filter(|v| v["event"] == "state") {
+        let now = v["playing"] == true;
+        if now && !playing {
+            at = Some(f(v, "t_ms"));
+        }
+        playing = now;
+    }
+    at
+}
+
 /// The room plays on a bad network: both participants get byte-exact copies, one killed
 /// mid-way resumes its copy, the signaling server restarted mid-stream does not stop the
 /// picture, and the two play within 40 ms of each other.
@@ -59,14 +75,17 @@ fn a_room_on_a_bad_network(dir: &Path, host_side: Side, join_side: Side, serve: 
     host_args.extend_from_slice(host_side.net);
     let mut host = Proc::spawn_wrapped(host_side.wrapper, &host_args, dir, "host", &[]);
     let link = host.event("room", T)["link"].as_str().unwrap().to_string();
-    let join = |name: &str| {
+    let join = |name: &str, tag: &str, extra: &[&str]| {
         let save = dir.join(format!("{name}.copy"));
         let mut args = vec!["join", &link, "--headless", "--name", name, "--save", save.to_str().unwrap()];
+        args.extend_from_slice(extra);
         args.extend_from_slice(join_side.net);
-        Proc::spawn_wrapped(join_side.wrapper, &args, dir, name, &[])
+        Proc::spawn_wrapped(join_side.wrapper, &args, dir, tag, &[])
     };
-    let mut ann = join("ann");
-    let mut bob = join("bob");
+    let mut ann = join("ann", "ann", &[]);
+    // Bob's first run is held to 400 kb/s, so he is a third of the way in, not done, when he
+    // is killed, however fast the link is.
+    let mut bob = join("bob", "bob", &["--download-limit", "400kb/s"]);
     let chunks = bob.event("manifest", T)["chunks"].as_u64().unwrap();
     ann.event("manifest", T);
 
@@ -75,7 +94,7 @@ fn a_room_on_a_bad_network(dir: &Path, host_side: Side, join_side: Side, serve: 
     std::thread::sleep(Duration::from_millis(1500));
     let _ = bob.child.kill();
     bob.wait(T);
-    let mut bob = join("bob");
+    let mut bob = join("bob", "bob-again", &[]);
     let kept = bob.event("resumed", T)["chunks"].as_u64().unwrap();
     assert!(kept > 0 && kept < chunks, "bob kept {kept} of {chunks}");
 
@@ -93,21 +112,37 @@ fn a_room_on_a_bad_network(dir: &Path, host_side: Side, join_side: Side, serve: 
         assert_eq!(p.event("complete", T)["sha256"], want.as_str(), "{name}'s copy");
         assert_eq!(sha256(&dir.join(format!("{name}.copy"))), want, "{name}'s saved copy");
     }
-    // Twenty seconds after the restart: the picture went on, and the last eight of them were in
-    // sync (the room pausing for someone buffering on this link can leave a participant a
-    // few hundred ms off for a moment; the rate nudge brings it back within seconds).
+    // Twenty seconds after the restart: the picture went on.
     for p in [&mut ann, &mut bob] {
         p.wait_for("20 s of stats after the restart", T, |v| v["event"] == "stats" && f(v, "t_ms") > restart_at + 20_000.0);
     }
     let samples: Vec<_> = [&ann, &bob].iter().map(|p| playing_samples(p, restart_at + 12_000.0)).collect();
     for (s, p) in samples.iter().zip([&ann, &bob]) {
+        let host = &mut host;
         let events: Vec<String> = p.seen.iter().filter(|v| v["event"] != "stats").map(|v| v.to_string().chars().take(160).collect()).collect();
         let last = p.seen.iter().rev().find(|v| v["event"] == "stats").map(|v| v.to_string());
-        assert!(s.len() >= 6, "{} samples of playing after the restart; events {events:?}; last stats {last:?}", s.len());
+        host.drain();
+        let host_events: Vec<String> = host.seen.iter().filter(|v| v["event"] == "peer_left" || v["event"] == "peer_joined").map(|v| v.to_string()).collect();
+        assert!(s.len() >= 6, "{} samples of playing after the restart; events {events:?}; last stats {last:?}; host saw {host_events:?}", s.len());
         // The room may pause a moment for someone buffering on this link; it must not stop.
         let (a, b) = (s[0], s[s.len() - 1]);
         assert!(b.1 - a.1 >= 0.5 * (b.0 - a.0), "the picture kept going: {:.0} ms of playing in {:.0} ms", b.1 - a.1, b.0 - a.0);
     }
+    // Sync is judged in steady state: over 8 s from 12 s after the room last started playing
+    // (the restart, or the end of a pause for someone buffering on this link, after which a
+    // participant can be ~100 ms off for a moment until the rate nudge brings it back).
+    let mut from = restart_at;
+    for _ in 0..3 {
+        for p in [&mut ann, &mut bob] {
+            p.wait_for("20 s of stats", T, |v| v["event"] == "stats" && f(v, "t_ms") > from + 20_000.0);
+        }
+        host.drain();
+        match last_resume(&host) {
+            Some(t) if t > from => from = t,
+            _ => break,
+        }
+    }
+    let samples: Vec<_> = [&ann, &bob].iter().map(|p| playing_samples(p, from + 12_000.0)).collect();
     let sp = spreads(&samples);
     assert!(sp.len() >= 5, "{} comparable instants", sp.len());
     let worst = sp.iter().cloned().fold(0.0, f64::max);
@@ -149,14 +184,13 @@ fn through_a_lossy_relay(loss: f64, delay: Duration) -> (f64, f64) {
 }
 
 #[test]
-#[ignore = "webrtc-rs's SCTP over its TURN client is too fragile under loss for CI: runs here ranged from passing to a transfer stalling at 20-30 KB/s (see the issue 6 note); run with --ignored"]
 fn five_percent_loss_through_a_lossy_relay() {
     // 2.53% per crossing, two crossings per direction: 5% per direction.
     through_a_lossy_relay(0.0253, Duration::ZERO);
 }
 
 #[test]
-#[ignore = "webrtc-rs's TURN path stalls when the relay adds latency (see the issue 6 note); run with --ignored"]
+#[ignore = "through TURN at 100 ms round trips the restarted participant's DTLS handshake sometimes runs out of retransmissions (rtc-dtls: 7, 1 s apart), and a first connection is not retried: 1 run in 11 here; run with --ignored"]
 fn five_percent_loss_and_100_ms_round_trips_through_a_lossy_relay() {
     // 25 ms per crossing: 50 ms per direction, 100 ms round trips.
     let (_, rtt) = through_a_lossy_relay(0.0253, Duration::from_millis(25));
@@ -195,3 +229,4 @@ fn five_percent_loss_and_100_ms_round_trips_between_two_namespaces() {
     assert!(passed > 500 && (0.03..=0.07).contains(&share), "{dropped} of {} dropped", passed + dropped);
     assert!(rtt >= 90.0, "the link's delay shows in the round trip: {rtt} ms");
 }
+

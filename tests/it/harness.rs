@@ -203,6 +203,13 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test leaves every event the process printed beside its stderr, for a
+        // look afterwards (with SYNCY_KEEP_TEST_DIR where the directory is a temporary one).
+        if std::thread::panicking() {
+            self.drain();
+            let lines: String = self.seen.iter().map(|v| format!("{v}\n")).collect();
+            let _ = std::fs::write(self.stderr.with_extension("events"), lines);
+        }
     }
 }
 

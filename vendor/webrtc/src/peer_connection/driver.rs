@@ -1955,6 +1955,24 @@ where
         }
 
         // 1.b turn_relayer poll_write()
+        self.flush_turn_writes().await;
+
+        // 1.c peer_connection poll_write() - Send all outgoing packets, coalescing
+        // consecutive same-destination datagrams into single UDP GSO syscalls.
+        let writes = Self::drain_core_writes(self.inner.clone()).await;
+        self.flush_writes(writes).await;
+
+        // 1.d syncy patch: on a relayed pair, 1.c only hands each packet to the TURN client
+        // (ChannelData / Send), which queues it; without this it waited for the next loop
+        // iteration — the next datagram in or the next timer. Under delay that turned SCTP
+        // into stop-and-wait on timers (a relayed link carried almost nothing at 100 ms RTT).
+        self.flush_turn_writes().await;
+
+        Ok(())
+    }
+
+    /// Sends what the TURN relayer has queued: its own requests and the relayed packets.
+    async fn flush_turn_writes(&mut self) {
         while let Some(msg) = self.turn_relayer.poll_write() {
             let four_tuple: FourTuple = FourTuple::from(&msg.transport);
             if let Err(err) = self.handle_write(msg).await {
@@ -1973,13 +1991,6 @@ where
                 }
             }
         }
-
-        // 1.c peer_connection poll_write() - Send all outgoing packets, coalescing
-        // consecutive same-destination datagrams into single UDP GSO syscalls.
-        let writes = Self::drain_core_writes(self.inner.clone()).await;
-        self.flush_writes(writes).await;
-
-        Ok(())
     }
 
     /// Send a drained batch of outgoing packets, coalescing maximal runs of

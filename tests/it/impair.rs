@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, channel};
+use std::thread::JoinHandle;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,6 @@ impl Drop for Impair {
 }
 
 struct Delayed {
-    due: Instant,
     socket: Arc<UdpSocket>,
     to: SocketAddr,
     data: Vec<u8>,
@@ -53,6 +53,55 @@ impl Rng {
     }
 }
 
+/// What both fault paths do to a packet (netem's `loss` and `delay`): drop a share, and
+/// hand the rest to `deliver` after the delay, in order (the delay is constant, so a FIFO
+/// keeps every packet's due time).
+pub struct Impairment<T> {
+    loss: f64,
+    delay: Duration,
+    rng: Mutex<Rng>,
+    counts: Arc<Counts>,
+    tx: Sender<(Instant, T)>,
+}
+
+impl<T: Send + 'static> Impairment<T> {
+    /// Starts the delivering thread; it ends once `stop` is set.
+    pub fn start(loss: f64, delay: Duration, seed: u64, counts: Arc<Counts>, stop: Arc<AtomicBool>, mut deliver: impl FnMut(T) + Send + 'static) -> (Arc<Self>, JoinHandle<()>) {
+        let (tx, rx) = channel::<(Instant, T)>();
+        let thread = std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((due, packet)) = rx.recv_timeout(Duration::from_millis(100)) else { continue };
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                deliver(packet);
+            }
+        });
+        (Arc::new(Impairment { loss, delay, rng: Mutex::new(Rng(seed)), counts, tx }), thread)
+    }
+
+    /// Drops `packet` or queues it for delivery.
+    pub fn offer(&self, packet: T) {
+        if self.rng.lock().unwrap().chance(self.loss) {
+            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.counts.passed.fetch_add(1, Ordering::Relaxed);
+        let _ = self.tx.send((Instant::now() + self.delay, packet));
+    }
+}
+
+impl Counts {
+    /// Checks that about `loss` of what crossed was dropped (±40%, over enough packets).
+    pub fn assert_loss(&self, loss: f64, what: &str) {
+        let (passed, dropped) = (self.passed.load(Ordering::Relaxed), self.dropped.load(Ordering::Relaxed));
+        let share = dropped as f64 / (passed + dropped) as f64;
+        eprintln!("{what}: {passed} passed, {dropped} dropped ({:.2}%)", share * 100.0);
+        assert!(passed > 500 && share >= loss * 0.6 && share <= loss * 1.4, "{what}: {dropped} of {} dropped", passed + dropped);
+    }
+}
+
 /// Relays UDP between clients on 127.0.0.1 and `upstream`, dropping each datagram with
 /// probability `loss` and delaying the rest by `delay` (each way).
 pub fn start(upstream: SocketAddr, loss: f64, delay: Duration) -> Impair {
@@ -61,35 +110,10 @@ pub fn start(upstream: SocketAddr, loss: f64, delay: Duration) -> Impair {
     let addr = front.local_addr().unwrap();
     let counts = Arc::new(Counts::default());
     let stop = Arc::new(AtomicBool::new(false));
-    // One sender thread: the delay is constant, so a FIFO keeps every datagram's due time.
-    let (tx, rx) = channel::<Delayed>();
-    {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            while let Ok(d) = rx.recv() {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                let now = Instant::now();
-                if d.due > now {
-                    std::thread::sleep(d.due - now);
-                }
-                let _ = d.socket.send_to(&d.data, d.to);
-            }
-        });
-    }
-    let rng = Arc::new(Mutex::new(Rng(0x9E37_79B9_7F4A_7C15)));
-    let pass = {
-        let (counts, rng) = (counts.clone(), rng.clone());
-        move |tx: &Sender<Delayed>, socket: &Arc<UdpSocket>, to: SocketAddr, data: &[u8]| {
-            if rng.lock().unwrap().chance(loss) {
-                counts.dropped.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            counts.passed.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send(Delayed { due: Instant::now() + delay, socket: socket.clone(), to, data: data.to_vec() });
-        }
-    };
+    let (line, _) = Impairment::start(loss, delay, 0x9E37_79B9_7F4A_7C15, counts.clone(), stop.clone(), |d: Delayed| {
+        let _ = d.socket.send_to(&d.data, d.to);
+    });
+    let pass = move |socket: &Arc<UdpSocket>, to: SocketAddr, data: &[u8]| line.offer(Delayed { socket: socket.clone(), to, data: data.to_vec() });
     {
         let (stop, front, pass) = (stop.clone(), front.clone(), pass.clone());
         std::thread::spawn(move || {
@@ -101,19 +125,19 @@ pub fn start(upstream: SocketAddr, loss: f64, delay: Duration) -> Impair {
                 let up = clients.entry(from).or_insert_with(|| {
                     let up = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
                     up.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-                    let (stop, front, tx, up2, pass) = (stop.clone(), front.clone(), tx.clone(), up.clone(), pass.clone());
+                    let (stop, front, up2, pass) = (stop.clone(), front.clone(), up.clone(), pass.clone());
                     std::thread::spawn(move || {
                         let mut buf = vec![0u8; 65536];
                         while !stop.load(Ordering::Relaxed) {
                             if let Ok((n, _)) = up2.recv_from(&mut buf) {
-                                pass(&tx, &front, from, &buf[..n]);
+                                pass(&front, from, &buf[..n]);
                             }
                         }
                     });
                     up
                 });
                 let up = up.clone();
-                pass(&tx, &up, upstream, &buf[..n]);
+                pass(&up, upstream, &buf[..n]);
             }
         });
     }

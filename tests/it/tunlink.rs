@@ -12,12 +12,11 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::channel;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::impair::{Counts, Rng};
+use super::impair::{Counts, Impairment};
 
 pub const A_ADDR: &str = "10.77.0.1";
 pub const B_ADDR: &str = "10.77.0.2";
@@ -109,35 +108,20 @@ pub fn start(tag: &str, loss: f64, delay: Duration) -> Result<TunLink, String> {
         ip(&["-n", ns, "link", "set", "syncy0", "up"])?;
     }
     let (tun_a, tun_b) = (Arc::new(tun_a), Arc::new(tun_b));
-    let rng = Arc::new(Mutex::new(Rng(0x9E37_79B9_7F4A_7C15)));
-    for (from, to) in [(tun_a.clone(), tun_b.clone()), (tun_b, tun_a)] {
-        // A reader drops or timestamps; a writer hands each packet over when it is due. The
-        // delay is constant, so a FIFO keeps the order (as netem does without jitter).
-        let (tx, rx) = channel::<(Instant, Vec<u8>)>();
-        let (stop_r, stop_w, counts, rng) = (stop.clone(), stop.clone(), link.counts.clone(), rng.clone());
+    for (seed, from, to) in [(0x9E37_79B9_7F4A_7C15, tun_a.clone(), tun_b.clone()), (0x2545_F491_4F6C_DD1D, tun_b, tun_a)] {
+        let (line, writer) = Impairment::start(loss, delay, seed, link.counts.clone(), stop.clone(), move |packet: Vec<u8>| {
+            let _ = (&*to).write(&packet);
+        });
+        let stop = stop.clone();
+        link.threads.push(writer);
         link.threads.push(std::thread::spawn(move || {
             let mut buf = vec![0u8; 65536];
-            while !stop_r.load(Ordering::Relaxed) {
-                if !readable(&from) {
-                    continue;
+            while !stop.load(Ordering::Relaxed) {
+                if readable(&from)
+                    && let Ok(n) = (&*from).read(&mut buf)
+                {
+                    line.offer(buf[..n].to_vec());
                 }
-                let Ok(n) = (&*from).read(&mut buf) else { continue };
-                if rng.lock().unwrap().chance(loss) {
-                    counts.dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                counts.passed.fetch_add(1, Ordering::Relaxed);
-                let _ = tx.send((Instant::now() + delay, buf[..n].to_vec()));
-            }
-        }));
-        link.threads.push(std::thread::spawn(move || {
-            while !stop_w.load(Ordering::Relaxed) {
-                let Ok((due, packet)) = rx.recv_timeout(Duration::from_millis(100)) else { continue };
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
-                let _ = (&*to).write(&packet);
             }
         }));
     }

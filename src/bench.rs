@@ -155,7 +155,9 @@ fn median(v: &mut [f64]) -> f64 {
 fn render(figures: &[Figure]) -> String {
     let mut bare: Vec<f64> = figures.iter().filter(|f| f.name == "bare data channel").map(|f| f.mb_s()).collect();
     let bare = (!bare.is_empty()).then(|| median(&mut bare));
-    let mut s = String::from("| what | receivers | MB/s (all receivers) | MB/s per receiver | all receivers vs bare channel (median) | CPU s per GiB delivered |\n|---|---|---|---|---|---|\n");
+    let mut s = String::from(
+        "| what | receivers | MB/s (all receivers) | MB/s per receiver | all receivers vs bare channel (median) | CPU s per GiB delivered |\n|---|---|---|---|---|---|\n",
+    );
     for f in figures {
         let vs = bare.map(|b| format!("{:.0}%", f.mb_s() / b * 100.0)).unwrap_or_default();
         s += &format!("| {} | {} | {:.1} | {:.1} | {} | {:.2} |\n", f.name, f.receivers, f.mb_s(), f.mb_s() / f.receivers as f64, vs, f.cpu_per_gib());
@@ -277,7 +279,21 @@ async fn syncy(file: &Path, n: u32) -> Result<(Duration, f64)> {
     for i in 0..n {
         let (qtx, qrx) = mpsc::unbounded_channel::<Command>();
         quits.push(qtx);
-        let opts = JoinOptions { link: link.clone(), name: format!("p{i}"), save: None, buffer: 32 << 20, ice_addr: None, nat: Default::default(), tls_ca: None, render: crate::participant::Render::None, mpv: None, playback: false, sound: false, download_limit: 0, quality: "high".into() };
+        let opts = JoinOptions {
+            link: link.clone(),
+            name: format!("p{i}"),
+            save: None,
+            buffer: 32 << 20,
+            ice_addr: None,
+            nat: Default::default(),
+            tls_ca: None,
+            render: crate::participant::Render::None,
+            mpv: None,
+            playback: false,
+            sound: false,
+            download_limit: 0,
+            quality: "high".into(),
+        };
         let tx = ev_tx.clone();
         tokio::spawn(async move {
             if let Err(e) = participant::run(opts, tx.clone(), qrx).await {

@@ -50,7 +50,9 @@ impl Room {
             name: format!("p{i}"),
             save: None,
             buffer: 2 << 20,
-            ice_addr: None, nat: Default::default(), tls_ca: None,
+            ice_addr: None,
+            nat: Default::default(),
+            tls_ca: None,
             render: Render::None,
             mpv: None,
             playback: true,
@@ -175,9 +177,11 @@ async fn room_figures(clip: &Path, n: usize, play_secs: u64) -> Result<RoomFigur
         room.host.send(Command::SeekTo(target_s as f64))?;
         let lo = target_s * 1000;
         let (when, _) = room
-            .until_all(&all, Duration::from_secs(30), |e| {
-                matches!(e, Event::State { buffering: false, playing: true, position_ms, .. } if (lo..lo + 2_000).contains(position_ms))
-            })
+            .until_all(
+                &all,
+                Duration::from_secs(30),
+                |e| matches!(e, Event::State { buffering: false, playing: true, position_ms, .. } if (lo..lo + 2_000).contains(position_ms)),
+            )
             .await?;
         seeks.push(when.iter().map(|t| t.duration_since(t0).as_secs_f64() * 1000.0).fold(0.0, f64::max));
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -190,10 +194,8 @@ async fn room_figures(clip: &Path, n: usize, play_secs: u64) -> Result<RoomFigur
         let who = room.join();
         let (when, seen) = room.until_all(&[who], Duration::from_secs(30), showing(true)).await?;
         let ms = when[0].duration_since(t0).as_secs_f64() * 1000.0;
-        let manifest = seen
-            .iter()
-            .find(|(i, _, e)| *i == who && matches!(e, Event::Manifest { .. }))
-            .map(|(_, t, _)| t.duration_since(t0).as_secs_f64() * 1000.0);
+        let manifest =
+            seen.iter().find(|(i, _, e)| *i == who && matches!(e, Event::Manifest { .. })).map(|(_, t, _)| t.duration_since(t0).as_secs_f64() * 1000.0);
         eprintln!("late joiner: manifest after {manifest:.0?} ms, first frame after {ms:.0} ms");
         late.push(ms);
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -313,7 +315,13 @@ pub async fn run(participants: &[u32]) -> Result<String> {
     eprintln!("720p: decode + scale {:.0} fps; + half-blocks 160x45 + draw {:.0} fps; draw {:.0} µs/frame", r.decode_fps, r.shown_fps, r.draw_us);
     out += &format!(
         "\n720p H.264 ({} frames) into a 160×45 half-block area: decode + swscale to 160×90 (baseline) {:.0} frames/s; decode + swscale + half-block encode + draw {:.0} frames/s ({:.0}% of the baseline). Half-block encode + draw alone, on frames decoded beforehand: {:.0} µs of CPU per frame (median of 5 passes) = {:.1}% of one core at 10 fps, {:.1}% at 25 fps.\n",
-        r.frames, r.decode_fps, r.shown_fps, r.shown_fps / r.decode_fps * 100.0, r.draw_us, core_at(10.0), core_at(25.0)
+        r.frames,
+        r.decode_fps,
+        r.shown_fps,
+        r.shown_fps / r.decode_fps * 100.0,
+        r.draw_us,
+        core_at(10.0),
+        core_at(25.0)
     );
     Ok(out)
 }

@@ -44,7 +44,10 @@ pub async fn run() -> Result<String> {
     let clip = dir.path().join("room720.mp4");
     eprintln!("preparing a 90 s 1280x720 clip for the host CPU…");
     let c = clip.clone();
-    tokio::task::spawn_blocking(move || write_sample(&c, &SampleSpec { duration: 90.0, width: 1280, height: 720, video_bitrate: 4_000_000, ..Default::default() })).await??;
+    tokio::task::spawn_blocking(move || {
+        write_sample(&c, &SampleSpec { duration: 90.0, width: 1280, height: 720, video_bitrate: 4_000_000, ..Default::default() })
+    })
+    .await??;
     out += "\n### Host CPU with participants on three levels\n\n";
     out += &tokio::task::spawn_blocking(move || host_cpu(&clip)).await??;
     Ok(out)
@@ -55,7 +58,8 @@ pub async fn run() -> Result<String> {
 /// `syncy` processes; the host's CPU time comes from /proc.
 pub fn host_cpu(clip: &Path) -> Result<String> {
     let mut out = String::from("| room | host CPU, first 10 s | host CPU, the 30 s after |\n|---|---|---|\n");
-    for (what, levels) in [("3 participants on high (baseline)", ["high", "high", "high"]), ("3 participants on high, medium, low", ["high", "medium", "low"])] {
+    for (what, levels) in [("3 participants on high (baseline)", ["high", "high", "high"]), ("3 participants on high, medium, low", ["high", "medium", "low"])]
+    {
         eprintln!("{what}…");
         let (first, steady) = room_cpu(clip, &levels)?;
         eprintln!("{what}: {:.0}% then {:.0}% of a core", first * 100.0, steady * 100.0);

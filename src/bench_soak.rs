@@ -39,7 +39,10 @@ pub async fn run(participants: usize, minutes: u32) -> Result<String> {
     eprintln!("preparing a {secs:.0} s clip…");
     {
         let clip = clip.clone();
-        tokio::task::spawn_blocking(move || write_sample(&clip, &SampleSpec { duration: secs, width: 320, height: 180, video_bitrate: 400_000, ..Default::default() })).await??;
+        tokio::task::spawn_blocking(move || {
+            write_sample(&clip, &SampleSpec { duration: secs, width: 320, height: 180, video_bitrate: 400_000, ..Default::default() })
+        })
+        .await??;
     }
     let size = std::fs::metadata(&clip)?.len();
     let mut room = Room::open(&clip, participants).await?;
@@ -72,7 +75,14 @@ pub async fn run(participants: usize, minutes: u32) -> Result<String> {
         let row = Minute { rss: rss(), spread_ms, stalls, cpu_s: now_cpu - cpu };
         cpu = now_cpu;
         total_stalls += stalls;
-        eprintln!("minute {}: rss {:.1} MiB, worst spread {:.1} ms, stalls {}, cpu {:.0}% of a core", m + 1, row.rss as f64 / 1048576.0, row.spread_ms, row.stalls, row.cpu_s / 60.0 * 100.0);
+        eprintln!(
+            "minute {}: rss {:.1} MiB, worst spread {:.1} ms, stalls {}, cpu {:.0}% of a core",
+            m + 1,
+            row.rss as f64 / 1048576.0,
+            row.spread_ms,
+            row.stalls,
+            row.cpu_s / 60.0 * 100.0
+        );
         table.push(row);
     }
     let played = started.elapsed().as_secs_f64();

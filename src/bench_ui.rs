@@ -34,7 +34,16 @@ fn terminal(w: u16, h: u16) -> io::Result<Terminal<CrosstermBackend<io::Sink>>> 
 /// A room of ten, after a minute of stats.
 fn room(t: Instant) -> RoomModel {
     let mut m = RoomModel::default();
-    m.apply(&Event::Room { link: "syncy://127.0.0.1:7878/bench#key".into(), room: "bench".into(), file: "hd.mp4".into(), size: 5_000_000, duration_ms: Some(10_000) }, t);
+    m.apply(
+        &Event::Room {
+            link: "syncy://127.0.0.1:7878/bench#key".into(),
+            room: "bench".into(),
+            file: "hd.mp4".into(),
+            size: 5_000_000,
+            duration_ms: Some(10_000),
+        },
+        t,
+    );
     for p in 0..10 {
         m.apply(&Event::PeerJoined { peer: p, name: format!("p{p}") }, t);
     }
@@ -116,7 +125,8 @@ fn costs(clip: &Path, w: u16, h: u16) -> Result<Costs> {
         Ok(())
     })?;
 
-    let mut s = Status { name: "p0".into(), duration_ms: Some(10_000), room_playing: true, quality: "high".into(), pieces: vec![100; 256], ..Status::default() };
+    let mut s =
+        Status { name: "p0".into(), duration_ms: Some(10_000), room_playing: true, quality: "high".into(), pieces: vec![100; 256], ..Status::default() };
     let pane = join_view::video_area(Rect::new(0, 0, w, h));
     let frames = frames_for(clip, pane, &picture)?;
     let (_, cells) = picture.fit(pane, (1280, 720));
@@ -138,11 +148,12 @@ pub async fn run() -> Result<String> {
     eprintln!("preparing a 720p clip…");
     {
         let clip = clip.clone();
-        tokio::task::spawn_blocking(move || write_sample(&clip, &SampleSpec { duration: 10.0, width: 1280, height: 720, video_bitrate: 4_000_000, ..Default::default() })).await??;
+        tokio::task::spawn_blocking(move || {
+            write_sample(&clip, &SampleSpec { duration: 10.0, width: 1280, height: 720, video_bitrate: 4_000_000, ..Default::default() })
+        })
+        .await??;
     }
-    let mut out = String::from(
-        "| terminal | view | CPU per frame (µs) | one core at 10 fps |\n|---|---|---|---|\n",
-    );
+    let mut out = String::from("| terminal | view | CPU per frame (µs) | one core at 10 fps |\n|---|---|---|---|\n");
     for (w, h) in [(80u16, 24u16), (160, 48)] {
         let clip = clip.clone();
         let c = tokio::task::spawn_blocking(move || costs(&clip, w, h)).await??;

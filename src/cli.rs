@@ -147,10 +147,7 @@ fn parse_turn(s: &str) -> Result<String, String> {
 }
 
 fn parse_ice_url(s: &str, schemes: &[&str]) -> Result<String, String> {
-    let rest = schemes
-        .iter()
-        .find_map(|p| s.strip_prefix(p))
-        .ok_or_else(|| format!("expected a URL starting with {}", schemes.join(" or ")))?;
+    let rest = schemes.iter().find_map(|p| s.strip_prefix(p)).ok_or_else(|| format!("expected a URL starting with {}", schemes.join(" or ")))?;
     let host_port = rest.split('?').next().unwrap_or("");
     if host_port.is_empty() || host_port.contains('/') {
         return Err(format!("expected {}HOST[:PORT], got {s:?}", schemes[0]));

@@ -13,14 +13,13 @@ use crate::headless::{Command, Event};
 use crate::host::{self, DEFAULT_UPLOAD_LIMIT};
 use crate::media::sample::{SampleSpec, write_sample};
 use crate::participant::{self, DEFAULT_DOWNLOAD_LIMIT, JoinOptions};
-use crate::protocol::link::Link;
 use crate::player::picture::Graphics;
 use crate::player::screen::Screen;
+use crate::protocol::link::Link;
 use crate::ui::host_app::{self, Inset};
 
-const NAMES: [&str; 20] = [
-    "ann", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy", "jo", "kim", "lou", "max", "ned", "oz", "pia", "quin", "rex", "sue", "tom",
-];
+const NAMES: [&str; 20] =
+    ["ann", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy", "jo", "kim", "lou", "max", "ned", "oz", "pia", "quin", "rex", "sue", "tom"];
 
 #[derive(Default)]
 struct Progress {
@@ -54,7 +53,21 @@ impl Crowd {
                     let _ = all_tx.send((i, ev));
                 }
             });
-            let opts = JoinOptions { link: link.clone(), name: NAMES[i].into(), save: None, buffer: 256 << 20, ice_addr: None, nat: Default::default(), tls_ca: None, render: render(i), mpv: None, playback: true, sound: false, download_limit: DEFAULT_DOWNLOAD_LIMIT, quality: "auto".into() };
+            let opts = JoinOptions {
+                link: link.clone(),
+                name: NAMES[i].into(),
+                save: None,
+                buffer: 256 << 20,
+                ice_addr: None,
+                nat: Default::default(),
+                tls_ca: None,
+                render: render(i),
+                mpv: None,
+                playback: true,
+                sound: false,
+                download_limit: DEFAULT_DOWNLOAD_LIMIT,
+                quality: "auto".into(),
+            };
             crowd.tasks.push(tokio::spawn(participant::run(opts, tx, qrx)));
         }
         (crowd, all_rx)
@@ -85,7 +98,8 @@ async fn make_clip(dir: &std::path::Path, duration: f64) -> Result<std::path::Pa
 pub async fn run_dashboard(participants: u32, duration: f64, graphics: Option<Graphics>) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let clip = make_clip(dir.path(), duration).await?;
-    let room = host::start_local(clip, Some("demo".into()), "host", host::PlaybackPolicy { autoplay: true, ..Default::default() }, DEFAULT_UPLOAD_LIMIT).await?;
+    let room =
+        host::start_local(clip, Some("demo".into()), "host", host::PlaybackPolicy { autoplay: true, ..Default::default() }, DEFAULT_UPLOAD_LIMIT).await?;
     let (ui_tx, ui_rx) = mpsc::unbounded_channel::<Event>();
     // The host's events feed the dashboard; participants' errors join them.
     {
@@ -130,7 +144,9 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
     let clip = make_clip(dir.path(), duration).await?;
     let expected = hex::encode(Sha256::digest(std::fs::read(&clip)?));
 
-    let room = host::start_local(clip.clone(), Some("demo".into()), "host", host::PlaybackPolicy { autoplay: true, ..Default::default() }, DEFAULT_UPLOAD_LIMIT).await?;
+    let room =
+        host::start_local(clip.clone(), Some("demo".into()), "host", host::PlaybackPolicy { autoplay: true, ..Default::default() }, DEFAULT_UPLOAD_LIMIT)
+            .await?;
     let (link, mut host_rx, host_cmd, host_task) = (room.link, room.events, room.commands, room.task);
     println!("room open: {link}");
 

@@ -272,7 +272,9 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
         ("download-limit", Some(r)) => crate::units::parse_bytes(r).map(Command::DownloadLimit).map_err(|e| e.to_string()),
         ("approve", Some(n)) => Ok(Command::Approve(n.into())),
         ("deny", Some(n)) => Ok(Command::Deny(n.into())),
-        _ => Err(format!("unknown command {line:?} (try play, pause, seek S, seek +S, seek -S, quality auto|low|medium|high, download-limit RATE, approve NAME, deny NAME, quit)")),
+        _ => Err(format!(
+            "unknown command {line:?} (try play, pause, seek S, seek +S, seek -S, quality auto|low|medium|high, download-limit RATE, approve NAME, deny NAME, quit)"
+        )),
     }
 }
 

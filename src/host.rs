@@ -9,27 +9,27 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use color_eyre::eyre::{Context, Result, bail, eyre};
 use bytes::BytesMut;
+use color_eyre::eyre::{Context, Result, bail, eyre};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::core::clock::Micros;
 use crate::core::rate::{Meter, TokenBucket};
-use crate::media::transcode;
-use crate::transcoders::Renditions;
 use crate::core::room::{Origin, Room, RoomCommand, RoomConfig, RoomOutput};
 use crate::core::scheduler::Scheduler;
 use crate::headless::{Command, Event, PeerStats};
 use crate::media::probe;
+use crate::media::transcode;
 use crate::net::peer::{self, IceConfig, PeerLink};
 use crate::net::signal_client::SignalClient;
 use crate::protocol::auth::RoomKey;
-use crate::timer::sleep_until_opt;
 use crate::protocol::link::{Link, is_loopback_host};
 use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
 use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, PROTOCOL_VERSION, Role, RosterEntry};
 use crate::server::{Server, ServerConfig};
+use crate::timer::sleep_until_opt;
+use crate::transcoders::Renditions;
 
 /// Chunk sends queued per participant beyond the channel's own buffer.
 const CHUNK_QUEUE: usize = 8;
@@ -223,9 +223,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
             (None, url.clone(), h, p, signal_tls)
         }
         None => {
-            let server = Server::start(opts.listen, opts.server_cfg.clone())
-                .await
-                .wrap_err_with(|| format!("cannot listen on {}", opts.listen))?;
+            let server = Server::start(opts.listen, opts.server_cfg.clone()).await.wrap_err_with(|| format!("cannot listen on {}", opts.listen))?;
             let addr = server.addr;
             let host = match (&opts.advertise, addr.ip().is_unspecified()) {
                 (Some(h), _) => h.clone(),
@@ -256,7 +254,13 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
         other => bail!("unexpected answer from the signaling server: {other:?}"),
     };
     let link = Link { host: link_host, port: link_port, room: room.clone(), key: key.clone(), tls };
-    let _ = events.send(Event::Room { link: link.to_string(), room: room.clone(), file: manifest.name.clone(), size: manifest.size, duration_ms: manifest.duration_ms });
+    let _ = events.send(Event::Room {
+        link: link.to_string(),
+        room: room.clone(),
+        file: manifest.name.clone(),
+        size: manifest.size,
+        duration_ms: manifest.duration_ms,
+    });
 
     let ice = IceConfig::for_server(is_loopback_host(&link.host) || url_is_loopback(&url), opts.ice_addr.as_deref(), &opts.nat);
     let (peer_tx, mut peer_rx) = mpsc::unbounded_channel::<PeerEvent>();
@@ -287,7 +291,14 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
     // The HTTP fallback, when asked for: its address goes to each newcomer before the offer.
     let (_http, fallback) = match opts.http {
         Some(addr) => {
-            let fb = crate::net::http_fallback::Room { room: room.clone(), key: key.clone(), file: opts.file.clone(), manifest: manifest.clone(), state: http_state_rx, clock: clock.0 };
+            let fb = crate::net::http_fallback::Room {
+                room: room.clone(),
+                key: key.clone(),
+                file: opts.file.clone(),
+                manifest: manifest.clone(),
+                state: http_state_rx,
+                clock: clock.0,
+            };
             let server = crate::net::http_fallback::start(addr, fb).await.wrap_err_with(|| format!("cannot listen on {addr} for --http"))?;
             // Reachable where the link's host is, unless bound to one address.
             let host = if server.addr.ip().is_unspecified() { link.host.clone() } else { server.addr.ip().to_string() };
@@ -508,7 +519,15 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
 }
 
 /// Hands the scheduler's decisions to the peers' send queues.
-fn pump(scheduler: &mut Scheduler, upload: &mut TokenBucket, peers: &HashMap<PeerId, PeerState>, file: &File, manifest: &Manifest, renditions: &mut Renditions, peer_tx: &mpsc::UnboundedSender<PeerEvent>) {
+fn pump(
+    scheduler: &mut Scheduler,
+    upload: &mut TokenBucket,
+    peers: &HashMap<PeerId, PeerState>,
+    file: &File,
+    manifest: &Manifest,
+    renditions: &mut Renditions,
+    peer_tx: &mpsc::UnboundedSender<PeerEvent>,
+) {
     let now = Instant::now();
     while upload.ready(now)
         && let Some(t) = scheduler.poll_transmit()
@@ -556,7 +575,15 @@ fn pump(scheduler: &mut Scheduler, upload: &mut TokenBucket, peers: &HashMap<Pee
     }
 }
 
-fn handle_control(peers: &mut HashMap<PeerId, PeerState>, scheduler: &mut Scheduler, room: &mut Room, renditions: &mut Renditions, clock: HostClock, peer: PeerId, msg: Message) {
+fn handle_control(
+    peers: &mut HashMap<PeerId, PeerState>,
+    scheduler: &mut Scheduler,
+    room: &mut Room,
+    renditions: &mut Renditions,
+    clock: HostClock,
+    peer: PeerId,
+    msg: Message,
+) {
     let Some(p) = peers.get_mut(&peer) else { return };
     match msg {
         Message::Request { space: ORIGINAL, chunks, priority } => scheduler.handle_request(peer, ORIGINAL, &chunks, priority),
@@ -655,19 +682,22 @@ fn admit(
     let (answers_tx, answers_rx) = mpsc::channel(16);
     let span = tracing::info_span!("peer", id = peer, name = %name);
     let task = tokio::spawn(peer_task(peer, to, ice.clone(), key.clone(), signal_tx.clone(), answers_rx, peer_tx.clone(), manifest.clone()).instrument(span));
-    peers.insert(peer, PeerState {
-        name,
-        handle: None,
-        answers: Some(answers_tx),
-        task,
-        up: Meter::new(Duration::from_secs(1)),
-        rtt_ms: None,
-        buffered_bytes: 0,
-        position_ms: 0,
-        drift_ms: None,
-        buffering: false,
-        level_asks: TokenBucket::new(2.0, 8.0),
-    });
+    peers.insert(
+        peer,
+        PeerState {
+            name,
+            handle: None,
+            answers: Some(answers_tx),
+            task,
+            up: Meter::new(Duration::from_secs(1)),
+            rtt_ms: None,
+            buffered_bytes: 0,
+            position_ms: 0,
+            drift_ms: None,
+            buffering: false,
+            level_asks: TokenBucket::new(2.0, 8.0),
+        },
+    );
 }
 
 /// Queues a control message to a connected participant.
@@ -724,7 +754,13 @@ fn state_message(room: &Room, waiting: &[String]) -> Message {
 }
 
 /// Sends the room's clock to every connected participant and reports it.
-fn publish_state(room: &Room, peers: &HashMap<PeerId, PeerState>, events: &mpsc::UnboundedSender<Event>, waiting: Vec<String>, http: &tokio::sync::watch::Sender<Message>) {
+fn publish_state(
+    room: &Room,
+    peers: &HashMap<PeerId, PeerState>,
+    events: &mpsc::UnboundedSender<Event>,
+    waiting: Vec<String>,
+    http: &tokio::sync::watch::Sender<Message>,
+) {
     let msg = state_message(room, &waiting);
     http.send_replace(msg.clone());
     for p in peers.values() {
@@ -745,9 +781,15 @@ fn publish_state(room: &Room, peers: &HashMap<PeerId, PeerState>, events: &mpsc:
     });
 }
 
-
 /// `left`: it left the room (rather than failed); only a failure before connecting is reported.
-async fn remove_peer(peers: &mut HashMap<PeerId, PeerState>, scheduler: &mut Scheduler, events: &mpsc::UnboundedSender<Event>, peer: PeerId, reason: &str, left: bool) {
+async fn remove_peer(
+    peers: &mut HashMap<PeerId, PeerState>,
+    scheduler: &mut Scheduler,
+    events: &mpsc::UnboundedSender<Event>,
+    peer: PeerId,
+    reason: &str,
+    left: bool,
+) {
     scheduler.remove_peer(peer);
     if let Some(p) = peers.remove(&peer) {
         p.task.abort();

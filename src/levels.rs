@@ -103,7 +103,14 @@ impl Levels {
     /// Levels for `manifest`; the picture starts on the original (`original`, read through
     /// `reader`). `store_cfg.download_limit` (bytes/s, 0: none) caps what the throughput
     /// estimate may claim: the limit is part of the link.
-    pub fn new(manifest: &Manifest, choice: Choice, original: Arc<SharedStore>, reader: Option<ReaderCancel>, store_cfg: StoreConfig, wake: Arc<dyn Fn() + Send + Sync>) -> Levels {
+    pub fn new(
+        manifest: &Manifest,
+        choice: Choice,
+        original: Arc<SharedStore>,
+        reader: Option<ReaderCancel>,
+        store_cfg: StoreConfig,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> Levels {
         let original_bps = manifest.duration_ms.filter(|&d| d > 0).map_or(0, |d| manifest.size.saturating_mul(8000) / d);
         let mut ladder = vec![Level { name: "high".into(), bps: original_bps.max(1) }];
         for name in manifest.levels.iter().filter(|l| *l != "high") {
@@ -267,7 +274,16 @@ impl Levels {
 
     /// The host's news about a rendition (`granted`: the answer to our latest `Level`). A
     /// size beyond any rendition of this file is a protocol violation.
-    pub fn handle_quality_change(&mut self, level: String, space: Space, first_us: Option<u64>, produced: u64, done: bool, granted: bool, playback: &mut Playback) -> Result<(), StreamError> {
+    pub fn handle_quality_change(
+        &mut self,
+        level: String,
+        space: Space,
+        first_us: Option<u64>,
+        produced: u64,
+        done: bool,
+        granted: bool,
+        playback: &mut Playback,
+    ) -> Result<(), StreamError> {
         if produced > self.max_rendition {
             return Err(StreamError::Invalid("rendition larger than the file it is made from"));
         }

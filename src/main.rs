@@ -135,8 +135,8 @@ async fn run(cmd: Cmd) -> Result<()> {
         Cmd::Join(a) => {
             let link = Link::parse(&a.link)?;
             use syncy::player::picture::Graphics;
-            let mpv = (a.player == syncy::cli::PlayerArg::Mpv)
-                .then(|| a.mpv_args.as_deref().unwrap_or("").split_whitespace().map(String::from).collect::<Vec<_>>());
+            let mpv =
+                (a.player == syncy::cli::PlayerArg::Mpv).then(|| a.mpv_args.as_deref().unwrap_or("").split_whitespace().map(String::from).collect::<Vec<_>>());
             let graphics = match graphics_for(a.render) {
                 _ if a.headless => None,
                 // mpv shows the picture; the terminal shows the status.
@@ -146,7 +146,21 @@ async fn run(cmd: Cmd) -> Result<()> {
             if let Some(graphics) = graphics {
                 return join_with_view(link, a, graphics, mpv).await;
             }
-            let opts = participant::JoinOptions { link, name: a.name, save: a.save, buffer: a.buffer, ice_addr: a.ice_addr, nat: a.nat.options().map_err(|e| eyre!(e))?, tls_ca: a.tls_ca, render: participant::Render::None, mpv, playback: true, sound: !a.no_sound, download_limit: a.download_limit, quality: a.quality };
+            let opts = participant::JoinOptions {
+                link,
+                name: a.name,
+                save: a.save,
+                buffer: a.buffer,
+                ice_addr: a.ice_addr,
+                nat: a.nat.options().map_err(|e| eyre!(e))?,
+                tls_ca: a.tls_ca,
+                render: participant::Render::None,
+                mpv,
+                playback: true,
+                sound: !a.no_sound,
+                download_limit: a.download_limit,
+                quality: a.quality,
+            };
             let (events, printer) = event_printer(a.headless);
             let result = participant::run(opts, events.clone(), command_channel(a.headless)).await.map(|_| ());
             report_error(&result, &events, a.headless);
@@ -154,9 +168,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             let _ = printer.await;
             result
         }
-        Cmd::Demo(a) if dashboard(false) => {
-            demo::run_dashboard(a.participants, a.duration, graphics_for(a.render)).await
-        }
+        Cmd::Demo(a) if dashboard(false) => demo::run_dashboard(a.participants, a.duration, graphics_for(a.render)).await,
         Cmd::Demo(a) => demo::run(a.participants, a.duration, command_channel(false)).await,
         Cmd::Sample(a) => {
             let spec = syncy::media::sample::SampleSpec {

@@ -17,20 +17,20 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use crate::core::buffer::{Arrival, ChunkStore, StoreConfig};
 use crate::core::clock::{MediaState, Micros};
 use crate::core::rate::Meter;
+use crate::headless::{Command, Event};
+use crate::levels::{Choice, Levels};
 use crate::media::store_source::SharedStore;
+use crate::net::peer::NatOptions;
+use crate::net::peer::{self, IceConfig, PeerLink};
+use crate::net::signal_client::SignalClient;
 use crate::playback::Playback;
 use crate::player::mpv::MpvOut;
 use crate::player::screen::Screen;
-use crate::headless::{Command, Event};
-use crate::net::peer::{self, IceConfig, PeerLink};
-use crate::net::signal_client::SignalClient;
-use crate::timer::sleep_until_opt;
 use crate::protocol::link::Link;
-use crate::save::SaveFile;
-use crate::net::peer::NatOptions;
 use crate::protocol::signal::{ClientMsg, ServerMsg, SignalPayload};
-use crate::levels::{Choice, Levels};
 use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, PROTOCOL_VERSION, Role};
+use crate::save::SaveFile;
+use crate::timer::sleep_until_opt;
 
 /// How a participant runs.
 #[derive(Debug, Clone)]
@@ -408,7 +408,8 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         let _ = events.send(Event::Resumed { chunks: saved.len() as u32, bytes: saved.iter().map(|&ix| manifest.chunk_len(ix).unwrap_or(0) as u64).sum() });
     }
     let (reader, reader_cancel) = shared.cancellable_reader();
-    let mut playback = if opts.playback { Playback::start(Box::new(reader), opts.render.target(), opts.sound && opts.mpv.is_none()) } else { Playback::inert() };
+    let mut playback =
+        if opts.playback { Playback::start(Box::new(reader), opts.render.target(), opts.sound && opts.mpv.is_none()) } else { Playback::inert() };
     // Renditions play in the built-in player only; mpv reads the original over HTTP, --save
     // keeps the original, and a fetch-only participant plays nothing.
     let fixed_high = if !opts.playback {
@@ -877,10 +878,15 @@ async fn request_more(levels: &Levels, control: &Tx) -> Result<Option<Instant>> 
     Ok(ready_at)
 }
 
-
 /// Hashes the file in order as far as it is held (or saved); reports completion with the
 /// file's sha256 once every byte has been through.
-fn advance(store: &mut ChunkStore, cursor: &mut Cursor, mut save: Option<&mut SaveFile>, events: &mpsc::UnboundedSender<Event>, started: Instant) -> Result<()> {
+fn advance(
+    store: &mut ChunkStore,
+    cursor: &mut Cursor,
+    mut save: Option<&mut SaveFile>,
+    events: &mpsc::UnboundedSender<Event>,
+    started: Instant,
+) -> Result<()> {
     let manifest = store.manifest().clone();
     let mut buf = Vec::new();
     while cursor.next < manifest.chunks {

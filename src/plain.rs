@@ -44,7 +44,13 @@ pub fn print(ev: &Event) {
 
 /// "playing at 1:12", "buffering at 0:40 (waiting for bob)".
 pub fn state_line(playing: bool, buffering: bool, waiting: &[String], position_ms: u64) -> String {
-    let what = if buffering { "buffering" } else if playing { "playing" } else { "paused" };
+    let what = if buffering {
+        "buffering"
+    } else if playing {
+        "playing"
+    } else {
+        "paused"
+    };
     let wait = if waiting.is_empty() { String::new() } else { format!(" (waiting for {})", waiting.join(", ")) };
     format!("{what} at {}{wait}", crate::units::clock(position_ms))
 }

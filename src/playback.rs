@@ -286,12 +286,7 @@ impl Playback {
         self.follower.handle_stall(now, !showing && self.follower.playing(), offset);
         if self.sound.is_some() {
             let pos = self.follower.position(now);
-            self.audio_clock.set(ClockPoint {
-                playing: self.follower.playing() && showing,
-                position_us: pos,
-                at: Instant::now(),
-                rate: self.follower.rate(),
-            });
+            self.audio_clock.set(ClockPoint { playing: self.follower.playing() && showing, position_us: pos, at: Instant::now(), rate: self.follower.rate() });
         }
         let seq = self.follower.room().map(|r| r.seq);
         let playing = self.follower.playing();

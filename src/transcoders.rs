@@ -193,7 +193,14 @@ impl Renditions {
     /// Renditions of `input` in `levels` (the manifest's, without `high`), of a media
     /// `duration_us` long when known.
     pub fn new(input: &Path, chunk_size: u32, levels: Vec<String>, duration_us: Option<u64>) -> Renditions {
-        Renditions { plan: RenditionPlan::new(levels, PlanConfig::default()), transcoders: None, input: input.to_path_buf(), chunk_size, duration_us, announced: HashMap::new() }
+        Renditions {
+            plan: RenditionPlan::new(levels, PlanConfig::default()),
+            transcoders: None,
+            input: input.to_path_buf(),
+            chunk_size,
+            duration_us,
+            announced: HashMap::new(),
+        }
     }
 
     /// Carries out what the plan decided; `send` reaches a participant.

@@ -337,12 +337,7 @@ impl ChunkStore {
     /// Gives up on requests older than the timeout, so they are asked for again.
     pub fn handle_timeout(&mut self, now: Instant) {
         let timeout = self.cfg.request_timeout;
-        let expired: Vec<u32> = self
-            .in_flight
-            .iter()
-            .filter(|(_, (t, _))| now.saturating_duration_since(*t) >= timeout)
-            .map(|(ix, _)| *ix)
-            .collect();
+        let expired: Vec<u32> = self.in_flight.iter().filter(|(_, (t, _))| now.saturating_duration_since(*t) >= timeout).map(|(ix, _)| *ix).collect();
         for ix in expired {
             self.in_flight.remove(&ix);
             self.in_flight_bytes -= self.manifest.chunk_len(ix).unwrap_or(0) as u64;
@@ -395,13 +390,8 @@ impl ChunkStore {
     /// When a request is held back now — by the download limit, or a read-ahead chunk the
     /// reader waits for that may be re-asked as critical — the time to ask again.
     pub fn request_ready_at(&self, now: Instant) -> Option<Instant> {
-        let upgrade = self
-            .critical
-            .iter()
-            .filter_map(|ix| self.in_flight.get(ix))
-            .filter(|(_, p)| *p == Priority::Window)
-            .map(|(t, _)| *t + UPGRADE_AFTER)
-            .min();
+        let upgrade =
+            self.critical.iter().filter_map(|ix| self.in_flight.get(ix)).filter(|(_, p)| *p == Priority::Window).map(|(t, _)| *t + UPGRADE_AFTER).min();
         let budget = self.budget_lock();
         let limit = if self.critical.is_empty() { budget.ready_at(now) } else { budget.ready_at_overdrawn(now, budget.burst()) };
         // Held by the limit, nothing goes before it (an upgrade due earlier would wake the
@@ -484,15 +474,9 @@ impl ChunkStore {
         if !low && self.in_flight.len() + batch > self.cfg.max_in_flight {
             return None;
         }
-        let mut budget = self
-            .cfg
-            .capacity
-            .saturating_sub(self.ahead_bytes() + self.in_flight_bytes);
+        let mut budget = self.cfg.capacity.saturating_sub(self.ahead_bytes() + self.in_flight_bytes);
         let mut ix = self.read_pos;
-        while ix < self.manifest.chunks
-            && chunks.len() < batch
-            && self.in_flight.len() < self.cfg.max_in_flight
-        {
+        while ix < self.manifest.chunks && chunks.len() < batch && self.in_flight.len() < self.cfg.max_in_flight {
             let on_disk = self.cfg.on_disk && self.seen[ix as usize];
             if !on_disk && !self.held.contains_key(&ix) && !self.in_flight.contains_key(&ix) {
                 let len = self.manifest.chunk_len(ix).unwrap_or(0) as u64;
@@ -523,7 +507,7 @@ impl ChunkStore {
                 ix += 1;
             }
         }
-                let bytes: u64 = chunks.iter().map(|&ix| self.manifest.chunk_len(ix).unwrap_or(0) as u64).sum();
+        let bytes: u64 = chunks.iter().map(|&ix| self.manifest.chunk_len(ix).unwrap_or(0) as u64).sum();
         self.budget_lock().consume(now, bytes as f64);
         (!chunks.is_empty()).then_some(ChunkRequest { chunks, priority: Priority::Window })
     }

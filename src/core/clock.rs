@@ -133,14 +133,7 @@ pub struct FollowerConfig {
 
 impl Default for FollowerConfig {
     fn default() -> Self {
-        FollowerConfig {
-            deadband_us: 15_000,
-            settle_us: 3_000,
-            max_nudge: 0.05,
-            horizon_us: 1_000_000,
-            seek_threshold_us: 1_000_000,
-            rewind_seek_us: 200_000,
-        }
+        FollowerConfig { deadband_us: 15_000, settle_us: 3_000, max_nudge: 0.05, horizon_us: 1_000_000, seek_threshold_us: 1_000_000, rewind_seek_us: 200_000 }
     }
 }
 

@@ -146,11 +146,7 @@ mod tests {
     use super::*;
 
     fn levels() -> Vec<Level> {
-        vec![
-            Level { name: "high".into(), bps: 6_000_000 },
-            Level { name: "low".into(), bps: 1_000_000 },
-            Level { name: "medium".into(), bps: 2_500_000 },
-        ]
+        vec![Level { name: "high".into(), bps: 6_000_000 }, Level { name: "low".into(), bps: 1_000_000 }, Level { name: "medium".into(), bps: 2_500_000 }]
     }
 
     /// Runs one-second samples; returns the level name after each.

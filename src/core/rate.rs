@@ -18,14 +18,7 @@ pub struct Meter {
 impl Meter {
     /// A meter averaging over `window`.
     pub fn new(window: Duration) -> Self {
-        Meter {
-            window,
-            bucket: window / 100,
-            samples: VecDeque::new(),
-            in_window: 0,
-            total: 0,
-            started: None,
-        }
+        Meter { window, bucket: window / 100, samples: VecDeque::new(), in_window: 0, total: 0, started: None }
     }
 
     /// `bytes` moved at `now`.

@@ -126,11 +126,19 @@ impl RenditionPlan {
                 // needs two.
                 let freed = self.viewers.get(&peer).is_some_and(|(s, _)| self.viewers.values().filter(|(v, _)| v == s).count() == 1);
                 if self.jobs.len() - usize::from(freed) >= self.cfg.max_jobs {
-                    self.out.push_back(PlanOutput::Refuse { peer, level: level.to_string(), reason: format!("the host is already making {} renditions; try again later", self.jobs.len()) });
+                    self.out.push_back(PlanOutput::Refuse {
+                        peer,
+                        level: level.to_string(),
+                        reason: format!("the host is already making {} renditions; try again later", self.jobs.len()),
+                    });
                     return;
                 }
                 let Some(next) = self.next_space.checked_add(1) else {
-                    self.out.push_back(PlanOutput::Refuse { peer, level: level.to_string(), reason: "the host has made all the renditions it can in this room".into() });
+                    self.out.push_back(PlanOutput::Refuse {
+                        peer,
+                        level: level.to_string(),
+                        reason: "the host has made all the renditions it can in this room".into(),
+                    });
                     return;
                 };
                 let space = std::mem::replace(&mut self.next_space, next);
@@ -299,7 +307,14 @@ mod tests {
         assert!(matches!(drain(&mut p)[..], [PlanOutput::Refuse { peer: 3, .. }]), "two jobs at most");
         // A viewer alone on its rendition may move: its old one frees the slot.
         p.handle_level(1, "low", 60_000_000);
-        assert_eq!(drain(&mut p), vec![PlanOutput::Start { space: 3, level: "low".into(), from_us: 60_000_000 }, PlanOutput::Stop { space: 1 }, PlanOutput::Assign { peer: 1, space: 3 }]);
+        assert_eq!(
+            drain(&mut p),
+            vec![
+                PlanOutput::Start { space: 3, level: "low".into(), from_us: 60_000_000 },
+                PlanOutput::Stop { space: 1 },
+                PlanOutput::Assign { peer: 1, space: 3 }
+            ]
+        );
     }
 
     #[test]

@@ -92,14 +92,8 @@ pub struct Room {
 impl Room {
     /// A paused room at 0:00; `autoplay` wants it playing from the start.
     pub fn new(now: Micros, cfg: RoomConfig, autoplay: bool) -> Self {
-        let mut room = Room {
-            cfg,
-            wanted_playing: autoplay,
-            state: MediaState::start(now),
-            peers: BTreeMap::new(),
-            outputs: VecDeque::new(),
-            last_waiting: vec![],
-        };
+        let mut room =
+            Room { cfg, wanted_playing: autoplay, state: MediaState::start(now), peers: BTreeMap::new(), outputs: VecDeque::new(), last_waiting: vec![] };
         room.state.playing = autoplay;
         room
     }

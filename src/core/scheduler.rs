@@ -78,11 +78,7 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler allowing `max_in_flight` outstanding sends per peer.
     pub fn new(max_in_flight: usize) -> Self {
-        Scheduler {
-            peers: BTreeMap::new(),
-            last_served: None,
-            max_in_flight: max_in_flight.max(1),
-        }
+        Scheduler { peers: BTreeMap::new(), last_served: None, max_in_flight: max_in_flight.max(1) }
     }
 
     /// A participant's channels are open.
@@ -149,12 +145,7 @@ impl Scheduler {
             let start = self.last_served;
             // Round robin: peers after the last served one, then from the beginning.
             let order: Vec<PeerKey> = match start {
-                Some(s) => self
-                    .peers
-                    .range(s + 1..)
-                    .chain(self.peers.range(..=s))
-                    .map(|(k, _)| *k)
-                    .collect(),
+                Some(s) => self.peers.range(s + 1..).chain(self.peers.range(..=s)).map(|(k, _)| *k).collect(),
                 None => self.peers.keys().copied().collect(),
             };
             for peer in order {
@@ -267,8 +258,11 @@ mod tests {
         // Critical first: nobody who could take a send still wants a critical chunk.
         if t.priority == Priority::Window {
             for (peer, w) in wanted.iter() {
-                prop_assert!(!w.values().any(|p| *p == Priority::Critical) || s.peers[peer].in_flight >= 3,
-                    "window send while peer {} had critical work", peer);
+                prop_assert!(
+                    !w.values().any(|p| *p == Priority::Critical) || s.peers[peer].in_flight >= 3,
+                    "window send while peer {} had critical work",
+                    peer
+                );
             }
         }
         Ok(())

@@ -77,9 +77,9 @@ unsafe extern "C" fn seek_cb(opaque: *mut c_void, offset: i64, whence: c_int) ->
     }
     let target = match whence {
         ffi::AVSEEK_SIZE => return size,
-        0 => offset,                   // SEEK_SET
-        1 => op.pos as i64 + offset,   // SEEK_CUR
-        2 => size + offset,            // SEEK_END
+        0 => offset,                 // SEEK_SET
+        1 => op.pos as i64 + offset, // SEEK_CUR
+        2 => size + offset,          // SEEK_END
         _ => return -1,
     };
     if target < 0 {

@@ -241,17 +241,11 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
     let shift = queue.shift.unwrap_or(0);
     let video_start_us = to_micros(start, tb);
     let rate = stream.avg_frame_rate();
-    let frame_us = if rate.numerator() > 0 && rate.denominator() > 0 {
-        1_000_000 * rate.denominator() as i64 / rate.numerator() as i64
-    } else {
-        40_000
-    };
+    let frame_us = if rate.numerator() > 0 && rate.denominator() > 0 { 1_000_000 * rate.denominator() as i64 / rate.numerator() as i64 } else { 40_000 };
     let ctx = codec::context::Context::from_parameters(stream.parameters())?;
     let mut decoder = ctx.decoder().video()?;
     queue.lock().info = Some(VideoInfo { width: decoder.width(), height: decoder.height(), frame_us });
-    let to_us = |ts: i64| -> i64 {
-        to_micros(ts - start, tb) + shift
-    };
+    let to_us = |ts: i64| -> i64 { to_micros(ts - start, tb) + shift };
 
     let mut sound = match &queue.audio {
         Some(q) => Sound::open(&input, q.clone(), queue.shift.map(|s| s - video_start_us)),

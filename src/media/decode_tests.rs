@@ -233,7 +233,8 @@ fn a_rendition_decodes_from_a_mid_file_start_while_it_grows() {
         std::thread::sleep(Duration::from_millis(2));
     }
     let first_us = first.load(Ordering::Relaxed) as i64;
-    let empty = Manifest { name: "low".into(), size: 0, chunk_size: CHUNK, chunks: 0, duration_ms: None, container: String::new(), codecs: vec![], levels: vec![] };
+    let empty =
+        Manifest { name: "low".into(), size: 0, chunk_size: CHUNK, chunks: 0, duration_ms: None, container: String::new(), codecs: vec![], levels: vec![] };
     let shared = SharedStore::new(ChunkStore::new(empty, StoreConfig::default()), || {});
     shared.grow(0, false);
     // The "host": serves whole chunks of what the file holds, then the tail once it is done.

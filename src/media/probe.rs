@@ -23,9 +23,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ffmpeg_next::Error> {
         .streams()
         .map(|s| {
             let id = s.parameters().id();
-            ffmpeg_next::codec::decoder::find(id)
-                .map(|c| c.name().to_string())
-                .unwrap_or_else(|| format!("{id:?}").to_lowercase())
+            ffmpeg_next::codec::decoder::find(id).map(|c| c.name().to_string()).unwrap_or_else(|| format!("{id:?}").to_lowercase())
         })
         .collect();
     Ok(MediaInfo { container: ictx.format().name().to_string(), duration_ms, codecs })

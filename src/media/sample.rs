@@ -7,9 +7,10 @@
 use std::path::Path;
 
 use ffmpeg_next::{
-    ChannelLayout, Dictionary, Rational, format, frame,
+    ChannelLayout, Dictionary, Rational, format,
     format::Pixel,
     format::sample::{Sample, Type as SampleType},
+    frame,
 };
 
 use super::encode::{AUDIO_RATE, EncodeError, VideoSettings, add_aac, add_h264, drain, finish};

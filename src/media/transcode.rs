@@ -219,7 +219,9 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
             }
             let sc = match &mut scaler {
                 Some(s) => s,
-                None => scaler.insert(scaling::Context::get(decoded.format(), decoded.width(), decoded.height(), Pixel::YUV420P, ow, oh, scaling::Flags::BILINEAR)?),
+                None => {
+                    scaler.insert(scaling::Context::get(decoded.format(), decoded.width(), decoded.height(), Pixel::YUV420P, ow, oh, scaling::Flags::BILINEAR)?)
+                }
             };
             sc.run(&decoded, &mut scaled)?;
             scaled.set_pts(Some(pts));
@@ -272,7 +274,14 @@ struct AudioOut {
 }
 
 impl AudioOut {
-    fn drain_decoder(&mut self, dec: &mut ffmpeg_next::decoder::Audio, tb: Rational, start_us: i64, octx: &mut format::context::Output, tb_out: Rational) -> Result<(), ffmpeg_next::Error> {
+    fn drain_decoder(
+        &mut self,
+        dec: &mut ffmpeg_next::decoder::Audio,
+        tb: Rational,
+        start_us: i64,
+        octx: &mut format::context::Output,
+        tb_out: Rational,
+    ) -> Result<(), ffmpeg_next::Error> {
         let mut decoded = frame::Audio::empty();
         while dec.receive_frame(&mut decoded).is_ok() {
             let Some(ts) = decoded.timestamp().or(decoded.pts()) else { continue };

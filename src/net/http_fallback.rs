@@ -146,7 +146,15 @@ async fn serve(mut sock: TcpStream, room: &Room, file: Arc<std::fs::File>) -> st
     }
 }
 
-async fn signed(sock: &mut TcpStream, room: &Room, what: &str, offset: u64, status: &str, mut headers: Vec<(&str, String)>, body: &[u8]) -> std::io::Result<()> {
+async fn signed(
+    sock: &mut TcpStream,
+    room: &Room,
+    what: &str,
+    offset: u64,
+    status: &str,
+    mut headers: Vec<(&str, String)>,
+    body: &[u8],
+) -> std::io::Result<()> {
     headers.push(("X-Syncy-Mac", room.key.http_mac(what, offset, body)));
     reply(sock, status, &headers, body).await
 }

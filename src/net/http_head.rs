@@ -44,11 +44,7 @@ pub async fn read(sock: &mut TcpStream, max: usize) -> std::io::Result<Request> 
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&head) {
             Ok(httparse::Status::Complete(_)) => {
-                let headers = req
-                    .headers
-                    .iter()
-                    .filter_map(|h| Some((h.name.to_string(), std::str::from_utf8(h.value).ok()?.to_string())))
-                    .collect();
+                let headers = req.headers.iter().filter_map(|h| Some((h.name.to_string(), std::str::from_utf8(h.value).ok()?.to_string()))).collect();
                 return Ok(Request::Head(Head { method: req.method.unwrap_or("").to_string(), path: req.path.unwrap_or("").to_string(), headers }));
             }
             Ok(httparse::Status::Partial) if head.len() < max => continue,

@@ -73,7 +73,12 @@ impl HttpLink {
         let io = |source| HttpLinkError::Io { addr: self.addr.clone(), source };
         let mut sock = TcpStream::connect(&self.addr).await.map_err(io)?;
         let _ = sock.set_nodelay(true);
-        let mut req = format!("GET /{}/{what}{query} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n", self.room, self.addr, self.key.http_token());
+        let mut req = format!(
+            "GET /{}/{what}{query} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n",
+            self.room,
+            self.addr,
+            self.key.http_token()
+        );
         if let Some((a, b)) = range {
             req += &format!("Range: bytes={a}-{b}\r\n");
         }
@@ -207,7 +212,9 @@ pub fn spawn(link: HttpLink, manifest: Manifest, mut out: mpsc::UnboundedReceive
                     let _ = back.send(control(&Message::LevelRefused { level, reason: "over the HTTP fallback only the original is served".into() }));
                 }
                 Message::Command(_) => {
-                    let _ = back.send(control(&Message::Notice { text: "play, pause and seek need the WebRTC link; over the HTTP fallback you watch with the room".into() }));
+                    let _ = back.send(control(&Message::Notice {
+                        text: "play, pause and seek need the WebRTC link; over the HTTP fallback you watch with the room".into(),
+                    }));
                 }
                 // Renditions, cancels, reports and greetings mean nothing here.
                 _ => {}
@@ -222,7 +229,16 @@ mod tests {
     use crate::net::http_fallback;
 
     fn manifest(size: u64) -> Manifest {
-        Manifest { name: "f.bin".into(), size, chunk_size: 4, chunks: size.div_ceil(4) as u32, duration_ms: None, container: "raw".into(), codecs: vec![], levels: vec!["high".into()] }
+        Manifest {
+            name: "f.bin".into(),
+            size,
+            chunk_size: 4,
+            chunks: size.div_ceil(4) as u32,
+            duration_ms: None,
+            container: "raw".into(),
+            codecs: vec![],
+            levels: vec!["high".into()],
+        }
     }
 
     #[tokio::test]
@@ -233,7 +249,8 @@ mod tests {
         let key = RoomKey([7; 16]);
         let state = Message::State { playing: true, position_us: 5, at_host_us: 6, rate_milli: 1000, seq: 3, waiting: vec![] };
         let (_tx, rx) = tokio::sync::watch::channel(state.clone());
-        let room = http_fallback::Room { room: "r1".into(), key: key.clone(), file, manifest: Arc::new(manifest(10)), state: rx, clock: std::time::Instant::now() };
+        let room =
+            http_fallback::Room { room: "r1".into(), key: key.clone(), file, manifest: Arc::new(manifest(10)), state: rx, clock: std::time::Instant::now() };
         let server = http_fallback::start("127.0.0.1:0".parse().unwrap(), room).await.unwrap();
         let link = HttpLink::new(&server.addr.to_string(), "r1", &key);
         let m = link.manifest().await.unwrap();

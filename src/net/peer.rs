@@ -12,8 +12,8 @@ use rtc::peer_connection::configuration::{RTCIceServer, RTCIceTransportPolicy};
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCPeerConnectionState,
+    RTCSessionDescription, SettingEngineBuilder,
 };
 
 use crate::protocol::auth::RoomKey;
@@ -167,10 +167,7 @@ async fn build(ice: &IceConfig) -> Result<(Arc<dyn PeerConnection>, mpsc::Unboun
         .with_ice_timeouts(Some(ICE_DISCONNECTED), Some(ICE_FAILED), Some(ICE_KEEPALIVE))
         .build();
     let policy = if ice.nat.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
-    let configuration = RTCConfigurationBuilder::new()
-        .with_ice_servers(ice.nat.ice_servers())
-        .with_ice_transport_policy(policy)
-        .build();
+    let configuration = RTCConfigurationBuilder::new().with_ice_servers(ice.nat.ice_servers()).with_ice_transport_policy(policy).build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(configuration)
         .with_setting_engine(settings)
@@ -285,12 +282,7 @@ impl PeerLink {
     }
 
     /// Participant side: answers the host's offer and waits for both channels.
-    pub async fn answer(
-        ice: &IceConfig,
-        key: &RoomKey,
-        offer: (String, String),
-        send: impl AsyncFnOnce(SignalPayload) -> bool,
-    ) -> Result<PeerLink, LinkError> {
+    pub async fn answer(ice: &IceConfig, key: &RoomKey, offer: (String, String), send: impl AsyncFnOnce(SignalPayload) -> bool) -> Result<PeerLink, LinkError> {
         if !key.verify_sdp(&offer.0, &offer.1) {
             return Err(LinkError::BadMac);
         }
@@ -322,7 +314,13 @@ impl PeerLink {
                         _ => {}
                     }
                 }
-                Ok(PeerLink { pc: pc.clone(), control: control.expect("loop"), chunks: chunks.expect("loop"), early_control: Vec::new(), events: events.into() })
+                Ok(PeerLink {
+                    pc: pc.clone(),
+                    control: control.expect("loop"),
+                    chunks: chunks.expect("loop"),
+                    early_control: Vec::new(),
+                    events: events.into(),
+                })
             }
             .await;
             if result.is_err() {

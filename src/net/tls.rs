@@ -38,10 +38,7 @@ fn provider() -> Arc<CryptoProvider> {
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bad = |reason: String| TlsError::File { what: "certificate", path: path.to_path_buf(), reason };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| bad(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(e.to_string()))?;
+    let certs = CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))?.collect::<Result<Vec<_>, _>>().map_err(|e| bad(e.to_string()))?;
     if certs.is_empty() {
         return Err(bad("no PEM certificate in it".into()));
     }
@@ -51,15 +48,9 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 /// The server side: certificate chain and private key, both PEM.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs = read_certs(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
-        what: "private key",
-        path: key.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let cfg = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File { what: "private key", path: key.to_path_buf(), reason: e.to_string() })?;
+    let cfg =
+        rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?.with_no_client_auth().with_single_cert(certs, key)?;
     Ok(Arc::new(cfg))
 }
 
@@ -78,10 +69,8 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig
             roots.add(cert).map_err(|e| TlsError::File { what: "certificate", path: path.to_path_buf(), reason: e.to_string() })?;
         }
     }
-    let cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let cfg =
+        rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?.with_root_certificates(roots).with_no_client_auth();
     Ok(Arc::new(cfg))
 }
 

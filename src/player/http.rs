@@ -116,7 +116,8 @@ async fn serve(mut sock: TcpStream, shared: Arc<SharedStore>, path: &str) -> std
         }
     };
     let len = if size == 0 { 0 } else { end - start + 1 };
-    let mut h = format!("HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nAccept-Ranges: bytes\r\nContent-Length: {len}\r\nConnection: close\r\n");
+    let mut h =
+        format!("HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nAccept-Ranges: bytes\r\nContent-Length: {len}\r\nConnection: close\r\n");
     if status.starts_with("206") {
         h += &format!("Content-Range: bytes {start}-{end}/{size}\r\n");
     }

@@ -80,7 +80,9 @@ impl Mpv {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true);
-        let child = cmd.spawn().map_err(|e| std::io::Error::new(e.kind(), format!("cannot start mpv ({e}); install it (apt install mpv) or use the built-in player")))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start mpv ({e}); install it (apt install mpv) or use the built-in player")))?;
         let stream = connect(&sock).await?;
         let (clock, clock_rx) = watch::channel(None);
         let (out_tx, out) = mpsc::unbounded_channel();

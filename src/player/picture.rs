@@ -52,10 +52,7 @@ impl Picture {
             Graphics::Halfblocks | Graphics::StatusOnly => Picker::halfblocks(),
             Graphics::Auto if !query_worthwhile() => Picker::halfblocks(),
             _ => {
-                let opts = ratatui_image::picker::cap_parser::QueryStdioOptions {
-                    timeout: std::time::Duration::from_millis(800),
-                    ..Default::default()
-                };
+                let opts = ratatui_image::picker::cap_parser::QueryStdioOptions { timeout: std::time::Duration::from_millis(800), ..Default::default() };
                 let mut p = Picker::from_query_stdio_with_options(opts).unwrap_or_else(|e| {
                     tracing::info!("terminal graphics query failed ({e}); using half-blocks");
                     Picker::halfblocks()

@@ -31,7 +31,13 @@ pub fn run(screen: Arc<Screen>, graphics: Graphics, commands: UnboundedSender<Co
     result
 }
 
-fn event_loop(terminal: &mut Terminal<CrosstermBackend<Stdout>>, screen: &Screen, picture: Picture, show_picture: bool, commands: &UnboundedSender<Command>) -> io::Result<()> {
+fn event_loop(
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    screen: &Screen,
+    picture: Picture,
+    show_picture: bool,
+    commands: &UnboundedSender<Command>,
+) -> io::Result<()> {
     let mut pane = PicturePane::new(picture);
     let mut last_draw = Instant::now() - Duration::from_secs(1);
     let mut status = screen.status();

@@ -39,8 +39,7 @@ impl RoomKey {
     fn derive(&self, info: &[u8]) -> String {
         let hk = Hkdf::<Sha256>::new(Some(b"syncy v1"), &self.0);
         let mut out = [0u8; 32];
-        hk.expand(info, &mut out)
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        hk.expand(info, &mut out).expect("32 bytes is a valid HKDF-SHA256 output length");
         hex::encode(out)
     }
 

@@ -46,11 +46,7 @@ pub enum LinkError {
 
 /// Whether a room id is acceptable: 1..=64 characters of `[A-Za-z0-9_-]`.
 pub fn valid_room_id(room: &str) -> bool {
-    !room.is_empty()
-        && room.len() <= MAX_ROOM_LEN
-        && room
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !room.is_empty() && room.len() <= MAX_ROOM_LEN && room.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Link {
@@ -63,11 +59,7 @@ impl Link {
             (None, None) => return Err(LinkError::Scheme(text.chars().take(16).collect())),
         };
         let (before, key) = rest.split_once('#').ok_or(LinkError::NoKey)?;
-        let key = URL_SAFE_NO_PAD
-            .decode(key)
-            .ok()
-            .and_then(|k| <[u8; KEY_LEN]>::try_from(k.as_slice()).ok())
-            .ok_or(LinkError::BadKey)?;
+        let key = URL_SAFE_NO_PAD.decode(key).ok().and_then(|k| <[u8; KEY_LEN]>::try_from(k.as_slice()).ok()).ok_or(LinkError::BadKey)?;
         let (addr, room) = before.split_once('/').ok_or(LinkError::BadRoom)?;
         if !valid_room_id(room) {
             return Err(LinkError::BadRoom);
@@ -82,22 +74,12 @@ impl Link {
         if host.is_empty() || port == 0 || host.contains(['/', '#', '[', ']', ' ']) {
             return Err(LinkError::BadAddress);
         }
-        Ok(Link {
-            host: host.to_string(),
-            port,
-            room: room.to_string(),
-            key: RoomKey(key),
-            tls,
-        })
+        Ok(Link { host: host.to_string(), port, room: room.to_string(), key: RoomKey(key), tls })
     }
 
     /// `HOST:PORT`, with brackets for IPv6.
     pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        if self.host.contains(':') { format!("[{}]:{}", self.host, self.port) } else { format!("{}:{}", self.host, self.port) }
     }
 
     /// WebSocket URL of the signaling server.
@@ -114,23 +96,12 @@ impl Link {
 
 /// `localhost`, `127.0.0.0/8` or `::1`.
 pub fn is_loopback_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
 }
 
 impl std::fmt::Display for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}://{}/{}#{}",
-            if self.tls { "syncys" } else { "syncy" },
-            self.authority(),
-            self.room,
-            URL_SAFE_NO_PAD.encode(self.key.0)
-        )
+        write!(f, "{}://{}/{}#{}", if self.tls { "syncys" } else { "syncy" }, self.authority(), self.room, URL_SAFE_NO_PAD.encode(self.key.0))
     }
 }
 
@@ -141,13 +112,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let l = Link {
-            host: "127.0.0.1".into(),
-            port: 7878,
-            room: "movie-night".into(),
-            key: RoomKey([3; KEY_LEN]),
-            tls: false,
-        };
+        let l = Link { host: "127.0.0.1".into(), port: 7878, room: "movie-night".into(), key: RoomKey([3; KEY_LEN]), tls: false };
         let s = l.to_string();
         assert!(s.starts_with("syncy://127.0.0.1:7878/movie-night#"));
         assert_eq!(Link::parse(&s).unwrap(), l);

@@ -203,10 +203,7 @@ mod tests {
             ClientMsg::Join { room: "r".into(), join_token: "t".into(), name: "p".into() },
             ClientMsg::Signal { to: 3, payload: SignalPayload::Offer { sdp: "v=0".into(), mac: "ab".into() } },
             ClientMsg::Signal { to: 3, payload: SignalPayload::Answer { sdp: "v=0".into(), mac: "ab".into() } },
-            ClientMsg::Signal {
-                to: 3,
-                payload: SignalPayload::Ice { candidate: "c".into(), sdp_mid: Some("0".into()), sdp_mline_index: Some(0) },
-            },
+            ClientMsg::Signal { to: 3, payload: SignalPayload::Ice { candidate: "c".into(), sdp_mid: Some("0".into()), sdp_mline_index: Some(0) } },
         ]
     }
 

@@ -275,11 +275,16 @@ impl Message {
         use Message::*;
         match self {
             Hello { .. } => None,
-            Manifest(_) | Chunk { .. } | State { .. } | Pong { .. } | QualityChange { .. }
-            | StreamEnd { .. } | Notice { .. } | Roster { .. } | LevelRefused { .. } => Some(Role::Host),
-            Request { .. } | Cancel { .. } | Command(_) | Ping { .. } | Report { .. } | Level { .. } => {
-                Some(Role::Participant)
-            }
+            Manifest(_)
+            | Chunk { .. }
+            | State { .. }
+            | Pong { .. }
+            | QualityChange { .. }
+            | StreamEnd { .. }
+            | Notice { .. }
+            | Roster { .. }
+            | LevelRefused { .. } => Some(Role::Host),
+            Request { .. } | Cancel { .. } | Command(_) | Ping { .. } | Report { .. } | Level { .. } => Some(Role::Participant),
         }
     }
 }
@@ -299,11 +304,7 @@ pub enum StreamError {
 }
 
 fn options(limit: u64) -> impl Options {
-    bincode::DefaultOptions::new()
-        .with_limit(limit)
-        .with_little_endian()
-        .with_varint_encoding()
-        .reject_trailing_bytes()
+    bincode::DefaultOptions::new().with_limit(limit).with_little_endian().with_varint_encoding().reject_trailing_bytes()
 }
 
 /// Largest encoded message for a chunk size.
@@ -313,9 +314,7 @@ pub fn max_message(chunk_size: u32) -> u64 {
 
 /// Encodes a message.
 pub fn encode(msg: &Message) -> Vec<u8> {
-    options(u64::MAX)
-        .serialize(msg)
-        .expect("stream messages always serialize")
+    options(u64::MAX).serialize(msg).expect("stream messages always serialize")
 }
 
 /// Variant index of `Message::Chunk` in the bincode encoding (declaration order).
@@ -325,9 +324,7 @@ const CHUNK_VARIANT: u32 = 2;
 /// Together they are byte-identical to `encode(&Message::Chunk { .. })`, without copying the
 /// payload through serde.
 pub fn encode_chunk_header(space: Space, index: u32, len: usize) -> Vec<u8> {
-    options(u64::MAX)
-        .serialize(&(CHUNK_VARIANT, space, index, len as u64))
-        .expect("integers always serialize")
+    options(u64::MAX).serialize(&(CHUNK_VARIANT, space, index, len as u64)).expect("integers always serialize")
 }
 
 /// A chunk message split into its parts (the payload not copied).
@@ -387,11 +384,7 @@ pub fn decode(bytes: &[u8], limit: u64) -> Result<Message, StreamError> {
 }
 
 /// Decodes and checks a message from a peer of role `from`, against `manifest` if known.
-pub fn decode_from(
-    bytes: &[u8],
-    from: Role,
-    manifest: Option<&Manifest>,
-) -> Result<Message, StreamError> {
+pub fn decode_from(bytes: &[u8], from: Role, manifest: Option<&Manifest>) -> Result<Message, StreamError> {
     let limit = manifest.map_or(MAX_CONTROL_MESSAGE, |m| max_message(m.chunk_size));
     let msg = decode(bytes, limit)?;
     if let Some(role) = msg.sender_role()
@@ -435,10 +428,7 @@ fn check(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> 
         {
             Err(StreamError::Invalid("text too long"))
         }
-        Message::LevelRefused { level, reason } if level.len() > MAX_TEXT || reason.len() > MAX_TEXT =>
-        {
-            Err(StreamError::Invalid("text too long"))
-        }
+        Message::LevelRefused { level, reason } if level.len() > MAX_TEXT || reason.len() > MAX_TEXT => Err(StreamError::Invalid("text too long")),
         Message::Roster { peers } => {
             if peers.len() > MAX_ROSTER || peers.iter().any(|p| p.name.len() > MAX_TEXT || p.level.len() > MAX_TEXT) {
                 Err(StreamError::Invalid("roster too long"))

@@ -7,8 +7,8 @@ use std::time::Instant;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as Ws;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::{Rooms, ServerConfig};
 use crate::core::rate::TokenBucket;
@@ -24,9 +24,7 @@ enum Membership {
 }
 
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: SocketAddr, rooms: Arc<Mutex<Rooms>>, cfg: Arc<ServerConfig>) {
-    let ws_cfg = WebSocketConfig::default()
-        .max_message_size(Some(cfg.max_message))
-        .max_frame_size(Some(cfg.max_message));
+    let ws_cfg = WebSocketConfig::default().max_message_size(Some(cfg.max_message)).max_frame_size(Some(cfg.max_message));
     let ws = match tokio::time::timeout(cfg.join_timeout, tokio_tungstenite::accept_async_with_config(stream, Some(ws_cfg))).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {

@@ -91,16 +91,8 @@ pub fn draw_with_video(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant
 
 fn draw_head(f: &mut Frame, area: Rect, m: &RoomModel) {
     let dim = Style::default().fg(Color::DarkGray);
-    let title = Line::from(vec![
-        Span::styled(" syncy ", Style::default().add_modifier(Modifier::BOLD)),
-        Span::raw(format!("· room {} ", m.room)),
-    ]);
-    let file = format!(
-        "{} · {} · {}",
-        m.file.name,
-        bytes(m.file.size),
-        m.file.duration_ms.map_or("length unknown".into(), clock)
-    );
+    let title = Line::from(vec![Span::styled(" syncy ", Style::default().add_modifier(Modifier::BOLD)), Span::raw(format!("· room {} ", m.room))]);
+    let file = format!("{} · {} · {}", m.file.name, bytes(m.file.size), m.file.duration_ms.map_or("length unknown".into(), clock));
     let lines = vec![
         Line::from(vec![Span::styled("link ", dim), Span::styled(m.link.clone(), Style::default().fg(Color::Cyan)), Span::styled("  (y copies)", dim)]),
         Line::from(vec![Span::styled("file ", dim), Span::raw(file)]),
@@ -199,7 +191,10 @@ mod tests {
     fn host_view_empty_room_with_log_80x24() {
         let t = Instant::now();
         let mut m = RoomModel::default();
-        m.apply(&Event::Room { link: "syncy://127.0.0.1:7878/demo#key".into(), room: "demo".into(), file: "clip.mkv".into(), size: 12_000_000, duration_ms: None }, t);
+        m.apply(
+            &Event::Room { link: "syncy://127.0.0.1:7878/demo#key".into(), room: "demo".into(), file: "clip.mkv".into(), size: 12_000_000, duration_ms: None },
+            t,
+        );
         m.apply(&Event::Error { message: "signaling connection lost: no new participants can join".into() }, t);
         insta::assert_snapshot!(render(&m, &ViewState { log: true, ..host() }, 80, 24, t).backend());
     }

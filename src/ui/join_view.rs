@@ -10,10 +10,10 @@ use ratatui::widgets::Paragraph;
 use ratatui_image::protocol::Protocol;
 
 use super::format::{bytes, rate};
-use super::{overlay, picture_pane, recent};
 use super::piece_map::PieceMap;
 use super::playbar::{PlayState, Playbar};
 use super::view_state::ViewState;
+use super::{overlay, picture_pane, recent};
 use crate::player::screen::Status;
 
 /// Rows under the picture: speeds (2), buffer map, room line, playback bar, footer.
@@ -114,7 +114,19 @@ mod tests {
             drift_ms: Some(-3),
             quality: "high".into(),
             link: "syncy://127.0.0.1:7878/demo#key".into(),
-            pieces: (0..256).map(|i| if i < 40 { 100 } else if i < 44 { 50 } else if (120..130).contains(&i) { 100 } else { 0 }).collect(),
+            pieces: (0..256)
+                .map(|i| {
+                    if i < 40 {
+                        100
+                    } else if i < 44 {
+                        50
+                    } else if (120..130).contains(&i) {
+                        100
+                    } else {
+                        0
+                    }
+                })
+                .collect(),
             read_fraction: 0.12,
             peers: vec![("ann".into(), "watching".into()), ("cy".into(), "buffering".into())],
             ..Status::default()

@@ -172,7 +172,10 @@ mod tests {
     #[test]
     fn footer_comes_from_the_table_and_fits_the_width() {
         assert_eq!(footer(200, false), "space play/pause · ←/→ ±10 s · ↓/↑ ±60 s · 0-9 jump · y copy link · v quality · l log · ? help · q quit");
-        assert_eq!(footer(200, true), "space play/pause · ←/→ ±10 s · ↓/↑ ±60 s · 0-9 jump · y copy link · v quality · a/d let in/turn away · l log · ? help · q quit");
+        assert_eq!(
+            footer(200, true),
+            "space play/pause · ←/→ ±10 s · ↓/↑ ±60 s · 0-9 jump · y copy link · v quality · a/d let in/turn away · l log · ? help · q quit"
+        );
         let narrow = footer(80, false);
         assert!(narrow.chars().count() <= 80, "{narrow}");
         assert!(narrow.starts_with("space play/pause") && narrow.ends_with("? help · q quit"), "{narrow}");

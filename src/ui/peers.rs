@@ -4,7 +4,6 @@ use ratatui::layout::{Constraint, Flex};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Cell, Row, Table};
 
-
 use super::format::{bytes, rate};
 use super::room::{PeerRow, PeerState};
 use crate::units::clock;

@@ -123,7 +123,13 @@ impl RoomModel {
                 self.note(format!("- {name} left ({reason})"));
             }
             Event::State { playing, position_ms, waiting, .. } => {
-                let word = if !waiting.is_empty() { "waiting" } else if *playing { "playing" } else { "paused" };
+                let word = if !waiting.is_empty() {
+                    "waiting"
+                } else if *playing {
+                    "playing"
+                } else {
+                    "paused"
+                };
                 self.playing = *playing;
                 self.set_position(*position_ms, now);
                 if *waiting != self.waiting && !waiting.is_empty() {

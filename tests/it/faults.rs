@@ -211,7 +211,16 @@ fn five_percent_loss_and_100_ms_round_trips_between_two_namespaces() {
     let listen = format!("{A_ADDR}:7878");
     let server_log = std::fs::File::create(dir.path().join("serve.stderr")).unwrap();
     let serve = || {
-        let d = Daemon(Command::new(in_a[0]).args(&in_a[1..]).args([bin(), "serve", "--listen", &listen]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(server_log.try_clone().unwrap()).spawn().unwrap());
+        let d = Daemon(
+            Command::new(in_a[0])
+                .args(&in_a[1..])
+                .args([bin(), "serve", "--listen", &listen])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(server_log.try_clone().unwrap())
+                .spawn()
+                .unwrap(),
+        );
         std::thread::sleep(Duration::from_millis(500));
         d
     };

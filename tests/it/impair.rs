@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, channel};
-use std::thread::JoinHandle;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Counters of what crossed the relay.
@@ -66,7 +66,14 @@ pub struct Impairment<T> {
 
 impl<T: Send + 'static> Impairment<T> {
     /// Starts the delivering thread; it ends once `stop` is set.
-    pub fn start(loss: f64, delay: Duration, seed: u64, counts: Arc<Counts>, stop: Arc<AtomicBool>, mut deliver: impl FnMut(T) + Send + 'static) -> (Arc<Self>, JoinHandle<()>) {
+    pub fn start(
+        loss: f64,
+        delay: Duration,
+        seed: u64,
+        counts: Arc<Counts>,
+        stop: Arc<AtomicBool>,
+        mut deliver: impl FnMut(T) + Send + 'static,
+    ) -> (Arc<Self>, JoinHandle<()>) {
         let (tx, rx) = channel::<(Instant, T)>();
         let thread = std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {

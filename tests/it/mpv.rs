@@ -35,7 +35,8 @@ fn mpv_follows_a_room_pause_and_seek() {
 
     let mark = p.mark();
     host.send("pause");
-    let paused = host.wait_for("room paused", T, |v| v["event"] == "state" && v["playing"] == false && v["seq"].as_u64() > Some(0) && v["position_ms"].as_u64() > Some(0));
+    let paused = host
+        .wait_for("room paused", T, |v| v["event"] == "state" && v["playing"] == false && v["seq"].as_u64() > Some(0) && v["position_ms"].as_u64() > Some(0));
     let at = paused["position_ms"].as_f64().unwrap();
     let s = p.wait_after(mark, "mpv paused with the room", T, |v| {
         v["event"] == "stats" && mpv_ms(v).is_some_and(|(pos, paused)| paused && (pos - at).abs() <= 100.0)

@@ -14,9 +14,7 @@ fn f(v: &Value, k: &str) -> f64 {
 
 /// Waits until the participant shows frames of the room in the given play state.
 fn showing(p: &mut Proc, playing: bool, min_seq: u64) -> Value {
-    p.wait_for("state", T, |v| {
-        v["event"] == "state" && v["buffering"] == false && v["playing"] == playing && v["seq"].as_u64().unwrap_or(0) >= min_seq
-    })
+    p.wait_for("state", T, |v| v["event"] == "state" && v["buffering"] == false && v["playing"] == playing && v["seq"].as_u64().unwrap_or(0) >= min_seq)
 }
 
 /// Unix time in milliseconds, as the events' `t_ms`.
@@ -101,13 +99,7 @@ fn three_participants_play_in_sync_pause_together_and_a_late_joiner_starts_at_th
     // have held a moment for the newcomer's buffering (it waits for anyone who buffers).
     let t_first = f(&first, "t_ms");
     host.wait_for("host events past dee's first frame", T, |v| v["t_ms"].as_f64().is_some_and(|t| t > t_first));
-    let clock = host
-        .seen
-        .iter()
-        .filter(|v| v["event"] == "state" && f(v, "t_ms") <= t_first)
-        .last()
-        .cloned()
-        .unwrap_or_else(|| hs.clone());
+    let clock = host.seen.iter().filter(|v| v["event"] == "state" && f(v, "t_ms") <= t_first).last().cloned().unwrap_or_else(|| hs.clone());
     let running = if clock["event"] == "state" { clock["playing"] == true } else { true };
     let room_now = f(&clock, "position_ms") + if running { t_first - f(&clock, "t_ms") } else { 0.0 };
     assert!((f(&first, "position_ms") - room_now).abs() <= 100.0, "late joiner at {first} while the room is at {room_now} (from {clock})");
@@ -184,12 +176,7 @@ fn sound_plays_on_the_room_clock_through_an_alsa_device() {
     let link = link_of(&mut host);
     let save = dir.path().join("s.copy");
     let home = dir.path().to_str().unwrap().to_string();
-    let mut p = Proc::spawn_env(
-        &["join", &link, "--headless", "--name", "s", "--save", save.to_str().unwrap()],
-        dir.path(),
-        "s",
-        &[("HOME", &home)],
-    );
+    let mut p = Proc::spawn_env(&["join", &link, "--headless", "--name", "s", "--save", save.to_str().unwrap()], dir.path(), "s", &[("HOME", &home)]);
     let sound_ms = |v: &Value| v["sound"]["sound_ms"].as_f64();
     let paused = p.wait_for("sound stats", T, |v| v["event"] == "stats" && sound_ms(v).is_some());
     assert_eq!(sound_ms(&paused), Some(0.0), "silence while the room is paused: {paused}");

@@ -70,7 +70,11 @@ fn under_a_1_5_mbps_limit_a_participant_settles_on_low_without_stalls_and_return
     p.send("download-limit 0");
     let medium = playing_level(&mut p, mark, "medium", T);
     let high = playing_level(&mut p, mark, "high", T);
-    eprintln!("limit lifted: medium after {:.1} s, high after {:.1} s", (f(&medium, "t_ms") - f(&end, "t_ms")) / 1000.0, (f(&high, "t_ms") - f(&end, "t_ms")) / 1000.0);
+    eprintln!(
+        "limit lifted: medium after {:.1} s, high after {:.1} s",
+        (f(&medium, "t_ms") - f(&end, "t_ms")) / 1000.0,
+        (f(&high, "t_ms") - f(&end, "t_ms")) / 1000.0
+    );
     assert_eq!(p.quit(), 0);
     assert_eq!(host.quit(), 0);
 }
@@ -143,7 +147,8 @@ fn participants_on_three_levels_stay_in_sync_and_show_the_frames_of_the_room_pos
     }
     // The host serves three levels.
     let hs = host.wait_for("host stats with three levels", T, |v| {
-        v["event"] == "stats" && v["peers"].as_array().is_some_and(|ps| ps.len() == 3 && ["high", "medium", "low"].iter().all(|l| ps.iter().any(|p| p["quality"] == *l)))
+        v["event"] == "stats"
+            && v["peers"].as_array().is_some_and(|ps| ps.len() == 3 && ["high", "medium", "low"].iter().all(|l| ps.iter().any(|p| p["quality"] == *l)))
     });
     eprintln!("host: {hs}");
     for p in ps.iter_mut() {
@@ -225,7 +230,11 @@ fn quick_changes_of_mind_end_on_the_last_choice_still_playing() {
     let mark = p.mark();
     p.send("seek 20");
     let end = p.wait_after(mark, "low at 20 s", T, |v| {
-        v["event"] == "stats" && v["quality"] == "low" && v["quality_next"].is_null() && v["buffering"] == false && v["frame_ms"].as_f64().is_some_and(|fr| (20_000.0..30_000.0).contains(&fr))
+        v["event"] == "stats"
+            && v["quality"] == "low"
+            && v["quality_next"].is_null()
+            && v["buffering"] == false
+            && v["frame_ms"].as_f64().is_some_and(|fr| (20_000.0..30_000.0).contains(&fr))
     });
     let later = p.wait_after(p.mark(), "2 s on", T, |v| v["event"] == "stats" && f(v, "t_ms") > f(&end, "t_ms") + 2_000.0);
     assert_eq!((later["quality"].as_str(), later["buffering"].as_bool()), (Some("low"), Some(false)), "{later}");

@@ -108,12 +108,7 @@ fn join_in_a_terminal_shows_the_picture_and_space_pauses_the_room() {
         if let Some(c) = std::fs::read_to_string(&code_file).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
             break c;
         }
-        assert!(
-            Instant::now() < deadline,
-            "syncy join did not exit on q:\n{}\nlog:\n{}",
-            t.capture(false),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        assert!(Instant::now() < deadline, "syncy join did not exit on q:\n{}\nlog:\n{}", t.capture(false), std::fs::read_to_string(&log).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(100));
     };
     eprintln!("exited {:?} after q", asked.elapsed());
@@ -162,7 +157,11 @@ fn the_demo_draws_the_dashboard_space_pauses_every_participant_and_q_leaves_a_cl
     let at = |plain: &str| -> Vec<String> {
         // The position column is the row's only m:ss figure.
         let clock = |w: &&str| w.split_once(':').is_some_and(|(m, s)| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()) && s.len() == 2);
-        plain.lines().filter(|l| ["│ann ", "│bob ", "│cy "].iter().any(|n| l.starts_with(n))).filter_map(|l| l.split_whitespace().find(clock).map(String::from)).collect()
+        plain
+            .lines()
+            .filter(|l| ["│ann ", "│bob ", "│cy "].iter().any(|n| l.starts_with(n)))
+            .filter_map(|l| l.split_whitespace().find(clock).map(String::from))
+            .collect()
     };
     std::thread::sleep(Duration::from_millis(2_500));
     let first = at(&t.capture(false));

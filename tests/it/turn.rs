@@ -17,10 +17,26 @@ pub(super) fn coturn(dir: &Path, port: u16, log: &Path) -> Daemon {
     let p = port.to_string();
     let (pid, db) = (dir.join("turn.pid"), dir.join("turndb"));
     let args = [
-        "-n", "-v", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--listening-port", &p,
-        "--min-port=49152", "--max-port=65535", "--lt-cred-mech", "--user=syncy:secret", "--realm=syncy.test",
-        "--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--simple-log", "--log-binding",
-        &format!("--log-file={}", log.display()), &format!("--pidfile={}", pid.display()), &format!("--userdb={}", db.display()),
+        "-n",
+        "-v",
+        "--listening-ip=127.0.0.1",
+        "--relay-ip=127.0.0.1",
+        "--listening-port",
+        &p,
+        "--min-port=49152",
+        "--max-port=65535",
+        "--lt-cred-mech",
+        "--user=syncy:secret",
+        "--realm=syncy.test",
+        "--no-tls",
+        "--no-dtls",
+        "--no-cli",
+        "--allow-loopback-peers",
+        "--simple-log",
+        "--log-binding",
+        &format!("--log-file={}", log.display()),
+        &format!("--pidfile={}", pid.display()),
+        &format!("--userdb={}", db.display()),
     ];
     daemon("turnserver", &args, port)
 }

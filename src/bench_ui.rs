@@ -37,6 +37,7 @@ fn room(t: Instant) -> RoomModel {
     m.apply(
         &Event::Room {
             link: "syncy://127.0.0.1:7878/bench#key".into(),
+            links: vec![],
             room: "bench".into(),
             file: "hd.mp4".into(),
             size: 5_000_000,
@@ -115,7 +116,7 @@ fn costs(clip: &Path, w: u16, h: u16) -> Result<Costs> {
     })?;
 
     let mut m = room(t);
-    let pane = host_view::video_area(Rect::new(0, 0, w, h), m.peers.len(), false);
+    let pane = host_view::video_area(Rect::new(0, 0, w, h), &m, false);
     let frames = frames_for(clip, pane, &picture)?;
     let (_, cells) = picture.fit(pane, (1280, 720));
     let demo = per_frame(w, h, |i, term| {

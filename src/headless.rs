@@ -3,7 +3,6 @@
 //! Engines emit typed [`Event`]s; this module only formats them (adding `t_ms`) and parses
 //! commands. The same events feed the demo's progress view.
 
-use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -33,14 +32,27 @@ pub struct PeerStats {
     pub buffering: bool,
 }
 
+/// One of the host's links, in the `room` event.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LinkInfo {
+    /// The link.
+    pub url: String,
+    /// From where it works.
+    pub kind: crate::net::links::LinkKind,
+    /// Says so in words.
+    pub note: String,
+}
+
 /// Something an engine reports.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// Host: the room is open.
     Room {
-        /// Join link.
+        /// Join link: the first of `links`, the one to share when in doubt.
         link: String,
+        /// Every link, each with where it works from.
+        links: Vec<LinkInfo>,
         /// Room id.
         room: String,
         /// The hosted file's name.
@@ -153,9 +165,15 @@ pub enum Event {
         /// With `--player mpv`: what mpv does.
         #[serde(skip_serializing_if = "Option::is_none")]
         mpv: Option<crate::player::mpv::MpvStatus>,
+        /// The path that carries the link (as in the last `path` event).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<crate::net::path::Path>,
         /// When `position_ms` was sampled (Unix ms).
         t_ms: f64,
     },
+    /// Participant: the path that carries the link (after each connection), with its ICE
+    /// candidates.
+    Path(crate::net::path::Path),
     /// Participant: every byte arrived; sha256 of the whole file.
     Complete {
         /// Hex sha256.
@@ -199,6 +217,12 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Something did not work, and the engine carries on without it (a STUN server that did
+    /// not answer, say).
+    Warning {
+        /// What, and what it means.
+        message: String,
+    },
     /// Something went wrong.
     Error {
         /// What.
@@ -223,11 +247,10 @@ pub fn to_line(event: &Event) -> String {
     v.to_string()
 }
 
-/// Prints an event line on stdout. A closed stdout (the reader went away) is not an error.
+/// Prints an event line on stdout. A closed stdout (the reader went away) is not an error:
+/// it ends the program quietly (see `crate::stdout`).
 pub fn print(event: &Event) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", to_line(event));
-    let _ = out.flush();
+    crate::stdout::write(&format!("{}\n", to_line(event)));
 }
 
 /// A command read from stdin (or sent by the UI).
@@ -310,7 +333,7 @@ mod tests {
 
     #[test]
     fn lines_have_event_and_t_ms() {
-        let line = to_line(&Event::Room { link: "syncy://x".into(), room: "r".into(), file: "a.mp4".into(), size: 9, duration_ms: Some(1000) });
+        let line = to_line(&Event::Room { link: "syncy://x".into(), links: vec![], room: "r".into(), file: "a.mp4".into(), size: 9, duration_ms: Some(1000) });
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["event"], "room");
         assert!(v["t_ms"].as_f64().unwrap() > 1.6e12);

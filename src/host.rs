@@ -21,13 +21,13 @@ use crate::core::scheduler::Scheduler;
 use crate::headless::{Command, Event, PeerStats};
 use crate::media::probe;
 use crate::media::transcode;
-use crate::net::peer::{self, IceConfig, PeerLink};
+use crate::net::peer::{self, IceConfig, PeerLink, Reach};
 use crate::net::signal_client::SignalClient;
 use crate::protocol::auth::RoomKey;
-use crate::protocol::link::{Link, is_loopback_host};
+use crate::protocol::link::Link;
 use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
 use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, PROTOCOL_VERSION, Role, RosterEntry};
-use crate::server::{Server, ServerConfig};
+use crate::server::ServerConfig;
 use crate::timer::sleep_until_opt;
 use crate::transcoders::Renditions;
 
@@ -133,14 +133,16 @@ pub async fn start_local(file: PathBuf, room: Option<String>, name: &str, playba
     let task = tokio::spawn(run(opts, events_tx, commands_rx));
     loop {
         match events.recv().await {
-            Some(Event::Room { link, room, file, size, duration_ms }) => {
+            Some(Event::Room { link, links, room, file, size, duration_ms }) => {
                 let parsed = Link::parse(&link)?;
-                let opened = Event::Room { link, room, file, size, duration_ms };
+                let opened = Event::Room { link, links, room, file, size, duration_ms };
                 return Ok(LocalRoom { link: parsed, opened, events, commands, task });
             }
             Some(Event::Error { message }) => bail!("host: {message}"),
             Some(_) => {}
-            None => return Err(task.await?.err().unwrap_or_else(|| eyre!("the host stopped"))),
+            None => {
+                return Err(task.await?.err().unwrap_or_else(|| eyre!("the host stopped")));
+            }
         }
     }
 }
@@ -215,31 +217,9 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
         levels: offered_levels(&opts.file, size, info.duration_ms, &events).await,
     };
 
-    // The signaling server: external, or embedded.
-    let (_server, url, link_host, link_port, signal_tls) = match &opts.server {
-        Some(url) => {
-            let (h, p, tls) = parse_ws_url(url)?;
-            let signal_tls = if tls { Some(crate::net::tls::client_config(opts.tls_ca.as_deref())?) } else { None };
-            (None, url.clone(), h, p, signal_tls)
-        }
-        None => {
-            let server = Server::start(opts.listen, opts.server_cfg.clone()).await.wrap_err_with(|| format!("cannot listen on {}", opts.listen))?;
-            let addr = server.addr;
-            let host = match (&opts.advertise, addr.ip().is_unspecified()) {
-                (Some(h), _) => h.clone(),
-                (None, false) => addr.ip().to_string(),
-                (None, true) => hostname(),
-            };
-            let connect_ip = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-            let (scheme, signal_tls) = match (&opts.server_cfg.tls, &opts.tls_cert) {
-                (Some(_), Some(cert)) => ("wss", Some(crate::net::tls::pinned_client_config(cert)?)),
-                (Some(_), None) => bail!("the embedded server has TLS but the host was not given its certificate"),
-                (None, _) => ("ws", None),
-            };
-            let url = format!("{scheme}://{}/", SocketAddr::new(connect_ip.parse()?, addr.port()));
-            (Some(server), url, host, addr.port(), signal_tls)
-        }
-    };
+    // The signaling server, external or embedded, and the links to it.
+    let rdv = crate::rendezvous::open(&opts, &events).await?;
+    let (_server, url, signal_tls) = (rdv.server, rdv.url, rdv.tls);
     let tls = signal_tls.is_some();
     let key = RoomKey::random();
     let mut signal = SignalClient::connect(&url, signal_tls.clone()).await?;
@@ -250,19 +230,24 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
         .map_err(|_| eyre!("signaling connection closed"))?;
     let room = match signal.rx.recv().await {
         Some(ServerMsg::Created { room, .. }) => room,
-        Some(ServerMsg::Error { message, .. }) => bail!("the signaling server refused the room: {message}"),
+        Some(ServerMsg::Error { message, .. }) => {
+            bail!("the signaling server refused the room: {message}")
+        }
         other => bail!("unexpected answer from the signaling server: {other:?}"),
     };
-    let link = Link { host: link_host, port: link_port, room: room.clone(), key: key.clone(), tls };
+    let (link, links) = crate::rendezvous::room_links(&rdv.links, &room, &key, tls);
     let _ = events.send(Event::Room {
         link: link.to_string(),
+        links,
         room: room.clone(),
         file: manifest.name.clone(),
         size: manifest.size,
         duration_ms: manifest.duration_ms,
     });
 
-    let ice = IceConfig::for_server(is_loopback_host(&link.host) || url_is_loopback(&url), opts.ice_addr.as_deref(), &opts.nat);
+    // The loopback rule (DESIGN §3) follows the link: loopback only when only this machine
+    // can reach the room.
+    let ice = IceConfig::new(Reach::of_host(&link.host), true, opts.ice_addr.as_deref(), &opts.nat);
     let (peer_tx, mut peer_rx) = mpsc::unbounded_channel::<PeerEvent>();
     let mut peers: HashMap<PeerId, PeerState> = HashMap::new();
     let mut scheduler = Scheduler::new(CHUNK_QUEUE);
@@ -584,7 +569,9 @@ fn handle_control(
     peer: PeerId,
     msg: Message,
 ) {
-    let Some(p) = peers.get_mut(&peer) else { return };
+    let Some(p) = peers.get_mut(&peer) else {
+        return;
+    };
     match msg {
         Message::Request { space: ORIGINAL, chunks, priority } => scheduler.handle_request(peer, ORIGINAL, &chunks, priority),
         Message::Request { space, chunks, priority } => {
@@ -905,7 +892,9 @@ async fn peer_task(
                         }
                         greeted = true;
                     }
-                    Ok(_) if !greeted => return "protocol violation: a message before hello".to_string(),
+                    Ok(_) if !greeted => {
+                        return "protocol violation: a message before hello".to_string();
+                    }
                     Ok(msg) => {
                         let _ = events.send(PeerEvent::Control { peer, msg });
                     }
@@ -935,25 +924,4 @@ async fn peer_task(
     };
     link.close().await;
     gone(reason);
-}
-
-/// `ws://HOST:PORT/` or `wss://HOST:PORT/` → host, port, TLS.
-fn parse_ws_url(url: &str) -> Result<(String, u16, bool)> {
-    let (tls, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
-        (Some(rest), _) => (false, rest),
-        (None, Some(rest)) => (true, rest),
-        (None, None) => bail!("--server must be a ws:// or wss:// URL, like wss://example.org:7878/"),
-    };
-    let authority = rest.split('/').next().unwrap_or("");
-    let fake = format!("syncy://{authority}/x#AAAAAAAAAAAAAAAAAAAAAA");
-    let l = Link::parse(&fake).map_err(|_| eyre!("--server {url:?} needs HOST:PORT"))?;
-    Ok((l.host, l.port, tls))
-}
-
-fn url_is_loopback(url: &str) -> bool {
-    parse_ws_url(url).map(|(h, _, _)| is_loopback_host(&h)).unwrap_or(false)
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "localhost".into())
 }

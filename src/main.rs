@@ -63,10 +63,14 @@ fn command_channel(headless: bool) -> mpsc::UnboundedReceiver<Command> {
     if headless {
         headless::spawn_stdin_reader(tx.clone());
     }
+    // A reader of stdout that went away (`| head -1`) ends the program quietly too.
+    syncy::stdout::watch();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = tx.send(Command::Quit);
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            _ = syncy::stdout::closed() => {}
         }
+        let _ = tx.send(Command::Quit);
     });
     rx
 }

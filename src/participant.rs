@@ -21,7 +21,7 @@ use crate::headless::{Command, Event};
 use crate::levels::{Choice, Levels};
 use crate::media::store_source::SharedStore;
 use crate::net::peer::NatOptions;
-use crate::net::peer::{self, IceConfig, PeerLink};
+use crate::net::peer::{self, IceConfig, PeerLink, Reach};
 use crate::net::signal_client::SignalClient;
 use crate::playback::Playback;
 use crate::player::mpv::MpvOut;
@@ -201,6 +201,27 @@ struct Connection {
     fallback: Option<(String, String)>,
 }
 
+impl Connection {
+    /// Says how this connection reaches the host (`fallback`, `path`), and returns the path.
+    async fn announce(&self, events: &mpsc::UnboundedSender<Event>) -> Option<crate::net::path::Path> {
+        if let Some((reason, url)) = &self.fallback {
+            let _ = events.send(Event::Fallback { reason: reason.clone(), url: url.clone() });
+        }
+        let path = match &self.link {
+            Some(link) => link.path().await,
+            None => Some(crate::net::path::Path::http()),
+        };
+        match &path {
+            Some(p) => {
+                tracing::info!("connected to the host: {p}");
+                let _ = events.send(Event::Path(p.clone()));
+            }
+            None => tracing::warn!("connected, but the ICE stats name no candidate pair"),
+        }
+        path
+    }
+}
+
 /// Joins the room through signaling, answers the host's offer, says hello and waits for the
 /// manifest.
 async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
@@ -214,7 +235,9 @@ async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
         .map_err(|_| eyre!("signaling connection closed"))?;
     let host = match signal.rx.recv().await {
         Some(ServerMsg::Joined { host, .. }) => host,
-        Some(ServerMsg::Error { message, .. }) => retry!("the signaling server refused to let us join: {message}"),
+        Some(ServerMsg::Error { message, .. }) => {
+            retry!("the signaling server refused to let us join: {message}")
+        }
         Some(other) => retry!("unexpected answer from the signaling server: {other:?}"),
         None => retry!("the signaling server closed the connection"),
     };
@@ -231,7 +254,7 @@ async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
             None => retry!("the signaling server closed the connection before the host called"),
         }
     };
-    let ice = IceConfig::for_server(link.is_loopback(), opts.ice_addr.as_deref(), &opts.nat);
+    let ice = IceConfig::new(Reach::of_host(&link.host), false, opts.ice_addr.as_deref(), &opts.nat);
     let stx = signal.tx.clone();
     let send = async |payload| stx.send(ClientMsg::Signal { to: host, payload }).await.is_ok();
     let answer = PeerLink::answer(&ice, &link.key, offer, send);
@@ -240,8 +263,12 @@ async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
         // The host serves HTTP too: WebRTC gets a few seconds, then the fallback.
         Some(addr) => match tokio::time::timeout(FALLBACK_AFTER, answer).await {
             Ok(Ok(l)) => l,
-            Ok(Err(e)) => return http_connection(opts, signal, &addr, format!("the WebRTC link failed ({e})")).await,
-            Err(_) => return http_connection(opts, signal, &addr, format!("no WebRTC link within {} s", FALLBACK_AFTER.as_secs())).await,
+            Ok(Err(e)) => {
+                return http_connection(opts, signal, &addr, format!("the WebRTC link failed ({e})")).await;
+            }
+            Err(_) => {
+                return http_connection(opts, signal, &addr, format!("no WebRTC link within {} s", FALLBACK_AFTER.as_secs())).await;
+            }
         },
     };
     let (in_tx, mut incoming) = mpsc::unbounded_channel();
@@ -259,7 +286,9 @@ async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
                 }
                 Message::Hello { .. } => continue,
                 Message::Manifest(m) => break m,
-                Message::StreamEnd { reason } => return Err(Setup::Ended(JoinEnd::StreamEnd(reason))),
+                Message::StreamEnd { reason } => {
+                    return Err(Setup::Ended(JoinEnd::StreamEnd(reason)));
+                }
                 other => fatal!("protocol violation: {other:?} before the manifest"),
             },
             Ok(Some(Incoming::Chunk(_))) => fatal!("protocol violation: chunk before the manifest"),
@@ -320,7 +349,9 @@ async fn reconnect(opts: &JoinOptions, manifest: &Manifest, events: &mpsc::Unbou
         let _ = events.send(Event::Reconnecting { reason: why.to_string(), attempt });
         tracing::info!("link lost ({why}); reconnecting, attempt {attempt}");
         let err = match connect(opts).await {
-            Ok(c) if c.manifest.identity() == manifest.identity() => return Ok(Reconnected::Again(c)),
+            Ok(c) if c.manifest.identity() == manifest.identity() => {
+                return Ok(Reconnected::Again(c));
+            }
             Ok(c) => {
                 close_link(&c.link).await;
                 bail!("the host is streaming another file now ({}); not resuming {}", c.manifest.name, manifest.name)
@@ -360,9 +391,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         Err(Setup::Ended(end)) => return Ok(end),
     };
     let manifest = conn.manifest.clone();
-    if let Some((reason, url)) = &conn.fallback {
-        let _ = events.send(Event::Fallback { reason: reason.clone(), url: url.clone() });
-    }
+    let mut path = conn.announce(&events).await;
     let _ = events.send(Event::Manifest {
         name: manifest.name.clone(),
         size: manifest.size,
@@ -693,6 +722,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         buffering: playback.buffering(),
                         mpv: mpv_status.map(|m| m.now()),
                         sound: playback.sound_stats(),
+                        path: path.clone(),
                         t_ms: crate::headless::now_ms(),
                     });
                     if last_report.elapsed() >= Duration::from_millis(900) {
@@ -761,9 +791,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         close_link(&conn.link).await;
         match reconnect(&opts, &manifest, &events, &why).await? {
             Reconnected::Again(c) => {
-                if let Some((reason, url)) = &c.fallback {
-                    let _ = events.send(Event::Fallback { reason: reason.clone(), url: url.clone() });
-                }
+                path = c.announce(&events).await;
                 conn = c;
             }
             Reconnected::Ended(end) => break end,

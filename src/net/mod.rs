@@ -1,9 +1,13 @@
 //! Network edges: the signaling client and the WebRTC peer link.
 
+pub mod addrs;
 pub mod http_fallback;
 pub mod http_head;
 pub mod http_link;
+pub mod links;
+pub mod path;
 pub mod peer;
 pub mod runtime;
 pub mod signal_client;
+pub mod stun_probe;
 pub mod tls;

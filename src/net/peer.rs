@@ -99,20 +99,69 @@ pub struct IceConfig {
     pub nat: NatOptions,
 }
 
-impl IceConfig {
-    /// The loopback rule (DESIGN §3): loopback server → bind 127.0.0.1 only; an explicit
-    /// `--ice-addr` wins; otherwise every interface.
-    pub fn for_server(server_is_loopback: bool, ice_addr: Option<&str>, nat: &NatOptions) -> Self {
-        let addr = match ice_addr {
-            Some(a) if a.contains(':') && !a.starts_with('[') && a.matches(':').count() == 1 => a.to_string(),
-            Some(a) if a.parse::<std::net::Ipv6Addr>().is_ok() => format!("[{a}]:0"),
-            Some(a) if a.starts_with('[') => a.to_string(),
-            Some(a) => format!("{a}:0"),
-            None if server_is_loopback => "127.0.0.1:0".into(),
-            None => "0.0.0.0:0".into(),
-        };
-        IceConfig { udp_addrs: vec![addr], nat: nat.clone() }
+/// Who can reach a room, for the loopback rule (DESIGN §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The room's link names this loopback address: only this machine can join.
+    Loopback(std::net::IpAddr),
+    /// Other machines can join.
+    Network,
+}
+
+impl Reach {
+    /// Who can reach a room whose link names `host`.
+    pub fn of_host(host: &str) -> Reach {
+        if !crate::protocol::link::is_loopback_host(host) {
+            return Reach::Network;
+        }
+        Reach::Loopback(host.parse().unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)))
     }
+}
+
+impl IceConfig {
+    /// The loopback rule (DESIGN §3): a room only this machine can reach binds ICE to loopback
+    /// only, so a local room never touches another interface. Any other room binds every
+    /// interface of each family this machine has, and with `loopback_too` (the host) loopback
+    /// as well, so that a participant on the host's machine joining by a loopback link and
+    /// one across the LAN both connect. An explicit `--ice-addr` wins.
+    pub fn new(reach: Reach, loopback_too: bool, ice_addr: Option<&str>, nat: &NatOptions) -> Self {
+        let udp_addrs = match (ice_addr, reach) {
+            (Some(a), _) => vec![bind_addr(a)],
+            (None, Reach::Loopback(ip)) => vec![std::net::SocketAddr::new(ip, 0).to_string()],
+            (None, Reach::Network) => network_binds(loopback_too),
+        };
+        IceConfig { udp_addrs, nat: nat.clone() }
+    }
+}
+
+/// `--ice-addr` as a bind address: `IP`, `IP:PORT`, `[V6]:PORT` or a bare IPv6 address.
+fn bind_addr(a: &str) -> String {
+    if let Ok(ip) = a.parse::<std::net::IpAddr>() {
+        return std::net::SocketAddr::new(ip, 0).to_string();
+    }
+    if a.parse::<std::net::SocketAddr>().is_ok() { a.to_string() } else { format!("{a}:0") }
+}
+
+/// Every interface: a wildcard per address family this machine has (webrtc-rs expands each into
+/// one socket per interface, skipping loopback), plus loopback itself when asked.
+fn network_binds(loopback_too: bool) -> Vec<String> {
+    let addrs = super::addrs::reachable();
+    let (v4, v6) = (addrs.iter().any(|a| a.ip.is_ipv4()), addrs.iter().any(|a| a.ip.is_ipv6()));
+    let mut binds = Vec::new();
+    // A machine with no address at all still binds IPv4, for a relayed path.
+    if v4 || !v6 {
+        binds.push("0.0.0.0:0".to_string());
+    }
+    if v6 {
+        binds.push("[::]:0".to_string());
+    }
+    if loopback_too {
+        binds.push("127.0.0.1:0".to_string());
+        if v6 {
+            binds.push("[::1]:0".to_string());
+        }
+    }
+    binds
 }
 
 /// Connection-level events.
@@ -220,7 +269,9 @@ async fn open_events<F: Future<Output = Option<DataChannelEvent>>>(mut next: imp
         match next().await {
             Some(DataChannelEvent::OnOpen) => return Ok(early),
             Some(DataChannelEvent::OnMessage(m)) if early.len() < MAX_BEFORE_OPEN => early.push(m.data),
-            Some(DataChannelEvent::OnMessage(_)) => return Err(LinkError::Unexpected("a flood of messages before the channel opened")),
+            Some(DataChannelEvent::OnMessage(_)) => {
+                return Err(LinkError::Unexpected("a flood of messages before the channel opened"));
+            }
             Some(DataChannelEvent::OnClose) | None => return Err(LinkError::Gone),
             Some(_) => {}
         }
@@ -256,9 +307,15 @@ impl PeerLink {
                     match answers.recv().await.ok_or(LinkError::Gone)? {
                         SignalPayload::Answer { sdp, mac } => break (sdp, mac),
                         SignalPayload::Ice { .. } => continue, // candidates are in the SDP
-                        SignalPayload::Offer { .. } => return Err(LinkError::Unexpected("offer sent to the offerer")),
-                        SignalPayload::Denied { .. } => return Err(LinkError::Unexpected("a refusal sent to the host")),
-                        SignalPayload::Fallback { .. } => return Err(LinkError::Unexpected("a fallback address sent to the host")),
+                        SignalPayload::Offer { .. } => {
+                            return Err(LinkError::Unexpected("offer sent to the offerer"));
+                        }
+                        SignalPayload::Denied { .. } => {
+                            return Err(LinkError::Unexpected("a refusal sent to the host"));
+                        }
+                        SignalPayload::Fallback { .. } => {
+                            return Err(LinkError::Unexpected("a fallback address sent to the host"));
+                        }
                     }
                 };
                 if !key.verify_sdp(&answer.0, &answer.1) {
@@ -310,7 +367,9 @@ impl PeerLink {
                             CHUNKS => chunks = Some(dc),
                             other => tracing::warn!("ignoring unknown data channel {other:?}"),
                         },
-                        PcEvent::State(RTCPeerConnectionState::Failed) => return Err(LinkError::Failed),
+                        PcEvent::State(RTCPeerConnectionState::Failed) => {
+                            return Err(LinkError::Failed);
+                        }
                         _ => {}
                     }
                 }
@@ -330,6 +389,13 @@ impl PeerLink {
         })
         .await
         .map_err(|_| LinkError::Timeout(CONNECT_TIMEOUT))?
+    }
+
+    /// The path the link takes now (ICE's selected candidate pair), once ICE has chosen one.
+    pub async fn path(&self) -> Option<super::path::Path> {
+        let ice = self.pc.sctp().await?.transport().ice_transport();
+        let pair = ice.get_selected_candidate_pair().await.ok()??;
+        Some(super::path::Path::of_pair(candidate(pair.local()), candidate(pair.remote())))
     }
 
     /// The largest message the remote side accepts.
@@ -355,6 +421,16 @@ impl PeerLink {
     }
 }
 
+fn candidate(c: &rtc::peer_connection::transport::RTCIceCandidate) -> super::path::Candidate {
+    use rtc::peer_connection::transport::RTCIceServerTransportProtocol as P;
+    let relay_protocol = match c.relay_protocol {
+        P::Udp => Some("udp".to_string()),
+        P::Tcp => Some("tcp".to_string()),
+        _ => None,
+    };
+    super::path::Candidate { kind: c.typ.to_string(), address: c.address.clone(), port: c.port, protocol: c.protocol.to_string(), relay_protocol }
+}
+
 /// Sends one message on a channel, waiting while its send buffer is full.
 pub async fn send(dc: &Arc<dyn DataChannel>, bytes: &[u8]) -> Result<(), LinkError> {
     send_owned(dc, BytesMut::from(bytes)).await
@@ -369,6 +445,25 @@ pub async fn send_owned(dc: &Arc<dyn DataChannel>, bytes: BytesMut) -> Result<()
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
+
+    #[test]
+    fn the_loopback_rule() {
+        let nat = NatOptions::default();
+        let local = IceConfig::new(Reach::of_host("127.0.0.1"), true, None, &nat);
+        assert_eq!(local.udp_addrs, vec!["127.0.0.1:0"]);
+        assert_eq!(IceConfig::new(Reach::of_host("localhost"), true, None, &nat).udp_addrs, vec!["127.0.0.1:0"]);
+        assert_eq!(IceConfig::new(Reach::of_host("::1"), false, None, &nat).udp_addrs, vec!["[::1]:0"]);
+        // A room others can reach: every interface, and loopback on the host's side.
+        let host = IceConfig::new(Reach::of_host("10.99.0.1"), true, None, &nat);
+        assert!(host.udp_addrs.contains(&"127.0.0.1:0".to_string()), "{:?}", host.udp_addrs);
+        assert!(host.udp_addrs.iter().any(|a| a == "0.0.0.0:0" || a == "[::]:0"), "{:?}", host.udp_addrs);
+        let joiner = IceConfig::new(Reach::of_host("watch.example.org"), false, None, &nat);
+        assert!(!joiner.udp_addrs.iter().any(|a| a.starts_with("127.") || a == "[::1]:0"), "{:?}", joiner.udp_addrs);
+        // --ice-addr wins, in each of its spellings.
+        for (given, bound) in [("10.1.2.3", "10.1.2.3:0"), ("10.1.2.3:5000", "10.1.2.3:5000"), ("fd99::1", "[fd99::1]:0"), ("[fd99::1]:7", "[fd99::1]:7")] {
+            assert_eq!(IceConfig::new(Reach::Network, true, Some(given), &nat).udp_addrs, vec![bound]);
+        }
+    }
 
     use rtc::data_channel::RTCDataChannelMessage;
 

@@ -41,6 +41,8 @@ pub struct Status {
     pub message: Option<String>,
     /// The join link (the `y` key copies it).
     pub link: String,
+    /// How the link reaches the host ("direct", "relayed (TURN)").
+    pub path: Option<String>,
     /// Download rate once a second, oldest first (at most [`HISTORY`]).
     pub down_history: Vec<u64>,
     /// The file in equal slices: the percentage of each slice held (`ChunkStore::piece_map`).
@@ -67,6 +69,11 @@ impl Status {
             Event::Error { message } => {
                 self.note(format!("error: {message}"));
                 self.message = Some(message.clone());
+            }
+            Event::Warning { message } => self.note(format!("warning: {message}")),
+            Event::Path(p) => {
+                self.note(format!("connected to the host: {p}"));
+                self.path = Some(p.kind.words().to_string());
             }
             Event::State { playing, position_ms, buffering, waiting, .. } => self.note(state_line(*playing, *buffering, waiting, *position_ms)),
             Event::Manifest { name, size, .. } => self.note(format!("{name}: {:.1} MB", *size as f64 / 1e6)),

@@ -95,7 +95,7 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
         }
         dirty |= view.expire(now);
         if let Some((screen, pane)) = &mut picture {
-            dirty |= pane.fit(screen, host_view::video_area(size, model.peers.len(), view.log));
+            dirty |= pane.fit(screen, host_view::video_area(size, &model, view.log));
             dirty |= pane.pending(screen);
         }
         // The playback bar moves on its own while playing: a redraw a second keeps it honest.

@@ -28,9 +28,14 @@ struct Areas {
     footer: Rect,
 }
 
-fn areas(area: Rect, peers: usize, with_video: bool, log: bool) -> Areas {
+/// Links shown under the first one in the head, at most.
+const MORE_LINKS: usize = 2;
+
+fn areas(area: Rect, m: &RoomModel, with_video: bool, log: bool) -> Areas {
+    let peers = m.peers.len();
+    let head_rows = 4 + m.links.len().saturating_sub(1).min(MORE_LINKS) as u16;
     let [head, middle, upload, bar, footer] =
-        Layout::vertical([Constraint::Length(4), Constraint::Min(3), Constraint::Length(4), Constraint::Length(1), Constraint::Length(1)]).areas(area);
+        Layout::vertical([Constraint::Length(head_rows), Constraint::Min(3), Constraint::Length(4), Constraint::Length(1), Constraint::Length(1)]).areas(area);
     // With a picture (the demo), the table takes what its rows need and the picture the rest.
     let (video, middle) = if with_video {
         let [v, t] = Layout::vertical([Constraint::Min(3), Constraint::Length(peers.max(1) as u16 + 3)]).areas(middle);
@@ -48,8 +53,8 @@ fn areas(area: Rect, peers: usize, with_video: bool, log: bool) -> Areas {
 }
 
 /// Where the picture goes (the demo shows one participant's), for a room of `peers`.
-pub fn video_area(area: Rect, peers: usize, log: bool) -> Rect {
-    areas(area, peers, true, log).video.unwrap_or_default()
+pub fn video_area(area: Rect, m: &RoomModel, log: bool) -> Rect {
+    areas(area, m, true, log).video.unwrap_or_default()
 }
 
 /// Draws the whole host view.
@@ -60,7 +65,7 @@ pub fn draw(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant) {
 /// Draws the host view with a picture pane: `Some(None)` while no frame has come yet.
 pub fn draw_with_video(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant, video: Option<Option<&(Protocol, Rect)>>) {
     let area = f.area();
-    let a = areas(area, m.peers.len(), video.is_some(), v.log);
+    let a = areas(area, m, video.is_some(), v.log);
     draw_head(f, a.head, m);
     if let (Some(pane), Some(picture)) = (a.video, video) {
         picture_pane::render(f, pane, picture, "waiting for the first frame…", v.palette256, v.help);
@@ -93,11 +98,17 @@ fn draw_head(f: &mut Frame, area: Rect, m: &RoomModel) {
     let dim = Style::default().fg(Color::DarkGray);
     let title = Line::from(vec![Span::styled(" syncy ", Style::default().add_modifier(Modifier::BOLD)), Span::raw(format!("· room {} ", m.room))]);
     let file = format!("{} · {} · {}", m.file.name, bytes(m.file.size), m.file.duration_ms.map_or("length unknown".into(), clock));
-    let lines = vec![
-        Line::from(vec![Span::styled("link ", dim), Span::styled(m.link.clone(), Style::default().fg(Color::Cyan)), Span::styled("  (y copies)", dim)]),
-        Line::from(vec![Span::styled("file ", dim), Span::raw(file)]),
-        m.error.as_ref().map_or_else(Line::default, |e| Line::styled(format!("! {e}"), Style::default().fg(Color::Red))),
-    ];
+    let kind = |i: usize| m.links.get(i).map_or(String::new(), |l| format!("  {}", l.kind.label()));
+    let mut lines = vec![Line::from(vec![
+        Span::styled("link ", dim),
+        Span::styled(m.link.clone(), Style::default().fg(Color::Cyan)),
+        Span::styled(format!("{}  (y copies)", kind(0)), dim),
+    ])];
+    for (i, l) in m.links.iter().enumerate().skip(1).take(MORE_LINKS) {
+        lines.push(Line::from(vec![Span::styled("also ", dim), Span::raw(l.url.clone()), Span::styled(kind(i), dim)]));
+    }
+    lines.push(Line::from(vec![Span::styled("file ", dim), Span::raw(file)]));
+    lines.push(m.error.as_ref().map_or_else(Line::default, |e| Line::styled(format!("! {e}"), Style::default().fg(Color::Red))));
     f.render_widget(Paragraph::new(lines).block(Block::new().title(title)), area);
 }
 
@@ -137,6 +148,7 @@ mod tests {
         let events = [
             Event::Room {
                 link: "syncy://watch.example.org:7878/k3x9qz2m#cA-txt4nD6GXYZYYH15H3Q".into(),
+                links: vec![],
                 room: "k3x9qz2m".into(),
                 file: "big-buck-bunny.mp4".into(),
                 size: 276_134_947,
@@ -182,6 +194,26 @@ mod tests {
     }
 
     #[test]
+    fn host_view_lists_the_links_and_where_they_work_80x24() {
+        use crate::headless::LinkInfo;
+        use crate::net::links::LinkKind;
+        let t = Instant::now();
+        let mut m = RoomModel::default();
+        let info = |url: &str, kind| LinkInfo { url: url.into(), kind, note: String::new() };
+        let links = vec![
+            info("syncy://192.168.1.20:7878/k3x9qz2m#cA-txt4nD6GXYZYYH15H3Q", LinkKind::Lan),
+            info("syncy://10.8.0.3:7878/k3x9qz2m#cA-txt4nD6GXYZYYH15H3Q", LinkKind::Lan),
+            info("syncy://203.0.113.9:7878/k3x9qz2m#cA-txt4nD6GXYZYYH15H3Q", LinkKind::Internet),
+        ];
+        let link = links[0].url.clone();
+        m.apply(&Event::Room { link, links, room: "k3x9qz2m".into(), file: "clip.mkv".into(), size: 12_000_000, duration_ms: None }, t);
+        let out = render(&m, &host(), 80, 24, t).backend().to_string();
+        assert!(out.contains("192.168.1.20:7878") && out.contains("LAN"), "{out}");
+        assert!(out.contains("10.8.0.3:7878") && out.contains("203.0.113.9:7878"), "{out}");
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
     fn host_view_160x48() {
         let t = Instant::now();
         insta::assert_snapshot!(render(&busy_room(t), &host(), 160, 48, t).backend());
@@ -192,7 +224,14 @@ mod tests {
         let t = Instant::now();
         let mut m = RoomModel::default();
         m.apply(
-            &Event::Room { link: "syncy://127.0.0.1:7878/demo#key".into(), room: "demo".into(), file: "clip.mkv".into(), size: 12_000_000, duration_ms: None },
+            &Event::Room {
+                link: "syncy://127.0.0.1:7878/demo#key".into(),
+                links: vec![],
+                room: "demo".into(),
+                file: "clip.mkv".into(),
+                size: 12_000_000,
+                duration_ms: None,
+            },
             t,
         );
         m.apply(&Event::Error { message: "signaling connection lost: no new participants can join".into() }, t);

@@ -84,6 +84,10 @@ fn room_line(s: &Status) -> Line<'static> {
         Span::styled("  you ", dim),
         Span::raw(s.name.clone()),
     ];
+    if let Some(path) = &s.path {
+        spans.push(Span::styled("  via ", dim));
+        spans.push(Span::raw(path.clone()));
+    }
     if !s.peers.is_empty() {
         spans.push(Span::styled("  room ", dim));
         let list: Vec<String> = s.peers.iter().map(|(n, what)| format!("{n} {what}")).collect();
@@ -114,6 +118,7 @@ mod tests {
             drift_ms: Some(-3),
             quality: "high".into(),
             link: "syncy://127.0.0.1:7878/demo#key".into(),
+            path: Some("direct".into()),
             pieces: (0..256)
                 .map(|i| {
                     if i < 40 {

@@ -67,8 +67,10 @@ pub struct FileInfo {
 pub struct RoomModel {
     /// Room id.
     pub room: String,
-    /// Join link.
+    /// Join link (the one to share when in doubt).
     pub link: String,
+    /// Every link with where it works from (the first is `link`).
+    pub links: Vec<crate::headless::LinkInfo>,
     /// The hosted file.
     pub file: FileInfo,
     /// The room clock plays.
@@ -99,8 +101,9 @@ impl RoomModel {
     /// Folds one engine event in.
     pub fn apply(&mut self, event: &Event, now: Instant) {
         match event {
-            Event::Room { link, room, file, size, duration_ms } => {
+            Event::Room { link, links, room, file, size, duration_ms } => {
                 self.link = link.clone();
+                self.links = links.clone();
                 self.room = room.clone();
                 self.file = FileInfo { name: file.clone(), size: *size, duration_ms: *duration_ms };
                 self.note(format!("room {room} open"));
@@ -162,6 +165,7 @@ impl RoomModel {
                 self.error = Some(message.clone());
                 self.note(format!("error: {message}"));
             }
+            Event::Warning { message } => self.note(format!("warning: {message}")),
             _ => {}
         }
     }
@@ -246,7 +250,7 @@ mod tests {
     fn the_position_runs_while_playing_and_holds_while_paused_or_waiting() {
         let t = Instant::now();
         let mut m = RoomModel::default();
-        m.apply(&Event::Room { link: "l".into(), room: "r".into(), file: "f".into(), size: 1, duration_ms: Some(10_000) }, t);
+        m.apply(&Event::Room { link: "l".into(), links: vec![], room: "r".into(), file: "f".into(), size: 1, duration_ms: Some(10_000) }, t);
         let state = |playing, position_ms, waiting: Vec<String>| Event::State { playing, position_ms, buffering: false, waiting, seq: 1, t_ms: 0.0 };
         m.apply(&state(true, 2_000, vec![]), t);
         assert_eq!(m.position_now(t + Duration::from_millis(1_500)), 3_500);

@@ -79,8 +79,12 @@ impl Proc {
             }
             None => Command::new(bin()),
         };
+        // Each test's own (empty) config dir, unless it brings one: a config file in the
+        // machine's home never changes what a test does.
+        let config = dir.join("xdg-config");
         let mut child = cmd
             .args(args)
+            .env("XDG_CONFIG_HOME", &config)
             .envs(env.iter().copied())
             // SYNCY_TEST_LOG sets the processes' RUST_LOG when a test needs looking into.
             .env("RUST_LOG", std::env::var("SYNCY_TEST_LOG").unwrap_or_else(|_| "warn,rtc=error,rtc_ice=error,rtc_dtls=error,webrtc=error".into()))

@@ -3,6 +3,8 @@ mod faults;
 mod harness;
 mod impair;
 mod mpv;
+mod nets;
+mod networks;
 mod playback;
 mod quality;
 mod resume;

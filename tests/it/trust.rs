@@ -37,7 +37,9 @@ async fn rogue_participant(link: &Link, name: &str) -> (SignalClient, PeerLink) 
     let (c, host, sdp, mac) = join_signaling(link, name).await;
     let tx = c.tx.clone();
     let send = async |payload| tx.send(ClientMsg::Signal { to: host, payload }).await.is_ok();
-    let pl = PeerLink::answer(&IceConfig::for_server(true, None, &Default::default()), &link.key, (sdp, mac), send).await.unwrap();
+    let pl = PeerLink::answer(&IceConfig::new(syncy::net::peer::Reach::of_host("127.0.0.1"), false, None, &Default::default()), &link.key, (sdp, mac), send)
+        .await
+        .unwrap();
     peer::send(&pl.control, &stream::encode(&Message::Hello { version: PROTOCOL_VERSION, name: name.into() })).await.unwrap();
     (c, pl)
 }
@@ -226,8 +228,12 @@ fn a_participant_asking_for_levels_too_fast_is_refused_not_obeyed() {
         let (mut granted, mut refused) = (0, 0);
         let deadline = tokio::time::Instant::now() + T;
         while granted + refused < 20 {
-            let Ok(Some(ev)) = tokio::time::timeout_at(deadline, pl.control.poll()).await else { break };
-            let webrtc::data_channel::DataChannelEvent::OnMessage(m) = ev else { continue };
+            let Ok(Some(ev)) = tokio::time::timeout_at(deadline, pl.control.poll()).await else {
+                break;
+            };
+            let webrtc::data_channel::DataChannelEvent::OnMessage(m) = ev else {
+                continue;
+            };
             match stream::decode(&m.data, stream::MAX_CONTROL_MESSAGE) {
                 Ok(Message::QualityChange { granted: true, .. }) => granted += 1,
                 Ok(Message::LevelRefused { reason, .. }) => {

@@ -1,0 +1,128 @@
+//! What the network tests share: the real `syncy` run inside namespaces (`syncy::netlab`),
+//! servers on the "internet", and the sync check.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use syncy::netlab::Netns;
+
+use super::harness::{Daemon, Proc};
+
+pub const T: Duration = Duration::from_secs(60);
+
+/// The network, or None after saying why it cannot be built (SKIPPED; a failure under CI).
+pub fn build<N>(make: impl FnOnce() -> Result<N, String>) -> Option<N> {
+    if let Err(e) = syncy::netlab::available() {
+        syncy::netlab::skip(&e);
+        return None;
+    }
+    match make() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            syncy::netlab::skip(&format!("cannot build the test network: {e}"));
+            None
+        }
+    }
+}
+
+/// `syncy args…` on the machine `ns`, as a user there would run it.
+pub fn syncy(ns: &Netns, args: &[&str], dir: &Path, tag: &str, env: &[(&str, &str)]) -> Proc {
+    Proc::spawn_wrapped(&ns.wrapper(), args, dir, tag, env)
+}
+
+/// A daemon inside `ns` (its output in `dir/tag.log`), gone when dropped.
+pub fn daemon_in(ns: &Netns, program: &str, args: &[&str], dir: &Path, tag: &str) -> Daemon {
+    let log = std::fs::File::create(dir.join(format!("{tag}.log"))).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns.name(), program])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    Daemon(child)
+}
+
+/// `syncy serve` on `ip:7878` inside `ns`, listening when this returns.
+pub fn serve_in(ns: &Netns, ip: &str, dir: &Path) -> Daemon {
+    let listen = format!("{ip}:7878");
+    let d = daemon_in(ns, super::harness::bin(), &["serve", "--listen", &listen], dir, "serve");
+    ns.wait_tcp(listen.parse().unwrap(), Duration::from_secs(10)).unwrap();
+    d
+}
+
+/// coturn on `ip` inside `ns` (STUN and TURN on 3478, UDP and TCP; user syncy/secret).
+pub fn coturn_in(ns: &Netns, ip: &str, dir: &Path) -> Daemon {
+    assert!(
+        Command::new("turnserver").arg("--help").output().is_ok(),
+        "coturn's turnserver is missing: run scripts/setup-debian.sh (it installs the coturn package)"
+    );
+    let (listen, relay) = (format!("--listening-ip={ip}"), format!("--relay-ip={ip}"));
+    let (pid, db) = (dir.join("turn.pid"), dir.join("turndb"));
+    let args = [
+        "-n",
+        "--log-file=stdout",
+        "--simple-log",
+        &listen,
+        &relay,
+        "--listening-port=3478",
+        "--min-port=49152",
+        "--max-port=65535",
+        "--lt-cred-mech",
+        "--user=syncy:secret",
+        "--realm=syncy.test",
+        "--no-tls",
+        "--no-dtls",
+        "--no-cli",
+        &format!("--pidfile={}", pid.display()),
+        &format!("--userdb={}", db.display()),
+    ];
+    let d = daemon_in(ns, "turnserver", &args, dir, "turn");
+    ns.wait_tcp(format!("{ip}:3478").parse().unwrap(), Duration::from_secs(10)).unwrap();
+    d
+}
+
+/// A config dir for `XDG_CONFIG_HOME` holding `syncy/config.toml` with `toml`.
+pub fn config_dir(dir: &Path, name: &str, toml: &str) -> std::path::PathBuf {
+    let home = dir.join(name);
+    std::fs::create_dir_all(home.join("syncy")).unwrap();
+    std::fs::write(home.join("syncy/config.toml"), toml).unwrap();
+    home
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or_else(|| panic!("{k} missing in {v}"))
+}
+
+/// The worst sync spread (ms) between `participants` and the host's room clock over `window`,
+/// starting `settle` after the room started playing (steady state, as the fault tests judge).
+pub fn steady_spread(host: &mut Proc, participants: &mut [&mut Proc], settle: Duration, window: Duration) -> f64 {
+    let started = f(&host.wait_for("the room playing", T, |v| v["event"] == "state" && v["playing"] == true), "t_ms");
+    let (from, to) = (started + settle.as_secs_f64() * 1000.0, started + (settle + window).as_secs_f64() * 1000.0);
+    let past = |v: &Value| v["event"] == "stats" && f(v, "t_ms") > to;
+    host.wait_for("stats past the window", T, past);
+    for p in participants.iter_mut() {
+        p.wait_for("stats past the window", T, past);
+    }
+    let in_window = |p: &Proc, room: bool| -> Vec<(f64, f64)> {
+        p.seen
+            .iter()
+            .filter(|v| v["event"] == "stats" && v["playing"] == true && (room || v["buffering"] == false))
+            .filter(|v| (from..=to).contains(&f(v, "t_ms")))
+            .map(|v| (f(v, "t_ms"), f(v, "position_ms")))
+            .collect()
+    };
+    let mut samples = vec![in_window(host, true)];
+    samples.extend(participants.iter().map(|p| in_window(p, false)));
+    let sp = super::playback::spreads(&samples);
+    assert!(sp.len() >= window.as_secs() as usize / 2, "{} comparable instants in {window:?}: {samples:?}", sp.len());
+    sp.iter().cloned().fold(0.0, f64::max)
+}
+
+/// The host's links from its `room` event: (url, kind).
+pub fn links(room: &Value) -> Vec<(String, String)> {
+    room["links"].as_array().unwrap().iter().map(|l| (l["url"].as_str().unwrap().to_string(), l["kind"].as_str().unwrap().to_string())).collect()
+}

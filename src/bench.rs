@@ -225,7 +225,7 @@ async fn tcp(size: u64) -> Result<(Duration, f64)> {
 
 /// Two peer links in this process, the same WebRTC settings Syncy uses, raw 64 KiB messages.
 async fn bare_channel(size: u64) -> Result<(Duration, f64)> {
-    let ice = IceConfig::new(crate::net::peer::Reach::of_host("127.0.0.1"), false, None, &Default::default());
+    let ice = IceConfig::new(crate::net::peer::Reach::of_host("127.0.0.1"), None, &Default::default());
     let key = RoomKey::random();
     let (offer_tx, mut offer_rx) = mpsc::channel(4);
     let (answer_tx, mut answer_rx) = mpsc::channel(4);

@@ -18,6 +18,10 @@ pub struct Cli {
     /// Write logs to this file instead of standard error (RUST_LOG sets the level; default warn).
     #[arg(long, global = true, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// On failure, print the whole error report (causes, and a backtrace with RUST_BACKTRACE=1)
+    /// instead of one line.
+    #[arg(long, global = true)]
+    pub verbose: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Cmd,
@@ -89,27 +93,31 @@ pub struct TlsServerArgs {
     pub tls_key: Option<PathBuf>,
 }
 
-/// NAT traversal for the WebRTC links.
+/// NAT traversal for the WebRTC links. Each of these, when not given, comes from the
+/// environment (`SYNCY_STUN`, `SYNCY_TURN`, `SYNCY_TURN_USER`, `SYNCY_TURN_PASS`,
+/// `SYNCY_ICE_POLICY`) or the config file (`syncy doctor` says which file).
 #[derive(Debug, Args, Clone)]
 pub struct NatArgs {
     /// A STUN server, `stun:HOST:PORT`, to learn this side's public address (repeatable).
     /// None by default: nothing leaves the machine unless you name a server.
     #[arg(long, value_name = "URL", value_parser = parse_stun)]
     pub stun: Vec<String>,
-    /// A TURN server, `turn:HOST:PORT` (UDP; `?transport=tcp` for TCP), to relay through when
-    /// no direct path works (repeatable; needs --turn-user and --turn-pass).
-    #[arg(long, value_name = "URL", value_parser = parse_turn, requires_all = ["turn_user", "turn_pass"])]
+    /// A TURN server to relay through when no direct path works (repeatable; needs a user and
+    /// a password): `turn:HOST:PORT` over UDP, `turn:HOST:PORT?transport=tcp` over TCP (for
+    /// networks that block UDP), `turns:HOST:PORT` over TLS.
+    #[arg(long, value_name = "URL", value_parser = parse_turn)]
     pub turn: Vec<String>,
     /// TURN user name.
-    #[arg(long, value_name = "USER", requires = "turn")]
+    #[arg(long, value_name = "USER")]
     pub turn_user: Option<String>,
-    /// TURN password.
-    #[arg(long, value_name = "PASS", requires = "turn", env = "SYNCY_TURN_PASS", hide_env_values = true)]
+    /// TURN password. Better in SYNCY_TURN_PASS or the config file: a command line is visible
+    /// to every user of this machine.
+    #[arg(long, value_name = "PASS")]
     pub turn_pass: Option<String>,
-    /// Which paths ICE may use: `all`, or `relay` for TURN-relayed paths only (neither side
-    /// learns the other's address; needs --turn).
-    #[arg(long, value_enum, default_value_t = IcePolicy::All, value_name = "POLICY")]
-    pub ice_policy: IcePolicy,
+    /// Which paths ICE may use: `all` (the default), or `relay` for TURN-relayed paths only
+    /// (neither side learns the other's address; needs a TURN server).
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub ice_policy: Option<IcePolicy>,
 }
 
 /// `--ice-policy` values.
@@ -122,27 +130,36 @@ pub enum IcePolicy {
 }
 
 impl NatArgs {
-    /// As the peer link's options; `relay` without a TURN server is an error.
-    pub fn options(&self) -> Result<crate::net::peer::NatOptions, String> {
-        let relay_only = self.ice_policy == IcePolicy::Relay;
-        if relay_only && self.turn.is_empty() {
-            return Err("--ice-policy relay needs a TURN server (--turn URL --turn-user USER --turn-pass PASS)".into());
+    /// As the peer link's options, flags over the environment and the config file.
+    pub fn options(&self, cfg: &crate::config::Config) -> Result<crate::net::peer::NatOptions, crate::error::UsageError> {
+        use crate::error::UsageError;
+        let or = |flag: &Vec<String>, file: &Vec<String>| if flag.is_empty() { file.clone() } else { flag.clone() };
+        let (stun, turn) = (or(&self.stun, &cfg.stun), or(&self.turn, &cfg.turn));
+        let turn_user = self.turn_user.clone().or_else(|| cfg.turn_user.clone()).unwrap_or_default();
+        let turn_pass = self.turn_pass.clone().or_else(|| cfg.turn_pass.clone()).unwrap_or_default();
+        if !turn.is_empty() && (turn_user.is_empty() || turn_pass.is_empty()) {
+            return Err(UsageError(
+                "a TURN server needs a user and a password: --turn-user and SYNCY_TURN_PASS (or turn_user and turn_pass in the config file)".into(),
+            ));
         }
-        Ok(crate::net::peer::NatOptions {
-            stun: self.stun.clone(),
-            turn: self.turn.clone(),
-            turn_user: self.turn_user.clone().unwrap_or_default(),
-            turn_pass: self.turn_pass.clone().unwrap_or_default(),
-            relay_only,
-        })
+        let relay_only = match self.ice_policy {
+            Some(p) => p == IcePolicy::Relay,
+            None => cfg.ice_policy.as_deref() == Some("relay"),
+        };
+        if relay_only && turn.is_empty() {
+            return Err(UsageError("--ice-policy relay needs a TURN server (--turn URL --turn-user USER, and the password in SYNCY_TURN_PASS)".into()));
+        }
+        Ok(crate::net::peer::NatOptions { stun, turn, turn_user, turn_pass, relay_only })
     }
 }
 
-fn parse_stun(s: &str) -> Result<String, String> {
+/// A `stun:`/`stuns:` URL.
+pub fn parse_stun(s: &str) -> Result<String, String> {
     parse_ice_url(s, &["stun:", "stuns:"])
 }
 
-fn parse_turn(s: &str) -> Result<String, String> {
+/// A `turn:`/`turns:` URL.
+pub fn parse_turn(s: &str) -> Result<String, String> {
     parse_ice_url(s, &["turn:", "turns:"])
 }
 
@@ -185,27 +202,38 @@ pub struct HostArgs {
     /// The video file to stream.
     pub file: PathBuf,
     /// Use this signaling server (ws://HOST:PORT/ or wss://HOST:PORT/) instead of embedding one.
+    /// Without --server or --listen, SYNCY_SERVER or the config file's `server` is used when set.
     #[arg(long, value_name = "URL", conflicts_with_all = ["listen", "tls_cert"])]
     pub server: Option<String>,
-    /// Also trust the certificates in this PEM file for a wss:// --server (a private or
+    /// Also trust the certificates in this PEM file for a wss:// server (a private or
     /// self-signed certificate); the system's trusted roots are always used.
-    #[arg(long, value_name = "FILE", requires = "server")]
+    #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
     /// TLS for the embedded signaling server.
     #[command(flatten)]
     pub tls: TlsServerArgs,
-    /// Where the embedded signaling server listens.
-    #[arg(long, default_value = "127.0.0.1:7878")]
-    pub listen: SocketAddr,
-    /// Host name to put in the link when listening on a wildcard address.
+    /// Where the embedded signaling server listens [default: 0.0.0.0:7878, every interface;
+    /// `[::]:7878` for IPv6 too; 127.0.0.1:7878 for this machine only].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// The host name or address to put in the link. Without it, a wildcard --listen gives a
+    /// link for each of this machine's addresses, saying from where each works.
     #[arg(long, value_name = "HOST")]
     pub advertise: Option<String>,
+    /// Ask the router to forward the signaling port (UPnP-IGD, else NAT-PMP), so friends on
+    /// the internet can reach the embedded server; the mapping is removed on exit. Also
+    /// `upnp = true` in the config file, or SYNCY_UPNP=1.
+    #[arg(long, conflicts_with = "no_upnp")]
+    pub upnp: bool,
+    /// No port mapping, whatever the config file says.
+    #[arg(long)]
+    pub no_upnp: bool,
     /// Room id (default: random).
     #[arg(long)]
     pub room: Option<String>,
-    /// Your display name.
-    #[arg(long, default_value = "host")]
-    pub name: String,
+    /// Your display name [default: the config file's `name`, else "host"].
+    #[arg(long)]
+    pub name: Option<String>,
     /// No dashboard: JSON lines of events on stdout, commands on stdin.
     #[arg(long)]
     pub headless: bool,
@@ -250,9 +278,9 @@ pub struct HostArgs {
 pub struct JoinArgs {
     /// The room link, `syncy://HOST:PORT/ROOM#KEY` (quote it: # starts a shell comment).
     pub link: String,
-    /// Your display name.
-    #[arg(long, default_value_t = default_name())]
-    pub name: String,
+    /// Your display name [default: the config file's `name`, else $USER].
+    #[arg(long)]
+    pub name: Option<String>,
     /// No dashboard: JSON lines of events on stdout, commands on stdin.
     #[arg(long)]
     pub headless: bool,
@@ -422,8 +450,32 @@ pub enum BenchSuite {
     All,
 }
 
-fn default_name() -> String {
+/// The user's name when no `--name` and no config name: $USER, else "guest".
+pub fn default_name() -> String {
     std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "guest".into())
+}
+
+/// Where the host's embedded server listens unless told: every interface, so friends on the
+/// network can join.
+pub const DEFAULT_HOST_LISTEN: &str = "0.0.0.0:7878";
+
+impl HostArgs {
+    /// The external server to use, or where to embed one. `--server` wins, then `--listen`
+    /// (so a configured server never changes what `syncy host FILE --listen ADDR` does), then
+    /// the environment's or config file's server, then an embedded one on the default address.
+    pub fn signaling(&self, cfg: &crate::config::Config) -> (Option<String>, SocketAddr) {
+        let default: SocketAddr = DEFAULT_HOST_LISTEN.parse().expect("a literal address");
+        match (&self.server, self.listen) {
+            (Some(url), _) => (Some(url.clone()), default),
+            (None, Some(listen)) => (None, listen),
+            (None, None) => (cfg.server.clone(), default),
+        }
+    }
+
+    /// Whether to map the signaling port: the flags over the config.
+    pub fn upnp(&self, cfg: &crate::config::Config) -> bool {
+        !self.no_upnp && (self.upnp || cfg.upnp == Some(true))
+    }
 }
 
 fn parse_wxh(s: &str) -> Result<(u32, u32), String> {

@@ -50,6 +50,8 @@ pub struct HostOptions {
     pub listen: SocketAddr,
     /// Host name put in the link when the embedded server listens on a wildcard address.
     pub advertise: Option<String>,
+    /// Ask the router to forward the embedded server's port (UPnP-IGD / NAT-PMP).
+    pub upnp: bool,
     /// Requested room id.
     pub room: Option<String>,
     /// Display name.
@@ -119,6 +121,7 @@ pub async fn start_local(file: PathBuf, room: Option<String>, name: &str, playba
         tls_cert: None,
         listen: "127.0.0.1:0".parse()?,
         advertise: None,
+        upnp: false,
         room,
         name: name.into(),
         chunk_size: stream::DEFAULT_CHUNK_SIZE,
@@ -149,10 +152,26 @@ pub async fn start_local(file: PathBuf, room: Option<String>, name: &str, playba
 
 /// What peer tasks tell the engine.
 enum PeerEvent {
-    Connected { peer: PeerId, handle: PeerHandle },
-    Control { peer: PeerId, msg: Message },
-    Sent { peer: PeerId, bytes: usize },
-    Gone { peer: PeerId, reason: String },
+    Connected {
+        peer: PeerId,
+        handle: PeerHandle,
+    },
+    Control {
+        peer: PeerId,
+        msg: Message,
+    },
+    Sent {
+        peer: PeerId,
+        bytes: usize,
+    },
+    Gone {
+        peer: PeerId,
+        reason: String,
+    },
+    /// Something the user should know that does not stop the peer (a STUN server silent).
+    Warning {
+        message: String,
+    },
 }
 
 /// The engine's side of one connected participant.
@@ -247,7 +266,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
 
     // The loopback rule (DESIGN §3) follows the link: loopback only when only this machine
     // can reach the room.
-    let ice = IceConfig::new(Reach::of_host(&link.host), true, opts.ice_addr.as_deref(), &opts.nat);
+    let ice = IceConfig::new(Reach::of_host(&link.host), opts.ice_addr.as_deref(), &opts.nat);
     let (peer_tx, mut peer_rx) = mpsc::unbounded_channel::<PeerEvent>();
     let mut peers: HashMap<PeerId, PeerState> = HashMap::new();
     let mut scheduler = Scheduler::new(CHUNK_QUEUE);
@@ -296,6 +315,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
     let levels = manifest.levels.iter().filter(|l| *l != "high").cloned().collect();
     let mut renditions = Renditions::new(&opts.file, manifest.chunk_size, levels, manifest.duration_ms.map(|d| d.saturating_mul(1000)));
     let mut rendition_tick = tokio::time::interval(Duration::from_millis(200));
+    let mut warned = std::collections::HashSet::new();
     // Under --approve: who waits to be let in, oldest first.
     let mut knocking: Vec<(PeerId, String)> = Vec::new();
 
@@ -374,6 +394,12 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
                     total_up.record(now, bytes as u64);
                     if let Some(p) = peers.get_mut(&peer) {
                         p.up.record(now, bytes as u64);
+                    }
+                }
+                PeerEvent::Warning { message } => {
+                    // Once each: every newcomer's set-up would say the same.
+                    if warned.insert(message.clone()) {
+                        let _ = events.send(Event::Warning { message });
                     }
                 }
                 PeerEvent::Gone { peer, reason } => {
@@ -814,6 +840,9 @@ async fn peer_task(
         Ok(l) => l,
         Err(e) => return gone(format!("connection failed: {e}")),
     };
+    if let Some(message) = link.gathering_warning.take() {
+        let _ = events.send(PeerEvent::Warning { message });
+    }
     drop(answers);
     let needed = stream::max_message(manifest.chunk_size);
     match link.remote_max_message().await {

@@ -14,7 +14,10 @@ use syncy::{bench, demo, host, participant, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = color_eyre::install();
+    let verbose = cli.verbose || std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+    if verbose {
+        let _ = color_eyre::install();
+    }
     // The terminal view owns the screen: logs must not land on it.
     let tui = match &cli.command {
         Cmd::Join(a) => !a.headless && a.render != syncy::cli::RenderArg::None,
@@ -23,23 +26,40 @@ fn main() -> ExitCode {
         _ => false,
     };
     if let Err(e) = init_logging(cli.log.as_deref(), tui) {
-        eprintln!("syncy: {e}");
+        eprintln!("syncy: error: {e}");
         return ExitCode::from(1);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("syncy: cannot start the async runtime: {e}");
+            eprintln!("syncy: error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(cli.command)) {
+    let result = rt.block_on(run(cli.command));
+    // Threads blocked on stdin or the terminal must not hold the exit up.
+    rt.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("syncy: {e:?}");
-            ExitCode::from(1)
-        }
+        // The reader of stdout went away (`| head`): nothing to say, and nobody to say it to.
+        Err(_) if syncy::stdout::is_closed() => ExitCode::SUCCESS,
+        Err(e) => report(&e, verbose),
     }
+}
+
+/// `syncy: error: …` on one line (the whole report with --verbose or RUST_BACKTRACE), a hint
+/// under it when there is one; exit 2 for a usage error, 1 for any other failure.
+fn report(e: &color_eyre::Report, verbose: bool) -> ExitCode {
+    let (code, hint) = syncy::error::classify(e);
+    if verbose {
+        eprintln!("syncy: error: {e:?}");
+    } else {
+        eprintln!("syncy: error: {e:#}");
+    }
+    if let Some(hint) = hint {
+        eprintln!("syncy: hint: {hint}");
+    }
+    ExitCode::from(code)
 }
 
 fn init_logging(file: Option<&std::path::Path>, tui: bool) -> Result<()> {
@@ -90,7 +110,13 @@ fn event_printer(headless: bool) -> (mpsc::UnboundedSender<Event>, tokio::task::
     (tx, task)
 }
 
+/// A usage error (exit 2) as a report.
+fn usage(e: impl std::fmt::Display) -> color_eyre::Report {
+    syncy::error::UsageError(e.to_string()).into()
+}
+
 async fn run(cmd: Cmd) -> Result<()> {
+    let (cfg, _) = syncy::config::load().map_err(usage)?;
     match cmd {
         Cmd::Serve(a) => {
             let mut cfg = a.limits.config();
@@ -106,19 +132,21 @@ async fn run(cmd: Cmd) -> Result<()> {
         }
         Cmd::Host(a) => {
             let mut server_cfg = a.limits.config();
-            server_cfg.tls = a.tls.server_config()?;
+            server_cfg.tls = a.tls.server_config().map_err(usage)?;
+            let (server, listen) = a.signaling(&cfg);
             let opts = host::HostOptions {
-                file: a.file,
-                server: a.server,
-                tls_ca: a.tls_ca,
-                tls_cert: a.tls.tls_cert,
-                listen: a.listen,
-                advertise: a.advertise,
-                room: a.room,
-                name: a.name,
-                chunk_size: u32::try_from(a.chunk_size).map_err(|_| eyre!("chunk size too large"))?,
-                ice_addr: a.ice_addr,
-                nat: a.nat.options().map_err(|e| eyre!(e))?,
+                file: a.file.clone(),
+                server,
+                tls_ca: a.tls_ca.clone().or_else(|| cfg.tls_ca.clone()),
+                tls_cert: a.tls.tls_cert.clone(),
+                listen,
+                advertise: a.advertise.clone(),
+                upnp: a.upnp(&cfg),
+                room: a.room.clone(),
+                name: a.name.clone().or_else(|| cfg.name.clone()).unwrap_or_else(|| "host".into()),
+                chunk_size: u32::try_from(a.chunk_size).map_err(|_| usage("chunk size too large"))?,
+                ice_addr: a.ice_addr.clone(),
+                nat: a.nat.options(&cfg)?,
                 server_cfg,
                 playback: host::PlaybackPolicy { autoplay: a.autoplay, wait_for_buffering: !a.no_wait, host_only_control: a.host_only_control },
                 upload_limit: a.upload_limit,
@@ -137,7 +165,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             result
         }
         Cmd::Join(a) => {
-            let link = Link::parse(&a.link)?;
+            let link = Link::parse(&a.link).map_err(|e| usage(format!("not a Syncy link: {e}")))?;
             use syncy::player::picture::Graphics;
             let mpv =
                 (a.player == syncy::cli::PlayerArg::Mpv).then(|| a.mpv_args.as_deref().unwrap_or("").split_whitespace().map(String::from).collect::<Vec<_>>());
@@ -148,23 +176,9 @@ async fn run(cmd: Cmd) -> Result<()> {
                 g => g,
             };
             if let Some(graphics) = graphics {
-                return join_with_view(link, a, graphics, mpv).await;
+                return join_with_view(link, &a, &cfg, graphics, mpv).await;
             }
-            let opts = participant::JoinOptions {
-                link,
-                name: a.name,
-                save: a.save,
-                buffer: a.buffer,
-                ice_addr: a.ice_addr,
-                nat: a.nat.options().map_err(|e| eyre!(e))?,
-                tls_ca: a.tls_ca,
-                render: participant::Render::None,
-                mpv,
-                playback: true,
-                sound: !a.no_sound,
-                download_limit: a.download_limit,
-                quality: a.quality,
-            };
+            let opts = join_options(link, &a, &cfg, participant::Render::None, mpv)?;
             let (events, printer) = event_printer(a.headless);
             let result = participant::run(opts, events.clone(), command_channel(a.headless)).await.map(|_| ());
             report_error(&result, &events, a.headless);
@@ -198,26 +212,43 @@ async fn run(cmd: Cmd) -> Result<()> {
 }
 
 /// A participant with the terminal view: the engine on the runtime, the view on a thread.
-async fn join_with_view(link: Link, a: syncy::cli::JoinArgs, graphics: syncy::player::picture::Graphics, mpv: Option<Vec<String>>) -> Result<()> {
-    use syncy::player::screen::Screen;
-    let screen = Screen::new();
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let (events, mut events_rx) = mpsc::unbounded_channel::<Event>();
-    let opts = participant::JoinOptions {
+/// A participant's options from its flags, over the environment and the config file.
+fn join_options(
+    link: Link,
+    a: &syncy::cli::JoinArgs,
+    cfg: &syncy::config::Config,
+    render: participant::Render,
+    mpv: Option<Vec<String>>,
+) -> Result<participant::JoinOptions> {
+    Ok(participant::JoinOptions {
         link,
-        name: a.name,
-        save: a.save,
+        name: a.name.clone().or_else(|| cfg.name.clone()).unwrap_or_else(syncy::cli::default_name),
+        save: a.save.clone(),
         buffer: a.buffer,
-        ice_addr: a.ice_addr,
-        nat: a.nat.options().map_err(|e| eyre!(e))?,
-        tls_ca: a.tls_ca,
-        render: participant::Render::Screen(screen.clone()),
+        ice_addr: a.ice_addr.clone(),
+        nat: a.nat.options(cfg)?,
+        tls_ca: a.tls_ca.clone().or_else(|| cfg.tls_ca.clone()),
+        render,
         mpv,
         playback: true,
         sound: !a.no_sound,
         download_limit: a.download_limit,
-        quality: a.quality,
-    };
+        quality: a.quality.clone(),
+    })
+}
+
+async fn join_with_view(
+    link: Link,
+    a: &syncy::cli::JoinArgs,
+    cfg: &syncy::config::Config,
+    graphics: syncy::player::picture::Graphics,
+    mpv: Option<Vec<String>>,
+) -> Result<()> {
+    use syncy::player::screen::Screen;
+    let screen = Screen::new();
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (events, mut events_rx) = mpsc::unbounded_channel::<Event>();
+    let opts = join_options(link, a, cfg, participant::Render::Screen(screen.clone()), mpv)?;
     let engine = tokio::spawn(participant::run(opts, events, cmd_rx));
     // Events become the view's message line (and the log); nothing prints while it is up.
     let notices = {

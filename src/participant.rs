@@ -17,6 +17,7 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use crate::core::buffer::{Arrival, ChunkStore, StoreConfig};
 use crate::core::clock::{MediaState, Micros};
 use crate::core::rate::Meter;
+use crate::error::Hinted;
 use crate::headless::{Command, Event};
 use crate::levels::{Choice, Levels};
 use crate::media::store_source::SharedStore;
@@ -207,6 +208,9 @@ impl Connection {
         if let Some((reason, url)) = &self.fallback {
             let _ = events.send(Event::Fallback { reason: reason.clone(), url: url.clone() });
         }
+        if let Some(message) = self.link.as_ref().and_then(|l| l.gathering_warning.clone()) {
+            let _ = events.send(Event::Warning { message });
+        }
         let path = match &self.link {
             Some(link) => link.path().await,
             None => Some(crate::net::path::Path::http()),
@@ -227,7 +231,7 @@ impl Connection {
 async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
     let link = &opts.link;
     let signal_tls = if link.tls { Some(crate::net::tls::client_config(opts.tls_ca.as_deref()).map_err(|e| Setup::Final(e.into()))?) } else { None };
-    let mut signal = SignalClient::connect(&link.signal_url(), signal_tls).await?;
+    let mut signal = SignalClient::connect(&link.signal_url(), signal_tls).await.map_err(|e| Setup::Retry(unreachable(link, e)))?;
     signal
         .tx
         .send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: opts.name.clone() })
@@ -254,12 +258,12 @@ async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
             None => retry!("the signaling server closed the connection before the host called"),
         }
     };
-    let ice = IceConfig::new(Reach::of_host(&link.host), false, opts.ice_addr.as_deref(), &opts.nat);
+    let ice = IceConfig::new(Reach::of_host(&link.host), opts.ice_addr.as_deref(), &opts.nat);
     let stx = signal.tx.clone();
     let send = async |payload| stx.send(ClientMsg::Signal { to: host, payload }).await.is_ok();
     let answer = PeerLink::answer(&ice, &link.key, offer, send);
     let link_up = match fallback {
-        None => answer.await.map_err(|e| eyre!("cannot connect to the host: {e}"))?,
+        None => answer.await.map_err(cannot_connect)?,
         // The host serves HTTP too: WebRTC gets a few seconds, then the fallback.
         Some(addr) => match tokio::time::timeout(FALLBACK_AFTER, answer).await {
             Ok(Ok(l)) => l,
@@ -298,6 +302,57 @@ async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
         }
     };
     Ok(Connection { signal, tx: Tx::Rtc(control), link: Some(link_up), incoming, manifest, fallback: None })
+}
+
+/// Attempts at a first connection whose ICE found a path but whose DTLS/SCTP did not come up
+/// over it (a lost handshake flight, say): each is a fresh set-up on new sockets. Anything else
+/// fails the join at once, with its reason.
+const FIRST_ATTEMPTS: u32 = 3;
+
+/// The first connection to the room, tried again when it stalled after ICE.
+async fn first_connection(opts: &JoinOptions, events: &mpsc::UnboundedSender<Event>) -> Result<Connection, Setup> {
+    let mut attempt = 1;
+    loop {
+        match connect(opts).await {
+            Err(Setup::Retry(e)) if stalled(&e) && attempt < FIRST_ATTEMPTS => {
+                attempt += 1;
+                tracing::warn!("{e:#}; trying again (attempt {attempt} of {FIRST_ATTEMPTS})");
+                let _ = events.send(Event::Warning { message: format!("{e:#}; trying again (attempt {attempt} of {FIRST_ATTEMPTS})") });
+            }
+            other => return other,
+        }
+    }
+}
+
+fn stalled(e: &color_eyre::Report) -> bool {
+    e.chain().any(|c| matches!(c.downcast_ref::<peer::LinkError>(), Some(peer::LinkError::Stalled)))
+}
+
+/// A failed WebRTC set-up for a person: what happened and, where one helps, what to do.
+fn cannot_connect(e: peer::LinkError) -> color_eyre::Report {
+    match e {
+        peer::LinkError::NoPath(d) => Hinted::new(format!("cannot connect to the host: {}", d.message), d.hint).into(),
+        // Kept typed: a stalled first attempt is tried again (see `first_connection`).
+        e @ peer::LinkError::Stalled => color_eyre::Report::new(e).wrap_err("cannot connect to the host"),
+        e => eyre!("cannot connect to the host: {e}"),
+    }
+}
+
+/// The signaling server in the link cannot be reached: say what that usually means.
+fn unreachable(link: &Link, e: crate::net::signal_client::SignalClientError) -> color_eyre::Report {
+    use crate::net::signal_client::SignalClientError as E;
+    let port = link.port;
+    let hint = match &e {
+        E::Timeout { .. } => format!(
+            "nothing answered at {}: if the host is behind a router, it must forward TCP port {port} to its machine (syncy host --upnp asks the router to), or use a signaling server both can reach",
+            link.authority()
+        ),
+        E::Connect { .. } => format!(
+            "check that the host is still running and that the link is whole; a host on another network must forward TCP port {port} to its machine (syncy host --upnp)"
+        ),
+        _ => return e.into(),
+    };
+    Hinted::new(format!("cannot reach the host: {e}"), hint).into()
 }
 
 /// How long WebRTC gets to come up when the host offers an HTTP fallback.
@@ -385,7 +440,7 @@ fn lost_reason(e: &color_eyre::Report) -> Option<String> {
 /// Joins a room and streams until quit, end of stream, or failure.
 pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut commands: mpsc::UnboundedReceiver<Command>) -> Result<JoinEnd> {
     let started = Instant::now();
-    let mut conn = match connect(&opts).await {
+    let mut conn = match first_connection(&opts, &events).await {
         Ok(c) => c,
         Err(Setup::Retry(e) | Setup::Final(e)) => return Err(e),
         Err(Setup::Ended(end)) => return Ok(end),

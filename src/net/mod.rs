@@ -1,6 +1,7 @@
 //! Network edges: the signaling client and the WebRTC peer link.
 
 pub mod addrs;
+pub mod diagnose;
 pub mod http_fallback;
 pub mod http_head;
 pub mod http_link;

@@ -12,10 +12,11 @@ use rtc::peer_connection::configuration::{RTCIceServer, RTCIceTransportPolicy};
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCPeerConnectionState,
-    RTCSessionDescription, SettingEngineBuilder,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceConnectionState, RTCIceGatheringState,
+    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
 
+use super::diagnose::Facts;
 use crate::protocol::auth::RoomKey;
 use crate::protocol::signal::SignalPayload;
 
@@ -38,6 +39,15 @@ pub const ICE_FAILED: Duration = Duration::from_secs(10);
 pub const ICE_KEEPALIVE: Duration = Duration::from_secs(1);
 /// How long connection set-up may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long ICE gathering may take before the SDP goes out with what was gathered so far: a
+/// STUN or TURN server that never answers costs this, not its transaction's 40 s.
+pub const GATHER_WAIT: Duration = Duration::from_secs(1);
+/// The same when only relayed paths may be used (nothing works without the TURN allocation,
+/// which takes two round trips, more over TCP or TLS).
+pub const GATHER_WAIT_RELAY: Duration = Duration::from_secs(3);
+/// After ICE found a path, how long DTLS, SCTP and the data channels may take to come up over
+/// it before the attempt is given up as stalled (and the participant tries again).
+pub const STALL_AFTER: Duration = Duration::from_secs(6);
 
 /// Peer-link failures.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +70,12 @@ pub enum LinkError {
     /// The connection failed.
     #[error("the WebRTC connection failed")]
     Failed,
+    /// No candidate pair worked: why, and what to do.
+    #[error("{}", .0.message)]
+    NoPath(super::diagnose::Diagnosis),
+    /// ICE found a path, but DTLS/SCTP did not come up over it (worth another try).
+    #[error("a path to the host was found, but the encrypted connection over it (DTLS/SCTP) did not come up")]
+    Stalled,
 }
 
 /// NAT traversal: STUN and TURN servers, and whether only relayed paths may be used.
@@ -121,14 +137,15 @@ impl Reach {
 impl IceConfig {
     /// The loopback rule (DESIGN §3): a room only this machine can reach binds ICE to loopback
     /// only, so a local room never touches another interface. Any other room binds every
-    /// interface of each family this machine has, and with `loopback_too` (the host) loopback
-    /// as well, so that a participant on the host's machine joining by a loopback link and
-    /// one across the LAN both connect. An explicit `--ice-addr` wins.
-    pub fn new(reach: Reach, loopback_too: bool, ice_addr: Option<&str>, nat: &NatOptions) -> Self {
+    /// interface of each family this machine has, but not loopback: a participant on the
+    /// host's machine reaches the host's LAN address from its own (loopback or LAN) socket,
+    /// while a loopback socket would send STUN, TURN and checks towards other machines that
+    /// the kernel refuses (EINVAL), on every packet. An explicit `--ice-addr` wins.
+    pub fn new(reach: Reach, ice_addr: Option<&str>, nat: &NatOptions) -> Self {
         let udp_addrs = match (ice_addr, reach) {
             (Some(a), _) => vec![bind_addr(a)],
             (None, Reach::Loopback(ip)) => vec![std::net::SocketAddr::new(ip, 0).to_string()],
-            (None, Reach::Network) => network_binds(loopback_too),
+            (None, Reach::Network) => network_binds(),
         };
         IceConfig { udp_addrs, nat: nat.clone() }
     }
@@ -143,8 +160,8 @@ fn bind_addr(a: &str) -> String {
 }
 
 /// Every interface: a wildcard per address family this machine has (webrtc-rs expands each into
-/// one socket per interface, skipping loopback), plus loopback itself when asked.
-fn network_binds(loopback_too: bool) -> Vec<String> {
+/// one socket per interface, skipping loopback).
+fn network_binds() -> Vec<String> {
     let addrs = super::addrs::reachable();
     let (v4, v6) = (addrs.iter().any(|a| a.ip.is_ipv4()), addrs.iter().any(|a| a.ip.is_ipv6()));
     let mut binds = Vec::new();
@@ -155,12 +172,6 @@ fn network_binds(loopback_too: bool) -> Vec<String> {
     if v6 {
         binds.push("[::]:0".to_string());
     }
-    if loopback_too {
-        binds.push("127.0.0.1:0".to_string());
-        if v6 {
-            binds.push("[::1]:0".to_string());
-        }
-    }
     binds
 }
 
@@ -168,6 +179,7 @@ fn network_binds(loopback_too: bool) -> Vec<String> {
 enum PcEvent {
     GatheringComplete,
     State(RTCPeerConnectionState),
+    IceConnected,
     Channel(Arc<dyn DataChannel>),
 }
 
@@ -185,6 +197,11 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         let _ = self.tx.send(PcEvent::State(state));
     }
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        if matches!(state, RTCIceConnectionState::Connected | RTCIceConnectionState::Completed) {
+            let _ = self.tx.send(PcEvent::IceConnected);
+        }
+    }
     async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
         // Never block here: the driver waits for this callback.
         let _ = self.tx.send(PcEvent::Channel(dc));
@@ -201,6 +218,8 @@ pub struct PeerLink {
     /// What came on `control` before it opened (see `wait_open`), oldest first; the reader
     /// takes these before polling the channel.
     pub early_control: Vec<BytesMut>,
+    /// Set when gathering ran out of time: which servers did not answer (for a warning).
+    pub gathering_warning: Option<String>,
     events: tokio::sync::Mutex<mpsc::UnboundedReceiver<PcEvent>>,
 }
 
@@ -229,27 +248,60 @@ async fn build(ice: &IceConfig) -> Result<(Arc<dyn PeerConnection>, mpsc::Unboun
     Ok((Arc::new(pc), rx))
 }
 
-async fn wait_gathered(events: &mut mpsc::UnboundedReceiver<PcEvent>, stash: &mut Vec<PcEvent>) -> Result<(), LinkError> {
+/// Waits for ICE gathering to complete, at most `wait`; false when it ran out of time.
+async fn wait_gathered(events: &mut mpsc::UnboundedReceiver<PcEvent>, stash: &mut Vec<PcEvent>, wait: Duration) -> Result<bool, LinkError> {
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
-        match events.recv().await.ok_or(LinkError::Gone)? {
-            PcEvent::GatheringComplete => return Ok(()),
-            PcEvent::State(RTCPeerConnectionState::Failed) => return Err(LinkError::Failed),
-            other => stash.push(other),
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => return Ok(false),
+            Ok(None) => return Err(LinkError::Gone),
+            Ok(Some(PcEvent::GatheringComplete)) => return Ok(true),
+            Ok(Some(PcEvent::State(RTCPeerConnectionState::Failed))) => return Err(LinkError::Failed),
+            Ok(Some(other)) => stash.push(other),
         }
     }
 }
 
-/// Waits for ICE gathering, then returns the local SDP (candidates included) with its MAC.
+/// A local SDP ready to send: the SDP (candidates included), its MAC, and a warning when
+/// gathering ran out of time.
+struct LocalSdp {
+    sdp: String,
+    mac: String,
+    warning: Option<String>,
+}
+
+/// Waits for ICE gathering (bounded), then returns the local SDP with its MAC.
 async fn signed_local_sdp(
     pc: &Arc<dyn PeerConnection>,
     events: &mut mpsc::UnboundedReceiver<PcEvent>,
     stash: &mut Vec<PcEvent>,
     key: &RoomKey,
-) -> Result<(String, String), LinkError> {
-    wait_gathered(events, stash).await?;
+    nat: &NatOptions,
+) -> Result<LocalSdp, LinkError> {
+    let wait = if nat.relay_only { GATHER_WAIT_RELAY } else { GATHER_WAIT };
+    let complete = wait_gathered(events, stash, wait).await?;
     let sdp = pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp;
     let mac = key.sdp_mac(&sdp);
-    Ok((sdp, mac))
+    let warning = (!complete).then(|| unanswered(nat, &super::diagnose::Gathered::from_sdp(&sdp), wait));
+    if let Some(w) = &warning {
+        tracing::warn!("{w}");
+    }
+    Ok(LocalSdp { sdp, mac, warning })
+}
+
+/// Which configured servers gave nothing within `wait`.
+fn unanswered(nat: &NatOptions, got: &super::diagnose::Gathered, wait: Duration) -> String {
+    let mut silent = Vec::new();
+    if got.srflx.is_empty() {
+        silent.extend(nat.stun.iter().cloned());
+    }
+    if got.relay.is_empty() {
+        silent.extend(nat.turn.iter().cloned());
+    }
+    if silent.is_empty() {
+        silent.push("a STUN/TURN server".into());
+    }
+    format!("{} did not answer within {} ms; connecting without it", silent.join(", "), wait.as_millis())
 }
 
 /// Waits for a channel the host created to open, and returns what the peer sent on it
@@ -278,6 +330,54 @@ async fn open_events<F: Future<Output = Option<DataChannelEvent>>>(mut next: imp
     }
 }
 
+/// The participant's half of set-up: answer, then wait for the host's two channels.
+async fn answer_on(
+    pc: &Arc<dyn PeerConnection>,
+    events: &mut mpsc::UnboundedReceiver<PcEvent>,
+    key: &RoomKey,
+    offer: String,
+    send: impl AsyncFnOnce(SignalPayload) -> bool,
+    nat: &NatOptions,
+    facts: &mut Facts,
+) -> Result<(Arc<dyn DataChannel>, Arc<dyn DataChannel>, Option<String>), LinkError> {
+    pc.set_remote_description(RTCSessionDescription::offer(offer)?).await?;
+    let answer = pc.create_answer(None).await?;
+    pc.set_local_description(answer).await?;
+    let mut stash = Vec::new();
+    let LocalSdp { sdp, mac, warning } = signed_local_sdp(pc, events, &mut stash, key, nat).await?;
+    facts.local = super::diagnose::Gathered::from_sdp(&sdp);
+    tracing::debug!("candidates: ours {:?}, the host's {:?}", facts.local, facts.remote);
+    if !send(SignalPayload::Answer { sdp, mac }).await {
+        return Err(LinkError::Gone);
+    }
+    let (mut control, mut chunks) = (None, None);
+    let mut pending = stash.into_iter();
+    // Once ICE has a path, the rest must follow soon, or the attempt is given up as stalled.
+    let mut stall_at: Option<tokio::time::Instant> = None;
+    while control.is_none() || chunks.is_none() {
+        let ev = match (pending.next(), stall_at) {
+            (Some(ev), _) => ev,
+            (None, None) => events.recv().await.ok_or(LinkError::Gone)?,
+            (None, Some(at)) => tokio::time::timeout_at(at, events.recv()).await.map_err(|_| LinkError::Stalled)?.ok_or(LinkError::Gone)?,
+        };
+        match ev {
+            PcEvent::IceConnected => {
+                facts.ice_connected = true;
+                stall_at.get_or_insert(tokio::time::Instant::now() + STALL_AFTER);
+            }
+            PcEvent::Channel(dc) => match dc.label().await?.as_str() {
+                CONTROL => control = Some(dc),
+                CHUNKS => chunks = Some(dc),
+                other => tracing::warn!("ignoring unknown data channel {other:?}"),
+            },
+            PcEvent::State(RTCPeerConnectionState::Failed) if facts.ice_connected => return Err(LinkError::Stalled),
+            PcEvent::State(RTCPeerConnectionState::Failed) => return Err(LinkError::NoPath(super::diagnose::why_failed(facts))),
+            _ => {}
+        }
+    }
+    Ok((control.expect("loop"), chunks.expect("loop"), warning))
+}
+
 /// Messages kept from before a channel's open event; an honest peer sends a hello and a few
 /// requests in that window.
 const MAX_BEFORE_OPEN: usize = 64;
@@ -299,7 +399,7 @@ impl PeerLink {
                 let offer = pc.create_offer(None).await?;
                 pc.set_local_description(offer).await?;
                 let mut stash = Vec::new();
-                let (sdp, mac) = signed_local_sdp(&pc, &mut events, &mut stash, key).await?;
+                let LocalSdp { sdp, mac, warning } = signed_local_sdp(&pc, &mut events, &mut stash, key, &ice.nat).await?;
                 if !send(SignalPayload::Offer { sdp, mac }).await {
                     return Err(LinkError::Gone);
                 }
@@ -326,7 +426,7 @@ impl PeerLink {
                 if !wait_open(&chunks).await?.is_empty() {
                     return Err(LinkError::Unexpected("a message from the participant on the chunks channel"));
                 }
-                Ok(PeerLink { pc: pc.clone(), control, chunks, early_control, events: events.into() })
+                Ok(PeerLink { pc: pc.clone(), control, chunks, early_control, gathering_warning: warning, events: events.into() })
             }
             .await;
             if result.is_err() {
@@ -338,57 +438,34 @@ impl PeerLink {
         .map_err(|_| LinkError::Timeout(CONNECT_TIMEOUT))?
     }
 
-    /// Participant side: answers the host's offer and waits for both channels.
+    /// Participant side: answers the host's offer and waits for both channels. A failure says
+    /// why in words a user can act on (`LinkError::NoPath`), or that the attempt stalled after
+    /// ICE found a path (`LinkError::Stalled`: worth another try).
     pub async fn answer(ice: &IceConfig, key: &RoomKey, offer: (String, String), send: impl AsyncFnOnce(SignalPayload) -> bool) -> Result<PeerLink, LinkError> {
         if !key.verify_sdp(&offer.0, &offer.1) {
             return Err(LinkError::BadMac);
         }
-        tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let (pc, mut events) = build(ice).await?;
-            let result = async {
-                pc.set_remote_description(RTCSessionDescription::offer(offer.0)?).await?;
-                let answer = pc.create_answer(None).await?;
-                pc.set_local_description(answer).await?;
-                let mut stash = Vec::new();
-                let (sdp, mac) = signed_local_sdp(&pc, &mut events, &mut stash, key).await?;
-                if !send(SignalPayload::Answer { sdp, mac }).await {
-                    return Err(LinkError::Gone);
-                }
-                let (mut control, mut chunks) = (None, None);
-                let mut pending = stash.into_iter();
-                while control.is_none() || chunks.is_none() {
-                    let ev = match pending.next() {
-                        Some(ev) => ev,
-                        None => events.recv().await.ok_or(LinkError::Gone)?,
-                    };
-                    match ev {
-                        PcEvent::Channel(dc) => match dc.label().await?.as_str() {
-                            CONTROL => control = Some(dc),
-                            CHUNKS => chunks = Some(dc),
-                            other => tracing::warn!("ignoring unknown data channel {other:?}"),
-                        },
-                        PcEvent::State(RTCPeerConnectionState::Failed) => {
-                            return Err(LinkError::Failed);
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(PeerLink {
-                    pc: pc.clone(),
-                    control: control.expect("loop"),
-                    chunks: chunks.expect("loop"),
-                    early_control: Vec::new(),
-                    events: events.into(),
-                })
+        let mut facts = Facts {
+            remote: super::diagnose::Gathered::from_sdp(&offer.0),
+            stun: !ice.nat.stun.is_empty(),
+            turn: !ice.nat.turn.is_empty(),
+            ..Default::default()
+        };
+        let (pc, mut events) = build(ice).await?;
+        let result = match tokio::time::timeout(CONNECT_TIMEOUT, answer_on(&pc, &mut events, key, offer.0, send, &ice.nat, &mut facts)).await {
+            Ok(r) => r,
+            Err(_) if facts.ice_connected => Err(LinkError::Stalled),
+            Err(_) => Err(LinkError::NoPath(super::diagnose::why_failed(&facts))),
+        };
+        match result {
+            Ok((control, chunks, gathering_warning)) => {
+                Ok(PeerLink { pc, control, chunks, early_control: Vec::new(), gathering_warning, events: events.into() })
             }
-            .await;
-            if result.is_err() {
+            Err(e) => {
                 let _ = pc.close().await;
+                Err(e)
             }
-            result
-        })
-        .await
-        .map_err(|_| LinkError::Timeout(CONNECT_TIMEOUT))?
+        }
     }
 
     /// The path the link takes now (ICE's selected candidate pair), once ICE has chosen one.
@@ -449,19 +526,17 @@ mod tests {
     #[test]
     fn the_loopback_rule() {
         let nat = NatOptions::default();
-        let local = IceConfig::new(Reach::of_host("127.0.0.1"), true, None, &nat);
-        assert_eq!(local.udp_addrs, vec!["127.0.0.1:0"]);
-        assert_eq!(IceConfig::new(Reach::of_host("localhost"), true, None, &nat).udp_addrs, vec!["127.0.0.1:0"]);
-        assert_eq!(IceConfig::new(Reach::of_host("::1"), false, None, &nat).udp_addrs, vec!["[::1]:0"]);
-        // A room others can reach: every interface, and loopback on the host's side.
-        let host = IceConfig::new(Reach::of_host("10.99.0.1"), true, None, &nat);
-        assert!(host.udp_addrs.contains(&"127.0.0.1:0".to_string()), "{:?}", host.udp_addrs);
-        assert!(host.udp_addrs.iter().any(|a| a == "0.0.0.0:0" || a == "[::]:0"), "{:?}", host.udp_addrs);
-        let joiner = IceConfig::new(Reach::of_host("watch.example.org"), false, None, &nat);
-        assert!(!joiner.udp_addrs.iter().any(|a| a.starts_with("127.") || a == "[::1]:0"), "{:?}", joiner.udp_addrs);
+        assert_eq!(IceConfig::new(Reach::of_host("127.0.0.1"), None, &nat).udp_addrs, vec!["127.0.0.1:0"]);
+        assert_eq!(IceConfig::new(Reach::of_host("localhost"), None, &nat).udp_addrs, vec!["127.0.0.1:0"]);
+        assert_eq!(IceConfig::new(Reach::of_host("::1"), None, &nat).udp_addrs, vec!["[::1]:0"]);
+        // A room others can reach: every interface (wildcards), never a loopback socket.
+        for host in ["10.99.0.1", "watch.example.org"] {
+            let binds = IceConfig::new(Reach::of_host(host), None, &nat).udp_addrs;
+            assert!(binds.iter().all(|a| a == "0.0.0.0:0" || a == "[::]:0") && !binds.is_empty(), "{binds:?}");
+        }
         // --ice-addr wins, in each of its spellings.
         for (given, bound) in [("10.1.2.3", "10.1.2.3:0"), ("10.1.2.3:5000", "10.1.2.3:5000"), ("fd99::1", "[fd99::1]:0"), ("[fd99::1]:7", "[fd99::1]:7")] {
-            assert_eq!(IceConfig::new(Reach::Network, true, Some(given), &nat).udp_addrs, vec![bound]);
+            assert_eq!(IceConfig::new(Reach::Network, Some(given), &nat).udp_addrs, vec![bound]);
         }
     }
 

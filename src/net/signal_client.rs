@@ -11,6 +11,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::protocol::signal::{self, ClientMsg, DEFAULT_MAX_MESSAGE, ServerMsg};
 
+/// How long connecting (TCP, TLS and the WebSocket handshake) may take.
+pub const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
 /// How often the client pings the server so idle rooms stay open.
 const KEEPALIVE: Duration = Duration::from_secs(30);
 
@@ -24,6 +27,12 @@ pub enum SignalClientError {
         url: String,
         /// Why.
         source: tokio_tungstenite::tungstenite::Error,
+    },
+    /// Nothing answered in time (a firewall dropping the connection, or a host that is off).
+    #[error("the signaling server at {url} did not answer within {} s", CONNECT_WAIT.as_secs())]
+    Timeout {
+        /// URL tried.
+        url: String,
     },
     /// The TLS set-up for a `wss://` server failed.
     #[error(transparent)]
@@ -56,8 +65,10 @@ impl SignalClient {
         } else {
             None
         };
-        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, Some(cfg), true, connector)
+        let connecting = tokio_tungstenite::connect_async_tls_with_config(url, Some(cfg), true, connector);
+        let (ws, _) = tokio::time::timeout(CONNECT_WAIT, connecting)
             .await
+            .map_err(|_| SignalClientError::Timeout { url: url.to_string() })?
             .map_err(|source| SignalClientError::Connect { url: url.to_string(), source })?;
         let (mut sink, mut source) = ws.split();
         let (tx, mut out_rx) = mpsc::channel::<ClientMsg>(64);

@@ -101,6 +101,14 @@ impl Homes {
         };
         h.wan.ip(&["link", "add", "br0", "type", "bridge"])?;
         h.wan.addr("br0", &format!("{}/24", h.server_ip))?;
+        // As on the internet, a packet for a private address of somebody's home goes nowhere,
+        // quietly: out to an upstream that swallows it (a MAC address nobody has). A TURN
+        // server relaying towards a candidate like 10.98.1.2 must not get "network
+        // unreachable" or (from a blackhole route) "invalid argument" back, which no real
+        // server sees and coturn does not take well.
+        let upstream = format!("{net}.254");
+        h.wan.ip(&["neigh", "add", &upstream, "lladdr", "02:00:00:00:00:fe", "dev", "br0", "nud", "permanent"])?;
+        h.wan.ip(&["route", "add", "default", "via", &upstream])?;
         for (router, port, wan_ip, lan, home, home_ip) in [
             (&h.router_a, "portA", &h.router_a_wan, "10.98.1", &h.home_a, &h.home_a_ip),
             (&h.router_b, "portB", &h.router_b_wan, "10.98.2", &h.home_b, &h.home_b_ip),
@@ -108,6 +116,8 @@ impl Homes {
             veth(router, "wan0", &h.wan, port)?;
             h.wan.ip(&["link", "set", port, "master", "br0", "up"])?;
             router.addr("wan0", &format!("{wan_ip}/24"))?;
+            // The ISP: everything not at home goes out to the internet.
+            router.ip(&["route", "add", "default", "via", &format!("{net}.1")])?;
             veth(router, "lan0", home, "eth0")?;
             router.addr("lan0", &format!("{lan}.1/24"))?;
             home.addr("eth0", &format!("{home_ip}/24"))?;

@@ -85,6 +85,8 @@ impl Proc {
         let mut child = cmd
             .args(args)
             .env("XDG_CONFIG_HOME", &config)
+            // What a user sees: one-line errors, not the whole report.
+            .env_remove("RUST_BACKTRACE")
             .envs(env.iter().copied())
             // SYNCY_TEST_LOG sets the processes' RUST_LOG when a test needs looking into.
             .env("RUST_LOG", std::env::var("SYNCY_TEST_LOG").unwrap_or_else(|_| "warn,rtc=error,rtc_ice=error,rtc_dtls=error,webrtc=error".into()))

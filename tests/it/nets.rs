@@ -27,6 +27,16 @@ pub fn build<N>(make: impl FnOnce() -> Result<N, String>) -> Option<N> {
     }
 }
 
+/// A test's directory; SYNCY_KEEP_TEST_DIR keeps it (logs, copies) for a look afterwards.
+pub fn test_dir() -> tempfile::TempDir {
+    let mut dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("SYNCY_KEEP_TEST_DIR").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("test dir {}", dir.path().display());
+    }
+    dir
+}
+
 /// `syncy args…` on the machine `ns`, as a user there would run it.
 pub fn syncy(ns: &Netns, args: &[&str], dir: &Path, tag: &str, env: &[(&str, &str)]) -> Proc {
     Proc::spawn_wrapped(&ns.wrapper(), args, dir, tag, env)
@@ -61,26 +71,12 @@ pub fn coturn_in(ns: &Netns, ip: &str, dir: &Path) -> Daemon {
         "coturn's turnserver is missing: run scripts/setup-debian.sh (it installs the coturn package)"
     );
     let (listen, relay) = (format!("--listening-ip={ip}"), format!("--relay-ip={ip}"));
-    let (pid, db) = (dir.join("turn.pid"), dir.join("turndb"));
-    let args = [
-        "-n",
-        "--log-file=stdout",
-        "--simple-log",
-        &listen,
-        &relay,
-        "--listening-port=3478",
-        "--min-port=49152",
-        "--max-port=65535",
-        "--lt-cred-mech",
-        "--user=syncy:secret",
-        "--realm=syncy.test",
-        "--no-tls",
-        "--no-dtls",
-        "--no-cli",
-        &format!("--pidfile={}", pid.display()),
-        &format!("--userdb={}", db.display()),
-    ];
-    let d = daemon_in(ns, "turnserver", &args, dir, "turn");
+    let (pid, db, log) = (dir.join("turn.pid"), dir.join("turndb"), dir.join("turn.log"));
+    let files = [format!("--pidfile={}", pid.display()), format!("--userdb={}", db.display()), format!("--log-file={}", log.display())];
+    let mut args = vec!["-n", "-v", "--simple-log", &listen, &relay, "--listening-port=3478", "--min-port=49152", "--max-port=65535"];
+    args.extend(["--lt-cred-mech", "--user=syncy:secret", "--realm=syncy.test", "--no-tls", "--no-dtls", "--no-cli"]);
+    args.extend(files.iter().map(String::as_str));
+    let d = daemon_in(ns, "turnserver", &args, dir, "turn-out");
     ns.wait_tcp(format!("{ip}:3478").parse().unwrap(), Duration::from_secs(10)).unwrap();
     d
 }
@@ -89,7 +85,11 @@ pub fn coturn_in(ns: &Netns, ip: &str, dir: &Path) -> Daemon {
 pub fn config_dir(dir: &Path, name: &str, toml: &str) -> std::path::PathBuf {
     let home = dir.join(name);
     std::fs::create_dir_all(home.join("syncy")).unwrap();
-    std::fs::write(home.join("syncy/config.toml"), toml).unwrap();
+    let file = home.join("syncy/config.toml");
+    std::fs::write(&file, toml).unwrap();
+    // Private, as a config file with a TURN password should be.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     home
 }
 

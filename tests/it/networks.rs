@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use syncy::netlab::Lan;
+use syncy::netlab::{Homes, HomesSpec, Lan};
 
-use super::harness::{clip_sized, sha256};
+use super::harness::{Proc, clip_sized, sha256};
 use super::nets::{self, T, syncy};
 
 /// The README's `syncy host` and a plain `syncy join LINK` on another machine of the LAN:
@@ -19,7 +19,7 @@ fn on_a_lan_the_readme_commands_work_between_two_machines() {
     };
     let file = clip_sized("lan.mp4", 30, "1Mb/s", "320x180");
     let want = sha256(&file);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = nets::test_dir();
     let d = dir.path();
     let mut host = syncy(&lan.a, &["host", file.to_str().unwrap(), "--listen", "0.0.0.0:7878", "--headless"], d, "host", &[]);
     let room = host.event("room", T);
@@ -38,6 +38,11 @@ fn on_a_lan_the_readme_commands_work_between_two_machines() {
     // The third participant, on the host's machine, by the same link.
     let mut cy = syncy(&lan.a, &["join", &link, "--headless", "--name", "cy", "--save", &cy_copy], d, "cy", &[]);
     assert_eq!(cy.event("path", T)["kind"], "direct");
+    // On the host's machine a loopback link works too: it reaches the host's LAN address.
+    let local = link.replace("10.99.0.1", "127.0.0.1");
+    let mut dee = syncy(&lan.a, &["join", &local, "--headless", "--name", "dee"], d, "dee", &[]);
+    assert_eq!(dee.event("path", T)["kind"], "direct");
+    assert_eq!(dee.quit(), 0);
     for (p, c) in [(&mut bob, &bob_copy), (&mut cy, &cy_copy)] {
         assert_eq!(p.event("complete", T)["sha256"], want.as_str());
         assert_eq!(sha256(std::path::Path::new(c)), want);
@@ -58,7 +63,7 @@ fn on_a_lan_a_wildcard_listen_with_advertise_connects() {
         return;
     };
     let file = clip_sized("lan-adv.mp4", 6, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = nets::test_dir();
     let d = dir.path();
     let args = ["host", file.to_str().unwrap(), "--listen", "0.0.0.0:7878", "--advertise", "10.99.0.1", "--headless"];
     let mut host = syncy(&lan.a, &args, d, "host", &[]);
@@ -79,7 +84,7 @@ fn on_an_ipv6_only_lan_links_listen_and_ice_work() {
         return;
     };
     let file = clip_sized("lan6.mp4", 6, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = nets::test_dir();
     let d = dir.path();
     let mut host = syncy(&lan.a, &["host", file.to_str().unwrap(), "--listen", "[::]:7878", "--headless"], d, "host", &[]);
     let room = host.event("room", T);
@@ -100,4 +105,152 @@ fn on_an_ipv6_only_lan_links_listen_and_ice_work() {
     for p in [&mut bob, &mut cy, &mut host, &mut host2] {
         assert_eq!(p.quit(), 0);
     }
+}
+
+/// The config file both friends write once: the signaling server and STUN (and TURN) on the
+/// internet, whose server is at `ip`.
+fn internet_config(ip: &str, turn: Option<&str>) -> String {
+    let mut toml = format!("server = \"ws://{ip}:7878/\"\nstun = [\"stun:{ip}:3478\"]\n");
+    if let Some(url) = turn {
+        toml.push_str(&format!("turn = [\"{url}\"]\nturn_user = \"syncy\"\nturn_pass = \"secret\"\n"));
+    }
+    toml
+}
+
+/// Two homes on the internet: `syncy serve` and coturn there, a config file in each home, the
+/// host in home A and a participant in home B, each with the README's plain command.
+struct TwoHomes {
+    // Processes go before the network they run in.
+    _serve: super::harness::Daemon,
+    _turn: super::harness::Daemon,
+    h: Homes,
+    a_config: std::path::PathBuf,
+    b_config: std::path::PathBuf,
+}
+
+impl TwoHomes {
+    fn start(spec: HomesSpec, dir: &std::path::Path, a_toml: &str, b_toml: &str) -> Option<TwoHomes> {
+        let h = nets::build(|| Homes::new(&spec))?;
+        let _serve = nets::serve_in(&h.wan, &h.server_ip, dir);
+        let _turn = nets::coturn_in(&h.wan, &h.server_ip, dir);
+        let a_config = nets::config_dir(dir, "config-a", a_toml);
+        let b_config = nets::config_dir(dir, "config-b", b_toml);
+        Some(TwoHomes { _serve, _turn, h, a_config, b_config })
+    }
+
+    fn host(&self, file: &std::path::Path, dir: &std::path::Path) -> (Proc, String) {
+        let env = [("XDG_CONFIG_HOME", self.a_config.to_str().unwrap())];
+        let mut host = syncy(&self.h.home_a, &["host", file.to_str().unwrap(), "--headless"], dir, "host", &env);
+        let room = host.event("room", T);
+        let link = room["link"].as_str().unwrap().to_string();
+        assert!(link.starts_with(&format!("syncy://{}:7878/", self.h.server_ip)), "the configured server: {link}");
+        (host, link)
+    }
+
+    fn join(&self, link: &str, name: &str, dir: &std::path::Path) -> Proc {
+        let env = [("XDG_CONFIG_HOME", self.b_config.to_str().unwrap())];
+        let save = dir.join(format!("{name}.copy"));
+        syncy(&self.h.home_b, &["join", link, "--headless", "--name", name, "--save", save.to_str().unwrap()], dir, name, &env)
+    }
+}
+
+/// A room across the two homes: byte-exact, in sync, on the path `kind`.
+fn a_room_across_two_homes(spec: HomesSpec, a_toml: &str, b_toml: &str, kind: &str) {
+    let file = clip_sized("homes.mp4", 30, "1Mb/s", "320x180");
+    let want = sha256(&file);
+    let dir = nets::test_dir();
+    let d = dir.path();
+    let Some(net) = TwoHomes::start(spec, d, a_toml, b_toml) else { return };
+    let (mut host, link) = net.host(&file, d);
+    let mut bob = net.join(&link, "bob", d);
+    let path = bob.event("path", T);
+    assert_eq!(path["kind"], kind, "{path}");
+    assert_eq!(bob.event("complete", T)["sha256"], want.as_str());
+    assert_eq!(sha256(&d.join("bob.copy")), want);
+    host.send("play");
+    let worst = nets::steady_spread(&mut host, &mut [&mut bob], Duration::from_secs(4), Duration::from_secs(8));
+    eprintln!("two homes ({kind}): worst spread {worst:.1} ms, path {path}");
+    assert!(worst <= 20.0, "spread {worst} ms");
+    assert_eq!(bob.quit(), 0);
+    assert_eq!(host.quit(), 0);
+}
+
+#[test]
+fn two_homes_behind_nat_routers_connect_through_nat_with_stun_from_the_config_file() {
+    let toml = internet_config("10.99.100.1", None);
+    a_room_across_two_homes(HomesSpec::default(), &toml, &toml, "nat");
+}
+
+#[test]
+fn two_homes_behind_symmetric_nats_are_relayed_through_turn() {
+    let spec = HomesSpec { symmetric: true, ..Default::default() };
+    let toml = internet_config("10.99.100.1", Some("turn:10.99.100.1:3478"));
+    a_room_across_two_homes(spec, &toml, &toml, "relay");
+}
+
+/// A failed join across the homes: exit code 1 and the reason and hint on stderr.
+fn failed_join(spec: HomesSpec, toml: &str) -> String {
+    let file = clip_sized("homes-fail.mp4", 4, "1Mb/s", "320x180");
+    let dir = nets::test_dir();
+    let d = dir.path();
+    let Some(net) = TwoHomes::start(spec, d, toml, toml) else { return String::new() };
+    let (mut host, link) = net.host(&file, d);
+    let mut bob = net.join(&link, "bob", d);
+    assert_eq!(bob.wait(Duration::from_secs(60)), 1, "{}", bob.stderr_text());
+    assert_eq!(host.quit(), 0);
+    bob.stderr_text()
+}
+
+#[test]
+fn on_a_symmetric_nat_without_turn_the_error_says_a_relay_is_needed() {
+    let spec = HomesSpec { symmetric: true, ..Default::default() };
+    let err = failed_join(spec, &internet_config("10.99.100.1", None));
+    if err.is_empty() {
+        return;
+    }
+    assert!(err.contains("syncy: error: cannot connect to the host") && err.contains("symmetric NAT"), "{err}");
+    assert!(err.contains("syncy: hint:") && err.contains("TURN"), "{err}");
+}
+
+#[test]
+fn two_homes_with_nothing_configured_are_told_about_stun() {
+    let err = failed_join(HomesSpec::default(), "server = \"ws://10.99.100.1:7878/\"\n");
+    if err.is_empty() {
+        return;
+    }
+    assert!(err.contains("offered only its own addresses (10.98.1.2)"), "{err}");
+    assert!(err.contains("syncy: hint:") && err.contains("STUN"), "{err}");
+}
+
+/// A configured STUN server that never answers costs at most a second on each side: the first
+/// frame still comes within 3 s of `syncy join`, and both sides' warnings name the server.
+#[test]
+fn a_silent_stun_server_delays_the_first_frame_by_at_most_a_moment() {
+    let Some(lan) = nets::build(Lan::v4) else { return };
+    let file = clip_sized("silent-stun.mp4", 10, "1Mb/s", "320x180");
+    let dir = nets::test_dir();
+    let d = dir.path();
+    // 10.99.0.9 is on the LAN but nobody has it: requests to it go nowhere.
+    let silent = "stun:10.99.0.9:3478";
+    let config = nets::config_dir(d, "config", &format!("stun = [\"{silent}\"]\n"));
+    let env = [("XDG_CONFIG_HOME", config.to_str().unwrap())];
+    let mut host = syncy(&lan.a, &["host", file.to_str().unwrap(), "--listen", "0.0.0.0:7878", "--headless"], d, "host", &env);
+    let room = host.event("room", T);
+    // The host's own probe for its public address is bounded too, and says so.
+    let w = host.event("warning", T);
+    assert!(w["message"].as_str().unwrap().contains(silent), "{w}");
+    let link = room["link"].as_str().unwrap().to_string();
+    let started = super::playback::now_ms();
+    let mut bob = syncy(&lan.b, &["join", &link, "--headless", "--name", "bob"], d, "bob", &env);
+    let shown = bob.wait_for("the first frame", T, |v| v["event"] == "state" && v["buffering"] == false);
+    let took = shown["t_ms"].as_f64().unwrap() - started;
+    eprintln!("silent STUN: first frame {took:.0} ms after syncy join");
+    assert!(took <= 3000.0, "first frame after {took:.0} ms");
+    let w = bob.wait_for("the participant's warning", T, |v| v["event"] == "warning");
+    assert!(w["message"].as_str().unwrap().contains(silent), "{w}");
+    let w =
+        host.wait_for("the host's warning for the offer", T, |v| v["event"] == "warning" && v["message"].as_str().unwrap().contains("connecting without it"));
+    assert!(w["message"].as_str().unwrap().contains(silent), "{w}");
+    assert_eq!(bob.quit(), 0);
+    assert_eq!(host.quit(), 0);
 }

@@ -37,9 +37,8 @@ async fn rogue_participant(link: &Link, name: &str) -> (SignalClient, PeerLink) 
     let (c, host, sdp, mac) = join_signaling(link, name).await;
     let tx = c.tx.clone();
     let send = async |payload| tx.send(ClientMsg::Signal { to: host, payload }).await.is_ok();
-    let pl = PeerLink::answer(&IceConfig::new(syncy::net::peer::Reach::of_host("127.0.0.1"), false, None, &Default::default()), &link.key, (sdp, mac), send)
-        .await
-        .unwrap();
+    let pl =
+        PeerLink::answer(&IceConfig::new(syncy::net::peer::Reach::of_host("127.0.0.1"), None, &Default::default()), &link.key, (sdp, mac), send).await.unwrap();
     peer::send(&pl.control, &stream::encode(&Message::Hello { version: PROTOCOL_VERSION, name: name.into() })).await.unwrap();
     (c, pl)
 }

@@ -1,3 +1,4 @@
+mod errors;
 mod fallback;
 mod faults;
 mod harness;

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what Syncy needs to build and test on Debian 12 / Ubuntu 22.04+, idempotently:
 # FFmpeg development libraries (5.1 on Debian 12), clang/libclang for ffmpeg-sys bindings,
-# pkg-config, ALSA headers for audio (cpal), tmux for terminal end-to-end tests, mpv for `--player mpv` (and its test), coturn (a TURN
-# server for the relay-only test; its service is not enabled), iproute2 (network namespaces for
-# the fault-injection test), and a
-# Rust toolchain if none is present.
+# pkg-config, ALSA headers for audio (cpal), tmux for terminal end-to-end tests, mpv for
+# `--player mpv` (and its test), coturn (a STUN/TURN server for the network tests), iproute2 and
+# nftables (the network tests build LANs, NAT routers and an "internet" out of namespaces),
+# miniupnpd (a router's UPnP, for the --upnp test), and a Rust toolchain if none is present.
+# Debian leaves the coturn and miniupnpd services off; the tests run their own.
 set -euo pipefail
 
 packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
-          libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev libasound2-dev tmux mpv coturn iproute2)
+          libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev libasound2-dev tmux mpv coturn iproute2
+          nftables miniupnpd)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -238,7 +238,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
 
     // The signaling server, external or embedded, and the links to it.
     let rdv = crate::rendezvous::open(&opts, &events).await?;
-    let (_server, url, signal_tls) = (rdv.server, rdv.url, rdv.tls);
+    let (_server, url, signal_tls, mapping) = (rdv.server, rdv.url, rdv.tls, rdv.mapping);
     let tls = signal_tls.is_some();
     let key = RoomKey::random();
     let mut signal = SignalClient::connect(&url, signal_tls.clone()).await?;
@@ -526,6 +526,9 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
         p.task.abort();
     });
     futures::future::join_all(closing).await;
+    if let Some(m) = mapping {
+        m.remove().await;
+    }
     result
 }
 

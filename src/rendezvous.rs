@@ -28,6 +28,8 @@ pub struct Rendezvous {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The links to give out, best first (never empty).
     pub links: Vec<RoomLink>,
+    /// The router's mapping of the embedded server's port (`--upnp`): remove it on exit.
+    pub mapping: Option<crate::net::portmap::Mapping>,
 }
 
 /// Starts the embedded server (or names the external one) and works out the links.
@@ -37,11 +39,13 @@ pub async fn open(opts: &HostOptions, events: &tokio::sync::mpsc::UnboundedSende
         let client_tls = if tls { Some(crate::net::tls::client_config(opts.tls_ca.as_deref())?) } else { None };
         let note = "through the signaling server".to_string();
         let links = vec![RoomLink { host, port, kind: LinkKind::Server, note }];
-        return Ok(Rendezvous { server: None, url: url.to_string(), tls: client_tls, links });
+        return Ok(Rendezvous { server: None, url: url.to_string(), tls: client_tls, links, mapping: None });
     }
     let server = Server::start(opts.listen, opts.server_cfg.clone()).await.wrap_err_with(|| format!("cannot listen on {}", opts.listen))?;
     let bound = server.addr;
-    let reach = reachability(opts, bound, events).await;
+    let mut reach = reachability(opts, bound, events).await;
+    let mapping = if opts.upnp && !bound.ip().is_loopback() { map_port(bound.port(), events).await } else { None };
+    reach.upnp = mapping.as_ref().map(|m| m.external);
     let links = links::embedded(bound, &reach);
     // A wildcard is reached on loopback from here.
     let connect_ip: std::net::IpAddr = match bound.ip() {
@@ -57,7 +61,20 @@ pub async fn open(opts: &HostOptions, events: &tokio::sync::mpsc::UnboundedSende
         (None, _) => ("ws", None),
     };
     let url = format!("{scheme}://{}/", SocketAddr::new(connect_ip, bound.port()));
-    Ok(Rendezvous { server: Some(server), url, tls, links })
+    Ok(Rendezvous { server: Some(server), url, tls, links, mapping })
+}
+
+/// Asks the router to forward `port`; a failure is a warning (the LAN links still work).
+async fn map_port(port: u16, events: &tokio::sync::mpsc::UnboundedSender<Event>) -> Option<crate::net::portmap::Mapping> {
+    match crate::net::portmap::map_tcp(port).await {
+        Ok(m) => Some(m),
+        Err(e) => {
+            let message = format!("--upnp: {e}; friends outside this network cannot reach the room unless TCP port {port} is forwarded by hand");
+            tracing::warn!("{message}");
+            let _ = events.send(Event::Warning { message });
+            None
+        }
+    }
 }
 
 /// What the host knows of how it can be reached: its interfaces, and its public address when

@@ -8,6 +8,7 @@ pub mod http_link;
 pub mod links;
 pub mod path;
 pub mod peer;
+pub mod portmap;
 pub mod runtime;
 pub mod signal_client;
 pub mod stun_probe;

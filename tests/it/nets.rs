@@ -81,6 +81,46 @@ pub fn coturn_in(ns: &Netns, ip: &str, dir: &Path) -> Daemon {
     d
 }
 
+/// Debian's miniupnpd on `router` (WAN `wan0`, LAN `lan0`), with the nftables chains its
+/// nft backend fills; mappings only for its LAN, ports 1024 and up. Ready when this returns.
+pub fn miniupnpd_in(router: &Netns, lan: &str, dir: &Path) -> Daemon {
+    assert!(
+        Command::new("miniupnpd").arg("--version").output().is_ok(),
+        "miniupnpd is missing: run scripts/setup-debian.sh (it installs the miniupnpd package)"
+    );
+    router
+        .nft(
+            "table inet filter {
+  chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
+  chain miniupnpd { }
+  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }
+  chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; }
+  chain prerouting_miniupnpd { }
+  chain postrouting_miniupnpd { }
+}
+",
+        )
+        .unwrap();
+    let conf = dir.join("miniupnpd.conf");
+    let leases = dir.join("upnp.leases");
+    std::fs::write(
+        &conf,
+        format!(
+            "ext_ifname=wan0\nlistening_ip=lan0\nenable_upnp=yes\nenable_natpmp=yes\nsecure_mode=yes\nsystem_uptime=no\n\
+             lease_file={}\nuuid=6b0c2e6e-5f4b-4d2a-9a55-7a1f3c2d9e10\nallow 1024-65535 {lan}.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
+            leases.display()
+        ),
+    )
+    .unwrap();
+    let d = daemon_in(router, "miniupnpd", &["-d", "-f", conf.to_str().unwrap()], dir, "miniupnpd");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !router.exec("ss", &["-lun"]).unwrap_or_default().contains(":1900") {
+        assert!(std::time::Instant::now() < deadline, "miniupnpd did not start: {}", std::fs::read_to_string(dir.join("miniupnpd.log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d
+}
+
 /// A config dir for `XDG_CONFIG_HOME` holding `syncy/config.toml` with `toml`.
 pub fn config_dir(dir: &Path, name: &str, toml: &str) -> std::path::PathBuf {
     let home = dir.join(name);

@@ -254,3 +254,38 @@ fn a_silent_stun_server_delays_the_first_frame_by_at_most_a_moment() {
     assert_eq!(bob.quit(), 0);
     assert_eq!(host.quit(), 0);
 }
+
+/// `syncy host FILE --upnp` in home A maps its signaling port on the router (Debian's
+/// miniupnpd); a participant in home B joins through the mapped address; the mapping is gone
+/// after the host quits. The internet here has a public-looking prefix (only inside these
+/// namespaces): miniupnpd 2.3.1 refuses to map for a router whose WAN address is private.
+#[test]
+fn upnp_maps_the_hosts_port_on_the_router_and_removes_it_on_exit() {
+    let file = clip_sized("upnp.mp4", 6, "1Mb/s", "320x180");
+    let want = sha256(&file);
+    let dir = nets::test_dir();
+    let d = dir.path();
+    let spec = HomesSpec { internet: "25.99.100".into(), ..Default::default() };
+    let Some(h) = nets::build(|| Homes::new(&spec)) else { return };
+    let _turn = nets::coturn_in(&h.wan, &h.server_ip, d);
+    let _upnp = nets::miniupnpd_in(&h.router_a, "10.98.1", d);
+    // STUN for the media; no signaling server on the internet: the host's own is reached
+    // through the router.
+    let config = nets::config_dir(d, "config", &format!("stun = [\"stun:{}:3478\"]\n", h.server_ip));
+    let env = [("XDG_CONFIG_HOME", config.to_str().unwrap())];
+    let mut host = syncy(&h.home_a, &["host", file.to_str().unwrap(), "--upnp", "--headless"], d, "host", &env);
+    let room = host.event("room", T);
+    let links = nets::links(&room);
+    let mapped = links.iter().find(|(_, k)| k == "upnp").unwrap_or_else(|| panic!("no upnp link: {links:?}; {}", host.stderr_text())).0.clone();
+    assert!(mapped.starts_with(&format!("syncy://{}:", h.router_a_wan)), "{mapped}");
+    let port = mapped.split(':').nth(2).unwrap().split('/').next().unwrap().to_string();
+    let rules = || h.router_a.exec("nft", &["list", "chain", "inet", "filter", "prerouting_miniupnpd"]).unwrap();
+    assert!(rules().contains(&format!("dport {port}")), "the router maps port {port}: {}", rules());
+
+    let mut bob = syncy(&h.home_b, &["join", &mapped, "--headless", "--name", "bob"], d, "bob", &env);
+    assert_eq!(bob.event("path", T)["kind"], "nat");
+    assert_eq!(bob.event("complete", T)["sha256"], want.as_str());
+    assert_eq!(bob.quit(), 0);
+    assert_eq!(host.quit(), 0);
+    assert!(!rules().contains(&format!("dport {port}")), "the mapping is gone: {}", rules());
+}

@@ -1,0 +1,124 @@
+//! Asking the home router to forward the host's signaling port (UPnP Internet Gateway Device,
+//! with igd-next), so friends on the internet reach the embedded server. The mapping has a
+//! lease that is renewed while the host runs and removed when it quits; a host that dies
+//! leaves it to expire with its lease.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use igd_next::PortMappingProtocol;
+use igd_next::aio::Gateway;
+use igd_next::aio::tokio::{Tokio, search_gateway};
+
+/// How long to look for a router on the network.
+pub const SEARCH_WAIT: Duration = Duration::from_secs(3);
+/// The lease asked for; renewed at half of it.
+pub const LEASE: Duration = Duration::from_secs(3600);
+/// What the router's table says the mapping is for.
+const DESCRIPTION: &str = "syncy room";
+
+/// Why no mapping was made.
+#[derive(Debug, thiserror::Error)]
+pub enum PortMapError {
+    /// No router answered the search.
+    #[error("no UPnP router answered within {} s (is UPnP on in the router?)", SEARCH_WAIT.as_secs())]
+    NoRouter,
+    /// The router answered but would not map.
+    #[error("the router at {router} refused to map TCP port {port}: {reason}")]
+    Refused {
+        /// The router.
+        router: SocketAddr,
+        /// The port asked for.
+        port: u16,
+        /// What it said.
+        reason: String,
+    },
+    /// A socket or protocol error.
+    #[error("UPnP: {0}")]
+    Other(String),
+}
+
+/// A port mapping on the router, removed by [`Mapping::remove`].
+pub struct Mapping {
+    gateway: Gateway<Tokio>,
+    /// The address the internet reaches the mapped port on.
+    pub external: SocketAddr,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mapping({} via {})", self.external, self.gateway.addr)
+    }
+}
+
+/// Maps TCP `port` of this machine on the router: the same external port when free, else any.
+pub async fn map_tcp(port: u16) -> Result<Mapping, PortMapError> {
+    let options = igd_next::SearchOptions { timeout: Some(SEARCH_WAIT), ..Default::default() };
+    let gateway = search_gateway(options).await.map_err(|e| match e {
+        igd_next::SearchError::NoResponseWithinTimeout => PortMapError::NoRouter,
+        e => PortMapError::Other(e.to_string()),
+    })?;
+    let local = SocketAddr::new(local_ip_towards(gateway.addr)?, port);
+    let refused = |reason: String| PortMapError::Refused { router: gateway.addr, port, reason };
+    let external_ip = gateway.get_external_ip().await.map_err(|e| refused(e.to_string()))?;
+    let lease = add(&gateway, port, local).await.map_err(refused)?;
+    let external_port = lease.0;
+    tracing::info!("router {} maps {external_ip}:{external_port} to {local} (lease {} s)", gateway.addr, lease.1);
+    let renew = tokio::spawn(renew(gateway.clone(), external_port, local, lease.1));
+    Ok(Mapping { gateway, external: SocketAddr::new(external_ip, external_port), renew })
+}
+
+/// Adds the mapping: `port` itself, else any port the router picks; a router that takes only
+/// permanent mappings gets one (removed at exit all the same). Returns the port and the lease.
+async fn add(gateway: &Gateway<Tokio>, port: u16, local: SocketAddr) -> Result<(u16, u32), String> {
+    let lease = LEASE.as_secs() as u32;
+    match gateway.add_port(PortMappingProtocol::TCP, port, local, lease, DESCRIPTION).await {
+        Ok(()) => return Ok((port, lease)),
+        Err(igd_next::AddPortError::OnlyPermanentLeasesSupported) => {
+            return gateway.add_port(PortMappingProtocol::TCP, port, local, 0, DESCRIPTION).await.map(|()| (port, 0)).map_err(|e| e.to_string());
+        }
+        Err(e) => tracing::info!("the router would not map port {port} itself ({e}); asking for any port"),
+    }
+    gateway.add_any_port(PortMappingProtocol::TCP, local, lease, DESCRIPTION).await.map(|p| (p, lease)).map_err(|e| e.to_string())
+}
+
+/// Renews the lease at half its length, as long as the host runs.
+async fn renew(gateway: Gateway<Tokio>, external_port: u16, local: SocketAddr, lease: u32) {
+    if lease == 0 {
+        return;
+    }
+    loop {
+        tokio::time::sleep(Duration::from_secs(lease as u64 / 2)).await;
+        if let Err(e) = gateway.add_port(PortMappingProtocol::TCP, external_port, local, lease, DESCRIPTION).await {
+            tracing::warn!("renewing the router's port mapping failed: {e}");
+        }
+    }
+}
+
+/// The address of ours the router sees: the source address of a route towards it (no packet
+/// is sent).
+fn local_ip_towards(router: SocketAddr) -> Result<IpAddr, PortMapError> {
+    let probe = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| PortMapError::Other(e.to_string()))?;
+    probe.connect(router).map_err(|e| PortMapError::Other(e.to_string()))?;
+    Ok(probe.local_addr().map_err(|e| PortMapError::Other(e.to_string()))?.ip())
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // Not removed (an error path): the lease ends it; at least stop renewing.
+        self.renew.abort();
+    }
+}
+
+impl Mapping {
+    /// Removes the mapping from the router (bounded: a router gone quiet does not hold the exit).
+    pub async fn remove(self) {
+        let port = self.external.port();
+        match tokio::time::timeout(Duration::from_secs(2), self.gateway.remove_port(PortMappingProtocol::TCP, port)).await {
+            Ok(Ok(())) => tracing::info!("removed the router's mapping of port {port}"),
+            Ok(Err(e)) => tracing::warn!("the router did not remove its mapping of port {port}: {e}"),
+            Err(_) => tracing::warn!("the router did not answer the removal of port {port}'s mapping"),
+        }
+    }
+}

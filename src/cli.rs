@@ -44,6 +44,29 @@ pub enum Cmd {
     Sample(SampleArgs),
     /// Measure throughput: Syncy against a bare data channel and plain TCP, on loopback.
     Bench(BenchArgs),
+    /// Check from this machine what a room needs: the signaling server (of LINK, or the config
+    /// file's), each STUN and TURN server, UDP; say what works and what that means. Only the
+    /// servers you gave are contacted.
+    Doctor(DoctorArgs),
+}
+
+/// `syncy doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// A room link: its signaling server is checked (the room itself is not joined).
+    pub link: Option<String>,
+    /// Check this signaling server (ws:// or wss://) instead of the config file's.
+    #[arg(long, value_name = "URL", conflicts_with = "link")]
+    pub server: Option<String>,
+    /// Also trust the certificates in this PEM file for a wss:// server.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// JSON lines on stdout: a `check` event per finding, then `doctor` with the verdict.
+    #[arg(long)]
+    pub headless: bool,
+    /// STUN and TURN servers to check (the config file's when not given).
+    #[command(flatten)]
+    pub nat: NatArgs,
 }
 
 /// Limits of a signaling server.

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod demo;
+pub mod doctor;
 pub mod error;
 pub mod headless;
 pub mod host;

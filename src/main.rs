@@ -116,7 +116,7 @@ fn usage(e: impl std::fmt::Display) -> color_eyre::Report {
 }
 
 async fn run(cmd: Cmd) -> Result<()> {
-    let (cfg, _) = syncy::config::load().map_err(usage)?;
+    let (cfg, cfg_path) = syncy::config::load().map_err(usage)?;
     match cmd {
         Cmd::Serve(a) => {
             let mut cfg = a.limits.config();
@@ -208,10 +208,44 @@ async fn run(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Bench(a) => bench::run(a).await,
+        Cmd::Doctor(a) => doctor(a, &cfg, cfg_path).await,
     }
 }
 
 /// A participant with the terminal view: the engine on the runtime, the view on a thread.
+/// `syncy doctor`: the checks as lines (or JSON), exit 1 when one failed.
+async fn doctor(a: syncy::cli::DoctorArgs, cfg: &syncy::config::Config, config: Option<std::path::PathBuf>) -> Result<()> {
+    let server = match &a.link {
+        Some(l) => Some(Link::parse(l).map_err(|e| usage(format!("not a Syncy link: {e}")))?.signal_url()),
+        None => a.server.clone().or_else(|| cfg.server.clone()),
+    };
+    let opts = syncy::doctor::DoctorOptions { server, tls_ca: a.tls_ca.clone().or_else(|| cfg.tls_ca.clone()), nat: a.nat.options(cfg)?, config };
+    if !a.headless {
+        eprintln!("syncy doctor: checking what a room needs from this machine…");
+    }
+    let report = syncy::doctor::run(&opts).await;
+    for c in &report.checks {
+        if a.headless {
+            let mut v = serde_json::to_value(c).expect("checks serialize");
+            v["event"] = "check".into();
+            v["t_ms"] = headless::now_ms().into();
+            syncy::stdout::write(&format!("{v}\n"));
+        } else {
+            syncy::stdout::write(&format!("  {c}\n"));
+        }
+    }
+    if a.headless {
+        let v = serde_json::json!({"event": "doctor", "verdict": report.verdict, "t_ms": headless::now_ms()});
+        syncy::stdout::write(&format!("{v}\n"));
+    } else {
+        syncy::stdout::write(&format!("\n{}\n", report.verdict));
+    }
+    if report.checks.iter().any(|c| c.ok == Some(false)) {
+        color_eyre::eyre::bail!("some checks failed (see above)");
+    }
+    Ok(())
+}
+
 /// A participant's options from its flags, over the environment and the config file.
 fn join_options(
     link: Link,

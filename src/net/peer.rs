@@ -304,6 +304,24 @@ fn unanswered(nat: &NatOptions, got: &super::diagnose::Gathered, wait: Duration)
     format!("{} did not answer within {} ms; connecting without it", silent.join(", "), wait.as_millis())
 }
 
+/// Gathers candidates with `nat` as a participant would, without connecting anywhere (for
+/// `syncy doctor`): what this machine offers, and whether gathering finished within `wait`.
+pub async fn gather(nat: &NatOptions, wait: Duration) -> Result<(super::diagnose::Gathered, bool), LinkError> {
+    let ice = IceConfig::new(Reach::Network, None, nat);
+    let (pc, mut events) = build(&ice).await?;
+    let result = async {
+        pc.create_data_channel(CONTROL, None).await?;
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer).await?;
+        let complete = wait_gathered(&mut events, &mut Vec::new(), wait).await?;
+        let sdp = pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp;
+        Ok((super::diagnose::Gathered::from_sdp(&sdp), complete))
+    }
+    .await;
+    let _ = pc.close().await;
+    result
+}
+
 /// Waits for a channel the host created to open, and returns what the peer sent on it
 /// before the open event. On a TURN-relayed link webrtc-rs can hand over the first messages
 /// before `OnOpen`: its driver takes relayed packets in and drains their data in the same

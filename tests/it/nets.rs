@@ -66,6 +66,12 @@ pub fn serve_in(ns: &Netns, ip: &str, dir: &Path) -> Daemon {
 
 /// coturn on `ip` inside `ns` (STUN and TURN on 3478, UDP and TCP; user syncy/secret).
 pub fn coturn_in(ns: &Netns, ip: &str, dir: &Path) -> Daemon {
+    coturn_on(ns, ip, &[], dir)
+}
+
+/// The same, also listening on the addresses `also` (a second STUN server, to tell a symmetric
+/// NAT by).
+pub fn coturn_on(ns: &Netns, ip: &str, also: &[&str], dir: &Path) -> Daemon {
     assert!(
         Command::new("turnserver").arg("--help").output().is_ok(),
         "coturn's turnserver is missing: run scripts/setup-debian.sh (it installs the coturn package)"
@@ -76,6 +82,8 @@ pub fn coturn_in(ns: &Netns, ip: &str, dir: &Path) -> Daemon {
     let mut args = vec!["-n", "-v", "--simple-log", &listen, &relay, "--listening-port=3478", "--min-port=49152", "--max-port=65535"];
     args.extend(["--lt-cred-mech", "--user=syncy:secret", "--realm=syncy.test", "--no-tls", "--no-dtls", "--no-cli"]);
     args.extend(files.iter().map(String::as_str));
+    let more: Vec<String> = also.iter().map(|a| format!("--listening-ip={a}")).collect();
+    args.extend(more.iter().map(String::as_str));
     let d = daemon_in(ns, "turnserver", &args, dir, "turn-out");
     ns.wait_tcp(format!("{ip}:3478").parse().unwrap(), Duration::from_secs(10)).unwrap();
     d

@@ -289,3 +289,59 @@ fn upnp_maps_the_hosts_port_on_the_router_and_removes_it_on_exit() {
     assert_eq!(host.quit(), 0);
     assert!(!rules().contains(&format!("dport {port}")), "the mapping is gone: {}", rules());
 }
+
+/// `syncy doctor --headless` in home B: its checks by name and target.
+fn doctor(h: &Homes, toml: &str, dir: &std::path::Path, tag: &str) -> (Vec<serde_json::Value>, String, i32) {
+    let config = nets::config_dir(dir, &format!("config-{tag}"), toml);
+    let env = [("XDG_CONFIG_HOME", config.to_str().unwrap())];
+    let mut p = syncy(&h.home_b, &["doctor", "--headless"], dir, tag, &env);
+    let code = p.wait(T);
+    let checks: Vec<_> = p.seen.iter().filter(|v| v["event"] == "check").cloned().collect();
+    let verdict = p.seen.iter().find(|v| v["event"] == "doctor").map(|v| v["verdict"].as_str().unwrap().to_string()).unwrap_or_default();
+    (checks, verdict, code)
+}
+
+fn check<'a>(checks: &'a [serde_json::Value], name: &str, target: &str) -> &'a serde_json::Value {
+    checks
+        .iter()
+        .find(|c| c["check"] == name && c["target"].as_str().unwrap().contains(target))
+        .unwrap_or_else(|| panic!("no {name} check for {target}: {checks:?}"))
+}
+
+/// `syncy doctor` from home B says what works, as the topology has it: behind an ordinary NAT
+/// everything works and the NAT keeps its port; behind a symmetric one, it says so; with a
+/// silent TURN server, that it fails.
+#[test]
+fn doctor_reports_what_works_from_home_b() {
+    let dir = nets::test_dir();
+    let d = dir.path();
+    for symmetric in [false, true] {
+        let spec = HomesSpec { symmetric, ..Default::default() };
+        let Some(h) = nets::build(|| Homes::new(&spec)) else { return };
+        // A second address for the internet's STUN server, to compare the NAT's answers.
+        h.wan.addr("br0", "10.99.100.10/24").unwrap();
+        let _serve = nets::serve_in(&h.wan, &h.server_ip, d);
+        let _turn = nets::coturn_on(&h.wan, &h.server_ip, &["10.99.100.10"], d);
+        let ip = &h.server_ip;
+        let toml = format!(
+            "server = \"ws://{ip}:7878/\"\nstun = [\"stun:{ip}:3478\", \"stun:10.99.100.10:3478\"]\n\
+             turn = [\"turn:{ip}:3478\", \"turn:10.99.100.9:3478\"]\nturn_user = \"syncy\"\nturn_pass = \"secret\"\n"
+        );
+        let (checks, verdict, code) = doctor(&h, &toml, d, &format!("doctor-{symmetric}"));
+        eprintln!("doctor (symmetric: {symmetric}): {checks:#?}\n{verdict}");
+        assert_eq!(check(&checks, "signaling", &format!("ws://{ip}:7878/"))["ok"], true);
+        let stun = check(&checks, "stun", &format!("stun:{ip}:3478"));
+        assert_eq!(stun["ok"], true);
+        assert!(stun["detail"].as_str().unwrap().contains("behind a NAT (this machine is 10.98.2.2)"), "{stun}");
+        assert!(stun["detail"].as_str().unwrap().contains("10.99.100.3:"), "router B's address: {stun}");
+        let nat = check(&checks, "nat", "NAT");
+        assert_eq!(nat["ok"], !symmetric, "{nat}");
+        assert!(nat["detail"].as_str().unwrap().contains(if symmetric { "symmetric" } else { "one public address" }), "{nat}");
+        assert_eq!(check(&checks, "turn", &format!("turn:{ip}:3478"))["ok"], true);
+        // Nobody is at 10.99.100.9: that TURN server fails, and the exit code says so.
+        assert_eq!(check(&checks, "turn", "10.99.100.9")["ok"], false);
+        assert_eq!(check(&checks, "udp", "network")["ok"], true);
+        assert_eq!(code, 1);
+        assert!(verdict.contains("can all work"), "{verdict}");
+    }
+}

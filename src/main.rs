@@ -110,6 +110,21 @@ fn event_printer(headless: bool) -> (mpsc::UnboundedSender<Event>, tokio::task::
     (tx, task)
 }
 
+/// TURN over TLS checks its server against the system's roots plus `--tls-ca` (or the config
+/// file's `tls_ca`).
+fn trust_for_turn(cmd: &Cmd, cfg: &syncy::config::Config) -> Result<()> {
+    let flag = match cmd {
+        Cmd::Host(a) => a.tls_ca.as_ref(),
+        Cmd::Join(a) => a.tls_ca.as_ref(),
+        Cmd::Doctor(a) => a.tls_ca.as_ref(),
+        _ => None,
+    };
+    if let Some(ca) = flag.or(cfg.tls_ca.as_ref()) {
+        syncy::net::turn_tls::set_client_config(syncy::net::tls::client_config(Some(ca)).map_err(usage)?);
+    }
+    Ok(())
+}
+
 /// A usage error (exit 2) as a report.
 fn usage(e: impl std::fmt::Display) -> color_eyre::Report {
     syncy::error::UsageError(e.to_string()).into()
@@ -117,6 +132,7 @@ fn usage(e: impl std::fmt::Display) -> color_eyre::Report {
 
 async fn run(cmd: Cmd) -> Result<()> {
     let (cfg, cfg_path) = syncy::config::load().map_err(usage)?;
+    trust_for_turn(&cmd, &cfg)?;
     match cmd {
         Cmd::Serve(a) => {
             let mut cfg = a.limits.config();

@@ -13,3 +13,4 @@ pub mod runtime;
 pub mod signal_client;
 pub mod stun_probe;
 pub mod tls;
+pub mod turn_tls;

@@ -490,7 +490,25 @@ impl PeerLink {
     pub async fn path(&self) -> Option<super::path::Path> {
         let ice = self.pc.sctp().await?.transport().ice_transport();
         let pair = ice.get_selected_candidate_pair().await.ok()??;
-        Some(super::path::Path::of_pair(candidate(pair.local()), candidate(pair.remote())))
+        let mut local = candidate(pair.local());
+        if local.kind == "relay" {
+            local.relay_protocol = self.relay_protocol(&pair.local().id).await;
+        }
+        Some(super::path::Path::of_pair(local, candidate(pair.remote())))
+    }
+
+    /// How a local relay candidate reaches its TURN server, from the URL the stats keep for it
+    /// (webrtc-rs's candidates carry neither the URL nor the protocol).
+    async fn relay_protocol(&self, candidate_id: &str) -> Option<String> {
+        use rtc::statistics::StatsSelector;
+        use rtc::statistics::report::RTCStatsReportEntry as E;
+        let report = self.pc.get_stats(std::time::Instant::now(), StatsSelector::None).await;
+        let url = match report.get(&format!("RTCLocalIceCandidate_{candidate_id}"))? {
+            E::LocalCandidate(c) => c.url.clone(),
+            _ => return None,
+        };
+        let stream = url.starts_with("turns:") || url.contains("transport=tcp");
+        Some(if stream { "tcp" } else { "udp" }.to_string())
     }
 
     /// The largest message the remote side accepts.

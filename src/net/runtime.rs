@@ -56,6 +56,13 @@ impl Runtime for SyncyRuntime {
     fn connect_tcp<'a>(&'a self, remote_addr: SocketAddr) -> Pin<Box<dyn Future<Output = io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>> {
         self.0.connect_tcp(remote_addr)
     }
+    fn connect_tls<'a>(
+        &'a self,
+        remote_addr: SocketAddr,
+        server_name: &'a str,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>> {
+        Box::pin(super::turn_tls::connect(remote_addr, server_name))
+    }
     fn resolve_host<'a>(&'a self, host: &'a str) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>> {
         self.0.resolve_host(host)
     }

@@ -72,6 +72,15 @@ pub fn coturn_in(ns: &Netns, ip: &str, dir: &Path) -> Daemon {
 /// The same, also listening on the addresses `also` (a second STUN server, to tell a symmetric
 /// NAT by).
 pub fn coturn_on(ns: &Netns, ip: &str, also: &[&str], dir: &Path) -> Daemon {
+    coturn_with(ns, ip, also, None, dir)
+}
+
+/// coturn with TURN over TLS on 5349 too, with this certificate and key (PEM files).
+pub fn coturn_tls(ns: &Netns, ip: &str, cert: &Path, key: &Path, dir: &Path) -> Daemon {
+    coturn_with(ns, ip, &[], Some((cert, key)), dir)
+}
+
+fn coturn_with(ns: &Netns, ip: &str, also: &[&str], tls: Option<(&Path, &Path)>, dir: &Path) -> Daemon {
     assert!(
         Command::new("turnserver").arg("--help").output().is_ok(),
         "coturn's turnserver is missing: run scripts/setup-debian.sh (it installs the coturn package)"
@@ -80,7 +89,12 @@ pub fn coturn_on(ns: &Netns, ip: &str, also: &[&str], dir: &Path) -> Daemon {
     let (pid, db, log) = (dir.join("turn.pid"), dir.join("turndb"), dir.join("turn.log"));
     let files = [format!("--pidfile={}", pid.display()), format!("--userdb={}", db.display()), format!("--log-file={}", log.display())];
     let mut args = vec!["-n", "-v", "--simple-log", &listen, &relay, "--listening-port=3478", "--min-port=49152", "--max-port=65535"];
-    args.extend(["--lt-cred-mech", "--user=syncy:secret", "--realm=syncy.test", "--no-tls", "--no-dtls", "--no-cli"]);
+    args.extend(["--lt-cred-mech", "--user=syncy:secret", "--realm=syncy.test", "--no-dtls", "--no-cli"]);
+    let tls_args: Vec<String> = match tls {
+        Some((cert, key)) => vec![format!("--cert={}", cert.display()), format!("--pkey={}", key.display()), "--tls-listening-port=5349".into()],
+        None => vec!["--no-tls".into()],
+    };
+    args.extend(tls_args.iter().map(String::as_str));
     args.extend(files.iter().map(String::as_str));
     let more: Vec<String> = also.iter().map(|a| format!("--listening-ip={a}")).collect();
     args.extend(more.iter().map(String::as_str));

@@ -345,3 +345,44 @@ fn doctor_reports_what_works_from_home_b() {
         assert!(verdict.contains("can all work"), "{verdict}");
     }
 }
+
+/// Home B's network lets no UDP through: its participant reaches the TURN server over TCP
+/// (`?transport=tcp`, from its config file), and the path says so — a relay pair whose
+/// participant side is TCP. The host, in an ordinary home, uses STUN and TURN over UDP.
+#[test]
+fn with_udp_blocked_the_participant_is_relayed_over_turn_tcp() {
+    let spec = HomesSpec { block_udp_b: true, ..Default::default() };
+    let ip = "10.99.100.1";
+    let a = internet_config(ip, Some(&format!("turn:{ip}:3478")));
+    let b = internet_config(ip, Some(&format!("turn:{ip}:3478?transport=tcp")));
+    a_room_across_two_homes(spec, &a, &b, "relay_tcp");
+}
+
+/// The same over TLS (`turns:`), the server's certificate trusted through the config file's
+/// `tls_ca`.
+#[test]
+fn with_udp_blocked_the_participant_is_relayed_over_turn_tls() {
+    let file = clip_sized("homes-tls.mp4", 6, "1Mb/s", "320x180");
+    let dir = nets::test_dir();
+    let d = dir.path();
+    let spec = HomesSpec { block_udp_b: true, ..Default::default() };
+    let Some(h) = nets::build(|| Homes::new(&spec)) else { return };
+    let ip = h.server_ip.clone();
+    let c = rcgen::generate_simple_self_signed(vec![ip.clone()]).unwrap();
+    let (cert, key) = (d.join("turn.pem"), d.join("turn.key"));
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+    let _serve = nets::serve_in(&h.wan, &ip, d);
+    let _turn = nets::coturn_tls(&h.wan, &ip, &cert, &key, d);
+    let a = nets::config_dir(d, "config-a", &internet_config(&ip, Some(&format!("turn:{ip}:3478"))));
+    let b = internet_config(&ip, Some(&format!("turns:{ip}:5349"))) + &format!("tls_ca = \"{}\"\n", cert.display());
+    let b = nets::config_dir(d, "config-b", &b);
+    let mut host = syncy(&h.home_a, &["host", file.to_str().unwrap(), "--headless"], d, "host", &[("XDG_CONFIG_HOME", a.to_str().unwrap())]);
+    let link = host.event("room", T)["link"].as_str().unwrap().to_string();
+    let mut bob = syncy(&h.home_b, &["join", &link, "--headless", "--name", "bob"], d, "bob", &[("XDG_CONFIG_HOME", b.to_str().unwrap())]);
+    let path = bob.event("path", T);
+    assert_eq!((path["kind"].as_str(), path["local"]["relay_protocol"].as_str()), (Some("relay_tcp"), Some("tcp")), "{path}");
+    assert_eq!(bob.event("complete", T)["sha256"], sha256(&file).as_str());
+    assert_eq!(bob.quit(), 0);
+    assert_eq!(host.quit(), 0);
+}

@@ -5,7 +5,7 @@
 use super::transport::stun_gatherer::{
     RTCStunGatherEventIn, RTCStunGatherEventOut, RTCStunGatherer,
 };
-use super::transport::turn_relayer::{RTCTurnRelayEventIn, RTCTurnRelayEventOut, RTCTurnRelayer};
+use super::transport::turn_relayer::{PendingStream, RTCTurnRelayEventIn, RTCTurnRelayEventOut, RTCTurnRelayer};
 use crate::data_channel::{DataChannelEvent, DataChannelImpl, RTCDataChannelId};
 use crate::media_stream::track_local::TrackLocalEvent;
 use crate::media_stream::track_remote::static_rtp::TrackRemoteStaticRTP;
@@ -483,6 +483,8 @@ pub(crate) enum PeerConnectionDriverEvent {
     ReceiverRtcp(RTCRtpReceiverId, Vec<Box<dyn rtcp::Packet>>),
     RemoteIceTcpPassiveCandidate(Candidate),
     IncomingTcpStream(FourTuple, Arc<dyn AsyncTcpStream>),
+    /// syncy patch: the connection to a TURN server over TCP or TLS, made (or not).
+    TurnStream(std::result::Result<(FourTuple, Arc<dyn AsyncTcpStream>), String>, PendingStream),
     WriteNotify,
     UpdateIceConfiguration {
         ice_servers: Vec<RTCIceServer>,
@@ -1751,6 +1753,7 @@ where
                 {
                     error!("Failed to gather relay candidates: {}", err);
                 }
+                self.connect_turn_streams();
             }
             PeerConnectionDriverEvent::RemoteIceTcpPassiveCandidate(candidate) => {
                 RTCTcpTransport::connect(
@@ -1763,6 +1766,19 @@ where
                 trace!("TCP stream connection established: {:?}", four_tuple);
                 self.tcp_transport.register_stream(four_tuple, stream);
             }
+            PeerConnectionDriverEvent::TurnStream(result, pending) => match result {
+                Ok((four_tuple, stream)) => {
+                    self.tcp_transport.register_turn_stream(four_tuple, stream);
+                    if let Err(err) = self.turn_relayer.add_stream_client(four_tuple, &pending) {
+                        error!("TURN over a stream via {}: {}", pending.url, err);
+                        self.turn_relayer.stream_failed();
+                    }
+                }
+                Err(err) => {
+                    warn!("Cannot reach TURN server {} over TCP/TLS: {}", pending.url, err);
+                    self.turn_relayer.stream_failed();
+                }
+            },
             PeerConnectionDriverEvent::Close => {
                 self.release_turn_allocations().await;
                 return true;
@@ -1770,6 +1786,33 @@ where
         }
 
         false
+    }
+
+    /// syncy patch: connects to each TURN server the relayer reaches over TCP or TLS, each in a
+    /// task of its own (an unanswered SYN must not hold up the driver), bounded; the outcome
+    /// comes back as a [`PeerConnectionDriverEvent::TurnStream`].
+    fn connect_turn_streams(&mut self) {
+        const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+        for pending in self.turn_relayer.take_pending_streams() {
+            let runtime = self.inner.runtime.clone();
+            let tx = self.inner.driver_event_tx.clone();
+            self.inner.runtime.spawn(Box::pin(async move {
+                let connect = async {
+                    let stream = match &pending.tls_name {
+                        None => runtime.connect_tcp(pending.server).await?,
+                        Some(name) => runtime.connect_tls(pending.server, name).await?,
+                    };
+                    let local_addr = stream.local_addr()?;
+                    Ok::<_, std::io::Error>((FourTuple { local_addr, peer_addr: pending.server }, stream))
+                };
+                let result = match futures::future::select(Box::pin(connect), runtime.sleep(CONNECT_WAIT)).await {
+                    futures::future::Either::Left((r, _)) => r.map_err(|e| e.to_string()),
+                    futures::future::Either::Right(_) => Err(format!("no answer within {CONNECT_WAIT:?}")),
+                };
+                // overflow: detached, like `RTCTcpTransport::connect`'s task.
+                let _ = tx.send(PeerConnectionDriverEvent::TurnStream(result, pending)).await;
+            }));
+        }
     }
 
     async fn populate_track_remote_codings(

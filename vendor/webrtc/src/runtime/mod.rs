@@ -155,6 +155,18 @@ pub trait Runtime: Send + Sync + Debug + 'static {
         remote_addr: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>>;
 
+    /// syncy patch: connect to a TURN server over TLS (`turns:`), checking its certificate
+    /// against `server_name`. This crate has no TLS of its own, so the application supplies it;
+    /// the default refuses, and such servers are then skipped.
+    fn connect_tls<'a>(
+        &'a self,
+        remote_addr: SocketAddr,
+        server_name: &'a str,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>> {
+        let _ = (remote_addr, server_name);
+        Box::pin(async { Err(io::Error::new(io::ErrorKind::Unsupported, "this runtime has no TLS for TURN over TLS")) })
+    }
+
     /// Resolve a host string (`"host:port"`) to socket addresses.
     fn resolve_host<'a>(
         &'a self,

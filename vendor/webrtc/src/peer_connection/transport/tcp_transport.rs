@@ -13,6 +13,7 @@ use rtc::peer_connection::transport::{
 use rtc::shared::FourTuple;
 use rtc::shared::error::Result;
 use rtc::shared::tcp_framing::{TcpFrameDecoder, frame_packet};
+use rtc::shared::turn_framing::TurnStreamDecoder;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,10 +30,18 @@ pub(crate) type TcpAcceptResult = (
     io::Result<(Arc<dyn AsyncTcpStream>, SocketAddr)>,
 );
 
+/// syncy patch: how a stream is framed. ICE-TCP streams carry RFC 4571 length prefixes; a
+/// stream to a TURN server carries STUN and ChannelData messages back to back, each
+/// self-delimiting (RFC 8656 §12.5), and is written as it is.
+enum StreamDecoder {
+    Ice(TcpFrameDecoder),
+    Turn(TurnStreamDecoder),
+}
+
 pub(crate) struct RTCTcpTransport {
     listeners: HashMap<SocketAddr, Arc<dyn AsyncTcpListener>>,
     streams: HashMap<FourTuple, Arc<dyn AsyncTcpStream>>,
-    decoders: HashMap<FourTuple, TcpFrameDecoder>,
+    decoders: HashMap<FourTuple, StreamDecoder>,
     pub(crate) accept_futures: FuturesUnordered<BoxFuture<'static, TcpAcceptResult>>,
     pub(crate) read_futures: FuturesUnordered<BoxFuture<'static, TcpReadResult>>,
 }
@@ -103,7 +112,10 @@ impl RTCTcpTransport {
             return Box::pin(async { Ok(0) });
         };
 
-        let framed = frame_packet(&msg.message);
+        let framed = match self.decoders.get(&four_tuple) {
+            Some(StreamDecoder::Turn(_)) => msg.message.to_vec(),
+            _ => frame_packet(&msg.message),
+        };
         let len = msg.message.len();
         Box::pin(async move {
             stream.write_all(&framed).await?;
@@ -148,7 +160,14 @@ impl RTCTcpTransport {
         stream: Arc<dyn AsyncTcpStream>,
     ) {
         self.streams.insert(four_tuple, stream.clone());
-        self.decoders.insert(four_tuple, TcpFrameDecoder::new());
+        self.decoders.insert(four_tuple, StreamDecoder::Ice(TcpFrameDecoder::new()));
+        self.arm_read(four_tuple, stream);
+    }
+
+    /// syncy patch: a stream to a TURN server (TCP or TLS), framed as TURN frames it.
+    pub(crate) fn register_turn_stream(&mut self, four_tuple: FourTuple, stream: Arc<dyn AsyncTcpStream>) {
+        self.streams.insert(four_tuple, stream.clone());
+        self.decoders.insert(four_tuple, StreamDecoder::Turn(TurnStreamDecoder::new()));
         self.arm_read(four_tuple, stream);
     }
 
@@ -192,20 +211,36 @@ impl RTCTcpTransport {
                     trace!("TCP connection EOF for {:?}", four_tuple);
                     self.remove_stream(&four_tuple);
                 } else {
-                    if let Some(decoder) = self.decoders.get_mut(&four_tuple) {
-                        decoder.extend_from_slice(&buf[..n]);
-                        while let Some(packet) = decoder.next_packet() {
-                            out.push(TaggedBytesMut {
-                                now,
-                                transport: TransportContext {
-                                    local_addr: four_tuple.local_addr,
-                                    peer_addr: four_tuple.peer_addr,
-                                    ecn: None,
-                                    transport_protocol: TransportProtocol::TCP,
-                                },
-                                message: BytesMut::from(&packet[..]),
-                            });
+                    let transport = TransportContext {
+                        local_addr: four_tuple.local_addr,
+                        peer_addr: four_tuple.peer_addr,
+                        ecn: None,
+                        transport_protocol: TransportProtocol::TCP,
+                    };
+                    let packet = |bytes: &[u8]| TaggedBytesMut { now, transport, message: BytesMut::from(bytes) };
+                    match self.decoders.get_mut(&four_tuple) {
+                        Some(StreamDecoder::Ice(decoder)) => {
+                            decoder.extend_from_slice(&buf[..n]);
+                            while let Some(p) = decoder.next_packet() {
+                                out.push(packet(&p));
+                            }
                         }
+                        Some(StreamDecoder::Turn(decoder)) => {
+                            decoder.extend_from_slice(&buf[..n]);
+                            loop {
+                                match decoder.next_message() {
+                                    Ok(Some(m)) => out.push(packet(&m)),
+                                    Ok(None) => break,
+                                    Err(err) => {
+                                        // A stream has no resynchronisation point: it is over.
+                                        error!("TURN stream {:?} sent something that is not TURN: {}", four_tuple, err);
+                                        self.remove_stream(&four_tuple);
+                                        return out;
+                                    }
+                                }
+                            }
+                        }
+                        None => {}
                     }
                     if let Some(stream) = self.streams.get(&four_tuple).cloned() {
                         self.arm_read(four_tuple, stream);

@@ -38,6 +38,22 @@ pub(crate) enum RTCTurnRelayEventOut {
     TurnGatheringComplete,
 }
 
+/// syncy patch: a TURN server reached over TCP or TLS, waiting for the driver to connect to it.
+/// The relayer cannot connect itself (that would block the driver while a SYN goes unanswered),
+/// so the driver takes these, connects in a task of its own and hands the stream back through
+/// [`RTCTurnRelayer::add_stream_client`].
+#[derive(Debug, Clone)]
+pub(crate) struct PendingStream {
+    /// The server's address.
+    pub(crate) server: SocketAddr,
+    /// Its URL, for the candidate and the logs.
+    pub(crate) url: String,
+    /// With TLS (`turns:`): the name to verify the server's certificate against.
+    pub(crate) tls_name: Option<String>,
+    username: String,
+    password: String,
+}
+
 #[derive(Debug)]
 struct PendingPermission {
     relay_addr: SocketAddr,
@@ -76,6 +92,10 @@ pub(crate) struct RTCTurnRelayer {
     wouts: VecDeque<TaggedBytesMut>,
     routs: VecDeque<TaggedBytesMut>,
     events: VecDeque<RTCTurnRelayEventOut>,
+    /// syncy patch: TCP/TLS servers the driver has yet to connect to.
+    pending_streams: Vec<PendingStream>,
+    /// syncy patch: connections the driver is making; gathering is not complete before they end.
+    connecting_streams: usize,
 }
 
 impl RTCTurnRelayer {
@@ -104,6 +124,8 @@ impl RTCTurnRelayer {
             wouts: VecDeque::new(),
             routs: VecDeque::new(),
             events: VecDeque::new(),
+            pending_streams: Vec::new(),
+            connecting_streams: 0,
         }
     }
 
@@ -145,6 +167,8 @@ impl RTCTurnRelayer {
         self.wouts.clear();
         self.routs.clear();
         self.events.clear();
+        self.pending_streams.clear();
+        self.connecting_streams = 0;
         self.ice_servers = ice_servers;
         self.ice_gather_policy = ice_gather_policy;
         self.state = RTCIceGatheringState::New;
@@ -269,13 +293,11 @@ impl RTCTurnRelayer {
                     continue;
                 }
 
-                if url.is_secure() {
-                    warn!("Skipping unsupported secure TURN url {}", url);
-                    continue;
-                }
-
-                if url.proto.to_string() != "udp" {
-                    warn!("Skipping unsupported non-UDP TURN url {}", url);
+                // syncy patch: TCP and TLS (RFC 8656 §3.1): the control connection is a stream,
+                // the relay stays UDP. DTLS (`turns:` with `transport=udp`) is still unsupported.
+                let stream = url.proto.to_string() == "tcp" || url.is_secure();
+                if url.is_secure() && url.proto.to_string() != "tcp" {
+                    warn!("Skipping unsupported TURN url over DTLS {}", url);
                     continue;
                 }
 
@@ -290,6 +312,20 @@ impl RTCTurnRelayer {
                         continue;
                     }
                 };
+
+                if stream {
+                    // One connection per server, from whatever address the route gives.
+                    if let Some(server) = resolved_addrs.first().copied() {
+                        self.pending_streams.push(PendingStream {
+                            server,
+                            url: url.to_string(),
+                            tls_name: url.is_secure().then(|| url.host.clone()),
+                            username: url.username.clone(),
+                            password: url.password.clone(),
+                        });
+                    }
+                    continue;
+                }
 
                 for local_addr in &self.local_addrs {
                     let Some(peer_addr) = resolved_addrs
@@ -345,7 +381,7 @@ impl RTCTurnRelayer {
             }
         }
 
-        if self.clients.is_empty() {
+        if self.clients.is_empty() && self.pending_streams.is_empty() {
             self.state = RTCIceGatheringState::Complete;
             self.events
                 .push_back(RTCTurnRelayEventOut::TurnGatheringComplete);
@@ -395,8 +431,52 @@ impl RTCTurnRelayer {
         Ok(candidate_init)
     }
 
+    /// syncy patch: the TCP/TLS servers to connect to now; each ends in
+    /// [`add_stream_client`](Self::add_stream_client) or [`stream_failed`](Self::stream_failed).
+    pub(crate) fn take_pending_streams(&mut self) -> Vec<PendingStream> {
+        let pending = std::mem::take(&mut self.pending_streams);
+        self.connecting_streams += pending.len();
+        pending
+    }
+
+    /// syncy patch: the driver connected to `pending.server`; `four_tuple` is that stream's.
+    /// Starts the allocation over it.
+    pub(crate) fn add_stream_client(&mut self, four_tuple: FourTuple, pending: &PendingStream) -> Result<()> {
+        self.connecting_streams = self.connecting_streams.saturating_sub(1);
+        let mut client = TurnClient::new(
+            TurnClientConfig {
+                stun_serv_addr: pending.server.to_string(),
+                turn_serv_addr: pending.server.to_string(),
+                local_addr: four_tuple.local_addr,
+                transport_protocol: TransportProtocol::TCP,
+                username: pending.username.clone(),
+                password: pending.password.clone(),
+                realm: String::new(),
+                software: String::new(),
+                rto_in_ms: 0,
+                allocation_refresh_interval_cap: self.allocation_refresh_interval_cap,
+            },
+            Arc::clone(&self.crypto_provider),
+        )?;
+        let allocate_tid = client.allocate(self.runtime.now())?;
+        debug!("TURN allocation started over a stream from {} to {} via {}", four_tuple.local_addr, pending.server, pending.url);
+        self.clients.insert(
+            four_tuple,
+            ManagedTurnClient { client, url: pending.url.clone(), allocate_tid, local_addr: four_tuple.local_addr, relay_addr: None, gather_finished: false },
+        );
+        Ok(())
+    }
+
+    /// syncy patch: the connection to a TCP/TLS server failed; gathering goes on without it.
+    pub(crate) fn stream_failed(&mut self) {
+        self.connecting_streams = self.connecting_streams.saturating_sub(1);
+        self.maybe_emit_gathering_complete();
+    }
+
     fn maybe_emit_gathering_complete(&mut self) {
         if self.state == RTCIceGatheringState::Gathering
+            && self.connecting_streams == 0
+            && self.pending_streams.is_empty()
             && self.clients.values().all(|client| client.gather_finished)
         {
             self.state = RTCIceGatheringState::Complete;

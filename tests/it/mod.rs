@@ -9,6 +9,7 @@ mod networks;
 mod playback;
 mod quality;
 mod resume;
+mod retry;
 mod server;
 mod streaming;
 mod tls;

@@ -92,6 +92,14 @@ fn readable(f: &File) -> bool {
 /// and the rest delayed by `delay`, in each direction. `Err` says why it cannot be done here
 /// (not root, no iproute2, no /dev/net/tun).
 pub fn start(tag: &str, loss: f64, delay: Duration) -> Result<TunLink, String> {
+    start_filtered(tag, loss, delay, Arc::new(|_: &[u8], _: bool| false))
+}
+
+/// Which packets a test drops on purpose (besides the random loss): `(packet, from a to b)`.
+pub type Filter = Arc<dyn Fn(&[u8], bool) -> bool + Send + Sync>;
+
+/// Like `start`, also dropping every packet `drop` picks.
+pub fn start_filtered(tag: &str, loss: f64, delay: Duration, drop: Filter) -> Result<TunLink, String> {
     let (a, b) = (format!("syncy-{tag}-a"), format!("syncy-{tag}-b"));
     let _ = ip(&["netns", "del", &a]);
     let _ = ip(&["netns", "del", &b]);
@@ -108,7 +116,8 @@ pub fn start(tag: &str, loss: f64, delay: Duration) -> Result<TunLink, String> {
         ip(&["-n", ns, "link", "set", "syncy0", "up"])?;
     }
     let (tun_a, tun_b) = (Arc::new(tun_a), Arc::new(tun_b));
-    for (seed, from, to) in [(0x9E37_79B9_7F4A_7C15, tun_a.clone(), tun_b.clone()), (0x2545_F491_4F6C_DD1D, tun_b, tun_a)] {
+    for (seed, from, to, a_to_b) in [(0x9E37_79B9_7F4A_7C15, tun_a.clone(), tun_b.clone(), true), (0x2545_F491_4F6C_DD1D, tun_b, tun_a, false)] {
+        let drop = drop.clone();
         let (line, writer) = Impairment::start(loss, delay, seed, link.counts.clone(), stop.clone(), move |packet: Vec<u8>| {
             let _ = (&*to).write(&packet);
         });
@@ -119,6 +128,7 @@ pub fn start(tag: &str, loss: f64, delay: Duration) -> Result<TunLink, String> {
             while !stop.load(Ordering::Relaxed) {
                 if readable(&from)
                     && let Ok(n) = (&*from).read(&mut buf)
+                    && !drop(&buf[..n], a_to_b)
                 {
                     line.offer(buf[..n].to_vec());
                 }

@@ -80,6 +80,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         println!("{t}");
         text += &t;
     }
+    if args.suite == BenchSuite::Networks {
+        let reps = args.reps;
+        let t = tokio::task::spawn_blocking(move || crate::bench_networks::run(reps)).await??;
+        println!("{t}");
+        text += &t;
+    }
     if args.suite == BenchSuite::Soak {
         let t = crate::bench_soak::run(args.soak_participants, args.minutes).await?;
         println!("{t}");

@@ -469,7 +469,11 @@ pub enum BenchSuite {
     /// A room of --soak-participants playing for --minutes: stalls, sync spread and memory
     /// each minute (not part of `all`: it takes as long as it plays).
     Soak,
-    /// All of them but the soak.
+    /// Time to the first frame and sync per network topology (LAN, two NATs, symmetric NATs
+    /// with TURN, UDP blocked with TURN over TCP), in network namespaces: needs root, iproute2,
+    /// nftables and coturn (not part of `all`).
+    Networks,
+    /// All of them but the soak and the networks.
     All,
 }
 

@@ -37,6 +37,12 @@ pub const ICE_DISCONNECTED: Duration = Duration::from_secs(4);
 pub const ICE_FAILED: Duration = Duration::from_secs(10);
 /// ICE keepalive interval.
 pub const ICE_KEEPALIVE: Duration = Duration::from_secs(1);
+/// How long ICE waits for a direct pair before taking one through a STUN-learned address.
+pub const SRFLX_WAIT: Duration = Duration::from_millis(100);
+/// The same for a peer-reflexive address (what a NAT shows the other side).
+pub const PRFLX_WAIT: Duration = Duration::from_millis(250);
+/// The same for a TURN relay.
+pub const RELAY_WAIT: Duration = Duration::from_millis(600);
 /// How long connection set-up may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long ICE gathering may take before the SDP goes out with what was gathered so far: a
@@ -233,6 +239,13 @@ async fn build(ice: &IceConfig) -> Result<(Arc<dyn PeerConnection>, mpsc::Unboun
         // A dead path is given up after ICE_FAILED (25 s by default), so a participant gets
         // back in quickly (it reconnects) and the host stops sending into the void.
         .with_ice_timeouts(Some(ICE_DISCONNECTED), Some(ICE_FAILED), Some(ICE_KEEPALIVE))
+        // How long ICE holds out for a better pair before taking one through NAT or a relay.
+        // webrtc-rs's defaults (0.5 s, 1 s, 2 s) cost a relayed room 2.6 s to its first frame
+        // (`syncy bench --suite networks`); a direct pair that has not answered within these
+        // is on a path slower than the relay anyway.
+        .with_srflx_acceptance_min_wait(Some(SRFLX_WAIT))
+        .with_prflx_acceptance_min_wait(Some(PRFLX_WAIT))
+        .with_relay_acceptance_min_wait(Some(RELAY_WAIT))
         .build();
     let policy = if ice.nat.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
     let configuration = RTCConfigurationBuilder::new().with_ice_servers(ice.nat.ice_servers()).with_ice_transport_policy(policy).build();

@@ -67,7 +67,7 @@ fn stats(m: &mut RoomModel, i: u64, t: Instant) {
             quality: "high".into(),
             sent_bytes: i * 1_000_000,
             drift_ms: Some((i as i64 + p as i64) % 21 - 10),
-            buffering: (i + p) % 17 == 0,
+            buffering: (i + p).is_multiple_of(17),
         })
         .collect();
     m.apply(&Event::HostStats { position_ms: i * 100, playing: true, up_bps: 5_000_000 + (i % 30) * 100_000, peers }, t);

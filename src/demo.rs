@@ -43,7 +43,7 @@ impl Crowd {
     fn start(link: &Link, n: usize, render: impl Fn(usize) -> participant::Render) -> (Crowd, mpsc::UnboundedReceiver<(usize, Event)>) {
         let (all_tx, all_rx) = mpsc::unbounded_channel();
         let mut crowd = Crowd { quits: Vec::new(), tasks: Vec::new() };
-        for i in 0..n {
+        for (i, name) in NAMES.iter().enumerate().take(n) {
             let (tx, mut rx) = mpsc::unbounded_channel();
             let (qtx, qrx) = mpsc::unbounded_channel();
             crowd.quits.push(qtx);
@@ -55,7 +55,7 @@ impl Crowd {
             });
             let opts = JoinOptions {
                 link: link.clone(),
-                name: NAMES[i].into(),
+                name: (*name).into(),
                 save: None,
                 buffer: 256 << 20,
                 ice_addr: None,

@@ -384,7 +384,8 @@ async fn http_connection(opts: &JoinOptions, signal: SignalClient, addr: &str, w
     Ok(Connection { signal, link: None, tx: Tx::Http(out_tx), incoming, manifest, fallback: Some((why, url)) })
 }
 
-/// What reconnecting came to.
+/// What reconnecting came to. Made once per reconnection: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Reconnected {
     Again(Connection),
     Ended(JoinEnd),
@@ -704,7 +705,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                             s.set_frame(f);
                         }
                         presents += 1;
-                        if presents % 10 == 0 || !matches!(result, Ok(None)) {
+                        if presents.is_multiple_of(10) || !matches!(result, Ok(None)) {
                             s.update(|st| {
                                 st.position_ms = (playback.position().max(0) / 1000) as u64;
                                 st.room_playing = playback.room_wants_playing();
@@ -731,7 +732,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                 _ = ping_tick.tick() => {
                     pings_sent += 1;
                     // 8 quick pings, then one a second.
-                    if pings_sent <= 8 || pings_sent % 20 == 0 {
+                    if pings_sent <= 8 || pings_sent.is_multiple_of(20) {
                         let ping = Message::Ping { client_us: playback.now().max(0) as u64 };
                         conn.tx.send(&stream::encode(&ping)).await?;
                     }
@@ -966,7 +967,7 @@ async fn request_more(levels: &Levels, control: &Tx) -> Result<Option<Instant>> 
 fn advance(
     store: &mut ChunkStore,
     cursor: &mut Cursor,
-    mut save: Option<&mut SaveFile>,
+    save: Option<&mut SaveFile>,
     events: &mpsc::UnboundedSender<Event>,
     started: Instant,
 ) -> Result<()> {
@@ -991,7 +992,7 @@ fn advance(
         cursor.done = true;
         let sha256 = hex::encode(std::mem::take(&mut cursor.hasher).finalize());
         let _ = events.send(Event::Complete { sha256, size: manifest.size, seconds: started.elapsed().as_secs_f64() });
-        if let Some(f) = save.as_deref_mut() {
+        if let Some(f) = save {
             f.finish();
         }
     }

@@ -243,7 +243,7 @@ impl ChunkStore {
         (0..bins)
             .map(|b| {
                 let n = start(b + 1) - start(b);
-                if n == 0 { 0 } else { (held[b] as usize * 100 / n) as u8 }
+                (held[b] as usize * 100).checked_div(n).unwrap_or(0) as u8
             })
             .collect()
     }
@@ -375,16 +375,8 @@ impl ChunkStore {
 
     /// Bytes held contiguously from the reader on: what plays without another arrival.
     pub fn contiguous_ahead(&self) -> u64 {
-        let mut next = self.read_pos;
-        let mut bytes = 0;
-        for (&ix, v) in self.held.range(self.read_pos..) {
-            if ix != next {
-                break;
-            }
-            bytes += v.len() as u64;
-            next += 1;
-        }
-        bytes
+        let held = self.held.range(self.read_pos..);
+        (self.read_pos..).zip(held).take_while(|(want, (ix, _))| *ix == want).map(|(_, (_, v))| v.len() as u64).sum()
     }
 
     /// When a request is held back now — by the download limit, or a read-ahead chunk the

@@ -210,6 +210,9 @@ pub enum DecodeError {
     Ffmpeg(#[from] ffmpeg_next::Error),
 }
 
+/// A scaler with the frame size it was made for and its output (format, width, height).
+type Scaler = (scaling::Context, (u32, u32), (Pixel, u32, u32));
+
 /// Starts the decoder thread for `source`, feeding `queue` until it is closed.
 pub fn spawn(source: Box<dyn ByteSource>, queue: Arc<FrameQueue>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
@@ -251,7 +254,7 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
         Some(q) => Sound::open(&input, q.clone(), queue.shift.map(|s| s - video_start_us)),
         None => None,
     };
-    let mut scaler: Option<(scaling::Context, (u32, u32), (Pixel, u32, u32))> = None;
+    let mut scaler: Option<Scaler> = None;
     let mut generation = queue.lock().generation;
     let mut skip_before: Option<i64> = None;
     // When the latest seek began, until its first frame is out (for the debug log).

@@ -18,7 +18,7 @@ pub fn probe(path: &Path) -> Result<MediaInfo, ffmpeg_next::Error> {
     super::init();
     let ictx = ffmpeg_next::format::input(&path)?;
     let duration = ictx.duration();
-    let duration_ms = (duration > 0).then(|| (duration as u64) / 1000);
+    let duration_ms = (duration > 0).then_some((duration as u64) / 1000);
     let codecs = ictx
         .streams()
         .map(|s| {

@@ -195,32 +195,6 @@ fn fill_tone(f: &mut frame::Audio, start: i64) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writes_a_probeable_clip() {
-        let dir = tempfile::tempdir().unwrap();
-        for ext in ["mp4", "mkv"] {
-            let p = dir.path().join(format!("s.{ext}"));
-            write_sample(&p, &SampleSpec { duration: 2.0, width: 160, height: 96, ..Default::default() }).unwrap();
-            let info = super::super::probe::probe(&p).unwrap();
-            assert_eq!(info.codecs, vec!["h264".to_string(), "aac".to_string()], "{ext}");
-            let d = info.duration_ms.unwrap();
-            assert!((1900..=2200).contains(&d), "{ext}: {d} ms");
-        }
-    }
-
-    #[test]
-    fn rejects_bad_specs() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s.mp4");
-        assert!(write_sample(&p, &SampleSpec { width: 15, ..Default::default() }).is_err());
-        assert!(write_sample(&p, &SampleSpec { duration: 0.0, ..Default::default() }).is_err());
-    }
-}
-
 /// Writes an AVI whose video is in a codec no FFmpeg decodes (FourCC `SYNX`, opaque bytes):
 /// it probes as a video stream, so a host can serve it, but cannot be transcoded. For tests of
 /// that path.
@@ -257,4 +231,30 @@ pub fn write_undecodable(out: &Path, seconds: u32) -> Result<(), SampleError> {
     }
     octx.write_trailer()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_probeable_clip() {
+        let dir = tempfile::tempdir().unwrap();
+        for ext in ["mp4", "mkv"] {
+            let p = dir.path().join(format!("s.{ext}"));
+            write_sample(&p, &SampleSpec { duration: 2.0, width: 160, height: 96, ..Default::default() }).unwrap();
+            let info = super::super::probe::probe(&p).unwrap();
+            assert_eq!(info.codecs, vec!["h264".to_string(), "aac".to_string()], "{ext}");
+            let d = info.duration_ms.unwrap();
+            assert!((1900..=2200).contains(&d), "{ext}: {d} ms");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_specs() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.mp4");
+        assert!(write_sample(&p, &SampleSpec { width: 15, ..Default::default() }).is_err());
+        assert!(write_sample(&p, &SampleSpec { duration: 0.0, ..Default::default() }).is_err());
+    }
 }

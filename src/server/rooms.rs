@@ -86,7 +86,7 @@ impl Rooms {
         if !constant_eq(r.token.as_bytes(), token.as_bytes()) {
             return Err((ErrorCode::BadToken, "wrong join token: the link's key does not match this room".into()));
         }
-        if r.members.len() - 1 >= max {
+        if r.members.len() > max {
             return Err((ErrorCode::RoomFull, format!("room {room:?} is full ({max} participants)")));
         }
         let peer = self.new_peer();

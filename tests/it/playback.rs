@@ -99,7 +99,7 @@ fn three_participants_play_in_sync_pause_together_and_a_late_joiner_starts_at_th
     // have held a moment for the newcomer's buffering (it waits for anyone who buffers).
     let t_first = f(&first, "t_ms");
     host.wait_for("host events past dee's first frame", T, |v| v["t_ms"].as_f64().is_some_and(|t| t > t_first));
-    let clock = host.seen.iter().filter(|v| v["event"] == "state" && f(v, "t_ms") <= t_first).last().cloned().unwrap_or_else(|| hs.clone());
+    let clock = host.seen.iter().rfind(|v| v["event"] == "state" && f(v, "t_ms") <= t_first).cloned().unwrap_or_else(|| hs.clone());
     let running = if clock["event"] == "state" { clock["playing"] == true } else { true };
     let room_now = f(&clock, "position_ms") + if running { t_first - f(&clock, "t_ms") } else { 0.0 };
     assert!((f(&first, "position_ms") - room_now).abs() <= 100.0, "late joiner at {first} while the room is at {room_now} (from {clock})");

@@ -103,7 +103,13 @@ fn t(v: &Value) -> f64 {
 
 /// One room: the host on `host_ns`, a participant on `join_ns` started now. Returns the path,
 /// the time to its first frame and the worst drift from the room clock over 6 s of play.
-fn one_room(host_ns: &Netns, join_ns: &Netns, file: &std::path::Path, host_args: &[&str], configs: (&std::path::Path, &std::path::Path)) -> Result<(String, f64, f64)> {
+fn one_room(
+    host_ns: &Netns,
+    join_ns: &Netns,
+    file: &std::path::Path,
+    host_args: &[&str],
+    configs: (&std::path::Path, &std::path::Path),
+) -> Result<(String, f64, f64)> {
     let mut args = vec!["host", file.to_str().unwrap_or_default(), "--headless"];
     args.extend_from_slice(host_args);
     let mut host = spawn(host_ns, &args, configs.0)?;
@@ -157,7 +163,8 @@ fn homes(spec: HomesSpec, a_turn: &str, b_turn: &str, dir: &std::path::Path, fil
     let _turn = daemon(&h.wan, "turnserver", &turn_args)?;
     h.wan.wait_tcp(format!("{ip}:7878").parse()?, Duration::from_secs(10)).map_err(|e| eyre!(e))?;
     h.wan.wait_tcp(format!("{ip}:3478").parse()?, Duration::from_secs(10)).map_err(|e| eyre!(e))?;
-    let toml = |turn: &str| format!("server = \"ws://{ip}:7878/\"\nstun = [\"stun:{ip}:3478\"]\nturn = [\"{turn}\"]\nturn_user = \"syncy\"\nturn_pass = \"secret\"\n");
+    let toml =
+        |turn: &str| format!("server = \"ws://{ip}:7878/\"\nstun = [\"stun:{ip}:3478\"]\nturn = [\"{turn}\"]\nturn_user = \"syncy\"\nturn_pass = \"secret\"\n");
     let (a, b) = (config(dir, "a", &toml(a_turn))?, config(dir, "b", &toml(b_turn))?);
     one_room(&h.home_a, &h.home_b, file, &[], (&a, &b))
 }
@@ -204,11 +211,20 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn table(all: &[Figures]) -> String {
-    let mut out = String::from("\n| topology | path | first frame after `syncy join` (median, all runs) | worst drift from the room clock (median, max) |\n|---|---|---|---|\n");
+    let mut out = String::from(
+        "\n| topology | path | first frame after `syncy join` (median, all runs) | worst drift from the room clock (median, max) |\n|---|---|---|---|\n",
+    );
     for f in all {
         let runs: Vec<String> = f.first_frame_ms.iter().map(|v| format!("{v:.0}")).collect();
         let max = f.spread_ms.iter().cloned().fold(0.0, f64::max);
-        out += &format!("| {} | {} | {:.0} ms ({}) | {:.1} ms ({max:.1}) |\n", f.topology, f.path, median(&f.first_frame_ms), runs.join(", "), median(&f.spread_ms));
+        out += &format!(
+            "| {} | {} | {:.0} ms ({}) | {:.1} ms ({max:.1}) |\n",
+            f.topology,
+            f.path,
+            median(&f.first_frame_ms),
+            runs.join(", "),
+            median(&f.spread_ms)
+        );
     }
     out
 }

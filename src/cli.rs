@@ -243,9 +243,9 @@ pub struct HostArgs {
     /// link for each of this machine's addresses, saying from where each works.
     #[arg(long, value_name = "HOST")]
     pub advertise: Option<String>,
-    /// Ask the router to forward the signaling port (UPnP-IGD, else NAT-PMP), so friends on
-    /// the internet can reach the embedded server; the mapping is removed on exit. Also
-    /// `upnp = true` in the config file, or SYNCY_UPNP=1.
+    /// Ask the router to forward the signaling port (UPnP IGD), so friends on the internet can
+    /// reach the embedded server; the mapping is removed on exit. Also `upnp = true` in the
+    /// config file, or SYNCY_UPNP=1.
     #[arg(long, conflicts_with = "no_upnp")]
     pub upnp: bool,
     /// No port mapping, whatever the config file says.
@@ -492,9 +492,12 @@ impl HostArgs {
     /// the environment's or config file's server, then an embedded one on the default address.
     pub fn signaling(&self, cfg: &crate::config::Config) -> (Option<String>, SocketAddr) {
         let default: SocketAddr = DEFAULT_HOST_LISTEN.parse().expect("a literal address");
+        // Flags that only mean something for an embedded server ask for one, too.
+        let embedded = self.tls.tls_cert.is_some() || self.advertise.is_some() || self.upnp;
         match (&self.server, self.listen) {
             (Some(url), _) => (Some(url.clone()), default),
             (None, Some(listen)) => (None, listen),
+            (None, None) if embedded => (None, default),
             (None, None) => (cfg.server.clone(), default),
         }
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// What the file may hold (every key optional).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The signaling server `syncy host` uses when neither `--server` nor `--listen` is given.
@@ -25,12 +25,29 @@ pub struct Config {
     pub turn_pass: Option<String>,
     /// `all` or `relay`.
     pub ice_policy: Option<String>,
-    /// Map the host's signaling port on the router (UPnP-IGD / NAT-PMP).
+    /// Map the host's signaling port on the router (UPnP IGD).
     pub upnp: Option<bool>,
     /// Extra trusted certificates for `wss://`/`syncys://` servers.
     pub tls_ca: Option<PathBuf>,
     /// Display name.
     pub name: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password: a `{:?}` must not put it in a log.
+        f.debug_struct("Config")
+            .field("server", &self.server)
+            .field("stun", &self.stun)
+            .field("turn", &self.turn)
+            .field("turn_user", &self.turn_user)
+            .field("turn_pass", &self.turn_pass.as_ref().map(|_| "<hidden>"))
+            .field("ice_policy", &self.ice_policy)
+            .field("upnp", &self.upnp)
+            .field("tls_ca", &self.tls_ca)
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// Why the config could not be read.
@@ -79,10 +96,11 @@ pub fn read(path: &Path) -> Result<Config, ConfigError> {
     Ok(cfg)
 }
 
-/// toml's messages span lines (with a caret under the spot); one line reads better after the
-/// file name.
+/// toml's messages span lines, quoting the line at fault with a caret under the spot; one line
+/// reads better after the file name, and the quoted line may hold the TURN password.
 fn one_line(message: &str) -> String {
-    let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty() && !l.chars().all(|c| "|^ ".contains(c))).collect();
+    let quoted = |l: &str| l.split_once('|').is_some_and(|(n, _)| n.trim().chars().all(|c| c.is_ascii_digit()));
+    let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty() && !quoted(l)).collect();
     lines.join(" ")
 }
 
@@ -192,10 +210,12 @@ mod tests {
             ("ice_policy = \"some\"", "ice_policy"),
             ("server = \"syncy://x:1/r#k\"", "ws://"),
             ("stun = [", "config.toml"),
+            ("turn_pass = hunter2", "line 1"),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains("config.toml") && e.contains(says), "{text:?}: {e}");
             assert!(!e.contains('\n'), "one line: {e:?}");
+            assert!(!e.contains("hunter2"), "the line at fault is not quoted (it may hold the password): {e}");
         }
     }
 

@@ -113,23 +113,29 @@ async fn stun_checks(urls: &[String]) -> StunFindings {
     if urls.is_empty() {
         return f;
     }
-    let socket = match tokio::net::UdpSocket::bind("0.0.0.0:0").await {
-        Ok(s) => s,
-        Err(e) => {
-            f.checks.push(Check { check: "stun", target: "a UDP socket".into(), ok: Some(false), detail: e.to_string() });
-            return f;
-        }
-    };
+    // One socket per address family, so that the servers' answers can be compared.
+    let (mut v4, mut v6) = (None, None);
     let locals: Vec<std::net::IpAddr> = crate::net::addrs::reachable().into_iter().map(|a| a.ip).collect();
+    let mut asked = Vec::new();
     for url in urls {
         let found = match stun_probe::server_addr(url).await {
-            Ok(server) => stun_probe::mapped_address(&socket, server, STUN_WAIT).await,
+            Ok(server) => {
+                let slot = if server.is_ipv4() { &mut v4 } else { &mut v6 };
+                match socket_for(slot, server).await {
+                    Ok(socket) => stun_probe::mapped_address(socket, server, STUN_WAIT).await.map(|a| (server, a)),
+                    Err(e) => Err(e.into()),
+                }
+            }
             Err(e) => Err(e),
         };
         let check = match found {
-            Ok(public) => {
+            Ok((server, public)) => {
                 f.answered += 1;
-                f.seen.push(public);
+                // Two URLs for one server say nothing about the NAT's mapping.
+                if !asked.contains(&server) && public.is_ipv4() {
+                    asked.push(server);
+                    f.seen.push(public);
+                }
                 let nat = if locals.contains(&public.ip()) {
                     "the same as this machine's own: no NAT on the way".to_string()
                 } else {
@@ -147,6 +153,15 @@ async fn stun_checks(urls: &[String]) -> StunFindings {
     f
 }
 
+/// The socket of `server`'s family, made on first use.
+async fn socket_for(slot: &mut Option<tokio::net::UdpSocket>, server: SocketAddr) -> std::io::Result<&tokio::net::UdpSocket> {
+    if slot.is_none() {
+        let any: SocketAddr = if server.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+        *slot = Some(tokio::net::UdpSocket::bind(any).await?);
+    }
+    Ok(slot.as_ref().expect("just made"))
+}
+
 /// With two servers' answers for one socket: does the NAT keep one public port for every
 /// destination (direct paths can work), or give each a new one (symmetric: only a relay)?
 fn mapping_check(seen: &[SocketAddr]) -> Option<Check> {
@@ -160,16 +175,17 @@ fn mapping_check(seen: &[SocketAddr]) -> Option<Check> {
     } else {
         "a new public port for each destination (a symmetric NAT): people behind other NATs need a TURN relay to reach this machine".into()
     };
-    Some(Check { check: "nat", target: "this network's NAT".into(), ok: Some(same), detail })
+    // What the NAT does is a finding, not a failure: a relay gets through it.
+    Some(Check { check: "nat", target: "this network's NAT".into(), ok: None, detail })
 }
 
 fn is_tcp_turn(url: &str) -> bool {
-    url.starts_with("turns:") || url.contains("transport=tcp")
+    crate::net::path::turn_transport(url) != "udp"
 }
 
 async fn turn(url: &str, nat: &NatOptions) -> Check {
     let only = NatOptions { stun: vec![], turn: vec![url.to_string()], relay_only: true, ..nat.clone() };
-    let over = if is_tcp_turn(url) { if url.starts_with("turns:") { "TLS" } else { "TCP" } } else { "UDP" };
+    let over = crate::net::path::turn_transport(url).to_uppercase();
     match peer::gather(&only, TURN_WAIT).await {
         Ok((g, _)) if !g.relay.is_empty() => {
             Check { check: "turn", target: url.into(), ok: Some(true), detail: format!("gives a relay address ({}), reached over {over}", g.relay.join(", ")) }
@@ -190,7 +206,7 @@ fn verdict(opts: &DoctorOptions, checks: &[Check], stun: &StunFindings, udp_ok: 
     if failed("signaling") {
         said.push("the signaling server cannot be reached from here, so no room on it can be joined".to_string());
     }
-    let symmetric = checks.iter().any(|c| c.check == "nat" && c.ok == Some(false));
+    let symmetric = checks.iter().any(|c| c.check == "nat" && c.detail.contains("symmetric"));
     match (udp_ok, relay_ok, opts.nat.stun.is_empty() && opts.nat.turn.is_empty()) {
         (_, _, true) => {
             said.push("no STUN or TURN server is configured: rooms work on this network only (put stun and turn in the config file for the internet)".into())
@@ -202,6 +218,9 @@ fn verdict(opts: &DoctorOptions, checks: &[Check], stun: &StunFindings, udp_ok: 
         (true, _, _) if symmetric && !relay_ok => {
             said.push("this NAT is symmetric and no TURN server works: rooms with people behind other NATs will not connect".into())
         }
+        (true, true, _) if symmetric => said.push(
+            "this NAT is symmetric: rooms with people behind other NATs will be relayed through TURN (which works); direct paths work on this network".into(),
+        ),
         (true, true, _) => said.push("direct, NAT and relayed paths can all work from here".into()),
         (true, false, _) if stun.answered > 0 => said.push("direct and NAT paths can work; without a working TURN server, strict NATs will not connect".into()),
         (true, false, _) => said.push("no STUN server answered, but UDP works".into()),

@@ -50,7 +50,7 @@ pub struct HostOptions {
     pub listen: SocketAddr,
     /// Host name put in the link when the embedded server listens on a wildcard address.
     pub advertise: Option<String>,
-    /// Ask the router to forward the embedded server's port (UPnP-IGD / NAT-PMP).
+    /// Ask the router to forward the embedded server's port (UPnP IGD).
     pub upnp: bool,
     /// Requested room id.
     pub room: Option<String>,
@@ -207,7 +207,7 @@ impl HostClock {
 }
 
 /// Runs a room until `quit` (or an unrecoverable error). Events go to `events`.
-pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut commands: mpsc::UnboundedReceiver<Command>) -> Result<()> {
+pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, commands: mpsc::UnboundedReceiver<Command>) -> Result<()> {
     let file = Arc::new(File::open(&opts.file).wrap_err_with(|| format!("cannot open {}", opts.file.display()))?);
     let size = file.metadata()?.len();
     if size == 0 {
@@ -237,8 +237,26 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
     };
 
     // The signaling server, external or embedded, and the links to it.
-    let rdv = crate::rendezvous::open(&opts, &events).await?;
-    let (_server, url, signal_tls, mapping) = (rdv.server, rdv.url, rdv.tls, rdv.mapping);
+    let mut rdv = crate::rendezvous::open(&opts, &events).await?;
+    // The router's port mapping goes however the room ends, errors included.
+    let mapping = rdv.mapping.take();
+    let result = host_room(opts, file, manifest, rdv, events, commands).await;
+    if let Some(m) = mapping {
+        m.remove().await;
+    }
+    result
+}
+
+/// The room itself, from creating it on the signaling server to the end.
+async fn host_room(
+    opts: HostOptions,
+    file: Arc<File>,
+    manifest: Manifest,
+    rdv: crate::rendezvous::Rendezvous,
+    events: mpsc::UnboundedSender<Event>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) -> Result<()> {
+    let (_server, url, signal_tls) = (rdv.server, rdv.url, rdv.tls);
     let tls = signal_tls.is_some();
     let key = RoomKey::random();
     let mut signal = SignalClient::connect(&url, signal_tls.clone()).await?;
@@ -526,9 +544,6 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, mut co
         p.task.abort();
     });
     futures::future::join_all(closing).await;
-    if let Some(m) = mapping {
-        m.remove().await;
-    }
     result
 }
 

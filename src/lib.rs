@@ -4,10 +4,10 @@
 //! the edges (signaling server, WebRTC links, ffmpeg, engines, headless output).
 
 pub mod bench;
+pub mod bench_networks;
 pub mod bench_playback;
 pub mod bench_quality;
 pub mod bench_soak;
-pub mod bench_networks;
 pub mod bench_ui;
 pub mod cli;
 pub mod config;

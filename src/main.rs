@@ -83,16 +83,29 @@ fn command_channel(headless: bool) -> mpsc::UnboundedReceiver<Command> {
     if headless {
         headless::spawn_stdin_reader(tx.clone());
     }
-    // A reader of stdout that went away (`| head -1`) ends the program quietly too.
+    quit_on_signals(tx);
+    rx
+}
+
+/// Ctrl-C, SIGTERM (a service manager, `kill`) and a reader of stdout that went away
+/// (`| head -1`) all quit cleanly: the host then says goodbye and removes its port mapping.
+fn quit_on_signals(tx: mpsc::UnboundedSender<Command>) {
     syncy::stdout::watch();
     tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => t.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            _ = terminated => {}
             _ = syncy::stdout::closed() => {}
         }
         let _ = tx.send(Command::Quit);
     });
-    rx
 }
 
 /// Prints events: JSON lines when headless, short human lines otherwise.
@@ -131,7 +144,11 @@ fn usage(e: impl std::fmt::Display) -> color_eyre::Report {
 }
 
 async fn run(cmd: Cmd) -> Result<()> {
-    let (cfg, cfg_path) = syncy::config::load().map_err(usage)?;
+    // Only the commands that use it read the config file: a mistake in it is not `serve`'s.
+    let (cfg, cfg_path) = match cmd {
+        Cmd::Host(_) | Cmd::Join(_) | Cmd::Doctor(_) => syncy::config::load().map_err(usage)?,
+        _ => Default::default(),
+    };
     trust_for_turn(&cmd, &cfg)?;
     match cmd {
         Cmd::Serve(a) => {
@@ -355,6 +372,7 @@ fn dashboard(headless: bool) -> bool {
 async fn host_with_dashboard(opts: host::HostOptions) -> Result<()> {
     let (events, events_rx) = mpsc::unbounded_channel::<Event>();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    quit_on_signals(cmd_tx.clone());
     let engine = tokio::spawn(host::run(opts, events, cmd_rx));
     let view = tokio::task::spawn_blocking(move || syncy::ui::host_app::run(Vec::new(), events_rx, cmd_tx, None));
     let result = engine.await?;

@@ -964,13 +964,7 @@ async fn request_more(levels: &Levels, control: &Tx) -> Result<Option<Instant>> 
 
 /// Hashes the file in order as far as it is held (or saved); reports completion with the
 /// file's sha256 once every byte has been through.
-fn advance(
-    store: &mut ChunkStore,
-    cursor: &mut Cursor,
-    save: Option<&mut SaveFile>,
-    events: &mpsc::UnboundedSender<Event>,
-    started: Instant,
-) -> Result<()> {
+fn advance(store: &mut ChunkStore, cursor: &mut Cursor, save: Option<&mut SaveFile>, events: &mpsc::UnboundedSender<Event>, started: Instant) -> Result<()> {
     let manifest = store.manifest().clone();
     let mut buf = Vec::new();
     while cursor.next < manifest.chunks {

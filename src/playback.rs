@@ -259,11 +259,12 @@ impl Playback {
             return Ok(None);
         }
         if let Some(e) = self.queue.error()
-            && self.incoming.is_none() {
-                self.failed = true;
-                return Err(e);
-            }
-            // The source being left failed (its reads were cut): the incoming one takes over.
+            && self.incoming.is_none()
+        {
+            self.failed = true;
+            return Err(e);
+        }
+        // The source being left failed (its reads were cut): the incoming one takes over.
         let Some(offset) = self.offset.offset() else { return Ok(None) };
         let now = self.now();
         self.follower.handle_timeout(now, offset);

@@ -84,11 +84,6 @@ pub fn reachable() -> Vec<LocalAddr> {
     out
 }
 
-/// Whether this machine has an IPv6 address another machine could use.
-pub fn has_ipv6() -> bool {
-    reachable().iter().any(|a| a.ip.is_ipv6())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

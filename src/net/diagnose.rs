@@ -77,9 +77,14 @@ pub fn why_failed(f: &Facts) -> Diagnosis {
     if l.is_empty() {
         return d("this machine has no network address to connect from".into(), "check that the network is up (`syncy doctor` shows what works)".into());
     }
-    let udp_silent = (f.stun && l.srflx.is_empty()) && (!f.turn || l.relay.is_empty());
+    // Servers were asked and none gave anything back.
+    let udp_silent = (f.stun || f.turn) && l.srflx.is_empty() && l.relay.is_empty();
     if udp_silent {
-        let what = if f.turn { "neither the STUN nor the TURN server answered" } else { "the STUN server did not answer" };
+        let what = match (f.stun, f.turn) {
+            (true, true) => "neither the STUN nor the TURN server answered",
+            (true, false) => "the STUN server did not answer",
+            _ => "the TURN server did not answer",
+        };
         return d(
             format!("no path to the host: {what}, so UDP looks blocked on this network"),
             format!("use a TURN server over TCP or TLS (turn:HOST:3478?transport=tcp or turns:HOST:5349 in {CONFIG}); `syncy doctor` checks each server"),
@@ -120,8 +125,8 @@ pub fn why_failed(f: &Facts) -> Diagnosis {
     )
 }
 
-/// Addresses worth naming to a user: not loopback (the host offers 127.0.0.1 too, for a
-/// participant on its own machine).
+/// Addresses worth naming to a user: not loopback (a host whose room is for its own machine
+/// only offers 127.0.0.1).
 fn reachable_looking(addrs: &[String]) -> Vec<String> {
     addrs.iter().filter(|a| a.parse::<std::net::IpAddr>().map_or(true, |ip| !ip.is_loopback())).cloned().collect()
 }
@@ -160,6 +165,9 @@ mod tests {
         let d =
             case(Facts { local: g(&["10.98.2.2"], &[], &[]), remote: g(&["10.98.1.2"], &["10.99.100.2"], &[]), stun: true, turn: true, ..Default::default() });
         assert!(d.message.contains("UDP looks blocked") && d.hint.contains("transport=tcp"), "{d:?}");
+        // TURN only, and it did not answer.
+        let d = case(Facts { local: g(&["10.98.2.2"], &[], &[]), remote: g(&["10.98.1.2"], &["10.99.100.2"], &[]), turn: true, ..Default::default() });
+        assert!(d.message.contains("the TURN server did not answer"), "{d:?}");
         // A path, then DTLS stalled.
         assert!(case(Facts { ice_connected: true, ..both.clone() }).message.contains("DTLS"));
         // The host has no STUN.

@@ -16,9 +16,21 @@ pub struct Candidate {
     pub port: u16,
     /// `udp` or `tcp`.
     pub protocol: String,
-    /// For a relayed candidate: how this side reaches its TURN server (`udp`, `tcp`).
+    /// For a relayed candidate: how this side reaches its TURN server (`udp`, `tcp`, `tls`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_protocol: Option<String>,
+}
+
+/// How a `turn:`/`turns:` URL reaches its server: `udp`, `tcp` (`?transport=tcp`) or `tls`
+/// (`turns:`).
+pub fn turn_transport(url: &str) -> &'static str {
+    if url.starts_with("turns:") {
+        "tls"
+    } else if url.contains("transport=tcp") {
+        "tcp"
+    } else {
+        "udp"
+    }
 }
 
 /// What kind of path.
@@ -31,7 +43,7 @@ pub enum PathKind {
     Nat,
     /// Through a TURN relay, over UDP.
     Relay,
-    /// Through a TURN relay reached over TCP (UDP blocked here).
+    /// Through a TURN relay reached over TCP or TLS (UDP blocked here).
     RelayTcp,
     /// The host's HTTP fallback (no WebRTC).
     Http,
@@ -53,7 +65,7 @@ pub struct Path {
 impl Path {
     /// The path a selected candidate pair takes.
     pub fn of_pair(local: Candidate, remote: Candidate) -> Path {
-        let relay_tcp = local.kind == "relay" && local.relay_protocol.as_deref() == Some("tcp");
+        let relay_tcp = local.kind == "relay" && matches!(local.relay_protocol.as_deref(), Some("tcp" | "tls"));
         let kind = if relay_tcp {
             PathKind::RelayTcp
         } else if local.kind == "relay" || remote.kind == "relay" {
@@ -79,7 +91,7 @@ impl PathKind {
             PathKind::Direct => "direct",
             PathKind::Nat => "through NAT",
             PathKind::Relay => "relayed (TURN)",
-            PathKind::RelayTcp => "relayed (TURN over TCP)",
+            PathKind::RelayTcp => "relayed (TURN over TCP/TLS)",
             PathKind::Http => "HTTP fallback",
         }
     }
@@ -111,6 +123,8 @@ mod tests {
         assert_eq!(Path::of_pair(c("relay", Some("udp")), c("srflx", None)).kind, PathKind::Relay);
         assert_eq!(Path::of_pair(c("host", None), c("relay", Some("tcp"))).kind, PathKind::Relay);
         assert_eq!(Path::of_pair(c("relay", Some("tcp")), c("relay", Some("udp"))).kind, PathKind::RelayTcp);
+        assert_eq!(Path::of_pair(c("relay", Some("tls")), c("host", None)).kind, PathKind::RelayTcp);
+        assert_eq!((turn_transport("turn:h:3478"), turn_transport("turn:h:3478?transport=tcp"), turn_transport("turns:h:5349")), ("udp", "tcp", "tls"));
         let p = Path::of_pair(c("host", None), c("host", None));
         assert_eq!(p.to_string(), "direct: host 10.0.0.1:5000 ↔ host 10.0.0.1:5000");
         assert_eq!(Path::http().to_string(), "HTTP fallback");

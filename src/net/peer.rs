@@ -53,7 +53,9 @@ pub const GATHER_WAIT: Duration = Duration::from_secs(1);
 pub const GATHER_WAIT_RELAY: Duration = Duration::from_secs(3);
 /// After ICE found a path, how long DTLS, SCTP and the data channels may take to come up over
 /// it before the attempt is given up as stalled (and the participant tries again).
-pub const STALL_AFTER: Duration = Duration::from_secs(6);
+/// rtc-dtls retransmits a lost flight each second and gives up after about 8: past that the
+/// attempt is over anyway.
+pub const STALL_AFTER: Duration = Duration::from_secs(8);
 
 /// Peer-link failures.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +87,7 @@ pub enum LinkError {
 }
 
 /// NAT traversal: STUN and TURN servers, and whether only relayed paths may be used.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct NatOptions {
     /// STUN server URLs (`stun:HOST:PORT`): learn this side's public address.
     pub stun: Vec<String>,
@@ -97,6 +99,19 @@ pub struct NatOptions {
     pub turn_pass: String,
     /// Use relayed candidates only (hides both sides' addresses from each other).
     pub relay_only: bool,
+}
+
+impl std::fmt::Debug for NatOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password: a `{:?}` of the options must not put it in a log.
+        f.debug_struct("NatOptions")
+            .field("stun", &self.stun)
+            .field("turn", &self.turn)
+            .field("turn_user", &self.turn_user)
+            .field("turn_pass", &if self.turn_pass.is_empty() { "" } else { "<hidden>" })
+            .field("relay_only", &self.relay_only)
+            .finish()
+    }
 }
 
 impl NatOptions {
@@ -291,9 +306,17 @@ async fn signed_local_sdp(
     key: &RoomKey,
     nat: &NatOptions,
 ) -> Result<LocalSdp, LinkError> {
-    let wait = if nat.relay_only { GATHER_WAIT_RELAY } else { GATHER_WAIT };
-    let complete = wait_gathered(events, stash, wait).await?;
-    let sdp = pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp;
+    let mut wait = if nat.relay_only { GATHER_WAIT_RELAY } else { GATHER_WAIT };
+    let mut complete = wait_gathered(events, stash, wait).await?;
+    let mut sdp = pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp;
+    // The SDP goes out once (no trickle ICE), so a relay still being allocated would be lost:
+    // a TURN server over TCP or TLS takes a few round trips more than 1 s from afar, and where
+    // UDP is blocked it is the only way out. Wait for it, to GATHER_WAIT_RELAY in all.
+    if !complete && !nat.turn.is_empty() && super::diagnose::Gathered::from_sdp(&sdp).relay.is_empty() && wait < GATHER_WAIT_RELAY {
+        complete = wait_gathered(events, stash, GATHER_WAIT_RELAY - wait).await?;
+        wait = GATHER_WAIT_RELAY;
+        sdp = pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp;
+    }
     let mac = key.sdp_mac(&sdp);
     let warning = (!complete).then(|| unanswered(nat, &super::diagnose::Gathered::from_sdp(&sdp), wait));
     if let Some(w) = &warning {
@@ -305,7 +328,8 @@ async fn signed_local_sdp(
 /// Which configured servers gave nothing within `wait`.
 fn unanswered(nat: &NatOptions, got: &super::diagnose::Gathered, wait: Duration) -> String {
     let mut silent = Vec::new();
-    if got.srflx.is_empty() {
+    // Relay-only gathering asks no STUN server.
+    if got.srflx.is_empty() && !nat.relay_only {
         silent.extend(nat.stun.iter().cloned());
     }
     if got.relay.is_empty() {
@@ -520,8 +544,7 @@ impl PeerLink {
             E::LocalCandidate(c) => c.url.clone(),
             _ => return None,
         };
-        let stream = url.starts_with("turns:") || url.contains("transport=tcp");
-        Some(if stream { "tcp" } else { "udp" }.to_string())
+        Some(super::path::turn_transport(&url).to_string())
     }
 
     /// The largest message the remote side accepts.

@@ -12,6 +12,8 @@ use igd_next::aio::tokio::{Tokio, search_gateway};
 
 /// How long to look for a router on the network.
 pub const SEARCH_WAIT: Duration = Duration::from_secs(3);
+/// How long the router gets to answer each request.
+const ANSWER_WAIT: Duration = Duration::from_secs(3);
 /// The lease asked for; renewed at half of it.
 pub const LEASE: Duration = Duration::from_secs(3600);
 /// What the router's table says the mapping is for.
@@ -61,8 +63,14 @@ pub async fn map_tcp(port: u16) -> Result<Mapping, PortMapError> {
     })?;
     let local = SocketAddr::new(local_ip_towards(gateway.addr)?, port);
     let refused = |reason: String| PortMapError::Refused { router: gateway.addr, port, reason };
-    let external_ip = gateway.get_external_ip().await.map_err(|e| refused(e.to_string()))?;
-    let lease = add(&gateway, port, local).await.map_err(refused)?;
+    // A router that takes the connection and never answers must not hold the room up.
+    let bounded = |what: &'static str| move |_| refused(format!("no answer to {what} within {} s", ANSWER_WAIT.as_secs()));
+    let external_ip =
+        tokio::time::timeout(ANSWER_WAIT, gateway.get_external_ip()).await.map_err(bounded("GetExternalIPAddress"))?.map_err(|e| refused(e.to_string()))?;
+    let lease = tokio::time::timeout(ANSWER_WAIT, add(&gateway, port, local)).await.map_err(bounded("AddPortMapping"))?.map_err(refused)?;
+    if lease.1 == 0 {
+        tracing::warn!("the router at {} takes only permanent port mappings: if syncy is killed, remove port {}'s mapping by hand", gateway.addr, lease.0);
+    }
     let external_port = lease.0;
     tracing::info!("router {} maps {external_ip}:{external_port} to {local} (lease {} s)", gateway.addr, lease.1);
     let renew = tokio::spawn(renew(gateway.clone(), external_port, local, lease.1));

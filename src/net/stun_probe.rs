@@ -80,17 +80,22 @@ fn parse_answer(bytes: &[u8], request: &Message) -> Option<SocketAddr> {
     Some(SocketAddr::new(xor.ip, xor.port))
 }
 
-/// The public address the first answering server in `urls` sees, from a fresh socket of the
-/// same family; with what did not answer.
+/// The public address the first server in `urls` that answers sees (all asked at once, each
+/// from a fresh socket of its family, so silent ones cost `wait` once); with what did not
+/// answer.
 pub async fn public_address(urls: &[String], wait: Duration) -> (Option<SocketAddr>, Vec<String>) {
+    let answers = futures::future::join_all(urls.iter().map(|u| probe_url(u, wait))).await;
     let mut failed = Vec::new();
-    for url in urls {
-        match probe_url(url, wait).await {
-            Ok(addr) => return (Some(addr), failed),
+    let mut found = None;
+    for (url, answer) in urls.iter().zip(answers) {
+        match answer {
+            Ok(addr) => {
+                found.get_or_insert(addr);
+            }
             Err(e) => failed.push(format!("{url}: {e}")),
         }
     }
-    (None, failed)
+    (found, failed)
 }
 
 async fn probe_url(url: &str, wait: Duration) -> Result<SocketAddr, ProbeError> {

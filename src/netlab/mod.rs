@@ -1,4 +1,4 @@
-//! Test networks out of Linux network namespaces (`NETWORKS.md`): machines on a LAN, homes
+//! Test networks out of Linux network namespaces (the maintainers' NETWORKS.md recipes): machines on a LAN, homes
 //! behind NAT routers on an "internet", a symmetric NAT, a network that blocks UDP. The network
 //! tests and `syncy bench --suite networks` build them, run the real `syncy` inside with
 //! `ip netns exec`, exactly as the README gives the commands, and tear them down when dropped.
@@ -14,6 +14,10 @@ use std::fs::File;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// What every namespace made here is called first (then the process id, a number, the role):
+/// only those are ever swept away.
+const PREFIX: &str = "syncylab-";
 
 /// A network namespace; deleted (with what is left in it) when dropped.
 #[derive(Debug)]
@@ -61,7 +65,7 @@ impl Netns {
     pub fn new(role: &str) -> Result<Netns, String> {
         static N: AtomicU32 = AtomicU32::new(0);
         sweep_stale();
-        let name = format!("sy{}-{}-{role}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let name = format!("{PREFIX}{}-{}-{role}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         run("ip", &["netns", "add", &name], None)?;
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"])?;
@@ -164,7 +168,7 @@ fn sweep_stale() {
     };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        let Some(pid) = name.strip_prefix("sy").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = name.strip_prefix(PREFIX).and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
         if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {

@@ -1,4 +1,5 @@
-//! The networks of `NETWORKS.md`, built from namespaces.
+//! The networks of the maintainers' NETWORKS.md (a LAN; two homes behind NAT routers on an
+//! internet; symmetric NATs; blocked UDP), built from namespaces.
 
 use super::{Netns, veth};
 
@@ -136,7 +137,7 @@ impl Homes {
 /// drops what the internet starts, unless a port mapping (DNAT) asked for it. The firewall
 /// matters for NAT traversal: without it, a hole-punching packet that arrives before the
 /// router's own outbound one enters conntrack first, and the mapping that follows has to take
-/// another port (NETWORKS.md).
+/// another port.
 fn router_rules(symmetric: bool) -> String {
     let random = if symmetric { " random" } else { "" };
     format!(

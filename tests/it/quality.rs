@@ -85,9 +85,11 @@ fn participants_on_three_levels_stay_in_sync_and_show_the_frames_of_the_room_pos
     let dir = tempfile::tempdir().unwrap();
     let mut host = Proc::host(&file, dir.path(), &["--autoplay"]);
     let link = link_of(&mut host);
-    let mut ps = [watcher(&link, "ann", dir.path(), &["--quality", "high"]),
+    let mut ps = [
+        watcher(&link, "ann", dir.path(), &["--quality", "high"]),
         watcher(&link, "bob", dir.path(), &["--quality", "medium"]),
-        watcher(&link, "cy", dir.path(), &["--quality", "low"])];
+        watcher(&link, "cy", dir.path(), &["--quality", "low"]),
+    ];
     let mut since = 0.0f64;
     for (p, level) in ps.iter_mut().zip(["high", "medium", "low"]) {
         since = since.max(f(&playing_level(p, 0, level, T), "t_ms"));

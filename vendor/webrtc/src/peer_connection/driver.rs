@@ -1140,6 +1140,13 @@ where
                                 error!("handle_read error on TCP: {}", err);
                             }
                         }
+                        // syncy patch: a TURN stream that closed ends its client at once.
+                        for four_tuple in self.tcp_transport.take_closed_turn_streams() {
+                            warn!("TURN stream {:?} closed", four_tuple);
+                            if let Err(err) = self.turn_relayer.handle_event(RTCTurnRelayEventIn::SocketWriteFailure(four_tuple)) {
+                                error!("TURN relayer on a closed stream: {}", err);
+                            }
+                        }
                     }
                 }
             }
@@ -1767,16 +1774,14 @@ where
                 self.tcp_transport.register_stream(four_tuple, stream);
             }
             PeerConnectionDriverEvent::TurnStream(result, pending) => match result {
-                Ok((four_tuple, stream)) => {
-                    self.tcp_transport.register_turn_stream(four_tuple, stream);
-                    if let Err(err) = self.turn_relayer.add_stream_client(four_tuple, &pending) {
-                        error!("TURN over a stream via {}: {}", pending.url, err);
-                        self.turn_relayer.stream_failed();
-                    }
-                }
+                Ok((four_tuple, stream)) => match self.turn_relayer.add_stream_client(four_tuple, &pending) {
+                    Ok(()) => self.tcp_transport.register_turn_stream(four_tuple, stream),
+                    // Dropping the stream closes it.
+                    Err(err) => warn!("TURN over a stream via {}: {}", pending.url, err),
+                },
                 Err(err) => {
                     warn!("Cannot reach TURN server {} over TCP/TLS: {}", pending.url, err);
-                    self.turn_relayer.stream_failed();
+                    self.turn_relayer.stream_failed(&pending);
                 }
             },
             PeerConnectionDriverEvent::Close => {

@@ -42,6 +42,10 @@ pub(crate) struct RTCTcpTransport {
     listeners: HashMap<SocketAddr, Arc<dyn AsyncTcpListener>>,
     streams: HashMap<FourTuple, Arc<dyn AsyncTcpStream>>,
     decoders: HashMap<FourTuple, StreamDecoder>,
+    /// syncy patch: every TURN stream ever registered here, open or closed since.
+    turn_streams: std::collections::HashSet<FourTuple>,
+    /// syncy patch: see [`take_closed_turn_streams`](Self::take_closed_turn_streams).
+    closed_turn_streams: Vec<FourTuple>,
     pub(crate) accept_futures: FuturesUnordered<BoxFuture<'static, TcpAcceptResult>>,
     pub(crate) read_futures: FuturesUnordered<BoxFuture<'static, TcpReadResult>>,
 }
@@ -67,6 +71,8 @@ impl RTCTcpTransport {
             listeners: tcp_listeners,
             streams: HashMap::new(),
             decoders: HashMap::new(),
+            turn_streams: std::collections::HashSet::new(),
+            closed_turn_streams: Vec::new(),
             accept_futures,
             read_futures: FuturesUnordered::new(),
         }
@@ -84,20 +90,29 @@ impl RTCTcpTransport {
         self.streams.contains_key(four_tuple)
     }
 
-    fn find_stream(&self, four_tuple: &FourTuple) -> Option<Arc<dyn AsyncTcpStream>> {
-        self.streams.get(four_tuple).cloned().or_else(|| {
-            self.streams
-                .values()
-                .find(|stream| {
-                    stream
-                        .peer_addr()
-                        .is_ok_and(|peer| peer == four_tuple.peer_addr)
-                })
-                .cloned()
-        })
+    /// The stream for `four_tuple`, and the four-tuple it is registered under. syncy patch: the
+    /// fallback by peer address is for ICE-TCP streams only; a TURN stream is its own four-tuple.
+    fn find_stream(&self, four_tuple: &FourTuple) -> Option<(FourTuple, Arc<dyn AsyncTcpStream>)> {
+        if let Some(s) = self.streams.get(four_tuple) {
+            return Some((*four_tuple, s.clone()));
+        }
+        self.streams
+            .iter()
+            .filter(|(key, _)| matches!(self.decoders.get(key), Some(StreamDecoder::Ice(_))))
+            .find(|(_, stream)| stream.peer_addr().is_ok_and(|peer| peer == four_tuple.peer_addr))
+            .map(|(key, s)| (*key, s.clone()))
+    }
+
+    /// syncy patch: TURN streams that closed since the last call (EOF, a read error, bytes that
+    /// are not TURN), for the driver to tell the relayer.
+    pub(crate) fn take_closed_turn_streams(&mut self) -> Vec<FourTuple> {
+        std::mem::take(&mut self.closed_turn_streams)
     }
 
     fn remove_stream(&mut self, four_tuple: &FourTuple) {
+        if self.streams.contains_key(four_tuple) && self.turn_streams.contains(four_tuple) {
+            self.closed_turn_streams.push(*four_tuple);
+        }
         self.streams.remove(four_tuple);
         self.decoders.remove(four_tuple);
     }
@@ -107,12 +122,17 @@ impl RTCTcpTransport {
         msg: &'a TaggedBytesMut,
     ) -> Pin<Box<dyn Future<Output = Result<usize>> + Send + 'a>> {
         let four_tuple = FourTuple::from(&msg.transport);
-        let Some(stream) = self.find_stream(&four_tuple) else {
+        let Some((found, stream)) = self.find_stream(&four_tuple) else {
+            // syncy patch: a TURN stream that closed is an error, so that the relayer drops its
+            // client (and gathering does not wait for an answer that cannot come).
+            if self.turn_streams.contains(&four_tuple) {
+                return Box::pin(async { Err(std::io::Error::from(std::io::ErrorKind::NotConnected).into()) });
+            }
             trace!("No TCP stream found for {:?}", four_tuple);
             return Box::pin(async { Ok(0) });
         };
 
-        let framed = match self.decoders.get(&four_tuple) {
+        let framed = match self.decoders.get(&found) {
             Some(StreamDecoder::Turn(_)) => msg.message.to_vec(),
             _ => frame_packet(&msg.message),
         };
@@ -168,6 +188,7 @@ impl RTCTcpTransport {
     pub(crate) fn register_turn_stream(&mut self, four_tuple: FourTuple, stream: Arc<dyn AsyncTcpStream>) {
         self.streams.insert(four_tuple, stream.clone());
         self.decoders.insert(four_tuple, StreamDecoder::Turn(TurnStreamDecoder::new()));
+        self.turn_streams.insert(four_tuple);
         self.arm_read(four_tuple, stream);
     }
 

@@ -42,7 +42,7 @@ pub(crate) enum RTCTurnRelayEventOut {
 /// The relayer cannot connect itself (that would block the driver while a SYN goes unanswered),
 /// so the driver takes these, connects in a task of its own and hands the stream back through
 /// [`RTCTurnRelayer::add_stream_client`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct PendingStream {
     /// The server's address.
     pub(crate) server: SocketAddr,
@@ -52,7 +52,20 @@ pub(crate) struct PendingStream {
     pub(crate) tls_name: Option<String>,
     username: String,
     password: String,
+    /// The relayer generation it belongs to: a result for an older one (the relayer was
+    /// rebuilt meanwhile, on an ICE restart) is dropped.
+    generation: u64,
 }
+
+impl std::fmt::Debug for PendingStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the credentials.
+        f.debug_struct("PendingStream").field("server", &self.server).field("url", &self.url).field("tls_name", &self.tls_name).finish()
+    }
+}
+
+/// Each relayer gets its own generation (see [`PendingStream::generation`]).
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 #[derive(Debug)]
 struct PendingPermission {
@@ -96,6 +109,8 @@ pub(crate) struct RTCTurnRelayer {
     pending_streams: Vec<PendingStream>,
     /// syncy patch: connections the driver is making; gathering is not complete before they end.
     connecting_streams: usize,
+    /// syncy patch: this relayer's generation.
+    generation: u64,
 }
 
 impl RTCTurnRelayer {
@@ -126,6 +141,7 @@ impl RTCTurnRelayer {
             events: VecDeque::new(),
             pending_streams: Vec::new(),
             connecting_streams: 0,
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -169,6 +185,8 @@ impl RTCTurnRelayer {
         self.events.clear();
         self.pending_streams.clear();
         self.connecting_streams = 0;
+        // Streams still being connected belong to the configuration being replaced.
+        self.generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.ice_servers = ice_servers;
         self.ice_gather_policy = ice_gather_policy;
         self.state = RTCIceGatheringState::New;
@@ -322,6 +340,7 @@ impl RTCTurnRelayer {
                             tls_name: url.is_secure().then(|| url.host.clone()),
                             username: url.username.clone(),
                             password: url.password.clone(),
+                            generation: self.generation,
                         });
                     }
                     continue;
@@ -440,9 +459,26 @@ impl RTCTurnRelayer {
     }
 
     /// syncy patch: the driver connected to `pending.server`; `four_tuple` is that stream's.
-    /// Starts the allocation over it.
+    /// Starts the allocation over it. `Err` (the driver then drops the stream): a stream of
+    /// an older generation, a four-tuple already in use, or a client that cannot start; the
+    /// connection counts as done either way.
     pub(crate) fn add_stream_client(&mut self, four_tuple: FourTuple, pending: &PendingStream) -> Result<()> {
+        if pending.generation != self.generation {
+            return Err(Error::Other("a TURN stream for an earlier configuration".to_owned()));
+        }
         self.connecting_streams = self.connecting_streams.saturating_sub(1);
+        let result = self.start_stream_client(four_tuple, pending);
+        if result.is_err() {
+            self.maybe_emit_gathering_complete();
+        }
+        result
+    }
+
+    fn start_stream_client(&mut self, four_tuple: FourTuple, pending: &PendingStream) -> Result<()> {
+        // A TCP port may equal a UDP socket's; the clients are keyed by addresses alone.
+        if self.clients.contains_key(&four_tuple) {
+            return Err(Error::Other(format!("TURN stream {four_tuple:?} would share a four-tuple with a UDP client")));
+        }
         let mut client = TurnClient::new(
             TurnClientConfig {
                 stun_serv_addr: pending.server.to_string(),
@@ -468,7 +504,10 @@ impl RTCTurnRelayer {
     }
 
     /// syncy patch: the connection to a TCP/TLS server failed; gathering goes on without it.
-    pub(crate) fn stream_failed(&mut self) {
+    pub(crate) fn stream_failed(&mut self, pending: &PendingStream) {
+        if pending.generation != self.generation {
+            return;
+        }
         self.connecting_streams = self.connecting_streams.saturating_sub(1);
         self.maybe_emit_gathering_complete();
     }

@@ -180,8 +180,26 @@ fn sweep_stale() {
 /// For a test that cannot build its network: `SKIPPED: reason` on stderr, or, with `CI` set
 /// (where the network must be there), a failure.
 pub fn skip(reason: &str) {
-    if std::env::var_os("CI").is_some() {
+    skip_under(std::env::var_os("CI").is_some(), reason);
+}
+
+fn skip_under(ci: bool, reason: &str) {
+    if ci {
         panic!("the test network cannot be built here and CI is set: {reason}");
     }
     eprintln!("SKIPPED: {reason}");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn without_ci_a_network_that_cannot_be_built_is_skipped() {
+        super::skip_under(false, "no root");
+    }
+
+    #[test]
+    #[should_panic(expected = "CI is set: no root")]
+    fn under_ci_it_fails() {
+        super::skip_under(true, "no root");
+    }
 }

@@ -243,8 +243,8 @@ pub struct HostArgs {
     /// link for each of this machine's addresses, saying from where each works.
     #[arg(long, value_name = "HOST")]
     pub advertise: Option<String>,
-    /// Ask the router to forward the signaling port (UPnP IGD), so friends on the internet can
-    /// reach the embedded server; the mapping is removed on exit. Also `upnp = true` in the
+    /// Ask the router to forward the signaling port (UPnP IGD, else NAT-PMP), so friends on
+    /// the internet can reach the embedded server; the mapping is removed on exit. Also `upnp = true` in the
     /// config file, or SYNCY_UPNP=1.
     #[arg(long, conflicts_with = "no_upnp")]
     pub upnp: bool,

@@ -25,7 +25,7 @@ pub struct Config {
     pub turn_pass: Option<String>,
     /// `all` or `relay`.
     pub ice_policy: Option<String>,
-    /// Map the host's signaling port on the router (UPnP IGD).
+    /// Map the host's signaling port on the router (UPnP IGD, else NAT-PMP).
     pub upnp: Option<bool>,
     /// Extra trusted certificates for `wss://`/`syncys://` servers.
     pub tls_ca: Option<PathBuf>,

@@ -50,7 +50,7 @@ pub struct HostOptions {
     pub listen: SocketAddr,
     /// Host name put in the link when the embedded server listens on a wildcard address.
     pub advertise: Option<String>,
-    /// Ask the router to forward the embedded server's port (UPnP IGD).
+    /// Ask the router to forward the embedded server's port (UPnP IGD, else NAT-PMP).
     pub upnp: bool,
     /// Requested room id.
     pub room: Option<String>,

@@ -70,6 +70,7 @@ async fn map_port(port: u16, events: &tokio::sync::mpsc::UnboundedSender<Event>)
         Ok(m) => Some(m),
         Err(e) => {
             let message = format!("--upnp: {e}; friends outside this network cannot reach the room unless TCP port {port} is forwarded by hand");
+            // (The mapping's protocol is logged when it works: UPnP or NAT-PMP.)
             tracing::warn!("{message}");
             let _ = events.send(Event::Warning { message });
             None

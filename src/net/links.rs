@@ -13,7 +13,7 @@ use super::addrs::{LocalAddr, Scope, scope};
 pub enum LinkKind {
     /// The name given with `--advertise`.
     Advertised,
-    /// The external address and port the router mapped for us (`--upnp`).
+    /// The external address and port the router mapped for us (`--upnp`: UPnP or NAT-PMP).
     Upnp,
     /// A public address of one of this machine's interfaces.
     Public,
@@ -32,7 +32,7 @@ impl LinkKind {
     pub fn label(self) -> &'static str {
         match self {
             LinkKind::Advertised => "as given",
-            LinkKind::Upnp => "internet (UPnP)",
+            LinkKind::Upnp => "internet (port mapped)",
             LinkKind::Public => "public address",
             LinkKind::Lan => "LAN",
             LinkKind::Internet => "internet, if the port is forwarded",

@@ -6,6 +6,7 @@ pub mod http_fallback;
 pub mod http_head;
 pub mod http_link;
 pub mod links;
+pub mod natpmp;
 pub mod path;
 pub mod peer;
 pub mod portmap;

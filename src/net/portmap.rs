@@ -1,16 +1,18 @@
-//! Asking the home router to forward the host's signaling port (UPnP Internet Gateway Device,
-//! with igd-next), so friends on the internet reach the embedded server. The mapping has a
-//! lease that is renewed while the host runs and removed when it quits; a host that dies
-//! leaves it to expire with its lease.
+//! Asking the home router to forward the host's signaling port, so friends on the internet
+//! reach the embedded server: UPnP IGD (igd-next) first, NAT-PMP (`super::natpmp`) for routers
+//! that speak that instead. The mapping has a lease that is renewed while the host runs and
+//! removed when it quits; a host that dies leaves it to expire with its lease.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use igd_next::PortMappingProtocol;
 use igd_next::aio::Gateway;
 use igd_next::aio::tokio::{Tokio, search_gateway};
 
-/// How long to look for a router on the network.
+use super::natpmp;
+
+/// How long to look for a UPnP router on the network.
 pub const SEARCH_WAIT: Duration = Duration::from_secs(3);
 /// How long the router gets to answer each request.
 const ANSWER_WAIT: Duration = Duration::from_secs(3);
@@ -22,9 +24,12 @@ const DESCRIPTION: &str = "syncy room";
 /// Why no mapping was made.
 #[derive(Debug, thiserror::Error)]
 pub enum PortMapError {
-    /// No router answered the search.
-    #[error("no UPnP router answered within {} s (is UPnP on in the router?)", SEARCH_WAIT.as_secs())]
-    NoRouter,
+    /// Neither protocol found a router.
+    #[error("no router answered: no UPnP router within {} s, and NAT-PMP: {natpmp} (are UPnP and NAT-PMP on in the router?)", SEARCH_WAIT.as_secs())]
+    NoRouter {
+        /// What NAT-PMP said.
+        natpmp: natpmp::NatPmpError,
+    },
     /// The router answered but would not map.
     #[error("the router at {router} refused to map TCP port {port}: {reason}")]
     Refused {
@@ -40,41 +45,58 @@ pub enum PortMapError {
     Other(String),
 }
 
+/// Who holds the mapping.
+enum Router {
+    Upnp(Gateway<Tokio>),
+    NatPmp(SocketAddrV4),
+}
+
 /// A port mapping on the router, removed by [`Mapping::remove`].
 pub struct Mapping {
-    gateway: Gateway<Tokio>,
+    router: Router,
+    /// This machine's port.
+    local_port: u16,
     /// The address the internet reaches the mapped port on.
     pub external: SocketAddr,
+    /// Which protocol made it (`UPnP`, `NAT-PMP`).
+    pub protocol: &'static str,
     renew: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Mapping {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Mapping({} via {})", self.external, self.gateway.addr)
+        write!(f, "Mapping({} by {})", self.external, self.protocol)
     }
 }
 
 /// Maps TCP `port` of this machine on the router: the same external port when free, else any.
 pub async fn map_tcp(port: u16) -> Result<Mapping, PortMapError> {
     let options = igd_next::SearchOptions { timeout: Some(SEARCH_WAIT), ..Default::default() };
-    let gateway = search_gateway(options).await.map_err(|e| match e {
-        igd_next::SearchError::NoResponseWithinTimeout => PortMapError::NoRouter,
-        e => PortMapError::Other(e.to_string()),
-    })?;
+    match search_gateway(options).await {
+        Ok(gateway) => map_upnp(gateway, port).await,
+        Err(igd_next::SearchError::NoResponseWithinTimeout) => map_natpmp(port).await.map_err(|e| match e {
+            PortMapError::Other(why) => PortMapError::NoRouter { natpmp: natpmp::NatPmpError::Io(why) },
+            e => e,
+        }),
+        Err(e) => Err(PortMapError::Other(e.to_string())),
+    }
+}
+
+async fn map_upnp(gateway: Gateway<Tokio>, port: u16) -> Result<Mapping, PortMapError> {
     let local = SocketAddr::new(local_ip_towards(gateway.addr)?, port);
     let refused = |reason: String| PortMapError::Refused { router: gateway.addr, port, reason };
     // A router that takes the connection and never answers must not hold the room up.
     let bounded = |what: &'static str| move |_| refused(format!("no answer to {what} within {} s", ANSWER_WAIT.as_secs()));
     let external_ip =
         tokio::time::timeout(ANSWER_WAIT, gateway.get_external_ip()).await.map_err(bounded("GetExternalIPAddress"))?.map_err(|e| refused(e.to_string()))?;
-    let lease = tokio::time::timeout(ANSWER_WAIT, add(&gateway, port, local)).await.map_err(bounded("AddPortMapping"))?.map_err(refused)?;
-    if lease.1 == 0 {
-        tracing::warn!("the router at {} takes only permanent port mappings: if syncy is killed, remove port {}'s mapping by hand", gateway.addr, lease.0);
+    let (external_port, lease) = tokio::time::timeout(ANSWER_WAIT, add(&gateway, port, local)).await.map_err(bounded("AddPortMapping"))?.map_err(refused)?;
+    if lease == 0 {
+        tracing::warn!("the router at {} takes only permanent port mappings: if syncy is killed, remove port {external_port}'s mapping by hand", gateway.addr);
     }
-    let external_port = lease.0;
-    tracing::info!("router {} maps {external_ip}:{external_port} to {local} (lease {} s)", gateway.addr, lease.1);
-    let renew = tokio::spawn(renew(gateway.clone(), external_port, local, lease.1));
-    Ok(Mapping { gateway, external: SocketAddr::new(external_ip, external_port), renew })
+    tracing::info!("router {} maps {external_ip}:{external_port} to {local} by UPnP (lease {lease} s)", gateway.addr);
+    let renew = tokio::spawn(renew_upnp(gateway.clone(), external_port, local, lease));
+    let external = SocketAddr::new(external_ip, external_port);
+    Ok(Mapping { router: Router::Upnp(gateway), local_port: port, external, protocol: "UPnP", renew })
 }
 
 /// Adds the mapping: `port` itself, else any port the router picks; a router that takes only
@@ -92,7 +114,7 @@ async fn add(gateway: &Gateway<Tokio>, port: u16, local: SocketAddr) -> Result<(
 }
 
 /// Renews the lease at half its length, as long as the host runs.
-async fn renew(gateway: Gateway<Tokio>, external_port: u16, local: SocketAddr, lease: u32) {
+async fn renew_upnp(gateway: Gateway<Tokio>, external_port: u16, local: SocketAddr, lease: u32) {
     if lease == 0 {
         return;
     }
@@ -100,6 +122,32 @@ async fn renew(gateway: Gateway<Tokio>, external_port: u16, local: SocketAddr, l
         tokio::time::sleep(Duration::from_secs(lease as u64 / 2)).await;
         if let Err(e) = gateway.add_port(PortMappingProtocol::TCP, external_port, local, lease, DESCRIPTION).await {
             tracing::warn!("renewing the router's port mapping failed: {e}");
+        }
+    }
+}
+
+async fn map_natpmp(port: u16) -> Result<Mapping, PortMapError> {
+    let other = |e: natpmp::NatPmpError| PortMapError::Other(e.to_string());
+    let gateway = SocketAddrV4::new(natpmp::default_gateway().map_err(other)?, natpmp::PORT);
+    let external_ip = natpmp::parse_external_address(&natpmp::ask(gateway, &natpmp::external_address_request()).await.map_err(other)?).map_err(other)?;
+    let refused = |e: natpmp::NatPmpError| PortMapError::Refused { router: gateway.into(), port, reason: e.to_string() };
+    let lease = LEASE.as_secs() as u32;
+    let answer = natpmp::ask(gateway, &natpmp::map_tcp_request(port, port, lease)).await.map_err(refused)?;
+    let granted = natpmp::parse_map_tcp(&answer).map_err(refused)?;
+    tracing::info!("router {gateway} maps {external_ip}:{} to port {port} by NAT-PMP (lifetime {} s)", granted.external_port, granted.lifetime);
+    let renew = tokio::spawn(renew_natpmp(gateway, port, granted));
+    let external = SocketAddr::new(IpAddr::V4(external_ip), granted.external_port);
+    Ok(Mapping { router: Router::NatPmp(gateway), local_port: port, external, protocol: "NAT-PMP", renew })
+}
+
+/// Asks again at half the lifetime granted, as RFC 6886 §3.3 says.
+async fn renew_natpmp(gateway: SocketAddrV4, port: u16, mut granted: natpmp::Granted) {
+    loop {
+        tokio::time::sleep(Duration::from_secs((granted.lifetime as u64 / 2).max(1))).await;
+        let asked = natpmp::ask(gateway, &natpmp::map_tcp_request(port, granted.external_port, granted.lifetime)).await;
+        match asked.and_then(|a| natpmp::parse_map_tcp(&a)) {
+            Ok(g) => granted = g,
+            Err(e) => tracing::warn!("renewing the router's NAT-PMP mapping failed: {e}"),
         }
     }
 }
@@ -123,7 +171,16 @@ impl Mapping {
     /// Removes the mapping from the router (bounded: a router gone quiet does not hold the exit).
     pub async fn remove(self) {
         let port = self.external.port();
-        match tokio::time::timeout(Duration::from_secs(2), self.gateway.remove_port(PortMappingProtocol::TCP, port)).await {
+        let removal = async {
+            match &self.router {
+                Router::Upnp(gateway) => gateway.remove_port(PortMappingProtocol::TCP, port).await.map_err(|e| e.to_string()),
+                Router::NatPmp(gateway) => {
+                    let answer = natpmp::ask(*gateway, &natpmp::map_tcp_request(self.local_port, 0, 0)).await;
+                    answer.and_then(|a| natpmp::parse_map_tcp(&a)).map(|_| ()).map_err(|e| e.to_string())
+                }
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(2), removal).await {
             Ok(Ok(())) => tracing::info!("removed the router's mapping of port {port}"),
             Ok(Err(e)) => tracing::warn!("the router did not remove its mapping of port {port}: {e}"),
             Err(_) => tracing::warn!("the router did not answer the removal of port {port}'s mapping"),

@@ -105,7 +105,7 @@ fn coturn_with(ns: &Netns, ip: &str, also: &[&str], tls: Option<(&Path, &Path)>,
 
 /// Debian's miniupnpd on `router` (WAN `wan0`, LAN `lan0`), with the nftables chains its
 /// nft backend fills; mappings only for its LAN, ports 1024 and up. Ready when this returns.
-pub fn miniupnpd_in(router: &Netns, lan: &str, dir: &Path) -> Daemon {
+pub fn miniupnpd_with(router: &Netns, lan: &str, upnp: bool, dir: &Path) -> Daemon {
     assert!(
         Command::new("miniupnpd").arg("--version").output().is_ok(),
         "miniupnpd is missing: run scripts/setup-debian.sh (it installs the miniupnpd package)"
@@ -128,15 +128,19 @@ pub fn miniupnpd_in(router: &Netns, lan: &str, dir: &Path) -> Daemon {
     std::fs::write(
         &conf,
         format!(
-            "ext_ifname=wan0\nlistening_ip=lan0\nenable_upnp=yes\nenable_natpmp=yes\nsecure_mode=yes\nsystem_uptime=no\n\
+            "ext_ifname=wan0\nlistening_ip=lan0\nenable_upnp={}\nenable_natpmp=yes\nsecure_mode=yes\nsystem_uptime=no\n\
              lease_file={}\nuuid=6b0c2e6e-5f4b-4d2a-9a55-7a1f3c2d9e10\nallow 1024-65535 {lan}.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
+            if upnp { "yes" } else { "no" },
             leases.display()
         ),
     )
     .unwrap();
-    let d = daemon_in(router, "miniupnpd", &["-d", "-f", conf.to_str().unwrap()], dir, "miniupnpd");
+    // A pid file of its own: the default one is the machine's, shared by tests running at once.
+    let pid = dir.join("miniupnpd.pid");
+    let d = daemon_in(router, "miniupnpd", &["-d", "-f", conf.to_str().unwrap(), "-P", pid.to_str().unwrap()], dir, "miniupnpd");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !router.exec("ss", &["-lun"]).unwrap_or_default().contains(":1900") {
+    let listening = if upnp { ":1900" } else { ":5351" };
+    while !router.exec("ss", &["-lun"]).unwrap_or_default().contains(listening) {
         assert!(std::time::Instant::now() < deadline, "miniupnpd did not start: {}", std::fs::read_to_string(dir.join("miniupnpd.log")).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -256,6 +256,16 @@ fn a_silent_stun_server_delays_the_first_frame_by_at_most_a_moment() {
 /// namespaces): miniupnpd 2.3.1 refuses to map for a router whose WAN address is private.
 #[test]
 fn upnp_maps_the_hosts_port_on_the_router_and_removes_it_on_exit() {
+    port_mapping(true);
+}
+
+/// The same with a router that speaks NAT-PMP only (UPnP off in miniupnpd).
+#[test]
+fn nat_pmp_maps_the_hosts_port_where_the_router_has_no_upnp() {
+    port_mapping(false);
+}
+
+fn port_mapping(upnp: bool) {
     let file = clip_sized("upnp.mp4", 6, "1Mb/s", "320x180");
     let want = sha256(&file);
     let dir = nets::test_dir();
@@ -263,7 +273,7 @@ fn upnp_maps_the_hosts_port_on_the_router_and_removes_it_on_exit() {
     let spec = HomesSpec { internet: "25.99.100".into(), ..Default::default() };
     let Some(h) = nets::build(|| Homes::new(&spec)) else { return };
     let _turn = nets::coturn_in(&h.wan, &h.server_ip, d);
-    let _upnp = nets::miniupnpd_in(&h.router_a, "10.98.1", d);
+    let _upnp = nets::miniupnpd_with(&h.router_a, "10.98.1", upnp, d);
     // STUN for the media; no signaling server on the internet: the host's own is reached
     // through the router.
     let config = nets::config_dir(d, "config", &format!("stun = [\"stun:{}:3478\"]\n", h.server_ip));

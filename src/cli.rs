@@ -119,7 +119,7 @@ pub struct TlsServerArgs {
 /// NAT traversal for the WebRTC links. Each of these, when not given, comes from the
 /// environment (`SYNCY_STUN`, `SYNCY_TURN`, `SYNCY_TURN_USER`, `SYNCY_TURN_PASS`,
 /// `SYNCY_ICE_POLICY`) or the config file (`syncy doctor` says which file).
-#[derive(Debug, Args, Clone)]
+#[derive(Args, Clone)]
 pub struct NatArgs {
     /// A STUN server, `stun:HOST:PORT`, to learn this side's public address (repeatable).
     /// None by default: nothing leaves the machine unless you name a server.
@@ -152,6 +152,18 @@ pub enum IcePolicy {
     Relay,
 }
 
+impl std::fmt::Debug for NatArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the password.
+        f.debug_struct("NatArgs")
+            .field("stun", &self.stun)
+            .field("turn", &self.turn)
+            .field("turn_user", &self.turn_user)
+            .field("ice_policy", &self.ice_policy)
+            .finish_non_exhaustive()
+    }
+}
+
 impl NatArgs {
     /// As the peer link's options, flags over the environment and the config file.
     pub fn options(&self, cfg: &crate::config::Config) -> Result<crate::net::peer::NatOptions, crate::error::UsageError> {
@@ -159,6 +171,9 @@ impl NatArgs {
         let or = |flag: &Vec<String>, file: &Vec<String>| if flag.is_empty() { file.clone() } else { flag.clone() };
         let (stun, turn) = (or(&self.stun, &cfg.stun), or(&self.turn, &cfg.turn));
         let turn_user = self.turn_user.clone().or_else(|| cfg.turn_user.clone()).unwrap_or_default();
+        if self.turn_pass.is_some() {
+            eprintln!("syncy: warning: --turn-pass is visible to every user of this machine (ps); SYNCY_TURN_PASS or the config file keep it private");
+        }
         let turn_pass = self.turn_pass.clone().or_else(|| cfg.turn_pass.clone()).unwrap_or_default();
         if !turn.is_empty() && (turn_user.is_empty() || turn_pass.is_empty()) {
             return Err(UsageError(
@@ -493,7 +508,7 @@ impl HostArgs {
     pub fn signaling(&self, cfg: &crate::config::Config) -> (Option<String>, SocketAddr) {
         let default: SocketAddr = DEFAULT_HOST_LISTEN.parse().expect("a literal address");
         // Flags that only mean something for an embedded server ask for one, too.
-        let embedded = self.tls.tls_cert.is_some() || self.advertise.is_some() || self.upnp;
+        let embedded = self.tls.tls_cert.is_some() || self.advertise.is_some() || self.upnp(cfg);
         match (&self.server, self.listen) {
             (Some(url), _) => (Some(url.clone()), default),
             (None, Some(listen)) => (None, listen),

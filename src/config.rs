@@ -101,7 +101,13 @@ pub fn read(path: &Path) -> Result<Config, ConfigError> {
 fn one_line(message: &str) -> String {
     let quoted = |l: &str| l.split_once('|').is_some_and(|(n, _)| n.trim().chars().all(|c| c.is_ascii_digit()));
     let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty() && !quoted(l)).collect();
-    lines.join(" ")
+    // serde names the value it could not take (`invalid type: integer `12345678``): leave the
+    // values out too.
+    let mut out = String::new();
+    for (i, part) in lines.join(" ").split('`').enumerate() {
+        out.push_str(if i % 2 == 0 { part } else { "…" });
+    }
+    out
 }
 
 fn warn_if_readable_by_others(path: &Path) {
@@ -211,11 +217,12 @@ mod tests {
             ("server = \"syncy://x:1/r#k\"", "ws://"),
             ("stun = [", "config.toml"),
             ("turn_pass = hunter2", "line 1"),
+            ("turn_pass = 12345678", "line 1"),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains("config.toml") && e.contains(says), "{text:?}: {e}");
             assert!(!e.contains('\n'), "one line: {e:?}");
-            assert!(!e.contains("hunter2"), "the line at fault is not quoted (it may hold the password): {e}");
+            assert!(!e.contains("hunter2") && !e.contains("12345678"), "the line at fault is not quoted (it may hold the password): {e}");
         }
     }
 

@@ -106,10 +106,12 @@ struct StunFindings {
     answered: usize,
     /// Public addresses seen, per server.
     seen: Vec<SocketAddr>,
+    /// The NAT gives each destination a new port (known with two servers' answers).
+    symmetric: Option<bool>,
 }
 
 async fn stun_checks(urls: &[String]) -> StunFindings {
-    let mut f = StunFindings { checks: Vec::new(), answered: 0, seen: Vec::new() };
+    let mut f = StunFindings { checks: Vec::new(), answered: 0, seen: Vec::new(), symmetric: None };
     if urls.is_empty() {
         return f;
     }
@@ -147,7 +149,8 @@ async fn stun_checks(urls: &[String]) -> StunFindings {
         };
         f.checks.push(check);
     }
-    if let Some(c) = mapping_check(&f.seen) {
+    if let Some((c, symmetric)) = mapping_check(&f.seen) {
+        f.symmetric = Some(symmetric);
         f.checks.push(c);
     }
     f
@@ -164,7 +167,7 @@ async fn socket_for(slot: &mut Option<tokio::net::UdpSocket>, server: SocketAddr
 
 /// With two servers' answers for one socket: does the NAT keep one public port for every
 /// destination (direct paths can work), or give each a new one (symmetric: only a relay)?
-fn mapping_check(seen: &[SocketAddr]) -> Option<Check> {
+fn mapping_check(seen: &[SocketAddr]) -> Option<(Check, bool)> {
     let [first, rest @ ..] = seen else { return None };
     if rest.is_empty() {
         return None;
@@ -176,7 +179,7 @@ fn mapping_check(seen: &[SocketAddr]) -> Option<Check> {
         "a new public port for each destination (a symmetric NAT): people behind other NATs need a TURN relay to reach this machine".into()
     };
     // What the NAT does is a finding, not a failure: a relay gets through it.
-    Some(Check { check: "nat", target: "this network's NAT".into(), ok: None, detail })
+    Some((Check { check: "nat", target: "this network's NAT".into(), ok: None, detail }, !same))
 }
 
 fn is_tcp_turn(url: &str) -> bool {
@@ -206,7 +209,7 @@ fn verdict(opts: &DoctorOptions, checks: &[Check], stun: &StunFindings, udp_ok: 
     if failed("signaling") {
         said.push("the signaling server cannot be reached from here, so no room on it can be joined".to_string());
     }
-    let symmetric = checks.iter().any(|c| c.check == "nat" && c.detail.contains("symmetric"));
+    let symmetric = stun.symmetric == Some(true);
     match (udp_ok, relay_ok, opts.nat.stun.is_empty() && opts.nat.turn.is_empty()) {
         (_, _, true) => {
             said.push("no STUN or TURN server is configured: rooms work on this network only (put stun and turn in the config file for the internet)".into())

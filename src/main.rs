@@ -87,24 +87,30 @@ fn command_channel(headless: bool) -> mpsc::UnboundedReceiver<Command> {
     rx
 }
 
-/// Ctrl-C, SIGTERM (a service manager, `kill`) and a reader of stdout that went away
-/// (`| head -1`) all quit cleanly: the host then says goodbye and removes its port mapping.
+/// Ctrl-C, SIGTERM (a service manager, `kill`), SIGHUP (the terminal closed) and a reader of
+/// stdout that went away (`| head -1`) all quit cleanly: the host then says goodbye and
+/// removes its port mapping. A part still setting up (a participant waiting to be let in)
+/// may not read its commands yet: a second signal, or [`QUIT_GRACE`] without an exit, ends
+/// the process at once.
 fn quit_on_signals(tx: mpsc::UnboundedSender<Command>) {
+    use tokio::signal::unix::{SignalKind, signal};
     syncy::stdout::watch();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let terminated = async {
-            match term.as_mut() {
-                Some(t) => t.recv().await,
-                None => std::future::pending().await,
-            }
+        let (mut term, mut hup) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::hangup()).ok());
+        let code = tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_ok() { 130 } else { return },
+            Some(()) = next(&mut term) => 143,
+            Some(()) = next(&mut hup) => 129,
+            _ = syncy::stdout::closed() => 0,
         };
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => if r.is_err() { return },
-            _ = terminated => {}
-            _ = syncy::stdout::closed() => {}
-        }
         let _ = tx.send(Command::Quit);
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            Some(()) = next(&mut term) => {}
+            Some(()) = next(&mut hup) => {}
+            _ = tokio::time::sleep(QUIT_GRACE) => tracing::warn!("still running {QUIT_GRACE:?} after being asked to quit; stopping now"),
+        }
+        std::process::exit(code);
     });
 }
 
@@ -136,6 +142,17 @@ fn trust_for_turn(cmd: &Cmd, cfg: &syncy::config::Config) -> Result<()> {
         syncy::net::turn_tls::set_client_config(syncy::net::tls::client_config(Some(ca)).map_err(usage)?);
     }
     Ok(())
+}
+
+/// How long a clean quit may take before the process is ended anyway.
+const QUIT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The next delivery of a signal (never, when its handler could not be installed).
+async fn next(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s.as_mut() {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A usage error (exit 2) as a report.

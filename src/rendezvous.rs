@@ -43,6 +43,14 @@ pub async fn open(opts: &HostOptions, events: &tokio::sync::mpsc::UnboundedSende
     }
     let server = Server::start(opts.listen, opts.server_cfg.clone()).await.wrap_err_with(|| format!("cannot listen on {}", opts.listen))?;
     let bound = server.addr;
+    // TLS first: an error there must not leave a port mapped on the router.
+    let (scheme, tls) = match (&opts.server_cfg.tls, &opts.tls_cert) {
+        (Some(_), Some(cert)) => ("wss", Some(crate::net::tls::pinned_client_config(cert)?)),
+        (Some(_), None) => {
+            bail!("the embedded server has TLS but the host was not given its certificate")
+        }
+        (None, _) => ("ws", None),
+    };
     let mut reach = reachability(opts, bound, events).await;
     let mapping = if opts.upnp && !bound.ip().is_loopback() { map_port(bound.port(), events).await } else { None };
     reach.upnp = mapping.as_ref().map(|m| m.external);
@@ -52,13 +60,6 @@ pub async fn open(opts: &HostOptions, events: &tokio::sync::mpsc::UnboundedSende
         std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
         ip => ip,
-    };
-    let (scheme, tls) = match (&opts.server_cfg.tls, &opts.tls_cert) {
-        (Some(_), Some(cert)) => ("wss", Some(crate::net::tls::pinned_client_config(cert)?)),
-        (Some(_), None) => {
-            bail!("the embedded server has TLS but the host was not given its certificate")
-        }
-        (None, _) => ("ws", None),
     };
     let url = format!("{scheme}://{}/", SocketAddr::new(connect_ip, bound.port()));
     Ok(Rendezvous { server: Some(server), url, tls, links, mapping })

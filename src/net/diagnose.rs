@@ -49,6 +49,8 @@ pub struct Facts {
     pub stun: bool,
     /// This side asked a TURN server.
     pub turn: bool,
+    /// One of its TURN servers is reached over TCP or TLS.
+    pub turn_stream: bool,
     /// ICE found a working pair (then DTLS or SCTP did not finish).
     pub ice_connected: bool,
 }
@@ -85,6 +87,12 @@ pub fn why_failed(f: &Facts) -> Diagnosis {
             (true, false) => "the STUN server did not answer",
             _ => "the TURN server did not answer",
         };
+        if f.turn_stream {
+            return d(
+                format!("no path to the host: {what}, not even over TCP/TLS"),
+                "check the TURN server's address, user and password (`syncy doctor` checks each server)".into(),
+            );
+        }
         return d(
             format!("no path to the host: {what}, so UDP looks blocked on this network"),
             format!("use a TURN server over TCP or TLS (turn:HOST:3478?transport=tcp or turns:HOST:5349 in {CONFIG}); `syncy doctor` checks each server"),
@@ -168,6 +176,8 @@ mod tests {
         // TURN only, and it did not answer.
         let d = case(Facts { local: g(&["10.98.2.2"], &[], &[]), remote: g(&["10.98.1.2"], &["10.99.100.2"], &[]), turn: true, ..Default::default() });
         assert!(d.message.contains("the TURN server did not answer"), "{d:?}");
+        let d = case(Facts { local: g(&["10.98.2.2"], &[], &[]), turn: true, turn_stream: true, ..Default::default() });
+        assert!(d.message.contains("not even over TCP/TLS") && !d.hint.contains("transport=tcp"), "{d:?}");
         // A path, then DTLS stalled.
         assert!(case(Facts { ice_connected: true, ..both.clone() }).message.contains("DTLS"));
         // The host has no STUN.

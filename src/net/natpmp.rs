@@ -25,6 +25,12 @@ pub enum NatPmpError {
     /// The gateway answered with an error code (RFC 6886 §3.5).
     #[error("the gateway refused (NAT-PMP result {0}: {words})", words = result_words(*.0))]
     Refused(u16),
+    /// The gateway has no external address to give.
+    #[error("the gateway has no external address yet")]
+    NoExternalAddress,
+    /// Nothing listens for NAT-PMP on the gateway (it refused at once).
+    #[error("nothing speaks NAT-PMP at {0}")]
+    NotListening(SocketAddr),
     /// The answer is not NAT-PMP.
     #[error("the gateway's answer is not NAT-PMP")]
     Malformed,
@@ -71,11 +77,14 @@ pub fn map_tcp_request(internal: u16, external: u16, lifetime: u32) -> [u8; 12] 
 
 /// The result code and the rest of an answer to `opcode`, checked.
 fn answer(bytes: &[u8], opcode: u8, len: usize) -> Result<&[u8], NatPmpError> {
-    if bytes.len() < len || bytes[0] != 0 || bytes[1] != 128 + opcode {
+    // An error answer may be only the 8-byte header (RFC 6886 §3.5: "unsupported version",
+    // which a PCP-only gateway sends), so the result comes before the length.
+    if bytes.len() < 8 || bytes[1] != 128 + opcode {
         return Err(NatPmpError::Malformed);
     }
     match u16::from_be_bytes([bytes[2], bytes[3]]) {
-        0 => Ok(&bytes[8..len]),
+        0 if bytes[0] == 0 && bytes.len() >= len => Ok(&bytes[8..len]),
+        0 => Err(NatPmpError::Malformed),
         code => Err(NatPmpError::Refused(code)),
     }
 }
@@ -83,7 +92,8 @@ fn answer(bytes: &[u8], opcode: u8, len: usize) -> Result<&[u8], NatPmpError> {
 /// The external address in an answer.
 pub fn parse_external_address(bytes: &[u8]) -> Result<Ipv4Addr, NatPmpError> {
     let rest = answer(bytes, 0, 12)?;
-    Ok(Ipv4Addr::new(rest[0], rest[1], rest[2], rest[3]))
+    // 0.0.0.0: the gateway has no external address itself yet (RFC 6886 §3.2).
+    Some(Ipv4Addr::new(rest[0], rest[1], rest[2], rest[3])).filter(|ip| !ip.is_unspecified()).ok_or(NatPmpError::NoExternalAddress)
 }
 
 /// The mapping in an answer to a TCP mapping request.
@@ -98,18 +108,19 @@ pub fn default_gateway() -> Result<Ipv4Addr, NatPmpError> {
     gateway_in(&table).ok_or(NatPmpError::NoGateway)
 }
 
-/// The gateway of the default route in a `/proc/net/route` table (addresses in hex, in the
-/// machine's byte order: little-endian here).
+/// The gateway of the default route in a `/proc/net/route` table: destination and mask 0, up
+/// and through a gateway, the lowest metric of those (addresses in hex, in the machine's byte
+/// order).
 fn gateway_in(table: &str) -> Option<Ipv4Addr> {
-    table.lines().skip(1).find_map(|line| {
+    const UP_VIA_GATEWAY: u32 = 0x1 | 0x2; // RTF_UP | RTF_GATEWAY
+    let routes = table.lines().skip(1).filter_map(|line| {
         let cols: Vec<&str> = line.split_whitespace().collect();
-        let (dest, gw) = (cols.get(1)?, cols.get(2)?);
-        if *dest != "00000000" {
-            return None;
-        }
-        let gw = u32::from_str_radix(gw, 16).ok()?;
-        Some(Ipv4Addr::from(gw.to_le_bytes())).filter(|ip| !ip.is_unspecified())
-    })
+        let hex = |i: usize| cols.get(i).and_then(|c| u32::from_str_radix(c, 16).ok());
+        let (dest, gw, flags, metric, mask) = (hex(1)?, hex(2)?, hex(3)?, cols.get(6)?.parse::<u32>().ok()?, hex(7)?);
+        let default = dest == 0 && mask == 0 && flags & UP_VIA_GATEWAY == UP_VIA_GATEWAY;
+        default.then(|| (metric, Ipv4Addr::from(gw.to_ne_bytes())))
+    });
+    routes.filter(|(_, ip)| !ip.is_unspecified()).min_by_key(|(metric, _)| *metric).map(|(_, ip)| ip)
 }
 
 /// Sends `request` to `gateway` until an answer comes (250 ms, doubling), within [`WAIT`].
@@ -126,7 +137,7 @@ pub async fn ask(gateway: SocketAddrV4, request: &[u8]) -> Result<Vec<u8>, NatPm
         match tokio::time::timeout_at(until, socket.recv(&mut buf)).await {
             Ok(Ok(n)) => return Ok(buf[..n].to_vec()),
             // A refused port (ICMP) says nobody speaks NAT-PMP there.
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Err(NatPmpError::NotListening(gateway.into())),
             Ok(Err(e)) => return Err(io(e)),
             Err(_) => rto *= 2,
         }
@@ -152,6 +163,8 @@ mod tests {
         let map = [0, 130, 0, 0, 0, 0, 0, 9, 0x1e, 0xc6, 0x1e, 0xc7, 0, 0, 0x0e, 0x10];
         assert_eq!(parse_map_tcp(&map), Ok(Granted { external_port: 7879, lifetime: 3600 }));
         assert_eq!(parse_map_tcp(&[0, 130, 0, 2, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0]), Err(NatPmpError::Refused(2)));
+        assert_eq!(parse_external_address(&[1, 128, 0, 1, 0, 0, 0, 9]), Err(NatPmpError::Refused(1)), "a short error answer");
+        assert_eq!(parse_external_address(&[0, 128, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0]), Err(NatPmpError::NoExternalAddress));
         for bad in [&[][..], &[0, 128], &[1, 128, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4], &ext[..11]] {
             assert_eq!(parse_external_address(bad), Err(NatPmpError::Malformed), "{bad:?}");
         }
@@ -164,6 +177,12 @@ mod tests {
                      eth0\t0001620A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
                      eth0\t00000000\t0101620A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
         assert_eq!(gateway_in(table), Some(Ipv4Addr::new(10, 98, 1, 1)));
+        // A VPN's half-default (0.0.0.0/1) is no default route; of two defaults, the lower metric.
+        let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+                     tun0\t00000000\t0100080A\t0003\t0\t0\t0\t00000080\n\
+                     eth0\t00000000\t0101620A\t0003\t0\t0\t600\t00000000\n\
+                     wlan0\t00000000\t0102620A\t0003\t0\t0\t100\t00000000\n";
+        assert_eq!(gateway_in(table), Some(Ipv4Addr::new(10, 98, 2, 1)));
         assert_eq!(gateway_in("Iface\tDestination\tGateway\n"), None);
     }
 }

@@ -310,9 +310,12 @@ async fn signed_local_sdp(
     let mut complete = wait_gathered(events, stash, wait).await?;
     let mut sdp = pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp;
     // The SDP goes out once (no trickle ICE), so a relay still being allocated would be lost:
-    // a TURN server over TCP or TLS takes a few round trips more than 1 s from afar, and where
-    // UDP is blocked it is the only way out. Wait for it, to GATHER_WAIT_RELAY in all.
-    if !complete && !nat.turn.is_empty() && super::diagnose::Gathered::from_sdp(&sdp).relay.is_empty() && wait < GATHER_WAIT_RELAY {
+    // a TURN server over TCP or TLS takes a few round trips more, and where UDP is blocked (the
+    // STUN server silent) a relay is the only way out. Then wait for it, to GATHER_WAIT_RELAY.
+    let got = super::diagnose::Gathered::from_sdp(&sdp);
+    let stream_turn = nat.turn.iter().any(|u| super::path::turn_transport(u) != "udp");
+    let udp_silent = !nat.stun.is_empty() && got.srflx.is_empty();
+    if !complete && !nat.turn.is_empty() && got.relay.is_empty() && (stream_turn || udp_silent) && wait < GATHER_WAIT_RELAY {
         complete = wait_gathered(events, stash, GATHER_WAIT_RELAY - wait).await?;
         wait = GATHER_WAIT_RELAY;
         sdp = pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp;
@@ -504,6 +507,7 @@ impl PeerLink {
             remote: super::diagnose::Gathered::from_sdp(&offer.0),
             stun: !ice.nat.stun.is_empty(),
             turn: !ice.nat.turn.is_empty(),
+            turn_stream: ice.nat.turn.iter().any(|u| super::path::turn_transport(u) != "udp"),
             ..Default::default()
         };
         let (pc, mut events) = build(ice).await?;

@@ -74,10 +74,7 @@ pub async fn map_tcp(port: u16) -> Result<Mapping, PortMapError> {
     let options = igd_next::SearchOptions { timeout: Some(SEARCH_WAIT), ..Default::default() };
     match search_gateway(options).await {
         Ok(gateway) => map_upnp(gateway, port).await,
-        Err(igd_next::SearchError::NoResponseWithinTimeout) => map_natpmp(port).await.map_err(|e| match e {
-            PortMapError::Other(why) => PortMapError::NoRouter { natpmp: natpmp::NatPmpError::Io(why) },
-            e => e,
-        }),
+        Err(igd_next::SearchError::NoResponseWithinTimeout) => map_natpmp(port).await,
         Err(e) => Err(PortMapError::Other(e.to_string())),
     }
 }
@@ -127,9 +124,11 @@ async fn renew_upnp(gateway: Gateway<Tokio>, external_port: u16, local: SocketAd
 }
 
 async fn map_natpmp(port: u16) -> Result<Mapping, PortMapError> {
-    let other = |e: natpmp::NatPmpError| PortMapError::Other(e.to_string());
-    let gateway = SocketAddrV4::new(natpmp::default_gateway().map_err(other)?, natpmp::PORT);
-    let external_ip = natpmp::parse_external_address(&natpmp::ask(gateway, &natpmp::external_address_request()).await.map_err(other)?).map_err(other)?;
+    // Nobody to ask, or nobody answering: no router speaks either protocol.
+    let none = |natpmp| PortMapError::NoRouter { natpmp };
+    let gateway = SocketAddrV4::new(natpmp::default_gateway().map_err(none)?, natpmp::PORT);
+    let answer = natpmp::ask(gateway, &natpmp::external_address_request()).await.map_err(none)?;
+    let external_ip = natpmp::parse_external_address(&answer).map_err(|e| PortMapError::Refused { router: gateway.into(), port, reason: e.to_string() })?;
     let refused = |e: natpmp::NatPmpError| PortMapError::Refused { router: gateway.into(), port, reason: e.to_string() };
     let lease = LEASE.as_secs() as u32;
     let answer = natpmp::ask(gateway, &natpmp::map_tcp_request(port, port, lease)).await.map_err(refused)?;
@@ -140,14 +139,33 @@ async fn map_natpmp(port: u16) -> Result<Mapping, PortMapError> {
     Ok(Mapping { router: Router::NatPmp(gateway), local_port: port, external, protocol: "NAT-PMP", renew })
 }
 
-/// Asks again at half the lifetime granted, as RFC 6886 §3.3 says.
-async fn renew_natpmp(gateway: SocketAddrV4, port: u16, mut granted: natpmp::Granted) {
+/// Asks again at half the lifetime granted, as RFC 6886 §3.3 says; a failed renewal is tried
+/// again a minute later, before the mapping lapses.
+async fn renew_natpmp(gateway: SocketAddrV4, port: u16, granted: natpmp::Granted) {
+    let mut wait = Duration::from_secs((granted.lifetime as u64 / 2).max(30));
     loop {
-        tokio::time::sleep(Duration::from_secs((granted.lifetime as u64 / 2).max(1))).await;
-        let asked = natpmp::ask(gateway, &natpmp::map_tcp_request(port, granted.external_port, granted.lifetime)).await;
+        tokio::time::sleep(wait).await;
+        let lease = LEASE.as_secs() as u32;
+        let asked = natpmp::ask(gateway, &natpmp::map_tcp_request(port, granted.external_port, lease)).await;
         match asked.and_then(|a| natpmp::parse_map_tcp(&a)) {
-            Ok(g) => granted = g,
-            Err(e) => tracing::warn!("renewing the router's NAT-PMP mapping failed: {e}"),
+            Ok(g) if g.lifetime > 0 => {
+                if g.external_port != granted.external_port {
+                    tracing::warn!(
+                        "the router moved the mapping from port {} to {}: the links given out no longer work",
+                        granted.external_port,
+                        g.external_port
+                    );
+                }
+                wait = Duration::from_secs((g.lifetime as u64 / 2).max(30));
+            }
+            Ok(_) => {
+                tracing::warn!("the router renewed the NAT-PMP mapping for no time at all");
+                wait = Duration::from_secs(60);
+            }
+            Err(e) => {
+                tracing::warn!("renewing the router's NAT-PMP mapping failed: {e}");
+                wait = Duration::from_secs(60);
+            }
         }
     }
 }
@@ -170,6 +188,8 @@ impl Drop for Mapping {
 impl Mapping {
     /// Removes the mapping from the router (bounded: a router gone quiet does not hold the exit).
     pub async fn remove(self) {
+        // No renewal may put it back while it is being removed.
+        self.renew.abort();
         let port = self.external.port();
         let removal = async {
             match &self.router {

@@ -36,6 +36,11 @@ impl Tmux {
         String::from_utf8_lossy(&self.tmux(&args).stdout).into_owned()
     }
 
+    /// Whether the pane is on its alternate screen.
+    fn alternate_on(&self) -> bool {
+        String::from_utf8_lossy(&self.tmux(&["display-message", "-p", "-t", "main", "#{alternate_on}"]).stdout).trim() != "0"
+    }
+
     fn keys(&self, keys: &str) {
         self.tmux(&["send-keys", "-t", "main", keys]);
     }
@@ -180,9 +185,16 @@ fn the_demo_draws_the_dashboard_space_pauses_every_participant_and_q_leaves_a_cl
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(code, 0, "exit code; screen:\n{}", t.capture(false));
-    // tmux reads the pane's output on its own time: under load the last screen can still be
-    // on show a while after the process has exited (over 5 s once in a CI dry run, with the
-    // fault tests' relays busy on both cores), so give it time.
-    t.wait_for("the dashboard gone from the terminal", Duration::from_secs(20), |after, _| !after.contains("peers (") && !after.contains('▀'));
+    // A clean terminal: the alternate screen left, as tmux's own flag for the pane says (its
+    // cursor flag reads 0 for any pane whose process has exited, so it says nothing here). (Not "no half-block left in the pane": when the window grew while the
+    // alternate screen was on, tmux restores the 80x24 main screen into the larger window and
+    // has been seen to keep the picture's cells beyond its old edge, whatever the program did.)
+    // tmux reads the pane's output on its own time, so give it a while under load.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.alternate_on() {
+        assert!(Instant::now() < deadline, "the alternate screen is still on after exit:\n{}", t.capture(false));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.wait_for("the dashboard gone from the terminal", Duration::from_secs(20), |after, _| !after.contains("peers ("));
     zed.event("stream_end", Duration::from_secs(15));
 }

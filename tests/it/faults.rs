@@ -185,7 +185,7 @@ fn five_percent_loss_through_a_lossy_relay() {
 }
 
 #[test]
-#[ignore = "through TURN at 100 ms round trips the restarted participant's DTLS handshake sometimes runs out of retransmissions (rtc-dtls: 7, 1 s apart), and a first connection is not retried: 1 run in 12 here; run with --ignored"]
+#[ignore = "through TURN at 100 ms round trips a DTLS handshake sometimes runs out of retransmissions (rtc-dtls: 7, 1 s apart): 1 run in 12 before first connections were tried again (issue 15: up to 3 attempts); kept out of CI until it has passed enough runs with the retry; run with --ignored"]
 fn five_percent_loss_and_100_ms_round_trips_through_a_lossy_relay() {
     // 25 ms per crossing: 50 ms per direction, 100 ms round trips.
     let (_, rtt) = through_a_lossy_relay(0.0253, Duration::from_millis(25));

@@ -82,21 +82,6 @@ impl Running {
     }
 }
 
-/// A daemon in a namespace, killed when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn daemon(ns: &Netns, program: &str, args: &[&str]) -> Result<Daemon> {
-    let child = Command::new("ip").args(["netns", "exec", ns.name(), program]).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
-    Ok(Daemon(child))
-}
-
 fn t(v: &Value) -> f64 {
     v["t_ms"].as_f64().unwrap_or(0.0)
 }
@@ -145,10 +130,7 @@ fn one_room(
 }
 
 fn config(dir: &std::path::Path, name: &str, toml: &str) -> Result<std::path::PathBuf> {
-    let home = dir.join(name);
-    std::fs::create_dir_all(home.join("syncy"))?;
-    std::fs::write(home.join("syncy/config.toml"), toml)?;
-    Ok(home)
+    crate::netlab::config_dir(dir, name, toml).map_err(|e| eyre!(e))
 }
 
 /// A room across two homes built as `spec`, with `syncy serve` and coturn on the internet.
@@ -156,13 +138,8 @@ fn homes(spec: HomesSpec, a_turn: &str, b_turn: &str, dir: &std::path::Path, fil
     let h = Homes::new(&spec).map_err(|e| eyre!(e))?;
     let ip = h.server_ip.clone();
     let exe = std::env::current_exe()?;
-    let _serve = daemon(&h.wan, exe.to_str().unwrap_or_default(), &["serve", "--listen", &format!("{ip}:7878")])?;
-    let (listen, relay) = (format!("--listening-ip={ip}"), format!("--relay-ip={ip}"));
-    let (pid, db) = (format!("--pidfile={}", dir.join("turn.pid").display()), format!("--userdb={}", dir.join("turndb").display()));
-    let turn_args = ["-n", &listen, &relay, "--lt-cred-mech", "--user=syncy:secret", "--realm=syncy.test", "--no-tls", "--no-dtls", "--no-cli", &pid, &db];
-    let _turn = daemon(&h.wan, "turnserver", &turn_args)?;
-    h.wan.wait_tcp(format!("{ip}:7878").parse()?, Duration::from_secs(10)).map_err(|e| eyre!(e))?;
-    h.wan.wait_tcp(format!("{ip}:3478").parse()?, Duration::from_secs(10)).map_err(|e| eyre!(e))?;
+    let _serve = crate::netlab::serve(&h.wan, &exe, &ip, dir).map_err(|e| eyre!(e))?;
+    let _turn = crate::netlab::coturn(&h.wan, &ip, &Default::default(), dir).map_err(|e| eyre!(e))?;
     let toml =
         |turn: &str| format!("server = \"ws://{ip}:7878/\"\nstun = [\"stun:{ip}:3478\"]\nturn = [\"{turn}\"]\nturn_user = \"syncy\"\nturn_pass = \"secret\"\n");
     let (a, b) = (config(dir, "a", &toml(a_turn))?, config(dir, "b", &toml(b_turn))?);

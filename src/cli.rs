@@ -119,7 +119,7 @@ pub struct TlsServerArgs {
 /// NAT traversal for the WebRTC links. Each of these, when not given, comes from the
 /// environment (`SYNCY_STUN`, `SYNCY_TURN`, `SYNCY_TURN_USER`, `SYNCY_TURN_PASS`,
 /// `SYNCY_ICE_POLICY`) or the config file (`syncy doctor` says which file).
-#[derive(Args, Clone)]
+#[derive(Debug, Args, Clone)]
 pub struct NatArgs {
     /// A STUN server, `stun:HOST:PORT`, to learn this side's public address (repeatable).
     /// None by default: nothing leaves the machine unless you name a server.
@@ -136,7 +136,7 @@ pub struct NatArgs {
     /// TURN password. Better in SYNCY_TURN_PASS or the config file: a command line is visible
     /// to every user of this machine.
     #[arg(long, value_name = "PASS")]
-    pub turn_pass: Option<String>,
+    pub turn_pass: Option<crate::secret::Secret>,
     /// Which paths ICE may use: `all` (the default), or `relay` for TURN-relayed paths only
     /// (neither side learns the other's address; needs a TURN server).
     #[arg(long, value_enum, value_name = "POLICY")]
@@ -150,18 +150,6 @@ pub enum IcePolicy {
     All,
     /// Relayed paths only.
     Relay,
-}
-
-impl std::fmt::Debug for NatArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Not the password.
-        f.debug_struct("NatArgs")
-            .field("stun", &self.stun)
-            .field("turn", &self.turn)
-            .field("turn_user", &self.turn_user)
-            .field("ice_policy", &self.ice_policy)
-            .finish_non_exhaustive()
-    }
 }
 
 impl NatArgs {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// What the file may hold (every key optional).
-#[derive(Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The signaling server `syncy host` uses when neither `--server` nor `--listen` is given.
@@ -22,7 +22,7 @@ pub struct Config {
     /// TURN user name.
     pub turn_user: Option<String>,
     /// TURN password (keep the file private: `chmod 600`).
-    pub turn_pass: Option<String>,
+    pub turn_pass: Option<crate::secret::Secret>,
     /// `all` or `relay`.
     pub ice_policy: Option<String>,
     /// Map the host's signaling port on the router (UPnP IGD, else NAT-PMP).
@@ -31,23 +31,6 @@ pub struct Config {
     pub tls_ca: Option<PathBuf>,
     /// Display name.
     pub name: Option<String>,
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the password: a `{:?}` must not put it in a log.
-        f.debug_struct("Config")
-            .field("server", &self.server)
-            .field("stun", &self.stun)
-            .field("turn", &self.turn)
-            .field("turn_user", &self.turn_user)
-            .field("turn_pass", &self.turn_pass.as_ref().map(|_| "<hidden>"))
-            .field("ice_policy", &self.ice_policy)
-            .field("upnp", &self.upnp)
-            .field("tls_ca", &self.tls_ca)
-            .field("name", &self.name)
-            .finish()
-    }
 }
 
 /// Why the config could not be read.
@@ -160,7 +143,7 @@ pub fn with_env(mut cfg: Config, get: impl Fn(&str) -> Option<String>) -> Result
         cfg.turn_user = Some(v);
     }
     if let Some(v) = get("SYNCY_TURN_PASS") {
-        cfg.turn_pass = Some(v);
+        cfg.turn_pass = Some(crate::secret::Secret::new(v));
     }
     if let Some(v) = get("SYNCY_ICE_POLICY") {
         cfg.ice_policy = Some(v);

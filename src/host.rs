@@ -225,6 +225,9 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, comman
         .await?
         .map_err(|e| eyre!("{} is not a media file ffmpeg can read: {e}", opts.file.display()))?;
     let name = opts.file.file_name().map(|n| n.to_string_lossy().chars().take(stream::MAX_TEXT).collect()).unwrap_or_default();
+    // Checking what this FFmpeg can transcode and opening the signaling side (a STUN probe, a
+    // router's port mapping) both take a moment: at once.
+    let (levels, rdv) = tokio::join!(offered_levels(&opts.file, size, info.duration_ms, &events), crate::rendezvous::open(&opts, &events));
     let manifest = Manifest {
         name,
         size,
@@ -233,11 +236,11 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, comman
         duration_ms: info.duration_ms,
         container: info.container.chars().take(stream::MAX_TEXT).collect(),
         codecs: info.codecs.into_iter().take(16).collect(),
-        levels: offered_levels(&opts.file, size, info.duration_ms, &events).await,
+        levels,
     };
 
     // The signaling server, external or embedded, and the links to it.
-    let mut rdv = crate::rendezvous::open(&opts, &events).await?;
+    let mut rdv = rdv?;
     // The router's port mapping goes however the room ends, errors included.
     let mapping = rdv.mapping.take();
     let result = host_room(opts, file, manifest, rdv, events, commands).await;

@@ -28,6 +28,7 @@ pub mod player;
 pub mod protocol;
 pub mod rendezvous;
 pub mod save;
+pub mod secret;
 pub mod server;
 pub mod stdout;
 pub mod timer;

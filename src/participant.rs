@@ -341,18 +341,13 @@ fn cannot_connect(e: peer::LinkError) -> color_eyre::Report {
 /// The signaling server in the link cannot be reached: say what that usually means.
 fn unreachable(link: &Link, e: crate::net::signal_client::SignalClientError) -> color_eyre::Report {
     use crate::net::signal_client::SignalClientError as E;
-    let port = link.port;
-    let hint = match &e {
-        E::Timeout { .. } => format!(
-            "nothing answered at {}: if the host is behind a router, it must forward TCP port {port} to its machine (syncy host --upnp asks the router to), or use a signaling server both can reach",
-            link.authority()
-        ),
-        E::Connect { .. } => format!(
-            "check that the host is still running and that the link is whole; a host on another network must forward TCP port {port} to its machine (syncy host --upnp)"
-        ),
+    let timed_out = match &e {
+        E::Timeout { .. } => true,
+        E::Connect { .. } => false,
         _ => return e.into(),
     };
-    Hinted::new(format!("cannot reach the host: {e}"), hint).into()
+    let d = crate::net::diagnose::signaling_unreachable(&link.authority(), link.port, &e.to_string(), timed_out);
+    Hinted::new(d.message, d.hint).into()
 }
 
 /// How long WebRTC gets to come up when the host offers an HTTP fallback.

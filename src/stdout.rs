@@ -59,7 +59,11 @@ pub async fn closed() {
 /// Watches stdout when it is a pipe or a socket, so a reader that goes away is noticed even
 /// while nothing is being written (a host prints its links, then little else).
 pub fn watch() {
-    if !is_pipe(libc::STDOUT_FILENO) {
+    // One watcher is enough however many callers ask.
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    let mut first = false;
+    STARTED.call_once(|| first = true);
+    if !first || !is_pipe(libc::STDOUT_FILENO) {
         return;
     }
     std::thread::spawn(|| {

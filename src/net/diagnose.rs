@@ -133,6 +133,22 @@ pub fn why_failed(f: &Facts) -> Diagnosis {
     )
 }
 
+/// The signaling server at `authority` did not take the connection (`error` says how): refused
+/// at once (the host is not running there), or no answer at all (a router or firewall on the
+/// way).
+pub fn signaling_unreachable(authority: &str, port: u16, error: &str, timed_out: bool) -> Diagnosis {
+    let hint = if timed_out {
+        format!(
+            "nothing answered at {authority}: if the host is behind a router, it must forward TCP port {port} to its machine (syncy host --upnp asks the router to), or use a signaling server both can reach"
+        )
+    } else {
+        format!(
+            "check that the host is still running and that the link is whole; a host on another network must forward TCP port {port} to its machine (syncy host --upnp)"
+        )
+    };
+    Diagnosis { message: format!("cannot reach the host: {error}"), hint }
+}
+
 /// Addresses worth naming to a user: not loopback (a host whose room is for its own machine
 /// only offers 127.0.0.1).
 fn reachable_looking(addrs: &[String]) -> Vec<String> {
@@ -156,6 +172,14 @@ mod tests {
                    a=candidate:4 1 udp 2130706431 10.98.1.2 40001 typ host\r\n";
         assert_eq!(Gathered::from_sdp(sdp), g(&["10.98.1.2"], &["10.99.100.2"], &["10.99.100.1"]));
         assert!(Gathered::from_sdp("a=candidate:garbage").is_empty());
+    }
+
+    #[test]
+    fn an_unreachable_signaling_server_says_whether_to_forward_the_port() {
+        let d = signaling_unreachable("10.99.100.2:7878", 7878, "connection refused", false);
+        assert!(d.message == "cannot reach the host: connection refused" && d.hint.contains("still running"), "{d:?}");
+        let d = signaling_unreachable("10.99.100.2:7878", 7878, "no answer", true);
+        assert!(d.hint.contains("forward TCP port 7878") && d.hint.contains("--upnp"), "{d:?}");
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub enum LinkError {
 }
 
 /// NAT traversal: STUN and TURN servers, and whether only relayed paths may be used.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct NatOptions {
     /// STUN server URLs (`stun:HOST:PORT`): learn this side's public address.
     pub stun: Vec<String>,
@@ -96,22 +96,9 @@ pub struct NatOptions {
     /// TURN user name.
     pub turn_user: String,
     /// TURN password.
-    pub turn_pass: String,
+    pub turn_pass: crate::secret::Secret,
     /// Use relayed candidates only (hides both sides' addresses from each other).
     pub relay_only: bool,
-}
-
-impl std::fmt::Debug for NatOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the password: a `{:?}` of the options must not put it in a log.
-        f.debug_struct("NatOptions")
-            .field("stun", &self.stun)
-            .field("turn", &self.turn)
-            .field("turn_user", &self.turn_user)
-            .field("turn_pass", &if self.turn_pass.is_empty() { "" } else { "<hidden>" })
-            .field("relay_only", &self.relay_only)
-            .finish()
-    }
 }
 
 impl NatOptions {
@@ -121,7 +108,7 @@ impl NatOptions {
             servers.push(RTCIceServer { urls: self.stun.clone(), ..Default::default() });
         }
         if !self.turn.is_empty() {
-            servers.push(RTCIceServer { urls: self.turn.clone(), username: self.turn_user.clone(), credential: self.turn_pass.clone() });
+            servers.push(RTCIceServer { urls: self.turn.clone(), username: self.turn_user.clone(), credential: self.turn_pass.expose().to_string() });
         }
         servers
     }
@@ -290,11 +277,12 @@ async fn wait_gathered(events: &mut mpsc::UnboundedReceiver<PcEvent>, stash: &mu
     }
 }
 
-/// A local SDP ready to send: the SDP (candidates included), its MAC, and a warning when
-/// gathering ran out of time.
+/// A local SDP ready to send: the SDP (candidates included), its MAC, the candidates in it,
+/// and a warning when gathering ran out of time.
 struct LocalSdp {
     sdp: String,
     mac: String,
+    gathered: super::diagnose::Gathered,
     warning: Option<String>,
 }
 
@@ -306,26 +294,33 @@ async fn signed_local_sdp(
     key: &RoomKey,
     nat: &NatOptions,
 ) -> Result<LocalSdp, LinkError> {
+    let local = async || Ok::<_, LinkError>(pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp);
     let mut wait = if nat.relay_only { GATHER_WAIT_RELAY } else { GATHER_WAIT };
     let mut complete = wait_gathered(events, stash, wait).await?;
-    let mut sdp = pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp;
-    // The SDP goes out once (no trickle ICE), so a relay still being allocated would be lost:
-    // a TURN server over TCP or TLS takes a few round trips more, and where UDP is blocked (the
-    // STUN server silent) a relay is the only way out. Then wait for it, to GATHER_WAIT_RELAY.
-    let got = super::diagnose::Gathered::from_sdp(&sdp);
-    let stream_turn = nat.turn.iter().any(|u| super::path::turn_transport(u) != "udp");
-    let udp_silent = !nat.stun.is_empty() && got.srflx.is_empty();
-    if !complete && !nat.turn.is_empty() && got.relay.is_empty() && (stream_turn || udp_silent) && wait < GATHER_WAIT_RELAY {
+    let mut sdp = local().await?;
+    let mut gathered = super::diagnose::Gathered::from_sdp(&sdp);
+    if !complete && wait < GATHER_WAIT_RELAY && wait_longer_for_relay(nat, &gathered) {
         complete = wait_gathered(events, stash, GATHER_WAIT_RELAY - wait).await?;
         wait = GATHER_WAIT_RELAY;
-        sdp = pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp;
+        sdp = local().await?;
+        gathered = super::diagnose::Gathered::from_sdp(&sdp);
     }
     let mac = key.sdp_mac(&sdp);
-    let warning = (!complete).then(|| unanswered(nat, &super::diagnose::Gathered::from_sdp(&sdp), wait));
+    let warning = (!complete).then(|| unanswered(nat, &gathered, wait));
     if let Some(w) = &warning {
         tracing::warn!("{w}");
     }
-    Ok(LocalSdp { sdp, mac, warning })
+    Ok(LocalSdp { sdp, mac, gathered, warning })
+}
+
+/// The SDP goes out once (no trickle ICE), so a relay still being allocated would be lost: a
+/// TURN server over TCP or TLS takes a few round trips more, and where UDP is blocked (the STUN
+/// server silent) a relay is the only way out. Then gathering waits for it, to
+/// GATHER_WAIT_RELAY.
+fn wait_longer_for_relay(nat: &NatOptions, got: &super::diagnose::Gathered) -> bool {
+    let stream_turn = nat.turn.iter().any(|u| super::path::turn_transport(u) != "udp");
+    let udp_silent = !nat.stun.is_empty() && got.srflx.is_empty();
+    !nat.turn.is_empty() && got.relay.is_empty() && (stream_turn || udp_silent)
 }
 
 /// Which configured servers gave nothing within `wait`.
@@ -402,8 +397,8 @@ async fn answer_on(
     let answer = pc.create_answer(None).await?;
     pc.set_local_description(answer).await?;
     let mut stash = Vec::new();
-    let LocalSdp { sdp, mac, warning } = signed_local_sdp(pc, events, &mut stash, key, nat).await?;
-    facts.local = super::diagnose::Gathered::from_sdp(&sdp);
+    let LocalSdp { sdp, mac, gathered, warning } = signed_local_sdp(pc, events, &mut stash, key, nat).await?;
+    facts.local = gathered;
     tracing::debug!("candidates: ours {:?}, the host's {:?}", facts.local, facts.remote);
     if !send(SignalPayload::Answer { sdp, mac }).await {
         return Err(LinkError::Gone);
@@ -457,7 +452,7 @@ impl PeerLink {
                 let offer = pc.create_offer(None).await?;
                 pc.set_local_description(offer).await?;
                 let mut stash = Vec::new();
-                let LocalSdp { sdp, mac, warning } = signed_local_sdp(&pc, &mut events, &mut stash, key, &ice.nat).await?;
+                let LocalSdp { sdp, mac, warning, .. } = signed_local_sdp(&pc, &mut events, &mut stash, key, &ice.nat).await?;
                 if !send(SignalPayload::Offer { sdp, mac }).await {
                     return Err(LinkError::Gone);
                 }
@@ -574,14 +569,10 @@ impl PeerLink {
     }
 }
 
+/// A candidate as the path reports it. webrtc-rs never fills in `relay_protocol`; `path`
+/// reads it for the local relay candidate from the stats.
 fn candidate(c: &rtc::peer_connection::transport::RTCIceCandidate) -> super::path::Candidate {
-    use rtc::peer_connection::transport::RTCIceServerTransportProtocol as P;
-    let relay_protocol = match c.relay_protocol {
-        P::Udp => Some("udp".to_string()),
-        P::Tcp => Some("tcp".to_string()),
-        _ => None,
-    };
-    super::path::Candidate { kind: c.typ.to_string(), address: c.address.clone(), port: c.port, protocol: c.protocol.to_string(), relay_protocol }
+    super::path::Candidate { kind: c.typ.to_string(), address: c.address.clone(), port: c.port, protocol: c.protocol.to_string(), relay_protocol: None }
 }
 
 /// Sends one message on a channel, waiting while its send buffer is full.

@@ -6,8 +6,10 @@
 //! Traffic only ever flows between namespaces made here: none of them has a link to the
 //! machine's own network. Needs root, iproute2 and nftables; [`available`] says why not.
 
+mod servers;
 mod topology;
 
+pub use servers::{Coturn, Daemon, config_dir, coturn, serve};
 pub use topology::{Homes, HomesSpec, Lan};
 
 use std::fs::File;
@@ -64,7 +66,8 @@ impl Netns {
     /// A new, empty namespace with loopback up, named after this process and `role`.
     pub fn new(role: &str) -> Result<Netns, String> {
         static N: AtomicU32 = AtomicU32::new(0);
-        sweep_stale();
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(sweep_stale);
         let name = format!("{PREFIX}{}-{}-{role}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         run("ip", &["netns", "add", &name], None)?;
         let ns = Netns { name };

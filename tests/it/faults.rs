@@ -206,7 +206,7 @@ fn five_percent_loss_and_100_ms_round_trips_between_two_namespaces() {
     let mut dir = tempfile::tempdir().unwrap();
     dir.disable_cleanup(std::env::var_os("SYNCY_KEEP_TEST_DIR").is_some());
     eprintln!("test dir {}", dir.path().display());
-    let (in_a, in_b) = (["ip", "netns", "exec", link.a.as_str()], ["ip", "netns", "exec", link.b.as_str()]);
+    let (in_a, in_b) = (link.a.wrapper(), link.b.wrapper());
     // The signaling server and the host in namespace a, the participants in namespace b.
     let listen = format!("{A_ADDR}:7878");
     let server_log = std::fs::File::create(dir.path().join("serve.stderr")).unwrap();

@@ -2,13 +2,13 @@
 //! servers on the "internet", and the sync check.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use syncy::netlab::Netns;
+use syncy::netlab::{Coturn, Daemon, Netns};
 
-use super::harness::{Daemon, Proc};
+use super::harness::Proc;
 
 pub const T: Duration = Duration::from_secs(60);
 
@@ -44,24 +44,12 @@ pub fn syncy(ns: &Netns, args: &[&str], dir: &Path, tag: &str, env: &[(&str, &st
 
 /// A daemon inside `ns` (its output in `dir/tag.log`), gone when dropped.
 pub fn daemon_in(ns: &Netns, program: &str, args: &[&str], dir: &Path, tag: &str) -> Daemon {
-    let log = std::fs::File::create(dir.join(format!("{tag}.log"))).unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns.name(), program])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-    Daemon(child)
+    ns.daemon(program, args, &dir.join(format!("{tag}.log"))).unwrap()
 }
 
 /// `syncy serve` on `ip:7878` inside `ns`, listening when this returns.
 pub fn serve_in(ns: &Netns, ip: &str, dir: &Path) -> Daemon {
-    let listen = format!("{ip}:7878");
-    let d = daemon_in(ns, super::harness::bin(), &["serve", "--listen", &listen], dir, "serve");
-    ns.wait_tcp(listen.parse().unwrap(), Duration::from_secs(10)).unwrap();
-    d
+    syncy::netlab::serve(ns, Path::new(super::harness::bin()), ip, dir).unwrap()
 }
 
 /// coturn on `ip` inside `ns` (STUN and TURN on 3478, UDP and TCP; user syncy/secret).
@@ -72,35 +60,14 @@ pub fn coturn_in(ns: &Netns, ip: &str, dir: &Path) -> Daemon {
 /// The same, also listening on the addresses `also` (a second STUN server, to tell a symmetric
 /// NAT by).
 pub fn coturn_on(ns: &Netns, ip: &str, also: &[&str], dir: &Path) -> Daemon {
-    coturn_with(ns, ip, also, None, dir)
+    let opts = Coturn { also: also.iter().map(|a| a.to_string()).collect(), tls: None };
+    syncy::netlab::coturn(ns, ip, &opts, dir).unwrap()
 }
 
 /// coturn with TURN over TLS on 5349 too, with this certificate and key (PEM files).
 pub fn coturn_tls(ns: &Netns, ip: &str, cert: &Path, key: &Path, dir: &Path) -> Daemon {
-    coturn_with(ns, ip, &[], Some((cert, key)), dir)
-}
-
-fn coturn_with(ns: &Netns, ip: &str, also: &[&str], tls: Option<(&Path, &Path)>, dir: &Path) -> Daemon {
-    assert!(
-        Command::new("turnserver").arg("--help").output().is_ok(),
-        "coturn's turnserver is missing: run scripts/setup-debian.sh (it installs the coturn package)"
-    );
-    let (listen, relay) = (format!("--listening-ip={ip}"), format!("--relay-ip={ip}"));
-    let (pid, db, log) = (dir.join("turn.pid"), dir.join("turndb"), dir.join("turn.log"));
-    let files = [format!("--pidfile={}", pid.display()), format!("--userdb={}", db.display()), format!("--log-file={}", log.display())];
-    let mut args = vec!["-n", "-v", "--simple-log", &listen, &relay, "--listening-port=3478", "--min-port=49152", "--max-port=65535"];
-    args.extend(["--lt-cred-mech", "--user=syncy:secret", "--realm=syncy.test", "--no-dtls", "--no-cli"]);
-    let tls_args: Vec<String> = match tls {
-        Some((cert, key)) => vec![format!("--cert={}", cert.display()), format!("--pkey={}", key.display()), "--tls-listening-port=5349".into()],
-        None => vec!["--no-tls".into()],
-    };
-    args.extend(tls_args.iter().map(String::as_str));
-    args.extend(files.iter().map(String::as_str));
-    let more: Vec<String> = also.iter().map(|a| format!("--listening-ip={a}")).collect();
-    args.extend(more.iter().map(String::as_str));
-    let d = daemon_in(ns, "turnserver", &args, dir, "turn-out");
-    ns.wait_tcp(format!("{ip}:3478").parse().unwrap(), Duration::from_secs(10)).unwrap();
-    d
+    let opts = Coturn { also: vec![], tls: Some((cert.to_path_buf(), key.to_path_buf())) };
+    syncy::netlab::coturn(ns, ip, &opts, dir).unwrap()
 }
 
 /// Debian's miniupnpd on `router` (WAN `wan0`, LAN `lan0`), with the nftables chains its
@@ -147,16 +114,9 @@ pub fn miniupnpd_with(router: &Netns, lan: &str, upnp: bool, dir: &Path) -> Daem
     d
 }
 
-/// A config dir for `XDG_CONFIG_HOME` holding `syncy/config.toml` with `toml`.
+/// A config dir for `XDG_CONFIG_HOME` holding `syncy/config.toml` with `toml` (0600).
 pub fn config_dir(dir: &Path, name: &str, toml: &str) -> std::path::PathBuf {
-    let home = dir.join(name);
-    std::fs::create_dir_all(home.join("syncy")).unwrap();
-    let file = home.join("syncy/config.toml");
-    std::fs::write(&file, toml).unwrap();
-    // Private, as a config file with a TURN password should be.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    home
+    syncy::netlab::config_dir(dir, name, toml).unwrap()
 }
 
 fn f(v: &Value, k: &str) -> f64 {

@@ -121,8 +121,8 @@ fn internet_config(ip: &str, turn: Option<&str>) -> String {
 /// host in home A and a participant in home B, each with the README's plain command.
 struct TwoHomes {
     // Processes go before the network they run in.
-    _serve: super::harness::Daemon,
-    _turn: super::harness::Daemon,
+    _serve: syncy::netlab::Daemon,
+    _turn: syncy::netlab::Daemon,
     h: Homes,
     a_config: std::path::PathBuf,
     b_config: std::path::PathBuf,

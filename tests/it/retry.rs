@@ -55,7 +55,7 @@ fn a_first_connection_whose_dtls_is_lost_is_tried_again() {
     let file = clip_sized("retry.mp4", 4, "1Mb/s", "320x180");
     let dir = super::nets::test_dir();
     let d = dir.path();
-    let (in_a, in_b) = (["ip", "netns", "exec", link.a.as_str()], ["ip", "netns", "exec", link.b.as_str()]);
+    let (in_a, in_b) = (link.a.wrapper(), link.b.wrapper());
     // The README's commands: a wildcard --listen, a plain join.
     let mut host = Proc::spawn_wrapped(&in_a, &["host", file.to_str().unwrap(), "--listen", "0.0.0.0:7878", "--headless"], d, "host", &[]);
     let room = host.event("room", T);

@@ -10,27 +10,22 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use syncy::netlab::Netns;
 
 use super::impair::{Counts, Impairment};
 
 pub const A_ADDR: &str = "10.77.0.1";
 pub const B_ADDR: &str = "10.77.0.2";
 
-/// Runs `ip args…`; the error says what failed.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let o = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
-    if o.status.success() { Ok(()) } else { Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim())) }
-}
-
 /// Two namespaces and the link between them; all of it goes when dropped.
 pub struct TunLink {
-    pub a: String,
-    pub b: String,
+    pub a: Netns,
+    pub b: Netns,
     pub counts: Arc<Counts>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -44,23 +39,16 @@ impl Drop for TunLink {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        let _ = ip(&["netns", "del", &self.a]);
-        let _ = ip(&["netns", "del", &self.b]);
     }
 }
 
-/// Opens a new TUN device named `dev` inside namespace `ns` (on a thread of its own, since
-/// `setns` moves only the calling thread).
-fn open_tun_in(ns: &str, dev: &str) -> Result<File, String> {
-    let (ns, dev) = (ns.to_string(), dev.to_string());
-    std::thread::spawn(move || -> Result<File, String> {
-        let nsf = File::open(format!("/run/netns/{ns}")).map_err(|e| format!("namespace {ns}: {e}"))?;
-        // SAFETY: plain syscalls on descriptors this thread owns; the ifreq is zeroed and the
+/// Opens a new TUN device named `dev` inside `ns`.
+fn open_tun_in(ns: &Netns, dev: &str) -> Result<File, String> {
+    let dev = dev.to_string();
+    ns.run_in(move || -> Result<File, String> {
+        // SAFETY: plain syscalls on a descriptor this thread owns; the ifreq is zeroed and the
         // name is shorter than IFNAMSIZ.
         unsafe {
-            if libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                return Err(format!("setns: {}", std::io::Error::last_os_error()));
-            }
             let fd = libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
             if fd < 0 {
                 return Err(format!("/dev/net/tun: {}", std::io::Error::last_os_error()));
@@ -76,9 +64,7 @@ fn open_tun_in(ns: &str, dev: &str) -> Result<File, String> {
             }
             Ok(tun)
         }
-    })
-    .join()
-    .map_err(|_| "the TUN thread panicked".to_string())?
+    })?
 }
 
 /// Waits up to 100 ms for `f` to become readable.
@@ -100,21 +86,15 @@ pub type Filter = Arc<dyn Fn(&[u8], bool) -> bool + Send + Sync>;
 
 /// Like `start`, also dropping every packet `drop` picks.
 pub fn start_filtered(tag: &str, loss: f64, delay: Duration, drop: Filter) -> Result<TunLink, String> {
-    let (a, b) = (format!("syncy-{tag}-a"), format!("syncy-{tag}-b"));
-    let _ = ip(&["netns", "del", &a]);
-    let _ = ip(&["netns", "del", &b]);
-    ip(&["netns", "add", &a])?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut link = TunLink { a: a.clone(), b: String::new(), counts: Arc::new(Counts::default()), stop: stop.clone(), threads: vec![] };
-    ip(&["netns", "add", &b])?;
-    link.b = b.clone();
+    let (a, b) = (Netns::new(&format!("{tag}-a"))?, Netns::new(&format!("{tag}-b"))?);
     let tun_a = open_tun_in(&a, "syncy0")?;
     let tun_b = open_tun_in(&b, "syncy0")?;
     for (ns, me, peer) in [(&a, A_ADDR, B_ADDR), (&b, B_ADDR, A_ADDR)] {
-        ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        ip(&["-n", ns, "addr", "add", me, "peer", peer, "dev", "syncy0"])?;
-        ip(&["-n", ns, "link", "set", "syncy0", "up"])?;
+        ns.ip(&["addr", "add", me, "peer", peer, "dev", "syncy0"])?;
+        ns.ip(&["link", "set", "syncy0", "up"])?;
     }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut link = TunLink { a, b, counts: Arc::new(Counts::default()), stop: stop.clone(), threads: vec![] };
     let (tun_a, tun_b) = (Arc::new(tun_a), Arc::new(tun_b));
     for (seed, from, to, a_to_b) in [(0x9E37_79B9_7F4A_7C15, tun_a.clone(), tun_b.clone(), true), (0x2545_F491_4F6C_DD1D, tun_b, tun_a, false)] {
         let drop = drop.clone();

@@ -11,7 +11,8 @@ pub mod bench_soak;
 pub mod bench_ui;
 pub mod cli;
 pub mod config;
-pub mod core;
+/// The sans-IO core (its own crate, so the build keeps IO out of it).
+pub use syncy_core as core;
 pub mod demo;
 pub mod doctor;
 pub mod error;
@@ -25,7 +26,7 @@ pub mod participant;
 pub mod plain;
 pub mod playback;
 pub mod player;
-pub mod protocol;
+pub use syncy_core::protocol;
 pub mod rendezvous;
 pub mod save;
 pub mod secret;

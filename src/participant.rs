@@ -771,7 +771,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         frame_ms: playback.frame_pts().map(|p| (p.max(0) / 1000) as u64),
                         drift_ms: playback.drift().map_or(0, |d| d / 1000),
                         buffering: playback.buffering(),
-                        mpv: mpv_status.map(|m| m.now()),
+                        mpv: mpv_status.map(|m| m.at(Instant::now())),
                         sound: playback.sound_stats(),
                         path: path.clone(),
                         t_ms: crate::headless::now_ms(),

@@ -1,4 +1,4 @@
-//! The host's transcoders: one thread per rendition the plan (`core::renditions`) starts,
+//! The host's transcoders: one thread per rendition the host core starts,
 //! writing fragmented MP4 into a private temporary directory. The host serves the bytes as
 //! they land; a transcoder pauses while it is far enough ahead of its viewers and its file
 //! goes when it stops.
@@ -11,25 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::core::renditions::{Job, PlanConfig, PlanOutput, RenditionPlan};
-use crate::core::scheduler::{PeerKey, Scheduler};
 use crate::media::transcode::{Progress, Rendition, transcode};
-use crate::protocol::stream::{Message, Space};
+use crate::protocol::stream::Space;
 
-/// How far one transcoder has got.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobProgress {
-    /// Room position of the rendition's time zero.
-    pub first_us: Option<u64>,
-    /// Newest frame encoded, room µs.
-    pub at_us: u64,
-    /// Bytes in its file.
-    pub produced: u64,
-    /// Finished: `produced` is final.
-    pub done: bool,
-    /// Why it failed, if it did.
-    pub error: Option<String>,
-}
+use crate::core::host::RenditionProgress as JobProgress;
 
 struct Running {
     stop: Arc<AtomicBool>,
@@ -173,112 +158,49 @@ impl Drop for Transcoders {
     }
 }
 
-/// The host's renditions: the plan, the transcoders it runs, and what each viewer has been
-/// told about its rendition.
+/// The host's transcoders as its engine drives them: made with the first rendition the core
+/// starts.
 pub struct Renditions {
-    /// Who watches what, and what to make.
-    pub plan: RenditionPlan,
-    /// Started with the first rendition.
-    transcoders: Option<Transcoders>,
     input: PathBuf,
-    /// The room's chunk size (renditions use it too).
-    pub chunk_size: u32,
-    /// The media's duration, when known (a rendition is never asked for past its end).
-    pub duration_us: Option<u64>,
-    /// Last progress told to each rendition's viewers.
-    announced: HashMap<Space, (Option<u64>, u64, bool)>,
+    transcoders: Option<Transcoders>,
 }
 
 impl Renditions {
-    /// Renditions of `input` in `levels` (the manifest's, without `high`), of a media
-    /// `duration_us` long when known.
-    pub fn new(input: &Path, chunk_size: u32, levels: Vec<String>, duration_us: Option<u64>) -> Renditions {
-        Renditions {
-            plan: RenditionPlan::new(levels, PlanConfig::default()),
-            transcoders: None,
-            input: input.to_path_buf(),
-            chunk_size,
-            duration_us,
-            announced: HashMap::new(),
+    /// Renditions of `input` (nothing runs until the first `start`).
+    pub fn new(input: &Path) -> Renditions {
+        Renditions { input: input.to_path_buf(), transcoders: None }
+    }
+
+    /// Starts making `level` from `from_us` into `space`; why not, when it cannot.
+    pub fn start(&mut self, space: Space, level: &str, from_us: u64, until_us: u64) -> Result<(), String> {
+        let spec = crate::media::transcode::level(level).ok_or_else(|| format!("the host has no level {level}"))?;
+        let t = match &mut self.transcoders {
+            Some(t) => t,
+            None => self.transcoders.insert(Transcoders::new(&self.input).map_err(|e| format!("the host cannot make renditions: {e}"))?),
+        };
+        if t.live() >= MAX_THREADS {
+            return Err("the host is busy making renditions; try again in a moment".into());
+        }
+        tracing::info!("starting the {level} rendition {space} at {} ms", from_us / 1000);
+        t.start(space, spec, from_us, until_us);
+        Ok(())
+    }
+
+    /// Stops the transcoder of `space`; its file goes.
+    pub fn stop(&mut self, space: Space) {
+        if let Some(t) = &mut self.transcoders {
+            t.stop(space);
         }
     }
 
-    /// Carries out what the plan decided; `send` reaches a participant.
-    pub fn apply(&mut self, scheduler: &mut Scheduler, send: &dyn Fn(PeerKey, Message)) {
-        while let Some(out) = self.plan.poll_output() {
-            match out {
-                PlanOutput::Start { space, level, from_us } => {
-                    let Some(spec) = crate::media::transcode::level(&level) else { continue };
-                    if self.transcoders.is_none() {
-                        match Transcoders::new(&self.input) {
-                            Ok(t) => self.transcoders = Some(t),
-                            Err(e) => {
-                                tracing::error!("cannot make renditions: {e}");
-                                continue;
-                            }
-                        }
-                    }
-                    let t = self.transcoders.as_mut().expect("just made");
-                    if t.live() >= MAX_THREADS {
-                        self.plan.handle_failed(space, "the host is busy making renditions; try again in a moment");
-                        continue;
-                    }
-                    let until = from_us.saturating_add(PlanConfig::default().ahead_us);
-                    tracing::info!("starting the {level} rendition {space} at {} ms", from_us / 1000);
-                    t.start(space, spec, from_us, until);
-                }
-                PlanOutput::Stop { space } => {
-                    tracing::info!("stopping rendition {space}: nobody watches it");
-                    if let Some(t) = &mut self.transcoders {
-                        t.stop(space);
-                    }
-                    scheduler.drop_space(space);
-                    self.announced.remove(&space);
-                }
-                PlanOutput::Assign { peer, space } => {
-                    if let Some(msg) = self.plan.job(space).map(|j| announcement(space, j, true)) {
-                        send(peer, msg);
-                    }
-                }
-                PlanOutput::Refuse { peer, level, reason } => send(peer, Message::LevelRefused { level, reason }),
-            }
+    /// Lets the transcoder of `space` run until `until_us` (when given) and says how far it
+    /// has got.
+    pub fn check(&self, space: Space, until_us: Option<u64>) -> Option<JobProgress> {
+        let t = self.transcoders.as_ref()?;
+        if let Some(until) = until_us {
+            t.set_until(space, until);
         }
-    }
-
-    /// Takes in the transcoders' progress, tells viewers what is new, keeps each transcoder
-    /// a bounded distance ahead of its slowest viewer. Call a few times a second.
-    pub fn tick(&mut self, send: &dyn Fn(PeerKey, Message)) {
-        let Some(t) = &self.transcoders else { return };
-        let spaces: Vec<Space> = self.plan.spaces().collect();
-        for space in spaces {
-            let Some(p) = t.progress(space) else { continue };
-            if let Some(until) = self.plan.run_until(space) {
-                t.set_until(space, until);
-            }
-            if let Some(e) = &p.error {
-                if p.first_us.is_none() {
-                    // Nothing to play at all: its viewers stay where they are.
-                    self.plan.handle_failed(space, &format!("the host cannot make this level: {e}"));
-                    continue;
-                }
-                // What exists stays playable; the viewers hear why it ends there.
-                if !self.plan.job(space).is_some_and(|j| j.done) {
-                    for peer in self.plan.viewers_of(space).collect::<Vec<_>>() {
-                        send(peer, Message::Notice { text: format!("the host could not finish this rendition: {e}") });
-                    }
-                }
-            }
-            self.plan.handle_progress(space, p.first_us, p.at_us, p.produced, p.done || p.error.is_some());
-            let Some(job) = self.plan.job(space) else { continue };
-            let state = (job.first_us, job.available(self.chunk_size), job.done);
-            if self.announced.get(&space) != Some(&state) {
-                self.announced.insert(space, state);
-                let msg = announcement(space, job, false);
-                for peer in self.plan.viewers_of(space) {
-                    send(peer, msg.clone());
-                }
-            }
-        }
+        t.progress(space)
     }
 
     /// Reads rendition bytes for a chunk.
@@ -288,8 +210,4 @@ impl Renditions {
             None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no renditions")),
         }
     }
-}
-
-fn announcement(space: Space, job: &Job, granted: bool) -> Message {
-    Message::QualityChange { level: job.level.clone(), space, first_us: job.first_us, produced: job.produced, done: job.done, granted }
 }

@@ -3,44 +3,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use serde::Serialize;
-
 use super::addrs::{LocalAddr, Scope, scope};
 
-/// From where a link works.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LinkKind {
-    /// The name given with `--advertise`.
-    Advertised,
-    /// The external address and port the router mapped for us (`--upnp`: UPnP or NAT-PMP).
-    Upnp,
-    /// A public address of one of this machine's interfaces.
-    Public,
-    /// A private address of this machine: friends on the same network.
-    Lan,
-    /// The public address a STUN server saw: works only if the port is forwarded here.
-    Internet,
-    /// Loopback: this machine only.
-    Local,
-    /// An external signaling server (`--server`).
-    Server,
-}
-
-impl LinkKind {
-    /// A few words for the dashboard.
-    pub fn label(self) -> &'static str {
-        match self {
-            LinkKind::Advertised => "as given",
-            LinkKind::Upnp => "internet (port mapped)",
-            LinkKind::Public => "public address",
-            LinkKind::Lan => "LAN",
-            LinkKind::Internet => "internet, if the port is forwarded",
-            LinkKind::Local => "this machine",
-            LinkKind::Server => "signaling server",
-        }
-    }
-}
+pub use crate::core::api::LinkKind;
 
 /// One link, where it works, and a few words for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ pub mod http_head;
 pub mod http_link;
 pub mod links;
 pub mod natpmp;
-pub mod path;
+pub use crate::core::path;
 pub mod peer;
 pub mod portmap;
 pub mod runtime;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+pub use crate::core::api::SoundStats;
 
 /// Output channels the queue holds (interleaved).
 pub const CHANNELS: usize = 2;
@@ -127,17 +127,6 @@ impl Default for SoundMeter {
     fn default() -> Self {
         SoundMeter { sound_frames: AtomicU64::new(0), silent_frames: AtomicU64::new(0), rate: AtomicU64::new(0), cursor_us: AtomicI64::new(-1) }
     }
-}
-
-/// Played sound and silence, in milliseconds (for stats).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct SoundStats {
-    /// Milliseconds of decoded sound played.
-    pub sound_ms: u64,
-    /// Milliseconds of silence played.
-    pub silent_ms: u64,
-    /// Media time of the latest sound played (absent while paused).
-    pub position_ms: Option<u64>,
 }
 
 impl SoundMeter {

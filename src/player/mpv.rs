@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -16,31 +15,7 @@ use crate::core::clock::{Correction, FollowerConfig, Micros, correct};
 use crate::headless::Command;
 use crate::playback::RoomView;
 
-/// What mpv is doing, for stats.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct MpvStatus {
-    /// mpv's position.
-    pub position_ms: u64,
-    /// mpv is paused.
-    pub paused: bool,
-    /// mpv's playback speed.
-    pub speed: f64,
-    /// When this was sampled (the position runs on from there unless paused).
-    #[serde(skip)]
-    pub sampled: Option<Instant>,
-}
-
-impl MpvStatus {
-    /// The status carried forward to now.
-    pub fn now(&self) -> MpvStatus {
-        let mut s = *self;
-        if let Some(at) = self.sampled.filter(|_| !self.paused) {
-            s.position_ms += (at.elapsed().as_secs_f64() * 1000.0 * self.speed) as u64;
-        }
-        s.sampled = Some(Instant::now());
-        s
-    }
-}
+pub use crate::core::api::MpvStatus;
 
 /// What the mpv driver tells the engine.
 #[derive(Debug, Clone, PartialEq)]

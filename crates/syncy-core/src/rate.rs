@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn steady_rate_is_measured_exactly() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::t0();
         let mut m = Meter::new(Duration::from_secs(1));
         for i in 0..3000u64 {
             m.record(t0 + Duration::from_millis(i), 1000);
@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn token_bucket_holds_its_rate() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::t0();
         let mut b = TokenBucket::new(100.0, 10.0);
         let mut taken = 0;
         for ms in 0..10_000u64 {
@@ -190,7 +190,7 @@ mod tests {
     fn a_chunk_sender_paced_by_the_bucket_holds_the_rate_within_2_percent() {
         // 2 MiB/s in 64 KiB chunks (and a short last one now and then), woken exactly when
         // the bucket says, for 10 s of simulated time.
-        let (t0, rate) = (Instant::now(), 2.0 * 1024.0 * 1024.0);
+        let (t0, rate) = (crate::testing::t0(), 2.0 * 1024.0 * 1024.0);
         let mut b = TokenBucket::new(rate, rate * 0.1);
         let (mut now, mut sent, mut n) = (t0, 0.0, 0u64);
         let end = t0 + Duration::from_secs(10);

@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn steps_down_within_three_seconds_of_a_throughput_drop() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::t0();
         let mut c = LevelController::new(levels(), "high", LevelConfig::default());
         // 20 s at 20 Mb/s, then the link drops to 1.6 Mb/s with 30 s still buffered.
         let mut trace = vec![(20e6, 30); 20];
@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn does_not_flap_on_a_noisy_link_and_climbs_back_slowly() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::t0();
         let mut c = LevelController::new(levels(), "medium", LevelConfig::default());
         // A link around 4 Mb/s (medium sustainable with headroom, high not), ±40% noise from
         // a fixed pseudo-random sequence, for five minutes.
@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn no_levels_no_decisions() {
         let mut c = LevelController::new(vec![], "high", LevelConfig::default());
-        c.handle_sample(Instant::now(), 1e6, Duration::ZERO);
+        c.handle_sample(crate::testing::t0(), 1e6, Duration::ZERO);
         assert!(c.poll_switch().is_none());
         assert!(c.current().is_none());
     }

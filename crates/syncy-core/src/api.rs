@@ -1,0 +1,325 @@
+//! The engines' interface (DESIGN §9): the events a host or participant reports and the
+//! commands it takes. The headless printer, the dashboards and the tests all read these; the
+//! cores produce them.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// Per-participant figures in the host's `stats`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PeerStats {
+    /// Peer id.
+    pub peer: u64,
+    /// Display name.
+    pub name: String,
+    /// Measured upload rate to this peer, bytes per second.
+    pub up_bps: u64,
+    /// Round trip as the peer measured it.
+    pub rtt_ms: Option<u32>,
+    /// Bytes the peer holds.
+    pub buffered_bytes: u64,
+    /// Peer's playback position.
+    pub position_ms: u64,
+    /// Quality level.
+    pub quality: String,
+    /// Bytes sent to this peer so far.
+    pub sent_bytes: u64,
+    /// Their playback drift from the room clock, as they report it.
+    pub drift_ms: Option<i64>,
+    /// They are waiting for data.
+    pub buffering: bool,
+}
+
+/// One of the host's links, in the `room` event.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LinkInfo {
+    /// The link.
+    pub url: String,
+    /// From where it works.
+    pub kind: LinkKind,
+    /// Says so in words.
+    pub note: String,
+}
+
+/// Something an engine reports.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Host: the room is open.
+    Room {
+        /// Join link: the first of `links`, the one to share when in doubt.
+        link: String,
+        /// Every link, each with where it works from.
+        links: Vec<LinkInfo>,
+        /// Room id.
+        room: String,
+        /// The hosted file's name.
+        file: String,
+        /// Its size in bytes.
+        size: u64,
+        /// Its duration, when the container says.
+        duration_ms: Option<u64>,
+    },
+    /// Host with `--approve`: someone wants in; `approve NAME` or `deny NAME`.
+    Knock {
+        /// Peer id.
+        peer: u64,
+        /// Name.
+        name: String,
+    },
+    /// A participant joined (host) or the participant's link is up (participant).
+    PeerJoined {
+        /// Peer id.
+        peer: u64,
+        /// Name.
+        name: String,
+    },
+    /// A participant left.
+    PeerLeft {
+        /// Peer id.
+        peer: u64,
+        /// Name.
+        name: String,
+        /// Why, if known.
+        reason: String,
+    },
+    /// Participant: the file.
+    Manifest {
+        /// File name.
+        name: String,
+        /// Bytes.
+        size: u64,
+        /// Chunk count.
+        chunks: u32,
+        /// Chunk size.
+        chunk_size: u32,
+        /// Duration.
+        duration_ms: Option<u64>,
+        /// Codecs.
+        codecs: Vec<String>,
+        /// Quality levels the host offers (`high` is the original).
+        levels: Vec<String>,
+    },
+    /// The playback state changed. Host: the room's clock. Participant: what it shows, sent
+    /// when it starts showing frames after a join, seek or stall, and when it starts waiting.
+    State {
+        /// Playing (participant: the room plays and frames are shown).
+        playing: bool,
+        /// Media position at `t_ms`.
+        position_ms: u64,
+        /// Participant: waiting for data (the picture is frozen).
+        buffering: bool,
+        /// Names of the participants the room waits for.
+        waiting: Vec<String>,
+        /// The room clock's sequence number.
+        seq: u64,
+        /// When `position_ms` was sampled (Unix ms).
+        t_ms: f64,
+    },
+    /// Host stats.
+    #[serde(rename = "stats")]
+    HostStats {
+        /// Room position.
+        position_ms: u64,
+        /// Room playing.
+        playing: bool,
+        /// Total upload rate.
+        up_bps: u64,
+        /// Per participant.
+        peers: Vec<PeerStats>,
+    },
+    /// Participant stats.
+    #[serde(rename = "stats")]
+    JoinStats {
+        /// Download rate.
+        down_bps: u64,
+        /// Bytes held in memory.
+        buffered_bytes: u64,
+        /// Chunks received so far (distinct).
+        received_chunks: u32,
+        /// Chunks that arrived while already held (sent twice: wasted upload).
+        duplicate_chunks: u32,
+        /// Chunks in the file.
+        chunks: u32,
+        /// Playback position.
+        position_ms: u64,
+        /// Playing.
+        playing: bool,
+        /// Quality level playing (`high`, `medium`, `low`).
+        quality: String,
+        /// The level being switched to, while a switch is under way.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        quality_next: Option<String>,
+        /// Time of the picture shown now, ms (none before the first frame).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        frame_ms: Option<u64>,
+        /// Drift from the room clock.
+        drift_ms: i64,
+        /// Waiting for data.
+        buffering: bool,
+        /// With sound on a device: how much sound and silence it played.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sound: Option<SoundStats>,
+        /// With `--player mpv`: what mpv does.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mpv: Option<MpvStatus>,
+        /// The path that carries the link (as in the last `path` event).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<crate::path::Path>,
+        /// When `position_ms` was sampled (Unix ms).
+        t_ms: f64,
+    },
+    /// Participant: the path that carries the link (after each connection), with its ICE
+    /// candidates.
+    Path(crate::path::Path),
+    /// Participant: every byte arrived; sha256 of the whole file.
+    Complete {
+        /// Hex sha256.
+        sha256: String,
+        /// Bytes.
+        size: u64,
+        /// Seconds from join to complete.
+        seconds: f64,
+    },
+    /// Participant: `--save`'s file holds chunks from an earlier run; they are not fetched
+    /// again.
+    Resumed {
+        /// Chunks already saved.
+        chunks: u32,
+        /// Their bytes.
+        bytes: u64,
+    },
+    /// Participant: WebRTC did not come up; the file and the room's clock come over the
+    /// host's HTTP fallback instead.
+    Fallback {
+        /// What happened to WebRTC.
+        reason: String,
+        /// The fallback's address.
+        url: String,
+    },
+    /// Participant: the link to the host dropped; trying to get back in (keeping every chunk
+    /// held).
+    Reconnecting {
+        /// Why the link dropped.
+        reason: String,
+        /// Attempt number, from 1.
+        attempt: u32,
+    },
+    /// Participant: back in the room after a drop, for the same file.
+    Reconnected {
+        /// Bytes held in memory when the link came back (none of them is fetched again).
+        held_bytes: u64,
+    },
+    /// The host ended the stream.
+    StreamEnd {
+        /// Why.
+        reason: String,
+    },
+    /// Something did not work, and the engine carries on without it (a STUN server that did
+    /// not answer, say).
+    Warning {
+        /// What, and what it means.
+        message: String,
+    },
+    /// Something went wrong.
+    Error {
+        /// What.
+        message: String,
+    },
+}
+
+/// A command read from stdin (or sent by the UI).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Start playing.
+    Play,
+    /// Pause.
+    Pause,
+    /// Seek to an absolute position (seconds).
+    SeekTo(f64),
+    /// Seek relative to now (seconds, signed).
+    SeekBy(f64),
+    /// Choose a quality level (`auto` or a level name).
+    Quality(String),
+    /// Change the download limit (bytes per second, 0: none).
+    DownloadLimit(u64),
+    /// Host with `--approve`: let the participant of this name in.
+    Approve(String),
+    /// Host with `--approve`: turn the participant of this name away.
+    Deny(String),
+    /// Leave cleanly.
+    Quit,
+}
+
+/// From where a link works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    /// The name given with `--advertise`.
+    Advertised,
+    /// The external address and port the router mapped for us (`--upnp`: UPnP or NAT-PMP).
+    Upnp,
+    /// A public address of one of this machine's interfaces.
+    Public,
+    /// A private address of this machine: friends on the same network.
+    Lan,
+    /// The public address a STUN server saw: works only if the port is forwarded here.
+    Internet,
+    /// Loopback: this machine only.
+    Local,
+    /// An external signaling server (`--server`).
+    Server,
+}
+
+impl LinkKind {
+    /// A few words for the dashboard.
+    pub fn label(self) -> &'static str {
+        match self {
+            LinkKind::Advertised => "as given",
+            LinkKind::Upnp => "internet (port mapped)",
+            LinkKind::Public => "public address",
+            LinkKind::Lan => "LAN",
+            LinkKind::Internet => "internet, if the port is forwarded",
+            LinkKind::Local => "this machine",
+            LinkKind::Server => "signaling server",
+        }
+    }
+}
+
+/// Played sound and silence, in milliseconds (for stats).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SoundStats {
+    /// Milliseconds of decoded sound played.
+    pub sound_ms: u64,
+    /// Milliseconds of silence played.
+    pub silent_ms: u64,
+    /// Media time of the latest sound played (absent while paused).
+    pub position_ms: Option<u64>,
+}
+
+/// What mpv is doing, for stats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct MpvStatus {
+    /// mpv's position.
+    pub position_ms: u64,
+    /// mpv is paused.
+    pub paused: bool,
+    /// mpv's playback speed.
+    pub speed: f64,
+    /// When this was sampled (the position runs on from there unless paused).
+    #[serde(skip)]
+    pub sampled: Option<Instant>,
+}
+
+impl MpvStatus {
+    /// The status carried forward to `now`.
+    pub fn at(&self, now: Instant) -> MpvStatus {
+        let mut s = *self;
+        if let Some(at) = self.sampled.filter(|_| !self.paused) {
+            s.position_ms += (now.saturating_duration_since(at).as_secs_f64() * 1000.0 * self.speed) as u64;
+        }
+        s.sampled = Some(now);
+        s
+    }
+}

@@ -1,0 +1,85 @@
+//! What the host does with each message a connected participant sends on its control
+//! channel (already decoded and checked against the manifest, after its hello).
+
+use std::time::Instant;
+
+use super::HostCore;
+use crate::clock::Micros;
+use crate::protocol::signal::PeerId;
+use crate::protocol::stream::{self, Message, ORIGINAL, Priority, Space};
+use crate::room::{Origin, RoomCommand};
+
+impl HostCore {
+    /// A message from `peer`.
+    pub fn handle_control(&mut self, now: Instant, peer: PeerId, msg: Message) {
+        self.now = now;
+        if !self.peers.get(&peer).is_some_and(|p| p.connected) {
+            return;
+        }
+        match msg {
+            Message::Request { space, chunks, priority } => self.request(peer, space, chunks, priority),
+            Message::Cancel { space, chunks } => self.scheduler.handle_cancel(peer, space, &chunks),
+            Message::Level { level, from_us } => self.level(now, peer, level, from_us),
+            Message::Report { position_ms, buffered_bytes, rtt_ms, buffering, seq, drift_ms, .. } => {
+                self.plan.handle_position(peer, position_ms.saturating_mul(1000));
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    (p.position_ms, p.buffered_bytes, p.rtt_ms, p.drift_ms, p.buffering) = (position_ms, buffered_bytes, rtt_ms, drift_ms, buffering);
+                }
+                let us = self.host_us(now);
+                self.room.handle_report(us, peer, buffering, seq);
+            }
+            Message::Ping { client_us } => {
+                let host_us = self.host_us(now).max(0) as u64;
+                self.send(peer, Message::Pong { client_us, host_us });
+            }
+            Message::Command(c) => self.peer_command(now, peer, c),
+            Message::Hello { .. } => {}
+            other => tracing::warn!(peer, "unexpected {other:?}"),
+        }
+        self.settle(now);
+    }
+
+    fn request(&mut self, peer: PeerId, space: Space, chunks: Vec<u32>, priority: Priority) {
+        if space == ORIGINAL {
+            return self.scheduler.handle_request(peer, ORIGINAL, &chunks, priority);
+        }
+        // Only the rendition it is on, and only what exists: a request for a rendition
+        // replaced since (a race with a seek) is dropped quietly.
+        let chunk_size = self.manifest.chunk_size;
+        match self.plan.job(space).filter(|_| self.plan.space_of(peer) == Some(space)) {
+            Some(j) => {
+                let ok: Vec<u32> = chunks.into_iter().filter(|&ix| j.chunk_len(ix, chunk_size).is_some()).collect();
+                self.scheduler.handle_request(peer, space, &ok, priority);
+            }
+            None => tracing::debug!(peer, "request for rendition {space}, which it is not on"),
+        }
+    }
+
+    fn level(&mut self, now: Instant, peer: PeerId, level: String, from_us: u64) {
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        // A rendition costs the host a transcoder: a participant asking again and again (a
+        // held key, a broken client) is refused beyond a few a second.
+        if !p.level_asks.try_take(now, 1.0) {
+            let reason = "quality changes come too fast; try again in a moment".to_string();
+            return self.send(peer, Message::LevelRefused { level, reason });
+        }
+        // Past the end, a rendition would have nothing to show.
+        let end = self.manifest.duration_ms.map_or(u64::MAX, |d| d.saturating_mul(1000).saturating_sub(1_000_000));
+        let from_us = from_us.min(end);
+        tracing::info!(peer, "{} asks for {level} from {} ms", p.name, from_us / 1000);
+        self.plan.handle_level(peer, &level, from_us);
+    }
+
+    fn peer_command(&mut self, now: Instant, peer: PeerId, c: stream::Command) {
+        let cmd = match c {
+            stream::Command::Play => RoomCommand::Play,
+            stream::Command::Pause => RoomCommand::Pause,
+            stream::Command::Seek(us) => RoomCommand::SeekTo(us.min(i64::MAX as u64) as Micros),
+        };
+        let name = self.peers.get(&peer).map(|p| p.name.clone()).unwrap_or_default();
+        tracing::info!(peer, "{name} asked for {cmd:?}");
+        if let Err(refusal) = self.room.handle_command(self.host_us(now), Origin::Peer(peer), cmd) {
+            self.send(peer, Message::Notice { text: refusal.to_string() });
+        }
+    }
+}

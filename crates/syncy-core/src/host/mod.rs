@@ -1,0 +1,653 @@
+//! The host as one sans-IO machine: every decision `syncy host` makes, composed from the core's
+//! parts (scheduler, room clock, rendition plan, upload bucket, admission, back-off). The
+//! driver (`engine::host` in the main crate) feeds it what happened — signaling messages, peer
+//! events, commands, sends done — with the time, carries out its outputs (a chunk to read and
+//! queue, a control message, an offer to start, a link to close) and sleeps until
+//! [`HostCore::poll_timeout`]. Time comes in as `Instant`; host microseconds exist only on the
+//! wire (the room clock, pongs).
+
+mod admission;
+mod control;
+mod renditions;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use admission::Admission;
+pub use renditions::RenditionProgress;
+
+use crate::api::{Command, Event, PeerStats};
+use crate::backoff::Backoff;
+use crate::clock::Micros;
+use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
+use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, RosterEntry, Space};
+use crate::rate::{Meter, TokenBucket};
+use crate::renditions::{PlanConfig, RenditionPlan};
+use crate::room::{Origin, Room, RoomCommand, RoomConfig, RoomOutput};
+use crate::scheduler::Scheduler;
+
+/// How often the host reports stats and sends everyone the roster.
+pub const STATS_EVERY: Duration = Duration::from_secs(1);
+/// How often running renditions are checked (progress, how far they may run).
+pub const RENDITIONS_EVERY: Duration = Duration::from_millis(200);
+/// Chunk sends queued per participant beyond the channel's own buffer.
+pub const CHUNK_QUEUE: usize = 8;
+
+/// How the host core runs.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The room id the server gave.
+    pub room: String,
+    /// The room's join token (to create the room again after a signaling restart).
+    pub join_token: String,
+    /// The host's display name.
+    pub name: String,
+    /// Room policy (buffering, control, duration).
+    pub room_cfg: RoomConfig,
+    /// Start playing at once.
+    pub autoplay: bool,
+    /// Newcomers wait for `approve NAME`.
+    pub approve: bool,
+    /// Upload limit for the whole room, bytes per second (0: none).
+    pub upload_limit: u64,
+    /// The signaling server is external: try it again when it is lost (an embedded one
+    /// going away is not coming back).
+    pub reconnect_signal: bool,
+    /// The HTTP fallback's address, told to each newcomer before the offer.
+    pub fallback: Option<String>,
+}
+
+/// Why the core wants to wake (kept for tracing, as str0m's `Reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// The upload budget allows the next chunk.
+    Upload,
+    /// The media ends: the room stops there.
+    EndOfMedia,
+    /// Stats and the roster are due.
+    Stats,
+    /// Running renditions are due a check.
+    Renditions,
+    /// Time to try the lost signaling server again.
+    SignalRetry,
+}
+
+/// What the driver must do.
+// Outputs are drained as they come (a handful at a time): their size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum HostOutput {
+    /// Read `len` bytes at `offset` of `space` (the file, or a rendition) and queue them to
+    /// `peer` as chunk `index`. Report back with `handle_sent` or `handle_unsent`.
+    Chunk {
+        /// To whom.
+        peer: PeerId,
+        /// The original or a rendition.
+        space: Space,
+        /// Chunk index.
+        index: u32,
+        /// Byte offset in that space.
+        offset: u64,
+        /// Its length.
+        len: usize,
+    },
+    /// Queue a control message to a connected participant (never wait for room).
+    Control {
+        /// To whom.
+        peer: PeerId,
+        /// What.
+        msg: Message,
+    },
+    /// Send to the signaling server.
+    Signal(ClientMsg),
+    /// Start connecting `peer` (`to`: the server's id for it): make the offer.
+    Admit {
+        /// The host's id.
+        peer: PeerId,
+        /// The server's id.
+        to: PeerId,
+        /// Its name.
+        name: String,
+    },
+    /// Relayed from signaling to `peer`'s connection set-up (its answer, say).
+    ToSetup {
+        /// Whose.
+        peer: PeerId,
+        /// What.
+        payload: SignalPayload,
+    },
+    /// Close `peer`'s link and end its tasks.
+    Close {
+        /// Whose.
+        peer: PeerId,
+    },
+    /// Connect to the signaling server again and send this (`Create`); say how it went with
+    /// `handle_signal_back`.
+    ReconnectSignal(ClientMsg),
+    /// Start a transcoder; a failure to start comes back as `handle_rendition_failed`.
+    StartRendition {
+        /// Into which space.
+        space: Space,
+        /// Which level.
+        level: String,
+        /// From where, room µs.
+        from_us: u64,
+        /// How far it may run at first, room µs.
+        until_us: u64,
+    },
+    /// Stop a transcoder and drop its bytes.
+    StopRendition {
+        /// Which.
+        space: Space,
+    },
+    /// Let these transcoders run until these positions and report each one's progress with
+    /// `handle_rendition_progress`.
+    CheckRenditions(Vec<(Space, Option<u64>)>),
+    /// The room's clock for the HTTP fallback.
+    HttpState(Message),
+    /// Report this.
+    Event(Event),
+    /// The room is over (everyone was sent `StreamEnd`): close every link and stop.
+    Quit,
+}
+
+/// One participant, connecting or connected.
+#[derive(Debug)]
+struct Peer {
+    name: String,
+    connected: bool,
+    up: Meter,
+    rtt_ms: Option<u32>,
+    buffered_bytes: u64,
+    position_ms: u64,
+    drift_ms: Option<i64>,
+    buffering: bool,
+    /// Paces its `Level` requests: a rendition costs the host a transcoder.
+    level_asks: TokenBucket,
+}
+
+impl Peer {
+    fn new(name: String) -> Self {
+        Peer {
+            name,
+            connected: false,
+            up: Meter::new(Duration::from_secs(1)),
+            rtt_ms: None,
+            buffered_bytes: 0,
+            position_ms: 0,
+            drift_ms: None,
+            buffering: false,
+            level_asks: TokenBucket::new(2.0, 8.0),
+        }
+    }
+}
+
+/// The signaling side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signaling {
+    Open,
+    /// Lost; tried again at this time (`None` while an attempt is under way).
+    Down(Option<Instant>),
+    /// Lost for good (an embedded server).
+    Gone,
+}
+
+/// The host.
+pub struct HostCore {
+    cfg: HostConfig,
+    manifest: Arc<Manifest>,
+    /// Host µs count from here.
+    epoch: Instant,
+    /// Unix ms at `epoch` (events carry wall time).
+    wall_ms: f64,
+    now: Instant,
+    peers: BTreeMap<PeerId, Peer>,
+    admission: Admission,
+    scheduler: Scheduler,
+    room: Room,
+    plan: RenditionPlan,
+    /// Last progress told to each rendition's viewers.
+    announced: BTreeMap<Space, (Option<u64>, u64, bool)>,
+    upload: TokenBucket,
+    total_up: Meter,
+    signaling: Signaling,
+    signal_backoff: Backoff,
+    next_stats: Instant,
+    next_renditions: Option<Instant>,
+    warned: HashSet<String>,
+    ended: bool,
+    out: VecDeque<HostOutput>,
+}
+
+impl HostCore {
+    /// A room at 0:00 for `manifest`; `wall_ms` is the Unix time in ms at `now`.
+    pub fn new(now: Instant, wall_ms: f64, manifest: Arc<Manifest>, cfg: HostConfig) -> Self {
+        // The room's upload budget; the scheduler's round robin shares it fairly. A tenth of a
+        // second of credit at most, so an idle moment does not turn into a burst.
+        let limit = cfg.upload_limit as f64;
+        let upload = TokenBucket::new(limit, (limit * 0.1).max(2.0 * manifest.chunk_size as f64));
+        let levels = manifest.levels.iter().filter(|l| *l != "high").cloned().collect();
+        let mut core = HostCore {
+            admission: Admission::new(cfg.approve),
+            room: Room::new(0, cfg.room_cfg, cfg.autoplay),
+            plan: RenditionPlan::new(levels, PlanConfig::default()),
+            manifest,
+            epoch: now,
+            wall_ms,
+            now,
+            peers: BTreeMap::new(),
+            scheduler: Scheduler::new(CHUNK_QUEUE),
+            announced: BTreeMap::new(),
+            upload,
+            total_up: Meter::new(Duration::from_secs(1)),
+            signaling: Signaling::Open,
+            signal_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(2)),
+            next_stats: now + STATS_EVERY,
+            next_renditions: None,
+            warned: HashSet::new(),
+            ended: false,
+            out: VecDeque::new(),
+            cfg,
+        };
+        core.publish_state(vec![]);
+        core
+    }
+
+    /// Where the HTTP fallback listens (known once it is up, before anyone joins).
+    pub fn set_fallback(&mut self, addr: Option<String>) {
+        self.cfg.fallback = addr;
+    }
+
+    /// The instant host µs count from (the HTTP fallback states times against it).
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// The room's clock as the wire carries it.
+    pub fn state_message(&self) -> Message {
+        self.state_with(self.names(&self.room.waiting()))
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<HostOutput> {
+        self.out.pop_front()
+    }
+
+    /// When to call [`HostCore::handle_timeout`] next, and why.
+    pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        if self.ended {
+            return None;
+        }
+        let signal_retry = match self.signaling {
+            Signaling::Down(at) => at,
+            _ => None,
+        };
+        [
+            self.upload.ready_at(self.now).map(|t| (t, Timer::Upload)),
+            self.room.poll_timeout().map(|us| (self.instant(us), Timer::EndOfMedia)),
+            Some((self.next_stats, Timer::Stats)),
+            self.next_renditions.map(|t| (t, Timer::Renditions)),
+            signal_retry.map(|t| (t, Timer::SignalRetry)),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(t, _)| *t)
+    }
+
+    /// Time passed: whatever is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if self.ended {
+            return;
+        }
+        if self.room.poll_timeout().is_some_and(|us| self.instant(us) <= now) {
+            self.room.handle_timeout(self.host_us(now));
+        }
+        if now >= self.next_stats {
+            self.next_stats = now + STATS_EVERY;
+            self.stats(now);
+        }
+        if self.next_renditions.is_some_and(|t| t <= now) {
+            self.next_renditions = Some(now + RENDITIONS_EVERY);
+            let spaces = self.plan.spaces().map(|s| (s, self.plan.run_until(s))).collect();
+            self.out.push_back(HostOutput::CheckRenditions(spaces));
+        }
+        if let Signaling::Down(Some(at)) = self.signaling
+            && at <= now
+        {
+            self.signaling = Signaling::Down(None);
+            let create = ClientMsg::Create { room: Some(self.cfg.room.clone()), join_token: self.cfg.join_token.clone(), name: self.cfg.name.clone() };
+            self.out.push_back(HostOutput::ReconnectSignal(create));
+        }
+        self.settle(now);
+    }
+
+    /// A message from the signaling server.
+    pub fn handle_signal(&mut self, now: Instant, msg: ServerMsg) {
+        self.now = now;
+        match msg {
+            ServerMsg::PeerJoined { peer: id, name } => {
+                let peer = self.admission.local(id);
+                if self.admission.knock(peer, &name) {
+                    // Not a byte, not even an offer, until the host says so.
+                    tracing::info!(peer, "{name} knocks");
+                    self.event(Event::Knock { peer, name });
+                } else {
+                    self.admit(peer, id, name);
+                }
+            }
+            ServerMsg::Signal { from, payload } => {
+                let peer = self.admission.local(from);
+                // Only a connection being set up takes answers and candidates.
+                if self.peers.get(&peer).is_some_and(|p| !p.connected) {
+                    self.out.push_back(HostOutput::ToSetup { peer, payload });
+                }
+            }
+            ServerMsg::PeerLeft { peer: id, name } => {
+                let peer = self.admission.local(id);
+                if self.admission.left(peer) {
+                    self.event(Event::PeerLeft { peer, name, reason: "left before being let in".into() });
+                }
+                // Participants stay on signaling while they watch, so leaving it means they
+                // quit or died; do not wait for ICE to time out.
+                self.remove_peer(now, peer, "left the room", true);
+            }
+            ServerMsg::Error { message, .. } => tracing::warn!("signaling server: {message}"),
+            other => tracing::debug!("ignoring {other:?}"),
+        }
+        self.settle(now);
+    }
+
+    /// The signaling connection closed.
+    pub fn handle_signal_closed(&mut self, now: Instant) {
+        self.now = now;
+        self.admission.lost();
+        if self.cfg.reconnect_signal {
+            tracing::warn!("signaling connection closed; connected participants keep streaming; reconnecting");
+            self.event(Event::Error { message: "signaling connection lost: connected participants keep streaming; new ones can join once it is back".into() });
+            self.signaling = Signaling::Down(self.signal_backoff.failed(now));
+        } else {
+            tracing::warn!("signaling connection closed; connected participants keep streaming, new ones cannot join");
+            self.event(Event::Error { message: "signaling connection lost: no new participants can join".into() });
+            self.signaling = Signaling::Gone;
+        }
+        self.settle(now);
+    }
+
+    /// How the attempt asked for by [`HostOutput::ReconnectSignal`] went.
+    pub fn handle_signal_back(&mut self, now: Instant, ok: bool) {
+        self.now = now;
+        if ok {
+            tracing::info!("signaling connection back: room {} is open to newcomers again", self.cfg.room);
+            self.signaling = Signaling::Open;
+            self.signal_backoff.reset();
+            self.admission.reconnected();
+        } else {
+            self.signaling = Signaling::Down(self.signal_backoff.failed(now));
+        }
+        self.settle(now);
+    }
+
+    /// `peer`'s channels are open (after hello and manifest went out).
+    pub fn handle_connected(&mut self, now: Instant, peer: PeerId) {
+        self.now = now;
+        let state = self.state_message();
+        match self.peers.get_mut(&peer) {
+            Some(p) if !p.connected => {
+                p.connected = true;
+                let name = p.name.clone();
+                // The newcomer learns the room's clock right away: a late joiner starts where
+                // the room is.
+                self.out.push_back(HostOutput::Control { peer, msg: state });
+                self.scheduler.add_peer(peer);
+                self.room.add_peer(peer);
+                self.event(Event::PeerJoined { peer, name });
+            }
+            // Left while its link came up.
+            _ => self.out.push_back(HostOutput::Close { peer }),
+        }
+        self.settle(now);
+    }
+
+    /// `peer`'s connection failed or ended.
+    pub fn handle_gone(&mut self, now: Instant, peer: PeerId, reason: &str) {
+        self.now = now;
+        self.remove_peer(now, peer, reason, false);
+        self.settle(now);
+    }
+
+    /// `bytes` of a chunk to `peer` went out.
+    pub fn handle_sent(&mut self, now: Instant, peer: PeerId, bytes: usize) {
+        self.now = now;
+        self.scheduler.handle_sent(peer);
+        self.total_up.record(now, bytes as u64);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.up.record(now, bytes as u64);
+        }
+        self.settle(now);
+    }
+
+    /// A chunk for `peer` could not be queued (its tasks are gone; their end follows).
+    pub fn handle_unsent(&mut self, now: Instant, peer: PeerId) {
+        self.now = now;
+        self.scheduler.handle_sent(peer);
+        self.settle(now);
+    }
+
+    /// Something the user should know that does not stop anyone (said once each: every
+    /// newcomer's set-up would say the same).
+    pub fn handle_warning(&mut self, now: Instant, message: String) {
+        self.now = now;
+        if self.warned.insert(message.clone()) {
+            self.event(Event::Warning { message });
+        }
+    }
+
+    /// A command from the host's user.
+    pub fn handle_command(&mut self, now: Instant, cmd: Command) {
+        self.now = now;
+        let room_cmd = match cmd {
+            Command::Quit => return self.quit(),
+            Command::Approve(who) => return self.approve(now, &who),
+            Command::Deny(who) => return self.deny(&who),
+            Command::DownloadLimit(_) => {
+                return self.event(Event::Error { message: "download-limit is for participants; the host has --upload-limit".into() });
+            }
+            Command::Quality(level) => {
+                let offered = self.manifest.levels.join(", ");
+                let message =
+                    format!("quality {level}: each participant picks its own level (syncy join --quality, or its quality command); this room offers {offered}");
+                return self.event(Event::Error { message });
+            }
+            Command::Play => RoomCommand::Play,
+            Command::Pause => RoomCommand::Pause,
+            Command::SeekTo(s) => RoomCommand::SeekTo((s * 1e6) as Micros),
+            Command::SeekBy(s) => RoomCommand::SeekBy((s * 1e6) as Micros),
+        };
+        // The host is never refused.
+        let _ = self.room.handle_command(self.host_us(now), Origin::Host, room_cmd);
+        self.settle(now);
+    }
+
+    fn quit(&mut self) {
+        for (&peer, _) in self.peers.iter().filter(|(_, p)| p.connected) {
+            self.out.push_back(HostOutput::Control { peer, msg: Message::StreamEnd { reason: "the host ended the stream".into() } });
+        }
+        self.ended = true;
+        self.out.push_back(HostOutput::Quit);
+    }
+
+    fn approve(&mut self, now: Instant, who: &str) {
+        match self.admission.take(who) {
+            Some((peer, name)) => {
+                tracing::info!(peer, "letting {name} in");
+                let to = self.admission.remote(peer);
+                self.admit(peer, to, name);
+                self.settle(now);
+            }
+            None => self.event(Event::Error { message: format!("approve {who}: nobody of that name is waiting to join") }),
+        }
+    }
+
+    fn deny(&mut self, who: &str) {
+        match self.admission.take(who) {
+            Some((peer, name)) => {
+                tracing::info!(peer, "turning {name} away");
+                let payload = SignalPayload::Denied { reason: "the host turned you away".into() };
+                self.out.push_back(HostOutput::Signal(ClientMsg::Signal { to: self.admission.remote(peer), payload }));
+                self.event(Event::PeerLeft { peer, name, reason: "turned away".into() });
+            }
+            None => self.event(Event::Error { message: format!("deny {who}: nobody of that name is waiting to join") }),
+        }
+    }
+
+    /// Starts connecting a participant: its set-up makes the offer.
+    fn admit(&mut self, peer: PeerId, to: PeerId, name: String) {
+        if let Some(addr) = &self.cfg.fallback {
+            // Before the offer, so the participant knows where to turn if WebRTC fails.
+            self.out.push_back(HostOutput::Signal(ClientMsg::Signal { to, payload: SignalPayload::Fallback { addr: addr.clone() } }));
+        }
+        self.out.push_back(HostOutput::Admit { peer, to, name: name.clone() });
+        self.peers.insert(peer, Peer::new(name));
+    }
+
+    /// `left`: it left the room (rather than failed); only a failure before connecting is
+    /// reported.
+    fn remove_peer(&mut self, now: Instant, peer: PeerId, reason: &str, left: bool) {
+        self.scheduler.remove_peer(peer);
+        if let Some(p) = self.peers.remove(&peer) {
+            self.out.push_back(HostOutput::Close { peer });
+            if p.connected {
+                tracing::info!(peer, "participant {} gone: {reason}", p.name);
+                self.event(Event::PeerLeft { peer, name: p.name, reason: reason.to_string() });
+            } else if left {
+                tracing::info!(peer, "participant {} left before connecting", p.name);
+            } else {
+                // A refused or failed connection (a forged answer lands here) is worth telling.
+                tracing::warn!(peer, "participant {} could not connect: {reason}", p.name);
+                self.event(Event::Error { message: format!("{} could not connect: {reason}", p.name) });
+            }
+        }
+        self.room.remove_peer(self.host_us(now), peer);
+        self.plan.remove_peer(peer);
+    }
+
+    /// After every input: what the room and the plan decided, then the chunks the upload
+    /// budget lets go.
+    fn settle(&mut self, now: Instant) {
+        while let Some(RoomOutput::State { waiting, .. }) = self.room.poll_output() {
+            let names = self.names(&waiting);
+            self.publish_state(names);
+        }
+        self.apply_plan();
+        self.pump(now);
+    }
+
+    /// Hands the scheduler's decisions to the driver, as far as the upload budget goes.
+    fn pump(&mut self, now: Instant) {
+        while self.upload.ready(now)
+            && let Some(t) = self.scheduler.poll_transmit()
+        {
+            let connected = self.peers.get(&t.peer).is_some_and(|p| p.connected);
+            let len = if t.space == ORIGINAL {
+                self.manifest.chunk_len(t.index)
+            } else {
+                // Checked when requested; a rendition stopped since has nothing to send.
+                self.plan.job(t.space).and_then(|j| j.chunk_len(t.index, self.manifest.chunk_size))
+            };
+            let Some(len) = len.filter(|_| connected) else {
+                self.scheduler.handle_sent(t.peer);
+                continue;
+            };
+            self.upload.consume(now, len as f64);
+            let offset = t.index as u64 * self.manifest.chunk_size as u64;
+            self.out.push_back(HostOutput::Chunk { peer: t.peer, space: t.space, index: t.index, offset, len });
+        }
+    }
+
+    /// Stats for the user, and the roster for everyone's view.
+    fn stats(&mut self, now: Instant) {
+        let mut list: Vec<PeerStats> = Vec::new();
+        for (&peer, p) in self.peers.iter_mut().filter(|(_, p)| p.connected) {
+            list.push(PeerStats {
+                peer,
+                name: p.name.clone(),
+                up_bps: p.up.rate(now) as u64,
+                rtt_ms: p.rtt_ms,
+                buffered_bytes: p.buffered_bytes,
+                position_ms: p.position_ms,
+                quality: self.plan.level_of(peer).to_string(),
+                sent_bytes: p.up.total(),
+                drift_ms: p.drift_ms,
+                buffering: p.buffering,
+            });
+        }
+        let entries = list.iter().take(stream::MAX_ROSTER);
+        let roster = Message::Roster {
+            peers: entries.map(|p| RosterEntry { name: p.name.clone(), buffering: p.buffering, drift_ms: p.drift_ms, level: p.quality.clone() }).collect(),
+        };
+        self.broadcast(&roster);
+        let position_ms = (self.room.position(self.host_us(now)) / 1000) as u64;
+        let (playing, up_bps) = (self.room.state().playing, self.total_up.rate(now) as u64);
+        self.event(Event::HostStats { position_ms, playing, up_bps, peers: list });
+    }
+
+    /// Sends the room's clock to every connected participant and reports it.
+    fn publish_state(&mut self, waiting: Vec<String>) {
+        let msg = self.state_with(waiting.clone());
+        self.out.push_back(HostOutput::HttpState(msg.clone()));
+        self.broadcast(&msg);
+        let s = self.room.state();
+        let t_ms = self.wall_ms_at(self.now);
+        self.event(Event::State { playing: s.playing, position_ms: (s.position_us / 1000).max(0) as u64, buffering: false, waiting, seq: s.seq, t_ms });
+    }
+
+    fn state_with(&self, waiting: Vec<String>) -> Message {
+        let s = self.room.state();
+        Message::State {
+            playing: s.playing,
+            position_us: s.position_us.max(0) as u64,
+            at_host_us: s.at_host_us.max(0) as u64,
+            rate_milli: s.rate_milli,
+            seq: s.seq,
+            waiting: waiting.into_iter().take(stream::MAX_WAITING).collect(),
+        }
+    }
+
+    fn broadcast(&mut self, msg: &Message) {
+        for (&peer, _) in self.peers.iter().filter(|(_, p)| p.connected) {
+            self.out.push_back(HostOutput::Control { peer, msg: msg.clone() });
+        }
+    }
+
+    fn send(&mut self, peer: PeerId, msg: Message) {
+        if self.peers.get(&peer).is_some_and(|p| p.connected) {
+            self.out.push_back(HostOutput::Control { peer, msg });
+        }
+    }
+
+    /// Names for peer ids (unknown ones by id).
+    fn names(&self, ids: &[PeerId]) -> Vec<String> {
+        ids.iter().map(|id| self.peers.get(id).map_or_else(|| format!("peer {id}"), |p| p.name.clone())).collect()
+    }
+
+    fn event(&mut self, ev: Event) {
+        self.out.push_back(HostOutput::Event(ev));
+    }
+
+    fn host_us(&self, now: Instant) -> Micros {
+        now.saturating_duration_since(self.epoch).as_micros() as Micros
+    }
+
+    fn instant(&self, us: Micros) -> Instant {
+        self.epoch + Duration::from_micros(us.max(0) as u64)
+    }
+
+    fn wall_ms_at(&self, now: Instant) -> f64 {
+        self.wall_ms + now.saturating_duration_since(self.epoch).as_secs_f64() * 1000.0
+    }
+}

@@ -1,0 +1,351 @@
+//! The host core's decisions, one input at a time, in simulated time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::protocol::stream::Priority;
+
+const CHUNK: u32 = 64 * 1024;
+
+fn manifest() -> Arc<Manifest> {
+    Arc::new(Manifest {
+        name: "clip.mp4".into(),
+        size: 100 * CHUNK as u64,
+        chunk_size: CHUNK,
+        chunks: 100,
+        duration_ms: Some(60_000),
+        container: "mp4".into(),
+        codecs: vec!["h264".into()],
+        levels: vec!["high".into(), "low".into()],
+    })
+}
+
+fn config() -> HostConfig {
+    HostConfig {
+        room: "room1".into(),
+        join_token: "token".into(),
+        name: "host".into(),
+        room_cfg: RoomConfig { wait_for_buffering: true, host_only_control: false, duration_us: Some(60_000_000) },
+        autoplay: false,
+        approve: false,
+        upload_limit: 0,
+        reconnect_signal: true,
+        fallback: None,
+    }
+}
+
+struct Host {
+    core: HostCore,
+    now: Instant,
+}
+
+impl Host {
+    fn new(cfg: HostConfig) -> Self {
+        let now = crate::testing::t0();
+        let mut core = HostCore::new(now, 1.7e12, manifest(), cfg);
+        drain(&mut core);
+        Host { core, now }
+    }
+
+    fn outputs(&mut self) -> Vec<HostOutput> {
+        drain(&mut self.core)
+    }
+
+    /// `name` joins through signaling (server id `id`) and its link comes up; what that
+    /// made the host say is dropped.
+    fn join(&mut self, id: PeerId, name: &str) -> PeerId {
+        self.core.handle_signal(self.now, ServerMsg::PeerJoined { peer: id, name: name.into() });
+        let peer = admitted(&self.outputs()).expect("admitted");
+        self.core.handle_connected(self.now, peer);
+        self.outputs();
+        peer
+    }
+
+    /// Runs simulated time on until the host outputs something `wanted` (within a minute):
+    /// when, and that output.
+    fn until(&mut self, wanted: impl Fn(&HostOutput) -> bool) -> (Instant, HostOutput) {
+        let limit = self.now + Duration::from_secs(60);
+        while let Some((at, _)) = self.core.poll_timeout().filter(|(at, _)| *at <= limit) {
+            self.now = at;
+            self.core.handle_timeout(at);
+            if let Some(o) = self.outputs().into_iter().find(|o| wanted(o)) {
+                return (at, o);
+            }
+        }
+        panic!("nothing wanted within a minute");
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.core.handle_timeout(self.now);
+    }
+}
+
+fn drain(core: &mut HostCore) -> Vec<HostOutput> {
+    std::iter::from_fn(|| core.poll_output()).collect()
+}
+
+fn admitted(out: &[HostOutput]) -> Option<PeerId> {
+    out.iter().find_map(|o| match o {
+        HostOutput::Admit { peer, .. } => Some(*peer),
+        _ => None,
+    })
+}
+
+fn events(out: &[HostOutput]) -> Vec<&Event> {
+    out.iter()
+        .filter_map(|o| match o {
+            HostOutput::Event(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn controls_to(out: &[HostOutput], to: PeerId) -> Vec<&Message> {
+    out.iter()
+        .filter_map(|o| match o {
+            HostOutput::Control { peer, msg } if *peer == to => Some(msg),
+            _ => None,
+        })
+        .collect()
+}
+
+fn report(buffering: bool, seq: u64) -> Message {
+    Message::Report { position_ms: 0, buffered_bytes: 0, down_bps: 0, buffering, rtt_ms: Some(20), seq, drift_ms: None }
+}
+
+#[test]
+fn a_newcomer_is_offered_then_told_the_room_clock_when_its_link_is_up() {
+    let mut h = Host::new(config());
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 3, name: "bob".into() });
+    let out = h.outputs();
+    assert_eq!(out, [HostOutput::Admit { peer: 3, to: 3, name: "bob".into() }]);
+    h.core.handle_connected(h.now, 3);
+    let out = h.outputs();
+    assert!(matches!(controls_to(&out, 3)[..], [Message::State { playing: false, .. }]), "{out:?}");
+    assert_eq!(events(&out), [&Event::PeerJoined { peer: 3, name: "bob".into() }]);
+}
+
+#[test]
+fn a_newcomer_while_the_room_waits_sees_who_it_waits_for_by_name() {
+    // The old engine passed an empty name table here and showed "waiting for peer 4294967297".
+    let mut h = Host::new(HostConfig { autoplay: true, ..config() });
+    let alice = h.join(1, "alice");
+    h.core.handle_control(h.now, alice, report(true, 0));
+    h.outputs();
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "bob".into() });
+    let bob = admitted(&h.outputs()).unwrap();
+    h.core.handle_connected(h.now, bob);
+    let out = h.outputs();
+    let Some(Message::State { waiting, .. }) = controls_to(&out, bob).first() else { panic!("{out:?}") };
+    assert_eq!(waiting, &["alice".to_string()]);
+}
+
+#[test]
+fn the_fallback_address_goes_before_the_offer() {
+    let mut h = Host::new(HostConfig { fallback: Some("10.0.0.1:8080".into()), ..config() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into() });
+    let out = h.outputs();
+    assert!(
+        matches!(&out[..], [HostOutput::Signal(ClientMsg::Signal { to: 1, payload: SignalPayload::Fallback { .. } }), HostOutput::Admit { .. }]),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn under_approve_newcomers_knock_and_are_let_in_or_turned_away_by_name() {
+    let mut h = Host::new(HostConfig { approve: true, ..config() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "eve".into() });
+    let out = h.outputs();
+    assert!(admitted(&out).is_none(), "not even an offer before approval");
+    assert_eq!(events(&out).len(), 2);
+    h.core.handle_command(h.now, Command::Approve("bob".into()));
+    assert_eq!(admitted(&h.outputs()), Some(1));
+    h.core.handle_command(h.now, Command::Deny("eve".into()));
+    let out = h.outputs();
+    assert!(matches!(&out[0], HostOutput::Signal(ClientMsg::Signal { to: 2, payload: SignalPayload::Denied { .. } })), "{out:?}");
+    assert_eq!(events(&out), [&Event::PeerLeft { peer: 2, name: "eve".into(), reason: "turned away".into() }]);
+    h.core.handle_command(h.now, Command::Approve("eve".into()));
+    assert!(matches!(events(&h.outputs())[..], [Event::Error { .. }]));
+}
+
+#[test]
+fn a_lost_external_server_is_tried_again_after_1_s_then_every_2_s_and_ids_move_on() {
+    let mut h = Host::new(config());
+    let first = h.join(1, "alice");
+    h.now += Duration::from_millis(300);
+    h.core.handle_signal_closed(h.now);
+    assert!(matches!(events(&h.outputs())[..], [Event::Error { .. }]));
+    let lost = h.now;
+    let retry = |o: &HostOutput| matches!(o, HostOutput::ReconnectSignal(ClientMsg::Create { room: Some(r), .. }) if r == "room1");
+    let (first_try, _) = h.until(retry);
+    assert_eq!(first_try - lost, Duration::from_secs(1));
+    // No second attempt while this one is under way.
+    h.advance(Duration::from_secs(5));
+    assert!(!h.outputs().iter().any(retry));
+    h.core.handle_signal_back(h.now, false);
+    let failed = h.now;
+    let (second_try, _) = h.until(retry);
+    assert_eq!(second_try - failed, Duration::from_secs(2));
+    h.core.handle_signal_back(h.now, true);
+    // The restarted server numbers from 1 again: a different participant to the host.
+    let second = h.join(1, "bob");
+    assert_ne!(first, second);
+    h.advance(Duration::from_secs(1));
+    let stats = h.outputs().into_iter().find_map(|o| match o {
+        HostOutput::Event(Event::HostStats { peers, .. }) => Some(peers),
+        _ => None,
+    });
+    assert_eq!(stats.unwrap().len(), 2, "alice kept streaming through it all");
+}
+
+#[test]
+fn a_lost_embedded_server_is_not_tried_again() {
+    let mut h = Host::new(HostConfig { reconnect_signal: false, ..config() });
+    h.core.handle_signal_closed(h.now);
+    h.outputs();
+    for _ in 0..5 {
+        h.advance(Duration::from_secs(1));
+        assert!(!h.outputs().iter().any(|o| matches!(o, HostOutput::ReconnectSignal(_))));
+    }
+}
+
+#[test]
+fn a_participant_asking_for_levels_too_fast_is_refused() {
+    let mut h = Host::new(config());
+    let bob = h.join(1, "bob");
+    h.outputs();
+    let mut refused = 0;
+    for _ in 0..12 {
+        h.core.handle_control(h.now, bob, Message::Level { level: "low".into(), from_us: 0 });
+        refused += controls_to(&h.outputs(), bob).iter().filter(|m| matches!(m, Message::LevelRefused { .. })).count();
+    }
+    assert_eq!(refused, 4, "a burst of 8 goes through, the rest is refused");
+}
+
+#[test]
+fn a_level_asked_for_past_the_end_starts_a_second_before_it() {
+    let mut h = Host::new(config());
+    let bob = h.join(1, "bob");
+    h.outputs();
+    h.core.handle_control(h.now, bob, Message::Level { level: "low".into(), from_us: 99_000_000 });
+    let out = h.outputs();
+    assert!(out.iter().any(|o| matches!(o, HostOutput::StartRendition { from_us: 59_000_000, until_us: 89_000_000, .. })), "{out:?}");
+    assert_eq!(h.core.poll_timeout().map(|(t, _)| t), Some(h.now + RENDITIONS_EVERY));
+}
+
+#[test]
+fn the_upload_limit_paces_chunks_for_the_whole_room() {
+    let limit = 1 << 20;
+    let mut h = Host::new(HostConfig { upload_limit: limit, ..config() });
+    let peers = [h.join(1, "a"), h.join(2, "b")];
+    for &p in &peers {
+        h.core.handle_control(h.now, p, Message::Request { space: ORIGINAL, chunks: (0..100).collect(), priority: Priority::Window });
+    }
+    let start = h.now;
+    let mut sent = 0u64;
+    while h.now < start + Duration::from_secs(10) {
+        for o in h.outputs() {
+            if let HostOutput::Chunk { peer, len, .. } = o {
+                sent += len as u64;
+                // The driver reports each send done at once: only the budget holds chunks back.
+                h.core.handle_sent(h.now, peer, len);
+            }
+        }
+        let (at, _) = h.core.poll_timeout().unwrap();
+        h.now = at;
+        h.core.handle_timeout(at);
+    }
+    let rate = sent as f64 / 10.0;
+    assert!((rate - limit as f64).abs() < 0.15 * limit as f64, "{rate} B/s against a limit of {limit}");
+}
+
+#[test]
+fn pings_are_answered_in_host_microseconds() {
+    let mut h = Host::new(config());
+    let bob = h.join(1, "bob");
+    h.outputs();
+    h.now += Duration::from_millis(1500);
+    h.core.handle_control(h.now, bob, Message::Ping { client_us: 7 });
+    assert_eq!(controls_to(&h.outputs(), bob), [&Message::Pong { client_us: 7, host_us: 1_500_000 }]);
+}
+
+#[test]
+fn host_only_control_refuses_a_participant_with_a_notice() {
+    let mut h = Host::new(HostConfig { room_cfg: RoomConfig { host_only_control: true, ..config().room_cfg }, ..config() });
+    let bob = h.join(1, "bob");
+    h.outputs();
+    h.core.handle_control(h.now, bob, Message::Command(stream::Command::Play));
+    assert!(matches!(controls_to(&h.outputs(), bob)[..], [Message::Notice { .. }]));
+}
+
+#[test]
+fn quitting_says_goodbye_to_everyone_connected_and_stops_waking() {
+    let mut h = Host::new(config());
+    let bob = h.join(1, "bob");
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "slow".into() });
+    h.outputs();
+    h.core.handle_command(h.now, Command::Quit);
+    let out = h.outputs();
+    assert!(matches!(controls_to(&out, bob)[..], [Message::StreamEnd { .. }]));
+    assert!(controls_to(&out, 2).is_empty(), "not connected yet: nothing to say goodbye on");
+    assert_eq!(out.last(), Some(&HostOutput::Quit));
+    assert_eq!(h.core.poll_timeout(), None);
+}
+
+#[test]
+fn a_participant_that_fails_to_connect_is_reported_one_that_leaves_is_not() {
+    let mut h = Host::new(config());
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "cy".into() });
+    h.outputs();
+    h.core.handle_gone(h.now, 1, "connection failed: ICE");
+    let out = h.outputs();
+    assert!(out.contains(&HostOutput::Close { peer: 1 }));
+    assert!(matches!(events(&out)[..], [Event::Error { message }] if message.contains("bob could not connect")));
+    h.core.handle_signal(h.now, ServerMsg::PeerLeft { peer: 2, name: "cy".into() });
+    let out = h.outputs();
+    assert_eq!(out, [HostOutput::Close { peer: 2 }]);
+    // Its answer arriving late goes nowhere.
+    h.core.handle_signal(h.now, ServerMsg::Signal { from: 2, payload: SignalPayload::Denied { reason: String::new() } });
+    assert!(h.outputs().is_empty());
+}
+
+#[test]
+fn stats_and_the_roster_go_out_every_second() {
+    let mut h = Host::new(config());
+    let bob = h.join(1, "bob");
+    h.outputs();
+    assert_eq!(h.core.poll_timeout(), Some((h.now + STATS_EVERY, Timer::Stats)));
+    h.advance(STATS_EVERY);
+    let out = h.outputs();
+    assert!(matches!(controls_to(&out, bob)[..], [Message::Roster { peers }] if peers[0].name == "bob"));
+    assert!(matches!(events(&out)[..], [Event::HostStats { peers, .. }] if peers.len() == 1));
+}
+
+#[test]
+fn the_room_stops_at_the_end_of_the_media() {
+    let mut h = Host::new(HostConfig { autoplay: true, ..config() });
+    let (at, why) = std::iter::from_fn(|| {
+        let next = h.core.poll_timeout();
+        if let Some((t, w)) = next
+            && w != Timer::EndOfMedia
+        {
+            h.now = t;
+            h.core.handle_timeout(t);
+            drain(&mut h.core);
+            return Some(None);
+        }
+        Some(next)
+    })
+    .flatten()
+    .next()
+    .unwrap();
+    assert_eq!(why, Timer::EndOfMedia);
+    assert_eq!(at, h.core.epoch() + Duration::from_secs(60));
+    h.now = at;
+    h.core.handle_timeout(at);
+    assert!(events(&h.outputs()).iter().any(|e| matches!(e, Event::State { playing: false, position_ms: 60_000, .. })));
+}

@@ -1,0 +1,181 @@
+//! The room's policy in simulated time: what the binary tests used to check by playing real
+//! clips for minutes (fairness, upload and download limits, waiting for buffering, a late
+//! joiner's position, seeks, twenty in sync), each in well under a second.
+
+use std::time::Duration;
+
+use super::*;
+use crate::api::{Command, Event};
+
+const CHUNK: u32 = 64 * 1024;
+/// A generous bound on steps for any of these rooms (the livelock guard).
+const STEPS: u64 = 2_000_000;
+
+fn store() -> StoreConfig {
+    StoreConfig::default()
+}
+
+fn room(autoplay: bool, wait: bool, upload_limit: u64, uplink: Option<u64>) -> World {
+    World::new(crate::testing::t0(), media(120, 2_000, CHUNK), host_config(autoplay, wait, upload_limit, 120), uplink, 7)
+}
+
+/// The latest room state the host reported.
+fn last_state(w: &World) -> Option<(bool, Vec<String>)> {
+    w.events.iter().rev().find_map(|(_, e)| match e {
+        Event::State { playing, waiting, .. } => Some((*playing, waiting.clone())),
+        _ => None,
+    })
+}
+
+/// The largest difference between participants' positions now, ms.
+fn spread_ms(w: &World) -> f64 {
+    let pos: Vec<i64> = w.viewers().map(|v| v.position_us(w.now)).collect();
+    (pos.iter().max().unwrap() - pos.iter().min().unwrap()) as f64 / 1000.0
+}
+
+#[test]
+fn three_participants_on_one_capped_uplink_get_a_fair_share() {
+    // The file is 2 Mb/s; the uplink carries 600 KB/s for all three: each gets a third.
+    let mut w = room(false, true, 0, Some(600_000));
+    for name in ["ann", "bob", "cy"] {
+        w.join(name, LinkSpec::rtt(20, 0.0), store());
+    }
+    w.run_for(Duration::from_secs(20));
+    let got: Vec<u64> = w.viewers().map(|v| v.stats.received).collect();
+    let (lo, hi) = (*got.iter().min().unwrap() as f64, *got.iter().max().unwrap() as f64);
+    assert!(hi / lo < 1.15, "shares {got:?}");
+    let total: u64 = got.iter().sum();
+    assert!(total as f64 > 0.9 * 600_000.0 * 19.0, "the uplink is used: {total} bytes in 20 s");
+}
+
+#[test]
+fn the_upload_limit_holds_for_the_whole_room_within_ten_percent() {
+    // Replaces the binary test streaming::the_upload_limit_holds_within_ten_percent.
+    let limit = 300_000;
+    let mut w = room(false, true, limit, None);
+    for name in ["ann", "bob"] {
+        w.join(name, LinkSpec::rtt(20, 0.01), store());
+    }
+    w.run_for(Duration::from_secs(2));
+    let (before, from) = (w.uploaded, w.now);
+    w.run_for(Duration::from_secs(20));
+    let rate = (w.uploaded - before) as f64 / (w.now - from).as_secs_f64();
+    assert!((rate - limit as f64).abs() < 0.1 * limit as f64, "{rate:.0} B/s against {limit}");
+}
+
+#[test]
+fn the_download_limit_holds_within_ten_percent() {
+    // Replaces the binary test streaming::the_download_limit_holds_within_ten_percent.
+    let limit = 200_000;
+    let mut w = room(false, true, 0, None);
+    let slow = w.join("slow", LinkSpec::rtt(20, 0.01), StoreConfig { download_limit: limit, ..store() });
+    let fast = w.join("fast", LinkSpec::rtt(20, 0.01), store());
+    w.run_for(Duration::from_secs(2));
+    let before = w.viewer(slow).stats.received;
+    w.run_for(Duration::from_secs(20));
+    let rate = (w.viewer(slow).stats.received - before) as f64 / 20.0;
+    assert!((rate - limit as f64).abs() < 0.1 * limit as f64, "{rate:.0} B/s against {limit}");
+    assert_eq!(w.viewer(fast).stats.received, w.manifest.size, "the other is not held back");
+}
+
+#[test]
+fn the_room_waits_for_a_participant_who_buffers_and_names_them() {
+    let mut w = room(true, true, 0, None);
+    w.join("fast", LinkSpec::rtt(20, 0.0), store());
+    // 150 KB/s for a 250 KB/s file: it runs dry.
+    let slow = w.join("slow", LinkSpec::rtt(20, 0.0).capped(150_000), store());
+    w.drive_bounded(Duration::from_secs(60), STEPS, |w| last_state(w).is_some_and(|(playing, waiting)| !playing && waiting == ["slow"]));
+    // The one who does not wait holds still at the room's position meanwhile: nobody runs
+    // ahead.
+    let paused_at = w.events.iter().rev().find_map(|(_, e)| match e {
+        Event::State { position_ms, .. } => Some(*position_ms as i64 * 1000),
+        _ => None,
+    });
+    w.run_for(Duration::from_millis(200));
+    assert!(last_state(&w).is_some_and(|(playing, _)| !playing), "still waiting");
+    assert!((w.viewer(0).position_us(w.now) - paused_at.unwrap()).abs() < 1000);
+    assert!(w.viewer(slow).buffering());
+}
+
+#[test]
+fn without_waiting_the_room_plays_on_past_a_participant_who_buffers() {
+    let mut w = room(true, false, 0, None);
+    w.join("fast", LinkSpec::rtt(20, 0.0), store());
+    let slow = w.join("slow", LinkSpec::rtt(20, 0.0).capped(150_000), store());
+    w.drive_bounded(Duration::from_secs(60), STEPS, |w| w.slots[slow].viewer.as_ref().is_some_and(|v| v.stats.stalls > 0));
+    w.run_for(Duration::from_secs(5));
+    assert!(w.events.iter().all(|(_, e)| !matches!(e, Event::State { playing: false, .. })), "the room never paused");
+}
+
+#[test]
+fn three_play_in_sync_pause_together_and_a_late_joiner_starts_at_the_room_position() {
+    // Replaces the binary test playback::three_participants_play_in_sync_pause_together_and_a_late_joiner_starts_at_the_room_position
+    // for its policy; the binary keeps a smaller smoke of real decoding.
+    let mut w = room(true, true, 0, None);
+    for name in ["ann", "bob", "cy"] {
+        w.join(name, LinkSpec::rtt(40, 0.01), store());
+    }
+    w.run_for(Duration::from_secs(15));
+    assert!(spread_ms(&w) < 20.0, "spread {} ms", spread_ms(&w));
+    w.command(Command::Pause);
+    w.run_for(Duration::from_secs(1));
+    let paused: Vec<i64> = w.viewers().map(|v| v.position_us(w.now)).collect();
+    w.run_for(Duration::from_secs(2));
+    let still: Vec<i64> = w.viewers().map(|v| v.position_us(w.now)).collect();
+    assert_eq!(paused, still, "everyone paused");
+    w.command(Command::Play);
+    w.run_for(Duration::from_secs(10));
+    let late = w.join("dee", LinkSpec::rtt(40, 0.01), store());
+    let took = w.drive_bounded(Duration::from_secs(10), STEPS, |w| w.slots[late].viewer.as_ref().is_some_and(|v| v.playing()));
+    let (ann, dee) = (w.viewer(0).position_us(w.now), w.viewer(late).position_us(w.now));
+    assert!(ann > 20_000_000 && (dee - ann).abs() < 500_000, "dee at {dee} µs, ann at {ann}, after {took:?}");
+    w.run_for(Duration::from_secs(8));
+    assert!(spread_ms(&w) < 20.0, "spread {} ms with the late joiner", spread_ms(&w));
+}
+
+#[test]
+fn a_seek_to_an_unfetched_point_plays_on_everyone_within_a_second() {
+    // Replaces the binary test playback::a_seek_to_an_unfetched_point_plays_on_every_participant_within_half_a_second
+    // for its policy (with a 64 KiB-chunk file, at 40 ms round trips and 1% loss).
+    let mut w = room(true, true, 0, None);
+    for name in ["ann", "bob", "cy"] {
+        w.join(name, LinkSpec::rtt(40, 0.01), StoreConfig { capacity: 4 << 20, ..store() });
+    }
+    w.run_for(Duration::from_secs(5));
+    w.command(Command::SeekTo(90.0));
+    let took = w.drive_bounded(Duration::from_secs(5), STEPS, |w| w.viewers().all(|v| v.playing() && v.position_us(w.now) > 90_000_000));
+    assert!(took < Duration::from_secs(1), "playing again after {took:?}");
+    w.run_for(Duration::from_secs(8));
+    assert!(spread_ms(&w) < 20.0, "spread {} ms after the seek", spread_ms(&w));
+}
+
+#[test]
+fn twenty_participants_at_20_ms_and_1_percent_loss_stay_within_20_ms() {
+    let mut w = room(true, true, 0, None);
+    for i in 0..20 {
+        w.join(&format!("p{i}"), LinkSpec::rtt(20, 0.01), store());
+    }
+    w.run_for(Duration::from_secs(10));
+    let stalls = |w: &World| w.viewers().map(|v| v.stats.stalls).collect::<Vec<_>>();
+    let settled = stalls(&w);
+    let mut worst: f64 = 0.0;
+    for _ in 0..40 {
+        w.run_for(Duration::from_millis(500));
+        worst = worst.max(spread_ms(&w));
+    }
+    assert!(worst < 20.0, "worst spread {worst} ms");
+    assert_eq!(stalls(&w), settled, "nobody stalled once playing");
+}
+
+#[test]
+fn a_room_runs_the_same_way_for_the_same_seed() {
+    let run = || {
+        let mut w = room(true, true, 0, Some(400_000));
+        for name in ["ann", "bob"] {
+            w.join(name, LinkSpec::rtt(30, 0.05), store());
+        }
+        w.run_for(Duration::from_secs(10));
+        (w.uploaded, w.viewers().map(|v| v.position_us(w.now)).collect::<Vec<_>>(), w.steps)
+    };
+    assert_eq!(run(), run());
+}

@@ -1,0 +1,259 @@
+//! The host's driver: IO in, [`HostCore`] decides, IO out. It waits on signaling, the peer
+//! tasks, commands and the core's next deadline; whatever happens goes into the core with the
+//! time, and the core's outputs are carried out without waiting on anyone (queues are
+//! `try_send`; a signaling reconnection runs as its own task and reports back).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use color_eyre::eyre::Result;
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use super::peer_task::{self, PeerEvent, PeerHandle, Setup};
+use crate::core::host::{HostCore, HostOutput};
+use crate::headless::{Command, Event};
+use crate::net::signal_client::SignalClient;
+use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
+use crate::protocol::stream::{self, Message, ORIGINAL, Space};
+use crate::timer::sleep_until_opt;
+use crate::transcoders::Renditions;
+
+/// How long a signaling reconnection may take before it counts as failed.
+const RECONNECT_WITHIN: Duration = Duration::from_secs(3);
+
+/// One participant's tasks and queues.
+struct PeerIo {
+    task: tokio::task::JoinHandle<()>,
+    /// Its answer and candidates, while it connects.
+    answers: Option<mpsc::Sender<SignalPayload>>,
+    /// Its queues, once connected.
+    handle: Option<PeerHandle>,
+}
+
+/// Everything the driver does IO with.
+pub(super) struct Io {
+    file: Arc<File>,
+    renditions: Renditions,
+    peers: HashMap<PeerId, PeerIo>,
+    setup: Setup,
+    peer_tx: mpsc::UnboundedSender<PeerEvent>,
+    peer_rx: mpsc::UnboundedReceiver<PeerEvent>,
+    back_tx: mpsc::UnboundedSender<Option<SignalClient>>,
+    back_rx: mpsc::UnboundedReceiver<Option<SignalClient>>,
+    url: String,
+    signal_tls: Option<Arc<rustls::ClientConfig>>,
+    events: mpsc::UnboundedSender<Event>,
+    http_state: watch::Sender<Message>,
+}
+
+/// Runs the room until the core says it is over.
+pub(super) async fn drive(mut core: HostCore, mut io: Io, signal: SignalClient, mut commands: mpsc::UnboundedReceiver<Command>) -> Result<()> {
+    let mut signal = Some(signal);
+    loop {
+        while let Some(out) = core.poll_output() {
+            if let HostOutput::Quit = out {
+                io.close_all().await;
+                return Ok(());
+            }
+            io.apply(&mut core, out);
+        }
+        let deadline = core.poll_timeout().map(|(t, _)| t);
+        tokio::select! {
+            msg = recv_signal(&mut signal) => match msg {
+                Some(m) => core.handle_signal(Instant::now(), m),
+                None => {
+                    signal = None;
+                    core.handle_signal_closed(Instant::now());
+                }
+            },
+            Some(ev) = io.peer_rx.recv() => io.peer_event(&mut core, ev),
+            Some(back) = io.back_rx.recv() => {
+                let ok = back.is_some();
+                if let Some(c) = back {
+                    io.setup.signal_tx = c.tx.clone();
+                    signal = Some(c);
+                }
+                core.handle_signal_back(Instant::now(), ok);
+            }
+            cmd = commands.recv() => core.handle_command(Instant::now(), cmd.unwrap_or(Command::Quit)),
+            _ = sleep_until_opt(deadline) => core.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+async fn recv_signal(signal: &mut Option<SignalClient>) -> Option<ServerMsg> {
+    match signal {
+        Some(s) => s.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Io {
+    pub(super) fn new(
+        file: Arc<File>,
+        input: &Path,
+        setup: Setup,
+        url: String,
+        signal_tls: Option<Arc<rustls::ClientConfig>>,
+        events: mpsc::UnboundedSender<Event>,
+        http_state: watch::Sender<Message>,
+    ) -> Io {
+        let (peer_tx, peer_rx) = mpsc::unbounded_channel();
+        let (back_tx, back_rx) = mpsc::unbounded_channel();
+        let renditions = Renditions::new(input);
+        Io { file, renditions, peers: HashMap::new(), setup, peer_tx, peer_rx, back_tx, back_rx, url, signal_tls, events, http_state }
+    }
+
+    /// What a peer task reports, into the core.
+    fn peer_event(&mut self, core: &mut HostCore, ev: PeerEvent) {
+        let now = Instant::now();
+        match ev {
+            PeerEvent::Connected { peer, handle } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.answers = None;
+                    p.handle = Some(handle);
+                }
+                core.handle_connected(now, peer);
+            }
+            PeerEvent::Control { peer, msg } => core.handle_control(now, peer, msg),
+            PeerEvent::Sent { peer, bytes } => core.handle_sent(now, peer, bytes),
+            PeerEvent::Gone { peer, reason } => core.handle_gone(now, peer, &reason),
+            PeerEvent::Warning { message } => core.handle_warning(now, message),
+        }
+    }
+
+    /// Carries out one output (never waits).
+    fn apply(&mut self, core: &mut HostCore, out: HostOutput) {
+        match out {
+            HostOutput::Chunk { peer, space, index, offset, len } => self.send_chunk(core, peer, space, index, offset, len),
+            HostOutput::Control { peer, msg } => self.send_control(peer, msg),
+            HostOutput::Signal(msg) => {
+                if self.setup.signal_tx.try_send(msg).is_err() {
+                    tracing::warn!("signaling queue full or closed; a message to the server is lost");
+                }
+            }
+            HostOutput::Admit { peer, to, name } => self.admit(peer, to, name),
+            HostOutput::ToSetup { peer, payload } => {
+                if let Some(tx) = self.peers.get(&peer).and_then(|p| p.answers.as_ref()) {
+                    let _ = tx.try_send(payload);
+                }
+            }
+            HostOutput::Close { peer } => self.close(peer),
+            HostOutput::ReconnectSignal(create) => self.reconnect_signal(create),
+            HostOutput::StartRendition { space, level, from_us, until_us } => {
+                if let Err(reason) = self.renditions.start(space, &level, from_us, until_us) {
+                    tracing::warn!("rendition {space}: {reason}");
+                    core.handle_rendition_failed(Instant::now(), space, &reason);
+                }
+            }
+            HostOutput::StopRendition { space } => self.renditions.stop(space),
+            HostOutput::CheckRenditions(spaces) => {
+                for (space, until) in spaces {
+                    if let Some(p) = self.renditions.check(space, until) {
+                        core.handle_rendition_progress(Instant::now(), space, p);
+                    }
+                }
+            }
+            HostOutput::HttpState(msg) => {
+                self.http_state.send_replace(msg);
+            }
+            HostOutput::Event(ev) => {
+                let _ = self.events.send(ev);
+            }
+            // Handled by `drive`.
+            HostOutput::Quit => {}
+        }
+    }
+
+    /// Reads a chunk straight into its message buffer (header then payload: no serde copy)
+    /// and queues it. Reads are small and from the page cache; doing them inline keeps
+    /// ordering simple.
+    fn send_chunk(&mut self, core: &mut HostCore, peer: PeerId, space: Space, index: u32, offset: u64, len: usize) {
+        let Some(h) = self.peers.get(&peer).and_then(|p| p.handle.as_ref()) else {
+            return core.handle_unsent(Instant::now(), peer);
+        };
+        let header = stream::encode_chunk_header(space, index, len);
+        let mut bytes = BytesMut::with_capacity(header.len() + len);
+        bytes.extend_from_slice(&header);
+        bytes.resize(header.len() + len, 0);
+        let read = if space == ORIGINAL {
+            self.file.read_exact_at(&mut bytes[header.len()..], offset)
+        } else {
+            self.renditions.read_at(space, offset, &mut bytes[header.len()..])
+        };
+        if let Err(e) = read {
+            tracing::error!("reading chunk {index}: {e}");
+            core.handle_unsent(Instant::now(), peer);
+            return core.handle_gone(Instant::now(), peer, &format!("host read error: {e}"));
+        }
+        if h.chunk_tx.try_send(bytes).is_err() {
+            // The queue is sized to the scheduler's in-flight limit, so this means the peer's
+            // task is gone; its end will follow.
+            core.handle_unsent(Instant::now(), peer);
+        }
+    }
+
+    fn send_control(&self, peer: PeerId, msg: Message) {
+        if let Some(h) = self.peers.get(&peer).and_then(|p| p.handle.as_ref())
+            && h.control_tx.try_send(msg).is_err()
+        {
+            tracing::warn!(peer, "control queue full; dropping a message");
+        }
+    }
+
+    /// Starts connecting a participant: its task makes the offer.
+    fn admit(&mut self, peer: PeerId, to: PeerId, name: String) {
+        let (answers_tx, answers_rx) = mpsc::channel(16);
+        let span = tracing::info_span!("peer", id = peer, name = %name);
+        let task = tokio::spawn(peer_task::peer_task(peer, to, self.setup.clone(), answers_rx, self.peer_tx.clone()).instrument(span));
+        self.peers.insert(peer, PeerIo { task, answers: Some(answers_tx), handle: None });
+    }
+
+    /// Ends a participant's tasks; its link closes in the background.
+    fn close(&mut self, peer: PeerId) {
+        if let Some(p) = self.peers.remove(&peer) {
+            p.task.abort();
+            if let Some(h) = p.handle {
+                tokio::spawn(async move { h.link.close().await });
+            }
+        }
+    }
+
+    /// Creates the same room on the server again, so the link stays good for newcomers.
+    fn reconnect_signal(&self, create: ClientMsg) {
+        let (url, tls, back) = (self.url.clone(), self.signal_tls.clone(), self.back_tx.clone());
+        tokio::spawn(async move {
+            let again = tokio::time::timeout(RECONNECT_WITHIN, async {
+                let mut c = SignalClient::connect(&url, tls).await.ok()?;
+                c.tx.send(create).await.ok()?;
+                match c.rx.recv().await {
+                    Some(ServerMsg::Created { .. }) => Some(c),
+                    other => {
+                        tracing::info!("signaling server not taking the room back yet: {other:?}");
+                        None
+                    }
+                }
+            });
+            let _ = back.send(again.await.ok().flatten());
+        });
+    }
+
+    /// The stream is over (everyone was sent `StreamEnd`): give the goodbyes a moment to
+    /// leave, then close every link.
+    async fn close_all(self) {
+        let closing = self.peers.into_values().map(|p| async move {
+            if let Some(h) = p.handle {
+                let _ = tokio::time::timeout(Duration::from_millis(500), h.control_tx.closed()).await;
+                h.link.close().await;
+            }
+            p.task.abort();
+        });
+        futures::future::join_all(closing).await;
+    }
+}

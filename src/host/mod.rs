@@ -1,0 +1,298 @@
+//! The host engine: opens the room, connects each participant, and serves chunks from the
+//! sans-IO scheduler. Networking and file reads happen here; decisions happen in `core`.
+
+mod driver;
+mod peer_task;
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use color_eyre::eyre::{Context, Result, bail, eyre};
+use tokio::sync::{mpsc, watch};
+
+use crate::core::host::{HostConfig, HostCore};
+use crate::core::room::RoomConfig;
+use crate::headless::{Command, Event};
+use crate::media::probe;
+use crate::media::transcode;
+use crate::net::http_fallback::HttpFallback;
+use crate::net::peer::{IceConfig, Reach};
+use crate::net::signal_client::SignalClient;
+use crate::protocol::auth::RoomKey;
+use crate::protocol::link::Link;
+use crate::protocol::signal::{ClientMsg, ServerMsg};
+use crate::protocol::stream::{self, Manifest};
+use crate::server::ServerConfig;
+
+/// How the host runs.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// The file to stream.
+    pub file: PathBuf,
+    /// An external signaling server (`ws://HOST:PORT/` or `wss://`); `None` embeds one on `listen`.
+    pub server: Option<String>,
+    /// Extra trusted certificates for a `wss://` external server.
+    pub tls_ca: Option<PathBuf>,
+    /// The embedded server's certificate (with `server_cfg.tls`): the host pins it when it
+    /// connects to its own server on 127.0.0.1.
+    pub tls_cert: Option<PathBuf>,
+    /// Where the embedded server listens.
+    pub listen: SocketAddr,
+    /// Host name put in the link when the embedded server listens on a wildcard address.
+    pub advertise: Option<String>,
+    /// Ask the router to forward the embedded server's port (UPnP IGD, else NAT-PMP).
+    pub upnp: bool,
+    /// Requested room id.
+    pub room: Option<String>,
+    /// Display name.
+    pub name: String,
+    /// Chunk payload size.
+    pub chunk_size: u32,
+    /// Override for the ICE bind address.
+    pub ice_addr: Option<String>,
+    /// STUN/TURN servers and the ICE policy.
+    pub nat: crate::net::peer::NatOptions,
+    /// Limits of the embedded server.
+    pub server_cfg: ServerConfig,
+    /// Who controls playback and how the room treats buffering.
+    pub playback: PlaybackPolicy,
+    /// Upload limit for all participants together, bytes per second (0: none).
+    pub upload_limit: u64,
+    /// Newcomers wait until the host lets them in (`approve NAME` / `deny NAME`).
+    pub approve: bool,
+    /// Also serve the room over HTTP here (`--http`), for participants whose WebRTC link does
+    /// not come up.
+    pub http: Option<SocketAddr>,
+}
+
+/// Playback policy of a room.
+#[derive(Debug, Clone, Copy)]
+pub struct PlaybackPolicy {
+    /// Start playing at once.
+    pub autoplay: bool,
+    /// Pause the room while a participant buffers.
+    pub wait_for_buffering: bool,
+    /// Refuse participants' play/pause/seek.
+    pub host_only_control: bool,
+}
+
+impl Default for PlaybackPolicy {
+    fn default() -> Self {
+        PlaybackPolicy { autoplay: false, wait_for_buffering: true, host_only_control: false }
+    }
+}
+
+/// `--upload-limit`'s default: 10 MiB/s for the whole room.
+pub const DEFAULT_UPLOAD_LIMIT: u64 = 10 << 20;
+
+/// A host running in this process on loopback, with an embedded server (demo, bench).
+pub struct LocalRoom {
+    /// The room's link.
+    pub link: Link,
+    /// The `room` event itself (a dashboard starts from it).
+    pub opened: Event,
+    /// The host's events after `room`.
+    pub events: mpsc::UnboundedReceiver<Event>,
+    /// Commands to the host (`Quit` ends it).
+    pub commands: mpsc::UnboundedSender<Command>,
+    /// The host engine.
+    pub task: tokio::task::JoinHandle<Result<()>>,
+}
+
+/// Starts a host for `file` on 127.0.0.1 and waits until its room is open.
+/// `upload_limit` as `--upload-limit` (0: none; the benchmarks measure unlimited).
+pub async fn start_local(file: PathBuf, room: Option<String>, name: &str, playback: PlaybackPolicy, upload_limit: u64) -> Result<LocalRoom> {
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let opts = HostOptions {
+        file,
+        server: None,
+        tls_ca: None,
+        tls_cert: None,
+        listen: "127.0.0.1:0".parse()?,
+        advertise: None,
+        upnp: false,
+        room,
+        name: name.into(),
+        chunk_size: stream::DEFAULT_CHUNK_SIZE,
+        ice_addr: None,
+        nat: Default::default(),
+        server_cfg: ServerConfig::default(),
+        playback,
+        upload_limit,
+        approve: false,
+        http: None,
+    };
+    let task = tokio::spawn(run(opts, events_tx, commands_rx));
+    loop {
+        match events.recv().await {
+            Some(Event::Room { link, links, room, file, size, duration_ms }) => {
+                let parsed = Link::parse(&link)?;
+                let opened = Event::Room { link, links, room, file, size, duration_ms };
+                return Ok(LocalRoom { link: parsed, opened, events, commands, task });
+            }
+            Some(Event::Error { message }) => bail!("host: {message}"),
+            Some(_) => {}
+            None => {
+                return Err(task.await?.err().unwrap_or_else(|| eyre!("the host stopped")));
+            }
+        }
+    }
+}
+
+/// Runs a room until `quit` (or an unrecoverable error). Events go to `events`.
+pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, commands: mpsc::UnboundedReceiver<Command>) -> Result<()> {
+    let file = Arc::new(File::open(&opts.file).wrap_err_with(|| format!("cannot open {}", opts.file.display()))?);
+    let size = file.metadata()?.len();
+    if size == 0 {
+        bail!("{} is empty", opts.file.display());
+    }
+    if opts.chunk_size == 0 || opts.chunk_size > stream::MAX_CHUNK_SIZE {
+        bail!("chunk size must be between 1 and {} bytes", stream::MAX_CHUNK_SIZE);
+    }
+    let chunks = Manifest::chunk_count(size, opts.chunk_size);
+    if chunks > u32::MAX as u64 {
+        bail!("file too large for chunk size {}", opts.chunk_size);
+    }
+    let path = opts.file.clone();
+    let info = tokio::task::spawn_blocking(move || probe::probe(&path))
+        .await?
+        .map_err(|e| eyre!("{} is not a media file ffmpeg can read: {e}", opts.file.display()))?;
+    let name = opts.file.file_name().map(|n| n.to_string_lossy().chars().take(stream::MAX_TEXT).collect()).unwrap_or_default();
+    // Checking what this FFmpeg can transcode and opening the signaling side (a STUN probe, a
+    // router's port mapping) both take a moment: at once.
+    let (levels, rdv) = tokio::join!(offered_levels(&opts.file, size, info.duration_ms, &events), crate::rendezvous::open(&opts, &events));
+    let manifest = Manifest {
+        name,
+        size,
+        chunk_size: opts.chunk_size,
+        chunks: chunks as u32,
+        duration_ms: info.duration_ms,
+        container: info.container.chars().take(stream::MAX_TEXT).collect(),
+        codecs: info.codecs.into_iter().take(16).collect(),
+        levels,
+    };
+
+    // The signaling server, external or embedded, and the links to it.
+    let mut rdv = rdv?;
+    // The router's port mapping goes however the room ends, errors included.
+    let mapping = rdv.mapping.take();
+    let result = host_room(opts, file, manifest, rdv, events, commands).await;
+    if let Some(m) = mapping {
+        m.remove().await;
+    }
+    result
+}
+
+/// The levels this host offers for `file`: `high` (the original), and each rendition whose
+/// bit rate is well under the original's, when this FFmpeg can transcode the file.
+async fn offered_levels(file: &std::path::Path, size: u64, duration_ms: Option<u64>, events: &mpsc::UnboundedSender<Event>) -> Vec<String> {
+    let mut levels = vec!["high".to_string()];
+    let path = file.to_path_buf();
+    match tokio::task::spawn_blocking(move || transcode::check_transcodable(&path)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(transcode::TranscodeError::NoVideo)) => return levels,
+        Ok(Err(e)) => {
+            let _ = events.send(Event::Error { message: format!("no lower quality levels: {e}") });
+            return levels;
+        }
+        Err(e) => {
+            tracing::warn!("checking for renditions: {e}");
+            return levels;
+        }
+    }
+    let original_bps = duration_ms.filter(|&d| d > 0).map(|d| size * 8 * 1000 / d);
+    for (name, r) in transcode::levels() {
+        // A rendition that saves little is not worth a transcoder.
+        if original_bps.is_none_or(|o| r.bps() * 5 < o * 4) {
+            levels.push(name.to_string());
+        }
+    }
+    levels
+}
+
+/// The room itself, from creating it on the signaling server to the end.
+async fn host_room(
+    opts: HostOptions,
+    file: Arc<File>,
+    manifest: Manifest,
+    rdv: crate::rendezvous::Rendezvous,
+    events: mpsc::UnboundedSender<Event>,
+    commands: mpsc::UnboundedReceiver<Command>,
+) -> Result<()> {
+    let (_server, url, signal_tls) = (rdv.server, rdv.url, rdv.tls);
+    let key = RoomKey::random();
+    let (signal, room) = create_room(&url, signal_tls.clone(), opts.room.clone(), &key, &opts.name).await?;
+    let (link, links) = crate::rendezvous::room_links(&rdv.links, &room, &key, signal_tls.is_some());
+    let _ = events.send(Event::Room {
+        link: link.to_string(),
+        links,
+        room: room.clone(),
+        file: manifest.name.clone(),
+        size: manifest.size,
+        duration_ms: manifest.duration_ms,
+    });
+    let manifest = Arc::new(manifest);
+    let cfg = HostConfig {
+        room: room.clone(),
+        join_token: key.join_token(),
+        name: opts.name.clone(),
+        room_cfg: RoomConfig {
+            wait_for_buffering: opts.playback.wait_for_buffering,
+            host_only_control: opts.playback.host_only_control,
+            duration_us: manifest.duration_ms.map(|d| d.saturating_mul(1000) as i64),
+        },
+        autoplay: opts.playback.autoplay,
+        approve: opts.approve,
+        upload_limit: opts.upload_limit,
+        reconnect_signal: opts.server.is_some(),
+        fallback: None,
+    };
+    let mut core = HostCore::new(Instant::now(), crate::headless::now_ms(), manifest.clone(), cfg);
+    let (http_state, http_state_rx) = watch::channel(core.state_message());
+    let fallback = crate::net::http_fallback::Room {
+        room,
+        key: key.clone(),
+        file: opts.file.clone(),
+        manifest: manifest.clone(),
+        state: http_state_rx,
+        clock: core.epoch(),
+    };
+    let (_http, shown) = start_fallback(opts.http, fallback, &link).await?;
+    core.set_fallback(shown);
+    // The loopback rule (DESIGN §3) follows the link: loopback only when only this machine
+    // can reach the room.
+    let ice = IceConfig::new(Reach::of_host(&link.host), opts.ice_addr.as_deref(), &opts.nat);
+    let setup = peer_task::Setup { ice, key, signal_tx: signal.tx.clone(), manifest };
+    let io = driver::Io::new(file, &opts.file, setup, url, signal_tls, events, http_state);
+    driver::drive(core, io, signal, commands).await
+}
+
+/// Connects to the signaling server and creates the room (`room`: the id asked for): the
+/// connection and the room's id.
+async fn create_room(url: &str, tls: Option<Arc<rustls::ClientConfig>>, room: Option<String>, key: &RoomKey, name: &str) -> Result<(SignalClient, String)> {
+    let mut signal = SignalClient::connect(url, tls).await?;
+    let create = ClientMsg::Create { room, join_token: key.join_token(), name: name.to_string() };
+    signal.tx.send(create).await.map_err(|_| eyre!("signaling connection closed"))?;
+    match signal.rx.recv().await {
+        Some(ServerMsg::Created { room, .. }) => Ok((signal, room)),
+        Some(ServerMsg::Error { message, .. }) => bail!("the signaling server refused the room: {message}"),
+        other => bail!("unexpected answer from the signaling server: {other:?}"),
+    }
+}
+
+/// The HTTP fallback, when asked for (`--http`): the server and the address newcomers are
+/// told before the offer.
+async fn start_fallback(addr: Option<SocketAddr>, room: crate::net::http_fallback::Room, link: &Link) -> Result<(Option<HttpFallback>, Option<String>)> {
+    let Some(addr) = addr else { return Ok((None, None)) };
+    let id = room.room.clone();
+    let server = crate::net::http_fallback::start(addr, room).await.wrap_err_with(|| format!("cannot listen on {addr} for --http"))?;
+    // Reachable where the link's host is, unless bound to one address.
+    let host = if server.addr.ip().is_unspecified() { link.host.clone() } else { server.addr.ip().to_string() };
+    let shown = Link { host, port: server.addr.port(), ..link.clone() }.authority();
+    tracing::info!("HTTP fallback for room {id} at {shown}");
+    Ok((Some(server), Some(shown)))
+}

@@ -1,38 +1,35 @@
 //! Syncy: a peer-to-peer watch party for the terminal.
 //!
-//! `protocol` holds wire types, `core` the sans-IO state machines, and the remaining modules are
-//! the edges (signaling server, WebRTC links, ffmpeg, engines, headless output).
+//! The pipeline, one line per hop (host's file to participant's screen):
+//!
+//! ```text
+//! file ─ media/probe ─► engine/host ─ core::host (core::scheduler, core::room, core::renditions)
+//!      ─ net/peer (WebRTC data channels) ─► engine/join ─ core::buffer, core::clock, core::quality
+//!      ─ media/store_source + avio + decode ─► player/playback ─► player/screen ─► ui/join_app
+//! control flows back: ui/keys → engine::Command → protocol::stream::Command → core::room
+//! ```
+//!
+//! - `core` (its own crate, `syncy-core`): the sans-IO machines, the wire `protocol`, and the
+//!   engines' `Event`/`Command` API; no IO, no clock (the build enforces it).
+//! - `engine`: the host and participant drivers: IO in, core decides, IO out.
+//! - `net`: signaling client, WebRTC links, TLS, NAT traversal, the HTTP fallback.
+//! - `media`: ffmpeg (probe, demux over the chunk store, decode, transcode, the sample clip).
+//! - `player`: playback over the decoders, sound, mpv.
+//! - `ui`: the terminal dashboards; `output`: the headless JSON lines and plain text.
+//! - `server`: the signaling server; `cli` and `commands`: the command line and its commands.
 
-pub mod bench;
-pub mod bench_networks;
-pub mod bench_playback;
-pub mod bench_quality;
-pub mod bench_soak;
-pub mod bench_ui;
 pub mod cli;
-pub mod config;
+pub mod commands;
 /// The sans-IO core (its own crate, so the build keeps IO out of it).
 pub use syncy_core as core;
-pub mod demo;
-pub mod doctor;
+pub mod engine;
 pub mod error;
-pub mod headless;
-pub mod host;
-pub mod levels;
 pub mod media;
 pub mod net;
 pub mod netlab;
-pub mod participant;
-pub mod plain;
-pub mod playback;
+pub mod output;
 pub mod player;
 pub use syncy_core::protocol;
-pub mod rendezvous;
-pub mod save;
 pub mod secret;
 pub mod server;
-pub mod stdout;
-pub mod timer;
-pub mod transcoders;
 pub mod ui;
-pub mod units;

@@ -8,9 +8,12 @@ use color_eyre::eyre::{Result, eyre};
 use tokio::sync::mpsc;
 
 use syncy::cli::{Cli, Cmd};
-use syncy::headless::{self, Command, Event};
+use syncy::commands::{bench, demo};
+use syncy::engine::{Command, Event};
+use syncy::engine::{host, join};
+use syncy::output::headless;
 use syncy::protocol::link::Link;
-use syncy::{bench, demo, host, participant, server};
+use syncy::server;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -42,7 +45,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of stdout went away (`| head`): nothing to say, and nobody to say it to.
-        Err(_) if syncy::stdout::is_closed() => ExitCode::SUCCESS,
+        Err(_) if syncy::output::stdout::is_closed() => ExitCode::SUCCESS,
         Err(e) => report(&e, verbose),
     }
 }
@@ -94,14 +97,14 @@ fn command_channel(headless: bool) -> mpsc::UnboundedReceiver<Command> {
 /// the process at once.
 fn quit_on_signals(tx: mpsc::UnboundedSender<Command>) {
     use tokio::signal::unix::{SignalKind, signal};
-    syncy::stdout::watch();
+    syncy::output::stdout::watch();
     tokio::spawn(async move {
         let (mut term, mut hup) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::hangup()).ok());
         let code = tokio::select! {
             r = tokio::signal::ctrl_c() => if r.is_ok() { 130 } else { return },
             Some(()) = next(&mut term) => 143,
             Some(()) = next(&mut hup) => 129,
-            _ = syncy::stdout::closed() => 0,
+            _ = syncy::output::stdout::closed() => 0,
         };
         let _ = tx.send(Command::Quit);
         tokio::select! {
@@ -122,7 +125,7 @@ fn event_printer(headless: bool) -> (mpsc::UnboundedSender<Event>, tokio::task::
             if headless {
                 headless::print(&ev);
             } else {
-                syncy::plain::print(&ev);
+                syncy::output::plain::print(&ev);
             }
         }
     });
@@ -131,7 +134,7 @@ fn event_printer(headless: bool) -> (mpsc::UnboundedSender<Event>, tokio::task::
 
 /// TURN over TLS checks its server against the system's roots plus `--tls-ca` (or the config
 /// file's `tls_ca`).
-fn trust_for_turn(cmd: &Cmd, cfg: &syncy::config::Config) -> Result<()> {
+fn trust_for_turn(cmd: &Cmd, cfg: &syncy::cli::config::Config) -> Result<()> {
     let flag = match cmd {
         Cmd::Host(a) => a.tls_ca.as_ref(),
         Cmd::Join(a) => a.tls_ca.as_ref(),
@@ -163,7 +166,7 @@ fn usage(e: impl std::fmt::Display) -> color_eyre::Report {
 async fn run(cmd: Cmd) -> Result<()> {
     // Only the commands that use it read the config file: a mistake in it is not `serve`'s.
     let (cfg, cfg_path) = match cmd {
-        Cmd::Host(_) | Cmd::Join(_) | Cmd::Doctor(_) => syncy::config::load().map_err(usage)?,
+        Cmd::Host(_) | Cmd::Join(_) | Cmd::Doctor(_) => syncy::cli::config::load().map_err(usage)?,
         _ => Default::default(),
     };
     trust_for_turn(&cmd, &cfg)?;
@@ -185,7 +188,6 @@ async fn run(cmd: Cmd) -> Result<()> {
             server_cfg.tls = a.tls.server_config().map_err(usage)?;
             let (server, listen) = a.signaling(&cfg);
             let opts = host::HostOptions {
-                file: a.file.clone(),
                 server,
                 tls_ca: a.tls_ca.clone().or_else(|| cfg.tls_ca.clone()),
                 tls_cert: a.tls.tls_cert.clone(),
@@ -202,6 +204,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 upload_limit: a.upload_limit,
                 approve: a.approve,
                 http: a.http,
+                ..host::HostOptions::new(a.file.clone())
             };
             if dashboard(a.headless) {
                 return host_with_dashboard(opts).await;
@@ -228,9 +231,9 @@ async fn run(cmd: Cmd) -> Result<()> {
             if let Some(graphics) = graphics {
                 return join_with_view(link, &a, &cfg, graphics, mpv).await;
             }
-            let opts = join_options(link, &a, &cfg, participant::Render::None, mpv)?;
+            let opts = join_options(link, &a, &cfg, join::Render::None, mpv)?;
             let (events, printer) = event_printer(a.headless);
-            let result = participant::run(opts, events.clone(), command_channel(a.headless)).await.map(|_| ());
+            let result = join::run(opts, events.clone(), command_channel(a.headless)).await.map(|_| ());
             report_error(&result, &events, a.headless);
             drop(events);
             let _ = printer.await;
@@ -264,31 +267,31 @@ async fn run(cmd: Cmd) -> Result<()> {
 
 /// A participant with the terminal view: the engine on the runtime, the view on a thread.
 /// `syncy doctor`: the checks as lines (or JSON), exit 1 when one failed.
-async fn doctor(a: syncy::cli::DoctorArgs, cfg: &syncy::config::Config, config: Option<std::path::PathBuf>) -> Result<()> {
+async fn doctor(a: syncy::cli::DoctorArgs, cfg: &syncy::cli::config::Config, config: Option<std::path::PathBuf>) -> Result<()> {
     let server = match &a.link {
         Some(l) => Some(Link::parse(l).map_err(|e| usage(format!("not a Syncy link: {e}")))?.signal_url()),
         None => a.server.clone().or_else(|| cfg.server.clone()),
     };
-    let opts = syncy::doctor::DoctorOptions { server, tls_ca: a.tls_ca.clone().or_else(|| cfg.tls_ca.clone()), nat: a.nat.options(cfg)?, config };
+    let opts = syncy::commands::doctor::DoctorOptions { server, tls_ca: a.tls_ca.clone().or_else(|| cfg.tls_ca.clone()), nat: a.nat.options(cfg)?, config };
     if !a.headless {
         eprintln!("syncy doctor: checking what a room needs from this machine…");
     }
-    let report = syncy::doctor::run(&opts).await;
+    let report = syncy::commands::doctor::run(&opts).await;
     for c in &report.checks {
         if a.headless {
             let mut v = serde_json::to_value(c).expect("checks serialize");
             v["event"] = "check".into();
             v["t_ms"] = headless::now_ms().into();
-            syncy::stdout::write(&format!("{v}\n"));
+            syncy::output::stdout::write(&format!("{v}\n"));
         } else {
-            syncy::stdout::write(&format!("  {c}\n"));
+            syncy::output::stdout::write(&format!("  {c}\n"));
         }
     }
     if a.headless {
         let v = serde_json::json!({"event": "doctor", "verdict": report.verdict, "t_ms": headless::now_ms()});
-        syncy::stdout::write(&format!("{v}\n"));
+        syncy::output::stdout::write(&format!("{v}\n"));
     } else {
-        syncy::stdout::write(&format!("\n{}\n", report.verdict));
+        syncy::output::stdout::write(&format!("\n{}\n", report.verdict));
     }
     if report.checks.iter().any(|c| c.ok == Some(false)) {
         color_eyre::eyre::bail!("some checks failed (see above)");
@@ -300,13 +303,13 @@ async fn doctor(a: syncy::cli::DoctorArgs, cfg: &syncy::config::Config, config: 
 fn join_options(
     link: Link,
     a: &syncy::cli::JoinArgs,
-    cfg: &syncy::config::Config,
-    render: participant::Render,
+    cfg: &syncy::cli::config::Config,
+    render: join::Render,
     mpv: Option<Vec<String>>,
-) -> Result<participant::JoinOptions> {
-    Ok(participant::JoinOptions {
-        link,
-        name: a.name.clone().or_else(|| cfg.name.clone()).unwrap_or_else(syncy::cli::default_name),
+) -> Result<join::JoinOptions> {
+    let defaults = join::JoinOptions::new(link);
+    Ok(join::JoinOptions {
+        name: a.name.clone().or_else(|| cfg.name.clone()).unwrap_or(defaults.name.clone()),
         save: a.save.clone(),
         buffer: a.buffer,
         ice_addr: a.ice_addr.clone(),
@@ -314,17 +317,17 @@ fn join_options(
         tls_ca: a.tls_ca.clone().or_else(|| cfg.tls_ca.clone()),
         render,
         mpv,
-        playback: true,
         sound: !a.no_sound,
         download_limit: a.download_limit,
         quality: a.quality.clone(),
+        ..defaults
     })
 }
 
 async fn join_with_view(
     link: Link,
     a: &syncy::cli::JoinArgs,
-    cfg: &syncy::config::Config,
+    cfg: &syncy::cli::config::Config,
     graphics: syncy::player::picture::Graphics,
     mpv: Option<Vec<String>>,
 ) -> Result<()> {
@@ -332,8 +335,8 @@ async fn join_with_view(
     let screen = Screen::new();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (events, mut events_rx) = mpsc::unbounded_channel::<Event>();
-    let opts = join_options(link, a, cfg, participant::Render::Screen(screen.clone()), mpv)?;
-    let engine = tokio::spawn(participant::run(opts, events, cmd_rx));
+    let opts = join_options(link, a, cfg, join::Render::Screen(screen.clone()), mpv)?;
+    let engine = tokio::spawn(join::run(opts, events, cmd_rx));
     // Events become the view's message line (and the log); nothing prints while it is up.
     let notices = {
         let screen = screen.clone();
@@ -351,7 +354,7 @@ async fn join_with_view(
     };
     let view = {
         let screen = screen.clone();
-        tokio::task::spawn_blocking(move || syncy::player::tui::run(screen, graphics, cmd_tx))
+        tokio::task::spawn_blocking(move || syncy::ui::join_app::run(screen, graphics, cmd_tx))
     };
     // Close the view whatever the engine did (a panic included), or it would wait forever.
     let result = engine.await;

@@ -12,7 +12,7 @@ use ffmpeg_next::software::scaling;
 use ffmpeg_next::{Packet, codec, frame, media};
 
 use super::avio::{ByteSource, SourceInput};
-use crate::player::audio::{AudioChunk, AudioQueue, CHANNELS};
+use crate::media::audio_queue::{AudioChunk, AudioQueue, CHANNELS};
 
 /// One decoded picture.
 #[derive(Debug, Clone)]

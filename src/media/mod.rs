@@ -1,6 +1,7 @@
 //! ffmpeg at the edge: probing the host's file, demuxing and decoding over the chunk store,
 //! and generating the sample clip.
 
+pub mod audio_queue;
 pub mod avio;
 pub mod decode;
 pub mod encode;

@@ -2,9 +2,7 @@
 
 pub mod addrs;
 pub mod diagnose;
-pub mod http_fallback;
-pub mod http_head;
-pub mod http_link;
+pub mod http;
 pub mod links;
 pub mod natpmp;
 pub use crate::core::path;

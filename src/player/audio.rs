@@ -3,69 +3,15 @@
 //! ([`AudioClock`]), skipping or padding with silence when it is off by more than a few
 //! milliseconds. With no output device, there is a log line and the picture only.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use crate::core::api::SoundStats;
+pub use crate::media::audio_queue::{AudioChunk, AudioQueue, CHANNELS};
 
-/// Output channels the queue holds (interleaved).
-pub const CHANNELS: usize = 2;
 /// Drift tolerated before the output jumps to the clock.
 const RESYNC_US: i64 = 40_000;
-/// Most audio held ahead (beyond it, the oldest is dropped: audio never holds up video).
-const MAX_QUEUED_US: i64 = 3_000_000;
-
-/// Decoded samples from `pts_us` on.
-#[derive(Debug, Clone)]
-pub struct AudioChunk {
-    /// Time of the first sample.
-    pub pts_us: i64,
-    /// Interleaved stereo.
-    pub samples: Vec<f32>,
-}
-
-/// Audio between the decoder and the output callback.
-pub struct AudioQueue {
-    inner: Mutex<VecDeque<AudioChunk>>,
-    /// Frames (stereo samples) per second.
-    pub rate: u32,
-}
-
-impl AudioQueue {
-    /// An empty queue at `rate` Hz.
-    pub fn new(rate: u32) -> Arc<AudioQueue> {
-        Arc::new(AudioQueue { inner: Mutex::new(VecDeque::new()), rate: rate.max(1) })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<AudioChunk>> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn duration_us(&self, c: &AudioChunk) -> i64 {
-        (c.samples.len() / CHANNELS) as i64 * 1_000_000 / self.rate as i64
-    }
-
-    /// Adds decoded audio; drops the oldest beyond the bound (never blocks the decoder).
-    pub fn push(&self, chunk: AudioChunk) {
-        let mut q = self.lock();
-        q.push_back(chunk);
-        while q.len() > 1 {
-            let (first, last) = (q.front().expect("non-empty").pts_us, q.back().expect("non-empty").pts_us);
-            if last - first <= MAX_QUEUED_US {
-                break;
-            }
-            q.pop_front();
-        }
-    }
-
-    /// Drops everything (a seek).
-    pub fn clear(&self) {
-        self.lock().clear();
-    }
-}
-
 /// The playback clock as the output callback sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClockPoint {
@@ -260,6 +206,7 @@ pub fn open(queue_rate: impl FnOnce(u32) -> Arc<AudioQueue>, clock: Arc<AudioClo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::audio_queue::MAX_QUEUED_US;
 
     /// A queue at 1000 Hz whose sample values are their own time in ms.
     fn ramp(from_ms: i64, to_ms: i64) -> Arc<AudioQueue> {

@@ -12,8 +12,8 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::core::clock::{Correction, FollowerConfig, Micros, correct};
-use crate::headless::Command;
-use crate::playback::RoomView;
+use crate::engine::Command;
+use crate::player::playback::RoomView;
 
 pub use crate::core::api::MpvStatus;
 

@@ -4,9 +4,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::headless::Event;
+use crate::engine::Event;
 use crate::media::decode::{FrameQueue, VideoFrame};
-use crate::plain::state_line;
 
 /// Figures the status line shows.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,33 +66,18 @@ impl Status {
     pub fn log_event(&mut self, ev: &Event) {
         match ev {
             Event::Error { message } => {
-                self.note(format!("error: {message}"));
                 self.message = Some(message.clone());
+                self.note(ev.to_string());
             }
-            Event::Warning { message } => self.note(format!("warning: {message}")),
             Event::Path(p) => {
-                self.note(format!("connected to the host: {p}"));
                 self.path = Some(p.kind.words().to_string());
+                self.note(ev.to_string());
             }
-            Event::State { playing, position_ms, buffering, waiting, .. } => self.note(state_line(*playing, *buffering, waiting, *position_ms)),
-            Event::Manifest { name, size, .. } => self.note(format!("{name}: {:.1} MB", *size as f64 / 1e6)),
-            Event::Resumed { chunks, bytes } => self.note(format!("resuming the saved copy: {chunks} chunks ({:.1} MB) here", *bytes as f64 / 1e6)),
-            Event::Fallback { reason, url } => {
-                let line = format!("{reason}: over HTTP from {url}");
-                self.message = Some(line.clone());
-                self.note(line);
+            Event::Fallback { .. } | Event::Reconnecting { .. } | Event::Reconnected { .. } => {
+                self.message = Some(ev.to_string());
+                self.note(ev.to_string());
             }
-            Event::Reconnecting { reason, attempt } => {
-                let line = format!("link lost ({reason}): reconnecting, attempt {attempt}");
-                self.message = Some(line.clone());
-                self.note(line);
-            }
-            Event::Reconnected { held_bytes } => {
-                let line = format!("back in the room; kept {:.1} MB", *held_bytes as f64 / 1e6);
-                self.message = Some(line.clone());
-                self.note(line);
-            }
-            Event::Complete { sha256, .. } => self.note(format!("whole file here, sha256 {}…", sha256.get(..16).unwrap_or(sha256))),
+            Event::Warning { .. } | Event::State { .. } | Event::Manifest { .. } | Event::Resumed { .. } | Event::Complete { .. } => self.note(ev.to_string()),
             _ => {}
         }
     }

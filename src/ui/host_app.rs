@@ -11,13 +11,13 @@ use ratatui::layout::Rect;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use super::host_model::RoomModel;
 use super::host_view;
 use super::keys;
 use super::picture_pane::PicturePane;
-use super::room::RoomModel;
 use super::term;
 use super::view_state::{KeyOutcome, ViewState};
-use crate::headless::{Command, Event};
+use crate::engine::{Command, Event};
 use crate::player::picture::{Graphics, Picture};
 use crate::player::screen::Screen;
 

@@ -3,7 +3,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::headless::Command;
+use crate::engine::Command;
 
 /// What a key asks for.
 #[derive(Debug, Clone, Copy, PartialEq)]

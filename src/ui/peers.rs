@@ -5,8 +5,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Cell, Row, Table};
 
 use super::format::{bytes, rate};
-use super::room::{PeerRow, PeerState};
-use crate::units::clock;
+use super::host_model::{PeerRow, PeerState};
+use crate::cli::units::clock;
 
 /// Columns: name, state, RTT, upload to them, buffer, position, drift, quality.
 pub fn table(peers: &[PeerRow]) -> Table<'static> {
@@ -62,7 +62,7 @@ mod tests {
     use ratatui::backend::TestBackend;
 
     use super::*;
-    use crate::headless::PeerStats;
+    use crate::engine::PeerStats;
 
     #[test]
     fn peers_table_rows() {

@@ -103,7 +103,6 @@ pub struct ChunkStore {
     in_flight_bytes: u64,
     critical: BTreeSet<u32>,
     read_pos: u32,
-    evicted: u64,
     /// Chunks that have arrived at least once.
     seen: Vec<bool>,
     /// Every chunk below this has been seen (fill-behind scans from here).
@@ -164,7 +163,6 @@ impl ChunkStore {
             in_flight_bytes: 0,
             critical: BTreeSet::new(),
             read_pos: 0,
-            evicted: 0,
             seen: vec![false; manifest_chunks],
             fill_cursor: 0,
             busy: Duration::ZERO,
@@ -221,11 +219,6 @@ impl ChunkStore {
         self.held_bytes
     }
 
-    /// Chunks held now.
-    pub fn held_count(&self) -> usize {
-        self.held.len()
-    }
-
     /// Whether chunk `index` has ever arrived.
     pub fn seen(&self, index: u32) -> bool {
         self.seen.get(index as usize).copied().unwrap_or(false)
@@ -252,11 +245,6 @@ impl ChunkStore {
                 (held[b] as usize * 100).checked_div(n).unwrap_or(0) as u8
             })
             .collect()
-    }
-
-    /// Chunks evicted so far.
-    pub fn evicted(&self) -> u64 {
-        self.evicted
     }
 
     /// Whether chunk `index` is held.
@@ -322,7 +310,6 @@ impl ChunkStore {
             let Some(ix) = victim else { return false };
             let v = self.held.remove(&ix).expect("victim is held");
             self.held_bytes -= v.len() as u64;
-            self.evicted += 1;
         }
         true
     }

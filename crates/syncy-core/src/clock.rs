@@ -99,6 +99,7 @@ impl OffsetEstimator {
     }
 
     /// Round trip of the best sample.
+    #[cfg(test)]
     pub fn min_rtt(&self) -> Option<Micros> {
         self.best().map(|s| s.rtt)
     }
@@ -187,25 +188,13 @@ pub struct Follower {
     at_local_us: Micros,
     rate: f64,
     correcting: bool,
-    seeks: u64,
     outputs: VecDeque<FollowerOutput>,
 }
 
 impl Follower {
     /// A follower that has not heard from the room yet.
     pub fn new(cfg: FollowerConfig) -> Self {
-        Follower {
-            cfg,
-            room: None,
-            playing: false,
-            stalled: false,
-            position_us: 0,
-            at_local_us: 0,
-            rate: 1.0,
-            correcting: false,
-            seeks: 0,
-            outputs: VecDeque::new(),
-        }
+        Follower { cfg, room: None, playing: false, stalled: false, position_us: 0, at_local_us: 0, rate: 1.0, correcting: false, outputs: VecDeque::new() }
     }
 
     /// Local playback position at `now`.
@@ -221,11 +210,6 @@ impl Follower {
         self.playing
     }
 
-    /// Whether the player has stalled the clock.
-    pub fn stalled(&self) -> bool {
-        self.stalled
-    }
-
     /// Current rate (1.0 = normal).
     pub fn rate(&self) -> f64 {
         self.rate
@@ -234,11 +218,6 @@ impl Follower {
     /// The room's last state.
     pub fn room(&self) -> Option<&MediaState> {
         self.room.as_ref()
-    }
-
-    /// Seeks asked for so far.
-    pub fn seeks(&self) -> u64 {
-        self.seeks
     }
 
     /// Local − room at `now`, given the offset to the host clock.
@@ -263,7 +242,6 @@ impl Follower {
         // player drops the frames in between). Backward or far forward: it must seek.
         if target < here - self.cfg.rewind_seek_us || target > here + self.cfg.seek_threshold_us {
             self.outputs.push_back(FollowerOutput::Seek(target));
-            self.seeks += 1;
         }
         self.position_us = target;
         self.at_local_us = now;
@@ -286,7 +264,6 @@ impl Follower {
             self.rebase(now);
             if first && target > self.cfg.rewind_seek_us {
                 self.outputs.push_back(FollowerOutput::Seek(target));
-                self.seeks += 1;
                 self.position_us = target;
                 self.at_local_us = now;
             } else {

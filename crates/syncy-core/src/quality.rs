@@ -86,11 +86,6 @@ impl LevelController {
         }
     }
 
-    /// The smoothed throughput estimate, bits per second.
-    pub fn estimate(&self) -> Option<f64> {
-        self.estimate
-    }
-
     /// The best level the estimate sustains with headroom (the lowest if none does).
     fn sustainable(&self, estimate: f64) -> usize {
         self.levels.iter().rposition(|l| l.bps as f64 * self.cfg.headroom <= estimate).unwrap_or(0)

@@ -2,7 +2,7 @@
 //! and who watches which. Participants ask for a level from a room position (`Level`); a
 //! rendition of that level that started just before that position is shared, otherwise a new
 //! one starts there. Each rendition runs ahead of its slowest viewer by a bounded margin and
-//! stops when nobody watches it. The edge (host.rs, media/transcode.rs) runs the transcoders,
+//! stops when nobody watches it. The host core (`host`) composes it; the edge (engine/host, media/transcode.rs) runs the transcoders,
 //! reports their progress here and serves the chunks.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

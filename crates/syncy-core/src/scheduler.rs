@@ -91,11 +91,6 @@ impl Scheduler {
         self.peers.remove(&peer);
     }
 
-    /// Chunks queued for `peer` (both classes).
-    pub fn queued(&self, peer: PeerKey) -> usize {
-        self.peers.get(&peer).map_or(0, |q| q.queued.len())
-    }
-
     /// A participant asks for chunks of `space`.
     pub fn handle_request(&mut self, peer: PeerKey, space: Space, chunks: &[u32], priority: Priority) {
         let Some(q) = self.peers.get_mut(&peer) else {

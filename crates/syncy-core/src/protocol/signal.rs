@@ -62,7 +62,7 @@ pub enum SignalPayload {
     },
     /// The host also serves the room over HTTP at `addr` (`HOST:PORT`; `syncy host --http`),
     /// for a participant whose WebRTC link does not come up. Sent before the offer. Not signed:
-    /// every HTTP answer is (see `net::http_fallback`).
+    /// every HTTP answer is (see `net::http::fallback_server`).
     Fallback {
         /// `HOST:PORT`.
         addr: String,

@@ -106,6 +106,10 @@ pub struct World {
     rng: StdRng,
     /// Steps taken (for the livelock guard).
     pub steps: u64,
+    /// A clock to time the host core's calls with (a benchmark sets it; the core reads none).
+    pub meter: Option<fn() -> Instant>,
+    /// Time spent inside the host core's calls, by `meter`.
+    pub host_time: Duration,
 }
 
 impl World {
@@ -128,6 +132,8 @@ impl World {
             seq: 0,
             rng: StdRng::seed_from_u64(seed),
             steps: 0,
+            meter: None,
+            host_time: Duration::ZERO,
         };
         w.host_outputs();
         w
@@ -144,8 +150,17 @@ impl World {
 
     /// A host command now.
     pub fn command(&mut self, cmd: Command) {
-        self.host.handle_command(self.now, cmd);
+        let now = self.now;
+        self.on_host(|h| h.handle_command(now, cmd));
         self.host_outputs();
+    }
+
+    /// Runs `f` on the host core, timed by `meter` when there is one.
+    fn on_host(&mut self, f: impl FnOnce(&mut HostCore)) {
+        let Some(clock) = self.meter else { return f(&mut self.host) };
+        let t = clock();
+        f(&mut self.host);
+        self.host_time += clock() - t;
     }
 
     /// Runs until `until`. Panics if time stops moving (a machine asking to be woken at a
@@ -205,7 +220,7 @@ impl World {
             self.deliver(d);
         }
         if self.host.poll_timeout().is_some_and(|(t, _)| t <= now) {
-            self.host.handle_timeout(now);
+            self.on_host(|h| h.handle_timeout(now));
             self.host_outputs();
         }
         for slot in 0..self.slots.len() {
@@ -223,19 +238,19 @@ impl World {
         match d {
             Due::Join { slot } => {
                 let name = self.slots[slot].name.clone();
-                self.host.handle_signal(now, ServerMsg::PeerJoined { peer: slot as PeerId + 1, name });
+                self.on_host(|h| h.handle_signal(now, ServerMsg::PeerJoined { peer: slot as PeerId + 1, name }));
             }
             Due::Connected { slot } => {
                 let s = &mut self.slots[slot];
                 let skew = 3_600_000_000 + slot as i64 * 7_919;
                 s.viewer = Some(Viewer::new(now, &s.name, (*self.manifest).clone(), s.store.clone(), skew));
                 let peer = s.peer.expect("admitted before connected");
-                self.host.handle_connected(now, peer);
+                self.on_host(|h| h.handle_connected(now, peer));
                 self.viewer_outputs(slot);
             }
             Due::ToHost { slot, msg } => {
                 if let Some(peer) = self.slots[slot].peer {
-                    self.host.handle_control(now, peer, msg);
+                    self.on_host(|h| h.handle_control(now, peer, msg));
                 }
             }
             Due::ToViewer { slot, msg } => {
@@ -250,7 +265,7 @@ impl World {
                 }
                 self.viewer_outputs(slot);
             }
-            Due::Sent { peer, len } => self.host.handle_sent(now, peer, len),
+            Due::Sent { peer, len } => self.on_host(|h| h.handle_sent(now, peer, len)),
         }
         self.host_outputs();
     }

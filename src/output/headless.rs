@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use crate::core::api::{Command, Event, LinkInfo, PeerStats};
+use crate::engine::{Command, Event};
 
 /// Unix time in milliseconds.
 pub fn now_ms() -> f64 {
@@ -25,9 +25,9 @@ pub fn to_line(event: &Event) -> String {
 }
 
 /// Prints an event line on stdout. A closed stdout (the reader went away) is not an error:
-/// it ends the program quietly (see `crate::stdout`).
+/// it ends the program quietly (see `crate::output::stdout`).
 pub fn print(event: &Event) {
-    crate::stdout::write(&format!("{}\n", to_line(event)));
+    crate::output::stdout::write(&format!("{}\n", to_line(event)));
 }
 
 /// Parses one command line.
@@ -46,7 +46,7 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
         ("seek", Some(a)) if a.starts_with(['+', '-']) => seconds(a).map(Command::SeekBy).ok_or(format!("bad seek {a:?}")),
         ("seek", Some(a)) => seconds(a).filter(|s| *s >= 0.0).map(Command::SeekTo).ok_or(format!("bad seek {a:?}")),
         ("quality", Some(l)) if ["auto", "low", "medium", "high"].contains(&l) => Ok(Command::Quality(l.into())),
-        ("download-limit", Some(r)) => crate::units::parse_bytes(r).map(Command::DownloadLimit).map_err(|e| e.to_string()),
+        ("download-limit", Some(r)) => crate::cli::units::parse_bytes(r).map(Command::DownloadLimit).map_err(|e| e.to_string()),
         ("approve", Some(n)) => Ok(Command::Approve(n.into())),
         ("deny", Some(n)) => Ok(Command::Deny(n.into())),
         _ => Err(format!(

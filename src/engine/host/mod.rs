@@ -3,6 +3,8 @@
 
 mod driver;
 mod peer_task;
+pub mod rendezvous;
+pub mod transcoders;
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -15,10 +17,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::core::host::{HostConfig, HostCore};
 use crate::core::room::RoomConfig;
-use crate::headless::{Command, Event};
+use crate::engine::{Command, Event};
 use crate::media::probe;
 use crate::media::transcode;
-use crate::net::http_fallback::HttpFallback;
+use crate::net::http::fallback_server::HttpFallback;
 use crate::net::peer::{IceConfig, Reach};
 use crate::net::signal_client::SignalClient;
 use crate::protocol::auth::RoomKey;
@@ -68,6 +70,32 @@ pub struct HostOptions {
     pub http: Option<SocketAddr>,
 }
 
+impl HostOptions {
+    /// `syncy host FILE` with every default (the command line's defaults are these too: see
+    /// the test in `cli`).
+    pub fn new(file: PathBuf) -> HostOptions {
+        HostOptions {
+            file,
+            server: None,
+            tls_ca: None,
+            tls_cert: None,
+            listen: crate::cli::DEFAULT_HOST_LISTEN.parse().expect("a literal address"),
+            advertise: None,
+            upnp: false,
+            room: None,
+            name: "host".into(),
+            chunk_size: stream::DEFAULT_CHUNK_SIZE,
+            ice_addr: None,
+            nat: Default::default(),
+            server_cfg: ServerConfig::default(),
+            playback: PlaybackPolicy::default(),
+            upload_limit: DEFAULT_UPLOAD_LIMIT,
+            approve: false,
+            http: None,
+        }
+    }
+}
+
 /// Playback policy of a room.
 #[derive(Debug, Clone, Copy)]
 pub struct PlaybackPolicy {
@@ -107,25 +135,7 @@ pub struct LocalRoom {
 pub async fn start_local(file: PathBuf, room: Option<String>, name: &str, playback: PlaybackPolicy, upload_limit: u64) -> Result<LocalRoom> {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (commands, commands_rx) = mpsc::unbounded_channel();
-    let opts = HostOptions {
-        file,
-        server: None,
-        tls_ca: None,
-        tls_cert: None,
-        listen: "127.0.0.1:0".parse()?,
-        advertise: None,
-        upnp: false,
-        room,
-        name: name.into(),
-        chunk_size: stream::DEFAULT_CHUNK_SIZE,
-        ice_addr: None,
-        nat: Default::default(),
-        server_cfg: ServerConfig::default(),
-        playback,
-        upload_limit,
-        approve: false,
-        http: None,
-    };
+    let opts = HostOptions { listen: "127.0.0.1:0".parse()?, room, name: name.into(), playback, upload_limit, ..HostOptions::new(file) };
     let task = tokio::spawn(run(opts, events_tx, commands_rx));
     loop {
         match events.recv().await {
@@ -164,7 +174,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, comman
     let name = opts.file.file_name().map(|n| n.to_string_lossy().chars().take(stream::MAX_TEXT).collect()).unwrap_or_default();
     // Checking what this FFmpeg can transcode and opening the signaling side (a STUN probe, a
     // router's port mapping) both take a moment: at once.
-    let (levels, rdv) = tokio::join!(offered_levels(&opts.file, size, info.duration_ms, &events), crate::rendezvous::open(&opts, &events));
+    let (levels, rdv) = tokio::join!(offered_levels(&opts.file, size, info.duration_ms, &events), crate::engine::host::rendezvous::open(&opts, &events));
     let manifest = Manifest {
         name,
         size,
@@ -219,14 +229,14 @@ async fn host_room(
     opts: HostOptions,
     file: Arc<File>,
     manifest: Manifest,
-    rdv: crate::rendezvous::Rendezvous,
+    rdv: crate::engine::host::rendezvous::Rendezvous,
     events: mpsc::UnboundedSender<Event>,
     commands: mpsc::UnboundedReceiver<Command>,
 ) -> Result<()> {
     let (_server, url, signal_tls) = (rdv.server, rdv.url, rdv.tls);
     let key = RoomKey::random();
     let (signal, room) = create_room(&url, signal_tls.clone(), opts.room.clone(), &key, &opts.name).await?;
-    let (link, links) = crate::rendezvous::room_links(&rdv.links, &room, &key, signal_tls.is_some());
+    let (link, links) = crate::engine::host::rendezvous::room_links(&rdv.links, &room, &key, signal_tls.is_some());
     let _ = events.send(Event::Room {
         link: link.to_string(),
         links,
@@ -251,9 +261,9 @@ async fn host_room(
         reconnect_signal: opts.server.is_some(),
         fallback: None,
     };
-    let mut core = HostCore::new(Instant::now(), crate::headless::now_ms(), manifest.clone(), cfg);
+    let mut core = HostCore::new(Instant::now(), crate::output::headless::now_ms(), manifest.clone(), cfg);
     let (http_state, http_state_rx) = watch::channel(core.state_message());
-    let fallback = crate::net::http_fallback::Room {
+    let fallback = crate::net::http::fallback_server::Room {
         room,
         key: key.clone(),
         file: opts.file.clone(),
@@ -286,10 +296,14 @@ async fn create_room(url: &str, tls: Option<Arc<rustls::ClientConfig>>, room: Op
 
 /// The HTTP fallback, when asked for (`--http`): the server and the address newcomers are
 /// told before the offer.
-async fn start_fallback(addr: Option<SocketAddr>, room: crate::net::http_fallback::Room, link: &Link) -> Result<(Option<HttpFallback>, Option<String>)> {
+async fn start_fallback(
+    addr: Option<SocketAddr>,
+    room: crate::net::http::fallback_server::Room,
+    link: &Link,
+) -> Result<(Option<HttpFallback>, Option<String>)> {
     let Some(addr) = addr else { return Ok((None, None)) };
     let id = room.room.clone();
-    let server = crate::net::http_fallback::start(addr, room).await.wrap_err_with(|| format!("cannot listen on {addr} for --http"))?;
+    let server = crate::net::http::fallback_server::start(addr, room).await.wrap_err_with(|| format!("cannot listen on {addr} for --http"))?;
     // Reachable where the link's host is, unless bound to one address.
     let host = if server.addr.ip().is_unspecified() { link.host.clone() } else { server.addr.ip().to_string() };
     let shown = Link { host, port: server.addr.port(), ..link.clone() }.authority();

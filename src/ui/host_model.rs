@@ -5,8 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::headless::{Event, PeerStats};
-use crate::units::clock;
+use crate::engine::{Event, PeerStats};
 
 /// Seconds of upload history the sparkline shows (stats arrive once a second).
 pub const HISTORY: usize = 60;
@@ -70,7 +69,7 @@ pub struct RoomModel {
     /// Join link (the one to share when in doubt).
     pub link: String,
     /// Every link with where it works from (the first is `link`).
-    pub links: Vec<crate::headless::LinkInfo>,
+    pub links: Vec<crate::engine::LinkInfo>,
     /// The hosted file.
     pub file: FileInfo,
     /// The room clock plays.
@@ -106,40 +105,30 @@ impl RoomModel {
                 self.links = links.clone();
                 self.room = room.clone();
                 self.file = FileInfo { name: file.clone(), size: *size, duration_ms: *duration_ms };
-                self.note(format!("room {room} open"));
+                self.note(event.to_string());
             }
             Event::Knock { peer, name } => {
                 if !self.peers.iter().any(|p| p.peer == *peer) {
                     self.peers.push(PeerRow { peer: *peer, name: name.clone(), state: PeerState::Knocking, stats: None });
                 }
-                self.note(format!("? {name} wants to join (a: let in, d: turn away)"));
+                self.note(format!("{event} (a: let in, d: turn away)"));
             }
             Event::PeerJoined { peer, name } => {
                 match self.peers.iter_mut().find(|p| p.peer == *peer) {
                     Some(row) => row.state = PeerState::Connecting,
                     None => self.peers.push(PeerRow { peer: *peer, name: name.clone(), state: PeerState::Connecting, stats: None }),
                 }
-                self.note(format!("+ {name} joined"));
+                self.note(event.to_string());
             }
-            Event::PeerLeft { peer, name, reason } => {
+            Event::PeerLeft { peer, .. } => {
                 self.peers.retain(|p| p.peer != *peer);
-                self.note(format!("- {name} left ({reason})"));
+                self.note(event.to_string());
             }
             Event::State { playing, position_ms, waiting, .. } => {
-                let word = if !waiting.is_empty() {
-                    "waiting"
-                } else if *playing {
-                    "playing"
-                } else {
-                    "paused"
-                };
                 self.playing = *playing;
                 self.set_position(*position_ms, now);
-                if *waiting != self.waiting && !waiting.is_empty() {
-                    self.note(format!("waiting for {}", waiting.join(", ")));
-                }
                 self.waiting = waiting.clone();
-                self.note(format!("{word} at {}", clock(*position_ms)));
+                self.note(event.to_string());
             }
             Event::HostStats { position_ms, playing, up_bps, peers } => {
                 self.playing = *playing;
@@ -163,9 +152,9 @@ impl RoomModel {
             }
             Event::Error { message } => {
                 self.error = Some(message.clone());
-                self.note(format!("error: {message}"));
+                self.note(event.to_string());
             }
-            Event::Warning { message } => self.note(format!("warning: {message}")),
+            Event::Warning { .. } => self.note(event.to_string()),
             _ => {}
         }
     }
@@ -257,7 +246,7 @@ mod tests {
         assert_eq!(m.position_now(t + Duration::from_secs(60)), 10_000, "held at the end");
         m.apply(&state(true, 2_000, vec!["bob".into()]), t);
         assert_eq!(m.position_now(t + Duration::from_secs(5)), 2_000, "the room waits");
-        assert!(m.log.iter().any(|l| l == "waiting for bob"));
+        assert!(m.log.iter().any(|l| l == "waiting at 0:02 (waiting for bob)"), "{:?}", m.log);
         m.apply(&state(false, 4_000, vec![]), t);
         assert_eq!(m.position_now(t + Duration::from_secs(5)), 4_000);
     }

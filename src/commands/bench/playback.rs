@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use color_eyre::eyre::{Result, bail};
 use tokio::sync::mpsc;
 
-use crate::headless::{Command, Event};
-use crate::host::{self, PlaybackPolicy};
+use crate::engine::host::{self, PlaybackPolicy};
+use crate::engine::join::{self, JoinOptions};
+use crate::engine::{Command, Event};
 use crate::media::decode::{self, FrameQueue, VideoFrame};
 use crate::media::sample::{SampleSpec, write_sample};
-use crate::participant::{self, JoinOptions, Render};
 use crate::player::picture::{Graphics, Picture};
 
 /// One participant's events, stamped when received.
@@ -46,19 +46,12 @@ impl Room {
         self.quits.push(qtx);
         // A small buffer, so the seek target is not fetched ahead of time.
         let opts = JoinOptions {
-            link: self.link.clone(),
             name: format!("p{i}"),
-            save: None,
             buffer: 2 << 20,
-            ice_addr: None,
-            nat: Default::default(),
-            tls_ca: None,
-            render: Render::None,
-            mpv: None,
-            playback: true,
             sound: false,
             download_limit: 0,
             quality: "high".into(),
+            ..JoinOptions::new(self.link.clone())
         };
         let (etx, mut erx) = mpsc::unbounded_channel();
         let tx = self.tx.clone();
@@ -68,7 +61,7 @@ impl Room {
             }
         });
         tokio::spawn(async move {
-            if let Err(e) = participant::run(opts, etx.clone(), qrx).await {
+            if let Err(e) = join::run(opts, etx.clone(), qrx).await {
                 let _ = etx.send(Event::Error { message: e.to_string() });
             }
         });
@@ -155,7 +148,7 @@ async fn room_figures(clip: &Path, n: usize, play_secs: u64) -> Result<RoomFigur
     let all: Vec<usize> = (0..n).collect();
     room.until_all(&all, Duration::from_secs(60), showing(false)).await?;
     room.host.send(Command::Play)?;
-    let started = crate::headless::now_ms();
+    let started = crate::output::headless::now_ms();
     room.until_all(&all, Duration::from_secs(30), showing(true)).await?;
     // Play, collecting stats.
     let mut samples = vec![vec![]; n];

@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::player::http::{RangeAnswer, parse_range};
+use crate::net::http::range::{RangeAnswer, parse_range};
 use crate::protocol::auth::RoomKey;
 use crate::protocol::stream::{self, Manifest, Message};
 
@@ -90,13 +90,13 @@ pub async fn start(addr: SocketAddr, room: Room) -> std::io::Result<HttpFallback
 /// One request per connection (`Connection: close`): simple, and a slow link's requests do
 /// not queue behind each other.
 async fn serve(mut sock: TcpStream, room: &Room, file: Arc<std::fs::File>) -> std::io::Result<()> {
-    let (method, path, range, auth) = match super::http_head::read(&mut sock, MAX_HEAD).await? {
-        super::http_head::Request::Head(h) => {
+    let (method, path, range, auth) = match super::head::read(&mut sock, MAX_HEAD).await? {
+        super::head::Request::Head(h) => {
             let (range, auth) = (h.header("range").map(str::to_string), h.header("authorization").map(str::to_string));
             (h.method, h.path, range, auth)
         }
-        super::http_head::Request::Closed => return Ok(()),
-        super::http_head::Request::Bad => return reply(&mut sock, "400 Bad Request", &[], b"").await,
+        super::head::Request::Closed => return Ok(()),
+        super::head::Request::Bad => return reply(&mut sock, "400 Bad Request", &[], b"").await,
     };
     if method != "GET" {
         return reply(&mut sock, "405 Method Not Allowed", &[("Allow", "GET".into())], b"").await;

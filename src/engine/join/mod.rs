@@ -1,7 +1,10 @@
 //! The participant engine: joins through signaling, answers the host's WebRTC offer, and pulls
 //! chunks into the sans-IO chunk store. With `--save` every chunk is also written to a file.
-//! The demuxer reads the store through playback (`crate::playback`); a cursor hashes the file
+//! The demuxer reads the store through playback (`crate::player::playback`); a cursor hashes the file
 //! in order as it arrives, for `complete`.
+
+pub mod levels;
+pub mod save;
 
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -17,21 +20,21 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use crate::core::buffer::{Arrival, ChunkStore, StoreConfig};
 use crate::core::clock::{MediaState, Micros};
 use crate::core::rate::Meter;
+use crate::engine::join::levels::{Choice, Levels};
+use crate::engine::join::save::SaveFile;
+use crate::engine::sleep_until_opt;
+use crate::engine::{Command, Event};
 use crate::error::Hinted;
-use crate::headless::{Command, Event};
-use crate::levels::{Choice, Levels};
 use crate::media::store_source::SharedStore;
 use crate::net::peer::NatOptions;
 use crate::net::peer::{self, IceConfig, PeerLink, Reach};
 use crate::net::signal_client::SignalClient;
-use crate::playback::Playback;
 use crate::player::mpv::MpvOut;
+use crate::player::playback::Playback;
 use crate::player::screen::Screen;
 use crate::protocol::link::Link;
 use crate::protocol::signal::{ClientMsg, ServerMsg, SignalPayload};
 use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, PROTOCOL_VERSION, Role};
-use crate::save::SaveFile;
-use crate::timer::sleep_until_opt;
 
 /// How a participant runs.
 #[derive(Debug, Clone)]
@@ -65,6 +68,36 @@ pub struct JoinOptions {
     pub quality: String,
 }
 
+/// `--buffer`'s default: 256 MiB of chunks in memory.
+pub const DEFAULT_BUFFER: u64 = 256 << 20;
+
+impl JoinOptions {
+    /// `syncy join LINK` with every default (the command line's defaults are these too: see
+    /// the test in `cli`).
+    pub fn new(link: Link) -> JoinOptions {
+        JoinOptions {
+            link,
+            name: default_name(),
+            save: None,
+            buffer: DEFAULT_BUFFER,
+            ice_addr: None,
+            nat: NatOptions::default(),
+            tls_ca: None,
+            render: Render::None,
+            mpv: None,
+            playback: true,
+            sound: true,
+            download_limit: DEFAULT_DOWNLOAD_LIMIT,
+            quality: "auto".into(),
+        }
+    }
+}
+
+/// A participant's name unless given: the user's login name.
+pub fn default_name() -> String {
+    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "guest".into())
+}
+
 /// Where the picture goes.
 #[derive(Clone)]
 pub enum Render {
@@ -84,15 +117,6 @@ impl std::fmt::Debug for Render {
 }
 
 impl Render {
-    /// The size frames are scaled to (until a view sets it).
-    pub fn target(&self) -> Option<(u32, u32)> {
-        match self {
-            Render::None => None,
-            // The view asks for its size once it knows the video's.
-            Render::Screen(_) => None,
-        }
-    }
-
     fn screen(&self) -> Option<&Arc<Screen>> {
         match self {
             Render::None => None,
@@ -355,14 +379,14 @@ const FALLBACK_AFTER: Duration = Duration::from_secs(8);
 
 /// Joins over the host's HTTP fallback at `addr` (`why`: what happened to WebRTC).
 async fn http_connection(opts: &JoinOptions, signal: SignalClient, addr: &str, why: String) -> Result<Connection, Setup> {
-    use crate::net::http_link::{self, Delivered, HttpLink};
+    use crate::net::http::fallback_client::{self, Delivered, HttpLink};
     tracing::warn!("{why}; falling back to HTTP at {addr}");
     let http = HttpLink::new(addr, &opts.link.room, &opts.link.key);
     let manifest = http.manifest().await.map_err(|e| Setup::Retry(eyre!("{why}, and the HTTP fallback failed too: {e}")))?;
     let url = http.url();
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (back_tx, mut back_rx) = mpsc::unbounded_channel();
-    http_link::spawn(http, manifest.clone(), out_rx, back_tx);
+    fallback_client::spawn(http, manifest.clone(), out_rx, back_tx);
     let (in_tx, incoming) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(d) = back_rx.recv().await {
@@ -453,7 +477,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         levels: manifest.levels.clone(),
     });
     // A copy an earlier run left half-way is kept: what it holds is read from disk, not
-    // fetched again (see save.rs).
+    // fetched again (see `save`).
     let (mut save, saved) = match &opts.save {
         Some(path) => {
             let (s, held) = SaveFile::open(path, &manifest).map_err(|e| eyre!("cannot write {}: {e}", path.display()))?;
@@ -488,8 +512,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         let _ = events.send(Event::Resumed { chunks: saved.len() as u32, bytes: saved.iter().map(|&ix| manifest.chunk_len(ix).unwrap_or(0) as u64).sum() });
     }
     let (reader, reader_cancel) = shared.cancellable_reader();
-    let mut playback =
-        if opts.playback { Playback::start(Box::new(reader), opts.render.target(), opts.sound && opts.mpv.is_none()) } else { Playback::inert() };
+    let mut playback = if opts.playback { Playback::start(Box::new(reader), None, opts.sound && opts.mpv.is_none()) } else { Playback::inert() };
     // Renditions play in the built-in player only; mpv reads the original over HTTP, --save
     // keeps the original, and a fetch-only participant plays nothing.
     let fixed_high = if !opts.playback {
@@ -510,7 +533,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         }
         None => Choice::parse(&opts.quality),
     };
-    let mut levels = Levels::new(&manifest, Choice::Auto, shared.clone(), Some(reader_cancel), cfg.clone(), wake_fn.clone());
+    let mut levels = Levels::new(&manifest, shared.clone(), Some(reader_cancel), cfg.clone(), wake_fn.clone());
     if let Err(e) = levels.choose(choice) {
         let _ = events.send(Event::Error { message: format!("quality: {e}; choosing automatically") });
     }
@@ -531,7 +554,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     // mpv reads the store over local HTTP and follows the same room clock.
     let (_range_server, mut mpv) = match &opts.mpv {
         Some(args) => {
-            let server = crate::player::http::start(shared.clone(), &manifest.name).await?;
+            let server = crate::player::range_server::start(shared.clone(), &manifest.name).await?;
             let mpv = crate::player::mpv::Mpv::spawn(&server.url, args).await?;
             tracing::info!("mpv playing {}", server.url);
             (Some(server), Some(mpv))
@@ -774,7 +797,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                         mpv: mpv_status.map(|m| m.at(Instant::now())),
                         sound: playback.sound_stats(),
                         path: path.clone(),
-                        t_ms: crate::headless::now_ms(),
+                        t_ms: crate::output::headless::now_ms(),
                     });
                     if last_report.elapsed() >= Duration::from_millis(900) {
                         send_report(&conn.tx, &playback, &shared, down.rate(Instant::now()) as u64).await?;
@@ -916,7 +939,7 @@ fn state_event(playback: &Playback) -> Event {
         buffering: playback.buffering(),
         waiting: playback.waiting().to_vec(),
         seq: playback.seq(),
-        t_ms: crate::headless::now_ms(),
+        t_ms: crate::output::headless::now_ms(),
     }
 }
 

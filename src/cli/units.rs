@@ -35,11 +35,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, UnitError> {
     Ok(bytes.round() as u64)
 }
 
-/// A media position as `M:SS` (or `H:MM:SS`).
-pub fn clock(ms: u64) -> String {
-    let s = ms / 1000;
-    if s >= 3600 { format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60) } else { format!("{}:{:02}", s / 60, s % 60) }
-}
+pub use crate::core::api::clock;
 
 #[cfg(test)]
 mod tests {

@@ -13,13 +13,13 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
 use ratatui::{Terminal, TerminalOptions, Viewport};
 
-use crate::bench_playback::{decode_each, thread_cpu};
-use crate::headless::{Event, PeerStats};
+use crate::commands::bench::playback::{decode_each, thread_cpu};
+use crate::engine::{Event, PeerStats};
 use crate::media::decode::VideoFrame;
 use crate::media::sample::{SampleSpec, write_sample};
 use crate::player::picture::{Graphics, Picture};
 use crate::player::screen::Status;
-use crate::ui::room::RoomModel;
+use crate::ui::host_model::RoomModel;
 use crate::ui::view_state::ViewState;
 use crate::ui::{host_view, join_view};
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use color_eyre::eyre::{Context, Result, bail, eyre};
 
-use crate::headless::Event;
-use crate::host::HostOptions;
+use crate::engine::Event;
+use crate::engine::host::HostOptions;
 use crate::net::links::{self, LinkKind, Reachability, RoomLink};
 use crate::protocol::link::Link;
 use crate::server::Server;
@@ -97,9 +97,9 @@ async fn reachability(opts: &HostOptions, bound: SocketAddr, events: &tokio::syn
 }
 
 /// The primary link and the `room` event's list.
-pub fn room_links(links: &[RoomLink], room: &str, key: &crate::protocol::auth::RoomKey, tls: bool) -> (Link, Vec<crate::headless::LinkInfo>) {
+pub fn room_links(links: &[RoomLink], room: &str, key: &crate::protocol::auth::RoomKey, tls: bool) -> (Link, Vec<crate::engine::LinkInfo>) {
     let link_of = |l: &RoomLink| Link { host: l.host.clone(), port: l.port, room: room.to_string(), key: key.clone(), tls };
-    let infos = links.iter().map(|l| crate::headless::LinkInfo { url: link_of(l).to_string(), kind: l.kind, note: l.note.clone() }).collect();
+    let infos = links.iter().map(|l| crate::engine::LinkInfo { url: link_of(l).to_string(), kind: l.kind, note: l.note.clone() }).collect();
     (link_of(&links[0]), infos)
 }
 

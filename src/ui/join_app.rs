@@ -12,9 +12,9 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::picture::{Graphics, Picture};
-use super::screen::Screen;
-use crate::headless::Command;
+use crate::engine::Command;
+use crate::player::picture::{Graphics, Picture};
+use crate::player::screen::Screen;
 use crate::ui::keys;
 use crate::ui::picture_pane::PicturePane;
 use crate::ui::view_state::{KeyOutcome, ViewState};
@@ -67,7 +67,7 @@ fn event_loop(
                             KeyOutcome::Room(keys::Action::CycleQuality) => {
                                 let next = keys::next_quality(&status.quality_choice, &status.levels);
                                 view.flash(format!("quality: {next}"), now);
-                                let _ = commands.send(crate::headless::Command::Quality(next));
+                                let _ = commands.send(crate::engine::Command::Quality(next));
                             }
                             KeyOutcome::Room(a) => {
                                 if let Some(c) = keys::command_for(a, status.room_playing, status.duration_ms) {

@@ -217,11 +217,6 @@ impl Playback {
         self.offset.last_rtt().map(|r| (r / 1000) as u32)
     }
 
-    /// Whether the clock offset is known yet.
-    pub fn synced(&self) -> bool {
-        self.offset.offset().is_some()
-    }
-
     /// The room's clock changed.
     pub fn handle_state(&mut self, state: MediaState, waiting: Vec<String>) {
         self.waiting = waiting;
@@ -318,11 +313,6 @@ impl Playback {
     /// The decoder's frame queue (the view sets the picture size on it).
     pub fn queue(&self) -> Arc<FrameQueue> {
         self.queue.clone()
-    }
-
-    /// Changes the picture size frames are scaled to.
-    pub fn set_target(&self, target: Option<(u32, u32)>) {
-        self.queue.set_target(target);
     }
 
     /// Local playback position, µs.

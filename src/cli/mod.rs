@@ -1,11 +1,14 @@
 //! Command-line interface (DESIGN §9). Parsing only; `main` turns these into engines.
 
+pub mod config;
+pub mod units;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::units::parse_bytes;
+use crate::cli::units::parse_bytes;
 
 /// Peer-to-peer watch party for the terminal.
 ///
@@ -154,7 +157,7 @@ pub enum IcePolicy {
 
 impl NatArgs {
     /// As the peer link's options, flags over the environment and the config file.
-    pub fn options(&self, cfg: &crate::config::Config) -> Result<crate::net::peer::NatOptions, crate::error::UsageError> {
+    pub fn options(&self, cfg: &crate::cli::config::Config) -> Result<crate::net::peer::NatOptions, crate::error::UsageError> {
         use crate::error::UsageError;
         let or = |flag: &Vec<String>, file: &Vec<String>| if flag.is_empty() { file.clone() } else { flag.clone() };
         let (stun, turn) = (or(&self.stun, &cfg.stun), or(&self.turn, &cfg.turn));
@@ -450,9 +453,12 @@ pub struct BenchArgs {
     /// Participants in the soak.
     #[arg(long, default_value_t = 20)]
     pub soak_participants: usize,
-    /// Minutes the soak plays.
+    /// Minutes the soak (or the simulated room) plays.
     #[arg(long, default_value_t = 10)]
     pub minutes: u32,
+    /// Participants in the simulated room.
+    #[arg(long, default_value_t = 100)]
+    pub sim_participants: usize,
     /// Write the results as Markdown here too.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
@@ -476,14 +482,15 @@ pub enum BenchSuite {
     /// with TURN, UDP blocked with TURN over TCP), in network namespaces: needs root, iproute2,
     /// nftables and coturn (not part of `all`).
     Networks,
-    /// All of them but the soak and the networks.
+    /// A simulated room (sans-IO cores over simulated links, no network, no decoding):
+    /// --sim-participants for --minutes at 20 ms round trips and 1% loss: sync spread, stalls,
+    /// host upload, and CPU per simulated minute (not part of `all`).
+    Sim,
+    /// All of them but the soak, the networks and the simulation.
     All,
 }
 
-/// The user's name when no `--name` and no config name: $USER, else "guest".
-pub fn default_name() -> String {
-    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "guest".into())
-}
+pub use crate::engine::join::default_name;
 
 /// Where the host's embedded server listens unless told: every interface, so friends on the
 /// network can join.
@@ -493,7 +500,7 @@ impl HostArgs {
     /// The external server to use, or where to embed one. `--server` wins, then `--listen`
     /// (so a configured server never changes what `syncy host FILE --listen ADDR` does), then
     /// the environment's or config file's server, then an embedded one on the default address.
-    pub fn signaling(&self, cfg: &crate::config::Config) -> (Option<String>, SocketAddr) {
+    pub fn signaling(&self, cfg: &crate::cli::config::Config) -> (Option<String>, SocketAddr) {
         let default: SocketAddr = DEFAULT_HOST_LISTEN.parse().expect("a literal address");
         // Flags that only mean something for an embedded server ask for one, too.
         let embedded = self.tls.tls_cert.is_some() || self.advertise.is_some() || self.upnp(cfg);
@@ -506,7 +513,7 @@ impl HostArgs {
     }
 
     /// Whether to map the signaling port: the flags over the config.
-    pub fn upnp(&self, cfg: &crate::config::Config) -> bool {
+    pub fn upnp(&self, cfg: &crate::cli::config::Config) -> bool {
         !self.no_upnp && (self.upnp || cfg.upnp == Some(true))
     }
 }
@@ -529,6 +536,19 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_engines_defaults() {
+        use crate::engine::{host::HostOptions, join::JoinOptions};
+        let Cmd::Join(j) = Cli::parse_from(["syncy", "join", "syncy://h:1/r#k"]).command else { panic!() };
+        let link = crate::protocol::link::Link { host: "h".into(), port: 1, room: "r".into(), key: crate::protocol::auth::RoomKey::random(), tls: false };
+        let d = JoinOptions::new(link);
+        assert_eq!((j.buffer, j.download_limit, j.quality.as_str(), !j.no_sound), (d.buffer, d.download_limit, d.quality.as_str(), d.sound));
+        let Cmd::Host(h) = Cli::parse_from(["syncy", "host", "f.mp4"]).command else { panic!() };
+        let d = HostOptions::new("f.mp4".into());
+        assert_eq!((h.upload_limit, h.chunk_size, h.approve), (d.upload_limit, d.chunk_size as u64, d.approve));
+        assert_eq!(h.signaling(&Default::default()).1, d.listen);
     }
 
     #[test]

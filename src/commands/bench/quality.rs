@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use color_eyre::eyre::Result;
 
-use crate::bench_playback::decode_each;
+use crate::commands::bench::playback::decode_each;
 use crate::media::sample::{SampleSpec, write_sample};
 use crate::media::transcode::{levels, transcode};
 

@@ -2,6 +2,13 @@
 //! a bare WebRTC data channel (same stack and settings, no Syncy protocol) and plain TCP — with
 //! CPU seconds per GiB delivered. Everything runs in this process on 127.0.0.1 only.
 
+pub mod networks;
+pub mod playback;
+pub mod quality;
+pub mod sim;
+pub mod soak;
+pub mod ui;
+
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -12,11 +19,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::cli::BenchArgs;
-use crate::headless::{Command, Event};
-use crate::host;
+use crate::engine::host;
+use crate::engine::join::{self, JoinOptions};
+use crate::engine::{Command, Event};
 use crate::media::sample::{SampleSpec, write_sample};
 use crate::net::peer::{self, IceConfig, PeerLink};
-use crate::participant::{self, JoinOptions};
 use crate::protocol::auth::RoomKey;
 
 const MSG: usize = 64 * 1024;
@@ -63,12 +70,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         text += &throughput(&args).await?;
     }
     if all || args.suite == BenchSuite::Quality {
-        let t = crate::bench_quality::run().await?;
+        let t = crate::commands::bench::quality::run().await?;
         println!("{t}");
         text += &t;
     }
     if all || args.suite == BenchSuite::Ui {
-        let t = crate::bench_ui::run().await?;
+        let t = crate::commands::bench::ui::run().await?;
         println!("{t}");
         text += &t;
     }
@@ -76,18 +83,23 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         if args.participants.iter().any(|n| *n == 0 || *n > 20) {
             bail!("--participants takes counts from 1 to 20");
         }
-        let t = crate::bench_playback::run(&args.participants).await?;
+        let t = crate::commands::bench::playback::run(&args.participants).await?;
         println!("{t}");
         text += &t;
     }
     if args.suite == BenchSuite::Networks {
         let reps = args.reps;
-        let t = tokio::task::spawn_blocking(move || crate::bench_networks::run(reps)).await??;
+        let t = tokio::task::spawn_blocking(move || crate::commands::bench::networks::run(reps)).await??;
         println!("{t}");
         text += &t;
     }
     if args.suite == BenchSuite::Soak {
-        let t = crate::bench_soak::run(args.soak_participants, args.minutes).await?;
+        let t = crate::commands::bench::soak::run(args.soak_participants, args.minutes).await?;
+        println!("{t}");
+        text += &t;
+    }
+    if args.suite == BenchSuite::Sim {
+        let t = crate::commands::bench::sim::run(args.sim_participants, args.minutes);
         println!("{t}");
         text += &t;
     }
@@ -286,23 +298,17 @@ async fn syncy(file: &Path, n: u32) -> Result<(Duration, f64)> {
         let (qtx, qrx) = mpsc::unbounded_channel::<Command>();
         quits.push(qtx);
         let opts = JoinOptions {
-            link: link.clone(),
             name: format!("p{i}"),
-            save: None,
             buffer: 32 << 20,
-            ice_addr: None,
-            nat: Default::default(),
-            tls_ca: None,
-            render: crate::participant::Render::None,
-            mpv: None,
             playback: false,
             sound: false,
             download_limit: 0,
             quality: "high".into(),
+            ..JoinOptions::new(link.clone())
         };
         let tx = ev_tx.clone();
         tokio::spawn(async move {
-            if let Err(e) = participant::run(opts, tx.clone(), qrx).await {
+            if let Err(e) = join::run(opts, tx.clone(), qrx).await {
                 let _ = tx.send(Event::Error { message: e.to_string() });
             }
         });

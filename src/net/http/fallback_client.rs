@@ -1,4 +1,4 @@
-//! The participant's side of the host's HTTP fallback (see `http_fallback`): the same protocol
+//! The participant's side of the host's HTTP fallback (see `fallback_server`): the same protocol
 //! messages the WebRTC link carries, made from HTTP requests. Requests become ranged GETs,
 //! pings become state polls; what comes back goes into the engine as if the host had sent it,
 //! so buffering, playback, `--save` and the hash work unchanged.
@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 
-use super::http_fallback::MAX_RANGE;
+use super::fallback_server::MAX_RANGE;
 use crate::protocol::auth::RoomKey;
 use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, Role};
 
@@ -226,7 +226,7 @@ pub fn spawn(link: HttpLink, manifest: Manifest, mut out: mpsc::UnboundedReceive
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::http_fallback;
+    use crate::net::http::fallback_server;
 
     fn manifest(size: u64) -> Manifest {
         Manifest {
@@ -250,8 +250,8 @@ mod tests {
         let state = Message::State { playing: true, position_us: 5, at_host_us: 6, rate_milli: 1000, seq: 3, waiting: vec![] };
         let (_tx, rx) = tokio::sync::watch::channel(state.clone());
         let room =
-            http_fallback::Room { room: "r1".into(), key: key.clone(), file, manifest: Arc::new(manifest(10)), state: rx, clock: std::time::Instant::now() };
-        let server = http_fallback::start("127.0.0.1:0".parse().unwrap(), room).await.unwrap();
+            fallback_server::Room { room: "r1".into(), key: key.clone(), file, manifest: Arc::new(manifest(10)), state: rx, clock: std::time::Instant::now() };
+        let server = fallback_server::start("127.0.0.1:0".parse().unwrap(), room).await.unwrap();
         let link = HttpLink::new(&server.addr.to_string(), "r1", &key);
         let m = link.manifest().await.unwrap();
         assert_eq!(m, manifest(10));

@@ -17,12 +17,12 @@ use tracing::Instrument;
 
 use super::peer_task::{self, PeerEvent, PeerHandle, Setup};
 use crate::core::host::{HostCore, HostOutput};
-use crate::headless::{Command, Event};
+use crate::engine::host::transcoders::Renditions;
+use crate::engine::sleep_until_opt;
+use crate::engine::{Command, Event};
 use crate::net::signal_client::SignalClient;
 use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
 use crate::protocol::stream::{self, Message, ORIGINAL, Space};
-use crate::timer::sleep_until_opt;
-use crate::transcoders::Renditions;
 
 /// How long a signaling reconnection may take before it counts as failed.
 const RECONNECT_WITHIN: Duration = Duration::from_secs(3);

@@ -99,7 +99,7 @@ fn one_room(
     args.extend_from_slice(host_args);
     let mut host = spawn(host_ns, &args, configs.0)?;
     let link = host.wait_for("the room", |v| v["event"] == "room")?["link"].as_str().unwrap_or_default().to_string();
-    let started = crate::headless::now_ms();
+    let started = crate::output::headless::now_ms();
     let join = spawn(join_ns, &["join", &link, "--headless", "--name", "bench", "--no-sound"], configs.1)?;
     let path = join.wait_for("the path", |v| v["event"] == "path")?["kind"].as_str().unwrap_or_default().to_string();
     let first = join.wait_for("the first frame", |v| v["event"] == "state" && v["buffering"] == false)?;

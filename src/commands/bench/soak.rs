@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{Result, bail};
 
-use crate::bench_playback::{Room, showing, worst_spread};
-use crate::headless::{Command, Event};
+use crate::commands::bench::playback::{Room, showing, worst_spread};
+use crate::engine::{Command, Event};
 use crate::media::sample::{SampleSpec, write_sample};
 
 /// Resident memory of this process, bytes.
@@ -54,7 +54,7 @@ pub async fn run(participants: usize, minutes: u32) -> Result<String> {
     let started = Instant::now();
     let mut table = vec![];
     let mut total_stalls = 0;
-    let mut cpu = crate::bench::cpu_now();
+    let mut cpu = crate::commands::bench::cpu_now();
     for m in 0..minutes {
         let end = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut samples = vec![vec![]; participants];
@@ -71,7 +71,7 @@ pub async fn run(participants: usize, minutes: u32) -> Result<String> {
             }
         }
         let (spread_ms, _) = worst_spread(&samples);
-        let now_cpu = crate::bench::cpu_now();
+        let now_cpu = crate::commands::bench::cpu_now();
         let row = Minute { rss: rss(), spread_ms, stalls, cpu_s: now_cpu - cpu };
         cpu = now_cpu;
         total_stalls += stalls;

@@ -9,10 +9,10 @@ use color_eyre::eyre::{Result, bail, eyre};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::headless::{Command, Event};
-use crate::host::{self, DEFAULT_UPLOAD_LIMIT};
+use crate::engine::host::{self, DEFAULT_UPLOAD_LIMIT};
+use crate::engine::join::{self, JoinOptions};
+use crate::engine::{Command, Event};
 use crate::media::sample::{SampleSpec, write_sample};
-use crate::participant::{self, DEFAULT_DOWNLOAD_LIMIT, JoinOptions};
 use crate::player::picture::Graphics;
 use crate::player::screen::Screen;
 use crate::protocol::link::Link;
@@ -34,13 +34,13 @@ struct Progress {
 /// The demo's participants, all in this process.
 struct Crowd {
     quits: Vec<mpsc::UnboundedSender<Command>>,
-    tasks: Vec<tokio::task::JoinHandle<Result<participant::JoinEnd>>>,
+    tasks: Vec<tokio::task::JoinHandle<Result<join::JoinEnd>>>,
 }
 
 impl Crowd {
     /// Starts `n` participants (named from [`NAMES`]) on `link`; their events come tagged with
     /// their index.
-    fn start(link: &Link, n: usize, render: impl Fn(usize) -> participant::Render) -> (Crowd, mpsc::UnboundedReceiver<(usize, Event)>) {
+    fn start(link: &Link, n: usize, render: impl Fn(usize) -> join::Render) -> (Crowd, mpsc::UnboundedReceiver<(usize, Event)>) {
         let (all_tx, all_rx) = mpsc::unbounded_channel();
         let mut crowd = Crowd { quits: Vec::new(), tasks: Vec::new() };
         for (i, name) in NAMES.iter().enumerate().take(n) {
@@ -53,22 +53,8 @@ impl Crowd {
                     let _ = all_tx.send((i, ev));
                 }
             });
-            let opts = JoinOptions {
-                link: link.clone(),
-                name: (*name).into(),
-                save: None,
-                buffer: 256 << 20,
-                ice_addr: None,
-                nat: Default::default(),
-                tls_ca: None,
-                render: render(i),
-                mpv: None,
-                playback: true,
-                sound: false,
-                download_limit: DEFAULT_DOWNLOAD_LIMIT,
-                quality: "auto".into(),
-            };
-            crowd.tasks.push(tokio::spawn(participant::run(opts, tx, qrx)));
+            let opts = JoinOptions { name: (*name).into(), render: render(i), sound: false, ..JoinOptions::new(link.clone()) };
+            crowd.tasks.push(tokio::spawn(join::run(opts, tx, qrx)));
         }
         (crowd, all_rx)
     }
@@ -114,8 +100,8 @@ pub async fn run_dashboard(participants: u32, duration: f64, graphics: Option<Gr
     }
     let screen = Screen::new();
     let (crowd, mut crowd_rx) = Crowd::start(&room.link, participants as usize, |i| match (i, graphics) {
-        (0, Some(_)) => participant::Render::Screen(screen.clone()),
-        _ => participant::Render::None,
+        (0, Some(_)) => join::Render::Screen(screen.clone()),
+        _ => join::Render::None,
     });
     {
         let ui_tx = ui_tx.clone();
@@ -150,7 +136,7 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
     let (link, mut host_rx, host_cmd, host_task) = (room.link, room.events, room.commands, room.task);
     println!("room open: {link}");
 
-    let (crowd, mut p_rx) = Crowd::start(&link, participants as usize, |_| participant::Render::None);
+    let (crowd, mut p_rx) = Crowd::start(&link, participants as usize, |_| join::Render::None);
 
     let mut progress: BTreeMap<usize, Progress> = (0..participants as usize).map(|i| (i, Progress::default())).collect();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -174,11 +160,11 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
                     break Ok(());
                 }
             }
-            Some(ev) = host_rx.recv() => match ev {
-                Event::PeerJoined { name, .. } => println!("+ {name} connected"),
-                Event::PeerLeft { name, reason, .. } => println!("- {name} left: {reason}"),
-                _ => {}
-            },
+            Some(ev) = host_rx.recv() => {
+                if let Event::PeerJoined { .. } | Event::PeerLeft { .. } = ev {
+                    println!("{ev}");
+                }
+            }
             _ = tick.tick() => println!("{}", line(&progress)),
             _ = commands.recv() => break Ok(()),
         }

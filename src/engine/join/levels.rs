@@ -16,7 +16,7 @@ use crate::core::buffer::{ChunkStore, StoreConfig};
 use crate::core::clock::Micros;
 use crate::core::quality::{Level, LevelConfig, LevelController, link_throughput};
 use crate::media::store_source::{ReaderCancel, SharedStore};
-use crate::playback::Playback;
+use crate::player::playback::Playback;
 use crate::protocol::stream::{Manifest, Message, ORIGINAL, Space, StreamError};
 
 /// How the level is picked.
@@ -105,7 +105,6 @@ impl Levels {
     /// estimate may claim: the limit is part of the link.
     pub fn new(
         manifest: &Manifest,
-        choice: Choice,
         original: Arc<SharedStore>,
         reader: Option<ReaderCancel>,
         store_cfg: StoreConfig,
@@ -118,7 +117,7 @@ impl Levels {
                 ladder.push(Level { name: name.clone(), bps: r.bps() });
             }
         }
-        let mut levels = Levels {
+        Levels {
             offered: manifest.levels.clone(),
             choice: Choice::Auto,
             controller: LevelController::new(ladder, "high", LevelConfig::default()),
@@ -143,9 +142,7 @@ impl Levels {
             max_rendition: manifest.size.saturating_add(64 << 20),
             received: 0,
             wake,
-        };
-        let _ = levels.choose(choice);
-        levels
+        }
     }
 
     /// Chooses by hand (or `auto`). Refuses a level the host does not offer.

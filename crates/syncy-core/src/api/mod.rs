@@ -2,9 +2,13 @@
 //! commands it takes. The headless printer, the dashboards and the tests all read these; the
 //! cores produce them.
 
+mod text;
+
 use std::time::Instant;
 
 use serde::Serialize;
+
+pub use text::{clock, state_line};
 
 /// Per-participant figures in the host's `stats`.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -1,4 +1,10 @@
-//! Time for the engines' select loops.
+//! The engines: the host's and the participant's drivers around the sans-IO cores, and the
+//! interface both report through (`Event`) and take commands by (`Command`, DESIGN §9).
+
+pub mod host;
+pub mod join;
+
+pub use crate::core::api::{Command, Event, LinkInfo, PeerStats};
 
 use std::time::Instant;
 

@@ -6,7 +6,7 @@
 //! - `protocol`: the wire types (signaling, the peer stream, links, room keys);
 //! - `host`: the host as one machine, composed of `scheduler`, `room`, `renditions`, `rate`
 //!   and `backoff`;
-//! - `buffer`, `clock`, `quality`: the participant's machines;
+//! - `buffer`, `clock`, `quality`, `level_switch`: the participant's machines;
 //! - `api`: the events the engines report and the commands they take (DESIGN §9);
 //! - `path`: which network path carries a link (reported, never decided here).
 
@@ -15,6 +15,7 @@ pub mod backoff;
 pub mod buffer;
 pub mod clock;
 pub mod host;
+pub mod level_switch;
 pub mod path;
 pub mod protocol;
 pub mod quality;

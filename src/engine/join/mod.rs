@@ -19,6 +19,7 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use crate::core::buffer::{Arrival, ChunkStore, StoreConfig};
 use crate::core::clock::{MediaState, Micros};
+use crate::core::level_switch::RenditionNews;
 use crate::core::rate::Meter;
 use crate::engine::join::levels::{Choice, Levels};
 use crate::engine::join::save::SaveFile;
@@ -678,7 +679,10 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                             let _ = events.send(Event::Error { message: format!("host: {text}") });
                         }
                         Message::QualityChange { level, space, first_us, produced, done, granted } => {
-                            levels.handle_quality_change(level, space, first_us, produced, done, granted, &mut playback)?;
+                            let news = RenditionNews { level, space, first_us, produced, done, granted };
+                            for m in levels.handle_quality_change(news, &mut playback)? {
+                                conn.tx.send(&stream::encode(&m)).await?;
+                            }
                             requests_at = request_more(&levels, &conn.tx).await?;
                         }
                         Message::LevelRefused { level, reason } => {
@@ -709,13 +713,13 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
                             conn.tx.send(&stream::encode(&m)).await?;
                         }
                     }
-                    if let Some(t) = playback.take_seek()
-                        && let Some(m) = levels.handle_seek(t, Instant::now())
-                    {
-                        conn.tx.send(&stream::encode(&m)).await?;
+                    if let Some(t) = playback.take_seek() {
+                        for m in levels.handle_seek(t, Instant::now()) {
+                            conn.tx.send(&stream::encode(&m)).await?;
+                        }
                     }
                     let room_us = playback.room_position();
-                    if let Some(m) = levels.drive(&mut playback, room_us, Instant::now()) {
+                    for m in levels.drive(&mut playback, room_us, Instant::now()) {
                         conn.tx.send(&stream::encode(&m)).await?;
                     }
                     if let Some(s) = &screen {

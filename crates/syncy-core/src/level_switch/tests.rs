@@ -1,0 +1,237 @@
+//! Level switching against the real host core, in simulated time: what the binary test of
+//! twenty quick changes of mind checked by transcoding a clip for real, here in milliseconds.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::api::{Command, Event};
+use crate::host::{HostCore, HostOutput, RenditionProgress};
+use crate::protocol::signal::ServerMsg;
+
+const LATENCY: Duration = Duration::from_millis(20);
+/// How long a new decoder takes to have the frame for the position.
+const SWITCH_TAKES: Duration = Duration::from_millis(300);
+
+fn manifest() -> Manifest {
+    let mut m = crate::sim::media(120, 4_000, 64 * 1024);
+    m.levels = vec!["high".into(), "medium".into(), "low".into()];
+    m
+}
+
+fn ladder() -> Vec<Level> {
+    vec![Level { name: "medium".into(), bps: 2_600_000 }, Level { name: "low".into(), bps: 1_100_000 }]
+}
+
+/// One participant's level switching and a host core, over a link of [`LATENCY`] each way;
+/// the host's transcoders make 200 KB per check, the participant's decoders switch in
+/// [`SWITCH_TAKES`].
+struct Pair {
+    host: HostCore,
+    sw: LevelSwitch,
+    now: Instant,
+    peer: u64,
+    to_host: VecDeque<(Instant, Message)>,
+    to_participant: VecDeque<(Instant, Message)>,
+    /// Transcoders running: space → (from, bytes made).
+    jobs: BTreeMap<Space, (u64, u64)>,
+    switch_at: Option<Instant>,
+    /// The host's latest view of the participant's level (from its stats).
+    host_says: Option<String>,
+    refusals: u32,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let now = crate::testing::t0();
+        let m = manifest();
+        let mut host = HostCore::new(now, 0.0, Arc::new(m.clone()), crate::sim::host_config(true, true, 0, 120));
+        host.handle_signal(now, ServerMsg::PeerJoined { peer: 1, name: "ann".into() });
+        host.handle_connected(now, 1);
+        let mut p = Pair {
+            host,
+            sw: LevelSwitch::new(&m, ladder(), 0),
+            now,
+            peer: 1,
+            to_host: VecDeque::new(),
+            to_participant: VecDeque::new(),
+            jobs: BTreeMap::new(),
+            switch_at: None,
+            host_says: None,
+            refusals: 0,
+        };
+        p.settle();
+        p
+    }
+
+    fn room_us(&self) -> Micros {
+        (self.now - self.host.epoch()).as_micros() as Micros
+    }
+
+    /// Runs `d` in 10 ms steps.
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += Duration::from_millis(10);
+            self.step();
+        }
+    }
+
+    fn step(&mut self) {
+        let now = self.now;
+        while self.to_host.front().is_some_and(|(t, _)| *t <= now) {
+            let (_, m) = self.to_host.pop_front().unwrap();
+            self.host.handle_control(now, self.peer, m);
+        }
+        while self.to_participant.front().is_some_and(|(t, _)| *t <= now) {
+            let (_, m) = self.to_participant.pop_front().unwrap();
+            match m {
+                Message::QualityChange { level, space, first_us, produced, done, granted } => {
+                    self.sw.handle_quality_change(RenditionNews { level, space, first_us, produced, done, granted }).unwrap();
+                }
+                Message::LevelRefused { level, .. } => {
+                    self.refusals += 1;
+                    self.sw.handle_refused(&level, now);
+                }
+                _ => {}
+            }
+        }
+        if self.switch_at.is_some_and(|t| t <= now) {
+            self.switch_at = None;
+            self.sw.handle_switched();
+        }
+        self.host.handle_timeout(now);
+        self.sw.handle_timeout(now, Some(self.room_us()));
+        self.settle();
+    }
+
+    fn settle(&mut self) {
+        let now = self.now;
+        while let Some(out) = self.host.poll_output() {
+            match out {
+                HostOutput::Control { msg, .. } => self.to_participant.push_back((now + LATENCY, msg)),
+                HostOutput::StartRendition { space, from_us, .. } => {
+                    self.jobs.insert(space, (from_us, 0));
+                }
+                HostOutput::StopRendition { space } => {
+                    self.jobs.remove(&space);
+                }
+                HostOutput::CheckRenditions(spaces) => {
+                    for (space, _) in spaces {
+                        if let Some((from, made)) = self.jobs.get_mut(&space) {
+                            *made += 200_000;
+                            let p = RenditionProgress { first_us: Some(*from), at_us: *from, produced: *made, done: false, error: None };
+                            self.host.handle_rendition_progress(now, space, p);
+                        }
+                    }
+                }
+                HostOutput::Event(Event::HostStats { peers, .. }) => self.host_says = peers.first().map(|p| p.quality.clone()),
+                _ => {}
+            }
+        }
+        while let Some(a) = self.sw.poll_action() {
+            match a {
+                SwitchAction::Send(m) => self.to_host.push_back((now + LATENCY, m)),
+                SwitchAction::StartIncoming { .. } => self.switch_at = Some(now + SWITCH_TAKES),
+                SwitchAction::AbandonIncoming => self.switch_at = None,
+                _ => {}
+            }
+        }
+    }
+}
+
+fn news(level: &str, space: Space, produced: u64, granted: bool) -> RenditionNews {
+    RenditionNews { level: level.into(), space, first_us: Some(0), produced, done: false, granted }
+}
+
+#[test]
+fn twenty_quick_changes_of_mind_end_on_the_last_choice_and_both_sides_agree() {
+    let mut p = Pair::new();
+    let order = ["low", "medium", "high", "low", "high", "medium", "low", "low", "medium", "high"];
+    for (i, level) in order.iter().cycle().take(20).enumerate() {
+        p.sw.choose(Choice::Fixed(level.to_string())).unwrap();
+        // Some changes come faster than an answer, some slower than a switch.
+        p.run(Duration::from_millis(if i % 3 == 0 { 400 } else { 50 }));
+    }
+    let last = order[19 % order.len()];
+    p.run(Duration::from_secs(5));
+    assert_eq!(p.sw.playing(), last);
+    assert_eq!(p.host_says.as_deref(), Some(last), "the host has the participant on the same level");
+    assert!(p.jobs.len() <= 1, "the host makes only what someone watches: {:?}", p.jobs);
+    // Twenty asks in five seconds are past the host's limit (a burst of 8, then 2 a second):
+    // the refusals come, and the participant asks again a second later.
+    assert!(p.refusals <= 4, "{} refusals", p.refusals);
+}
+
+#[test]
+fn a_refused_level_leaves_the_picture_where_it_is() {
+    let mut p = Pair::new();
+    // Twelve requests at once: the host's limit refuses some; the participant asks one at a
+    // time, so it never gets that far.
+    p.sw.choose(Choice::Fixed("low".into())).unwrap();
+    p.run(Duration::from_secs(2));
+    assert_eq!(p.sw.playing(), "low");
+    p.sw.handle_refused("medium", p.now);
+    assert_eq!(p.sw.playing(), "low");
+    assert_eq!(p.sw.wanted(), "low", "a refusal of what it did not want changes nothing");
+    p.sw.choose(Choice::Fixed("medium".into())).unwrap();
+    p.sw.handle_refused("medium", p.now);
+    assert_eq!((p.sw.wanted(), p.sw.playing()), ("low", "low"));
+}
+
+#[test]
+fn a_seek_while_a_request_is_out_asks_again_from_the_new_position() {
+    let mut p = Pair::new();
+    p.sw.choose(Choice::Fixed("low".into())).unwrap();
+    p.sw.handle_timeout(p.now, Some(0));
+    let first: Vec<_> = std::iter::from_fn(|| p.sw.poll_action()).collect();
+    assert!(matches!(&first[..], [SwitchAction::Send(Message::Level { from_us: 0, .. })]), "{first:?}");
+    // The room jumps to 60 s before the answer.
+    p.sw.handle_seek(60_000_000, p.now + Duration::from_millis(5));
+    assert!(p.sw.poll_action().is_none(), "waits for the answer to the request out");
+    p.sw.handle_quality_change(news("low", 1, 0, true)).unwrap();
+    p.sw.handle_timeout(p.now + Duration::from_millis(50), Some(60_000_000));
+    let again: Vec<_> = std::iter::from_fn(|| p.sw.poll_action()).filter(|a| matches!(a, SwitchAction::Send(_))).collect();
+    assert_eq!(again, [SwitchAction::Send(Message::Level { level: "low".into(), from_us: 60_000_000 })]);
+}
+
+#[test]
+fn after_a_reconnection_the_level_is_asked_for_again() {
+    let mut p = Pair::new();
+    p.sw.choose(Choice::Fixed("low".into())).unwrap();
+    p.run(Duration::from_secs(2));
+    assert_eq!(p.sw.playing(), "low");
+    p.sw.reconnected();
+    p.sw.handle_timeout(p.now, Some(5_000_000));
+    let sent: Vec<_> = std::iter::from_fn(|| p.sw.poll_action()).collect();
+    assert_eq!(sent, [SwitchAction::Send(Message::Level { level: "low".into(), from_us: 5_000_000 })]);
+}
+
+#[test]
+fn chunks_of_replaced_renditions_are_dropped_and_unknown_spaces_refused() {
+    let mut p = Pair::new();
+    p.sw.choose(Choice::Fixed("low".into())).unwrap();
+    p.run(Duration::from_secs(2));
+    p.sw.choose(Choice::Fixed("medium".into())).unwrap();
+    p.run(Duration::from_secs(2));
+    assert_eq!(p.sw.playing(), "medium");
+    assert!(matches!(p.sw.route(ORIGINAL), Ok(true)));
+    assert!(matches!(p.sw.route(1), Ok(false)), "the low rendition was replaced");
+    assert!(matches!(p.sw.route(2), Ok(true)));
+    assert!(p.sw.route(9).is_err());
+    let huge = p.sw.handle_quality_change(news("medium", 2, u64::MAX, false));
+    assert!(huge.is_err(), "a rendition larger than the file is a protocol violation");
+}
+
+#[test]
+fn back_to_high_needs_no_host_and_lets_the_rendition_go() {
+    let mut p = Pair::new();
+    p.sw.choose(Choice::Fixed("low".into())).unwrap();
+    p.run(Duration::from_secs(2));
+    p.sw.choose(Choice::Fixed("high".into())).unwrap();
+    p.run(Duration::from_secs(2));
+    assert_eq!(p.sw.playing(), "high");
+    assert!(p.jobs.is_empty(), "nobody watches the rendition: the host stopped it");
+    let _ = Command::Quit;
+}

@@ -146,7 +146,7 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
                 let p = progress.get_mut(&i).expect("known participant");
                 match ev {
                     Event::Manifest { chunks, .. } => p.chunks = chunks,
-                    Event::JoinStats { received_chunks, down_bps, .. } => { p.received = received_chunks; p.down_bps = down_bps; }
+                    Event::JoinStats(s) => { p.received = s.received_chunks; p.down_bps = s.down_bps; }
                     Event::Complete { sha256, seconds, size } => {
                         p.received = p.chunks;
                         p.sha256 = Some(sha256);

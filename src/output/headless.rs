@@ -96,6 +96,17 @@ mod tests {
     }
 
     #[test]
+    fn a_participants_stats_keep_their_fields_and_nothing_of_the_view() {
+        let snap = crate::core::api::JoinSnapshot { quality: "high".into(), pieces: vec![1, 2], room_playing: true, ..Default::default() };
+        let v: serde_json::Value = serde_json::from_str(&to_line(&Event::JoinStats(Box::new(snap)))).unwrap();
+        assert_eq!(v["event"], "stats");
+        assert_eq!(v["drift_ms"], 0, "an unknown drift is 0, as before");
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let want = ["buffered_bytes", "buffering", "chunks", "down_bps", "drift_ms", "duplicate_chunks", "event", "playing", "position_ms", "quality", "received_chunks", "t_ms"];
+        assert_eq!(keys, want);
+    }
+
+    #[test]
     fn parses_commands() {
         assert_eq!(parse_command("play"), Ok(Command::Play));
         assert_eq!(parse_command("seek 12.5"), Ok(Command::SeekTo(12.5)));

@@ -4,36 +4,22 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::core::api::JoinSnapshot;
 use crate::engine::Event;
 use crate::media::decode::{FrameQueue, VideoFrame};
 
-/// Figures the status line shows.
+/// What the participant's view shows: the latest snapshot, and what only a view keeps (the
+/// file's facts, the download history, the room's roster, the log).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Status {
+    /// The participant now (the same snapshot its headless `stats` print).
+    pub now: JoinSnapshot,
     /// Participant's name.
     pub name: String,
     /// File name.
     pub file: String,
-    /// Local playback position.
-    pub position_ms: u64,
     /// Media duration.
     pub duration_ms: Option<u64>,
-    /// The room wants to play (the key toggles this).
-    pub room_playing: bool,
-    /// The picture is frozen waiting for data.
-    pub buffering: bool,
-    /// Who the room waits for.
-    pub waiting: Vec<String>,
-    /// Download rate.
-    pub down_bps: u64,
-    /// Bytes held.
-    pub buffered_bytes: u64,
-    /// Drift from the room clock.
-    pub drift_ms: Option<i64>,
-    /// Quality level playing (and the one coming, while switching).
-    pub quality: String,
-    /// `auto` or the level chosen by hand.
-    pub quality_choice: String,
     /// Levels the room offers.
     pub levels: Vec<String>,
     /// Latest notice or error for the user.
@@ -44,10 +30,6 @@ pub struct Status {
     pub path: Option<String>,
     /// Download rate once a second, oldest first (at most [`HISTORY`]).
     pub down_history: Vec<u64>,
-    /// The file in equal slices: the percentage of each slice held (`ChunkStore::piece_map`).
-    pub pieces: Vec<u8>,
-    /// Where the demuxer reads in the file, 0.0–1.0.
-    pub read_fraction: f64,
     /// The room as the host last described it: name and what they are doing.
     pub peers: Vec<(String, String)>,
     /// Notices, joins and errors for the log pane, oldest first (at most [`LOG_LINES`]).
@@ -92,7 +74,6 @@ impl Status {
 
     /// Records a download-rate sample, dropping the oldest beyond [`HISTORY`].
     pub fn sample_down(&mut self, bps: u64) {
-        self.down_bps = bps;
         self.down_history.push(bps);
         if self.down_history.len() > HISTORY {
             self.down_history.remove(0);

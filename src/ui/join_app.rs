@@ -65,12 +65,12 @@ fn event_loop(
                         match view.handle(action, &status.link, now)? {
                             KeyOutcome::Quit => return Ok(()),
                             KeyOutcome::Room(keys::Action::CycleQuality) => {
-                                let next = keys::next_quality(&status.quality_choice, &status.levels);
+                                let next = keys::next_quality(&status.now.quality_choice, &status.levels);
                                 view.flash(format!("quality: {next}"), now);
                                 let _ = commands.send(crate::engine::Command::Quality(next));
                             }
                             KeyOutcome::Room(a) => {
-                                if let Some(c) = keys::command_for(a, status.room_playing, status.duration_ms) {
+                                if let Some(c) = keys::command_for(a, status.now.room_playing, status.duration_ms) {
                                     let _ = commands.send(c);
                                 }
                             }

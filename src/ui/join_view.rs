@@ -45,18 +45,18 @@ pub fn draw(f: &mut Frame, s: &Status, picture: Option<&(Protocol, Rect)>, show_
     draw_speeds(f, speeds, s);
     let [label, cells] = Layout::horizontal([Constraint::Length(8), Constraint::Min(1)]).areas(map);
     f.render_widget(Span::styled("buffer ", Style::default().fg(Color::DarkGray)), label);
-    f.render_widget(PieceMap { pieces: &s.pieces, read_fraction: s.read_fraction }, cells);
+    f.render_widget(PieceMap { pieces: &s.now.pieces, read_fraction: s.now.read_fraction }, cells);
     f.render_widget(Paragraph::new(room_line(s)), room);
-    let state = if s.buffering {
+    let state = if s.now.buffering {
         PlayState::Buffering
-    } else if !s.waiting.is_empty() {
+    } else if !s.now.waiting.is_empty() {
         PlayState::Waiting
-    } else if s.room_playing {
+    } else if s.now.room_playing {
         PlayState::Playing
     } else {
         PlayState::Paused
     };
-    f.render_widget(Playbar { state, position_ms: s.position_ms, duration_ms: s.duration_ms, waiting: &s.waiting }, bar);
+    f.render_widget(Playbar { state, position_ms: s.now.position_ms, duration_ms: s.duration_ms, waiting: &s.now.waiting }, bar);
     overlay::footer(f, footer, v);
     if v.help {
         overlay::help(f, area, v);
@@ -67,8 +67,8 @@ fn draw_speeds(f: &mut Frame, area: Rect, s: &Status) {
     let [figures, spark] = Layout::horizontal([Constraint::Length(22), Constraint::Min(1)]).areas(area);
     let dim = Style::default().fg(Color::DarkGray);
     let lines = vec![
-        Line::from(vec![Span::styled("↓ ", dim), Span::raw(rate(s.down_bps))]),
-        Line::from(vec![Span::styled("held ", dim), Span::raw(bytes(s.buffered_bytes))]),
+        Line::from(vec![Span::styled("↓ ", dim), Span::raw(rate(s.now.down_bps))]),
+        Line::from(vec![Span::styled("held ", dim), Span::raw(bytes(s.now.buffered_bytes))]),
     ];
     f.render_widget(Paragraph::new(lines), figures);
     recent::sparkline(f, spark, s.down_history.iter(), Color::Blue);
@@ -78,9 +78,13 @@ fn room_line(s: &Status) -> Line<'static> {
     let dim = Style::default().fg(Color::DarkGray);
     let mut spans = vec![
         Span::styled("drift ", dim),
-        Span::raw(s.drift_ms.map_or("–".into(), super::peers::drift)),
+        Span::raw(s.now.drift_ms.map_or("–".into(), super::peers::drift)),
         Span::styled("  quality ", dim),
-        Span::raw(if s.quality_choice == "auto" || s.quality_choice.is_empty() { format!("{} auto", s.quality) } else { s.quality.clone() }),
+        Span::raw(if s.now.quality_choice == "auto" || s.now.quality_choice.is_empty() {
+            format!("{} auto", s.now.quality_label())
+        } else {
+            s.now.quality_label()
+        }),
         Span::styled("  you ", dim),
         Span::raw(s.name.clone()),
     ];
@@ -105,20 +109,18 @@ mod tests {
     use ratatui::backend::TestBackend;
 
     use super::*;
+    use crate::core::api::JoinSnapshot;
     use crate::player::picture::{Graphics, Picture};
 
     fn status() -> Status {
-        let mut s = Status {
-            name: "bob".into(),
-            file: "big-buck-bunny.mp4".into(),
+        let now = JoinSnapshot {
             position_ms: 72_000,
-            duration_ms: Some(596_000),
             room_playing: true,
             buffered_bytes: 48_000_000,
             drift_ms: Some(-3),
             quality: "high".into(),
-            link: "syncy://127.0.0.1:7878/demo#key".into(),
-            path: Some("direct".into()),
+            // The last of the download samples below.
+            down_bps: 3_200_000,
             pieces: (0..256)
                 .map(|i| {
                     if i < 40 {
@@ -133,6 +135,15 @@ mod tests {
                 })
                 .collect(),
             read_fraction: 0.12,
+            ..JoinSnapshot::default()
+        };
+        let mut s = Status {
+            now,
+            name: "bob".into(),
+            file: "big-buck-bunny.mp4".into(),
+            duration_ms: Some(596_000),
+            link: "syncy://127.0.0.1:7878/demo#key".into(),
+            path: Some("direct".into()),
             peers: vec![("ann".into(), "watching".into()), ("cy".into(), "buffering".into())],
             ..Status::default()
         };
@@ -193,7 +204,8 @@ mod tests {
 
     #[test]
     fn buffering_and_waiting_show_in_the_bar_and_tiny_terminals_do_not_panic() {
-        let s = Status { buffering: true, waiting: vec!["cy".into()], ..status() };
+        let mut s = status();
+        (s.now.buffering, s.now.waiting) = (true, vec!["cy".into()]);
         let t = render(&s, &ViewState::default(), 80, 24, false);
         let bar: String = (0..80).map(|x| t.backend().buffer()[(x, 22)].symbol().to_string()).collect();
         assert!(bar.starts_with("◌ buffering") && bar.contains("waiting for cy"), "{bar}");

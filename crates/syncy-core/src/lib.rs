@@ -13,6 +13,7 @@
 pub mod api;
 pub mod backoff;
 pub mod buffer;
+pub mod cadence;
 pub mod clock;
 pub mod host;
 pub mod level_switch;

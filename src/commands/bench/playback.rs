@@ -154,10 +154,11 @@ async fn room_figures(clip: &Path, n: usize, play_secs: u64) -> Result<RoomFigur
     let mut samples = vec![vec![]; n];
     let end = tokio::time::Instant::now() + Duration::from_secs(play_secs);
     while let Ok(Some((i, _, e))) = tokio::time::timeout_at(end, room.events.recv()).await {
-        if let Event::JoinStats { position_ms, playing: true, t_ms, .. } = e
-            && t_ms > started + 1_000.0
+        if let Event::JoinStats(s) = e
+            && s.playing
+            && s.t_ms > started + 1_000.0
         {
-            samples[i].push((t_ms, position_ms as f64));
+            samples[i].push((s.t_ms, s.position_ms as f64));
         }
     }
     let (spread_ms, instants) = worst_spread(&samples);

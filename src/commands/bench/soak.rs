@@ -61,7 +61,7 @@ pub async fn run(participants: usize, minutes: u32) -> Result<String> {
         let mut stalls = 0;
         while let Ok(Some((i, _, e))) = tokio::time::timeout_at(end, room.events.recv()).await {
             match e {
-                Event::JoinStats { position_ms, playing: true, buffering: false, t_ms, .. } => samples[i].push((t_ms, position_ms as f64)),
+                Event::JoinStats(s) if s.playing && !s.buffering => samples[i].push((s.t_ms, s.position_ms as f64)),
                 Event::State { buffering: true, .. } => {
                     stalls += 1;
                     eprintln!("participant {i} buffering at minute {m}");

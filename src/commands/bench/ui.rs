@@ -126,15 +126,19 @@ fn costs(clip: &Path, w: u16, h: u16) -> Result<Costs> {
         Ok(())
     })?;
 
-    let mut s =
-        Status { name: "p0".into(), duration_ms: Some(10_000), room_playing: true, quality: "high".into(), pieces: vec![100; 256], ..Status::default() };
+    let mut s = Status {
+        name: "p0".into(),
+        duration_ms: Some(10_000),
+        now: crate::core::api::JoinSnapshot { room_playing: true, quality: "high".into(), pieces: vec![100; 256], ..Default::default() },
+        ..Status::default()
+    };
     let pane = join_view::video_area(Rect::new(0, 0, w, h));
     let frames = frames_for(clip, pane, &picture)?;
     let (_, cells) = picture.fit(pane, (1280, 720));
     let join = per_frame(w, h, |i, term| {
-        s.position_ms = i as u64 * 100;
+        s.now.position_ms = i as u64 * 100;
         s.sample_down(1_000_000 + i as u64 * 1000);
-        s.read_fraction = i as f64 / FRAMES as f64;
+        s.now.read_fraction = i as f64 / FRAMES as f64;
         let p = picture.encode(&frames[i % frames.len()], cells).map(|p| (p, cells));
         term.draw(|f| join_view::draw(f, &s, p.as_ref(), true, &view))?;
         Ok(())

@@ -133,47 +133,9 @@ pub enum Event {
         /// Per participant.
         peers: Vec<PeerStats>,
     },
-    /// Participant stats.
+    /// Participant stats (each second): the participant's snapshot.
     #[serde(rename = "stats")]
-    JoinStats {
-        /// Download rate.
-        down_bps: u64,
-        /// Bytes held in memory.
-        buffered_bytes: u64,
-        /// Chunks received so far (distinct).
-        received_chunks: u32,
-        /// Chunks that arrived while already held (sent twice: wasted upload).
-        duplicate_chunks: u32,
-        /// Chunks in the file.
-        chunks: u32,
-        /// Playback position.
-        position_ms: u64,
-        /// Playing.
-        playing: bool,
-        /// Quality level playing (`high`, `medium`, `low`).
-        quality: String,
-        /// The level being switched to, while a switch is under way.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        quality_next: Option<String>,
-        /// Time of the picture shown now, ms (none before the first frame).
-        #[serde(skip_serializing_if = "Option::is_none")]
-        frame_ms: Option<u64>,
-        /// Drift from the room clock.
-        drift_ms: i64,
-        /// Waiting for data.
-        buffering: bool,
-        /// With sound on a device: how much sound and silence it played.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        sound: Option<SoundStats>,
-        /// With `--player mpv`: what mpv does.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        mpv: Option<MpvStatus>,
-        /// The path that carries the link (as in the last `path` event).
-        #[serde(skip_serializing_if = "Option::is_none")]
-        path: Option<crate::path::Path>,
-        /// When `position_ms` was sampled (Unix ms).
-        t_ms: f64,
-    },
+    JoinStats(Box<JoinSnapshot>),
     /// Participant: the path that carries the link (after each connection), with its ICE
     /// candidates.
     Path(crate::path::Path),
@@ -326,4 +288,78 @@ impl MpvStatus {
         s.sampled = Some(now);
         s
     }
+}
+
+/// What a participant is doing, taken at one instant. Its view and its headless `stats` both
+/// read this, built in one place (the participant's session); the fields after `t_ms` are for
+/// the view only.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct JoinSnapshot {
+    /// Download rate.
+    pub down_bps: u64,
+    /// Bytes held in memory.
+    pub buffered_bytes: u64,
+    /// Chunks received so far (distinct).
+    pub received_chunks: u32,
+    /// Chunks that arrived while already held (sent twice: wasted upload).
+    pub duplicate_chunks: u32,
+    /// Chunks in the file.
+    pub chunks: u32,
+    /// Playback position.
+    pub position_ms: u64,
+    /// Playing.
+    pub playing: bool,
+    /// Quality level playing (`high`, `medium`, `low`).
+    pub quality: String,
+    /// The level being switched to, while a switch is under way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality_next: Option<String>,
+    /// Time of the picture shown now, ms (none before the first frame).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_ms: Option<u64>,
+    /// Drift from the room clock (`stats` says 0 until it is known).
+    #[serde(serialize_with = "zero_if_none")]
+    pub drift_ms: Option<i64>,
+    /// Waiting for data.
+    pub buffering: bool,
+    /// With sound on a device: how much sound and silence it played.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sound: Option<SoundStats>,
+    /// With `--player mpv`: what mpv does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mpv: Option<MpvStatus>,
+    /// The path that carries the link (as in the last `path` event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<crate::path::Path>,
+    /// When `position_ms` was sampled (Unix ms).
+    pub t_ms: f64,
+    /// The room wants to play (what the play/pause key toggles).
+    #[serde(skip)]
+    pub room_playing: bool,
+    /// Who the room waits for.
+    #[serde(skip)]
+    pub waiting: Vec<String>,
+    /// `auto` or the level chosen by hand.
+    #[serde(skip)]
+    pub quality_choice: String,
+    /// The file in equal slices: the percentage of each slice held.
+    #[serde(skip)]
+    pub pieces: Vec<u8>,
+    /// Where the demuxer reads in the file, 0.0–1.0.
+    #[serde(skip)]
+    pub read_fraction: f64,
+}
+
+impl JoinSnapshot {
+    /// The level for a person: what plays, and what it is moving to ("low→medium").
+    pub fn quality_label(&self) -> String {
+        match &self.quality_next {
+            Some(next) => format!("{}→{next}", self.quality),
+            None => self.quality.clone(),
+        }
+    }
+}
+
+fn zero_if_none<S: serde::Serializer>(v: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_i64(v.unwrap_or(0))
 }

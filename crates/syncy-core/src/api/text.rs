@@ -45,9 +45,9 @@ impl fmt::Display for Event {
                 let list: Vec<String> = peers.iter().map(|p| format!("{} {:.1} MB/s", p.name, mb(p.up_bps))).collect();
                 write!(f, "up {:.1} MB/s | {} watching | {}", mb(*up_bps), peers.len(), list.join(", "))
             }
-            Event::JoinStats { down_bps, received_chunks, chunks, buffered_bytes, .. } => {
-                let received = *received_chunks as f64 * 100.0 / (*chunks).max(1) as f64;
-                write!(f, "down {:.1} MB/s | {received:.0}% received | {:.1} MB buffered", mb(*down_bps), mb(*buffered_bytes))
+            Event::JoinStats(s) => {
+                let received = s.received_chunks as f64 * 100.0 / s.chunks.max(1) as f64;
+                write!(f, "down {:.1} MB/s | {received:.0}% received | {:.1} MB buffered", mb(s.down_bps), mb(s.buffered_bytes))
             }
             Event::Path(p) => write!(f, "connected to the host: {p}"),
             Event::Complete { sha256, size, seconds } => write!(f, "complete: {:.1} MB in {seconds:.1} s, sha256 {sha256}", mb(*size)),

@@ -1,0 +1,109 @@
+//! The participant's cadences (sans-IO): pings — a burst of eight 50 ms apart, so the clock
+//! offset is known before the room's state matters, then one a second — stats each second, and
+//! reports to the host at least every 900 ms (besides the ones a change sends at once).
+
+use std::time::{Duration, Instant};
+
+/// Quick pings after a (re)connection.
+const QUICK_PINGS: u32 = 8;
+const QUICK: Duration = Duration::from_millis(50);
+const SLOW: Duration = Duration::from_secs(1);
+/// How often stats are due.
+pub const STATS_EVERY: Duration = Duration::from_secs(1);
+/// A report goes at least this often.
+pub const REPORT_AT_LEAST: Duration = Duration::from_millis(900);
+
+/// What is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Send a ping.
+    Ping,
+    /// Take stats (and look at what times out).
+    Stats,
+}
+
+/// The schedule.
+#[derive(Debug, Clone)]
+pub struct Cadence {
+    pings: u32,
+    next_ping: Instant,
+    next_stats: Instant,
+    last_report: Instant,
+}
+
+impl Cadence {
+    /// Starting at `now`: a ping at once.
+    pub fn new(now: Instant) -> Cadence {
+        Cadence { pings: 0, next_ping: now, next_stats: now + STATS_EVERY, last_report: now }
+    }
+
+    /// A new connection: the quick pings again.
+    pub fn reconnected(&mut self, now: Instant) {
+        self.pings = 0;
+        self.next_ping = now;
+    }
+
+    /// When something is next due.
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_ping.min(self.next_stats)
+    }
+
+    /// What is due at `now` (each once).
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Due> {
+        let mut due = Vec::new();
+        if now >= self.next_ping {
+            self.pings += 1;
+            self.next_ping = now + if self.pings < QUICK_PINGS { QUICK } else { SLOW };
+            due.push(Due::Ping);
+        }
+        if now >= self.next_stats {
+            self.next_stats = now + STATS_EVERY;
+            due.push(Due::Stats);
+        }
+        due
+    }
+
+    /// A report went out at `now`.
+    pub fn reported(&mut self, now: Instant) {
+        self.last_report = now;
+    }
+
+    /// The last report is old enough for another.
+    pub fn report_due(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_report) >= REPORT_AT_LEAST
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eight_quick_pings_then_one_a_second_and_again_after_a_reconnection() {
+        let t0 = crate::testing::t0();
+        let mut c = Cadence::new(t0);
+        let mut pings = vec![];
+        let mut now = t0;
+        while now < t0 + Duration::from_millis(3500) {
+            if c.handle_timeout(now).contains(&Due::Ping) {
+                pings.push((now - t0).as_millis());
+            }
+            now = c.poll_timeout();
+        }
+        assert_eq!(pings, [0, 50, 100, 150, 200, 250, 300, 350, 1350, 2350, 3350]);
+        c.reconnected(now);
+        assert_eq!(c.poll_timeout(), now);
+        assert!(c.handle_timeout(now).contains(&Due::Ping));
+        assert_eq!(c.poll_timeout(), now + QUICK);
+    }
+
+    #[test]
+    fn stats_each_second_and_reports_at_least_every_900_ms() {
+        let t0 = crate::testing::t0();
+        let mut c = Cadence::new(t0);
+        assert_eq!(c.handle_timeout(t0 + STATS_EVERY), [Due::Ping, Due::Stats]);
+        assert!(c.report_due(t0 + REPORT_AT_LEAST));
+        c.reported(t0 + Duration::from_millis(950));
+        assert!(!c.report_due(t0 + Duration::from_millis(1500)));
+    }
+}

@@ -1,0 +1,354 @@
+//! Getting into the room, and back in: signaling, the WebRTC answer (or the host's HTTP
+//! fallback), hello and the manifest; retries of a stalled first connection; reconnection
+//! with a growing pause after the link drops. What it hands on is a [`Connection`]: the queues
+//! to and from the host.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use color_eyre::eyre::{Result, bail, eyre};
+use tokio::sync::mpsc;
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+
+use super::{JoinEnd, JoinOptions};
+use crate::core::backoff::Backoff;
+use crate::engine::Event;
+use crate::error::Hinted;
+use crate::net::peer::{self, IceConfig, PeerLink, Reach};
+use crate::net::signal_client::SignalClient;
+use crate::protocol::link::Link;
+use crate::protocol::signal::{ClientMsg, ServerMsg, SignalPayload};
+use crate::protocol::stream::{self, Manifest, Message, PROTOCOL_VERSION, Role};
+
+/// What comes from the host.
+pub(super) enum Incoming {
+    Control(BytesMut),
+    Chunk(BytesMut),
+    Closed(String),
+}
+
+/// Where the engine's messages to the host go: a bounded queue to the control channel's
+/// sender task, or the HTTP fallback's worker. Sending never waits: with the queue full (the
+/// link is stuck) a message is dropped — requests time out and are made again, reports and
+/// pings come again — and a failed send comes back as `Incoming::Closed`.
+#[derive(Clone)]
+pub(super) enum Tx {
+    Rtc(mpsc::Sender<Vec<u8>>),
+    Http(mpsc::UnboundedSender<Vec<u8>>),
+}
+
+/// Messages queued for the control channel beyond what it buffers itself.
+const TX_QUEUE: usize = 1024;
+
+impl Tx {
+    /// Queues `msg` for the host.
+    pub(super) fn send(&self, msg: &Message) {
+        let bytes = stream::encode(msg);
+        let sent = match self {
+            Tx::Rtc(tx) => tx.try_send(bytes).is_ok(),
+            Tx::Http(tx) => tx.send(bytes).is_ok(),
+        };
+        if !sent {
+            tracing::warn!("the queue to the host is full or closed; dropping a message");
+        }
+    }
+
+    /// A sender task for `dc`; its failure ends the link (`Incoming::Closed` on `incoming`).
+    fn rtc(dc: Arc<dyn DataChannel>, incoming: mpsc::UnboundedSender<Incoming>) -> Tx {
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TX_QUEUE);
+        tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if let Err(e) = peer::send(&dc, &bytes).await {
+                    let _ = incoming.send(Incoming::Closed(format!("sending to the host failed: {e}")));
+                    return;
+                }
+            }
+        });
+        Tx::Rtc(tx)
+    }
+}
+
+/// Resolves when a WebRTC link fails; never over the HTTP fallback (its failures arrive as
+/// `Incoming::Closed`).
+pub(super) async fn link_failed(link: &Option<PeerLink>) {
+    match link {
+        Some(l) => l.closed().await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(super) async fn close_link(link: &Option<PeerLink>) {
+    if let Some(l) = link {
+        l.close().await;
+    }
+}
+
+fn forward(dc: Arc<dyn DataChannel>, tx: mpsc::UnboundedSender<Incoming>, chunks: bool) {
+    tokio::spawn(async move {
+        while let Some(ev) = dc.poll().await {
+            if let DataChannelEvent::OnMessage(m) = ev {
+                let item = if chunks { Incoming::Chunk(m.data) } else { Incoming::Control(m.data) };
+                if tx.send(item).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = tx.send(Incoming::Closed(if chunks { "chunks channel closed" } else { "control channel closed" }.into()));
+    });
+}
+
+/// How a connection attempt failed: worth another try (the host or the network may be back
+/// in a moment), or not (refused, another protocol, the stream ended).
+pub(super) enum Setup {
+    Retry(color_eyre::Report),
+    Final(color_eyre::Report),
+    Ended(JoinEnd),
+}
+
+impl<E: Into<color_eyre::Report>> From<E> for Setup {
+    fn from(e: E) -> Self {
+        Setup::Retry(e.into())
+    }
+}
+
+macro_rules! retry {
+    ($($t:tt)*) => { return Err(Setup::Retry(eyre!($($t)*))) };
+}
+macro_rules! fatal {
+    ($($t:tt)*) => { return Err(Setup::Final(eyre!($($t)*))) };
+}
+
+/// A link to the host, up to its manifest.
+pub(super) struct Connection {
+    /// Signaling: only needed to set up; once connected, its loss is not fatal.
+    pub signal: SignalClient,
+    /// The WebRTC link; `None` over the HTTP fallback.
+    pub link: Option<PeerLink>,
+    /// To the host.
+    pub tx: Tx,
+    /// From the host.
+    pub incoming: mpsc::UnboundedReceiver<Incoming>,
+    /// The file.
+    pub manifest: Manifest,
+    /// Over the HTTP fallback: why, and where.
+    fallback: Option<(String, String)>,
+}
+
+impl Connection {
+    /// Says how this connection reaches the host (`fallback`, `path`), and returns the path.
+    pub(super) async fn announce(&self, events: &mpsc::UnboundedSender<Event>) -> Option<crate::net::path::Path> {
+        if let Some((reason, url)) = &self.fallback {
+            let _ = events.send(Event::Fallback { reason: reason.clone(), url: url.clone() });
+        }
+        if let Some(message) = self.link.as_ref().and_then(|l| l.gathering_warning.clone()) {
+            let _ = events.send(Event::Warning { message });
+        }
+        let path = match &self.link {
+            Some(link) => link.path().await,
+            None => Some(crate::net::path::Path::http()),
+        };
+        match &path {
+            Some(p) => {
+                tracing::info!("connected to the host: {p}");
+                let _ = events.send(Event::Path(p.clone()));
+            }
+            None => tracing::warn!("connected, but the ICE stats name no candidate pair"),
+        }
+        path
+    }
+}
+
+/// Joins the room through signaling, answers the host's offer, says hello and waits for the
+/// manifest.
+async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
+    let link = &opts.link;
+    let signal_tls = if link.tls { Some(crate::net::tls::client_config(opts.tls_ca.as_deref()).map_err(|e| Setup::Final(e.into()))?) } else { None };
+    let mut signal = SignalClient::connect(&link.signal_url(), signal_tls).await.map_err(|e| Setup::Retry(unreachable(link, e)))?;
+    signal
+        .tx
+        .send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: opts.name.clone() })
+        .await
+        .map_err(|_| eyre!("signaling connection closed"))?;
+    let host = match signal.rx.recv().await {
+        Some(ServerMsg::Joined { host, .. }) => host,
+        Some(ServerMsg::Error { message, .. }) => {
+            retry!("the signaling server refused to let us join: {message}")
+        }
+        Some(other) => retry!("unexpected answer from the signaling server: {other:?}"),
+        None => retry!("the signaling server closed the connection"),
+    };
+    let mut fallback: Option<String> = None;
+    let offer = loop {
+        match signal.rx.recv().await {
+            Some(ServerMsg::Signal { from, payload: SignalPayload::Offer { sdp, mac } }) if from == host => break (sdp, mac),
+            Some(ServerMsg::Signal { from, payload: SignalPayload::Fallback { addr } }) if from == host => fallback = Some(addr),
+            Some(ServerMsg::Signal { from, payload: SignalPayload::Denied { reason } }) if from == host => {
+                fatal!("the host did not let you in: {}", reason.chars().take(stream::MAX_TEXT).collect::<String>())
+            }
+            Some(ServerMsg::Error { message, .. }) => retry!("signaling: {message}"),
+            Some(_) => continue,
+            None => retry!("the signaling server closed the connection before the host called"),
+        }
+    };
+    let ice = IceConfig::new(Reach::of_host(&link.host), opts.ice_addr.as_deref(), &opts.nat);
+    let stx = signal.tx.clone();
+    let send = async |payload| stx.send(ClientMsg::Signal { to: host, payload }).await.is_ok();
+    let answer = PeerLink::answer(&ice, &link.key, offer, send);
+    let link_up = match fallback {
+        None => answer.await.map_err(cannot_connect)?,
+        // The host serves HTTP too: WebRTC gets a few seconds, then the fallback.
+        Some(addr) => match tokio::time::timeout(FALLBACK_AFTER, answer).await {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
+                return http_connection(opts, signal, &addr, format!("the WebRTC link failed ({e})")).await;
+            }
+            Err(_) => {
+                return http_connection(opts, signal, &addr, format!("no WebRTC link within {} s", FALLBACK_AFTER.as_secs())).await;
+            }
+        },
+    };
+    let (in_tx, mut incoming) = mpsc::unbounded_channel();
+    let failures = in_tx.clone();
+    forward(link_up.control.clone(), in_tx.clone(), false);
+    forward(link_up.chunks.clone(), in_tx, true);
+    let control = link_up.control.clone();
+    peer::send(&control, &stream::encode(&Message::Hello { version: PROTOCOL_VERSION, name: opts.name.clone() })).await?;
+    let tx = Tx::rtc(control, failures);
+
+    // Hello and manifest come first, on the ordered control channel.
+    let manifest = loop {
+        match tokio::time::timeout(Duration::from_secs(20), incoming.recv()).await {
+            Ok(Some(Incoming::Control(b))) => match stream::decode_from(&b, Role::Host, None).map_err(|e| Setup::Final(e.into()))? {
+                Message::Hello { version, .. } if version != PROTOCOL_VERSION => {
+                    fatal!("the host speaks protocol version {version}; this syncy speaks {PROTOCOL_VERSION}")
+                }
+                Message::Hello { .. } => continue,
+                Message::Manifest(m) => break m,
+                Message::StreamEnd { reason } => {
+                    return Err(Setup::Ended(JoinEnd::StreamEnd(reason)));
+                }
+                other => fatal!("protocol violation: {other:?} before the manifest"),
+            },
+            Ok(Some(Incoming::Chunk(_))) => fatal!("protocol violation: chunk before the manifest"),
+            Ok(Some(Incoming::Closed(why))) => retry!("connection to the host lost: {why}"),
+            Ok(None) => retry!("connection to the host lost"),
+            Err(_) => retry!("the host sent no manifest within 20 s"),
+        }
+    };
+    Ok(Connection { signal, tx, link: Some(link_up), incoming, manifest, fallback: None })
+}
+
+/// Attempts at a first connection whose ICE found a path but whose DTLS/SCTP did not come up
+/// over it (a lost handshake flight, say): each is a fresh set-up on new sockets. Anything else
+/// fails the join at once, with its reason.
+const FIRST_ATTEMPTS: u32 = 3;
+
+/// The first connection to the room, tried again when it stalled after ICE.
+pub(super) async fn first_connection(opts: &JoinOptions, events: &mpsc::UnboundedSender<Event>) -> Result<Connection, Setup> {
+    let mut attempt = 1;
+    loop {
+        match connect(opts).await {
+            Err(Setup::Retry(e)) if stalled(&e) && attempt < FIRST_ATTEMPTS => {
+                attempt += 1;
+                tracing::warn!("{e:#}; trying again (attempt {attempt} of {FIRST_ATTEMPTS})");
+                let _ = events.send(Event::Warning { message: format!("{e:#}; trying again (attempt {attempt} of {FIRST_ATTEMPTS})") });
+            }
+            other => return other,
+        }
+    }
+}
+
+fn stalled(e: &color_eyre::Report) -> bool {
+    e.chain().any(|c| matches!(c.downcast_ref::<peer::LinkError>(), Some(peer::LinkError::Stalled)))
+}
+
+/// A failed WebRTC set-up for a person: what happened and, where one helps, what to do.
+fn cannot_connect(e: peer::LinkError) -> color_eyre::Report {
+    match e {
+        peer::LinkError::NoPath(d) => Hinted::new(format!("cannot connect to the host: {}", d.message), d.hint).into(),
+        // Kept typed: a stalled first attempt is tried again (see `first_connection`).
+        e @ peer::LinkError::Stalled => color_eyre::Report::new(e).wrap_err("cannot connect to the host"),
+        e => eyre!("cannot connect to the host: {e}"),
+    }
+}
+
+/// The signaling server in the link cannot be reached: say what that usually means.
+fn unreachable(link: &Link, e: crate::net::signal_client::SignalClientError) -> color_eyre::Report {
+    use crate::net::signal_client::SignalClientError as E;
+    let timed_out = match &e {
+        E::Timeout { .. } => true,
+        E::Connect { .. } => false,
+        _ => return e.into(),
+    };
+    let d = crate::net::diagnose::signaling_unreachable(&link.authority(), link.port, &e.to_string(), timed_out);
+    Hinted::new(d.message, d.hint).into()
+}
+
+/// How long WebRTC gets to come up when the host offers an HTTP fallback.
+const FALLBACK_AFTER: Duration = Duration::from_secs(8);
+
+/// Joins over the host's HTTP fallback at `addr` (`why`: what happened to WebRTC).
+async fn http_connection(opts: &JoinOptions, signal: SignalClient, addr: &str, why: String) -> Result<Connection, Setup> {
+    use crate::net::http::fallback_client::{self, Delivered, HttpLink};
+    tracing::warn!("{why}; falling back to HTTP at {addr}");
+    let http = HttpLink::new(addr, &opts.link.room, &opts.link.key);
+    let manifest = http.manifest().await.map_err(|e| Setup::Retry(eyre!("{why}, and the HTTP fallback failed too: {e}")))?;
+    let url = http.url();
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (back_tx, mut back_rx) = mpsc::unbounded_channel();
+    fallback_client::spawn(http, manifest.clone(), out_rx, back_tx);
+    let (in_tx, incoming) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(d) = back_rx.recv().await {
+            let item = match d {
+                Delivered::Chunk(b) => Incoming::Chunk(b),
+                Delivered::Control(b) => Incoming::Control(b),
+                Delivered::Failed(e) => Incoming::Closed(e),
+            };
+            if in_tx.send(item).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Connection { signal, link: None, tx: Tx::Http(out_tx), incoming, manifest, fallback: Some((why, url)) })
+}
+
+/// What reconnecting came to. Made once per reconnection: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Reconnected {
+    Again(Connection),
+    Ended(JoinEnd),
+}
+
+/// How long a participant whose link dropped keeps trying to get back in.
+const RECONNECT_FOR: Duration = Duration::from_secs(90);
+
+/// Gets back into the room after the link dropped, for the same file: retries with a growing
+/// pause (the host may be restarting its network, or this machine waking up).
+pub(super) async fn reconnect(opts: &JoinOptions, manifest: &Manifest, events: &mpsc::UnboundedSender<Event>, why: &str) -> Result<Reconnected> {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5)).within(RECONNECT_FOR);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let _ = events.send(Event::Reconnecting { reason: why.to_string(), attempt });
+        tracing::info!("link lost ({why}); reconnecting, attempt {attempt}");
+        let err = match connect(opts).await {
+            Ok(c) if c.manifest.identity() == manifest.identity() => {
+                return Ok(Reconnected::Again(c));
+            }
+            Ok(c) => {
+                close_link(&c.link).await;
+                bail!("the host is streaming another file now ({}); not resuming {}", c.manifest.name, manifest.name)
+            }
+            Err(Setup::Ended(end)) => return Ok(Reconnected::Ended(end)),
+            Err(Setup::Final(e)) => return Err(e),
+            Err(Setup::Retry(e)) => e,
+        };
+        let Some(next) = backoff.failed(Instant::now()) else {
+            bail!("connection to the host lost ({why}) and not back within {} s: {err}", RECONNECT_FOR.as_secs());
+        };
+        tracing::info!("reconnect attempt {attempt} failed: {err}");
+        tokio::time::sleep_until(next.into()).await;
+    }
+}

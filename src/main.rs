@@ -171,101 +171,111 @@ async fn run(cmd: Cmd) -> Result<()> {
     };
     trust_for_turn(&cmd, &cfg)?;
     match cmd {
-        Cmd::Serve(a) => {
-            let mut cfg = a.limits.config();
-            cfg.tls = a.tls.server_config()?;
-            let scheme = if cfg.tls.is_some() { "wss" } else { "ws" };
-            let s = server::Server::start(a.listen, cfg).await.map_err(|e| eyre!("cannot listen on {}: {e}", a.listen))?;
-            eprintln!("syncy signaling server on {scheme}://{}/ (Ctrl-C to stop)", s.addr);
-            tokio::select! {
-                _ = s.wait() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            Ok(())
-        }
-        Cmd::Host(a) => {
-            let mut server_cfg = a.limits.config();
-            server_cfg.tls = a.tls.server_config().map_err(usage)?;
-            let (server, listen) = a.signaling(&cfg);
-            let opts = host::HostOptions {
-                server,
-                tls_ca: a.tls_ca.clone().or_else(|| cfg.tls_ca.clone()),
-                tls_cert: a.tls.tls_cert.clone(),
-                listen,
-                advertise: a.advertise.clone(),
-                upnp: a.upnp(&cfg),
-                room: a.room.clone(),
-                name: a.name.clone().or_else(|| cfg.name.clone()).unwrap_or_else(|| "host".into()),
-                chunk_size: u32::try_from(a.chunk_size).map_err(|_| usage("chunk size too large"))?,
-                ice_addr: a.ice_addr.clone(),
-                nat: a.nat.options(&cfg)?,
-                server_cfg,
-                playback: host::PlaybackPolicy { autoplay: a.autoplay, wait_for_buffering: !a.no_wait, host_only_control: a.host_only_control },
-                upload_limit: a.upload_limit,
-                approve: a.approve,
-                http: a.http,
-                ..host::HostOptions::new(a.file.clone())
-            };
-            if dashboard(a.headless) {
-                return host_with_dashboard(opts).await;
-            }
-            let (events, printer) = event_printer(a.headless);
-            // Plain output reads commands too when someone must let newcomers in.
-            let result = host::run(opts, events.clone(), command_channel(a.headless || a.approve)).await;
-            report_error(&result, &events, a.headless);
-            drop(events);
-            let _ = printer.await;
-            result
-        }
-        Cmd::Join(a) => {
-            let link = Link::parse(&a.link).map_err(|e| usage(format!("not a Syncy link: {e}")))?;
-            use syncy::player::picture::Graphics;
-            let mpv =
-                (a.player == syncy::cli::PlayerArg::Mpv).then(|| a.mpv_args.as_deref().unwrap_or("").split_whitespace().map(String::from).collect::<Vec<_>>());
-            let graphics = match graphics_for(a.render) {
-                _ if a.headless => None,
-                // mpv shows the picture; the terminal shows the status.
-                Some(_) if mpv.is_some() => Some(Graphics::StatusOnly),
-                g => g,
-            };
-            if let Some(graphics) = graphics {
-                return join_with_view(link, &a, &cfg, graphics, mpv).await;
-            }
-            let opts = join_options(link, &a, &cfg, join::Render::None, mpv)?;
-            let (events, printer) = event_printer(a.headless);
-            let result = join::run(opts, events.clone(), command_channel(a.headless)).await.map(|_| ());
-            report_error(&result, &events, a.headless);
-            drop(events);
-            let _ = printer.await;
-            result
-        }
+        Cmd::Serve(a) => serve(a).await,
+        Cmd::Host(a) => host_cmd(a, &cfg).await,
+        Cmd::Join(a) => join_cmd(a, &cfg).await,
         Cmd::Demo(a) if dashboard(false) => demo::run_dashboard(a.participants, a.duration, graphics_for(a.render)).await,
         Cmd::Demo(a) => demo::run(a.participants, a.duration, command_channel(false)).await,
-        Cmd::Sample(a) => {
-            let spec = syncy::media::sample::SampleSpec {
-                duration: a.duration,
-                width: a.size.0,
-                height: a.size.1,
-                video_bitrate: a.bitrate as usize * 8,
-                audio_bitrate: a.audio_bitrate as usize * 8,
-                mp4_layout: match a.mp4_layout {
-                    syncy::cli::Mp4LayoutArg::MoovAtEnd => syncy::media::sample::Mp4Layout::MoovAtEnd,
-                    syncy::cli::Mp4LayoutArg::Faststart => syncy::media::sample::Mp4Layout::Faststart,
-                    syncy::cli::Mp4LayoutArg::Fragmented => syncy::media::sample::Mp4Layout::Fragmented,
-                },
-                ..Default::default()
-            };
-            let out = a.out.clone();
-            tokio::task::spawn_blocking(move || syncy::media::sample::write_sample(&out, &spec)).await??;
-            eprintln!("wrote {}", a.out.display());
-            Ok(())
-        }
+        Cmd::Sample(a) => sample(a).await,
         Cmd::Bench(a) => bench::run(a).await,
         Cmd::Doctor(a) => doctor(a, &cfg, cfg_path).await,
     }
 }
 
-/// A participant with the terminal view: the engine on the runtime, the view on a thread.
+/// `syncy serve`: the signaling server until Ctrl-C.
+async fn serve(a: syncy::cli::ServeArgs) -> Result<()> {
+    let mut cfg = a.limits.config();
+    cfg.tls = a.tls.server_config()?;
+    let scheme = if cfg.tls.is_some() { "wss" } else { "ws" };
+    let s = server::Server::start(a.listen, cfg).await.map_err(|e| eyre!("cannot listen on {}: {e}", a.listen))?;
+    eprintln!("syncy signaling server on {scheme}://{}/ (Ctrl-C to stop)", s.addr);
+    tokio::select! {
+        _ = s.wait() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+/// `syncy host FILE`: the dashboard, or events as lines.
+async fn host_cmd(a: syncy::cli::HostArgs, cfg: &syncy::cli::config::Config) -> Result<()> {
+    let mut server_cfg = a.limits.config();
+    server_cfg.tls = a.tls.server_config().map_err(usage)?;
+    let (server, listen) = a.signaling(cfg);
+    let opts = host::HostOptions {
+        server,
+        tls_ca: a.tls_ca.clone().or_else(|| cfg.tls_ca.clone()),
+        tls_cert: a.tls.tls_cert.clone(),
+        listen,
+        advertise: a.advertise.clone(),
+        upnp: a.upnp(cfg),
+        room: a.room.clone(),
+        name: a.name.clone().or_else(|| cfg.name.clone()).unwrap_or_else(|| "host".into()),
+        chunk_size: u32::try_from(a.chunk_size).map_err(|_| usage("chunk size too large"))?,
+        ice_addr: a.ice_addr.clone(),
+        nat: a.nat.options(cfg)?,
+        server_cfg,
+        playback: host::PlaybackPolicy { autoplay: a.autoplay, wait_for_buffering: !a.no_wait, host_only_control: a.host_only_control },
+        upload_limit: a.upload_limit,
+        approve: a.approve,
+        http: a.http,
+        ..host::HostOptions::new(a.file.clone())
+    };
+    if dashboard(a.headless) {
+        return host_with_dashboard(opts).await;
+    }
+    let (events, printer) = event_printer(a.headless);
+    // Plain output reads commands too when someone must let newcomers in.
+    let result = host::run(opts, events.clone(), command_channel(a.headless || a.approve)).await;
+    report_error(&result, &events, a.headless);
+    drop(events);
+    let _ = printer.await;
+    result
+}
+
+/// `syncy join LINK`: the view (or mpv), or events as lines.
+async fn join_cmd(a: syncy::cli::JoinArgs, cfg: &syncy::cli::config::Config) -> Result<()> {
+    let link = Link::parse(&a.link).map_err(|e| usage(format!("not a Syncy link: {e}")))?;
+    use syncy::player::picture::Graphics;
+    let mpv = (a.player == syncy::cli::PlayerArg::Mpv).then(|| a.mpv_args.as_deref().unwrap_or("").split_whitespace().map(String::from).collect::<Vec<_>>());
+    let graphics = match graphics_for(a.render) {
+        _ if a.headless => None,
+        // mpv shows the picture; the terminal shows the status.
+        Some(_) if mpv.is_some() => Some(Graphics::StatusOnly),
+        g => g,
+    };
+    if let Some(graphics) = graphics {
+        return join_with_view(link, &a, cfg, graphics, mpv).await;
+    }
+    let opts = join_options(link, &a, cfg, join::Render::None, mpv)?;
+    let (events, printer) = event_printer(a.headless);
+    let result = join::run(opts, events.clone(), command_channel(a.headless)).await.map(|_| ());
+    report_error(&result, &events, a.headless);
+    drop(events);
+    let _ = printer.await;
+    result
+}
+
+/// `syncy sample`: writes the generated clip.
+async fn sample(a: syncy::cli::SampleArgs) -> Result<()> {
+    let spec = syncy::media::sample::SampleSpec {
+        duration: a.duration,
+        width: a.size.0,
+        height: a.size.1,
+        video_bitrate: a.bitrate as usize * 8,
+        audio_bitrate: a.audio_bitrate as usize * 8,
+        mp4_layout: match a.mp4_layout {
+            syncy::cli::Mp4LayoutArg::MoovAtEnd => syncy::media::sample::Mp4Layout::MoovAtEnd,
+            syncy::cli::Mp4LayoutArg::Faststart => syncy::media::sample::Mp4Layout::Faststart,
+            syncy::cli::Mp4LayoutArg::Fragmented => syncy::media::sample::Mp4Layout::Fragmented,
+        },
+        ..Default::default()
+    };
+    let out = a.out.clone();
+    tokio::task::spawn_blocking(move || syncy::media::sample::write_sample(&out, &spec)).await??;
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
 /// `syncy doctor`: the checks as lines (or JSON), exit 1 when one failed.
 async fn doctor(a: syncy::cli::DoctorArgs, cfg: &syncy::cli::config::Config, config: Option<std::path::PathBuf>) -> Result<()> {
     let server = match &a.link {

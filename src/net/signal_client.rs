@@ -89,28 +89,43 @@ impl SignalClient {
                             break;
                         }
                     }
-                    frame = source.next() => {
-                        let text = match frame {
-                            Some(Ok(Ws::Text(t))) => t,
-                            Some(Ok(Ws::Close(_))) | None | Some(Err(_)) => break,
-                            Some(Ok(_)) => continue,
-                        };
-                        match signal::decode_server(text.as_str(), DEFAULT_MAX_MESSAGE * 4) {
-                            Ok(msg) => {
-                                if in_tx.send(msg).await.is_err() {
-                                    break;
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!("invalid message from the signaling server: {e}");
+                    frame = source.next() => match server_message(frame) {
+                        Frame::Message(msg) => {
+                            if in_tx.send(msg).await.is_err() {
                                 break;
                             }
                         }
-                    }
+                        Frame::Other => continue,
+                        Frame::End => break,
+                    },
                 }
             }
             let _ = sink.close().await;
         });
         Ok(SignalClient { tx, rx })
+    }
+}
+
+/// What one WebSocket frame from the server is to the client.
+enum Frame {
+    Message(ServerMsg),
+    /// A ping, pong or binary frame: nothing to pass on.
+    Other,
+    /// The connection ended, or the server broke the protocol.
+    End,
+}
+
+fn server_message<E>(frame: Option<Result<Ws, E>>) -> Frame {
+    let text = match frame {
+        Some(Ok(Ws::Text(t))) => t,
+        Some(Ok(Ws::Close(_))) | None | Some(Err(_)) => return Frame::End,
+        Some(Ok(_)) => return Frame::Other,
+    };
+    match signal::decode_server(text.as_str(), DEFAULT_MAX_MESSAGE * 4) {
+        Ok(msg) => Frame::Message(msg),
+        Err(e) => {
+            tracing::warn!("invalid message from the signaling server: {e}");
+            Frame::End
+        }
     }
 }

@@ -102,7 +102,20 @@ mod tests {
         assert_eq!(v["event"], "stats");
         assert_eq!(v["drift_ms"], 0, "an unknown drift is 0, as before");
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-        let want = ["buffered_bytes", "buffering", "chunks", "down_bps", "drift_ms", "duplicate_chunks", "event", "playing", "position_ms", "quality", "received_chunks", "t_ms"];
+        let want = [
+            "buffered_bytes",
+            "buffering",
+            "chunks",
+            "down_bps",
+            "drift_ms",
+            "duplicate_chunks",
+            "event",
+            "playing",
+            "position_ms",
+            "quality",
+            "received_chunks",
+            "t_ms",
+        ];
         assert_eq!(keys, want);
     }
 

@@ -61,23 +61,7 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
                     if let Some(action) = keys::action_for(&k) {
                         match view.handle(action, &model.link, now)? {
                             KeyOutcome::Quit => break Ok(()),
-                            KeyOutcome::Room(a @ (keys::Action::LetIn | keys::Action::TurnAway)) => match model.oldest_knocking() {
-                                Some(name) => {
-                                    let name = name.to_string();
-                                    let let_in = a == keys::Action::LetIn;
-                                    view.flash(format!("{} {name}", if let_in { "letting in" } else { "turning away" }), now);
-                                    let _ = commands.send(if let_in { Command::Approve(name) } else { Command::Deny(name) });
-                                }
-                                None => view.flash("nobody is waiting to join".into(), now),
-                            },
-                            KeyOutcome::Room(keys::Action::CycleQuality) => {
-                                view.flash("each participant picks its own quality (v in syncy join)".into(), now);
-                            }
-                            KeyOutcome::Room(a) => {
-                                if let Some(c) = keys::command_for(a, model.playing, model.file.duration_ms) {
-                                    let _ = commands.send(c);
-                                }
-                            }
+                            KeyOutcome::Room(a) => room_key(a, &mut view, &model, &commands, now),
                             KeyOutcome::Done => {}
                         }
                         dirty = true;
@@ -114,6 +98,27 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
     // Whatever ended the loop, the engine stops too.
     let _ = commands.send(Command::Quit);
     result
+}
+
+/// What a room key does on the host's dashboard.
+fn room_key(a: keys::Action, view: &mut ViewState, model: &RoomModel, commands: &UnboundedSender<Command>, now: Instant) {
+    match a {
+        keys::Action::LetIn | keys::Action::TurnAway => match model.oldest_knocking() {
+            Some(name) => {
+                let name = name.to_string();
+                let let_in = a == keys::Action::LetIn;
+                view.flash(format!("{} {name}", if let_in { "letting in" } else { "turning away" }), now);
+                let _ = commands.send(if let_in { Command::Approve(name) } else { Command::Deny(name) });
+            }
+            None => view.flash("nobody is waiting to join".into(), now),
+        },
+        keys::Action::CycleQuality => view.flash("each participant picks its own quality (v in syncy join)".into(), now),
+        a => {
+            if let Some(c) = keys::command_for(a, model.playing, model.file.duration_ms) {
+                let _ = commands.send(c);
+            }
+        }
+    }
 }
 
 /// Folds every pending event; Err when the engine has gone.

@@ -31,6 +31,17 @@ pub fn run(screen: Arc<Screen>, graphics: Graphics, commands: UnboundedSender<Co
     result
 }
 
+/// What a room key does on the participant's view.
+fn room_key(a: keys::Action, view: &mut ViewState, status: &crate::player::screen::Status, commands: &UnboundedSender<Command>, now: Instant) {
+    if a == keys::Action::CycleQuality {
+        let next = keys::next_quality(&status.now.quality_choice, &status.levels);
+        view.flash(format!("quality: {next}"), now);
+        let _ = commands.send(Command::Quality(next));
+    } else if let Some(c) = keys::command_for(a, status.now.room_playing, status.duration_ms) {
+        let _ = commands.send(c);
+    }
+}
+
 fn event_loop(
     terminal: &mut Terminal<CrosstermBackend<Stdout>>,
     screen: &Screen,
@@ -64,16 +75,7 @@ fn event_loop(
                     if let Some(action) = keys::action_for(&k) {
                         match view.handle(action, &status.link, now)? {
                             KeyOutcome::Quit => return Ok(()),
-                            KeyOutcome::Room(keys::Action::CycleQuality) => {
-                                let next = keys::next_quality(&status.now.quality_choice, &status.levels);
-                                view.flash(format!("quality: {next}"), now);
-                                let _ = commands.send(crate::engine::Command::Quality(next));
-                            }
-                            KeyOutcome::Room(a) => {
-                                if let Some(c) = keys::command_for(a, status.now.room_playing, status.duration_ms) {
-                                    let _ = commands.send(c);
-                                }
-                            }
+                            KeyOutcome::Room(a) => room_key(a, &mut view, &status, commands, now),
                             KeyOutcome::Done => {}
                         }
                         dirty = true;

@@ -166,6 +166,19 @@ pub enum Delivered {
     Failed(String),
 }
 
+/// Fetches chunk `index` over HTTP and hands it on as if it came on the chunks channel.
+async fn fetch_chunk(link: HttpLink, manifest: Arc<Manifest>, index: u32, back: mpsc::UnboundedSender<Delivered>, _permit: tokio::sync::OwnedSemaphorePermit) {
+    let d = match link.chunk(&manifest, index).await {
+        Ok(data) => {
+            let mut wire = BytesMut::from(&stream::encode_chunk_header(ORIGINAL, index, data.len())[..]);
+            wire.extend_from_slice(&data);
+            Delivered::Chunk(wire)
+        }
+        Err(e) => Delivered::Failed(e.to_string()),
+    };
+    let _ = back.send(d);
+}
+
 /// Serves the engine's outgoing messages over HTTP until `out` closes.
 pub fn spawn(link: HttpLink, manifest: Manifest, mut out: mpsc::UnboundedReceiver<Vec<u8>>, back: mpsc::UnboundedSender<Delivered>) {
     let manifest = Arc::new(manifest);
@@ -184,19 +197,7 @@ pub fn spawn(link: HttpLink, manifest: Manifest, mut out: mpsc::UnboundedReceive
                 Message::Request { space: ORIGINAL, chunks, .. } => {
                     for index in chunks {
                         let Ok(permit) = slots.clone().acquire_owned().await else { return };
-                        let (link, manifest, back) = (link.clone(), manifest.clone(), back.clone());
-                        tokio::spawn(async move {
-                            let _permit = permit;
-                            let d = match link.chunk(&manifest, index).await {
-                                Ok(data) => {
-                                    let mut wire = BytesMut::from(&stream::encode_chunk_header(ORIGINAL, index, data.len())[..]);
-                                    wire.extend_from_slice(&data);
-                                    Delivered::Chunk(wire)
-                                }
-                                Err(e) => Delivered::Failed(e.to_string()),
-                            };
-                            let _ = back.send(d);
-                        });
+                        tokio::spawn(fetch_chunk(link.clone(), manifest.clone(), index, back.clone(), permit));
                     }
                 }
                 Message::Ping { client_us } => {

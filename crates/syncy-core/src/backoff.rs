@@ -26,6 +26,12 @@ impl Backoff {
         self
     }
 
+    /// The connection was lost at `now`: the budget counts from here (not from the first
+    /// failed attempt, which may come much later).
+    pub fn lost(&mut self, now: Instant) {
+        self.since.get_or_insert(now);
+    }
+
     /// An attempt failed (or the connection was lost) at `now`: when to try next, or `None`
     /// when the budget is spent.
     pub fn failed(&mut self, now: Instant) -> Option<Instant> {

@@ -128,8 +128,8 @@ fn download_burst(limit: f64, chunk_size: u32) -> f64 {
 }
 
 /// A participant's download limit, shared between its chunk stores.
-// The participant core will own this bucket and lend it `&mut` (REDESIGN §1); until then
-// the original's store and a rendition's share it.
+// Shared by the original's store and a rendition's; once the participant's stores live in a
+// core of their own, it will own this bucket and lend it `&mut` (issue 16).
 #[allow(clippy::disallowed_types)]
 pub type DownloadBudget = Arc<Mutex<TokenBucket>>;
 

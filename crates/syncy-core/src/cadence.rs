@@ -32,9 +32,9 @@ pub struct Cadence {
 }
 
 impl Cadence {
-    /// Starting at `now`: a ping at once.
+    /// Starting at `now`: a ping and stats at once.
     pub fn new(now: Instant) -> Cadence {
-        Cadence { pings: 0, next_ping: now, next_stats: now + STATS_EVERY, last_report: now }
+        Cadence { pings: 0, next_ping: now, next_stats: now, last_report: now }
     }
 
     /// A new connection: the quick pings again.
@@ -101,6 +101,7 @@ mod tests {
     fn stats_each_second_and_reports_at_least_every_900_ms() {
         let t0 = crate::testing::t0();
         let mut c = Cadence::new(t0);
+        assert_eq!(c.handle_timeout(t0), [Due::Ping, Due::Stats]);
         assert_eq!(c.handle_timeout(t0 + STATS_EVERY), [Due::Ping, Due::Stats]);
         assert!(c.report_due(t0 + REPORT_AT_LEAST));
         c.reported(t0 + Duration::from_millis(950));

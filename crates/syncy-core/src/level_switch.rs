@@ -248,12 +248,6 @@ impl LevelSwitch {
         &self.wanted
     }
 
-    /// What the view shows: the level, and the one it is moving to.
-    pub fn label(&self) -> String {
-        let playing = self.playing();
-        if playing == self.wanted { playing.to_string() } else { format!("{playing}→{}", self.wanted) }
-    }
-
     /// The level being switched to, if it is not the one playing.
     pub fn next(&self) -> Option<String> {
         (self.playing() != self.wanted).then(|| self.wanted.clone())
@@ -342,7 +336,11 @@ impl LevelSwitch {
             return Ok(());
         }
         if self.next.as_ref().is_none_or(|r| r.space != space) {
-            if !granted || space <= self.newest_space {
+            // News of a rendition we are not on is stale, unless it answers our latest request:
+            // that is where the host has us now, even on a space we left before (the host
+            // shares a rendition still running; it may also have refused the request that made
+            // us leave it).
+            if !granted {
                 tracing::debug!("ignoring rendition {space} ({level}): not ours");
                 return Ok(());
             }
@@ -369,7 +367,7 @@ impl LevelSwitch {
     /// Where the host has put us, even if we have changed our mind since (the next request
     /// moves us on): the two sides never disagree about it.
     fn put_on(&mut self, space: Space, level: String) {
-        self.newest_space = space;
+        self.newest_space = self.newest_space.max(space);
         self.drop_next();
         if let Some(cur) = self.current.as_ref().filter(|c| c.level == level) {
             // Restarted at a seek: what the one on screen holds is not where the room is, and

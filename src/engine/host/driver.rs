@@ -63,6 +63,7 @@ pub(super) async fn drive(mut core: HostCore, mut io: Io, signal: SignalClient, 
             }
             io.apply(&mut core, out);
         }
+        core.handle_wall_clock(Instant::now(), crate::output::headless::now_ms());
         let deadline = core.poll_timeout().map(|(t, _)| t);
         tokio::select! {
             msg = recv_signal(&mut signal) => match msg {

@@ -29,12 +29,13 @@ pub(super) enum Incoming {
 }
 
 /// Where the engine's messages to the host go: a bounded queue to the control channel's
-/// sender task, or the HTTP fallback's worker. Sending never waits: with the queue full (the
-/// link is stuck) a message is dropped — requests time out and are made again, reports and
-/// pings come again — and a failed send comes back as `Incoming::Closed`.
+/// sender task, or the HTTP fallback's worker. Sending never waits. A failed send, or a queue
+/// so full that the link must be stuck, comes back as `Incoming::Closed`: the link is made
+/// anew (a message dropped on a stuck link — a `Level`, a `Cancel`, a seek — would otherwise
+/// be lost for good).
 #[derive(Clone)]
 pub(super) enum Tx {
-    Rtc(mpsc::Sender<Vec<u8>>),
+    Rtc { queue: mpsc::Sender<Vec<u8>>, incoming: mpsc::UnboundedSender<Incoming> },
     Http(mpsc::UnboundedSender<Vec<u8>>),
 }
 
@@ -45,27 +46,30 @@ impl Tx {
     /// Queues `msg` for the host.
     pub(super) fn send(&self, msg: &Message) {
         let bytes = stream::encode(msg);
-        let sent = match self {
-            Tx::Rtc(tx) => tx.try_send(bytes).is_ok(),
-            Tx::Http(tx) => tx.send(bytes).is_ok(),
-        };
-        if !sent {
-            tracing::warn!("the queue to the host is full or closed; dropping a message");
+        match self {
+            Tx::Rtc { queue, incoming } => {
+                if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(bytes) {
+                    let _ = incoming.send(Incoming::Closed(format!("the link to the host is stuck ({TX_QUEUE} messages wait)")));
+                }
+            }
+            // A closed worker says why itself (`Incoming::Closed`).
+            Tx::Http(tx) => drop(tx.send(bytes)),
         }
     }
 
     /// A sender task for `dc`; its failure ends the link (`Incoming::Closed` on `incoming`).
     fn rtc(dc: Arc<dyn DataChannel>, incoming: mpsc::UnboundedSender<Incoming>) -> Tx {
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TX_QUEUE);
+        let (queue, mut rx) = mpsc::channel::<Vec<u8>>(TX_QUEUE);
+        let failed = incoming.clone();
         tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
                 if let Err(e) = peer::send(&dc, &bytes).await {
-                    let _ = incoming.send(Incoming::Closed(format!("sending to the host failed: {e}")));
+                    let _ = failed.send(Incoming::Closed(format!("sending to the host failed: {e}")));
                     return;
                 }
             }
         });
-        Tx::Rtc(tx)
+        Tx::Rtc { queue, incoming }
     }
 }
 
@@ -328,6 +332,7 @@ const RECONNECT_FOR: Duration = Duration::from_secs(90);
 /// pause (the host may be restarting its network, or this machine waking up).
 pub(super) async fn reconnect(opts: &JoinOptions, manifest: &Manifest, events: &mpsc::UnboundedSender<Event>, why: &str) -> Result<Reconnected> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5)).within(RECONNECT_FOR);
+    backoff.lost(Instant::now());
     let mut attempt = 0u32;
     loop {
         attempt += 1;

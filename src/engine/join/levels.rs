@@ -75,11 +75,6 @@ impl Levels {
         self.switch.playing()
     }
 
-    /// What the view shows: the level, and the one it is moving to.
-    pub fn label(&self) -> String {
-        self.switch.label()
-    }
-
     /// The level being switched to, if it is not the one playing.
     pub fn next(&self) -> Option<String> {
         self.switch.next()

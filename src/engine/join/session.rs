@@ -203,7 +203,7 @@ impl Session {
     fn show_start(&self) {
         let Some(s) = &self.screen else { return };
         s.attach_queue(self.playback.queue());
-        let now = self.snapshot();
+        let now = self.snapshot(true);
         s.update(|st| {
             st.now = now;
             st.name = self.opts.name.clone();
@@ -215,12 +215,15 @@ impl Session {
     }
 
     /// The participant now: what its view shows and its `stats` say, built here only.
-    fn snapshot(&self) -> JoinSnapshot {
+    /// `pieces`: with the buffer map (for the view, once a second: it costs a pass over the
+    /// store under the lock the decoder reads through).
+    fn snapshot(&self, pieces: bool) -> JoinSnapshot {
         let p = &self.playback;
         let (buffered_bytes, pieces, read_fraction) = {
             let g = self.shared.lock();
             let read = g.store.read_position() as f64 / self.manifest.chunks.max(1) as f64;
-            (g.store.held_bytes(), g.store.piece_map(crate::player::screen::PIECE_BINS), read)
+            let map = if pieces { g.store.piece_map(crate::player::screen::PIECE_BINS) } else { Vec::new() };
+            (g.store.held_bytes(), map, read)
         };
         JoinSnapshot {
             down_bps: self.down_bps,
@@ -247,11 +250,11 @@ impl Session {
         }
     }
 
-    /// Shows the latest snapshot.
+    /// Shows the latest snapshot (the buffer map stays the last stats').
     fn publish(&self) {
         if let Some(s) = &self.screen {
-            let now = self.snapshot();
-            s.update(|st| st.now = now);
+            let now = self.snapshot(false);
+            s.update(|st| st.now = JoinSnapshot { pieces: std::mem::take(&mut st.now.pieces), ..now });
         }
     }
 
@@ -469,7 +472,7 @@ impl Session {
         }
         self.levels.sample(now, self.playback.buffering() && self.playback.room_wants_playing());
         self.down_bps = self.down.rate(now) as u64;
-        let snap = self.snapshot();
+        let snap = self.snapshot(self.screen.is_some());
         if let Some(s) = &self.screen {
             let now = snap.clone();
             s.update(|st| {

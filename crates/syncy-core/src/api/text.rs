@@ -16,13 +16,14 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
-/// "playing at 1:12", "buffering at 0:40", "waiting at 0:40 (waiting for bob)".
+/// "playing at 1:12", "buffering at 0:40", "waiting at 0:40 (waiting for bob)" (a room that
+/// does not wait plays on: "playing at 0:40 (waiting for bob)").
 pub fn state_line(playing: bool, buffering: bool, waiting: &[String], position_ms: u64) -> String {
-    let what = match (buffering, waiting.is_empty(), playing) {
+    let what = match (buffering, playing, waiting.is_empty()) {
         (true, _, _) => "buffering",
-        (false, false, _) => "waiting",
-        (false, true, true) => "playing",
-        (false, true, false) => "paused",
+        (false, true, _) => "playing",
+        (false, false, false) => "waiting",
+        (false, false, true) => "paused",
     };
     let wait = if waiting.is_empty() { String::new() } else { format!(" (waiting for {})", waiting.join(", ")) };
     format!("{what} at {}{wait}", clock(position_ms))

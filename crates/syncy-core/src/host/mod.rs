@@ -246,7 +246,8 @@ impl HostCore {
             total_up: Meter::new(Duration::from_secs(1)),
             signaling: Signaling::Open,
             signal_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(2)),
-            next_stats: now + STATS_EVERY,
+            // The first stats at once, as the old interval ticked.
+            next_stats: now,
             next_renditions: None,
             warned: HashSet::new(),
             ended: false,
@@ -255,6 +256,12 @@ impl HostCore {
         };
         core.publish_state(vec![]);
         core
+    }
+
+    /// The wall clock (Unix ms) at `now`: events stamped with wall time follow it (the driver
+    /// says so now and then; NTP may move the clock while a room runs).
+    pub fn handle_wall_clock(&mut self, now: Instant, unix_ms: f64) {
+        self.wall_ms = unix_ms - now.saturating_duration_since(self.epoch).as_secs_f64() * 1000.0;
     }
 
     /// Where the HTTP fallback listens (known once it is up, before anyone joins).

@@ -44,6 +44,8 @@ impl Host {
     fn new(cfg: HostConfig) -> Self {
         let now = crate::testing::t0();
         let mut core = HostCore::new(now, 1.7e12, manifest(), cfg);
+        // The first stats are due at once.
+        core.handle_timeout(now);
         drain(&mut core);
         Host { core, now }
     }

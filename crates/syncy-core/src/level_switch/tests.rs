@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::api::{Command, Event};
+use crate::api::Event;
 use crate::host::{HostCore, HostOutput, RenditionProgress};
 use crate::protocol::signal::ServerMsg;
 
@@ -37,6 +37,10 @@ struct Pair {
     /// Transcoders running: space → (from, bytes made).
     jobs: BTreeMap<Space, (u64, u64)>,
     switch_at: Option<Instant>,
+    /// `Level` requests that reached the host.
+    asks: u32,
+    /// Decoders started on a new space.
+    starts: u32,
     /// The host's latest view of the participant's level (from its stats).
     host_says: Option<String>,
     refusals: u32,
@@ -58,6 +62,8 @@ impl Pair {
             to_participant: VecDeque::new(),
             jobs: BTreeMap::new(),
             switch_at: None,
+            asks: 0,
+            starts: 0,
             host_says: None,
             refusals: 0,
         };
@@ -82,6 +88,7 @@ impl Pair {
         let now = self.now;
         while self.to_host.front().is_some_and(|(t, _)| *t <= now) {
             let (_, m) = self.to_host.pop_front().unwrap();
+            self.asks += matches!(m, Message::Level { .. }) as u32;
             self.host.handle_control(now, self.peer, m);
         }
         while self.to_participant.front().is_some_and(|(t, _)| *t <= now) {
@@ -133,7 +140,10 @@ impl Pair {
         while let Some(a) = self.sw.poll_action() {
             match a {
                 SwitchAction::Send(m) => self.to_host.push_back((now + LATENCY, m)),
-                SwitchAction::StartIncoming { .. } => self.switch_at = Some(now + SWITCH_TAKES),
+                SwitchAction::StartIncoming { .. } => {
+                    self.starts += 1;
+                    self.switch_at = Some(now + SWITCH_TAKES);
+                }
                 SwitchAction::AbandonIncoming => self.switch_at = None,
                 _ => {}
             }
@@ -149,26 +159,33 @@ fn news(level: &str, space: Space, produced: u64, granted: bool) -> RenditionNew
 fn twenty_quick_changes_of_mind_end_on_the_last_choice_and_both_sides_agree() {
     let mut p = Pair::new();
     let order = ["low", "medium", "high", "low", "high", "medium", "low", "low", "medium", "high"];
-    for (i, level) in order.iter().cycle().take(20).enumerate() {
+    let choices: Vec<&str> = order.iter().cycle().take(19).copied().chain(["medium"]).collect();
+    for (i, level) in choices.iter().enumerate() {
         p.sw.choose(Choice::Fixed(level.to_string())).unwrap();
+        if i == 10 {
+            // The room jumps meanwhile: the rendition must cover the new position.
+            p.sw.handle_seek(60_000_000, p.now);
+        }
         // Some changes come faster than an answer, some slower than a switch.
         p.run(Duration::from_millis(if i % 3 == 0 { 400 } else { 50 }));
     }
-    let last = order[19 % order.len()];
     p.run(Duration::from_secs(5));
-    assert_eq!(p.sw.playing(), last);
-    assert_eq!(p.host_says.as_deref(), Some(last), "the host has the participant on the same level");
-    assert!(p.jobs.len() <= 1, "the host makes only what someone watches: {:?}", p.jobs);
-    // Twenty asks in five seconds are past the host's limit (a burst of 8, then 2 a second):
-    // the refusals come, and the participant asks again a second later.
-    assert!(p.refusals <= 4, "{} refusals", p.refusals);
+    assert_eq!(p.sw.playing(), "medium", "the last choice plays");
+    assert_eq!(p.host_says.as_deref(), Some("medium"), "the host has the participant on the same level");
+    assert_eq!(p.jobs.len(), 1, "the host makes only what someone watches: {:?}", p.jobs);
+    // One request at a time: fewer asks than changes, and several switches happened.
+    assert!(p.asks >= 5 && p.asks <= 20, "{} asks", p.asks);
+    assert!(p.starts >= 3, "{} decoders started", p.starts);
+    // Asks past the host's limit (a burst of 8, then 2 a second) are refused and made again a
+    // second later. This run has one: a refused "high" that left the host sharing the medium
+    // rendition the participant had dropped, which it must take back when the host puts it
+    // there again (the old engine ignored that answer and the two sides disagreed for good).
+    assert!(p.refusals >= 1, "{} refusals", p.refusals);
 }
 
 #[test]
 fn a_refused_level_leaves_the_picture_where_it_is() {
     let mut p = Pair::new();
-    // Twelve requests at once: the host's limit refuses some; the participant asks one at a
-    // time, so it never gets that far.
     p.sw.choose(Choice::Fixed("low".into())).unwrap();
     p.run(Duration::from_secs(2));
     assert_eq!(p.sw.playing(), "low");
@@ -233,5 +250,4 @@ fn back_to_high_needs_no_host_and_lets_the_rendition_go() {
     p.run(Duration::from_secs(2));
     assert_eq!(p.sw.playing(), "high");
     assert!(p.jobs.is_empty(), "nobody watches the rendition: the host stopped it");
-    let _ = Command::Quit;
 }

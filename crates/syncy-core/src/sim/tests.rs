@@ -158,11 +158,15 @@ fn twenty_participants_at_20_ms_and_1_percent_loss_stay_within_20_ms() {
     w.run_for(Duration::from_secs(10));
     let stalls = |w: &World| w.viewers().map(|v| v.stats.stalls).collect::<Vec<_>>();
     let settled = stalls(&w);
+    let from: Vec<i64> = w.viewers().map(|v| v.position_us(w.now)).collect();
     let mut worst: f64 = 0.0;
     for _ in 0..40 {
         w.run_for(Duration::from_millis(500));
+        assert!(w.viewers().count() == 20 && w.viewers().all(|v| v.playing()), "everyone plays");
         worst = worst.max(spread_ms(&w));
     }
+    let to: Vec<i64> = w.viewers().map(|v| v.position_us(w.now)).collect();
+    assert!(from.iter().zip(&to).all(|(a, b)| (b - a - 20_000_000).abs() < 100_000), "20 s played by everyone");
     assert!(worst < 20.0, "worst spread {worst} ms");
     assert_eq!(stalls(&w), settled, "nobody stalled once playing");
 }

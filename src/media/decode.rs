@@ -231,27 +231,12 @@ pub fn spawn(source: Box<dyn ByteSource>, queue: Arc<FrameQueue>) -> std::thread
 }
 
 fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), DecodeError> {
-    let opened = std::time::Instant::now();
     let mut input = SourceInput::open(source)?;
-    tracing::debug!("decoder: input open in {:?}", opened.elapsed());
-    let stream = input.streams().best(media::Type::Video).ok_or(DecodeError::NoVideo)?;
-    let index = stream.index();
-    let tb = stream.time_base();
-    let start = if stream.start_time() == ffmpeg_next::ffi::AV_NOPTS_VALUE { 0 } else { stream.start_time() };
-    // The original counts from its video's first timestamp; a rendition's first video frame
-    // is at room position `shift` (its muxer may have moved its timeline by the sound's
-    // priming, so its own zero means nothing).
-    let shift = queue.shift.unwrap_or(0);
-    let video_start_us = to_micros(start, tb);
-    let rate = stream.avg_frame_rate();
-    let frame_us = if rate.numerator() > 0 && rate.denominator() > 0 { 1_000_000 * rate.denominator() as i64 / rate.numerator() as i64 } else { 40_000 };
-    let ctx = codec::context::Context::from_parameters(stream.parameters())?;
-    let mut decoder = ctx.decoder().video()?;
-    queue.lock().info = Some(VideoInfo { width: decoder.width(), height: decoder.height(), frame_us });
-    let to_us = |ts: i64| -> i64 { to_micros(ts - start, tb) + shift };
+    let (v, mut decoder) = Video::open(&input, queue.shift)?;
+    queue.lock().info = Some(VideoInfo { width: decoder.width(), height: decoder.height(), frame_us: v.frame_us });
 
     let mut sound = match &queue.audio {
-        Some(q) => Sound::open(&input, q.clone(), queue.shift.map(|s| s - video_start_us)),
+        Some(q) => Sound::open(&input, q.clone(), queue.shift.map(|s| s - v.video_start_us)),
         None => None,
     };
     let mut scaler: Option<Scaler> = None;
@@ -274,22 +259,8 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
             (seek, s.target)
         };
         if let Some(t) = seek {
-            let started = std::time::Instant::now();
-            // Keyframe at or before the target; frames before it are decoded but not shown.
-            // A failed seek is not fatal: decoding goes on from where it is and drops frames
-            // until the target (a rendition without an index reads forward to it).
-            let raw = t - shift + video_start_us;
-            if let Err(e) = input.seek(raw, ..raw + 1) {
-                tracing::debug!("decoder: seek to {} ms failed ({e}); reading on to it", t / 1000);
-            }
-            tracing::debug!("decoder: seek to {} ms took {:?}", t / 1000, started.elapsed());
-            seek_started = Some(started);
-            decoder.flush();
-            if let Some(s) = sound.as_mut() {
-                s.decoder.flush();
-                s.skip_before = Some(t);
-            }
-            skip_before = Some(t - frame_us / 2);
+            seek_started = Some(std::time::Instant::now());
+            skip_before = Some(seek_to(&mut input, &mut decoder, sound.as_mut(), &v, t));
         }
         // A fresh packet each time: av_read_frame does not release what a reused packet still
         // holds, so reusing one leaked every packet's buffer (~100 KB/s for a 0.5 Mb/s clip;
@@ -310,7 +281,7 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
         }
         if at_end {
             decoder.send_eof()?;
-        } else if packet.stream() == index {
+        } else if packet.stream() == v.index {
             // A corrupt packet is skipped, as players do.
             if let Err(e) = decoder.send_packet(&packet) {
                 tracing::debug!("skipping a packet: {e}");
@@ -321,7 +292,7 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
         }
         while decoder.receive_frame(&mut decoded).is_ok() {
             let Some(ts) = decoded.timestamp().or(decoded.pts()) else { continue };
-            let pts_us = to_us(ts);
+            let pts_us = v.micros(ts);
             if skip_before.is_some_and(|s| pts_us < s) {
                 continue;
             }
@@ -329,33 +300,91 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
             if let Some(t) = seek_started.take() {
                 tracing::debug!("decoder: first frame after the seek at {} ms, {:?} after it", pts_us / 1000, t.elapsed());
             }
-            let out = match target {
-                Some((w, h)) if w > 0 && h > 0 => {
-                    let src = (decoded.format(), decoded.width(), decoded.height());
-                    if scaler.as_ref().is_none_or(|(_, t, s)| *t != (w, h) || *s != src) {
-                        let ctx = scaling::Context::get(src.0, src.1, src.2, Pixel::RGB24, w, h, scaling::Flags::FAST_BILINEAR)?;
-                        scaler = Some((ctx, (w, h), src));
-                    }
-                    let (ctx, _, _) = scaler.as_mut().expect("just set");
-                    let mut rgb = frame::Video::empty();
-                    ctx.run(&decoded, &mut rgb)?;
-                    VideoFrame { pts_us, width: w, height: h, rgb: packed_rgb(&rgb, w, h) }
-                }
-                _ => VideoFrame { pts_us, width: 0, height: 0, rgb: Vec::new() },
-            };
+            let out = picture(&decoded, pts_us, target, &mut scaler)?;
             if !queue.push(out, generation) {
                 break;
             }
         }
         if at_end {
-            let mut s = queue.lock();
-            s.eof = true;
-            queue.changed.notify_all();
-            // Wait for a seek (or close); nothing more to read.
-            while !s.closed && s.pending_seek.is_none() {
-                s = queue.changed.wait_timeout(s, Duration::from_millis(200)).unwrap_or_else(|e| e.into_inner()).0;
-            }
+            wait_at_end(queue);
         }
+    }
+}
+
+/// The video stream a decoder shows.
+#[derive(Clone, Copy)]
+struct Video {
+    index: usize,
+    tb: ffmpeg_next::Rational,
+    /// Its first timestamp.
+    start: i64,
+    /// Room position of its first frame (a rendition), 0 for the original.
+    shift: i64,
+    video_start_us: i64,
+    frame_us: i64,
+}
+
+impl Video {
+    /// The best video stream of `input` and a decoder for it. The original counts from its
+    /// video's first timestamp; a rendition's first video frame is at room position `shift`
+    /// (its muxer may have moved its timeline by the sound's priming, so its own zero means
+    /// nothing).
+    fn open(input: &SourceInput, shift: Option<i64>) -> Result<(Video, ffmpeg_next::decoder::Video), DecodeError> {
+        let stream = input.streams().best(media::Type::Video).ok_or(DecodeError::NoVideo)?;
+        let tb = stream.time_base();
+        let start = if stream.start_time() == ffmpeg_next::ffi::AV_NOPTS_VALUE { 0 } else { stream.start_time() };
+        let rate = stream.avg_frame_rate();
+        let frame_us = if rate.numerator() > 0 && rate.denominator() > 0 { 1_000_000 * rate.denominator() as i64 / rate.numerator() as i64 } else { 40_000 };
+        let decoder = codec::context::Context::from_parameters(stream.parameters())?.decoder().video()?;
+        let v = Video { index: stream.index(), tb, start, shift: shift.unwrap_or(0), video_start_us: to_micros(start, tb), frame_us };
+        Ok((v, decoder))
+    }
+
+    /// A timestamp of this stream as a room position, µs.
+    fn micros(&self, ts: i64) -> i64 {
+        to_micros(ts - self.start, self.tb) + self.shift
+    }
+}
+
+/// Moves the input to the keyframe at or before `t` and flushes the decoders; returns the time
+/// before which decoded frames are dropped. A failed seek is not fatal: decoding goes on from
+/// where it is and drops frames until the target (a rendition without an index reads forward
+/// to it).
+fn seek_to(input: &mut SourceInput, decoder: &mut ffmpeg_next::decoder::Video, sound: Option<&mut Sound>, v: &Video, t: i64) -> i64 {
+    let raw = t - v.shift + v.video_start_us;
+    if let Err(e) = input.seek(raw, ..raw + 1) {
+        tracing::debug!("decoder: seek to {} ms failed ({e}); reading on to it", t / 1000);
+    }
+    decoder.flush();
+    if let Some(s) = sound {
+        s.decoder.flush();
+        s.skip_before = Some(t);
+    }
+    t - v.frame_us / 2
+}
+
+/// A decoded frame as the view wants it: scaled to `target` in RGB (none: no picture).
+fn picture(decoded: &frame::Video, pts_us: i64, target: Option<(u32, u32)>, scaler: &mut Option<Scaler>) -> Result<VideoFrame, DecodeError> {
+    let Some((w, h)) = target.filter(|&(w, h)| w > 0 && h > 0) else {
+        return Ok(VideoFrame { pts_us, width: 0, height: 0, rgb: Vec::new() });
+    };
+    let src = (decoded.format(), decoded.width(), decoded.height());
+    let ctx = match scaler {
+        Some((ctx, t, s)) if *t == (w, h) && *s == src => ctx,
+        _ => &mut scaler.insert((scaling::Context::get(src.0, src.1, src.2, Pixel::RGB24, w, h, scaling::Flags::FAST_BILINEAR)?, (w, h), src)).0,
+    };
+    let mut rgb = frame::Video::empty();
+    ctx.run(decoded, &mut rgb)?;
+    Ok(VideoFrame { pts_us, width: w, height: h, rgb: packed_rgb(&rgb, w, h) })
+}
+
+/// At the end of the input: says so, and waits for a seek (or close).
+fn wait_at_end(queue: &FrameQueue) {
+    let mut s = queue.lock();
+    s.eof = true;
+    queue.changed.notify_all();
+    while !s.closed && s.pending_seek.is_none() {
+        s = queue.changed.wait_timeout(s, Duration::from_millis(200)).unwrap_or_else(|e| e.into_inner()).0;
     }
 }
 

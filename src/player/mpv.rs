@@ -11,8 +11,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 
+use crate::core::api::Command;
 use crate::core::clock::{Correction, FollowerConfig, Micros, correct};
-use crate::engine::Command;
 use crate::player::playback::RoomView;
 
 pub use crate::core::api::MpvStatus;

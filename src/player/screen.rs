@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::core::api::Event;
 use crate::core::api::JoinSnapshot;
-use crate::engine::Event;
 use crate::media::decode::{FrameQueue, VideoFrame};
 
 /// What the participant's view shows: the latest snapshot, and what only a view keeps (the

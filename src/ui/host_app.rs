@@ -17,7 +17,7 @@ use super::keys;
 use super::picture_pane::PicturePane;
 use super::term;
 use super::view_state::{KeyOutcome, ViewState};
-use crate::engine::{Command, Event};
+use crate::core::api::{Command, Event};
 use crate::player::picture::{Graphics, Picture};
 use crate::player::screen::Screen;
 

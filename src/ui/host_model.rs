@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::engine::{Event, PeerStats};
+use crate::core::api::{Event, PeerStats};
 
 /// Seconds of upload history the sparkline shows (stats arrive once a second).
 pub const HISTORY: usize = 60;
@@ -69,7 +69,7 @@ pub struct RoomModel {
     /// Join link (the one to share when in doubt).
     pub link: String,
     /// Every link with where it works from (the first is `link`).
-    pub links: Vec<crate::engine::LinkInfo>,
+    pub links: Vec<crate::core::api::LinkInfo>,
     /// The hosted file.
     pub file: FileInfo,
     /// The room clock plays.

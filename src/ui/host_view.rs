@@ -15,7 +15,7 @@ use super::host_model::{HISTORY, RoomModel};
 use super::playbar::{PlayState, Playbar};
 pub use super::view_state::ViewState;
 use super::{overlay, peers, picture_pane, recent};
-use crate::cli::units::clock;
+use crate::core::api::clock;
 
 /// The screen's parts, top to bottom.
 struct Areas {
@@ -125,7 +125,7 @@ mod tests {
     use ratatui::backend::TestBackend;
 
     use super::*;
-    use crate::engine::{Event, PeerStats};
+    use crate::core::api::{Event, PeerStats};
 
     fn peer(peer: u64, name: &str, up_bps: u64, rtt: u32, buffered: u64, drift: i64, buffering: bool) -> PeerStats {
         PeerStats {
@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn host_view_lists_the_links_and_where_they_work_80x24() {
-        use crate::engine::LinkInfo;
+        use crate::core::api::LinkInfo;
         use crate::net::links::LinkKind;
         let t = Instant::now();
         let mut m = RoomModel::default();

@@ -12,7 +12,7 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::engine::Command;
+use crate::core::api::Command;
 use crate::player::picture::{Graphics, Picture};
 use crate::player::screen::Screen;
 use crate::ui::keys;

@@ -3,7 +3,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::engine::Command;
+use crate::core::api::Command;
 
 /// What a key asks for.
 #[derive(Debug, Clone, Copy, PartialEq)]

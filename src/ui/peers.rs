@@ -6,7 +6,7 @@ use ratatui::widgets::{Cell, Row, Table};
 
 use super::format::{bytes, rate};
 use super::host_model::{PeerRow, PeerState};
-use crate::cli::units::clock;
+use crate::core::api::clock;
 
 /// Columns: name, state, RTT, upload to them, buffer, position, drift, quality.
 pub fn table(peers: &[PeerRow]) -> Table<'static> {
@@ -62,7 +62,7 @@ mod tests {
     use ratatui::backend::TestBackend;
 
     use super::*;
-    use crate::engine::PeerStats;
+    use crate::core::api::PeerStats;
 
     #[test]
     fn peers_table_rows() {

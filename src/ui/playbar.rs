@@ -6,7 +6,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use crate::cli::units::clock;
+use crate::core::api::clock;
 
 /// What the room (or this participant) is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

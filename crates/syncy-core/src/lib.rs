@@ -25,6 +25,7 @@ pub mod renditions;
 pub mod room;
 pub mod scheduler;
 pub mod sim;
+pub mod units;
 
 /// Test support: the one place tests take a real `Instant` to start simulated time from.
 #[cfg(test)]

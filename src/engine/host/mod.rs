@@ -79,7 +79,7 @@ impl HostOptions {
             server: None,
             tls_ca: None,
             tls_cert: None,
-            listen: crate::cli::DEFAULT_HOST_LISTEN.parse().expect("a literal address"),
+            listen: DEFAULT_HOST_LISTEN.parse().expect("a literal address"),
             advertise: None,
             upnp: false,
             room: None,
@@ -112,6 +112,10 @@ impl Default for PlaybackPolicy {
         PlaybackPolicy { autoplay: false, wait_for_buffering: true, host_only_control: false }
     }
 }
+
+/// Where the host's embedded server listens unless told: every interface, so friends on the
+/// network can join.
+pub const DEFAULT_HOST_LISTEN: &str = "0.0.0.0:7878";
 
 /// `--upload-limit`'s default: 10 MiB/s for the whole room.
 pub const DEFAULT_UPLOAD_LIMIT: u64 = 10 << 20;

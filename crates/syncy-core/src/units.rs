@@ -35,7 +35,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, UnitError> {
     Ok(bytes.round() as u64)
 }
 
-pub use crate::core::api::clock;
+pub use crate::api::clock;
 
 #[cfg(test)]
 mod tests {

@@ -139,7 +139,7 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
     };
     let (ow, oh) = picture_size((vdec.width(), vdec.height()), spec.height);
 
-    let Output { mut octx, mut venc, vidx, mut audio, vtb_out, atb_out } = open_output(out, spec, (ow, oh), vtb_in, fps, adec.is_some())?;
+    let mut o = open_output(out, spec, (ow, oh), vtb_in, fps, adec.is_some())?;
 
     // Seek to the keyframe at or before the start; frames before the start are dropped.
     if start_us > 0 {
@@ -161,11 +161,11 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
         match next {
             Some((stream, packet)) if stream.index() == vindex => vdec.send_packet(&packet)?,
             Some((stream, packet)) => {
-                if let (Some(a), Some(dec), Some((aindex, atb_in, _))) = (audio.as_mut(), adec.as_mut(), audio_in.as_ref())
+                if let (Some(dec), Some((aindex, atb_in, _))) = (adec.as_mut(), audio_in.as_ref())
                     && stream.index() == *aindex
                     && dec.send_packet(&packet).is_ok()
                 {
-                    a.drain_decoder(dec, *atb_in, start_us, &mut octx, atb_out.expect("with audio"))?;
+                    o.audio_from(dec, *atb_in, start_us)?;
                 }
                 continue;
             }
@@ -176,26 +176,14 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
             if pts < start_in_vtb {
                 continue;
             }
-            let sc = match &mut scaler {
-                Some(s) => s,
-                None => {
-                    scaler.insert(scaling::Context::get(decoded.format(), decoded.width(), decoded.height(), Pixel::YUV420P, ow, oh, scaling::Flags::BILINEAR)?)
-                }
-            };
-            sc.run(&decoded, &mut scaled)?;
+            scale(&mut scaler, &decoded, &mut scaled)?;
             scaled.set_pts(Some(pts));
             scaled.set_kind(ffmpeg_next::picture::Type::None);
-            venc.send_frame(&scaled)?;
-            drain(&mut venc, vidx, vtb_in, vtb_out, &mut octx)?;
+            o.video(&scaled, vtb_in)?;
             frames += 1;
             last_us = pts.rescale(vtb_in, MICROS);
             first_video_us = first_video_us.min(last_us);
-            if let Some(a) = audio.as_mut()
-                && a.next_pts.is_none()
-            {
-                a.line_up(first_video_us);
-                a.encode_ready(&mut octx, atb_out.expect("with audio"), false)?;
-            }
+            o.line_up_audio(first_video_us)?;
             if !progress(Progress { first_us: first_video_us - vstart_us, at_us: last_us - vstart_us }) {
                 stop = true;
                 break;
@@ -205,13 +193,8 @@ pub fn transcode(input: &Path, out: &Path, spec: &Rendition, start_us: i64, mut 
             break;
         }
     }
-    venc.send_eof()?;
-    drain(&mut venc, vidx, vtb_in, vtb_out, &mut octx)?;
-    if let Some(a) = audio.as_mut() {
-        a.finish(&mut octx, atb_out.expect("with audio"))?;
-    }
-    finish(&mut octx)?;
-    Ok(Transcoded { size: (ow, oh), frames, media_us: last_us - start_us, audio: audio.is_some(), first_us: first_video_us.saturating_sub(vstart_us) })
+    o.close(vtb_in)?;
+    Ok(Transcoded { size: (ow, oh), frames, media_us: last_us - start_us, audio: o.audio.is_some(), first_us: first_video_us.saturating_sub(vstart_us) })
 }
 
 /// A decoder for the source's video stream (its codec named when this FFmpeg has none).
@@ -237,6 +220,63 @@ struct Output {
     audio: Option<AudioOut>,
     vtb_out: Rational,
     atb_out: Option<Rational>,
+}
+
+impl Output {
+    /// A scaled picture into the encoder, and what it has encoded into the file.
+    fn video(&mut self, scaled: &frame::Video, vtb_in: Rational) -> Result<(), TranscodeError> {
+        self.venc.send_frame(scaled)?;
+        drain(&mut self.venc, self.vidx, vtb_in, self.vtb_out, &mut self.octx)?;
+        Ok(())
+    }
+
+    /// What the audio decoder has (the packet was sent to it) into the encoder.
+    fn audio_from(&mut self, dec: &mut ffmpeg_next::decoder::Audio, atb_in: Rational, start_us: i64) -> Result<(), TranscodeError> {
+        if let (Some(a), Some(atb)) = (self.audio.as_mut(), self.atb_out) {
+            a.drain_decoder(dec, atb_in, start_us, &mut self.octx, atb)?;
+        }
+        Ok(())
+    }
+
+    /// Once the first video frame is out: the sound lines up with it.
+    fn line_up_audio(&mut self, first_video_us: i64) -> Result<(), TranscodeError> {
+        if let (Some(a), Some(atb)) = (self.audio.as_mut(), self.atb_out)
+            && a.next_pts.is_none()
+        {
+            a.line_up(first_video_us);
+            a.encode_ready(&mut self.octx, atb, false)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the encoders and finishes the file.
+    fn close(&mut self, vtb_in: Rational) -> Result<(), TranscodeError> {
+        self.venc.send_eof()?;
+        drain(&mut self.venc, self.vidx, vtb_in, self.vtb_out, &mut self.octx)?;
+        if let (Some(a), Some(atb)) = (self.audio.as_mut(), self.atb_out) {
+            a.finish(&mut self.octx, atb)?;
+        }
+        finish(&mut self.octx)?;
+        Ok(())
+    }
+}
+
+/// Scales `decoded` into `scaled` (the scaler made on the first frame).
+fn scale(scaler: &mut Option<scaling::Context>, decoded: &frame::Video, scaled: &mut frame::Video) -> Result<(), TranscodeError> {
+    let sc = match scaler {
+        Some(s) => s,
+        None => scaler.insert(scaling::Context::get(
+            decoded.format(),
+            decoded.width(),
+            decoded.height(),
+            Pixel::YUV420P,
+            scaled.width(),
+            scaled.height(),
+            scaling::Flags::BILINEAR,
+        )?),
+    };
+    sc.run(decoded, scaled)?;
+    Ok(())
 }
 
 /// Opens `out` as fragmented MP4 with an H.264 encoder of `size` (and AAC when `with_audio`)

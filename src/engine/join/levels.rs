@@ -246,8 +246,7 @@ impl Levels {
     }
 
     fn start_incoming(&mut self, playback: &mut Playback, space: Space, shift: Option<Micros>) {
-        let shared = if space == ORIGINAL { Some(self.original.clone()) } else { self.renditions.get(&space).map(|r| r.shared.clone()) };
-        let Some(shared) = shared else { return };
+        let Some(shared) = self.store(space) else { return };
         let (reader, cancel) = shared.cancellable_reader();
         if space == ORIGINAL {
             self.original_reader = Some(cancel);

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! file ─ media/probe ─► engine/host ─ core::host (core::scheduler, core::room, core::renditions)
-//!      ─ net/peer (WebRTC data channels) ─► engine/join ─ core::buffer, core::clock, core::quality
+//!      ─ net/peer (WebRTC data channels) ─► engine/join ─ core::participant (core::buffer,
+//!        core::clock, core::level_switch, core::quality; its presenter picks the frame)
 //!      ─ media/store_source + avio + decode ─► player/playback ─► player/screen ─► ui/join_app
 //! control flows back: ui/keys → engine::Command → protocol::stream::Command → core::room
 //! ```
@@ -14,7 +15,7 @@
 //! - `engine`: the host and participant drivers: IO in, core decides, IO out.
 //! - `net`: signaling client, WebRTC links, TLS, NAT traversal, the HTTP fallback.
 //! - `media`: ffmpeg (probe, demux over the chunk store, decode, transcode, the sample clip).
-//! - `player`: playback over the decoders, sound, mpv.
+//! - `player`: the decoders the presenter drives, sound, mpv.
 //! - `ui`: the terminal dashboards; `output`: the headless JSON lines and plain text.
 //! - `server`: the signaling server; `cli` and `commands`: the command line and its commands.
 

@@ -61,9 +61,22 @@ pub struct FrameQueue {
     /// A rendition's first video frame is at this room position (µs). `None`: the original,
     /// counted from its video stream's start.
     shift: Option<i64>,
+    /// Told when the presenter has news: a frame, the end, an error, the stream's facts.
+    waker: std::sync::OnceLock<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl FrameQueue {
+    /// `wake` is called whenever the presenter has something new to look at (once per queue).
+    pub fn set_waker(&self, wake: Arc<dyn Fn() + Send + Sync>) {
+        let _ = self.waker.set(wake);
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.get() {
+            w();
+        }
+    }
+
     /// A queue of at most `capacity` frames; `target` is the RGB size to scale to.
     pub fn new(capacity: usize, target: Option<(u32, u32)>) -> Arc<FrameQueue> {
         FrameQueue::with_audio(capacity, target, None)
@@ -83,6 +96,7 @@ impl FrameQueue {
             capacity: capacity.max(1),
             audio,
             shift,
+            waker: std::sync::OnceLock::new(),
         })
     }
 
@@ -138,6 +152,26 @@ impl FrameQueue {
         None
     }
 
+    /// What the queue holds, for the presenter.
+    pub fn view(&self) -> crate::core::participant::QueueView {
+        let s = self.lock();
+        crate::core::participant::QueueView {
+            queued: s.frames.iter().map(|f| f.pts_us).collect(),
+            eof: s.eof && s.pending_seek.is_none(),
+            seek_pending: s.pending_seek.is_some(),
+            error: s.error.clone(),
+        }
+    }
+
+    /// Takes `n` frames off the front; returns the last of them.
+    pub fn pop_n(&self, n: usize) -> Option<VideoFrame> {
+        let mut s = self.lock();
+        let n = n.min(s.frames.len());
+        let last = s.frames.drain(..n).next_back();
+        self.changed.notify_all();
+        last
+    }
+
     /// The time of the oldest waiting frame.
     pub fn front_pts(&self) -> Option<i64> {
         self.lock().frames.front().map(|f| f.pts_us)
@@ -189,6 +223,8 @@ impl FrameQueue {
             }
             if s.frames.len() < self.capacity {
                 s.frames.push_back(frame);
+                drop(s);
+                self.wake();
                 return true;
             }
             s = self.changed.wait_timeout(s, Duration::from_millis(200)).unwrap_or_else(|e| e.into_inner()).0;
@@ -226,6 +262,7 @@ pub fn spawn(source: Box<dyn ByteSource>, queue: Arc<FrameQueue>) -> std::thread
                 }
             }
             queue.changed.notify_all();
+            queue.wake();
         })
         .expect("spawning a thread")
 }
@@ -234,7 +271,7 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
     let mut input = SourceInput::open(source)?;
     let (v, mut decoder) = Video::open(&input, queue.shift)?;
     queue.lock().info = Some(VideoInfo { width: decoder.width(), height: decoder.height(), frame_us: v.frame_us });
-
+    queue.wake();
     let mut sound = match &queue.audio {
         Some(q) => Sound::open(&input, q.clone(), queue.shift.map(|s| s - v.video_start_us)),
         None => None,
@@ -383,6 +420,7 @@ fn wait_at_end(queue: &FrameQueue) {
     let mut s = queue.lock();
     s.eof = true;
     queue.changed.notify_all();
+    queue.wake();
     while !s.closed && s.pending_seek.is_none() {
         s = queue.changed.wait_timeout(s, Duration::from_millis(200)).unwrap_or_else(|e| e.into_inner()).0;
     }

@@ -71,7 +71,7 @@ fn plays_through_a_store_that_receives_chunks_in_random_order() {
     let expected = direct_pts(&path);
     assert!(expected.len() >= 70, "{} frames", expected.len());
     let (m, bytes) = manifest_for(&path);
-    let shared = SharedStore::new(ChunkStore::new(m.clone(), StoreConfig::default()), || {});
+    let shared = SharedStore::new(ChunkStore::new(m.clone(), StoreConfig::default()), None, || {});
     // The "host": every chunk once, in a shuffled order, a little at a time.
     let host = {
         let shared = shared.clone();
@@ -80,8 +80,10 @@ fn plays_through_a_store_that_receives_chunks_in_random_order() {
             let mut order: Vec<u32> = (0..m.chunks).collect();
             order.shuffle(&mut StdRng::seed_from_u64(7));
             for ix in order {
-                let arrival = shared.lock().store.handle_chunk(Instant::now(), ix, chunk(&bytes, ix)).unwrap();
-                shared.arrived(arrival);
+                let arrival = shared.lock().handle_chunk(Instant::now(), ix, chunk(&bytes, ix)).unwrap();
+                if arrival == Arrival::Stored {
+                    shared.arrived();
+                }
                 std::thread::sleep(Duration::from_micros(300));
             }
         })
@@ -116,7 +118,7 @@ struct CriticalHost {
 }
 
 impl CriticalHost {
-    fn start(shared: Arc<SharedStore>, bytes: Vec<u8>) -> CriticalHost {
+    fn start(shared: Arc<SharedStore<ChunkStore>>, bytes: Vec<u8>) -> CriticalHost {
         let sent = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -125,19 +127,19 @@ impl CriticalHost {
                 while !stop.load(Ordering::Relaxed) {
                     let mut g = shared.lock();
                     let mut served = false;
-                    while let Some(req) = g.store.poll_request(Instant::now()) {
+                    while let Some(req) = g.poll_request(Instant::now()) {
                         if req.priority != Priority::Critical {
                             continue; // read-ahead is not what this test measures
                         }
                         for ix in req.chunks {
                             let c = chunk(&bytes, ix);
                             sent.fetch_add(c.len() as u64, Ordering::Relaxed);
-                            served |= g.store.handle_chunk(Instant::now(), ix, c).unwrap() == Arrival::Stored;
+                            served |= g.handle_chunk(Instant::now(), ix, c).unwrap() == Arrival::Stored;
                         }
                     }
                     drop(g);
                     if served {
-                        shared.arrived(Arrival::Stored);
+                        shared.arrived();
                     }
                     std::thread::sleep(Duration::from_micros(200));
                 }
@@ -180,7 +182,7 @@ fn first_frame_and_seek_fetch_only_a_small_part_of_the_file() {
         let path = clip(dir.path(), name, 30.0, layout);
         let (m, bytes) = manifest_for(&path);
         let size = m.size;
-        let shared = SharedStore::new(ChunkStore::new(m, StoreConfig::default()), || {});
+        let shared = SharedStore::new(ChunkStore::new(m, StoreConfig::default()), None, || {});
         let host = CriticalHost::start(shared.clone(), bytes);
         let q = FrameQueue::new(2, None);
         let t = decode::spawn(Box::new(shared.reader()), q.clone());
@@ -235,8 +237,8 @@ fn a_rendition_decodes_from_a_mid_file_start_while_it_grows() {
     let first_us = first.load(Ordering::Relaxed) as i64;
     let empty =
         Manifest { name: "low".into(), size: 0, chunk_size: CHUNK, chunks: 0, duration_ms: None, container: String::new(), codecs: vec![], levels: vec![] };
-    let shared = SharedStore::new(ChunkStore::new(empty, StoreConfig::default()), || {});
-    shared.grow(0, false);
+    let shared = SharedStore::new(ChunkStore::new(empty, StoreConfig::default()), None, || {});
+    shared.lock().set_growing(true);
     // The "host": serves whole chunks of what the file holds, then the tail once it is done.
     let host = {
         let (shared, out, finished) = (shared.clone(), out.clone(), finished.clone());
@@ -246,11 +248,18 @@ fn a_rendition_decodes_from_a_mid_file_start_while_it_grows() {
                 let done = finished.load(Ordering::Acquire);
                 let bytes = std::fs::read(&out).unwrap_or_default();
                 let available = if done { bytes.len() as u64 } else { bytes.len() as u64 / CHUNK as u64 * CHUNK as u64 };
-                shared.grow(available, done);
+                {
+                    let mut g = shared.lock();
+                    g.grow(available);
+                    g.set_growing(!done);
+                }
+                shared.arrived();
                 while (next as u64) * (CHUNK as u64) < available {
                     let data = chunk(&bytes[..available as usize], next);
-                    let arrival = shared.lock().store.handle_chunk(Instant::now(), next, data).unwrap();
-                    shared.arrived(arrival);
+                    let arrival = shared.lock().handle_chunk(Instant::now(), next, data).unwrap();
+                    if arrival == Arrival::Stored {
+                        shared.arrived();
+                    }
                     next += 1;
                 }
                 if done {

@@ -1,111 +1,100 @@
-//! The chunk store shared between the participant's network engine (which fills it) and the
-//! demuxer thread (which reads it through [`StoreReader`]). A read of a missing chunk marks it
-//! critical, wakes the engine to ask the host, and waits for it to arrive.
+//! Chunk stores shared between the participant's engine (which fills them through its
+//! core) and the blocking readers at the edge — the demuxer threads, mpv's local HTTP — which
+//! read them through [`StoreReader`]. What a read finds is the core's decision
+//! ([`ChunkSource::read_at`]): a read of a missing chunk marks it critical there; here the
+//! reader wakes the engine to ask the host, and waits for the arrival.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::core::buffer::{Arrival, ChunkStore};
+use crate::core::buffer::{ChunkSource, Read};
+use crate::protocol::stream::{ORIGINAL, Space};
 
 use super::avio::ByteSource;
 
-/// What the engine and the reader share.
-pub struct Shared {
-    /// The store itself.
-    pub store: ChunkStore,
-    /// Set on shutdown: blocked reads give up.
-    pub closed: bool,
-    /// The chunk a read is waiting for, and since when.
-    pub blocked_on: Option<(u32, Instant)>,
-    /// Bytes handed to the demuxer (counts re-reads too).
-    pub bytes_read: u64,
-    /// The store is a rendition still being made: reads past its end wait for it to grow.
-    pub growing: bool,
-    /// Where chunks seen but not held are (`--save`'s file): read from there, not fetched.
-    pub disk: Option<Arc<std::fs::File>>,
-}
-
-/// The chunk store behind a lock, with a signal for arrivals.
-pub struct SharedStore {
-    inner: Mutex<Shared>,
+/// Stores behind the one lock their engine and their readers share, with a signal for
+/// arrivals.
+pub struct SharedStore<S> {
+    inner: Mutex<S>,
     arrived: Condvar,
     wake: Box<dyn Fn() + Send + Sync>,
     /// How often a blocked read looks up without an arrival (to notice shutdown).
     poll: Duration,
+    /// Set on shutdown: blocked reads give up.
+    closed: AtomicBool,
+    /// Reads that had to wait for the network.
+    waits: AtomicU64,
+    /// Where chunks seen but not held are (`--save`'s copy of the original).
+    disk: Option<Arc<std::fs::File>>,
 }
 
-impl SharedStore {
-    /// Shares `store`; `wake` tells the engine there is something to request.
-    pub fn new(store: ChunkStore, wake: impl Fn() + Send + Sync + 'static) -> Arc<SharedStore> {
-        Self::with_poll(store, wake, Duration::from_millis(200))
+impl<S: ChunkSource> SharedStore<S> {
+    /// Shares `stores`; `wake` tells the engine a reader wants something; `disk`: the
+    /// `--save` copy.
+    pub fn new(stores: S, disk: Option<Arc<std::fs::File>>, wake: impl Fn() + Send + Sync + 'static) -> Arc<SharedStore<S>> {
+        Self::with_poll(stores, disk, wake, Duration::from_millis(200))
     }
 
     /// `poll`: how often a blocked read looks up without an arrival (a test makes it an hour
     /// to prove the arrival itself wakes the reader).
-    fn with_poll(store: ChunkStore, wake: impl Fn() + Send + Sync + 'static, poll: Duration) -> Arc<SharedStore> {
+    fn with_poll(stores: S, disk: Option<Arc<std::fs::File>>, wake: impl Fn() + Send + Sync + 'static, poll: Duration) -> Arc<SharedStore<S>> {
         Arc::new(SharedStore {
-            inner: Mutex::new(Shared { store, closed: false, blocked_on: None, bytes_read: 0, growing: false, disk: None }),
+            inner: Mutex::new(stores),
             arrived: Condvar::new(),
             wake: Box::new(wake),
             poll,
+            closed: AtomicBool::new(false),
+            waits: AtomicU64::new(0),
+            disk,
         })
     }
 
-    /// Locks the store (briefly: the reader waits on the same lock).
-    pub fn lock(&self) -> MutexGuard<'_, Shared> {
-        // A panic while holding the lock leaves the store consistent enough to shut down.
+    /// Locks the stores (briefly: the readers wait on the same lock).
+    pub fn lock(&self) -> MutexGuard<'_, S> {
+        // A panic while holding the lock leaves the stores consistent enough to shut down.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes blocked readers after a chunk arrived, if it was stored — a chunk fetched again
-    /// after eviction wakes the reader as much as a new one does (it once did not, and every
-    /// re-read of an evicted chunk waited out the 200 ms poll).
-    pub fn arrived(&self, arrival: Arrival) {
-        if arrival == Arrival::Stored {
-            self.arrived.notify_all();
-        }
-    }
-
-    /// A growing store has `size` bytes now (`done`: and no more will come); wakes a read
-    /// waiting past the old end.
-    pub fn grow(&self, size: u64, done: bool) {
-        {
-            let mut g = self.lock();
-            g.store.grow(size);
-            g.growing = !done;
-        }
+    /// Wakes blocked readers: a chunk arrived, a store grew or went.
+    pub fn arrived(&self) {
         self.arrived.notify_all();
     }
 
     /// Makes every blocked and future read fail (shutdown).
     pub fn close(&self) {
-        self.lock().closed = true;
+        self.closed.store(true, Ordering::Relaxed);
+        let _g = self.lock();
         self.arrived.notify_all();
     }
 
-    /// A reader for the demuxer.
-    pub fn reader(self: &Arc<Self>) -> StoreReader {
-        StoreReader { shared: self.clone(), cancel: Arc::new(AtomicBool::new(false)) }
+    /// Reads that waited for the network so far.
+    pub fn waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
     }
 
-    /// A reader, and a switch that makes its reads fail (a decoder the picture moved away
-    /// from stops, while the store lives on for the next reader).
-    pub fn cancellable_reader(self: &Arc<Self>) -> (StoreReader, ReaderCancel) {
-        let r = self.reader();
-        let cancel = ReaderCancel { flag: r.cancel.clone(), shared: self.clone() };
-        (r, cancel)
+    /// A reader of the original.
+    pub fn reader(self: &Arc<Self>) -> StoreReader<S> {
+        self.space_reader(ORIGINAL).0
+    }
+
+    /// A reader of `space`, and a switch that makes its reads fail (a decoder the picture
+    /// moved away from stops, while the store lives on for the next reader).
+    pub fn space_reader(self: &Arc<Self>, space: Space) -> (StoreReader<S>, ReaderCancel<S>) {
+        let flag = Arc::new(AtomicBool::new(false));
+        let r = StoreReader { shared: self.clone(), space, cancel: flag.clone() };
+        (r, ReaderCancel { flag, shared: self.clone() })
     }
 }
 
 /// Stops one [`StoreReader`].
-pub struct ReaderCancel {
+pub struct ReaderCancel<S> {
     flag: Arc<AtomicBool>,
-    shared: Arc<SharedStore>,
+    shared: Arc<SharedStore<S>>,
 }
 
-impl ReaderCancel {
+impl<S: ChunkSource> ReaderCancel<S> {
     /// Makes the reader's blocked and future reads fail.
     pub fn cancel(&self) {
         self.flag.store(true, Ordering::Relaxed);
@@ -115,85 +104,65 @@ impl ReaderCancel {
     }
 }
 
-/// Reads the shared store as one contiguous file, blocking on missing chunks.
-pub struct StoreReader {
-    shared: Arc<SharedStore>,
+/// Reads one space of the shared stores as one contiguous file, blocking on missing chunks.
+pub struct StoreReader<S> {
+    shared: Arc<SharedStore<S>>,
+    space: Space,
     cancel: Arc<AtomicBool>,
 }
 
-impl ByteSource for StoreReader {
+impl<S: ChunkSource> ByteSource for StoreReader<S> {
     fn size(&self) -> u64 {
-        self.shared.lock().store.manifest().size
+        self.shared.lock().size(self.space).unwrap_or(0)
     }
 
     fn growing(&self) -> bool {
-        self.shared.lock().growing
+        self.shared.lock().growing(self.space)
     }
 
     fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let mut g = self.shared.lock();
-        let chunk_size = g.store.manifest().chunk_size as u64;
-        let index = (pos / chunk_size) as u32;
+        let shared = &*self.shared;
+        let mut g = shared.lock();
+        let mut waited = false;
         loop {
-            if g.closed || self.cancel.load(Ordering::Relaxed) {
+            if shared.closed.load(Ordering::Relaxed) || self.cancel.load(Ordering::Relaxed) {
                 return Err(io::Error::new(io::ErrorKind::Interrupted, "the player is closing"));
             }
-            if pos >= g.store.manifest().size {
-                if !g.growing {
-                    return Ok(0);
+            match g.read_at(self.space, pos, buf) {
+                Read::Bytes(n) => return Ok(n),
+                Read::End => return Ok(0),
+                Read::Gone => return Err(io::Error::new(io::ErrorKind::Interrupted, "the store is closed")),
+                Read::Disk(n) => {
+                    drop(g);
+                    use std::os::unix::fs::FileExt;
+                    let disk = shared.disk.as_ref().ok_or_else(|| io::Error::other("a chunk on disk without a saved copy"))?;
+                    disk.read_exact_at(&mut buf[..n], pos)?;
+                    return Ok(n);
                 }
-                // Past what the host has made so far: wait for the rendition to grow.
-                if g.blocked_on.map(|(ix, _)| ix) != Some(index) {
-                    g.blocked_on = Some((index, Instant::now()));
+                Read::Wait => {
+                    if !waited {
+                        waited = true;
+                        shared.waits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (shared.wake)();
+                    // Wake now and then even without an arrival, to notice shutdown.
+                    g = shared.arrived.wait_timeout(g, shared.poll).unwrap_or_else(|e| e.into_inner()).0;
                 }
-                g = self.shared.arrived.wait_timeout(g, self.shared.poll).unwrap_or_else(|e| e.into_inner()).0;
-                continue;
             }
-            if let Some(data) = g.store.get(index) {
-                let off = (pos - index as u64 * chunk_size) as usize;
-                let n = (data.len() - off).min(buf.len());
-                buf[..n].copy_from_slice(&data[off..off + n]);
-                g.store.set_read_position(index);
-                if let Some((ix, since)) = g.blocked_on.take()
-                    && ix == index
-                {
-                    tracing::trace!("read of chunk {index} waited {:?}", since.elapsed());
-                }
-                g.bytes_read += n as u64;
-                return Ok(n);
-            }
-            if let Some(disk) = g.disk.clone()
-                && g.store.seen(index)
-            {
-                // Evicted, or saved by an earlier run: on disk, not on the wire again.
-                use std::os::unix::fs::FileExt;
-                let len = g.store.manifest().chunk_len(index).unwrap_or(0) as u64;
-                let off = pos - index as u64 * chunk_size;
-                let n = (len - off).min(buf.len() as u64) as usize;
-                disk.read_exact_at(&mut buf[..n], pos)?;
-                g.store.set_read_position(index);
-                g.bytes_read += n as u64;
-                return Ok(n);
-            }
-            if g.blocked_on.map(|(ix, _)| ix) != Some(index) {
-                g.blocked_on = Some((index, Instant::now()));
-            }
-            g.store.set_read_position(index);
-            g.store.want(index);
-            (self.shared.wake)();
-            // Wake now and then even without an arrival, to notice shutdown.
-            g = self.shared.arrived.wait_timeout(g, self.shared.poll).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
     use crate::core::buffer::StoreConfig;
+    use crate::core::buffer::{Arrival, ChunkStore};
     use crate::protocol::stream::Manifest;
 
     #[test]
@@ -210,15 +179,15 @@ mod tests {
         };
         let cfg = StoreConfig { capacity: 16, ..StoreConfig::default() };
         // Without a wake-up the reader would sleep for an hour: the test would hang, not pass.
-        let shared = SharedStore::with_poll(ChunkStore::new(m, cfg), || {}, Duration::from_secs(3600));
+        let shared = SharedStore::with_poll(ChunkStore::new(m, cfg), None, || {}, Duration::from_secs(3600));
         let now = Instant::now();
         {
             let mut g = shared.lock();
-            assert_eq!(g.store.handle_chunk(now, 0, vec![1u8; 8]).unwrap(), Arrival::Stored);
-            g.store.set_read_position(6);
-            g.store.handle_chunk(now, 6, vec![7u8; 8]).unwrap();
-            g.store.handle_chunk(now, 7, vec![8u8; 8]).unwrap();
-            assert!(!g.store.has(0) && g.store.seen(0), "chunk 0 was evicted");
+            assert_eq!(g.handle_chunk(now, 0, vec![1u8; 8]).unwrap(), Arrival::Stored);
+            g.set_read_position(6);
+            g.handle_chunk(now, 6, vec![7u8; 8]).unwrap();
+            g.handle_chunk(now, 7, vec![8u8; 8]).unwrap();
+            assert!(!g.has(0) && g.seen(0), "chunk 0 was evicted");
         }
         let mut reader = shared.reader();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -227,11 +196,11 @@ mod tests {
             let n = reader.read_at(0, &mut buf);
             let _ = tx.send((n.ok(), buf));
         });
-        while shared.lock().blocked_on.is_none() {
+        while shared.waits() == 0 {
             std::thread::yield_now();
         }
-        let arrival = shared.lock().store.handle_chunk(now, 0, vec![1u8; 8]).unwrap();
-        shared.arrived(arrival);
+        assert_eq!(shared.lock().handle_chunk(now, 0, vec![1u8; 8]).unwrap(), Arrival::Stored);
+        shared.arrived();
         let (n, buf) = rx.recv_timeout(Duration::from_secs(30)).expect("the reader woke");
         assert_eq!((n, buf), (Some(8), [1u8; 8]));
     }
@@ -251,12 +220,11 @@ mod tests {
         };
         let file = tempfile::tempfile().unwrap();
         file.write_all_at(b"0123456789abcdefghij", 0).unwrap();
-        let shared = SharedStore::new(ChunkStore::new(m, StoreConfig { on_disk: true, ..StoreConfig::default() }), || {});
+        let shared = SharedStore::new(ChunkStore::new(m, StoreConfig { on_disk: true, ..StoreConfig::default() }), Some(Arc::new(file)), || {});
         {
             let mut g = shared.lock();
-            g.disk = Some(Arc::new(file));
-            g.store.mark_on_disk(1);
-            g.store.mark_on_disk(2);
+            g.mark_on_disk(1);
+            g.mark_on_disk(2);
         }
         let mut reader = shared.reader();
         let mut buf = [0u8; 16];
@@ -264,6 +232,6 @@ mod tests {
         assert_eq!(&buf[..6], b"abcdef");
         assert_eq!(reader.read_at(16, &mut buf).unwrap(), 4, "the short last chunk");
         assert_eq!(&buf[..4], b"ghij");
-        assert!(shared.lock().blocked_on.is_none(), "nothing waited for the network");
+        assert_eq!(shared.waits(), 0, "nothing waited for the network");
     }
 }

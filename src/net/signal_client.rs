@@ -70,40 +70,38 @@ impl SignalClient {
             .await
             .map_err(|_| SignalClientError::Timeout { url: url.to_string() })?
             .map_err(|source| SignalClientError::Connect { url: url.to_string(), source })?;
-        let (mut sink, mut source) = ws.split();
-        let (tx, mut out_rx) = mpsc::channel::<ClientMsg>(64);
+        let (tx, out_rx) = mpsc::channel::<ClientMsg>(64);
         let (in_tx, rx) = mpsc::channel::<ServerMsg>(64);
-        tokio::spawn(async move {
-            let mut keepalive = tokio::time::interval(KEEPALIVE);
-            keepalive.tick().await;
-            loop {
-                tokio::select! {
-                    out = out_rx.recv() => {
-                        let Some(msg) = out else { break };
-                        if sink.send(Ws::Text(signal::encode(&msg).into())).await.is_err() {
-                            break;
-                        }
-                    }
-                    _ = keepalive.tick() => {
-                        if sink.send(Ws::Ping(Vec::new().into())).await.is_err() {
-                            break;
-                        }
-                    }
-                    frame = source.next() => match server_message(frame) {
-                        Frame::Message(msg) => {
-                            if in_tx.send(msg).await.is_err() {
-                                break;
-                            }
-                        }
-                        Frame::Other => continue,
-                        Frame::End => break,
-                    },
-                }
-            }
-            let _ = sink.close().await;
-        });
+        tokio::spawn(relay(ws, out_rx, in_tx));
         Ok(SignalClient { tx, rx })
     }
+}
+
+type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Carries messages both ways (and keep-alive pings) until either side closes.
+async fn relay(ws: WsStream, mut out_rx: mpsc::Receiver<ClientMsg>, in_tx: mpsc::Sender<ServerMsg>) {
+    let (mut sink, mut source) = ws.split();
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    keepalive.tick().await;
+    loop {
+        let sent = tokio::select! {
+            out = out_rx.recv() => match out {
+                Some(msg) => sink.send(Ws::Text(signal::encode(&msg).into())).await.is_ok(),
+                None => false,
+            },
+            _ = keepalive.tick() => sink.send(Ws::Ping(Vec::new().into())).await.is_ok(),
+            frame = source.next() => match server_message(frame) {
+                Frame::Message(msg) => in_tx.send(msg).await.is_ok(),
+                Frame::Other => true,
+                Frame::End => false,
+            },
+        };
+        if !sent {
+            break;
+        }
+    }
+    let _ = sink.close().await;
 }
 
 /// What one WebSocket frame from the server is to the client.

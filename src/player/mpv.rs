@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::core::api::Command;
 use crate::core::clock::{Correction, FollowerConfig, Micros, correct};
-use crate::player::playback::RoomView;
+use crate::core::participant::RoomView;
 
 pub use crate::core::api::MpvStatus;
 
@@ -232,7 +232,7 @@ fn steer(st: &mut State, view: Option<RoomView>, cfg: &FollowerConfig, q: &mut V
     if st.paused.is_none() || st.our_seeks > 0 || st.user_seek {
         return;
     }
-    let target = view.position_now();
+    let target = view.position_at(Instant::now());
     let seek = |st: &mut State, q: &mut Vec<Value>, to: Micros| {
         st.our_seeks += 1;
         q.push(json!({"command": ["seek", to.max(0) as f64 / 1e6, "absolute+exact"]}));

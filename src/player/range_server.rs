@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::core::buffer::ChunkSource;
 use crate::media::avio::ByteSource;
 use crate::media::store_source::SharedStore;
 use crate::net::http::range::{RangeAnswer, parse_range};
@@ -31,7 +32,7 @@ impl Drop for RangeServer {
 }
 
 /// Starts serving `shared` as `name` on 127.0.0.1.
-pub async fn start(shared: Arc<SharedStore>, name: &str) -> std::io::Result<RangeServer> {
+pub async fn start<S: ChunkSource + 'static>(shared: Arc<SharedStore<S>>, name: &str) -> std::io::Result<RangeServer> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;
     let token = hex::encode(rand::random::<[u8; 16]>());
@@ -52,7 +53,7 @@ pub async fn start(shared: Arc<SharedStore>, name: &str) -> std::io::Result<Rang
     Ok(RangeServer { url, task })
 }
 
-async fn serve(mut sock: TcpStream, shared: Arc<SharedStore>, path: &str) -> std::io::Result<()> {
+async fn serve<S: ChunkSource + 'static>(mut sock: TcpStream, shared: Arc<SharedStore<S>>, path: &str) -> std::io::Result<()> {
     let (method, req_path, range) = match crate::net::http::head::read(&mut sock, MAX_HEAD).await? {
         crate::net::http::head::Request::Head(h) => {
             let range = h.header("range").map(str::to_string);

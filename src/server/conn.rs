@@ -57,30 +57,8 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: So
                 }
             }
             frame = source.next() => {
-                let text = match frame {
-                    None => break None,
-                    Some(Err(e)) => {
-                        use tokio_tungstenite::tungstenite::Error as E;
-                        match e {
-                            E::Capacity(_) => break Some((ErrorCode::TooLarge, format!("message over the server's limit of {} bytes", cfg.max_message))),
-                            _ => break None,
-                        }
-                    }
-                    Some(Ok(Ws::Text(t))) => t,
-                    Some(Ok(Ws::Close(_))) => break None,
-                    Some(Ok(Ws::Binary(_))) => break Some((ErrorCode::BadMessage, "binary frames are not part of the signaling protocol".into())),
-                    Some(Ok(_)) => continue, // ping/pong: answered by tungstenite
-                };
-                if !bucket.try_take(Instant::now(), 1.0) {
-                    break Some((ErrorCode::RateLimited, format!("too many messages: the limit is {} per second", cfg.msg_rate)));
-                }
-                let msg = match signal::decode_client(text.as_str(), cfg.max_message) {
-                    Ok(m) => m,
-                    Err(signal::SignalError::TooLarge(..)) => break Some((ErrorCode::TooLarge, format!("message over the server's limit of {} bytes", cfg.max_message))),
-                    Err(e) => break Some((ErrorCode::BadMessage, e.to_string())),
-                };
-                if let Err(r) = handle(msg, &mut member, &rooms, &outbox) {
-                    break Some(r);
+                if let Err(refusal) = on_frame(frame, &mut bucket, &mut member, &rooms, &outbox, &cfg) {
+                    break refusal;
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
@@ -99,6 +77,36 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: So
         let _ = sink.send(Ws::Text(signal::encode(&ServerMsg::Error { code, message }).into())).await;
     }
     let _ = sink.close().await;
+}
+
+/// What one frame from the client does: `Err` ends the connection (with a refusal to send,
+/// or quietly).
+fn on_frame(
+    frame: Option<Result<Ws, tokio_tungstenite::tungstenite::Error>>,
+    bucket: &mut TokenBucket,
+    member: &mut Membership,
+    rooms: &Mutex<Rooms>,
+    outbox: &mpsc::Sender<ServerMsg>,
+    cfg: &ServerConfig,
+) -> Result<(), Option<(ErrorCode, String)>> {
+    let too_large = || Some((ErrorCode::TooLarge, format!("message over the server's limit of {} bytes", cfg.max_message)));
+    let text = match frame {
+        None | Some(Ok(Ws::Close(_))) => return Err(None),
+        Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => return Err(too_large()),
+        Some(Err(_)) => return Err(None),
+        Some(Ok(Ws::Text(t))) => t,
+        Some(Ok(Ws::Binary(_))) => return Err(Some((ErrorCode::BadMessage, "binary frames are not part of the signaling protocol".into()))),
+        Some(Ok(_)) => return Ok(()), // ping/pong: answered by tungstenite
+    };
+    if !bucket.try_take(Instant::now(), 1.0) {
+        return Err(Some((ErrorCode::RateLimited, format!("too many messages: the limit is {} per second", cfg.msg_rate))));
+    }
+    let msg = match signal::decode_client(text.as_str(), cfg.max_message) {
+        Ok(m) => m,
+        Err(signal::SignalError::TooLarge(..)) => return Err(too_large()),
+        Err(e) => return Err(Some((ErrorCode::BadMessage, e.to_string()))),
+    };
+    handle(msg, member, rooms, outbox).map_err(Some)
 }
 
 fn handle(msg: ClientMsg, member: &mut Membership, rooms: &Mutex<Rooms>, outbox: &mpsc::Sender<ServerMsg>) -> Result<(), (ErrorCode, String)> {

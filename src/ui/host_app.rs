@@ -6,7 +6,6 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossterm::event::{self, Event as TermEvent};
 use ratatui::layout::Rect;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -16,7 +15,7 @@ use super::host_view;
 use super::keys;
 use super::picture_pane::PicturePane;
 use super::term;
-use super::view_state::{KeyOutcome, ViewState};
+use super::view_state::{Input, ViewState};
 use crate::core::api::{Command, Event};
 use crate::player::picture::{Graphics, Picture};
 use crate::player::screen::Screen;
@@ -55,26 +54,20 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
         }
         // The keys for letting people in show while someone knocks.
         view.host_keys = model.oldest_knocking().is_some();
-        if event::poll(Duration::from_millis(20))? {
-            match event::read()? {
-                TermEvent::Key(k) => {
-                    if let Some(action) = keys::action_for(&k) {
-                        match view.handle(action, &model.link, now)? {
-                            KeyOutcome::Quit => break Ok(()),
-                            KeyOutcome::Room(a) => room_key(a, &mut view, &model, &commands, now),
-                            KeyOutcome::Done => {}
-                        }
-                        dirty = true;
-                    }
+        match view.poll_input(&model.link, now, Duration::from_millis(20))? {
+            Input::Nothing => {}
+            Input::Quit => break Ok(()),
+            Input::Room(a) => {
+                room_key(a, &mut view, &model, &commands, now);
+                dirty = true;
+            }
+            Input::Changed => dirty = true,
+            Input::Resized(r) => {
+                dirty = true;
+                size = r;
+                if let Some((_, pane)) = &mut picture {
+                    pane.reset();
                 }
-                TermEvent::Resize(w, h) => {
-                    dirty = true;
-                    size = Rect::new(0, 0, w, h);
-                    if let Some((_, pane)) = &mut picture {
-                        pane.reset();
-                    }
-                }
-                _ => {}
             }
         }
         dirty |= view.expire(now);

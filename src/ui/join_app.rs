@@ -6,7 +6,6 @@ use std::io::{self, Stdout};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossterm::event::{self, Event as TermEvent};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
@@ -17,7 +16,7 @@ use crate::player::picture::{Graphics, Picture};
 use crate::player::screen::Screen;
 use crate::ui::keys;
 use crate::ui::picture_pane::PicturePane;
-use crate::ui::view_state::{KeyOutcome, ViewState};
+use crate::ui::view_state::{Input, ViewState};
 use crate::ui::{join_view, term};
 
 /// Runs the view until the user quits or the engine closes the screen. Blocking.
@@ -69,24 +68,18 @@ fn event_loop(
             status = screen.status();
             dirty = true;
         }
-        if event::poll(Duration::from_millis(10))? {
-            match event::read()? {
-                TermEvent::Key(k) => {
-                    if let Some(action) = keys::action_for(&k) {
-                        match view.handle(action, &status.link, now)? {
-                            KeyOutcome::Quit => return Ok(()),
-                            KeyOutcome::Room(a) => room_key(a, &mut view, &status, commands, now),
-                            KeyOutcome::Done => {}
-                        }
-                        dirty = true;
-                    }
-                }
-                TermEvent::Resize(w, h) => {
-                    size = Rect::new(0, 0, w, h);
-                    pane.reset();
-                    dirty = true;
-                }
-                _ => {}
+        match view.poll_input(&status.link, now, Duration::from_millis(10))? {
+            Input::Nothing => {}
+            Input::Quit => return Ok(()),
+            Input::Room(a) => {
+                room_key(a, &mut view, &status, commands, now);
+                dirty = true;
+            }
+            Input::Changed => dirty = true,
+            Input::Resized(r) => {
+                size = r;
+                pane.reset();
+                dirty = true;
             }
         }
         dirty |= view.expire(now);

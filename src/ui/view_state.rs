@@ -39,7 +39,42 @@ pub enum KeyOutcome {
     Room(Action),
 }
 
+/// What the terminal said, once the view has taken its share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Input {
+    /// Nothing (or nothing the view cares about) within the wait.
+    Nothing,
+    /// A key the view handled: draw again.
+    Changed,
+    /// Leave.
+    Quit,
+    /// A room action for the engine.
+    Room(Action),
+    /// The terminal has this size now.
+    Resized(ratatui::layout::Rect),
+}
+
 impl ViewState {
+    /// Waits up to `wait` for a key or a resize and handles the view's own keys.
+    pub fn poll_input(&mut self, link: &str, now: Instant, wait: Duration) -> io::Result<Input> {
+        use crossterm::event::{self, Event as TermEvent};
+        if !event::poll(wait)? {
+            return Ok(Input::Nothing);
+        }
+        Ok(match event::read()? {
+            TermEvent::Key(k) => match super::keys::action_for(&k) {
+                Some(action) => match self.handle(action, link, now)? {
+                    KeyOutcome::Quit => Input::Quit,
+                    KeyOutcome::Room(a) => Input::Room(a),
+                    KeyOutcome::Done => Input::Changed,
+                },
+                None => Input::Nothing,
+            },
+            TermEvent::Resize(w, h) => Input::Resized(ratatui::layout::Rect::new(0, 0, w, h)),
+            _ => Input::Nothing,
+        })
+    }
+
     /// For this terminal: 256 colours unless it says it takes 24-bit colour.
     pub fn for_terminal() -> ViewState {
         ViewState { palette256: !super::palette::truecolor_from_env(), ..ViewState::default() }

@@ -89,8 +89,9 @@ fn a_room_on_a_bad_network(dir: &Path, host_side: Side, join_side: Side, serve: 
     ann.event("manifest", T);
 
     // Bob is killed a third of the way in and comes back: he resumes his copy.
-    bob.wait_for("bob a third of the way", T, |v| v["event"] == "stats" && received(v) * 3 >= chunks);
-    std::thread::sleep(Duration::from_millis(1500));
+    let third = f(&bob.wait_for("bob a third of the way", T, |v| v["event"] == "stats" && received(v) * 3 >= chunks), "t_ms");
+    // The progress record is written before each stats line: one more, then the kill.
+    bob.wait_for("one more progress record", T, |v| v["event"] == "stats" && f(v, "t_ms") > third);
     let _ = bob.child.kill();
     bob.wait(T);
     let mut bob = join("bob", "bob-again", &[]);
@@ -100,10 +101,13 @@ fn a_room_on_a_bad_network(dir: &Path, host_side: Side, join_side: Side, serve: 
     // The room plays; the signaling server goes away and comes back meanwhile.
     host.send("play");
     let played = f(&host.wait_for("the room playing", T, |v| v["event"] == "state" && v["playing"] == true), "t_ms");
-    std::thread::sleep(Duration::from_secs(2));
+    ann.wait_for("2 s of playing", T, |v| v["event"] == "stats" && f(v, "t_ms") > played + 2_000.0);
     drop(server.take());
     let restart_at = super::playback::now_ms();
-    std::thread::sleep(Duration::from_secs(1));
+    // Back once the host has noticed it gone.
+    host.wait_for("the host without signaling", T, |v| {
+        v["event"] == "error" && v["message"].as_str().is_some_and(|m| m.starts_with("signaling connection lost"))
+    });
     server = Some(serve());
     assert!(restart_at > played);
 
@@ -221,7 +225,16 @@ fn five_percent_loss_and_100_ms_round_trips_between_two_namespaces() {
                 .spawn()
                 .unwrap(),
         );
-        std::thread::sleep(Duration::from_millis(500));
+        // Up once it listens (it is in namespace a: ask there).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let listening = || {
+            let out = Command::new(in_a[0]).args(&in_a[1..]).args(["ss", "-ltn"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            out.is_ok_and(|o| o.contains(":7878"))
+        };
+        while !listening() {
+            assert!(std::time::Instant::now() < deadline, "syncy serve did not listen in namespace a");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         d
     };
     let host = Side { wrapper: &in_a, net: &["--ice-addr", A_ADDR] };

@@ -77,7 +77,7 @@ fn three_participants_play_in_sync_pause_together_and_a_late_joiner_starts_at_th
         // Positions advance with real time.
         let (first, last) = (s[0], s[s.len() - 1]);
         let rate = (last.1 - first.1) / (last.0 - first.0);
-        assert!((0.97..1.03).contains(&rate), "rate {rate}");
+        assert!((0.97..1.03).contains(&rate), "rate {rate}: {s:?}");
         samples.push(s);
     }
     let sp = spreads(&samples);

@@ -63,8 +63,9 @@ fn a_participant_killed_and_restarted_resumes_its_saved_copy() {
     let mut ann = Proc::join(&link, "ann", dir.path(), &[]);
     let chunks = ann.event("manifest", T)["chunks"].as_u64().unwrap();
     let at_kill = received(&ann.wait_for("a third of the file", T, |v| v["event"] == "stats" && received(v) * 3 >= chunks));
-    // The progress record is written every second: let one more go by, then kill -9.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The progress record is written before each stats line: one more, then kill -9.
+    let t_kill = ann.seen.iter().rev().find(|v| v["event"] == "stats").and_then(|v| v["t_ms"].as_f64()).unwrap_or(0.0);
+    ann.wait_for("one more progress record", T, |v| v["event"] == "stats" && v["t_ms"].as_f64().is_some_and(|t| t > t_kill));
     signal(&ann, "-KILL");
     assert_ne!(ann.wait(T), 0);
     let record = dir.path().join("ann.copy.syncy-progress");

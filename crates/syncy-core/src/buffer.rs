@@ -6,15 +6,12 @@
 //! evicts chunks far behind the read position first, then those farthest ahead.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-// The one lock in the core (`DownloadBudget`, below): it goes with the participant core.
-#[allow(clippy::disallowed_types)]
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::rate::TokenBucket;
-use crate::protocol::stream::{Manifest, Priority};
+use crate::protocol::stream::{Manifest, Priority, Space};
 
 /// Tuning of a [`ChunkStore`].
 #[derive(Debug, Clone)]
@@ -91,6 +88,32 @@ pub enum StoreError {
     },
 }
 
+/// Chunk stores as a blocking reader at the edge (a decoder, mpv's local HTTP) sees them: one
+/// store, or a participant's spaces.
+pub trait ChunkSource: Send {
+    /// The bytes at `pos` of `space` (see [`ChunkStore::read_at`]).
+    fn read_at(&mut self, space: Space, pos: u64, buf: &mut [u8]) -> Read;
+    /// The space's size so far (`None`: no such store).
+    fn size(&self, space: Space) -> Option<u64>;
+    /// Whether the space still grows.
+    fn growing(&self, space: Space) -> bool;
+}
+
+/// A lone store is every space.
+impl ChunkSource for ChunkStore {
+    fn read_at(&mut self, _: Space, pos: u64, buf: &mut [u8]) -> Read {
+        ChunkStore::read_at(self, pos, buf)
+    }
+
+    fn size(&self, _: Space) -> Option<u64> {
+        Some(self.manifest.size)
+    }
+
+    fn growing(&self, _: Space) -> bool {
+        self.growing
+    }
+}
+
 /// Sparse, bounded chunk store with pull logic.
 #[derive(Debug)]
 pub struct ChunkStore {
@@ -112,9 +135,11 @@ pub struct ChunkStore {
     /// Time with requests outstanding, not yet taken, and since when they are.
     busy: Duration,
     busy_since: Option<Instant>,
-    /// Paces requests under the download limit; shared by every store of one participant
-    /// (the original and a rendition), so together they keep the one limit.
-    download: DownloadBudget,
+    /// Paces requests under the download limit. One participant's stores keep one limit: the
+    /// rendition's store borrows the original's bucket while it asks ([`ChunkStore::swap_budget`]).
+    download: TokenBucket,
+    /// A rendition still being made: reads past its end wait for it to grow.
+    growing: bool,
 }
 
 /// How long a read-ahead request may be outstanding before the reader's need of it re-asks
@@ -127,34 +152,31 @@ fn download_burst(limit: f64, chunk_size: u32) -> f64 {
     (limit * 0.1).max(2.0 * chunk_size as f64)
 }
 
-/// A participant's download limit, shared between its chunk stores.
-// Shared by the original's store and a rendition's; once the participant's stores live in a
-// core of their own, it will own this bucket and lend it `&mut` (issue 16).
-#[allow(clippy::disallowed_types)]
-pub type DownloadBudget = Arc<Mutex<TokenBucket>>;
+/// What a read of a store's bytes found (see [`ChunkStore::read_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// This many bytes were copied.
+    Bytes(usize),
+    /// This many bytes are in the `--save` copy at the same offset: read them from there.
+    Disk(usize),
+    /// The end of the file.
+    End,
+    /// Not here yet: asked for (as critical, or the space is still growing); look again
+    /// after the next arrival.
+    Wait,
+    /// No such store (closed).
+    Gone,
+}
 
 impl ChunkStore {
     /// An empty store for `manifest` (already validated).
     pub fn new(manifest: Manifest, cfg: StoreConfig) -> Self {
         let limit = cfg.download_limit as f64;
-        #[allow(clippy::disallowed_types)]
-        let download = Arc::new(Mutex::new(TokenBucket::new(limit, download_burst(limit, manifest.chunk_size))));
-        Self::with_budget(manifest, cfg, download)
-    }
-
-    /// Changes the download limit (bytes/s, 0: none) of this store's budget, and so of every
-    /// store sharing it.
-    pub fn set_download_limit(&mut self, limit: u64) {
-        self.cfg.download_limit = limit;
-        let burst = download_burst(limit as f64, self.manifest.chunk_size);
-        self.budget_lock().set_rate(limit as f64, burst);
-    }
-
-    /// An empty store that paces its requests with another store's download budget.
-    pub fn with_budget(manifest: Manifest, cfg: StoreConfig, download: DownloadBudget) -> Self {
+        let download = TokenBucket::new(limit, download_burst(limit, manifest.chunk_size));
         let manifest_chunks = manifest.chunks as usize;
         ChunkStore {
             download,
+            growing: false,
             manifest,
             cfg,
             held: BTreeMap::new(),
@@ -171,18 +193,58 @@ impl ChunkStore {
         }
     }
 
+    /// Changes the download limit (bytes/s, 0: none): this store's budget, and the size of
+    /// its request batches.
+    pub fn set_download_limit(&mut self, limit: u64) {
+        self.cfg.download_limit = limit;
+        let burst = download_burst(limit as f64, self.manifest.chunk_size);
+        self.download.set_rate(limit as f64, burst);
+    }
+
+    /// Trades download budgets with `other`: a store that asks with another's budget swaps it
+    /// in, asks, and swaps it back, so two stores keep one limit.
+    pub fn swap_budget(&mut self, other: &mut ChunkStore) {
+        std::mem::swap(&mut self.download, &mut other.download);
+    }
+
+    /// A rendition still being made (`true`), or complete.
+    pub fn set_growing(&mut self, growing: bool) {
+        self.growing = growing;
+    }
+
+    /// Whether reads past the end wait for more.
+    pub fn growing(&self) -> bool {
+        self.growing
+    }
+
+    /// A reader wants the bytes at `pos`: copies what is held of its chunk into `buf` and
+    /// moves the read position there; a chunk not held is wanted at once (critical). `disk`:
+    /// the `--save` copy holds every chunk seen.
+    pub fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> Read {
+        let chunk_size = self.manifest.chunk_size as u64;
+        if pos >= self.manifest.size {
+            return if self.growing { Read::Wait } else { Read::End };
+        }
+        let index = (pos / chunk_size) as u32;
+        let off = pos - index as u64 * chunk_size;
+        self.set_read_position(index);
+        if let Some(data) = self.held.get(&index) {
+            let n = (data.len() - off as usize).min(buf.len());
+            buf[..n].copy_from_slice(&data[off as usize..off as usize + n]);
+            return Read::Bytes(n);
+        }
+        if self.cfg.on_disk && self.seen(index) {
+            // Evicted, or saved by an earlier run: on disk, not on the wire again.
+            let len = self.manifest.chunk_len(index).unwrap_or(0) as u64;
+            return Read::Disk((len - off).min(buf.len() as u64) as usize);
+        }
+        self.want(index);
+        Read::Wait
+    }
+
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
-    }
-
-    fn budget_lock(&self) -> MutexGuard<'_, TokenBucket> {
-        self.download.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The download budget, to share with another store.
-    pub fn budget(&self) -> DownloadBudget {
-        self.download.clone()
     }
 
     /// A growing space (a rendition being made) now has `size` bytes to offer: whole chunks
@@ -377,7 +439,7 @@ impl ChunkStore {
     pub fn request_ready_at(&self, now: Instant) -> Option<Instant> {
         let upgrade =
             self.critical.iter().filter_map(|ix| self.in_flight.get(ix)).filter(|(_, p)| *p == Priority::Window).map(|(t, _)| *t + UPGRADE_AFTER).min();
-        let budget = self.budget_lock();
+        let budget = &self.download;
         let limit = if self.critical.is_empty() { budget.ready_at(now) } else { budget.ready_at_overdrawn(now, budget.burst()) };
         // Held by the limit, nothing goes before it (an upgrade due earlier would wake the
         // engine to send nothing, over and over).
@@ -403,7 +465,7 @@ impl ChunkStore {
         if let Some(r) = self.critical_request(now) {
             return Some(r);
         }
-        if !self.read_ahead || !self.budget_lock().ready(now) {
+        if !self.read_ahead || !self.download.ready(now) {
             return None;
         }
         self.window_request(now)
@@ -414,10 +476,8 @@ impl ChunkStore {
     /// pacing of read-ahead), no further: a limit is a limit, also for a reader that wants more
     /// than it allows (it then plays at the limit's pace, and the automatic quality sees why).
     fn critical_request(&mut self, now: Instant) -> Option<ChunkRequest> {
-        let mut budget = self.budget_lock();
-        let burst = budget.burst();
-        let critical: Vec<u32> = if budget.ready_overdrawn(now, burst) { self.critical.iter().copied().collect() } else { vec![] };
-        drop(budget);
+        let burst = self.download.burst();
+        let critical: Vec<u32> = if self.download.ready_overdrawn(now, burst) { self.critical.iter().copied().collect() } else { vec![] };
         let mut chunks = Vec::new();
         for ix in critical {
             if chunks.len() >= self.cfg.batch {
@@ -512,7 +572,7 @@ impl ChunkStore {
     fn take_budget(&mut self, now: Instant, chunks: &[u32]) {
         let bytes: u64 = chunks.iter().map(|&ix| self.manifest.chunk_len(ix).unwrap_or(0) as u64).sum();
         if bytes > 0 {
-            self.budget_lock().consume(now, bytes as f64);
+            self.download.consume(now, bytes as f64);
         }
     }
 

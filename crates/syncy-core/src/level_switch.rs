@@ -460,6 +460,16 @@ impl LevelSwitch {
         self.send(Message::Level { level: self.wanted.clone(), from_us: from.max(0) as u64 });
     }
 
+    /// When `handle_timeout` next has something to do (`room_known`: the room position is
+    /// known, which a request for a rendition needs). Before any of its holds, never.
+    pub fn poll_timeout(&self, now: Instant, room_known: bool) -> Option<Instant> {
+        if self.asked || (!room_known && self.wanted != "high") {
+            return None;
+        }
+        let holds = [self.ask_after, self.awaiting.map(|t| t + ANSWER_WITHIN)];
+        Some(holds.into_iter().flatten().max().map_or(now, |t| t.max(now)))
+    }
+
     /// The link was made anew: the host knows nothing of the level this participant is on (its
     /// renditions for the old connection are gone), so ask again for the level wanted, from the
     /// room's position. The picture plays on from what is held until the answer.

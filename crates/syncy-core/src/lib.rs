@@ -6,7 +6,8 @@
 //! - `protocol`: the wire types (signaling, the peer stream, links, room keys);
 //! - `host`: the host as one machine, composed of `scheduler`, `room`, `renditions`, `rate`
 //!   and `backoff`;
-//! - `buffer`, `clock`, `quality`, `level_switch`: the participant's machines;
+//! - `participant`: the participant as one machine, composed of `buffer`, `clock`,
+//!   `quality`, `level_switch` and `cadence`;
 //! - `api`: the events the engines report and the commands they take (DESIGN §9);
 //! - `path`: which network path carries a link (reported, never decided here).
 
@@ -17,6 +18,7 @@ pub mod cadence;
 pub mod clock;
 pub mod host;
 pub mod level_switch;
+pub mod participant;
 pub mod path;
 pub mod protocol;
 pub mod quality;

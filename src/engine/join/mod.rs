@@ -4,9 +4,9 @@
 //! with everything held kept when the link drops.
 
 mod connect;
-pub mod levels;
 pub mod save;
 mod session;
+mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use self::connect::{Reconnected, Setup, close_link, first_connection, reconnect};
 pub use self::session::JoinError;
-use self::session::Session;
+use self::session::{Session, outcome};
 use crate::engine::{Command, Event};
 use crate::net::peer::NatOptions;
 use crate::player::screen::Screen;
@@ -141,7 +141,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     let mut session = Session::start(opts.clone(), manifest.clone(), events.clone()).await?;
     session.path = path;
     let end = loop {
-        let why = match session.turn(&mut conn, &mut commands).await?.outcome() {
+        let why = match outcome(session.turn(&mut conn, &mut commands).await?) {
             Ok(end) => break end,
             Err(why) => why,
         };

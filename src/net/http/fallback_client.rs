@@ -185,43 +185,48 @@ pub fn spawn(link: HttpLink, manifest: Manifest, mut out: mpsc::UnboundedReceive
     let slots = Arc::new(Semaphore::new(PARALLEL));
     tokio::spawn(async move {
         while let Some(bytes) = out.recv().await {
-            let msg = match stream::decode_from(&bytes, Role::Participant, Some(&manifest)) {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!("not sent over the HTTP fallback: {e}");
-                    continue;
-                }
-            };
-            let control = |m: &Message| Delivered::Control(BytesMut::from(&stream::encode(m)[..]));
-            match msg {
-                Message::Request { space: ORIGINAL, chunks, .. } => {
-                    for index in chunks {
-                        let Ok(permit) = slots.clone().acquire_owned().await else { return };
-                        tokio::spawn(fetch_chunk(link.clone(), manifest.clone(), index, back.clone(), permit));
+            match stream::decode_from(&bytes, Role::Participant, Some(&manifest)) {
+                Ok(msg) => {
+                    if !serve(msg, &link, &manifest, &slots, &back).await {
+                        return;
                     }
                 }
-                Message::Ping { client_us } => {
-                    let (link, manifest, back) = (link.clone(), manifest.clone(), back.clone());
-                    tokio::spawn(async move {
-                        match link.state(&manifest, client_us).await {
-                            Ok(msgs) => msgs.iter().for_each(|m| drop(back.send(control(m)))),
-                            Err(e) => drop(back.send(Delivered::Failed(e.to_string()))),
-                        }
-                    });
-                }
-                Message::Level { level, .. } if level != "high" => {
-                    let _ = back.send(control(&Message::LevelRefused { level, reason: "over the HTTP fallback only the original is served".into() }));
-                }
-                Message::Command(_) => {
-                    let _ = back.send(control(&Message::Notice {
-                        text: "play, pause and seek need the WebRTC link; over the HTTP fallback you watch with the room".into(),
-                    }));
-                }
-                // Renditions, cancels, reports and greetings mean nothing here.
-                _ => {}
+                Err(e) => tracing::warn!("not sent over the HTTP fallback: {e}"),
             }
         }
     });
+}
+
+/// Does what one message from the engine asks over HTTP; `false` once nothing more can be.
+async fn serve(msg: Message, link: &HttpLink, manifest: &Arc<Manifest>, slots: &Arc<Semaphore>, back: &mpsc::UnboundedSender<Delivered>) -> bool {
+    let control = |m: &Message| Delivered::Control(BytesMut::from(&stream::encode(m)[..]));
+    match msg {
+        Message::Request { space: ORIGINAL, chunks, .. } => {
+            for index in chunks {
+                let Ok(permit) = slots.clone().acquire_owned().await else { return false };
+                tokio::spawn(fetch_chunk(link.clone(), manifest.clone(), index, back.clone(), permit));
+            }
+        }
+        Message::Ping { client_us } => {
+            let (link, manifest, back) = (link.clone(), manifest.clone(), back.clone());
+            tokio::spawn(async move {
+                match link.state(&manifest, client_us).await {
+                    Ok(msgs) => msgs.iter().for_each(|m| drop(back.send(control(m)))),
+                    Err(e) => drop(back.send(Delivered::Failed(e.to_string()))),
+                }
+            });
+        }
+        Message::Level { level, .. } if level != "high" => {
+            let _ = back.send(control(&Message::LevelRefused { level, reason: "over the HTTP fallback only the original is served".into() }));
+        }
+        Message::Command(_) => {
+            let _ = back
+                .send(control(&Message::Notice { text: "play, pause and seek need the WebRTC link; over the HTTP fallback you watch with the room".into() }));
+        }
+        // Renditions, cancels, reports and greetings mean nothing here.
+        _ => {}
+    }
+    true
 }
 
 #[cfg(test)]

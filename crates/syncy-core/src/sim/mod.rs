@@ -1,5 +1,5 @@
 //! A simulated room (str0m/quinn style): one [`HostCore`] and any number of simulated
-//! participants ([`Viewer`]s) over seeded links with latency, jitter, loss and a bandwidth cap,
+//! participants ([`Viewer`]s: real participant cores) over seeded links with latency, jitter, loss and a bandwidth cap,
 //! in virtual time that jumps to the next deadline. No sockets, no threads, no clock: a room of
 //! a hundred plays ten minutes in seconds, the same way every run of a seed.
 //!
@@ -40,12 +40,12 @@ enum Due {
     Join { slot: usize },
     /// The participant's WebRTC link is up.
     Connected { slot: usize },
-    /// A control message reaches the host.
-    ToHost { slot: usize, msg: Message },
+    /// A control message reaches the host (on link `link` of the slot).
+    ToHost { slot: usize, link: u32, msg: Message },
     /// A control message reaches the participant.
-    ToViewer { slot: usize, msg: Message },
+    ToViewer { slot: usize, link: u32, msg: Message },
     /// A chunk reaches the participant.
-    Chunk { slot: usize, index: u32, len: usize },
+    Chunk { slot: usize, link: u32, index: u32, len: usize },
     /// A chunk left the host (its send is done).
     Sent { peer: PeerId, len: usize },
 }
@@ -83,6 +83,9 @@ pub struct Slot {
     up: Pipe,
     down: Pipe,
     spec: LinkSpec,
+    /// Which of its links this is (each drop makes a new one; what was in flight on the old
+    /// one is lost with it).
+    link: u32,
 }
 
 /// The room.
@@ -143,9 +146,24 @@ impl World {
     pub fn join(&mut self, name: &str, link: LinkSpec, store: StoreConfig) -> usize {
         let slot = self.slots.len();
         let (up, down) = (Pipe::new(link, self.now), Pipe::new(link, self.now));
-        self.slots.push(Slot { viewer: None, name: name.into(), peer: None, store, up, down, spec: link });
+        self.slots.push(Slot { viewer: None, name: name.into(), peer: None, store, up, down, spec: link, link: 0 });
         self.schedule(self.now + link.latency, Due::Join { slot });
         slot
+    }
+
+    /// `slot`'s link drops now (both ends notice at once) and it asks to join again `after`:
+    /// the participant keeps its core, as the engine keeps its session across reconnections.
+    pub fn drop_link(&mut self, slot: usize, after: Duration) {
+        let now = self.now;
+        let s = &mut self.slots[slot];
+        s.link += 1;
+        (s.up, s.down) = (Pipe::new(s.spec, now), Pipe::new(s.spec, now));
+        if let Some(peer) = s.peer.take() {
+            self.on_host(|h| h.handle_gone(now, peer, "the link dropped"));
+            self.host_outputs();
+        }
+        let at = now + after + self.slots[slot].spec.latency;
+        self.schedule(at, Due::Join { slot });
     }
 
     /// A host command now.
@@ -238,29 +256,35 @@ impl World {
         match d {
             Due::Join { slot } => {
                 let name = self.slots[slot].name.clone();
-                self.on_host(|h| h.handle_signal(now, ServerMsg::PeerJoined { peer: slot as PeerId + 1, name }));
+                // A server's ids: the slot, and which of its links.
+                let peer = ((self.slots[slot].link as PeerId) << 32) | (slot as PeerId + 1);
+                self.on_host(|h| h.handle_signal(now, ServerMsg::PeerJoined { peer, name }));
             }
             Due::Connected { slot } => {
                 let s = &mut self.slots[slot];
-                let skew = 3_600_000_000 + slot as i64 * 7_919;
-                s.viewer = Some(Viewer::new(now, &s.name, (*self.manifest).clone(), s.store.clone(), skew));
+                match s.viewer.as_mut() {
+                    Some(v) => v.reconnected(now),
+                    None => s.viewer = Some(Viewer::new(now, &s.name, (*self.manifest).clone(), s.store.clone())),
+                }
                 let peer = s.peer.expect("admitted before connected");
                 self.on_host(|h| h.handle_connected(now, peer));
                 self.viewer_outputs(slot);
             }
-            Due::ToHost { slot, msg } => {
-                if let Some(peer) = self.slots[slot].peer {
+            Due::ToHost { slot, link, msg } => {
+                if let Some(peer) = self.slots[slot].peer.filter(|_| self.slots[slot].link == link) {
                     self.on_host(|h| h.handle_control(now, peer, msg));
                 }
             }
-            Due::ToViewer { slot, msg } => {
-                if let Some(v) = self.slots[slot].viewer.as_mut() {
+            Due::ToViewer { slot, link, msg } => {
+                let s = &mut self.slots[slot];
+                if let Some(v) = s.viewer.as_mut().filter(|_| s.link == link) {
                     v.handle_control(now, msg);
                 }
                 self.viewer_outputs(slot);
             }
-            Due::Chunk { slot, index, len } => {
-                if let Some(v) = self.slots[slot].viewer.as_mut() {
+            Due::Chunk { slot, link, index, len } => {
+                let s = &mut self.slots[slot];
+                if let Some(v) = s.viewer.as_mut().filter(|_| s.link == link) {
                     v.handle_chunk(now, index, Bytes::from_static(&ZEROS[..len]));
                 }
                 self.viewer_outputs(slot);
@@ -279,16 +303,18 @@ impl World {
                     let (left, at) = self.host_send(slot, len + 16, false);
                     self.uploaded += len as u64;
                     self.schedule(left, Due::Sent { peer, len });
-                    self.schedule(at, Due::Chunk { slot, index, len });
+                    let link = self.slots[slot].link;
+                    self.schedule(at, Due::Chunk { slot, link, index, len });
                 }
                 HostOutput::Control { peer, msg } => {
                     let Some(slot) = self.slot_of(peer) else { continue };
                     let (_, at) = self.host_send(slot, 64, true);
-                    self.schedule(at, Due::ToViewer { slot, msg });
+                    let link = self.slots[slot].link;
+                    self.schedule(at, Due::ToViewer { slot, link, msg });
                 }
                 HostOutput::Admit { peer, .. } => {
-                    // Server ids are slot + 1; the sim's signaling never restarts.
-                    let slot = (peer as usize).wrapping_sub(1);
+                    // Server ids are slot + 1 in the low half (see `Due::Join`).
+                    let slot = ((peer & 0xffff_ffff) as usize).wrapping_sub(1);
                     if let Some(s) = self.slots.get_mut(slot) {
                         s.peer = Some(peer);
                         // Offer, answer, ICE and DTLS: about two round trips.
@@ -312,8 +338,12 @@ impl World {
         while let Some(msg) = self.slots[slot].viewer.as_mut().and_then(|v| v.poll_send()) {
             let now = self.now;
             let s = &mut self.slots[slot];
+            if s.peer.is_none() {
+                continue; // no link: lost
+            }
             let (_, at) = s.up.send(now, 64, true, &mut self.rng);
-            self.schedule(at, Due::ToHost { slot, msg });
+            let link = s.link;
+            self.schedule(at, Due::ToHost { slot, link, msg });
         }
     }
 

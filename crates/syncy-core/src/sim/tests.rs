@@ -183,3 +183,26 @@ fn a_room_runs_the_same_way_for_the_same_seed() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_participant_whose_link_drops_comes_back_with_what_it_held_and_plays_in_step() {
+    // The policy of the binary test resume::a_participant_whose_link_drops_reconnects_and_keeps_what_it_holds
+    // (which keeps the real failure detection and re-signaling): the stores, the picture and
+    // the counts live on in the core; the host knows nothing of the old link's requests.
+    let mut w = room(true, false, 1_000_000, None);
+    w.join("ann", LinkSpec::rtt(40, 0.01), store());
+    let bob = w.join("bob", LinkSpec::rtt(40, 0.01), store());
+    w.run_for(Duration::from_secs(10));
+    let (held, dup) = (w.viewer(bob).core().original().held_bytes(), w.viewer(bob).duplicates(w.now));
+    assert!(held > 0 && held < w.manifest.size, "in the middle: {held} bytes");
+    w.drop_link(bob, Duration::from_secs(3));
+    assert!(w.events.iter().any(|(_, e)| matches!(e, Event::PeerLeft { name, .. } if name == "bob")), "the host let the link go");
+    w.drive_bounded(Duration::from_secs(20), STEPS, |w| w.viewer(bob).stats.reconnects == 1 && w.viewer(bob).playing());
+    assert!(w.viewer(bob).core().original().held_bytes() >= held, "kept what it held");
+    let all = |w: &World| w.viewer(bob).core().snapshot(w.now, 0, crate::participant::EdgeFacts::default()).received_chunks == w.manifest.chunks;
+    w.drive_bounded(Duration::from_secs(120), STEPS, all);
+    let again = w.viewer(bob).duplicates(w.now) - dup;
+    assert!(again * 20 <= w.manifest.chunks, "{again} chunks fetched again after the drop");
+    w.run_for(Duration::from_secs(5));
+    assert!(spread_ms(&w) < 20.0, "in step again: spread {} ms", spread_ms(&w));
+}

@@ -1,21 +1,23 @@
-//! A simulated participant: the participant's core machines (chunk store, room-clock
-//! follower, offset estimator) with its cadences (pings, reports, request timeouts) and a
-//! model of the decoder — a picture shows while the chunk under the playback position is held;
-//! the reader asks for what lies half a second ahead of it.
+//! A simulated participant: the real [`ParticipantCore`] (stores, presenter, level switch,
+//! cadences) with a model of its decoder — frames 40 ms apart, each decoded once the chunk
+//! holding its bytes is there (the bit rate taken as constant), at most eight queued, read
+//! through the core as the real decoder reads (a missing chunk is wanted at once).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::buffer::{ChunkStore, StoreConfig};
-use crate::clock::{Follower, FollowerConfig, MediaState, Micros, OffsetEstimator};
+use crate::api::Event;
+use crate::buffer::{ChunkSource, Read, StoreConfig};
+use crate::clock::Micros;
+use crate::participant::{EdgeFacts, ParticipantConfig, ParticipantCore, ParticipantOutput, PictureAction, PictureView, QueueView, TurnEnd};
 use crate::protocol::stream::{Manifest, Message, ORIGINAL};
 
-/// How often the model presents (a frame at 25 fps).
-const FRAME: Duration = Duration::from_millis(40);
-/// How far ahead of the picture the demuxer reads.
-const READ_AHEAD_US: Micros = 500_000;
+/// A frame at 25 fps.
+const FRAME_US: Micros = 40_000;
+/// Frames the decoder queues at most.
+const QUEUE: usize = 8;
 
 /// What a simulated participant went through.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,35 +28,60 @@ pub struct ViewerStats {
     pub stalled_for: Duration,
     /// Chunk bytes received (duplicates included).
     pub received: u64,
-    /// Chunks that came twice.
-    pub duplicates: u32,
     /// When it first showed a picture.
     pub first_picture: Option<Instant>,
+    /// Links made anew.
+    pub reconnects: u32,
+}
+
+/// The decoder model.
+struct Decoder {
+    /// The next frame it decodes.
+    next: Micros,
+    queued: VecDeque<Micros>,
+    duration: Micros,
+}
+
+impl Decoder {
+    /// Decodes what the store lets it.
+    fn run(&mut self, core: &mut ParticipantCore, size: u64) {
+        let mut byte = [0u8; 1];
+        while self.queued.len() < QUEUE && self.next < self.duration {
+            let at = (self.next as u128 * size as u128 / self.duration.max(1) as u128) as u64;
+            match core.read_at(ORIGINAL, at.min(size.saturating_sub(1)), &mut byte) {
+                Read::Bytes(_) | Read::Disk(_) => {
+                    self.queued.push_back(self.next);
+                    self.next += FRAME_US;
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn seek(&mut self, to: Micros) {
+        self.queued.clear();
+        self.next = to.max(0) / FRAME_US * FRAME_US;
+    }
+
+    fn view(&self) -> PictureView {
+        let eof = self.next >= self.duration;
+        PictureView {
+            current: QueueView { queued: self.queued.iter().copied().collect(), eof, ..QueueView::default() },
+            incoming: None,
+            frame_us: Some(FRAME_US),
+        }
+    }
 }
 
 /// One participant.
 pub struct Viewer {
     /// Its name.
     pub name: String,
-    manifest: Manifest,
-    store: ChunkStore,
-    follower: Follower,
-    offset: OffsetEstimator,
-    /// Its local clock: µs since `epoch`, plus an arbitrary skew from the host's.
-    epoch: Instant,
-    skew_us: Micros,
-    held_state: Option<MediaState>,
-    showing: bool,
-    reported: (Option<u64>, bool),
-    pings: u32,
-    next_ping: Instant,
-    next_stats: Instant,
-    next_frame: Option<Instant>,
-    last_report: Instant,
-    stalled_since: Option<Instant>,
-    /// The latest time it was woken at (its pacing deadline is relative to it).
-    last_seen: Instant,
+    core: ParticipantCore,
+    decoder: Decoder,
+    size: u64,
     out: VecDeque<Message>,
+    stalled_since: Option<Instant>,
     /// What it went through.
     pub stats: ViewerStats,
     /// Notices and refusals the host sent it.
@@ -64,31 +91,24 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    /// A participant whose link came up at `now`, with a local clock `skew_us` off the host's.
-    pub fn new(now: Instant, name: &str, manifest: Manifest, cfg: StoreConfig, skew_us: Micros) -> Viewer {
-        Viewer {
+    /// A participant whose link came up at `now`.
+    pub fn new(now: Instant, name: &str, manifest: Manifest, store: StoreConfig) -> Viewer {
+        let cfg = ParticipantConfig { name: name.into(), decodes: true, keeps_original: None, quality: "auto".into(), store, ladder: vec![] };
+        let decoder = Decoder { next: 0, queued: VecDeque::new(), duration: manifest.duration_ms.unwrap_or(0) as Micros * 1000 };
+        let size = manifest.size;
+        let mut v = Viewer {
             name: name.to_string(),
-            store: ChunkStore::new(manifest.clone(), cfg),
-            manifest,
-            follower: Follower::new(FollowerConfig::default()),
-            offset: OffsetEstimator::new(16),
-            epoch: now,
-            skew_us,
-            held_state: None,
-            showing: false,
-            reported: (None, false),
-            pings: 0,
-            next_ping: now,
-            next_stats: now + Duration::from_secs(1),
-            next_frame: Some(now),
-            last_report: now,
-            stalled_since: None,
-            last_seen: now,
+            core: ParticipantCore::new(now, manifest, cfg, &[]),
+            decoder,
+            size,
             out: VecDeque::new(),
+            stalled_since: None,
             stats: ViewerStats::default(),
             notices: vec![],
             ended: false,
-        }
+        };
+        v.pump(now);
+        v
     }
 
     /// The next message to the host (on the control channel).
@@ -98,107 +118,75 @@ impl Viewer {
 
     /// When it next wants to be woken.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.ended {
-            return None;
-        }
-        let cadence = self.next_ping.min(self.next_stats);
-        // The store's request timeouts are looked at with the stats, once a second (as the
-        // participant engine does); its download pacing says when the next request may go.
-        let paced = self.store.request_ready_at(self.last_seen);
-        [Some(cadence), self.next_frame, paced].into_iter().flatten().min()
+        if self.ended { None } else { self.core.poll_timeout().map(|(t, _)| t) }
     }
 
     /// A control message from the host.
     pub fn handle_control(&mut self, now: Instant, msg: Message) {
-        let local = self.local(now);
-        match msg {
-            Message::Pong { client_us, host_us } => {
-                self.offset.handle_pong(client_us as Micros, host_us as Micros, local);
-                if let (Some(state), Some(offset)) = (self.held_state, self.offset.offset()) {
-                    self.held_state = None;
-                    self.follower.handle_state(local, state, offset);
-                }
-            }
-            Message::State { playing, position_us, at_host_us, rate_milli, seq, .. } => {
-                let state = MediaState { playing, position_us: position_us as Micros, at_host_us: at_host_us as Micros, rate_milli, seq };
-                match self.offset.offset() {
-                    Some(offset) => self.follower.handle_state(local, state, offset),
-                    None => self.held_state = Some(state),
-                }
-                while self.follower.poll_output().is_some() {}
-                self.next_frame.get_or_insert(now);
-            }
-            Message::Notice { text } | Message::LevelRefused { reason: text, .. } => self.notices.push(text),
-            Message::StreamEnd { .. } => self.ended = true,
-            _ => {}
+        if let Err(e) = self.core.handle_message(now, msg) {
+            panic!("{}: the host broke the protocol: {e}", self.name);
         }
-        self.present(now);
+        self.pump(now);
     }
 
     /// A chunk arrived on the chunks channel.
     pub fn handle_chunk(&mut self, now: Instant, index: u32, data: Bytes) {
         self.stats.received += data.len() as u64;
-        match self.store.handle_chunk(now, index, data) {
-            Ok(crate::buffer::Arrival::Duplicate) => self.stats.duplicates += 1,
-            Ok(_) => {}
-            Err(e) => panic!("{}: the host sent a bad chunk: {e}", self.name),
+        if let Err(e) = self.core.handle_chunk_parts(now, data.len() + 16, ORIGINAL, index, data) {
+            panic!("{}: the host sent a bad chunk: {e}", self.name);
         }
-        self.present(now);
+        self.pump(now);
     }
 
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.last_seen = now;
-        if now >= self.next_ping {
-            self.pings += 1;
-            // 8 quick pings, then one a second (as the participant engine).
-            self.next_ping = now + if self.pings < 8 { Duration::from_millis(50) } else { Duration::from_secs(1) };
-            self.out.push_back(Message::Ping { client_us: self.local(now).max(0) as u64 });
-        }
-        if now >= self.next_stats {
-            self.next_stats = now + Duration::from_secs(1);
-            self.store.handle_timeout(now);
-            if now - self.last_report >= Duration::from_millis(900) {
-                self.report(now);
+        self.core.handle_timeout(now);
+        self.pump(now);
+    }
+
+    /// The decoder decodes, the presenter presents, until neither has news (a real decoder's
+    /// news wakes its driver; here it is looked at at once).
+    fn pump(&mut self, now: Instant) {
+        for _ in 0..4 {
+            self.decoder.run(&mut self.core, self.size);
+            self.core.handle_picture(now, &self.decoder.view());
+            if !self.carry_out() {
+                break;
             }
         }
-        self.present(now);
+        self.note_stall(now);
     }
 
-    /// The decoder model: show what the position needs, read ahead, report changes, request.
-    fn present(&mut self, now: Instant) {
-        let local = self.local(now);
-        let Some(offset) = self.offset.offset() else {
-            // Nothing to show before the clock is known; the pong wakes it.
-            self.next_frame = None;
-            return self.request(now);
-        };
-        self.follower.handle_timeout(local, offset);
-        while self.follower.poll_output().is_some() {}
-        let pos = self.follower.position(local);
-        let reading = self.chunk_at(pos + READ_AHEAD_US);
-        self.store.set_read_position(self.chunk_at(pos));
-        self.store.want(reading);
-        let ended = pos >= self.duration_us();
-        let showing = self.follower.room().is_some() && (ended || self.store.has(self.chunk_at(pos)));
-        self.follower.handle_stall(local, !showing && self.follower.playing(), offset);
-        self.note_stall(now, showing);
-        if showing {
+    /// Does what the core said; whether the decoder may have more to do.
+    fn carry_out(&mut self) -> bool {
+        let mut again = false;
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                ParticipantOutput::Send(m) => self.out.push_back(m),
+                ParticipantOutput::Picture(PictureAction::Seek(t)) => {
+                    self.decoder.seek(t);
+                    again = true;
+                }
+                ParticipantOutput::Picture(PictureAction::Pop(n)) => {
+                    self.decoder.queued.drain(..n.min(self.decoder.queued.len()));
+                    again = true;
+                }
+                ParticipantOutput::Wake => again = true,
+                ParticipantOutput::Notice(text) => self.notices.push(text),
+                ParticipantOutput::Event(Event::Error { message }) => tracing::debug!("{}: {message}", self.name),
+                ParticipantOutput::End(TurnEnd::StreamEnd(_)) => self.ended = true,
+                _ => {}
+            }
+        }
+        again
+    }
+
+    fn note_stall(&mut self, now: Instant) {
+        let p = self.core.presenter();
+        if !p.buffering() && p.frame_pts().is_some() {
             self.stats.first_picture.get_or_insert(now);
         }
-        let room = (self.follower.room().map(|r| r.seq), self.follower.playing());
-        if showing != self.showing || (showing && room != self.reported) {
-            self.showing = showing;
-            self.reported = room;
-            self.report(now);
-        }
-        let moving = self.follower.playing() || !showing;
-        self.next_frame = (moving && !ended).then_some(now + FRAME);
-        self.request(now);
-    }
-
-    fn note_stall(&mut self, now: Instant, showing: bool) {
-        let frozen = !showing && self.follower.playing();
+        let frozen = p.buffering() && p.clock_runs();
         match (frozen, self.stalled_since) {
             (true, None) => {
                 self.stalled_since = Some(now);
@@ -216,55 +204,40 @@ impl Viewer {
         }
     }
 
-    fn request(&mut self, now: Instant) {
-        while let Some(r) = self.store.poll_request(now) {
-            self.out.push_back(Message::Request { space: ORIGINAL, chunks: r.chunks, priority: r.priority });
-        }
+    /// Back on a new link (the driver keeps the core across reconnections).
+    pub fn reconnected(&mut self, now: Instant) {
+        self.stats.reconnects += 1;
+        self.core.handle_reconnected(now);
+        self.pump(now);
     }
 
-    fn report(&mut self, now: Instant) {
-        self.last_report = now;
-        let local = self.local(now);
-        let position_ms = (self.follower.position(local).max(0) / 1000) as u64;
-        let drift_ms = self.offset.offset().and_then(|o| self.follower.drift(local, o)).map(|d| d / 1000);
-        let rtt_ms = self.offset.last_rtt().map(|r| (r / 1000) as u32);
-        let (buffering, seq) = (!self.showing, self.follower.room().map_or(0, |r| r.seq));
-        let buffered_bytes = self.store.held_bytes();
-        self.out.push_back(Message::Report { position_ms, buffered_bytes, down_bps: 0, buffering, rtt_ms, seq, drift_ms });
+    /// Chunks that came twice (or again after eviction).
+    pub fn duplicates(&self, now: Instant) -> u32 {
+        self.core.snapshot(now, 0, EdgeFacts::default()).duplicate_chunks
     }
 
     /// Its playback position at `now`, µs.
     pub fn position_us(&self, now: Instant) -> Micros {
-        self.follower.position(self.local(now))
+        self.core.presenter().position(now)
     }
 
     /// Local − room at `now`, once it knows the room.
     pub fn drift_us(&self, now: Instant) -> Option<Micros> {
-        self.follower.drift(self.local(now), self.offset.offset()?)
+        self.core.presenter().drift(now)
     }
 
     /// The picture is frozen for want of data.
     pub fn buffering(&self) -> bool {
-        !self.showing
+        self.core.presenter().buffering()
     }
 
     /// The room plays, and so does this picture.
     pub fn playing(&self) -> bool {
-        self.showing && self.follower.playing()
+        self.core.presenter().playing()
     }
 
-    fn local(&self, now: Instant) -> Micros {
-        now.saturating_duration_since(self.epoch).as_micros() as Micros + self.skew_us
-    }
-
-    fn duration_us(&self) -> Micros {
-        self.manifest.duration_ms.unwrap_or(0) as Micros * 1000
-    }
-
-    /// The chunk holding media time `us` (the bit rate taken as constant).
-    fn chunk_at(&self, us: Micros) -> u32 {
-        let d = self.duration_us().max(1);
-        let byte = (us.clamp(0, d) as u128 * self.manifest.size as u128 / d as u128) as u64;
-        (byte / self.manifest.chunk_size as u64).min(self.manifest.chunks.saturating_sub(1) as u64) as u32
+    /// The core, to look at.
+    pub fn core(&self) -> &ParticipantCore {
+        &self.core
     }
 }

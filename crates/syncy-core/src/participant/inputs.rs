@@ -1,0 +1,158 @@
+//! What comes to the participant — chunks and messages from the host, commands from the
+//! person — and what each does to the core.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{ParticipantCore, ParticipantError, ParticipantOutput, TurnEnd};
+use crate::api::{Command, Event};
+use crate::buffer::Arrival;
+use crate::clock::{MediaState, Micros};
+use crate::level_switch::{Choice, RenditionNews};
+use crate::protocol::stream::{self, Message, ORIGINAL, Role, Space, StreamError};
+
+impl ParticipantCore {
+    /// Bytes from the chunks channel.
+    pub fn handle_chunk(&mut self, now: Instant, b: BytesMut) -> Result<(), ParticipantError> {
+        let len = b.len();
+        let Some(parts) = stream::decode_chunk(b, self.manifest.chunk_size)? else {
+            return Err(StreamError::Invalid("only chunks belong on the chunks channel").into());
+        };
+        let expected = if parts.space == ORIGINAL { self.manifest.chunk_len(parts.index) } else { None };
+        if parts.space == ORIGINAL {
+            parts.check_len(expected)?;
+        }
+        self.handle_chunk_parts(now, len, parts.space, parts.index, parts.data)
+    }
+
+    /// A chunk of `space` (`wire`: its bytes on the wire, header included).
+    pub fn handle_chunk_parts(&mut self, now: Instant, wire: usize, space: Space, index: u32, data: Bytes) -> Result<(), ParticipantError> {
+        self.now = now;
+        self.down.record(now, wire as u64);
+        self.switch.handle_received(data.len());
+        let arrival = if space == ORIGINAL { self.original_chunk(now, index, data)? } else { self.rendition_chunk(now, space, index, data)? };
+        if arrival == Some(Arrival::Stored) {
+            self.out.push_back(ParticipantOutput::Wake);
+        }
+        self.flush();
+        Ok(())
+    }
+
+    fn original_chunk(&mut self, now: Instant, index: u32, data: Bytes) -> Result<Option<Arrival>, ParticipantError> {
+        let store = self.stores.original_mut();
+        let fresh = !store.seen(index);
+        let on_disk = self.cfg.store.on_disk;
+        let arrival = store.handle_chunk(now, index, data.clone())?;
+        if fresh && on_disk {
+            self.out.push_back(ParticipantOutput::Save { index, data });
+        }
+        if arrival != Arrival::Duplicate && fresh {
+            self.received += 1;
+        }
+        // Twice, or once more after eviction or a resumed copy had it: either way fetched again.
+        if arrival == Arrival::Duplicate || !fresh {
+            self.duplicates += 1;
+        }
+        Ok(Some(arrival))
+    }
+
+    /// A rendition's chunk: into its store, or dropped if it was replaced.
+    fn rendition_chunk(&mut self, now: Instant, space: Space, index: u32, data: Bytes) -> Result<Option<Arrival>, ParticipantError> {
+        let Some(store) = self.switch.route(space)?.then(|| self.stores.get_mut(space)).flatten() else {
+            tracing::trace!("late chunk of replaced rendition {space}");
+            return Ok(None);
+        };
+        let expected = store.manifest().chunk_len(index);
+        if expected != Some(data.len()) {
+            return Err(crate::buffer::StoreError::WrongLength { index, got: data.len(), expected: expected.unwrap_or(0) }.into());
+        }
+        let arrival = store.handle_chunk(now, index, data)?;
+        if arrival == Arrival::Duplicate {
+            self.duplicates += 1;
+        }
+        Ok(Some(arrival))
+    }
+
+    /// Bytes from the control channel.
+    pub fn handle_control(&mut self, now: Instant, b: &[u8]) -> Result<(), ParticipantError> {
+        let msg = stream::decode_from(b, Role::Host, Some(&self.manifest))?;
+        self.handle_message(now, msg)
+    }
+
+    /// A message from the host.
+    pub fn handle_message(&mut self, now: Instant, msg: Message) -> Result<(), ParticipantError> {
+        self.now = now;
+        match msg {
+            Message::StreamEnd { reason } => self.out.push_back(ParticipantOutput::End(TurnEnd::StreamEnd(reason))),
+            Message::Pong { client_us, host_us } => {
+                self.presenter.handle_pong(now, client_us as Micros, host_us as Micros);
+                self.out.push_back(ParticipantOutput::RoomClock(self.presenter.room_view()));
+            }
+            Message::State { playing, position_us, at_host_us, rate_milli, seq, waiting } => {
+                let state = MediaState { playing, position_us: position_us as Micros, at_host_us: at_host_us as Micros, rate_milli, seq };
+                self.presenter.handle_state(now, state, waiting);
+                self.out.push_back(ParticipantOutput::RoomClock(self.presenter.room_view()));
+            }
+            Message::Roster { peers } => {
+                let me = self.cfg.name.as_str();
+                let list = peers
+                    .into_iter()
+                    .filter(|p| p.name != me)
+                    .map(|p| (p.name, format!("{} {}", if p.buffering { "buffering" } else { "watching" }, p.level)))
+                    .collect();
+                self.out.push_back(ParticipantOutput::Roster(list));
+            }
+            Message::Notice { text } => {
+                self.out.push_back(ParticipantOutput::Notice(text.clone()));
+                self.event(Event::Error { message: format!("host: {text}") });
+            }
+            Message::QualityChange { level, space, first_us, produced, done, granted } => {
+                self.switch.handle_quality_change(RenditionNews { level, space, first_us, produced, done, granted })?;
+                self.apply_switch();
+            }
+            Message::LevelRefused { level, reason } => {
+                self.switch.handle_refused(&level, now);
+                self.apply_switch();
+                self.event(Event::Error { message: format!("quality {level}: {reason}") });
+                self.out.push_back(ParticipantOutput::Notice(format!("{level}: {reason}")));
+            }
+            Message::Hello { .. } => {}
+            _ => return Err(StreamError::Invalid("a message only a participant sends").into()),
+        }
+        self.flush();
+        Ok(())
+    }
+
+    /// A command from stdin, the view or mpv.
+    pub fn handle_command(&mut self, now: Instant, cmd: Command) {
+        self.now = now;
+        let wire = match cmd {
+            Command::Quit => return self.out.push_back(ParticipantOutput::End(TurnEnd::Quit)),
+            Command::Quality(q) => return self.choose(&q),
+            Command::DownloadLimit(limit) => {
+                tracing::info!("download limit now {limit} B/s");
+                self.stores.set_download_limit(limit);
+                self.switch.set_download_limit(limit);
+                return self.flush();
+            }
+            Command::Approve(_) | Command::Deny(_) => return tracing::info!("approve/deny are for a host"),
+            Command::Play => stream::Command::Play,
+            Command::Pause => stream::Command::Pause,
+            Command::SeekTo(s) => stream::Command::Seek((s * 1e6) as u64),
+            Command::SeekBy(d) => stream::Command::Seek((self.room_position(now) + (d * 1e6) as Micros).max(0) as u64),
+        };
+        self.send(Message::Command(wire));
+    }
+
+    fn choose(&mut self, q: &str) {
+        if let Some(why) = self.cfg.keeps_original.filter(|_| q != "high") {
+            return self.event(Event::Error { message: format!("quality {q}: staying at high, {why}") });
+        }
+        if let Err(e) = self.switch.choose(Choice::parse(q)) {
+            self.event(Event::Error { message: format!("quality {q}: {e}") });
+        }
+        self.apply_switch();
+        self.flush();
+    }
+}

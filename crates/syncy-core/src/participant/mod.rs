@@ -1,0 +1,506 @@
+//! The participant as one machine (sans-IO): its chunk stores, the presenter (room-clock
+//! follower, offset estimator, what the picture shows), the level switch, the ping, stats and
+//! report cadence, and the policy that joins them — what a message from the host does, what
+//! a command does, what is asked for and when, what a report and a snapshot say.
+//!
+//! Its driver owns the link, the decoders, the saved copy and the view; it feeds this core
+//! what happens (`handle_*`), carries out its [`ParticipantOutput`]s, and sleeps until
+//! [`ParticipantCore::poll_timeout`]. The decoders read the stores through the core
+//! ([`ChunkSource`]): the driver keeps the core behind the one lock they share.
+
+mod inputs;
+pub mod presenter;
+mod stores;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::api::{Event, JoinSnapshot, MpvStatus, SoundStats};
+use crate::buffer::{ChunkSource, ChunkStore, Read, StoreConfig, StoreError};
+use crate::cadence::Cadence;
+use crate::clock::Micros;
+use crate::level_switch::{Choice, LevelSwitch, SwitchAction};
+use crate::protocol::stream::{Manifest, Message, ORIGINAL, Space, StreamError};
+use crate::quality::Level;
+use crate::rate::Meter;
+
+use presenter::Presenter;
+pub use presenter::{PictureAction, PictureView, PresenterEvent, QueueView, RoomView};
+pub use stores::Stores;
+
+/// How a participant runs.
+#[derive(Debug, Clone)]
+pub struct ParticipantConfig {
+    /// Its display name.
+    pub name: String,
+    /// It decodes and follows the room clock. Off: it only fetches the file in order (the
+    /// throughput benchmark), never holding the room.
+    pub decodes: bool,
+    /// Why it stays on the original whatever the link does (renditions play in the built-in
+    /// player only), if it does: see [`keeps_original`].
+    pub keeps_original: Option<&'static str>,
+    /// `auto` or a level.
+    pub quality: String,
+    /// The original's store (a rendition's takes a quarter of its bound).
+    pub store: StoreConfig,
+    /// The renditions' bit rates.
+    pub ladder: Vec<Level>,
+}
+
+/// Renditions play in the built-in player only: why a participant stays on the original.
+pub fn keeps_original(decodes: bool, mpv: bool, saves: bool) -> Option<&'static str> {
+    if !decodes {
+        Some("it does not play")
+    } else if mpv {
+        Some("mpv plays the original")
+    } else if saves {
+        Some("--save keeps the original")
+    } else {
+        None
+    }
+}
+
+/// How one connected stretch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnEnd {
+    /// The user quit (or mpv went away).
+    Quit,
+    /// The host ended the stream.
+    StreamEnd(String),
+    /// The link went away: reconnect.
+    LinkLost(String),
+}
+
+/// The host broke the protocol: the participant stops.
+#[derive(Debug, thiserror::Error)]
+pub enum ParticipantError {
+    /// A message that does not belong.
+    #[error("protocol violation: {0}")]
+    Protocol(#[from] StreamError),
+    /// A chunk that does not fit the file.
+    #[error("protocol violation: {0}")]
+    Chunk(#[from] StoreError),
+}
+
+/// What the driver does.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum ParticipantOutput {
+    /// Send this to the host (on the control channel).
+    Send(Message),
+    /// Report this (headless, the view).
+    Event(Event),
+    /// Do this to the decoders.
+    Picture(PictureAction),
+    /// Start a decoder on `space` beside the picture (`shift`: the room position of its time
+    /// zero, `None` for the original); the presenter moves the picture over when it is ready.
+    StartDecoder {
+        /// Which space it reads.
+        space: Space,
+        /// Where its time zero is in the room.
+        shift: Option<Micros>,
+    },
+    /// Close the decoder started by the last `StartDecoder` (the picture stays).
+    AbandonIncoming,
+    /// The readers of `space` stop (its store may stay for the next).
+    StopReader {
+        /// Which.
+        space: Space,
+    },
+    /// Blocked readers look again (a chunk arrived, a store grew or went).
+    Wake,
+    /// Write this chunk of the original to the `--save` copy.
+    Save {
+        /// Index.
+        index: u32,
+        /// Bytes.
+        data: Bytes,
+    },
+    /// The room's clock as this participant sees it changed (mpv follows it).
+    RoomClock(Option<RoomView>),
+    /// Stats are due: build [`ParticipantCore::snapshot`], tell it, checkpoint the saved copy.
+    Stats,
+    /// The others in the room, each with what they do (for the view).
+    Roster(Vec<(String, String)>),
+    /// A line for the view's message bar.
+    Notice(String),
+    /// The connected stretch is over.
+    End(TurnEnd),
+}
+
+/// Why the core wants to be woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// A ping or the stats are due.
+    Cadence,
+    /// The download limit lets the next request go.
+    Requests,
+    /// The picture changes (a frame is due, a stall, the drift check).
+    Present,
+    /// The level switch may ask the host again.
+    Levels,
+}
+
+/// What only the edge knows, for a snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct EdgeFacts {
+    /// Sound played on a device, if any.
+    pub sound: Option<SoundStats>,
+    /// What mpv does, with `--player mpv`.
+    pub mpv: Option<MpvStatus>,
+    /// The path that carries the link.
+    pub path: Option<crate::path::Path>,
+}
+
+/// The participant.
+pub struct ParticipantCore {
+    cfg: ParticipantConfig,
+    manifest: Manifest,
+    stores: Stores,
+    switch: LevelSwitch,
+    presenter: Presenter,
+    cadence: Cadence,
+    down: Meter,
+    /// The download rate at the last stats.
+    down_bps: u64,
+    received: u32,
+    duplicates: u32,
+    /// Under a download limit, when the next request may go.
+    requests_at: Option<Instant>,
+    /// Unix ms at an instant (for the events' `t_ms`).
+    wall: (Instant, f64),
+    now: Instant,
+    out: VecDeque<ParticipantOutput>,
+}
+
+impl ParticipantCore {
+    /// A participant that got `manifest` at `now`; `saved`: the chunks a `--save` copy of an
+    /// earlier run holds (read from there, never fetched).
+    pub fn new(now: Instant, manifest: Manifest, cfg: ParticipantConfig, saved: &[u32]) -> ParticipantCore {
+        let mut store = cfg.store.clone();
+        store.capacity = store.capacity.max(manifest.chunk_size as u64 * 4);
+        let mut core = ParticipantCore {
+            stores: Stores::new(&manifest, store.clone()),
+            switch: LevelSwitch::new(&manifest, cfg.ladder.clone(), store.download_limit),
+            presenter: Presenter::new(now, cfg.decodes),
+            cadence: Cadence::new(now),
+            down: Meter::new(Duration::from_secs(1)),
+            down_bps: 0,
+            received: 0,
+            duplicates: 0,
+            requests_at: None,
+            wall: (now, 0.0),
+            now,
+            out: VecDeque::new(),
+            manifest,
+            cfg,
+        };
+        core.restore(saved);
+        core.choose_first();
+        core.flush();
+        core
+    }
+
+    fn restore(&mut self, saved: &[u32]) {
+        saved.iter().for_each(|&ix| self.stores.original_mut().mark_on_disk(ix));
+        if !saved.is_empty() {
+            let bytes = saved.iter().map(|&ix| self.manifest.chunk_len(ix).unwrap_or(0) as u64).sum();
+            self.event(Event::Resumed { chunks: saved.len() as u32, bytes });
+        }
+    }
+
+    fn choose_first(&mut self) {
+        let q = self.cfg.quality.clone();
+        let choice = match self.cfg.keeps_original {
+            Some(why) => {
+                if q != "auto" && q != "high" {
+                    self.event(Event::Error { message: format!("quality {q}: staying at high, {why}") });
+                }
+                Choice::Fixed("high".into())
+            }
+            None => Choice::parse(&q),
+        };
+        if let Err(e) = self.switch.choose(choice) {
+            self.event(Event::Error { message: format!("quality: {e}; choosing automatically") });
+        }
+        self.apply_switch();
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<ParticipantOutput> {
+        self.out.pop_front()
+    }
+
+    /// When the core next wants to be woken, and why.
+    pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        let room_known = self.presenter.room_position(self.now).is_some();
+        [
+            Some((self.cadence.poll_timeout(), Timer::Cadence)),
+            self.requests_at.map(|t| (t, Timer::Requests)),
+            self.presenter.poll_timeout(self.now).map(|t| (t, Timer::Present)),
+            self.switch.poll_timeout(self.now, room_known).map(|t| (t, Timer::Levels)),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(t, _)| *t)
+    }
+
+    /// The wall clock reads `unix_ms` at `now` (events carry wall time).
+    pub fn handle_wall_clock(&mut self, now: Instant, unix_ms: f64) {
+        self.wall = (now, unix_ms);
+    }
+
+    fn wall_ms(&self, now: Instant) -> f64 {
+        self.wall.1 + now.saturating_duration_since(self.wall.0).as_secs_f64() * 1e3
+    }
+
+    /// Time passed: pings, stats, the level switch's retries, paced requests.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        for due in self.cadence.handle_timeout(now) {
+            match due {
+                crate::cadence::Due::Ping => self.send(Message::Ping { client_us: self.presenter.local(now).max(0) as u64 }),
+                crate::cadence::Due::Stats => self.on_stats(now),
+            }
+        }
+        self.drive_switch(now);
+        self.flush();
+    }
+
+    /// What the decoders hold now: the presenter decides what the picture shows. Call at the
+    /// end of every wake-up (a participant that does not decode may skip it).
+    pub fn handle_picture(&mut self, now: Instant, view: &PictureView) {
+        self.now = now;
+        let (actions, event) = self.presenter.present(now, view);
+        for a in actions {
+            let switched = a == PictureAction::Switch;
+            self.out.push_back(ParticipantOutput::Picture(a));
+            if switched {
+                self.switch.handle_switched();
+                self.apply_switch();
+            }
+        }
+        if let Some(t) = self.presenter.take_seek() {
+            self.switch.handle_seek(t, now);
+            self.apply_switch();
+        }
+        self.drive_switch(now);
+        match event {
+            Some(PresenterEvent::Failed(e)) => {
+                // Not fatal: the bytes still arrive (and --save still keeps them).
+                self.event(Event::Error { message: format!("cannot play {}: {e}", self.manifest.name) });
+                self.report(now);
+            }
+            Some(_) => {
+                self.event(self.state_event(now));
+                self.report(now);
+            }
+            None => {}
+        }
+        self.flush();
+    }
+
+    /// A reader wants something (it marked it in the store): ask the host.
+    pub fn handle_wake(&mut self, now: Instant) {
+        self.now = now;
+        self.flush();
+    }
+
+    /// The in-order check (the file's hash, at the edge) has read every chunk below `next`.
+    /// Without a player it is the reader: the store fetches ahead of it. It never marks the
+    /// next chunk critical: that chunk is normally already on its way, and a critical
+    /// re-request makes the host send it again (it halved bench throughput).
+    pub fn handle_verified(&mut self, next: u32) {
+        if !self.cfg.decodes {
+            self.stores.original_mut().set_read_position(next);
+            self.flush();
+        }
+    }
+
+    /// Back on a new link: the host knows nothing of what was asked on the old one.
+    pub fn handle_reconnected(&mut self, now: Instant) {
+        self.now = now;
+        self.stores.all_mut().for_each(|s| drop(s.take_in_flight(now)));
+        self.switch.reconnected();
+        self.cadence.reconnected(now);
+        self.event(Event::Reconnected { held_bytes: self.stores.original().held_bytes() });
+        self.flush();
+    }
+
+    fn drive_switch(&mut self, now: Instant) {
+        if self.cfg.decodes {
+            self.switch.handle_timeout(now, self.presenter.room_position(now));
+            self.apply_switch();
+        }
+    }
+
+    /// Once a second: request timeouts, the quality sample, stats, a report if none went.
+    fn on_stats(&mut self, now: Instant) {
+        self.stores.all_mut().for_each(|s| s.handle_timeout(now));
+        let busy = self.stores.take_busy(now);
+        let ahead_bits = self.switch.live_spaces().iter().filter_map(|&s| self.stores.get(s)).map(|s| s.contiguous_ahead() * 8).sum();
+        let stalled = self.presenter.buffering() && self.presenter.room_wants_playing();
+        self.switch.sample(now, stalled, busy, ahead_bits);
+        self.apply_switch();
+        self.down_bps = self.down.rate(now) as u64;
+        self.out.push_back(ParticipantOutput::Stats);
+        if self.cadence.report_due(now) {
+            self.report(now);
+        }
+    }
+
+    fn report(&mut self, now: Instant) {
+        let p = &self.presenter;
+        let report = Message::Report {
+            position_ms: (p.position(now).max(0) / 1000) as u64,
+            buffered_bytes: self.stores.original().held_bytes(),
+            down_bps: self.down.rate(now) as u64,
+            buffering: p.buffering(),
+            rtt_ms: p.rtt_ms(),
+            seq: p.seq(),
+            drift_ms: p.drift(now).map(|d| d / 1000),
+        };
+        self.send(report);
+        self.cadence.reported(now);
+    }
+
+    fn state_event(&self, now: Instant) -> Event {
+        let p = &self.presenter;
+        Event::State {
+            playing: p.playing(),
+            position_ms: (p.position(now).max(0) / 1000) as u64,
+            buffering: p.buffering(),
+            waiting: p.waiting().to_vec(),
+            seq: p.seq(),
+            t_ms: self.wall_ms(now),
+        }
+    }
+
+    /// Carries out what the level switch decided.
+    fn apply_switch(&mut self) {
+        let now = self.now;
+        while let Some(action) = self.switch.poll_action() {
+            match action {
+                SwitchAction::Send(m) => self.send(m),
+                SwitchAction::NewStore { space, level } => self.stores.add(space, &level),
+                SwitchAction::Grow { space, available, done } => {
+                    if let Some(s) = self.stores.get_mut(space).filter(|_| space != ORIGINAL) {
+                        s.grow(available);
+                        s.set_growing(!done);
+                        self.out.push_back(ParticipantOutput::Wake);
+                    }
+                }
+                SwitchAction::StartIncoming { space, shift } => self.out.push_back(ParticipantOutput::StartDecoder { space, shift }),
+                SwitchAction::AbandonIncoming => self.out.push_back(ParticipantOutput::AbandonIncoming),
+                SwitchAction::StopReader { space } => self.out.push_back(ParticipantOutput::StopReader { space }),
+                SwitchAction::CloseStore { space } => {
+                    self.stores.remove(space);
+                    self.out.push_back(ParticipantOutput::StopReader { space });
+                    self.out.push_back(ParticipantOutput::Wake);
+                }
+                SwitchAction::ReadAhead { space, on } => self.stores.get_mut(space).into_iter().for_each(|s| s.set_read_ahead(on)),
+                SwitchAction::CancelInFlight { space } => {
+                    let chunks = self.stores.get_mut(space).map(|s| s.take_in_flight(now)).unwrap_or_default();
+                    if !chunks.is_empty() {
+                        self.send(Message::Cancel { space, chunks });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends what the stores the picture reads want; notes when the download limit lets the
+    /// next request go, if it holds some back. After every input.
+    fn flush(&mut self) {
+        let mut ready: Option<Instant> = None;
+        for space in self.switch.live_spaces() {
+            let (requests, at) = self.stores.poll_requests(self.now, space);
+            ready = [ready, at].into_iter().flatten().min();
+            for r in requests {
+                tracing::trace!("request space {space}: {:?} {:?}", r.priority, r.chunks);
+                self.send(Message::Request { space, chunks: r.chunks, priority: r.priority });
+            }
+        }
+        self.requests_at = ready;
+    }
+
+    fn send(&mut self, msg: Message) {
+        self.out.push_back(ParticipantOutput::Send(msg));
+    }
+
+    fn event(&mut self, ev: Event) {
+        self.out.push_back(ParticipantOutput::Event(ev));
+    }
+
+    /// The participant now: what its view shows and its `stats` say, built here only.
+    /// `pieces`: the buffer map in this many slices (0: none; it costs a pass over the store).
+    pub fn snapshot(&self, now: Instant, pieces: usize, edge: EdgeFacts) -> JoinSnapshot {
+        let (p, s) = (&self.presenter, self.stores.original());
+        JoinSnapshot {
+            down_bps: self.down_bps,
+            buffered_bytes: s.held_bytes(),
+            received_chunks: self.received,
+            duplicate_chunks: self.duplicates,
+            chunks: self.manifest.chunks,
+            position_ms: (p.position(now).max(0) / 1000) as u64,
+            playing: p.playing(),
+            quality: self.switch.playing().to_string(),
+            quality_next: self.switch.next(),
+            frame_ms: p.frame_pts().map(|t| (t.max(0) / 1000) as u64),
+            drift_ms: p.drift(now).map(|d| d / 1000),
+            buffering: p.buffering(),
+            sound: edge.sound,
+            mpv: edge.mpv.map(|m| m.at(now)),
+            path: edge.path,
+            t_ms: self.wall_ms(now),
+            room_playing: p.room_wants_playing(),
+            waiting: p.waiting().to_vec(),
+            quality_choice: self.switch.choice_name(),
+            pieces: if pieces > 0 { s.piece_map(pieces) } else { Vec::new() },
+            read_fraction: s.read_position() as f64 / self.manifest.chunks.max(1) as f64,
+        }
+    }
+
+    /// The file.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The original's store (the in-order check reads it).
+    pub fn original(&self) -> &ChunkStore {
+        self.stores.original()
+    }
+
+    /// The room's position at `now`, or the picture's before the room is known.
+    pub fn room_position(&self, now: Instant) -> Micros {
+        self.presenter.room_position(now).unwrap_or_else(|| self.presenter.position(now))
+    }
+
+    /// The presenter (positions, drift, state), to read.
+    pub fn presenter(&self) -> &Presenter {
+        &self.presenter
+    }
+}
+
+impl ChunkSource for ParticipantCore {
+    fn read_at(&mut self, space: Space, pos: u64, buf: &mut [u8]) -> Read {
+        let r = self.stores.read_at(space, pos, buf);
+        if r == Read::Wait {
+            // What the reader now wants goes out with the driver's next pass (the reader wakes it).
+            tracing::trace!("a reader of space {space} waits at byte {pos}");
+        }
+        r
+    }
+
+    fn size(&self, space: Space) -> Option<u64> {
+        self.stores.get(space).map(|s| s.manifest().size)
+    }
+
+    fn growing(&self, space: Space) -> bool {
+        self.stores.get(space).is_some_and(|s| s.growing())
+    }
+}

@@ -1,0 +1,160 @@
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::*;
+use crate::api::Command;
+use crate::protocol::stream::{self, Priority};
+
+const MS: Duration = Duration::from_millis(1);
+
+fn config(on_disk: bool) -> ParticipantConfig {
+    ParticipantConfig {
+        name: "ann".into(),
+        decodes: true,
+        keeps_original: None,
+        quality: "auto".into(),
+        store: StoreConfig { on_disk, ..StoreConfig::default() },
+        ladder: vec![],
+    }
+}
+
+/// A 10 s file of 1 Mb/s in 64 KiB chunks.
+fn manifest() -> Manifest {
+    crate::sim::media(10, 1000, 64 << 10)
+}
+
+fn drain(c: &mut ParticipantCore) -> Vec<ParticipantOutput> {
+    std::iter::from_fn(|| c.poll_output()).collect()
+}
+
+fn sent(outs: &[ParticipantOutput]) -> Vec<&Message> {
+    outs.iter().filter_map(|o| if let ParticipantOutput::Send(m) = o { Some(m) } else { None }).collect()
+}
+
+fn chunk(m: &Manifest, index: u32) -> BytesMut {
+    let len = m.chunk_len(index).unwrap();
+    let mut b = BytesMut::from(&stream::encode_chunk_header(ORIGINAL, index, len)[..]);
+    b.extend_from_slice(&vec![7u8; len]);
+    b
+}
+
+#[test]
+fn it_asks_for_the_file_from_the_start_and_a_chunk_is_stored_saved_and_counted_once() {
+    let t0 = crate::testing::t0();
+    let m = manifest();
+    let mut c = ParticipantCore::new(t0, m.clone(), config(true), &[]);
+    let outs = drain(&mut c);
+    assert!(matches!(sent(&outs)[0], Message::Request { space: 0, priority: Priority::Window, chunks } if chunks[0] == 0), "{outs:?}");
+    c.handle_chunk(t0 + MS, chunk(&m, 0)).unwrap();
+    let outs = drain(&mut c);
+    assert!(outs.contains(&ParticipantOutput::Wake), "a blocked reader looks again");
+    assert!(outs.iter().any(|o| matches!(o, ParticipantOutput::Save { index: 0, .. })));
+    c.handle_chunk(t0 + 2 * MS, chunk(&m, 0)).unwrap();
+    assert!(!drain(&mut c).iter().any(|o| matches!(o, ParticipantOutput::Save { .. })), "saved once");
+    let snap = c.snapshot(t0, 0, EdgeFacts::default());
+    assert_eq!((snap.received_chunks, snap.duplicate_chunks), (1, 1));
+}
+
+#[test]
+fn a_chunk_that_does_not_fit_the_file_is_a_protocol_violation() {
+    let t0 = crate::testing::t0();
+    let m = manifest();
+    let mut c = ParticipantCore::new(t0, m.clone(), config(false), &[]);
+    let mut b = chunk(&m, 0);
+    b.truncate(b.len() - 1);
+    assert!(c.handle_chunk(t0, b).is_err());
+    let mut late = BytesMut::from(&stream::encode_chunk_header(ORIGINAL, m.chunks, 1)[..]);
+    late.extend_from_slice(&[0]);
+    assert!(c.handle_chunk(t0, late).is_err(), "past the end");
+    let unknown = BytesMut::from(&stream::encode_chunk_header(9, 0, 0)[..]);
+    assert!(c.handle_chunk(t0, unknown).is_err(), "a rendition never announced");
+    assert!(c.handle_control(t0, &stream::encode(&Message::Ping { client_us: 1 })).is_err(), "a participant's message");
+}
+
+#[test]
+fn a_reader_that_waits_for_a_chunk_makes_it_critical() {
+    let t0 = crate::testing::t0();
+    let m = manifest();
+    let mut c = ParticipantCore::new(t0, m.clone(), config(false), &[]);
+    drop(drain(&mut c));
+    let mut buf = [0u8; 16];
+    let far = 10 * m.chunk_size as u64;
+    assert_eq!(c.read_at(ORIGINAL, far, &mut buf), Read::Wait);
+    c.handle_wake(t0 + MS);
+    let outs = drain(&mut c);
+    assert!(sent(&outs).iter().any(|m| matches!(m, Message::Request { priority: Priority::Critical, chunks, .. } if chunks == &[10])), "{outs:?}");
+    assert_eq!(c.read_at(ORIGINAL, m.size, &mut buf), Read::End);
+    assert_eq!(c.read_at(5, 0, &mut buf), Read::Gone);
+}
+
+#[test]
+fn a_participant_that_keeps_the_original_says_so_and_stays_high() {
+    let t0 = crate::testing::t0();
+    let mut m = manifest();
+    m.levels = vec!["high".into(), "low".into()];
+    let cfg = ParticipantConfig { quality: "low".into(), keeps_original: keeps_original(true, true, false), ..config(false) };
+    let mut c = ParticipantCore::new(t0, m, cfg, &[]);
+    let outs = drain(&mut c);
+    assert!(outs.contains(&ParticipantOutput::Event(Event::Error { message: "quality low: staying at high, mpv plays the original".into() })), "{outs:?}");
+    c.handle_command(t0, Command::Quality("low".into()));
+    assert!(matches!(&drain(&mut c)[..], [ParticipantOutput::Event(Event::Error { .. })]));
+    assert_eq!(c.snapshot(t0, 0, EdgeFacts::default()).quality_choice, "high");
+    assert_eq!(keeps_original(false, false, false), Some("it does not play"));
+    assert_eq!(keeps_original(true, false, true), Some("--save keeps the original"));
+    assert_eq!(keeps_original(true, false, false), None);
+}
+
+#[test]
+fn commands_go_to_the_host_and_a_relative_seek_counts_from_the_room() {
+    let t0 = crate::testing::t0();
+    let mut c = ParticipantCore::new(t0, manifest(), config(false), &[]);
+    c.handle_message(t0, Message::Pong { client_us: 0, host_us: 1_000_000 }).unwrap();
+    let state = Message::State { playing: false, position_us: 4_000_000, at_host_us: 1_000_000, rate_milli: 1000, seq: 3, waiting: vec![] };
+    c.handle_message(t0, state).unwrap();
+    drop(drain(&mut c));
+    c.handle_command(t0, Command::SeekBy(-1.5));
+    assert_eq!(sent(&drain(&mut c)), [&Message::Command(stream::Command::Seek(2_500_000))]);
+    c.handle_command(t0, Command::Quit);
+    assert_eq!(drain(&mut c), [ParticipantOutput::End(TurnEnd::Quit)]);
+    c.handle_message(t0, Message::StreamEnd { reason: "bye".into() }).unwrap();
+    assert!(drain(&mut c).contains(&ParticipantOutput::End(TurnEnd::StreamEnd("bye".into()))));
+}
+
+#[test]
+fn pings_then_stats_each_second_with_a_report_and_what_was_asked_is_asked_again_on_a_new_link() {
+    let t0 = crate::testing::t0();
+    let mut c = ParticipantCore::new(t0, manifest(), config(false), &[]);
+    let first = drain(&mut c);
+    let asked = sent(&first).len();
+    assert!(asked > 0);
+    assert_eq!(c.poll_timeout(), Some((t0, Timer::Cadence)));
+    c.handle_timeout(t0);
+    let outs = drain(&mut c);
+    assert!(matches!(sent(&outs)[0], Message::Ping { .. }));
+    assert!(outs.contains(&ParticipantOutput::Stats));
+    let next = c.poll_timeout().unwrap();
+    assert_eq!(next, (t0 + 50 * MS, Timer::Cadence), "the quick pings");
+    c.handle_timeout(t0 + Duration::from_secs(1));
+    let outs = drain(&mut c);
+    assert!(outs.contains(&ParticipantOutput::Stats));
+    assert!(sent(&outs).iter().any(|m| matches!(m, Message::Report { .. })), "a report at least every 900 ms");
+    // The link is new: the host knows nothing of the requests out on the old one.
+    c.handle_reconnected(t0 + Duration::from_secs(2));
+    let outs = drain(&mut c);
+    assert!(outs.iter().any(|o| matches!(o, ParticipantOutput::Event(Event::Reconnected { .. }))));
+    assert_eq!(sent(&outs).iter().filter(|m| matches!(m, Message::Request { .. })).count(), asked, "asked again");
+}
+
+#[test]
+fn a_resumed_copy_is_said_and_never_asked_for() {
+    let t0 = crate::testing::t0();
+    let m = manifest();
+    let saved: Vec<u32> = (0..m.chunks).collect();
+    let mut c = ParticipantCore::new(t0, m.clone(), config(true), &saved);
+    let outs = drain(&mut c);
+    assert_eq!(outs[0], ParticipantOutput::Event(Event::Resumed { chunks: m.chunks, bytes: m.size }));
+    assert!(sent(&outs).is_empty(), "{outs:?}");
+    let mut buf = [0u8; 8];
+    assert_eq!(c.read_at(ORIGINAL, 10, &mut buf), Read::Disk(8), "read from the copy");
+}

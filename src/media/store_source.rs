@@ -142,12 +142,14 @@ impl<S: ChunkSource> ByteSource for StoreReader<S> {
                     disk.read_exact_at(&mut buf[..n], pos)?;
                     return Ok(n);
                 }
-                Read::Wait => {
+                wait @ (Read::Wait | Read::Grows) => {
                     if !waited {
                         waited = true;
                         shared.waits.fetch_add(1, Ordering::Relaxed);
                     }
-                    (shared.wake)();
+                    if wait == Read::Wait {
+                        (shared.wake)();
+                    }
                     // Wake now and then even without an arrival, to notice shutdown.
                     g = shared.arrived.wait_timeout(g, shared.poll).unwrap_or_else(|e| e.into_inner()).0;
                 }

@@ -102,10 +102,12 @@ fn a_room_on_a_bad_network(dir: &Path, host_side: Side, join_side: Side, serve: 
     host.send("play");
     let played = f(&host.wait_for("the room playing", T, |v| v["event"] == "state" && v["playing"] == true), "t_ms");
     ann.wait_for("2 s of playing", T, |v| v["event"] == "stats" && f(v, "t_ms") > played + 2_000.0);
+    host.drain();
+    let down = host.mark();
     drop(server.take());
     let restart_at = super::playback::now_ms();
     // Back once the host has noticed it gone.
-    host.wait_for("the host without signaling", T, |v| {
+    host.wait_after(down, "the host without signaling", T, |v| {
         v["event"] == "error" && v["message"].as_str().is_some_and(|m| m.starts_with("signaling connection lost"))
     });
     server = Some(serve());

@@ -161,9 +161,11 @@ pub enum Read {
     Disk(usize),
     /// The end of the file.
     End,
-    /// Not here yet: asked for (as critical, or the space is still growing); look again
-    /// after the next arrival.
+    /// Not here yet: asked for (critical); wake the engine to send the request, and look
+    /// again after the next arrival.
     Wait,
+    /// Past the end of a space still growing: look again when it grows (nothing to ask).
+    Grows,
     /// No such store (closed).
     Gone,
 }
@@ -223,7 +225,7 @@ impl ChunkStore {
     pub fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> Read {
         let chunk_size = self.manifest.chunk_size as u64;
         if pos >= self.manifest.size {
-            return if self.growing { Read::Wait } else { Read::End };
+            return if self.growing { Read::Grows } else { Read::End };
         }
         let index = (pos / chunk_size) as u32;
         let off = pos - index as u64 * chunk_size;

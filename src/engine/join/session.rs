@@ -67,6 +67,8 @@ pub(super) struct Session {
     _range_server: Option<RangeServer>,
     wake: Arc<tokio::sync::Notify>,
     signal_open: bool,
+    /// What the core said before there was a link to say it on (its first requests).
+    deferred: Vec<ParticipantOutput>,
     /// The path that carries the link (for stats).
     pub path: Option<crate::net::path::Path>,
 }
@@ -141,8 +143,17 @@ impl Session {
             _range_server: range_server,
             wake,
             signal_open: true,
+            deferred: Vec::new(),
             path: None,
         };
+        // What the core has to say at once (a resumed copy, the quality chosen) is said now,
+        // before anything the hash finds; its requests wait for the link.
+        for out in std::iter::from_fn(|| s.core.lock().poll_output()) {
+            match out {
+                ParticipantOutput::Event(e) => s.event(e),
+                out => s.deferred.push(out),
+            }
+        }
         s.show_start(&opts, &manifest);
         // A resumed copy may already hold a run of chunks from the start (or all of them).
         let core = s.core.clone();
@@ -232,14 +243,14 @@ impl Session {
             self.collect(&mut core, &mut outs)?;
         }
         let mut show = command;
-        for out in outs {
-            show |= matches!(out, ParticipantOutput::Event(_) | ParticipantOutput::Notice(_));
-            if let Some(end) = self.carry_out(out, tx, now)? {
-                return Ok(Some(end));
-            }
+        let mut end = None;
+        for out in std::mem::take(&mut self.deferred).into_iter().chain(outs) {
+            show |= matches!(out, ParticipantOutput::Event(_) | ParticipantOutput::Notice(_) | ParticipantOutput::Roster(_) | ParticipantOutput::RoomClock(_));
+            // Everything decided goes out; the end, once all of it has.
+            end = end.or(self.carry_out(out, tx, now)?);
         }
         self.show(now, show);
-        Ok(None)
+        Ok(end)
     }
 
     /// Takes the core's outputs; writes the saved copy's chunks at once (under the lock, so no

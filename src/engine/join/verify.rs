@@ -27,9 +27,12 @@ impl Verify {
 
     /// Hashes on from where it stopped; tells the core how far it got.
     pub(super) fn advance(&mut self, core: &mut ParticipantCore, save: Option<&mut SaveFile>, events: &mpsc::UnboundedSender<Event>) -> std::io::Result<()> {
-        let manifest = core.manifest().clone();
+        let (chunks, chunk_size, size) = {
+            let m = core.manifest();
+            (m.chunks, m.chunk_size as u64, m.size)
+        };
         let mut buf = Vec::new();
-        while self.next < manifest.chunks {
+        while self.next < chunks {
             let store = core.original();
             if let Some(data) = store.get(self.next) {
                 self.hasher.update(data);
@@ -37,8 +40,8 @@ impl Verify {
                 && store.seen(self.next)
             {
                 // Evicted from memory, but on disk.
-                buf.resize(manifest.chunk_len(self.next).unwrap_or(0), 0);
-                f.file().read_exact_at(&mut buf, self.next as u64 * manifest.chunk_size as u64)?;
+                buf.resize(core.manifest().chunk_len(self.next).unwrap_or(0), 0);
+                f.file().read_exact_at(&mut buf, self.next as u64 * chunk_size)?;
                 self.hasher.update(&buf);
             } else {
                 break;
@@ -46,10 +49,10 @@ impl Verify {
             self.next += 1;
         }
         core.handle_verified(self.next);
-        if self.next == manifest.chunks && !self.done {
+        if self.next == chunks && !self.done {
             self.done = true;
             let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
-            let _ = events.send(Event::Complete { sha256, size: manifest.size, seconds: self.started.elapsed().as_secs_f64() });
+            let _ = events.send(Event::Complete { sha256, size, seconds: self.started.elapsed().as_secs_f64() });
             if let Some(f) = save {
                 f.finish();
             }

@@ -63,9 +63,10 @@ impl ParticipantCore {
             tracing::trace!("late chunk of replaced rendition {space}");
             return Ok(None);
         };
-        let expected = store.manifest().chunk_len(index);
-        if expected != Some(data.len()) {
-            return Err(crate::buffer::StoreError::WrongLength { index, got: data.len(), expected: expected.unwrap_or(0) }.into());
+        match store.manifest().chunk_len(index) {
+            Some(l) if l == data.len() => {}
+            Some(_) => return Err(StreamError::Invalid("chunk has the wrong length").into()),
+            None => return Err(StreamError::Invalid("chunk index out of range").into()),
         }
         let arrival = store.handle_chunk(now, index, data)?;
         if arrival == Arrival::Duplicate {

@@ -332,10 +332,8 @@ impl ParticipantCore {
     }
 
     fn drive_switch(&mut self, now: Instant) {
-        if self.cfg.decodes {
-            self.switch.handle_timeout(now, self.presenter.room_position(now));
-            self.apply_switch();
-        }
+        self.switch.handle_timeout(now, self.presenter.room_position(now));
+        self.apply_switch();
     }
 
     /// Once a second: request timeouts, the quality sample, stats, a report if none went.

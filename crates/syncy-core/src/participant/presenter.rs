@@ -173,6 +173,9 @@ impl Presenter {
 
     fn take_seeks(&mut self) {
         while let Some(FollowerOutput::Seek(t)) = self.follower.poll_output() {
+            if self.failed {
+                continue; // no decoder to send anywhere
+            }
             tracing::debug!("playback: seek to {} ms", t / 1000);
             self.pending.push(PictureAction::Seek(t));
             self.current = None;
@@ -239,7 +242,9 @@ impl Presenter {
         self.follower.handle_stall(local, !showing && self.follower.playing(), offset);
         let pos = self.follower.position(local);
         acts.push(PictureAction::SoundClock { playing: self.follower.playing() && showing, position_us: pos, at: now, rate: self.follower.rate() });
-        self.next = self.next_wake(now, pos, cur.queued.get(n).copied(), inc.as_ref(), showing.then_some(late), frame_us);
+        // At the end, the last frame shows for good: nothing goes stale.
+        let stale = (showing && !drained).then_some(late);
+        self.next = self.next_wake(now, pos, cur.queued.get(n).copied(), inc.as_ref(), stale, frame_us);
         (acts, self.event(showing))
     }
 
@@ -268,7 +273,7 @@ impl Presenter {
         let rate = self.follower.rate().max(0.01);
         // Never `now` itself: the position must have moved by the time it wakes.
         let at = |media: Micros| now + Duration::from_micros(((media - pos).max(1) as f64 / rate).ceil() as u64);
-        let stale = self.current.zip(late).map(|(t, late)| at(t + late + 1));
+        let stale = self.current.zip(late).map(|(t, late)| t + late + 1).filter(|&t| t > pos).map(at);
         let switch = inc.and_then(|i| i.queued.first()).map(|&t| at(t - frame_us));
         [next.map(at), stale, switch, Some(now + FOLLOW_EVERY)].into_iter().flatten().min()
     }
@@ -291,6 +296,9 @@ impl Presenter {
 
     /// When `present` next has work of its own; a pending seek, at once.
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        if self.failed {
+            return None;
+        }
         if !self.pending.is_empty() {
             return Some(now);
         }

@@ -129,3 +129,19 @@ fn a_room_that_jumps_far_seeks_the_decoders_and_what_they_held_is_ignored() {
     assert!(pops(&acts).is_empty(), "the old frames are gone");
     assert_eq!(p.take_seek(), Some(60_000_000));
 }
+
+#[test]
+fn at_the_end_the_last_frame_stays_without_waking_for_a_stall() {
+    let t0 = crate::testing::t0();
+    let mut p = ready(t0, true);
+    let mut end = view(frames(0, 2));
+    end.current.eof = true;
+    let _ = p.present(t0, &end);
+    end.current.queued.clear();
+    // Long past the last frame, the room still playing: it shows, and wakes only for the drift.
+    let at = t0 + Duration::from_secs(2);
+    let (_, ev) = p.present(at, &end);
+    assert_eq!(ev, None);
+    assert!(!p.buffering());
+    assert_eq!(p.poll_timeout(at), Some(at + Duration::from_millis(100)));
+}

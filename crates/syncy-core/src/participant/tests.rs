@@ -158,3 +158,24 @@ fn a_resumed_copy_is_said_and_never_asked_for() {
     let mut buf = [0u8; 8];
     assert_eq!(c.read_at(ORIGINAL, 10, &mut buf), Read::Disk(8), "read from the copy");
 }
+
+#[test]
+fn a_participant_that_does_not_decode_never_asks_to_be_woken_in_the_past() {
+    // It once did after a reconnection (the level switch's re-ask was never made) and after
+    // a seek of the room (a seek for a decoder it does not have): a busy loop.
+    let t0 = crate::testing::t0();
+    let mut c = ParticipantCore::new(t0, manifest(), ParticipantConfig { decodes: false, keeps_original: keeps_original(false, false, false), ..config(false) }, &[]);
+    c.handle_message(t0, Message::Pong { client_us: 0, host_us: 1_000_000 }).unwrap();
+    let far = Message::State { playing: true, position_us: 60_000_000, at_host_us: 1_000_000, rate_milli: 1000, seq: 2, waiting: vec![] };
+    c.handle_message(t0, far).unwrap();
+    c.handle_reconnected(t0 + MS);
+    let mut now = t0 + MS;
+    for _ in 0..20 {
+        c.handle_timeout(now);
+        drop(drain(&mut c));
+        let (next, why) = c.poll_timeout().unwrap();
+        assert!(next > now, "woken again at once for {why:?}");
+        now = next;
+    }
+    assert!(now > t0 + Duration::from_millis(300), "time moves on");
+}

@@ -1,18 +1,17 @@
 //! Getting into the room, and back in: signaling, the WebRTC answer (or the host's HTTP
-//! fallback), hello and the manifest; retries of a stalled first connection; reconnection
-//! with a growing pause after the link drops. What it hands on is a [`Connection`]: the queues
+//! fallback), hello and the manifest; retries of a stalled first connection. When to try again
+//! after the link drops is the core's (`participant::reconnect`). What it hands on is a [`Connection`]: the queues
 //! to and from the host.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
-use color_eyre::eyre::{Result, bail, eyre};
+use color_eyre::eyre::{Result, eyre};
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use super::{JoinEnd, JoinOptions};
-use crate::core::backoff::Backoff;
 use crate::engine::Event;
 use crate::error::Hinted;
 use crate::net::peer::{self, IceConfig, PeerLink, Reach};
@@ -165,7 +164,7 @@ impl Connection {
 
 /// Joins the room through signaling, answers the host's offer, says hello and waits for the
 /// manifest.
-async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
+pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
     let link = &opts.link;
     let signal_tls = if link.tls { Some(crate::net::tls::client_config(opts.tls_ca.as_deref()).map_err(|e| Setup::Final(e.into()))?) } else { None };
     let mut signal = SignalClient::connect(&link.signal_url(), signal_tls).await.map_err(|e| Setup::Retry(unreachable(link, e)))?;
@@ -323,37 +322,4 @@ async fn http_connection(opts: &JoinOptions, signal: SignalClient, addr: &str, w
 pub(super) enum Reconnected {
     Again(Connection),
     Ended(JoinEnd),
-}
-
-/// How long a participant whose link dropped keeps trying to get back in.
-const RECONNECT_FOR: Duration = Duration::from_secs(90);
-
-/// Gets back into the room after the link dropped, for the same file: retries with a growing
-/// pause (the host may be restarting its network, or this machine waking up).
-pub(super) async fn reconnect(opts: &JoinOptions, manifest: &Manifest, events: &mpsc::UnboundedSender<Event>, why: &str) -> Result<Reconnected> {
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5)).within(RECONNECT_FOR);
-    backoff.lost(Instant::now());
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let _ = events.send(Event::Reconnecting { reason: why.to_string(), attempt });
-        tracing::info!("link lost ({why}); reconnecting, attempt {attempt}");
-        let err = match connect(opts).await {
-            Ok(c) if c.manifest.identity() == manifest.identity() => {
-                return Ok(Reconnected::Again(c));
-            }
-            Ok(c) => {
-                close_link(&c.link).await;
-                bail!("the host is streaming another file now ({}); not resuming {}", c.manifest.name, manifest.name)
-            }
-            Err(Setup::Ended(end)) => return Ok(Reconnected::Ended(end)),
-            Err(Setup::Final(e)) => return Err(e),
-            Err(Setup::Retry(e)) => e,
-        };
-        let Some(next) = backoff.failed(Instant::now()) else {
-            bail!("connection to the host lost ({why}) and not back within {} s: {err}", RECONNECT_FOR.as_secs());
-        };
-        tracing::info!("reconnect attempt {attempt} failed: {err}");
-        tokio::time::sleep_until(next.into()).await;
-    }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use color_eyre::eyre::Result;
 use tokio::sync::mpsc;
 
-use self::connect::{Reconnected, Setup, close_link, first_connection, reconnect};
+use self::connect::{Reconnected, Setup, close_link, first_connection};
 pub use self::session::JoinError;
 use self::session::{Session, outcome};
 use crate::engine::{Command, Event};
@@ -147,14 +147,13 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         };
         // Keep every store, the picture and the hash; only the link is new.
         close_link(&conn.link).await;
-        match reconnect(&opts, &manifest, &events, &why).await? {
+        match session.back_in(&opts, why).await? {
             Reconnected::Again(c) => {
                 session.path = c.announce(&events).await;
                 conn = c;
             }
             Reconnected::Ended(end) => break end,
         }
-        session.reconnected();
     };
     session.ended(&end);
     tracing::info!("leaving: {end:?}");

@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use tokio::sync::mpsc;
 
-use super::connect::{Connection, Incoming, Tx, link_failed};
+use super::connect::{Connection, Incoming, Reconnected, Setup, Tx, close_link, connect, link_failed};
 use super::save::SaveFile;
 use super::verify::Verify;
 use super::{JoinEnd, JoinOptions};
@@ -304,6 +304,8 @@ impl Session {
             ParticipantOutput::Roster(list) => self.view(|st| st.peers = list),
             ParticipantOutput::Notice(text) => self.view(|st| st.message = Some(text)),
             ParticipantOutput::End(end) => return Ok(Some(end)),
+            // Only between turns (see `back_in`).
+            ParticipantOutput::Connect | ParticipantOutput::GiveUp(_) => {}
         }
         Ok(None)
     }
@@ -378,10 +380,34 @@ impl Session {
         }
     }
 
-    /// Back on a new link: what the core says goes out on it with the next turn.
-    pub(super) fn reconnected(&mut self) {
-        self.core.lock().handle_reconnected(Instant::now());
-        self.signal_open = true;
+    /// After the link dropped (`why`): attempts to get back in when the core says, until it
+    /// is back (what the core says then goes out on the new link with the next turn), the
+    /// host ended the stream, or the core gives up.
+    pub(super) async fn back_in(&mut self, opts: &JoinOptions, why: String) -> color_eyre::Result<Reconnected> {
+        self.core.lock().handle_link_lost(Instant::now(), why);
+        loop {
+            let outs: Vec<_> = std::iter::from_fn(|| self.core.lock().poll_output()).collect();
+            for out in outs {
+                match out {
+                    ParticipantOutput::Event(e) => self.event(e),
+                    ParticipantOutput::GiveUp(why) => color_eyre::eyre::bail!(why),
+                    ParticipantOutput::Connect => match connect(opts).await {
+                        Ok(c) if self.core.lock().handle_connected_to(Instant::now(), &c.manifest) => {
+                            self.signal_open = true;
+                            return Ok(Reconnected::Again(c));
+                        }
+                        Ok(c) => close_link(&c.link).await,
+                        Err(Setup::Ended(end)) => return Ok(Reconnected::Ended(end)),
+                        Err(Setup::Final(e)) => return Err(e),
+                        Err(Setup::Retry(e)) => self.core.lock().handle_connect_failed(Instant::now(), &e.to_string()),
+                    },
+                    out => self.deferred.push(out),
+                }
+            }
+            let deadline = self.core.lock().poll_timeout().map(|(t, _)| t);
+            sleep_until_opt(deadline).await;
+            self.core.lock().handle_timeout(Instant::now());
+        }
     }
 
     /// The end: every read stopped, decoders stopped, the view closed, the copy checkpointed.

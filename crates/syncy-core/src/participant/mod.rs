@@ -10,6 +10,7 @@
 
 mod inputs;
 pub mod presenter;
+mod reconnect;
 mod stores;
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ use crate::rate::Meter;
 
 use presenter::Presenter;
 pub use presenter::{PictureAction, PictureView, PresenterEvent, QueueView, RoomView};
+pub use reconnect::RECONNECT_FOR;
 pub use stores::Stores;
 
 /// How a participant runs.
@@ -130,6 +132,11 @@ pub enum ParticipantOutput {
     Notice(String),
     /// The connected stretch is over.
     End(TurnEnd),
+    /// Reconnecting: make an attempt to get back in, and say how it went
+    /// ([`ParticipantCore::handle_connected_to`], [`ParticipantCore::handle_connect_failed`]).
+    Connect,
+    /// Reconnecting is over without getting back in: the participant stops, for this reason.
+    GiveUp(String),
 }
 
 /// Why the core wants to be woken.
@@ -143,6 +150,8 @@ pub enum Timer {
     Present,
     /// The level switch may ask the host again.
     Levels,
+    /// The next attempt to get back in.
+    Reconnect,
 }
 
 /// What only the edge knows, for a snapshot.
@@ -173,6 +182,8 @@ pub struct ParticipantCore {
     requests_at: Option<Instant>,
     /// Unix ms at an instant (for the events' `t_ms`).
     wall: (Instant, f64),
+    /// After the link dropped, until back in.
+    reconnect: Option<reconnect::Reconnect>,
     now: Instant,
     out: VecDeque<ParticipantOutput>,
 }
@@ -194,6 +205,7 @@ impl ParticipantCore {
             duplicates: 0,
             requests_at: None,
             wall: (now, 0.0),
+            reconnect: None,
             now,
             out: VecDeque::new(),
             manifest,
@@ -237,6 +249,9 @@ impl ParticipantCore {
 
     /// When the core next wants to be woken, and why.
     pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        if let Some(r) = &self.reconnect {
+            return r.poll_timeout().map(|t| (t, Timer::Reconnect));
+        }
         let room_known = self.presenter.room_position(self.now).is_some();
         [
             Some((self.cadence.poll_timeout(), Timer::Cadence)),
@@ -261,6 +276,9 @@ impl ParticipantCore {
     /// Time passed: pings, stats, the level switch's retries, paced requests.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
+        if self.reconnect_timeout(now) {
+            return;
+        }
         for due in self.cadence.handle_timeout(now) {
             match due {
                 crate::cadence::Due::Ping => self.send(Message::Ping { client_us: self.presenter.local(now).max(0) as u64 }),
@@ -322,7 +340,7 @@ impl ParticipantCore {
     }
 
     /// Back on a new link: the host knows nothing of what was asked on the old one.
-    pub fn handle_reconnected(&mut self, now: Instant) {
+    fn handle_reconnected(&mut self, now: Instant) {
         self.now = now;
         self.stores.all_mut().for_each(|s| drop(s.take_in_flight(now)));
         self.switch.reconnected();

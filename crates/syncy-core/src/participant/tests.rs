@@ -140,7 +140,9 @@ fn pings_then_stats_each_second_with_a_report_and_what_was_asked_is_asked_again_
     assert!(outs.contains(&ParticipantOutput::Stats));
     assert!(sent(&outs).iter().any(|m| matches!(m, Message::Report { .. })), "a report at least every 900 ms");
     // The link is new: the host knows nothing of the requests out on the old one.
-    c.handle_reconnected(t0 + Duration::from_secs(2));
+    c.handle_link_lost(t0 + Duration::from_secs(2), "gone".into());
+    drop(drain(&mut c));
+    assert!(c.handle_connected_to(t0 + Duration::from_secs(2), &manifest()));
     let outs = drain(&mut c);
     assert!(outs.iter().any(|o| matches!(o, ParticipantOutput::Event(Event::Reconnected { .. }))));
     assert_eq!(sent(&outs).iter().filter(|m| matches!(m, Message::Request { .. })).count(), asked, "asked again");
@@ -164,11 +166,13 @@ fn a_participant_that_does_not_decode_never_asks_to_be_woken_in_the_past() {
     // It once did after a reconnection (the level switch's re-ask was never made) and after
     // a seek of the room (a seek for a decoder it does not have): a busy loop.
     let t0 = crate::testing::t0();
-    let mut c = ParticipantCore::new(t0, manifest(), ParticipantConfig { decodes: false, keeps_original: keeps_original(false, false, false), ..config(false) }, &[]);
+    let mut c =
+        ParticipantCore::new(t0, manifest(), ParticipantConfig { decodes: false, keeps_original: keeps_original(false, false, false), ..config(false) }, &[]);
     c.handle_message(t0, Message::Pong { client_us: 0, host_us: 1_000_000 }).unwrap();
     let far = Message::State { playing: true, position_us: 60_000_000, at_host_us: 1_000_000, rate_milli: 1000, seq: 2, waiting: vec![] };
     c.handle_message(t0, far).unwrap();
-    c.handle_reconnected(t0 + MS);
+    c.handle_link_lost(t0 + MS, "gone".into());
+    assert!(c.handle_connected_to(t0 + MS, &manifest()));
     let mut now = t0 + MS;
     for _ in 0..20 {
         c.handle_timeout(now);
@@ -178,4 +182,41 @@ fn a_participant_that_does_not_decode_never_asks_to_be_woken_in_the_past() {
         now = next;
     }
     assert!(now > t0 + Duration::from_millis(300), "time moves on");
+}
+
+#[test]
+fn a_lost_link_is_tried_again_at_once_then_with_growing_pauses_for_90_s_and_only_for_the_same_file() {
+    let t0 = crate::testing::t0();
+    let m = manifest();
+    let mut c = ParticipantCore::new(t0, m.clone(), config(false), &[]);
+    drop(drain(&mut c));
+    c.handle_link_lost(t0, "the WebRTC connection failed".into());
+    let reason = "the WebRTC connection failed".to_string();
+    assert_eq!(drain(&mut c), [ParticipantOutput::Event(Event::Reconnecting { reason: reason.clone(), attempt: 1 }), ParticipantOutput::Connect]);
+    assert_eq!(c.poll_timeout(), None, "nothing but the attempt meanwhile");
+    let mut attempts = vec![];
+    let mut now = t0;
+    loop {
+        c.handle_connect_failed(now + MS, "refused");
+        let outs = drain(&mut c);
+        if let [ParticipantOutput::GiveUp(msg)] = &outs[..] {
+            assert!(msg.starts_with("connection to the host lost (the WebRTC connection failed) and not back within 90 s: refused"), "{msg}");
+            break;
+        }
+        let (next, why) = c.poll_timeout().unwrap();
+        assert_eq!(why, Timer::Reconnect);
+        c.handle_timeout(next);
+        let outs = drain(&mut c);
+        assert!(outs.contains(&ParticipantOutput::Connect) && !sent(&outs).iter().any(|m| matches!(m, Message::Ping { .. })), "{outs:?}");
+        attempts.push((next - t0).as_millis());
+        now = next;
+    }
+    assert_eq!(&attempts[..5], [501, 1502, 3503, 7504, 12505], "1 ms to fail, then 0.5, 1, 2, 4, 5 s");
+    assert!(*attempts.last().unwrap() <= 90_000);
+    // Back in, to another file: the end.
+    c.handle_link_lost(now, "gone".into());
+    drop(drain(&mut c));
+    let other = Manifest { name: "other.mp4".into(), ..m.clone() };
+    assert!(!c.handle_connected_to(now, &other));
+    assert_eq!(drain(&mut c), [ParticipantOutput::GiveUp("the host is streaming another file now (other.mp4); not resuming sim.mp4".into())]);
 }

@@ -158,6 +158,9 @@ impl World {
         let s = &mut self.slots[slot];
         s.link += 1;
         (s.up, s.down) = (Pipe::new(s.spec, now), Pipe::new(s.spec, now));
+        if let Some(v) = s.viewer.as_mut() {
+            v.link_lost(now);
+        }
         if let Some(peer) = s.peer.take() {
             self.on_host(|h| h.handle_gone(now, peer, "the link dropped"));
             self.host_outputs();

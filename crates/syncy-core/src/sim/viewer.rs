@@ -204,10 +204,17 @@ impl Viewer {
         }
     }
 
+    /// Its link dropped (the world makes the attempt to get back in).
+    pub fn link_lost(&mut self, now: Instant) {
+        self.core.handle_link_lost(now, "the link dropped".into());
+        self.carry_out();
+    }
+
     /// Back on a new link (the driver keeps the core across reconnections).
     pub fn reconnected(&mut self, now: Instant) {
         self.stats.reconnects += 1;
-        self.core.handle_reconnected(now);
+        let manifest = self.core.manifest().clone();
+        assert!(self.core.handle_connected_to(now, &manifest), "{}: back to the same file", self.name);
         self.pump(now);
     }
 

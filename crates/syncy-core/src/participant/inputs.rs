@@ -19,9 +19,9 @@ impl ParticipantCore {
         let Some(parts) = stream::decode_chunk(b, self.manifest.chunk_size)? else {
             return Err(StreamError::Invalid("only chunks belong on the chunks channel").into());
         };
-        let expected = if parts.space == ORIGINAL { self.manifest.chunk_len(parts.index) } else { None };
+        // A rendition's chunk is checked against its own store (see `rendition_chunk`).
         if parts.space == ORIGINAL {
-            parts.check_len(expected)?;
+            parts.check_len(self.manifest.chunk_len(parts.index))?;
         }
         self.handle_chunk_parts(now, len, parts.space, parts.index, parts.data)
     }

@@ -503,13 +503,9 @@ impl ParticipantCore {
 }
 
 impl ChunkSource for ParticipantCore {
+    /// What the reader now wants goes out with the driver's next pass (the reader wakes it).
     fn read_at(&mut self, space: Space, pos: u64, buf: &mut [u8]) -> Read {
-        let r = self.stores.read_at(space, pos, buf);
-        if r == Read::Wait {
-            // What the reader now wants goes out with the driver's next pass (the reader wakes it).
-            tracing::trace!("a reader of space {space} waits at byte {pos}");
-        }
-        r
+        self.stores.read_at(space, pos, buf)
     }
 
     fn size(&self, space: Space) -> Option<u64> {

@@ -1,6 +1,6 @@
 //! Getting into the room, and back in: signaling, the WebRTC answer (or the host's HTTP
-//! fallback), hello and the manifest; retries of a stalled first connection. When to try again
-//! after the link drops is the core's (`participant::reconnect`). What it hands on is a [`Connection`]: the queues
+//! fallback), hello and the manifest; the attempts at a first connection. When to try again,
+//! first or after the link drops, is the core's (`participant::reconnect`). What it hands on is a [`Connection`]: the queues
 //! to and from the host.
 
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use super::{JoinEnd, JoinOptions};
+use crate::core::participant::{FIRST_ATTEMPTS, FirstConnection};
 use crate::engine::Event;
 use crate::error::Hinted;
 use crate::net::peer::{self, IceConfig, PeerLink, Reach};
@@ -105,6 +106,8 @@ fn forward(dc: Arc<dyn DataChannel>, tx: mpsc::UnboundedSender<Incoming>, chunks
 /// in a moment), or not (refused, another protocol, the stream ended).
 pub(super) enum Setup {
     Retry(color_eyre::Report),
+    /// ICE found a path but DTLS/SCTP never came up over it: a fresh set-up may work at once.
+    Stalled(color_eyre::Report),
     Final(color_eyre::Report),
     Ended(JoinEnd),
 }
@@ -242,37 +245,32 @@ pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
     Ok(Connection { signal, tx, link: Some(link_up), incoming, manifest, fallback: None })
 }
 
-/// Attempts at a first connection whose ICE found a path but whose DTLS/SCTP did not come up
-/// over it (a lost handshake flight, say): each is a fresh set-up on new sockets. Anything else
-/// fails the join at once, with its reason.
-const FIRST_ATTEMPTS: u32 = 3;
-
-/// The first connection to the room, tried again when it stalled after ICE.
+/// The first connection to the room, tried again when it stalled after ICE (the core's
+/// `FirstConnection` says whether).
 pub(super) async fn first_connection(opts: &JoinOptions, events: &mpsc::UnboundedSender<Event>) -> Result<Connection, Setup> {
-    let mut attempt = 1;
+    let mut first = FirstConnection::default();
     loop {
         match connect(opts).await {
-            Err(Setup::Retry(e)) if stalled(&e) && attempt < FIRST_ATTEMPTS => {
-                attempt += 1;
-                tracing::warn!("{e:#}; trying again (attempt {attempt} of {FIRST_ATTEMPTS})");
-                let _ = events.send(Event::Warning { message: format!("{e:#}; trying again (attempt {attempt} of {FIRST_ATTEMPTS})") });
-            }
+            Err(Setup::Stalled(e)) => match first.failed(true) {
+                Some(attempt) => {
+                    let message = format!("{e:#}; trying again (attempt {attempt} of {FIRST_ATTEMPTS})");
+                    tracing::warn!("{message}");
+                    let _ = events.send(Event::Warning { message });
+                }
+                None => return Err(Setup::Retry(e)),
+            },
             other => return other,
         }
     }
 }
 
-fn stalled(e: &color_eyre::Report) -> bool {
-    e.chain().any(|c| matches!(c.downcast_ref::<peer::LinkError>(), Some(peer::LinkError::Stalled)))
-}
-
 /// A failed WebRTC set-up for a person: what happened and, where one helps, what to do.
-fn cannot_connect(e: peer::LinkError) -> color_eyre::Report {
+fn cannot_connect(e: peer::LinkError) -> Setup {
     match e {
-        peer::LinkError::NoPath(d) => Hinted::new(format!("cannot connect to the host: {}", d.message), d.hint).into(),
-        // Kept typed: a stalled first attempt is tried again (see `first_connection`).
-        e @ peer::LinkError::Stalled => color_eyre::Report::new(e).wrap_err("cannot connect to the host"),
-        e => eyre!("cannot connect to the host: {e}"),
+        peer::LinkError::NoPath(d) => Setup::Retry(Hinted::new(format!("cannot connect to the host: {}", d.message), d.hint).into()),
+        // A stalled first attempt is tried again (see `first_connection`).
+        e @ peer::LinkError::Stalled => Setup::Stalled(color_eyre::Report::new(e).wrap_err("cannot connect to the host")),
+        e => Setup::Retry(eyre!("cannot connect to the host: {e}")),
     }
 }
 

@@ -124,7 +124,7 @@ pub enum JoinEnd {
 pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut commands: mpsc::UnboundedReceiver<Command>) -> Result<JoinEnd> {
     let mut conn = match first_connection(&opts, &events).await {
         Ok(c) => c,
-        Err(Setup::Retry(e) | Setup::Final(e)) => return Err(e),
+        Err(Setup::Retry(e) | Setup::Stalled(e) | Setup::Final(e)) => return Err(e),
         Err(Setup::Ended(end)) => return Ok(end),
     };
     let manifest = conn.manifest.clone();

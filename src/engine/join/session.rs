@@ -399,7 +399,7 @@ impl Session {
                         Ok(c) => close_link(&c.link).await,
                         Err(Setup::Ended(end)) => return Ok(Reconnected::Ended(end)),
                         Err(Setup::Final(e)) => return Err(e),
-                        Err(Setup::Retry(e)) => self.core.lock().handle_connect_failed(Instant::now(), &e.to_string()),
+                        Err(Setup::Retry(e) | Setup::Stalled(e)) => self.core.lock().handle_connect_failed(Instant::now(), &e.to_string()),
                     },
                     out => self.deferred.push(out),
                 }

@@ -31,7 +31,7 @@ use crate::rate::Meter;
 
 use presenter::Presenter;
 pub use presenter::{PictureAction, PictureView, PresenterEvent, QueueView, RoomView};
-pub use reconnect::RECONNECT_FOR;
+pub use reconnect::{FIRST_ATTEMPTS, FirstConnection, RECONNECT_FOR};
 pub use stores::Stores;
 
 /// How a participant runs.

@@ -13,6 +13,40 @@ use crate::protocol::stream::Manifest;
 /// How long a participant whose link dropped keeps trying to get back in.
 pub const RECONNECT_FOR: Duration = Duration::from_secs(90);
 
+/// Attempts in all at a first connection whose ICE found a path but whose DTLS/SCTP never
+/// came up over it (a lost handshake flight, say): each is a fresh set-up.
+pub const FIRST_ATTEMPTS: u32 = 3;
+
+/// The first connection's attempts. There is no core yet (it needs the host's manifest), so
+/// the join's driver asks this after each failure.
+#[derive(Debug)]
+pub struct FirstConnection {
+    attempt: u32,
+}
+
+impl Default for FirstConnection {
+    fn default() -> Self {
+        FirstConnection { attempt: 1 }
+    }
+}
+
+impl FirstConnection {
+    /// The attempt under way, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The attempt failed, `stalled` after ICE or otherwise: the next attempt's number, or
+    /// `None` when the join fails with this attempt's error (anything but a stall fails at
+    /// once: a refusal or a missing path does not mend in a moment).
+    pub fn failed(&mut self, stalled: bool) -> Option<u32> {
+        (stalled && self.attempt < FIRST_ATTEMPTS).then(|| {
+            self.attempt += 1;
+            self.attempt
+        })
+    }
+}
+
 /// A reconnection under way.
 pub(super) struct Reconnect {
     backoff: Backoff,
@@ -87,5 +121,18 @@ impl ParticipantCore {
             self.attempt();
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stalled_first_connection_is_tried_three_times_in_all_anything_else_once() {
+        let mut first = FirstConnection::default();
+        assert_eq!((first.failed(true), first.failed(true), first.failed(true)), (Some(2), Some(3), None));
+        assert_eq!(first.attempt(), FIRST_ATTEMPTS);
+        assert_eq!(FirstConnection::default().failed(false), None, "a failure that is not a stall ends the join");
     }
 }

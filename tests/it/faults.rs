@@ -23,6 +23,9 @@ use super::tunlink::{self, A_ADDR, B_ADDR};
 use super::turn::coturn;
 
 const T: Duration = Duration::from_secs(120);
+/// How long after the room (re)starts playing it is judged, and for how long.
+const SETTLE_MS: f64 = 12_000.0;
+const WINDOW_MS: f64 = 6_000.0;
 
 fn f(v: &Value, k: &str) -> f64 {
     v[k].as_f64().unwrap_or_else(|| panic!("{k} missing in {v}"))
@@ -121,28 +124,30 @@ fn a_room_on_a_bad_network(dir: &Path, host_side: Side, join_side: Side, serve: 
         assert_eq!(p.event("complete", T)["sha256"], want.as_str(), "{name}'s copy");
         assert_eq!(sha256(&dir.join(format!("{name}.copy"))), want, "{name}'s saved copy");
     }
-    // Twenty seconds after the restart: the picture went on.
+    // Eighteen seconds after the restart: the picture went on.
     for p in [&mut ann, &mut bob] {
-        p.wait_for("20 s of stats after the restart", T, |v| v["event"] == "stats" && f(v, "t_ms") > restart_at + 20_000.0);
+        p.wait_for("18 s of stats after the restart", T, |v| v["event"] == "stats" && f(v, "t_ms") > restart_at + SETTLE_MS + WINDOW_MS);
     }
-    let samples: Vec<_> = [&ann, &bob].iter().map(|p| playing_samples(p, restart_at + 12_000.0)).collect();
+    let samples: Vec<_> = [&ann, &bob].iter().map(|p| playing_samples(p, restart_at + SETTLE_MS)).collect();
     host.drain();
     for (s, p) in samples.iter().zip([&ann, &bob]) {
         let events: Vec<String> = p.seen.iter().filter(|v| v["event"] != "stats").map(|v| v.to_string().chars().take(160).collect()).collect();
         let last = p.seen.iter().rev().find(|v| v["event"] == "stats").map(|v| v.to_string());
         let host_events: Vec<String> = host.seen.iter().filter(|v| v["event"] == "peer_left" || v["event"] == "peer_joined").map(|v| v.to_string()).collect();
-        assert!(s.len() >= 6, "{} samples of playing after the restart; events {events:?}; last stats {last:?}; host saw {host_events:?}", s.len());
+        assert!(s.len() >= 4, "{} samples of playing after the restart; events {events:?}; last stats {last:?}; host saw {host_events:?}", s.len());
         // The room may pause a moment for someone buffering on this link; it must not stop.
         let (a, b) = (s[0], s[s.len() - 1]);
         assert!(b.1 - a.1 >= 0.5 * (b.0 - a.0), "the picture kept going: {:.0} ms of playing in {:.0} ms", b.1 - a.1, b.0 - a.0);
     }
-    // Sync is judged in steady state: over 8 s from 12 s after the room last started playing
+    // Sync is judged in steady state: over 6 s from 12 s after the room last started playing
     // (the restart, or the end of a pause for someone buffering on this link, after which a
-    // participant can be ~100 ms off for a moment until the rate nudge brings it back).
+    // participant can be ~100 ms off for a moment until the rate nudge brings it back: seen
+    // 111 ms 8 s after the room started again, settling to 3 ms within 4 s). The follower's policy itself
+    // is checked in simulated time (syncy-core sim::tests).
     let mut from = restart_at;
     for _ in 0..3 {
         for p in [&mut ann, &mut bob] {
-            p.wait_for("20 s of stats", T, |v| v["event"] == "stats" && f(v, "t_ms") > from + 20_000.0);
+            p.wait_for("the window's stats", T, |v| v["event"] == "stats" && f(v, "t_ms") > from + SETTLE_MS + WINDOW_MS);
         }
         host.drain();
         match last_resume(&host) {
@@ -150,9 +155,9 @@ fn a_room_on_a_bad_network(dir: &Path, host_side: Side, join_side: Side, serve: 
             _ => break,
         }
     }
-    let samples: Vec<_> = [&ann, &bob].iter().map(|p| playing_samples(p, from + 12_000.0)).collect();
+    let samples: Vec<_> = [&ann, &bob].iter().map(|p| playing_samples(p, from + SETTLE_MS)).collect();
     let sp = spreads(&samples);
-    assert!(sp.len() >= 5, "{} comparable instants", sp.len());
+    assert!(sp.len() >= 4, "{} comparable instants", sp.len());
     let worst = sp.iter().cloned().fold(0.0, f64::max);
     let hs = host.wait_for("host stats with round trips", T, |v| {
         v["event"] == "stats" && v["peers"].as_array().is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["rtt_ms"].as_u64().is_some()))

@@ -48,7 +48,7 @@ fn on_a_lan_the_readme_commands_work_between_two_machines() {
         assert_eq!(sha256(std::path::Path::new(c)), want);
     }
     host.send("play");
-    let worst = nets::steady_spread(&mut host, &mut [&mut bob, &mut cy], Duration::from_secs(4), Duration::from_secs(8));
+    let worst = nets::steady_spread(&mut host, &mut [&mut bob, &mut cy], Duration::from_secs(3), Duration::from_secs(6));
     eprintln!("LAN: worst spread {worst:.1} ms");
     assert!(worst <= 20.0, "spread {worst} ms");
     assert_eq!(bob.quit(), 0);
@@ -168,7 +168,7 @@ fn a_room_across_two_homes(spec: HomesSpec, a_toml: &str, b_toml: &str, kind: &s
     assert_eq!(bob.event("complete", T)["sha256"], want.as_str());
     assert_eq!(sha256(&d.join("bob.copy")), want);
     host.send("play");
-    let worst = nets::steady_spread(&mut host, &mut [&mut bob], Duration::from_secs(4), Duration::from_secs(8));
+    let worst = nets::steady_spread(&mut host, &mut [&mut bob], Duration::from_secs(3), Duration::from_secs(6));
     eprintln!("two homes ({kind}): worst spread {worst:.1} ms, path {path}");
     assert!(worst <= 20.0, "spread {worst} ms");
     assert_eq!(bob.quit(), 0);

@@ -63,17 +63,18 @@ fn three_participants_play_in_sync_pause_together_and_a_late_joiner_starts_at_th
     for p in ps.iter_mut() {
         showing(p, true, started["seq"].as_u64().unwrap());
     }
-    // Play for 10 s, then compare where everyone is.
+    // Play for 6 s, then compare where everyone is (the follower's policy over minutes and
+    // twenty participants is checked in simulated time: syncy-core sim::tests).
     let mut samples = vec![];
     for p in ps.iter_mut() {
-        p.wait_for("10 s of stats", T, |v| v["event"] == "stats" && f(v, "t_ms") > t0 + 11_000.0);
+        p.wait_for("6 s of stats", T, |v| v["event"] == "stats" && f(v, "t_ms") > t0 + 7_000.0);
         let s: Vec<(f64, f64)> = p
             .seen
             .iter()
             .filter(|v| v["event"] == "stats" && v["playing"] == true && f(v, "t_ms") > t0 + 1_000.0)
             .map(|v| (f(v, "t_ms"), f(v, "position_ms")))
             .collect();
-        assert!(s.len() >= 8, "{} stats samples while playing", s.len());
+        assert!(s.len() >= 5, "{} stats samples while playing", s.len());
         // Positions advance with real time.
         let (first, last) = (s[0], s[s.len() - 1]);
         let rate = (last.1 - first.1) / (last.0 - first.0);
@@ -81,12 +82,12 @@ fn three_participants_play_in_sync_pause_together_and_a_late_joiner_starts_at_th
         samples.push(s);
     }
     let sp = spreads(&samples);
-    assert!(sp.len() >= 8, "{} comparable instants", sp.len());
+    assert!(sp.len() >= 5, "{} comparable instants", sp.len());
     let worst = sp.iter().cloned().fold(0.0, f64::max);
     eprintln!("sync spread over {} instants: worst {worst:.1} ms", sp.len());
     assert!(worst <= 20.0, "spread {worst} ms: {sp:?}");
     // The room's clock agrees with theirs: the host's position at the same instant.
-    let hs = host.wait_for("host stats", T, |v| v["event"] == "stats" && f(v, "t_ms") > t0 + 11_000.0 && v["playing"] == true);
+    let hs = host.wait_for("host stats", T, |v| v["event"] == "stats" && f(v, "t_ms") > t0 + 7_000.0 && v["playing"] == true);
     let room_pos = f(&hs, "position_ms") + 0.0;
     let mine = ps[0].wait_for("stats", T, |v| v["event"] == "stats" && f(v, "t_ms") > f(&hs, "t_ms"));
     let diff = (f(&mine, "position_ms") - (room_pos + f(&mine, "t_ms") - f(&hs, "t_ms"))).abs();

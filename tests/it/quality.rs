@@ -44,13 +44,14 @@ fn under_a_1_5_mbps_limit_a_participant_settles_on_low_without_stalls_and_return
     let m = p.event("manifest", T);
     assert_eq!(m["levels"], serde_json::json!(["high", "medium", "low"]), "{m}");
 
-    // It steps down to low by itself, then plays 20 s without a stall.
+    // It steps down to low by itself, then plays 8 s without a stall (the controller's
+    // staying put over minutes of noisy samples is quality.rs's unit tests, in simulated time).
     let low = playing_level(&mut p, 0, "low", T);
     let t_low = f(&low, "t_ms");
     let mark = p.mark();
-    let end = p.wait_after(mark, "20 s on low", T, |v| v["event"] == "stats" && f(v, "t_ms") > t_low + 20_000.0);
+    let end = p.wait_after(mark, "8 s on low", T, |v| v["event"] == "stats" && f(v, "t_ms") > t_low + 8_000.0);
     let window = stats_between(&p, t_low, f(&end, "t_ms"));
-    assert!(window.len() >= 18, "{} stats in 20 s", window.len());
+    assert!(window.len() >= 7, "{} stats in 8 s", window.len());
     for s in &window {
         assert_eq!(s["quality"], "low", "stays on low: {s}");
         assert_eq!(s["buffering"], false, "no stall on low: {s}");

@@ -168,10 +168,26 @@ fn the_demo_draws_the_dashboard_space_pauses_every_participant_and_q_leaves_a_cl
             .filter_map(|l| l.split_whitespace().find(clock).map(String::from))
             .collect()
     };
-    std::thread::sleep(Duration::from_millis(2_500));
-    let first = at(&t.capture(false));
-    assert_eq!(first.len(), 3, "three positions:\n{}", t.capture(false));
-    std::thread::sleep(Duration::from_millis(2_500));
+    // Time is counted in zed's once-a-second stats: the positions settle (the pause reaches
+    // everyone within a second or two), then hold for two more seconds.
+    let mut next_second = || {
+        zed.drain();
+        let m = zed.mark();
+        zed.wait_after(m, "zed's next stats", Duration::from_secs(5), |v| v["event"] == "stats");
+    };
+    let settle_by = Instant::now() + Duration::from_secs(15);
+    let mut first = at(&t.capture(false));
+    loop {
+        next_second();
+        let now = at(&t.capture(false));
+        if now.len() == 3 && now == first {
+            break;
+        }
+        assert!(Instant::now() < settle_by, "positions still moving while paused ({first:?}, then {now:?}):\n{}", t.capture(false));
+        first = now;
+    }
+    next_second();
+    next_second();
     assert_eq!(at(&t.capture(false)), first, "positions move while paused:\n{}", t.capture(false));
     t.keys("?");
     t.wait_for("the help overlay", Duration::from_secs(5), |plain, _| plain.contains("quit, always"));

@@ -163,6 +163,12 @@ fn under_approve_newcomers_knock_and_are_let_in_or_turned_away_by_name() {
     let out = h.outputs();
     assert!(admitted(&out).is_none(), "not even an offer before approval");
     assert_eq!(events(&out).len(), 2);
+    // However long they wait, nothing goes to them: no offer, no signal of any kind.
+    for _ in 0..30 {
+        h.advance(Duration::from_secs(1));
+        let out = h.outputs();
+        assert!(!out.iter().any(|o| matches!(o, HostOutput::Admit { .. } | HostOutput::Signal(ClientMsg::Signal { .. }))), "{out:?}");
+    }
     h.core.handle_command(h.now, Command::Approve("bob".into()));
     assert_eq!(admitted(&h.outputs()), Some(1));
     h.core.handle_command(h.now, Command::Deny("eve".into()));

@@ -251,7 +251,7 @@ pub(super) async fn first_connection(opts: &JoinOptions, events: &mpsc::Unbounde
     let mut first = FirstConnection::default();
     loop {
         match connect(opts).await {
-            Err(Setup::Stalled(e)) => match first.failed(true) {
+            Err(Setup::Stalled(e)) => match first.stalled() {
                 Some(attempt) => {
                     let message = format!("{e:#}; trying again (attempt {attempt} of {FIRST_ATTEMPTS})");
                     tracing::warn!("{message}");

@@ -86,6 +86,8 @@ pub struct Slot {
     /// Which of its links this is (each drop makes a new one; what was in flight on the old
     /// one is lost with it).
     link: u32,
+    /// How far its clock runs off the world's, parts per million.
+    ppm: f64,
 }
 
 /// The room.
@@ -144,9 +146,14 @@ impl World {
 
     /// `name` joins now over `link` (the same both ways), with store settings `store`.
     pub fn join(&mut self, name: &str, link: LinkSpec, store: StoreConfig) -> usize {
+        self.join_with_clock(name, link, store, 0.0)
+    }
+
+    /// The same, with a clock that runs `ppm` parts per million fast (or slow, below 0).
+    pub fn join_with_clock(&mut self, name: &str, link: LinkSpec, store: StoreConfig, ppm: f64) -> usize {
         let slot = self.slots.len();
         let (up, down) = (Pipe::new(link, self.now), Pipe::new(link, self.now));
-        self.slots.push(Slot { viewer: None, name: name.into(), peer: None, store, up, down, spec: link, link: 0 });
+        self.slots.push(Slot { viewer: None, name: name.into(), peer: None, store, up, down, spec: link, link: 0, ppm });
         self.schedule(self.now + link.latency, Due::Join { slot });
         slot
     }
@@ -267,7 +274,7 @@ impl World {
                 let s = &mut self.slots[slot];
                 match s.viewer.as_mut() {
                     Some(v) => v.reconnected(now),
-                    None => s.viewer = Some(Viewer::new(now, &s.name, (*self.manifest).clone(), s.store.clone())),
+                    None => s.viewer = Some(Viewer::new(now, &s.name, (*self.manifest).clone(), s.store.clone(), s.ppm)),
                 }
                 let peer = s.peer.expect("admitted before connected");
                 self.on_host(|h| h.handle_connected(now, peer));

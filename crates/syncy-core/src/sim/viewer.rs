@@ -73,11 +73,39 @@ impl Decoder {
     }
 }
 
+/// A participant's own clock. Real machines' crystals run fast or slow by tens of parts per
+/// million: this one reads `rate` seconds for each of the world's, from `epoch`. The core
+/// only ever sees this clock, as a real participant only sees its own.
+#[derive(Debug, Clone, Copy)]
+struct LocalClock {
+    epoch: Instant,
+    rate: f64,
+}
+
+impl LocalClock {
+    fn local(&self, world: Instant) -> Instant {
+        if self.rate == 1.0 {
+            return world;
+        }
+        self.epoch + world.saturating_duration_since(self.epoch).mul_f64(self.rate)
+    }
+
+    /// The world's instant when this clock reads `local`, rounded up (a microsecond late):
+    /// woken then, the core finds its deadline passed.
+    fn world(&self, local: Instant) -> Instant {
+        if self.rate == 1.0 {
+            return local;
+        }
+        self.epoch + local.saturating_duration_since(self.epoch).div_f64(self.rate) + Duration::from_micros(1)
+    }
+}
+
 /// One participant.
 pub struct Viewer {
     /// Its name.
     pub name: String,
     core: ParticipantCore,
+    clock: LocalClock,
     decoder: Decoder,
     size: u64,
     out: VecDeque<Message>,
@@ -91,14 +119,16 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    /// A participant whose link came up at `now`.
-    pub fn new(now: Instant, name: &str, manifest: Manifest, store: StoreConfig) -> Viewer {
+    /// A participant whose link came up at `now`, its clock off the world's by `ppm` parts per
+    /// million.
+    pub fn new(now: Instant, name: &str, manifest: Manifest, store: StoreConfig, ppm: f64) -> Viewer {
         let cfg = ParticipantConfig { name: name.into(), decodes: true, keeps_original: None, quality: "auto".into(), store, ladder: vec![] };
         let decoder = Decoder { next: 0, queued: VecDeque::new(), duration: manifest.duration_ms.unwrap_or(0) as Micros * 1000 };
         let size = manifest.size;
         let mut v = Viewer {
             name: name.to_string(),
             core: ParticipantCore::new(now, manifest, cfg, &[]),
+            clock: LocalClock { epoch: now, rate: 1.0 + ppm * 1e-6 },
             decoder,
             size,
             out: VecDeque::new(),
@@ -118,12 +148,12 @@ impl Viewer {
 
     /// When it next wants to be woken.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.ended { None } else { self.core.poll_timeout().map(|(t, _)| t) }
+        if self.ended { None } else { self.core.poll_timeout().map(|(t, _)| self.clock.world(t)) }
     }
 
     /// A control message from the host.
     pub fn handle_control(&mut self, now: Instant, msg: Message) {
-        if let Err(e) = self.core.handle_message(now, msg) {
+        if let Err(e) = self.core.handle_message(self.clock.local(now), msg) {
             panic!("{}: the host broke the protocol: {e}", self.name);
         }
         self.pump(now);
@@ -132,7 +162,7 @@ impl Viewer {
     /// A chunk arrived on the chunks channel.
     pub fn handle_chunk(&mut self, now: Instant, index: u32, data: Bytes) {
         self.stats.received += data.len() as u64;
-        if let Err(e) = self.core.handle_chunk_parts(now, data.len() + 16, ORIGINAL, index, data) {
+        if let Err(e) = self.core.handle_chunk_parts(self.clock.local(now), data.len() + 16, ORIGINAL, index, data) {
             panic!("{}: the host sent a bad chunk: {e}", self.name);
         }
         self.pump(now);
@@ -140,7 +170,7 @@ impl Viewer {
 
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.core.handle_timeout(now);
+        self.core.handle_timeout(self.clock.local(now));
         self.pump(now);
     }
 
@@ -149,7 +179,7 @@ impl Viewer {
     fn pump(&mut self, now: Instant) {
         for _ in 0..4 {
             self.decoder.run(&mut self.core, self.size);
-            self.core.handle_picture(now, &self.decoder.view());
+            self.core.handle_picture(self.clock.local(now), &self.decoder.view());
             if !self.carry_out() {
                 break;
             }
@@ -206,7 +236,7 @@ impl Viewer {
 
     /// Its link dropped (the world makes the attempt to get back in).
     pub fn link_lost(&mut self, now: Instant) {
-        self.core.handle_link_lost(now, "the link dropped".into());
+        self.core.handle_link_lost(self.clock.local(now), "the link dropped".into());
         self.carry_out();
     }
 
@@ -214,23 +244,23 @@ impl Viewer {
     pub fn reconnected(&mut self, now: Instant) {
         self.stats.reconnects += 1;
         let manifest = self.core.manifest().clone();
-        assert!(self.core.handle_connected_to(now, &manifest), "{}: back to the same file", self.name);
+        assert!(self.core.handle_connected_to(self.clock.local(now), &manifest), "{}: back to the same file", self.name);
         self.pump(now);
     }
 
     /// Chunks that came twice (or again after eviction).
     pub fn duplicates(&self, now: Instant) -> u32 {
-        self.core.snapshot(now, 0, EdgeFacts::default()).duplicate_chunks
+        self.core.snapshot(self.clock.local(now), 0, EdgeFacts::default()).duplicate_chunks
     }
 
     /// Its playback position at `now`, µs.
     pub fn position_us(&self, now: Instant) -> Micros {
-        self.core.presenter().position(now)
+        self.core.presenter().position(self.clock.local(now))
     }
 
     /// Local − room at `now`, once it knows the room.
     pub fn drift_us(&self, now: Instant) -> Option<Micros> {
-        self.core.presenter().drift(now)
+        self.core.presenter().drift(self.clock.local(now))
     }
 
     /// The picture is frozen for want of data.

@@ -44,14 +44,14 @@ fn under_a_1_5_mbps_limit_a_participant_settles_on_low_without_stalls_and_return
     let m = p.event("manifest", T);
     assert_eq!(m["levels"], serde_json::json!(["high", "medium", "low"]), "{m}");
 
-    // It steps down to low by itself, then plays 8 s without a stall (the controller's
+    // It steps down to low by itself, then plays 10 s without a stall (the controller's
     // staying put over minutes of noisy samples is quality.rs's unit tests, in simulated time).
     let low = playing_level(&mut p, 0, "low", T);
     let t_low = f(&low, "t_ms");
     let mark = p.mark();
-    let end = p.wait_after(mark, "8 s on low", T, |v| v["event"] == "stats" && f(v, "t_ms") > t_low + 8_000.0);
+    let end = p.wait_after(mark, "10 s on low", T, |v| v["event"] == "stats" && f(v, "t_ms") > t_low + 10_000.0);
     let window = stats_between(&p, t_low, f(&end, "t_ms"));
-    assert!(window.len() >= 7, "{} stats in 8 s", window.len());
+    assert!(window.len() >= 9, "{} stats in 10 s", window.len());
     for s in &window {
         assert_eq!(s["quality"], "low", "stays on low: {s}");
         assert_eq!(s["buffering"], false, "no stall on low: {s}");
@@ -59,7 +59,8 @@ fn under_a_1_5_mbps_limit_a_participant_settles_on_low_without_stalls_and_return
     }
     let states: Vec<&Value> = p.seen.iter().filter(|v| v["event"] == "state" && f(v, "t_ms") > t_low && f(v, "t_ms") <= f(&end, "t_ms")).collect();
     assert!(states.iter().all(|s| s["buffering"] == false), "no buffering state on low: {states:?}");
-    // What arrived is about low's rate, under the limit.
+    // What arrived is about low's rate, under the limit (the limiter's burst of two chunks is
+    // 0.1 Mb/s over 10 s: inside the 10%).
     let rate: f64 = window.iter().map(|s| f(s, "down_bps")).sum::<f64>() / window.len() as f64 * 8.0;
     eprintln!("on low under 1.5 Mb/s: {:.2} Mb/s received on average", rate / 1e6);
     assert!(rate < 1.5e6 * 1.1, "{rate} b/s under a 1.5 Mb/s limit");

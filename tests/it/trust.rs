@@ -145,8 +145,9 @@ fn with_approve_newcomers_wait_until_the_host_lets_them_in_or_turns_them_away() 
     let mut ann = Proc::join(&link, "ann", dir.path(), &[]);
     let k = host.event("knock", T);
     assert_eq!(k["name"], "ann");
-    // Nothing reaches her while she waits: no manifest, no link (that this holds however
-    // long she waits is the host core's test, in simulated time: host::tests::under_approve_…).
+    // Nothing has reached her when she knocks: no manifest, no link. That nothing does
+    // however long she waits is the host core's test, in simulated time
+    // (host::tests::under_approve_…): this only checks the knock's moment.
     ann.drain();
     host.drain();
     assert!(ann.seen.iter().all(|v| v["event"] != "manifest"), "{:?}", ann.seen);

@@ -357,6 +357,20 @@ pub async fn gather(nat: &NatOptions, wait: Duration) -> Result<(super::diagnose
     result
 }
 
+/// The participant's answer (SDP and its MAC), past any candidates: they are in the SDP.
+async fn answer_of(answers: &mut mpsc::Receiver<SignalPayload>) -> Result<(String, String), LinkError> {
+    loop {
+        let unexpected = match answers.recv().await.ok_or(LinkError::Gone)? {
+            SignalPayload::Answer { sdp, mac } => return Ok((sdp, mac)),
+            SignalPayload::Ice { .. } => continue,
+            SignalPayload::Offer { .. } => "offer sent to the offerer",
+            SignalPayload::Denied { .. } => "a refusal sent to the host",
+            SignalPayload::Fallback { .. } => "a fallback address sent to the host",
+        };
+        return Err(LinkError::Unexpected(unexpected));
+    }
+}
+
 /// Waits for a channel the host created to open, and returns what the peer sent on it
 /// before the open event. On a TURN-relayed link webrtc-rs can hand over the first messages
 /// before `OnOpen`: its driver takes relayed packets in and drains their data in the same
@@ -456,21 +470,7 @@ impl PeerLink {
                 if !send(SignalPayload::Offer { sdp, mac }).await {
                     return Err(LinkError::Gone);
                 }
-                let answer = loop {
-                    match answers.recv().await.ok_or(LinkError::Gone)? {
-                        SignalPayload::Answer { sdp, mac } => break (sdp, mac),
-                        SignalPayload::Ice { .. } => continue, // candidates are in the SDP
-                        SignalPayload::Offer { .. } => {
-                            return Err(LinkError::Unexpected("offer sent to the offerer"));
-                        }
-                        SignalPayload::Denied { .. } => {
-                            return Err(LinkError::Unexpected("a refusal sent to the host"));
-                        }
-                        SignalPayload::Fallback { .. } => {
-                            return Err(LinkError::Unexpected("a fallback address sent to the host"));
-                        }
-                    }
-                };
+                let answer = answer_of(answers).await?;
                 if !key.verify_sdp(&answer.0, &answer.1) {
                     return Err(LinkError::BadMac);
                 }

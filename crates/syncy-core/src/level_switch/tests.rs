@@ -113,6 +113,15 @@ impl Pair {
         self.settle();
     }
 
+    /// Each look at a rendition finds 200 KB more of it.
+    fn progress(&mut self, now: Instant, space: Space) {
+        if let Some((from, made)) = self.jobs.get_mut(&space) {
+            *made += 200_000;
+            let p = RenditionProgress { first_us: Some(*from), at_us: *from, produced: *made, done: false, error: None };
+            self.host.handle_rendition_progress(now, space, p);
+        }
+    }
+
     fn settle(&mut self) {
         let now = self.now;
         while let Some(out) = self.host.poll_output() {
@@ -124,15 +133,7 @@ impl Pair {
                 HostOutput::StopRendition { space } => {
                     self.jobs.remove(&space);
                 }
-                HostOutput::CheckRenditions(spaces) => {
-                    for (space, _) in spaces {
-                        if let Some((from, made)) = self.jobs.get_mut(&space) {
-                            *made += 200_000;
-                            let p = RenditionProgress { first_us: Some(*from), at_us: *from, produced: *made, done: false, error: None };
-                            self.host.handle_rendition_progress(now, space, p);
-                        }
-                    }
-                }
+                HostOutput::CheckRenditions(spaces) => spaces.into_iter().for_each(|(space, _)| self.progress(now, space)),
                 HostOutput::Event(Event::HostStats { peers, .. }) => self.host_says = peers.first().map(|p| p.quality.clone()),
                 _ => {}
             }

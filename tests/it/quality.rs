@@ -59,8 +59,9 @@ fn under_a_1_5_mbps_limit_a_participant_settles_on_low_without_stalls_and_return
     }
     let states: Vec<&Value> = p.seen.iter().filter(|v| v["event"] == "state" && f(v, "t_ms") > t_low && f(v, "t_ms") <= f(&end, "t_ms")).collect();
     assert!(states.iter().all(|s| s["buffering"] == false), "no buffering state on low: {states:?}");
-    // What arrived is about low's rate, under the limit (the limiter's burst of two chunks is
-    // 0.1 Mb/s over 10 s: inside the 10%).
+    // What arrived is about low's rate, under the limit. On low the bucket has no credit left
+    // (it arrives at the limit); its burst of two chunks would be 0.1 Mb/s over these 10 s, and
+    // a critical request may overdraw by one more: a bound for steady state, not a proof.
     let rate: f64 = window.iter().map(|s| f(s, "down_bps")).sum::<f64>() / window.len() as f64 * 8.0;
     eprintln!("on low under 1.5 Mb/s: {:.2} Mb/s received on average", rate / 1e6);
     assert!(rate < 1.5e6 * 1.1, "{rate} b/s under a 1.5 Mb/s limit");

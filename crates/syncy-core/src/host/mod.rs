@@ -274,6 +274,11 @@ impl HostCore {
         self.epoch
     }
 
+    /// The room's media position at `now`, µs.
+    pub fn room_position(&self, now: Instant) -> Micros {
+        self.room.position(self.host_us(now))
+    }
+
     /// The room's clock as the wire carries it.
     pub fn state_message(&self) -> Message {
         self.state_with(self.names(&self.room.waiting()))

@@ -210,11 +210,12 @@ fn a_participant_whose_link_drops_comes_back_with_what_it_held_and_plays_in_step
 #[test]
 fn participants_whose_clocks_run_fast_or_slow_play_the_rooms_minutes_within_the_deadband() {
     // Crystals are off by tens of parts per million; 200 is a bad one: over two and a half
-    // minutes those clocks part by 60 ms. Each participant plays the room's minutes, not its own clock's, and
-    // keeps within the follower's dead band of the room (15 ms: inside it the rate is left
-    // alone, so a fast clock drifts to its edge, is nudged back, and drifts again). Two clocks
-    // drifting opposite ways can so be twice the dead band apart, plus the offset estimate's
-    // error: 32 ms here at ±200 ppm. The follower learns no clock rate (see the issue 16 note).
+    // minutes those clocks part by 60 ms. Each participant plays the room's minutes, not its
+    // own clock's, and keeps within the follower's dead band of the room (15 ms: inside it the
+    // rate is left alone, so a fast clock drifts to its edge, is nudged back, and drifts again;
+    // 16.5 ms at worst here by the host's clock, with the offset estimate's error). Two clocks
+    // drifting opposite ways can so be twice the dead band apart: 32 ms here at ±200 ppm. The
+    // follower learns no clock rate (see the issue 16 note).
     let deadband_ms = crate::clock::FollowerConfig::default().deadband_us as f64 / 1000.0;
     let mut w = World::new(crate::testing::t0(), media(300, 2_000, CHUNK), host_config(true, true, 0, 300), None, 11);
     for (i, ppm) in [-200.0, 40.0, 200.0].into_iter().enumerate() {
@@ -222,17 +223,19 @@ fn participants_whose_clocks_run_fast_or_slow_play_the_rooms_minutes_within_the_
     }
     w.run_for(Duration::from_secs(10));
     let from: Vec<i64> = w.viewers().map(|v| v.position_us(w.now)).collect();
-    let (mut worst, mut worst_drift): (f64, f64) = (0.0, 0.0);
+    let (mut worst, mut worst_off): (f64, f64) = (0.0, 0.0);
     for _ in 0..150 {
         w.run_for(Duration::from_secs(1));
         assert!(w.viewers().count() == 3 && w.viewers().all(|v| v.playing()), "everyone plays");
         worst = worst.max(spread_ms(&w));
-        let drift = w.viewers().filter_map(|v| v.drift_us(w.now)).map(|d| d.abs() as f64 / 1000.0).fold(0.0, f64::max);
-        worst_drift = worst_drift.max(drift);
+        // Off the room as the host's clock has it, not as each participant estimates it.
+        let room = w.host.room_position(w.now);
+        let off = w.viewers().map(|v| (v.position_us(w.now) - room).abs() as f64 / 1000.0).fold(0.0, f64::max);
+        worst_off = worst_off.max(off);
     }
     let to: Vec<i64> = w.viewers().map(|v| v.position_us(w.now)).collect();
     // The room's 150 s (a participant on its own clock would be 30 ms off).
     assert!(from.iter().zip(&to).all(|(a, b)| (b - a - 150_000_000).abs() < 15_000), "{from:?} → {to:?}");
-    assert!(worst_drift <= deadband_ms + 2.0, "a participant {worst_drift} ms off the room");
+    assert!(worst_off <= deadband_ms + 5.0, "a participant {worst_off} ms off the room");
     assert!(worst <= 2.0 * deadband_ms + 5.0, "worst spread {worst} ms");
 }

@@ -64,6 +64,8 @@ pub(super) struct Session {
     screen: Option<Arc<Screen>>,
     mpv: Option<Mpv>,
     mpv_status: Option<MpvStatus>,
+    /// mpv said something new since the view last got a snapshot.
+    mpv_news: bool,
     _range_server: Option<RangeServer>,
     wake: Arc<tokio::sync::Notify>,
     signal_open: bool,
@@ -140,6 +142,7 @@ impl Session {
             events,
             mpv,
             mpv_status: None,
+            mpv_news: false,
             _range_server: range_server,
             wake,
             signal_open: true,
@@ -242,7 +245,8 @@ impl Session {
             }
             self.collect(&mut core, &mut outs)?;
         }
-        let mut show = command;
+        // mpv's status (every 200 ms) shows at once, not with the next stats.
+        let mut show = command || std::mem::take(&mut self.mpv_news);
         let mut end = None;
         for out in std::mem::take(&mut self.deferred).into_iter().chain(outs) {
             show |= matches!(out, ParticipantOutput::Event(_) | ParticipantOutput::Notice(_) | ParticipantOutput::Roster(_) | ParticipantOutput::RoomClock(_));
@@ -358,6 +362,7 @@ impl Session {
             MpvOut::Command(c) => Input::Command(c),
             MpvOut::Status(st) => {
                 self.mpv_status = Some(st);
+                self.mpv_news = true;
                 Input::Wake
             }
             MpvOut::Exited(why) => {

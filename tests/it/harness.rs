@@ -1,10 +1,11 @@
 //! Runs the real `syncy` binary headless and reads its JSON events.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -25,15 +26,16 @@ pub fn clip_sized(name: &str, seconds: u32, bitrate: &str, size: &str) -> PathBu
 
 /// A generated clip with a given sound bit rate too, shared by the tests of one run.
 pub fn clip_with(name: &str, seconds: u32, bitrate: &str, size: &str, audio: &str) -> PathBuf {
-    // Generated once per target directory and shared by all tests; the lock keeps two tests
-    // from writing the same clip at once.
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // Generated once per target directory and shared by all tests; a lock per clip keeps two
+    // tests from writing the same clip at once, while different clips are made side by side.
+    static LOCKS: Mutex<BTreeMap<PathBuf, Arc<Mutex<()>>>> = Mutex::new(BTreeMap::new());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let tag = if audio == "128kb/s" { String::new() } else { format!("{audio}-") };
     let path = dir.join(format!("{seconds}s-{bitrate}-{size}-{tag}{name}").replace('/', "_"));
+    let lock = LOCKS.lock().unwrap_or_else(|e| e.into_inner()).entry(path.clone()).or_default().clone();
+    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
     if !path.exists() {
-        let tmp = dir.join(format!("{name}.part.mp4"));
+        let tmp = path.with_extension("part.mp4");
         let st = Command::new(bin())
             .args(["sample", tmp.to_str().unwrap(), "--duration", &seconds.to_string(), "--size", size, "--bitrate", bitrate, "--audio-bitrate", audio])
             .status()

@@ -35,8 +35,10 @@ impl MediaState {
         if !self.playing {
             return self.position_us;
         }
-        let elapsed = host_us - self.at_host_us;
-        (self.position_us + elapsed * self.rate_milli as i64 / 1000).max(0)
+        // Saturating: the times come from the host (bounded on the wire, `stream::MAX_TIME_US`),
+        // but a rate times a long span still overflows `i64` past 2^49 µs.
+        let elapsed = host_us.saturating_sub(self.at_host_us);
+        self.position_us.saturating_add(elapsed.saturating_mul(self.rate_milli as i64) / 1000).max(0)
     }
 }
 
@@ -75,15 +77,17 @@ impl OffsetEstimator {
     /// A pong arrived: the ping left at `sent_local`, the host stamped `host_us`, and the
     /// answer arrived at `recv_local`. Impossible samples (negative round trip) are ignored.
     pub fn handle_pong(&mut self, sent_local: Micros, host_us: Micros, recv_local: Micros) {
-        let rtt = recv_local - sent_local;
+        let rtt = recv_local.saturating_sub(sent_local);
         if rtt < 0 {
             return;
         }
-        let offset = host_us - (sent_local + rtt / 2);
+        // Saturating: `host_us` and the echoed `sent_local` come from the network.
+        let offset = host_us.saturating_sub(sent_local.saturating_add(rtt / 2));
         if self.samples.len() == self.keep {
             self.samples.pop_front();
         }
-        self.samples.push_back(OffsetSample { rtt, offset, low: host_us - recv_local, high: host_us - sent_local });
+        let (low, high) = (host_us.saturating_sub(recv_local), host_us.saturating_sub(sent_local));
+        self.samples.push_back(OffsetSample { rtt, offset, low, high });
     }
 
     fn best(&self) -> Option<&OffsetSample> {
@@ -346,6 +350,20 @@ mod tests {
 
     const MS: Micros = 1000;
     const S: Micros = 1_000_000;
+
+    proptest::proptest! {
+        /// Whatever the times (the host's, echoed ones), the clock arithmetic does not overflow
+        /// (a debug build panics on overflow; TRUST-REVIEW #14).
+        #[test]
+        fn clock_arithmetic_never_overflows(position in proptest::num::i64::ANY, at in proptest::num::i64::ANY, now in proptest::num::i64::ANY, sent in proptest::num::i64::ANY, recv in proptest::num::i64::ANY, rate in 0u32..=16_000) {
+            let state = MediaState { playing: true, position_us: position, at_host_us: at, rate_milli: rate, seq: 1 };
+            proptest::prop_assert!(state.position_at(now) >= 0);
+            let mut est = OffsetEstimator::new(4);
+            est.handle_pong(sent, now, recv);
+            est.handle_pong(sent / 2, at, recv / 2);
+            let _ = est.offset();
+        }
+    }
 
     /// Exponential jitter with the given mean, as queueing tends to look.
     fn jitter(rng: &mut StdRng, mean: f64) -> Micros {

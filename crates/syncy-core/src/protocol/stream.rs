@@ -24,6 +24,9 @@ pub const MAX_TEXT: usize = 256;
 pub const MAX_WAITING: usize = 32;
 /// Most entries in a `Roster`.
 pub const MAX_ROSTER: usize = 64;
+/// Most a time on the wire may say, µs (2^53: 285 years, and exact as an `f64`): larger ones
+/// are refused, so arithmetic on them cannot overflow (TRUST-REVIEW #14).
+pub const MAX_TIME_US: u64 = 1 << 53;
 
 /// A chunk space: which bytes a chunk index counts in. The original file is space 0; each
 /// rendition the host makes gets a fresh number, so a chunk of a restarted rendition is never
@@ -375,6 +378,23 @@ pub fn decode_chunk(mut bytes: bytes::BytesMut, chunk_size: u32) -> Result<Optio
     Ok(Some(ChunkParts { space, index, data: bytes.split_off(header).freeze() }))
 }
 
+/// Whether every time the message carries is at most [`MAX_TIME_US`] (milliseconds at most
+/// a thousandth of it).
+fn times_in_range(msg: &Message) -> bool {
+    let us = |t: u64| t <= MAX_TIME_US;
+    let ms = |t: u64| t <= MAX_TIME_US / 1000;
+    match msg {
+        Message::State { position_us, at_host_us, .. } => us(*position_us) && us(*at_host_us),
+        Message::Pong { client_us, host_us } => us(*client_us) && us(*host_us),
+        Message::Ping { client_us } => us(*client_us),
+        Message::QualityChange { first_us, .. } => first_us.is_none_or(us),
+        Message::Level { from_us, .. } => us(*from_us),
+        Message::Command(Command::Seek(t)) => us(*t),
+        Message::Report { position_ms, drift_ms, .. } => ms(*position_ms) && drift_ms.is_none_or(|d| ms(d.unsigned_abs())),
+        _ => true,
+    }
+}
+
 /// Decodes a message of at most `limit` bytes.
 pub fn decode(bytes: &[u8], limit: u64) -> Result<Message, StreamError> {
     if bytes.len() as u64 > limit {
@@ -397,6 +417,9 @@ pub fn decode_from(bytes: &[u8], from: Role, manifest: Option<&Manifest>) -> Res
 }
 
 fn check(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> {
+    if !times_in_range(msg) {
+        return Err(StreamError::Invalid("a time out of range"));
+    }
     let in_range = |ix: &[u32]| match manifest {
         Some(m) => ix.iter().all(|&i| i < m.chunks),
         None => false,
@@ -454,6 +477,23 @@ fn check(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> 
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn times_past_2_53_microseconds_are_refused() {
+        let state = |position_us| Message::State { playing: true, position_us, at_host_us: 0, rate_milli: 1000, seq: 1, waiting: vec![] };
+        let refused = |m: Message, from: Role| match decode_from(&encode(&m), from, Some(&manifest())) {
+            Ok(_) => false,
+            Err(StreamError::Invalid("a time out of range")) => true,
+            Err(e) => panic!("refused for another reason: {e}"),
+        };
+        assert!(!refused(state(MAX_TIME_US), Role::Host), "up to the bound is fine");
+        assert!(refused(state(MAX_TIME_US + 1), Role::Host));
+        assert!(refused(Message::Pong { client_us: 1, host_us: u64::MAX }, Role::Host));
+        assert!(refused(Message::Command(Command::Seek(u64::MAX)), Role::Participant));
+        assert!(refused(Message::Ping { client_us: u64::MAX }, Role::Participant));
+        let report = Message::Report { position_ms: 0, buffered_bytes: 0, down_bps: 0, buffering: false, rtt_ms: None, seq: 1, drift_ms: Some(i64::MIN) };
+        assert!(refused(report, Role::Participant));
+    }
 
     pub(crate) fn manifest() -> Manifest {
         Manifest {

@@ -357,3 +357,21 @@ fn the_room_stops_at_the_end_of_the_media() {
     h.core.handle_timeout(at);
     assert!(events(&h.outputs()).iter().any(|e| matches!(e, Event::State { playing: false, position_ms: 60_000, .. })));
 }
+
+#[test]
+fn a_seek_to_the_largest_time_on_media_of_unknown_length_keeps_the_clock_sane() {
+    // TRUST-REVIEW #14: a seek is clamped only where the length is known. The wire refuses
+    // times past 2^53 µs (stream::check); past even that, as a decoded message here, the
+    // room's clock runs on without overflowing (it panicked a debug build before).
+    let mut cfg = config();
+    cfg.room_cfg.duration_us = None;
+    cfg.room_cfg.wait_for_buffering = false;
+    let mut h = Host::new(cfg);
+    let bob = h.join(1, "bob");
+    h.core.handle_command(h.now, Command::Play);
+    assert!(matches!(h.core.state_message(), Message::State { playing: true, .. }), "the clock runs");
+    h.core.handle_control(h.now, bob, Message::Command(stream::Command::Seek(u64::MAX)));
+    h.advance(Duration::from_secs(3600));
+    h.outputs();
+    assert!(h.core.room_position(h.now) >= stream::MAX_TIME_US as Micros, "{}", h.core.room_position(h.now));
+}

@@ -53,14 +53,15 @@ fn main() -> ExitCode {
 /// `syncy: error: …` on one line (the whole report with --verbose or RUST_BACKTRACE), a hint
 /// under it when there is one; exit 2 for a usage error, 1 for any other failure.
 fn report(e: &color_eyre::Report, verbose: bool) -> ExitCode {
+    use syncy::output::terminal::safe;
     let (code, hint) = syncy::error::classify(e);
     if verbose {
-        eprintln!("syncy: error: {e:?}");
+        eprintln!("syncy: error: {}", safe(&format!("{e:?}"), true));
     } else {
-        eprintln!("syncy: error: {e:#}");
+        eprintln!("syncy: error: {}", safe(&format!("{e:#}"), false));
     }
     if let Some(hint) = hint {
-        eprintln!("syncy: hint: {hint}");
+        eprintln!("syncy: hint: {}", safe(&hint, false));
     }
     ExitCode::from(code)
 }
@@ -373,7 +374,7 @@ async fn join_with_view(
     view.await?.map_err(|e| eyre!("terminal: {e}"))?;
     tracing::info!("view closed");
     if let Ok(Some(reason)) = notices.await {
-        eprintln!("stream ended: {reason}");
+        eprintln!("stream ended: {}", syncy::output::terminal::safe(&reason, false));
     }
     result.map(|_| ())
 }

@@ -4,3 +4,4 @@
 pub mod headless;
 pub mod plain;
 pub mod stdout;
+pub mod terminal;

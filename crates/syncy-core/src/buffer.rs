@@ -544,11 +544,9 @@ impl ChunkStore {
             let on_disk = self.cfg.on_disk && self.seen[ix as usize];
             if !on_disk && !self.is_held[ix as usize] && !self.in_flight.contains_key(&ix) {
                 let left = budget.get_or_insert_with(|| self.room_ahead());
-                if !Self::fits(&self.manifest, ix, left) {
+                if !self.ask(now, ix, left, &mut chunks) {
                     break;
                 }
-                chunks.push(ix);
-                self.mark_in_flight(now, ix);
             }
             ix += 1;
         }
@@ -576,22 +574,14 @@ impl ChunkStore {
 
     /// Adds `ix` to a read-ahead request if the byte bound allows (`false`: it does not).
     fn ask(&mut self, now: Instant, ix: u32, budget: &mut u64, chunks: &mut Vec<u32>) -> bool {
-        if !Self::fits(&self.manifest, ix, budget) {
+        let len = self.manifest.chunk_len(ix).unwrap_or(0) as u64;
+        if len > *budget {
             return false;
         }
+        *budget -= len;
         chunks.push(ix);
         self.mark_in_flight(now, ix);
         true
-    }
-
-    /// Whether chunk `ix` fits in `budget` bytes; if so, they are taken from it.
-    fn fits(manifest: &Manifest, ix: u32, budget: &mut u64) -> bool {
-        let len = manifest.chunk_len(ix).unwrap_or(0) as u64;
-        let fits = len <= *budget;
-        if fits {
-            *budget -= len;
-        }
-        fits
     }
 
     /// Bytes the store may still take ahead of the reader: its capacity less what is held

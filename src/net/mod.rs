@@ -6,6 +6,7 @@ pub mod http;
 pub mod links;
 pub mod natpmp;
 pub use crate::core::path;
+mod pc_guard;
 pub mod peer;
 pub mod portmap;
 pub mod runtime;

@@ -17,6 +17,7 @@ use webrtc::peer_connection::{
 };
 
 use super::diagnose::Facts;
+use super::pc_guard::ClosingPc;
 use crate::protocol::auth::RoomKey;
 use crate::protocol::signal::SignalPayload;
 
@@ -218,7 +219,7 @@ impl PeerConnectionEventHandler for Handler {
 
 /// An established link.
 pub struct PeerLink {
-    pc: Arc<dyn PeerConnection>,
+    pc: ClosingPc,
     /// Reliable ordered channel for everything but chunks.
     pub control: Arc<dyn DataChannel>,
     /// Reliable unordered channel for chunks.
@@ -231,7 +232,8 @@ pub struct PeerLink {
     events: tokio::sync::Mutex<mpsc::UnboundedReceiver<PcEvent>>,
 }
 
-async fn build(ice: &IceConfig) -> Result<(Arc<dyn PeerConnection>, mpsc::UnboundedReceiver<PcEvent>), LinkError> {
+/// A new peer connection, closed when dropped on any path (see `pc_guard`).
+async fn build(ice: &IceConfig) -> Result<(ClosingPc, mpsc::UnboundedReceiver<PcEvent>), LinkError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let settings = SettingEngineBuilder::new()
         // No mDNS: it would send multicast to the LAN, and our candidates are plain IPs.
@@ -260,7 +262,7 @@ async fn build(ice: &IceConfig) -> Result<(Arc<dyn PeerConnection>, mpsc::Unboun
         .with_data_channel_send_buffer_limit(SEND_BUFFER)
         .build()
         .await?;
-    Ok((Arc::new(pc), rx))
+    Ok((ClosingPc::new(Arc::new(pc)), rx))
 }
 
 /// Waits for ICE gathering to complete, at most `wait`; false when it ran out of time.
@@ -445,6 +447,45 @@ async fn answer_on(
     Ok((control.expect("loop"), chunks.expect("loop"), warning))
 }
 
+/// What a set-up brings up: both channels, what came on `control` before it opened, and any
+/// gathering warning.
+struct Channels {
+    control: Arc<dyn DataChannel>,
+    chunks: Arc<dyn DataChannel>,
+    early_control: Vec<BytesMut>,
+    warning: Option<String>,
+}
+
+/// The host's side of a set-up on `pc`: offer, the participant's answer, both channels open.
+async fn offer_on(
+    pc: &ClosingPc,
+    events: &mut mpsc::UnboundedReceiver<PcEvent>,
+    key: &RoomKey,
+    send: impl AsyncFnOnce(SignalPayload) -> bool,
+    answers: &mut mpsc::Receiver<SignalPayload>,
+    nat: &NatOptions,
+) -> Result<Channels, LinkError> {
+    let control = pc.create_data_channel(CONTROL, Some(RTCDataChannelInit { ordered: true, ..Default::default() })).await?;
+    let chunks = pc.create_data_channel(CHUNKS, Some(RTCDataChannelInit { ordered: false, ..Default::default() })).await?;
+    let offer = pc.create_offer(None).await?;
+    pc.set_local_description(offer).await?;
+    let mut stash = Vec::new();
+    let LocalSdp { sdp, mac, warning, .. } = signed_local_sdp(pc, events, &mut stash, key, nat).await?;
+    if !send(SignalPayload::Offer { sdp, mac }).await {
+        return Err(LinkError::Gone);
+    }
+    let answer = answer_of(answers).await?;
+    if !key.verify_sdp(&answer.0, &answer.1) {
+        return Err(LinkError::BadMac);
+    }
+    pc.set_remote_description(RTCSessionDescription::answer(answer.0)?).await?;
+    let early_control = wait_open(&control).await?;
+    if !wait_open(&chunks).await?.is_empty() {
+        return Err(LinkError::Unexpected("a message from the participant on the chunks channel"));
+    }
+    Ok(Channels { control, chunks, early_control, warning })
+}
+
 /// Messages kept from before a channel's open event; an honest peer sends a hello and a few
 /// requests in that window.
 const MAX_BEFORE_OPEN: usize = 64;
@@ -459,33 +500,17 @@ impl PeerLink {
         answers: &mut mpsc::Receiver<SignalPayload>,
     ) -> Result<PeerLink, LinkError> {
         tokio::time::timeout(CONNECT_TIMEOUT, async {
+            // Dropped with the future when the timeout fires or the task is aborted: closed.
             let (pc, mut events) = build(ice).await?;
-            let result = async {
-                let control = pc.create_data_channel(CONTROL, Some(RTCDataChannelInit { ordered: true, ..Default::default() })).await?;
-                let chunks = pc.create_data_channel(CHUNKS, Some(RTCDataChannelInit { ordered: false, ..Default::default() })).await?;
-                let offer = pc.create_offer(None).await?;
-                pc.set_local_description(offer).await?;
-                let mut stash = Vec::new();
-                let LocalSdp { sdp, mac, warning, .. } = signed_local_sdp(&pc, &mut events, &mut stash, key, &ice.nat).await?;
-                if !send(SignalPayload::Offer { sdp, mac }).await {
-                    return Err(LinkError::Gone);
+            match offer_on(&pc, &mut events, key, send, answers, &ice.nat).await {
+                Ok(Channels { control, chunks, early_control, warning }) => {
+                    Ok(PeerLink { pc, control, chunks, early_control, gathering_warning: warning, events: events.into() })
                 }
-                let answer = answer_of(answers).await?;
-                if !key.verify_sdp(&answer.0, &answer.1) {
-                    return Err(LinkError::BadMac);
+                Err(e) => {
+                    let _ = pc.close().await;
+                    Err(e)
                 }
-                pc.set_remote_description(RTCSessionDescription::answer(answer.0)?).await?;
-                let early_control = wait_open(&control).await?;
-                if !wait_open(&chunks).await?.is_empty() {
-                    return Err(LinkError::Unexpected("a message from the participant on the chunks channel"));
-                }
-                Ok(PeerLink { pc: pc.clone(), control, chunks, early_control, gathering_warning: warning, events: events.into() })
             }
-            .await;
-            if result.is_err() {
-                let _ = pc.close().await;
-            }
-            result
         })
         .await
         .map_err(|_| LinkError::Timeout(CONNECT_TIMEOUT))?

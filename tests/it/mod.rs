@@ -11,6 +11,7 @@ mod quality;
 mod resume;
 mod retry;
 mod server;
+mod setups;
 mod streaming;
 mod tls;
 mod tmux;

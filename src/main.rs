@@ -210,6 +210,10 @@ async fn host_cmd(a: syncy::cli::HostArgs, cfg: &syncy::cli::config::Config) -> 
         advertise: a.advertise.clone(),
         upnp: a.upnp(cfg),
         room: a.room.clone(),
+        identity: match host::identity::default_path() {
+            Some(path) => host::Identity::File { path, renew: a.new_room },
+            None => return Err(usage("no config dir for the host identity: set HOME or XDG_CONFIG_HOME")),
+        },
         name: a.name.clone().or_else(|| cfg.name.clone()).unwrap_or_else(|| "host".into()),
         chunk_size: u32::try_from(a.chunk_size).map_err(|_| usage("chunk size too large"))?,
         ice_addr: a.ice_addr.clone(),

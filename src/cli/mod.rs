@@ -184,6 +184,14 @@ impl NatArgs {
 }
 
 /// A `stun:`/`stuns:` URL.
+fn parse_label(s: &str) -> Result<String, String> {
+    if crate::protocol::identity::valid_label(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("a room label is 1-{} characters of A-Z a-z 0-9 _ - (the room id adds this host's fingerprint)", crate::protocol::identity::MAX_LABEL_LEN))
+    }
+}
+
 pub fn parse_stun(s: &str) -> Result<String, String> {
     parse_ice_url(s, &["stun:", "stuns:"])
 }
@@ -258,9 +266,15 @@ pub struct HostArgs {
     /// No port mapping, whatever the config file says.
     #[arg(long)]
     pub no_upnp: bool,
-    /// Room id (default: random).
-    #[arg(long)]
+    /// A label for the room: its id becomes LABEL-FINGERPRINT of this host's key, with a key
+    /// of its own (one host can keep several rooms). Without it the id is the fingerprint.
+    /// Up to 41 characters of A-Z a-z 0-9 _ -.
+    #[arg(long, value_name = "LABEL", value_parser = parse_label)]
     pub room: Option<String>,
+    /// A new host identity, hence a new link: the old link stops working. Without it the
+    /// host keeps its identity (in the config dir, private) and the same link across restarts.
+    #[arg(long)]
+    pub new_room: bool,
     /// Your display name [default: the config file's `name`, else "host"].
     #[arg(long)]
     pub name: Option<String>,

@@ -18,7 +18,8 @@ use webrtc::peer_connection::{
 
 use super::diagnose::Facts;
 use super::pc_guard::ClosingPc;
-use crate::protocol::auth::RoomKey;
+use crate::protocol::auth::{RoomKey, SetupAuth};
+use crate::protocol::identity::{HostId, HostKey};
 use crate::protocol::signal::SignalPayload;
 
 /// Label of the control channel.
@@ -67,6 +68,9 @@ pub enum LinkError {
     /// The SDP's MAC is wrong: someone without the room key made it.
     #[error("the peer's session description is not signed with the room key; refusing it")]
     BadMac,
+    /// The offer is not signed by the host key the link names (for this participant and set-up).
+    #[error("the offer is not signed by the host this link names (someone else posing as the host?); refusing it")]
+    NotTheHost,
     /// Unexpected signaling payload.
     #[error("unexpected signaling message: {0}")]
     Unexpected(&'static str),
@@ -217,6 +221,21 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// What the host signs and checks one set-up with: its own key for the offer, the room key
+/// for the participant's answer.
+pub struct OfferAuth<'a> {
+    pub host: &'a HostKey,
+    pub key: &'a RoomKey,
+    pub setup: SetupAuth,
+}
+
+/// What a participant checks the host's offer with, and MACs its answer with.
+pub struct AnswerAuth<'a> {
+    pub host: &'a HostId,
+    pub key: &'a RoomKey,
+    pub setup: SetupAuth,
+}
+
 /// An established link.
 pub struct PeerLink {
     pc: ClosingPc,
@@ -283,17 +302,15 @@ async fn wait_gathered(events: &mut mpsc::UnboundedReceiver<PcEvent>, stash: &mu
 /// and a warning when gathering ran out of time.
 struct LocalSdp {
     sdp: String,
-    mac: String,
     gathered: super::diagnose::Gathered,
     warning: Option<String>,
 }
 
-/// Waits for ICE gathering (bounded), then returns the local SDP with its MAC.
-async fn signed_local_sdp(
+/// Waits for ICE gathering (bounded), then returns the local SDP.
+async fn gathered_local_sdp(
     pc: &Arc<dyn PeerConnection>,
     events: &mut mpsc::UnboundedReceiver<PcEvent>,
     stash: &mut Vec<PcEvent>,
-    key: &RoomKey,
     nat: &NatOptions,
 ) -> Result<LocalSdp, LinkError> {
     let local = async || Ok::<_, LinkError>(pc.local_description().await.ok_or(LinkError::Unexpected("no local description"))?.sdp);
@@ -307,12 +324,11 @@ async fn signed_local_sdp(
         sdp = local().await?;
         gathered = super::diagnose::Gathered::from_sdp(&sdp);
     }
-    let mac = key.sdp_mac(&sdp);
     let warning = (!complete).then(|| unanswered(nat, &gathered, wait));
     if let Some(w) = &warning {
         tracing::warn!("{w}");
     }
-    Ok(LocalSdp { sdp, mac, gathered, warning })
+    Ok(LocalSdp { sdp, gathered, warning })
 }
 
 /// The SDP goes out once (no trickle ICE), so a relay still being allocated would be lost: a
@@ -403,7 +419,7 @@ async fn open_events<F: Future<Output = Option<DataChannelEvent>>>(mut next: imp
 async fn answer_on(
     pc: &Arc<dyn PeerConnection>,
     events: &mut mpsc::UnboundedReceiver<PcEvent>,
-    key: &RoomKey,
+    auth: &AnswerAuth<'_>,
     offer: String,
     send: impl AsyncFnOnce(SignalPayload) -> bool,
     nat: &NatOptions,
@@ -413,7 +429,8 @@ async fn answer_on(
     let answer = pc.create_answer(None).await?;
     pc.set_local_description(answer).await?;
     let mut stash = Vec::new();
-    let LocalSdp { sdp, mac, gathered, warning } = signed_local_sdp(pc, events, &mut stash, key, nat).await?;
+    let LocalSdp { sdp, gathered, warning } = gathered_local_sdp(pc, events, &mut stash, nat).await?;
+    let mac = auth.setup.answer_mac(auth.key, &sdp);
     facts.local = gathered;
     tracing::debug!("candidates: ours {:?}, the host's {:?}", facts.local, facts.remote);
     if !send(SignalPayload::Answer { sdp, mac }).await {
@@ -460,7 +477,7 @@ struct Channels {
 async fn offer_on(
     pc: &ClosingPc,
     events: &mut mpsc::UnboundedReceiver<PcEvent>,
-    key: &RoomKey,
+    auth: &OfferAuth<'_>,
     send: impl AsyncFnOnce(SignalPayload) -> bool,
     answers: &mut mpsc::Receiver<SignalPayload>,
     nat: &NatOptions,
@@ -470,12 +487,13 @@ async fn offer_on(
     let offer = pc.create_offer(None).await?;
     pc.set_local_description(offer).await?;
     let mut stash = Vec::new();
-    let LocalSdp { sdp, mac, warning, .. } = signed_local_sdp(pc, events, &mut stash, key, nat).await?;
-    if !send(SignalPayload::Offer { sdp, mac }).await {
+    let LocalSdp { sdp, warning, .. } = gathered_local_sdp(pc, events, &mut stash, nat).await?;
+    let sig = auth.setup.sign_offer(auth.host, &sdp);
+    if !send(SignalPayload::Offer { sdp, sig }).await {
         return Err(LinkError::Gone);
     }
     let answer = answer_of(answers).await?;
-    if !key.verify_sdp(&answer.0, &answer.1) {
+    if !auth.setup.verify_answer(auth.key, &answer.0, &answer.1) {
         return Err(LinkError::BadMac);
     }
     pc.set_remote_description(RTCSessionDescription::answer(answer.0)?).await?;
@@ -495,14 +513,14 @@ impl PeerLink {
     /// `send` delivers a payload to the participant through signaling.
     pub async fn offer(
         ice: &IceConfig,
-        key: &RoomKey,
+        auth: &OfferAuth<'_>,
         send: impl AsyncFnOnce(SignalPayload) -> bool,
         answers: &mut mpsc::Receiver<SignalPayload>,
     ) -> Result<PeerLink, LinkError> {
         tokio::time::timeout(CONNECT_TIMEOUT, async {
             // Dropped with the future when the timeout fires or the task is aborted: closed.
             let (pc, mut events) = build(ice).await?;
-            match offer_on(&pc, &mut events, key, send, answers, &ice.nat).await {
+            match offer_on(&pc, &mut events, auth, send, answers, &ice.nat).await {
                 Ok(Channels { control, chunks, early_control, warning }) => {
                     Ok(PeerLink { pc, control, chunks, early_control, gathering_warning: warning, events: events.into() })
                 }
@@ -519,9 +537,14 @@ impl PeerLink {
     /// Participant side: answers the host's offer and waits for both channels. A failure says
     /// why in words a user can act on (`LinkError::NoPath`), or that the attempt stalled after
     /// ICE found a path (`LinkError::Stalled`: worth another try).
-    pub async fn answer(ice: &IceConfig, key: &RoomKey, offer: (String, String), send: impl AsyncFnOnce(SignalPayload) -> bool) -> Result<PeerLink, LinkError> {
-        if !key.verify_sdp(&offer.0, &offer.1) {
-            return Err(LinkError::BadMac);
+    pub async fn answer(
+        ice: &IceConfig,
+        auth: &AnswerAuth<'_>,
+        offer: (String, String),
+        send: impl AsyncFnOnce(SignalPayload) -> bool,
+    ) -> Result<PeerLink, LinkError> {
+        if !auth.setup.verify_offer(auth.host, &offer.0, &offer.1) {
+            return Err(LinkError::NotTheHost);
         }
         let mut facts = Facts {
             remote: super::diagnose::Gathered::from_sdp(&offer.0),
@@ -531,7 +554,7 @@ impl PeerLink {
             ..Default::default()
         };
         let (pc, mut events) = build(ice).await?;
-        let result = match tokio::time::timeout(CONNECT_TIMEOUT, answer_on(&pc, &mut events, key, offer.0, send, &ice.nat, &mut facts)).await {
+        let result = match tokio::time::timeout(CONNECT_TIMEOUT, answer_on(&pc, &mut events, auth, offer.0, send, &ice.nat, &mut facts)).await {
             Ok(r) => r,
             Err(_) if facts.ice_connected => Err(LinkError::Stalled),
             Err(_) => Err(LinkError::NoPath(super::diagnose::why_failed(&facts))),

@@ -40,6 +40,15 @@ pub enum SignalClientError {
     /// The server sent something that is not a signaling message.
     #[error("the signaling server sent an invalid message: {0}")]
     Protocol(#[from] signal::SignalError),
+    /// The server turned the connection away before anything else (full, say).
+    #[error("the signaling server refused the connection: {0}")]
+    Refused(String),
+    /// The server did not greet with its nonce (not a Syncy signaling server, or an older one).
+    #[error("the signaling server at {url} did not greet as a Syncy server of this version does")]
+    NoHello {
+        /// URL tried.
+        url: String,
+    },
 }
 
 /// A connected signaling client: send with `tx`, receive with `rx`.
@@ -47,8 +56,10 @@ pub enum SignalClientError {
 pub struct SignalClient {
     /// Messages to the server.
     pub tx: mpsc::Sender<ClientMsg>,
-    /// Messages from the server.
+    /// Messages from the server (after its `Hello`).
     pub rx: mpsc::Receiver<ServerMsg>,
+    /// The server's nonce for this connection (its `Hello`), which a host signs its room over.
+    pub nonce: String,
 }
 
 impl SignalClient {
@@ -71,9 +82,14 @@ impl SignalClient {
             .map_err(|_| SignalClientError::Timeout { url: url.to_string() })?
             .map_err(|source| SignalClientError::Connect { url: url.to_string(), source })?;
         let (tx, out_rx) = mpsc::channel::<ClientMsg>(64);
-        let (in_tx, rx) = mpsc::channel::<ServerMsg>(64);
+        let (in_tx, mut rx) = mpsc::channel::<ServerMsg>(64);
         tokio::spawn(relay(ws, out_rx, in_tx));
-        Ok(SignalClient { tx, rx })
+        match tokio::time::timeout(CONNECT_WAIT, rx.recv()).await {
+            Ok(Some(ServerMsg::Hello { nonce })) => Ok(SignalClient { tx, rx, nonce }),
+            Ok(Some(ServerMsg::Error { message, .. })) => Err(SignalClientError::Refused(message)),
+            Err(_) => Err(SignalClientError::Timeout { url: url.to_string() }),
+            Ok(_) => Err(SignalClientError::NoHello { url: url.to_string() }),
+        }
     }
 }
 

@@ -35,6 +35,9 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: So
     };
     let (mut sink, mut source) = ws.split();
     let (outbox, mut inbox) = mpsc::channel::<ServerMsg>(OUTBOX_DEPTH);
+    // Every connection's own nonce, which a host signs its room over.
+    let nonce = crate::protocol::auth::nonce();
+    let _ = outbox.try_send(ServerMsg::Hello { nonce: nonce.clone() });
     let mut member = Membership::None;
     let mut bucket = TokenBucket::new(cfg.msg_rate, cfg.msg_burst);
     let joined_by = tokio::time::Instant::now() + cfg.join_timeout;
@@ -57,7 +60,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: So
                 }
             }
             frame = source.next() => {
-                if let Err(refusal) = on_frame(frame, &mut bucket, &mut member, &rooms, &outbox, &cfg) {
+                if let Err(refusal) = on_frame(frame, &mut bucket, &mut member, &rooms, &outbox, &cfg, &nonce) {
                     break refusal;
                 }
             }
@@ -88,6 +91,7 @@ fn on_frame(
     rooms: &Mutex<Rooms>,
     outbox: &mpsc::Sender<ServerMsg>,
     cfg: &ServerConfig,
+    nonce: &str,
 ) -> Result<(), Option<(ErrorCode, String)>> {
     let too_large = || Some((ErrorCode::TooLarge, format!("message over the server's limit of {} bytes", cfg.max_message)));
     let text = match frame {
@@ -106,22 +110,27 @@ fn on_frame(
         Err(signal::SignalError::TooLarge(..)) => return Err(too_large()),
         Err(e) => return Err(Some((ErrorCode::BadMessage, e.to_string()))),
     };
-    handle(msg, member, rooms, outbox).map_err(Some)
+    handle(msg, member, rooms, outbox, nonce).map_err(Some)
 }
 
-fn handle(msg: ClientMsg, member: &mut Membership, rooms: &Mutex<Rooms>, outbox: &mpsc::Sender<ServerMsg>) -> Result<(), (ErrorCode, String)> {
+fn handle(msg: ClientMsg, member: &mut Membership, rooms: &Mutex<Rooms>, outbox: &mpsc::Sender<ServerMsg>, nonce: &str) -> Result<(), (ErrorCode, String)> {
+    if let ClientMsg::Create { room, join_token, host_key, proof, .. } = &msg {
+        // Before the lock: a signature check is the costliest thing the server does.
+        super::rooms::check_claim(room, join_token, host_key, proof, nonce)?;
+    }
     let mut rooms = rooms.lock().expect("rooms lock");
     match (msg, &*member) {
-        (ClientMsg::Create { room, join_token, name }, Membership::None) => {
+        (ClientMsg::Create { room, join_token, name, host_key, .. }, Membership::None) => {
             let name = clean_name(name);
-            let (room, peer) = rooms.create(room, join_token, name, outbox.clone())?;
+            let key = crate::protocol::identity::HostId::from_hex(&host_key).expect("checked by check_claim");
+            let (room, peer) = rooms.create(room, join_token, name, key, outbox.clone())?;
             let _ = outbox.try_send(ServerMsg::Created { room: room.clone(), peer });
             *member = Membership::In { room, peer };
         }
-        (ClientMsg::Join { room, join_token, name }, Membership::None) => {
+        (ClientMsg::Join { room, join_token, name, nonce }, Membership::None) => {
             let name = clean_name(name);
-            let (peer, host) = rooms.join(&room, &join_token, name, outbox.clone())?;
-            let _ = outbox.try_send(ServerMsg::Joined { room: room.clone(), peer, host });
+            let (peer, host, key) = rooms.join(&room, &join_token, name, nonce, outbox.clone())?;
+            let _ = outbox.try_send(ServerMsg::Joined { room: room.clone(), peer, host, host_key: key.to_hex() });
             *member = Membership::In { room, peer };
         }
         (ClientMsg::Signal { to, payload }, Membership::In { room, peer }) => {

@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 
-use rand::Rng;
 use tokio::sync::mpsc;
 
 use super::ServerConfig;
+use crate::protocol::auth::valid_nonce;
+use crate::protocol::identity::HostId;
 use crate::protocol::link::valid_room_id;
 use crate::protocol::signal::{ErrorCode, PeerId, ServerMsg};
 
@@ -19,6 +20,8 @@ struct Member {
 
 struct Room {
     host: PeerId,
+    /// The host's public key, which the room id names.
+    host_key: HostId,
     token: String,
     members: HashMap<PeerId, Member>,
 }
@@ -45,38 +48,26 @@ impl Rooms {
         p
     }
 
-    /// Opens a room with the caller as host.
-    pub fn create(&mut self, room: Option<String>, token: String, name: String, outbox: Outbox) -> Result<(String, PeerId), Refusal> {
+    /// Opens a room with the caller as host, once `check_claim` has verified its key.
+    pub fn create(&mut self, room: String, token: String, name: String, host_key: HostId, outbox: Outbox) -> Result<(String, PeerId), Refusal> {
         if self.rooms.len() >= self.cfg.max_rooms {
             return Err((ErrorCode::ServerFull, format!("this server already has its maximum of {} rooms", self.cfg.max_rooms)));
         }
-        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err((ErrorCode::BadMessage, "join token must be 64 hex characters".into()));
+        if self.rooms.contains_key(&room) {
+            return Err((ErrorCode::RoomExists, format!("room {room:?} is already open on this server")));
         }
-        let room = match room {
-            Some(r) if !valid_room_id(&r) => {
-                return Err((ErrorCode::BadMessage, "room id must be 1-64 characters of A-Z a-z 0-9 _ -".into()));
-            }
-            Some(r) if self.rooms.contains_key(&r) => {
-                return Err((ErrorCode::RoomExists, format!("room {r:?} already exists on this server")));
-            }
-            Some(r) => r,
-            None => loop {
-                let r = random_room_id();
-                if !self.rooms.contains_key(&r) {
-                    break r;
-                }
-            },
-        };
         let peer = self.new_peer();
         let mut members = HashMap::new();
         members.insert(peer, Member { name, outbox });
-        self.rooms.insert(room.clone(), Room { host: peer, token, members });
+        self.rooms.insert(room.clone(), Room { host: peer, host_key, token, members });
         Ok((room, peer))
     }
 
     /// Adds a participant; tells the host.
-    pub fn join(&mut self, room: &str, token: &str, name: String, outbox: Outbox) -> Result<(PeerId, PeerId), Refusal> {
+    pub fn join(&mut self, room: &str, token: &str, name: String, nonce: String, outbox: Outbox) -> Result<(PeerId, PeerId, HostId), Refusal> {
+        if !valid_nonce(&nonce) {
+            return Err((ErrorCode::BadMessage, "a join's nonce must be 32 hex digits".into()));
+        }
         let max = self.cfg.max_peers;
         let Some(r) = self.rooms.get(room) else {
             return Err((ErrorCode::NoSuchRoom, format!("no room {room:?} on this server (has the host quit?)")));
@@ -91,12 +82,12 @@ impl Rooms {
         }
         let peer = self.new_peer();
         let r = self.rooms.get_mut(room).expect("checked above");
-        let host = r.host;
+        let (host, host_key) = (r.host, r.host_key);
         if let Some(h) = r.members.get(&host) {
-            let _ = h.outbox.try_send(ServerMsg::PeerJoined { peer, name: name.clone() });
+            let _ = h.outbox.try_send(ServerMsg::PeerJoined { peer, name: name.clone(), nonce });
         }
         r.members.insert(peer, Member { name, outbox });
-        Ok((peer, host))
+        Ok((peer, host, host_key))
     }
 
     /// Delivers `msg` from `from` to `to` if both are in `room`. Returns false if `to` is not.
@@ -139,18 +130,42 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn random_room_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
-    let mut rng = rand::rng();
-    (0..8).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+/// Checks a `Create`: a well-formed room id and token, and a key that the room id names and
+/// that signed this connection's `nonce`. A server that has never seen the room (or has
+/// just restarted) can tell its host from anyone else.
+pub fn check_claim(room: &str, token: &str, host_key: &str, proof: &str, nonce: &str) -> Result<HostId, Refusal> {
+    let bad = |m: &str| Err((ErrorCode::BadMessage, m.to_string()));
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return bad("join token must be 64 hex characters");
+    }
+    if !valid_room_id(room) {
+        return bad("room id must be 1-64 characters of A-Z a-z 0-9 _ -");
+    }
+    let Some(key) = HostId::from_hex(host_key) else {
+        return bad("the host key is not an Ed25519 public key in hex");
+    };
+    if !key.owns_room(room) {
+        return Err((ErrorCode::NotYourRoom, format!("room {room:?} belongs to another host key: its id names the key that may open it")));
+    }
+    if !key.verify_create(room, token, nonce, proof) {
+        return Err((ErrorCode::NotYourRoom, "the room's proof is not signed by its host key for this connection".into()));
+    }
+    Ok(key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::identity::HostSecret;
 
     fn outbox() -> (Outbox, mpsc::Receiver<ServerMsg>) {
         mpsc::channel(16)
+    }
+
+    const NONCE: &str = "00112233445566778899aabbccddeeff";
+
+    fn host() -> HostId {
+        HostSecret::random().host_key().public()
     }
 
     #[test]
@@ -159,21 +174,25 @@ mod tests {
         let mut rooms = Rooms::new(cfg);
         let tok = "a".repeat(64);
         let (h, mut hrx) = outbox();
-        let (room, host) = rooms.create(Some("r".into()), tok.clone(), "h".into(), h).unwrap();
+        let key = host();
+        let (room, host_peer) = rooms.create(key.fingerprint(), tok.clone(), "h".into(), key, h).unwrap();
         let (o, _) = outbox();
-        assert_eq!(rooms.create(None, tok.clone(), "x".into(), o).unwrap_err().0, ErrorCode::ServerFull);
+        let other = host();
+        assert_eq!(rooms.create(other.fingerprint(), tok.clone(), "x".into(), other, o).unwrap_err().0, ErrorCode::ServerFull);
         let (o, _) = outbox();
-        assert_eq!(rooms.join(&room, &"b".repeat(64), "p".into(), o).unwrap_err().0, ErrorCode::BadToken);
+        assert_eq!(rooms.join(&room, &"b".repeat(64), "p".into(), NONCE.into(), o).unwrap_err().0, ErrorCode::BadToken);
         let (o, _) = outbox();
-        assert_eq!(rooms.join("nope", &tok, "p".into(), o).unwrap_err().0, ErrorCode::NoSuchRoom);
+        assert_eq!(rooms.join("nope", &tok, "p".into(), NONCE.into(), o).unwrap_err().0, ErrorCode::NoSuchRoom);
+        let (o, _) = outbox();
+        assert_eq!(rooms.join(&room, &tok, "p".into(), "short".into(), o).unwrap_err().0, ErrorCode::BadMessage);
         let (o1, _r1) = outbox();
-        let (p1, h1) = rooms.join(&room, &tok, "p1".into(), o1).unwrap();
-        assert_eq!(h1, host);
-        assert_eq!(hrx.try_recv().unwrap(), ServerMsg::PeerJoined { peer: p1, name: "p1".into() });
+        let (p1, h1, k1) = rooms.join(&room, &tok, "p1".into(), NONCE.into(), o1).unwrap();
+        assert_eq!((h1, k1), (host_peer, key));
+        assert_eq!(hrx.try_recv().unwrap(), ServerMsg::PeerJoined { peer: p1, name: "p1".into(), nonce: NONCE.into() });
         let (o2, _r2) = outbox();
-        rooms.join(&room, &tok, "p2".into(), o2).unwrap();
+        rooms.join(&room, &tok, "p2".into(), NONCE.into(), o2).unwrap();
         let (o3, _r3) = outbox();
-        let (code, msg) = rooms.join(&room, &tok, "p3".into(), o3).unwrap_err();
+        let (code, msg) = rooms.join(&room, &tok, "p3".into(), NONCE.into(), o3).unwrap_err();
         assert_eq!(code, ErrorCode::RoomFull);
         assert!(msg.contains("full"));
         rooms.leave(&room, p1);
@@ -186,11 +205,30 @@ mod tests {
         let mut rooms = Rooms::new(ServerConfig::default());
         let tok = "c".repeat(64);
         let (h, _hrx) = outbox();
-        let (room, host) = rooms.create(None, tok.clone(), "h".into(), h).unwrap();
+        let key = host();
+        let (room, host_peer) = rooms.create(key.fingerprint(), tok.clone(), "h".into(), key, h).unwrap();
         let (o, mut prx) = outbox();
-        rooms.join(&room, &tok, "p".into(), o).unwrap();
-        rooms.leave(&room, host);
+        rooms.join(&room, &tok, "p".into(), NONCE.into(), o).unwrap();
+        rooms.leave(&room, host_peer);
         assert!(rooms.is_empty());
         assert!(matches!(prx.try_recv().unwrap(), ServerMsg::Error { code: ErrorCode::RoomClosed, .. }));
+    }
+
+    #[test]
+    fn only_the_key_a_room_id_names_may_open_it_and_only_with_this_connections_nonce() {
+        let (secret, tok) = (HostSecret::random(), "d".repeat(64));
+        let key = secret.host_key();
+        let room = key.room_id(Some("films"));
+        let proof = key.create_proof(&room, &tok, NONCE);
+        assert_eq!(check_claim(&room, &tok, &key.public().to_hex(), &proof, NONCE), Ok(key.public()));
+        // A participant (or anyone) with a key of its own cannot claim the host's room id.
+        let thief = HostSecret::random().host_key();
+        let stolen = thief.create_proof(&room, &tok, NONCE);
+        assert_eq!(check_claim(&room, &tok, &thief.public().to_hex(), &stolen, NONCE).unwrap_err().0, ErrorCode::NotYourRoom);
+        // Nor replay the host's own proof on another connection, or for another token.
+        assert_eq!(check_claim(&room, &tok, &key.public().to_hex(), &proof, "ffeeddccbbaa99887766554433221100").unwrap_err().0, ErrorCode::NotYourRoom);
+        assert_eq!(check_claim(&room, &"e".repeat(64), &key.public().to_hex(), &proof, NONCE).unwrap_err().0, ErrorCode::NotYourRoom);
+        assert_eq!(check_claim(&room, &tok, "zz", &proof, NONCE).unwrap_err().0, ErrorCode::BadMessage);
+        assert_eq!(check_claim("a b", &tok, &key.public().to_hex(), &proof, NONCE).unwrap_err().0, ErrorCode::BadMessage);
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use syncy::net::signal_client::SignalClient;
 use syncy::protocol::link::Link;
-use syncy::protocol::signal::{ClientMsg, ServerMsg, SignalPayload};
+use syncy::protocol::signal::{ClientMsg, ErrorCode, ServerMsg, SignalPayload};
 
 use super::harness::{Proc, clip_sized, link_of};
 
@@ -19,16 +19,24 @@ const SILENT: usize = 15;
 const AT_ONCE: usize = 5;
 
 /// Joins at the signaling level and waits for the host's offer: a set-up the host has begun.
+/// The previous batch's places in the room are given back as the server sees them leave: a
+/// full room is asked again until they have.
 async fn take_offer(link: &Link, name: String) -> SignalClient {
-    let mut c = SignalClient::connect(&link.signal_url(), None).await.unwrap();
-    c.tx.send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name }).await.unwrap();
+    let deadline = tokio::time::Instant::now() + T;
     loop {
-        match tokio::time::timeout(T, c.rx.recv()).await.expect("an offer in time") {
-            Some(ServerMsg::Signal { payload: SignalPayload::Offer { .. }, .. }) => return c,
-            Some(ServerMsg::Error { code, message }) => panic!("refused: {code:?} {message}"),
-            Some(_) => continue,
-            None => panic!("signaling closed before the offer"),
+        let mut c = SignalClient::connect(&link.signal_url(), None).await.unwrap();
+        let nonce = syncy::protocol::auth::nonce();
+        c.tx.send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: name.clone(), nonce }).await.unwrap();
+        loop {
+            match tokio::time::timeout_at(deadline, c.rx.recv()).await.expect("an offer in time") {
+                Some(ServerMsg::Signal { payload: SignalPayload::Offer { .. }, .. }) => return c,
+                Some(ServerMsg::Error { code: ErrorCode::RoomFull, .. }) => break,
+                Some(ServerMsg::Error { code, message }) => panic!("refused: {code:?} {message}"),
+                Some(_) => continue,
+                None => panic!("signaling closed before the offer"),
+            }
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

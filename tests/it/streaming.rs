@@ -111,7 +111,8 @@ fn the_twenty_first_participant_is_refused_clearly() {
         let mut v = vec![];
         for i in 0..20 {
             let mut c = SignalClient::connect(&parsed.signal_url(), None).await.unwrap();
-            c.tx.send(ClientMsg::Join { room: parsed.room.clone(), join_token: parsed.key.join_token(), name: format!("p{i}") }).await.unwrap();
+            let nonce = syncy::protocol::auth::nonce();
+            c.tx.send(ClientMsg::Join { room: parsed.room.clone(), join_token: parsed.key.join_token(), name: format!("p{i}"), nonce }).await.unwrap();
             assert!(matches!(c.rx.recv().await, Some(ServerMsg::Joined { .. })));
             v.push(c);
         }

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use syncy::net::peer::{self, IceConfig, PeerLink};
+use syncy::net::peer::{self, AnswerAuth, IceConfig, PeerLink};
 use syncy::net::signal_client::SignalClient;
-use syncy::protocol::auth::RoomKey;
+use syncy::protocol::auth::{RoomKey, SetupAuth};
+use syncy::protocol::identity::{HostId, HostSecret};
 use syncy::protocol::link::Link;
 use syncy::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
 use syncy::protocol::stream::{self, Message, PROTOCOL_VERSION};
@@ -14,18 +15,33 @@ use super::harness::{Proc, clip_sized, link_of};
 
 const T: Duration = Duration::from_secs(30);
 
+/// A member of a room at the signaling level, with the host's offer to it.
+struct Member {
+    c: SignalClient,
+    host: PeerId,
+    host_key: HostId,
+    /// What its set-up is authenticated over (room, its peer id, its nonce).
+    setup: SetupAuth,
+    sdp: String,
+    sig: String,
+}
+
 /// Joins `link`'s room at the signaling level (the join token is public to the server) and
 /// waits for the host's offer.
-async fn join_signaling(link: &Link, name: &str) -> (SignalClient, PeerId, String, String) {
+async fn join_signaling(link: &Link, name: &str) -> Member {
     let mut c = SignalClient::connect(&link.signal_url(), None).await.unwrap();
-    c.tx.send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: name.into() }).await.unwrap();
-    let host = match c.rx.recv().await {
-        Some(ServerMsg::Joined { host, .. }) => host,
+    let nonce = syncy::protocol::auth::nonce();
+    c.tx.send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: name.into(), nonce: nonce.clone() }).await.unwrap();
+    let (peer, host, host_key) = match c.rx.recv().await {
+        Some(ServerMsg::Joined { peer, host, host_key, .. }) => (peer, host, HostId::from_hex(&host_key).unwrap()),
         other => panic!("not joined: {other:?}"),
     };
+    let setup = SetupAuth { room: link.room.clone(), peer, nonce };
     loop {
         match c.rx.recv().await {
-            Some(ServerMsg::Signal { from, payload: SignalPayload::Offer { sdp, mac } }) if from == host => return (c, host, sdp, mac),
+            Some(ServerMsg::Signal { from, payload: SignalPayload::Offer { sdp, sig } }) if from == host => {
+                return Member { c, host, host_key, setup, sdp, sig };
+            }
             Some(_) => continue,
             None => panic!("signaling closed before the offer"),
         }
@@ -34,11 +50,12 @@ async fn join_signaling(link: &Link, name: &str) -> (SignalClient, PeerId, Strin
 
 /// A participant that holds the key and connects for real, then misbehaves.
 async fn rogue_participant(link: &Link, name: &str) -> (SignalClient, PeerLink) {
-    let (c, host, sdp, mac) = join_signaling(link, name).await;
+    let Member { c, host, host_key, setup, sdp, sig } = join_signaling(link, name).await;
     let tx = c.tx.clone();
     let send = async |payload| tx.send(ClientMsg::Signal { to: host, payload }).await.is_ok();
-    let pl =
-        PeerLink::answer(&IceConfig::new(syncy::net::peer::Reach::of_host("127.0.0.1"), None, &Default::default()), &link.key, (sdp, mac), send).await.unwrap();
+    let ice = IceConfig::new(syncy::net::peer::Reach::of_host("127.0.0.1"), None, &Default::default());
+    let auth = AnswerAuth { host: &host_key, key: &link.key, setup };
+    let pl = PeerLink::answer(&ice, &auth, (sdp, sig), send).await.unwrap();
     peer::send(&pl.control, &stream::encode(&Message::Hello { version: PROTOCOL_VERSION, name: name.into() })).await.unwrap();
     (c, pl)
 }
@@ -53,11 +70,11 @@ fn an_answer_not_signed_with_the_room_key_is_refused_by_the_host() {
     let link = Link::parse(&link_of(&mut host)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _c = rt.block_on(async {
-        let (c, host_id, _sdp, _mac) = join_signaling(&link, "mallory").await;
+        let m = join_signaling(&link, "mallory").await;
         let forged = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n".to_string();
-        let mac = RoomKey::random().sdp_mac(&forged);
-        c.tx.send(ClientMsg::Signal { to: host_id, payload: SignalPayload::Answer { sdp: forged, mac } }).await.unwrap();
-        c
+        let mac = m.setup.answer_mac(&RoomKey::random(), &forged);
+        m.c.tx.send(ClientMsg::Signal { to: m.host, payload: SignalPayload::Answer { sdp: forged, mac } }).await.unwrap();
+        m.c
     });
     let e = host.wait_for("the refusal", T, |v| v["event"] == "error" && v["message"].as_str().is_some_and(|m| m.contains("mallory")));
     assert!(e["message"].as_str().unwrap().contains("not signed with the room key"), "{e}");
@@ -69,38 +86,105 @@ fn an_answer_not_signed_with_the_room_key_is_refused_by_the_host() {
     assert_eq!(host.quit(), 0);
 }
 
+/// What a lying signaling server tells every newcomer: `Joined` with `host_key`, then the
+/// host's "offer" `(sdp, sig)`. Serves every connection so, until dropped.
+async fn lying_server(host_key: String, offer: (String, String)) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (host_key, offer) = (host_key.clone(), offer.clone());
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+                let say = |m: ServerMsg| Ws::Text(syncy::protocol::signal::encode(&m).into());
+                let _ = ws.send(say(ServerMsg::Hello { nonce: syncy::protocol::auth::nonce() })).await;
+                // Whatever the newcomer says first is its join.
+                let _ = ws.next().await;
+                let _ = ws.send(say(ServerMsg::Joined { room: "r".into(), peer: 7, host: 1, host_key })).await;
+                let (sdp, sig) = offer;
+                let _ = ws.send(say(ServerMsg::Signal { from: 1, payload: SignalPayload::Offer { sdp, sig } })).await;
+                while let Some(Ok(_)) = ws.next().await {}
+            });
+        }
+    });
+    (addr, task)
+}
+
 #[test]
-fn an_offer_not_signed_with_the_room_key_is_refused_by_the_participant() {
-    // A server in the middle posing as the host: it creates the room with the right join token
-    // (it has seen it) and offers its own SDP.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(syncy::server::Server::start("127.0.0.1:0".parse().unwrap(), Default::default())).unwrap();
-    let key = RoomKey::random();
-    let link = Link { host: "127.0.0.1".into(), port: server.addr.port(), room: "trap".into(), key: key.clone(), tls: false };
-    let mut fake = rt.block_on(async {
-        let mut c = SignalClient::connect(&link.signal_url(), None).await.unwrap();
-        c.tx.send(ClientMsg::Create { room: Some("trap".into()), join_token: key.join_token(), name: "host".into() }).await.unwrap();
-        assert!(matches!(c.rx.recv().await, Some(ServerMsg::Created { .. })));
-        c
-    });
+fn a_participant_holding_the_link_cannot_pass_as_the_host_to_a_newcomer() {
+    // Mallory holds the link (room id and room key) and runs, or owns, the signaling server
+    // the newcomer reaches. She is in the real room, so she has a real offer from the host,
+    // signed for her own set-up; and she has a key pair of her own.
+    let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
     let dir = tempfile::tempdir().unwrap();
-    let mut p = Proc::spawn(&["join", &link.to_string(), "--headless", "--name", "ann"], dir.path(), "ann");
-    rt.block_on(async {
-        let peer = loop {
-            match tokio::time::timeout(T, fake.rx.recv()).await.expect("ann joins") {
-                Some(ServerMsg::PeerJoined { peer, .. }) => break peer,
-                Some(_) => continue,
-                None => panic!("signaling closed"),
-            }
-        };
-        let forged = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n".to_string();
-        let mac = RoomKey::random().sdp_mac(&forged);
-        fake.tx.send(ClientMsg::Signal { to: peer, payload: SignalPayload::Offer { sdp: forged, mac } }).await.unwrap();
-    });
-    let e = p.event("error", T);
-    assert!(e["message"].as_str().unwrap().contains("not signed with the room key"), "{e}");
-    assert_ne!(p.wait(T), 0, "it gives up");
-    drop(server);
+    let mut host = Proc::host(&file, dir.path(), &[]);
+    let link = Link::parse(&link_of(&mut host)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mallory = rt.block_on(join_signaling(&link, "mallory"));
+    let real_key = mallory.host_key.to_hex();
+    let her_key = HostSecret::random().host_key();
+    let forged = mallory.sdp.clone();
+    let attempts = [
+        // 1. The host's own offer to her, replayed to the newcomer: signed for another peer
+        //    and another nonce.
+        ("replayed", real_key.clone(), (mallory.sdp.clone(), mallory.sig.clone()), "not signed by the host this link names"),
+        // 2. An offer she signs herself, under the host's public key.
+        (
+            "forged",
+            real_key.clone(),
+            (forged.clone(), her_key.sign(syncy::protocol::identity::Purpose::Offer, &[b"anything"])),
+            "not signed by the host this link names",
+        ),
+        // 3. Her own key in place of the host's: the link's room id names another.
+        ("her key", her_key.public().to_hex(), (forged.clone(), mallory.sig.clone()), "host key does not match the link"),
+    ];
+    for (what, host_key, offer, expected) in attempts {
+        let (addr, server) = rt.block_on(lying_server(host_key, offer));
+        let lie = Link { host: "127.0.0.1".into(), port: addr.port(), ..link.clone() };
+        let mut ann = Proc::join(&lie.to_string(), "ann", dir.path(), &[]);
+        let e = ann.event("error", T);
+        assert!(e["message"].as_str().unwrap().contains(expected), "{what}: {e}");
+        assert!(!ann.seen.iter().any(|v| v["event"] == "manifest"), "{what}");
+        assert_ne!(ann.wait(T), 0, "{what}: it gives up");
+        server.abort();
+    }
+    drop(mallory);
+    assert_eq!(host.quit(), 0);
+}
+
+#[test]
+fn the_host_restarted_keeps_its_link_and_a_new_room_makes_a_new_one() {
+    let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
+    let dir = tempfile::tempdir().unwrap();
+    let host_on = |extra: &[&str]| Proc::host(&file, dir.path(), extra);
+    let mut host = host_on(&[]);
+    let first = Link::parse(&link_of(&mut host)).unwrap();
+    assert_eq!(host.quit(), 0);
+    let secret = dir.path().join("xdg-config/syncy/host-identity");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+    // The same file, the same room id and key: a friend's old link still works (on a fixed
+    // --listen port it is the same text; here the OS picks a new port each time).
+    let mut host = host_on(&[]);
+    let again = Link::parse(&link_of(&mut host)).unwrap();
+    assert_eq!(again, Link { port: again.port, ..first.clone() });
+    let mut ann = Proc::join(&again.to_string(), "ann", dir.path(), &[]);
+    ann.event("complete", T);
+    assert_eq!(ann.quit(), 0);
+    assert_eq!(host.quit(), 0);
+    // A label is another room of the same host; --new-room is another host.
+    let mut host = host_on(&["--room", "films"]);
+    let films = Link::parse(&link_of(&mut host)).unwrap();
+    assert_eq!(host.quit(), 0);
+    assert!(films.room.starts_with("films-") && films.room.ends_with(&first.room), "{} vs {}", films.room, first.room);
+    assert_ne!(films.key, first.key);
+    let mut host = host_on(&["--new-room"]);
+    let renewed = Link::parse(&link_of(&mut host)).unwrap();
+    assert_ne!(renewed.room, first.room);
+    assert_ne!(renewed.key, first.key);
+    assert_eq!(host.quit(), 0);
 }
 
 #[test]
@@ -181,6 +265,7 @@ fn a_signaling_server_restart_does_not_interrupt_established_links_and_the_room_
     let serve = || super::harness::daemon(super::harness::bin(), &["serve", "--listen", &listen], port);
     let server = serve();
     let url = format!("ws://{listen}/");
+    let rt = tokio::runtime::Runtime::new().unwrap();
     // Slow enough that the transfer is in the middle when the server goes.
     let mut host = Proc::spawn(&["host", file.to_str().unwrap(), "--headless", "--server", &url, "--upload-limit", "2MiB/s", "--autoplay"], dir.path(), "host");
     let link = link_of(&mut host);
@@ -188,6 +273,27 @@ fn a_signaling_server_restart_does_not_interrupt_established_links_and_the_room_
     p.event("manifest", T);
     drop(server);
     let _server = serve();
+    // Mallory holds the link and races the host for its room on the fresh server, with a key
+    // of her own: the room id names the host's key, so the server refuses her.
+    let parsed = Link::parse(&link).unwrap();
+    let (code, message) = rt.block_on(async {
+        let mut c = SignalClient::connect(&url, None).await.unwrap();
+        let key = HostSecret::random().host_key();
+        let proof = key.create_proof(&parsed.room, &parsed.key.join_token(), &c.nonce);
+        let create = ClientMsg::Create {
+            room: parsed.room.clone(),
+            join_token: parsed.key.join_token(),
+            name: "mallory".into(),
+            host_key: key.public().to_hex(),
+            proof,
+        };
+        c.tx.send(create).await.unwrap();
+        match c.rx.recv().await {
+            Some(ServerMsg::Error { code, message }) => (code, message),
+            other => panic!("mallory's room: {other:?}"),
+        }
+    });
+    assert_eq!(code, syncy::protocol::signal::ErrorCode::NotYourRoom, "{message}");
     // The link carries on: every byte arrives, and the picture plays on.
     let c = p.event("complete", T);
     assert_eq!(c["sha256"], super::harness::sha256(&file).as_str());

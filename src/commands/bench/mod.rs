@@ -245,17 +245,21 @@ async fn tcp(size: u64) -> Result<(Duration, f64)> {
 async fn bare_channel(size: u64) -> Result<(Duration, f64)> {
     let ice = IceConfig::new(crate::net::peer::Reach::of_host("127.0.0.1"), None, &Default::default());
     let key = RoomKey::random();
+    let host = crate::protocol::identity::HostSecret::random().host_key();
+    let setup = crate::protocol::auth::SetupAuth { room: host.room_id(None), peer: 1, nonce: crate::protocol::auth::nonce() };
     let (offer_tx, mut offer_rx) = mpsc::channel(4);
     let (answer_tx, mut answer_rx) = mpsc::channel(4);
-    let (ice2, key2) = (ice.clone(), key.clone());
+    let (ice2, key2, host_id, setup2) = (ice.clone(), key.clone(), host.public(), setup.clone());
     let answerer = tokio::spawn(async move {
-        let Some(crate::protocol::signal::SignalPayload::Offer { sdp, mac }) = offer_rx.recv().await else {
+        let Some(crate::protocol::signal::SignalPayload::Offer { sdp, sig }) = offer_rx.recv().await else {
             return Err(eyre!("no offer"));
         };
-        let link = PeerLink::answer(&ice2, &key2, (sdp, mac), async |p| answer_tx.send(p).await.is_ok()).await?;
+        let auth = crate::net::peer::AnswerAuth { host: &host_id, key: &key2, setup: setup2 };
+        let link = PeerLink::answer(&ice2, &auth, (sdp, sig), async |p| answer_tx.send(p).await.is_ok()).await?;
         Ok::<_, color_eyre::Report>(link)
     });
-    let sender = PeerLink::offer(&ice, &key, async |p| offer_tx.send(p).await.is_ok(), &mut answer_rx).await?;
+    let auth = crate::net::peer::OfferAuth { host: &host, key: &key, setup };
+    let sender = PeerLink::offer(&ice, &auth, async |p| offer_tx.send(p).await.is_ok(), &mut answer_rx).await?;
     let receiver = answerer.await??;
     let dc = receiver.chunks.clone();
     let recv = tokio::spawn(async move {

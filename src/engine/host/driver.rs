@@ -15,13 +15,14 @@ use color_eyre::eyre::Result;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use super::peer_task::{self, PeerEvent, PeerHandle, Setup};
+use super::peer_task::{self, Newcomer, PeerEvent, PeerHandle, Setup};
+use super::rendezvous::RoomClaim;
 use crate::core::host::{HostCore, HostOutput};
 use crate::engine::host::transcoders::Renditions;
 use crate::engine::sleep_until_opt;
 use crate::engine::{Command, Event};
 use crate::net::signal_client::SignalClient;
-use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
+use crate::protocol::signal::{PeerId, ServerMsg, SignalPayload};
 use crate::protocol::stream::{self, Message, ORIGINAL, Space};
 
 /// How long a signaling reconnection may take before it counts as failed.
@@ -48,6 +49,7 @@ pub(super) struct Io {
     back_rx: mpsc::UnboundedReceiver<Option<SignalClient>>,
     url: String,
     signal_tls: Option<Arc<rustls::ClientConfig>>,
+    claim: Arc<RoomClaim>,
     events: mpsc::UnboundedSender<Event>,
     http_state: watch::Sender<Message>,
 }
@@ -100,15 +102,14 @@ impl Io {
         file: Arc<File>,
         input: &Path,
         setup: Setup,
-        url: String,
-        signal_tls: Option<Arc<rustls::ClientConfig>>,
+        (url, signal_tls, claim): (String, Option<Arc<rustls::ClientConfig>>, Arc<RoomClaim>),
         events: mpsc::UnboundedSender<Event>,
         http_state: watch::Sender<Message>,
     ) -> Io {
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
         let (back_tx, back_rx) = mpsc::unbounded_channel();
         let renditions = Renditions::new(input);
-        Io { file, renditions, peers: HashMap::new(), setup, peer_tx, peer_rx, back_tx, back_rx, url, signal_tls, events, http_state }
+        Io { file, renditions, peers: HashMap::new(), setup, peer_tx, peer_rx, back_tx, back_rx, url, signal_tls, claim, events, http_state }
     }
 
     /// What a peer task reports, into the core.
@@ -139,14 +140,14 @@ impl Io {
                     tracing::warn!("signaling queue full or closed; a message to the server is lost");
                 }
             }
-            HostOutput::Admit { peer, to, name } => self.admit(peer, to, name),
+            HostOutput::Admit { peer, to, name, nonce, fallback } => self.admit(peer, Newcomer { to, nonce, fallback }, name),
             HostOutput::ToSetup { peer, payload } => {
                 if let Some(tx) = self.peers.get(&peer).and_then(|p| p.answers.as_ref()) {
                     let _ = tx.try_send(payload);
                 }
             }
             HostOutput::Close { peer } => self.close(peer),
-            HostOutput::ReconnectSignal(create) => self.reconnect_signal(create),
+            HostOutput::ReconnectSignal => self.reconnect_signal(),
             HostOutput::StartRendition { space, level, from_us, until_us } => {
                 if let Err(reason) = self.renditions.start(space, &level, from_us, until_us) {
                     tracing::warn!("rendition {space}: {reason}");
@@ -209,10 +210,10 @@ impl Io {
     }
 
     /// Starts connecting a participant: its task makes the offer.
-    fn admit(&mut self, peer: PeerId, to: PeerId, name: String) {
+    fn admit(&mut self, peer: PeerId, who: Newcomer, name: String) {
         let (answers_tx, answers_rx) = mpsc::channel(16);
         let span = tracing::info_span!("peer", id = peer, name = %name);
-        let task = tokio::spawn(peer_task::peer_task(peer, to, self.setup.clone(), answers_rx, self.peer_tx.clone()).instrument(span));
+        let task = tokio::spawn(peer_task::peer_task(peer, who, self.setup.clone(), answers_rx, self.peer_tx.clone()).instrument(span));
         self.peers.insert(peer, PeerIo { task, answers: Some(answers_tx), handle: None });
     }
 
@@ -226,22 +227,19 @@ impl Io {
         }
     }
 
-    /// Creates the same room on the server again, so the link stays good for newcomers.
-    fn reconnect_signal(&self, create: ClientMsg) {
-        let (url, tls, back) = (self.url.clone(), self.signal_tls.clone(), self.back_tx.clone());
+    /// Opens the same room on the server again, so the link stays good for newcomers.
+    fn reconnect_signal(&self) {
+        let (url, tls, claim, back) = (self.url.clone(), self.signal_tls.clone(), self.claim.clone(), self.back_tx.clone());
         tokio::spawn(async move {
-            let again = tokio::time::timeout(RECONNECT_WITHIN, async {
-                let mut c = SignalClient::connect(&url, tls).await.ok()?;
-                c.tx.send(create).await.ok()?;
-                match c.rx.recv().await {
-                    Some(ServerMsg::Created { .. }) => Some(c),
-                    other => {
-                        tracing::info!("signaling server not taking the room back yet: {other:?}");
-                        None
-                    }
+            let again = match tokio::time::timeout(RECONNECT_WITHIN, claim.open(&url, tls)).await {
+                Ok(Ok(c)) => Some(c),
+                Ok(Err(e)) => {
+                    tracing::info!("signaling server not taking the room back yet: {e}");
+                    None
                 }
-            });
-            let _ = back.send(again.await.ok().flatten());
+                Err(_) => None,
+            };
+            let _ = back.send(again);
         });
     }
 

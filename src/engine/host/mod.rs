@@ -2,6 +2,7 @@
 //! sans-IO scheduler. Networking and file reads happen here; decisions happen in `core`.
 
 mod driver;
+pub mod identity;
 mod peer_task;
 pub mod rendezvous;
 pub mod transcoders;
@@ -17,17 +18,16 @@ use tokio::sync::{mpsc, watch};
 
 use crate::core::host::{HostConfig, HostCore};
 use crate::core::room::RoomConfig;
+use crate::engine::host::rendezvous::RoomClaim;
 use crate::engine::{Command, Event};
 use crate::media::probe;
 use crate::media::transcode;
 use crate::net::http::fallback_server::HttpFallback;
 use crate::net::peer::{IceConfig, Reach};
-use crate::net::signal_client::SignalClient;
-use crate::protocol::auth::RoomKey;
 use crate::protocol::link::Link;
-use crate::protocol::signal::{ClientMsg, ServerMsg};
 use crate::protocol::stream::{self, Manifest};
 use crate::server::ServerConfig;
+pub use identity::Identity;
 
 /// How the host runs.
 #[derive(Debug, Clone)]
@@ -47,8 +47,11 @@ pub struct HostOptions {
     pub advertise: Option<String>,
     /// Ask the router to forward the embedded server's port (UPnP IGD, else NAT-PMP).
     pub upnp: bool,
-    /// Requested room id.
+    /// The room's label (`--room`): the room id is `LABEL-FINGERPRINT` of the host key, each
+    /// label its own room key; none gives the fingerprint alone.
     pub room: Option<String>,
+    /// Where the host's secret comes from (its key and its rooms' keys).
+    pub identity: Identity,
     /// Display name.
     pub name: String,
     /// Chunk payload size.
@@ -83,6 +86,7 @@ impl HostOptions {
             advertise: None,
             upnp: false,
             room: None,
+            identity: Identity::Fresh,
             name: "host".into(),
             chunk_size: stream::DEFAULT_CHUNK_SIZE,
             ice_addr: None,
@@ -238,8 +242,13 @@ async fn host_room(
     commands: mpsc::UnboundedReceiver<Command>,
 ) -> Result<()> {
     let (_server, url, signal_tls) = (rdv.server, rdv.url, rdv.tls);
-    let key = RoomKey::random();
-    let (signal, room) = create_room(&url, signal_tls.clone(), opts.room.clone(), &key, &opts.name).await?;
+    let identity = opts.identity.clone();
+    let secret = tokio::task::spawn_blocking(move || identity::load(&identity)).await??;
+    let host_key = Arc::new(secret.host_key());
+    let key = secret.room_key(opts.room.as_deref());
+    let room = host_key.room_id(opts.room.as_deref());
+    let claim = Arc::new(RoomClaim { room: room.clone(), join_token: key.join_token(), name: opts.name.clone(), host_key: host_key.clone() });
+    let signal = claim.open(&url, signal_tls.clone()).await?;
     let (link, links) = crate::engine::host::rendezvous::room_links(&rdv.links, &room, &key, signal_tls.is_some());
     let _ = events.send(Event::Room {
         link: link.to_string(),
@@ -252,7 +261,6 @@ async fn host_room(
     let manifest = Arc::new(manifest);
     let cfg = HostConfig {
         room: room.clone(),
-        join_token: key.join_token(),
         name: opts.name.clone(),
         room_cfg: RoomConfig {
             wait_for_buffering: opts.playback.wait_for_buffering,
@@ -280,22 +288,9 @@ async fn host_room(
     // The loopback rule (DESIGN §3) follows the link: loopback only when only this machine
     // can reach the room.
     let ice = IceConfig::new(Reach::of_host(&link.host), opts.ice_addr.as_deref(), &opts.nat);
-    let setup = peer_task::Setup { ice, key, signal_tx: signal.tx.clone(), manifest };
-    let io = driver::Io::new(file, &opts.file, setup, url, signal_tls, events, http_state);
+    let setup = peer_task::Setup { ice, key, host_key, room: claim.room.clone(), signal_tx: signal.tx.clone(), manifest };
+    let io = driver::Io::new(file, &opts.file, setup, (url, signal_tls, claim), events, http_state);
     driver::drive(core, io, signal, commands).await
-}
-
-/// Connects to the signaling server and creates the room (`room`: the id asked for): the
-/// connection and the room's id.
-async fn create_room(url: &str, tls: Option<Arc<rustls::ClientConfig>>, room: Option<String>, key: &RoomKey, name: &str) -> Result<(SignalClient, String)> {
-    let mut signal = SignalClient::connect(url, tls).await?;
-    let create = ClientMsg::Create { room, join_token: key.join_token(), name: name.to_string() };
-    signal.tx.send(create).await.map_err(|_| eyre!("signaling connection closed"))?;
-    match signal.rx.recv().await {
-        Some(ServerMsg::Created { room, .. }) => Ok((signal, room)),
-        Some(ServerMsg::Error { message, .. }) => bail!("the signaling server refused the room: {message}"),
-        other => bail!("unexpected answer from the signaling server: {other:?}"),
-    }
 }
 
 /// The HTTP fallback, when asked for (`--http`): the server and the address newcomers are

@@ -10,8 +10,9 @@ use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use crate::core::host::CHUNK_QUEUE;
-use crate::net::peer::{self, IceConfig, PeerLink};
-use crate::protocol::auth::RoomKey;
+use crate::net::peer::{self, IceConfig, OfferAuth, PeerLink};
+use crate::protocol::auth::{RoomKey, SetupAuth};
+use crate::protocol::identity::HostKey;
 use crate::protocol::signal::{ClientMsg, PeerId, SignalPayload};
 use crate::protocol::stream::{self, Manifest, Message, PROTOCOL_VERSION, Role};
 
@@ -41,13 +42,25 @@ pub(super) struct PeerHandle {
 pub(super) struct Setup {
     pub ice: IceConfig,
     pub key: RoomKey,
+    /// The host's own key: it signs offers and fallback addresses.
+    pub host_key: Arc<HostKey>,
+    /// Room id.
+    pub room: String,
     pub signal_tx: mpsc::Sender<ClientMsg>,
     pub manifest: Arc<Manifest>,
 }
 
+/// Who a participant's set-up is for: the server's id for it, its `Join` nonce and the
+/// fallback address to tell it first (if any).
+pub(super) struct Newcomer {
+    pub to: PeerId,
+    pub nonce: String,
+    pub fallback: Option<String>,
+}
+
 /// One participant: connect, greet, then shuttle messages until the link ends.
-pub(super) async fn peer_task(peer: PeerId, to: PeerId, setup: Setup, answers: mpsc::Receiver<SignalPayload>, events: mpsc::UnboundedSender<PeerEvent>) {
-    let reason = match connect(to, &setup, answers, &events).await {
+pub(super) async fn peer_task(peer: PeerId, who: Newcomer, setup: Setup, answers: mpsc::Receiver<SignalPayload>, events: mpsc::UnboundedSender<PeerEvent>) {
+    let reason = match connect(who, &setup, answers, &events).await {
         Ok(link) => shuttle(peer, link, setup.manifest, &events).await,
         Err(reason) => reason,
     };
@@ -55,9 +68,23 @@ pub(super) async fn peer_task(peer: PeerId, to: PeerId, setup: Setup, answers: m
 }
 
 /// Offers, checks the channel carries a whole chunk, and greets with hello and the manifest.
-async fn connect(to: PeerId, setup: &Setup, mut answers: mpsc::Receiver<SignalPayload>, events: &mpsc::UnboundedSender<PeerEvent>) -> Result<PeerLink, String> {
+async fn connect(
+    who: Newcomer,
+    setup: &Setup,
+    mut answers: mpsc::Receiver<SignalPayload>,
+    events: &mpsc::UnboundedSender<PeerEvent>,
+) -> Result<PeerLink, String> {
+    let to = who.to;
+    let auth = OfferAuth { host: &setup.host_key, key: &setup.key, setup: SetupAuth { room: setup.room.clone(), peer: to, nonce: who.nonce } };
+    if let Some(addr) = who.fallback {
+        // Before the offer, so the participant knows where to turn if WebRTC fails.
+        let sig = auth.setup.sign_fallback(auth.host, &addr);
+        if setup.signal_tx.send(ClientMsg::Signal { to, payload: SignalPayload::Fallback { addr, sig } }).await.is_err() {
+            return Err("signaling closed".into());
+        }
+    }
     let send_signal = async |payload| setup.signal_tx.send(ClientMsg::Signal { to, payload }).await.is_ok();
-    let mut link = PeerLink::offer(&setup.ice, &setup.key, send_signal, &mut answers).await.map_err(|e| format!("connection failed: {e}"))?;
+    let mut link = PeerLink::offer(&setup.ice, &auth, send_signal, &mut answers).await.map_err(|e| format!("connection failed: {e}"))?;
     if let Some(message) = link.gathering_warning.take() {
         let _ = events.send(PeerEvent::Warning { message });
     }

@@ -12,7 +12,10 @@ use color_eyre::eyre::{Context, Result, bail, eyre};
 use crate::engine::Event;
 use crate::engine::host::HostOptions;
 use crate::net::links::{self, LinkKind, Reachability, RoomLink};
+use crate::net::signal_client::SignalClient;
+use crate::protocol::identity::HostKey;
 use crate::protocol::link::Link;
+use crate::protocol::signal::{ClientMsg, ErrorCode, ServerMsg};
 use crate::server::Server;
 
 /// How long the host asks STUN servers for its public address before it opens the room.
@@ -94,6 +97,44 @@ async fn reachability(opts: &HostOptions, bound: SocketAddr, events: &tokio::syn
         }
     }
     reach
+}
+
+/// What the host shows a signaling server to open its room, or take it back after losing it.
+pub struct RoomClaim {
+    /// Room id (`[LABEL-]FINGERPRINT` of `host_key`).
+    pub room: String,
+    /// The room key's join token.
+    pub join_token: String,
+    /// The host's display name.
+    pub name: String,
+    /// The key the room id names.
+    pub host_key: Arc<HostKey>,
+}
+
+impl RoomClaim {
+    /// Connects to `url` and opens the room, proving the host key over the connection's
+    /// nonce: the connection, once the server said `Created`.
+    pub async fn open(&self, url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<SignalClient> {
+        let mut signal = SignalClient::connect(url, tls).await?;
+        let proof = self.host_key.create_proof(&self.room, &self.join_token, &signal.nonce);
+        let create = ClientMsg::Create {
+            room: self.room.clone(),
+            join_token: self.join_token.clone(),
+            name: self.name.clone(),
+            host_key: self.host_key.public().to_hex(),
+            proof,
+        };
+        signal.tx.send(create).await.map_err(|_| eyre!("signaling connection closed"))?;
+        match signal.rx.recv().await {
+            Some(ServerMsg::Created { .. }) => Ok(signal),
+            Some(ServerMsg::Error { code: ErrorCode::RoomExists, .. }) => bail!(
+                "room {} is already open on the signaling server: is this host running somewhere else? (--room LABEL opens another room, --new-room makes a new link)",
+                self.room
+            ),
+            Some(ServerMsg::Error { message, .. }) => bail!("the signaling server refused the room: {message}"),
+            other => bail!("unexpected answer from the signaling server: {other:?}"),
+        }
+    }
 }
 
 /// The primary link and the `room` event's list.

@@ -15,8 +15,10 @@ use super::{JoinEnd, JoinOptions};
 use crate::core::participant::{FIRST_ATTEMPTS, FirstConnection};
 use crate::engine::Event;
 use crate::error::Hinted;
-use crate::net::peer::{self, IceConfig, PeerLink, Reach};
+use crate::net::peer::{self, AnswerAuth, IceConfig, PeerLink, Reach};
 use crate::net::signal_client::SignalClient;
+use crate::protocol::auth::SetupAuth;
+use crate::protocol::identity::HostId;
 use crate::protocol::link::Link;
 use crate::protocol::signal::{ClientMsg, ServerMsg, SignalPayload};
 use crate::protocol::stream::{self, Manifest, Message, PROTOCOL_VERSION, Role};
@@ -165,30 +167,48 @@ impl Connection {
     }
 }
 
+/// The host key the server vouches for, if it is the one the link's room id names: otherwise
+/// the server (or whoever opened the room there) is not the host this link is from.
+fn the_links_host(link: &crate::protocol::link::Link, host_key: &str) -> Result<HostId, Setup> {
+    match HostId::from_hex(host_key).filter(|k| k.owns_room(&link.room)) {
+        Some(k) => Ok(k),
+        None => fatal!("the room on this server is not the host's this link is from (its host key does not match the link): someone else holds the room id"),
+    }
+}
+
 /// Joins the room through signaling, answers the host's offer, says hello and waits for the
 /// manifest.
 pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
     let link = &opts.link;
     let signal_tls = if link.tls { Some(crate::net::tls::client_config(opts.tls_ca.as_deref()).map_err(|e| Setup::Final(e.into()))?) } else { None };
     let mut signal = SignalClient::connect(&link.signal_url(), signal_tls).await.map_err(|e| Setup::Retry(unreachable(link, e)))?;
+    let nonce = crate::protocol::auth::nonce();
     signal
         .tx
-        .send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: opts.name.clone() })
+        .send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: opts.name.clone(), nonce: nonce.clone() })
         .await
         .map_err(|_| eyre!("signaling connection closed"))?;
-    let host = match signal.rx.recv().await {
-        Some(ServerMsg::Joined { host, .. }) => host,
+    let (me, host, host_key) = match signal.rx.recv().await {
+        Some(ServerMsg::Joined { peer, host, host_key, .. }) => (peer, host, the_links_host(link, &host_key)?),
         Some(ServerMsg::Error { message, .. }) => {
             retry!("the signaling server refused to let us join: {message}")
         }
         Some(other) => retry!("unexpected answer from the signaling server: {other:?}"),
         None => retry!("the signaling server closed the connection"),
     };
+    let setup = SetupAuth { room: link.room.clone(), peer: me, nonce };
     let mut fallback: Option<String> = None;
     let offer = loop {
         match signal.rx.recv().await {
-            Some(ServerMsg::Signal { from, payload: SignalPayload::Offer { sdp, mac } }) if from == host => break (sdp, mac),
-            Some(ServerMsg::Signal { from, payload: SignalPayload::Fallback { addr } }) if from == host => fallback = Some(addr),
+            Some(ServerMsg::Signal { from, payload: SignalPayload::Offer { sdp, sig } }) if from == host => break (sdp, sig),
+            Some(ServerMsg::Signal { from, payload: SignalPayload::Fallback { addr, sig } }) if from == host => {
+                // Only where the host itself says: a server that swaps the address is ignored.
+                if setup.verify_fallback(&host_key, &addr, &sig) {
+                    fallback = Some(addr);
+                } else {
+                    tracing::warn!("ignoring a fallback address the host did not sign");
+                }
+            }
             Some(ServerMsg::Signal { from, payload: SignalPayload::Denied { reason } }) if from == host => {
                 fatal!("the host did not let you in: {}", reason.chars().take(stream::MAX_TEXT).collect::<String>())
             }
@@ -200,7 +220,8 @@ pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
     let ice = IceConfig::new(Reach::of_host(&link.host), opts.ice_addr.as_deref(), &opts.nat);
     let stx = signal.tx.clone();
     let send = async |payload| stx.send(ClientMsg::Signal { to: host, payload }).await.is_ok();
-    let answer = PeerLink::answer(&ice, &link.key, offer, send);
+    let auth = AnswerAuth { host: &host_key, key: &link.key, setup };
+    let answer = PeerLink::answer(&ice, &auth, offer, send);
     let link_up = match fallback {
         None => answer.await.map_err(cannot_connect)?,
         // The host serves HTTP too: WebRTC gets a few seconds, then the fallback.

@@ -8,13 +8,22 @@ use crate::protocol::signal::PeerId;
 /// each reconnection: a newcomer after a restart is never taken for someone already in.
 const EPOCH: u64 = 1 << 32;
 
+/// Someone at the door: the host's id for it, its name and its `Join` nonce (which its
+/// offer is signed over).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Newcomer {
+    pub peer: PeerId,
+    pub name: String,
+    pub nonce: String,
+}
+
 /// The door.
 #[derive(Debug, Default)]
 pub struct Admission {
     approve: bool,
     base: u64,
     /// Oldest first.
-    knocking: Vec<(PeerId, String)>,
+    knocking: Vec<Newcomer>,
 }
 
 impl Admission {
@@ -34,23 +43,23 @@ impl Admission {
     }
 
     /// A newcomer: `true` when it must wait to be let in (it is then knocking).
-    pub fn knock(&mut self, peer: PeerId, name: &str) -> bool {
+    pub fn knock(&mut self, newcomer: &Newcomer) -> bool {
         if self.approve {
-            self.knocking.push((peer, name.to_string()));
+            self.knocking.push(newcomer.clone());
         }
         self.approve
     }
 
     /// Takes the oldest knocker called `name`.
-    pub fn take(&mut self, name: &str) -> Option<(PeerId, String)> {
-        let i = self.knocking.iter().position(|(_, n)| n == name)?;
+    pub fn take(&mut self, name: &str) -> Option<Newcomer> {
+        let i = self.knocking.iter().position(|n| n.name == name)?;
         Some(self.knocking.remove(i))
     }
 
     /// `peer` left signaling; `true` if it was still knocking.
     pub fn left(&mut self, peer: PeerId) -> bool {
         let before = self.knocking.len();
-        self.knocking.retain(|(p, _)| *p != peer);
+        self.knocking.retain(|n| n.peer != peer);
         self.knocking.len() != before
     }
 
@@ -81,16 +90,17 @@ mod tests {
 
     #[test]
     fn knockers_wait_and_are_taken_by_name_oldest_first() {
+        let n = |peer, name: &str| Newcomer { peer, name: name.into(), nonce: format!("n{peer}") };
         let mut a = Admission::new(true);
-        assert!(a.knock(1, "bob"));
-        assert!(a.knock(2, "bob"));
-        assert!(a.knock(3, "cy"));
-        assert_eq!(a.take("bob"), Some((1, "bob".into())));
+        assert!(a.knock(&n(1, "bob")));
+        assert!(a.knock(&n(2, "bob")));
+        assert!(a.knock(&n(3, "cy")));
+        assert_eq!(a.take("bob"), Some(n(1, "bob")));
         assert!(a.left(3));
         assert!(!a.left(3));
         assert_eq!(a.take("cy"), None);
         a.lost();
         assert_eq!(a.take("bob"), None);
-        assert!(!Admission::new(false).knock(1, "dee"));
+        assert!(!Admission::new(false).knock(&n(1, "dee")));
     }
 }

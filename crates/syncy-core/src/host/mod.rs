@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use admission::Admission;
+pub use admission::{Admission, Newcomer};
 pub use renditions::RenditionProgress;
 
 use crate::api::{Command, Event, PeerStats};
@@ -41,8 +41,6 @@ pub const CHUNK_QUEUE: usize = 8;
 pub struct HostConfig {
     /// The room id the server gave.
     pub room: String,
-    /// The room's join token (to create the room again after a signaling restart).
-    pub join_token: String,
     /// The host's display name.
     pub name: String,
     /// Room policy (buffering, control, duration).
@@ -104,7 +102,9 @@ pub enum HostOutput {
     },
     /// Send to the signaling server.
     Signal(ClientMsg),
-    /// Start connecting `peer` (`to`: the server's id for it): make the offer.
+    /// Start connecting `peer` (`to`: the server's id for it): tell it the fallback address
+    /// if there is one (before the offer, so it knows where to turn if WebRTC fails), then
+    /// make the offer; both signed over its `nonce`.
     Admit {
         /// The host's id.
         peer: PeerId,
@@ -112,6 +112,10 @@ pub enum HostOutput {
         to: PeerId,
         /// Its name.
         name: String,
+        /// Its `Join` nonce.
+        nonce: String,
+        /// The HTTP fallback's address.
+        fallback: Option<String>,
     },
     /// Relayed from signaling to `peer`'s connection set-up (its answer, say).
     ToSetup {
@@ -125,9 +129,9 @@ pub enum HostOutput {
         /// Whose.
         peer: PeerId,
     },
-    /// Connect to the signaling server again and send this (`Create`); say how it went with
-    /// `handle_signal_back`.
-    ReconnectSignal(ClientMsg),
+    /// Connect to the signaling server again and take the room back (a `Create` signed for
+    /// the new connection); say how it went with `handle_signal_back`.
+    ReconnectSignal,
     /// Start a transcoder; a failure to start comes back as `handle_rendition_failed`.
     StartRendition {
         /// Into which space.
@@ -332,8 +336,7 @@ impl HostCore {
             && at <= now
         {
             self.signaling = Signaling::Down(None);
-            let create = ClientMsg::Create { room: Some(self.cfg.room.clone()), join_token: self.cfg.join_token.clone(), name: self.cfg.name.clone() };
-            self.out.push_back(HostOutput::ReconnectSignal(create));
+            self.out.push_back(HostOutput::ReconnectSignal);
         }
         self.settle(now);
     }
@@ -342,14 +345,14 @@ impl HostCore {
     pub fn handle_signal(&mut self, now: Instant, msg: ServerMsg) {
         self.now = now;
         match msg {
-            ServerMsg::PeerJoined { peer: id, name } => {
-                let peer = self.admission.local(id);
-                if self.admission.knock(peer, &name) {
+            ServerMsg::PeerJoined { peer: id, name, nonce } => {
+                let newcomer = Newcomer { peer: self.admission.local(id), name, nonce };
+                if self.admission.knock(&newcomer) {
                     // Not a byte, not even an offer, until the host says so.
-                    tracing::info!(peer, "{name} knocks");
-                    self.event(Event::Knock { peer, name });
+                    tracing::info!(newcomer.peer, "{} knocks", newcomer.name);
+                    self.event(Event::Knock { peer: newcomer.peer, name: newcomer.name });
                 } else {
-                    self.admit(peer, id, name);
+                    self.admit(newcomer);
                 }
             }
             ServerMsg::Signal { from, payload } => {
@@ -495,10 +498,9 @@ impl HostCore {
 
     fn approve(&mut self, now: Instant, who: &str) {
         match self.admission.take(who) {
-            Some((peer, name)) => {
-                tracing::info!(peer, "letting {name} in");
-                let to = self.admission.remote(peer);
-                self.admit(peer, to, name);
+            Some(newcomer) => {
+                tracing::info!(newcomer.peer, "letting {} in", newcomer.name);
+                self.admit(newcomer);
                 self.settle(now);
             }
             None => self.event(Event::Error { message: format!("approve {who}: nobody of that name is waiting to join") }),
@@ -507,7 +509,7 @@ impl HostCore {
 
     fn deny(&mut self, who: &str) {
         match self.admission.take(who) {
-            Some((peer, name)) => {
+            Some(Newcomer { peer, name, .. }) => {
                 tracing::info!(peer, "turning {name} away");
                 let payload = SignalPayload::Denied { reason: "the host turned you away".into() };
                 self.out.push_back(HostOutput::Signal(ClientMsg::Signal { to: self.admission.remote(peer), payload }));
@@ -518,12 +520,10 @@ impl HostCore {
     }
 
     /// Starts connecting a participant: its set-up makes the offer.
-    fn admit(&mut self, peer: PeerId, to: PeerId, name: String) {
-        if let Some(addr) = &self.cfg.fallback {
-            // Before the offer, so the participant knows where to turn if WebRTC fails.
-            self.out.push_back(HostOutput::Signal(ClientMsg::Signal { to, payload: SignalPayload::Fallback { addr: addr.clone() } }));
-        }
-        self.out.push_back(HostOutput::Admit { peer, to, name: name.clone() });
+    fn admit(&mut self, newcomer: Newcomer) {
+        let Newcomer { peer, name, nonce } = newcomer;
+        let to = self.admission.remote(peer);
+        self.out.push_back(HostOutput::Admit { peer, to, name: name.clone(), nonce, fallback: self.cfg.fallback.clone() });
         self.peers.insert(peer, Peer::new(name));
     }
 

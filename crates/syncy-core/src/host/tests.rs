@@ -7,6 +7,8 @@ use super::*;
 use crate::protocol::stream::Priority;
 
 const CHUNK: u32 = 64 * 1024;
+/// A newcomer's `Join` nonce.
+const NONCE: &str = "0123456789abcdef0123456789abcdef";
 
 fn manifest() -> Arc<Manifest> {
     Arc::new(Manifest {
@@ -24,7 +26,6 @@ fn manifest() -> Arc<Manifest> {
 fn config() -> HostConfig {
     HostConfig {
         room: "room1".into(),
-        join_token: "token".into(),
         name: "host".into(),
         room_cfg: RoomConfig { wait_for_buffering: true, host_only_control: false, duration_us: Some(60_000_000) },
         autoplay: false,
@@ -57,7 +58,7 @@ impl Host {
     /// `name` joins through signaling (server id `id`) and its link comes up; what that
     /// made the host say is dropped.
     fn join(&mut self, id: PeerId, name: &str) -> PeerId {
-        self.core.handle_signal(self.now, ServerMsg::PeerJoined { peer: id, name: name.into() });
+        self.core.handle_signal(self.now, ServerMsg::PeerJoined { peer: id, name: name.into(), nonce: NONCE.into() });
         let peer = admitted(&self.outputs()).expect("admitted");
         self.core.handle_connected(self.now, peer);
         self.outputs();
@@ -120,9 +121,9 @@ fn report(buffering: bool, seq: u64) -> Message {
 #[test]
 fn a_newcomer_is_offered_then_told_the_room_clock_when_its_link_is_up() {
     let mut h = Host::new(config());
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 3, name: "bob".into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 3, name: "bob".into(), nonce: NONCE.into() });
     let out = h.outputs();
-    assert_eq!(out, [HostOutput::Admit { peer: 3, to: 3, name: "bob".into() }]);
+    assert_eq!(out, [HostOutput::Admit { peer: 3, to: 3, name: "bob".into(), nonce: NONCE.into(), fallback: None }]);
     h.core.handle_connected(h.now, 3);
     let out = h.outputs();
     assert!(matches!(controls_to(&out, 3)[..], [Message::State { playing: false, .. }]), "{out:?}");
@@ -136,7 +137,7 @@ fn a_newcomer_while_the_room_waits_sees_who_it_waits_for_by_name() {
     let alice = h.join(1, "alice");
     h.core.handle_control(h.now, alice, report(true, 0));
     h.outputs();
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "bob".into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "bob".into(), nonce: NONCE.into() });
     let bob = admitted(&h.outputs()).unwrap();
     h.core.handle_connected(h.now, bob);
     let out = h.outputs();
@@ -145,21 +146,18 @@ fn a_newcomer_while_the_room_waits_sees_who_it_waits_for_by_name() {
 }
 
 #[test]
-fn the_fallback_address_goes_before_the_offer() {
+fn the_fallback_address_goes_with_the_admission() {
     let mut h = Host::new(HostConfig { fallback: Some("10.0.0.1:8080".into()), ..config() });
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into(), nonce: NONCE.into() });
     let out = h.outputs();
-    assert!(
-        matches!(&out[..], [HostOutput::Signal(ClientMsg::Signal { to: 1, payload: SignalPayload::Fallback { .. } }), HostOutput::Admit { .. }]),
-        "{out:?}"
-    );
+    assert!(matches!(&out[..], [HostOutput::Admit { to: 1, nonce, fallback: Some(a), .. }] if a == "10.0.0.1:8080" && nonce == NONCE), "{out:?}");
 }
 
 #[test]
 fn under_approve_newcomers_knock_and_are_let_in_or_turned_away_by_name() {
     let mut h = Host::new(HostConfig { approve: true, ..config() });
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into() });
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "eve".into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into(), nonce: NONCE.into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "eve".into(), nonce: NONCE.into() });
     let out = h.outputs();
     assert!(admitted(&out).is_none(), "not even an offer before approval");
     assert_eq!(events(&out).len(), 2);
@@ -187,7 +185,7 @@ fn a_lost_external_server_is_tried_again_after_1_s_then_every_2_s_and_ids_move_o
     h.core.handle_signal_closed(h.now);
     assert!(matches!(events(&h.outputs())[..], [Event::Error { .. }]));
     let lost = h.now;
-    let retry = |o: &HostOutput| matches!(o, HostOutput::ReconnectSignal(ClientMsg::Create { room: Some(r), .. }) if r == "room1");
+    let retry = |o: &HostOutput| matches!(o, HostOutput::ReconnectSignal);
     let (first_try, _) = h.until(retry);
     assert_eq!(first_try - lost, Duration::from_secs(1));
     // No second attempt while this one is under way.
@@ -216,7 +214,7 @@ fn a_lost_embedded_server_is_not_tried_again() {
     h.outputs();
     for _ in 0..5 {
         h.advance(Duration::from_secs(1));
-        assert!(!h.outputs().iter().any(|o| matches!(o, HostOutput::ReconnectSignal(_))));
+        assert!(!h.outputs().iter().any(|o| matches!(o, HostOutput::ReconnectSignal)));
     }
 }
 
@@ -293,7 +291,7 @@ fn host_only_control_refuses_a_participant_with_a_notice() {
 fn quitting_says_goodbye_to_everyone_connected_and_stops_waking() {
     let mut h = Host::new(config());
     let bob = h.join(1, "bob");
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "slow".into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "slow".into(), nonce: NONCE.into() });
     h.outputs();
     h.core.handle_command(h.now, Command::Quit);
     let out = h.outputs();
@@ -306,8 +304,8 @@ fn quitting_says_goodbye_to_everyone_connected_and_stops_waking() {
 #[test]
 fn a_participant_that_fails_to_connect_is_reported_one_that_leaves_is_not() {
     let mut h = Host::new(config());
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into() });
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "cy".into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into(), nonce: NONCE.into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "cy".into(), nonce: NONCE.into() });
     h.outputs();
     h.core.handle_gone(h.now, 1, "connection failed: ICE");
     let out = h.outputs();

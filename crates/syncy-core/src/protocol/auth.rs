@@ -8,6 +8,9 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
+use super::identity::{HostId, HostKey, Purpose};
+use super::signal::PeerId;
+
 /// Length of a room key in bytes (128 bits).
 pub const KEY_LEN: usize = 16;
 
@@ -43,11 +46,13 @@ impl RoomKey {
         hex::encode(out)
     }
 
-    /// `HMAC-SHA256(key, sdp)`, hex: proves an SDP came from someone holding the key.
-    pub fn sdp_mac(&self, sdp: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        mac.update(sdp.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+    /// A MAC key for one use, derived from the room key: MACs made for one purpose are never
+    /// valid for another (TRUST-REVIEW #17).
+    fn mac_key(&self, purpose: &[u8]) -> Hmac<Sha256> {
+        let hk = Hkdf::<Sha256>::new(Some(b"syncy v1"), &self.0);
+        let mut k = [0u8; 32];
+        hk.expand(&[b"mac key\0", purpose].concat(), &mut k).expect("32 bytes is a valid HKDF-SHA256 output length");
+        Hmac::<Sha256>::new_from_slice(&k).expect("HMAC takes any key length")
     }
 
     /// The token a participant shows the host's HTTP fallback (`Authorization: Bearer …`):
@@ -72,28 +77,91 @@ impl RoomKey {
     }
 
     fn http_hmac(&self, what: &str, offset: u64, body: &[u8]) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        mac.update(b"syncy http\0");
+        let mut mac = self.mac_key(b"http answer");
         mac.update(what.as_bytes());
         mac.update(b"\0");
         mac.update(&offset.to_be_bytes());
         mac.update(body);
         mac
     }
+}
 
-    /// Checks an SDP's MAC in constant time.
-    pub fn verify_sdp(&self, sdp: &str, mac_hex: &str) -> bool {
+/// What authenticates the SDPs (and the fallback address) of one participant's set-up: the
+/// room, the participant's peer id and the nonce it chose when it joined. The host signs its
+/// offer with its own key; the participant MACs its answer with the room key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupAuth {
+    /// Room id.
+    pub room: String,
+    /// The participant's id on the server.
+    pub peer: PeerId,
+    /// The participant's `Join` nonce.
+    pub nonce: String,
+}
+
+impl SetupAuth {
+    fn fields<'a>(&'a self, peer: &'a [u8; 8], text: &'a str) -> [&'a [u8]; 4] {
+        [self.room.as_bytes(), peer, self.nonce.as_bytes(), text.as_bytes()]
+    }
+
+    /// The host's signature on its offer.
+    pub fn sign_offer(&self, host: &HostKey, sdp: &str) -> String {
+        host.sign(Purpose::Offer, &self.fields(&self.peer.to_be_bytes(), sdp))
+    }
+
+    /// Whether `sig` is the host's on this set-up's offer.
+    pub fn verify_offer(&self, host: &HostId, sdp: &str, sig: &str) -> bool {
+        host.verify(Purpose::Offer, &self.fields(&self.peer.to_be_bytes(), sdp), sig)
+    }
+
+    /// The host's signature on the fallback address it tells this participant.
+    pub fn sign_fallback(&self, host: &HostKey, addr: &str) -> String {
+        host.sign(Purpose::Fallback, &self.fields(&self.peer.to_be_bytes(), addr))
+    }
+
+    /// Whether `sig` is the host's on this fallback address.
+    pub fn verify_fallback(&self, host: &HostId, addr: &str, sig: &str) -> bool {
+        host.verify(Purpose::Fallback, &self.fields(&self.peer.to_be_bytes(), addr), sig)
+    }
+
+    fn answer_hmac(&self, key: &RoomKey, sdp: &str) -> Hmac<Sha256> {
+        let mut mac = key.mac_key(b"sdp answer");
+        for f in self.fields(&self.peer.to_be_bytes(), sdp) {
+            mac.update(&(f.len() as u64).to_be_bytes());
+            mac.update(f);
+        }
+        mac
+    }
+
+    /// The participant's MAC on its answer, hex.
+    pub fn answer_mac(&self, key: &RoomKey, sdp: &str) -> String {
+        hex::encode(self.answer_hmac(key, sdp).finalize().into_bytes())
+    }
+
+    /// Checks an answer's MAC in constant time.
+    pub fn verify_answer(&self, key: &RoomKey, sdp: &str, mac_hex: &str) -> bool {
         let Ok(tag) = hex::decode(mac_hex) else {
             return false;
         };
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        mac.update(sdp.as_bytes());
-        mac.verify_slice(&tag).is_ok()
+        self.answer_hmac(key, sdp).verify_slice(&tag).is_ok()
     }
+}
+
+/// A fresh nonce for `Join` (and the server's `Hello`): 128 random bits, hex.
+pub fn nonce() -> String {
+    let mut n = [0u8; 16];
+    rand::rng().fill_bytes(&mut n);
+    hex::encode(n)
+}
+
+/// Whether `text` has the shape of a nonce (what a server checks before it relays one).
+pub fn valid_nonce(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::identity::HostSecret;
     use super::*;
 
     #[test]
@@ -119,12 +187,25 @@ mod tests {
     }
 
     #[test]
-    fn sdp_mac_verifies_only_with_the_right_key_and_text() {
-        let k = RoomKey::random();
-        let mac = k.sdp_mac("v=0");
-        assert!(k.verify_sdp("v=0", &mac));
-        assert!(!k.verify_sdp("v=1", &mac));
-        assert!(!RoomKey::random().verify_sdp("v=0", &mac));
-        assert!(!k.verify_sdp("v=0", "zz"));
+    fn a_setups_sdps_verify_only_for_that_room_peer_nonce_and_text() {
+        let (k, host) = (RoomKey::random(), HostSecret::random().host_key());
+        let setup = SetupAuth { room: "r".into(), peer: 3, nonce: nonce() };
+        let mac = setup.answer_mac(&k, "v=0");
+        assert!(setup.verify_answer(&k, "v=0", &mac));
+        assert!(!setup.verify_answer(&k, "v=1", &mac));
+        assert!(!setup.verify_answer(&RoomKey::random(), "v=0", &mac));
+        assert!(!setup.verify_answer(&k, "v=0", "zz"));
+        let sig = setup.sign_offer(&host, "v=0");
+        assert!(setup.verify_offer(&host.public(), "v=0", &sig));
+        assert!(!setup.verify_answer(&k, "v=0", &sig), "an offer is no answer");
+        assert!(!setup.verify_fallback(&host.public(), "v=0", &sig), "nor a fallback address");
+        for other in [SetupAuth { peer: 4, ..setup.clone() }, SetupAuth { nonce: nonce(), ..setup.clone() }, SetupAuth { room: "s".into(), ..setup.clone() }] {
+            assert!(!other.verify_offer(&host.public(), "v=0", &sig), "{other:?}");
+            assert!(!other.verify_answer(&k, "v=0", &mac), "{other:?}");
+        }
+        let fb = setup.sign_fallback(&host, "10.0.0.1:8080");
+        assert!(setup.verify_fallback(&host.public(), "10.0.0.1:8080", &fb));
+        assert!(!setup.verify_fallback(&host.public(), "10.6.6.6:8080", &fb));
+        assert!(valid_nonce(&nonce()) && !valid_nonce("xyz"));
     }
 }

@@ -15,14 +15,19 @@ pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMsg {
-    /// Open a room as its host. `room: None` lets the server pick an id.
+    /// Open a room as its host, or take it back after a restart: only the key the room id
+    /// names may (`identity`).
     Create {
-        /// Requested room id.
-        room: Option<String>,
+        /// Room id: `[LABEL-]FINGERPRINT` of `host_key`.
+        room: String,
         /// `HKDF(key, "join")`, hex; participants must present the same.
         join_token: String,
         /// Display name.
         name: String,
+        /// The host's public key (Ed25519, hex).
+        host_key: String,
+        /// The host's signature over room, join token and this connection's `Hello` nonce.
+        proof: String,
     },
     /// Join an existing room as a participant.
     Join {
@@ -32,6 +37,9 @@ pub enum ClientMsg {
         join_token: String,
         /// Display name.
         name: String,
+        /// Fresh random hex (32 digits) the host's offer must be signed over, so no offer made
+        /// for another set-up passes.
+        nonce: String,
     },
     /// Relay `payload` to peer `to` of the same room.
     Signal {
@@ -46,26 +54,28 @@ pub enum ClientMsg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SignalPayload {
-    /// SDP offer (host → participant) with `HMAC(key, sdp)`.
+    /// SDP offer (host → participant), signed by the host (`auth::SetupAuth`).
     Offer {
         /// Session description.
         sdp: String,
-        /// Hex HMAC-SHA256 over `sdp` with the room key.
-        mac: String,
+        /// Hex Ed25519 signature over room, recipient, its nonce and `sdp`.
+        sig: String,
     },
-    /// SDP answer (participant → host) with its MAC.
+    /// SDP answer (participant → host) with its MAC under the room key.
     Answer {
         /// Session description.
         sdp: String,
-        /// Hex HMAC-SHA256 over `sdp` with the room key.
+        /// Hex HMAC-SHA256 over room, sender, its nonce and `sdp`.
         mac: String,
     },
     /// The host also serves the room over HTTP at `addr` (`HOST:PORT`; `syncy host --http`),
-    /// for a participant whose WebRTC link does not come up. Sent before the offer. Not signed:
-    /// every HTTP answer is (see `net::http::fallback_server`).
+    /// for a participant whose WebRTC link does not come up. Sent before the offer, signed
+    /// by the host as the offer is.
     Fallback {
         /// `HOST:PORT`.
         addr: String,
+        /// Hex Ed25519 signature over room, recipient, its nonce and `addr`.
+        sig: String,
     },
     /// The host turns the participant away (a room under `--approve`).
     Denied {
@@ -87,6 +97,12 @@ pub enum SignalPayload {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServerMsg {
+    /// First on every connection: what a host signs its `Create` over, so a `Create` seen
+    /// on one connection (or before a restart) is worth nothing on another.
+    Hello {
+        /// Random hex.
+        nonce: String,
+    },
     /// The room exists and the caller is its host.
     Created {
         /// Room id.
@@ -102,6 +118,9 @@ pub enum ServerMsg {
         peer: PeerId,
         /// The host's peer id.
         host: PeerId,
+        /// The host's public key as it proved to the server; the participant checks it
+        /// against the link's room id.
+        host_key: String,
     },
     /// Someone joined the room (sent to the host).
     PeerJoined {
@@ -109,6 +128,8 @@ pub enum ServerMsg {
         peer: PeerId,
         /// Its name.
         name: String,
+        /// Its `Join` nonce.
+        nonce: String,
     },
     /// Someone left the room.
     PeerLeft {
@@ -145,6 +166,8 @@ pub enum ErrorCode {
     RateLimited,
     /// Room id taken.
     RoomExists,
+    /// The room id names another host key, or the proof is not signed for this connection.
+    NotYourRoom,
     /// No such room.
     NoSuchRoom,
     /// Join token does not match.
@@ -198,10 +221,10 @@ mod tests {
 
     fn all_client() -> Vec<ClientMsg> {
         vec![
-            ClientMsg::Create { room: Some("r".into()), join_token: "t".into(), name: "h".into() },
-            ClientMsg::Create { room: None, join_token: "t".into(), name: "h".into() },
-            ClientMsg::Join { room: "r".into(), join_token: "t".into(), name: "p".into() },
-            ClientMsg::Signal { to: 3, payload: SignalPayload::Offer { sdp: "v=0".into(), mac: "ab".into() } },
+            ClientMsg::Create { room: "r".into(), join_token: "t".into(), name: "h".into(), host_key: "k".into(), proof: "p".into() },
+            ClientMsg::Join { room: "r".into(), join_token: "t".into(), name: "p".into(), nonce: "n".into() },
+            ClientMsg::Signal { to: 3, payload: SignalPayload::Offer { sdp: "v=0".into(), sig: "ab".into() } },
+            ClientMsg::Signal { to: 3, payload: SignalPayload::Fallback { addr: "a:1".into(), sig: "ab".into() } },
             ClientMsg::Signal { to: 3, payload: SignalPayload::Answer { sdp: "v=0".into(), mac: "ab".into() } },
             ClientMsg::Signal { to: 3, payload: SignalPayload::Ice { candidate: "c".into(), sdp_mid: Some("0".into()), sdp_mline_index: Some(0) } },
         ]
@@ -209,9 +232,10 @@ mod tests {
 
     fn all_server() -> Vec<ServerMsg> {
         vec![
+            ServerMsg::Hello { nonce: "n".into() },
             ServerMsg::Created { room: "r".into(), peer: 1 },
-            ServerMsg::Joined { room: "r".into(), peer: 2, host: 1 },
-            ServerMsg::PeerJoined { peer: 2, name: "p".into() },
+            ServerMsg::Joined { room: "r".into(), peer: 2, host: 1, host_key: "k".into() },
+            ServerMsg::PeerJoined { peer: 2, name: "p".into(), nonce: "n".into() },
             ServerMsg::PeerLeft { peer: 2, name: "p".into() },
             ServerMsg::Signal { from: 1, payload: SignalPayload::Ice { candidate: "c".into(), sdp_mid: None, sdp_mline_index: None } },
             ServerMsg::Error { code: ErrorCode::RoomFull, message: "full".into() },
@@ -238,7 +262,7 @@ mod tests {
             assert!(matches!(decode_client(&s, s.len() - 1), Err(SignalError::TooLarge(..))));
         }
         assert!(decode_client(r#"{"type":"teleport"}"#, 1000).is_err());
-        assert!(decode_client(r#"{"type":"join","room":"r","join_token":"t","name":"n","x":1}"#, 1000).is_err());
+        assert!(decode_client(r#"{"type":"join","room":"r","join_token":"t","name":"n","nonce":"n","x":1}"#, 1000).is_err());
         assert!(decode_server(r#"{"type":"error","code":"nope","message":""}"#, 1000).is_err());
     }
 

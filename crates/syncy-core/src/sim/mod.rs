@@ -271,7 +271,7 @@ impl World {
                 let name = self.slots[slot].name.clone();
                 // A server's ids: the slot, and which of its links.
                 let peer = ((self.slots[slot].link as PeerId) << 32) | (slot as PeerId + 1);
-                self.on_host(|h| h.handle_signal(now, ServerMsg::PeerJoined { peer, name }));
+                self.on_host(|h| h.handle_signal(now, ServerMsg::PeerJoined { peer, name, nonce: String::new() }));
             }
             Due::Connected { slot } => {
                 let s = &mut self.slots[slot];
@@ -381,7 +381,6 @@ impl World {
 pub fn host_config(autoplay: bool, wait_for_buffering: bool, upload_limit: u64, duration_s: u64) -> HostConfig {
     HostConfig {
         room: "sim".into(),
-        join_token: "sim".into(),
         name: "host".into(),
         room_cfg: crate::room::RoomConfig { wait_for_buffering, host_only_control: false, duration_us: Some(duration_s as i64 * 1_000_000) },
         autoplay,

@@ -1,0 +1,135 @@
+//! Where the host's secret lives: a private file under the config dir, so the same link
+//! (room id and key) works after the host restarts. `--new-room` replaces it.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::protocol::identity::{HostSecret, SECRET_LEN};
+
+/// The first word of the file: what it is, and its format's version.
+const MAGIC: &str = "syncy-host-secret-v1";
+
+/// Which secret a host uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A new one each run, kept nowhere (`syncy demo`, benchmarks).
+    Fresh,
+    /// The one in `path`, made there on first use; `renew` replaces it (`--new-room`).
+    File { path: PathBuf, renew: bool },
+}
+
+/// Why the secret could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("cannot read the host identity {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("cannot write the host identity {0}: {1}")]
+    Write(PathBuf, std::io::Error),
+    #[error("the host identity {0} is not a Syncy host secret (remove it, or pass --new-room to replace it)")]
+    Garbled(PathBuf),
+    #[error("the host identity {0} can be read by other users (mode {1:o}): run chmod 600 on it, or pass --new-room for a new one")]
+    Exposed(PathBuf, u32),
+}
+
+/// The default place: `$XDG_CONFIG_HOME/syncy/host-identity` (or under `~/.config`).
+pub fn default_path() -> Option<PathBuf> {
+    let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|p| !p.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".config"),
+    };
+    Some(base.join("syncy").join("host-identity"))
+}
+
+/// The secret `identity` names. Blocking file I/O: call it off the async runtime.
+pub fn load(identity: &Identity) -> Result<HostSecret, IdentityError> {
+    let (path, renew) = match identity {
+        Identity::Fresh => return Ok(HostSecret::random()),
+        Identity::File { path, renew } => (path, *renew),
+    };
+    if !renew {
+        match read(path) {
+            Err(IdentityError::Read(_, e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => return other,
+        }
+    }
+    let secret = HostSecret::random();
+    write(path, &secret)?;
+    // Two hosts starting at once both find no file: whichever rename came last wins, and
+    // both use what is on disk.
+    read(path)
+}
+
+fn read(path: &Path) -> Result<HostSecret, IdentityError> {
+    let err = |e| IdentityError::Read(path.into(), e);
+    // Never through a symlink: someone who can write the directory must not swap in a file
+    // of theirs (or point this at one of ours).
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).map_err(err)?;
+    let mode = f.metadata().map_err(err)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(IdentityError::Exposed(path.into(), mode));
+    }
+    let mut text = String::new();
+    f.take(256).read_to_string(&mut text).map_err(|_| IdentityError::Garbled(path.into()))?;
+    parse(&text).ok_or_else(|| IdentityError::Garbled(path.into()))
+}
+
+fn parse(text: &str) -> Option<HostSecret> {
+    let (magic, hex_secret) = text.trim().split_once(' ')?;
+    let bytes: [u8; SECRET_LEN] = hex::decode(hex_secret.trim()).ok()?.try_into().ok()?;
+    (magic == MAGIC).then(|| HostSecret::from_bytes(bytes))
+}
+
+/// Writes `secret` to a new private file beside `path`, then renames it into place.
+fn write(path: &Path, secret: &HostSecret) -> Result<(), IdentityError> {
+    let err = |e| IdentityError::Write(path.into(), e);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+    }
+    let tmp = path.with_file_name(format!(".host-identity.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&tmp).map_err(err)?;
+    let written = writeln!(f, "{MAGIC} {}", hex::encode(secret.to_bytes())).and_then(|_| f.sync_all()).and_then(|_| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_is_made_once_kept_private_and_renewed_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cfg/syncy/host-identity");
+        let keep = Identity::File { path: path.clone(), renew: false };
+        let first = load(&keep).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(load(&keep).unwrap(), first, "the same secret on the next start");
+        let renewed = load(&Identity::File { path: path.clone(), renew: true }).unwrap();
+        assert_ne!(renewed, first);
+        assert_eq!(load(&keep).unwrap(), renewed);
+        assert_ne!(load(&Identity::Fresh).unwrap(), renewed);
+    }
+
+    #[test]
+    fn an_exposed_garbled_or_linked_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host-identity");
+        let keep = Identity::File { path: path.clone(), renew: false };
+        load(&keep).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(load(&keep), Err(IdentityError::Exposed(..))));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "not a secret").unwrap();
+        assert!(matches!(load(&keep), Err(IdentityError::Garbled(..))));
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &path).unwrap();
+        std::fs::write(dir.path().join("elsewhere"), format!("{MAGIC} {}\n", "00".repeat(SECRET_LEN))).unwrap();
+        std::fs::set_permissions(dir.path().join("elsewhere"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(load(&keep), Err(IdentityError::Read(..))), "a symlink is not followed");
+    }
+}

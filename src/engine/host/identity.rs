@@ -53,10 +53,7 @@ pub fn load(identity: &Identity) -> Result<HostSecret, IdentityError> {
             other => return other,
         }
     }
-    let secret = HostSecret::random();
-    write(path, &secret)?;
-    // Two hosts starting at once both find no file: whichever rename came last wins, and
-    // both use what is on disk.
+    write(path, &HostSecret::random(), renew)?;
     read(path)
 }
 
@@ -80,8 +77,10 @@ fn parse(text: &str) -> Option<HostSecret> {
     (magic == MAGIC).then(|| HostSecret::from_bytes(bytes))
 }
 
-/// Writes `secret` to a new private file beside `path`, then renames it into place.
-fn write(path: &Path, secret: &HostSecret) -> Result<(), IdentityError> {
+/// Writes `secret` to a new private file beside `path`, then puts it in place: over the old
+/// one when `renew`, else only if there is none. Two hosts starting at once both find no file:
+/// the first to link its own wins, and both then read the winner's.
+fn write(path: &Path, secret: &HostSecret, renew: bool) -> Result<(), IdentityError> {
     let err = |e| IdentityError::Write(path.into(), e);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
@@ -89,9 +88,18 @@ fn write(path: &Path, secret: &HostSecret) -> Result<(), IdentityError> {
     let tmp = path.with_file_name(format!(".host-identity.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&tmp).map_err(err)?;
-    let written = writeln!(f, "{MAGIC} {}", hex::encode(secret.to_bytes())).and_then(|_| f.sync_all()).and_then(|_| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let place = |tmp: &Path| match renew {
+        true => std::fs::rename(tmp, path),
+        false => match std::fs::hard_link(tmp, path) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        },
+    };
+    let written = writeln!(f, "{MAGIC} {}", hex::encode(secret.to_bytes())).and_then(|_| f.sync_all()).and_then(|_| place(&tmp));
+    let _ = std::fs::remove_file(&tmp);
+    // The new name durable too: a crash must not silently change the link.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
     written.map_err(err)
 }

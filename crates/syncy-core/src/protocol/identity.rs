@@ -32,7 +32,7 @@ pub enum Purpose {
     /// Opening the room on a server: room id, join token, the server's nonce for this
     /// connection.
     Create,
-    /// An SDP offer: room, host peer id, participant peer id, the participant's nonce, SDP.
+    /// An SDP offer: room, participant peer id, the participant's nonce, SDP.
     Offer,
     /// The HTTP fallback's address, for one participant as for an offer.
     Fallback,
@@ -53,6 +53,7 @@ impl Purpose {
 fn transcript(purpose: Purpose, fields: &[&[u8]]) -> Vec<u8> {
     let mut out = b"syncy host v1\0".to_vec();
     out.extend_from_slice(purpose.label());
+    out.push(0);
     for f in fields {
         out.extend_from_slice(&(f.len() as u64).to_be_bytes());
         out.extend_from_slice(f);

@@ -210,8 +210,8 @@ async fn host_cmd(a: syncy::cli::HostArgs, cfg: &syncy::cli::config::Config) -> 
         advertise: a.advertise.clone(),
         upnp: a.upnp(cfg),
         room: a.room.clone(),
-        identity: match host::identity::default_path() {
-            Some(path) => host::Identity::File { path, renew: a.new_room },
+        identity: match syncy::cli::config::dir() {
+            Some(dir) => host::Identity::File { path: dir.join("host-identity"), renew: a.new_room },
             None => return Err(usage("no config dir for the host identity: set HOME or XDG_CONFIG_HOME")),
         },
         name: a.name.clone().or_else(|| cfg.name.clone()).unwrap_or_else(|| "host".into()),

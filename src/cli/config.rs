@@ -52,11 +52,17 @@ pub fn path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SYNCY_CONFIG").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
+    Some(dir()?.join("config.toml"))
+}
+
+/// Syncy's config dir: `$XDG_CONFIG_HOME/syncy`, else `~/.config/syncy` (the config file and
+/// the host's identity live there).
+pub fn dir() -> Option<PathBuf> {
     let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|p| !p.is_empty()) {
         Some(x) => PathBuf::from(x),
         None => PathBuf::from(std::env::var_os("HOME")?).join(".config"),
     };
-    Some(base.join("syncy").join("config.toml"))
+    Some(base.join("syncy"))
 }
 
 /// The file's config with the environment over it, and the file it came from (when it exists).

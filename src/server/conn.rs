@@ -114,35 +114,36 @@ fn on_frame(
 }
 
 fn handle(msg: ClientMsg, member: &mut Membership, rooms: &Mutex<Rooms>, outbox: &mpsc::Sender<ServerMsg>, nonce: &str) -> Result<(), (ErrorCode, String)> {
-    if let ClientMsg::Create { room, join_token, host_key, proof, .. } = &msg {
-        // Before the lock: a signature check is the costliest thing the server does.
-        super::rooms::check_claim(room, join_token, host_key, proof, nonce)?;
-    }
+    // Before the lock: a signature check is the costliest thing the server does.
+    let claimed = match &msg {
+        ClientMsg::Create { room, join_token, host_key, proof, .. } => Some(super::rooms::check_claim(room, join_token, host_key, proof, nonce)?),
+        _ => None,
+    };
     let mut rooms = rooms.lock().expect("rooms lock");
-    match (msg, &*member) {
-        (ClientMsg::Create { room, join_token, name, host_key, .. }, Membership::None) => {
+    match (msg, &*member, claimed) {
+        (ClientMsg::Create { room, join_token, name, .. }, Membership::None, Some(key)) => {
             let name = clean_name(name);
-            let key = crate::protocol::identity::HostId::from_hex(&host_key).expect("checked by check_claim");
             let (room, peer) = rooms.create(room, join_token, name, key, outbox.clone())?;
             let _ = outbox.try_send(ServerMsg::Created { room: room.clone(), peer });
             *member = Membership::In { room, peer };
         }
-        (ClientMsg::Join { room, join_token, name, nonce }, Membership::None) => {
+        (ClientMsg::Join { room, join_token, name, nonce }, Membership::None, _) => {
             let name = clean_name(name);
             let (peer, host, key) = rooms.join(&room, &join_token, name, nonce, outbox.clone())?;
             let _ = outbox.try_send(ServerMsg::Joined { room: room.clone(), peer, host, host_key: key.to_hex() });
             *member = Membership::In { room, peer };
         }
-        (ClientMsg::Signal { to, payload }, Membership::In { room, peer }) => {
+        (ClientMsg::Signal { to, payload }, Membership::In { room, peer }, _) => {
             if !rooms.relay(room, to, ServerMsg::Signal { from: *peer, payload }) {
                 // The recipient may have just left; that is not the sender's fault.
                 tracing::debug!(room, to, "relay to a peer not in the room");
             }
         }
-        (ClientMsg::Signal { .. }, Membership::None) => {
+        (ClientMsg::Signal { .. }, Membership::None, _) => {
             return Err((ErrorCode::BadMessage, "create or join a room before signaling".into()));
         }
-        (_, Membership::In { .. }) => {
+        // (A Create always has its claim checked above: the second pattern cannot happen.)
+        (_, Membership::In { .. }, _) | (ClientMsg::Create { .. }, Membership::None, None) => {
             return Err((ErrorCode::BadMessage, "already in a room".into()));
         }
     }

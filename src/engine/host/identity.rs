@@ -32,15 +32,6 @@ pub enum IdentityError {
     Exposed(PathBuf, u32),
 }
 
-/// The default place: `$XDG_CONFIG_HOME/syncy/host-identity` (or under `~/.config`).
-pub fn default_path() -> Option<PathBuf> {
-    let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|p| !p.is_empty()) {
-        Some(x) => PathBuf::from(x),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".config"),
-    };
-    Some(base.join("syncy").join("host-identity"))
-}
-
 /// The secret `identity` names. Blocking file I/O: call it off the async runtime.
 pub fn load(identity: &Identity) -> Result<HostSecret, IdentityError> {
     let (path, renew) = match identity {

@@ -40,18 +40,20 @@ impl RoomKey {
 
     /// `HKDF-SHA256(key, info)`, 32 bytes, hex.
     fn derive(&self, info: &[u8]) -> String {
-        let hk = Hkdf::<Sha256>::new(Some(b"syncy v1"), &self.0);
+        hex::encode(self.expand(info))
+    }
+
+    /// `HKDF-SHA256(key, info)`, 32 bytes.
+    fn expand(&self, info: &[u8]) -> [u8; 32] {
         let mut out = [0u8; 32];
-        hk.expand(info, &mut out).expect("32 bytes is a valid HKDF-SHA256 output length");
-        hex::encode(out)
+        Hkdf::<Sha256>::new(Some(b"syncy v1"), &self.0).expand(info, &mut out).expect("32 bytes is a valid HKDF-SHA256 output length");
+        out
     }
 
     /// A MAC key for one use, derived from the room key: MACs made for one purpose are never
     /// valid for another (TRUST-REVIEW #17).
     fn mac_key(&self, purpose: &[u8]) -> Hmac<Sha256> {
-        let hk = Hkdf::<Sha256>::new(Some(b"syncy v1"), &self.0);
-        let mut k = [0u8; 32];
-        hk.expand(&[b"mac key\0", purpose].concat(), &mut k).expect("32 bytes is a valid HKDF-SHA256 output length");
+        let k = self.expand(&[b"mac key\0", purpose].concat());
         Hmac::<Sha256>::new_from_slice(&k).expect("HMAC takes any key length")
     }
 

@@ -82,6 +82,16 @@ pub struct LimitArgs {
     /// Rooms per server.
     #[arg(long, default_value_t = 1000)]
     pub max_rooms: usize,
+    /// Rooms opened from one IP address (IPv6: one /64), so one machine cannot take them all.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub max_rooms_per_ip: usize,
+    /// Connections in all, in a room or not (at most half the process's open-file limit).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_conns: usize,
+    /// Connections from one IP address (IPv6: one /64); a household behind one router shares
+    /// this.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_conns_per_ip: usize,
     /// Largest signaling message.
     #[arg(long, default_value = "64KiB", value_parser = parse_bytes, value_name = "SIZE")]
     pub max_message: u64,
@@ -99,6 +109,9 @@ impl LimitArgs {
         crate::server::ServerConfig {
             max_peers: self.max_peers,
             max_rooms: self.max_rooms,
+            max_rooms_per_source: self.max_rooms_per_ip.max(1),
+            max_conns: self.max_conns.max(1),
+            max_conns_per_source: self.max_conns_per_ip.max(1),
             max_message: self.max_message as usize,
             msg_rate: self.msg_rate,
             msg_burst: self.msg_rate * 4.0,

@@ -4,7 +4,9 @@
 //! refusal is an `error` message to the client followed by a close.
 
 mod conn;
+mod outbox;
 mod rooms;
+mod slots;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use rooms::Rooms;
+pub use slots::{Slots, Source};
 
 /// Server limits; all configurable from the command line.
 #[derive(Debug, Clone)]
@@ -21,6 +24,20 @@ pub struct ServerConfig {
     pub max_peers: usize,
     /// Rooms per server.
     pub max_rooms: usize,
+    /// Rooms opened from one source (an IPv4 address or an IPv6 /64).
+    pub max_rooms_per_source: usize,
+    /// Connections in all, joined or not (clamped to what the process may open).
+    pub max_conns: usize,
+    /// Connections from one source: enough for a household behind one NAT, few enough that
+    /// one machine cannot hold the server.
+    pub max_conns_per_source: usize,
+    /// Bytes queued for one client before it is let go as not reading (at least four of the
+    /// largest messages).
+    pub outbox_budget: usize,
+    /// How long one write to a client may take before it is let go.
+    pub send_timeout: Duration,
+    /// A host's own server opens this room only (`None` for `syncy serve`).
+    pub only_room: Option<String>,
     /// Largest message, in bytes.
     pub max_message: usize,
     /// Sustained messages per second per connection.
@@ -29,7 +46,8 @@ pub struct ServerConfig {
     pub msg_burst: f64,
     /// A connection that sends nothing for this long is closed (clients ping well within it).
     pub idle_timeout: Duration,
-    /// A connection must create or join a room within this time.
+    /// A connection must create or join a room within this time from its accept: TLS and the
+    /// WebSocket handshake included.
     pub join_timeout: Duration,
     /// Serve `wss://` with this certificate (`--tls-cert/--tls-key`); plain `ws://` without.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -40,6 +58,12 @@ impl Default for ServerConfig {
         ServerConfig {
             max_peers: 20,
             max_rooms: 1000,
+            max_rooms_per_source: 16,
+            max_conns: 4096,
+            max_conns_per_source: 64,
+            outbox_budget: 256 * 1024,
+            send_timeout: Duration::from_secs(10),
+            only_room: None,
             max_message: crate::protocol::signal::DEFAULT_MAX_MESSAGE,
             msg_rate: 50.0,
             msg_burst: 200.0,
@@ -59,37 +83,15 @@ pub struct Server {
 
 impl Server {
     /// Binds `addr` and serves in the background.
-    pub async fn start(addr: SocketAddr, cfg: ServerConfig) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(addr).await?;
+    pub async fn start(addr: SocketAddr, mut cfg: ServerConfig) -> std::io::Result<Server> {
+        let listener = listen(addr)?;
         let addr = listener.local_addr()?;
+        cfg.max_conns = cfg.max_conns.min(fd_room());
+        cfg.outbox_budget = cfg.outbox_budget.max(cfg.max_message.saturating_mul(4));
+        let slots = Slots::new(cfg.max_conns, cfg.max_conns_per_source);
         let rooms = Arc::new(Mutex::new(Rooms::new(cfg.clone())));
         let cfg = Arc::new(cfg);
-        let task = tokio::spawn(async move {
-            loop {
-                let (stream, peer_addr) = match listener.accept().await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let (rooms, cfg) = (rooms.clone(), cfg.clone());
-                match cfg.tls.clone() {
-                    None => drop(tokio::spawn(conn::serve(stream, peer_addr, rooms, cfg))),
-                    Some(tls) => drop(tokio::spawn(async move {
-                        // The TLS handshake counts against the time to create or join.
-                        let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
-                        match tokio::time::timeout(cfg.join_timeout, accept).await {
-                            Ok(Ok(stream)) => conn::serve(stream, peer_addr, rooms, cfg).await,
-                            Ok(Err(e)) => tracing::debug!(%peer_addr, "TLS handshake failed: {e}"),
-                            Err(_) => tracing::debug!(%peer_addr, "TLS handshake timed out"),
-                        }
-                    })),
-                }
-            }
-        });
+        let task = tokio::spawn(accept_loop(listener, slots, rooms, cfg));
         tracing::info!("signaling server listening on {addr}");
         Ok(Server { addr, task })
     }
@@ -109,4 +111,83 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Binds `addr` with a listen backlog for bursts (tokio's default is 128: a burst of connections
+/// past it has SYNs dropped and tried again a second later).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Takes connections for ever: each gets a slot first (or is turned away at once, before any
+/// TLS or WebSocket work), then a task of its own that gives the slot back when it ends.
+async fn accept_loop(listener: TcpListener, slots: Arc<Slots>, rooms: Arc<Mutex<Rooms>>, cfg: Arc<ServerConfig>) {
+    loop {
+        let (stream, peer_addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of descriptors, say: wait rather than spin.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let slot = match slots.take(peer_addr.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                tracing::info!(%peer_addr, "turned away: {refused}");
+                turn_away(stream, &refused, cfg.tls.is_some());
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        // The time to create or join counts from here, TLS and the WebSocket handshake included.
+        let joined_by = tokio::time::Instant::now() + cfg.join_timeout;
+        let (rooms, cfg) = (rooms.clone(), cfg.clone());
+        tokio::spawn(async move {
+            match cfg.tls.clone() {
+                None => conn::serve(stream, peer_addr, slot, joined_by, rooms, cfg).await,
+                Some(tls) => match tokio::time::timeout_at(joined_by, tokio_rustls::TlsAcceptor::from(tls).accept(stream)).await {
+                    Ok(Ok(stream)) => conn::serve(stream, peer_addr, slot, joined_by, rooms, cfg).await,
+                    Ok(Err(e)) => tracing::debug!(%peer_addr, "TLS handshake failed: {e}"),
+                    Err(_) => tracing::debug!(%peer_addr, "TLS handshake timed out"),
+                },
+            }
+        });
+    }
+}
+
+/// Says why in plain HTTP, where that costs nothing (one non-blocking write; a WebSocket
+/// client shows the status), and closes.
+fn turn_away(stream: tokio::net::TcpStream, why: &slots::SlotRefused, tls: bool) {
+    // (tokio's own try_write would refuse: a socket just accepted has no readiness yet.)
+    let Ok(mut stream) = stream.into_std() else { return };
+    if tls {
+        return;
+    }
+    let body = format!("{why}\n");
+    let reply = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let _ = std::io::Write::write(&mut stream, reply.as_bytes());
+}
+
+/// How many connections this process can hold: half its open-file limit, raised to the hard
+/// limit first (the rest is for the files, sockets and peers of a host around the server).
+fn fd_room() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 512;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    usize::try_from(lim.rlim_cur / 2).unwrap_or(usize::MAX)
 }

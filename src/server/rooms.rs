@@ -2,16 +2,13 @@
 
 use std::collections::HashMap;
 
-use tokio::sync::mpsc;
-
 use super::ServerConfig;
+pub use super::outbox::Outbox;
+use super::slots::Source;
 use crate::protocol::auth::valid_nonce;
 use crate::protocol::identity::HostId;
 use crate::protocol::link::valid_room_id;
-use crate::protocol::signal::{ErrorCode, PeerId, ServerMsg};
-
-/// Outbound queue of one connection. Bounded: a client that does not read is dropped.
-pub type Outbox = mpsc::Sender<ServerMsg>;
+use crate::protocol::signal::{ErrorCode, PeerId, ServerMsg, SignalPayload};
 
 struct Member {
     name: String,
@@ -24,12 +21,16 @@ struct Room {
     host_key: HostId,
     token: String,
     members: HashMap<PeerId, Member>,
+    /// Where the host connected from: rooms count against it.
+    owner: Source,
 }
 
 /// All rooms of a server.
 pub struct Rooms {
     cfg: ServerConfig,
     rooms: HashMap<String, Room>,
+    /// Rooms open per source, so one address cannot take every room slot.
+    by_source: HashMap<Source, usize>,
     next_peer: PeerId,
 }
 
@@ -39,7 +40,7 @@ pub type Refusal = (ErrorCode, String);
 impl Rooms {
     /// No rooms yet.
     pub fn new(cfg: ServerConfig) -> Self {
-        Rooms { cfg, rooms: HashMap::new(), next_peer: 1 }
+        Rooms { cfg, rooms: HashMap::new(), by_source: HashMap::new(), next_peer: 1 }
     }
 
     fn new_peer(&mut self) -> PeerId {
@@ -49,17 +50,28 @@ impl Rooms {
     }
 
     /// Opens a room with the caller as host, once `check_claim` has verified its key.
-    pub fn create(&mut self, room: String, token: String, name: String, host_key: HostId, outbox: Outbox) -> Result<(String, PeerId), Refusal> {
+    pub fn create(&mut self, room: String, token: String, name: String, host_key: HostId, owner: Source, outbox: Outbox) -> Result<(String, PeerId), Refusal> {
+        if let Some(only) = &self.cfg.only_room
+            && *only != room
+        {
+            return Err((ErrorCode::NotYourRoom, "this signaling server is inside a host and serves its room only".into()));
+        }
         if self.rooms.len() >= self.cfg.max_rooms {
             return Err((ErrorCode::ServerFull, format!("this server already has its maximum of {} rooms", self.cfg.max_rooms)));
         }
         if self.rooms.contains_key(&room) {
             return Err((ErrorCode::RoomExists, format!("room {room:?} is already open on this server")));
         }
+        let held = self.by_source.get(&owner).copied().unwrap_or(0);
+        if held >= self.cfg.max_rooms_per_source {
+            let max = self.cfg.max_rooms_per_source;
+            return Err((ErrorCode::ServerFull, format!("this server already has {max} rooms from your address, its maximum for one")));
+        }
         let peer = self.new_peer();
         let mut members = HashMap::new();
         members.insert(peer, Member { name, outbox });
-        self.rooms.insert(room.clone(), Room { host: peer, host_key, token, members });
+        self.rooms.insert(room.clone(), Room { host: peer, host_key, token, members, owner });
+        *self.by_source.entry(owner).or_insert(0) += 1;
         Ok((room, peer))
     }
 
@@ -84,19 +96,22 @@ impl Rooms {
         let r = self.rooms.get_mut(room).expect("checked above");
         let (host, host_key) = (r.host, r.host_key);
         if let Some(h) = r.members.get(&host) {
-            let _ = h.outbox.try_send(ServerMsg::PeerJoined { peer, name: name.clone(), nonce });
+            // (A host too far behind to take this is let go, and the room with it.)
+            h.outbox.push(&ServerMsg::PeerJoined { peer, name: name.clone(), nonce });
         }
         r.members.insert(peer, Member { name, outbox });
         Ok((peer, host, host_key))
     }
 
-    /// Delivers `msg` from `from` to `to` if both are in `room`. Returns false if `to` is not.
-    pub fn relay(&self, room: &str, to: PeerId, msg: ServerMsg) -> bool {
-        match self.rooms.get(room).and_then(|r| r.members.get(&to)) {
-            Some(m) => {
-                let _ = m.outbox.try_send(msg);
-                true
-            }
+    /// Delivers a signal from `from` to `to`: both in `room`, and one of them its host
+    /// (participants have nothing to say to each other). False if not delivered.
+    pub fn relay(&self, room: &str, from: PeerId, to: PeerId, payload: SignalPayload) -> bool {
+        let Some(r) = self.rooms.get(room) else { return false };
+        if !r.members.contains_key(&from) || (from != r.host && to != r.host) {
+            return false;
+        }
+        match r.members.get(&to) {
+            Some(m) => m.outbox.push(&ServerMsg::Signal { from, payload }),
             None => false,
         }
     }
@@ -107,11 +122,18 @@ impl Rooms {
         let Some(m) = r.members.remove(&peer) else { return };
         if peer == r.host {
             let r = self.rooms.remove(room).expect("present");
+            if let Some(n) = self.by_source.get_mut(&r.owner) {
+                *n -= 1;
+                if *n == 0 {
+                    self.by_source.remove(&r.owner);
+                }
+            }
+            let closed = ServerMsg::Error { code: ErrorCode::RoomClosed, message: "the host left; the room is closed".into() };
             for (_, m) in r.members {
-                let _ = m.outbox.try_send(ServerMsg::Error { code: ErrorCode::RoomClosed, message: "the host left; the room is closed".into() });
+                m.outbox.push(&closed);
             }
         } else if let Some(h) = r.members.get(&r.host) {
-            let _ = h.outbox.try_send(ServerMsg::PeerLeft { peer, name: m.name });
+            h.outbox.push(&ServerMsg::PeerLeft { peer, name: m.name });
         }
     }
 
@@ -157,9 +179,14 @@ pub fn check_claim(room: &str, token: &str, host_key: &str, proof: &str, nonce: 
 mod tests {
     use super::*;
     use crate::protocol::identity::HostSecret;
+    use crate::server::outbox::OutboxReader;
 
-    fn outbox() -> (Outbox, mpsc::Receiver<ServerMsg>) {
-        mpsc::channel(16)
+    fn outbox() -> (Outbox, OutboxReader) {
+        super::super::outbox::outbox(1 << 20)
+    }
+
+    fn from(last: u8) -> Source {
+        Source::of([10, 0, 0, last].into())
     }
 
     const NONCE: &str = "00112233445566778899aabbccddeeff";
@@ -175,10 +202,10 @@ mod tests {
         let tok = "a".repeat(64);
         let (h, mut hrx) = outbox();
         let key = host();
-        let (room, host_peer) = rooms.create(key.fingerprint(), tok.clone(), "h".into(), key, h).unwrap();
+        let (room, host_peer) = rooms.create(key.fingerprint(), tok.clone(), "h".into(), key, from(1), h).unwrap();
         let (o, _) = outbox();
         let other = host();
-        assert_eq!(rooms.create(other.fingerprint(), tok.clone(), "x".into(), other, o).unwrap_err().0, ErrorCode::ServerFull);
+        assert_eq!(rooms.create(other.fingerprint(), tok.clone(), "x".into(), other, from(1), o).unwrap_err().0, ErrorCode::ServerFull);
         let (o, _) = outbox();
         assert_eq!(rooms.join(&room, &"b".repeat(64), "p".into(), NONCE.into(), o).unwrap_err().0, ErrorCode::BadToken);
         let (o, _) = outbox();
@@ -188,7 +215,7 @@ mod tests {
         let (o1, _r1) = outbox();
         let (p1, h1, k1) = rooms.join(&room, &tok, "p1".into(), NONCE.into(), o1).unwrap();
         assert_eq!((h1, k1), (host_peer, key));
-        assert_eq!(hrx.try_recv().unwrap(), ServerMsg::PeerJoined { peer: p1, name: "p1".into(), nonce: NONCE.into() });
+        assert_eq!(hrx.try_recv_msg().unwrap(), ServerMsg::PeerJoined { peer: p1, name: "p1".into(), nonce: NONCE.into() });
         let (o2, _r2) = outbox();
         rooms.join(&room, &tok, "p2".into(), NONCE.into(), o2).unwrap();
         let (o3, _r3) = outbox();
@@ -196,8 +223,8 @@ mod tests {
         assert_eq!(code, ErrorCode::RoomFull);
         assert!(msg.contains("full"));
         rooms.leave(&room, p1);
-        let _ = hrx.try_recv();
-        assert_eq!(hrx.try_recv().unwrap(), ServerMsg::PeerLeft { peer: p1, name: "p1".into() });
+        let _ = hrx.try_recv_msg();
+        assert_eq!(hrx.try_recv_msg().unwrap(), ServerMsg::PeerLeft { peer: p1, name: "p1".into() });
     }
 
     #[test]
@@ -206,12 +233,12 @@ mod tests {
         let tok = "c".repeat(64);
         let (h, _hrx) = outbox();
         let key = host();
-        let (room, host_peer) = rooms.create(key.fingerprint(), tok.clone(), "h".into(), key, h).unwrap();
+        let (room, host_peer) = rooms.create(key.fingerprint(), tok.clone(), "h".into(), key, from(1), h).unwrap();
         let (o, mut prx) = outbox();
         rooms.join(&room, &tok, "p".into(), NONCE.into(), o).unwrap();
         rooms.leave(&room, host_peer);
         assert!(rooms.is_empty());
-        assert!(matches!(prx.try_recv().unwrap(), ServerMsg::Error { code: ErrorCode::RoomClosed, .. }));
+        assert!(matches!(prx.try_recv_msg().unwrap(), ServerMsg::Error { code: ErrorCode::RoomClosed, .. }));
     }
 
     #[test]
@@ -230,5 +257,64 @@ mod tests {
         assert_eq!(check_claim(&room, &"e".repeat(64), &key.public().to_hex(), &proof, NONCE).unwrap_err().0, ErrorCode::NotYourRoom);
         assert_eq!(check_claim(&room, &tok, "zz", &proof, NONCE).unwrap_err().0, ErrorCode::BadMessage);
         assert_eq!(check_claim("a b", &tok, &key.public().to_hex(), &proof, NONCE).unwrap_err().0, ErrorCode::BadMessage);
+    }
+
+    /// A room of a fresh key from `owner`.
+    fn open(rooms: &mut Rooms, owner: Source) -> Result<(String, PeerId, OutboxReader), Refusal> {
+        let key = host();
+        let (h, hrx) = outbox();
+        rooms.create(key.fingerprint(), "f".repeat(64), "h".into(), key, owner, h).map(|(r, p)| (r, p, hrx))
+    }
+
+    #[test]
+    fn one_address_cannot_take_every_room_and_its_rooms_come_back_when_closed() {
+        let cfg = ServerConfig { max_rooms: 100, max_rooms_per_source: 3, ..Default::default() };
+        let mut rooms = Rooms::new(cfg);
+        let held: Vec<_> = (0..3).map(|_| open(&mut rooms, from(1)).unwrap()).collect();
+        let (code, msg) = open(&mut rooms, from(1)).unwrap_err();
+        assert_eq!(code, ErrorCode::ServerFull);
+        assert!(msg.contains("3 rooms from your address"), "{msg}");
+        // Another address is not affected.
+        open(&mut rooms, from(2)).unwrap();
+        // A room closed gives its slot back.
+        let (room, host_peer, _) = &held[0];
+        rooms.leave(room, *host_peer);
+        open(&mut rooms, from(1)).unwrap();
+    }
+
+    #[test]
+    fn a_hosts_own_server_opens_its_room_only() {
+        let key = host();
+        let cfg = ServerConfig { only_room: Some(key.fingerprint()), ..Default::default() };
+        let mut rooms = Rooms::new(cfg);
+        assert_eq!(open(&mut rooms, from(1)).unwrap_err().0, ErrorCode::NotYourRoom);
+        let (h, _hrx) = outbox();
+        rooms.create(key.fingerprint(), "f".repeat(64), "h".into(), key, from(1), h).unwrap();
+    }
+
+    #[test]
+    fn signals_go_between_the_host_and_a_participant_only_from_a_member() {
+        let mut rooms = Rooms::new(ServerConfig::default());
+        let (room, host_peer, mut hrx) = open(&mut rooms, from(1)).unwrap();
+        let tok = "f".repeat(64);
+        let (o1, mut r1) = outbox();
+        let (p1, ..) = rooms.join(&room, &tok, "p1".into(), NONCE.into(), o1).unwrap();
+        let (o2, mut r2) = outbox();
+        let (p2, ..) = rooms.join(&room, &tok, "p2".into(), NONCE.into(), o2).unwrap();
+        while hrx.try_recv_msg().is_some() {}
+        let ice = || SignalPayload::Ice { candidate: "c".into(), sdp_mid: None, sdp_mline_index: None };
+        assert!(rooms.relay(&room, p1, host_peer, ice()));
+        assert!(matches!(hrx.try_recv_msg(), Some(ServerMsg::Signal { from, .. }) if from == p1));
+        assert!(rooms.relay(&room, host_peer, p2, ice()));
+        assert!(matches!(r2.try_recv_msg(), Some(ServerMsg::Signal { from, .. }) if from == host_peer));
+        assert!(!rooms.relay(&room, p1, p2, ice()), "participant to participant");
+        assert!(r2.try_recv_msg().is_none());
+        // A member that left (whose RoomClosed, say, it never read) speaks for no one.
+        rooms.leave(&room, p1);
+        assert!(!rooms.relay(&room, p1, host_peer, ice()));
+        while let Some(m) = hrx.try_recv_msg() {
+            assert!(matches!(m, ServerMsg::PeerLeft { .. }), "{m:?}");
+        }
+        assert!(r1.try_recv_msg().is_none());
     }
 }

@@ -12,6 +12,7 @@ mod resume;
 mod retry;
 mod server;
 mod setups;
+mod siege;
 mod streaming;
 mod tls;
 mod tmux;

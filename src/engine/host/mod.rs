@@ -162,7 +162,7 @@ pub async fn start_local(file: PathBuf, room: Option<String>, name: &str, playba
 }
 
 /// Runs a room until `quit` (or an unrecoverable error). Events go to `events`.
-pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, commands: mpsc::UnboundedReceiver<Command>) -> Result<()> {
+pub async fn run(mut opts: HostOptions, events: mpsc::UnboundedSender<Event>, commands: mpsc::UnboundedReceiver<Command>) -> Result<()> {
     let file = Arc::new(File::open(&opts.file).wrap_err_with(|| format!("cannot open {}", opts.file.display()))?);
     let size = file.metadata()?.len();
     if size == 0 {
@@ -180,6 +180,10 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, comman
         .await?
         .map_err(|e| eyre!("{} is not a media file ffmpeg can read: {e}", opts.file.display()))?;
     let name = opts.file.file_name().map(|n| n.to_string_lossy().chars().take(stream::MAX_TEXT).collect()).unwrap_or_default();
+    let identity = opts.identity.clone();
+    let secret = tokio::task::spawn_blocking(move || identity::load(&identity)).await??;
+    // The server inside this host opens this host's room and no other.
+    opts.server_cfg.only_room = Some(secret.host_key().room_id(opts.room.as_deref()));
     // Checking what this FFmpeg can transcode and opening the signaling side (a STUN probe, a
     // router's port mapping) both take a moment: at once.
     let (levels, rdv) = tokio::join!(offered_levels(&opts.file, size, info.duration_ms, &events), crate::engine::host::rendezvous::open(&opts, &events));
@@ -198,7 +202,7 @@ pub async fn run(opts: HostOptions, events: mpsc::UnboundedSender<Event>, comman
     let mut rdv = rdv?;
     // The router's port mapping goes however the room ends, errors included.
     let mapping = rdv.mapping.take();
-    let result = host_room(opts, file, manifest, rdv, events, commands).await;
+    let result = host_room(opts, secret, file, manifest, rdv, events, commands).await;
     if let Some(m) = mapping {
         m.remove().await;
     }
@@ -235,6 +239,7 @@ async fn offered_levels(file: &std::path::Path, size: u64, duration_ms: Option<u
 /// The room itself, from creating it on the signaling server to the end.
 async fn host_room(
     opts: HostOptions,
+    secret: crate::protocol::identity::HostSecret,
     file: Arc<File>,
     manifest: Manifest,
     rdv: crate::engine::host::rendezvous::Rendezvous,
@@ -242,8 +247,6 @@ async fn host_room(
     commands: mpsc::UnboundedReceiver<Command>,
 ) -> Result<()> {
     let (_server, url, signal_tls) = (rdv.server, rdv.url, rdv.tls);
-    let identity = opts.identity.clone();
-    let secret = tokio::task::spawn_blocking(move || identity::load(&identity)).await??;
     let host_key = Arc::new(secret.host_key());
     let key = secret.room_key(opts.room.as_deref());
     let room = host_key.room_id(opts.room.as_deref());

@@ -188,7 +188,10 @@ pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
         .send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: opts.name.clone(), nonce: nonce.clone() })
         .await
         .map_err(|_| eyre!("signaling connection closed"))?;
-    let (me, host, host_key) = match signal.rx.recv().await {
+    // The server answers a join at once; a server that does not is not waited on for ever.
+    let joined = tokio::time::timeout(crate::net::signal_client::CONNECT_WAIT, signal.rx.recv()).await;
+    let Ok(joined) = joined else { retry!("the signaling server did not answer the join within {} s", crate::net::signal_client::CONNECT_WAIT.as_secs()) };
+    let (me, host, host_key) = match joined {
         Some(ServerMsg::Joined { peer, host, host_key, .. }) => (peer, host, the_links_host(link, &host_key)?),
         Some(ServerMsg::Error { message, .. }) => {
             retry!("the signaling server refused to let us join: {message}")

@@ -180,6 +180,8 @@ pub enum ErrorCode {
     RoomClosed,
     /// No message for too long.
     Idle,
+    /// Too far behind in reading what the server sends.
+    TooSlow,
 }
 
 /// Decodes a client message, bounded by `max` bytes.

@@ -326,6 +326,7 @@ fn join_options(
     Ok(join::JoinOptions {
         name: a.name.clone().or_else(|| cfg.name.clone()).unwrap_or(defaults.name.clone()),
         save: a.save.clone(),
+        force: a.force,
         buffer: a.buffer,
         ice_addr: a.ice_addr.clone(),
         nat: a.nat.options(cfg)?,

@@ -294,7 +294,8 @@ pub struct HostArgs {
     /// No dashboard: JSON lines of events on stdout, commands on stdin.
     #[arg(long)]
     pub headless: bool,
-    /// Chunk payload size.
+    /// Chunk payload size, 16KiB to 192KiB (a file may have at most 4,194,304 chunks: 256 GiB
+    /// of 64 KiB chunks).
     #[arg(long, default_value = "64KiB", value_parser = parse_bytes, value_name = "SIZE")]
     pub chunk_size: u64,
     /// Let each newcomer in by hand: the dashboard shows who knocks (`a` lets the oldest in,
@@ -341,9 +342,13 @@ pub struct JoinArgs {
     /// No dashboard: JSON lines of events on stdout, commands on stdin.
     #[arg(long)]
     pub headless: bool,
-    /// Also write every chunk to this file, keeping a full copy.
+    /// Also write every chunk to this file, keeping a full copy (a copy left half-way by an
+    /// earlier run is resumed; a symbolic link is refused).
     #[arg(long, value_name = "PATH")]
     pub save: Option<PathBuf>,
+    /// Let --save overwrite a file that is there already and is not a copy in progress.
+    #[arg(long, requires = "save")]
+    pub force: bool,
     /// Memory for chunks; the oldest far-behind chunks are evicted first.
     #[arg(long, default_value = "256MiB", value_parser = parse_bytes, value_name = "SIZE")]
     pub buffer: u64,

@@ -51,15 +51,20 @@ struct Opaque {
 unsafe extern "C" fn read_cb(opaque: *mut c_void, buf: *mut u8, len: c_int) -> c_int {
     // SAFETY: ffmpeg hands back the pointer we gave it, and a buffer of `len` bytes.
     let op = unsafe { &mut *(opaque as *mut Opaque) };
-    let out = unsafe { std::slice::from_raw_parts_mut(buf, len.max(0) as usize) };
+    let out = unsafe { std::slice::from_raw_parts_mut(buf, usize::try_from(len).unwrap_or(0)) };
+    // A panic must not cross into C (it would abort): the input ends instead.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(op, out))).unwrap_or(ffi::AVERROR_EXIT)
+}
+
+fn read(op: &mut Opaque, out: &mut [u8]) -> c_int {
     if op.pos >= op.source.size() && !op.source.growing() {
         return ffi::AVERROR_EOF;
     }
     match op.source.read_at(op.pos, out) {
         Ok(0) => ffi::AVERROR_EOF,
         Ok(n) => {
-            op.pos += n as u64;
-            n as c_int
+            op.pos = op.pos.saturating_add(n as u64);
+            c_int::try_from(n).unwrap_or(ffi::AVERROR_EXIT)
         }
         // Interrupted: the player is shutting down; ffmpeg gives up on this input.
         Err(_) => ffi::AVERROR_EXIT,
@@ -69,7 +74,13 @@ unsafe extern "C" fn read_cb(opaque: *mut c_void, buf: *mut u8, len: c_int) -> c
 unsafe extern "C" fn seek_cb(opaque: *mut c_void, offset: i64, whence: c_int) -> i64 {
     // SAFETY: as in `read_cb`.
     let op = unsafe { &mut *(opaque as *mut Opaque) };
-    let size = op.source.size() as i64;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| seek(op, offset, whence))).unwrap_or(-1)
+}
+
+/// Where a seek lands. The offsets come from the demuxer, which reads them from the file (the
+/// host's bytes): checked arithmetic, and -1 for anything out of range.
+fn seek(op: &mut Opaque, offset: i64, whence: c_int) -> i64 {
+    let Ok(size) = i64::try_from(op.source.size()) else { return -1 };
     let whence = whence & !ffi::AVSEEK_FORCE;
     if op.source.growing() && (whence == ffi::AVSEEK_SIZE || whence == 2) {
         // Not known yet.
@@ -77,16 +88,36 @@ unsafe extern "C" fn seek_cb(opaque: *mut c_void, offset: i64, whence: c_int) ->
     }
     let target = match whence {
         ffi::AVSEEK_SIZE => return size,
-        0 => offset,                 // SEEK_SET
-        1 => op.pos as i64 + offset, // SEEK_CUR
-        2 => size + offset,          // SEEK_END
-        _ => return -1,
+        0 => Some(offset),                                                   // SEEK_SET
+        1 => i64::try_from(op.pos).ok().and_then(|p| p.checked_add(offset)), // SEEK_CUR
+        2 => size.checked_add(offset),                                       // SEEK_END
+        _ => None,
     };
-    if target < 0 {
-        return -1;
+    match target.and_then(|t| u64::try_from(t).ok()) {
+        Some(t) => {
+            op.pos = t;
+            t as i64
+        }
+        None => -1,
     }
-    op.pos = target as u64;
-    target
+}
+
+/// The containers a participant opens: what hosts share, and none of the demuxers that open
+/// other URLs or files (HLS, DASH, concat, image sequences) — the bytes are the host's.
+const FORMATS: &std::ffi::CStr = c"mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mpegts,avi,flv,ogg,asf,mpeg,mpegps,nut,wav,mp3,aac,flac";
+
+/// No protocol is named this: a demuxer that tries to open anything is refused.
+const NO_PROTOCOL: &std::ffi::CStr = c"none";
+
+/// Every nested open a demuxer asks for is refused: the input is our bytes and nothing else.
+unsafe extern "C" fn refuse_open(
+    _: *mut ffi::AVFormatContext,
+    _: *mut *mut ffi::AVIOContext,
+    _: *const std::ffi::c_char,
+    _: c_int,
+    _: *mut *mut ffi::AVDictionary,
+) -> c_int {
+    ffi::AVERROR(libc::EPERM)
 }
 
 const IO_BUFFER: usize = 32 * 1024;
@@ -136,6 +167,9 @@ impl SourceInput {
             }
             (*fmt).pb = avio;
             (*fmt).flags |= ffi::AVFMT_FLAG_CUSTOM_IO;
+            (*fmt).format_whitelist = ffi::av_strdup(FORMATS.as_ptr());
+            (*fmt).protocol_whitelist = ffi::av_strdup(NO_PROTOCOL.as_ptr());
+            (*fmt).io_open = Some(refuse_open);
             // On failure avformat_open_input frees `fmt` itself (not our AVIO context).
             let r = ffi::avformat_open_input(&mut fmt, ptr::null(), ptr::null_mut(), ptr::null_mut());
             if r < 0 {
@@ -176,5 +210,65 @@ impl Drop for SourceInput {
             }
             drop(Box::from_raw(self.opaque));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens `bytes` as a participant opens what a host sends.
+    fn open(bytes: &[u8]) -> Result<SourceInput, AvioError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("from-the-host");
+        std::fs::write(&path, bytes).unwrap();
+        SourceInput::open(Box::new(std::fs::File::open(&path).unwrap()))
+    }
+
+    /// Opens `bytes` on a thread of its own, given 10 s: an input FFmpeg takes for a network
+    /// stream would wait on the network.
+    fn open_within(bytes: Vec<u8>) -> Result<(), String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(open(&bytes).map(drop).map_err(|e| e.to_string()));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10)).map_err(|_| "still opening after 10 s: waiting on the network".to_string())?
+    }
+
+    #[test]
+    fn a_session_description_from_the_host_opens_no_socket() {
+        // FFmpeg's SDP demuxer knows this by its content alone; it would open RTP sockets to
+        // the address named and wait for packets there.
+        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 40000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+        let err = open_within(sdp.as_bytes().to_vec()).unwrap_err();
+        assert!(err.contains("Invalid argument"), "refused as a format not on the list, not {err:?}");
+    }
+
+    #[test]
+    fn a_playlist_or_a_concat_script_from_the_host_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret.mp4");
+        std::fs::write(&secret, b"not for the host").unwrap();
+        for text in [
+            "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\nhttp://127.0.0.1:9/segment.ts\n#EXT-X-ENDLIST\n".to_string(),
+            format!("ffconcat version 1.0\nfile '{}'\n", secret.display()),
+        ] {
+            let err = open_within(text.into_bytes()).unwrap_err();
+            assert!(err.contains("Invalid argument"), "refused as a format not on the list, not {err:?}");
+        }
+    }
+
+    #[test]
+    fn a_seek_the_file_asks_for_out_of_range_is_refused_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, [0u8; 100]).unwrap();
+        let mut op = Opaque { source: Box::new(std::fs::File::open(&path).unwrap()), pos: 50 };
+        assert_eq!(seek(&mut op, i64::MAX, 1), -1, "SEEK_CUR past i64");
+        assert_eq!(seek(&mut op, i64::MAX, 2), -1, "SEEK_END past i64");
+        assert_eq!(seek(&mut op, -51, 1), -1, "before the start");
+        assert_eq!(op.pos, 50, "a refused seek moves nothing");
+        assert_eq!(seek(&mut op, 10, 1), 60);
+        assert_eq!(seek(&mut op, 0, ffi::AVSEEK_SIZE), 100);
     }
 }

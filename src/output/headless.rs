@@ -115,6 +115,7 @@ mod tests {
             "quality",
             "received_chunks",
             "t_ms",
+            "unasked_chunks",
         ];
         assert_eq!(keys, want);
     }

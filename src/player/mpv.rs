@@ -38,8 +38,11 @@ pub struct Mpv {
 }
 
 impl Mpv {
-    /// Starts mpv on `url`, paused, with `extra` arguments (e.g. `--vo=null --ao=null`).
-    pub async fn spawn(url: &str, extra: &[String]) -> std::io::Result<Mpv> {
+    /// Starts mpv on `url`, paused, with `extra` arguments (e.g. `--vo=null --ao=null`), the
+    /// demuxer pinned to `format` (see [`lavf_format`]). The URL holds the range server's
+    /// secret path: it goes over the private IPC socket, never on mpv's command line, which
+    /// every local user can read in `/proc`.
+    pub async fn spawn(url: &str, format: &str, extra: &[String]) -> std::io::Result<Mpv> {
         let dir = tempfile::tempdir()?;
         let sock = dir.path().join("mpv.sock");
         let mut cmd = tokio::process::Command::new("mpv");
@@ -47,10 +50,15 @@ impl Mpv {
             .arg(format!("--input-ipc-server={}", sock.display()))
             .arg("--pause")
             .arg("--keep-open=yes")
-            .arg("--idle=no")
+            // Waits for the file over IPC.
+            .arg("--idle=yes")
             .arg("--hr-seek=yes")
+            // The bytes are the host's: no youtube-dl, no playlists, one demuxer for one format.
+            .arg("--ytdl=no")
+            .arg("--load-unsafe-playlists=no")
+            .arg("--demuxer=lavf")
+            .arg(format!("--demuxer-lavf-format={format}"))
             .args(extra)
-            .arg(url)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -58,7 +66,9 @@ impl Mpv {
         let child = cmd
             .spawn()
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start mpv ({e}); install it (apt install mpv) or use the built-in player")))?;
-        let stream = connect(&sock).await?;
+        let mut stream = connect(&sock).await?;
+        let load = json!({ "command": ["loadfile", url] }).to_string() + "\n";
+        stream.write_all(load.as_bytes()).await?;
         let (clock, clock_rx) = watch::channel(None);
         let (out_tx, out) = mpsc::unbounded_channel();
         let task = tokio::spawn(drive(child, stream, clock_rx, out_tx));
@@ -76,6 +86,13 @@ impl Drop for Mpv {
         // Aborting drops the child, which kills mpv.
         self.task.abort();
     }
+}
+
+/// The FFmpeg demuxer mpv is to use for a file the host says is `container` (FFmpeg's own
+/// name, as the host probed it): one of a few, or none (`--player mpv` is then refused).
+pub fn lavf_format(container: &str) -> Option<&'static str> {
+    const KNOWN: [(&str, &str); 6] = [("mp4", "mov"), ("matroska", "matroska"), ("webm", "matroska"), ("mpegts", "mpegts"), ("avi", "avi"), ("flv", "flv")];
+    container.split(',').find_map(|name| KNOWN.iter().find(|(n, _)| *n == name).map(|(_, f)| *f))
 }
 
 async fn connect(sock: &PathBuf) -> std::io::Result<UnixStream> {

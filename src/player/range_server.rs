@@ -31,30 +31,53 @@ impl Drop for RangeServer {
     }
 }
 
-/// Starts serving `shared` as `name` on 127.0.0.1.
-pub async fn start<S: ChunkSource + 'static>(shared: Arc<SharedStore<S>>, name: &str) -> std::io::Result<RangeServer> {
+/// Connections served at once: mpv opens one or two; a local user opening more waits.
+const MAX_CONNECTIONS: usize = 8;
+
+/// Time to send a request head: a connection that sends nothing is let go.
+const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Starts serving `shared` on 127.0.0.1, at a random path.
+pub async fn start<S: ChunkSource + 'static>(shared: Arc<SharedStore<S>>) -> std::io::Result<RangeServer> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;
     let token = hex::encode(rand::random::<[u8; 16]>());
-    let ext = std::path::Path::new(name).extension().and_then(|e| e.to_str()).unwrap_or("bin").to_string();
-    let path = format!("/{token}/media.{ext}");
+    // No extension from the host's file name: mpv would pick a demuxer by it.
+    let path = format!("/{token}/media");
     let url = format!("http://{addr}{path}");
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
-            let Ok((sock, _)) = listener.accept().await else { return };
+            let Ok(slot) = slots.clone().acquire_owned().await else { return };
+            let sock = match listener.accept().await {
+                Ok((sock, _)) => sock,
+                Err(e) => {
+                    // Out of descriptors, say: the server stays, mpv may ask again.
+                    tracing::debug!("range server accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
             let (shared, path) = (shared.clone(), path.clone());
             tokio::spawn(async move {
                 if let Err(e) = serve(sock, shared, &path).await {
                     tracing::debug!("range server connection: {e}");
                 }
+                drop(slot);
             });
         }
     });
     Ok(RangeServer { url, task })
 }
 
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 async fn serve<S: ChunkSource + 'static>(mut sock: TcpStream, shared: Arc<SharedStore<S>>, path: &str) -> std::io::Result<()> {
-    let (method, req_path, range) = match crate::net::http::head::read(&mut sock, MAX_HEAD).await? {
+    let head = tokio::time::timeout(HEAD_TIMEOUT, crate::net::http::head::read(&mut sock, MAX_HEAD)).await;
+    let Ok(head) = head else { return Ok(()) };
+    let (method, req_path, range) = match head? {
         crate::net::http::head::Request::Head(h) => {
             let range = h.header("range").map(str::to_string);
             (h.method, h.path, range)
@@ -65,7 +88,7 @@ async fn serve<S: ChunkSource + 'static>(mut sock: TcpStream, shared: Arc<Shared
             return Ok(());
         }
     };
-    if req_path != path {
+    if !constant_eq(req_path.as_bytes(), path.as_bytes()) {
         sock.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await?;
         return Ok(());
     }

@@ -27,6 +27,10 @@ fn mpv_follows_a_room_pause_and_seek() {
     let mut p = Proc::join(&link, "mo", dir.path(), &["--player", "mpv", "--mpv-args", "--vo=null --ao=null"]);
     // mpv is up and paused with the room.
     p.wait_for("mpv paused at 0", T, |v| v["event"] == "stats" && mpv_ms(v).is_some_and(|(pos, paused)| paused && pos < 100.0));
+    // Its command line (which every local user can read) holds no URL: that went over IPC.
+    let cmdline = mpv_cmdline_of(p.child.id());
+    assert!(cmdline.contains("--ytdl=no") && cmdline.contains("--demuxer-lavf-format=mov"), "{cmdline}");
+    assert!(!cmdline.contains("http"), "mpv's command line holds the stream's URL: {cmdline}");
     host.send("play");
     let playing = p.wait_for("mpv playing", T, |v| v["event"] == "stats" && mpv_ms(v).is_some_and(|(pos, paused)| !paused && pos > 1500.0));
     let (pos, _) = mpv_ms(&playing).unwrap();
@@ -59,4 +63,21 @@ fn mpv_follows_a_room_pause_and_seek() {
     });
     assert_eq!(p.quit(), 0);
     assert_eq!(host.quit(), 0);
+}
+
+/// The command line of the mpv that `parent` started (found by its parent in /proc).
+fn mpv_cmdline_of(parent: u32) -> String {
+    let parent_of = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // After "pid (comm) state": the parent's pid.
+        stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).and_then(|pp| pp.parse::<u32>().ok())
+    };
+    let pids = std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok());
+    let mpvs: Vec<String> = pids
+        .filter(|&pid| parent_of(pid) == Some(parent))
+        .map(|pid| String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).replace('\0', " "))
+        .filter(|c| c.starts_with("mpv"))
+        .collect();
+    assert_eq!(mpvs.len(), 1, "one mpv under the participant: {mpvs:?}");
+    mpvs.into_iter().next().unwrap()
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::rate::TokenBucket;
-use crate::protocol::stream::{Manifest, Priority, Space};
+use crate::protocol::stream::{MAX_CHUNKS, Manifest, Priority, Space};
 
 /// Tuning of a [`ChunkStore`].
 #[derive(Debug, Clone)]
@@ -132,6 +132,9 @@ pub struct ChunkStore {
     read_pos: u32,
     /// Chunks that have arrived at least once.
     seen: Vec<bool>,
+    /// Chunks asked for and not arrived since (a request that timed out or was cancelled
+    /// included: its chunk may still come). Anything else a host sends was not asked for.
+    asked: Vec<bool>,
     /// Every chunk below this has been seen (fill-behind scans from here).
     fill_cursor: u32,
     /// Fetch ahead of the reader (off: only what a blocked reader needs).
@@ -193,6 +196,7 @@ impl ChunkStore {
             critical: BTreeSet::new(),
             read_pos: 0,
             seen: vec![false; manifest_chunks],
+            asked: vec![false; manifest_chunks],
             fill_cursor: 0,
             busy: Duration::ZERO,
             busy_since: None,
@@ -260,9 +264,13 @@ impl ChunkStore {
         if size <= self.manifest.size {
             return;
         }
+        // Never past what a manifest may hold: the size comes from the host.
+        let chunk = self.manifest.chunk_size.max(1) as u64;
+        let size = size.min(MAX_CHUNKS as u64 * chunk);
         self.manifest.size = size;
-        self.manifest.chunks = Manifest::chunk_count(size, self.manifest.chunk_size).min(u32::MAX as u64) as u32;
+        self.manifest.chunks = Manifest::chunk_count(size, self.manifest.chunk_size.max(1)) as u32;
         self.seen.resize(self.manifest.chunks as usize, false);
+        self.asked.resize(self.manifest.chunks as usize, false);
         self.is_held.resize(self.manifest.chunks as usize, false);
     }
 
@@ -287,6 +295,13 @@ impl ChunkStore {
     /// Bytes held now.
     pub fn held_bytes(&self) -> u64 {
         self.held_bytes
+    }
+
+    /// Whether chunk `index` was asked for and has not arrived since: a chunk the host sends
+    /// that was not is dropped unstored (it would take memory, and with `--save` disk, that
+    /// nobody asked to give).
+    pub fn expects(&self, index: u32) -> bool {
+        self.asked.get(index as usize).copied().unwrap_or(false)
     }
 
     /// Whether chunk `index` has ever arrived.
@@ -364,6 +379,7 @@ impl ChunkStore {
         self.note_busy(now);
         self.critical.remove(&index);
         self.seen[index as usize] = true;
+        self.asked[index as usize] = false;
         if self.held.contains_key(&index) {
             return Ok(Arrival::Duplicate);
         }
@@ -599,6 +615,7 @@ impl ChunkStore {
     }
 
     fn mark_in_flight(&mut self, now: Instant, ix: u32) {
+        self.asked[ix as usize] = true;
         self.in_flight.insert(ix, (now, Priority::Window));
         self.in_flight_bytes += self.manifest.chunk_len(ix).unwrap_or(0) as u64;
     }
@@ -943,5 +960,15 @@ mod tests {
                 prop_assert!(s.held_bytes() <= cap_chunks * 100);
             }
         }
+    }
+
+    #[test]
+    fn a_growing_space_never_grows_past_what_a_manifest_may_hold() {
+        let mut s = ChunkStore::new(manifest(64 << 10, 64 << 10), StoreConfig::default());
+        s.grow(u64::MAX);
+        assert_eq!(s.manifest().chunks, MAX_CHUNKS);
+        assert_eq!(s.manifest().size, MAX_CHUNKS as u64 * (64 << 10));
+        let last = s.manifest().chunk_len(MAX_CHUNKS - 1);
+        assert_eq!(last, Some(64 << 10));
     }
 }

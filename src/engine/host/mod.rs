@@ -168,12 +168,20 @@ pub async fn run(mut opts: HostOptions, events: mpsc::UnboundedSender<Event>, co
     if size == 0 {
         bail!("{} is empty", opts.file.display());
     }
-    if opts.chunk_size == 0 || opts.chunk_size > stream::MAX_CHUNK_SIZE {
-        bail!("chunk size must be between 1 and {} bytes", stream::MAX_CHUNK_SIZE);
+    if !(stream::MIN_CHUNK_SIZE..=stream::MAX_CHUNK_SIZE).contains(&opts.chunk_size) {
+        bail!("the chunk size must be between {} and {} KiB", stream::MIN_CHUNK_SIZE / 1024, stream::MAX_CHUNK_SIZE / 1024);
     }
     let chunks = Manifest::chunk_count(size, opts.chunk_size);
-    if chunks > u32::MAX as u64 {
-        bail!("file too large for chunk size {}", opts.chunk_size);
+    if chunks > stream::MAX_CHUNKS as u64 {
+        let most = |chunk: u32| (stream::MAX_CHUNKS as u64 * chunk as u64) >> 30;
+        bail!(
+            "{} is too large for chunks of {} KiB (at most {} GiB; --chunk-size {}KiB allows {} GiB)",
+            opts.file.display(),
+            opts.chunk_size / 1024,
+            most(opts.chunk_size),
+            stream::MAX_CHUNK_SIZE / 1024,
+            most(stream::MAX_CHUNK_SIZE)
+        );
     }
     let path = opts.file.clone();
     let info = tokio::task::spawn_blocking(move || probe::probe(&path))

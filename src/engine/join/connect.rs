@@ -37,12 +37,17 @@ pub(super) enum Incoming {
 /// be lost for good).
 #[derive(Clone)]
 pub(super) enum Tx {
-    Rtc { queue: mpsc::Sender<Vec<u8>>, incoming: mpsc::UnboundedSender<Incoming> },
+    Rtc { queue: mpsc::Sender<Vec<u8>>, incoming: mpsc::Sender<Incoming> },
     Http(mpsc::UnboundedSender<Vec<u8>>),
 }
 
 /// Messages queued for the control channel beyond what it buffers itself.
 const TX_QUEUE: usize = 1024;
+
+/// Messages from the host waiting for the engine (chunks are at most 192 KiB: 12 MiB at
+/// most). Past it the channels are not read, so SCTP's window holds the host back: a host
+/// that sends faster than the engine takes cannot grow a participant's memory.
+const INCOMING_DEPTH: usize = 64;
 
 impl Tx {
     /// Queues `msg` for the host.
@@ -51,7 +56,9 @@ impl Tx {
         match self {
             Tx::Rtc { queue, incoming } => {
                 if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(bytes) {
-                    let _ = incoming.send(Incoming::Closed(format!("the link to the host is stuck ({TX_QUEUE} messages wait)")));
+                    // (Behind a full incoming queue the engine has news to take first; the
+                    // next send finds the link stuck again.)
+                    let _ = incoming.try_send(Incoming::Closed(format!("the link to the host is stuck ({TX_QUEUE} messages wait)")));
                 }
             }
             // A closed worker says why itself (`Incoming::Closed`).
@@ -60,13 +67,13 @@ impl Tx {
     }
 
     /// A sender task for `dc`; its failure ends the link (`Incoming::Closed` on `incoming`).
-    fn rtc(dc: Arc<dyn DataChannel>, incoming: mpsc::UnboundedSender<Incoming>) -> Tx {
+    fn rtc(dc: Arc<dyn DataChannel>, incoming: mpsc::Sender<Incoming>) -> Tx {
         let (queue, mut rx) = mpsc::channel::<Vec<u8>>(TX_QUEUE);
         let failed = incoming.clone();
         tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
                 if let Err(e) = peer::send(&dc, &bytes).await {
-                    let _ = failed.send(Incoming::Closed(format!("sending to the host failed: {e}")));
+                    let _ = failed.send(Incoming::Closed(format!("sending to the host failed: {e}"))).await;
                     return;
                 }
             }
@@ -90,17 +97,18 @@ pub(super) async fn close_link(link: &Option<PeerLink>) {
     }
 }
 
-fn forward(dc: Arc<dyn DataChannel>, tx: mpsc::UnboundedSender<Incoming>, chunks: bool) {
+fn forward(dc: Arc<dyn DataChannel>, tx: mpsc::Sender<Incoming>, chunks: bool) {
     tokio::spawn(async move {
         while let Some(ev) = dc.poll().await {
             if let DataChannelEvent::OnMessage(m) = ev {
                 let item = if chunks { Incoming::Chunk(m.data) } else { Incoming::Control(m.data) };
-                if tx.send(item).is_err() {
+                // Waits while the engine is behind: the channel is not read meanwhile.
+                if tx.send(item).await.is_err() {
                     return;
                 }
             }
         }
-        let _ = tx.send(Incoming::Closed(if chunks { "chunks channel closed" } else { "control channel closed" }.into()));
+        let _ = tx.send(Incoming::Closed(if chunks { "chunks channel closed" } else { "control channel closed" }.into())).await;
     });
 }
 
@@ -136,7 +144,7 @@ pub(super) struct Connection {
     /// To the host.
     pub tx: Tx,
     /// From the host.
-    pub incoming: mpsc::UnboundedReceiver<Incoming>,
+    pub incoming: mpsc::Receiver<Incoming>,
     /// The file.
     pub manifest: Manifest,
     /// Over the HTTP fallback: why, and where.
@@ -238,7 +246,7 @@ pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
             }
         },
     };
-    let (in_tx, mut incoming) = mpsc::unbounded_channel();
+    let (in_tx, mut incoming) = mpsc::channel(INCOMING_DEPTH);
     let failures = in_tx.clone();
     forward(link_up.control.clone(), in_tx.clone(), false);
     forward(link_up.chunks.clone(), in_tx, true);
@@ -323,7 +331,7 @@ async fn http_connection(opts: &JoinOptions, signal: SignalClient, addr: &str, w
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (back_tx, mut back_rx) = mpsc::unbounded_channel();
     fallback_client::spawn(http, manifest.clone(), out_rx, back_tx);
-    let (in_tx, incoming) = mpsc::unbounded_channel();
+    let (in_tx, incoming) = mpsc::channel(INCOMING_DEPTH);
     tokio::spawn(async move {
         while let Some(d) = back_rx.recv().await {
             let item = match d {
@@ -331,7 +339,7 @@ async fn http_connection(opts: &JoinOptions, signal: SignalClient, addr: &str, w
                 Delivered::Control(b) => Incoming::Control(b),
                 Delivered::Failed(e) => Incoming::Closed(e),
             };
-            if in_tx.send(item).is_err() {
+            if in_tx.send(item).await.is_err() {
                 return;
             }
         }

@@ -31,6 +31,8 @@ pub struct JoinOptions {
     pub name: String,
     /// Keep a full copy here.
     pub save: Option<PathBuf>,
+    /// `--force`: `--save` may overwrite a file that is not a copy in progress.
+    pub force: bool,
     /// Memory bound for chunks.
     pub buffer: u64,
     /// Override for the ICE bind address.
@@ -65,6 +67,7 @@ impl JoinOptions {
             link,
             name: default_name(),
             save: None,
+            force: false,
             buffer: DEFAULT_BUFFER,
             ice_addr: None,
             nat: NatOptions::default(),

@@ -96,7 +96,7 @@ impl Session {
             // A copy an earlier run left half-way is kept: what it holds is read from disk,
             // not fetched again (see `save`).
             Some(path) => {
-                let (s, held) = SaveFile::open(path, &manifest).map_err(|e| color_eyre::eyre::eyre!("cannot write {}: {e}", path.display()))?;
+                let (s, held) = SaveFile::open(path, &manifest, opts.force).map_err(|e| color_eyre::eyre::eyre!("cannot write {}: {e}", path.display()))?;
                 (Some(s), held)
             }
             None => (None, vec![]),
@@ -124,9 +124,15 @@ impl Session {
         // mpv reads the store over local HTTP and follows the same room clock.
         let (range_server, mpv) = match &opts.mpv {
             Some(args) => {
-                let server = crate::player::range_server::start(core.clone(), &manifest.name).await?;
-                let mpv = Mpv::spawn(&server.url, args).await?;
-                tracing::info!("mpv playing {}", server.url);
+                let Some(format) = crate::player::mpv::lavf_format(&manifest.container) else {
+                    color_eyre::eyre::bail!(
+                        "--player mpv plays MP4, MKV, WebM, MPEG-TS, AVI and FLV; the host's file is {:?}: use the built-in player",
+                        manifest.container
+                    );
+                };
+                let server = crate::player::range_server::start(core.clone()).await?;
+                let mpv = Mpv::spawn(&server.url, format, args).await?;
+                tracing::info!("mpv playing the room's file as {format}");
                 (Some(server), Some(mpv))
             }
             None => (None, None),

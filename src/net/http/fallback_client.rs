@@ -234,12 +234,15 @@ mod tests {
     use super::*;
     use crate::net::http::fallback_server;
 
+    /// The smallest chunk a manifest may have.
+    const CHUNK: u32 = crate::protocol::stream::MIN_CHUNK_SIZE;
+
     fn manifest(size: u64) -> Manifest {
         Manifest {
             name: "f.bin".into(),
             size,
-            chunk_size: 4,
-            chunks: size.div_ceil(4) as u32,
+            chunk_size: CHUNK,
+            chunks: size.div_ceil(CHUNK as u64) as u32,
             duration_ms: None,
             container: "raw".into(),
             codecs: vec![],
@@ -251,18 +254,21 @@ mod tests {
     async fn chunks_and_the_clock_come_over_http_signed_and_a_wrong_key_gets_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f.bin");
-        std::fs::write(&file, b"0123456789").unwrap();
+        let bytes: Vec<u8> = (0..2 * CHUNK + 10).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &bytes).unwrap();
+        let size = bytes.len() as u64;
+        let c = CHUNK as usize;
         let key = RoomKey([7; 16]);
         let state = Message::State { playing: true, position_us: 5, at_host_us: 6, rate_milli: 1000, seq: 3, waiting: vec![] };
         let (_tx, rx) = tokio::sync::watch::channel(state.clone());
         let room =
-            fallback_server::Room { room: "r1".into(), key: key.clone(), file, manifest: Arc::new(manifest(10)), state: rx, clock: std::time::Instant::now() };
+            fallback_server::Room { room: "r1".into(), key: key.clone(), file, manifest: Arc::new(manifest(size)), state: rx, clock: std::time::Instant::now() };
         let server = fallback_server::start("127.0.0.1:0".parse().unwrap(), room).await.unwrap();
         let link = HttpLink::new(&server.addr.to_string(), "r1", &key);
         let m = link.manifest().await.unwrap();
-        assert_eq!(m, manifest(10));
-        assert_eq!(link.chunk(&m, 1).await.unwrap(), b"4567");
-        assert_eq!(link.chunk(&m, 2).await.unwrap(), b"89", "the short last chunk");
+        assert_eq!(m, manifest(size));
+        assert_eq!(link.chunk(&m, 1).await.unwrap(), bytes[c..2 * c]);
+        assert_eq!(link.chunk(&m, 2).await.unwrap(), bytes[2 * c..], "the short last chunk");
         let msgs = link.state(&m, 42).await.unwrap();
         assert!(matches!(msgs[0], Message::Pong { client_us: 42, .. }), "{msgs:?}");
         assert_eq!(msgs[1], state);
@@ -280,11 +286,11 @@ mod tests {
             while let Ok((mut s, _)) = listener.accept().await {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let mac = RoomKey([9; 16]).http_mac("file", 4, b"EVIL");
+                let mac = RoomKey([9; 16]).http_mac("file", CHUNK as u64, b"EVIL");
                 let _ = s.write_all(format!("HTTP/1.1 206 Partial Content\r\nContent-Length: 4\r\nX-Syncy-Mac: {mac}\r\n\r\nEVIL").as_bytes()).await;
             }
         });
         let link = HttpLink::new(&addr.to_string(), "r1", &RoomKey([7; 16]));
-        assert!(matches!(link.chunk(&manifest(10), 1).await, Err(HttpLinkError::BadMac(_))));
+        assert!(matches!(link.chunk(&manifest(4 * CHUNK as u64), 1).await, Err(HttpLinkError::BadMac(_))));
     }
 }

@@ -303,6 +303,8 @@ pub struct JoinSnapshot {
     pub received_chunks: u32,
     /// Chunks that arrived while already held (sent twice: wasted upload).
     pub duplicate_chunks: u32,
+    /// Chunks the host sent that were never asked for: dropped unstored.
+    pub unasked_chunks: u64,
     /// Chunks in the file.
     pub chunks: u32,
     /// Playback position.

@@ -41,6 +41,10 @@ impl ParticipantCore {
 
     fn original_chunk(&mut self, now: Instant, index: u32, data: Bytes) -> Result<Option<Arrival>, ParticipantError> {
         let store = self.stores.original_mut();
+        if !store.expects(index) {
+            let seen = store.seen(index);
+            return Ok(self.unasked(index, seen));
+        }
         let fresh = !store.seen(index);
         let on_disk = self.cfg.store.on_disk;
         let arrival = store.handle_chunk(now, index, data.clone())?;
@@ -68,11 +72,27 @@ impl ParticipantCore {
             Some(_) => return Err(StreamError::Invalid("chunk has the wrong length").into()),
             None => return Err(StreamError::Invalid("chunk index out of range").into()),
         }
+        if !store.expects(index) {
+            let seen = store.seen(index);
+            return Ok(self.unasked(index, seen));
+        }
         let arrival = store.handle_chunk(now, index, data)?;
         if arrival == Arrival::Duplicate {
             self.duplicates += 1;
         }
         Ok(Some(arrival))
+    }
+
+    /// A chunk not asked for: dropped, not stored or saved. A second copy of one that came
+    /// (asked for twice, both answered) counts as a duplicate, as it always has.
+    fn unasked(&mut self, index: u32, seen: bool) -> Option<Arrival> {
+        if seen {
+            self.duplicates += 1;
+        } else {
+            tracing::debug!("dropping chunk {index}: not asked for");
+            self.unasked += 1;
+        }
+        None
     }
 
     /// Bytes from the control channel.

@@ -178,6 +178,8 @@ pub struct ParticipantCore {
     down_bps: u64,
     received: u32,
     duplicates: u32,
+    /// Chunks the host sent that were never asked for (dropped).
+    unasked: u64,
     /// Under a download limit, when the next request may go.
     requests_at: Option<Instant>,
     /// Unix ms at an instant (for the events' `t_ms`).
@@ -203,6 +205,7 @@ impl ParticipantCore {
             down_bps: 0,
             received: 0,
             duplicates: 0,
+            unasked: 0,
             requests_at: None,
             wall: (now, 0.0),
             reconnect: None,
@@ -461,6 +464,7 @@ impl ParticipantCore {
             buffered_bytes: s.held_bytes(),
             received_chunks: self.received,
             duplicate_chunks: self.duplicates,
+            unasked_chunks: self.unasked,
             chunks: self.manifest.chunks,
             position_ms: (p.position(now).max(0) / 1000) as u64,
             playing: p.playing(),

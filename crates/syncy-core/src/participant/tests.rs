@@ -57,6 +57,33 @@ fn it_asks_for_the_file_from_the_start_and_a_chunk_is_stored_saved_and_counted_o
 }
 
 #[test]
+fn chunks_nobody_asked_for_are_dropped_unstored_and_unsaved() {
+    let t0 = crate::testing::t0();
+    let m = crate::sim::media(600, 1000, 64 << 10);
+    let mut c = ParticipantCore::new(t0, m.clone(), config(true), &[]);
+    let asked: Vec<u32> = sent(&drain(&mut c))
+        .iter()
+        .flat_map(|msg| match msg {
+            Message::Request { chunks, .. } => chunks.clone(),
+            _ => vec![],
+        })
+        .collect();
+    let last = m.chunks - 1;
+    assert!(!asked.contains(&last), "the test needs a chunk not asked for yet: {asked:?}");
+    // A hostile host sends the end of the file, again and again.
+    for i in 0..5 {
+        c.handle_chunk(t0 + (i + 1) * MS, chunk(&m, last)).unwrap();
+    }
+    let outs = drain(&mut c);
+    assert!(!outs.iter().any(|o| matches!(o, ParticipantOutput::Save { .. } | ParticipantOutput::Wake)), "{outs:?}");
+    let snap = c.snapshot(t0, 0, EdgeFacts::default());
+    assert_eq!((snap.received_chunks, snap.buffered_bytes, snap.unasked_chunks), (0, 0, 5));
+    // What was asked for is taken.
+    c.handle_chunk(t0 + 10 * MS, chunk(&m, asked[0])).unwrap();
+    assert_eq!(c.snapshot(t0, 0, EdgeFacts::default()).received_chunks, 1);
+}
+
+#[test]
 fn a_chunk_that_does_not_fit_the_file_is_a_protocol_violation() {
     let t0 = crate::testing::t0();
     let m = manifest();

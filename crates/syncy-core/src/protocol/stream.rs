@@ -14,6 +14,12 @@ pub const PROTOCOL_VERSION: u16 = 4;
 pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
 /// Largest chunk size a peer accepts (keeps a chunk message under SCTP's 256 KiB ceiling).
 pub const MAX_CHUNK_SIZE: u32 = 192 * 1024;
+/// Smallest chunk size a manifest may name: a participant keeps state per chunk, so a host
+/// that chose one-byte chunks would make it as large as the file.
+pub const MIN_CHUNK_SIZE: u32 = 16 * 1024;
+/// Most chunks in a space: a participant's per-chunk state stays a few MiB (2^22 chunks of
+/// 192 KiB is 768 GiB, of the default 64 KiB 256 GiB).
+pub const MAX_CHUNKS: u32 = 1 << 22;
 /// Largest non-chunk message.
 pub const MAX_CONTROL_MESSAGE: u64 = 64 * 1024;
 /// Most chunk indices in one `Request` or `Cancel`.
@@ -78,8 +84,11 @@ impl Manifest {
 
     /// Checks internal consistency (a manifest is network input too).
     pub fn validate(&self) -> Result<(), StreamError> {
-        if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE {
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
             return Err(StreamError::Invalid("chunk size out of range"));
+        }
+        if self.chunks > MAX_CHUNKS {
+            return Err(StreamError::Invalid("too many chunks"));
         }
         if Manifest::chunk_count(self.size, self.chunk_size) != self.chunks as u64 {
             return Err(StreamError::Invalid("chunk count does not match size"));
@@ -493,6 +502,24 @@ mod tests {
         assert!(refused(Message::Ping { client_us: u64::MAX }, Role::Participant));
         let report = Message::Report { position_ms: 0, buffered_bytes: 0, down_bps: 0, buffering: false, rtt_ms: None, seq: 1, drift_ms: Some(i64::MIN) };
         assert!(refused(report, Role::Participant));
+    }
+
+    #[test]
+    fn a_manifest_that_would_make_a_participant_hold_too_much_is_refused() {
+        assert!(manifest().validate().is_ok());
+        // One-byte chunks of a 4 GiB file: four billion chunks' state.
+        let tiny = Manifest { size: 1 << 32, chunk_size: 1, chunks: u32::MAX, ..manifest() };
+        assert!(tiny.validate().is_err());
+        let small = Manifest { size: 4 * (MIN_CHUNK_SIZE as u64 - 1), chunk_size: MIN_CHUNK_SIZE - 1, chunks: 4, ..manifest() };
+        assert!(small.validate().is_err());
+        // The largest chunks, past the most chunks (800 TB).
+        let huge = Manifest { size: MAX_CHUNK_SIZE as u64 * (MAX_CHUNKS as u64 + 1), chunk_size: MAX_CHUNK_SIZE, chunks: MAX_CHUNKS + 1, ..manifest() };
+        assert!(huge.validate().is_err());
+        let biggest = Manifest { size: MAX_CHUNK_SIZE as u64 * MAX_CHUNKS as u64, chunk_size: MAX_CHUNK_SIZE, chunks: MAX_CHUNKS, ..manifest() };
+        assert!(biggest.validate().is_ok());
+        for m in [tiny, huge] {
+            assert!(decode_from(&encode(&Message::Manifest(m)), Role::Host, None).is_err());
+        }
     }
 
     pub(crate) fn manifest() -> Manifest {

@@ -147,7 +147,8 @@ pub async fn run(participants: u32, duration: f64, mut commands: mpsc::Unbounded
                 match ev {
                     Event::Manifest { chunks, .. } => p.chunks = chunks,
                     Event::JoinStats(s) => { p.received = s.received_chunks; p.down_bps = s.down_bps; }
-                    Event::Complete { sha256, seconds, size } => {
+                    Event::Complete { matched: false, .. } => break Err(eyre!("{}: the copy is not the host's file", NAMES[i])),
+                    Event::Complete { sha256, seconds, size, .. } => {
                         p.received = p.chunks;
                         p.sha256 = Some(sha256);
                         p.seconds = seconds;

@@ -4,6 +4,8 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use serde_json::Value;
+
 use super::harness::{Proc, clip_sized, link_of, sha256};
 
 const T: Duration = Duration::from_secs(90);
@@ -32,7 +34,8 @@ fn a_participant_without_webrtc_falls_back_to_http_and_says_so() {
     let url = fb["url"].as_str().unwrap().to_string();
     assert!(url.starts_with("http://127.0.0.1:") && fb["reason"].as_str().unwrap().contains("WebRTC"), "{fb}");
     assert_eq!(ann.event("manifest", T)["size"].as_u64().unwrap(), std::fs::metadata(&file).unwrap().len());
-    assert_eq!(ann.event("complete", T)["sha256"], want.as_str());
+    let done = ann.event("complete", T);
+    assert_eq!((&done["sha256"], &done["matched"]), (&Value::from(want.as_str()), &Value::from(true)), "checked against the hash the host signed, over HTTP");
     assert_eq!(sha256(&dir.path().join("ann.copy")), want);
 
     // It follows the room's clock over HTTP too.
@@ -52,7 +55,8 @@ fn a_participant_without_webrtc_falls_back_to_http_and_says_so() {
 
     // A participant whose WebRTC works does not fall back.
     let mut bob = Proc::join(&link, "bob", dir.path(), &[]);
-    assert_eq!(bob.event("complete", T)["sha256"], want.as_str());
+    let done = bob.event("complete", T);
+    assert_eq!((&done["sha256"], &done["matched"]), (&Value::from(want.as_str()), &Value::from(true)));
     bob.drain();
     assert!(!bob.seen.iter().any(|v| v["event"] == "fallback"));
     assert_eq!(ann.quit(), 0);

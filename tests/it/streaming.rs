@@ -21,6 +21,7 @@ fn three_participants_get_byte_identical_copies_and_a_late_joiner_too() {
         assert!(m["duration_ms"].as_u64().unwrap() > 11_000);
         let c = p.event("complete", T);
         assert_eq!(c["sha256"], want.as_str());
+        assert_eq!(c["matched"], true, "checked against the hash the host signed: {c}");
     }
     for n in ["ann", "bob", "cy"] {
         assert_eq!(sha256(&dir.path().join(format!("{n}.copy"))), want, "{n}'s saved copy");

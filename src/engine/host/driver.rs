@@ -52,11 +52,23 @@ pub(super) struct Io {
     claim: Arc<RoomClaim>,
     events: mpsc::UnboundedSender<Event>,
     http_state: watch::Sender<Message>,
+    /// The file's signed hash for the HTTP fallback, once known.
+    http_hash: watch::Sender<Option<Message>>,
 }
 
+/// The host's reading of the whole file for its hash (see `file_hash`).
+pub(super) type Hashing = tokio::task::JoinHandle<std::io::Result<Message>>;
+
 /// Runs the room until the core says it is over.
-pub(super) async fn drive(mut core: HostCore, mut io: Io, signal: SignalClient, mut commands: mpsc::UnboundedReceiver<Command>) -> Result<()> {
+pub(super) async fn drive(
+    mut core: HostCore,
+    mut io: Io,
+    signal: SignalClient,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    hashing: Hashing,
+) -> Result<()> {
     let mut signal = Some(signal);
+    let mut hashing = Some(hashing);
     loop {
         while let Some(out) = core.poll_output() {
             if let HostOutput::Quit = out {
@@ -85,8 +97,20 @@ pub(super) async fn drive(mut core: HostCore, mut io: Io, signal: SignalClient, 
                 core.handle_signal_back(Instant::now(), ok);
             }
             cmd = commands.recv() => core.handle_command(Instant::now(), cmd.unwrap_or(Command::Quit)),
+            hashed = wait_opt(&mut hashing) => {
+                hashing = None;
+                io.hashed(&mut core, hashed);
+            }
             _ = sleep_until_opt(deadline) => core.handle_timeout(Instant::now()),
         }
+    }
+}
+
+/// The hash's result, once; never after.
+async fn wait_opt(hashing: &mut Option<Hashing>) -> Result<std::io::Result<Message>, tokio::task::JoinError> {
+    match hashing {
+        Some(h) => h.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -104,12 +128,27 @@ impl Io {
         setup: Setup,
         (url, signal_tls, claim): (String, Option<Arc<rustls::ClientConfig>>, Arc<RoomClaim>),
         events: mpsc::UnboundedSender<Event>,
-        http_state: watch::Sender<Message>,
+        (http_state, http_hash): (watch::Sender<Message>, watch::Sender<Option<Message>>),
     ) -> Io {
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
         let (back_tx, back_rx) = mpsc::unbounded_channel();
         let renditions = Renditions::new(input);
-        Io { file, renditions, peers: HashMap::new(), setup, peer_tx, peer_rx, back_tx, back_rx, url, signal_tls, claim, events, http_state }
+        Io { file, renditions, peers: HashMap::new(), setup, peer_tx, peer_rx, back_tx, back_rx, url, signal_tls, claim, events, http_state, http_hash }
+    }
+
+    /// The file's hash is known (or could not be had: participants then wait for it in vain,
+    /// and are told why in the host's warning).
+    fn hashed(&mut self, core: &mut HostCore, hashed: Result<std::io::Result<Message>, tokio::task::JoinError>) {
+        match hashed {
+            Ok(Ok(msg)) => {
+                self.http_hash.send_replace(Some(msg.clone()));
+                core.handle_file_hash(Instant::now(), msg);
+            }
+            Ok(Err(e)) => {
+                core.handle_warning(Instant::now(), format!("cannot read the file through for its hash ({e}): participants cannot check their copies"))
+            }
+            Err(e) => core.handle_warning(Instant::now(), format!("the file's hash: {e}")),
+        }
     }
 
     /// What a peer task reports, into the core.

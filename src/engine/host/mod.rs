@@ -286,12 +286,19 @@ async fn host_room(
     };
     let mut core = HostCore::new(Instant::now(), crate::output::headless::now_ms(), manifest.clone(), cfg);
     let (http_state, http_state_rx) = watch::channel(core.state_message());
+    let (http_hash, http_hash_rx) = watch::channel(None);
+    // Read through in the background: the room opens at once, the hash follows.
+    let hashing = tokio::task::spawn_blocking({
+        let (path, host_key, room) = (opts.file.clone(), host_key.clone(), room.clone());
+        move || file_hash(&path, &host_key, &room)
+    });
     let fallback = crate::net::http::fallback_server::Room {
         room,
         key: key.clone(),
         file: opts.file.clone(),
         manifest: manifest.clone(),
         state: http_state_rx,
+        hash: http_hash_rx,
         clock: core.epoch(),
     };
     let (_http, shown) = start_fallback(opts.http, fallback, &link).await?;
@@ -300,8 +307,29 @@ async fn host_room(
     // can reach the room.
     let ice = IceConfig::new(Reach::of_host(&link.host), opts.ice_addr.as_deref(), &opts.nat);
     let setup = peer_task::Setup { ice, key, host_key, room: claim.room.clone(), signal_tx: signal.tx.clone(), manifest };
-    let io = driver::Io::new(file, &opts.file, setup, (url, signal_tls, claim), events, http_state);
-    driver::drive(core, io, signal, commands).await
+    let io = driver::Io::new(file, &opts.file, setup, (url, signal_tls, claim), events, (http_state, http_hash));
+    driver::drive(core, io, signal, commands, hashing).await
+}
+
+/// The whole file's SHA-256, signed for `room`: what each participant's `complete` is checked
+/// against.
+fn file_hash(path: &std::path::Path, host_key: &crate::protocol::identity::HostKey, room: &str) -> std::io::Result<stream::Message> {
+    use sha2::Digest;
+    use std::io::Read;
+    let started = Instant::now();
+    let mut f = File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf)? {
+            0 => break,
+            n => hasher.update(&buf[..n]),
+        }
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
+    tracing::info!("{} read through for its hash in {:.1} s", path.display(), started.elapsed().as_secs_f64());
+    let sig = host_key.sign(crate::protocol::identity::Purpose::FileHash, &[room.as_bytes(), &digest]);
+    Ok(stream::Message::FileHash { sha256: serde_bytes::ByteBuf::from(digest.to_vec()), sig })
 }
 
 /// The HTTP fallback, when asked for (`--http`): the server and the address newcomers are

@@ -147,6 +147,9 @@ pub(super) struct Connection {
     pub incoming: mpsc::Receiver<Incoming>,
     /// The file.
     pub manifest: Manifest,
+    /// The host's key, checked against the link: what the host signs (the file's hash) is
+    /// checked with it.
+    pub host_key: HostId,
     /// Over the HTTP fallback: why, and where.
     fallback: Option<(String, String)>,
 }
@@ -239,10 +242,10 @@ pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
         Some(addr) => match tokio::time::timeout(FALLBACK_AFTER, answer).await {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => {
-                return http_connection(opts, signal, &addr, format!("the WebRTC link failed ({e})")).await;
+                return http_connection(opts, signal, host_key, &addr, format!("the WebRTC link failed ({e})")).await;
             }
             Err(_) => {
-                return http_connection(opts, signal, &addr, format!("no WebRTC link within {} s", FALLBACK_AFTER.as_secs())).await;
+                return http_connection(opts, signal, host_key, &addr, format!("no WebRTC link within {} s", FALLBACK_AFTER.as_secs())).await;
             }
         },
     };
@@ -274,7 +277,7 @@ pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
             Err(_) => retry!("the host sent no manifest within 20 s"),
         }
     };
-    Ok(Connection { signal, tx, link: Some(link_up), incoming, manifest, fallback: None })
+    Ok(Connection { signal, tx, link: Some(link_up), incoming, manifest, host_key, fallback: None })
 }
 
 /// The first connection to the room, tried again when it stalled after ICE (the core's
@@ -322,7 +325,7 @@ fn unreachable(link: &Link, e: crate::net::signal_client::SignalClientError) -> 
 const FALLBACK_AFTER: Duration = Duration::from_secs(8);
 
 /// Joins over the host's HTTP fallback at `addr` (`why`: what happened to WebRTC).
-async fn http_connection(opts: &JoinOptions, signal: SignalClient, addr: &str, why: String) -> Result<Connection, Setup> {
+async fn http_connection(opts: &JoinOptions, signal: SignalClient, host_key: HostId, addr: &str, why: String) -> Result<Connection, Setup> {
     use crate::net::http::fallback_client::{self, Delivered, HttpLink};
     tracing::warn!("{why}; falling back to HTTP at {addr}");
     let http = HttpLink::new(addr, &opts.link.room, &opts.link.key);
@@ -344,7 +347,7 @@ async fn http_connection(opts: &JoinOptions, signal: SignalClient, addr: &str, w
             }
         }
     });
-    Ok(Connection { signal, link: None, tx: Tx::Http(out_tx), incoming, manifest, fallback: Some((why, url)) })
+    Ok(Connection { signal, link: None, tx: Tx::Http(out_tx), incoming, manifest, host_key, fallback: Some((why, url)) })
 }
 
 /// What reconnecting came to. Made once per reconnection: its size does not matter.

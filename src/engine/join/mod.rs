@@ -141,7 +141,7 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         codecs: manifest.codecs.clone(),
         levels: manifest.levels.clone(),
     });
-    let mut session = Session::start(opts.clone(), manifest.clone(), events.clone()).await?;
+    let mut session = Session::start(opts.clone(), manifest.clone(), conn.host_key, events.clone()).await?;
     session.path = path;
     let end = loop {
         let why = match outcome(session.turn(&mut conn, &mut commands).await?) {

@@ -25,6 +25,7 @@ use crate::player::mpv::{Mpv, MpvOut, MpvStatus};
 use crate::player::playback::{Playback, Waker};
 use crate::player::range_server::RangeServer;
 use crate::player::screen::{PIECE_BINS, Screen};
+use crate::protocol::identity::HostId;
 use crate::protocol::stream::{Manifest, ORIGINAL, Space};
 
 /// Why a participant stops with an error.
@@ -76,7 +77,7 @@ pub(super) struct Session {
 }
 
 /// The core's configuration from the command line's options.
-fn core_config(opts: &JoinOptions, manifest: &Manifest) -> ParticipantConfig {
+fn core_config(opts: &JoinOptions, manifest: &Manifest, host_key: HostId) -> ParticipantConfig {
     let saves = opts.save.is_some();
     let ladder = manifest.levels.iter().filter_map(|name| crate::media::transcode::level(name).map(|r| Level { name: name.clone(), bps: r.bps() })).collect();
     ParticipantConfig {
@@ -86,12 +87,13 @@ fn core_config(opts: &JoinOptions, manifest: &Manifest) -> ParticipantConfig {
         quality: opts.quality.clone(),
         store: StoreConfig { capacity: opts.buffer, fill_behind: saves, download_limit: opts.download_limit, on_disk: saves, ..StoreConfig::default() },
         ladder,
+        host: Some((host_key, opts.link.room.clone())),
     }
 }
 
 impl Session {
     /// Sets up the core, the saved copy, the decoders, the view and mpv for `manifest`.
-    pub(super) async fn start(opts: JoinOptions, manifest: Manifest, events: mpsc::UnboundedSender<Event>) -> color_eyre::Result<Session> {
+    pub(super) async fn start(opts: JoinOptions, manifest: Manifest, host_key: HostId, events: mpsc::UnboundedSender<Event>) -> color_eyre::Result<Session> {
         let (save, saved) = match &opts.save {
             // A copy an earlier run left half-way is kept: what it holds is read from disk,
             // not fetched again (see `save`).
@@ -102,7 +104,7 @@ impl Session {
             None => (None, vec![]),
         };
         let now = Instant::now();
-        let mut core = ParticipantCore::new(now, manifest.clone(), core_config(&opts, &manifest), &saved);
+        let mut core = ParticipantCore::new(now, manifest.clone(), core_config(&opts, &manifest, host_key), &saved);
         core.handle_wall_clock(now, crate::output::headless::now_ms());
         let wake = Arc::new(tokio::sync::Notify::new());
         let waker: Waker = {
@@ -242,7 +244,11 @@ impl Session {
                     self.collect(&mut core, &mut outs)?;
                     self.verify.advance(&mut core, self.save.as_mut(), &self.events)?;
                 }
-                Input::Control(b) => core.handle_control(now, &b)?,
+                Input::Control(b) => {
+                    core.handle_control(now, &b)?;
+                    // The host's hash may be what the check waited for.
+                    self.verify.advance(&mut core, self.save.as_mut(), &self.events)?;
+                }
                 Input::Command(c) => core.handle_command(now, c),
                 Input::Wake => core.handle_wake(now),
             }

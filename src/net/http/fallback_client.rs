@@ -261,8 +261,15 @@ mod tests {
         let key = RoomKey([7; 16]);
         let state = Message::State { playing: true, position_us: 5, at_host_us: 6, rate_milli: 1000, seq: 3, waiting: vec![] };
         let (_tx, rx) = tokio::sync::watch::channel(state.clone());
-        let room =
-            fallback_server::Room { room: "r1".into(), key: key.clone(), file, manifest: Arc::new(manifest(size)), state: rx, clock: std::time::Instant::now() };
+        let room = fallback_server::Room {
+            room: "r1".into(),
+            key: key.clone(),
+            file,
+            manifest: Arc::new(manifest(size)),
+            state: rx,
+            hash: tokio::sync::watch::channel(None).1,
+            clock: std::time::Instant::now(),
+        };
         let server = fallback_server::start("127.0.0.1:0".parse().unwrap(), room).await.unwrap();
         let link = HttpLink::new(&server.addr.to_string(), "r1", &key);
         let m = link.manifest().await.unwrap();

@@ -44,6 +44,8 @@ pub struct Room {
     pub manifest: Arc<Manifest>,
     /// The room's clock: the latest `State`.
     pub state: watch::Receiver<Message>,
+    /// The file's signed hash (`FileHash`), once the host has read it through.
+    pub hash: watch::Receiver<Option<Message>>,
     /// The host's clock origin (microseconds since then are `host_us`).
     pub clock: Instant,
 }
@@ -118,7 +120,8 @@ async fn serve(mut sock: TcpStream, room: &Room, file: Arc<std::fs::File>) -> st
             let client_us = query.split('&').find_map(|kv| kv.strip_prefix("c=")).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             let host_us = room.clock.elapsed().as_micros() as u64;
             let mut body = Vec::new();
-            for m in [Message::Pong { client_us, host_us }, room.state.borrow().clone()] {
+            let hash = room.hash.borrow().clone();
+            for m in [Message::Pong { client_us, host_us }, room.state.borrow().clone()].into_iter().chain(hash) {
                 let bytes = stream::encode(&m);
                 body.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
                 body.extend_from_slice(&bytes);

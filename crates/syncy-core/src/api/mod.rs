@@ -143,6 +143,8 @@ pub enum Event {
     Complete {
         /// Hex sha256.
         sha256: String,
+        /// Whether it is the hash the host signed for its file (`complete` waits for it).
+        matched: bool,
         /// Bytes.
         size: u64,
         /// Seconds from join to complete.

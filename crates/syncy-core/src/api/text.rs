@@ -51,7 +51,10 @@ impl fmt::Display for Event {
                 write!(f, "down {:.1} MB/s | {received:.0}% received | {:.1} MB buffered", mb(s.down_bps), mb(s.buffered_bytes))
             }
             Event::Path(p) => write!(f, "connected to the host: {p}"),
-            Event::Complete { sha256, size, seconds } => write!(f, "complete: {:.1} MB in {seconds:.1} s, sha256 {sha256}", mb(*size)),
+            Event::Complete { sha256, size, seconds, matched } => {
+                let check = if *matched { "the host's" } else { "NOT the host's" };
+                write!(f, "complete: {:.1} MB in {seconds:.1} s, sha256 {sha256} ({check})", mb(*size))
+            }
             Event::Resumed { chunks, bytes } => write!(f, "resuming the saved copy: {chunks} chunks ({:.1} MB) already here", mb(*bytes)),
             Event::Fallback { reason, url } => write!(f, "{reason}: watching over HTTP from {url}"),
             Event::Reconnecting { reason, attempt } => write!(f, "link lost ({reason}): reconnecting, attempt {attempt}"),

@@ -223,6 +223,8 @@ pub struct HostCore {
     next_stats: Instant,
     next_renditions: Option<Instant>,
     warned: HashSet<String>,
+    /// The signed hash of the whole file, once the driver has read it through.
+    file_hash: Option<Message>,
     ended: bool,
     out: VecDeque<HostOutput>,
 }
@@ -254,6 +256,7 @@ impl HostCore {
             next_stats: now,
             next_renditions: None,
             warned: HashSet::new(),
+            file_hash: None,
             ended: false,
             out: VecDeque::new(),
             cfg,
@@ -407,6 +410,23 @@ impl HostCore {
         self.settle(now);
     }
 
+    /// The file's hash, signed (a `Message::FileHash`): to everyone connected now, and to each
+    /// newcomer with the room's clock.
+    pub fn handle_file_hash(&mut self, now: Instant, msg: Message) {
+        self.now = now;
+        for (&peer, p) in &self.peers {
+            if p.connected {
+                self.out.push_back(HostOutput::Control { peer, msg: msg.clone() });
+            }
+        }
+        self.file_hash = Some(msg);
+    }
+
+    /// The file's signed hash, once known (the HTTP fallback hands it out too).
+    pub fn file_hash(&self) -> Option<&Message> {
+        self.file_hash.as_ref()
+    }
+
     /// `peer`'s channels are open (after hello and manifest went out).
     pub fn handle_connected(&mut self, now: Instant, peer: PeerId) {
         self.now = now;
@@ -418,6 +438,9 @@ impl HostCore {
                 // The newcomer learns the room's clock right away: a late joiner starts where
                 // the room is.
                 self.out.push_back(HostOutput::Control { peer, msg: state });
+                if let Some(hash) = &self.file_hash {
+                    self.out.push_back(HostOutput::Control { peer, msg: hash.clone() });
+                }
                 self.scheduler.add_peer(peer);
                 self.room.add_peer(peer);
                 self.event(Event::PeerJoined { peer, name });

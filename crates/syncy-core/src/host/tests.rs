@@ -131,6 +131,22 @@ fn a_newcomer_is_offered_then_told_the_room_clock_when_its_link_is_up() {
 }
 
 #[test]
+fn the_files_hash_goes_to_everyone_connected_and_to_each_newcomer() {
+    let mut h = Host::new(config());
+    let ann = h.join(1, "ann");
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "bob".into(), nonce: NONCE.into() });
+    let bob = admitted(&h.outputs()).unwrap();
+    let hash = Message::FileHash { sha256: serde_bytes::ByteBuf::from(vec![1u8; 32]), sig: "ab".repeat(64) };
+    h.core.handle_file_hash(h.now, hash.clone());
+    let out = h.outputs();
+    assert_eq!(controls_to(&out, ann), [&hash]);
+    assert!(controls_to(&out, bob).is_empty(), "bob's link is not up yet");
+    h.core.handle_connected(h.now, bob);
+    let out = h.outputs();
+    assert!(matches!(controls_to(&out, bob)[..], [Message::State { .. }, m] if *m == hash), "{out:?}");
+}
+
+#[test]
 fn a_newcomer_while_the_room_waits_sees_who_it_waits_for_by_name() {
     // The old engine passed an empty name table here and showed "waiting for peer 4294967297".
     let mut h = Host::new(HostConfig { autoplay: true, ..config() });

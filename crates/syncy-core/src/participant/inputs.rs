@@ -10,6 +10,7 @@ use crate::api::{Command, Event};
 use crate::buffer::Arrival;
 use crate::clock::{MediaState, Micros};
 use crate::level_switch::{Choice, RenditionNews};
+use crate::protocol::identity::Purpose;
 use crate::protocol::stream::{self, Message, ORIGINAL, Role, Space, StreamError};
 
 impl ParticipantCore {
@@ -83,6 +84,21 @@ impl ParticipantCore {
         Ok(Some(arrival))
     }
 
+    /// The host's word on the whole file, checked with its key: a hash the host did not sign
+    /// is a protocol violation (on the data channels only the host can speak, so this is a
+    /// broken host; over the HTTP fallback, someone else).
+    fn handle_file_hash(&mut self, sha256: &[u8], sig: &str) -> Result<(), ParticipantError> {
+        let Some((key, room)) = &self.cfg.host else {
+            return Err(StreamError::Invalid("a file hash, and no host key to check it with").into());
+        };
+        let digest: [u8; 32] = sha256.try_into().map_err(|_| StreamError::Invalid("a file hash is 32 bytes"))?;
+        if !key.verify(Purpose::FileHash, &[room.as_bytes(), &digest], sig) {
+            return Err(StreamError::Invalid("the file's hash is not signed by the host").into());
+        }
+        self.host_sha256 = Some(digest);
+        Ok(())
+    }
+
     /// A chunk not asked for: dropped, not stored or saved. A second copy of one that came
     /// (asked for twice, both answered) counts as a duplicate, as it always has.
     fn unasked(&mut self, index: u32, seen: bool) -> Option<Arrival> {
@@ -124,6 +140,7 @@ impl ParticipantCore {
                     .collect();
                 self.out.push_back(ParticipantOutput::Roster(list));
             }
+            Message::FileHash { sha256, sig } => self.handle_file_hash(&sha256, &sig)?,
             Message::Notice { text } => {
                 self.out.push_back(ParticipantOutput::Notice(text.clone()));
                 self.event(Event::Error { message: format!("host: {text}") });

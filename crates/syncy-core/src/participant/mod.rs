@@ -25,6 +25,7 @@ use crate::buffer::{ChunkSource, ChunkStore, Read, StoreConfig, StoreError};
 use crate::cadence::Cadence;
 use crate::clock::Micros;
 use crate::level_switch::{Choice, LevelSwitch, SwitchAction};
+use crate::protocol::identity::HostId;
 use crate::protocol::stream::{Manifest, Message, ORIGINAL, Space, StreamError};
 use crate::quality::Level;
 use crate::rate::Meter;
@@ -51,6 +52,9 @@ pub struct ParticipantConfig {
     pub store: StoreConfig,
     /// The renditions' bit rates.
     pub ladder: Vec<Level>,
+    /// The host's key (checked against the link) and the room id: what the host signs is
+    /// checked with them. `None` (the simulated room): nothing signed is taken.
+    pub host: Option<(HostId, String)>,
 }
 
 /// Renditions play in the built-in player only: why a participant stays on the original.
@@ -180,6 +184,8 @@ pub struct ParticipantCore {
     duplicates: u32,
     /// Chunks the host sent that were never asked for (dropped).
     unasked: u64,
+    /// The whole file's SHA-256 as the host signed it, once it has said.
+    host_sha256: Option<[u8; 32]>,
     /// Under a download limit, when the next request may go.
     requests_at: Option<Instant>,
     /// Unix ms at an instant (for the events' `t_ms`).
@@ -206,6 +212,7 @@ impl ParticipantCore {
             received: 0,
             duplicates: 0,
             unasked: 0,
+            host_sha256: None,
             requests_at: None,
             wall: (now, 0.0),
             reconnect: None,
@@ -488,6 +495,11 @@ impl ParticipantCore {
     /// The file.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The whole file's SHA-256 as the host signed it, once the host has said.
+    pub fn host_sha256(&self) -> Option<&[u8; 32]> {
+        self.host_sha256.as_ref()
     }
 
     /// The original's store (the in-order check reads it).

@@ -16,7 +16,36 @@ fn config(on_disk: bool) -> ParticipantConfig {
         quality: "auto".into(),
         store: StoreConfig { on_disk, ..StoreConfig::default() },
         ladder: vec![],
+        host: Some((host_key().public(), ROOM.into())),
     }
+}
+
+const ROOM: &str = "films-room";
+
+/// The host this participant's link names.
+fn host_key() -> crate::protocol::identity::HostKey {
+    crate::protocol::identity::HostSecret::from_bytes([5; 32]).host_key()
+}
+
+#[test]
+fn the_files_hash_is_taken_only_as_the_host_signed_it_for_this_room() {
+    use crate::protocol::identity::{HostSecret, Purpose};
+    let t0 = crate::testing::t0();
+    let digest = [9u8; 32];
+    let hash = |sig: String| Message::FileHash { sha256: serde_bytes::ByteBuf::from(digest.to_vec()), sig };
+    let forged = [
+        HostSecret::from_bytes([6; 32]).host_key().sign(Purpose::FileHash, &[ROOM.as_bytes(), &digest]),
+        host_key().sign(Purpose::FileHash, &[b"another-room", &digest]),
+        host_key().sign(Purpose::Offer, &[ROOM.as_bytes(), &digest]),
+    ];
+    for sig in forged {
+        let mut c = ParticipantCore::new(t0, manifest(), config(false), &[]);
+        assert!(c.handle_message(t0, hash(sig)).is_err());
+        assert_eq!(c.host_sha256(), None);
+    }
+    let mut c = ParticipantCore::new(t0, manifest(), config(false), &[]);
+    c.handle_message(t0, hash(host_key().sign(Purpose::FileHash, &[ROOM.as_bytes(), &digest]))).unwrap();
+    assert_eq!(c.host_sha256(), Some(&digest));
 }
 
 /// A 10 s file of 1 Mb/s in 64 KiB chunks.

@@ -36,6 +36,8 @@ pub enum Purpose {
     Offer,
     /// The HTTP fallback's address, for one participant as for an offer.
     Fallback,
+    /// The whole file's SHA-256: room, digest.
+    FileHash,
 }
 
 impl Purpose {
@@ -44,6 +46,7 @@ impl Purpose {
             Purpose::Create => b"create",
             Purpose::Offer => b"offer",
             Purpose::Fallback => b"fallback",
+            Purpose::FileHash => b"file hash",
         }
     }
 }

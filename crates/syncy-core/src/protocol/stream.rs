@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 /// Protocol version carried in `Hello`; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Default chunk payload size.
 pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
 /// Largest chunk size a peer accepts (keeps a chunk message under SCTP's 256 KiB ceiling).
@@ -257,6 +257,15 @@ pub enum Message {
         /// Why, for the user.
         reason: String,
     },
+    /// Host → participant: the whole file's SHA-256, signed with the host key over the room
+    /// (`Purpose::FileHash`), sent once the host has read it through (in the background: the
+    /// room opens at once). A participant's `complete` says whether its copy matched.
+    FileHash {
+        /// The digest.
+        sha256: ByteBuf,
+        /// Hex Ed25519 signature.
+        sig: String,
+    },
 }
 
 /// One participant in a [`Message::Roster`].
@@ -295,7 +304,8 @@ impl Message {
             | StreamEnd { .. }
             | Notice { .. }
             | Roster { .. }
-            | LevelRefused { .. } => Some(Role::Host),
+            | LevelRefused { .. }
+            | FileHash { .. } => Some(Role::Host),
             Request { .. } | Cancel { .. } | Command(_) | Ping { .. } | Report { .. } | Level { .. } => Some(Role::Participant),
         }
     }
@@ -461,6 +471,7 @@ fn check(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> 
             Err(StreamError::Invalid("text too long"))
         }
         Message::LevelRefused { level, reason } if level.len() > MAX_TEXT || reason.len() > MAX_TEXT => Err(StreamError::Invalid("text too long")),
+        Message::FileHash { sha256, sig } if sha256.len() != 32 || sig.len() != 128 => Err(StreamError::Invalid("a file hash is 32 bytes, its signature 64")),
         Message::Roster { peers } => {
             if peers.len() > MAX_ROSTER || peers.iter().any(|p| p.name.len() > MAX_TEXT || p.level.len() > MAX_TEXT) {
                 Err(StreamError::Invalid("roster too long"))
@@ -549,6 +560,7 @@ mod tests {
             (Pong { client_us: 1, host_us: 2 }, Role::Host),
             (QualityChange { level: "low".into(), space: 2, first_us: Some(4_000_000), produced: 70_000, done: false, granted: true }, Role::Host),
             (Level { level: "medium".into(), from_us: 12_000_000 }, Role::Participant),
+            (FileHash { sha256: ByteBuf::from(vec![7u8; 32]), sig: "ab".repeat(64) }, Role::Host),
             (LevelRefused { level: "low".into(), reason: "busy".into() }, Role::Host),
             (StreamEnd { reason: "host quit".into() }, Role::Host),
             (Request { space: ORIGINAL, chunks: vec![0, 3, 10], priority: Priority::Critical }, Role::Participant),

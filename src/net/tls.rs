@@ -30,6 +30,9 @@ pub enum TlsError {
     /// rustls refused the configuration (e.g. the key does not match the certificate).
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    /// A certificate could not be made.
+    #[error("cannot make a certificate: {0}")]
+    Generate(String),
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -79,18 +82,45 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig
 /// Pinning the very certificate is stricter than name checks, not looser.
 pub fn pinned_client_config(cert: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let leaf = read_certs(cert)?.swap_remove(0);
+    Ok(fingerprint_client_config(sha256(leaf.as_ref())))
+}
+
+/// A client that accepts only the certificate whose SHA-256 is `leaf_sha256` (the HTTPS
+/// fallback's, which the host signs into its `Fallback` signal). Handshake signatures are
+/// still checked, so only the holder of that certificate's key gets through.
+pub fn fingerprint_client_config(leaf_sha256: [u8; 32]) -> Arc<rustls::ClientConfig> {
     let algs = provider().signature_verification_algorithms;
     let cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned { leaf, algs }))
+        .with_custom_certificate_verifier(Arc::new(Pinned { leaf_sha256, algs }))
         .with_no_client_auth();
-    Ok(Arc::new(cfg))
+    Arc::new(cfg)
+}
+
+/// A fresh self-signed certificate and its key, as a server configuration, and the
+/// certificate's SHA-256 (for the HTTPS fallback: it lives as long as the host runs).
+pub fn self_signed_server() -> Result<(Arc<rustls::ServerConfig>, [u8; 32]), TlsError> {
+    let made = rcgen::generate_simple_self_signed(vec!["syncy-fallback".to_string()]).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let cert = made.cert.der().clone();
+    let fingerprint = sha256(cert.as_ref());
+    let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)?;
+    Ok((Arc::new(cfg), fingerprint))
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
 }
 
 #[derive(Debug)]
 struct Pinned {
-    leaf: CertificateDer<'static>,
+    leaf_sha256: [u8; 32],
     algs: WebPkiSupportedAlgorithms,
 }
 
@@ -103,7 +133,7 @@ impl ServerCertVerifier for Pinned {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.leaf.as_ref() {
+        if sha256(end_entity.as_ref()) == self.leaf_sha256 {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer))

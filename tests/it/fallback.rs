@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use serde_json::Value;
+use syncy::protocol::signal::{ServerMsg, SignalPayload, decode_server, encode};
 
 use super::harness::{Proc, clip_sized, link_of, sha256};
 
@@ -13,13 +14,15 @@ const T: Duration = Duration::from_secs(90);
 /// WebRTC that cannot come up: relayed paths only, through a TURN server that is not there.
 const NO_WEBRTC: [&str; 8] = ["--ice-policy", "relay", "--turn", "turn:127.0.0.1:9", "--turn-user", "u", "--turn-pass", "p"];
 
+/// A plain-HTTP GET of `path` with a bearer token (what the fallback took before it spoke TLS).
 fn http_get(addr: &str, path: &str, auth: Option<&str>) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Range: bytes=0-15\r\nConnection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[test]
@@ -32,7 +35,7 @@ fn a_participant_without_webrtc_falls_back_to_http_and_says_so() {
     let mut ann = Proc::join(&link, "ann", dir.path(), &NO_WEBRTC);
     let fb = ann.event("fallback", T);
     let url = fb["url"].as_str().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:") && fb["reason"].as_str().unwrap().contains("WebRTC"), "{fb}");
+    assert!(url.starts_with("https://127.0.0.1:") && fb["reason"].as_str().unwrap().contains("WebRTC"), "{fb}");
     assert_eq!(ann.event("manifest", T)["size"].as_u64().unwrap(), std::fs::metadata(&file).unwrap().len());
     let done = ann.event("complete", T);
     assert_eq!((&done["sha256"], &done["matched"]), (&Value::from(want.as_str()), &Value::from(true)), "checked against the hash the host signed, over HTTP");
@@ -48,10 +51,14 @@ fn a_participant_without_webrtc_falls_back_to_http_and_says_so() {
     let off = (mine["position_ms"].as_f64().unwrap() - room_at).abs();
     assert!(off <= 100.0, "{off} ms off the room clock over HTTP");
 
-    // Without the token derived from the room key, nothing.
-    let (addr, room) = url.trim_start_matches("http://").trim_end_matches('/').split_once('/').unwrap();
-    assert!(http_get(addr, &format!("/{room}/file"), None).starts_with("HTTP/1.1 401"));
-    assert!(http_get(addr, &format!("/{room}/file"), Some("0123")).starts_with("HTTP/1.1 401"));
+    // Plain HTTP, with or without the bearer token the fallback took before: nothing (it
+    // speaks TLS, and takes passes only).
+    let (addr, room) = url.trim_start_matches("https://").trim_end_matches('/').split_once('/').unwrap();
+    let token = hex::encode([0u8; 32]);
+    for auth in [None, Some(token.as_str())] {
+        let answer = http_get(addr, &format!("/{room}/file"), auth);
+        assert!(!answer.contains("HTTP/1.1 2"), "{answer}");
+    }
 
     // A participant whose WebRTC works does not fall back.
     let mut bob = Proc::join(&link, "bob", dir.path(), &[]);
@@ -73,5 +80,82 @@ fn without_a_fallback_a_participant_whose_webrtc_fails_says_why() {
     let mut ann = Proc::join(&link, "ann", dir.path(), &NO_WEBRTC);
     assert_ne!(ann.wait(T), 0);
     assert!(ann.stderr_text().contains("cannot connect to the host"), "{}", ann.stderr_text());
+    assert_eq!(host.quit(), 0);
+}
+
+/// A signaling server in the middle: relays the participant's connection to the real one, but
+/// puts its own address in the host's `Fallback` signal, and keeps what it saw of it.
+async fn substituting_proxy(real: String, ours: String, seen: std::sync::Arc<std::sync::Mutex<Vec<SignalPayload>>>) -> std::net::SocketAddr {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (real, ours, seen) = (real.clone(), ours.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(client) = tokio_tungstenite::accept_async(tcp).await else { return };
+                let Ok((server, _)) = tokio_tungstenite::connect_async(real.as_str()).await else { return };
+                let (mut c_tx, mut c_rx) = client.split();
+                let (mut s_tx, mut s_rx) = server.split();
+                let up = async move {
+                    while let Some(Ok(m)) = c_rx.next().await {
+                        if s_tx.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let down = async move {
+                    while let Some(Ok(m)) = s_rx.next().await {
+                        let m = match m {
+                            Ws::Text(t) => match decode_server(t.as_str(), 1 << 20) {
+                                Ok(ServerMsg::Signal { from, payload: payload @ SignalPayload::Fallback { .. } }) => {
+                                    seen.lock().unwrap().push(payload.clone());
+                                    let SignalPayload::Fallback { cert, pass, sig, .. } = payload else { unreachable!() };
+                                    let swapped = SignalPayload::Fallback { addr: ours.clone(), cert, pass, sig };
+                                    Ws::Text(encode(&ServerMsg::Signal { from, payload: swapped }).into())
+                                }
+                                _ => Ws::Text(t),
+                            },
+                            other => other,
+                        };
+                        if c_tx.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_signaling_server_that_swaps_the_fallback_address_learns_nothing_and_is_not_followed() {
+    use syncy::net::http::fallback_client::{HttpLink, HttpLinkError};
+    use syncy::protocol::auth::{FallbackOffer, RoomKey};
+    let file = clip_sized("fallback.mp4", 20, "1Mb/s", "320x180");
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Proc::host(&file, dir.path(), &["--http", "127.0.0.1:0"]);
+    let link = syncy::protocol::link::Link::parse(&link_of(&mut host)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Where the server would rather the participant went: it counts who comes.
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let proxy = rt.block_on(substituting_proxy(link.signal_url(), trap.local_addr().unwrap().to_string(), seen.clone()));
+    let through = syncy::protocol::link::Link { host: "127.0.0.1".into(), port: proxy.port(), ..link.clone() };
+    let mut ann = Proc::join(&through.to_string(), "ann", dir.path(), &NO_WEBRTC);
+    // The swapped address is not signed by the host: ignored, and WebRTC alone cannot work.
+    assert_ne!(ann.wait(T), 0);
+    assert!(ann.stderr_text().contains("cannot connect to the host"), "{}", ann.stderr_text());
+    assert!(!ann.seen.iter().any(|v| v["event"] == "fallback" || v["event"] == "manifest"));
+    assert!(trap.accept().is_err(), "the participant went where the server said");
+    // What the server saw of the fallback (address, certificate hash, pass) opens nothing
+    // without the room key.
+    let Some(SignalPayload::Fallback { addr, cert, pass, .. }) = seen.lock().unwrap().first().cloned() else { panic!("no fallback relayed") };
+    let stolen = HttpLink::new(&FallbackOffer { addr, cert, pass }, &link.room, &RoomKey::random()).unwrap();
+    assert!(matches!(rt.block_on(stolen.manifest()), Err(HttpLinkError::Status { status: 401, .. })));
     assert_eq!(host.quit(), 0);
 }

@@ -81,7 +81,10 @@ pub(super) async fn drive(
         let deadline = core.poll_timeout().map(|(t, _)| t);
         tokio::select! {
             msg = recv_signal(&mut signal) => match msg {
-                Some(m) => core.handle_signal(Instant::now(), m),
+                Some(m) => {
+                    io.revoke_on_leave(&m);
+                    core.handle_signal(Instant::now(), m)
+                }
                 None => {
                     signal = None;
                     core.handle_signal_closed(Instant::now());
@@ -148,6 +151,13 @@ impl Io {
                 core.handle_warning(Instant::now(), format!("cannot read the file through for its hash ({e}): participants cannot check their copies"))
             }
             Err(e) => core.handle_warning(Instant::now(), format!("the file's hash: {e}")),
+        }
+    }
+
+    /// A participant that left the room takes its HTTPS fallback pass with it.
+    fn revoke_on_leave(&self, msg: &ServerMsg) {
+        if let (ServerMsg::PeerLeft { peer, .. }, Some(fb)) = (msg, &self.setup.fallback) {
+            fb.passes.revoke(*peer);
         }
     }
 

@@ -299,14 +299,15 @@ async fn host_room(
         manifest: manifest.clone(),
         state: http_state_rx,
         hash: http_hash_rx,
+        passes: Default::default(),
         clock: core.epoch(),
     };
-    let (_http, shown) = start_fallback(opts.http, fallback, &link).await?;
+    let (_http, shown, fallback) = start_fallback(opts.http, fallback, &link).await?;
     core.set_fallback(shown);
     // The loopback rule (DESIGN §3) follows the link: loopback only when only this machine
     // can reach the room.
     let ice = IceConfig::new(Reach::of_host(&link.host), opts.ice_addr.as_deref(), &opts.nat);
-    let setup = peer_task::Setup { ice, key, host_key, room: claim.room.clone(), signal_tx: signal.tx.clone(), manifest };
+    let setup = peer_task::Setup { ice, key, host_key, room: claim.room.clone(), signal_tx: signal.tx.clone(), manifest, fallback };
     let io = driver::Io::new(file, &opts.file, setup, (url, signal_tls, claim), events, (http_state, http_hash));
     driver::drive(core, io, signal, commands, hashing).await
 }
@@ -332,19 +333,22 @@ fn file_hash(path: &std::path::Path, host_key: &crate::protocol::identity::HostK
     Ok(stream::Message::FileHash { sha256: serde_bytes::ByteBuf::from(digest.to_vec()), sig })
 }
 
-/// The HTTP fallback, when asked for (`--http`): the server and the address newcomers are
-/// told before the offer.
+/// The HTTPS fallback, when asked for (`--http`): the server, the address newcomers are told
+/// before the offer, and what each is given with it (the certificate's hash, a pass).
 async fn start_fallback(
     addr: Option<SocketAddr>,
     room: crate::net::http::fallback_server::Room,
     link: &Link,
-) -> Result<(Option<HttpFallback>, Option<String>)> {
-    let Some(addr) = addr else { return Ok((None, None)) };
+) -> Result<(Option<HttpFallback>, Option<String>, Option<peer_task::FallbackIssuer>)> {
+    let Some(addr) = addr else { return Ok((None, None, None)) };
     let id = room.room.clone();
-    let server = crate::net::http::fallback_server::start(addr, room).await.wrap_err_with(|| format!("cannot listen on {addr} for --http"))?;
+    let passes = room.passes.clone();
+    let (tls, cert) = crate::net::tls::self_signed_server()?;
+    let server = crate::net::http::fallback_server::start(addr, room, tls).await.wrap_err_with(|| format!("cannot listen on {addr} for --http"))?;
     // Reachable where the link's host is, unless bound to one address.
     let host = if server.addr.ip().is_unspecified() { link.host.clone() } else { server.addr.ip().to_string() };
     let shown = Link { host, port: server.addr.port(), ..link.clone() }.authority();
-    tracing::info!("HTTP fallback for room {id} at {shown}");
-    Ok((Some(server), Some(shown)))
+    tracing::info!("HTTPS fallback for room {id} at {shown}");
+    let issuer = peer_task::FallbackIssuer { cert: hex::encode(cert), passes };
+    Ok((Some(server), Some(shown), Some(issuer)))
 }

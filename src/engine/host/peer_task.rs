@@ -11,7 +11,7 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use crate::core::host::CHUNK_QUEUE;
 use crate::net::peer::{self, IceConfig, OfferAuth, PeerLink};
-use crate::protocol::auth::{RoomKey, SetupAuth};
+use crate::protocol::auth::{FallbackOffer, RoomKey, SetupAuth};
 use crate::protocol::identity::HostKey;
 use crate::protocol::signal::{ClientMsg, PeerId, SignalPayload};
 use crate::protocol::stream::{self, Manifest, Message, PROTOCOL_VERSION, Role};
@@ -48,6 +48,17 @@ pub(super) struct Setup {
     pub room: String,
     pub signal_tx: mpsc::Sender<ClientMsg>,
     pub manifest: Arc<Manifest>,
+    /// The HTTPS fallback (`--http`): its certificate and the passes it takes.
+    pub fallback: Option<FallbackIssuer>,
+}
+
+/// What a newcomer is told of the HTTPS fallback: its certificate's hash, and a pass minted
+/// for it.
+#[derive(Clone)]
+pub(super) struct FallbackIssuer {
+    /// Hex SHA-256 of the server's certificate.
+    pub cert: String,
+    pub passes: Arc<crate::net::http::fallback_server::Passes>,
 }
 
 /// Who a participant's set-up is for: the server's id for it, its `Join` nonce and the
@@ -76,10 +87,13 @@ async fn connect(
 ) -> Result<PeerLink, String> {
     let to = who.to;
     let auth = OfferAuth { host: &setup.host_key, key: &setup.key, setup: SetupAuth { room: setup.room.clone(), peer: to, nonce: who.nonce } };
-    if let Some(addr) = who.fallback {
-        // Before the offer, so the participant knows where to turn if WebRTC fails.
-        let sig = auth.setup.sign_fallback(auth.host, &addr);
-        if setup.signal_tx.send(ClientMsg::Signal { to, payload: SignalPayload::Fallback { addr, sig } }).await.is_err() {
+    if let (Some(addr), Some(fb)) = (who.fallback, &setup.fallback) {
+        // Before the offer, so the participant knows where to turn if WebRTC fails: the
+        // address, the certificate and a pass of its own, all signed.
+        let offer = FallbackOffer { addr, cert: fb.cert.clone(), pass: fb.passes.issue(to).to_hex() };
+        let sig = auth.setup.sign_fallback(auth.host, &offer);
+        let FallbackOffer { addr, cert, pass } = offer;
+        if setup.signal_tx.send(ClientMsg::Signal { to, payload: SignalPayload::Fallback { addr, cert, pass, sig } }).await.is_err() {
             return Err("signaling closed".into());
         }
     }

@@ -17,7 +17,7 @@ use crate::engine::Event;
 use crate::error::Hinted;
 use crate::net::peer::{self, AnswerAuth, IceConfig, PeerLink, Reach};
 use crate::net::signal_client::SignalClient;
-use crate::protocol::auth::SetupAuth;
+use crate::protocol::auth::{FallbackOffer, SetupAuth};
 use crate::protocol::identity::HostId;
 use crate::protocol::link::Link;
 use crate::protocol::signal::{ClientMsg, ServerMsg, SignalPayload};
@@ -211,14 +211,16 @@ pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
         None => retry!("the signaling server closed the connection"),
     };
     let setup = SetupAuth { room: link.room.clone(), peer: me, nonce };
-    let mut fallback: Option<String> = None;
+    let mut fallback: Option<FallbackOffer> = None;
     let offer = loop {
         match signal.rx.recv().await {
             Some(ServerMsg::Signal { from, payload: SignalPayload::Offer { sdp, sig } }) if from == host => break (sdp, sig),
-            Some(ServerMsg::Signal { from, payload: SignalPayload::Fallback { addr, sig } }) if from == host => {
-                // Only where the host itself says: a server that swaps the address is ignored.
-                if setup.verify_fallback(&host_key, &addr, &sig) {
-                    fallback = Some(addr);
+            Some(ServerMsg::Signal { from, payload: SignalPayload::Fallback { addr, cert, pass, sig } }) if from == host => {
+                // Only what the host itself says: a server that swaps the address (or the
+                // certificate) is ignored.
+                let offer = FallbackOffer { addr, cert, pass };
+                if setup.verify_fallback(&host_key, &offer, &sig) {
+                    fallback = Some(offer);
                 } else {
                     tracing::warn!("ignoring a fallback address the host did not sign");
                 }
@@ -239,13 +241,13 @@ pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
     let link_up = match fallback {
         None => answer.await.map_err(cannot_connect)?,
         // The host serves HTTP too: WebRTC gets a few seconds, then the fallback.
-        Some(addr) => match tokio::time::timeout(FALLBACK_AFTER, answer).await {
+        Some(offer) => match tokio::time::timeout(FALLBACK_AFTER, answer).await {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => {
-                return http_connection(opts, signal, host_key, &addr, format!("the WebRTC link failed ({e})")).await;
+                return http_connection(opts, signal, host_key, &offer, format!("the WebRTC link failed ({e})")).await;
             }
             Err(_) => {
-                return http_connection(opts, signal, host_key, &addr, format!("no WebRTC link within {} s", FALLBACK_AFTER.as_secs())).await;
+                return http_connection(opts, signal, host_key, &offer, format!("no WebRTC link within {} s", FALLBACK_AFTER.as_secs())).await;
             }
         },
     };
@@ -325,10 +327,10 @@ fn unreachable(link: &Link, e: crate::net::signal_client::SignalClientError) -> 
 const FALLBACK_AFTER: Duration = Duration::from_secs(8);
 
 /// Joins over the host's HTTP fallback at `addr` (`why`: what happened to WebRTC).
-async fn http_connection(opts: &JoinOptions, signal: SignalClient, host_key: HostId, addr: &str, why: String) -> Result<Connection, Setup> {
+async fn http_connection(opts: &JoinOptions, signal: SignalClient, host_key: HostId, offer: &FallbackOffer, why: String) -> Result<Connection, Setup> {
     use crate::net::http::fallback_client::{self, Delivered, HttpLink};
-    tracing::warn!("{why}; falling back to HTTP at {addr}");
-    let http = HttpLink::new(addr, &opts.link.room, &opts.link.key);
+    tracing::warn!("{why}; falling back to HTTPS at {}", offer.addr);
+    let http = HttpLink::new(offer, &opts.link.room, &opts.link.key).map_err(|e| Setup::Retry(eyre!("{why}, and the HTTP fallback cannot be used: {e}")))?;
     let manifest = http.manifest().await.map_err(|e| Setup::Retry(eyre!("{why}, and the HTTP fallback failed too: {e}")))?;
     let url = http.url();
     let (out_tx, out_rx) = mpsc::unbounded_channel();

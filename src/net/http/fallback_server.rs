@@ -1,42 +1,68 @@
-//! `syncy host --http ADDR`: the room over plain HTTP, for a participant whose WebRTC link
-//! does not come up (UDP blocked, no TURN server).
+//! `syncy host --http ADDR`: the room over HTTPS, for a participant whose WebRTC link does not
+//! come up (UDP blocked, no TURN server).
 //!
 //! - `GET /ROOM/manifest` — the manifest (a protocol message);
 //! - `GET /ROOM/file` with `Range: bytes=A-B` — the file's bytes;
-//! - `GET /ROOM/state?c=CLIENT_US` — a `Pong` for the clock and the room's `State`
-//!   (each a length-prefixed protocol message), so a fallback participant stays in sync.
+//! - `GET /ROOM/state?c=CLIENT_US` — a `Pong` for the clock, the room's `State` and, once
+//!   known, the file's signed hash (each a length-prefixed protocol message), so a fallback
+//!   participant stays in sync.
 //!
-//! Every request carries `Authorization: Bearer <token>`, a token derived from the room key
-//! (the signaling server never sees it); every answer carries `X-Syncy-Mac`, an HMAC under the
-//! room key over the request kind, the offset and the body, so the participant knows the bytes
-//! come from the host, unaltered. Playback commands go over WebRTC only: a fallback participant
+//! What protects it:
+//! - **TLS** with a certificate made when the host starts. The host signs its SHA-256 into each
+//!   admitted participant's `Fallback` signal and the participant accepts that certificate
+//!   only, so the bytes are encrypted, to the host, whoever relays the signal.
+//! - **A pass per participant** the host lets in, in the same signed signal, revoked when the
+//!   participant leaves the room. Each request carries `X-Syncy-Auth: ID NONCE MAC`: the pass's
+//!   id, a fresh nonce and an HMAC under a key derived from the room key *and* the pass over the
+//!   request line, its range and the nonce. No reusable secret crosses the wire; the
+//!   signaling server (which relays the pass but has no room key) and a link holder the host
+//!   never let in (no pass: `--approve` guards this too) get a 401; a nonce seen is refused.
+//! - **Bounds**: a TLS handshake and the request head within 5 s, before any of the 64 serving
+//!   slots is taken; 16 connections per address; a request served within 60 s.
+//!
+//! Every answer still carries `X-Syncy-Mac` (an HMAC under the room key over the kind, the
+//! offset and the body). Playback commands go over WebRTC only: a fallback participant
 //! watches with the room but does not steer it.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::net::http::range::{RangeAnswer, parse_range};
-use crate::protocol::auth::RoomKey;
+use crate::protocol::auth::{FallbackPass, RoomKey};
+use crate::protocol::signal::PeerId;
 use crate::protocol::stream::{self, Manifest, Message};
+use crate::server::Slots;
 
 /// Largest request head accepted.
 const MAX_HEAD: usize = 8 * 1024;
 /// Largest range served in one answer (a participant asks chunk by chunk).
 pub const MAX_RANGE: u64 = 4 << 20;
-/// Connections served at once; more wait in the kernel's queue.
+/// Requests served at once (after their head and pass were checked).
 const MAX_CONNECTIONS: usize = 64;
+/// Connections at once, and from one address (a participant fetches 4 chunks and polls the
+/// clock: 5).
+const MAX_OPEN: usize = 256;
+const MAX_PER_SOURCE: usize = 16;
+/// Time for the TLS handshake and the request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time to serve one request.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Nonces remembered per pass (a request is about 100 bytes: a replay further back than this
+/// needs the request, which TLS keeps from everyone but the host).
+const NONCES_KEPT: usize = 4096;
 
 /// What the server needs from the host.
 pub struct Room {
     /// Room id (the path prefix).
     pub room: String,
-    /// The room key (token and MACs).
+    /// The room key (request MACs with the passes, answer MACs).
     pub key: RoomKey,
     /// The file.
     pub file: PathBuf,
@@ -48,6 +74,68 @@ pub struct Room {
     pub hash: watch::Receiver<Option<Message>>,
     /// The host's clock origin (microseconds since then are `host_us`).
     pub clock: Instant,
+    /// The passes of the participants let in.
+    pub passes: Arc<Passes>,
+}
+
+/// The passes the host has given out, by id.
+#[derive(Debug, Default)]
+pub struct Passes {
+    by_id: Mutex<HashMap<String, Issued>>,
+}
+
+#[derive(Debug)]
+struct Issued {
+    pass: FallbackPass,
+    /// The participant's id on the signaling server.
+    peer: PeerId,
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Passes {
+    /// A pass for the participant the server calls `peer`.
+    pub fn issue(&self, peer: PeerId) -> FallbackPass {
+        let pass = FallbackPass::random();
+        let issued = Issued { pass: pass.clone(), peer, seen: HashSet::new(), order: VecDeque::new() };
+        self.lock().insert(pass.id(), issued);
+        pass
+    }
+
+    /// The participant left the room: its passes open nothing any more.
+    pub fn revoke(&self, peer: PeerId) {
+        self.lock().retain(|_, i| i.peer != peer);
+    }
+
+    /// Whether `auth` (`ID NONCE MAC`) is a pass's, for `request`, with a nonce not seen.
+    fn admit(&self, key: &RoomKey, request: &str, auth: &str) -> bool {
+        let mut parts = auth.split(' ');
+        let (Some(id), Some(nonce), Some(mac), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return false };
+        if nonce.len() != 32 {
+            return false;
+        }
+        let mut by_id = self.lock();
+        let Some(issued) = by_id.get_mut(id) else { return false };
+        if !issued.pass.verify_request(key, &format!("{request} {nonce}"), mac) || !issued.seen.insert(nonce.to_string()) {
+            return false;
+        }
+        issued.order.push_back(nonce.to_string());
+        if issued.order.len() > NONCES_KEPT
+            && let Some(old) = issued.order.pop_front()
+        {
+            issued.seen.remove(&old);
+        }
+        true
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Issued>> {
+        self.by_id.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The line a request's MAC covers (the nonce follows it).
+pub fn request_line(method: &str, target: &str, range: Option<&str>) -> String {
+    format!("{method} {target} {}", range.unwrap_or("-"))
 }
 
 /// A running fallback server; stops when dropped.
@@ -63,61 +151,104 @@ impl Drop for HttpFallback {
     }
 }
 
-/// Binds `addr` and serves `room`.
-pub async fn start(addr: SocketAddr, room: Room) -> std::io::Result<HttpFallback> {
+/// Binds `addr` and serves `room` over TLS with `tls`.
+pub async fn start(addr: SocketAddr, room: Room, tls: Arc<rustls::ServerConfig>) -> std::io::Result<HttpFallback> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     // Opened once: every ranged answer reads at its offset (pread), no open and seek each time.
     let file = Arc::new(std::fs::File::open(&room.file)?);
     let room = Arc::new(room);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let (open, serving) = (Slots::new(MAX_OPEN, MAX_PER_SOURCE), Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)));
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let task = tokio::spawn(async move {
         loop {
-            let Ok(permit) = slots.clone().acquire_owned().await else { return };
-            let Ok((sock, peer)) = listener.accept().await else { continue };
-            let (room, file) = (room.clone(), file.clone());
+            let (sock, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of descriptors, say: wait rather than spin.
+                    tracing::debug!("HTTP fallback accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = open.take(peer.ip()) else { continue };
+            let (room, file, serving, acceptor) = (room.clone(), file.clone(), serving.clone(), acceptor.clone());
             tokio::spawn(async move {
-                let _permit = permit;
-                let served = tokio::time::timeout(std::time::Duration::from_secs(60), serve(sock, &room, file)).await;
-                if let Ok(Err(e)) = served {
+                if let Err(e) = connection(sock, acceptor, &room, file, serving).await {
                     tracing::debug!(%peer, "HTTP fallback connection: {e}");
                 }
+                drop(slot);
             });
         }
     });
-    tracing::info!("HTTP fallback on http://{addr}/");
+    tracing::info!("HTTP fallback on https://{addr}/");
     Ok(HttpFallback { addr, task })
 }
 
-/// One request per connection (`Connection: close`): simple, and a slow link's requests do
-/// not queue behind each other.
-async fn serve(mut sock: TcpStream, room: &Room, file: Arc<std::fs::File>) -> std::io::Result<()> {
-    let (method, path, range, auth) = match super::head::read(&mut sock, MAX_HEAD).await? {
-        super::head::Request::Head(h) => {
-            let (range, auth) = (h.header("range").map(str::to_string), h.header("authorization").map(str::to_string));
-            (h.method, h.path, range, auth)
-        }
-        super::head::Request::Closed => return Ok(()),
-        super::head::Request::Bad => return reply(&mut sock, "400 Bad Request", &[], b"").await,
+/// A checked request: what to serve.
+struct Checked {
+    what: String,
+    query: String,
+    range: Option<String>,
+}
+
+/// One request per connection (`Connection: close`): the handshake and the head in time, the
+/// pass checked, then a serving slot.
+async fn connection(
+    sock: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    room: &Room,
+    file: Arc<std::fs::File>,
+    serving: Arc<tokio::sync::Semaphore>,
+) -> std::io::Result<()> {
+    let head = tokio::time::timeout(HEAD_TIMEOUT, async {
+        let mut tls = acceptor.accept(sock).await?;
+        let head = super::head::read(&mut tls, MAX_HEAD).await?;
+        Ok::<_, std::io::Error>((tls, head))
+    })
+    .await;
+    let Ok(head) = head else { return Ok(()) };
+    let (mut tls, head) = head?;
+    let checked = match check(room, head) {
+        Ok(c) => c,
+        Err(Some(status)) => return reply(&mut tls, status, &[], b"").await,
+        Err(None) => return Ok(()),
     };
-    if method != "GET" {
-        return reply(&mut sock, "405 Method Not Allowed", &[("Allow", "GET".into())], b"").await;
+    let Ok(_permit) = serving.acquire().await else { return Ok(()) };
+    tokio::time::timeout(SERVE_TIMEOUT, serve(&mut tls, room, file, checked)).await.unwrap_or(Ok(()))
+}
+
+/// The head's method, room and pass: what to serve, or the status to refuse with (`None`: the
+/// client closed).
+fn check(room: &Room, head: super::head::Request) -> Result<Checked, Option<&'static str>> {
+    let h = match head {
+        super::head::Request::Head(h) => h,
+        super::head::Request::Closed => return Err(None),
+        super::head::Request::Bad => return Err(Some("400 Bad Request")),
+    };
+    if h.method != "GET" {
+        return Err(Some("405 Method Not Allowed"));
     }
-    let token = room.key.http_token();
-    if auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) != Some(token.as_str()) {
-        return reply(&mut sock, "401 Unauthorized", &[], b"").await;
+    let range = h.header("range").map(str::to_string);
+    let line = request_line(&h.method, &h.path, range.as_deref());
+    if !h.header("x-syncy-auth").is_some_and(|auth| room.passes.admit(&room.key, &line, auth)) {
+        return Err(Some("401 Unauthorized"));
     }
-    let (route, query) = path.split_once('?').unwrap_or((&path, ""));
+    let (route, query) = h.path.split_once('?').unwrap_or((&h.path, ""));
     let Some(what) = route.strip_prefix('/').and_then(|r| r.strip_prefix(room.room.as_str())).and_then(|r| r.strip_prefix('/')) else {
-        return reply(&mut sock, "404 Not Found", &[], b"").await;
+        return Err(Some("404 Not Found"));
     };
-    match what {
+    Ok(Checked { what: what.to_string(), query: query.to_string(), range })
+}
+
+async fn serve<S: AsyncWrite + Unpin>(sock: &mut S, room: &Room, file: Arc<std::fs::File>, c: Checked) -> std::io::Result<()> {
+    match c.what.as_str() {
         "manifest" => {
             let body = stream::encode(&Message::Manifest((*room.manifest).clone()));
-            signed(&mut sock, room, "manifest", 0, "200 OK", vec![], &body).await
+            signed(sock, room, "manifest", 0, "200 OK", vec![], &body).await
         }
         "state" => {
-            let client_us = query.split('&').find_map(|kv| kv.strip_prefix("c=")).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let client_us = c.query.split('&').find_map(|kv| kv.strip_prefix("c=")).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             let host_us = room.clock.elapsed().as_micros() as u64;
             let mut body = Vec::new();
             let hash = room.hash.borrow().clone();
@@ -126,14 +257,14 @@ async fn serve(mut sock: TcpStream, room: &Room, file: Arc<std::fs::File>) -> st
                 body.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
                 body.extend_from_slice(&bytes);
             }
-            signed(&mut sock, room, "state", client_us, "200 OK", vec![], &body).await
+            signed(sock, room, "state", client_us, "200 OK", vec![], &body).await
         }
         "file" => {
             let size = room.manifest.size;
-            let (start, end) = match parse_range(range.as_deref(), size) {
+            let (start, end) = match parse_range(c.range.as_deref(), size) {
                 RangeAnswer::Partial(s, e) => (s, e.min(s + MAX_RANGE - 1)),
                 RangeAnswer::Whole if size > 0 => (0, (size - 1).min(MAX_RANGE - 1)),
-                _ => return reply(&mut sock, "416 Range Not Satisfiable", &[("Content-Range", format!("bytes */{size}"))], b"").await,
+                _ => return reply(sock, "416 Range Not Satisfiable", &[("Content-Range", format!("bytes */{size}"))], b"").await,
             };
             let body = tokio::task::spawn_blocking(move || {
                 use std::os::unix::fs::FileExt;
@@ -143,14 +274,14 @@ async fn serve(mut sock: TcpStream, room: &Room, file: Arc<std::fs::File>) -> st
             .await
             .map_err(std::io::Error::other)??;
             let extra = vec![("Content-Range", format!("bytes {start}-{end}/{size}")), ("Accept-Ranges", "bytes".into())];
-            signed(&mut sock, room, "file", start, "206 Partial Content", extra, &body).await
+            signed(sock, room, "file", start, "206 Partial Content", extra, &body).await
         }
-        _ => reply(&mut sock, "404 Not Found", &[], b"").await,
+        _ => reply(sock, "404 Not Found", &[], b"").await,
     }
 }
 
-async fn signed(
-    sock: &mut TcpStream,
+async fn signed<S: AsyncWrite + Unpin>(
+    sock: &mut S,
     room: &Room,
     what: &str,
     offset: u64,
@@ -162,7 +293,7 @@ async fn signed(
     reply(sock, status, &headers, body).await
 }
 
-async fn reply(sock: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) -> std::io::Result<()> {
+async fn reply<S: AsyncWrite + Unpin>(sock: &mut S, status: &str, headers: &[(&str, String)], body: &[u8]) -> std::io::Result<()> {
     let mut h = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
     for (k, v) in headers {
         h += &format!("{k}: {v}\r\n");
@@ -170,5 +301,6 @@ async fn reply(sock: &mut TcpStream, status: &str, headers: &[(&str, String)], b
     h += "\r\n";
     sock.write_all(h.as_bytes()).await?;
     sock.write_all(body).await?;
-    sock.flush().await
+    sock.flush().await?;
+    sock.shutdown().await
 }

@@ -1,8 +1,7 @@
 //! Reading an HTTP/1.1 request head (httparse), for the two small servers Syncy runs: the
-//! participant's range server for mpv and the host's HTTP fallback.
+//! participant's range server for mpv and the host's HTTPS fallback.
 
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// A request head.
 pub struct Head {
@@ -31,7 +30,7 @@ pub enum Request {
 }
 
 /// Reads one request head of at most `max` bytes.
-pub async fn read(sock: &mut TcpStream, max: usize) -> std::io::Result<Request> {
+pub async fn read<S: AsyncRead + Unpin>(sock: &mut S, max: usize) -> std::io::Result<Request> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
     loop {

@@ -57,13 +57,6 @@ impl RoomKey {
         Hmac::<Sha256>::new_from_slice(&k).expect("HMAC takes any key length")
     }
 
-    /// The token a participant shows the host's HTTP fallback (`Authorization: Bearer …`):
-    /// `HKDF-SHA256(key, info="syncy http")`, hex. Not the join token: the signaling server
-    /// knows that one.
-    pub fn http_token(&self) -> String {
-        self.derive(b"syncy http")
-    }
-
     /// `HMAC-SHA256(key, "syncy http" | what | offset | body)`, hex: an HTTP fallback answer
     /// comes from someone holding the key, for this request, unaltered.
     pub fn http_mac(&self, what: &str, offset: u64, body: &[u8]) -> String {
@@ -85,6 +78,80 @@ impl RoomKey {
         mac.update(&offset.to_be_bytes());
         mac.update(body);
         mac
+    }
+}
+
+/// The host's HTTPS fallback as told to one participant (`SignalPayload::Fallback`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackOffer {
+    /// `HOST:PORT`.
+    pub addr: String,
+    /// SHA-256 of the server's certificate, hex.
+    pub cert: String,
+    /// The participant's pass, hex.
+    pub pass: String,
+}
+
+impl FallbackOffer {
+    /// One text for the signature: the fields cannot hold a NUL (an address, two hex strings).
+    fn signed_text(&self) -> String {
+        format!("{}\0{}\0{}", self.addr, self.cert, self.pass)
+    }
+}
+
+/// What the host's HTTPS fallback lets one admitted participant in with: random, told in the
+/// signed `Fallback` signal, revoked when the participant leaves. The signaling server relays
+/// it, so a request must also be MACed with a key derived from the room key and the pass: the
+/// server (no room key) and a link holder the host never admitted (no pass) get nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FallbackPass(pub [u8; 16]);
+
+impl std::fmt::Debug for FallbackPass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FallbackPass({})", self.id())
+    }
+}
+
+impl FallbackPass {
+    /// A fresh random pass.
+    pub fn random() -> Self {
+        let mut k = [0u8; 16];
+        rand::rng().fill_bytes(&mut k);
+        FallbackPass(k)
+    }
+
+    /// From its hex form (`None` if it is not 16 bytes of hex).
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let bytes: [u8; 16] = hex::decode(text).ok()?.try_into().ok()?;
+        Some(FallbackPass(bytes))
+    }
+
+    /// Hex, for the signal.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// What names the pass in a request without giving it away: 8 bytes of its SHA-256, hex.
+    pub fn id(&self) -> String {
+        use sha2::Digest;
+        hex::encode(&Sha256::digest(self.0)[..8])
+    }
+
+    fn request_hmac(&self, key: &RoomKey, request: &str) -> Hmac<Sha256> {
+        let mut mac = key.mac_key(&[b"http request\0".as_slice(), &self.0].concat());
+        mac.update(request.as_bytes());
+        mac
+    }
+
+    /// The MAC of one request (its method, target, range, time and nonce in one line), hex.
+    pub fn request_mac(&self, key: &RoomKey, request: &str) -> String {
+        hex::encode(self.request_hmac(key, request).finalize().into_bytes())
+    }
+
+    /// Checks a request's MAC in constant time.
+    pub fn verify_request(&self, key: &RoomKey, request: &str, mac_hex: &str) -> bool {
+        let Ok(tag) = hex::decode(mac_hex) else { return false };
+        self.request_hmac(key, request).verify_slice(&tag).is_ok()
     }
 }
 
@@ -116,14 +183,15 @@ impl SetupAuth {
         host.verify(Purpose::Offer, &self.fields(&self.peer.to_be_bytes(), sdp), sig)
     }
 
-    /// The host's signature on the fallback address it tells this participant.
-    pub fn sign_fallback(&self, host: &HostKey, addr: &str) -> String {
-        host.sign(Purpose::Fallback, &self.fields(&self.peer.to_be_bytes(), addr))
+    /// The host's signature on the fallback it tells this participant: where, which
+    /// certificate, which pass.
+    pub fn sign_fallback(&self, host: &HostKey, f: &FallbackOffer) -> String {
+        host.sign(Purpose::Fallback, &self.fields(&self.peer.to_be_bytes(), &f.signed_text()))
     }
 
-    /// Whether `sig` is the host's on this fallback address.
-    pub fn verify_fallback(&self, host: &HostId, addr: &str, sig: &str) -> bool {
-        host.verify(Purpose::Fallback, &self.fields(&self.peer.to_be_bytes(), addr), sig)
+    /// Whether `sig` is the host's on this fallback.
+    pub fn verify_fallback(&self, host: &HostId, f: &FallbackOffer, sig: &str) -> bool {
+        host.verify(Purpose::Fallback, &self.fields(&self.peer.to_be_bytes(), &f.signed_text()), sig)
     }
 
     fn answer_hmac(&self, key: &RoomKey, sdp: &str) -> Hmac<Sha256> {
@@ -185,7 +253,20 @@ mod tests {
         assert!(!k.verify_http("state", 65536, b"bytes", &mac), "another request");
         assert!(!k.verify_http("file", 65536, b"bytez", &mac), "altered");
         assert!(!k.verify_http("file", 65536, b"bytes", "zz"));
-        assert_ne!(k.http_token(), k.join_token());
+    }
+
+    #[test]
+    fn a_fallback_request_verifies_only_with_the_room_key_and_that_pass() {
+        let (k, pass) = (RoomKey([1; KEY_LEN]), FallbackPass::random());
+        let req = "GET /r/file bytes=0-9 1700000000000 00ff";
+        let mac = pass.request_mac(&k, req);
+        assert!(pass.verify_request(&k, req, &mac));
+        assert!(!pass.verify_request(&RoomKey([2; KEY_LEN]), req, &mac), "the server's guess of the key");
+        assert!(!FallbackPass::random().verify_request(&k, req, &mac), "a link holder with no pass");
+        assert!(!pass.verify_request(&k, "GET /r/file bytes=0-99 1700000000000 00ff", &mac), "another request");
+        assert_eq!(FallbackPass::from_hex(&pass.to_hex()), Some(pass.clone()));
+        assert_ne!(pass.id(), pass.to_hex()[..16], "the id does not give the pass away");
+        assert!(!format!("{pass:?}").contains(&pass.to_hex()));
     }
 
     #[test]
@@ -200,14 +281,17 @@ mod tests {
         let sig = setup.sign_offer(&host, "v=0");
         assert!(setup.verify_offer(&host.public(), "v=0", &sig));
         assert!(!setup.verify_answer(&k, "v=0", &sig), "an offer is no answer");
-        assert!(!setup.verify_fallback(&host.public(), "v=0", &sig), "nor a fallback address");
+        let offer = |addr: &str| FallbackOffer { addr: addr.into(), cert: "c".repeat(64), pass: "p".repeat(32) };
+        assert!(!setup.verify_fallback(&host.public(), &offer("v=0"), &sig), "nor a fallback address");
         for other in [SetupAuth { peer: 4, ..setup.clone() }, SetupAuth { nonce: nonce(), ..setup.clone() }, SetupAuth { room: "s".into(), ..setup.clone() }] {
             assert!(!other.verify_offer(&host.public(), "v=0", &sig), "{other:?}");
             assert!(!other.verify_answer(&k, "v=0", &mac), "{other:?}");
         }
-        let fb = setup.sign_fallback(&host, "10.0.0.1:8080");
-        assert!(setup.verify_fallback(&host.public(), "10.0.0.1:8080", &fb));
-        assert!(!setup.verify_fallback(&host.public(), "10.6.6.6:8080", &fb));
+        let fb = setup.sign_fallback(&host, &offer("10.0.0.1:8080"));
+        assert!(setup.verify_fallback(&host.public(), &offer("10.0.0.1:8080"), &fb));
+        assert!(!setup.verify_fallback(&host.public(), &offer("10.6.6.6:8080"), &fb));
+        assert!(!setup.verify_fallback(&host.public(), &FallbackOffer { cert: "d".repeat(64), ..offer("10.0.0.1:8080") }, &fb), "another certificate");
+        assert!(!setup.verify_fallback(&host.public(), &FallbackOffer { pass: "q".repeat(32), ..offer("10.0.0.1:8080") }, &fb), "another pass");
         assert!(valid_nonce(&nonce()) && !valid_nonce("xyz"));
     }
 }

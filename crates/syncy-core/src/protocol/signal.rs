@@ -68,13 +68,18 @@ pub enum SignalPayload {
         /// Hex HMAC-SHA256 over room, sender, its nonce and `sdp`.
         mac: String,
     },
-    /// The host also serves the room over HTTP at `addr` (`HOST:PORT`; `syncy host --http`),
+    /// The host also serves the room over HTTPS at `addr` (`HOST:PORT`; `syncy host --http`),
     /// for a participant whose WebRTC link does not come up. Sent before the offer, signed
     /// by the host as the offer is.
     Fallback {
         /// `HOST:PORT`.
         addr: String,
-        /// Hex Ed25519 signature over room, recipient, its nonce and `addr`.
+        /// Hex SHA-256 of the fallback's TLS certificate: the participant accepts that one only.
+        cert: String,
+        /// Hex pass for this participant: with the room key it MACs each request (alone, as
+        /// the server sees it, it opens nothing).
+        pass: String,
+        /// Hex Ed25519 signature over room, recipient, its nonce, `addr`, `cert` and `pass`.
         sig: String,
     },
     /// The host turns the participant away (a room under `--approve`).
@@ -226,7 +231,7 @@ mod tests {
             ClientMsg::Create { room: "r".into(), join_token: "t".into(), name: "h".into(), host_key: "k".into(), proof: "p".into() },
             ClientMsg::Join { room: "r".into(), join_token: "t".into(), name: "p".into(), nonce: "n".into() },
             ClientMsg::Signal { to: 3, payload: SignalPayload::Offer { sdp: "v=0".into(), sig: "ab".into() } },
-            ClientMsg::Signal { to: 3, payload: SignalPayload::Fallback { addr: "a:1".into(), sig: "ab".into() } },
+            ClientMsg::Signal { to: 3, payload: SignalPayload::Fallback { addr: "a:1".into(), cert: "cd".into(), pass: "ef".into(), sig: "ab".into() } },
             ClientMsg::Signal { to: 3, payload: SignalPayload::Answer { sdp: "v=0".into(), mac: "ab".into() } },
             ClientMsg::Signal { to: 3, payload: SignalPayload::Ice { candidate: "c".into(), sdp_mid: Some("0".into()), sdp_mline_index: Some(0) } },
         ]

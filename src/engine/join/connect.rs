@@ -44,10 +44,14 @@ pub(super) enum Tx {
 /// Messages queued for the control channel beyond what it buffers itself.
 const TX_QUEUE: usize = 1024;
 
-/// Messages from the host waiting for the engine (chunks are at most 192 KiB: 12 MiB at
-/// most). Past it the channels are not read, so SCTP's window holds the host back: a host
-/// that sends faster than the engine takes cannot grow a participant's memory.
-const INCOMING_DEPTH: usize = 64;
+/// Messages from the host waiting for the engine. More than an honest host ever has on the
+/// way (what a participant asks for at once: 256 chunks per store, two stores while a level
+/// switches, and the control messages beside them), so the queue never holds the link back in
+/// a normal room: when it did (at 64), WebRTC's driver stalled every channel until its next
+/// pass, clock samples included, and a late joiner started 300 ms behind. A host sending what
+/// nobody asked for fills it, and then SCTP's window holds the host back: at most 512 messages
+/// (96 MiB of the largest chunks, 32 MiB of the default ones) wait.
+const INCOMING_DEPTH: usize = 512;
 
 impl Tx {
     /// Queues `msg` for the host.

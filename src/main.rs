@@ -237,9 +237,21 @@ async fn host_cmd(a: syncy::cli::HostArgs, cfg: &syncy::cli::config::Config) -> 
     result
 }
 
+/// The link: from `--link-file` (its first line), or the argument (or `SYNCY_LINK`).
+fn link_text(a: &syncy::cli::JoinArgs) -> Result<String> {
+    match (&a.link_file, &a.link) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read the link from {}: {e}", path.display())))?;
+            Ok(text.lines().next().unwrap_or("").trim().to_string())
+        }
+        (None, Some(link)) => Ok(link.clone()),
+        (None, None) => Err(usage("give the room link: as an argument, with --link-file, or in SYNCY_LINK")),
+    }
+}
+
 /// `syncy join LINK`: the view (or mpv), or events as lines.
 async fn join_cmd(a: syncy::cli::JoinArgs, cfg: &syncy::cli::config::Config) -> Result<()> {
-    let link = Link::parse(&a.link).map_err(|e| usage(format!("not a Syncy link: {e}")))?;
+    let link = Link::parse(&link_text(&a)?).map_err(|e| usage(format!("not a Syncy link: {e}")))?;
     use syncy::player::picture::Graphics;
     let mpv = (a.player == syncy::cli::PlayerArg::Mpv).then(|| a.mpv_args.as_deref().unwrap_or("").split_whitespace().map(String::from).collect::<Vec<_>>());
     let graphics = match graphics_for(a.render) {

@@ -334,8 +334,14 @@ pub struct HostArgs {
 /// `syncy join`.
 #[derive(Debug, Args)]
 pub struct JoinArgs {
-    /// The room link, `syncy://HOST:PORT/ROOM#KEY` (quote it: # starts a shell comment).
-    pub link: String,
+    /// The room link, `syncy://HOST:PORT/ROOM#KEY` (quote it: # starts a shell comment). It
+    /// holds the room key, and a command line is visible to every user of this machine (`ps`)
+    /// and kept in shell history: --link-file or SYNCY_LINK keep it out of both.
+    #[arg(env = "SYNCY_LINK", hide_env_values = true)]
+    pub link: Option<String>,
+    /// Read the link from this file (its first line), instead of the command line.
+    #[arg(long, value_name = "PATH", conflicts_with = "link")]
+    pub link_file: Option<PathBuf>,
     /// Your display name [default: the config file's `name`, else $USER].
     #[arg(long)]
     pub name: Option<String>,

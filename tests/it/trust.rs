@@ -357,3 +357,27 @@ fn a_participant_asking_for_levels_too_fast_is_refused_not_obeyed() {
     assert!(refused >= 12, "{refused}");
     assert_eq!(host.quit(), 0);
 }
+
+#[test]
+fn the_link_can_stay_off_the_command_line_where_every_user_sees_it() {
+    let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Proc::host(&file, dir.path(), &[]);
+    let link = link_of(&mut host);
+    let key = link.split_once('#').unwrap().1.to_string();
+    let path = dir.path().join("link.txt");
+    std::fs::write(&path, format!("{link}\n")).unwrap();
+    let by_file = Proc::spawn(&["join", "--link-file", path.to_str().unwrap(), "--headless", "--name", "ann"], dir.path(), "ann");
+    let by_env = Proc::spawn_env(&["join", "--headless", "--name", "bob"], dir.path(), "bob", &[("SYNCY_LINK", &link)]);
+    for mut p in [by_file, by_env] {
+        p.event("manifest", T);
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", p.child.id())).unwrap();
+        assert!(!String::from_utf8_lossy(&cmdline).contains(&key), "the room key on the command line");
+        assert_eq!(p.quit(), 0);
+    }
+    // Neither: a usage error that says how.
+    let o = std::process::Command::new(super::harness::bin()).args(["join"]).env_remove("SYNCY_LINK").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--link-file"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(host.quit(), 0);
+}

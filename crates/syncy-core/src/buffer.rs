@@ -239,14 +239,16 @@ impl ChunkStore {
         let index = (pos / chunk_size) as u32;
         let off = pos - index as u64 * chunk_size;
         self.set_read_position(index);
-        if let Some(data) = self.held.get(&index) {
-            let n = (data.len() - off as usize).min(buf.len());
-            buf[..n].copy_from_slice(&data[off as usize..off as usize + n]);
+        if let Some(data) = self.held.get(&index)
+            && let Some(rest) = data.get(off as usize..).filter(|r| !r.is_empty())
+        {
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
             return Read::Bytes(n);
         }
-        if self.cfg.on_disk && self.seen(index) {
+        let len = self.manifest.chunk_len(index).unwrap_or(0) as u64;
+        if self.cfg.on_disk && self.seen(index) && off < len {
             // Evicted, or saved by an earlier run: on disk, not on the wire again.
-            let len = self.manifest.chunk_len(index).unwrap_or(0) as u64;
             return Read::Disk((len - off).min(buf.len() as u64) as usize);
         }
         self.want(index);
@@ -267,11 +269,34 @@ impl ChunkStore {
         // Never past what a manifest may hold: the size comes from the host.
         let chunk = self.manifest.chunk_size.max(1) as u64;
         let size = size.min(MAX_CHUNKS as u64 * chunk);
+        // A short last chunk held so far is not the chunk that index holds now: it goes, and
+        // is asked for again at its new length (a read of it would run past its end).
+        let old_last = self.manifest.chunks.checked_sub(1).filter(|_| !self.manifest.size.is_multiple_of(chunk));
+        if let Some(ix) = old_last {
+            self.forget(ix);
+        }
         self.manifest.size = size;
         self.manifest.chunks = Manifest::chunk_count(size, self.manifest.chunk_size.max(1)) as u32;
         self.seen.resize(self.manifest.chunks as usize, false);
         self.asked.resize(self.manifest.chunks as usize, false);
         self.is_held.resize(self.manifest.chunks as usize, false);
+    }
+
+    /// Drops everything known of chunk `ix`: held bytes, seen, asked.
+    fn forget(&mut self, ix: u32) {
+        if let Some(v) = self.held.remove(&ix) {
+            self.held_bytes -= v.len() as u64;
+        }
+        for bits in [&mut self.is_held, &mut self.seen, &mut self.asked] {
+            if let Some(b) = bits.get_mut(ix as usize) {
+                *b = false;
+            }
+        }
+        if self.in_flight.remove(&ix).is_some() {
+            // Its old length was what was counted.
+            self.in_flight_bytes = self.in_flight.keys().map(|&i| self.manifest.chunk_len(i).unwrap_or(0) as u64).sum();
+        }
+        self.fill_cursor = self.fill_cursor.min(ix);
     }
 
     /// Fetch ahead of the reader or not (a store the picture is leaving, or not using yet,
@@ -970,5 +995,22 @@ mod tests {
         assert_eq!(s.manifest().size, MAX_CHUNKS as u64 * (64 << 10));
         let last = s.manifest().chunk_len(MAX_CHUNKS - 1);
         assert_eq!(last, Some(64 << 10));
+    }
+
+    #[test]
+    fn a_short_last_chunk_held_before_its_space_grew_is_asked_for_again_not_read_past() {
+        // Found by the manifest_store fuzz target: a 20-byte space of 16-byte chunks holds its
+        // short last chunk (4 bytes), then grows to 40: a read at byte 24 ran past those 4.
+        let mut s = ChunkStore::new(manifest(20, 16), StoreConfig::default());
+        let t = crate::testing::t0();
+        s.poll_request(t);
+        s.handle_chunk(t, 0, vec![1u8; 16]).unwrap();
+        s.handle_chunk(t, 1, vec![2u8; 4]).unwrap();
+        s.grow(40);
+        let mut buf = [0u8; 8];
+        assert_eq!(s.read_at(24, &mut buf), Read::Wait, "the old short chunk is gone");
+        assert!(!s.has(1) && !s.seen(1));
+        assert_eq!(s.manifest().chunk_len(1), Some(16));
+        assert_eq!(s.read_at(0, &mut buf), Read::Bytes(8));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::HostCore;
+use super::{CONTROL_RATE, HostCore, INDICES_PER_UNIT};
 use crate::clock::Micros;
 use crate::protocol::signal::PeerId;
 use crate::protocol::stream::{self, Message, ORIGINAL, Priority, Space};
@@ -13,8 +13,11 @@ impl HostCore {
     /// A message from `peer`.
     pub fn handle_control(&mut self, now: Instant, peer: PeerId, msg: Message) {
         self.now = now;
-        if !self.peers.get(&peer).is_some_and(|p| p.connected) {
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.connected) else {
             return;
+        };
+        if !p.control.try_take(now, control_cost(&msg)) {
+            return self.flooded(now, peer);
         }
         match msg {
             Message::Request { space, chunks, priority } => self.request(peer, space, chunks, priority),
@@ -36,6 +39,16 @@ impl HostCore {
             Message::Hello { .. } => {}
             other => tracing::warn!(peer, "unexpected {other:?}"),
         }
+        self.settle(now);
+    }
+
+    /// `peer` sends control messages faster than any participant needs: it is let go (what
+    /// it sent is work the host does, and the driver queues it before it gets here).
+    fn flooded(&mut self, now: Instant, peer: PeerId) {
+        let reason = format!("sent control messages faster than {CONTROL_RATE} a second");
+        tracing::warn!(peer, "{reason}: letting it go");
+        self.send(peer, Message::Notice { text: format!("the host let you go: you {reason}") });
+        self.remove_peer(now, peer, &reason, false);
         self.settle(now);
     }
 
@@ -82,4 +95,14 @@ impl HostCore {
             self.send(peer, Message::Notice { text: refusal.to_string() });
         }
     }
+}
+
+/// What a message costs against its sender's control budget: one, or one per
+/// [`INDICES_PER_UNIT`] chunk indices it names.
+pub fn control_cost(msg: &Message) -> f64 {
+    let indices = match msg {
+        Message::Request { chunks, .. } | Message::Cancel { chunks, .. } => chunks.len(),
+        _ => 0,
+    };
+    indices.div_ceil(INDICES_PER_UNIT).max(1) as f64
 }

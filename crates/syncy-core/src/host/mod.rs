@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use admission::{Admission, Newcomer};
+pub use control::control_cost;
 pub use renditions::RenditionProgress;
 
 use crate::api::{Command, Event, PeerStats};
@@ -35,6 +36,21 @@ pub const STATS_EVERY: Duration = Duration::from_secs(1);
 pub const RENDITIONS_EVERY: Duration = Duration::from_millis(200);
 /// Chunk sends queued per participant beyond the channel's own buffer.
 pub const CHUNK_QUEUE: usize = 8;
+/// A participant's control budget, in messages a second (TRUST-REVIEW #11): past it (and the
+/// burst) it is let go. What an honest one sends: a ping a second (eight 50 ms apart after a
+/// connection), a report at least every 900 ms and on each change of its picture, a level or a
+/// command now and then, and its requests, which carry read-ahead 64 chunks at a time. The
+/// requests dominate: at the fastest the data channel has carried (490 MB/s, BENCHMARKS.md)
+/// they are 117 a second in the default 64 KiB chunks, 469 in the smallest (16 KiB; measured
+/// in the simulated room). At 100 a second with a burst of 400 that participant was let go
+/// within two seconds; 1000 leaves twice the worst case.
+pub const CONTROL_RATE: f64 = 1000.0;
+/// The control budget's burst: two seconds of the rate, for a reconnection's catch-up (quick
+/// pings, a report, the stores' requests at once).
+pub const CONTROL_BURST: f64 = 2000.0;
+/// Chunk indices a request or cancel carries per unit of the budget: the host's work grows
+/// with them (a `Request` may name 4096), and an honest read-ahead batch is 64 (one unit).
+pub const INDICES_PER_UNIT: usize = 64;
 
 /// How the host core runs.
 #[derive(Debug, Clone)]
@@ -172,6 +188,8 @@ struct Peer {
     buffering: bool,
     /// Paces its `Level` requests: a rendition costs the host a transcoder.
     level_asks: TokenBucket,
+    /// Its control messages (see [`CONTROL_RATE`]).
+    control: TokenBucket,
 }
 
 impl Peer {
@@ -186,6 +204,7 @@ impl Peer {
             drift_ms: None,
             buffering: false,
             level_asks: TokenBucket::new(2.0, 8.0),
+            control: TokenBucket::new(CONTROL_RATE, CONTROL_BURST),
         }
     }
 }

@@ -389,3 +389,52 @@ fn a_seek_to_the_largest_time_on_media_of_unknown_length_keeps_the_clock_sane() 
     h.outputs();
     assert!(h.core.room_position(h.now) >= stream::MAX_TIME_US as Micros, "{}", h.core.room_position(h.now));
 }
+
+#[test]
+fn a_participant_flooding_control_messages_is_let_go_with_the_reason() {
+    // TRUST-REVIEW #11: every decoded control message reached the host unthrottled.
+    let mut h = Host::new(config());
+    let (bob, ann) = (h.join(1, "bob"), h.join(2, "ann"));
+    let start = h.now;
+    let mut let_go = None;
+    for i in 0..10_000u32 {
+        h.now = start + Duration::from_micros(100 * i as u64);
+        let msg = Message::Request { space: ORIGINAL, chunks: vec![i % 100], priority: Priority::Window };
+        h.core.handle_control(h.now, bob, msg);
+        let out = h.outputs();
+        let left = events(&out).into_iter().find_map(|e| match e {
+            Event::PeerLeft { peer, reason, .. } if *peer == bob => Some(reason.clone()),
+            _ => None,
+        });
+        if let Some(reason) = left {
+            assert!(out.contains(&HostOutput::Close { peer: bob }), "{out:?}");
+            assert!(matches!(controls_to(&out, bob)[..], [.., Message::Notice { .. }]), "told why: {out:?}");
+            let_go = Some((i, h.now - start, reason));
+        }
+        if let_go.is_some() {
+            break;
+        }
+    }
+    let (i, after, reason) = let_go.expect("bob was never let go");
+    assert_eq!(reason, format!("sent control messages faster than {CONTROL_RATE} a second"));
+    // The burst and a fraction of a second at the rate.
+    assert!((2_000..2_400).contains(&i), "let go at message {i}, after {after:?}");
+    // Nothing it sends afterwards does anything; ann is untouched.
+    h.core.handle_control(h.now, bob, Message::Ping { client_us: 1 });
+    assert!(h.outputs().is_empty());
+    h.core.handle_control(h.now, ann, Message::Ping { client_us: 1 });
+    assert!(matches!(controls_to(&h.outputs(), ann)[..], [Message::Pong { .. }]));
+}
+
+#[test]
+fn a_request_naming_many_chunks_costs_more_of_the_budget() {
+    let mut h = Host::new(config());
+    let bob = h.join(1, "bob");
+    // 4096 indices cost 64 units: the 2000 of the burst last 31 such requests, not 2000.
+    let all: Vec<u32> = (0..stream::MAX_INDICES as u32).map(|i| i % 100).collect();
+    let over = (1..=100).find(|_| {
+        h.core.handle_control(h.now, bob, Message::Cancel { space: ORIGINAL, chunks: all.clone() });
+        h.outputs().contains(&HostOutput::Close { peer: bob })
+    });
+    assert_eq!(over, Some(32), "the 32nd is over the burst");
+}

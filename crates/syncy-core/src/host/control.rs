@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{CONTROL_RATE, HostCore, INDICES_PER_UNIT};
+use super::{CONTROL_RATE, HostCore, INDICES_PER_UNIT, POSITION_SLACK};
 use crate::clock::Micros;
 use crate::protocol::signal::PeerId;
 use crate::protocol::stream::{self, Message, ORIGINAL, Priority, Space};
@@ -24,6 +24,7 @@ impl HostCore {
             Message::Cancel { space, chunks } => self.scheduler.handle_cancel(peer, space, &chunks),
             Message::Level { level, from_us } => self.level(now, peer, level, from_us),
             Message::Report { position_ms, buffered_bytes, rtt_ms, buffering, seq, drift_ms, .. } => {
+                let position_ms = position_ms.min(self.plausible_position_ms(now));
                 self.plan.handle_position(peer, position_ms.saturating_mul(1000));
                 if let Some(p) = self.peers.get_mut(&peer) {
                     (p.position_ms, p.buffered_bytes, p.rtt_ms, p.drift_ms, p.buffering) = (position_ms, buffered_bytes, rtt_ms, drift_ms, buffering);
@@ -50,6 +51,14 @@ impl HostCore {
         self.send(peer, Message::Notice { text: format!("the host let you go: you {reason}") });
         self.remove_peer(now, peer, &reason, false);
         self.settle(now);
+    }
+
+    /// The furthest a participant can have played by `now`: the room's position and a slack
+    /// ([`POSITION_SLACK`]). Reported positions are cut to it before they set how far
+    /// renditions run (TRUST-REVIEW #12: a viewer claiming the end had the film transcoded).
+    fn plausible_position_ms(&self, now: Instant) -> u64 {
+        let room_ms = (self.room_position(now).max(0) / 1000) as u64;
+        room_ms.saturating_add(POSITION_SLACK.as_millis() as u64)
     }
 
     fn request(&mut self, peer: PeerId, space: Space, chunks: Vec<u32>, priority: Priority) {

@@ -48,6 +48,11 @@ pub const CONTROL_RATE: f64 = 1000.0;
 /// The control budget's burst: two seconds of the rate, for a reconnection's catch-up (quick
 /// pings, a report, the stores' requests at once).
 pub const CONTROL_BURST: f64 = 2000.0;
+/// How far past the room's position a participant's reported position is believed. An honest
+/// one plays within the follower's dead band (15 ms) of the room, and its report is a round
+/// trip old; ten seconds is far beyond both and still a third of how far renditions run ahead
+/// (`PlanConfig::ahead_us`).
+pub const POSITION_SLACK: Duration = Duration::from_secs(10);
 /// Chunk indices a request or cancel carries per unit of the budget: the host's work grows
 /// with them (a `Request` may name 4096), and an honest read-ahead batch is 64 (one unit).
 pub const INDICES_PER_UNIT: usize = 64;

@@ -438,3 +438,29 @@ fn a_request_naming_many_chunks_costs_more_of_the_budget() {
     });
     assert_eq!(over, Some(32), "the 32nd is over the burst");
 }
+
+#[test]
+fn a_participant_reporting_the_end_of_the_film_does_not_have_it_all_transcoded() {
+    // TRUST-REVIEW #12: a rendition runs to its slowest viewer's position plus 30 s, and the
+    // positions were the participants' word.
+    let mut h = Host::new(HostConfig { autoplay: true, ..config() });
+    let bob = h.join(1, "bob");
+    h.core.handle_control(h.now, bob, Message::Level { level: "low".into(), from_us: 0 });
+    h.outputs();
+    h.advance(Duration::from_secs(5));
+    h.outputs();
+    let end = 60_000;
+    let lie = Message::Report { position_ms: end, buffered_bytes: 0, down_bps: 0, buffering: false, rtt_ms: Some(20), seq: 1, drift_ms: None };
+    h.core.handle_control(h.now, bob, lie);
+    let (_, check) = h.until(|o| matches!(o, HostOutput::CheckRenditions(_)));
+    let HostOutput::CheckRenditions(spaces) = check else { unreachable!() };
+    let room_us = h.core.room_position(h.now) as u64;
+    let [(_, Some(until_us))] = spaces[..] else { panic!("{spaces:?}") };
+    let plausible = room_us + POSITION_SLACK.as_micros() as u64 + 30_000_000;
+    assert!(until_us <= plausible, "runs until {until_us} µs with the room at {room_us}");
+    assert!(until_us < end * 1000, "not to the end");
+    // The user's stats show the believable position too.
+    let stats = h.until(|o| matches!(o, HostOutput::Event(Event::HostStats { .. }))).1;
+    let HostOutput::Event(Event::HostStats { peers, .. }) = stats else { unreachable!() };
+    assert!(peers[0].position_ms <= room_us / 1000 + 11_000, "{:?}", peers[0]);
+}

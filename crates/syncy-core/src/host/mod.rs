@@ -27,7 +27,7 @@ use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
 use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, RosterEntry, Space};
 use crate::rate::{Meter, TokenBucket};
 use crate::renditions::{PlanConfig, RenditionPlan};
-use crate::room::{Origin, Room, RoomCommand, RoomConfig, RoomOutput};
+use crate::room::{HOLD_LIMIT, Origin, Room, RoomCommand, RoomConfig, RoomOutput};
 use crate::scheduler::Scheduler;
 
 /// How often the host reports stats and sends everyone the roster.
@@ -86,6 +86,8 @@ pub enum Timer {
     Upload,
     /// The media ends: the room stops there.
     EndOfMedia,
+    /// A participant has held the room long enough to be let go (`room::HOLD_LIMIT`).
+    HeldRoom,
     /// Stats and the roster are due.
     Stats,
     /// Running renditions are due a check.
@@ -331,7 +333,8 @@ impl HostCore {
         };
         [
             self.upload.ready_at(self.now).map(|t| (t, Timer::Upload)),
-            self.room.poll_timeout().map(|us| (self.instant(us), Timer::EndOfMedia)),
+            self.room.end_at().map(|us| (self.instant(us), Timer::EndOfMedia)),
+            self.room.let_go_at().map(|us| (self.instant(us), Timer::HeldRoom)),
             Some((self.next_stats, Timer::Stats)),
             self.next_renditions.map(|t| (t, Timer::Renditions)),
             signal_retry.map(|t| (t, Timer::SignalRetry)),
@@ -598,12 +601,28 @@ impl HostCore {
     /// After every input: what the room and the plan decided, then the chunks the upload
     /// budget lets go.
     fn settle(&mut self, now: Instant) {
-        while let Some(RoomOutput::State { waiting, .. }) = self.room.poll_output() {
-            let names = self.names(&waiting);
-            self.publish_state(names);
+        while let Some(out) = self.room.poll_output() {
+            match out {
+                RoomOutput::State { waiting, .. } => {
+                    let names = self.names(&waiting);
+                    self.publish_state(names);
+                }
+                RoomOutput::LetGo { peer } => self.let_go(peer),
+            }
         }
         self.apply_plan();
         self.pump(now);
+    }
+
+    /// `peer` held the room too long: the room plays on without it; the host's user and the
+    /// participant hear why.
+    fn let_go(&mut self, peer: PeerId) {
+        let name = self.names(&[peer]).remove(0);
+        let secs = HOLD_LIMIT / 1_000_000;
+        tracing::info!(peer, "{name} held the room {secs} s: playing on without it");
+        self.event(Event::Warning { message: format!("the room waited {secs} s for {name}; it plays on, and waits for them again once they catch up") });
+        let text = format!("the room waited {secs} s for you and plays on; it waits for you again once you catch up");
+        self.send(peer, Message::Notice { text });
     }
 
     /// Hands the scheduler's decisions to the driver, as far as the upload budget goes.

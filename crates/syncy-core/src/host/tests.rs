@@ -464,3 +464,42 @@ fn a_participant_reporting_the_end_of_the_film_does_not_have_it_all_transcoded()
     let HostOutput::Event(Event::HostStats { peers, .. }) = stats else { unreachable!() };
     assert!(peers[0].position_ms <= room_us / 1000 + 11_000, "{:?}", peers[0]);
 }
+
+#[test]
+fn a_participant_holding_the_room_is_let_go_after_30_s_and_told_so() {
+    // TRUST-REVIEW #19: under the default wait policy a participant reporting buffering for
+    // ever paused everyone for ever.
+    let mut h = Host::new(HostConfig { autoplay: true, ..config() });
+    let (ann, bob) = (h.join(1, "ann"), h.join(2, "bob"));
+    h.advance(Duration::from_secs(2));
+    h.core.handle_control(h.now, bob, report(true, 1));
+    let held = h.now;
+    assert!(matches!(h.core.state_message(), Message::State { playing: false, .. }));
+    let (at, warning) = h.until(|o| matches!(o, HostOutput::Event(Event::Warning { .. })));
+    assert_eq!(at - held, Duration::from_secs(30));
+    let HostOutput::Event(Event::Warning { message }) = warning else { unreachable!() };
+    assert!(message.contains("waited 30 s for bob"), "{message}");
+    let Message::State { playing, seq, .. } = h.core.state_message() else { unreachable!() };
+    assert!(playing, "the room plays on");
+    // Saying it buffers again holds nothing.
+    h.core.handle_control(h.now, bob, report(true, seq));
+    h.core.handle_control(h.now, ann, report(false, seq));
+    assert!(matches!(h.core.state_message(), Message::State { playing: true, .. }));
+    // Once it catches up it is waited for again.
+    h.core.handle_control(h.now, bob, report(false, seq));
+    h.core.handle_control(h.now, bob, report(true, seq));
+    assert!(matches!(h.core.state_message(), Message::State { playing: false, .. }));
+}
+
+#[test]
+fn a_participant_let_go_hears_it_in_a_notice() {
+    let mut h = Host::new(HostConfig { autoplay: true, ..config() });
+    let bob = h.join(1, "bob");
+    h.core.handle_control(h.now, bob, report(true, 1));
+    h.outputs();
+    h.advance(Duration::from_secs(30));
+    let out = h.outputs();
+    let notices: Vec<_> = controls_to(&out, bob).into_iter().filter(|m| matches!(m, Message::Notice { .. })).collect();
+    assert!(matches!(notices[..], [Message::Notice { text }] if text.contains("plays on")), "{out:?}");
+    assert!(controls_to(&out, bob).iter().any(|m| matches!(m, Message::State { playing: true, .. })));
+}

@@ -98,8 +98,16 @@ impl HostCore {
             stream::Command::Pause => RoomCommand::Pause,
             stream::Command::Seek(us) => RoomCommand::SeekTo(us.min(i64::MAX as u64) as Micros),
         };
-        let name = self.peers.get(&peer).map(|p| p.name.clone()).unwrap_or_default();
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        let name = p.name.clone();
         tracing::info!(peer, "{name} asked for {cmd:?}");
+        // Each one stops everyone (a seek has them all fetch and wait): a participant that
+        // keeps at it is refused, as under host-only control.
+        if !p.commands.try_take(now, 1.0) {
+            tracing::info!(peer, "refused: {name} sends commands too fast");
+            let text = "play, pause and seek come too fast from you; try again in a moment".to_string();
+            return self.send(peer, Message::Notice { text });
+        }
         if let Err(refusal) = self.room.handle_command(self.host_us(now), Origin::Peer(peer), cmd) {
             self.send(peer, Message::Notice { text: refusal.to_string() });
         }

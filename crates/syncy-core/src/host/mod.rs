@@ -48,14 +48,21 @@ pub const CONTROL_RATE: f64 = 1000.0;
 /// The control budget's burst: two seconds of the rate, for a reconnection's catch-up (quick
 /// pings, a report, the stores' requests at once).
 pub const CONTROL_BURST: f64 = 2000.0;
+/// Chunk indices a request or cancel carries per unit of the budget: the host's work grows
+/// with them (a `Request` may name 4096), and an honest read-ahead batch is 64 (one unit).
+pub const INDICES_PER_UNIT: usize = 64;
+/// A participant's play, pause and seek commands, a second (TRUST-REVIEW #19): each seek makes
+/// everyone fetch and wait, so one every two seconds in the long run (a room plays again
+/// within a second of a seek in the simulated room, so it still gets to play) ...
+pub const COMMAND_RATE: f64 = 0.5;
+/// ... after a burst of five (a few taps of the seek key in a row). The host's own commands
+/// are never limited.
+pub const COMMAND_BURST: f64 = 5.0;
 /// How far past the room's position a participant's reported position is believed. An honest
 /// one plays within the follower's dead band (15 ms) of the room, and its report is a round
 /// trip old; ten seconds is far beyond both and still a third of how far renditions run ahead
 /// (`PlanConfig::ahead_us`).
 pub const POSITION_SLACK: Duration = Duration::from_secs(10);
-/// Chunk indices a request or cancel carries per unit of the budget: the host's work grows
-/// with them (a `Request` may name 4096), and an honest read-ahead batch is 64 (one unit).
-pub const INDICES_PER_UNIT: usize = 64;
 
 /// How the host core runs.
 #[derive(Debug, Clone)]
@@ -197,6 +204,8 @@ struct Peer {
     level_asks: TokenBucket,
     /// Its control messages (see [`CONTROL_RATE`]).
     control: TokenBucket,
+    /// Its play, pause and seek commands (see [`COMMAND_RATE`]).
+    commands: TokenBucket,
 }
 
 impl Peer {
@@ -212,6 +221,7 @@ impl Peer {
             buffering: false,
             level_asks: TokenBucket::new(2.0, 8.0),
             control: TokenBucket::new(CONTROL_RATE, CONTROL_BURST),
+            commands: TokenBucket::new(COMMAND_RATE, COMMAND_BURST),
         }
     }
 }

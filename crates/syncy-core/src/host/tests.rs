@@ -503,3 +503,40 @@ fn a_participant_let_go_hears_it_in_a_notice() {
     assert!(matches!(notices[..], [Message::Notice { text }] if text.contains("plays on")), "{out:?}");
     assert!(controls_to(&out, bob).iter().any(|m| matches!(m, Message::State { playing: true, .. })));
 }
+
+#[test]
+fn a_participant_seeking_too_fast_is_refused_with_a_notice_and_the_host_never_is() {
+    // TRUST-REVIEW #19: any participant could seek at will.
+    let mut h = Host::new(config());
+    let (bob, ann) = (h.join(1, "bob"), h.join(2, "ann"));
+    let seq = |h: &Host| match h.core.state_message() {
+        Message::State { seq, .. } => seq,
+        _ => unreachable!(),
+    };
+    let mut refused = 0;
+    for i in 0..20u64 {
+        let before = seq(&h);
+        h.core.handle_control(h.now, bob, Message::Command(stream::Command::Seek(i * 1_000_000)));
+        let out = h.outputs();
+        if matches!(controls_to(&out, bob)[..], [Message::Notice { text }] if text.contains("too fast")) {
+            assert_eq!(seq(&h), before, "a refused seek moves nothing");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 15, "a burst of 5 goes through");
+    // One every two seconds in the long run.
+    h.now += Duration::from_millis(1_900);
+    h.core.handle_control(h.now, bob, Message::Command(stream::Command::Pause));
+    assert!(matches!(controls_to(&h.outputs(), bob)[..], [Message::Notice { .. }]));
+    h.now += Duration::from_millis(100);
+    h.core.handle_control(h.now, bob, Message::Command(stream::Command::Seek(0)));
+    assert!(matches!(controls_to(&h.outputs(), bob)[..], [Message::State { .. }]));
+    // Each participant has its own budget; the host has none.
+    h.core.handle_control(h.now, ann, Message::Command(stream::Command::Seek(0)));
+    assert!(matches!(controls_to(&h.outputs(), ann)[..], [Message::State { .. }]), "ann's seek went through");
+    for i in 0..50 {
+        let before = seq(&h);
+        h.core.handle_command(h.now, Command::SeekTo(i as f64));
+        assert_eq!(seq(&h), before + 1, "the host's seek {i} went through");
+    }
+}

@@ -116,7 +116,7 @@ impl HostCore {
 
 /// What a message costs against its sender's control budget: one, or one per
 /// [`INDICES_PER_UNIT`] chunk indices it names.
-pub fn control_cost(msg: &Message) -> f64 {
+pub(crate) fn control_cost(msg: &Message) -> f64 {
     let indices = match msg {
         Message::Request { chunks, .. } | Message::Cancel { chunks, .. } => chunks.len(),
         _ => 0,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use admission::{Admission, Newcomer};
-pub use control::control_cost;
+pub(crate) use control::control_cost;
 pub use renditions::RenditionProgress;
 
 use crate::api::{Command, Event, PeerStats};

@@ -19,13 +19,26 @@ pub struct PlanConfig {
     pub share_within_us: u64,
     /// How far a rendition may run ahead of its slowest viewer (bounds disk and CPU).
     pub ahead_us: u64,
+    /// How many bytes a rendition may run ahead of its slowest viewer, at the bit rate it has
+    /// shown so far (bounds disk whatever the level's rate; never closer than [`MIN_AHEAD_US`]).
+    pub ahead_bytes: u64,
     /// Most renditions at once (each is a transcoder using a core).
     pub max_jobs: usize,
 }
 
+/// The default [`PlanConfig::ahead_bytes`]: twice what 30 s of the richest level the host
+/// makes comes to at its peak (medium: 2.5 Mb/s of video allowed 3.75 at most, and 128 kb/s
+/// of sound, 15 MB in 30 s), so only a rendition far richer than any the host offers is held
+/// by bytes before time.
+pub const AHEAD_BYTES: u64 = 32 << 20;
+/// A byte bound never holds a rendition closer than this ahead of its viewer: the bit rate is
+/// estimated from what was made so far, and its first frames (a key frame, the headers) run
+/// high; a viewer with less than this ahead would stall.
+pub const MIN_AHEAD_US: u64 = 5_000_000;
+
 impl Default for PlanConfig {
     fn default() -> Self {
-        PlanConfig { share_within_us: 4_000_000, ahead_us: 30_000_000, max_jobs: 4 }
+        PlanConfig { share_within_us: 4_000_000, ahead_us: 30_000_000, ahead_bytes: AHEAD_BYTES, max_jobs: 4 }
     }
 }
 
@@ -216,7 +229,22 @@ impl RenditionPlan {
 
     /// How far the transcoder of `space` may run, room µs: its slowest viewer plus the margin.
     pub fn run_until(&self, space: Space) -> Option<u64> {
-        self.viewers.values().filter(|(s, _)| *s == space).map(|(_, pos)| pos.saturating_add(self.cfg.ahead_us)).min()
+        let margin = self.margin_us(space);
+        self.viewers.values().filter(|(s, _)| *s == space).map(|(_, pos)| pos.saturating_add(margin)).min()
+    }
+
+    /// How far ahead of its slowest viewer `space` may run: `ahead_us`, or less if at the bit
+    /// rate it has shown so far that would be more than `ahead_bytes`.
+    fn margin_us(&self, space: Space) -> u64 {
+        let time = self.cfg.ahead_us;
+        let Some(job) = self.jobs.get(&space) else { return time };
+        let span = job.first_us.map_or(0, |first| job.at_us.saturating_sub(first));
+        if span == 0 || job.produced == 0 {
+            return time;
+        }
+        // ahead_bytes at produced/span bytes per µs (u128: no overflow for any u64 inputs).
+        let by_bytes = (self.cfg.ahead_bytes as u128 * span as u128 / job.produced as u128).min(u64::MAX as u128) as u64;
+        time.min(by_bytes.max(MIN_AHEAD_US))
     }
 
     /// Renditions being made or kept.
@@ -235,7 +263,7 @@ mod tests {
     use super::*;
 
     fn plan() -> RenditionPlan {
-        RenditionPlan::new(vec!["medium".into(), "low".into()], PlanConfig { share_within_us: 4_000_000, ahead_us: 30_000_000, max_jobs: 2 })
+        RenditionPlan::new(vec!["medium".into(), "low".into()], PlanConfig { max_jobs: 2, ..PlanConfig::default() })
     }
 
     fn drain(p: &mut RenditionPlan) -> Vec<PlanOutput> {
@@ -293,6 +321,26 @@ mod tests {
         p.handle_position(2, 3_000_000);
         assert_eq!(p.run_until(1), Some(33_000_000));
         assert_eq!(p.run_until(7), None);
+    }
+
+    #[test]
+    fn a_rendition_far_richer_than_any_level_runs_ahead_by_bytes_not_time() {
+        let mut p = plan();
+        p.handle_level(1, "low", 0);
+        drain(&mut p);
+        // At the low level's rate (about 1.1 Mb/s: 1.4 MB in 10 s) the 30 s margin holds.
+        p.handle_progress(1, Some(0), 10_000_000, 1_400_000, false);
+        p.handle_position(1, 2_000_000);
+        assert_eq!(p.run_until(1), Some(32_000_000));
+        // At 8 MB/s (64 Mb/s) 32 MiB is about 4.2 s: the floor of 5 s holds it.
+        p.handle_progress(1, Some(0), 20_000_000, 160_000_000, false);
+        assert_eq!(p.run_until(1), Some(2_000_000 + MIN_AHEAD_US));
+        // At 2 MB/s (16 Mb/s): 32 MiB is 16.8 s.
+        let mut p = plan();
+        p.handle_level(1, "low", 0);
+        p.handle_progress(1, Some(0), 10_000_000, 20_000_000, false);
+        p.handle_position(1, 2_000_000);
+        assert_eq!(p.run_until(1), Some(2_000_000 + AHEAD_BYTES * 10_000_000 / 20_000_000));
     }
 
     #[test]

@@ -4,10 +4,20 @@
 //!
 //! The room is "wanted playing" when someone pressed play; it is actually playing only when,
 //! in addition, nobody it waits for is buffering (unless the room does not wait).
+//!
+//! Nobody holds the room for ever (TRUST-REVIEW #19): a participant that keeps a playing room
+//! waiting for [`HOLD_LIMIT`] is let go from the wait ([`RoomOutput::LetGo`]); the room plays
+//! on, and waits for it again once it has caught up (not buffering, the latest seek confirmed).
 
 use std::collections::{BTreeMap, VecDeque};
 
 use super::clock::{MediaState, Micros};
+
+/// How long one participant may keep a room that wants to play waiting, µs. A seek to an
+/// unfetched point plays again within a second in the simulated room and a stall on a link
+/// too slow for the file lasts seconds; thirty is far beyond an honest wait and short enough
+/// that the others are not held hostage.
+pub const HOLD_LIMIT: Micros = 30_000_000;
 
 /// Who sent a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +70,12 @@ pub enum RoomOutput {
         /// Peers being waited for.
         waiting: Vec<u64>,
     },
+    /// `peer` kept the room waiting [`HOLD_LIMIT`]: the room no longer waits for it until it
+    /// has caught up.
+    LetGo {
+        /// Who.
+        peer: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,11 +86,21 @@ struct PeerSync {
     pending_seq: u64,
     /// Latest state seq it has confirmed.
     seen_seq: u64,
+    /// Since when it has kept a room that wants to play waiting.
+    holding_since: Option<Micros>,
+    /// It held the room too long: not waited for until it has caught up.
+    let_go: bool,
 }
 
 impl PeerSync {
+    /// It is not ready: buffering, or it has not confirmed the latest seek.
     fn waiting(&self) -> bool {
         self.buffering || self.seen_seq < self.pending_seq
+    }
+
+    /// The room waits for it (under the wait policy).
+    fn blocking(&self) -> bool {
+        self.waiting() && !self.let_go
     }
 }
 
@@ -113,7 +139,9 @@ impl Room {
         self.wanted_playing
     }
 
-    /// Peers the room is waiting for.
+    /// Peers not ready (buffering, or behind the latest seek). Under the wait policy the room
+    /// waits for them, except those let go (named still, as a room that does not wait names
+    /// who buffers).
     pub fn waiting(&self) -> Vec<u64> {
         self.peers.iter().filter(|(_, p)| p.waiting()).map(|(id, _)| *id).collect()
     }
@@ -181,8 +209,19 @@ impl Room {
         Ok(())
     }
 
-    /// When the clock reaches the end of the media.
+    /// When something is due: the end of the media, or letting go of a participant holding
+    /// the room.
     pub fn poll_timeout(&self) -> Option<Micros> {
+        [self.end_at(), self.let_go_at()].into_iter().flatten().min()
+    }
+
+    /// When a participant holding the room is to be let go.
+    pub fn let_go_at(&self) -> Option<Micros> {
+        self.peers.values().filter_map(|p| p.holding_since).min().map(|t| t.saturating_add(HOLD_LIMIT))
+    }
+
+    /// When the clock reaches the end of the media.
+    pub fn end_at(&self) -> Option<Micros> {
         let d = self.cfg.duration_us?;
         if !self.state.playing || self.state.rate_milli == 0 {
             return None;
@@ -191,8 +230,10 @@ impl Room {
         Some(self.state.at_host_us + (left.max(0) * 1000 / self.state.rate_milli as i64))
     }
 
-    /// Stops the clock at the end of the media once it gets there.
+    /// Lets go of whoever has held the room too long; stops the clock at the end of the media
+    /// once it gets there.
     pub fn handle_timeout(&mut self, now: Micros) {
+        self.let_go_of_holders(now);
         if let Some(d) = self.cfg.duration_us
             && self.state.playing
             && self.position(now) >= d
@@ -206,10 +247,36 @@ impl Room {
         }
     }
 
+    fn let_go_of_holders(&mut self, now: Micros) {
+        let mut any = false;
+        for (&peer, p) in self.peers.iter_mut() {
+            if p.holding_since.is_some_and(|t| t.saturating_add(HOLD_LIMIT) <= now) {
+                (p.let_go, p.holding_since) = (true, None);
+                self.outputs.push_back(RoomOutput::LetGo { peer });
+                any = true;
+            }
+        }
+        if any {
+            self.apply(now, false);
+        }
+    }
+
+    /// Notes who holds the room from when, and forgives whoever has caught up.
+    fn track_holds(&mut self, now: Micros) {
+        let room_waits = self.cfg.wait_for_buffering && self.wanted_playing;
+        for p in self.peers.values_mut() {
+            if !p.waiting() {
+                p.let_go = false;
+            }
+            p.holding_since = if room_waits && p.blocking() { Some(p.holding_since.unwrap_or(now)) } else { None };
+        }
+    }
+
     /// Recomputes whether the room plays; publishes a new state if anything changed.
     fn apply(&mut self, now: Micros, force: bool) {
+        self.track_holds(now);
         let waiting = self.waiting();
-        let blocked = self.cfg.wait_for_buffering && !waiting.is_empty();
+        let blocked = self.cfg.wait_for_buffering && self.peers.values().any(PeerSync::blocking);
         let playing = self.wanted_playing && !blocked;
         let changed = playing != self.state.playing || force;
         if changed {
@@ -255,8 +322,70 @@ mod tests {
     fn last_state(room: &mut Room) -> (MediaState, Vec<u64>) {
         match drain(room).pop() {
             Some(RoomOutput::State { state, waiting }) => (state, waiting),
-            None => panic!("no output"),
+            other => panic!("no state: {other:?}"),
         }
+    }
+
+    /// Runs the room's timers until `until` (as the host would); what came out.
+    fn run_until(room: &mut Room, until: Micros) -> Vec<(Micros, RoomOutput)> {
+        let mut out = vec![];
+        while let Some(t) = room.poll_timeout().filter(|t| *t <= until) {
+            room.handle_timeout(t);
+            out.extend(drain(room).into_iter().map(|o| (t, o)));
+        }
+        out
+    }
+
+    #[test]
+    fn a_participant_buffering_for_ever_is_let_go_after_30_s_and_waited_for_again_once_caught_up() {
+        // TRUST-REVIEW #19: a participant reporting buffering for ever paused everyone.
+        let mut room = Room::new(0, RoomConfig { duration_us: Some(3600 * S), ..cfg() }, true);
+        room.add_peer(1);
+        room.add_peer(2);
+        drain(&mut room);
+        room.handle_report(10 * S, 2, true, 0);
+        assert!(!last_state(&mut room).0.playing);
+        assert_eq!(room.let_go_at(), Some(10 * S + HOLD_LIMIT));
+        let out = run_until(&mut room, 100 * S);
+        assert_eq!(out.first(), Some(&(40 * S, RoomOutput::LetGo { peer: 2 })), "{out:?}");
+        let (at, RoomOutput::State { state, waiting }) = &out[1] else { panic!("{out:?}") };
+        assert!(*at == 40 * S && state.playing && state.position_us == 10 * S, "plays on from where it held: {state:?}");
+        assert_eq!(waiting, &[2], "still named");
+        // Saying buffering again and again does not hold it again.
+        room.handle_report(50 * S, 2, true, state.seq);
+        assert!(room.state().playing && room.let_go_at().is_none());
+        // Caught up: the next stall is waited for (and let go of again after 30 s).
+        room.handle_report(60 * S, 2, false, state.seq);
+        room.handle_report(70 * S, 2, true, state.seq);
+        assert!(!room.state().playing, "waited for again");
+        assert_eq!(room.let_go_at(), Some(100 * S));
+        // A pause stops the count: nobody holds a room that does not want to play.
+        room.handle_command(80 * S, Origin::Host, RoomCommand::Pause).unwrap();
+        assert_eq!(room.let_go_at(), None);
+        room.handle_command(90 * S, Origin::Host, RoomCommand::Play).unwrap();
+        assert_eq!(room.let_go_at(), Some(120 * S));
+    }
+
+    #[test]
+    fn a_participant_never_confirming_a_seek_is_let_go_until_it_does() {
+        let mut room = Room::new(0, cfg(), true);
+        room.add_peer(1);
+        room.add_peer(2);
+        room.handle_command(S, Origin::Peer(1), RoomCommand::SeekTo(100 * S)).unwrap();
+        let seq = room.state().seq;
+        room.handle_report(S, 1, false, seq);
+        // 2 says it is not buffering but never confirms the seek.
+        room.handle_report(2 * S, 2, false, seq - 1);
+        assert!(!room.state().playing);
+        let out = run_until(&mut room, 40 * S);
+        assert!(out.iter().any(|(t, o)| *t == 31 * S && *o == RoomOutput::LetGo { peer: 2 }), "{out:?}");
+        assert!(room.state().playing);
+        // Not buffering, still behind: still let go (a wait for it would end in 30 s again).
+        room.handle_report(35 * S, 2, false, seq - 1);
+        assert!(room.state().playing);
+        room.handle_report(36 * S, 2, false, room.state().seq);
+        room.handle_command(37 * S, Origin::Host, RoomCommand::SeekTo(0)).unwrap();
+        assert_eq!(room.waiting(), vec![1, 2], "both waited for after the next seek");
     }
 
     #[test]

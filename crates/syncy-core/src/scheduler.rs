@@ -5,10 +5,25 @@
 //! for a chunk already queued for that peer is merged (upgraded if more urgent), so each request
 //! is sent once. The edge reports a finished send with `handle_sent`; at most `max_in_flight`
 //! sends per peer are outstanding, which is where channel backpressure enters.
+//!
+//! Memory is bounded per peer whatever it sends (TRUST-REVIEW #11): at most [`MAX_QUEUED`]
+//! chunks queued, and the deques, which keep cancelled and upgraded entries as stale ones to
+//! skip, are compacted once stale entries outnumber live ones (see [`COMPACT_SLACK`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use crate::protocol::stream::{Priority, Space};
+
+/// Most chunks one peer may have queued: what is asked for beyond it is dropped (an honest
+/// participant re-asks when its request times out). A participant keeps at most 256 chunks in
+/// flight per store (`StoreConfig::max_in_flight`) with two or three stores live around a
+/// quality switch, plus a few critical ones: this is 16 of those stores, and as a wire
+/// `Request` holds at most `MAX_INDICES` (4096), one whole request always fits an empty queue.
+pub const MAX_QUEUED: usize = 4096;
+/// Stale deque entries tolerated beyond twice the live ones before a compaction. Compacting
+/// costs a pass over the deques; this many pushes at least between two passes keeps it
+/// amortized O(1) per push even for a small queue.
+pub const COMPACT_SLACK: usize = 64;
 
 /// Peer id as used by the host.
 pub type PeerKey = u64;
@@ -65,6 +80,45 @@ impl PeerQueue {
         }
         false
     }
+
+    /// Deque entries, live and stale.
+    fn entries(&self) -> usize {
+        self.critical.len() + self.window.len()
+    }
+
+    /// Queues `ix` at `priority` unless it already is at that urgency or more; `false` if the
+    /// peer's queue is full.
+    fn push(&mut self, ix: (Space, u32), priority: Priority) -> bool {
+        match self.queued.get(&ix) {
+            // Already queued at this urgency or more: merged.
+            Some(&p) if p <= priority => return true,
+            // An upgrade takes no new place.
+            Some(_) => {}
+            None if self.queued.len() >= MAX_QUEUED => return false,
+            None => {}
+        }
+        self.queued.insert(ix, priority);
+        match priority {
+            Priority::Critical => self.critical.push_back(ix),
+            Priority::Window => self.window.push_back(ix),
+        }
+        true
+    }
+
+    /// Drops stale entries once they outnumber live ones: a peer that asks and cancels the
+    /// same chunks over and over (while nothing is sent to it, so `pop` never skips them)
+    /// would otherwise grow the deques for ever.
+    fn compact_if_stale(&mut self) {
+        if self.entries() <= 2 * self.queued.len() + COMPACT_SLACK {
+            return;
+        }
+        let queued = &self.queued;
+        // An entry is live if it matches its chunk's queued priority and is the first such
+        // (a chunk asked, cancelled and asked again has two matching entries).
+        let mut seen = HashSet::with_capacity(queued.len());
+        self.critical.retain(|ix| queued.get(ix) == Some(&Priority::Critical) && seen.insert(*ix));
+        self.window.retain(|ix| queued.get(ix) == Some(&Priority::Window) && seen.insert(*ix));
+    }
 }
 
 /// Chunk scheduler across all participants of a room.
@@ -96,19 +150,11 @@ impl Scheduler {
         let Some(q) = self.peers.get_mut(&peer) else {
             return;
         };
-        for ix in chunks.iter().map(|&ix| (space, ix)) {
-            match q.queued.get(&ix) {
-                // Already queued at this urgency or more: merge.
-                Some(&p) if p <= priority => {}
-                _ => {
-                    q.queued.insert(ix, priority);
-                    match priority {
-                        Priority::Critical => q.critical.push_back(ix),
-                        Priority::Window => q.window.push_back(ix),
-                    }
-                }
-            }
+        let dropped = chunks.iter().filter(|&&ix| !q.push((space, ix), priority)).count();
+        if dropped > 0 {
+            tracing::debug!(peer, "queue full ({MAX_QUEUED} chunks): {dropped} requested chunks dropped");
         }
+        q.compact_if_stale();
     }
 
     /// A participant no longer wants chunks of `space`.
@@ -132,6 +178,16 @@ impl Scheduler {
         if let Some(q) = self.peers.get_mut(&peer) {
             q.in_flight = q.in_flight.saturating_sub(1);
         }
+    }
+
+    /// Deque entries held for every peer, live and stale (bounded: see [`MAX_QUEUED`]).
+    pub fn entries(&self) -> usize {
+        self.peers.values().map(PeerQueue::entries).sum()
+    }
+
+    /// Chunks queued for `peer`.
+    pub fn queued(&self, peer: PeerKey) -> usize {
+        self.peers.get(&peer).map_or(0, |q| q.queued.len())
     }
 
     /// The next chunk to send, if any peer has one and room to take it.
@@ -161,6 +217,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::stream::MAX_INDICES;
     use proptest::prelude::*;
     use std::collections::HashSet;
 
@@ -229,6 +286,48 @@ mod tests {
         assert!(s.poll_transmit().is_none());
         s.handle_request(1, 0, &[1], Priority::Critical);
         assert!(s.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn a_peer_that_asks_and_cancels_while_reading_nothing_holds_bounded_entries() {
+        // TRUST-REVIEW #11: a participant stops reading (its sends never complete, so
+        // in_flight stays at its max and nothing is popped) and loops Request and Cancel of
+        // 4096 chunks. Before, every Request pushed 4096 entries more and Cancel removed none.
+        let mut s = Scheduler::new(8);
+        s.add_peer(1);
+        s.handle_request(1, 0, &(0..8).collect::<Vec<_>>(), Priority::Critical);
+        while s.poll_transmit().is_some() {}
+        let chunks: Vec<u32> = (100..100 + MAX_INDICES as u32).collect();
+        let bound = 3 * MAX_QUEUED + COMPACT_SLACK;
+        for round in 0..10_000 {
+            s.handle_request(1, 0, &chunks, if round % 2 == 0 { Priority::Window } else { Priority::Critical });
+            assert!(s.poll_transmit().is_none(), "nothing goes to a peer that reads nothing");
+            s.handle_cancel(1, 0, &chunks);
+            assert!(s.entries() <= bound, "round {round}: {} entries", s.entries());
+        }
+        assert_eq!(s.queued(1), 0);
+        // It reads again: what it asks for next is sent, once each.
+        for _ in 0..8 {
+            s.handle_sent(1);
+        }
+        s.handle_request(1, 0, &[5, 6], Priority::Window);
+        assert_eq!(drain(&mut s).iter().map(|t| t.index).collect::<Vec<_>>(), [5, 6]);
+    }
+
+    #[test]
+    fn one_peer_queues_at_most_max_queued_chunks_and_others_are_untouched() {
+        let mut s = Scheduler::new(1);
+        s.add_peer(1);
+        s.add_peer(2);
+        for from in (0..4 * MAX_QUEUED as u32).step_by(MAX_INDICES) {
+            s.handle_request(1, 0, &(from..from + MAX_INDICES as u32).collect::<Vec<_>>(), Priority::Window);
+        }
+        assert_eq!(s.queued(1), MAX_QUEUED, "the excess is dropped");
+        // An upgrade of a queued chunk is not a new one: it is taken even when full.
+        s.handle_request(1, 0, &[7], Priority::Critical);
+        s.handle_request(2, 0, &[1, 2], Priority::Window);
+        assert_eq!(s.queued(2), 2);
+        assert_eq!(s.poll_transmit().map(|t| (t.peer, t.index, t.priority)), Some((1, 7, Priority::Critical)));
     }
 
     #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::HostCore;
+use super::{CONTROL_RATE, HostCore, INDICES_PER_UNIT, POSITION_SLACK};
 use crate::clock::Micros;
 use crate::protocol::signal::PeerId;
 use crate::protocol::stream::{self, Message, ORIGINAL, Priority, Space};
@@ -13,14 +13,18 @@ impl HostCore {
     /// A message from `peer`.
     pub fn handle_control(&mut self, now: Instant, peer: PeerId, msg: Message) {
         self.now = now;
-        if !self.peers.get(&peer).is_some_and(|p| p.connected) {
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.connected) else {
             return;
+        };
+        if !p.control.try_take(now, control_cost(&msg)) {
+            return self.flooded(now, peer);
         }
         match msg {
             Message::Request { space, chunks, priority } => self.request(peer, space, chunks, priority),
             Message::Cancel { space, chunks } => self.scheduler.handle_cancel(peer, space, &chunks),
             Message::Level { level, from_us } => self.level(now, peer, level, from_us),
             Message::Report { position_ms, buffered_bytes, rtt_ms, buffering, seq, drift_ms, .. } => {
+                let position_ms = position_ms.min(self.plausible_position_ms(now));
                 self.plan.handle_position(peer, position_ms.saturating_mul(1000));
                 if let Some(p) = self.peers.get_mut(&peer) {
                     (p.position_ms, p.buffered_bytes, p.rtt_ms, p.drift_ms, p.buffering) = (position_ms, buffered_bytes, rtt_ms, drift_ms, buffering);
@@ -37,6 +41,24 @@ impl HostCore {
             other => tracing::warn!(peer, "unexpected {other:?}"),
         }
         self.settle(now);
+    }
+
+    /// `peer` sends control messages faster than any participant needs: it is let go (what
+    /// it sent is work the host does, and the driver queues it before it gets here).
+    fn flooded(&mut self, now: Instant, peer: PeerId) {
+        let reason = format!("sent control messages faster than {CONTROL_RATE} a second");
+        tracing::warn!(peer, "{reason}: letting it go");
+        self.send(peer, Message::Notice { text: format!("the host let you go: you {reason}") });
+        self.remove_peer(now, peer, &reason, false);
+        self.settle(now);
+    }
+
+    /// The furthest a participant can have played by `now`: the room's position and a slack
+    /// ([`POSITION_SLACK`]). Reported positions are cut to it before they set how far
+    /// renditions run (TRUST-REVIEW #12: a viewer claiming the end had the film transcoded).
+    fn plausible_position_ms(&self, now: Instant) -> u64 {
+        let room_ms = (self.room_position(now).max(0) / 1000) as u64;
+        room_ms.saturating_add(POSITION_SLACK.as_millis() as u64)
     }
 
     fn request(&mut self, peer: PeerId, space: Space, chunks: Vec<u32>, priority: Priority) {
@@ -76,10 +98,28 @@ impl HostCore {
             stream::Command::Pause => RoomCommand::Pause,
             stream::Command::Seek(us) => RoomCommand::SeekTo(us.min(i64::MAX as u64) as Micros),
         };
-        let name = self.peers.get(&peer).map(|p| p.name.clone()).unwrap_or_default();
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        let name = p.name.clone();
         tracing::info!(peer, "{name} asked for {cmd:?}");
+        // Each one stops everyone (a seek has them all fetch and wait): a participant that
+        // keeps at it is refused, as under host-only control.
+        if !p.commands.try_take(now, 1.0) {
+            tracing::info!(peer, "refused: {name} sends commands too fast");
+            let text = "play, pause and seek come too fast from you; try again in a moment".to_string();
+            return self.send(peer, Message::Notice { text });
+        }
         if let Err(refusal) = self.room.handle_command(self.host_us(now), Origin::Peer(peer), cmd) {
             self.send(peer, Message::Notice { text: refusal.to_string() });
         }
     }
+}
+
+/// What a message costs against its sender's control budget: one, or one per
+/// [`INDICES_PER_UNIT`] chunk indices it names.
+pub(crate) fn control_cost(msg: &Message) -> f64 {
+    let indices = match msg {
+        Message::Request { chunks, .. } | Message::Cancel { chunks, .. } => chunks.len(),
+        _ => 0,
+    };
+    indices.div_ceil(INDICES_PER_UNIT).max(1) as f64
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use admission::{Admission, Newcomer};
+pub(crate) use control::control_cost;
 pub use renditions::RenditionProgress;
 
 use crate::api::{Command, Event, PeerStats};
@@ -26,7 +27,7 @@ use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
 use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, RosterEntry, Space};
 use crate::rate::{Meter, TokenBucket};
 use crate::renditions::{PlanConfig, RenditionPlan};
-use crate::room::{Origin, Room, RoomCommand, RoomConfig, RoomOutput};
+use crate::room::{HOLD_LIMIT, Origin, Room, RoomCommand, RoomConfig, RoomOutput};
 use crate::scheduler::Scheduler;
 
 /// How often the host reports stats and sends everyone the roster.
@@ -35,6 +36,33 @@ pub const STATS_EVERY: Duration = Duration::from_secs(1);
 pub const RENDITIONS_EVERY: Duration = Duration::from_millis(200);
 /// Chunk sends queued per participant beyond the channel's own buffer.
 pub const CHUNK_QUEUE: usize = 8;
+/// A participant's control budget, in messages a second (TRUST-REVIEW #11): past it (and the
+/// burst) it is let go. What an honest one sends: a ping a second (eight 50 ms apart after a
+/// connection), a report at least every 900 ms and on each change of its picture, a level or a
+/// command now and then, and its requests, which carry read-ahead 64 chunks at a time. The
+/// requests dominate: at the fastest the data channel has carried (490 MB/s, BENCHMARKS.md)
+/// they are 117 a second in the default 64 KiB chunks, 469 in the smallest (16 KiB; measured
+/// in the simulated room). At 100 a second with a burst of 400 that participant was let go
+/// within two seconds; 1000 leaves twice the worst case.
+pub const CONTROL_RATE: f64 = 1000.0;
+/// The control budget's burst: two seconds of the rate, for a reconnection's catch-up (quick
+/// pings, a report, the stores' requests at once).
+pub const CONTROL_BURST: f64 = 2000.0;
+/// Chunk indices a request or cancel carries per unit of the budget: the host's work grows
+/// with them (a `Request` may name 4096), and an honest read-ahead batch is 64 (one unit).
+pub const INDICES_PER_UNIT: usize = 64;
+/// A participant's play, pause and seek commands, a second (TRUST-REVIEW #19): each seek makes
+/// everyone fetch and wait, so one every two seconds in the long run (a room plays again
+/// within a second of a seek in the simulated room, so it still gets to play) ...
+pub const COMMAND_RATE: f64 = 0.5;
+/// ... after a burst of five (a few taps of the seek key in a row). The host's own commands
+/// are never limited.
+pub const COMMAND_BURST: f64 = 5.0;
+/// How far past the room's position a participant's reported position is believed. An honest
+/// one plays within the follower's dead band (15 ms) of the room, and its report is a round
+/// trip old; ten seconds is far beyond both and still a third of how far renditions run ahead
+/// (`PlanConfig::ahead_us`).
+pub const POSITION_SLACK: Duration = Duration::from_secs(10);
 
 /// How the host core runs.
 #[derive(Debug, Clone)]
@@ -65,6 +93,8 @@ pub enum Timer {
     Upload,
     /// The media ends: the room stops there.
     EndOfMedia,
+    /// A participant has held the room long enough to be let go (`room::HOLD_LIMIT`).
+    HeldRoom,
     /// Stats and the roster are due.
     Stats,
     /// Running renditions are due a check.
@@ -172,6 +202,10 @@ struct Peer {
     buffering: bool,
     /// Paces its `Level` requests: a rendition costs the host a transcoder.
     level_asks: TokenBucket,
+    /// Its control messages (see [`CONTROL_RATE`]).
+    control: TokenBucket,
+    /// Its play, pause and seek commands (see [`COMMAND_RATE`]).
+    commands: TokenBucket,
 }
 
 impl Peer {
@@ -186,6 +220,8 @@ impl Peer {
             drift_ms: None,
             buffering: false,
             level_asks: TokenBucket::new(2.0, 8.0),
+            control: TokenBucket::new(CONTROL_RATE, CONTROL_BURST),
+            commands: TokenBucket::new(COMMAND_RATE, COMMAND_BURST),
         }
     }
 }
@@ -307,7 +343,8 @@ impl HostCore {
         };
         [
             self.upload.ready_at(self.now).map(|t| (t, Timer::Upload)),
-            self.room.poll_timeout().map(|us| (self.instant(us), Timer::EndOfMedia)),
+            self.room.end_at().map(|us| (self.instant(us), Timer::EndOfMedia)),
+            self.room.let_go_at().map(|us| (self.instant(us), Timer::HeldRoom)),
             Some((self.next_stats, Timer::Stats)),
             self.next_renditions.map(|t| (t, Timer::Renditions)),
             signal_retry.map(|t| (t, Timer::SignalRetry)),
@@ -574,12 +611,28 @@ impl HostCore {
     /// After every input: what the room and the plan decided, then the chunks the upload
     /// budget lets go.
     fn settle(&mut self, now: Instant) {
-        while let Some(RoomOutput::State { waiting, .. }) = self.room.poll_output() {
-            let names = self.names(&waiting);
-            self.publish_state(names);
+        while let Some(out) = self.room.poll_output() {
+            match out {
+                RoomOutput::State { waiting, .. } => {
+                    let names = self.names(&waiting);
+                    self.publish_state(names);
+                }
+                RoomOutput::LetGo { peer } => self.let_go(peer),
+            }
         }
         self.apply_plan();
         self.pump(now);
+    }
+
+    /// `peer` held the room too long: the room plays on without it; the host's user and the
+    /// participant hear why.
+    fn let_go(&mut self, peer: PeerId) {
+        let name = self.names(&[peer]).remove(0);
+        let secs = HOLD_LIMIT / 1_000_000;
+        tracing::info!(peer, "{name} held the room {secs} s: playing on without it");
+        self.event(Event::Warning { message: format!("the room waited {secs} s for {name}; it plays on, and waits for them again once they catch up") });
+        let text = format!("the room waited {secs} s for you and plays on; it waits for you again once you catch up");
+        self.send(peer, Message::Notice { text });
     }
 
     /// Hands the scheduler's decisions to the driver, as far as the upload budget goes.

@@ -389,3 +389,154 @@ fn a_seek_to_the_largest_time_on_media_of_unknown_length_keeps_the_clock_sane() 
     h.outputs();
     assert!(h.core.room_position(h.now) >= stream::MAX_TIME_US as Micros, "{}", h.core.room_position(h.now));
 }
+
+#[test]
+fn a_participant_flooding_control_messages_is_let_go_with_the_reason() {
+    // TRUST-REVIEW #11: every decoded control message reached the host unthrottled.
+    let mut h = Host::new(config());
+    let (bob, ann) = (h.join(1, "bob"), h.join(2, "ann"));
+    let start = h.now;
+    let mut let_go = None;
+    for i in 0..10_000u32 {
+        h.now = start + Duration::from_micros(100 * i as u64);
+        let msg = Message::Request { space: ORIGINAL, chunks: vec![i % 100], priority: Priority::Window };
+        h.core.handle_control(h.now, bob, msg);
+        let out = h.outputs();
+        let left = events(&out).into_iter().find_map(|e| match e {
+            Event::PeerLeft { peer, reason, .. } if *peer == bob => Some(reason.clone()),
+            _ => None,
+        });
+        if let Some(reason) = left {
+            assert!(out.contains(&HostOutput::Close { peer: bob }), "{out:?}");
+            assert!(matches!(controls_to(&out, bob)[..], [.., Message::Notice { .. }]), "told why: {out:?}");
+            let_go = Some((i, h.now - start, reason));
+        }
+        if let_go.is_some() {
+            break;
+        }
+    }
+    let (i, after, reason) = let_go.expect("bob was never let go");
+    assert_eq!(reason, format!("sent control messages faster than {CONTROL_RATE} a second"));
+    // The burst and a fraction of a second at the rate.
+    assert!((2_000..2_400).contains(&i), "let go at message {i}, after {after:?}");
+    // Nothing it sends afterwards does anything; ann is untouched.
+    h.core.handle_control(h.now, bob, Message::Ping { client_us: 1 });
+    assert!(h.outputs().is_empty());
+    h.core.handle_control(h.now, ann, Message::Ping { client_us: 1 });
+    assert!(matches!(controls_to(&h.outputs(), ann)[..], [Message::Pong { .. }]));
+}
+
+#[test]
+fn a_request_naming_many_chunks_costs_more_of_the_budget() {
+    let mut h = Host::new(config());
+    let bob = h.join(1, "bob");
+    // 4096 indices cost 64 units: the 2000 of the burst last 31 such requests, not 2000.
+    let all: Vec<u32> = (0..stream::MAX_INDICES as u32).map(|i| i % 100).collect();
+    let over = (1..=100).find(|_| {
+        h.core.handle_control(h.now, bob, Message::Cancel { space: ORIGINAL, chunks: all.clone() });
+        h.outputs().contains(&HostOutput::Close { peer: bob })
+    });
+    assert_eq!(over, Some(32), "the 32nd is over the burst");
+}
+
+#[test]
+fn a_participant_reporting_the_end_of_the_film_does_not_have_it_all_transcoded() {
+    // TRUST-REVIEW #12: a rendition runs to its slowest viewer's position plus 30 s, and the
+    // positions were the participants' word.
+    let mut h = Host::new(HostConfig { autoplay: true, ..config() });
+    let bob = h.join(1, "bob");
+    h.core.handle_control(h.now, bob, Message::Level { level: "low".into(), from_us: 0 });
+    h.outputs();
+    h.advance(Duration::from_secs(5));
+    h.outputs();
+    let end = 60_000;
+    let lie = Message::Report { position_ms: end, buffered_bytes: 0, down_bps: 0, buffering: false, rtt_ms: Some(20), seq: 1, drift_ms: None };
+    h.core.handle_control(h.now, bob, lie);
+    let (_, check) = h.until(|o| matches!(o, HostOutput::CheckRenditions(_)));
+    let HostOutput::CheckRenditions(spaces) = check else { unreachable!() };
+    let room_us = h.core.room_position(h.now) as u64;
+    let [(_, Some(until_us))] = spaces[..] else { panic!("{spaces:?}") };
+    let plausible = room_us + POSITION_SLACK.as_micros() as u64 + 30_000_000;
+    assert!(until_us <= plausible, "runs until {until_us} µs with the room at {room_us}");
+    assert!(until_us < end * 1000, "not to the end");
+    // The user's stats show the believable position too.
+    let stats = h.until(|o| matches!(o, HostOutput::Event(Event::HostStats { .. }))).1;
+    let HostOutput::Event(Event::HostStats { peers, .. }) = stats else { unreachable!() };
+    assert!(peers[0].position_ms <= room_us / 1000 + 11_000, "{:?}", peers[0]);
+}
+
+#[test]
+fn a_participant_holding_the_room_is_let_go_after_30_s_and_told_so() {
+    // TRUST-REVIEW #19: under the default wait policy a participant reporting buffering for
+    // ever paused everyone for ever.
+    let mut h = Host::new(HostConfig { autoplay: true, ..config() });
+    let (ann, bob) = (h.join(1, "ann"), h.join(2, "bob"));
+    h.advance(Duration::from_secs(2));
+    h.core.handle_control(h.now, bob, report(true, 1));
+    let held = h.now;
+    assert!(matches!(h.core.state_message(), Message::State { playing: false, .. }));
+    let (at, warning) = h.until(|o| matches!(o, HostOutput::Event(Event::Warning { .. })));
+    assert_eq!(at - held, Duration::from_secs(30));
+    let HostOutput::Event(Event::Warning { message }) = warning else { unreachable!() };
+    assert!(message.contains("waited 30 s for bob"), "{message}");
+    let Message::State { playing, seq, .. } = h.core.state_message() else { unreachable!() };
+    assert!(playing, "the room plays on");
+    // Saying it buffers again holds nothing.
+    h.core.handle_control(h.now, bob, report(true, seq));
+    h.core.handle_control(h.now, ann, report(false, seq));
+    assert!(matches!(h.core.state_message(), Message::State { playing: true, .. }));
+    // Once it catches up it is waited for again.
+    h.core.handle_control(h.now, bob, report(false, seq));
+    h.core.handle_control(h.now, bob, report(true, seq));
+    assert!(matches!(h.core.state_message(), Message::State { playing: false, .. }));
+}
+
+#[test]
+fn a_participant_let_go_hears_it_in_a_notice() {
+    let mut h = Host::new(HostConfig { autoplay: true, ..config() });
+    let bob = h.join(1, "bob");
+    h.core.handle_control(h.now, bob, report(true, 1));
+    h.outputs();
+    h.advance(Duration::from_secs(30));
+    let out = h.outputs();
+    let notices: Vec<_> = controls_to(&out, bob).into_iter().filter(|m| matches!(m, Message::Notice { .. })).collect();
+    assert!(matches!(notices[..], [Message::Notice { text }] if text.contains("plays on")), "{out:?}");
+    assert!(controls_to(&out, bob).iter().any(|m| matches!(m, Message::State { playing: true, .. })));
+}
+
+#[test]
+fn a_participant_seeking_too_fast_is_refused_with_a_notice_and_the_host_never_is() {
+    // TRUST-REVIEW #19: any participant could seek at will.
+    let mut h = Host::new(config());
+    let (bob, ann) = (h.join(1, "bob"), h.join(2, "ann"));
+    let seq = |h: &Host| match h.core.state_message() {
+        Message::State { seq, .. } => seq,
+        _ => unreachable!(),
+    };
+    let mut refused = 0;
+    for i in 0..20u64 {
+        let before = seq(&h);
+        h.core.handle_control(h.now, bob, Message::Command(stream::Command::Seek(i * 1_000_000)));
+        let out = h.outputs();
+        if matches!(controls_to(&out, bob)[..], [Message::Notice { text }] if text.contains("too fast")) {
+            assert_eq!(seq(&h), before, "a refused seek moves nothing");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 15, "a burst of 5 goes through");
+    // One every two seconds in the long run.
+    h.now += Duration::from_millis(1_900);
+    h.core.handle_control(h.now, bob, Message::Command(stream::Command::Pause));
+    assert!(matches!(controls_to(&h.outputs(), bob)[..], [Message::Notice { .. }]));
+    h.now += Duration::from_millis(100);
+    h.core.handle_control(h.now, bob, Message::Command(stream::Command::Seek(0)));
+    assert!(matches!(controls_to(&h.outputs(), bob)[..], [Message::State { .. }]));
+    // Each participant has its own budget; the host has none.
+    h.core.handle_control(h.now, ann, Message::Command(stream::Command::Seek(0)));
+    assert!(matches!(controls_to(&h.outputs(), ann)[..], [Message::State { .. }]), "ann's seek went through");
+    for i in 0..50 {
+        let before = seq(&h);
+        h.core.handle_command(h.now, Command::SeekTo(i as f64));
+        assert_eq!(seq(&h), before + 1, "the host's seek {i} went through");
+    }
+}

@@ -88,6 +88,8 @@ pub struct Slot {
     link: u32,
     /// How far its clock runs off the world's, parts per million.
     ppm: f64,
+    /// Control messages it sent the host, and their cost against its control budget.
+    pub controls: (u64, f64),
 }
 
 /// The room.
@@ -153,7 +155,7 @@ impl World {
     pub fn join_with_clock(&mut self, name: &str, link: LinkSpec, store: StoreConfig, ppm: f64) -> usize {
         let slot = self.slots.len();
         let (up, down) = (Pipe::new(link, self.now), Pipe::new(link, self.now));
-        self.slots.push(Slot { viewer: None, name: name.into(), peer: None, store, up, down, spec: link, link: 0, ppm });
+        self.slots.push(Slot { viewer: None, name: name.into(), peer: None, store, up, down, spec: link, link: 0, ppm, controls: (0, 0.0) });
         self.schedule(self.now + link.latency, Due::Join { slot });
         slot
     }
@@ -355,6 +357,8 @@ impl World {
                 continue; // no link: lost
             }
             let (_, at) = s.up.send(now, 64, true, &mut self.rng);
+            s.controls.0 += 1;
+            s.controls.1 += crate::host::control_cost(&msg);
             let link = s.link;
             self.schedule(at, Due::ToHost { slot, link, msg });
         }

@@ -239,3 +239,22 @@ fn participants_whose_clocks_run_fast_or_slow_play_the_rooms_minutes_within_the_
     assert!(worst_off <= deadband_ms + 5.0, "a participant {worst_off} ms off the room");
     assert!(worst <= 2.0 * deadband_ms + 5.0, "worst spread {worst} ms");
 }
+
+#[test]
+fn a_participant_fetching_as_fast_as_the_fastest_link_stays_inside_half_its_control_budget() {
+    // The host lets go a participant over CONTROL_RATE (TRUST-REVIEW #11). The most an honest
+    // one sends: read-ahead in the smallest chunks (16 KiB) at the fastest the data channel
+    // has run (490 MB/s, BENCHMARKS.md), with room in its store for all of it.
+    let small = crate::protocol::stream::MIN_CHUNK_SIZE;
+    let mut w = World::new(crate::testing::t0(), media(600, 16_000, small), host_config(true, true, 0, 600), None, 3);
+    let fast = w.join("fast", LinkSpec::rtt(2, 0.0).capped(490_000_000), StoreConfig { capacity: 2 << 30, ..store() });
+    w.run_for(Duration::from_secs(1));
+    let (before, received) = (w.slots[fast].controls, w.viewer(fast).stats.received);
+    w.run_for(Duration::from_secs(1));
+    let (sent, cost) = (w.slots[fast].controls.0 - before.0, w.slots[fast].controls.1 - before.1);
+    let rate = (w.viewer(fast).stats.received - received) as f64;
+    eprintln!("{sent} control messages costing {cost} in a second, at {:.0} MB/s", rate / 1e6);
+    assert!(rate > 300e6, "the link is used: {rate} B/s");
+    assert!(cost < crate::host::CONTROL_RATE / 2.0, "{cost} of the budget's {} a second", crate::host::CONTROL_RATE);
+    assert!(!w.events.iter().any(|(_, e)| matches!(e, Event::PeerLeft { .. })), "nobody was let go");
+}

@@ -172,7 +172,11 @@ impl Io {
                 }
                 core.handle_connected(now, peer);
             }
-            PeerEvent::Control { peer, msg } => core.handle_control(now, peer, msg),
+            PeerEvent::Control { peer, msg, permit } => {
+                core.handle_control(now, peer, msg);
+                // Handled: the participant may have one more waiting.
+                drop(permit);
+            }
             PeerEvent::Sent { peer, bytes } => core.handle_sent(now, peer, bytes),
             PeerEvent::Gone { peer, reason } => core.handle_gone(now, peer, &reason),
             PeerEvent::Warning { message } => core.handle_warning(now, message),

@@ -20,8 +20,9 @@ use crate::protocol::stream::{self, Manifest, Message, PROTOCOL_VERSION, Role};
 pub(super) enum PeerEvent {
     /// Hello and manifest went out; the channels are the engine's.
     Connected { peer: PeerId, handle: PeerHandle },
-    /// A message from the participant, after its hello.
-    Control { peer: PeerId, msg: Message },
+    /// A message from the participant, after its hello. The permit is one of the
+    /// participant's [`CONTROL_WAITING`]: dropped once the engine has handled the message.
+    Control { peer: PeerId, msg: Message, permit: tokio::sync::OwnedSemaphorePermit },
     /// A chunk of `bytes` went out.
     Sent { peer: PeerId, bytes: usize },
     /// The connection failed or ended.
@@ -164,6 +165,11 @@ async fn send_control(dc: Arc<dyn DataChannel>, mut rx: mpsc::Receiver<Message>)
 
 /// The participant's messages, hello first; what came before the channel opened goes first
 /// (see `peer::wait_open`).
+/// A participant's messages the engine has not handled yet, at most. Past it the control
+/// channel is not read, so SCTP's window holds the participant back: one that floods cannot
+/// grow the host's queue (the core lets it go at its rate limit).
+const CONTROL_WAITING: u32 = 256;
+
 async fn read_control(
     peer: PeerId,
     dc: Arc<dyn DataChannel>,
@@ -173,6 +179,7 @@ async fn read_control(
 ) -> String {
     let mut greeted = false;
     let mut early = early.into_iter();
+    let waiting = Arc::new(tokio::sync::Semaphore::new(CONTROL_WAITING as usize));
     loop {
         let data = match early.next() {
             Some(d) => d,
@@ -189,7 +196,8 @@ async fn read_control(
             Ok(Message::Hello { .. }) => greeted = true,
             Ok(_) if !greeted => return "protocol violation: a message before hello".to_string(),
             Ok(msg) => {
-                let _ = events.send(PeerEvent::Control { peer, msg });
+                let Ok(permit) = waiting.clone().acquire_owned().await else { return "closing".into() };
+                let _ = events.send(PeerEvent::Control { peer, msg, permit });
             }
             Err(e) => return format!("protocol violation: {e}"),
         }

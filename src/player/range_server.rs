@@ -31,7 +31,7 @@ impl Drop for RangeServer {
     }
 }
 
-/// Connections served at once: mpv opens one or two; a local user opening more waits.
+/// Requests served at once (after their head and path): mpv opens one or two; more wait.
 const MAX_CONNECTIONS: usize = 8;
 
 /// Time to send a request head: a connection that sends nothing is let go.
@@ -48,7 +48,6 @@ pub async fn start<S: ChunkSource + 'static>(shared: Arc<SharedStore<S>>) -> std
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
-            let Ok(slot) = slots.clone().acquire_owned().await else { return };
             let sock = match listener.accept().await {
                 Ok((sock, _)) => sock,
                 Err(e) => {
@@ -58,12 +57,11 @@ pub async fn start<S: ChunkSource + 'static>(shared: Arc<SharedStore<S>>) -> std
                     continue;
                 }
             };
-            let (shared, path) = (shared.clone(), path.clone());
+            let (shared, path, slots) = (shared.clone(), path.clone(), slots.clone());
             tokio::spawn(async move {
-                if let Err(e) = serve(sock, shared, &path).await {
+                if let Err(e) = serve(sock, shared, &path, slots).await {
                     tracing::debug!("range server connection: {e}");
                 }
-                drop(slot);
             });
         }
     });
@@ -74,7 +72,14 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn serve<S: ChunkSource + 'static>(mut sock: TcpStream, shared: Arc<SharedStore<S>>, path: &str) -> std::io::Result<()> {
+/// One request: its head within [`HEAD_TIMEOUT`], the path checked, then one of the serving
+/// slots (a local user's silent sockets hold none of them).
+async fn serve<S: ChunkSource + 'static>(
+    mut sock: TcpStream,
+    shared: Arc<SharedStore<S>>,
+    path: &str,
+    slots: Arc<tokio::sync::Semaphore>,
+) -> std::io::Result<()> {
     let head = tokio::time::timeout(HEAD_TIMEOUT, crate::net::http::head::read(&mut sock, MAX_HEAD)).await;
     let Ok(head) = head else { return Ok(()) };
     let (method, req_path, range) = match head? {
@@ -96,6 +101,7 @@ async fn serve<S: ChunkSource + 'static>(mut sock: TcpStream, shared: Arc<Shared
         sock.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await?;
         return Ok(());
     }
+    let Ok(_slot) = slots.acquire_owned().await else { return Ok(()) };
     let mut reader = shared.reader();
     let size = reader.size();
     let (status, start, end) = match parse_range(range.as_deref(), size) {

@@ -92,7 +92,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     if let Membership::In { room, peer } = &conn.member {
-        rooms.lock().expect("rooms lock").leave(room, *peer);
+        rooms.lock().unwrap_or_else(|e| e.into_inner()).leave(room, *peer);
     }
     if let Some((code, message)) = refusal {
         tracing::info!(%addr, ?code, "refusing: {message}");
@@ -166,7 +166,7 @@ impl Conn {
             ClientMsg::Create { room, join_token, host_key, proof, .. } => Some(super::rooms::check_claim(room, join_token, host_key, proof, &self.nonce)?),
             _ => None,
         };
-        let mut rooms = rooms.lock().expect("rooms lock");
+        let mut rooms = rooms.lock().unwrap_or_else(|e| e.into_inner());
         match (msg, &self.member, claimed) {
             (ClientMsg::Create { room, join_token, name, .. }, Membership::None, Some(key)) => {
                 let name = clean_name(name);
@@ -181,7 +181,7 @@ impl Conn {
                 self.member = Membership::In { room, peer };
             }
             (ClientMsg::Signal { to, payload }, Membership::In { room, peer }, _) => {
-                if !rooms.relay(room, *peer, to, payload) {
+                if !rooms.relay(room, *peer, to, payload)? {
                     // The recipient may have just left; that is not the sender's fault.
                     tracing::debug!(room, to, "signal not relayed");
                 }

@@ -80,6 +80,12 @@ impl Outbox {
         true
     }
 
+    /// Whether half the budget waits (or the client is gone for being over it).
+    pub fn half_full(&self) -> bool {
+        let s = &self.shared;
+        s.overflowed.load(Ordering::Acquire) || s.queued.load(Ordering::Acquire) > s.budget / 2
+    }
+
     /// Bytes waiting to be written.
     #[cfg(test)]
     pub fn queued(&self) -> usize {

@@ -34,6 +34,10 @@ pub struct Rooms {
     next_peer: PeerId,
 }
 
+/// The largest signal a participant may send (an answer's SDP is a few KiB, a candidate less
+/// than one): a room's host takes many participants' signals, within one outbox.
+pub const MAX_PARTICIPANT_SIGNAL: usize = 32 * 1024;
+
 /// A refusal: code and message for the client.
 pub type Refusal = (ErrorCode, String);
 
@@ -104,16 +108,26 @@ impl Rooms {
     }
 
     /// Delivers a signal from `from` to `to`: both in `room`, and one of them its host
-    /// (participants have nothing to say to each other). False if not delivered.
-    pub fn relay(&self, room: &str, from: PeerId, to: PeerId, payload: SignalPayload) -> bool {
-        let Some(r) = self.rooms.get(room) else { return false };
+    /// (participants have nothing to say to each other). `Ok(false)` if not delivered (the
+    /// recipient left). A participant's signal is at most [`MAX_PARTICIPANT_SIGNAL`] bytes, and
+    /// is refused while the host has half its outbox waiting: a participant that floods the
+    /// host is closed, not the host (which would close the room).
+    pub fn relay(&self, room: &str, from: PeerId, to: PeerId, payload: SignalPayload) -> Result<bool, Refusal> {
+        let Some(r) = self.rooms.get(room) else { return Ok(false) };
         if !r.members.contains_key(&from) || (from != r.host && to != r.host) {
-            return false;
+            return Ok(false);
         }
-        match r.members.get(&to) {
-            Some(m) => m.outbox.push(&ServerMsg::Signal { from, payload }),
-            None => false,
+        let Some(m) = r.members.get(&to) else { return Ok(false) };
+        let msg = ServerMsg::Signal { from, payload };
+        if from != r.host {
+            if crate::protocol::signal::encode(&msg).len() > MAX_PARTICIPANT_SIGNAL {
+                return Err((ErrorCode::TooLarge, format!("a participant's signal is at most {} KiB", MAX_PARTICIPANT_SIGNAL / 1024)));
+            }
+            if m.outbox.half_full() {
+                return Err((ErrorCode::RateLimited, "the host is behind on its messages: too many signals".into()));
+            }
         }
+        Ok(m.outbox.push(&msg))
     }
 
     /// Removes a member; if it was the host, the room closes and everyone is told.
@@ -303,18 +317,41 @@ mod tests {
         let (p2, ..) = rooms.join(&room, &tok, "p2".into(), NONCE.into(), o2).unwrap();
         while hrx.try_recv_msg().is_some() {}
         let ice = || SignalPayload::Ice { candidate: "c".into(), sdp_mid: None, sdp_mline_index: None };
-        assert!(rooms.relay(&room, p1, host_peer, ice()));
+        assert!(rooms.relay(&room, p1, host_peer, ice()).unwrap());
         assert!(matches!(hrx.try_recv_msg(), Some(ServerMsg::Signal { from, .. }) if from == p1));
-        assert!(rooms.relay(&room, host_peer, p2, ice()));
+        assert!(rooms.relay(&room, host_peer, p2, ice()).unwrap());
         assert!(matches!(r2.try_recv_msg(), Some(ServerMsg::Signal { from, .. }) if from == host_peer));
-        assert!(!rooms.relay(&room, p1, p2, ice()), "participant to participant");
+        assert!(!rooms.relay(&room, p1, p2, ice()).unwrap(), "participant to participant");
         assert!(r2.try_recv_msg().is_none());
         // A member that left (whose RoomClosed, say, it never read) speaks for no one.
         rooms.leave(&room, p1);
-        assert!(!rooms.relay(&room, p1, host_peer, ice()));
+        assert!(!rooms.relay(&room, p1, host_peer, ice()).unwrap());
         while let Some(m) = hrx.try_recv_msg() {
             assert!(matches!(m, ServerMsg::PeerLeft { .. }), "{m:?}");
         }
         assert!(r1.try_recv_msg().is_none());
+    }
+
+    #[test]
+    fn a_participant_flooding_the_host_is_refused_and_the_host_keeps_its_room() {
+        let mut rooms = Rooms::new(ServerConfig::default());
+        let (room, host_peer, _hrx) = open(&mut rooms, from(1)).unwrap();
+        let (o, _r) = outbox();
+        let (p, ..) = rooms.join(&room, &"f".repeat(64), "p".into(), NONCE.into(), o).unwrap();
+        let big = |n: usize| SignalPayload::Ice { candidate: "c".repeat(n), sdp_mid: None, sdp_mline_index: None };
+        assert_eq!(rooms.relay(&room, p, host_peer, big(40_000)).unwrap_err().0, ErrorCode::TooLarge);
+        // The host does not read: the participant is refused once half its outbox waits, and
+        // the host's outbox never overflows (which would close the room).
+        let mut sent = 0;
+        let refused = loop {
+            match rooms.relay(&room, p, host_peer, big(30_000)) {
+                Ok(true) => sent += 1,
+                Ok(false) => panic!("not delivered"),
+                Err(refusal) => break refusal,
+            }
+        };
+        assert_eq!(refused.0, ErrorCode::RateLimited);
+        assert!(sent >= 4, "{sent}");
+        assert!(rooms.rooms[&room].members.contains_key(&host_peer), "the host is still in its room");
     }
 }

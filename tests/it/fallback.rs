@@ -104,6 +104,8 @@ async fn substituting_proxy(real: String, ours: String, seen: std::sync::Arc<std
                             break;
                         }
                     }
+                    // The participant went: so does its connection to the server.
+                    let _ = s_tx.close().await;
                 };
                 let down = async move {
                     while let Some(Ok(m)) = s_rx.next().await {
@@ -147,15 +149,33 @@ fn a_signaling_server_that_swaps_the_fallback_address_learns_nothing_and_is_not_
     let proxy = rt.block_on(substituting_proxy(link.signal_url(), trap.local_addr().unwrap().to_string(), seen.clone()));
     let through = syncy::protocol::link::Link { host: "127.0.0.1".into(), port: proxy.port(), ..link.clone() };
     let mut ann = Proc::join(&through.to_string(), "ann", dir.path(), &NO_WEBRTC);
+    // What the server sees of the fallback (address, certificate hash, pass) opens nothing
+    // without the room key; the same pass with the key, as ann holds it, is let in (so the 401
+    // is the key's doing). Checked while ann is in the room: its pass goes when it leaves.
+    let deadline = std::time::Instant::now() + T;
+    let relayed = loop {
+        if let Some(p) = seen.lock().unwrap().first().cloned() {
+            break p;
+        }
+        assert!(std::time::Instant::now() < deadline, "no fallback relayed");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let SignalPayload::Fallback { addr, cert, pass, .. } = relayed else { unreachable!() };
+    let offer = FallbackOffer { addr, cert, pass };
+    let stolen = HttpLink::new(&offer, &link.room, &RoomKey::random()).unwrap();
+    assert!(matches!(rt.block_on(stolen.manifest()), Err(HttpLinkError::Status { status: 401, .. })));
+    let own = HttpLink::new(&offer, &link.room, &link.key).unwrap();
+    assert!(rt.block_on(own.manifest()).is_ok());
     // The swapped address is not signed by the host: ignored, and WebRTC alone cannot work.
     assert_ne!(ann.wait(T), 0);
     assert!(ann.stderr_text().contains("cannot connect to the host"), "{}", ann.stderr_text());
     assert!(!ann.seen.iter().any(|v| v["event"] == "fallback" || v["event"] == "manifest"));
     assert!(trap.accept().is_err(), "the participant went where the server said");
-    // What the server saw of the fallback (address, certificate hash, pass) opens nothing
-    // without the room key.
-    let Some(SignalPayload::Fallback { addr, cert, pass, .. }) = seen.lock().unwrap().first().cloned() else { panic!("no fallback relayed") };
-    let stolen = HttpLink::new(&FallbackOffer { addr, cert, pass }, &link.room, &RoomKey::random()).unwrap();
-    assert!(matches!(rt.block_on(stolen.manifest()), Err(HttpLinkError::Status { status: 401, .. })));
+    // Ann left the room: its pass opens nothing any more.
+    let deadline = std::time::Instant::now() + T;
+    while rt.block_on(own.manifest()).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the pass of a participant who left still works");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(host.quit(), 0);
 }

@@ -54,6 +54,9 @@ pub(super) struct Io {
     http_state: watch::Sender<Message>,
     /// The file's signed hash for the HTTP fallback, once known.
     http_hash: watch::Sender<Option<Message>>,
+    /// The host's id of each participant the server has now, by the server's id (which a
+    /// restarted server hands out again from 1): to take the pass of one that leaves.
+    local_of: HashMap<PeerId, PeerId>,
 }
 
 /// The host's reading of the whole file for its hash (see `file_hash`).
@@ -96,6 +99,8 @@ pub(super) async fn drive(
                 if let Some(c) = back {
                     io.setup.signal_tx = c.tx.clone();
                     signal = Some(c);
+                    // A new connection: the server's ids start again.
+                    io.local_of.clear();
                 }
                 core.handle_signal_back(Instant::now(), ok);
             }
@@ -136,7 +141,23 @@ impl Io {
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
         let (back_tx, back_rx) = mpsc::unbounded_channel();
         let renditions = Renditions::new(input);
-        Io { file, renditions, peers: HashMap::new(), setup, peer_tx, peer_rx, back_tx, back_rx, url, signal_tls, claim, events, http_state, http_hash }
+        Io {
+            file,
+            renditions,
+            peers: HashMap::new(),
+            setup,
+            peer_tx,
+            peer_rx,
+            back_tx,
+            back_rx,
+            url,
+            signal_tls,
+            claim,
+            events,
+            http_state,
+            http_hash,
+            local_of: HashMap::new(),
+        }
     }
 
     /// The file's hash is known (or could not be had: participants then wait for it in vain,
@@ -155,9 +176,12 @@ impl Io {
     }
 
     /// A participant that left the room takes its HTTPS fallback pass with it.
-    fn revoke_on_leave(&self, msg: &ServerMsg) {
-        if let (ServerMsg::PeerLeft { peer, .. }, Some(fb)) = (msg, &self.setup.fallback) {
-            fb.passes.revoke(*peer);
+    fn revoke_on_leave(&mut self, msg: &ServerMsg) {
+        if let ServerMsg::PeerLeft { peer, .. } = msg
+            && let Some(local) = self.local_of.remove(peer)
+            && let Some(fb) = &self.setup.fallback
+        {
+            fb.passes.revoke(local);
         }
     }
 
@@ -193,7 +217,10 @@ impl Io {
                     tracing::warn!("signaling queue full or closed; a message to the server is lost");
                 }
             }
-            HostOutput::Admit { peer, to, name, nonce, fallback } => self.admit(peer, Newcomer { to, nonce, fallback }, name),
+            HostOutput::Admit { peer, to, name, nonce, fallback } => {
+                self.local_of.insert(to, peer);
+                self.admit(peer, Newcomer { to, nonce, fallback }, name)
+            }
             HostOutput::ToSetup { peer, payload } => {
                 if let Some(tx) = self.peers.get(&peer).and_then(|p| p.answers.as_ref()) {
                     let _ = tx.try_send(payload);

@@ -72,7 +72,7 @@ pub(super) struct Newcomer {
 
 /// One participant: connect, greet, then shuttle messages until the link ends.
 pub(super) async fn peer_task(peer: PeerId, who: Newcomer, setup: Setup, answers: mpsc::Receiver<SignalPayload>, events: mpsc::UnboundedSender<PeerEvent>) {
-    let reason = match connect(who, &setup, answers, &events).await {
+    let reason = match connect(peer, who, &setup, answers, &events).await {
         Ok(link) => shuttle(peer, link, setup.manifest, &events).await,
         Err(reason) => reason,
     };
@@ -81,6 +81,7 @@ pub(super) async fn peer_task(peer: PeerId, who: Newcomer, setup: Setup, answers
 
 /// Offers, checks the channel carries a whole chunk, and greets with hello and the manifest.
 async fn connect(
+    peer: PeerId,
     who: Newcomer,
     setup: &Setup,
     mut answers: mpsc::Receiver<SignalPayload>,
@@ -91,7 +92,7 @@ async fn connect(
     if let (Some(addr), Some(fb)) = (who.fallback, &setup.fallback) {
         // Before the offer, so the participant knows where to turn if WebRTC fails: the
         // address, the certificate and a pass of its own, all signed.
-        let offer = FallbackOffer { addr, cert: fb.cert.clone(), pass: fb.passes.issue(to).to_hex() };
+        let offer = FallbackOffer { addr, cert: fb.cert.clone(), pass: fb.passes.issue(peer).to_hex() };
         let sig = auth.setup.sign_fallback(auth.host, &offer);
         let FallbackOffer { addr, cert, pass } = offer;
         if setup.signal_tx.send(ClientMsg::Signal { to, payload: SignalPayload::Fallback { addr, cert, pass, sig } }).await.is_err() {

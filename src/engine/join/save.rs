@@ -53,13 +53,16 @@ impl SaveFile {
         if existing.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
             return Err(SaveError::Symlink);
         }
-        let ours = std::fs::symlink_metadata(&record).is_ok_and(|m| m.is_file());
+        // Ours: a progress record beside it that reads as one (of this file or another).
+        let ours = read_progress(&record, bits.max(1 << 20)).is_some();
         if existing.as_ref().is_some_and(|m| m.len() > 0) && !ours && !force {
             return Err(SaveError::Exists);
         }
         let kept = read_record(&record, manifest, bits).filter(|_| existing.as_ref().is_some_and(|m| m.len() == manifest.size));
         if kept.is_none() {
-            enough_room(path, manifest.size)?;
+            // The file replaced frees its own blocks.
+            let replaced = existing.as_ref().map_or(0, |m| m.len());
+            enough_room(path, manifest.size.saturating_sub(replaced))?;
         }
         let file =
             OpenOptions::new().read(true).write(true).create(true).truncate(kept.is_none()).custom_flags(libc::O_NOFOLLOW).open(path).map_err(SaveError::Io)?;
@@ -118,6 +121,15 @@ impl SaveFile {
     }
 }
 
+/// A progress record, if `record` is one (read without following a link; at most about what
+/// `bits` bytes of bitmap take in base64).
+fn read_progress(record: &Path, bits: usize) -> Option<Progress> {
+    let mut f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(record).ok()?;
+    let mut text = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(&mut f, (bits as u64) * 2 + 4096), &mut text).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
 /// Why `--save` cannot write its copy.
 #[derive(Debug, thiserror::Error)]
 pub enum SaveError {
@@ -166,11 +178,7 @@ pub fn progress_path(path: &Path) -> PathBuf {
 
 /// The bitmap of a record that matches `manifest`; `None` for none, another file, or garbage.
 fn read_record(record: &Path, manifest: &Manifest, bits: usize) -> Option<Vec<u8>> {
-    let mut f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(record).ok()?;
-    let mut text = Vec::new();
-    // A record is a few bytes per 8 chunks: anything much larger is not one.
-    io::Read::read_to_end(&mut io::Read::take(&mut f, (bits as u64) * 2 + 4096), &mut text).ok()?;
-    let p: Progress = serde_json::from_slice(&text).ok()?;
+    let p = read_progress(record, bits)?;
     let same = (p.name.as_str(), p.size, p.chunk_size, p.chunks) == manifest.identity();
     let have = STANDARD.decode(&p.have).ok()?;
     if !same || have.len() != bits {
@@ -226,12 +234,13 @@ mod tests {
         assert_eq!(buf, [0; 4]);
         drop(s);
 
-        // A garbled record: afresh.
+        // A garbled record is no record of ours: the copy is not overwritten without --force.
         std::fs::write(progress_path(&path), b"{not json").unwrap();
-        assert!(SaveFile::open(&path, &manifest("a.mp4", 11), false).unwrap().1.is_empty());
+        assert!(matches!(SaveFile::open(&path, &manifest("a.mp4", 11), false), Err(SaveError::Exists)));
+        assert!(SaveFile::open(&path, &manifest("a.mp4", 11), true).unwrap().1.is_empty());
 
-        // Finished: the record goes.
-        let (mut s, _) = SaveFile::open(&path, &m, false).unwrap();
+        // Finished: the record goes (the garbled one is still there: --force again).
+        let (mut s, _) = SaveFile::open(&path, &m, true).unwrap();
         s.write(0, b"abcd").unwrap();
         s.checkpoint().unwrap();
         assert!(progress_path(&path).exists());

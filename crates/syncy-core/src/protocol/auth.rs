@@ -143,7 +143,8 @@ impl FallbackPass {
         mac
     }
 
-    /// The MAC of one request (its method, target, range, time and nonce in one line), hex.
+    /// The MAC of one request (its method, target, range and nonce in one line), hex. No time:
+    /// the nonces a pass has used are remembered instead (behind TLS, nobody else sees one).
     pub fn request_mac(&self, key: &RoomKey, request: &str) -> String {
         hex::encode(self.request_hmac(key, request).finalize().into_bytes())
     }

@@ -53,7 +53,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     // Every connection's own nonce, which a host signs its room over.
     let nonce = crate::protocol::auth::nonce();
     outbox.push(&ServerMsg::Hello { nonce: nonce.clone() });
-    let mut conn = Conn { member: Membership::None, bucket: TokenBucket::new(cfg.msg_rate, cfg.msg_burst), source: slot.source(), nonce };
+    let mut conn = Conn::new(slot.source(), nonce, &cfg);
     let mut last_heard = tokio::time::Instant::now();
 
     let refusal: Option<(ErrorCode, String)> = loop {
@@ -91,9 +91,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     };
-    if let Membership::In { room, peer } = &conn.member {
-        rooms.lock().unwrap_or_else(|e| e.into_inner()).leave(room, *peer);
-    }
+    conn.leave(&rooms);
     if let Some((code, message)) = refusal {
         tracing::info!(%addr, ?code, "refusing: {message}");
         let _ = send(&mut sink, signal::encode(&ServerMsg::Error { code, message }), cfg.send_timeout).await;
@@ -111,8 +109,9 @@ where
     matches!(tokio::time::timeout(limit, sink.send(Ws::Text(text.into()))).await, Ok(Ok(())))
 }
 
-/// A connection's own state: its room, its rate, where it comes from, its nonce.
-struct Conn {
+/// A connection's own state: its room, its rate, where it comes from, its nonce. (Apart from
+/// its socket, so the fuzzer drives the same code: `super::fuzzing`.)
+pub(super) struct Conn {
     member: Membership,
     bucket: TokenBucket,
     source: Source,
@@ -126,9 +125,21 @@ fn cost(len: usize) -> f64 {
 }
 
 impl Conn {
+    /// A connection from `source`, which is to sign its `Create` over `nonce`.
+    pub(super) fn new(source: Source, nonce: String, cfg: &ServerConfig) -> Conn {
+        Conn { member: Membership::None, bucket: TokenBucket::new(cfg.msg_rate, cfg.msg_burst), source, nonce }
+    }
+
+    /// The connection ended: out of its room (a host's room closes with it).
+    pub(super) fn leave(&self, rooms: &Mutex<Rooms>) {
+        if let Membership::In { room, peer } = &self.member {
+            rooms.lock().unwrap_or_else(|e| e.into_inner()).leave(room, *peer);
+        }
+    }
+
     /// What one frame from the client does: `Err` ends the connection (with a refusal to
     /// send, or quietly).
-    fn on_frame(
+    pub(super) fn on_frame(
         &mut self,
         frame: Option<Result<Ws, tokio_tungstenite::tungstenite::Error>>,
         rooms: &Mutex<Rooms>,

@@ -4,6 +4,8 @@
 //! refusal is an `error` message to the client followed by a close.
 
 mod conn;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod outbox;
 mod rooms;
 mod slots;

@@ -49,6 +49,7 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
         ("download-limit", Some(r)) => crate::core::units::parse_bytes(r).map(Command::DownloadLimit).map_err(|e| e.to_string()),
         ("approve", Some(n)) => Ok(Command::Approve(n.into())),
         ("deny", Some(n)) => Ok(Command::Deny(n.into())),
+        ("kick", Some(n)) => Ok(Command::Kick(n.into())),
         _ => Err(format!(
             "unknown command {line:?} (try play, pause, seek S, seek +S, seek -S, quality auto|low|medium|high, download-limit RATE, approve NAME, deny NAME, quit)"
         )),
@@ -132,6 +133,7 @@ mod tests {
         assert!(parse_command("download-limit fast").is_err());
         assert_eq!(parse_command("approve bob"), Ok(Command::Approve("bob".into())));
         assert_eq!(parse_command("deny bob"), Ok(Command::Deny("bob".into())));
+        assert_eq!(parse_command("kick 4294967299"), Ok(Command::Kick("4294967299".into())));
         assert!(parse_command("approve").is_err());
         for bad in ["", "seek", "seek x", "seek NaN", "jump", "quit now", "quality ultra"] {
             assert!(parse_command(bad).is_err(), "{bad}");

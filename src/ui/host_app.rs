@@ -97,11 +97,12 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
 fn room_key(a: keys::Action, view: &mut ViewState, model: &RoomModel, commands: &UnboundedSender<Command>, now: Instant) {
     match a {
         keys::Action::LetIn | keys::Action::TurnAway => match model.oldest_knocking() {
-            Some(name) => {
-                let name = name.to_string();
+            Some((peer, name)) => {
                 let let_in = a == keys::Action::LetIn;
                 view.flash(format!("{} {name}", if let_in { "letting in" } else { "turning away" }), now);
-                let _ = commands.send(if let_in { Command::Approve(name) } else { Command::Deny(name) });
+                // By id: two knockers may share a name.
+                let id = peer.to_string();
+                let _ = commands.send(if let_in { Command::Approve(id) } else { Command::Deny(id) });
             }
             None => view.flash("nobody is waiting to join".into(), now),
         },

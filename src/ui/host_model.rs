@@ -93,8 +93,8 @@ pub struct RoomModel {
 
 impl RoomModel {
     /// The name of who has waited longest to be let in.
-    pub fn oldest_knocking(&self) -> Option<&str> {
-        self.peers.iter().find(|p| p.state == PeerState::Knocking).map(|p| p.name.as_str())
+    pub fn oldest_knocking(&self) -> Option<(u64, &str)> {
+        self.peers.iter().find(|p| p.state == PeerState::Knocking).map(|p| (p.peer, p.name.as_str()))
     }
 
     /// Folds one engine event in.
@@ -208,7 +208,7 @@ mod tests {
         let t = Instant::now();
         let mut m = RoomModel::default();
         m.apply(&Event::Knock { peer: 1, name: "ann".into() }, t);
-        assert_eq!((m.peers[0].state, m.oldest_knocking()), (PeerState::Knocking, Some("ann")));
+        assert_eq!((m.peers[0].state, m.oldest_knocking()), (PeerState::Knocking, Some((1, "ann"))));
         m.apply(&Event::PeerJoined { peer: 1, name: "ann".into() }, t);
         assert_eq!((m.peers.len(), m.oldest_knocking()), (1, None), "let in: the same row, connecting");
         m.apply(&Event::PeerJoined { peer: 2, name: "bob".into() }, t);

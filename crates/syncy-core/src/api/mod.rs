@@ -65,7 +65,7 @@ pub enum Event {
         /// Its duration, when the container says.
         duration_ms: Option<u64>,
     },
-    /// Host with `--approve`: someone wants in; `approve NAME` or `deny NAME`.
+    /// Host with `--approve`: someone wants in; `approve ID|NAME` or `deny ID|NAME`.
     Knock {
         /// Peer id.
         peer: u64,
@@ -212,10 +212,16 @@ pub enum Command {
     Quality(String),
     /// Change the download limit (bytes per second, 0: none).
     DownloadLimit(u64),
-    /// Host with `--approve`: let the participant of this name in.
+    /// Host with `--approve`: let in the knocker of this id (the `knock` event's `peer`), or
+    /// of this name when only one knocker has it.
     Approve(String),
-    /// Host with `--approve`: turn the participant of this name away.
+    /// Host with `--approve`: turn away the knocker of this id, or of this name when only one
+    /// has it.
     Deny(String),
+    /// Host: send this participant away (its id, or a name only one has): it is told the
+    /// stream ended for it, and its link closes. (It holds the link: under `--approve` it
+    /// knocks again, to be turned away.)
+    Kick(String),
     /// Leave cleanly.
     Quit,
 }

@@ -17,6 +17,15 @@ pub struct Newcomer {
     pub nonce: String,
 }
 
+/// Why `approve`/`deny` found nobody to take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotOne {
+    /// No knocker of that name or id.
+    Nobody,
+    /// Several of that name: these (name and id).
+    Several(Vec<String>),
+}
+
 /// The door.
 #[derive(Debug, Default)]
 pub struct Admission {
@@ -50,10 +59,21 @@ impl Admission {
         self.approve
     }
 
-    /// Takes the oldest knocker called `name`.
-    pub fn take(&mut self, name: &str) -> Option<Newcomer> {
-        let i = self.knocking.iter().position(|n| n.name == name)?;
-        Some(self.knocking.remove(i))
+    /// Takes the knocker `who` names: its id (as the `knock` event gives it), or its name when
+    /// only one knocker has it. Names are anyone's to choose: two knockers of one name are not
+    /// told apart by guessing (the first might be an impostor); the host is shown both ids.
+    pub fn take(&mut self, who: &str) -> Result<Newcomer, NotOne> {
+        if let Ok(id) = who.parse::<PeerId>()
+            && let Some(i) = self.knocking.iter().position(|n| n.peer == id)
+        {
+            return Ok(self.knocking.remove(i));
+        }
+        let named: Vec<usize> = (0..self.knocking.len()).filter(|&i| self.knocking[i].name == who).collect();
+        match named[..] {
+            [i] => Ok(self.knocking.remove(i)),
+            [] => Err(NotOne::Nobody),
+            _ => Err(NotOne::Several(named.iter().map(|&i| format!("{} (id {})", self.knocking[i].name, self.knocking[i].peer)).collect())),
+        }
     }
 
     /// `peer` left signaling; `true` if it was still knocking.
@@ -89,18 +109,22 @@ mod tests {
     }
 
     #[test]
-    fn knockers_wait_and_are_taken_by_name_oldest_first() {
+    fn knockers_wait_and_are_taken_by_id_or_by_a_name_only_one_has() {
         let n = |peer, name: &str| Newcomer { peer, name: name.into(), nonce: format!("n{peer}") };
         let mut a = Admission::new(true);
         assert!(a.knock(&n(1, "bob")));
         assert!(a.knock(&n(2, "bob")));
         assert!(a.knock(&n(3, "cy")));
-        assert_eq!(a.take("bob"), Some(n(1, "bob")));
+        // Two of one name: neither is taken by the name; the ids are listed.
+        assert_eq!(a.take("bob"), Err(NotOne::Several(vec!["bob (id 1)".into(), "bob (id 2)".into()])));
+        assert_eq!(a.take("2"), Ok(n(2, "bob")));
+        assert_eq!(a.take("bob"), Ok(n(1, "bob")), "one left of that name");
         assert!(a.left(3));
         assert!(!a.left(3));
-        assert_eq!(a.take("cy"), None);
+        assert_eq!(a.take("cy"), Err(NotOne::Nobody));
+        assert!(a.knock(&n(4, "dee")));
         a.lost();
-        assert_eq!(a.take("bob"), None);
+        assert_eq!(a.take("dee"), Err(NotOne::Nobody));
         assert!(!Admission::new(false).knock(&n(1, "dee")));
     }
 }

@@ -529,6 +529,7 @@ impl HostCore {
             Command::Quit => return self.quit(),
             Command::Approve(who) => return self.approve(now, &who),
             Command::Deny(who) => return self.deny(&who),
+            Command::Kick(who) => return self.kick(now, &who),
             Command::DownloadLimit(_) => {
                 return self.event(Event::Error { message: "download-limit is for participants; the host has --upload-limit".into() });
             }
@@ -558,25 +559,53 @@ impl HostCore {
 
     fn approve(&mut self, now: Instant, who: &str) {
         match self.admission.take(who) {
-            Some(newcomer) => {
+            Ok(newcomer) => {
                 tracing::info!(newcomer.peer, "letting {} in", newcomer.name);
                 self.admit(newcomer);
                 self.settle(now);
             }
-            None => self.event(Event::Error { message: format!("approve {who}: nobody of that name is waiting to join") }),
+            Err(e) => self.not_one("approve", who, e),
         }
     }
 
     fn deny(&mut self, who: &str) {
         match self.admission.take(who) {
-            Some(Newcomer { peer, name, .. }) => {
+            Ok(Newcomer { peer, name, .. }) => {
                 tracing::info!(peer, "turning {name} away");
                 let payload = SignalPayload::Denied { reason: "the host turned you away".into() };
                 self.out.push_back(HostOutput::Signal(ClientMsg::Signal { to: self.admission.remote(peer), payload }));
                 self.event(Event::PeerLeft { peer, name, reason: "turned away".into() });
             }
-            None => self.event(Event::Error { message: format!("deny {who}: nobody of that name is waiting to join") }),
+            Err(e) => self.not_one("deny", who, e),
         }
+    }
+
+    /// Sends a connected participant away: told the stream ended for it, then closed.
+    fn kick(&mut self, now: Instant, who: &str) {
+        let connected = |p: &Peer| p.connected;
+        let by_id = who.parse::<PeerId>().ok().filter(|id| self.peers.get(id).is_some_and(connected));
+        let named: Vec<PeerId> = self.peers.iter().filter(|(_, p)| p.connected && p.name == who).map(|(&id, _)| id).collect();
+        let peer = match (by_id, &named[..]) {
+            (Some(id), _) | (None, &[id]) => id,
+            (None, []) => return self.not_one("kick", who, admission::NotOne::Nobody),
+            (None, _) => {
+                let them = named.iter().map(|id| format!("{who} (id {id})")).collect();
+                return self.not_one("kick", who, admission::NotOne::Several(them));
+            }
+        };
+        self.out.push_back(HostOutput::Control { peer, msg: Message::StreamEnd { reason: "the host sent you away".into() } });
+        self.remove_peer(now, peer, "sent away by the host", true);
+        self.settle(now);
+    }
+
+    /// Says why `approve`/`deny`/`kick` took nobody.
+    fn not_one(&mut self, verb: &str, who: &str, e: admission::NotOne) {
+        let message = match e {
+            admission::NotOne::Nobody if verb == "kick" => format!("{verb} {who}: nobody of that name or id is in the room"),
+            admission::NotOne::Nobody => format!("{verb} {who}: nobody of that name or id is waiting to join"),
+            admission::NotOne::Several(them) => format!("{verb} {who}: {} wait under that name; give the id: {verb} ID ({})", them.len(), them.join(", ")),
+        };
+        self.event(Event::Error { message });
     }
 
     /// Starts connecting a participant: its set-up makes the offer.

@@ -194,6 +194,38 @@ fn under_approve_newcomers_knock_and_are_let_in_or_turned_away_by_name() {
 }
 
 #[test]
+fn a_name_two_knockers_share_lets_neither_in_the_id_does() {
+    // Mallory knocks first under bob's name: approving "bob" must not let her in.
+    let mut h = Host::new(HostConfig { approve: true, ..config() });
+    for (peer, name) in [(1, "bob"), (2, "bob")] {
+        h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer, name: name.into(), nonce: NONCE.into() });
+    }
+    h.outputs();
+    h.core.handle_command(h.now, Command::Approve("bob".into()));
+    let out = h.outputs();
+    assert_eq!(admitted(&out), None);
+    let [Event::Error { message }] = &events(&out)[..] else { panic!("{out:?}") };
+    assert!(message.contains("2 wait under that name") && message.contains("bob (id 1)") && message.contains("bob (id 2)"), "{message}");
+    h.core.handle_command(h.now, Command::Approve("2".into()));
+    assert_eq!(admitted(&h.outputs()), Some(2));
+}
+
+#[test]
+fn the_host_sends_a_participant_away_by_id_or_by_a_name_only_it_has() {
+    let mut h = Host::new(config());
+    let (ann, bob) = (h.join(1, "ann"), h.join(2, "bob"));
+    h.core.handle_command(h.now, Command::Kick("ann".into()));
+    let out = h.outputs();
+    assert!(matches!(controls_to(&out, ann)[..], [Message::StreamEnd { .. }]), "{out:?}");
+    assert!(out.contains(&HostOutput::Close { peer: ann }));
+    assert!(matches!(&events(&out)[..], [Event::PeerLeft { reason, .. }] if reason.contains("sent away")), "{out:?}");
+    h.core.handle_command(h.now, Command::Kick(bob.to_string()));
+    assert!(h.outputs().contains(&HostOutput::Close { peer: bob }));
+    h.core.handle_command(h.now, Command::Kick("cy".into()));
+    assert!(matches!(events(&h.outputs())[..], [Event::Error { .. }]));
+}
+
+#[test]
 fn a_lost_external_server_is_tried_again_after_1_s_then_every_2_s_and_ids_move_on() {
     let mut h = Host::new(config());
     let first = h.join(1, "alice");

@@ -251,7 +251,7 @@ fn with_approve_newcomers_wait_until_the_host_lets_them_in_or_turns_them_away() 
     // A name nobody has.
     host.send("approve zed");
     let e = host.wait_for("no zed", T, |v| v["event"] == "error" && v["message"].as_str().is_some_and(|m| m.contains("zed")));
-    assert!(e["message"].as_str().unwrap().contains("nobody of that name is waiting"), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("nobody of that name or id is waiting"), "{e}");
     assert_eq!(ann.quit(), 0);
     assert_eq!(host.quit(), 0);
 }

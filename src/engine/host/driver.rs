@@ -227,6 +227,11 @@ impl Io {
                 }
             }
             HostOutput::Close { peer } => self.close(peer),
+            HostOutput::Revoke { peer } => {
+                if let Some(fb) = &self.setup.fallback {
+                    fb.passes.revoke(peer);
+                }
+            }
             HostOutput::ReconnectSignal => self.reconnect_signal(),
             HostOutput::StartRendition { space, level, from_us, until_us } => {
                 if let Err(reason) = self.renditions.start(space, &level, from_us, until_us) {

@@ -159,6 +159,13 @@ pub enum HostOutput {
         /// Whose.
         peer: PeerId,
     },
+    /// The host sent `peer` away (kicked, or let go for flooding): whatever lets it in besides
+    /// its link (the HTTPS fallback's pass) goes too. (A link that merely failed keeps it: the
+    /// fallback is for exactly that.)
+    Revoke {
+        /// Whose.
+        peer: PeerId,
+    },
     /// Connect to the signaling server again and take the room back (a `Create` signed for
     /// the new connection); say how it went with `handle_signal_back`.
     ReconnectSignal,
@@ -594,6 +601,7 @@ impl HostCore {
             }
         };
         self.out.push_back(HostOutput::Control { peer, msg: Message::StreamEnd { reason: "the host sent you away".into() } });
+        self.out.push_back(HostOutput::Revoke { peer });
         self.remove_peer(now, peer, "sent away by the host", true);
         self.settle(now);
     }

@@ -218,6 +218,7 @@ fn the_host_sends_a_participant_away_by_id_or_by_a_name_only_it_has() {
     let out = h.outputs();
     assert!(matches!(controls_to(&out, ann)[..], [Message::StreamEnd { .. }]), "{out:?}");
     assert!(out.contains(&HostOutput::Close { peer: ann }));
+    assert!(out.contains(&HostOutput::Revoke { peer: ann }), "its fallback pass goes too");
     assert!(matches!(&events(&out)[..], [Event::PeerLeft { reason, .. }] if reason.contains("sent away")), "{out:?}");
     h.core.handle_command(h.now, Command::Kick(bob.to_string()));
     assert!(h.outputs().contains(&HostOutput::Close { peer: bob }));
@@ -440,6 +441,7 @@ fn a_participant_flooding_control_messages_is_let_go_with_the_reason() {
         });
         if let Some(reason) = left {
             assert!(out.contains(&HostOutput::Close { peer: bob }), "{out:?}");
+            assert!(out.contains(&HostOutput::Revoke { peer: bob }), "its fallback pass goes too");
             assert!(matches!(controls_to(&out, bob)[..], [.., Message::Notice { .. }]), "told why: {out:?}");
             let_go = Some((i, h.now - start, reason));
         }

@@ -1,5 +1,6 @@
 //! Network edges: the signaling client and the WebRTC peer link.
 
+pub mod accept;
 pub mod addrs;
 pub mod diagnose;
 pub mod http;

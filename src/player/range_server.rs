@@ -48,15 +48,7 @@ pub async fn start<S: ChunkSource + 'static>(shared: Arc<SharedStore<S>>) -> std
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
-            let sock = match listener.accept().await {
-                Ok((sock, _)) => sock,
-                Err(e) => {
-                    // Out of descriptors, say: the server stays, mpv may ask again.
-                    tracing::debug!("range server accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+            let (sock, _) = crate::net::accept::next(&listener, "range server").await;
             let (shared, path, slots) = (shared.clone(), path.clone(), slots.clone());
             tokio::spawn(async move {
                 if let Err(e) = serve(sock, shared, &path, slots).await {
@@ -66,10 +58,6 @@ pub async fn start<S: ChunkSource + 'static>(shared: Arc<SharedStore<S>>) -> std
         }
     });
     Ok(RangeServer { url, task })
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// One request: its head within [`HEAD_TIMEOUT`], the path checked, then one of the serving
@@ -93,7 +81,7 @@ async fn serve<S: ChunkSource + 'static>(
             return Ok(());
         }
     };
-    if !constant_eq(req_path.as_bytes(), path.as_bytes()) {
+    if !crate::protocol::auth::constant_eq(req_path.as_bytes(), path.as_bytes()) {
         sock.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await?;
         return Ok(());
     }

@@ -128,15 +128,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// TLS or WebSocket work), then a task of its own that gives the slot back when it ends.
 async fn accept_loop(listener: TcpListener, slots: Arc<Slots>, rooms: Arc<Mutex<Rooms>>, cfg: Arc<ServerConfig>) {
     loop {
-        let (stream, peer_addr) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of descriptors, say: wait rather than spin.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (stream, peer_addr) = crate::net::accept::next(&listener, "signaling server").await;
         let slot = match slots.take(peer_addr.ip()) {
             Ok(slot) => slot,
             Err(refused) => {

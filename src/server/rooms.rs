@@ -90,7 +90,7 @@ impl Rooms {
         };
         // Constant-time compare is not needed for a token that is itself a one-way hash
         // of the key, but it costs nothing.
-        if !constant_eq(r.token.as_bytes(), token.as_bytes()) {
+        if !crate::protocol::auth::constant_eq(r.token.as_bytes(), token.as_bytes()) {
             return Err((ErrorCode::BadToken, "wrong join token: the link's key does not match this room".into()));
         }
         if r.members.len() > max {
@@ -160,10 +160,6 @@ impl Rooms {
     pub fn is_empty(&self) -> bool {
         self.rooms.is_empty()
     }
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Checks a `Create`: a well-formed room id and token, and a key that the room id names and

@@ -163,15 +163,7 @@ pub async fn start(addr: SocketAddr, room: Room, tls: Arc<rustls::ServerConfig>)
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let task = tokio::spawn(async move {
         loop {
-            let (sock, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of descriptors, say: wait rather than spin.
-                    tracing::debug!("HTTP fallback accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+            let (sock, peer) = crate::net::accept::next(&listener, "HTTP fallback").await;
             let Ok(slot) = open.take(peer.ip()) else { continue };
             let (room, file, serving, acceptor) = (room.clone(), file.clone(), serving.clone(), acceptor.clone());
             tokio::spawn(async move {

@@ -11,6 +11,11 @@ use sha2::Sha256;
 use super::identity::{HostId, HostKey, Purpose};
 use super::signal::PeerId;
 
+/// Whether `a == b`, in time that depends on their lengths only (secret paths, tokens).
+pub fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Length of a room key in bytes (128 bits).
 pub const KEY_LEN: usize = 16;
 

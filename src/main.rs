@@ -263,7 +263,7 @@ async fn join_cmd(a: syncy::cli::JoinArgs, cfg: &syncy::cli::config::Config) -> 
     if let Some(graphics) = graphics {
         return join_with_view(link, &a, cfg, graphics, mpv).await;
     }
-    let opts = join_options(link, &a, cfg, join::Render::None, mpv)?;
+    let opts = join_options(link, &a, cfg, join::Render::None, mpv).await?;
     let (events, printer) = event_printer(a.headless);
     let result = join::run(opts, events.clone(), command_channel(a.headless)).await.map(|_| ());
     report_error(&result, &events, a.headless);
@@ -327,7 +327,7 @@ async fn doctor(a: syncy::cli::DoctorArgs, cfg: &syncy::cli::config::Config, con
 }
 
 /// A participant's options from its flags, over the environment and the config file.
-fn join_options(
+async fn join_options(
     link: Link,
     a: &syncy::cli::JoinArgs,
     cfg: &syncy::cli::config::Config,
@@ -335,8 +335,20 @@ fn join_options(
     mpv: Option<Vec<String>>,
 ) -> Result<join::JoinOptions> {
     let defaults = join::JoinOptions::new(link);
+    // The same person to a host across restarts (what a ban names), from a private file.
+    let guest = match syncy::cli::config::dir() {
+        Some(dir) => {
+            let identity = host::Identity::File { path: dir.join("guest-identity"), renew: false };
+            tokio::task::spawn_blocking(move || syncy::engine::identity::load_guest(&identity)).await??
+        }
+        None => {
+            tracing::warn!("no config dir (HOME and XDG_CONFIG_HOME unset): a new participant identity for this run");
+            defaults.guest.clone()
+        }
+    };
     Ok(join::JoinOptions {
         name: a.name.clone().or_else(|| cfg.name.clone()).unwrap_or(defaults.name.clone()),
+        guest,
         save: a.save.clone(),
         force: a.force,
         buffer: a.buffer,
@@ -363,7 +375,7 @@ async fn join_with_view(
     let screen = Screen::new();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (events, mut events_rx) = mpsc::unbounded_channel::<Event>();
-    let opts = join_options(link, a, cfg, join::Render::Screen(screen.clone()), mpv)?;
+    let opts = join_options(link, a, cfg, join::Render::Screen(screen.clone()), mpv).await?;
     let engine = tokio::spawn(join::run(opts, events, cmd_rx));
     // Events become the view's message line (and the log); nothing prints while it is up.
     let notices = {

@@ -299,7 +299,9 @@ pub struct HostArgs {
     #[arg(long, default_value = "64KiB", value_parser = parse_bytes, value_name = "SIZE")]
     pub chunk_size: u64,
     /// Let each newcomer in by hand: the dashboard shows who knocks (`a` lets the oldest in,
-    /// `d` turns them away); headless or plain, type `approve NAME` or `deny NAME`.
+    /// `d` turns them away); headless or plain, type `approve ID|NAME` or `deny ID|NAME`. Any
+    /// host can `kick ID|NAME` and `ban ID|NAME` (the dashboard: Tab selects, `k` kicks, `b`
+    /// twice bans): a ban turns that participant's identity away for the room's life.
     #[arg(long)]
     pub approve: bool,
     /// Also serve the room over plain HTTP on this address (e.g. 0.0.0.0:8080), for

@@ -2,6 +2,7 @@
 //! interface both report through (`Event`) and take commands by (`Command`, DESIGN §9).
 
 pub mod host;
+pub mod identity;
 pub mod join;
 
 pub use crate::core::api::{Command, Event, LinkInfo, PeerStats};

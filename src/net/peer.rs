@@ -19,6 +19,7 @@ use webrtc::peer_connection::{
 use super::diagnose::Facts;
 use super::pc_guard::ClosingPc;
 use crate::protocol::auth::{RoomKey, SetupAuth};
+use crate::protocol::guest::GuestKey;
 use crate::protocol::identity::{HostId, HostKey};
 use crate::protocol::signal::SignalPayload;
 
@@ -65,8 +66,9 @@ pub enum LinkError {
     /// WebRTC stack error.
     #[error("WebRTC: {0}")]
     Rtc(#[from] webrtc::error::Error),
-    /// The SDP's MAC is wrong: someone without the room key made it.
-    #[error("the peer's session description is not signed with the room key; refusing it")]
+    /// The answer's MAC or signature is wrong: someone without the room key made it, or
+    /// someone other than the key that joined (riding on another's approval).
+    #[error("the peer's session description is not signed with the room key and the key it joined with; refusing it")]
     BadMac,
     /// The offer is not signed by the host key the link names (for this participant and set-up).
     #[error("the offer is not signed by the host this link names (someone else posing as the host?); refusing it")]
@@ -222,17 +224,19 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 /// What the host signs and checks one set-up with: its own key for the offer, the room key
-/// for the participant's answer.
+/// and the participant's key for its answer.
 pub struct OfferAuth<'a> {
     pub host: &'a HostKey,
     pub key: &'a RoomKey,
     pub setup: SetupAuth,
 }
 
-/// What a participant checks the host's offer with, and MACs its answer with.
+/// What a participant checks the host's offer with, and MACs and signs its answer with.
 pub struct AnswerAuth<'a> {
     pub host: &'a HostId,
     pub key: &'a RoomKey,
+    /// Its own key in this room (the one `setup` names).
+    pub guest: &'a GuestKey,
     pub setup: SetupAuth,
 }
 
@@ -375,11 +379,18 @@ pub async fn gather(nat: &NatOptions, wait: Duration) -> Result<(super::diagnose
     result
 }
 
-/// The participant's answer (SDP and its MAC), past any candidates: they are in the SDP.
-async fn answer_of(answers: &mut mpsc::Receiver<SignalPayload>) -> Result<(String, String), LinkError> {
+/// A participant's answer as it came.
+struct Answer {
+    sdp: String,
+    mac: String,
+    sig: String,
+}
+
+/// The participant's answer, past any candidates: they are in the SDP.
+async fn answer_of(answers: &mut mpsc::Receiver<SignalPayload>) -> Result<Answer, LinkError> {
     loop {
         let unexpected = match answers.recv().await.ok_or(LinkError::Gone)? {
-            SignalPayload::Answer { sdp, mac } => return Ok((sdp, mac)),
+            SignalPayload::Answer { sdp, mac, sig } => return Ok(Answer { sdp, mac, sig }),
             SignalPayload::Ice { .. } => continue,
             SignalPayload::Offer { .. } => "offer sent to the offerer",
             SignalPayload::Denied { .. } => "a refusal sent to the host",
@@ -430,10 +441,10 @@ async fn answer_on(
     pc.set_local_description(answer).await?;
     let mut stash = Vec::new();
     let LocalSdp { sdp, gathered, warning } = gathered_local_sdp(pc, events, &mut stash, nat).await?;
-    let mac = auth.setup.answer_mac(auth.key, &sdp);
+    let (mac, sig) = auth.setup.answer_auth(auth.key, auth.guest, &sdp);
     facts.local = gathered;
     tracing::debug!("candidates: ours {:?}, the host's {:?}", facts.local, facts.remote);
-    if !send(SignalPayload::Answer { sdp, mac }).await {
+    if !send(SignalPayload::Answer { sdp, mac, sig }).await {
         return Err(LinkError::Gone);
     }
     let (mut control, mut chunks) = (None, None);
@@ -492,11 +503,11 @@ async fn offer_on(
     if !send(SignalPayload::Offer { sdp, sig }).await {
         return Err(LinkError::Gone);
     }
-    let answer = answer_of(answers).await?;
-    if !auth.setup.verify_answer(auth.key, &answer.0, &answer.1) {
+    let Answer { sdp, mac, sig } = answer_of(answers).await?;
+    if !auth.setup.verify_answer(auth.key, &sdp, &mac, &sig) {
         return Err(LinkError::BadMac);
     }
-    pc.set_remote_description(RTCSessionDescription::answer(answer.0)?).await?;
+    pc.set_remote_description(RTCSessionDescription::answer(sdp)?).await?;
     let early_control = wait_open(&control).await?;
     if !wait_open(&chunks).await?.is_empty() {
         return Err(LinkError::Unexpected("a message from the participant on the chunks channel"));

@@ -50,8 +50,9 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
         ("approve", Some(n)) => Ok(Command::Approve(n.into())),
         ("deny", Some(n)) => Ok(Command::Deny(n.into())),
         ("kick", Some(n)) => Ok(Command::Kick(n.into())),
+        ("ban", Some(n)) => Ok(Command::Ban(n.into())),
         _ => Err(format!(
-            "unknown command {line:?} (try play, pause, seek S, seek +S, seek -S, quality auto|low|medium|high, download-limit RATE, approve NAME, deny NAME, quit)"
+            "unknown command {line:?} (try play, pause, seek S, seek +S, seek -S, quality auto|low|medium|high, download-limit RATE, approve ID|NAME, deny ID|NAME, kick ID|NAME, ban ID|NAME, quit)"
         )),
     }
 }
@@ -134,6 +135,8 @@ mod tests {
         assert_eq!(parse_command("approve bob"), Ok(Command::Approve("bob".into())));
         assert_eq!(parse_command("deny bob"), Ok(Command::Deny("bob".into())));
         assert_eq!(parse_command("kick 4294967299"), Ok(Command::Kick("4294967299".into())));
+        assert_eq!(parse_command("ban eve"), Ok(Command::Ban("eve".into())));
+        assert!(parse_command("ban").is_err());
         assert!(parse_command("approve").is_err());
         for bad in ["", "seek", "seek x", "seek NaN", "jump", "quit now", "quality ultra"] {
             assert!(parse_command(bad).is_err(), "{bad}");

@@ -13,7 +13,7 @@ pub fn print(ev: &Event) {
 /// The event's line, with what came over the network made safe for a terminal.
 fn line(ev: &Event) -> String {
     let text = match ev {
-        Event::Knock { name, .. } => format!("{ev}: type `approve {name}` or `deny {name}`"),
+        Event::Knock { peer, .. } => format!("{ev}: type `approve {peer}` or `deny {peer}` (or `ban {peer}`)"),
         _ => ev.to_string(),
     };
     crate::output::terminal::safe(&text, false).into_owned()
@@ -41,7 +41,7 @@ mod tests {
 
     #[test]
     fn a_name_or_notice_from_the_network_cannot_drive_the_terminal() {
-        let knock = Event::Knock { peer: 7, name: "eve\u{1b}]0;owned\u{7}".into() };
+        let knock = Event::Knock { peer: 7, name: "eve\u{1b}]0;owned\u{7}".into(), guest: "Qm9iIGtleSAx".into() };
         let l = line(&knock);
         assert!(!l.contains('\u{1b}') && !l.contains('\u{7}') && l.contains("eve\\u{1b}]0;owned"), "{l}");
         let notice = Event::Error { message: "bad\nsyncy: error: fake".into() };

@@ -185,9 +185,9 @@ impl Conn {
                 outbox.push(&ServerMsg::Created { room: room.clone(), peer });
                 self.member = Membership::In { room, peer };
             }
-            (ClientMsg::Join { room, join_token, name, nonce }, Membership::None, _) => {
+            (ClientMsg::Join { room, join_token, name, nonce, key }, Membership::None, _) => {
                 let name = clean_name(name);
-                let (peer, host, key) = rooms.join(&room, &join_token, name, nonce, outbox.clone())?;
+                let (peer, host, key) = rooms.join(&room, &join_token, name, nonce, key, outbox.clone())?;
                 outbox.push(&ServerMsg::Joined { room: room.clone(), peer, host, host_key: key.to_hex() });
                 self.member = Membership::In { room, peer };
             }

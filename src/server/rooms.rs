@@ -80,9 +80,13 @@ impl Rooms {
     }
 
     /// Adds a participant; tells the host.
-    pub fn join(&mut self, room: &str, token: &str, name: String, nonce: String, outbox: Outbox) -> Result<(PeerId, PeerId, HostId), Refusal> {
+    pub fn join(&mut self, room: &str, token: &str, name: String, nonce: String, key: String, outbox: Outbox) -> Result<(PeerId, PeerId, HostId), Refusal> {
         if !valid_nonce(&nonce) {
             return Err((ErrorCode::BadMessage, "a join's nonce must be 32 hex digits".into()));
+        }
+        // Only its shape: what the key is worth (a signed answer) is the host's to check.
+        if crate::protocol::guest::GuestId::from_hex(&key).is_none() {
+            return Err((ErrorCode::BadMessage, "a join's key must be an Ed25519 public key in hex".into()));
         }
         let max = self.cfg.max_peers;
         let Some(r) = self.rooms.get(room) else {
@@ -101,7 +105,7 @@ impl Rooms {
         let (host, host_key) = (r.host, r.host_key);
         if let Some(h) = r.members.get(&host) {
             // (A host too far behind to take this is let go, and the room with it.)
-            h.outbox.push(&ServerMsg::PeerJoined { peer, name: name.clone(), nonce });
+            h.outbox.push(&ServerMsg::PeerJoined { peer, name: name.clone(), nonce, key });
         }
         r.members.insert(peer, Member { name, outbox });
         Ok((peer, host, host_key))
@@ -201,6 +205,11 @@ mod tests {
 
     const NONCE: &str = "00112233445566778899aabbccddeeff";
 
+    /// A participant's key, as it sends it.
+    fn guest_key() -> String {
+        crate::protocol::guest::GuestSecret::random().key_for("r").public().to_hex()
+    }
+
     fn host() -> HostId {
         HostSecret::random().host_key().public()
     }
@@ -217,19 +226,22 @@ mod tests {
         let other = host();
         assert_eq!(rooms.create(other.fingerprint(), tok.clone(), "x".into(), other, from(1), o).unwrap_err().0, ErrorCode::ServerFull);
         let (o, _) = outbox();
-        assert_eq!(rooms.join(&room, &"b".repeat(64), "p".into(), NONCE.into(), o).unwrap_err().0, ErrorCode::BadToken);
+        assert_eq!(rooms.join(&room, &"b".repeat(64), "p".into(), NONCE.into(), guest_key(), o).unwrap_err().0, ErrorCode::BadToken);
         let (o, _) = outbox();
-        assert_eq!(rooms.join("nope", &tok, "p".into(), NONCE.into(), o).unwrap_err().0, ErrorCode::NoSuchRoom);
+        assert_eq!(rooms.join("nope", &tok, "p".into(), NONCE.into(), guest_key(), o).unwrap_err().0, ErrorCode::NoSuchRoom);
         let (o, _) = outbox();
-        assert_eq!(rooms.join(&room, &tok, "p".into(), "short".into(), o).unwrap_err().0, ErrorCode::BadMessage);
+        assert_eq!(rooms.join(&room, &tok, "p".into(), "short".into(), guest_key(), o).unwrap_err().0, ErrorCode::BadMessage);
         let (o1, _r1) = outbox();
-        let (p1, h1, k1) = rooms.join(&room, &tok, "p1".into(), NONCE.into(), o1).unwrap();
+        let (o, _) = outbox();
+        assert_eq!(rooms.join(&room, &tok, "p".into(), NONCE.into(), "ab".repeat(33), o).unwrap_err().0, ErrorCode::BadMessage, "no key");
+        let g1 = guest_key();
+        let (p1, h1, k1) = rooms.join(&room, &tok, "p1".into(), NONCE.into(), g1.clone(), o1).unwrap();
         assert_eq!((h1, k1), (host_peer, key));
-        assert_eq!(hrx.try_recv_msg().unwrap(), ServerMsg::PeerJoined { peer: p1, name: "p1".into(), nonce: NONCE.into() });
+        assert_eq!(hrx.try_recv_msg().unwrap(), ServerMsg::PeerJoined { peer: p1, name: "p1".into(), nonce: NONCE.into(), key: g1 });
         let (o2, _r2) = outbox();
-        rooms.join(&room, &tok, "p2".into(), NONCE.into(), o2).unwrap();
+        rooms.join(&room, &tok, "p2".into(), NONCE.into(), guest_key(), o2).unwrap();
         let (o3, _r3) = outbox();
-        let (code, msg) = rooms.join(&room, &tok, "p3".into(), NONCE.into(), o3).unwrap_err();
+        let (code, msg) = rooms.join(&room, &tok, "p3".into(), NONCE.into(), guest_key(), o3).unwrap_err();
         assert_eq!(code, ErrorCode::RoomFull);
         assert!(msg.contains("full"));
         rooms.leave(&room, p1);
@@ -245,7 +257,7 @@ mod tests {
         let key = host();
         let (room, host_peer) = rooms.create(key.fingerprint(), tok.clone(), "h".into(), key, from(1), h).unwrap();
         let (o, mut prx) = outbox();
-        rooms.join(&room, &tok, "p".into(), NONCE.into(), o).unwrap();
+        rooms.join(&room, &tok, "p".into(), NONCE.into(), guest_key(), o).unwrap();
         rooms.leave(&room, host_peer);
         assert!(rooms.is_empty());
         assert!(matches!(prx.try_recv_msg().unwrap(), ServerMsg::Error { code: ErrorCode::RoomClosed, .. }));
@@ -308,9 +320,9 @@ mod tests {
         let (room, host_peer, mut hrx) = open(&mut rooms, from(1)).unwrap();
         let tok = "f".repeat(64);
         let (o1, mut r1) = outbox();
-        let (p1, ..) = rooms.join(&room, &tok, "p1".into(), NONCE.into(), o1).unwrap();
+        let (p1, ..) = rooms.join(&room, &tok, "p1".into(), NONCE.into(), guest_key(), o1).unwrap();
         let (o2, mut r2) = outbox();
-        let (p2, ..) = rooms.join(&room, &tok, "p2".into(), NONCE.into(), o2).unwrap();
+        let (p2, ..) = rooms.join(&room, &tok, "p2".into(), NONCE.into(), guest_key(), o2).unwrap();
         while hrx.try_recv_msg().is_some() {}
         let ice = || SignalPayload::Ice { candidate: "c".into(), sdp_mid: None, sdp_mline_index: None };
         assert!(rooms.relay(&room, p1, host_peer, ice()).unwrap());
@@ -333,7 +345,7 @@ mod tests {
         let mut rooms = Rooms::new(ServerConfig::default());
         let (room, host_peer, _hrx) = open(&mut rooms, from(1)).unwrap();
         let (o, _r) = outbox();
-        let (p, ..) = rooms.join(&room, &"f".repeat(64), "p".into(), NONCE.into(), o).unwrap();
+        let (p, ..) = rooms.join(&room, &"f".repeat(64), "p".into(), NONCE.into(), guest_key(), o).unwrap();
         let big = |n: usize| SignalPayload::Ice { candidate: "c".repeat(n), sdp_mid: None, sdp_mline_index: None };
         assert_eq!(rooms.relay(&room, p, host_peer, big(40_000)).unwrap_err().0, ErrorCode::TooLarge);
         // The host does not read: the participant is refused once half its outbox waits, and

@@ -53,7 +53,7 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
             Err(()) => break Ok(()),
         }
         // The keys for letting people in show while someone knocks.
-        view.host_keys = model.oldest_knocking().is_some();
+        view.keys = keys::Shown { host: true, knocking: model.oldest_knocking().is_some() };
         match view.poll_input(&model.link, now, Duration::from_millis(20))? {
             Input::Nothing => {}
             Input::Quit => break Ok(()),
@@ -95,17 +95,13 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
 
 /// What a room key does on the host's dashboard.
 fn room_key(a: keys::Action, view: &mut ViewState, model: &RoomModel, commands: &UnboundedSender<Command>, now: Instant) {
+    if let Some(command) = super::moderation::on_key(a, view, model, now) {
+        if let Some(c) = command {
+            let _ = commands.send(c);
+        }
+        return;
+    }
     match a {
-        keys::Action::LetIn | keys::Action::TurnAway => match model.oldest_knocking() {
-            Some((peer, name)) => {
-                let let_in = a == keys::Action::LetIn;
-                view.flash(format!("{} {name}", if let_in { "letting in" } else { "turning away" }), now);
-                // By id: two knockers may share a name.
-                let id = peer.to_string();
-                let _ = commands.send(if let_in { Command::Approve(id) } else { Command::Deny(id) });
-            }
-            None => view.flash("nobody is waiting to join".into(), now),
-        },
         keys::Action::CycleQuality => view.flash("each participant picks its own quality (v in syncy join)".into(), now),
         a => {
             if let Some(c) = keys::command_for(a, model.playing, model.file.duration_ms) {

@@ -107,7 +107,7 @@ impl RoomModel {
                 self.file = FileInfo { name: file.clone(), size: *size, duration_ms: *duration_ms };
                 self.note(event.to_string());
             }
-            Event::Knock { peer, name } => {
+            Event::Knock { peer, name, .. } => {
                 if !self.peers.iter().any(|p| p.peer == *peer) {
                     self.peers.push(PeerRow { peer: *peer, name: name.clone(), state: PeerState::Knocking, stats: None });
                 }
@@ -207,7 +207,7 @@ mod tests {
     fn peers_go_from_connecting_to_watching_and_buffering_and_leave() {
         let t = Instant::now();
         let mut m = RoomModel::default();
-        m.apply(&Event::Knock { peer: 1, name: "ann".into() }, t);
+        m.apply(&Event::Knock { peer: 1, name: "ann".into(), guest: "Qm9iIGtleSAx".into() }, t);
         assert_eq!((m.peers[0].state, m.oldest_knocking()), (PeerState::Knocking, Some((1, "ann"))));
         m.apply(&Event::PeerJoined { peer: 1, name: "ann".into() }, t);
         assert_eq!((m.peers.len(), m.oldest_knocking()), (1, None), "let in: the same row, connecting");

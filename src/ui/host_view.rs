@@ -71,7 +71,7 @@ pub fn draw_with_video(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant
         picture_pane::render(f, pane, picture, "waiting for the first frame…", v.palette256, v.help);
     }
     let title = format!(" peers ({}) ", m.peers.len());
-    f.render_widget(peers::table(&m.peers).block(Block::bordered().title(title)), a.table);
+    f.render_widget(peers::table(&m.peers, v.selected).block(Block::bordered().title(title)), a.table);
     if m.peers.is_empty() && a.table.height > 3 {
         let under_header = Rect { x: a.table.x + 1, y: a.table.y + 2, width: a.table.width.saturating_sub(2), height: 1 };
         f.render_widget(Paragraph::new(peers::EMPTY).style(Style::default().fg(Color::DarkGray)), under_header);
@@ -158,7 +158,7 @@ mod tests {
             Event::PeerJoined { peer: 2, name: "bob".into() },
             Event::PeerJoined { peer: 3, name: "cy".into() },
             Event::PeerJoined { peer: 4, name: "dee".into() },
-            Event::Knock { peer: 5, name: "eve".into() },
+            Event::Knock { peer: 5, name: "eve".into(), guest: "Qm9iIGtleSAx".into() },
         ];
         for e in &events {
             m.apply(e, t);
@@ -178,7 +178,7 @@ mod tests {
 
     /// The host's view state, as `host_app` makes it while someone knocks.
     fn host() -> ViewState {
-        ViewState { host_keys: true, ..ViewState::default() }
+        ViewState { keys: crate::ui::keys::Shown { host: true, knocking: true }, ..ViewState::default() }
     }
 
     fn render(m: &RoomModel, v: &ViewState, w: u16, h: u16, t: Instant) -> Terminal<TestBackend> {

@@ -22,6 +22,12 @@ pub enum Action {
     LetIn,
     /// Host under `--approve`: turn away who has waited longest.
     TurnAway,
+    /// Host: select the next participant in the table (for kick and ban).
+    SelectNext,
+    /// Host: send the selected participant away.
+    Kick,
+    /// Host: ban the selected participant's key for the room's life (pressed twice).
+    Ban,
     /// Show or hide the log pane.
     ToggleLog,
     /// Show or hide the key help.
@@ -43,16 +49,31 @@ pub struct Binding {
     pub label: &'static str,
     /// What it does, for the footer and help.
     pub help: &'static str,
-    /// Only the host's view has it.
-    pub host_only: bool,
+    /// Where it is shown.
+    pub scope: Scope,
+}
+
+/// Which views show a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every view.
+    All,
+    /// The host's, in the footer and help, while someone knocks.
+    Knocking,
+    /// The host's, in the help only (the footer has no room).
+    Host,
 }
 
 const fn key(code: KeyCode, action: Action, label: &'static str, help: &'static str) -> Binding {
-    Binding { code, mods: KeyModifiers::NONE, action, label, help, host_only: false }
+    Binding { code, mods: KeyModifiers::NONE, action, label, help, scope: Scope::All }
+}
+
+const fn knock_key(code: KeyCode, action: Action, label: &'static str, help: &'static str) -> Binding {
+    Binding { code, mods: KeyModifiers::NONE, action, label, help, scope: Scope::Knocking }
 }
 
 const fn host_key(code: KeyCode, action: Action, label: &'static str, help: &'static str) -> Binding {
-    Binding { code, mods: KeyModifiers::NONE, action, label, help, host_only: true }
+    Binding { code, mods: KeyModifiers::NONE, action, label, help, scope: Scope::Host }
 }
 
 /// Every binding, in footer order. Digits 0–9 jump to 0–90%.
@@ -64,12 +85,15 @@ pub const KEYS: &[Binding] = &[
     key(KeyCode::Up, Action::SeekBy(60.0), "", ""),
     key(KeyCode::Char('y'), Action::CopyLink, "y", "copy link"),
     key(KeyCode::Char('v'), Action::CycleQuality, "v", "quality"),
-    host_key(KeyCode::Char('a'), Action::LetIn, "a/d", "let in/turn away"),
-    host_key(KeyCode::Char('d'), Action::TurnAway, "", ""),
+    knock_key(KeyCode::Char('a'), Action::LetIn, "a/d", "let in/turn away"),
+    knock_key(KeyCode::Char('d'), Action::TurnAway, "", ""),
+    host_key(KeyCode::Tab, Action::SelectNext, "tab", "select a participant"),
+    host_key(KeyCode::Char('k'), Action::Kick, "k", "send them away"),
+    host_key(KeyCode::Char('b'), Action::Ban, "b b", "ban them for the room"),
     key(KeyCode::Char('l'), Action::ToggleLog, "l", "log"),
     key(KeyCode::Char('?'), Action::ToggleHelp, "?", "help"),
     key(KeyCode::Char('q'), Action::Quit, "q", "quit"),
-    Binding { code: KeyCode::Char('c'), mods: KeyModifiers::CONTROL, action: Action::Quit, label: "", help: "", host_only: false },
+    Binding { code: KeyCode::Char('c'), mods: KeyModifiers::CONTROL, action: Action::Quit, label: "", help: "", scope: Scope::All },
 ];
 
 /// The action for a key press, if any.
@@ -96,7 +120,15 @@ pub fn command_for(action: Action, playing: bool, duration_ms: Option<u64>) -> O
         Action::SeekFraction(f) => duration_ms.map(|d| Command::SeekTo(d as f64 / 1000.0 * f)),
         Action::Quit => Some(Command::Quit),
         // The participant's own choice, not the room's: see `next_quality`.
-        Action::CopyLink | Action::CycleQuality | Action::LetIn | Action::TurnAway | Action::ToggleLog | Action::ToggleHelp => None,
+        Action::CopyLink
+        | Action::CycleQuality
+        | Action::LetIn
+        | Action::TurnAway
+        | Action::SelectNext
+        | Action::Kick
+        | Action::Ban
+        | Action::ToggleLog
+        | Action::ToggleHelp => None,
     }
 }
 
@@ -108,24 +140,39 @@ pub fn next_quality(choice: &str, levels: &[String]) -> String {
     order[(at + 1) % order.len()].to_string()
 }
 
-/// The bindings a view shows: the host's view has the host-only ones too.
-fn shown(host: bool) -> impl Iterator<Item = &'static Binding> {
-    KEYS.iter().filter(move |b| !b.label.is_empty() && (host || !b.host_only))
+/// What a view shows keys for: whose view, and whether someone knocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shown {
+    /// The host's dashboard.
+    pub host: bool,
+    /// Someone waits to be let in.
+    pub knocking: bool,
+}
+
+/// The bindings a view shows (`help`: in the help overlay, which has room for all).
+fn shown(v: Shown, help: bool) -> impl Iterator<Item = &'static Binding> {
+    KEYS.iter().filter(move |b| {
+        !b.label.is_empty()
+            && match b.scope {
+                Scope::All => true,
+                Scope::Knocking => v.knocking,
+                Scope::Host => v.host && help,
+            }
+    })
 }
 
 /// Footer entries in order: "space play/pause", …, "? help", "q quit".
-fn entries(host: bool) -> Vec<String> {
-    let mut parts: Vec<String> = shown(host).map(|b| format!("{} {}", b.label, b.help)).collect();
+fn entries(v: Shown) -> Vec<String> {
+    let mut parts: Vec<String> = shown(v, false).map(|b| format!("{} {}", b.label, b.help)).collect();
     // The digits are one entry, after the arrows.
-    let after_arrows = shown(host).position(|b| b.action == Action::CopyLink).unwrap_or(parts.len());
+    let after_arrows = shown(v, false).position(|b| b.action == Action::CopyLink).unwrap_or(parts.len());
     parts.insert(after_arrows, "0-9 jump".into());
     parts
 }
 
 /// The footer line for `width` columns: as many entries as fit, "? help" and "q quit" always.
-/// `host`: the host's view (with its own keys).
-pub fn footer(width: u16, host: bool) -> String {
-    let parts = entries(host);
+pub fn footer(width: u16, v: Shown) -> String {
+    let parts = entries(v);
     let (head, tail) = parts.split_at(parts.len() - 2);
     let mut chosen: Vec<&str> = tail.iter().map(String::as_str).collect();
     let len = |v: &[&str]| v.iter().map(|p| p.chars().count()).sum::<usize>() + 3 * v.len().saturating_sub(1);
@@ -141,8 +188,8 @@ pub fn footer(width: u16, host: bool) -> String {
 }
 
 /// The help overlay's lines: key and what it does, one per line.
-pub fn help_lines(host: bool) -> Vec<(String, &'static str)> {
-    let mut lines: Vec<(String, &'static str)> = shown(host).map(|b| (b.label.to_string(), b.help)).collect();
+pub fn help_lines(v: Shown) -> Vec<(String, &'static str)> {
+    let mut lines: Vec<(String, &'static str)> = shown(v, true).map(|b| (b.label.to_string(), b.help)).collect();
     let at = lines.iter().position(|(k, _)| k == "y").unwrap_or(lines.len());
     lines.insert(at, ("0–9".into(), "jump to 0–90%"));
     lines.push(("Ctrl-C".into(), "quit, always"));
@@ -171,15 +218,17 @@ mod tests {
 
     #[test]
     fn footer_comes_from_the_table_and_fits_the_width() {
-        assert_eq!(footer(200, false), "space play/pause · ←/→ ±10 s · ↓/↑ ±60 s · 0-9 jump · y copy link · v quality · l log · ? help · q quit");
+        let (plain, knocking) = (Shown::default(), Shown { host: true, knocking: true });
+        assert_eq!(footer(200, plain), "space play/pause · ←/→ ±10 s · ↓/↑ ±60 s · 0-9 jump · y copy link · v quality · l log · ? help · q quit");
         assert_eq!(
-            footer(200, true),
+            footer(200, knocking),
             "space play/pause · ←/→ ±10 s · ↓/↑ ±60 s · 0-9 jump · y copy link · v quality · a/d let in/turn away · l log · ? help · q quit"
         );
-        let narrow = footer(80, false);
+        assert_eq!(footer(200, Shown { host: true, knocking: false }), footer(200, plain), "kick and ban are in the help only");
+        let narrow = footer(80, plain);
         assert!(narrow.chars().count() <= 80, "{narrow}");
         assert!(narrow.starts_with("space play/pause") && narrow.ends_with("? help · q quit"), "{narrow}");
-        assert_eq!(footer(10, true), "? help · q quit");
+        assert_eq!(footer(10, knocking), "? help · q quit");
     }
 
     #[test]
@@ -211,10 +260,15 @@ mod tests {
 
     #[test]
     fn help_lists_every_key() {
-        let keys: Vec<String> = help_lines(false).into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = help_lines(Shown::default()).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["space", "←/→", "↓/↑", "0–9", "y", "v", "l", "?", "q", "Ctrl-C"]);
-        let keys: Vec<String> = help_lines(true).into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["space", "←/→", "↓/↑", "0–9", "y", "v", "a/d", "l", "?", "q", "Ctrl-C"]);
+        let keys: Vec<String> = help_lines(Shown { host: true, knocking: true }).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["space", "←/→", "↓/↑", "0–9", "y", "v", "a/d", "tab", "k", "b b", "l", "?", "q", "Ctrl-C"]);
+        let keys: Vec<String> = help_lines(Shown { host: true, knocking: false }).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["space", "←/→", "↓/↑", "0–9", "y", "v", "tab", "k", "b b", "l", "?", "q", "Ctrl-C"]);
+        assert_eq!(action_for(&press(KeyCode::Tab, KeyModifiers::NONE)), Some(Action::SelectNext));
+        assert_eq!(action_for(&press(KeyCode::Char('k'), KeyModifiers::NONE)), Some(Action::Kick));
+        assert_eq!(action_for(&press(KeyCode::Char('b'), KeyModifiers::NONE)), Some(Action::Ban));
         assert_eq!(action_for(&press(KeyCode::Char('a'), KeyModifiers::NONE)), Some(Action::LetIn));
         assert_eq!(action_for(&press(KeyCode::Char('d'), KeyModifiers::NONE)), Some(Action::TurnAway));
         assert_eq!(action_for(&press(KeyCode::Char('y'), KeyModifiers::NONE)), Some(Action::CopyLink));

@@ -8,6 +8,7 @@ pub mod host_view;
 pub mod join_app;
 pub mod join_view;
 pub mod keys;
+pub mod moderation;
 pub mod overlay;
 pub mod palette;
 pub mod peers;

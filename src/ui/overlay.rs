@@ -11,7 +11,7 @@ use super::view_state::ViewState;
 
 /// The key table in a box over the middle of `area`.
 pub fn help(f: &mut Frame, area: Rect, v: &ViewState) {
-    let lines: Vec<Line> = keys::help_lines(v.host_keys)
+    let lines: Vec<Line> = keys::help_lines(v.keys)
         .into_iter()
         .map(|(k, what)| Line::from(vec![Span::styled(format!("{k:>7}  "), Style::default().add_modifier(Modifier::BOLD)), Span::raw(what)]))
         .collect();
@@ -34,7 +34,7 @@ pub fn log<'a>(f: &mut Frame, area: Rect, lines: impl DoubleEndedIterator<Item =
 pub fn footer(f: &mut Frame, area: Rect, v: &ViewState) {
     let line = match &v.flash {
         Some(msg) => Line::styled(msg.clone(), Style::default().fg(Color::Green)),
-        None => Line::styled(keys::footer(area.width, v.host_keys), Style::default().fg(Color::DarkGray)),
+        None => Line::styled(keys::footer(area.width, v.keys), Style::default().fg(Color::DarkGray)),
     };
     f.render_widget(Paragraph::new(line), area);
 }

@@ -9,10 +9,12 @@ use super::host_model::{PeerRow, PeerState};
 use crate::core::api::clock;
 
 /// Columns: name, state, RTT, upload to them, buffer, position, drift, quality.
-pub fn table(peers: &[PeerRow]) -> Table<'static> {
+pub fn table(peers: &[PeerRow], selected: Option<u64>) -> Table<'static> {
     let header = Row::new(["name", "state", "rtt", "↑ to them", "buffer", "at", "drift", "quality"])
         .style(Style::default().fg(Color::DarkGray).add_modifier(Modifier::BOLD));
-    let rows: Vec<Row> = peers.iter().map(row).collect();
+    // The selected row (Tab, for k and b) in reverse video.
+    let rows: Vec<Row> =
+        peers.iter().map(|p| if Some(p.peer) == selected { row(p).style(Style::default().add_modifier(Modifier::REVERSED)) } else { row(p) }).collect();
     let widths = [
         Constraint::Max(20),
         Constraint::Length(10),
@@ -84,7 +86,10 @@ mod tests {
             PeerRow { peer: 3, name: "cy".into(), state: PeerState::Connecting, stats: None },
         ];
         let mut t = Terminal::new(TestBackend::new(80, 4)).unwrap();
-        t.draw(|f| f.render_widget(table(&rows), f.area())).unwrap();
+        t.draw(|f| f.render_widget(table(&rows, Some(3)), f.area())).unwrap();
         insta::assert_snapshot!(t.backend());
+        // The selected row (cy's, the last) stands out; the others do not.
+        let reversed = |y: u16| t.backend().buffer()[(0, y)].modifier.contains(Modifier::REVERSED);
+        assert!(reversed(3) && !reversed(1) && !reversed(2));
     }
 }

@@ -23,9 +23,13 @@ pub struct ViewState {
     pub palette256: bool,
     /// When the passing message goes.
     pub flash_until: Option<Instant>,
-    /// The host's own keys (letting people in) show in the footer and help: while someone
-    /// knocks.
-    pub host_keys: bool,
+    /// Which keys the footer and help show (the host's own; letting people in while someone
+    /// knocks).
+    pub keys: super::keys::Shown,
+    /// The host's selected participant (Tab), whom `k` and `b` act on.
+    pub selected: Option<u64>,
+    /// `b` was pressed once for this participant, until then: a second `b` bans.
+    pub ban_armed: Option<(u64, Instant)>,
 }
 
 /// What a key leaves for the caller once the view has taken its share.

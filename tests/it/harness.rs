@@ -118,11 +118,14 @@ impl Proc {
         Proc::spawn(&args, dir, "host")
     }
 
+    /// `syncy join` as `name`, saving to `DIR/NAME.copy`. Each name is its own person: its
+    /// own config dir (`DIR/xdg-config-NAME`), hence its own participant identity.
     pub fn join(link: &str, name: &str, dir: &Path, extra: &[&str]) -> Proc {
         let save = dir.join(format!("{name}.copy"));
         let mut args = vec!["join", link, "--headless", "--name", name, "--save", save.to_str().unwrap()];
         args.extend_from_slice(extra);
-        Proc::spawn(&args, dir, name)
+        let config = dir.join(format!("xdg-config-{name}"));
+        Proc::spawn_env(&args, dir, name, &[("XDG_CONFIG_HOME", config.to_str().unwrap())])
     }
 
     /// Waits for an event matching `pred`, keeping everything seen.

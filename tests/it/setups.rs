@@ -26,7 +26,9 @@ async fn take_offer(link: &Link, name: String) -> SignalClient {
     loop {
         let mut c = SignalClient::connect(&link.signal_url(), None).await.unwrap();
         let nonce = syncy::protocol::auth::nonce();
-        c.tx.send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: name.clone(), nonce }).await.unwrap();
+        c.tx.send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: name.clone(), nonce, key: guest_key(&link.room) })
+            .await
+            .unwrap();
         loop {
             match tokio::time::timeout_at(deadline, c.rx.recv()).await.expect("an offer in time") {
                 Some(ServerMsg::Signal { payload: SignalPayload::Offer { .. }, .. }) => return c,
@@ -82,4 +84,9 @@ fn a_hundred_abandoned_set_ups_leave_the_host_as_it_was() {
     p.event("complete", T);
     assert_eq!(p.quit(), 0);
     assert_eq!(host.quit(), 0);
+}
+
+/// A fresh participant key for `room`, as a `Join` carries it.
+pub fn guest_key(room: &str) -> String {
+    syncy::protocol::guest::GuestSecret::random().key_for(room).public().to_hex()
 }

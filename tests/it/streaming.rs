@@ -113,7 +113,15 @@ fn the_twenty_first_participant_is_refused_clearly() {
         for i in 0..20 {
             let mut c = SignalClient::connect(&parsed.signal_url(), None).await.unwrap();
             let nonce = syncy::protocol::auth::nonce();
-            c.tx.send(ClientMsg::Join { room: parsed.room.clone(), join_token: parsed.key.join_token(), name: format!("p{i}"), nonce }).await.unwrap();
+            c.tx.send(ClientMsg::Join {
+                room: parsed.room.clone(),
+                join_token: parsed.key.join_token(),
+                name: format!("p{i}"),
+                nonce,
+                key: super::setups::guest_key(&parsed.room),
+            })
+            .await
+            .unwrap();
             assert!(matches!(c.rx.recv().await, Some(ServerMsg::Joined { .. })));
             v.push(c);
         }

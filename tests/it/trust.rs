@@ -6,6 +6,7 @@ use std::time::Duration;
 use syncy::net::peer::{self, AnswerAuth, IceConfig, PeerLink};
 use syncy::net::signal_client::SignalClient;
 use syncy::protocol::auth::{RoomKey, SetupAuth};
+use syncy::protocol::guest::{GuestKey, GuestSecret};
 use syncy::protocol::identity::{HostId, HostSecret};
 use syncy::protocol::link::Link;
 use syncy::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
@@ -20,8 +21,10 @@ struct Member {
     c: SignalClient,
     host: PeerId,
     host_key: HostId,
-    /// What its set-up is authenticated over (room, its peer id, its nonce).
+    /// What its set-up is authenticated over (room, its peer id, its nonce, its key).
     setup: SetupAuth,
+    /// Its key in the room.
+    guest: GuestKey,
     sdp: String,
     sig: String,
 }
@@ -31,16 +34,18 @@ struct Member {
 async fn join_signaling(link: &Link, name: &str) -> Member {
     let mut c = SignalClient::connect(&link.signal_url(), None).await.unwrap();
     let nonce = syncy::protocol::auth::nonce();
-    c.tx.send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: name.into(), nonce: nonce.clone() }).await.unwrap();
+    let guest = GuestSecret::random().key_for(&link.room);
+    let key = guest.public().to_hex();
+    c.tx.send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: name.into(), nonce: nonce.clone(), key }).await.unwrap();
     let (peer, host, host_key) = match c.rx.recv().await {
         Some(ServerMsg::Joined { peer, host, host_key, .. }) => (peer, host, HostId::from_hex(&host_key).unwrap()),
         other => panic!("not joined: {other:?}"),
     };
-    let setup = SetupAuth { room: link.room.clone(), peer, nonce };
+    let setup = SetupAuth { room: link.room.clone(), peer, nonce, guest: guest.public() };
     loop {
         match c.rx.recv().await {
             Some(ServerMsg::Signal { from, payload: SignalPayload::Offer { sdp, sig } }) if from == host => {
-                return Member { c, host, host_key, setup, sdp, sig };
+                return Member { c, host, host_key, setup, guest, sdp, sig };
             }
             Some(_) => continue,
             None => panic!("signaling closed before the offer"),
@@ -50,11 +55,11 @@ async fn join_signaling(link: &Link, name: &str) -> Member {
 
 /// A participant that holds the key and connects for real, then misbehaves.
 async fn rogue_participant(link: &Link, name: &str) -> (SignalClient, PeerLink) {
-    let Member { c, host, host_key, setup, sdp, sig } = join_signaling(link, name).await;
+    let Member { c, host, host_key, setup, guest, sdp, sig } = join_signaling(link, name).await;
     let tx = c.tx.clone();
     let send = async |payload| tx.send(ClientMsg::Signal { to: host, payload }).await.is_ok();
     let ice = IceConfig::new(syncy::net::peer::Reach::of_host("127.0.0.1"), None, &Default::default());
-    let auth = AnswerAuth { host: &host_key, key: &link.key, setup };
+    let auth = AnswerAuth { host: &host_key, key: &link.key, guest: &guest, setup };
     let pl = PeerLink::answer(&ice, &auth, (sdp, sig), send).await.unwrap();
     peer::send(&pl.control, &stream::encode(&Message::Hello { version: PROTOCOL_VERSION, name: name.into() })).await.unwrap();
     (c, pl)
@@ -72,8 +77,8 @@ fn an_answer_not_signed_with_the_room_key_is_refused_by_the_host() {
     let _c = rt.block_on(async {
         let m = join_signaling(&link, "mallory").await;
         let forged = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n".to_string();
-        let mac = m.setup.answer_mac(&RoomKey::random(), &forged);
-        m.c.tx.send(ClientMsg::Signal { to: m.host, payload: SignalPayload::Answer { sdp: forged, mac } }).await.unwrap();
+        let (mac, sig) = m.setup.answer_auth(&RoomKey::random(), &m.guest, &forged);
+        m.c.tx.send(ClientMsg::Signal { to: m.host, payload: SignalPayload::Answer { sdp: forged, mac, sig } }).await.unwrap();
         m.c
     });
     let e = host.wait_for("the refusal", T, |v| v["event"] == "error" && v["message"].as_str().is_some_and(|m| m.contains("mallory")));
@@ -83,6 +88,79 @@ fn an_answer_not_signed_with_the_room_key_is_refused_by_the_host() {
     let mut p = Proc::join(&link.to_string(), "ann", dir.path(), &[]);
     p.event("complete", T);
     assert_eq!(p.quit(), 0);
+    assert_eq!(host.quit(), 0);
+}
+
+#[test]
+fn a_link_holder_cannot_ride_on_another_participants_approval() {
+    // Ann knocks and the host lets her in; a server that hands her offer to Mallory (who
+    // holds the link, so her MAC is good) gets nowhere: the answer must be signed by the key
+    // the host approved.
+    let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Proc::host(&file, dir.path(), &["--approve"]);
+    let link = Link::parse(&link_of(&mut host)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ann = rt.spawn({
+        let link = link.clone();
+        async move { join_signaling(&link, "ann").await }
+    });
+    let knock = host.event("knock", T);
+    assert_eq!(knock["guest"].as_str().map(str::len), Some(syncy::protocol::guest::GUEST_FINGERPRINT_LEN), "{knock}");
+    host.send(&format!("approve {}", knock["peer"]));
+    let _c = rt.block_on(async {
+        let m = ann.await.unwrap();
+        let mallory = GuestSecret::random().key_for(&link.room);
+        let forged = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n".to_string();
+        let (mac, sig) = m.setup.answer_auth(&link.key, &mallory, &forged);
+        m.c.tx.send(ClientMsg::Signal { to: m.host, payload: SignalPayload::Answer { sdp: forged, mac, sig } }).await.unwrap();
+        m.c
+    });
+    let e = host.wait_for("the refusal", T, |v| v["event"] == "error" && v["message"].as_str().is_some_and(|m| m.contains("ann")));
+    assert!(e["message"].as_str().unwrap().contains("the key it joined with"), "{e}");
+    assert!(!host.seen.iter().any(|v| v["event"] == "peer_joined"), "nobody got in on ann's approval");
+    assert_eq!(host.quit(), 0);
+}
+
+#[test]
+fn a_banned_participant_is_sent_away_and_turned_away_when_it_comes_back() {
+    let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = Proc::host(&file, dir.path(), &[]);
+    let link = link_of(&mut host);
+    // Each name its own config dir (`Proc::join`): two people.
+    let mut eve = Proc::join(&link, "eve", dir.path(), &[]);
+    let mut bob = Proc::join(&link, "bob", dir.path(), &[]);
+    for who in ["eve", "bob"] {
+        host.wait_for(who, T, |v| v["event"] == "peer_joined" && v["name"] == who);
+    }
+    eve.event("manifest", T);
+    host.send("ban eve");
+    let end = eve.event("stream_end", T);
+    assert!(end["reason"].as_str().unwrap().contains("banned"), "{end}");
+    let left = host.wait_for("eve gone", T, |v| v["event"] == "peer_left" && v["name"] == "eve");
+    assert_eq!(left["reason"], "banned by the host");
+    eve.wait(T);
+    // The same person (her identity file) under another name is turned away at the door...
+    let eve_cfg = dir.path().join("xdg-config-eve");
+    let mut again =
+        Proc::spawn_env(&["join", &link, "--headless", "--name", "not eve"], dir.path(), "eve-again", &[("XDG_CONFIG_HOME", eve_cfg.to_str().unwrap())]);
+    let e = again.event("error", T);
+    assert!(e["message"].as_str().unwrap().contains("banned you"), "{e}");
+    assert_ne!(again.wait(T), 0);
+    host.wait_for("turned away", T, |v| v["event"] == "peer_left" && v["name"] == "not eve" && v["reason"].as_str().is_some_and(|r| r.contains("banned")));
+    // ...while someone new, even named eve, gets in, and bob never noticed.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut new_eve = Proc::join(&link, "eve", elsewhere.path(), &[]);
+    new_eve.event("manifest", T);
+    bob.event("complete", T);
+    assert!(!bob.seen.iter().any(|v| v["event"] == "stream_end"));
+    // A kick is told as such (it used to look like a lost link, and the kicked one came back).
+    host.send("kick eve");
+    let end = new_eve.event("stream_end", T);
+    assert!(end["reason"].as_str().unwrap().contains("sent you away"), "{end}");
+    assert!(!new_eve.seen.iter().any(|v| v["event"] == "reconnecting"), "{:?}", new_eve.seen);
+    assert_eq!(bob.quit(), 0);
     assert_eq!(host.quit(), 0);
 }
 

@@ -246,7 +246,8 @@ async fn bare_channel(size: u64) -> Result<(Duration, f64)> {
     let ice = IceConfig::new(crate::net::peer::Reach::of_host("127.0.0.1"), None, &Default::default());
     let key = RoomKey::random();
     let host = crate::protocol::identity::HostSecret::random().host_key();
-    let setup = crate::protocol::auth::SetupAuth { room: host.room_id(None), peer: 1, nonce: crate::protocol::auth::nonce() };
+    let guest = crate::protocol::guest::GuestSecret::random().key_for(&host.room_id(None));
+    let setup = crate::protocol::auth::SetupAuth { room: host.room_id(None), peer: 1, nonce: crate::protocol::auth::nonce(), guest: guest.public() };
     let (offer_tx, mut offer_rx) = mpsc::channel(4);
     let (answer_tx, mut answer_rx) = mpsc::channel(4);
     let (ice2, key2, host_id, setup2) = (ice.clone(), key.clone(), host.public(), setup.clone());
@@ -254,7 +255,7 @@ async fn bare_channel(size: u64) -> Result<(Duration, f64)> {
         let Some(crate::protocol::signal::SignalPayload::Offer { sdp, sig }) = offer_rx.recv().await else {
             return Err(eyre!("no offer"));
         };
-        let auth = crate::net::peer::AnswerAuth { host: &host_id, key: &key2, setup: setup2 };
+        let auth = crate::net::peer::AnswerAuth { host: &host_id, key: &key2, guest: &guest, setup: setup2 };
         let link = PeerLink::answer(&ice2, &auth, (sdp, sig), async |p| answer_tx.send(p).await.is_ok()).await?;
         Ok::<_, color_eyre::Report>(link)
     });

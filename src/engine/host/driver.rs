@@ -22,7 +22,9 @@ use crate::engine::host::transcoders::Renditions;
 use crate::engine::sleep_until_opt;
 use crate::engine::{Command, Event};
 use crate::net::signal_client::SignalClient;
-use crate::protocol::signal::{PeerId, ServerMsg, SignalPayload};
+use crate::protocol::auth::SetupAuth;
+use crate::protocol::guest::GuestId;
+use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
 use crate::protocol::stream::{self, Message, ORIGINAL, Space};
 
 /// How long a signaling reconnection may take before it counts as failed.
@@ -35,7 +37,12 @@ struct PeerIo {
     answers: Option<mpsc::Sender<SignalPayload>>,
     /// Its queues, once connected.
     handle: Option<PeerHandle>,
+    /// A goodbye (`StreamEnd`: kicked, banned) is queued to it: a close lets it go out first.
+    goodbye: bool,
 }
+
+/// How long a close waits for a queued goodbye to go out.
+const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 
 /// Everything the driver does IO with.
 pub(super) struct Io {
@@ -217,10 +224,11 @@ impl Io {
                     tracing::warn!("signaling queue full or closed; a message to the server is lost");
                 }
             }
-            HostOutput::Admit { peer, to, name, nonce, fallback } => {
+            HostOutput::Admit { peer, to, name, nonce, guest, fallback } => {
                 self.local_of.insert(to, peer);
-                self.admit(peer, Newcomer { to, nonce, fallback }, name)
+                self.admit(peer, Newcomer { to, nonce, guest, fallback }, name)
             }
+            HostOutput::Deny { to, nonce, guest, reason } => self.deny(to, nonce, guest, reason),
             HostOutput::ToSetup { peer, payload } => {
                 if let Some(tx) = self.peers.get(&peer).and_then(|p| p.answers.as_ref()) {
                     let _ = tx.try_send(payload);
@@ -286,11 +294,14 @@ impl Io {
         }
     }
 
-    fn send_control(&self, peer: PeerId, msg: Message) {
-        if let Some(h) = self.peers.get(&peer).and_then(|p| p.handle.as_ref())
-            && h.control_tx.try_send(msg).is_err()
-        {
+    fn send_control(&mut self, peer: PeerId, msg: Message) {
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        let Some(h) = p.handle.as_ref() else { return };
+        let goodbye = matches!(msg, Message::StreamEnd { .. });
+        if h.control_tx.try_send(msg).is_err() {
             tracing::warn!(peer, "control queue full; dropping a message");
+        } else {
+            p.goodbye |= goodbye;
         }
     }
 
@@ -299,17 +310,35 @@ impl Io {
         let (answers_tx, answers_rx) = mpsc::channel(16);
         let span = tracing::info_span!("peer", id = peer, name = %name);
         let task = tokio::spawn(peer_task::peer_task(peer, who, self.setup.clone(), answers_rx, self.peer_tx.clone()).instrument(span));
-        self.peers.insert(peer, PeerIo { task, answers: Some(answers_tx), handle: None });
+        self.peers.insert(peer, PeerIo { task, answers: Some(answers_tx), handle: None, goodbye: false });
+    }
+
+    /// Tells a newcomer, signed, that it is not let in.
+    fn deny(&self, to: PeerId, nonce: String, guest: GuestId, reason: String) {
+        let setup = SetupAuth { room: self.setup.room.clone(), peer: to, nonce, guest };
+        let sig = setup.sign_denied(&self.setup.host_key, &reason);
+        let msg = ClientMsg::Signal { to, payload: SignalPayload::Denied { reason, sig } };
+        if self.setup.signal_tx.try_send(msg).is_err() {
+            tracing::warn!("signaling queue full or closed; a refusal is lost");
+        }
     }
 
     /// Ends a participant's tasks; its link closes in the background.
     fn close(&mut self, peer: PeerId) {
-        if let Some(p) = self.peers.remove(&peer) {
-            p.task.abort();
-            if let Some(h) = p.handle {
-                tokio::spawn(async move { h.link.close().await });
+        let Some(p) = self.peers.remove(&peer) else { return };
+        let Some(h) = p.handle else { return p.task.abort() };
+        tokio::spawn(async move {
+            // The whole handle, not just the fields used: a chunk queue dropped here would end
+            // the task at once, goodbye unsent.
+            let h = h;
+            if p.goodbye {
+                // Its task ends once the goodbye is out (the participant then knows it was sent
+                // away, rather than reconnecting as from a lost link), or is cut short.
+                let _ = tokio::time::timeout(GOODBYE_WAIT, h.control_tx.closed()).await;
             }
-        }
+            p.task.abort();
+            h.link.close().await;
+        });
     }
 
     /// Opens the same room on the server again, so the link stays good for newcomers.

@@ -2,7 +2,6 @@
 //! sans-IO scheduler. Networking and file reads happen here; decisions happen in `core`.
 
 mod driver;
-pub mod identity;
 mod peer_task;
 pub mod rendezvous;
 pub mod transcoders;
@@ -19,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use crate::core::host::{HostConfig, HostCore};
 use crate::core::room::RoomConfig;
 use crate::engine::host::rendezvous::RoomClaim;
+pub use crate::engine::identity::{self, Identity};
 use crate::engine::{Command, Event};
 use crate::media::probe;
 use crate::media::transcode;
@@ -27,7 +27,6 @@ use crate::net::peer::{IceConfig, Reach};
 use crate::protocol::link::Link;
 use crate::protocol::stream::{self, Manifest};
 use crate::server::ServerConfig;
-pub use identity::Identity;
 
 /// How the host runs.
 #[derive(Debug, Clone)]

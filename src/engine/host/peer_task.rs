@@ -12,6 +12,7 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use crate::core::host::CHUNK_QUEUE;
 use crate::net::peer::{self, IceConfig, OfferAuth, PeerLink};
 use crate::protocol::auth::{FallbackOffer, RoomKey, SetupAuth};
+use crate::protocol::guest::GuestId;
 use crate::protocol::identity::HostKey;
 use crate::protocol::signal::{ClientMsg, PeerId, SignalPayload};
 use crate::protocol::stream::{self, Manifest, Message, PROTOCOL_VERSION, Role};
@@ -62,11 +63,12 @@ pub(super) struct FallbackIssuer {
     pub passes: Arc<crate::net::http::fallback_server::Passes>,
 }
 
-/// Who a participant's set-up is for: the server's id for it, its `Join` nonce and the
-/// fallback address to tell it first (if any).
+/// Who a participant's set-up is for: the server's id for it, its `Join` nonce and key, and
+/// the fallback address to tell it first (if any).
 pub(super) struct Newcomer {
     pub to: PeerId,
     pub nonce: String,
+    pub guest: GuestId,
     pub fallback: Option<String>,
 }
 
@@ -88,7 +90,8 @@ async fn connect(
     events: &mpsc::UnboundedSender<PeerEvent>,
 ) -> Result<PeerLink, String> {
     let to = who.to;
-    let auth = OfferAuth { host: &setup.host_key, key: &setup.key, setup: SetupAuth { room: setup.room.clone(), peer: to, nonce: who.nonce } };
+    let auth =
+        OfferAuth { host: &setup.host_key, key: &setup.key, setup: SetupAuth { room: setup.room.clone(), peer: to, nonce: who.nonce, guest: who.guest } };
     if let (Some(addr), Some(fb)) = (who.fallback, &setup.fallback) {
         // Before the offer, so the participant knows where to turn if WebRTC fails: the
         // address, the certificate and a pass of its own, all signed.

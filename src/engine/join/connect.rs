@@ -198,11 +198,15 @@ pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
     let signal_tls = if link.tls { Some(crate::net::tls::client_config(opts.tls_ca.as_deref()).map_err(|e| Setup::Final(e.into()))?) } else { None };
     let mut signal = SignalClient::connect(&link.signal_url(), signal_tls).await.map_err(|e| Setup::Retry(unreachable(link, e)))?;
     let nonce = crate::protocol::auth::nonce();
-    signal
-        .tx
-        .send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: opts.name.clone(), nonce: nonce.clone() })
-        .await
-        .map_err(|_| eyre!("signaling connection closed"))?;
+    let me_key = opts.guest.key_for(&link.room);
+    let join = ClientMsg::Join {
+        room: link.room.clone(),
+        join_token: link.key.join_token(),
+        name: opts.name.clone(),
+        nonce: nonce.clone(),
+        key: me_key.public().to_hex(),
+    };
+    signal.tx.send(join).await.map_err(|_| eyre!("signaling connection closed"))?;
     // The server answers a join at once; a server that does not is not waited on for ever.
     let joined = tokio::time::timeout(crate::net::signal_client::CONNECT_WAIT, signal.rx.recv()).await;
     let Ok(joined) = joined else { retry!("the signaling server did not answer the join within {} s", crate::net::signal_client::CONNECT_WAIT.as_secs()) };
@@ -214,7 +218,7 @@ pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
         Some(other) => retry!("unexpected answer from the signaling server: {other:?}"),
         None => retry!("the signaling server closed the connection"),
     };
-    let setup = SetupAuth { room: link.room.clone(), peer: me, nonce };
+    let setup = SetupAuth { room: link.room.clone(), peer: me, nonce, guest: me_key.public() };
     let mut fallback: Option<FallbackOffer> = None;
     let offer = loop {
         match signal.rx.recv().await {
@@ -229,7 +233,12 @@ pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
                     tracing::warn!("ignoring a fallback address the host did not sign");
                 }
             }
-            Some(ServerMsg::Signal { from, payload: SignalPayload::Denied { reason } }) if from == host => {
+            Some(ServerMsg::Signal { from, payload: SignalPayload::Denied { reason, sig } }) if from == host => {
+                // Only the host's own word: a server cannot make us give up.
+                if !setup.verify_denied(&host_key, &reason, &sig) {
+                    tracing::warn!("ignoring a refusal the host did not sign");
+                    continue;
+                }
                 fatal!("the host did not let you in: {}", reason.chars().take(stream::MAX_TEXT).collect::<String>())
             }
             Some(ServerMsg::Error { message, .. }) => retry!("signaling: {message}"),
@@ -240,7 +249,7 @@ pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
     let ice = IceConfig::new(Reach::of_host(&link.host), opts.ice_addr.as_deref(), &opts.nat);
     let stx = signal.tx.clone();
     let send = async |payload| stx.send(ClientMsg::Signal { to: host, payload }).await.is_ok();
-    let auth = AnswerAuth { host: &host_key, key: &link.key, setup };
+    let auth = AnswerAuth { host: &host_key, key: &link.key, guest: &me_key, setup };
     let answer = PeerLink::answer(&ice, &auth, offer, send);
     let link_up = match fallback {
         None => answer.await.map_err(cannot_connect)?,

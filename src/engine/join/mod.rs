@@ -20,6 +20,7 @@ use self::session::{Session, outcome};
 use crate::engine::{Command, Event};
 use crate::net::peer::NatOptions;
 use crate::player::screen::Screen;
+use crate::protocol::guest::GuestSecret;
 use crate::protocol::link::Link;
 
 /// How a participant runs.
@@ -29,6 +30,8 @@ pub struct JoinOptions {
     pub link: Link,
     /// Display name.
     pub name: String,
+    /// The participant's secret: its key in a room (what a host bans) is derived from it.
+    pub guest: GuestSecret,
     /// Keep a full copy here.
     pub save: Option<PathBuf>,
     /// `--force`: `--save` may overwrite a file that is not a copy in progress.
@@ -66,6 +69,8 @@ impl JoinOptions {
         JoinOptions {
             link,
             name: default_name(),
+            // A new person each time, unless the caller keeps one (`syncy join` does).
+            guest: GuestSecret::random(),
             save: None,
             force: false,
             buffer: DEFAULT_BUFFER,

@@ -71,6 +71,9 @@ pub enum Event {
         peer: u64,
         /// Name.
         name: String,
+        /// Its key's fingerprint: the same person shows the same one each time it joins this
+        /// room (a name is anyone's to take).
+        guest: String,
     },
     /// A participant joined (host) or the participant's link is up (participant).
     PeerJoined {
@@ -222,6 +225,9 @@ pub enum Command {
     /// stream ended for it, and its link closes. (It holds the link: under `--approve` it
     /// knocks again, to be turned away.)
     Kick(String),
+    /// Host: ban the key of this participant or knocker (its id, or a name only one has) for
+    /// the room's life: sent away now, turned away when it comes back.
+    Ban(String),
     /// Leave cleanly.
     Quit,
 }

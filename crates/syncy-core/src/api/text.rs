@@ -34,7 +34,7 @@ impl fmt::Display for Event {
         match self {
             // The links themselves are shown apart (the plain printer's list, the dashboard's pane).
             Event::Room { room, .. } => write!(f, "room {room} open"),
-            Event::Knock { name, .. } => write!(f, "? {name} wants to join"),
+            Event::Knock { name, peer, guest } => write!(f, "? {name} (id {peer}, key {guest}) wants to join"),
             Event::PeerJoined { name, .. } => write!(f, "+ {name} joined"),
             Event::PeerLeft { name, reason, .. } => write!(f, "- {name} left ({reason})"),
             Event::Manifest { name, size, chunks, duration_ms, codecs, .. } => {

@@ -1,6 +1,9 @@
 //! Who gets into the room: the host's ids for participants across signaling reconnections,
-//! and, under `--approve`, who waits at the door.
+//! under `--approve` who waits at the door, and which keys are banned.
 
+use std::collections::HashSet;
+
+use crate::protocol::guest::GuestId;
 use crate::protocol::signal::PeerId;
 
 /// How far apart the ids of two signaling connections are. The server numbers its peers
@@ -8,13 +11,14 @@ use crate::protocol::signal::PeerId;
 /// each reconnection: a newcomer after a restart is never taken for someone already in.
 const EPOCH: u64 = 1 << 32;
 
-/// Someone at the door: the host's id for it, its name and its `Join` nonce (which its
-/// offer is signed over).
+/// Someone at the door: the host's id for it, its name, and its `Join` nonce and key (which
+/// its offer is signed over).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Newcomer {
     pub peer: PeerId,
     pub name: String,
     pub nonce: String,
+    pub guest: GuestId,
 }
 
 /// Why `approve`/`deny` found nobody to take.
@@ -33,6 +37,8 @@ pub struct Admission {
     base: u64,
     /// Oldest first.
     knocking: Vec<Newcomer>,
+    /// Keys turned away for the room's life (`ban`).
+    banned: HashSet<GuestId>,
 }
 
 impl Admission {
@@ -76,6 +82,34 @@ impl Admission {
         }
     }
 
+    /// Knockers named `who` by id, or else by name: the host's ids (any number).
+    pub fn named(&self, who: &str) -> Vec<PeerId> {
+        if let Ok(id) = who.parse::<PeerId>()
+            && self.knocking.iter().any(|n| n.peer == id)
+        {
+            return vec![id];
+        }
+        self.knocking.iter().filter(|n| n.name == who).map(|n| n.peer).collect()
+    }
+
+    /// The knocker `peer`, if it is one.
+    pub fn knocker(&self, peer: PeerId) -> Option<&Newcomer> {
+        self.knocking.iter().find(|n| n.peer == peer)
+    }
+
+    /// Bans `guest` for the room's life: the knockers with that key, taken from the door.
+    pub fn ban(&mut self, guest: GuestId) -> Vec<Newcomer> {
+        self.banned.insert(guest);
+        let (gone, stay) = std::mem::take(&mut self.knocking).into_iter().partition(|n| n.guest == guest);
+        self.knocking = stay;
+        gone
+    }
+
+    /// Whether `guest` is banned.
+    pub fn banned(&self, guest: &GuestId) -> bool {
+        self.banned.contains(guest)
+    }
+
     /// `peer` left signaling; `true` if it was still knocking.
     pub fn left(&mut self, peer: PeerId) -> bool {
         let before = self.knocking.len();
@@ -110,7 +144,7 @@ mod tests {
 
     #[test]
     fn knockers_wait_and_are_taken_by_id_or_by_a_name_only_one_has() {
-        let n = |peer, name: &str| Newcomer { peer, name: name.into(), nonce: format!("n{peer}") };
+        let n = |peer, name: &str| Newcomer { peer, name: name.into(), nonce: format!("n{peer}"), guest: guest(peer as u8) };
         let mut a = Admission::new(true);
         assert!(a.knock(&n(1, "bob")));
         assert!(a.knock(&n(2, "bob")));
@@ -126,5 +160,26 @@ mod tests {
         a.lost();
         assert_eq!(a.take("dee"), Err(NotOne::Nobody));
         assert!(!Admission::new(false).knock(&n(1, "dee")));
+    }
+
+    fn guest(seed: u8) -> GuestId {
+        crate::protocol::guest::GuestSecret::from_bytes([seed; 32]).key_for("r").public()
+    }
+
+    #[test]
+    fn a_ban_takes_every_knocker_of_that_key_and_lasts_across_reconnections() {
+        let mut a = Admission::new(true);
+        let n = |peer, name: &str, g| Newcomer { peer, name: name.into(), nonce: String::new(), guest: guest(g) };
+        for k in [n(1, "eve", 6), n(2, "bob", 2), n(3, "eve's alt", 6)] {
+            a.knock(&k);
+        }
+        assert_eq!(a.named("eve"), vec![1]);
+        assert_eq!(a.named("3"), vec![3]);
+        assert_eq!(a.knocker(2).map(|k| k.name.as_str()), Some("bob"));
+        let gone: Vec<PeerId> = a.ban(guest(6)).iter().map(|k| k.peer).collect();
+        assert_eq!(gone, vec![1, 3]);
+        assert_eq!(a.named("eve"), Vec::<PeerId>::new());
+        a.reconnected();
+        assert!(a.banned(&guest(6)) && !a.banned(&guest(2)));
     }
 }

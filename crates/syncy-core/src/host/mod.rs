@@ -8,6 +8,7 @@
 
 mod admission;
 mod control;
+mod moderation;
 mod renditions;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,7 @@ pub use renditions::RenditionProgress;
 use crate::api::{Command, Event, PeerStats};
 use crate::backoff::Backoff;
 use crate::clock::Micros;
+use crate::protocol::guest::GuestId;
 use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
 use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, RosterEntry, Space};
 use crate::rate::{Meter, TokenBucket};
@@ -144,8 +146,22 @@ pub enum HostOutput {
         name: String,
         /// Its `Join` nonce.
         nonce: String,
+        /// Its `Join` key: its answer must be signed with it.
+        guest: GuestId,
         /// The HTTP fallback's address.
         fallback: Option<String>,
+    },
+    /// Turn away the newcomer the server knows as `to` with `reason`, signed over its `nonce`
+    /// and key (so a server cannot fake a refusal).
+    Deny {
+        /// The server's id.
+        to: PeerId,
+        /// Its `Join` nonce.
+        nonce: String,
+        /// Its `Join` key.
+        guest: GuestId,
+        /// Why, for its user.
+        reason: String,
     },
     /// Relayed from signaling to `peer`'s connection set-up (its answer, say).
     ToSetup {
@@ -200,6 +216,8 @@ pub enum HostOutput {
 #[derive(Debug)]
 struct Peer {
     name: String,
+    /// Its key: what a ban names.
+    guest: GuestId,
     connected: bool,
     up: Meter,
     rtt_ms: Option<u32>,
@@ -216,9 +234,10 @@ struct Peer {
 }
 
 impl Peer {
-    fn new(name: String) -> Self {
+    fn new(name: String, guest: GuestId) -> Self {
         Peer {
             name,
+            guest,
             connected: false,
             up: Meter::new(Duration::from_secs(1)),
             rtt_ms: None,
@@ -392,15 +411,15 @@ impl HostCore {
     pub fn handle_signal(&mut self, now: Instant, msg: ServerMsg) {
         self.now = now;
         match msg {
-            ServerMsg::PeerJoined { peer: id, name, nonce } => {
-                let newcomer = Newcomer { peer: self.admission.local(id), name, nonce };
-                if self.admission.knock(&newcomer) {
-                    // Not a byte, not even an offer, until the host says so.
-                    tracing::info!(newcomer.peer, "{} knocks", newcomer.name);
-                    self.event(Event::Knock { peer: newcomer.peer, name: newcomer.name });
-                } else {
-                    self.admit(newcomer);
-                }
+            ServerMsg::PeerJoined { peer: id, name, nonce, key } => {
+                let peer = self.admission.local(id);
+                // The server checks the key's shape; one that still is no key is a hostile
+                // server's, and nobody to answer.
+                let Some(guest) = GuestId::from_hex(&key) else {
+                    tracing::warn!(peer, "ignoring a newcomer with no valid key");
+                    return self.settle(now);
+                };
+                self.newcomer(Newcomer { peer, name, nonce, guest });
             }
             ServerMsg::Signal { from, payload } => {
                 let peer = self.admission.local(from);
@@ -537,6 +556,7 @@ impl HostCore {
             Command::Approve(who) => return self.approve(now, &who),
             Command::Deny(who) => return self.deny(&who),
             Command::Kick(who) => return self.kick(now, &who),
+            Command::Ban(who) => return self.ban(now, &who),
             Command::DownloadLimit(_) => {
                 return self.event(Event::Error { message: "download-limit is for participants; the host has --upload-limit".into() });
             }
@@ -564,64 +584,12 @@ impl HostCore {
         self.out.push_back(HostOutput::Quit);
     }
 
-    fn approve(&mut self, now: Instant, who: &str) {
-        match self.admission.take(who) {
-            Ok(newcomer) => {
-                tracing::info!(newcomer.peer, "letting {} in", newcomer.name);
-                self.admit(newcomer);
-                self.settle(now);
-            }
-            Err(e) => self.not_one("approve", who, e),
-        }
-    }
-
-    fn deny(&mut self, who: &str) {
-        match self.admission.take(who) {
-            Ok(Newcomer { peer, name, .. }) => {
-                tracing::info!(peer, "turning {name} away");
-                let payload = SignalPayload::Denied { reason: "the host turned you away".into() };
-                self.out.push_back(HostOutput::Signal(ClientMsg::Signal { to: self.admission.remote(peer), payload }));
-                self.event(Event::PeerLeft { peer, name, reason: "turned away".into() });
-            }
-            Err(e) => self.not_one("deny", who, e),
-        }
-    }
-
-    /// Sends a connected participant away: told the stream ended for it, then closed.
-    fn kick(&mut self, now: Instant, who: &str) {
-        let connected = |p: &Peer| p.connected;
-        let by_id = who.parse::<PeerId>().ok().filter(|id| self.peers.get(id).is_some_and(connected));
-        let named: Vec<PeerId> = self.peers.iter().filter(|(_, p)| p.connected && p.name == who).map(|(&id, _)| id).collect();
-        let peer = match (by_id, &named[..]) {
-            (Some(id), _) | (None, &[id]) => id,
-            (None, []) => return self.not_one("kick", who, admission::NotOne::Nobody),
-            (None, _) => {
-                let them = named.iter().map(|id| format!("{who} (id {id})")).collect();
-                return self.not_one("kick", who, admission::NotOne::Several(them));
-            }
-        };
-        self.out.push_back(HostOutput::Control { peer, msg: Message::StreamEnd { reason: "the host sent you away".into() } });
-        self.out.push_back(HostOutput::Revoke { peer });
-        self.remove_peer(now, peer, "sent away by the host", true);
-        self.settle(now);
-    }
-
-    /// Says why `approve`/`deny`/`kick` took nobody.
-    fn not_one(&mut self, verb: &str, who: &str, e: admission::NotOne) {
-        let message = match e {
-            admission::NotOne::Nobody if verb == "kick" => format!("{verb} {who}: nobody of that name or id is in the room"),
-            admission::NotOne::Nobody => format!("{verb} {who}: nobody of that name or id is waiting to join"),
-            admission::NotOne::Several(them) => format!("{verb} {who}: {} wait under that name; give the id: {verb} ID ({})", them.len(), them.join(", ")),
-        };
-        self.event(Event::Error { message });
-    }
-
     /// Starts connecting a participant: its set-up makes the offer.
     fn admit(&mut self, newcomer: Newcomer) {
-        let Newcomer { peer, name, nonce } = newcomer;
+        let Newcomer { peer, name, nonce, guest } = newcomer;
         let to = self.admission.remote(peer);
-        self.out.push_back(HostOutput::Admit { peer, to, name: name.clone(), nonce, fallback: self.cfg.fallback.clone() });
-        self.peers.insert(peer, Peer::new(name));
+        self.out.push_back(HostOutput::Admit { peer, to, name: name.clone(), nonce, guest, fallback: self.cfg.fallback.clone() });
+        self.peers.insert(peer, Peer::new(name, guest));
     }
 
     /// `left`: it left the room (rather than failed); only a failure before connecting is

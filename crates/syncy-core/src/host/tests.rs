@@ -10,6 +10,15 @@ const CHUNK: u32 = 64 * 1024;
 /// A newcomer's `Join` nonce.
 const NONCE: &str = "0123456789abcdef0123456789abcdef";
 
+/// The key of the person behind server id `id` (each its own, unless a test says otherwise).
+fn guest(id: PeerId) -> crate::protocol::guest::GuestId {
+    crate::protocol::guest::GuestSecret::from_bytes([id as u8; 32]).key_for("room1").public()
+}
+
+fn key(id: PeerId) -> String {
+    guest(id).to_hex()
+}
+
 fn manifest() -> Arc<Manifest> {
     Arc::new(Manifest {
         name: "clip.mp4".into(),
@@ -58,7 +67,7 @@ impl Host {
     /// `name` joins through signaling (server id `id`) and its link comes up; what that
     /// made the host say is dropped.
     fn join(&mut self, id: PeerId, name: &str) -> PeerId {
-        self.core.handle_signal(self.now, ServerMsg::PeerJoined { peer: id, name: name.into(), nonce: NONCE.into() });
+        self.core.handle_signal(self.now, ServerMsg::PeerJoined { peer: id, name: name.into(), nonce: NONCE.into(), key: key(id) });
         let peer = admitted(&self.outputs()).expect("admitted");
         self.core.handle_connected(self.now, peer);
         self.outputs();
@@ -121,9 +130,9 @@ fn report(buffering: bool, seq: u64) -> Message {
 #[test]
 fn a_newcomer_is_offered_then_told_the_room_clock_when_its_link_is_up() {
     let mut h = Host::new(config());
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 3, name: "bob".into(), nonce: NONCE.into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 3, name: "bob".into(), nonce: NONCE.into(), key: key(3) });
     let out = h.outputs();
-    assert_eq!(out, [HostOutput::Admit { peer: 3, to: 3, name: "bob".into(), nonce: NONCE.into(), fallback: None }]);
+    assert_eq!(out, [HostOutput::Admit { peer: 3, to: 3, name: "bob".into(), nonce: NONCE.into(), guest: guest(3), fallback: None }]);
     h.core.handle_connected(h.now, 3);
     let out = h.outputs();
     assert!(matches!(controls_to(&out, 3)[..], [Message::State { playing: false, .. }]), "{out:?}");
@@ -134,7 +143,7 @@ fn a_newcomer_is_offered_then_told_the_room_clock_when_its_link_is_up() {
 fn the_files_hash_goes_to_everyone_connected_and_to_each_newcomer() {
     let mut h = Host::new(config());
     let ann = h.join(1, "ann");
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "bob".into(), nonce: NONCE.into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "bob".into(), nonce: NONCE.into(), key: key(2) });
     let bob = admitted(&h.outputs()).unwrap();
     let hash = Message::FileHash { sha256: serde_bytes::ByteBuf::from(vec![1u8; 32]), sig: "ab".repeat(64) };
     h.core.handle_file_hash(h.now, hash.clone());
@@ -153,7 +162,7 @@ fn a_newcomer_while_the_room_waits_sees_who_it_waits_for_by_name() {
     let alice = h.join(1, "alice");
     h.core.handle_control(h.now, alice, report(true, 0));
     h.outputs();
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "bob".into(), nonce: NONCE.into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "bob".into(), nonce: NONCE.into(), key: key(2) });
     let bob = admitted(&h.outputs()).unwrap();
     h.core.handle_connected(h.now, bob);
     let out = h.outputs();
@@ -164,7 +173,7 @@ fn a_newcomer_while_the_room_waits_sees_who_it_waits_for_by_name() {
 #[test]
 fn the_fallback_address_goes_with_the_admission() {
     let mut h = Host::new(HostConfig { fallback: Some("10.0.0.1:8080".into()), ..config() });
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into(), nonce: NONCE.into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into(), nonce: NONCE.into(), key: key(1) });
     let out = h.outputs();
     assert!(matches!(&out[..], [HostOutput::Admit { to: 1, nonce, fallback: Some(a), .. }] if a == "10.0.0.1:8080" && nonce == NONCE), "{out:?}");
 }
@@ -172,8 +181,8 @@ fn the_fallback_address_goes_with_the_admission() {
 #[test]
 fn under_approve_newcomers_knock_and_are_let_in_or_turned_away_by_name() {
     let mut h = Host::new(HostConfig { approve: true, ..config() });
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into(), nonce: NONCE.into() });
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "eve".into(), nonce: NONCE.into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into(), nonce: NONCE.into(), key: key(1) });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "eve".into(), nonce: NONCE.into(), key: key(2) });
     let out = h.outputs();
     assert!(admitted(&out).is_none(), "not even an offer before approval");
     assert_eq!(events(&out).len(), 2);
@@ -187,7 +196,7 @@ fn under_approve_newcomers_knock_and_are_let_in_or_turned_away_by_name() {
     assert_eq!(admitted(&h.outputs()), Some(1));
     h.core.handle_command(h.now, Command::Deny("eve".into()));
     let out = h.outputs();
-    assert!(matches!(&out[0], HostOutput::Signal(ClientMsg::Signal { to: 2, payload: SignalPayload::Denied { .. } })), "{out:?}");
+    assert!(matches!(&out[0], HostOutput::Deny { to: 2, nonce, guest: g, .. } if nonce == NONCE && *g == guest(2)), "{out:?}");
     assert_eq!(events(&out), [&Event::PeerLeft { peer: 2, name: "eve".into(), reason: "turned away".into() }]);
     h.core.handle_command(h.now, Command::Approve("eve".into()));
     assert!(matches!(events(&h.outputs())[..], [Event::Error { .. }]));
@@ -198,14 +207,14 @@ fn a_name_two_knockers_share_lets_neither_in_the_id_does() {
     // Mallory knocks first under bob's name: approving "bob" must not let her in.
     let mut h = Host::new(HostConfig { approve: true, ..config() });
     for (peer, name) in [(1, "bob"), (2, "bob")] {
-        h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer, name: name.into(), nonce: NONCE.into() });
+        h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer, name: name.into(), nonce: NONCE.into(), key: key(peer) });
     }
     h.outputs();
     h.core.handle_command(h.now, Command::Approve("bob".into()));
     let out = h.outputs();
     assert_eq!(admitted(&out), None);
     let [Event::Error { message }] = &events(&out)[..] else { panic!("{out:?}") };
-    assert!(message.contains("2 wait under that name") && message.contains("bob (id 1)") && message.contains("bob (id 2)"), "{message}");
+    assert!(message.contains("2 go by that name") && message.contains("bob (id 1)") && message.contains("bob (id 2)"), "{message}");
     h.core.handle_command(h.now, Command::Approve("2".into()));
     assert_eq!(admitted(&h.outputs()), Some(2));
 }
@@ -224,6 +233,66 @@ fn the_host_sends_a_participant_away_by_id_or_by_a_name_only_it_has() {
     assert!(h.outputs().contains(&HostOutput::Close { peer: bob }));
     h.core.handle_command(h.now, Command::Kick("cy".into()));
     assert!(matches!(events(&h.outputs())[..], [Event::Error { .. }]));
+}
+
+/// `key_of` (a server id) joins as server id `id`: the same person on a new connection.
+fn rejoin(h: &mut Host, id: PeerId, name: &str, key_of: PeerId) -> Vec<HostOutput> {
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: id, name: name.into(), nonce: NONCE.into(), key: key(key_of) });
+    h.outputs()
+}
+
+#[test]
+fn a_ban_sends_away_every_connection_of_that_key_and_turns_it_away_for_the_rooms_life() {
+    let mut h = Host::new(config());
+    let (eve, bob) = (h.join(1, "eve"), h.join(2, "bob"));
+    // Eve's second terminal: the same key under another name.
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 3, name: "evil twin".into(), nonce: NONCE.into(), key: key(1) });
+    let twin = admitted(&h.outputs()).unwrap();
+    h.core.handle_command(h.now, Command::Ban("eve".into()));
+    let out = h.outputs();
+    assert!(matches!(controls_to(&out, eve)[..], [Message::StreamEnd { reason }] if reason.contains("banned")), "{out:?}");
+    for peer in [eve, twin] {
+        assert!(out.contains(&HostOutput::Close { peer }) && out.contains(&HostOutput::Revoke { peer }), "{peer}: {out:?}");
+    }
+    assert!(!out.contains(&HostOutput::Close { peer: bob }));
+    let left: Vec<_> = events(&out).into_iter().filter(|e| matches!(e, Event::PeerLeft { reason, .. } if reason == "banned by the host")).collect();
+    assert_eq!(left.len(), 2, "{out:?}");
+    // Back under another name, and after the host's signaling connection came back: still her.
+    h.core.handle_signal_closed(h.now);
+    h.core.handle_signal_back(h.now, true);
+    h.outputs();
+    let out = rejoin(&mut h, 4, "not eve", 1);
+    assert_eq!(admitted(&out), None, "{out:?}");
+    assert!(matches!(&out[..], [HostOutput::Deny { to: 4, reason, .. }, HostOutput::Event(Event::PeerLeft { .. })] if reason.contains("banned")), "{out:?}");
+    // Someone else is let in as ever.
+    assert!(admitted(&rejoin(&mut h, 5, "cy", 5)).is_some());
+}
+
+#[test]
+fn a_knocker_can_be_banned_and_nobody_is_banned_by_a_name_two_share() {
+    let mut h = Host::new(HostConfig { approve: true, ..config() });
+    rejoin(&mut h, 1, "eve", 1);
+    rejoin(&mut h, 2, "eve", 2);
+    h.core.handle_command(h.now, Command::Ban("eve".into()));
+    let out = h.outputs();
+    assert!(!out.iter().any(|o| matches!(o, HostOutput::Deny { .. })), "{out:?}");
+    assert!(matches!(&events(&out)[..], [Event::Error { message }] if message.contains("give the id")), "{out:?}");
+    h.core.handle_command(h.now, Command::Ban("2".into()));
+    let out = h.outputs();
+    assert!(matches!(&out[..], [HostOutput::Deny { to: 2, .. }, HostOutput::Event(Event::PeerLeft { peer: 2, .. })]), "{out:?}");
+    // Her knock again goes no further than the door; the other eve still waits.
+    assert!(matches!(&rejoin(&mut h, 3, "eve", 2)[..], [HostOutput::Deny { to: 3, .. }, _]));
+    h.core.handle_command(h.now, Command::Approve("eve".into()));
+    assert_eq!(admitted(&h.outputs()), Some(1));
+    h.core.handle_command(h.now, Command::Ban("nobody".into()));
+    assert!(matches!(&events(&h.outputs())[..], [Event::Error { message }] if message.contains("nobody of that name")));
+}
+
+#[test]
+fn a_newcomer_whose_key_is_no_key_is_not_answered() {
+    let mut h = Host::new(config());
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "odd".into(), nonce: NONCE.into(), key: "00".repeat(32) + "zz" });
+    assert!(h.outputs().is_empty());
 }
 
 #[test]
@@ -340,7 +409,7 @@ fn host_only_control_refuses_a_participant_with_a_notice() {
 fn quitting_says_goodbye_to_everyone_connected_and_stops_waking() {
     let mut h = Host::new(config());
     let bob = h.join(1, "bob");
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "slow".into(), nonce: NONCE.into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "slow".into(), nonce: NONCE.into(), key: key(2) });
     h.outputs();
     h.core.handle_command(h.now, Command::Quit);
     let out = h.outputs();
@@ -353,8 +422,8 @@ fn quitting_says_goodbye_to_everyone_connected_and_stops_waking() {
 #[test]
 fn a_participant_that_fails_to_connect_is_reported_one_that_leaves_is_not() {
     let mut h = Host::new(config());
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into(), nonce: NONCE.into() });
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "cy".into(), nonce: NONCE.into() });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into(), nonce: NONCE.into(), key: key(1) });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "cy".into(), nonce: NONCE.into(), key: key(2) });
     h.outputs();
     h.core.handle_gone(h.now, 1, "connection failed: ICE");
     let out = h.outputs();
@@ -364,7 +433,7 @@ fn a_participant_that_fails_to_connect_is_reported_one_that_leaves_is_not() {
     let out = h.outputs();
     assert_eq!(out, [HostOutput::Close { peer: 2 }]);
     // Its answer arriving late goes nowhere.
-    h.core.handle_signal(h.now, ServerMsg::Signal { from: 2, payload: SignalPayload::Denied { reason: String::new() } });
+    h.core.handle_signal(h.now, ServerMsg::Signal { from: 2, payload: SignalPayload::Denied { reason: String::new(), sig: String::new() } });
     assert!(h.outputs().is_empty());
 }
 

@@ -51,7 +51,15 @@ impl Pair {
         let now = crate::testing::t0();
         let m = manifest();
         let mut host = HostCore::new(now, 0.0, Arc::new(m.clone()), crate::sim::host_config(true, true, 0, 120));
-        host.handle_signal(now, ServerMsg::PeerJoined { peer: 1, name: "ann".into(), nonce: String::new() });
+        host.handle_signal(
+            now,
+            ServerMsg::PeerJoined {
+                peer: 1,
+                name: "ann".into(),
+                nonce: String::new(),
+                key: crate::protocol::guest::GuestSecret::random().key_for("r").public().to_hex(),
+            },
+        );
         host.handle_connected(now, 1);
         let mut p = Pair {
             host,

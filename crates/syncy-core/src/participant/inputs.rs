@@ -174,7 +174,7 @@ impl ParticipantCore {
                 self.switch.set_download_limit(limit);
                 return self.flush();
             }
-            Command::Approve(_) | Command::Deny(_) | Command::Kick(_) => return tracing::info!("approve, deny and kick are for a host"),
+            Command::Approve(_) | Command::Deny(_) | Command::Kick(_) | Command::Ban(_) => return tracing::info!("approve, deny, kick and ban are for a host"),
             Command::Play => stream::Command::Play,
             Command::Pause => stream::Command::Pause,
             Command::SeekTo(s) => stream::Command::Seek((s * 1e6) as u64),

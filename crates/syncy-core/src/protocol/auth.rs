@@ -8,6 +8,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
+use super::guest::{GuestId, GuestKey};
 use super::identity::{HostId, HostKey, Purpose};
 use super::signal::PeerId;
 
@@ -162,8 +163,9 @@ impl FallbackPass {
 }
 
 /// What authenticates the SDPs (and the fallback address) of one participant's set-up: the
-/// room, the participant's peer id and the nonce it chose when it joined. The host signs its
-/// offer with its own key; the participant MACs its answer with the room key.
+/// room, the participant's peer id, the nonce it chose when it joined and its key. The host
+/// signs its offer with its own key; the participant MACs its answer with the room key and
+/// signs it with its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetupAuth {
     /// Room id.
@@ -172,11 +174,13 @@ pub struct SetupAuth {
     pub peer: PeerId,
     /// The participant's `Join` nonce.
     pub nonce: String,
+    /// The participant's `Join` key.
+    pub guest: GuestId,
 }
 
 impl SetupAuth {
-    fn fields<'a>(&'a self, peer: &'a [u8; 8], text: &'a str) -> [&'a [u8]; 4] {
-        [self.room.as_bytes(), peer, self.nonce.as_bytes(), text.as_bytes()]
+    fn fields<'a>(&'a self, peer: &'a [u8; 8], text: &'a str) -> [&'a [u8]; 5] {
+        [self.room.as_bytes(), peer, self.nonce.as_bytes(), self.guest.as_bytes(), text.as_bytes()]
     }
 
     /// The host's signature on its offer.
@@ -200,6 +204,16 @@ impl SetupAuth {
         host.verify(Purpose::Fallback, &self.fields(&self.peer.to_be_bytes(), &f.signed_text()), sig)
     }
 
+    /// The host's signature on turning this participant away.
+    pub fn sign_denied(&self, host: &HostKey, reason: &str) -> String {
+        host.sign(Purpose::Denied, &self.fields(&self.peer.to_be_bytes(), reason))
+    }
+
+    /// Whether `sig` is the host's on this refusal.
+    pub fn verify_denied(&self, host: &HostId, reason: &str, sig: &str) -> bool {
+        host.verify(Purpose::Denied, &self.fields(&self.peer.to_be_bytes(), reason), sig)
+    }
+
     fn answer_hmac(&self, key: &RoomKey, sdp: &str) -> Hmac<Sha256> {
         let mut mac = key.mac_key(b"sdp answer");
         for f in self.fields(&self.peer.to_be_bytes(), sdp) {
@@ -209,17 +223,20 @@ impl SetupAuth {
         mac
     }
 
-    /// The participant's MAC on its answer, hex.
-    pub fn answer_mac(&self, key: &RoomKey, sdp: &str) -> String {
-        hex::encode(self.answer_hmac(key, sdp).finalize().into_bytes())
+    /// The participant's MAC (room key) and signature (its own key, which must be the one
+    /// this set-up names) on its answer, hex.
+    pub fn answer_auth(&self, key: &RoomKey, guest: &GuestKey, sdp: &str) -> (String, String) {
+        let mac = hex::encode(self.answer_hmac(key, sdp).finalize().into_bytes());
+        (mac, guest.sign(Purpose::Answer, &self.fields(&self.peer.to_be_bytes(), sdp)))
     }
 
-    /// Checks an answer's MAC in constant time.
-    pub fn verify_answer(&self, key: &RoomKey, sdp: &str, mac_hex: &str) -> bool {
+    /// Checks an answer: its MAC in constant time (the sender holds the link), and its
+    /// signature (the sender is the key that joined).
+    pub fn verify_answer(&self, key: &RoomKey, sdp: &str, mac_hex: &str, sig: &str) -> bool {
         let Ok(tag) = hex::decode(mac_hex) else {
             return false;
         };
-        self.answer_hmac(key, sdp).verify_slice(&tag).is_ok()
+        self.answer_hmac(key, sdp).verify_slice(&tag).is_ok() && self.guest.verify(Purpose::Answer, &self.fields(&self.peer.to_be_bytes(), sdp), sig)
     }
 }
 
@@ -237,6 +254,7 @@ pub fn valid_nonce(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::guest::GuestSecret;
     use super::super::identity::HostSecret;
     use super::*;
 
@@ -276,22 +294,40 @@ mod tests {
     }
 
     #[test]
-    fn a_setups_sdps_verify_only_for_that_room_peer_nonce_and_text() {
+    fn a_setups_sdps_verify_only_for_that_room_peer_nonce_key_and_text() {
         let (k, host) = (RoomKey::random(), HostSecret::random().host_key());
-        let setup = SetupAuth { room: "r".into(), peer: 3, nonce: nonce() };
-        let mac = setup.answer_mac(&k, "v=0");
-        assert!(setup.verify_answer(&k, "v=0", &mac));
-        assert!(!setup.verify_answer(&k, "v=1", &mac));
-        assert!(!setup.verify_answer(&RoomKey::random(), "v=0", &mac));
-        assert!(!setup.verify_answer(&k, "v=0", "zz"));
+        let me = GuestSecret::random().key_for("r");
+        let setup = SetupAuth { room: "r".into(), peer: 3, nonce: nonce(), guest: me.public() };
+        let (mac, asig) = setup.answer_auth(&k, &me, "v=0");
+        assert!(setup.verify_answer(&k, "v=0", &mac, &asig));
+        assert!(!setup.verify_answer(&k, "v=1", &mac, &asig));
+        assert!(!setup.verify_answer(&RoomKey::random(), "v=0", &mac, &asig));
+        assert!(!setup.verify_answer(&k, "v=0", "zz", &asig));
+        // A link holder answering for another key (riding someone's approval) holds the room
+        // key, so its MAC is good; its signature is not.
+        let rider = GuestSecret::random().key_for("r");
+        let (rmac, rsig) = setup.answer_auth(&k, &rider, "v=0");
+        assert_eq!(rmac, mac);
+        assert!(!setup.verify_answer(&k, "v=0", &rmac, &rsig));
         let sig = setup.sign_offer(&host, "v=0");
         assert!(setup.verify_offer(&host.public(), "v=0", &sig));
-        assert!(!setup.verify_answer(&k, "v=0", &sig), "an offer is no answer");
+        assert!(!setup.verify_answer(&k, "v=0", &mac, &sig), "an offer is no answer");
         let offer = |addr: &str| FallbackOffer { addr: addr.into(), cert: "c".repeat(64), pass: "p".repeat(32) };
         assert!(!setup.verify_fallback(&host.public(), &offer("v=0"), &sig), "nor a fallback address");
-        for other in [SetupAuth { peer: 4, ..setup.clone() }, SetupAuth { nonce: nonce(), ..setup.clone() }, SetupAuth { room: "s".into(), ..setup.clone() }] {
+        assert!(!setup.verify_denied(&host.public(), "v=0", &sig), "nor a refusal");
+        let no = setup.sign_denied(&host, "go away");
+        assert!(setup.verify_denied(&host.public(), "go away", &no));
+        assert!(!setup.verify_denied(&host.public(), "other", &no));
+        let others = [
+            SetupAuth { peer: 4, ..setup.clone() },
+            SetupAuth { nonce: nonce(), ..setup.clone() },
+            SetupAuth { room: "s".into(), ..setup.clone() },
+            SetupAuth { guest: rider.public(), ..setup.clone() },
+        ];
+        for other in others {
             assert!(!other.verify_offer(&host.public(), "v=0", &sig), "{other:?}");
-            assert!(!other.verify_answer(&k, "v=0", &mac), "{other:?}");
+            assert!(!other.verify_answer(&k, "v=0", &mac, &asig), "{other:?}");
+            assert!(!other.verify_denied(&host.public(), "go away", &no), "{other:?}");
         }
         let fb = setup.sign_fallback(&host, &offer("10.0.0.1:8080"));
         assert!(setup.verify_fallback(&host.public(), &offer("10.0.0.1:8080"), &fb));

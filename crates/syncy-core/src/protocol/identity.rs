@@ -38,6 +38,11 @@ pub enum Purpose {
     Fallback,
     /// The whole file's SHA-256: room, digest.
     FileHash,
+    /// The host turning a newcomer away: room, its peer id, nonce and key, the reason.
+    Denied,
+    /// A participant's SDP answer (signed by the participant's own key): room, its peer id,
+    /// nonce and key, SDP.
+    Answer,
 }
 
 impl Purpose {
@@ -47,14 +52,19 @@ impl Purpose {
             Purpose::Offer => b"offer",
             Purpose::Fallback => b"fallback",
             Purpose::FileHash => b"file hash",
+            Purpose::Denied => b"denied",
+            Purpose::Answer => b"answer",
         }
     }
 }
 
-/// The message a signature covers: a version, the purpose and each field with its length,
-/// so no two different field lists give the same bytes.
-fn transcript(purpose: Purpose, fields: &[&[u8]]) -> Vec<u8> {
-    let mut out = b"syncy host v1\0".to_vec();
+/// Who signed: a host and a participant never sign the same bytes.
+pub(super) const HOST: &[u8] = b"syncy host v1\0";
+
+/// The message a signature covers: the signer's role and version, the purpose and each field
+/// with its length, so no two different field lists give the same bytes.
+pub(super) fn transcript(signer: &[u8], purpose: Purpose, fields: &[&[u8]]) -> Vec<u8> {
+    let mut out = signer.to_vec();
     out.extend_from_slice(purpose.label());
     out.push(0);
     for f in fields {
@@ -133,7 +143,7 @@ impl HostKey {
 
     /// Signs `fields` for `purpose`: hex.
     pub fn sign(&self, purpose: Purpose, fields: &[&[u8]]) -> String {
-        hex::encode(self.0.sign(&transcript(purpose, fields)).to_bytes())
+        hex::encode(self.0.sign(&transcript(HOST, purpose, fields)).to_bytes())
     }
 
     /// The proof a `Create` carries: room, join token and the server's nonce for this
@@ -207,7 +217,7 @@ impl HostId {
         let Some(sig) = hex::decode(sig_hex).ok().and_then(|b| Signature::from_slice(&b).ok()) else {
             return false;
         };
-        self.0.verify_strict(&transcript(purpose, fields), &sig).is_ok()
+        self.0.verify_strict(&transcript(HOST, purpose, fields), &sig).is_ok()
     }
 }
 

@@ -2,6 +2,7 @@
 //! Nothing here does I/O; every decoder is total (bad input is an error, never a panic).
 
 pub mod auth;
+pub mod guest;
 pub mod identity;
 pub mod link;
 pub mod signal;

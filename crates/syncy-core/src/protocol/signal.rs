@@ -40,6 +40,9 @@ pub enum ClientMsg {
         /// Fresh random hex (32 digits) the host's offer must be signed over, so no offer made
         /// for another set-up passes.
         nonce: String,
+        /// The participant's public key in this room (Ed25519, hex): it signs the answer, and
+        /// it is what the host approves, kicks and bans (`guest`).
+        key: String,
     },
     /// Relay `payload` to peer `to` of the same room.
     Signal {
@@ -61,12 +64,15 @@ pub enum SignalPayload {
         /// Hex Ed25519 signature over room, recipient, its nonce and `sdp`.
         sig: String,
     },
-    /// SDP answer (participant → host) with its MAC under the room key.
+    /// SDP answer (participant → host), MACed with the room key (it holds the link) and
+    /// signed with its own key (it is who it said in `Join`).
     Answer {
         /// Session description.
         sdp: String,
-        /// Hex HMAC-SHA256 over room, sender, its nonce and `sdp`.
+        /// Hex HMAC-SHA256 over room, sender, its nonce and key, and `sdp`.
         mac: String,
+        /// Hex Ed25519 signature by the `Join` key over the same.
+        sig: String,
     },
     /// The host also serves the room over HTTPS at `addr` (`HOST:PORT`; `syncy host --http`),
     /// for a participant whose WebRTC link does not come up. Sent before the offer, signed
@@ -82,10 +88,13 @@ pub enum SignalPayload {
         /// Hex Ed25519 signature over room, recipient, its nonce, `addr`, `cert` and `pass`.
         sig: String,
     },
-    /// The host turns the participant away (a room under `--approve`).
+    /// The host turns the participant away (a room under `--approve`, or a banned key).
     Denied {
         /// Why, for the participant's user.
         reason: String,
+        /// Hex Ed25519 signature over room, recipient, its nonce and key, and `reason`: a
+        /// server cannot make a participant give up.
+        sig: String,
     },
     /// A trickled ICE candidate.
     Ice {
@@ -135,6 +144,8 @@ pub enum ServerMsg {
         name: String,
         /// Its `Join` nonce.
         nonce: String,
+        /// Its `Join` key.
+        key: String,
     },
     /// Someone left the room.
     PeerLeft {
@@ -229,10 +240,10 @@ mod tests {
     fn all_client() -> Vec<ClientMsg> {
         vec![
             ClientMsg::Create { room: "r".into(), join_token: "t".into(), name: "h".into(), host_key: "k".into(), proof: "p".into() },
-            ClientMsg::Join { room: "r".into(), join_token: "t".into(), name: "p".into(), nonce: "n".into() },
+            ClientMsg::Join { room: "r".into(), join_token: "t".into(), name: "p".into(), nonce: "n".into(), key: "k".into() },
             ClientMsg::Signal { to: 3, payload: SignalPayload::Offer { sdp: "v=0".into(), sig: "ab".into() } },
             ClientMsg::Signal { to: 3, payload: SignalPayload::Fallback { addr: "a:1".into(), cert: "cd".into(), pass: "ef".into(), sig: "ab".into() } },
-            ClientMsg::Signal { to: 3, payload: SignalPayload::Answer { sdp: "v=0".into(), mac: "ab".into() } },
+            ClientMsg::Signal { to: 3, payload: SignalPayload::Answer { sdp: "v=0".into(), mac: "ab".into(), sig: "cd".into() } },
             ClientMsg::Signal { to: 3, payload: SignalPayload::Ice { candidate: "c".into(), sdp_mid: Some("0".into()), sdp_mline_index: Some(0) } },
         ]
     }
@@ -242,7 +253,7 @@ mod tests {
             ServerMsg::Hello { nonce: "n".into() },
             ServerMsg::Created { room: "r".into(), peer: 1 },
             ServerMsg::Joined { room: "r".into(), peer: 2, host: 1, host_key: "k".into() },
-            ServerMsg::PeerJoined { peer: 2, name: "p".into(), nonce: "n".into() },
+            ServerMsg::PeerJoined { peer: 2, name: "p".into(), nonce: "n".into(), key: "k".into() },
             ServerMsg::PeerLeft { peer: 2, name: "p".into() },
             ServerMsg::Signal { from: 1, payload: SignalPayload::Ice { candidate: "c".into(), sdp_mid: None, sdp_mline_index: None } },
             ServerMsg::Error { code: ErrorCode::RoomFull, message: "full".into() },

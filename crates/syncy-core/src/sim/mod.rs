@@ -273,7 +273,9 @@ impl World {
                 let name = self.slots[slot].name.clone();
                 // A server's ids: the slot, and which of its links.
                 let peer = ((self.slots[slot].link as PeerId) << 32) | (slot as PeerId + 1);
-                self.on_host(|h| h.handle_signal(now, ServerMsg::PeerJoined { peer, name, nonce: String::new() }));
+                // Each viewer its own key, as each person has.
+                let key = crate::protocol::guest::GuestSecret::from_bytes([slot as u8; 32]).key_for("sim").public().to_hex();
+                self.on_host(|h| h.handle_signal(now, ServerMsg::PeerJoined { peer, name, nonce: String::new(), key }));
             }
             Due::Connected { slot } => {
                 let s = &mut self.slots[slot];

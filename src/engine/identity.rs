@@ -1,16 +1,21 @@
-//! Where the host's secret lives: a private file under the config dir, so the same link
-//! (room id and key) works after the host restarts. `--new-room` replaces it.
+//! Where the secrets that make an identity live: private files under the config dir. The
+//! host's (`host-identity`) keeps its link (room id and key) good across restarts; `--new-room`
+//! replaces it. A participant's (`guest-identity`) keeps it the same person to a host across
+//! restarts, which is what a host's ban names.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::protocol::guest::GuestSecret;
 use crate::protocol::identity::{HostSecret, SECRET_LEN};
 
-/// The first word of the file: what it is, and its format's version.
+/// The first word of a host's file: what it is, and its format's version.
 const MAGIC: &str = "syncy-host-secret-v1";
+/// The first word of a participant's file.
+const GUEST_MAGIC: &str = "syncy-guest-secret-v1";
 
-/// Which secret a host uses.
+/// Which secret a host (or a participant) uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     /// A new one each run, kept nowhere (`syncy demo`, benchmarks).
@@ -22,33 +27,49 @@ pub enum Identity {
 /// Why the secret could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    #[error("cannot read the host identity {0}: {1}")]
+    #[error("cannot read the identity {0}: {1}")]
     Read(PathBuf, std::io::Error),
-    #[error("cannot write the host identity {0}: {1}")]
+    #[error("cannot write the identity {0}: {1}")]
     Write(PathBuf, std::io::Error),
-    #[error("the host identity {0} is not a Syncy host secret (remove it, or pass --new-room to replace it)")]
+    #[error("the identity {0} is not a Syncy secret of this kind (remove it; a host may pass --new-room to replace it)")]
     Garbled(PathBuf),
-    #[error("the host identity {0} can be read by other users (mode {1:o}): run chmod 600 on it, or pass --new-room for a new one")]
+    #[error("the identity {0} can be read by other users (mode {1:o}): run chmod 600 on it (or remove it, for a new one)")]
     Exposed(PathBuf, u32),
 }
 
-/// The secret `identity` names. Blocking file I/O: call it off the async runtime.
+/// The host secret `identity` names. Blocking file I/O: call it off the async runtime.
 pub fn load(identity: &Identity) -> Result<HostSecret, IdentityError> {
+    load_bytes(identity, MAGIC).map(HostSecret::from_bytes)
+}
+
+/// The participant secret `identity` names. Blocking file I/O: call it off the async runtime.
+pub fn load_guest(identity: &Identity) -> Result<GuestSecret, IdentityError> {
+    load_bytes(identity, GUEST_MAGIC).map(GuestSecret::from_bytes)
+}
+
+fn load_bytes(identity: &Identity, magic: &str) -> Result<[u8; SECRET_LEN], IdentityError> {
     let (path, renew) = match identity {
-        Identity::Fresh => return Ok(HostSecret::random()),
+        Identity::Fresh => return Ok(random()),
         Identity::File { path, renew } => (path, *renew),
     };
     if !renew {
-        match read(path) {
+        match read(path, magic) {
             Err(IdentityError::Read(_, e)) if e.kind() == std::io::ErrorKind::NotFound => {}
             other => return other,
         }
     }
-    write(path, &HostSecret::random(), renew)?;
-    read(path)
+    write(path, magic, &random(), renew)?;
+    read(path, magic)
 }
 
-fn read(path: &Path) -> Result<HostSecret, IdentityError> {
+fn random() -> [u8; SECRET_LEN] {
+    use rand::RngCore;
+    let mut s = [0u8; SECRET_LEN];
+    rand::rng().fill_bytes(&mut s);
+    s
+}
+
+fn read(path: &Path, magic: &str) -> Result<[u8; SECRET_LEN], IdentityError> {
     let err = |e| IdentityError::Read(path.into(), e);
     // Never through a symlink: someone who can write the directory must not swap in a file
     // of theirs (or point this at one of ours).
@@ -59,24 +80,24 @@ fn read(path: &Path) -> Result<HostSecret, IdentityError> {
     }
     let mut text = String::new();
     f.take(256).read_to_string(&mut text).map_err(|_| IdentityError::Garbled(path.into()))?;
-    parse(&text).ok_or_else(|| IdentityError::Garbled(path.into()))
+    parse(&text, magic).ok_or_else(|| IdentityError::Garbled(path.into()))
 }
 
-fn parse(text: &str) -> Option<HostSecret> {
+fn parse(text: &str, want: &str) -> Option<[u8; SECRET_LEN]> {
     let (magic, hex_secret) = text.trim().split_once(' ')?;
     let bytes: [u8; SECRET_LEN] = hex::decode(hex_secret.trim()).ok()?.try_into().ok()?;
-    (magic == MAGIC).then(|| HostSecret::from_bytes(bytes))
+    (magic == want).then_some(bytes)
 }
 
 /// Writes `secret` to a new private file beside `path`, then puts it in place: over the old
 /// one when `renew`, else only if there is none. Two hosts starting at once both find no file:
 /// the first to link its own wins, and both then read the winner's.
-fn write(path: &Path, secret: &HostSecret, renew: bool) -> Result<(), IdentityError> {
+fn write(path: &Path, magic: &str, secret: &[u8; SECRET_LEN], renew: bool) -> Result<(), IdentityError> {
     let err = |e| IdentityError::Write(path.into(), e);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
     }
-    let tmp = path.with_file_name(format!(".host-identity.{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(format!(".identity.{}.{}.tmp", std::process::id(), hex::encode(&random()[..4])));
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&tmp).map_err(err)?;
     let place = |tmp: &Path| match renew {
@@ -86,7 +107,7 @@ fn write(path: &Path, secret: &HostSecret, renew: bool) -> Result<(), IdentityEr
             other => other,
         },
     };
-    let written = writeln!(f, "{MAGIC} {}", hex::encode(secret.to_bytes())).and_then(|_| f.sync_all()).and_then(|_| place(&tmp));
+    let written = writeln!(f, "{magic} {}", hex::encode(secret)).and_then(|_| f.sync_all()).and_then(|_| place(&tmp));
     let _ = std::fs::remove_file(&tmp);
     // The new name durable too: a crash must not silently change the link.
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -112,6 +133,17 @@ mod tests {
         assert_ne!(renewed, first);
         assert_eq!(load(&keep).unwrap(), renewed);
         assert_ne!(load(&Identity::Fresh).unwrap(), renewed);
+    }
+
+    #[test]
+    fn a_participants_secret_is_kept_apart_from_a_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("guest-identity");
+        let keep = Identity::File { path: path.clone(), renew: false };
+        let first = load_guest(&keep).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(load_guest(&keep).unwrap(), first, "the same person after a restart");
+        assert!(matches!(load(&keep), Err(IdentityError::Garbled(..))), "a guest secret is no host secret");
     }
 
     #[test]

@@ -163,9 +163,17 @@ fn a_signaling_server_that_swaps_the_fallback_address_learns_nothing_and_is_not_
     };
     let SignalPayload::Fallback { addr, cert, pass, .. } = relayed else { unreachable!() };
     let offer = FallbackOffer { addr, cert, pass };
-    let stolen = HttpLink::new(&offer, &link.room, &RoomKey::random()).unwrap();
+    // Ann's own key, from her identity file (as her process holds it).
+    let identity = syncy::engine::identity::Identity::File { path: dir.path().join("xdg-config-ann/syncy/guest-identity"), renew: false };
+    let anns = std::sync::Arc::new(syncy::engine::identity::load_guest(&identity).unwrap().key_for(&link.room));
+    let stolen = HttpLink::new(&offer, &link.room, &RoomKey::random(), anns.clone()).unwrap();
     assert!(matches!(rt.block_on(stolen.manifest()), Err(HttpLinkError::Status { status: 401, .. })));
-    let own = HttpLink::new(&offer, &link.room, &link.key).unwrap();
+    // Someone who has the link and reads the relayed pass (a plain ws:// link): no 401 but for
+    // ann's key.
+    let reader = std::sync::Arc::new(syncy::protocol::guest::GuestSecret::random().key_for(&link.room));
+    let read_off = HttpLink::new(&offer, &link.room, &link.key, reader).unwrap();
+    assert!(matches!(rt.block_on(read_off.manifest()), Err(HttpLinkError::Status { status: 401, .. })));
+    let own = HttpLink::new(&offer, &link.room, &link.key, anns).unwrap();
     assert!(rt.block_on(own.manifest()).is_ok());
     // The swapped address is not signed by the host: ignored, and WebRTC alone cannot work.
     assert_ne!(ann.wait(T), 0);

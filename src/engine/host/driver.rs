@@ -209,7 +209,8 @@ impl Io {
                 drop(permit);
             }
             PeerEvent::Sent { peer, bytes } => core.handle_sent(now, peer, bytes),
-            PeerEvent::Gone { peer, reason } => core.handle_gone(now, peer, &reason),
+            PeerEvent::Gone { peer, reason, violation: false } => core.handle_gone(now, peer, &reason),
+            PeerEvent::Gone { peer, reason, violation: true } => core.handle_violation(now, peer, &reason),
             PeerEvent::Warning { message } => core.handle_warning(now, message),
         }
     }

@@ -26,8 +26,9 @@ pub(super) enum PeerEvent {
     Control { peer: PeerId, msg: Message, permit: tokio::sync::OwnedSemaphorePermit },
     /// A chunk of `bytes` went out.
     Sent { peer: PeerId, bytes: usize },
-    /// The connection failed or ended.
-    Gone { peer: PeerId, reason: String },
+    /// The connection failed or ended; `violation`: the task closed it because the
+    /// participant broke the protocol.
+    Gone { peer: PeerId, reason: String, violation: bool },
     /// Something the user should know that does not stop the peer (a STUN server silent).
     Warning { message: String },
 }
@@ -72,13 +73,17 @@ pub(super) struct Newcomer {
     pub fallback: Option<String>,
 }
 
+/// How the reasons for closing a link on a participant that broke the protocol begin.
+const VIOLATION: &str = "protocol violation";
+
 /// One participant: connect, greet, then shuttle messages until the link ends.
 pub(super) async fn peer_task(peer: PeerId, who: Newcomer, setup: Setup, answers: mpsc::Receiver<SignalPayload>, events: mpsc::UnboundedSender<PeerEvent>) {
     let reason = match connect(peer, who, &setup, answers, &events).await {
         Ok(link) => shuttle(peer, link, setup.manifest, &events).await,
         Err(reason) => reason,
     };
-    let _ = events.send(PeerEvent::Gone { peer, reason });
+    let violation = reason.starts_with(VIOLATION);
+    let _ = events.send(PeerEvent::Gone { peer, reason, violation });
 }
 
 /// Offers, checks the channel carries a whole chunk, and greets with hello and the manifest.
@@ -95,7 +100,7 @@ async fn connect(
     if let (Some(addr), Some(fb)) = (who.fallback, &setup.fallback) {
         // Before the offer, so the participant knows where to turn if WebRTC fails: the
         // address, the certificate and a pass of its own, all signed.
-        let offer = FallbackOffer { addr, cert: fb.cert.clone(), pass: fb.passes.issue(peer).to_hex() };
+        let offer = FallbackOffer { addr, cert: fb.cert.clone(), pass: fb.passes.issue(peer, who.guest).to_hex() };
         let sig = auth.setup.sign_fallback(auth.host, &offer);
         let FallbackOffer { addr, cert, pass } = offer;
         if setup.signal_tx.send(ClientMsg::Signal { to, payload: SignalPayload::Fallback { addr, cert, pass, sig } }).await.is_err() {
@@ -198,12 +203,12 @@ async fn read_control(
                 return format!("protocol version {version} is not supported (this host speaks {PROTOCOL_VERSION})");
             }
             Ok(Message::Hello { .. }) => greeted = true,
-            Ok(_) if !greeted => return "protocol violation: a message before hello".to_string(),
+            Ok(_) if !greeted => return format!("{VIOLATION}: a message before hello"),
             Ok(msg) => {
                 let Ok(permit) = waiting.clone().acquire_owned().await else { return "closing".into() };
                 let _ = events.send(PeerEvent::Control { peer, msg, permit });
             }
-            Err(e) => return format!("protocol violation: {e}"),
+            Err(e) => return format!("{VIOLATION}: {e}"),
         }
     }
 }
@@ -211,7 +216,7 @@ async fn read_control(
 async fn refuse_chunks(dc: Arc<dyn DataChannel>) -> String {
     while let Some(ev) = dc.poll().await {
         if let DataChannelEvent::OnMessage(_) = ev {
-            return "protocol violation: participants may not send on the chunks channel".to_string();
+            return format!("{VIOLATION}: participants may not send on the chunks channel");
         }
     }
     "disconnected".into()

@@ -343,7 +343,9 @@ const FALLBACK_AFTER: Duration = Duration::from_secs(8);
 async fn http_connection(opts: &JoinOptions, signal: SignalClient, host_key: HostId, offer: &FallbackOffer, why: String) -> Result<Connection, Setup> {
     use crate::net::http::fallback_client::{self, Delivered, HttpLink};
     tracing::warn!("{why}; falling back to HTTPS at {}", offer.addr);
-    let http = HttpLink::new(offer, &opts.link.room, &opts.link.key).map_err(|e| Setup::Retry(eyre!("{why}, and the HTTP fallback cannot be used: {e}")))?;
+    let guest = std::sync::Arc::new(opts.guest.key_for(&opts.link.room));
+    let http =
+        HttpLink::new(offer, &opts.link.room, &opts.link.key, guest).map_err(|e| Setup::Retry(eyre!("{why}, and the HTTP fallback cannot be used: {e}")))?;
     let manifest = http.manifest().await.map_err(|e| Setup::Retry(eyre!("{why}, and the HTTP fallback failed too: {e}")))?;
     let url = http.url();
     let (out_tx, out_rx) = mpsc::unbounded_channel();

@@ -16,6 +16,8 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::fallback_server::{MAX_RANGE, request_line};
 use crate::protocol::auth::{FallbackOffer, FallbackPass, RoomKey};
+use crate::protocol::guest::GuestKey;
+use crate::protocol::identity::Purpose;
 use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, Role};
 
 /// Largest answer head read.
@@ -74,16 +76,20 @@ pub struct HttpLink {
     room: String,
     key: RoomKey,
     pass: FallbackPass,
+    /// The participant's own key in the room: each request is signed with it, so a pass read
+    /// off the wire (a `ws://` link) is worth nothing to anyone else.
+    guest: Arc<GuestKey>,
     tls: Arc<rustls::ClientConfig>,
 }
 
 impl HttpLink {
-    /// The fallback the host signed for this participant (`offer`) for `room`.
-    pub fn new(offer: &FallbackOffer, room: &str, key: &RoomKey) -> Result<Self, HttpLinkError> {
+    /// The fallback the host signed for this participant (`offer`, for the key `guest`) for
+    /// `room`.
+    pub fn new(offer: &FallbackOffer, room: &str, key: &RoomKey, guest: Arc<GuestKey>) -> Result<Self, HttpLinkError> {
         let cert: [u8; 32] = hex::decode(&offer.cert).ok().and_then(|c| c.try_into().ok()).ok_or(HttpLinkError::BadOffer)?;
         let pass = FallbackPass::from_hex(&offer.pass).ok_or(HttpLinkError::BadOffer)?;
         let tls = crate::net::tls::fingerprint_client_config(cert);
-        Ok(HttpLink { addr: offer.addr.clone(), room: room.to_string(), key: key.clone(), pass, tls })
+        Ok(HttpLink { addr: offer.addr.clone(), room: room.to_string(), key: key.clone(), pass, guest, tls })
     }
 
     /// `https://ADDR/ROOM/`, for messages.
@@ -116,8 +122,10 @@ impl HttpLink {
         let target = format!("/{}/{what}{query}", self.room);
         let range = range.map(|(a, b)| format!("bytes={a}-{b}"));
         let nonce = hex::encode(rand::random::<[u8; 16]>());
-        let mac = self.pass.request_mac(&self.key, &format!("{} {nonce}", request_line("GET", &target, range.as_deref())));
-        let mut req = format!("GET {target} HTTP/1.1\r\nHost: {}\r\nX-Syncy-Auth: {} {nonce} {mac}\r\nConnection: close\r\n", self.addr, self.pass.id());
+        let line = format!("{} {nonce}", request_line("GET", &target, range.as_deref()));
+        let mac = self.pass.request_mac(&self.key, &line);
+        let sig = self.guest.sign(Purpose::FallbackRequest, &[line.as_bytes()]);
+        let mut req = format!("GET {target} HTTP/1.1\r\nHost: {}\r\nX-Syncy-Auth: {} {nonce} {mac} {sig}\r\nConnection: close\r\n", self.addr, self.pass.id());
         if let Some(r) = &range {
             req += &format!("Range: {r}\r\n");
         }
@@ -304,6 +312,11 @@ mod tests {
         }
     }
 
+    /// Participant 7's key.
+    fn guest() -> Arc<GuestKey> {
+        Arc::new(crate::protocol::guest::GuestSecret::from_bytes([7; 32]).key_for("r1"))
+    }
+
     /// A fallback server for a file of `bytes`, and the offer the host would sign for
     /// participant 7.
     async fn server(dir: &std::path::Path, bytes: &[u8], key: &RoomKey) -> (fallback_server::HttpFallback, FallbackOffer, Arc<fallback_server::Passes>) {
@@ -323,7 +336,7 @@ mod tests {
         };
         let (tls, cert) = crate::net::tls::self_signed_server().unwrap();
         let server = fallback_server::start("127.0.0.1:0".parse().unwrap(), room, tls).await.unwrap();
-        let offer = FallbackOffer { addr: server.addr.to_string(), cert: hex::encode(cert), pass: passes.issue(7).to_hex() };
+        let offer = FallbackOffer { addr: server.addr.to_string(), cert: hex::encode(cert), pass: passes.issue(7, guest().public()).to_hex() };
         (server, offer, passes)
     }
 
@@ -333,7 +346,7 @@ mod tests {
         let bytes: Vec<u8> = (0..2 * CHUNK + 10).map(|i| (i % 251) as u8).collect();
         let (size, c, key) = (bytes.len() as u64, CHUNK as usize, RoomKey([7; 16]));
         let (_server, offer, passes) = server(dir.path(), &bytes, &key).await;
-        let link = HttpLink::new(&offer, "r1", &key).unwrap();
+        let link = HttpLink::new(&offer, "r1", &key, guest()).unwrap();
         let m = link.manifest().await.unwrap();
         assert_eq!(m, manifest(size));
         assert_eq!(link.chunk(&m, 1).await.unwrap(), bytes[c..2 * c]);
@@ -343,9 +356,12 @@ mod tests {
         // The signaling server relays the pass, but has no room key; a link holder the host
         // never let in has the key but no pass; a pass of one who left opens nothing.
         let refused = |l: HttpLink| async move { matches!(l.manifest().await, Err(HttpLinkError::Status { status: 401, .. })) };
-        assert!(refused(HttpLink::new(&offer, "r1", &RoomKey([8; 16])).unwrap()).await, "the pass without the room key");
+        assert!(refused(HttpLink::new(&offer, "r1", &RoomKey([8; 16]), guest()).unwrap()).await, "the pass without the room key");
         let stranger = FallbackOffer { pass: FallbackPass::random().to_hex(), ..offer.clone() };
-        assert!(refused(HttpLink::new(&stranger, "r1", &key).unwrap()).await, "the room key without a pass");
+        assert!(refused(HttpLink::new(&stranger, "r1", &key, guest()).unwrap()).await, "the room key without a pass");
+        // A link holder who read the pass off a plain ws:// link: key and pass, not its key.
+        let reader = Arc::new(crate::protocol::guest::GuestSecret::from_bytes([8; 32]).key_for("r1"));
+        assert!(refused(HttpLink::new(&offer, "r1", &key, reader).unwrap()).await, "the key and the pass without the participant's key");
         passes.revoke(7);
         assert!(refused(link.clone()).await, "a revoked pass");
     }
@@ -357,7 +373,7 @@ mod tests {
         let (server, offer, _) = server(dir.path(), &vec![1u8; CHUNK as usize], &key).await;
         // Another certificate at the address (someone in the middle): no request is sent.
         let (_, other) = crate::net::tls::self_signed_server().unwrap();
-        let wrong = HttpLink::new(&FallbackOffer { cert: hex::encode(other), ..offer.clone() }, "r1", &key).unwrap();
+        let wrong = HttpLink::new(&FallbackOffer { cert: hex::encode(other), ..offer.clone() }, "r1", &key, guest()).unwrap();
         assert!(matches!(wrong.manifest().await, Err(HttpLinkError::Io { .. })));
         // Plain HTTP: the server speaks TLS only.
         let mut sock = TcpStream::connect(server.addr).await.unwrap();
@@ -384,7 +400,7 @@ mod tests {
             }
         });
         let offer = FallbackOffer { addr: addr.to_string(), cert: hex::encode(cert), pass: FallbackPass::random().to_hex() };
-        let link = HttpLink::new(&offer, "r1", &RoomKey([7; 16])).unwrap();
+        let link = HttpLink::new(&offer, "r1", &RoomKey([7; 16]), guest()).unwrap();
         assert!(matches!(link.chunk(&manifest(4 * CHUNK as u64), 1).await, Err(HttpLinkError::BadMac(_))));
     }
 
@@ -401,7 +417,7 @@ mod tests {
             s.bind(std::net::SocketAddr::from(([127, 0, 0, 2 + i % 8], 0))).unwrap();
             idle.push(s.connect(server.addr).await.unwrap());
         }
-        let link = HttpLink::new(&offer, "r1", &key).unwrap();
+        let link = HttpLink::new(&offer, "r1", &key, guest()).unwrap();
         let started = std::time::Instant::now();
         link.manifest().await.unwrap();
         assert!(started.elapsed() < Duration::from_secs(4), "served after {:?}", started.elapsed());

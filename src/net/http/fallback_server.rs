@@ -12,11 +12,14 @@
 //!   admitted participant's `Fallback` signal and the participant accepts that certificate
 //!   only, so the bytes are encrypted, to the host, whoever relays the signal.
 //! - **A pass per participant** the host lets in, in the same signed signal, revoked when the
-//!   participant leaves the room. Each request carries `X-Syncy-Auth: ID NONCE MAC`: the pass's
-//!   id, a fresh nonce and an HMAC under a key derived from the room key *and* the pass over the
-//!   request line, its range and the nonce. No reusable secret crosses the wire; the
-//!   signaling server (which relays the pass but has no room key) and a link holder the host
-//!   never let in (no pass: `--approve` guards this too) get a 401; a nonce seen is refused.
+//!   participant leaves the room, is sent away, breaks the protocol, or leaves the pass unused
+//!   for [`PASS_IDLE`]. Each request carries `X-Syncy-Auth: ID NONCE MAC SIG`: the pass's id, a
+//!   fresh nonce, an HMAC under a key derived from the room key *and* the pass over the request
+//!   line, its range and the nonce, and the participant's signature (its own key, which the
+//!   host let in) over the same. No reusable secret crosses the wire; the signaling server
+//!   (which relays the pass but has no room key), a link holder the host never let in (no pass:
+//!   `--approve` guards this too) and one who read the pass off a `ws://` link (not the key)
+//!   get a 401; a nonce seen is refused.
 //! - **Bounds**: a TLS handshake and the request head within 5 s, before any of the 64 serving
 //!   slots is taken; 64 connections per address, 1024 in all; a request served within 60 s.
 //!
@@ -36,6 +39,8 @@ use tokio::sync::watch;
 
 use crate::net::http::range::{RangeAnswer, parse_range};
 use crate::protocol::auth::{FallbackPass, RoomKey};
+use crate::protocol::guest::GuestId;
+use crate::protocol::identity::Purpose;
 use crate::protocol::signal::PeerId;
 use crate::protocol::stream::{self, Manifest, Message};
 use crate::server::Slots;
@@ -90,16 +95,33 @@ struct Issued {
     pass: FallbackPass,
     /// The participant's id in the host (unique for the host's life, unlike the server's).
     peer: PeerId,
+    /// Its key: every request must be signed with it.
+    guest: GuestId,
+    /// When it was issued or last opened something.
+    used: Instant,
     seen: HashSet<String>,
     order: VecDeque<String>,
 }
 
+/// A pass unused this long opens nothing more. A participant turns to the fallback within
+/// seconds of its set-up (each set-up brings a fresh pass) and then polls the clock every
+/// second; a pass idle longer is a leftover (of a participant whose leaving the host never
+/// heard, across a signaling server restart).
+pub const PASS_IDLE: Duration = Duration::from_secs(120);
+
 impl Passes {
-    /// A pass for the participant the host calls `peer`.
-    pub fn issue(&self, peer: PeerId) -> FallbackPass {
+    /// A pass for the participant the host calls `peer`, whose key is `guest`.
+    pub fn issue(&self, peer: PeerId, guest: GuestId) -> FallbackPass {
+        self.issue_at(Instant::now(), peer, guest)
+    }
+
+    fn issue_at(&self, now: Instant, peer: PeerId, guest: GuestId) -> FallbackPass {
         let pass = FallbackPass::random();
-        let issued = Issued { pass: pass.clone(), peer, seen: HashSet::new(), order: VecDeque::new() };
-        self.lock().insert(pass.id(), issued);
+        let issued = Issued { pass: pass.clone(), peer, guest, used: now, seen: HashSet::new(), order: VecDeque::new() };
+        let mut by_id = self.lock();
+        // Leftovers go as new passes come: the map holds no more than the recent set-ups.
+        by_id.retain(|_, i| now.saturating_duration_since(i.used) < PASS_IDLE);
+        by_id.insert(pass.id(), issued);
         pass
     }
 
@@ -108,18 +130,32 @@ impl Passes {
         self.lock().retain(|_, i| i.peer != peer);
     }
 
-    /// Whether `auth` (`ID NONCE MAC`) is a pass's, for `request`, with a nonce not seen.
+    /// Whether `auth` (`ID NONCE MAC SIG`) is a pass's, for `request`, signed by its
+    /// participant, with a nonce not seen.
     fn admit(&self, key: &RoomKey, request: &str, auth: &str) -> bool {
+        self.admit_at(Instant::now(), key, request, auth)
+    }
+
+    fn admit_at(&self, now: Instant, key: &RoomKey, request: &str, auth: &str) -> bool {
         let mut parts = auth.split(' ');
-        let (Some(id), Some(nonce), Some(mac), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return false };
+        let (Some(id), Some(nonce), Some(mac), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
         if nonce.len() != 32 {
             return false;
         }
+        let line = format!("{request} {nonce}");
         let mut by_id = self.lock();
         let Some(issued) = by_id.get_mut(id) else { return false };
-        if !issued.pass.verify_request(key, &format!("{request} {nonce}"), mac) || !issued.seen.insert(nonce.to_string()) {
+        if now.saturating_duration_since(issued.used) >= PASS_IDLE {
+            by_id.remove(id);
             return false;
         }
+        let signed = |i: &Issued| i.guest.verify(Purpose::FallbackRequest, &[line.as_bytes()], sig);
+        if !issued.pass.verify_request(key, &line, mac) || !signed(issued) || !issued.seen.insert(nonce.to_string()) {
+            return false;
+        }
+        issued.used = now;
         issued.order.push_back(nonce.to_string());
         if issued.order.len() > NONCES_KEPT
             && let Some(old) = issued.order.pop_front()
@@ -296,4 +332,41 @@ async fn reply<S: AsyncWrite + Unpin>(sock: &mut S, status: &str, headers: &[(&s
     sock.write_all(body).await?;
     sock.flush().await?;
     sock.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::guest::{GuestKey, GuestSecret};
+
+    /// `X-Syncy-Auth` for `request` with `pass`, signed by `guest`.
+    fn auth(key: &RoomKey, pass: &FallbackPass, guest: &GuestKey, request: &str, nonce: &str) -> String {
+        let line = format!("{request} {nonce}");
+        format!("{} {nonce} {} {}", pass.id(), pass.request_mac(key, &line), guest.sign(Purpose::FallbackRequest, &[line.as_bytes()]))
+    }
+
+    #[test]
+    fn a_pass_opens_for_its_participants_key_once_per_nonce_and_not_after_lying_idle() {
+        let (passes, key, t0) = (Passes::default(), RoomKey([1; 16]), Instant::now());
+        let ann = GuestSecret::from_bytes([1; 32]).key_for("r");
+        let pass = passes.issue_at(t0, 4, ann.public());
+        let req = "GET /r/manifest -";
+        let nonce = |n: u8| hex::encode([n; 16]);
+        assert!(passes.admit_at(t0, &key, req, &auth(&key, &pass, &ann, req, &nonce(1))));
+        assert!(!passes.admit_at(t0, &key, req, &auth(&key, &pass, &ann, req, &nonce(1))), "a nonce seen");
+        let eve = GuestSecret::from_bytes([2; 32]).key_for("r");
+        assert!(!passes.admit_at(t0, &key, req, &auth(&key, &pass, &eve, req, &nonce(2))), "another key");
+        assert!(!passes.admit_at(t0, &key, req, &format!("{} {} x", pass.id(), nonce(3))), "no signature");
+        // Used, it stays good; idle for PASS_IDLE, it is gone for good.
+        let later = t0 + PASS_IDLE - Duration::from_secs(1);
+        assert!(passes.admit_at(later, &key, req, &auth(&key, &pass, &ann, req, &nonce(4))));
+        assert!(passes.admit_at(later + PASS_IDLE - Duration::from_secs(1), &key, req, &auth(&key, &pass, &ann, req, &nonce(5))));
+        let idle = later + 2 * PASS_IDLE;
+        assert!(!passes.admit_at(idle, &key, req, &auth(&key, &pass, &ann, req, &nonce(6))));
+        assert!(passes.lock().is_empty());
+        // Leftovers go as new passes are issued.
+        passes.issue_at(t0, 5, ann.public());
+        passes.issue_at(t0 + PASS_IDLE, 6, ann.public());
+        assert_eq!(passes.lock().len(), 1);
+    }
 }

@@ -521,6 +521,13 @@ impl HostCore {
         self.settle(now);
     }
 
+    /// `peer`'s link was closed because it broke the protocol: gone, and whatever else lets
+    /// it in (the HTTPS fallback's pass) goes too.
+    pub fn handle_violation(&mut self, now: Instant, peer: PeerId, reason: &str) {
+        self.out.push_back(HostOutput::Revoke { peer });
+        self.handle_gone(now, peer, reason);
+    }
+
     /// `bytes` of a chunk to `peer` went out.
     pub fn handle_sent(&mut self, now: Instant, peer: PeerId, bytes: usize) {
         self.now = now;

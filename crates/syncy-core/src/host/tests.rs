@@ -420,6 +420,19 @@ fn quitting_says_goodbye_to_everyone_connected_and_stops_waking() {
 }
 
 #[test]
+fn a_participant_that_broke_the_protocol_loses_its_fallback_pass_one_whose_link_failed_keeps_it() {
+    let mut h = Host::new(config());
+    let (eve, bob) = (h.join(1, "eve"), h.join(2, "bob"));
+    h.core.handle_violation(h.now, eve, "protocol violation: a chunk from a participant");
+    let out = h.outputs();
+    assert!(out.contains(&HostOutput::Revoke { peer: eve }) && out.contains(&HostOutput::Close { peer: eve }), "{out:?}");
+    // The fallback is for exactly a link that failed.
+    h.core.handle_gone(h.now, bob, "connection closed");
+    let out = h.outputs();
+    assert!(!out.contains(&HostOutput::Revoke { peer: bob }) && out.contains(&HostOutput::Close { peer: bob }), "{out:?}");
+}
+
+#[test]
 fn a_participant_that_fails_to_connect_is_reported_one_that_leaves_is_not() {
     let mut h = Host::new(config());
     h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into(), nonce: NONCE.into(), key: key(1) });

@@ -43,6 +43,8 @@ pub enum Purpose {
     /// A participant's SDP answer (signed by the participant's own key): room, its peer id,
     /// nonce and key, SDP.
     Answer,
+    /// A participant's request to the host's HTTPS fallback: the request line and its nonce.
+    FallbackRequest,
 }
 
 impl Purpose {
@@ -54,6 +56,7 @@ impl Purpose {
             Purpose::FileHash => b"file hash",
             Purpose::Denied => b"denied",
             Purpose::Answer => b"answer",
+            Purpose::FallbackRequest => b"fallback request",
         }
     }
 }

@@ -347,7 +347,7 @@ async fn join_options(
         }
     };
     Ok(join::JoinOptions {
-        name: a.name.clone().or_else(|| cfg.name.clone()).unwrap_or(defaults.name.clone()),
+        name: a.name.clone().or_else(|| cfg.name.clone()).unwrap_or_else(|| join::default_name(&guest, &defaults.link.room)),
         guest,
         save: a.save.clone(),
         force: a.force,

@@ -344,7 +344,8 @@ pub struct JoinArgs {
     /// Read the link from this file (its first line), instead of the command line.
     #[arg(long, value_name = "PATH", conflicts_with = "link")]
     pub link_file: Option<PathBuf>,
-    /// Your display name [default: the config file's `name`, else $USER].
+    /// Your display name [default: the config file's `name`, else guest-XXXX: from your key in
+    /// the room, never your login name].
     #[arg(long)]
     pub name: Option<String>,
     /// No dashboard: JSON lines of events on stdout, commands on stdin.

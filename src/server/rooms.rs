@@ -31,7 +31,21 @@ pub struct Rooms {
     rooms: HashMap<String, Room>,
     /// Rooms open per source, so one address cannot take every room slot.
     by_source: HashMap<Source, usize>,
-    next_peer: PeerId,
+    /// How many peer ids have been handed out.
+    issued: u32,
+    /// Keys of the permutation that turns that count into an id.
+    id_keys: [u32; 4],
+}
+
+/// A keyed bijection on 32-bit numbers (a four-round Feistel network over two 16-bit halves):
+/// distinct counts give distinct ids, in an order only the keys tell.
+fn permute(count: u32, keys: [u32; 4]) -> u32 {
+    let (mut l, mut r) = ((count >> 16) as u16, count as u16);
+    for k in keys {
+        let f = (u32::from(r) ^ k).wrapping_mul(0x9E37_79B1).rotate_left(13) >> 16;
+        (l, r) = (r, l ^ f as u16);
+    }
+    (u32::from(l) << 16) | u32::from(r)
 }
 
 /// The largest signal a participant may send (an answer's SDP is a few KiB, a candidate less
@@ -44,13 +58,20 @@ pub type Refusal = (ErrorCode, String);
 impl Rooms {
     /// No rooms yet.
     pub fn new(cfg: ServerConfig) -> Self {
-        Rooms { cfg, rooms: HashMap::new(), by_source: HashMap::new(), next_peer: 1 }
+        Rooms { cfg, rooms: HashMap::new(), by_source: HashMap::new(), issued: 0, id_keys: rand::random() }
     }
 
+    /// A peer id never handed out before by this server (ids are below 2^32, as hosts expect)
+    /// that says nothing of how many came before it: a keyed permutation of a count.
     fn new_peer(&mut self) -> PeerId {
-        let p = self.next_peer;
-        self.next_peer += 1;
-        p
+        loop {
+            self.issued = self.issued.wrapping_add(1);
+            // The fuzz target signals peers by small numbers: counted ids there.
+            let id = if cfg!(fuzzing) { self.issued } else { permute(self.issued, self.id_keys) };
+            if id != 0 {
+                return PeerId::from(id);
+            }
+        }
     }
 
     /// Opens a room with the caller as host, once `check_claim` has verified its key.
@@ -212,6 +233,20 @@ mod tests {
 
     fn host() -> HostId {
         HostSecret::random().host_key().public()
+    }
+
+    #[test]
+    fn peer_ids_are_unique_below_2_32_and_do_not_count_up() {
+        let keys = [0x1234_5678, 0x9abc_def0, 0x0f0f_0f0f, 0xdead_beef];
+        let ids: Vec<u32> = (0..200_000).map(|c| permute(c, keys)).collect();
+        let distinct: std::collections::HashSet<u32> = ids.iter().copied().collect();
+        assert_eq!(distinct.len(), ids.len(), "a bijection: no id twice");
+        let rising = ids.windows(2).filter(|w| w[1] == w[0] + 1).count();
+        assert!(rising < 10, "{rising} ids follow the one before");
+        assert_ne!(permute(1, keys), permute(1, [1, 2, 3, 4]), "the keys choose the order");
+        let mut rooms = Rooms::new(ServerConfig::default());
+        let (a, b) = (rooms.new_peer(), rooms.new_peer());
+        assert!(a != b && a != 0 && b != 0 && a < 1 << 32);
     }
 
     #[test]

@@ -66,11 +66,12 @@ impl JoinOptions {
     /// `syncy join LINK` with every default (the command line's defaults are these too: see
     /// the test in `cli`).
     pub fn new(link: Link) -> JoinOptions {
+        // A new person each time, unless the caller keeps one (`syncy join` does).
+        let guest = GuestSecret::random();
         JoinOptions {
+            name: default_name(&guest, &link.room),
             link,
-            name: default_name(),
-            // A new person each time, unless the caller keeps one (`syncy join` does).
-            guest: GuestSecret::random(),
+            guest,
             save: None,
             force: false,
             buffer: DEFAULT_BUFFER,
@@ -87,9 +88,10 @@ impl JoinOptions {
     }
 }
 
-/// A participant's name unless given: the user's login name.
-pub fn default_name() -> String {
-    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "guest".into())
+/// A participant's name unless given: `guest-` and the start of its key's fingerprint in the
+/// room, so the host can tell guests apart without learning anyone's login name.
+pub fn default_name(guest: &GuestSecret, room: &str) -> String {
+    format!("guest-{}", &guest.key_for(room).public().fingerprint()[..4])
 }
 
 /// Where the picture goes.

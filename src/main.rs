@@ -339,7 +339,17 @@ async fn join_options(
     let guest = match syncy::cli::config::dir() {
         Some(dir) => {
             let identity = host::Identity::File { path: dir.join("guest-identity"), renew: false };
-            tokio::task::spawn_blocking(move || syncy::engine::identity::load_guest(&identity)).await??
+            match tokio::task::spawn_blocking(move || syncy::engine::identity::load_guest(&identity)).await? {
+                Ok(g) => g,
+                // A secret others can read is not used: whoever read it could join as us.
+                Err(e @ syncy::engine::identity::IdentityError::Exposed(..)) => return Err(e.into()),
+                // Joining needs no file of its own: a read-only home only costs the host's
+                // memory of us.
+                Err(e) => {
+                    tracing::warn!("{e}: a new participant identity for this run");
+                    defaults.guest.clone()
+                }
+            }
         }
         None => {
             tracing::warn!("no config dir (HOME and XDG_CONFIG_HOME unset): a new participant identity for this run");

@@ -13,7 +13,7 @@ use super::outbox::{Outbox, Outgoing};
 use super::slots::{Slot, Source};
 use super::{Rooms, ServerConfig};
 use crate::core::rate::TokenBucket;
-use crate::protocol::signal::{self, ClientMsg, ErrorCode, PeerId, ServerMsg};
+use crate::protocol::signal::{self, ClientMsg, ErrorCode, PeerId, ServerMsg, clean_name};
 
 /// What tungstenite reads into at a time. Its default (128 KiB) is for bulk data; signaling
 /// messages are small, and thousands of connections each holding 128 KiB is what a cap on
@@ -180,14 +180,15 @@ impl Conn {
         let mut rooms = rooms.lock().unwrap_or_else(|e| e.into_inner());
         match (msg, &self.member, claimed) {
             (ClientMsg::Create { room, join_token, name, .. }, Membership::None, Some(key)) => {
-                let name = clean_name(name);
+                let name = clean_name(&name);
                 let (room, peer) = rooms.create(room, join_token, name, key, self.source, outbox.clone())?;
                 outbox.push(&ServerMsg::Created { room: room.clone(), peer });
                 self.member = Membership::In { room, peer };
             }
-            (ClientMsg::Join { room, join_token, name, nonce, key }, Membership::None, _) => {
-                let name = clean_name(name);
-                let (peer, host, key) = rooms.join(&room, &join_token, name, nonce, key, outbox.clone())?;
+            (ClientMsg::Join { room, join_token, name, nonce, key, proof }, Membership::None, _) => {
+                // (What the participant signed is its name cleaned the same way: unchanged.)
+                let name = clean_name(&name);
+                let (peer, host, key) = rooms.join(&room, &join_token, name, (nonce, key, proof), outbox.clone())?;
                 outbox.push(&ServerMsg::Joined { room: room.clone(), peer, host, host_key: key.to_hex() });
                 self.member = Membership::In { room, peer };
             }
@@ -207,10 +208,4 @@ impl Conn {
         }
         Ok(())
     }
-}
-
-/// Names are shown on other people's screens: keep them short and printable.
-fn clean_name(name: String) -> String {
-    let n: String = name.chars().filter(|c| !c.is_control()).take(32).collect();
-    if n.trim().is_empty() { "anonymous".into() } else { n }
 }

@@ -217,15 +217,20 @@ fn token(which: u8) -> String {
     if which & 1 == 0 { "ab".repeat(32) } else { "cd".repeat(32) }
 }
 
-/// A valid participant key: the Ed25519 base point (no key derivation in the loop).
+/// A valid participant key: the Ed25519 base point (no key derivation in the loop; the server
+/// checks a key's shape, the host its proof).
 const GUEST_KEY: &str = "5866666666666666666666666666666666666666666666666666666666666666";
+/// No point at all.
+const NO_KEY: &str = "0200000000000000000000000000000000000000000000000000000000000000";
 
-/// A `Join` from one byte: which room, which token, a valid nonce or not, a valid key or not.
+/// A `Join` from one byte: which room, which token, a valid nonce or not, a name's length, a
+/// valid key or not.
 fn made_join(arg: u8) -> ClientMsg {
     let room = host(arg).room_id(LABELS[usize::from(arg >> 1) % 3]);
     let nonce = if arg & 0x10 == 0 { nonce(u32::from(arg)) } else { "short".into() };
-    let key = if arg >> 5 == 7 { "00".repeat(32) } else { GUEST_KEY.into() };
-    ClientMsg::Join { room, join_token: token(arg >> 3), name: "p".repeat(usize::from(arg >> 5) * 12), nonce, key }
+    let key = if arg & 0x80 == 0 { GUEST_KEY } else { NO_KEY }.to_string();
+    let name = "p".repeat(usize::from((arg >> 5) & 3) * 12);
+    ClientMsg::Join { room, join_token: token(arg >> 3), name, nonce, key, proof: "00".repeat(64) }
 }
 
 /// A `Signal` to a peer from one byte (peers are numbered from 1).
@@ -250,7 +255,14 @@ pub fn seeds() -> Vec<Vec<u8>> {
     let key = host(0);
     let room = key.room_id(None);
     let create0 = create(key, None, token(0), &nonce(0));
-    let join = |n: u32| ClientMsg::Join { room: room.clone(), join_token: token(0), name: "guest".into(), nonce: nonce(100 + n), key: GUEST_KEY.into() };
+    let join = |n: u32| ClientMsg::Join {
+        room: room.clone(),
+        join_token: token(0),
+        name: "guest".into(),
+        nonce: nonce(100 + n),
+        key: GUEST_KEY.into(),
+        proof: "00".repeat(64),
+    };
     let signal = |to: PeerId| ClientMsg::Signal { to, payload: SignalPayload::Answer { sdp: "v=0".into(), mac: "00".repeat(32), sig: "00".repeat(64) } };
     let text = |i: u8, msg: &ClientMsg| {
         let t = signal::encode(msg);

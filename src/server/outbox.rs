@@ -58,11 +58,15 @@ impl Outbox {
     /// Queues `msg`. False if the client is over its budget (it is then let go: the message
     /// is not lost quietly) or already gone.
     pub fn push(&self, msg: &ServerMsg) -> bool {
+        self.push_text(signal::encode(msg), matches!(msg, ServerMsg::Error { .. }))
+    }
+
+    /// `push` for a message already encoded (`closing`: it is an `Error`, the last).
+    pub fn push_text(&self, text: String, closing: bool) -> bool {
         let s = &self.shared;
         if s.overflowed.load(Ordering::Acquire) {
             return false;
         }
-        let text = signal::encode(msg);
         let len = text.len();
         let before = s.queued.fetch_add(len, Ordering::AcqRel);
         if before.saturating_add(len) > s.budget {
@@ -72,7 +76,6 @@ impl Outbox {
             }
             return false;
         }
-        let closing = matches!(msg, ServerMsg::Error { .. });
         if self.tx.send(Outgoing::Message { text, closing }).is_err() {
             s.queued.fetch_sub(len, Ordering::AcqRel);
             return false;

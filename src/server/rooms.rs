@@ -101,7 +101,9 @@ impl Rooms {
     }
 
     /// Adds a participant; tells the host.
-    pub fn join(&mut self, room: &str, token: &str, name: String, nonce: String, key: String, outbox: Outbox) -> Result<(PeerId, PeerId, HostId), Refusal> {
+    /// `who`: its nonce, key and proof, which the host checks.
+    pub fn join(&mut self, room: &str, token: &str, name: String, who: (String, String, String), outbox: Outbox) -> Result<(PeerId, PeerId, HostId), Refusal> {
+        let (nonce, key, proof) = who;
         if !valid_nonce(&nonce) {
             return Err((ErrorCode::BadMessage, "a join's nonce must be 32 hex digits".into()));
         }
@@ -126,7 +128,7 @@ impl Rooms {
         let (host, host_key) = (r.host, r.host_key);
         if let Some(h) = r.members.get(&host) {
             // (A host too far behind to take this is let go, and the room with it.)
-            h.outbox.push(&ServerMsg::PeerJoined { peer, name: name.clone(), nonce, key });
+            h.outbox.push(&ServerMsg::PeerJoined { peer, name: name.clone(), nonce, key, proof });
         }
         r.members.insert(peer, Member { name, outbox });
         Ok((peer, host, host_key))
@@ -143,16 +145,17 @@ impl Rooms {
             return Ok(false);
         }
         let Some(m) = r.members.get(&to) else { return Ok(false) };
-        let msg = ServerMsg::Signal { from, payload };
+        // Encoded once: measured, then queued as is.
+        let text = crate::protocol::signal::encode(&ServerMsg::Signal { from, payload });
         if from != r.host {
-            if crate::protocol::signal::encode(&msg).len() > MAX_PARTICIPANT_SIGNAL {
+            if text.len() > MAX_PARTICIPANT_SIGNAL {
                 return Err((ErrorCode::TooLarge, format!("a participant's signal is at most {} KiB", MAX_PARTICIPANT_SIGNAL / 1024)));
             }
             if m.outbox.half_full() {
                 return Err((ErrorCode::RateLimited, "the host is behind on its messages: too many signals".into()));
             }
         }
-        Ok(m.outbox.push(&msg))
+        Ok(m.outbox.push_text(text, false))
     }
 
     /// Removes a member; if it was the host, the room closes and everyone is told.
@@ -246,7 +249,7 @@ mod tests {
         assert_ne!(permute(1, keys), permute(1, [1, 2, 3, 4]), "the keys choose the order");
         let mut rooms = Rooms::new(ServerConfig::default());
         let (a, b) = (rooms.new_peer(), rooms.new_peer());
-        assert!(a != b && a != 0 && b != 0 && a < 1 << 32);
+        assert!(a != b && a != 0 && b != 0);
     }
 
     #[test]
@@ -261,22 +264,22 @@ mod tests {
         let other = host();
         assert_eq!(rooms.create(other.fingerprint(), tok.clone(), "x".into(), other, from(1), o).unwrap_err().0, ErrorCode::ServerFull);
         let (o, _) = outbox();
-        assert_eq!(rooms.join(&room, &"b".repeat(64), "p".into(), NONCE.into(), guest_key(), o).unwrap_err().0, ErrorCode::BadToken);
+        assert_eq!(rooms.join(&room, &"b".repeat(64), "p".into(), (NONCE.into(), guest_key(), String::new()), o).unwrap_err().0, ErrorCode::BadToken);
         let (o, _) = outbox();
-        assert_eq!(rooms.join("nope", &tok, "p".into(), NONCE.into(), guest_key(), o).unwrap_err().0, ErrorCode::NoSuchRoom);
+        assert_eq!(rooms.join("nope", &tok, "p".into(), (NONCE.into(), guest_key(), String::new()), o).unwrap_err().0, ErrorCode::NoSuchRoom);
         let (o, _) = outbox();
-        assert_eq!(rooms.join(&room, &tok, "p".into(), "short".into(), guest_key(), o).unwrap_err().0, ErrorCode::BadMessage);
+        assert_eq!(rooms.join(&room, &tok, "p".into(), ("short".into(), guest_key(), String::new()), o).unwrap_err().0, ErrorCode::BadMessage);
         let (o1, _r1) = outbox();
         let (o, _) = outbox();
-        assert_eq!(rooms.join(&room, &tok, "p".into(), NONCE.into(), "ab".repeat(33), o).unwrap_err().0, ErrorCode::BadMessage, "no key");
+        assert_eq!(rooms.join(&room, &tok, "p".into(), (NONCE.into(), "ab".repeat(33), String::new()), o).unwrap_err().0, ErrorCode::BadMessage, "no key");
         let g1 = guest_key();
-        let (p1, h1, k1) = rooms.join(&room, &tok, "p1".into(), NONCE.into(), g1.clone(), o1).unwrap();
+        let (p1, h1, k1) = rooms.join(&room, &tok, "p1".into(), (NONCE.into(), g1.clone(), String::new()), o1).unwrap();
         assert_eq!((h1, k1), (host_peer, key));
-        assert_eq!(hrx.try_recv_msg().unwrap(), ServerMsg::PeerJoined { peer: p1, name: "p1".into(), nonce: NONCE.into(), key: g1 });
+        assert_eq!(hrx.try_recv_msg().unwrap(), ServerMsg::PeerJoined { peer: p1, name: "p1".into(), nonce: NONCE.into(), key: g1, proof: String::new() });
         let (o2, _r2) = outbox();
-        rooms.join(&room, &tok, "p2".into(), NONCE.into(), guest_key(), o2).unwrap();
+        rooms.join(&room, &tok, "p2".into(), (NONCE.into(), guest_key(), String::new()), o2).unwrap();
         let (o3, _r3) = outbox();
-        let (code, msg) = rooms.join(&room, &tok, "p3".into(), NONCE.into(), guest_key(), o3).unwrap_err();
+        let (code, msg) = rooms.join(&room, &tok, "p3".into(), (NONCE.into(), guest_key(), String::new()), o3).unwrap_err();
         assert_eq!(code, ErrorCode::RoomFull);
         assert!(msg.contains("full"));
         rooms.leave(&room, p1);
@@ -292,7 +295,7 @@ mod tests {
         let key = host();
         let (room, host_peer) = rooms.create(key.fingerprint(), tok.clone(), "h".into(), key, from(1), h).unwrap();
         let (o, mut prx) = outbox();
-        rooms.join(&room, &tok, "p".into(), NONCE.into(), guest_key(), o).unwrap();
+        rooms.join(&room, &tok, "p".into(), (NONCE.into(), guest_key(), String::new()), o).unwrap();
         rooms.leave(&room, host_peer);
         assert!(rooms.is_empty());
         assert!(matches!(prx.try_recv_msg().unwrap(), ServerMsg::Error { code: ErrorCode::RoomClosed, .. }));
@@ -355,9 +358,9 @@ mod tests {
         let (room, host_peer, mut hrx) = open(&mut rooms, from(1)).unwrap();
         let tok = "f".repeat(64);
         let (o1, mut r1) = outbox();
-        let (p1, ..) = rooms.join(&room, &tok, "p1".into(), NONCE.into(), guest_key(), o1).unwrap();
+        let (p1, ..) = rooms.join(&room, &tok, "p1".into(), (NONCE.into(), guest_key(), String::new()), o1).unwrap();
         let (o2, mut r2) = outbox();
-        let (p2, ..) = rooms.join(&room, &tok, "p2".into(), NONCE.into(), guest_key(), o2).unwrap();
+        let (p2, ..) = rooms.join(&room, &tok, "p2".into(), (NONCE.into(), guest_key(), String::new()), o2).unwrap();
         while hrx.try_recv_msg().is_some() {}
         let ice = || SignalPayload::Ice { candidate: "c".into(), sdp_mid: None, sdp_mline_index: None };
         assert!(rooms.relay(&room, p1, host_peer, ice()).unwrap());
@@ -380,7 +383,7 @@ mod tests {
         let mut rooms = Rooms::new(ServerConfig::default());
         let (room, host_peer, _hrx) = open(&mut rooms, from(1)).unwrap();
         let (o, _r) = outbox();
-        let (p, ..) = rooms.join(&room, &"f".repeat(64), "p".into(), NONCE.into(), guest_key(), o).unwrap();
+        let (p, ..) = rooms.join(&room, &"f".repeat(64), "p".into(), (NONCE.into(), guest_key(), String::new()), o).unwrap();
         let big = |n: usize| SignalPayload::Ice { candidate: "c".repeat(n), sdp_mid: None, sdp_mline_index: None };
         assert_eq!(rooms.relay(&room, p, host_peer, big(40_000)).unwrap_err().0, ErrorCode::TooLarge);
         // The host does not read: the participant is refused once half its outbox waits, and

@@ -166,6 +166,14 @@ impl Proc {
         }
     }
 
+    /// Keeps every event up to the end of its output (after the process has exited).
+    pub fn drain_to_end(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while let Ok(v) = self.events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            self.seen.push(v);
+        }
+    }
+
     pub fn event(&mut self, name: &str, timeout: Duration) -> Value {
         self.wait_for(name, timeout, |v| v["event"] == name)
     }

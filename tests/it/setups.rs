@@ -26,9 +26,7 @@ async fn take_offer(link: &Link, name: String) -> SignalClient {
     loop {
         let mut c = SignalClient::connect(&link.signal_url(), None).await.unwrap();
         let nonce = syncy::protocol::auth::nonce();
-        c.tx.send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: name.clone(), nonce, key: guest_key(&link.room) })
-            .await
-            .unwrap();
+        c.tx.send(join_msg(&link.room, link.key.join_token(), &name, nonce)).await.unwrap();
         loop {
             match tokio::time::timeout_at(deadline, c.rx.recv()).await.expect("an offer in time") {
                 Some(ServerMsg::Signal { payload: SignalPayload::Offer { .. }, .. }) => return c,
@@ -86,7 +84,10 @@ fn a_hundred_abandoned_set_ups_leave_the_host_as_it_was() {
     assert_eq!(host.quit(), 0);
 }
 
-/// A fresh participant key for `room`, as a `Join` carries it.
-pub fn guest_key(room: &str) -> String {
-    syncy::protocol::guest::GuestSecret::random().key_for(room).public().to_hex()
+/// A `Join` as a participant sends it: a fresh key of its own, and its proof.
+pub fn join_msg(room: &str, join_token: String, name: &str, nonce: String) -> ClientMsg {
+    let k = syncy::protocol::guest::GuestSecret::random().key_for(room);
+    let name = syncy::protocol::signal::clean_name(name);
+    let proof = k.join_proof(room, &nonce, &name);
+    ClientMsg::Join { room: room.into(), join_token, name, nonce, key: k.public().to_hex(), proof }
 }

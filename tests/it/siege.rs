@@ -115,13 +115,7 @@ fn rand_bytes() -> [u8; 32] {
 /// Joins `room` from 127.0.0.`from`: the socket and its peer id.
 async fn join(server: SocketAddr, from: u8, room: &str, token: &str, small_rcvbuf: bool) -> (Socket, u64) {
     let (mut ws, _) = client(server, from, small_rcvbuf).await;
-    let join = ClientMsg::Join {
-        room: room.into(),
-        join_token: token.into(),
-        name: "p".into(),
-        nonce: "0123456789abcdef0123456789abcdef".into(),
-        key: super::setups::guest_key(room),
-    };
+    let join = super::setups::join_msg(room, token.into(), "p", "0123456789abcdef0123456789abcdef".into());
     ws.send(Ws::Text(encode(&join).into())).await.unwrap();
     match next_msg(&mut ws).await {
         Some(ServerMsg::Joined { peer, .. }) => (ws, peer),

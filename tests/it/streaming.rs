@@ -99,7 +99,7 @@ fn a_wrong_join_token_is_refused_clearly() {
 fn the_twenty_first_participant_is_refused_clearly() {
     use syncy::net::signal_client::SignalClient;
     use syncy::protocol::link::Link;
-    use syncy::protocol::signal::{ClientMsg, ServerMsg};
+    use syncy::protocol::signal::ServerMsg;
 
     let file = clip("room.mp4", 12, "6Mb/s");
     let dir = tempfile::tempdir().unwrap();
@@ -113,15 +113,7 @@ fn the_twenty_first_participant_is_refused_clearly() {
         for i in 0..20 {
             let mut c = SignalClient::connect(&parsed.signal_url(), None).await.unwrap();
             let nonce = syncy::protocol::auth::nonce();
-            c.tx.send(ClientMsg::Join {
-                room: parsed.room.clone(),
-                join_token: parsed.key.join_token(),
-                name: format!("p{i}"),
-                nonce,
-                key: super::setups::guest_key(&parsed.room),
-            })
-            .await
-            .unwrap();
+            c.tx.send(super::setups::join_msg(&parsed.room, parsed.key.join_token(), &format!("p{i}"), nonce)).await.unwrap();
             assert!(matches!(c.rx.recv().await, Some(ServerMsg::Joined { .. })));
             v.push(c);
         }

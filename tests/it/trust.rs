@@ -35,8 +35,10 @@ async fn join_signaling(link: &Link, name: &str) -> Member {
     let mut c = SignalClient::connect(&link.signal_url(), None).await.unwrap();
     let nonce = syncy::protocol::auth::nonce();
     let guest = GuestSecret::random().key_for(&link.room);
-    let key = guest.public().to_hex();
-    c.tx.send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: name.into(), nonce: nonce.clone(), key }).await.unwrap();
+    let (key, proof) = (guest.public().to_hex(), guest.join_proof(&link.room, &nonce, name));
+    c.tx.send(ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name: name.into(), nonce: nonce.clone(), key, proof })
+        .await
+        .unwrap();
     let (peer, host, host_key) = match c.rx.recv().await {
         Some(ServerMsg::Joined { peer, host, host_key, .. }) => (peer, host, HostId::from_hex(&host_key).unwrap()),
         other => panic!("not joined: {other:?}"),
@@ -159,6 +161,9 @@ fn a_banned_participant_is_sent_away_and_turned_away_when_it_comes_back() {
     host.send("kick eve");
     let end = new_eve.event("stream_end", T);
     assert!(end["reason"].as_str().unwrap().contains("sent you away"), "{end}");
+    // It ends there, not back as from a lost link.
+    new_eve.wait(T);
+    new_eve.drain_to_end(T);
     assert!(!new_eve.seen.iter().any(|v| v["event"] == "reconnecting"), "{:?}", new_eve.seen);
     assert_eq!(bob.quit(), 0);
     assert_eq!(host.quit(), 0);

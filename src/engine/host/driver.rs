@@ -241,6 +241,11 @@ impl Io {
                     fb.passes.revoke(peer);
                 }
             }
+            HostOutput::RevokeGuest { guest } => {
+                if let Some(fb) = &self.setup.fallback {
+                    fb.passes.revoke_guest(guest);
+                }
+            }
             HostOutput::ReconnectSignal => self.reconnect_signal(),
             HostOutput::StartRendition { space, level, from_us, until_us } => {
                 if let Err(reason) = self.renditions.start(space, &level, from_us, until_us) {

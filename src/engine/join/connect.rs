@@ -199,13 +199,10 @@ pub(super) async fn connect(opts: &JoinOptions) -> Result<Connection, Setup> {
     let mut signal = SignalClient::connect(&link.signal_url(), signal_tls).await.map_err(|e| Setup::Retry(unreachable(link, e)))?;
     let nonce = crate::protocol::auth::nonce();
     let me_key = opts.guest.key_for(&link.room);
-    let join = ClientMsg::Join {
-        room: link.room.clone(),
-        join_token: link.key.join_token(),
-        name: opts.name.clone(),
-        nonce: nonce.clone(),
-        key: me_key.public().to_hex(),
-    };
+    // Signed as the server will relay it.
+    let name = crate::protocol::signal::clean_name(&opts.name);
+    let proof = me_key.join_proof(&link.room, &nonce, &name);
+    let join = ClientMsg::Join { room: link.room.clone(), join_token: link.key.join_token(), name, nonce: nonce.clone(), key: me_key.public().to_hex(), proof };
     signal.tx.send(join).await.map_err(|_| eyre!("signaling connection closed"))?;
     // The server answers a join at once; a server that does not is not waited on for ever.
     let joined = tokio::time::timeout(crate::net::signal_client::CONNECT_WAIT, signal.rx.recv()).await;

@@ -130,6 +130,11 @@ impl Passes {
         self.lock().retain(|_, i| i.peer != peer);
     }
 
+    /// The key is banned: the passes given to it, over any connection, open nothing any more.
+    pub fn revoke_guest(&self, guest: GuestId) {
+        self.lock().retain(|_, i| i.guest != guest);
+    }
+
     /// Whether `auth` (`ID NONCE MAC SIG`) is a pass's, for `request`, signed by its
     /// participant, with a nonce not seen.
     fn admit(&self, key: &RoomKey, request: &str, auth: &str) -> bool {
@@ -352,6 +357,11 @@ mod tests {
         let pass = passes.issue_at(t0, 4, ann.public());
         let req = "GET /r/manifest -";
         let nonce = |n: u8| hex::encode([n; 16]);
+        assert!(passes.admit_at(t0, &key, req, &auth(&key, &pass, &ann, req, &nonce(1))));
+        let other = passes.issue_at(t0, 9, ann.public());
+        passes.revoke_guest(ann.public());
+        assert!(!passes.admit_at(t0, &key, req, &auth(&key, &other, &ann, req, &nonce(9))), "a banned key's passes go");
+        let pass = passes.issue_at(t0, 4, ann.public());
         assert!(passes.admit_at(t0, &key, req, &auth(&key, &pass, &ann, req, &nonce(1))));
         assert!(!passes.admit_at(t0, &key, req, &auth(&key, &pass, &ann, req, &nonce(1))), "a nonce seen");
         let eve = GuestSecret::from_bytes([2; 32]).key_for("r");

@@ -37,7 +37,7 @@ pub struct Admission {
     base: u64,
     /// Oldest first.
     knocking: Vec<Newcomer>,
-    /// Keys turned away for the room's life (`ban`).
+    /// Keys turned away as long as the host runs (`ban`).
     banned: HashSet<GuestId>,
 }
 
@@ -47,9 +47,10 @@ impl Admission {
         Admission { approve, ..Default::default() }
     }
 
-    /// The host's id for the server's `id`.
-    pub fn local(&self, id: PeerId) -> PeerId {
-        self.base + id
+    /// The host's id for the server's `id`; `None` for an id no server hands out (0, or one
+    /// that would reach into another connection's ids).
+    pub fn local(&self, id: PeerId) -> Option<PeerId> {
+        (id != 0 && id < EPOCH).then(|| self.base.checked_add(id)).flatten()
     }
 
     /// The server's id for the host's `peer` (of the current connection).
@@ -92,12 +93,17 @@ impl Admission {
         self.knocking.iter().filter(|n| n.name == who).map(|n| n.peer).collect()
     }
 
+    /// Everyone knocking, oldest first.
+    pub fn knockers(&self) -> impl Iterator<Item = &Newcomer> {
+        self.knocking.iter()
+    }
+
     /// The knocker `peer`, if it is one.
     pub fn knocker(&self, peer: PeerId) -> Option<&Newcomer> {
         self.knocking.iter().find(|n| n.peer == peer)
     }
 
-    /// Bans `guest` for the room's life: the knockers with that key, taken from the door.
+    /// Bans `guest` as long as the host runs: the knockers with that key, taken from the door.
     pub fn ban(&mut self, guest: GuestId) -> Vec<Newcomer> {
         self.banned.insert(guest);
         let (gone, stay) = std::mem::take(&mut self.knocking).into_iter().partition(|n| n.guest == guest);
@@ -139,7 +145,10 @@ mod tests {
         let first = a.local(1);
         a.reconnected();
         assert_ne!(a.local(1), first);
-        assert_eq!(a.remote(a.local(7)), 7);
+        assert_eq!(a.remote(a.local(7).unwrap()), 7);
+        assert_eq!(a.local(0), None);
+        assert_eq!(a.local(EPOCH), None, "a hostile server's id past its range");
+        assert_eq!(a.local(u64::MAX), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{CONTROL_RATE, HostCore, HostOutput, INDICES_PER_UNIT, POSITION_SLACK};
+use super::{CONTROL_RATE, HostCore, INDICES_PER_UNIT, POSITION_SLACK};
 use crate::clock::Micros;
 use crate::protocol::signal::PeerId;
 use crate::protocol::stream::{self, Message, ORIGINAL, Priority, Space};
@@ -48,8 +48,10 @@ impl HostCore {
     fn flooded(&mut self, now: Instant, peer: PeerId) {
         let reason = format!("sent control messages faster than {CONTROL_RATE} a second");
         tracing::warn!(peer, "{reason}: letting it go");
-        self.send(peer, Message::Notice { text: format!("the host let you go: you {reason}") });
-        self.out.push_back(HostOutput::Revoke { peer });
+        // A goodbye (the driver lets it out before closing): it ends the participant's run,
+        // rather than looking like a lost link it would come back from, flooding again.
+        self.send(peer, Message::StreamEnd { reason: format!("the host let you go: you {reason}") });
+        self.revoke(peer);
         self.remove_peer(now, peer, &reason, false);
         self.settle(now);
     }

@@ -182,6 +182,12 @@ pub enum HostOutput {
         /// Whose.
         peer: PeerId,
     },
+    /// The host banned `guest`: every fallback pass given to that key goes, whichever
+    /// connection it came with.
+    RevokeGuest {
+        /// The key.
+        guest: GuestId,
+    },
     /// Connect to the signaling server again and take the room back (a `Create` signed for
     /// the new connection); say how it went with `handle_signal_back`.
     ReconnectSignal,
@@ -273,6 +279,10 @@ pub struct HostCore {
     now: Instant,
     peers: BTreeMap<PeerId, Peer>,
     admission: Admission,
+    /// Everyone let in (offered a link, and the fallback's pass) while it stays in the
+    /// signaling room, by id: its name and key. One whose WebRTC link failed may watch over
+    /// the HTTPS fallback, out of `peers`; kick and ban must still reach it.
+    admitted: BTreeMap<PeerId, (String, GuestId)>,
     scheduler: Scheduler,
     room: Room,
     plan: RenditionPlan,
@@ -301,6 +311,7 @@ impl HostCore {
         let levels = manifest.levels.iter().filter(|l| *l != "high").cloned().collect();
         let mut core = HostCore {
             admission: Admission::new(cfg.approve),
+            admitted: BTreeMap::new(),
             room: Room::new(0, cfg.room_cfg, cfg.autoplay),
             plan: RenditionPlan::new(levels, PlanConfig::default()),
             manifest,
@@ -411,25 +422,29 @@ impl HostCore {
     pub fn handle_signal(&mut self, now: Instant, msg: ServerMsg) {
         self.now = now;
         match msg {
-            ServerMsg::PeerJoined { peer: id, name, nonce, key } => {
-                let peer = self.admission.local(id);
-                // The server checks the key's shape; one that still is no key is a hostile
-                // server's, and nobody to answer.
-                let Some(guest) = GuestId::from_hex(&key) else {
-                    tracing::warn!(peer, "ignoring a newcomer with no valid key");
+            ServerMsg::PeerJoined { peer: id, name, nonce, key, proof } => {
+                let Some(peer) = self.admission.local(id).filter(|p| !self.peers.contains_key(p) && self.admission.knocker(*p).is_none()) else {
+                    tracing::warn!(id, "ignoring a newcomer the server numbered out of range or as someone already here");
+                    return self.settle(now);
+                };
+                // Only the key's holder knocks under it, and under the name it signed: nobody
+                // can get someone else's key banned by misbehaving under it.
+                let Some(guest) = GuestId::from_hex(&key).filter(|g| g.verify_join(&self.cfg.room, &nonce, &name, &proof)) else {
+                    tracing::warn!(peer, "ignoring a newcomer whose key or proof does not hold");
                     return self.settle(now);
                 };
                 self.newcomer(Newcomer { peer, name, nonce, guest });
             }
             ServerMsg::Signal { from, payload } => {
-                let peer = self.admission.local(from);
+                let Some(peer) = self.admission.local(from) else { return self.settle(now) };
                 // Only a connection being set up takes answers and candidates.
                 if self.peers.get(&peer).is_some_and(|p| !p.connected) {
                     self.out.push_back(HostOutput::ToSetup { peer, payload });
                 }
             }
             ServerMsg::PeerLeft { peer: id, name } => {
-                let peer = self.admission.local(id);
+                let Some(peer) = self.admission.local(id) else { return self.settle(now) };
+                self.admitted.remove(&peer);
                 if self.admission.left(peer) {
                     self.event(Event::PeerLeft { peer, name, reason: "left before being let in".into() });
                 }
@@ -467,6 +482,8 @@ impl HostCore {
             self.signaling = Signaling::Open;
             self.signal_backoff.reset();
             self.admission.reconnected();
+            // Their ids were the old connection's: no `PeerLeft` will come for them.
+            self.admitted.clear();
         } else {
             self.signaling = Signaling::Down(self.signal_backoff.failed(now));
         }
@@ -524,7 +541,7 @@ impl HostCore {
     /// `peer`'s link was closed because it broke the protocol: gone, and whatever else lets
     /// it in (the HTTPS fallback's pass) goes too.
     pub fn handle_violation(&mut self, now: Instant, peer: PeerId, reason: &str) {
-        self.out.push_back(HostOutput::Revoke { peer });
+        self.revoke(peer);
         self.handle_gone(now, peer, reason);
     }
 
@@ -596,6 +613,7 @@ impl HostCore {
         let Newcomer { peer, name, nonce, guest } = newcomer;
         let to = self.admission.remote(peer);
         self.out.push_back(HostOutput::Admit { peer, to, name: name.clone(), nonce, guest, fallback: self.cfg.fallback.clone() });
+        self.admitted.insert(peer, (name.clone(), guest));
         self.peers.insert(peer, Peer::new(name, guest));
     }
 

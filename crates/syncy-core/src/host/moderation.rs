@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::admission::{self, Newcomer};
-use super::{HostCore, HostOutput, Peer};
+use super::{HostCore, HostOutput};
 use crate::api::Event;
 use crate::protocol::guest::GuestId;
 use crate::protocol::signal::PeerId;
@@ -61,25 +61,33 @@ impl HostCore {
         self.out.push_back(HostOutput::Deny { to: self.admission.remote(peer), nonce, guest, reason: reason.into() });
     }
 
-    /// Sends a connected participant away: told the stream ended for it, then closed.
+    /// Sends a participant away: one connected is told the stream ended for it and closed;
+    /// one watching over the HTTPS fallback loses its pass.
     pub(super) fn kick(&mut self, now: Instant, who: &str) {
-        let connected = |p: &Peer| p.connected;
-        let by_id = who.parse::<PeerId>().ok().filter(|id| self.peers.get(id).is_some_and(connected));
-        let named: Vec<PeerId> = self.peers.iter().filter(|(_, p)| p.connected && p.name == who).map(|(&id, _)| id).collect();
-        let peer = match (by_id, &named[..]) {
-            (Some(id), _) | (None, &[id]) => id,
-            (None, []) => return self.not_one("kick", who, admission::NotOne::Nobody),
-            (None, _) => return self.not_one("kick", who, self.several(who, &named)),
-        };
-        self.send_away(now, peer, "the host sent you away", "sent away by the host");
+        let mut pool: Vec<(PeerId, String)> = self.peers.iter().filter(|(_, p)| p.connected).map(|(&id, p)| (id, p.name.clone())).collect();
+        pool.extend(self.watchers());
+        match one_of(who, &pool) {
+            Ok(peer) if self.peers.contains_key(&peer) => self.send_away(now, peer, "the host sent you away", "sent away by the host"),
+            Ok(peer) => self.unwatch(peer, "sent away by the host"),
+            Err(e) => return self.not_one("kick", who, e),
+        }
         self.settle(now);
     }
 
-    /// Bans the key of whoever `who` names (in the room, connecting or knocking) for the
-    /// room's life: everyone with that key is sent away, and turned away when they come back.
+    /// Bans the key of whoever `who` names (in the room, connecting, watching over the
+    /// fallback, or knocking) for as long as the host runs: everyone with that key is sent
+    /// away, and turned away when they come back.
     pub(super) fn ban(&mut self, now: Instant, who: &str) {
-        let Some(guest) = self.guest_named(who) else { return };
+        let mut pool: Vec<(PeerId, String)> = self.peers.iter().map(|(&id, p)| (id, p.name.clone())).collect();
+        pool.extend(self.watchers());
+        pool.extend(self.admission.knockers().map(|k| (k.peer, k.name.clone())));
+        let guest = match one_of(who, &pool).map(|peer| self.guest_of(peer)) {
+            Ok(Some(guest)) => guest,
+            Ok(None) => return,
+            Err(e) => return self.not_one("ban", who, e),
+        };
         tracing::info!("banning {}", guest.fingerprint());
+        self.out.push_back(HostOutput::RevokeGuest { guest });
         for newcomer in self.admission.ban(guest) {
             let (peer, name) = (newcomer.peer, newcomer.name.clone());
             self.turn_away(newcomer, BANNED);
@@ -94,35 +102,37 @@ impl HostCore {
             }
             self.send_away(now, peer, BANNED, "banned by the host");
         }
+        let watching: Vec<PeerId> = self.watchers().map(|(id, _)| id).filter(|id| self.admitted.get(id).is_some_and(|(_, g)| *g == guest)).collect();
+        for peer in watching {
+            self.unwatch(peer, "banned by the host");
+        }
         self.settle(now);
     }
 
-    /// The key of the one participant or knocker `who` names (its id, or a name only one has);
-    /// says why when there is none.
-    fn guest_named(&mut self, who: &str) -> Option<GuestId> {
-        let by_id = who.parse::<PeerId>().ok();
-        if let Some(id) = by_id {
-            if let Some(p) = self.peers.get(&id) {
-                return Some(p.guest);
-            }
-            if let Some(k) = self.admission.knocker(id) {
-                return Some(k.guest);
-            }
+    /// Those let in whose WebRTC link is gone while they stay in the room: watching over the
+    /// HTTPS fallback, or about to leave.
+    fn watchers(&self) -> impl Iterator<Item = (PeerId, String)> + '_ {
+        self.admitted.iter().filter(|(id, _)| !self.peers.contains_key(id)).map(|(&id, (name, _))| (id, name.clone()))
+    }
+
+    /// A watcher sent away: its pass goes.
+    fn unwatch(&mut self, peer: PeerId, reason: &str) {
+        if let Some((name, _)) = self.admitted.get(&peer).cloned() {
+            self.revoke(peer);
+            self.event(Event::PeerLeft { peer, name, reason: reason.into() });
         }
-        let mut named: Vec<PeerId> = self.peers.iter().filter(|(_, p)| p.name == who).map(|(&id, _)| id).collect();
-        named.extend(self.admission.named(who).into_iter().filter(|&id| Some(id) != by_id));
-        match named[..] {
-            [id] => self.peers.get(&id).map(|p| p.guest).or_else(|| self.admission.knocker(id).map(|k| k.guest)),
-            [] => {
-                self.not_one("ban", who, admission::NotOne::Nobody);
-                None
-            }
-            _ => {
-                let several = self.several(who, &named);
-                self.not_one("ban", who, several);
-                None
-            }
-        }
+    }
+
+    /// Whatever lets `peer` in besides its link (the fallback's pass) goes; it is no longer
+    /// one of those let in.
+    pub(super) fn revoke(&mut self, peer: PeerId) {
+        self.admitted.remove(&peer);
+        self.out.push_back(HostOutput::Revoke { peer });
+    }
+
+    fn guest_of(&self, peer: PeerId) -> Option<GuestId> {
+        let known = self.peers.get(&peer).map(|p| p.guest).or_else(|| self.admitted.get(&peer).map(|(_, g)| *g));
+        known.or_else(|| self.admission.knocker(peer).map(|k| k.guest))
     }
 
     /// `peer` is told `told` (if connected), loses its fallback pass and is closed.
@@ -130,22 +140,33 @@ impl HostCore {
         if self.peers.get(&peer).is_some_and(|p| p.connected) {
             self.out.push_back(HostOutput::Control { peer, msg: Message::StreamEnd { reason: told.into() } });
         }
-        self.out.push_back(HostOutput::Revoke { peer });
+        self.revoke(peer);
         self.remove_peer(now, peer, reason, true);
-    }
-
-    fn several(&self, who: &str, ids: &[PeerId]) -> admission::NotOne {
-        admission::NotOne::Several(ids.iter().map(|id| format!("{who} (id {id})")).collect())
     }
 
     /// Says why `approve`/`deny`/`kick`/`ban` took nobody.
     fn not_one(&mut self, verb: &str, who: &str, e: admission::NotOne) {
         let message = match e {
-            admission::NotOne::Nobody if verb == "kick" => format!("{verb} {who}: nobody of that name or id is in the room"),
+            admission::NotOne::Nobody if verb == "kick" => format!("{verb} {who}: nobody of that name or id is watching"),
             admission::NotOne::Nobody if verb == "ban" => format!("{verb} {who}: nobody of that name or id is in the room or waiting to join"),
             admission::NotOne::Nobody => format!("{verb} {who}: nobody of that name or id is waiting to join"),
             admission::NotOne::Several(them) => format!("{verb} {who}: {} go by that name; give the id: {verb} ID ({})", them.len(), them.join(", ")),
         };
         self.event(Event::Error { message });
+    }
+}
+
+/// The one in `pool` (ids and names) that `who` names: its id, or a name only it has.
+fn one_of(who: &str, pool: &[(PeerId, String)]) -> Result<PeerId, admission::NotOne> {
+    if let Ok(id) = who.parse::<PeerId>()
+        && pool.iter().any(|(p, _)| *p == id)
+    {
+        return Ok(id);
+    }
+    let named: Vec<PeerId> = pool.iter().filter(|(_, n)| n == who).map(|(p, _)| *p).collect();
+    match named[..] {
+        [id] => Ok(id),
+        [] => Err(admission::NotOne::Nobody),
+        _ => Err(admission::NotOne::Several(named.iter().map(|id| format!("{who} (id {id})")).collect())),
     }
 }

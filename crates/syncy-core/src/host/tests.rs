@@ -12,11 +12,17 @@ const NONCE: &str = "0123456789abcdef0123456789abcdef";
 
 /// The key of the person behind server id `id` (each its own, unless a test says otherwise).
 fn guest(id: PeerId) -> crate::protocol::guest::GuestId {
-    crate::protocol::guest::GuestSecret::from_bytes([id as u8; 32]).key_for("room1").public()
+    secret(id).key_for("room1").public()
 }
 
-fn key(id: PeerId) -> String {
-    guest(id).to_hex()
+fn secret(id: PeerId) -> crate::protocol::guest::GuestSecret {
+    crate::protocol::guest::GuestSecret::from_bytes([id as u8; 32])
+}
+
+/// `name` joins as server id `id`, as the person behind id `key_of` (its key and its proof).
+fn joined(id: PeerId, name: &str, key_of: PeerId) -> ServerMsg {
+    let k = secret(key_of).key_for("room1");
+    ServerMsg::PeerJoined { peer: id, name: name.into(), nonce: NONCE.into(), key: k.public().to_hex(), proof: k.join_proof("room1", NONCE, name) }
 }
 
 fn manifest() -> Arc<Manifest> {
@@ -67,7 +73,7 @@ impl Host {
     /// `name` joins through signaling (server id `id`) and its link comes up; what that
     /// made the host say is dropped.
     fn join(&mut self, id: PeerId, name: &str) -> PeerId {
-        self.core.handle_signal(self.now, ServerMsg::PeerJoined { peer: id, name: name.into(), nonce: NONCE.into(), key: key(id) });
+        self.core.handle_signal(self.now, joined(id, name, id));
         let peer = admitted(&self.outputs()).expect("admitted");
         self.core.handle_connected(self.now, peer);
         self.outputs();
@@ -130,7 +136,7 @@ fn report(buffering: bool, seq: u64) -> Message {
 #[test]
 fn a_newcomer_is_offered_then_told_the_room_clock_when_its_link_is_up() {
     let mut h = Host::new(config());
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 3, name: "bob".into(), nonce: NONCE.into(), key: key(3) });
+    h.core.handle_signal(h.now, joined(3, "bob", 3));
     let out = h.outputs();
     assert_eq!(out, [HostOutput::Admit { peer: 3, to: 3, name: "bob".into(), nonce: NONCE.into(), guest: guest(3), fallback: None }]);
     h.core.handle_connected(h.now, 3);
@@ -143,7 +149,7 @@ fn a_newcomer_is_offered_then_told_the_room_clock_when_its_link_is_up() {
 fn the_files_hash_goes_to_everyone_connected_and_to_each_newcomer() {
     let mut h = Host::new(config());
     let ann = h.join(1, "ann");
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "bob".into(), nonce: NONCE.into(), key: key(2) });
+    h.core.handle_signal(h.now, joined(2, "bob", 2));
     let bob = admitted(&h.outputs()).unwrap();
     let hash = Message::FileHash { sha256: serde_bytes::ByteBuf::from(vec![1u8; 32]), sig: "ab".repeat(64) };
     h.core.handle_file_hash(h.now, hash.clone());
@@ -162,7 +168,7 @@ fn a_newcomer_while_the_room_waits_sees_who_it_waits_for_by_name() {
     let alice = h.join(1, "alice");
     h.core.handle_control(h.now, alice, report(true, 0));
     h.outputs();
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "bob".into(), nonce: NONCE.into(), key: key(2) });
+    h.core.handle_signal(h.now, joined(2, "bob", 2));
     let bob = admitted(&h.outputs()).unwrap();
     h.core.handle_connected(h.now, bob);
     let out = h.outputs();
@@ -173,7 +179,7 @@ fn a_newcomer_while_the_room_waits_sees_who_it_waits_for_by_name() {
 #[test]
 fn the_fallback_address_goes_with_the_admission() {
     let mut h = Host::new(HostConfig { fallback: Some("10.0.0.1:8080".into()), ..config() });
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into(), nonce: NONCE.into(), key: key(1) });
+    h.core.handle_signal(h.now, joined(1, "bob", 1));
     let out = h.outputs();
     assert!(matches!(&out[..], [HostOutput::Admit { to: 1, nonce, fallback: Some(a), .. }] if a == "10.0.0.1:8080" && nonce == NONCE), "{out:?}");
 }
@@ -181,8 +187,8 @@ fn the_fallback_address_goes_with_the_admission() {
 #[test]
 fn under_approve_newcomers_knock_and_are_let_in_or_turned_away_by_name() {
     let mut h = Host::new(HostConfig { approve: true, ..config() });
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into(), nonce: NONCE.into(), key: key(1) });
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "eve".into(), nonce: NONCE.into(), key: key(2) });
+    h.core.handle_signal(h.now, joined(1, "bob", 1));
+    h.core.handle_signal(h.now, joined(2, "eve", 2));
     let out = h.outputs();
     assert!(admitted(&out).is_none(), "not even an offer before approval");
     assert_eq!(events(&out).len(), 2);
@@ -207,7 +213,7 @@ fn a_name_two_knockers_share_lets_neither_in_the_id_does() {
     // Mallory knocks first under bob's name: approving "bob" must not let her in.
     let mut h = Host::new(HostConfig { approve: true, ..config() });
     for (peer, name) in [(1, "bob"), (2, "bob")] {
-        h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer, name: name.into(), nonce: NONCE.into(), key: key(peer) });
+        h.core.handle_signal(h.now, joined(peer, name, peer));
     }
     h.outputs();
     h.core.handle_command(h.now, Command::Approve("bob".into()));
@@ -237,7 +243,7 @@ fn the_host_sends_a_participant_away_by_id_or_by_a_name_only_it_has() {
 
 /// `key_of` (a server id) joins as server id `id`: the same person on a new connection.
 fn rejoin(h: &mut Host, id: PeerId, name: &str, key_of: PeerId) -> Vec<HostOutput> {
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: id, name: name.into(), nonce: NONCE.into(), key: key(key_of) });
+    h.core.handle_signal(h.now, joined(id, name, key_of));
     h.outputs()
 }
 
@@ -246,7 +252,7 @@ fn a_ban_sends_away_every_connection_of_that_key_and_turns_it_away_for_the_rooms
     let mut h = Host::new(config());
     let (eve, bob) = (h.join(1, "eve"), h.join(2, "bob"));
     // Eve's second terminal: the same key under another name.
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 3, name: "evil twin".into(), nonce: NONCE.into(), key: key(1) });
+    h.core.handle_signal(h.now, joined(3, "evil twin", 1));
     let twin = admitted(&h.outputs()).unwrap();
     h.core.handle_command(h.now, Command::Ban("eve".into()));
     let out = h.outputs();
@@ -257,6 +263,7 @@ fn a_ban_sends_away_every_connection_of_that_key_and_turns_it_away_for_the_rooms
     assert!(!out.contains(&HostOutput::Close { peer: bob }));
     let left: Vec<_> = events(&out).into_iter().filter(|e| matches!(e, Event::PeerLeft { reason, .. } if reason == "banned by the host")).collect();
     assert_eq!(left.len(), 2, "{out:?}");
+    assert!(out.contains(&HostOutput::RevokeGuest { guest: guest(1) }), "every pass of that key, over any connection");
     // Back under another name, and after the host's signaling connection came back: still her.
     h.core.handle_signal_closed(h.now);
     h.core.handle_signal_back(h.now, true);
@@ -266,6 +273,34 @@ fn a_ban_sends_away_every_connection_of_that_key_and_turns_it_away_for_the_rooms
     assert!(matches!(&out[..], [HostOutput::Deny { to: 4, reason, .. }, HostOutput::Event(Event::PeerLeft { .. })] if reason.contains("banned")), "{out:?}");
     // Someone else is let in as ever.
     assert!(admitted(&rejoin(&mut h, 5, "cy", 5)).is_some());
+}
+
+#[test]
+fn one_watching_over_the_fallback_can_be_kicked_and_banned_until_it_leaves_the_room() {
+    let mut h = Host::new(HostConfig { fallback: Some("10.0.0.1:8080".into()), ..config() });
+    // Let in, but its WebRTC link never came up: it watches over HTTPS, out of the table.
+    for (id, name) in [(1, "eve"), (2, "bob")] {
+        h.core.handle_signal(h.now, joined(id, name, id));
+        let peer = admitted(&h.outputs()).unwrap();
+        h.core.handle_gone(h.now, peer, "connection failed: no path");
+        h.outputs();
+    }
+    h.core.handle_command(h.now, Command::Kick("bob".into()));
+    let out = h.outputs();
+    assert!(out.contains(&HostOutput::Revoke { peer: 2 }), "{out:?}");
+    assert!(matches!(&events(&out)[..], [Event::PeerLeft { peer: 2, reason, .. }] if reason.contains("sent away")), "{out:?}");
+    h.core.handle_command(h.now, Command::Ban("eve".into()));
+    let out = h.outputs();
+    assert!(out.contains(&HostOutput::RevokeGuest { guest: guest(1) }) && out.contains(&HostOutput::Revoke { peer: 1 }), "{out:?}");
+    assert!(matches!(events(&rejoin(&mut h, 3, "eve", 1))[..], [Event::PeerLeft { .. }]), "turned away");
+    // Gone from the room: nobody to name any more.
+    h.core.handle_signal(h.now, joined(4, "cy", 4));
+    let cy = admitted(&h.outputs()).unwrap();
+    h.core.handle_gone(h.now, cy, "connection failed");
+    h.core.handle_signal(h.now, ServerMsg::PeerLeft { peer: 4, name: "cy".into() });
+    h.outputs();
+    h.core.handle_command(h.now, Command::Kick("cy".into()));
+    assert!(matches!(&events(&h.outputs())[..], [Event::Error { .. }]));
 }
 
 #[test]
@@ -279,7 +314,10 @@ fn a_knocker_can_be_banned_and_nobody_is_banned_by_a_name_two_share() {
     assert!(matches!(&events(&out)[..], [Event::Error { message }] if message.contains("give the id")), "{out:?}");
     h.core.handle_command(h.now, Command::Ban("2".into()));
     let out = h.outputs();
-    assert!(matches!(&out[..], [HostOutput::Deny { to: 2, .. }, HostOutput::Event(Event::PeerLeft { peer: 2, .. })]), "{out:?}");
+    assert!(
+        matches!(&out[..], [HostOutput::RevokeGuest { guest: g }, HostOutput::Deny { to: 2, .. }, HostOutput::Event(Event::PeerLeft { peer: 2, .. })] if *g == guest(2)),
+        "{out:?}"
+    );
     // Her knock again goes no further than the door; the other eve still waits.
     assert!(matches!(&rejoin(&mut h, 3, "eve", 2)[..], [HostOutput::Deny { to: 3, .. }, _]));
     h.core.handle_command(h.now, Command::Approve("eve".into()));
@@ -289,10 +327,22 @@ fn a_knocker_can_be_banned_and_nobody_is_banned_by_a_name_two_share() {
 }
 
 #[test]
-fn a_newcomer_whose_key_is_no_key_is_not_answered() {
+fn a_newcomer_without_a_key_it_proves_or_with_an_odd_id_is_not_answered() {
     let mut h = Host::new(config());
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "odd".into(), nonce: NONCE.into(), key: "00".repeat(32) + "zz" });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "odd".into(), nonce: NONCE.into(), key: "00".repeat(32) + "zz", proof: String::new() });
     assert!(h.outputs().is_empty());
+    // A key of someone else (seen in their join) without their proof, or with their proof
+    // under another name: not answered, so never knocking, never banned in their stead.
+    let ServerMsg::PeerJoined { key, proof, .. } = joined(2, "ann", 2) else { unreachable!() };
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 3, name: "obnoxious".into(), nonce: NONCE.into(), key: key.clone(), proof });
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 4, name: "ann".into(), nonce: NONCE.into(), key, proof: "00".repeat(64) });
+    assert!(h.outputs().is_empty());
+    // Ids no server hands out, or one already in the room, are not taken either.
+    let ann = h.join(5, "ann");
+    for id in [0, 1 << 32, u64::MAX, ann] {
+        h.core.handle_signal(h.now, joined(id, "cy", 6));
+        assert!(h.outputs().is_empty(), "{id}");
+    }
 }
 
 #[test]
@@ -409,7 +459,7 @@ fn host_only_control_refuses_a_participant_with_a_notice() {
 fn quitting_says_goodbye_to_everyone_connected_and_stops_waking() {
     let mut h = Host::new(config());
     let bob = h.join(1, "bob");
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "slow".into(), nonce: NONCE.into(), key: key(2) });
+    h.core.handle_signal(h.now, joined(2, "slow", 2));
     h.outputs();
     h.core.handle_command(h.now, Command::Quit);
     let out = h.outputs();
@@ -435,8 +485,8 @@ fn a_participant_that_broke_the_protocol_loses_its_fallback_pass_one_whose_link_
 #[test]
 fn a_participant_that_fails_to_connect_is_reported_one_that_leaves_is_not() {
     let mut h = Host::new(config());
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 1, name: "bob".into(), nonce: NONCE.into(), key: key(1) });
-    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 2, name: "cy".into(), nonce: NONCE.into(), key: key(2) });
+    h.core.handle_signal(h.now, joined(1, "bob", 1));
+    h.core.handle_signal(h.now, joined(2, "cy", 2));
     h.outputs();
     h.core.handle_gone(h.now, 1, "connection failed: ICE");
     let out = h.outputs();
@@ -524,7 +574,7 @@ fn a_participant_flooding_control_messages_is_let_go_with_the_reason() {
         if let Some(reason) = left {
             assert!(out.contains(&HostOutput::Close { peer: bob }), "{out:?}");
             assert!(out.contains(&HostOutput::Revoke { peer: bob }), "its fallback pass goes too");
-            assert!(matches!(controls_to(&out, bob)[..], [.., Message::Notice { .. }]), "told why: {out:?}");
+            assert!(matches!(controls_to(&out, bob)[..], [.., Message::StreamEnd { .. }]), "told why: {out:?}");
             let_go = Some((i, h.now - start, reason));
         }
         if let_go.is_some() {

@@ -51,15 +51,10 @@ impl Pair {
         let now = crate::testing::t0();
         let m = manifest();
         let mut host = HostCore::new(now, 0.0, Arc::new(m.clone()), crate::sim::host_config(true, true, 0, 120));
-        host.handle_signal(
-            now,
-            ServerMsg::PeerJoined {
-                peer: 1,
-                name: "ann".into(),
-                nonce: String::new(),
-                key: crate::protocol::guest::GuestSecret::random().key_for("r").public().to_hex(),
-            },
-        );
+        host.handle_signal(now, {
+            let k = crate::protocol::guest::GuestSecret::random().key_for("sim");
+            ServerMsg::PeerJoined { peer: 1, name: "ann".into(), nonce: String::new(), key: k.public().to_hex(), proof: k.join_proof("sim", "", "ann") }
+        });
         host.handle_connected(now, 1);
         let mut p = Pair {
             host,

@@ -83,6 +83,12 @@ impl GuestKey {
     pub fn sign(&self, purpose: Purpose, fields: &[&[u8]]) -> String {
         hex::encode(self.0.sign(&transcript(GUEST, purpose, fields)).to_bytes())
     }
+
+    /// The proof a `Join` carries: room, nonce and name (as `signal::clean_name` leaves it),
+    /// signed.
+    pub fn join_proof(&self, room: &str, nonce: &str, name: &str) -> String {
+        self.sign(Purpose::Join, &[room.as_bytes(), nonce.as_bytes(), name.as_bytes()])
+    }
 }
 
 /// A participant's public key: who it is to the host.
@@ -97,13 +103,18 @@ impl std::fmt::Debug for GuestId {
 
 impl GuestId {
     /// Parses the hex a participant sends; `None` for anything that is not a valid Ed25519
-    /// point.
+    /// point, or is one of small order (no signature ever verifies under it: not a key).
     pub fn from_hex(text: &str) -> Option<GuestId> {
         if text.len() != 64 {
             return None;
         }
         let bytes: [u8; 32] = hex::decode(text).ok()?.try_into().ok()?;
-        VerifyingKey::from_bytes(&bytes).ok().map(GuestId)
+        VerifyingKey::from_bytes(&bytes).ok().filter(|k| !k.is_weak()).map(GuestId)
+    }
+
+    /// Whether `proof` is this key's `join_proof` for room, nonce and name.
+    pub fn verify_join(&self, room: &str, nonce: &str, name: &str, proof: &str) -> bool {
+        self.verify(Purpose::Join, &[room.as_bytes(), nonce.as_bytes(), name.as_bytes()], proof)
     }
 
     /// Hex, as sent.
@@ -161,12 +172,24 @@ mod tests {
     }
 
     #[test]
+    fn a_join_proof_holds_for_its_room_nonce_and_name_only() {
+        let k = GuestSecret::random().key_for("r");
+        let p = k.join_proof("r", "n1", "ann");
+        assert!(k.public().verify_join("r", "n1", "ann", &p));
+        assert!(!k.public().verify_join("r", "n1", "obnoxious", &p), "another name");
+        assert!(!k.public().verify_join("r", "n2", "ann", &p), "another nonce");
+        assert!(!k.public().verify_join("s", "n1", "ann", &p), "another room");
+        assert!(!GuestSecret::random().key_for("r").public().verify_join("r", "n1", "ann", &p), "another key");
+    }
+
+    #[test]
     fn public_keys_round_trip_and_garbage_is_refused() {
         let id = GuestSecret::random().key_for("r").public();
         assert_eq!(GuestId::from_hex(&id.to_hex()), Some(id));
         // The base point (the signaling fuzz target's fixed key) is a key.
         assert!(GuestId::from_hex(&format!("58{}", "66".repeat(31))).is_some());
-        for bad in ["", "00", &"zz".repeat(32), &"00".repeat(33), &format!("{}0", id.to_hex())] {
+        // "00…": a point of small order; "02 00…": no point at all.
+        for bad in ["", "00", &"zz".repeat(32), &"00".repeat(33), &format!("{}0", id.to_hex()), &"00".repeat(32), &format!("02{}", "00".repeat(31))] {
             assert_eq!(GuestId::from_hex(bad), None, "{bad:?}");
         }
     }

@@ -45,6 +45,8 @@ pub enum Purpose {
     Answer,
     /// A participant's request to the host's HTTPS fallback: the request line and its nonce.
     FallbackRequest,
+    /// A participant's `Join` (by its own key): room, nonce, name.
+    Join,
 }
 
 impl Purpose {
@@ -57,6 +59,7 @@ impl Purpose {
             Purpose::Denied => b"denied",
             Purpose::Answer => b"answer",
             Purpose::FallbackRequest => b"fallback request",
+            Purpose::Join => b"join",
         }
     }
 }

@@ -43,6 +43,9 @@ pub enum ClientMsg {
         /// The participant's public key in this room (Ed25519, hex): it signs the answer, and
         /// it is what the host approves, kicks and bans (`guest`).
         key: String,
+        /// That key's signature over room, nonce and name (`guest::join_proof`): only its
+        /// holder knocks under it, under that name.
+        proof: String,
     },
     /// Relay `payload` to peer `to` of the same room.
     Signal {
@@ -146,6 +149,8 @@ pub enum ServerMsg {
         nonce: String,
         /// Its `Join` key.
         key: String,
+        /// Its `Join` proof.
+        proof: String,
     },
     /// Someone left the room.
     PeerLeft {
@@ -200,6 +205,20 @@ pub enum ErrorCode {
     TooSlow,
 }
 
+/// A display name as the server relays it (and a participant signs it): at most 32
+/// characters, none of them control characters; all digits (which could pass for someone's
+/// id in `kick`/`ban`) get a letter in front; nothing left is `anonymous`.
+pub fn clean_name(name: &str) -> String {
+    let n: String = name.chars().filter(|c| !c.is_control()).take(32).collect();
+    if n.trim().is_empty() {
+        "anonymous".into()
+    } else if n.chars().all(|c| c.is_ascii_digit()) {
+        format!("n{}", &n[..n.len().min(31)])
+    } else {
+        n
+    }
+}
+
 /// Decodes a client message, bounded by `max` bytes.
 pub fn decode_client(text: &str, max: usize) -> Result<ClientMsg, SignalError> {
     if text.len() > max {
@@ -240,7 +259,7 @@ mod tests {
     fn all_client() -> Vec<ClientMsg> {
         vec![
             ClientMsg::Create { room: "r".into(), join_token: "t".into(), name: "h".into(), host_key: "k".into(), proof: "p".into() },
-            ClientMsg::Join { room: "r".into(), join_token: "t".into(), name: "p".into(), nonce: "n".into(), key: "k".into() },
+            ClientMsg::Join { room: "r".into(), join_token: "t".into(), name: "p".into(), nonce: "n".into(), key: "k".into(), proof: "p".into() },
             ClientMsg::Signal { to: 3, payload: SignalPayload::Offer { sdp: "v=0".into(), sig: "ab".into() } },
             ClientMsg::Signal { to: 3, payload: SignalPayload::Fallback { addr: "a:1".into(), cert: "cd".into(), pass: "ef".into(), sig: "ab".into() } },
             ClientMsg::Signal { to: 3, payload: SignalPayload::Answer { sdp: "v=0".into(), mac: "ab".into(), sig: "cd".into() } },
@@ -253,11 +272,24 @@ mod tests {
             ServerMsg::Hello { nonce: "n".into() },
             ServerMsg::Created { room: "r".into(), peer: 1 },
             ServerMsg::Joined { room: "r".into(), peer: 2, host: 1, host_key: "k".into() },
-            ServerMsg::PeerJoined { peer: 2, name: "p".into(), nonce: "n".into(), key: "k".into() },
+            ServerMsg::PeerJoined { peer: 2, name: "p".into(), nonce: "n".into(), key: "k".into(), proof: "p".into() },
             ServerMsg::PeerLeft { peer: 2, name: "p".into() },
             ServerMsg::Signal { from: 1, payload: SignalPayload::Ice { candidate: "c".into(), sdp_mid: None, sdp_mline_index: None } },
             ServerMsg::Error { code: ErrorCode::RoomFull, message: "full".into() },
         ]
+    }
+
+    #[test]
+    fn names_are_kept_short_printable_and_never_an_id() {
+        assert_eq!(clean_name("ann"), "ann");
+        assert_eq!(clean_name("a\u{1b}]0;x\u{7}b"), "a]0;xb");
+        assert_eq!(clean_name(" \n "), "anonymous");
+        assert_eq!(clean_name("4294967299"), "n4294967299");
+        assert_eq!(clean_name(&"7".repeat(40)).len(), 32);
+        assert_eq!(clean_name(&"é".repeat(40)).chars().count(), 32);
+        for n in ["ann", "4294967299", &"7".repeat(40), "x\ty"] {
+            assert_eq!(clean_name(&clean_name(n)), clean_name(n), "what the server relays is what was signed");
+        }
     }
 
     #[test]

@@ -271,11 +271,12 @@ impl World {
         match d {
             Due::Join { slot } => {
                 let name = self.slots[slot].name.clone();
-                // A server's ids: the slot, and which of its links.
-                let peer = ((self.slots[slot].link as PeerId) << 32) | (slot as PeerId + 1);
+                // A server's ids (below 2^32, as a server's are): the slot, and which of its links.
+                let peer = (PeerId::from(self.slots[slot].link & 0xffff) << 16) | (slot as PeerId + 1);
                 // Each viewer its own key, as each person has.
-                let key = crate::protocol::guest::GuestSecret::from_bytes([slot as u8; 32]).key_for("sim").public().to_hex();
-                self.on_host(|h| h.handle_signal(now, ServerMsg::PeerJoined { peer, name, nonce: String::new(), key }));
+                let k = crate::protocol::guest::GuestSecret::from_bytes([slot as u8; 32]).key_for("sim");
+                let (key, proof) = (k.public().to_hex(), k.join_proof("sim", "", &name));
+                self.on_host(|h| h.handle_signal(now, ServerMsg::PeerJoined { peer, name, nonce: String::new(), key, proof }));
             }
             Due::Connected { slot } => {
                 let s = &mut self.slots[slot];
@@ -330,8 +331,8 @@ impl World {
                     self.schedule(at, Due::ToViewer { slot, link, msg });
                 }
                 HostOutput::Admit { peer, .. } => {
-                    // Server ids are slot + 1 in the low half (see `Due::Join`).
-                    let slot = ((peer & 0xffff_ffff) as usize).wrapping_sub(1);
+                    // Server ids are slot + 1 in the low 16 bits (see `Due::Join`).
+                    let slot = ((peer & 0xffff) as usize).wrapping_sub(1);
                     if let Some(s) = self.slots.get_mut(slot) {
                         s.peer = Some(peer);
                         // Offer, answer, ICE and DTLS: about two round trips.

@@ -46,6 +46,8 @@ pub struct PeerRow {
     pub name: String,
     /// Connection state.
     pub state: PeerState,
+    /// Their key's fingerprint: the same person shows the same one each time.
+    pub guest: String,
     /// Their latest figures (None until the first stats that include them).
     pub stats: Option<PeerStats>,
 }
@@ -107,16 +109,16 @@ impl RoomModel {
                 self.file = FileInfo { name: file.clone(), size: *size, duration_ms: *duration_ms };
                 self.note(event.to_string());
             }
-            Event::Knock { peer, name, .. } => {
+            Event::Knock { peer, name, guest } => {
                 if !self.peers.iter().any(|p| p.peer == *peer) {
-                    self.peers.push(PeerRow { peer: *peer, name: name.clone(), state: PeerState::Knocking, stats: None });
+                    self.peers.push(PeerRow { peer: *peer, name: name.clone(), state: PeerState::Knocking, guest: guest.clone(), stats: None });
                 }
                 self.note(format!("{event} (a: let in, d: turn away)"));
             }
-            Event::PeerJoined { peer, name } => {
+            Event::PeerJoined { peer, name, guest } => {
                 match self.peers.iter_mut().find(|p| p.peer == *peer) {
                     Some(row) => row.state = PeerState::Connecting,
-                    None => self.peers.push(PeerRow { peer: *peer, name: name.clone(), state: PeerState::Connecting, stats: None }),
+                    None => self.peers.push(PeerRow { peer: *peer, name: name.clone(), state: PeerState::Connecting, guest: guest.clone(), stats: None }),
                 }
                 self.note(event.to_string());
             }
@@ -209,9 +211,9 @@ mod tests {
         let mut m = RoomModel::default();
         m.apply(&Event::Knock { peer: 1, name: "ann".into(), guest: "Qm9iIGtleSAx".into() }, t);
         assert_eq!((m.peers[0].state, m.oldest_knocking()), (PeerState::Knocking, Some((1, "ann"))));
-        m.apply(&Event::PeerJoined { peer: 1, name: "ann".into() }, t);
+        m.apply(&Event::PeerJoined { peer: 1, name: "ann".into(), guest: "Z3Vlc3Qga2V5".into() }, t);
         assert_eq!((m.peers.len(), m.oldest_knocking()), (1, None), "let in: the same row, connecting");
-        m.apply(&Event::PeerJoined { peer: 2, name: "bob".into() }, t);
+        m.apply(&Event::PeerJoined { peer: 2, name: "bob".into(), guest: "Z3Vlc3Qga2V5".into() }, t);
         assert!(m.peers.iter().all(|p| p.state == PeerState::Connecting));
         let peers = vec![stats(1, "ann", Some(3), false), stats(2, "bob", Some(4), true)];
         m.apply(&Event::HostStats { position_ms: 0, playing: false, up_bps: 7, peers }, t);

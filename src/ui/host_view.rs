@@ -154,10 +154,10 @@ mod tests {
                 size: 276_134_947,
                 duration_ms: Some(596_000),
             },
-            Event::PeerJoined { peer: 1, name: "ann".into() },
-            Event::PeerJoined { peer: 2, name: "bob".into() },
-            Event::PeerJoined { peer: 3, name: "cy".into() },
-            Event::PeerJoined { peer: 4, name: "dee".into() },
+            Event::PeerJoined { peer: 1, name: "ann".into(), guest: "Z3Vlc3Qga2V5".into() },
+            Event::PeerJoined { peer: 2, name: "bob".into(), guest: "Z3Vlc3Qga2V5".into() },
+            Event::PeerJoined { peer: 3, name: "cy".into(), guest: "Z3Vlc3Qga2V5".into() },
+            Event::PeerJoined { peer: 4, name: "dee".into(), guest: "Z3Vlc3Qga2V5".into() },
             Event::Knock { peer: 5, name: "eve".into(), guest: "Qm9iIGtleSAx".into() },
         ];
         for e in &events {

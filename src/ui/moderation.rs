@@ -51,7 +51,7 @@ fn select_next(view: &mut ViewState, model: &RoomModel) -> String {
     view.selected = next.map(|p| p.peer);
     view.ban_armed = None;
     match next {
-        Some(p) => format!("{} selected: k sends them away, b b bans them", p.name),
+        Some(p) => format!("{} (key {}) selected: k sends them away, b b bans them", p.name, p.guest),
         None => "nobody selected".into(),
     }
 }
@@ -81,8 +81,8 @@ mod tests {
 
     fn room(t: Instant) -> RoomModel {
         let mut m = RoomModel::default();
-        m.apply(&Event::PeerJoined { peer: 1, name: "ann".into() }, t);
-        m.apply(&Event::PeerJoined { peer: 2, name: "bob".into() }, t);
+        m.apply(&Event::PeerJoined { peer: 1, name: "ann".into(), guest: "Z3Vlc3Qga2V5".into() }, t);
+        m.apply(&Event::PeerJoined { peer: 2, name: "bob".into(), guest: "Z3Vlc3Qga2V5".into() }, t);
         m.apply(&Event::Knock { peer: 3, name: "cy".into(), guest: "Y3kncyBrZXkx".into() }, t);
         m
     }
@@ -94,7 +94,7 @@ mod tests {
         assert_eq!(on_key(Action::Kick, &mut v, &m, t), Some(None), "nobody selected");
         assert_eq!(on_key(Action::SelectNext, &mut v, &m, t), Some(None));
         assert_eq!(on_key(Action::SelectNext, &mut v, &m, t), Some(None));
-        assert!(v.flash.as_deref().unwrap().starts_with("bob selected"), "{:?}", v.flash);
+        assert!(v.flash.as_deref().unwrap().starts_with("bob (key Z3Vlc3Qga2V5) selected"), "{:?}", v.flash);
         assert_eq!(on_key(Action::Kick, &mut v, &m, t), Some(Some(Command::Kick("2".into()))));
         on_key(Action::SelectNext, &mut v, &m, t);
         assert_eq!(on_key(Action::Kick, &mut v, &m, t), Some(None), "a knocker is turned away with d, not kicked");

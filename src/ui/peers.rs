@@ -81,9 +81,15 @@ mod tests {
             buffering,
         };
         let rows = [
-            PeerRow { peer: 1, name: "ann".into(), state: PeerState::Watching, stats: Some(stats(2_400_000, 3, -2, false)) },
-            PeerRow { peer: 2, name: "a-very-long-participant-name".into(), state: PeerState::Buffering, stats: Some(stats(900, 250, 1500, true)) },
-            PeerRow { peer: 3, name: "cy".into(), state: PeerState::Connecting, stats: None },
+            PeerRow { peer: 1, name: "ann".into(), state: PeerState::Watching, guest: String::new(), stats: Some(stats(2_400_000, 3, -2, false)) },
+            PeerRow {
+                peer: 2,
+                name: "a-very-long-participant-name".into(),
+                state: PeerState::Buffering,
+                guest: String::new(),
+                stats: Some(stats(900, 250, 1500, true)),
+            },
+            PeerRow { peer: 3, name: "cy".into(), state: PeerState::Connecting, guest: String::new(), stats: None },
         ];
         let mut t = Terminal::new(TestBackend::new(80, 4)).unwrap();
         t.draw(|f| f.render_widget(table(&rows, Some(3)), f.area())).unwrap();

@@ -46,7 +46,7 @@ fn room(t: Instant) -> RoomModel {
         t,
     );
     for p in 0..10 {
-        m.apply(&Event::PeerJoined { peer: p, name: format!("p{p}") }, t);
+        m.apply(&Event::PeerJoined { peer: p, name: format!("p{p}"), guest: String::new() }, t);
     }
     for i in 0..60 {
         stats(&mut m, i, t);

@@ -81,6 +81,8 @@ pub enum Event {
         peer: u64,
         /// Name.
         name: String,
+        /// Its key's fingerprint (as in `knock`).
+        guest: String,
     },
     /// A participant left.
     PeerLeft {

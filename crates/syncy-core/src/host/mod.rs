@@ -514,7 +514,7 @@ impl HostCore {
         match self.peers.get_mut(&peer) {
             Some(p) if !p.connected => {
                 p.connected = true;
-                let name = p.name.clone();
+                let (name, guest) = (p.name.clone(), p.guest.fingerprint());
                 // The newcomer learns the room's clock right away: a late joiner starts where
                 // the room is.
                 self.out.push_back(HostOutput::Control { peer, msg: state });
@@ -523,7 +523,7 @@ impl HostCore {
                 }
                 self.scheduler.add_peer(peer);
                 self.room.add_peer(peer);
-                self.event(Event::PeerJoined { peer, name });
+                self.event(Event::PeerJoined { peer, name, guest });
             }
             // Left while its link came up.
             _ => self.out.push_back(HostOutput::Close { peer }),

@@ -142,7 +142,7 @@ fn a_newcomer_is_offered_then_told_the_room_clock_when_its_link_is_up() {
     h.core.handle_connected(h.now, 3);
     let out = h.outputs();
     assert!(matches!(controls_to(&out, 3)[..], [Message::State { playing: false, .. }]), "{out:?}");
-    assert_eq!(events(&out), [&Event::PeerJoined { peer: 3, name: "bob".into(), guest: "Z3Vlc3Qga2V5".into() }]);
+    assert_eq!(events(&out), [&Event::PeerJoined { peer: 3, name: "bob".into(), guest: guest(3).fingerprint() }]);
 }
 
 #[test]

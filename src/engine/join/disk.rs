@@ -31,6 +31,9 @@ use crate::media::store_source::OnDisk;
 /// link for longer than that holds the link back.
 pub(super) const BACKLOG: usize = 512;
 
+/// Jobs the disk thread takes before it hashes on.
+const JOBS_AT_ONCE: usize = 64;
+
 /// Chunks handed to the disk thread and not yet written.
 #[derive(Default)]
 pub(super) struct Pending(Mutex<HashMap<u32, Bytes>>);
@@ -217,9 +220,10 @@ impl Worker {
     /// Until the close (or the session gone): the jobs in order, then the hash on.
     fn run(mut self, jobs: &std_mpsc::Receiver<Job>) {
         while let Ok(first) = jobs.recv() {
-            // All that is queued first: the hash then reads the most in one go.
+            // What is queued first (a batch: the hash must not wait behind a stream of writes),
+            // then the hash reads the most in one go.
             let mut close = false;
-            for job in std::iter::once(first).chain(jobs.try_iter()) {
+            for job in std::iter::once(first).chain(jobs.try_iter().take(JOBS_AT_ONCE)) {
                 close |= matches!(job, Job::Close);
                 if let Err(e) = self.job(job) {
                     return self.tell(News::Failed(e));

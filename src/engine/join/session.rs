@@ -333,7 +333,7 @@ impl Session {
                     m.set_clock(view);
                 }
             }
-            ParticipantOutput::Stats => self.on_stats()?,
+            ParticipantOutput::Stats => self.on_stats(),
             ParticipantOutput::Roster(list) => self.view(|st| st.peers = list),
             ParticipantOutput::Notice(text) => self.view(|st| st.message = Some(text)),
             ParticipantOutput::End(end) => return Ok(Some(end)),
@@ -364,7 +364,7 @@ impl Session {
 
     /// Once a second: the saved copy's checkpoint, the stats (with the buffer map for a view).
     /// The position and `t_ms` are read at one moment, whatever this pass was held up by.
-    fn on_stats(&mut self) -> Result<(), JoinError> {
+    fn on_stats(&mut self) {
         self.disk.checkpoint();
         let now = Instant::now();
         self.core.lock().handle_wall_clock(now, crate::output::headless::now_ms());
@@ -377,7 +377,6 @@ impl Session {
             });
         }
         self.event(Event::JoinStats(Box::new(snap)));
-        Ok(())
     }
 
     fn event(&self, ev: Event) {
@@ -446,10 +445,11 @@ impl Session {
     /// brought it), what the host ended with, then every read stopped, decoders stopped, the
     /// view closed.
     pub(super) async fn finish(self, end: &JoinEnd) -> color_eyre::Result<()> {
+        let mut failed = None;
         for news in self.disk.close().await {
             match news {
                 News::Verdict(v) => v.events().into_iter().for_each(|e| drop(self.events.send(e))),
-                News::Failed(e) => return Err(JoinError::Save(e).into()),
+                News::Failed(e) => failed = Some(JoinError::Save(e)),
                 News::Verified(_) | News::Room => {}
             }
         }
@@ -463,7 +463,7 @@ impl Session {
         if let Some(s) = &self.screen {
             s.close();
         }
-        Ok(())
+        failed.map_or(Ok(()), |e| Err(e.into()))
     }
 }
 

@@ -27,19 +27,32 @@ pub struct SharedStore<S> {
     /// Reads that had to wait for the network.
     waits: AtomicU64,
     /// Where chunks seen but not held are (`--save`'s copy of the original).
-    disk: Option<Arc<std::fs::File>>,
+    disk: Option<Arc<dyn OnDisk>>,
+}
+
+/// Where a store's chunks seen but not held are (`--save`'s copy): read by the blocking
+/// readers, off the lock.
+pub trait OnDisk: Send + Sync {
+    /// Fills `buf` with the bytes at `pos` (all of them within one chunk).
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+impl OnDisk for std::fs::File {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(self, buf, pos)
+    }
 }
 
 impl<S: ChunkSource> SharedStore<S> {
     /// Shares `stores`; `wake` tells the engine a reader wants something; `disk`: the
     /// `--save` copy.
-    pub fn new(stores: S, disk: Option<Arc<std::fs::File>>, wake: impl Fn() + Send + Sync + 'static) -> Arc<SharedStore<S>> {
+    pub fn new(stores: S, disk: Option<Arc<dyn OnDisk>>, wake: impl Fn() + Send + Sync + 'static) -> Arc<SharedStore<S>> {
         Self::with_poll(stores, disk, wake, Duration::from_millis(200))
     }
 
     /// `poll`: how often a blocked read looks up without an arrival (a test makes it an hour
     /// to prove the arrival itself wakes the reader).
-    fn with_poll(stores: S, disk: Option<Arc<std::fs::File>>, wake: impl Fn() + Send + Sync + 'static, poll: Duration) -> Arc<SharedStore<S>> {
+    fn with_poll(stores: S, disk: Option<Arc<dyn OnDisk>>, wake: impl Fn() + Send + Sync + 'static, poll: Duration) -> Arc<SharedStore<S>> {
         Arc::new(SharedStore {
             inner: Mutex::new(stores),
             arrived: Condvar::new(),
@@ -137,9 +150,8 @@ impl<S: ChunkSource> ByteSource for StoreReader<S> {
                 Read::Gone => return Err(io::Error::new(io::ErrorKind::Interrupted, "the store is closed")),
                 Read::Disk(n) => {
                     drop(g);
-                    use std::os::unix::fs::FileExt;
                     let disk = shared.disk.as_ref().ok_or_else(|| io::Error::other("a chunk on disk without a saved copy"))?;
-                    disk.read_exact_at(&mut buf[..n], pos)?;
+                    disk.read_at(pos, &mut buf[..n])?;
                     return Ok(n);
                 }
                 wait @ (Read::Wait | Read::Grows) => {

@@ -367,6 +367,11 @@ impl ChunkStore {
         self.held.get(&index).map(|v| &v[..])
     }
 
+    /// Chunk bytes, if held, shared (a cheap clone): for work done after the store is let go.
+    pub fn get_bytes(&self, index: u32) -> Option<Bytes> {
+        self.held.get(&index).cloned()
+    }
+
     /// Where the reader is; chunks behind it are the first to go.
     pub fn read_position(&self) -> u32 {
         self.read_pos

@@ -1,21 +1,22 @@
 //! The host's driver: IO in, [`HostCore`] decides, IO out. It waits on signaling, the peer
-//! tasks, commands and the core's next deadline; whatever happens goes into the core with the
-//! time, and the core's outputs are carried out without waiting on anyone (queues are
-//! `try_send`; a signaling reconnection runs as its own task and reports back).
+//! tasks, commands, chunk reads and the core's next deadline; whatever happens goes into the
+//! core with the time, and the core's outputs are carried out without waiting on anyone
+//! (queues are `try_send`; chunk reads go to reader threads and a signaling reconnection runs
+//! as its own task, each reporting back).
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use color_eyre::eyre::Result;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
+use super::chunks::{Chunk, Chunks};
 use super::peer_task::{self, Newcomer, PeerEvent, PeerHandle, Setup};
+use super::reads::ReadDone;
 use super::rendezvous::RoomClaim;
 use crate::core::host::{HostCore, HostOutput};
 use crate::engine::host::transcoders::Renditions;
@@ -25,7 +26,7 @@ use crate::net::signal_client::SignalClient;
 use crate::protocol::auth::SetupAuth;
 use crate::protocol::guest::GuestId;
 use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
-use crate::protocol::stream::{self, Message, ORIGINAL, Space};
+use crate::protocol::stream::Message;
 
 /// How long a signaling reconnection may take before it counts as failed.
 const RECONNECT_WITHIN: Duration = Duration::from_secs(3);
@@ -46,8 +47,7 @@ const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 
 /// Everything the driver does IO with.
 pub(super) struct Io {
-    file: Arc<File>,
-    renditions: Renditions,
+    chunks: Chunks,
     peers: HashMap<PeerId, PeerIo>,
     setup: Setup,
     peer_tx: mpsc::UnboundedSender<PeerEvent>,
@@ -101,6 +101,7 @@ pub(super) async fn drive(
                 }
             },
             Some(ev) = io.peer_rx.recv() => io.peer_event(&mut core, ev),
+            Some(done) = io.chunks.next() => io.chunk_read(&mut core, done),
             Some(back) = io.back_rx.recv() => {
                 let ok = back.is_some();
                 if let Some(c) = back {
@@ -144,13 +145,12 @@ impl Io {
         (url, signal_tls, claim): (String, Option<Arc<rustls::ClientConfig>>, Arc<RoomClaim>),
         events: mpsc::UnboundedSender<Event>,
         (http_state, http_hash): (watch::Sender<Message>, watch::Sender<Option<Message>>),
-    ) -> Io {
+    ) -> std::io::Result<Io> {
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
         let (back_tx, back_rx) = mpsc::unbounded_channel();
-        let renditions = Renditions::new(input);
-        Io {
-            file,
-            renditions,
+        let chunks = Chunks::new(file, Renditions::new(input))?;
+        Ok(Io {
+            chunks,
             peers: HashMap::new(),
             setup,
             peer_tx,
@@ -164,7 +164,7 @@ impl Io {
             http_state,
             http_hash,
             local_of: HashMap::new(),
-        }
+        })
     }
 
     /// The file's hash is known (or could not be had: participants then wait for it in vain,
@@ -218,7 +218,10 @@ impl Io {
     /// Carries out one output (never waits).
     fn apply(&mut self, core: &mut HostCore, out: HostOutput) {
         match out {
-            HostOutput::Chunk { peer, space, index, offset, len } => self.send_chunk(core, peer, space, index, offset, len),
+            HostOutput::Chunk { peer, space, index, offset, len } => {
+                let connected = self.chunk_queue(peer).is_some();
+                self.chunks.send(core, connected, Chunk { peer, space, index, offset, len })
+            }
             HostOutput::Control { peer, msg } => self.send_control(peer, msg),
             HostOutput::Signal(msg) => {
                 if self.setup.signal_tx.try_send(msg).is_err() {
@@ -248,15 +251,15 @@ impl Io {
             }
             HostOutput::ReconnectSignal => self.reconnect_signal(),
             HostOutput::StartRendition { space, level, from_us, until_us } => {
-                if let Err(reason) = self.renditions.start(space, &level, from_us, until_us) {
+                if let Err(reason) = self.chunks.renditions.start(space, &level, from_us, until_us) {
                     tracing::warn!("rendition {space}: {reason}");
                     core.handle_rendition_failed(Instant::now(), space, &reason);
                 }
             }
-            HostOutput::StopRendition { space } => self.renditions.stop(space),
+            HostOutput::StopRendition { space } => self.chunks.renditions.stop(space),
             HostOutput::CheckRenditions(spaces) => {
                 for (space, until) in spaces {
-                    if let Some(p) = self.renditions.check(space, until) {
+                    if let Some(p) = self.chunks.renditions.check(space, until) {
                         core.handle_rendition_progress(Instant::now(), space, p);
                     }
                 }
@@ -272,32 +275,15 @@ impl Io {
         }
     }
 
-    /// Reads a chunk straight into its message buffer (header then payload: no serde copy)
-    /// and queues it. Reads are small and from the page cache; doing them inline keeps
-    /// ordering simple.
-    fn send_chunk(&mut self, core: &mut HostCore, peer: PeerId, space: Space, index: u32, offset: u64, len: usize) {
-        let Some(h) = self.peers.get(&peer).and_then(|p| p.handle.as_ref()) else {
-            return core.handle_unsent(Instant::now(), peer);
-        };
-        let header = stream::encode_chunk_header(space, index, len);
-        let mut bytes = BytesMut::with_capacity(header.len() + len);
-        bytes.extend_from_slice(&header);
-        bytes.resize(header.len() + len, 0);
-        let read = if space == ORIGINAL {
-            self.file.read_exact_at(&mut bytes[header.len()..], offset)
-        } else {
-            self.renditions.read_at(space, offset, &mut bytes[header.len()..])
-        };
-        if let Err(e) = read {
-            tracing::error!("reading chunk {index}: {e}");
-            core.handle_unsent(Instant::now(), peer);
-            return core.handle_gone(Instant::now(), peer, &format!("host read error: {e}"));
-        }
-        if h.chunk_tx.try_send(bytes).is_err() {
-            // The queue is sized to the scheduler's in-flight limit, so this means the peer's
-            // task is gone; its end will follow.
-            core.handle_unsent(Instant::now(), peer);
-        }
+    /// A participant's chunk queue, once it is connected.
+    fn chunk_queue(&self, peer: PeerId) -> Option<&mpsc::Sender<bytes::BytesMut>> {
+        self.peers.get(&peer).and_then(|p| p.handle.as_ref()).map(|h| &h.chunk_tx)
+    }
+
+    /// A chunk read for `done.peer` is done: into its queue.
+    fn chunk_read(&self, core: &mut HostCore, done: ReadDone) {
+        let queue = self.chunk_queue(done.peer);
+        Chunks::done(core, done, queue);
     }
 
     fn send_control(&mut self, peer: PeerId, msg: Message) {

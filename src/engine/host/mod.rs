@@ -1,8 +1,10 @@
 //! The host engine: opens the room, connects each participant, and serves chunks from the
 //! sans-IO scheduler. Networking and file reads happen here; decisions happen in `core`.
 
+mod chunks;
 mod driver;
 mod peer_task;
+mod reads;
 pub mod rendezvous;
 pub mod transcoders;
 
@@ -307,7 +309,7 @@ async fn host_room(
     // can reach the room.
     let ice = IceConfig::new(Reach::of_host(&link.host), opts.ice_addr.as_deref(), &opts.nat);
     let setup = peer_task::Setup { ice, key, host_key, room: claim.room.clone(), signal_tx: signal.tx.clone(), manifest, fallback };
-    let io = driver::Io::new(file, &opts.file, setup, (url, signal_tls, claim), events, (http_state, http_hash));
+    let io = driver::Io::new(file, &opts.file, setup, (url, signal_tls, claim), events, (http_state, http_hash))?;
     driver::drive(core, io, signal, commands, hashing).await
 }
 

@@ -8,8 +8,10 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+use super::reads::ChunkFile;
 
 use crate::media::transcode::{Progress, Rendition, transcode};
 use crate::protocol::stream::Space;
@@ -20,8 +22,35 @@ struct Running {
     stop: Arc<AtomicBool>,
     until_us: Arc<AtomicU64>,
     progress: Arc<Mutex<JobProgress>>,
-    file: Option<File>,
+    file: Arc<RenditionFile>,
     path: PathBuf,
+}
+
+/// A rendition's bytes as chunks are read from them, on the host's reader threads (which
+/// open it: opening is disk work too).
+pub struct RenditionFile {
+    path: PathBuf,
+    file: OnceLock<File>,
+    /// Its transcoder's stop: once set, the file may be gone.
+    stop: Arc<AtomicBool>,
+}
+
+impl ChunkFile for RenditionFile {
+    fn read_chunk(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let file = match self.file.get() {
+            Some(f) => f,
+            // Two readers may both open it; one handle is kept.
+            None => {
+                let f = File::open(&self.path)?;
+                self.file.get_or_init(|| f)
+            }
+        };
+        file.read_exact_at(buf, offset)
+    }
+
+    fn withdrawn(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
 }
 
 /// Every rendition being made.
@@ -112,7 +141,8 @@ impl Transcoders {
             live.fetch_sub(1, Ordering::Relaxed);
             progress.lock().unwrap_or_else(|e| e.into_inner()).error = Some(format!("cannot start a transcoder: {e}"));
         }
-        self.jobs.insert(space, Running { stop, until_us: until, progress, file: None, path });
+        let file = Arc::new(RenditionFile { path: path.clone(), file: OnceLock::new(), stop: stop.clone() });
+        self.jobs.insert(space, Running { stop, until_us: until, progress, file, path });
     }
 
     /// Lets the transcoder of `space` run until `until_us` (room µs).
@@ -139,14 +169,9 @@ impl Transcoders {
         }
     }
 
-    /// Reads `buf.len()` bytes at `offset` of the rendition in `space`.
-    pub fn read_at(&mut self, space: Space, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        let j = self.jobs.get_mut(&space).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such rendition"))?;
-        let file = match &mut j.file {
-            Some(f) => f,
-            None => j.file.insert(File::open(&j.path)?),
-        };
-        file.read_exact_at(buf, offset)
+    /// The bytes of the rendition in `space`, to read chunks from.
+    pub fn file(&self, space: Space) -> Option<Arc<RenditionFile>> {
+        self.jobs.get(&space).map(|j| j.file.clone())
     }
 }
 
@@ -203,11 +228,8 @@ impl Renditions {
         t.progress(space)
     }
 
-    /// Reads rendition bytes for a chunk.
-    pub fn read_at(&mut self, space: Space, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        match &mut self.transcoders {
-            Some(t) => t.read_at(space, offset, buf),
-            None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no renditions")),
-        }
+    /// The bytes of the rendition in `space`, to read chunks from.
+    pub fn file(&self, space: Space) -> Option<Arc<RenditionFile>> {
+        self.transcoders.as_ref()?.file(space)
     }
 }

@@ -4,6 +4,7 @@
 //! with everything held kept when the link drops.
 
 mod connect;
+mod disk;
 pub mod save;
 mod session;
 mod verify;
@@ -165,9 +166,8 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
             Reconnected::Ended(end) => break end,
         }
     };
-    session.ended(&end);
     tracing::info!("leaving: {end:?}");
-    session.finish().await?;
+    session.finish(&end).await?;
     close_link(&conn.link).await;
     tracing::info!("link closed");
     Ok(end)

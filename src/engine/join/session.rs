@@ -1,8 +1,9 @@
 //! One participant's time in the room, across reconnections, at the edge: the core (behind
-//! the lock its decoders read through), the decoders, the saved copy, the in-order hash, the
-//! view and mpv. [`Session::turn`] waits for the next thing, hands it to the core, and carries
-//! out what the core says; it decides nothing. Messages to the host are queued (`Tx`), never
-//! awaited; a lost link ends the turn with a reason ([`TurnEnd`]).
+//! the lock its decoders read through), the decoders, the disk thread (the saved copy and the
+//! in-order hash), the view and mpv. [`Session::turn`] waits for the next thing, hands it to
+//! the core, and carries out what the core says; it decides nothing. Messages to the host are
+//! queued (`Tx`), and chunks to the disk thread ([`Disk`]), never awaited; a lost link ends the
+//! turn with a reason ([`TurnEnd`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use bytes::BytesMut;
 use tokio::sync::mpsc;
 
 use super::connect::{Connection, Incoming, Reconnected, Setup, Tx, close_link, connect, link_failed};
+use super::disk::{CopyReader, Disk, DiskCopy, News, Pending};
 use super::save::SaveFile;
-use super::verify::Verify;
 use super::{JoinEnd, JoinOptions};
 use crate::core::buffer::StoreConfig;
 pub use crate::core::participant::TurnEnd;
@@ -39,8 +40,8 @@ pub enum JoinError {
     Save(#[from] std::io::Error),
 }
 
-/// The participant's core, shared with the readers of its stores.
-type Core = SharedStore<ParticipantCore>;
+/// The participant's core, shared with the readers of its stores and the disk thread.
+pub(super) type Core = SharedStore<ParticipantCore>;
 
 /// What woke the driver.
 enum Input {
@@ -50,6 +51,8 @@ enum Input {
     Command(Command),
     /// A reader or a decoder has news.
     Wake,
+    /// So has the disk thread.
+    Disk(News),
 }
 
 /// The participant's edge.
@@ -59,8 +62,7 @@ pub(super) struct Session {
     decodes: bool,
     /// The decoders' readers, by the space they read.
     readers: BTreeMap<Space, ReaderCancel<ParticipantCore>>,
-    save: Option<SaveFile>,
-    verify: Verify,
+    disk: Disk,
     events: mpsc::UnboundedSender<Event>,
     screen: Option<Arc<Screen>>,
     mpv: Option<Mpv>,
@@ -111,10 +113,17 @@ impl Session {
             let wake = wake.clone();
             Arc::new(move || wake.notify_one())
         };
+        // Chunks handed to the disk thread and not written yet are read from memory.
+        let pending = Arc::new(Pending::default());
+        let on_disk = save.as_ref().map(|s| {
+            let reader = CopyReader { file: s.file().clone(), pending: pending.clone(), chunk_size: manifest.chunk_size as u64 };
+            Arc::new(reader) as Arc<dyn crate::media::store_source::OnDisk>
+        });
         let core = {
             let w = waker.clone();
-            SharedStore::new(core, save.as_ref().map(|s| s.file().clone()), move || w())
+            SharedStore::new(core, on_disk, move || w())
         };
+        let disk = Disk::start(core.clone(), save.map(|s| Box::new(s) as Box<dyn DiskCopy>), pending, now)?;
         let mut readers = BTreeMap::new();
         let playback = if opts.playback {
             let (reader, cancel) = core.space_reader(ORIGINAL);
@@ -145,8 +154,7 @@ impl Session {
             core,
             playback,
             readers,
-            save,
-            verify: Verify::new(now),
+            disk,
             events,
             mpv,
             mpv_status: None,
@@ -167,8 +175,7 @@ impl Session {
         }
         s.show_start(&opts, &manifest);
         // A resumed copy may already hold a run of chunks from the start (or all of them).
-        let core = s.core.clone();
-        s.verify.advance(&mut core.lock(), s.save.as_mut(), &s.events)?;
+        s.disk.advance();
         Ok(s)
     }
 
@@ -210,7 +217,8 @@ impl Session {
             let deadline = self.core.lock().poll_timeout().map(|(t, _)| t);
             input = tokio::select! {
                 _ = sleep_until_opt(deadline) => Input::Timeout,
-                item = conn.incoming.recv() => match item {
+                // While the disk is behind, the host waits (see `disk`).
+                item = conn.incoming.recv(), if self.disk.has_room() => match item {
                     Some(Incoming::Chunk(b)) => Input::Chunk(b),
                     Some(Incoming::Control(b)) => Input::Control(b),
                     Some(Incoming::Closed(why)) => return Ok(TurnEnd::LinkLost(why)),
@@ -218,6 +226,7 @@ impl Session {
                 },
                 _ = link_failed(&conn.link) => return Ok(TurnEnd::LinkLost("the WebRTC connection failed".into())),
                 _ = self.wake.notified() => Input::Wake,
+                Some(news) = self.disk.news() => Input::Disk(news),
                 cmd = commands.recv() => Input::Command(cmd.unwrap_or(Command::Quit)),
                 out = recv_mpv(&mut self.mpv) => self.on_mpv(out),
                 msg = conn.signal.rx.recv(), if self.signal_open => {
@@ -240,17 +249,16 @@ impl Session {
                 Input::Timeout => core.handle_timeout(now),
                 Input::Chunk(b) => {
                     core.handle_chunk(now, b)?;
-                    // The saved copy has every chunk before the hash may look for it there.
-                    self.collect(&mut core, &mut outs)?;
-                    self.verify.advance(&mut core, self.save.as_mut(), &self.events)?;
+                    self.disk.advance();
                 }
                 Input::Control(b) => {
                     core.handle_control(now, &b)?;
                     // The host's hash may be what the check waited for.
-                    self.verify.advance(&mut core, self.save.as_mut(), &self.events)?;
+                    self.disk.advance();
                 }
                 Input::Command(c) => core.handle_command(now, c),
                 Input::Wake => core.handle_wake(now),
+                Input::Disk(news) => self.disk_news(&mut core, news)?,
             }
             if self.decodes {
                 core.handle_picture(now, &self.playback.view());
@@ -269,18 +277,27 @@ impl Session {
         Ok(end)
     }
 
-    /// Takes the core's outputs; writes the saved copy's chunks at once (under the lock, so no
-    /// reader looks for one on disk before it is there).
+    /// Takes the core's outputs; hands the saved copy's chunks to the disk thread at once
+    /// (under the lock, so a reader the core sends to the disk for one finds it pending).
     fn collect(&mut self, core: &mut ParticipantCore, outs: &mut Vec<ParticipantOutput>) -> Result<(), JoinError> {
         while let Some(out) = core.poll_output() {
             match out {
-                ParticipantOutput::Save { index, data } => {
-                    if let Some(f) = self.save.as_mut() {
-                        f.write(index, &data)?;
-                    }
-                }
+                ParticipantOutput::Save { index, data } => self.disk.write(index, data)?,
                 out => outs.push(out),
             }
+        }
+        Ok(())
+    }
+
+    /// What the disk thread found: how far the hash got goes to the core; the verdict and a
+    /// failure to the user.
+    fn disk_news(&self, core: &mut ParticipantCore, news: News) -> Result<(), JoinError> {
+        match news {
+            News::Verified(next) => core.handle_verified(next),
+            News::Verdict(v) => v.events().into_iter().for_each(|e| self.event(e)),
+            News::Failed(e) => return Err(JoinError::Save(e)),
+            // The loop looks at the link again.
+            News::Room => {}
         }
         Ok(())
     }
@@ -316,7 +333,7 @@ impl Session {
                     m.set_clock(view);
                 }
             }
-            ParticipantOutput::Stats => self.on_stats()?,
+            ParticipantOutput::Stats => self.on_stats(),
             ParticipantOutput::Roster(list) => self.view(|st| st.peers = list),
             ParticipantOutput::Notice(text) => self.view(|st| st.message = Some(text)),
             ParticipantOutput::End(end) => return Ok(Some(end)),
@@ -347,10 +364,8 @@ impl Session {
 
     /// Once a second: the saved copy's checkpoint, the stats (with the buffer map for a view).
     /// The position and `t_ms` are read at one moment, whatever this pass was held up by.
-    fn on_stats(&mut self) -> Result<(), JoinError> {
-        if let Some(f) = self.save.as_mut() {
-            f.checkpoint()?;
-        }
+    fn on_stats(&mut self) {
+        self.disk.checkpoint();
         let now = Instant::now();
         self.core.lock().handle_wall_clock(now, crate::output::headless::now_ms());
         let snap = self.snapshot(now, self.screen.is_some());
@@ -362,7 +377,6 @@ impl Session {
             });
         }
         self.event(Event::JoinStats(Box::new(snap)));
-        Ok(())
     }
 
     fn event(&self, ev: Event) {
@@ -427,8 +441,21 @@ impl Session {
         }
     }
 
-    /// The end: every read stopped, decoders stopped, the view closed, the copy checkpointed.
-    pub(super) async fn finish(mut self) -> color_eyre::Result<()> {
+    /// The end: the copy written and checkpointed (and the verdict, if the last chunks
+    /// brought it), what the host ended with, then every read stopped, decoders stopped, the
+    /// view closed.
+    pub(super) async fn finish(self, end: &JoinEnd) -> color_eyre::Result<()> {
+        let mut failed = None;
+        for news in self.disk.close().await {
+            match news {
+                News::Verdict(v) => v.events().into_iter().for_each(|e| drop(self.events.send(e))),
+                News::Failed(e) => failed = Some(JoinError::Save(e)),
+                News::Verified(_) | News::Room => {}
+            }
+        }
+        if let JoinEnd::StreamEnd(reason) = end {
+            let _ = self.events.send(Event::StreamEnd { reason: reason.clone() });
+        }
         self.core.close();
         let mut playback = self.playback;
         tokio::task::spawn_blocking(move || playback.stop()).await?;
@@ -436,17 +463,7 @@ impl Session {
         if let Some(s) = &self.screen {
             s.close();
         }
-        if let Some(f) = self.save.as_mut() {
-            f.checkpoint()?;
-        }
-        Ok(())
-    }
-
-    /// Tells what the host ended with.
-    pub(super) fn ended(&self, end: &JoinEnd) {
-        if let JoinEnd::StreamEnd(reason) = end {
-            self.event(Event::StreamEnd { reason: reason.clone() });
-        }
+        failed.map_or(Ok(()), |e| Err(e.into()))
     }
 }
 

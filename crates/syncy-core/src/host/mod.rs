@@ -38,6 +38,11 @@ pub const STATS_EVERY: Duration = Duration::from_secs(1);
 pub const RENDITIONS_EVERY: Duration = Duration::from_millis(200);
 /// Chunk sends queued per participant beyond the channel's own buffer.
 pub const CHUNK_QUEUE: usize = 8;
+/// Chunk reads out at once, for everyone together (TRUST-REVIEW #18): the driver reads off its
+/// task, and a disk that falls behind holds chunks back here, in the scheduler's fair order,
+/// rather than in a queue of reads. Reads from the page cache take microseconds, so only a
+/// slow disk comes near it.
+pub const MAX_READS: usize = 64;
 /// A participant's control budget, in messages a second (TRUST-REVIEW #11): past it (and the
 /// burst) it is let go. What an honest one sends: a ping a second (eight 50 ms apart after a
 /// connection), a report at least every 900 ms and on each change of its picture, a level or a
@@ -112,7 +117,8 @@ pub enum Timer {
 #[must_use]
 pub enum HostOutput {
     /// Read `len` bytes at `offset` of `space` (the file, or a rendition) and queue them to
-    /// `peer` as chunk `index`. Report back with `handle_sent` or `handle_unsent`.
+    /// `peer` as chunk `index`. Report back with `handle_queued` once queued (and then
+    /// `handle_sent` once it went out), or with `handle_unsent` if it never is.
     Chunk {
         /// To whom.
         peer: PeerId,
@@ -284,6 +290,8 @@ pub struct HostCore {
     /// the HTTPS fallback, out of `peers`; kick and ban must still reach it.
     admitted: BTreeMap<PeerId, (String, GuestId)>,
     scheduler: Scheduler,
+    /// `Chunk` outputs not yet reported queued or unsent (at most [`MAX_READS`]).
+    reads: usize,
     room: Room,
     plan: RenditionPlan,
     /// Last progress told to each rendition's viewers.
@@ -320,6 +328,7 @@ impl HostCore {
             now,
             peers: BTreeMap::new(),
             scheduler: Scheduler::new(CHUNK_QUEUE),
+            reads: 0,
             announced: BTreeMap::new(),
             upload,
             total_up: Meter::new(Duration::from_secs(1)),
@@ -556,9 +565,19 @@ impl HostCore {
         self.settle(now);
     }
 
-    /// A chunk for `peer` could not be queued (its tasks are gone; their end follows).
+    /// A chunk was read and queued to its participant: the read is over (`handle_sent`
+    /// follows once it went out).
+    pub fn handle_queued(&mut self, now: Instant) {
+        self.now = now;
+        self.reads = self.reads.saturating_sub(1);
+        self.settle(now);
+    }
+
+    /// A chunk for `peer` could not be read or queued (its tasks are gone, or the disk
+    /// failed: what follows says).
     pub fn handle_unsent(&mut self, now: Instant, peer: PeerId) {
         self.now = now;
+        self.reads = self.reads.saturating_sub(1);
         self.scheduler.handle_sent(peer);
         self.settle(now);
     }
@@ -668,6 +687,7 @@ impl HostCore {
     /// Hands the scheduler's decisions to the driver, as far as the upload budget goes.
     fn pump(&mut self, now: Instant) {
         while self.upload.ready(now)
+            && self.reads < MAX_READS
             && let Some(t) = self.scheduler.poll_transmit()
         {
             let connected = self.peers.get(&t.peer).is_some_and(|p| p.connected);
@@ -682,6 +702,7 @@ impl HostCore {
                 continue;
             };
             self.upload.consume(now, len as f64);
+            self.reads += 1;
             let offset = t.index as u64 * self.manifest.chunk_size as u64;
             self.out.push_back(HostOutput::Chunk { peer: t.peer, space: t.space, index: t.index, offset, len });
         }

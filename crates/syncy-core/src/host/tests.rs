@@ -424,7 +424,9 @@ fn the_upload_limit_paces_chunks_for_the_whole_room() {
         for o in h.outputs() {
             if let HostOutput::Chunk { peer, len, .. } = o {
                 sent += len as u64;
-                // The driver reports each send done at once: only the budget holds chunks back.
+                // The driver reports each read and send done at once: only the budget holds
+                // chunks back.
+                h.core.handle_queued(h.now);
                 h.core.handle_sent(h.now, peer, len);
             }
         }
@@ -434,6 +436,24 @@ fn the_upload_limit_paces_chunks_for_the_whole_room() {
     }
     let rate = sent as f64 / 10.0;
     assert!((rate - limit as f64).abs() < 0.15 * limit as f64, "{rate} B/s against a limit of {limit}");
+}
+
+#[test]
+fn reads_out_are_bounded_for_the_whole_room() {
+    let mut h = Host::new(config());
+    // Enough participants that their in-flight limits together pass the bound.
+    let n = (MAX_READS / CHUNK_QUEUE + 2) as PeerId;
+    let peers: Vec<PeerId> = (1..=n).map(|i| h.join(i, &format!("p{i}"))).collect();
+    for &p in &peers {
+        h.core.handle_control(h.now, p, Message::Request { space: ORIGINAL, chunks: (0..100).collect(), priority: Priority::Window });
+    }
+    let reads = |out: Vec<HostOutput>| out.iter().filter(|o| matches!(o, HostOutput::Chunk { .. })).count();
+    assert_eq!(reads(h.outputs()), MAX_READS, "a disk that is behind holds chunks back in the scheduler");
+    // A read queued, or one that never will be: one more goes each time.
+    h.core.handle_queued(h.now);
+    assert_eq!(reads(h.outputs()), 1);
+    h.core.handle_unsent(h.now, peers[0]);
+    assert_eq!(reads(h.outputs()), 1);
 }
 
 #[test]

@@ -317,6 +317,8 @@ impl World {
         while let Some(out) = self.host.poll_output() {
             match out {
                 HostOutput::Chunk { peer, index, len, .. } => {
+                    // Read at once (the simulated disk is never behind).
+                    self.host.handle_queued(self.now);
                     let Some(slot) = self.slot_of(peer) else { continue };
                     let (left, at) = self.host_send(slot, len + 16, false);
                     self.uploaded += len as u64;

@@ -154,7 +154,7 @@ impl Disk {
         // Unbounded, but what it holds is bounded by the jobs that made it.
         let (news_tx, news) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared { pending, ..Shared::default() });
-        let worker = Worker { core, copy, verify: Verify::new(started), told: 0, shared: shared.clone(), news: news_tx };
+        let worker = Worker { core, copy, verify: Verify::new(started), told: 0, verdict: None, shared: shared.clone(), news: news_tx };
         let thread = std::thread::Builder::new().name("syncy-disk".into()).spawn(move || worker.run(&rx))?;
         Ok(Disk { jobs, news, shared, thread: Some(thread) })
     }
@@ -163,7 +163,7 @@ impl Disk {
     /// as the core says to save it: a reader sent to the disk for it then finds it pending.
     pub(super) fn write(&self, index: u32, data: Bytes) -> io::Result<()> {
         self.shared.pending.insert(index, data.clone());
-        self.shared.backlog.fetch_add(1, Ordering::Relaxed);
+        self.shared.backlog.fetch_add(1, Ordering::AcqRel);
         // Never full: the session takes a chunk only with room in the backlog.
         self.jobs.try_send(Job::Write { index, data }).map_err(|e| io::Error::other(format!("the disk thread took no more writes: {e}")))
     }
@@ -212,6 +212,8 @@ struct Worker {
     verify: Verify,
     /// How far the session was told the hash got.
     told: u32,
+    /// The hash's verdict, held until every write handed over is on disk.
+    verdict: Option<Verdict>,
     shared: Arc<Shared>,
     news: mpsc::UnboundedSender<News>,
 }
@@ -249,7 +251,7 @@ impl Worker {
                 }
                 // Written: readers find it on disk from now on.
                 self.shared.pending.map().remove(&index);
-                if self.shared.backlog.fetch_sub(1, Ordering::Relaxed) == BACKLOG {
+                if self.shared.backlog.fetch_sub(1, Ordering::AcqRel) == BACKLOG {
                     self.tell(News::Room);
                 }
             }
@@ -273,11 +275,25 @@ impl Worker {
             self.told = self.verify.next();
             self.tell(News::Verified(self.told));
         }
-        if let Some(v) = verdict {
-            // Whole, or wrong (which chunks are wrong is not known): nothing to resume either way.
-            if let Some(c) = self.copy.as_mut() {
-                c.finish();
-            }
+        if verdict.is_some() {
+            self.verdict = verdict;
+        }
+        self.settle()
+    }
+
+    /// Says the verdict once every write handed over is done and synced. The hash reads from
+    /// memory as much as from disk, so it can finish while writes still wait: a `complete` (and
+    /// the resume record gone) then would leave a copy a crash could leave with holes.
+    fn settle(&mut self) -> io::Result<()> {
+        if self.verdict.is_none() || self.shared.backlog.load(Ordering::Acquire) != 0 {
+            return Ok(());
+        }
+        // Whole, or wrong (which chunks are wrong is not known): nothing to resume either way.
+        if let Some(c) = self.copy.as_mut() {
+            c.checkpoint()?;
+            c.finish();
+        }
+        if let Some(v) = self.verdict.take() {
             self.tell(News::Verdict(v));
         }
         Ok(())
@@ -426,6 +442,34 @@ mod tests {
         disk.close().await;
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "every chunk written");
         assert!(!progress_path(&path).exists(), "whole and checked: nothing to resume");
+    }
+
+    #[tokio::test]
+    async fn complete_waits_for_every_write_even_when_the_hash_is_done_from_memory() {
+        // More chunks than the thread takes in one batch: the hash (from memory) is through
+        // long before the slow disk has written them.
+        let n = 3 * JOBS_AT_ONCE;
+        let bytes: Vec<u8> = (0..n * CHUNK).map(|i| (i % 253) as u8).collect();
+        let right: [u8; 32] = Sha256::digest(&bytes).into();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copy");
+        let core = core_with_file(&bytes, right, &[]);
+        let (copy, _) = SaveFile::open(&path, core.manifest(), false).unwrap();
+        let core = SharedStore::new(core, None, || {});
+        let gate = Arc::new(Gate::default());
+        let mut disk = Disk::start(core.clone(), Some(Box::new(Slow { inner: copy, gate: gate.clone() })), Arc::default(), Instant::now()).unwrap();
+        for ix in 0..n {
+            disk.write(ix as u32, Bytes::copy_from_slice(&bytes[ix * CHUNK..(ix + 1) * CHUNK])).unwrap();
+        }
+        disk.advance();
+        gate.release();
+        let News::Verdict(v) = until(&mut disk, |n| matches!(n, News::Verdict(_))).await else { unreachable!() };
+        assert_eq!(v.sha256, v.host);
+        assert_eq!(gate.finished(), n, "every write done before the verdict");
+        assert!(!progress_path(&path).exists(), "the record goes with the verdict, not before the writes");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        disk.close().await;
+        assert!(!progress_path(&path).exists(), "and does not come back");
     }
 
     #[tokio::test]

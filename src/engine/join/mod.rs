@@ -151,19 +151,32 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
     });
     let mut session = Session::start(opts.clone(), manifest.clone(), conn.host_key, events.clone()).await?;
     session.path = path;
-    let end = loop {
-        let why = match outcome(session.turn(&mut conn, &mut commands).await?) {
-            Ok(end) => break end,
-            Err(why) => why,
-        };
-        // Keep every store, the picture and the hash; only the link is new.
-        close_link(&conn.link).await;
-        match session.back_in(&opts, why).await? {
-            Reconnected::Again(c) => {
-                session.path = c.announce(&events).await;
-                conn = c;
+    let ended = async {
+        loop {
+            let why = match outcome(session.turn(&mut conn, &mut commands).await?) {
+                Ok(end) => return Ok(end),
+                Err(why) => why,
+            };
+            // Keep every store, the picture and the hash; only the link is new.
+            close_link(&conn.link).await;
+            match session.back_in(&opts, why).await? {
+                Reconnected::Again(c) => {
+                    session.path = c.announce(&events).await;
+                    conn = c;
+                }
+                Reconnected::Ended(end) => return Ok(end),
             }
-            Reconnected::Ended(end) => break end,
+        }
+    }
+    .await;
+    let end = match ended {
+        Ok(end) => end,
+        Err(e) => {
+            // Given up: what was handed to the disk still lands, and playback and the view
+            // close, before the error is told.
+            let _ = session.finish(&JoinEnd::Quit).await;
+            close_link(&conn.link).await;
+            return Err(e);
         }
     };
     tracing::info!("leaving: {end:?}");

@@ -226,7 +226,8 @@ impl Session {
                 },
                 _ = link_failed(&conn.link) => return Ok(TurnEnd::LinkLost("the WebRTC connection failed".into())),
                 _ = self.wake.notified() => Input::Wake,
-                Some(news) = self.disk.news() => Input::Disk(news),
+                // Its end without a word is a thread that died (a panic): a failure too.
+                news = self.disk.news() => Input::Disk(news.unwrap_or_else(|| News::Failed(std::io::Error::other("the disk thread stopped")))),
                 cmd = commands.recv() => Input::Command(cmd.unwrap_or(Command::Quit)),
                 out = recv_mpv(&mut self.mpv) => self.on_mpv(out),
                 msg = conn.signal.rx.recv(), if self.signal_open => {

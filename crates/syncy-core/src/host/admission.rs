@@ -1,7 +1,7 @@
 //! Who gets into the room: the host's ids for participants across signaling reconnections,
 //! under `--approve` who waits at the door, and which keys are banned.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use crate::protocol::guest::GuestId;
 use crate::protocol::signal::PeerId;
@@ -39,7 +39,14 @@ pub struct Admission {
     knocking: Vec<Newcomer>,
     /// Keys turned away as long as the host runs (`ban`).
     banned: HashSet<GuestId>,
+    /// The latest joins seen (key and nonce), oldest first: a join replayed word for word
+    /// is nobody new.
+    seen: HashSet<(GuestId, String)>,
+    seen_order: VecDeque<(GuestId, String)>,
 }
+
+/// How many joins are remembered against replay.
+const JOINS_KEPT: usize = 4096;
 
 impl Admission {
     /// With `approve`, newcomers wait until the host lets them in.
@@ -91,6 +98,21 @@ impl Admission {
             return vec![id];
         }
         self.knocking.iter().filter(|n| n.name == who).map(|n| n.peer).collect()
+    }
+
+    /// Whether this join (key and nonce) is new; remembers it.
+    pub fn first_join(&mut self, guest: GuestId, nonce: &str) -> bool {
+        let join = (guest, nonce.to_string());
+        if !self.seen.insert(join.clone()) {
+            return false;
+        }
+        self.seen_order.push_back(join);
+        if self.seen_order.len() > JOINS_KEPT
+            && let Some(old) = self.seen_order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        true
     }
 
     /// Everyone knocking, oldest first.

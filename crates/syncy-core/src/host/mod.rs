@@ -432,7 +432,8 @@ impl HostCore {
         self.now = now;
         match msg {
             ServerMsg::PeerJoined { peer: id, name, nonce, key, proof } => {
-                let Some(peer) = self.admission.local(id).filter(|p| !self.peers.contains_key(p) && self.admission.knocker(*p).is_none()) else {
+                let here = |p: &PeerId| self.peers.contains_key(p) || self.admitted.contains_key(p) || self.admission.knocker(*p).is_some();
+                let Some(peer) = self.admission.local(id).filter(|p| !here(p)) else {
                     tracing::warn!(id, "ignoring a newcomer the server numbered out of range or as someone already here");
                     return self.settle(now);
                 };
@@ -442,6 +443,11 @@ impl HostCore {
                     tracing::warn!(peer, "ignoring a newcomer whose key or proof does not hold");
                     return self.settle(now);
                 };
+                // Someone's join seen on the wire and sent again is not that someone.
+                if !self.admission.first_join(guest, &nonce) {
+                    tracing::warn!(peer, "ignoring a join seen before");
+                    return self.settle(now);
+                }
                 self.newcomer(Newcomer { peer, name, nonce, guest });
             }
             ServerMsg::Signal { from, payload } => {
@@ -640,6 +646,10 @@ impl HostCore {
     /// reported.
     fn remove_peer(&mut self, now: Instant, peer: PeerId, reason: &str, left: bool) {
         self.scheduler.remove_peer(peer);
+        if self.cfg.fallback.is_none() {
+            // No fallback to watch over: one without a link is nobody to kick or ban.
+            self.admitted.remove(&peer);
+        }
         if let Some(p) = self.peers.remove(&peer) {
             self.out.push_back(HostOutput::Close { peer });
             if p.connected {

@@ -10,6 +10,11 @@ const CHUNK: u32 = 64 * 1024;
 /// A newcomer's `Join` nonce.
 const NONCE: &str = "0123456789abcdef0123456789abcdef";
 
+/// The nonce of the join that server id `id` came with under `name` (each join its own).
+fn nonce(id: PeerId, name: &str) -> String {
+    format!("{id:016x}{:016x}", name.bytes().fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b))))
+}
+
 /// The key of the person behind server id `id` (each its own, unless a test says otherwise).
 fn guest(id: PeerId) -> crate::protocol::guest::GuestId {
     secret(id).key_for("room1").public()
@@ -22,7 +27,13 @@ fn secret(id: PeerId) -> crate::protocol::guest::GuestSecret {
 /// `name` joins as server id `id`, as the person behind id `key_of` (its key and its proof).
 fn joined(id: PeerId, name: &str, key_of: PeerId) -> ServerMsg {
     let k = secret(key_of).key_for("room1");
-    ServerMsg::PeerJoined { peer: id, name: name.into(), nonce: NONCE.into(), key: k.public().to_hex(), proof: k.join_proof("room1", NONCE, name) }
+    ServerMsg::PeerJoined {
+        peer: id,
+        name: name.into(),
+        nonce: nonce(id, name),
+        key: k.public().to_hex(),
+        proof: k.join_proof("room1", &nonce(id, name), name),
+    }
 }
 
 fn manifest() -> Arc<Manifest> {
@@ -138,7 +149,7 @@ fn a_newcomer_is_offered_then_told_the_room_clock_when_its_link_is_up() {
     let mut h = Host::new(config());
     h.core.handle_signal(h.now, joined(3, "bob", 3));
     let out = h.outputs();
-    assert_eq!(out, [HostOutput::Admit { peer: 3, to: 3, name: "bob".into(), nonce: NONCE.into(), guest: guest(3), fallback: None }]);
+    assert_eq!(out, [HostOutput::Admit { peer: 3, to: 3, name: "bob".into(), nonce: nonce(3, "bob"), guest: guest(3), fallback: None }]);
     h.core.handle_connected(h.now, 3);
     let out = h.outputs();
     assert!(matches!(controls_to(&out, 3)[..], [Message::State { playing: false, .. }]), "{out:?}");
@@ -181,7 +192,7 @@ fn the_fallback_address_goes_with_the_admission() {
     let mut h = Host::new(HostConfig { fallback: Some("10.0.0.1:8080".into()), ..config() });
     h.core.handle_signal(h.now, joined(1, "bob", 1));
     let out = h.outputs();
-    assert!(matches!(&out[..], [HostOutput::Admit { to: 1, nonce, fallback: Some(a), .. }] if a == "10.0.0.1:8080" && nonce == NONCE), "{out:?}");
+    assert!(matches!(&out[..], [HostOutput::Admit { to: 1, nonce: n, fallback: Some(a), .. }] if a == "10.0.0.1:8080" && *n == nonce(1, "bob")), "{out:?}");
 }
 
 #[test]
@@ -202,7 +213,7 @@ fn under_approve_newcomers_knock_and_are_let_in_or_turned_away_by_name() {
     assert_eq!(admitted(&h.outputs()), Some(1));
     h.core.handle_command(h.now, Command::Deny("eve".into()));
     let out = h.outputs();
-    assert!(matches!(&out[0], HostOutput::Deny { to: 2, nonce, guest: g, .. } if nonce == NONCE && *g == guest(2)), "{out:?}");
+    assert!(matches!(&out[0], HostOutput::Deny { to: 2, nonce: n, guest: g, .. } if *n == nonce(2, "eve") && *g == guest(2)), "{out:?}");
     assert_eq!(events(&out), [&Event::PeerLeft { peer: 2, name: "eve".into(), reason: "turned away".into() }]);
     h.core.handle_command(h.now, Command::Approve("eve".into()));
     assert!(matches!(events(&h.outputs())[..], [Event::Error { .. }]));
@@ -337,6 +348,14 @@ fn a_newcomer_without_a_key_it_proves_or_with_an_odd_id_is_not_answered() {
     h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 3, name: "obnoxious".into(), nonce: NONCE.into(), key: key.clone(), proof });
     h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 4, name: "ann".into(), nonce: NONCE.into(), key, proof: "00".repeat(64) });
     assert!(h.outputs().is_empty());
+    // A join seen before, sent again word for word (from the wire, by someone else), is not
+    // taken: not as a knocker, not as someone to ban in the real one's stead.
+    let replay = joined(7, "dee", 7);
+    h.core.handle_signal(h.now, replay.clone());
+    assert!(admitted(&h.outputs()).is_some());
+    let ServerMsg::PeerJoined { name, nonce, key, proof, .. } = replay else { unreachable!() };
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 8, name, nonce, key, proof });
+    assert!(h.outputs().is_empty(), "the replay");
     // Ids no server hands out, or one already in the room, are not taken either.
     let ann = h.join(5, "ann");
     for id in [0, 1 << 32, u64::MAX, ann] {

@@ -206,13 +206,14 @@ pub enum ErrorCode {
 }
 
 /// A display name as the server relays it (and a participant signs it): at most 32
-/// characters, none of them control characters; all digits (which could pass for someone's
-/// id in `kick`/`ban`) get a letter in front; nothing left is `anonymous`.
+/// characters, none of them control characters; one that reads as a number (which could pass
+/// for someone's id in `kick`/`ban`: `42`, `+42`) gets a letter in front; nothing left is
+/// `anonymous`.
 pub fn clean_name(name: &str) -> String {
     let n: String = name.chars().filter(|c| !c.is_control()).take(32).collect();
     if n.trim().is_empty() {
         "anonymous".into()
-    } else if n.chars().all(|c| c.is_ascii_digit()) {
+    } else if n.chars().all(|c| c.is_ascii_digit()) || n.parse::<PeerId>().is_ok() {
         format!("n{}", &n[..n.len().min(31)])
     } else {
         n
@@ -285,6 +286,7 @@ mod tests {
         assert_eq!(clean_name("a\u{1b}]0;x\u{7}b"), "a]0;xb");
         assert_eq!(clean_name(" \n "), "anonymous");
         assert_eq!(clean_name("4294967299"), "n4294967299");
+        assert_eq!(clean_name("+5"), "n+5");
         assert_eq!(clean_name(&"7".repeat(40)).len(), 32);
         assert_eq!(clean_name(&"é".repeat(40)).chars().count(), 32);
         for n in ["ann", "4294967299", &"7".repeat(40), "x\ty"] {

@@ -275,8 +275,10 @@ impl World {
                 let peer = (PeerId::from(self.slots[slot].link & 0xffff) << 16) | (slot as PeerId + 1);
                 // Each viewer its own key, as each person has.
                 let k = crate::protocol::guest::GuestSecret::from_bytes([slot as u8; 32]).key_for("sim");
-                let (key, proof) = (k.public().to_hex(), k.join_proof("sim", "", &name));
-                self.on_host(|h| h.handle_signal(now, ServerMsg::PeerJoined { peer, name, nonce: String::new(), key, proof }));
+                // Each join its own nonce (the host takes no join twice).
+                let nonce = format!("{:032x}", self.seq);
+                let (key, proof) = (k.public().to_hex(), k.join_proof("sim", &nonce, &name));
+                self.on_host(|h| h.handle_signal(now, ServerMsg::PeerJoined { peer, name, nonce, key, proof }));
             }
             Due::Connected { slot } => {
                 let s = &mut self.slots[slot];

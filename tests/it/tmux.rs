@@ -216,3 +216,39 @@ fn the_demo_draws_the_dashboard_space_pauses_every_participant_and_q_leaves_a_cl
     t.wait_for("the dashboard gone from the terminal", Duration::from_secs(20), |after, _| !after.contains("peers (") && !after.contains('▀'));
     zed.event("stream_end", Duration::from_secs(15));
 }
+
+#[test]
+fn on_the_dashboard_tab_selects_a_participant_and_b_twice_bans_them() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed (scripts/setup-debian.sh installs it)");
+        return;
+    }
+    let file = clip_sized("tmux-ban.mp4", 20, "1Mb/s", "320x180");
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = format!(
+        "XDG_CONFIG_HOME={} {} host {} --listen 127.0.0.1:0 --log {}",
+        dir.path().join("host-config").display(),
+        bin(),
+        file.display(),
+        dir.path().join("host.log").display()
+    );
+    let t = Tmux::new("ban", 200, 30, &cmd);
+    let link = std::cell::RefCell::new(String::new());
+    t.wait_for("the link", Duration::from_secs(30), |plain, _| {
+        let found = plain.split_whitespace().find(|w| w.starts_with("syncy://") && w.contains('#'));
+        found.map(|l| *link.borrow_mut() = l.to_string()).is_some()
+    });
+    let mut eve = Proc::join(&link.borrow(), "eve", dir.path(), &[]);
+    eve.event("manifest", Duration::from_secs(30));
+    t.wait_for("eve in the table", Duration::from_secs(15), |plain, _| plain.contains("eve") && plain.contains("peers (1)"));
+    t.keys("Tab");
+    t.wait_for("eve selected", Duration::from_secs(10), |plain, _| plain.contains("eve (key ") && plain.contains("selected"));
+    t.keys("b");
+    t.wait_for("asked again", Duration::from_secs(10), |plain, _| plain.contains("b again bans eve"));
+    t.keys("b");
+    let end = eve.event("stream_end", Duration::from_secs(15));
+    assert!(end["reason"].as_str().unwrap().contains("banned"), "{end}");
+    t.wait_for("the table empty", Duration::from_secs(15), |plain, _| plain.contains("peers (0)"));
+    t.keys("q");
+    t.wait_for("the host gone", Duration::from_secs(30), |_, _| !t.alternate_on());
+}

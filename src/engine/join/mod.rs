@@ -174,8 +174,8 @@ pub async fn run(opts: JoinOptions, events: mpsc::UnboundedSender<Event>, mut co
         Err(e) => {
             // Given up: what was handed to the disk still lands, and playback and the view
             // close, before the error is told.
-            let _ = session.finish(&JoinEnd::Quit).await;
             close_link(&conn.link).await;
+            let _ = session.finish(&JoinEnd::Quit).await;
             return Err(e);
         }
     };

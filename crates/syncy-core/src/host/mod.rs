@@ -439,7 +439,8 @@ impl HostCore {
                 };
                 // Only the key's holder knocks under it, and under the name it signed: nobody
                 // can get someone else's key banned by misbehaving under it.
-                let Some(guest) = GuestId::from_hex(&key).filter(|g| g.verify_join(&self.cfg.room, &nonce, &name, &proof)) else {
+                let proved = |g: &GuestId| crate::protocol::auth::valid_nonce(&nonce) && g.verify_join(&self.cfg.room, &nonce, &name, &proof);
+                let Some(guest) = GuestId::from_hex(&key).filter(proved) else {
                     tracing::warn!(peer, "ignoring a newcomer whose key or proof does not hold");
                     return self.settle(now);
                 };

@@ -348,6 +348,13 @@ fn a_newcomer_without_a_key_it_proves_or_with_an_odd_id_is_not_answered() {
     h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 3, name: "obnoxious".into(), nonce: NONCE.into(), key: key.clone(), proof });
     h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 4, name: "ann".into(), nonce: NONCE.into(), key, proof: "00".repeat(64) });
     assert!(h.outputs().is_empty());
+    // A join proved over a nonce no server hands out (a hostile server's 200 KiB one, to be
+    // remembered against replay): not taken.
+    let k = secret(9).key_for("room1");
+    let long = "ab".repeat(100_000);
+    let proof = k.join_proof("room1", &long, "zed");
+    h.core.handle_signal(h.now, ServerMsg::PeerJoined { peer: 9, name: "zed".into(), nonce: long, key: k.public().to_hex(), proof });
+    assert!(h.outputs().is_empty());
     // A join seen before, sent again word for word (from the wire, by someone else), is not
     // taken: not as a knocker, not as someone to ban in the real one's stead.
     let replay = joined(7, "dee", 7);

@@ -53,7 +53,8 @@ impl Pair {
         let mut host = HostCore::new(now, 0.0, Arc::new(m.clone()), crate::sim::host_config(true, true, 0, 120));
         host.handle_signal(now, {
             let k = crate::protocol::guest::GuestSecret::random().key_for("sim");
-            ServerMsg::PeerJoined { peer: 1, name: "ann".into(), nonce: String::new(), key: k.public().to_hex(), proof: k.join_proof("sim", "", "ann") }
+            let nonce = "0".repeat(32);
+            ServerMsg::PeerJoined { peer: 1, name: "ann".into(), key: k.public().to_hex(), proof: k.join_proof("sim", &nonce, "ann"), nonce }
         });
         host.handle_connected(now, 1);
         let mut p = Pair {

@@ -213,7 +213,7 @@ pub fn clean_name(name: &str) -> String {
     let n: String = name.chars().filter(|c| !c.is_control()).take(32).collect();
     if n.trim().is_empty() {
         "anonymous".into()
-    } else if n.chars().all(|c| c.is_ascii_digit()) || n.parse::<PeerId>().is_ok() {
+    } else if n.chars().all(|c| c.is_ascii_digit()) || n.trim().parse::<PeerId>().is_ok() {
         format!("n{}", &n[..n.len().min(31)])
     } else {
         n
@@ -287,6 +287,7 @@ mod tests {
         assert_eq!(clean_name(" \n "), "anonymous");
         assert_eq!(clean_name("4294967299"), "n4294967299");
         assert_eq!(clean_name("+5"), "n+5");
+        assert_eq!(clean_name(" 42"), "n 42");
         assert_eq!(clean_name(&"7".repeat(40)).len(), 32);
         assert_eq!(clean_name(&"é".repeat(40)).chars().count(), 32);
         for n in ["ann", "4294967299", &"7".repeat(40), "x\ty"] {

@@ -63,10 +63,7 @@ fn load_bytes(identity: &Identity, magic: &str) -> Result<[u8; SECRET_LEN], Iden
 }
 
 fn random() -> [u8; SECRET_LEN] {
-    use rand::RngCore;
-    let mut s = [0u8; SECRET_LEN];
-    rand::rng().fill_bytes(&mut s);
-    s
+    rand::random()
 }
 
 fn read(path: &Path, magic: &str) -> Result<[u8; SECRET_LEN], IdentityError> {

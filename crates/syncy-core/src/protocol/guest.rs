@@ -39,10 +39,7 @@ impl std::fmt::Debug for GuestSecret {
 impl GuestSecret {
     /// A fresh random secret.
     pub fn random() -> Self {
-        use rand::RngCore;
-        let mut s = [0u8; SECRET_LEN];
-        rand::rng().fill_bytes(&mut s);
-        GuestSecret(s)
+        GuestSecret(rand::random())
     }
 
     /// The secret as stored.

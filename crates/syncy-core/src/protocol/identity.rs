@@ -95,10 +95,7 @@ impl std::fmt::Debug for HostSecret {
 impl HostSecret {
     /// A fresh random secret.
     pub fn random() -> Self {
-        use rand::RngCore;
-        let mut s = [0u8; SECRET_LEN];
-        rand::rng().fill_bytes(&mut s);
-        HostSecret(s)
+        HostSecret(rand::random())
     }
 
     /// The secret as stored.

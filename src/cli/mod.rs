@@ -301,7 +301,8 @@ pub struct HostArgs {
     /// Let each newcomer in by hand: the dashboard shows who knocks (`a` lets the oldest in,
     /// `d` turns them away); headless or plain, type `approve ID|NAME` or `deny ID|NAME`. Any
     /// host can `kick ID|NAME` and `ban ID|NAME` (the dashboard: Tab selects, `k` kicks, `b`
-    /// twice bans): a ban turns that participant's identity away as long as the host runs.
+    /// twice bans): a ban turns that participant's identity away for the room's life, across restarts
+    /// (the list is in the config dir: `bans/ROOM`).
     #[arg(long)]
     pub approve: bool,
     /// Also serve the room over plain HTTP on this address (e.g. 0.0.0.0:8080), for

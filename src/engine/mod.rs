@@ -1,6 +1,7 @@
 //! The engines: the host's and the participant's drivers around the sans-IO cores, and the
 //! interface both report through (`Event`) and take commands by (`Command`, DESIGN §9).
 
+pub mod bans;
 pub mod host;
 pub mod identity;
 pub mod join;

@@ -26,7 +26,7 @@ pub enum Action {
     SelectNext,
     /// Host: send the selected participant away.
     Kick,
-    /// Host: ban the selected participant's key as long as the host runs (pressed twice).
+    /// Host: ban the selected participant's key for the room's life (pressed twice).
     Ban,
     /// Show or hide the log pane.
     ToggleLog,

@@ -1,5 +1,5 @@
 //! The host's keys for people: Tab selects a row of the peers table, `k` sends the selected
-//! participant away, `b` twice bans its key as long as the host runs, `a`/`d` let in or turn away
+//! participant away, `b` twice bans its key for the room's life, `a`/`d` let in or turn away
 //! whoever has knocked longest. Every command names an id (two people may share a name).
 
 use std::time::{Duration, Instant};

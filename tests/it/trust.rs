@@ -125,7 +125,7 @@ fn a_link_holder_cannot_ride_on_another_participants_approval() {
 }
 
 #[test]
-fn a_banned_participant_is_sent_away_and_turned_away_when_it_comes_back() {
+fn a_banned_participant_is_sent_away_and_turned_away_when_it_comes_back_even_to_a_restarted_host() {
     let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
     let dir = tempfile::tempdir().unwrap();
     let mut host = Proc::host(&file, dir.path(), &[]);
@@ -166,6 +166,36 @@ fn a_banned_participant_is_sent_away_and_turned_away_when_it_comes_back() {
     new_eve.drain_to_end(T);
     assert!(!new_eve.seen.iter().any(|v| v["event"] == "reconnecting"), "{:?}", new_eve.seen);
     assert_eq!(bob.quit(), 0);
+    assert_eq!(host.quit(), 0);
+    // The room (its link) outlives its host's restart, and so does the ban: written down,
+    // privately, in a list of the room's own.
+    let room = Link::parse(&link).unwrap().room;
+    let list = dir.path().join("xdg-config/syncy/bans").join(&room);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&list).unwrap().permissions().mode() & 0o777, 0o600);
+    let eve_back = |link: &str, as_name: &str| {
+        Proc::spawn_env(&["join", link, "--headless", "--name", as_name], dir.path(), as_name, &[("XDG_CONFIG_HOME", eve_cfg.to_str().unwrap())])
+    };
+    let mut host = Proc::host(&file, dir.path(), &[]);
+    let link = link_of(&mut host);
+    assert_eq!(Link::parse(&link).unwrap().room, room, "the same room");
+    let mut again = eve_back(&link, "eve-after-restart");
+    let e = again.event("error", T);
+    assert!(e["message"].as_str().unwrap().contains("banned you"), "{e}");
+    assert_ne!(again.wait(T), 0);
+    host.wait_for("turned away", T, |v| {
+        v["event"] == "peer_left" && v["name"] == "eve-after-restart" && v["reason"].as_str().is_some_and(|r| r.contains("banned"))
+    });
+    let mut other = Proc::join(&link, "eve", elsewhere.path(), &["--force"]);
+    other.event("manifest", T);
+    assert_eq!(other.quit(), 0, "{:?} {}", other.seen, other.stderr_text());
+    assert_eq!(host.quit(), 0);
+    // A new room starts with nobody banned.
+    let mut host = Proc::host(&file, dir.path(), &["--new-room"]);
+    let link = link_of(&mut host);
+    let mut again = eve_back(&link, "eve-in-a-new-room");
+    again.event("manifest", T);
+    assert_eq!(again.quit(), 0);
     assert_eq!(host.quit(), 0);
 }
 

@@ -164,6 +164,7 @@ mod tests {
             upload_limit: 0,
             reconnect_signal: false,
             fallback: None,
+            banned: vec![],
         };
         let now = Instant::now();
         let mut core = HostCore::new(now, 1.7e12, Arc::new(manifest), cfg);

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,8 @@ pub(super) struct Io {
     /// The host's id of each participant the server has now, by the server's id (which a
     /// restarted server hands out again from 1): to take the pass of one that leaves.
     local_of: HashMap<PeerId, PeerId>,
+    /// Where this room's bans are written down (none: they last this run).
+    bans: Option<PathBuf>,
 }
 
 /// The host's reading of the whole file for its hash (see `file_hash`).
@@ -164,7 +166,25 @@ impl Io {
             http_state,
             http_hash,
             local_of: HashMap::new(),
+            bans: None,
         })
+    }
+
+    /// Bans are written down at `bans` (the room's list), to hold for the room's life.
+    pub(super) fn keeping_bans(self, bans: Option<PathBuf>) -> Io {
+        Io { bans, ..self }
+    }
+
+    /// Writes a ban down, off the runtime; a failure leaves it in force for this run, and the
+    /// host is told.
+    fn keep_ban(&self, guest: GuestId, name: String) {
+        let (Some(path), events) = (self.bans.clone(), self.events.clone()) else { return };
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = crate::engine::bans::append(&path, &guest, &name) {
+                tracing::warn!("{e}");
+                let _ = events.send(Event::Error { message: format!("the ban on {name} holds until the host stops, not after: {e}") });
+            }
+        });
     }
 
     /// The file's hash is known (or could not be had: participants then wait for it in vain,
@@ -244,10 +264,11 @@ impl Io {
                     fb.passes.revoke(peer);
                 }
             }
-            HostOutput::RevokeGuest { guest } => {
+            HostOutput::Ban { guest, name } => {
                 if let Some(fb) = &self.setup.fallback {
                     fb.passes.revoke_guest(guest);
                 }
+                self.keep_ban(guest, name);
             }
             HostOutput::ReconnectSignal => self.reconnect_signal(),
             HostOutput::StartRendition { space, level, from_us, until_us } => {

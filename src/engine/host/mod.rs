@@ -259,6 +259,7 @@ async fn host_room(
     let host_key = Arc::new(secret.host_key());
     let key = secret.room_key(opts.room.as_deref());
     let room = host_key.room_id(opts.room.as_deref());
+    let (bans, banned) = room_bans(&opts.identity, &room).await?;
     let claim = Arc::new(RoomClaim { room: room.clone(), join_token: key.join_token(), name: opts.name.clone(), host_key: host_key.clone() });
     let signal = claim.open(&url, signal_tls.clone()).await?;
     let (link, links) = crate::engine::host::rendezvous::room_links(&rdv.links, &room, &key, signal_tls.is_some());
@@ -284,6 +285,7 @@ async fn host_room(
         upload_limit: opts.upload_limit,
         reconnect_signal: opts.server.is_some(),
         fallback: None,
+        banned,
     };
     let mut core = HostCore::new(Instant::now(), crate::output::headless::now_ms(), manifest.clone(), cfg);
     let (http_state, http_state_rx) = watch::channel(core.state_message());
@@ -309,8 +311,22 @@ async fn host_room(
     // can reach the room.
     let ice = IceConfig::new(Reach::of_host(&link.host), opts.ice_addr.as_deref(), &opts.nat);
     let setup = peer_task::Setup { ice, key, host_key, room: claim.room.clone(), signal_tx: signal.tx.clone(), manifest, fallback };
-    let io = driver::Io::new(file, &opts.file, setup, (url, signal_tls, claim), events, (http_state, http_hash))?;
+    let io = driver::Io::new(file, &opts.file, setup, (url, signal_tls, claim), events, (http_state, http_hash))?.keeping_bans(bans);
     driver::drive(core, io, signal, commands, hashing).await
+}
+
+/// Where `room`'s bans are kept, and the keys banned there by earlier runs of its host.
+async fn room_bans(identity: &Identity, room: &str) -> Result<(Option<PathBuf>, Vec<crate::protocol::guest::GuestId>)> {
+    let Some(path) = crate::engine::bans::path(identity, room) else { return Ok((None, vec![])) };
+    let banned = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || crate::engine::bans::load(&path)
+    })
+    .await??;
+    if !banned.is_empty() {
+        tracing::info!("{} banned from this room ({})", banned.len(), path.display());
+    }
+    Ok((Some(path), banned))
 }
 
 /// The whole file's SHA-256, signed for `room`: what each participant's `complete` is checked

@@ -227,8 +227,9 @@ pub enum Command {
     /// stream ended for it, and its link closes. (It holds the link: under `--approve` it
     /// knocks again, to be turned away.)
     Kick(String),
-    /// Host: ban the key of this participant or knocker (its id, or a name only one has) as
-    /// long as the host runs: sent away now, turned away when it comes back.
+    /// Host: ban the key of this participant or knocker (its id, or a name only one has) for
+    /// the room's life: sent away now, turned away when it comes back (to this host or, once
+    /// the driver kept it, a restarted one).
     Ban(String),
     /// Leave cleanly.
     Quit,

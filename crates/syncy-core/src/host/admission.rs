@@ -37,7 +37,7 @@ pub struct Admission {
     base: u64,
     /// Oldest first.
     knocking: Vec<Newcomer>,
-    /// Keys turned away as long as the host runs (`ban`).
+    /// Keys turned away for the room's life (`ban`; the driver keeps them across restarts).
     banned: HashSet<GuestId>,
     /// The latest joins seen (key and nonce), oldest first: a join replayed word for word
     /// is nobody new.
@@ -52,6 +52,11 @@ impl Admission {
     /// With `approve`, newcomers wait until the host lets them in.
     pub fn new(approve: bool) -> Self {
         Admission { approve, ..Default::default() }
+    }
+
+    /// The same, with the keys banned before (by earlier runs of this room's host).
+    pub fn with_bans(approve: bool, banned: impl IntoIterator<Item = GuestId>) -> Self {
+        Admission { approve, banned: banned.into_iter().collect(), ..Default::default() }
     }
 
     /// The host's id for the server's `id`; `None` for an id no server hands out (0, or one
@@ -125,7 +130,7 @@ impl Admission {
         self.knocking.iter().find(|n| n.peer == peer)
     }
 
-    /// Bans `guest` as long as the host runs: the knockers with that key, taken from the door.
+    /// Bans `guest`: the knockers with that key, taken from the door.
     pub fn ban(&mut self, guest: GuestId) -> Vec<Newcomer> {
         self.banned.insert(guest);
         let (gone, stay) = std::mem::take(&mut self.knocking).into_iter().partition(|n| n.guest == guest);

@@ -91,6 +91,8 @@ pub struct HostConfig {
     pub reconnect_signal: bool,
     /// The HTTP fallback's address, told to each newcomer before the offer.
     pub fallback: Option<String>,
+    /// Keys this room's host banned before (in earlier runs): turned away at the door.
+    pub banned: Vec<GuestId>,
 }
 
 /// Why the core wants to wake (kept for tracing, as str0m's `Reason`).
@@ -188,11 +190,14 @@ pub enum HostOutput {
         /// Whose.
         peer: PeerId,
     },
-    /// The host banned `guest`: every fallback pass given to that key goes, whichever
-    /// connection it came with.
-    RevokeGuest {
+    /// The host banned `guest` (known as `name`): every fallback pass given to that key goes,
+    /// whichever connection it came with, and the ban is written down, to hold for the room's
+    /// life (across restarts of the host; `HostConfig::banned` brings it back).
+    Ban {
         /// The key.
         guest: GuestId,
+        /// What it called itself, for whoever reads the list.
+        name: String,
     },
     /// Connect to the signaling server again and take the room back (a `Create` signed for
     /// the new connection); say how it went with `handle_signal_back`.
@@ -318,7 +323,7 @@ impl HostCore {
         let upload = TokenBucket::new(limit, (limit * 0.1).max(2.0 * manifest.chunk_size as f64));
         let levels = manifest.levels.iter().filter(|l| *l != "high").cloned().collect();
         let mut core = HostCore {
-            admission: Admission::new(cfg.approve),
+            admission: Admission::with_bans(cfg.approve, cfg.banned.iter().copied()),
             admitted: BTreeMap::new(),
             room: Room::new(0, cfg.room_cfg, cfg.autoplay),
             plan: RenditionPlan::new(levels, PlanConfig::default()),

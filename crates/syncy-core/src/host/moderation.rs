@@ -75,19 +75,19 @@ impl HostCore {
     }
 
     /// Bans the key of whoever `who` names (in the room, connecting, watching over the
-    /// fallback, or knocking) for as long as the host runs: everyone with that key is sent
-    /// away, and turned away when they come back.
+    /// fallback, or knocking) for the room's life: everyone with that key is sent away, and
+    /// turned away when they come back, to this run of the host or a later one.
     pub(super) fn ban(&mut self, now: Instant, who: &str) {
         let mut pool: Vec<(PeerId, String)> = self.peers.iter().map(|(&id, p)| (id, p.name.clone())).collect();
         pool.extend(self.watchers());
         pool.extend(self.admission.knockers().map(|k| (k.peer, k.name.clone())));
-        let guest = match one_of(who, &pool).map(|peer| self.guest_of(peer)) {
-            Ok(Some(guest)) => guest,
-            Ok(None) => return,
+        let (guest, name) = match one_of(who, &pool).map(|peer| (self.guest_of(peer), pool.iter().find(|(p, _)| *p == peer))) {
+            Ok((Some(guest), Some((_, name)))) => (guest, name.clone()),
+            Ok(_) => return,
             Err(e) => return self.not_one("ban", who, e),
         };
         tracing::info!("banning {}", guest.fingerprint());
-        self.out.push_back(HostOutput::RevokeGuest { guest });
+        self.out.push_back(HostOutput::Ban { guest, name });
         for newcomer in self.admission.ban(guest) {
             let (peer, name) = (newcomer.peer, newcomer.name.clone());
             self.turn_away(newcomer, BANNED);

@@ -59,6 +59,7 @@ fn config() -> HostConfig {
         upload_limit: 0,
         reconnect_signal: true,
         fallback: None,
+        banned: vec![],
     }
 }
 
@@ -274,7 +275,7 @@ fn a_ban_sends_away_every_connection_of_that_key_and_turns_it_away_for_the_rooms
     assert!(!out.contains(&HostOutput::Close { peer: bob }));
     let left: Vec<_> = events(&out).into_iter().filter(|e| matches!(e, Event::PeerLeft { reason, .. } if reason == "banned by the host")).collect();
     assert_eq!(left.len(), 2, "{out:?}");
-    assert!(out.contains(&HostOutput::RevokeGuest { guest: guest(1) }), "every pass of that key, over any connection");
+    assert!(out.contains(&HostOutput::Ban { guest: guest(1), name: "eve".into() }), "every pass of that key goes, and the ban is kept");
     // Back under another name, and after the host's signaling connection came back: still her.
     h.core.handle_signal_closed(h.now);
     h.core.handle_signal_back(h.now, true);
@@ -284,6 +285,20 @@ fn a_ban_sends_away_every_connection_of_that_key_and_turns_it_away_for_the_rooms
     assert!(matches!(&out[..], [HostOutput::Deny { to: 4, reason, .. }, HostOutput::Event(Event::PeerLeft { .. })] if reason.contains("banned")), "{out:?}");
     // Someone else is let in as ever.
     assert!(admitted(&rejoin(&mut h, 5, "cy", 5)).is_some());
+}
+
+#[test]
+fn a_host_started_with_the_rooms_bans_turns_those_keys_away_at_the_door() {
+    // What an earlier run of this room's host banned (the driver reads it back from disk).
+    let mut h = Host::new(HostConfig { banned: vec![guest(1)], ..config() });
+    let out = rejoin(&mut h, 1, "eve", 1);
+    assert_eq!(admitted(&out), None, "{out:?}");
+    assert!(matches!(&out[..], [HostOutput::Deny { to: 1, reason, .. }, HostOutput::Event(Event::PeerLeft { .. })] if reason.contains("banned")), "{out:?}");
+    assert!(!out.iter().any(|o| matches!(o, HostOutput::Ban { .. })), "nothing new to write down: {out:?}");
+    // Under --approve too: she never knocks.
+    let mut h = Host::new(HostConfig { banned: vec![guest(1)], approve: true, ..config() });
+    assert!(!events(&rejoin(&mut h, 1, "eve", 1)).iter().any(|e| matches!(e, Event::Knock { .. })));
+    assert!(matches!(&events(&rejoin(&mut h, 2, "bob", 2))[..], [Event::Knock { peer: 2, .. }]), "bob knocks as ever");
 }
 
 #[test]
@@ -302,7 +317,7 @@ fn one_watching_over_the_fallback_can_be_kicked_and_banned_until_it_leaves_the_r
     assert!(matches!(&events(&out)[..], [Event::PeerLeft { peer: 2, reason, .. }] if reason.contains("sent away")), "{out:?}");
     h.core.handle_command(h.now, Command::Ban("eve".into()));
     let out = h.outputs();
-    assert!(out.contains(&HostOutput::RevokeGuest { guest: guest(1) }) && out.contains(&HostOutput::Revoke { peer: 1 }), "{out:?}");
+    assert!(out.contains(&HostOutput::Ban { guest: guest(1), name: "eve".into() }) && out.contains(&HostOutput::Revoke { peer: 1 }), "{out:?}");
     assert!(matches!(events(&rejoin(&mut h, 3, "eve", 1))[..], [Event::PeerLeft { .. }]), "turned away");
     // Gone from the room: nobody to name any more.
     h.core.handle_signal(h.now, joined(4, "cy", 4));
@@ -326,7 +341,7 @@ fn a_knocker_can_be_banned_and_nobody_is_banned_by_a_name_two_share() {
     h.core.handle_command(h.now, Command::Ban("2".into()));
     let out = h.outputs();
     assert!(
-        matches!(&out[..], [HostOutput::RevokeGuest { guest: g }, HostOutput::Deny { to: 2, .. }, HostOutput::Event(Event::PeerLeft { peer: 2, .. })] if *g == guest(2)),
+        matches!(&out[..], [HostOutput::Ban { guest: g, name }, HostOutput::Deny { to: 2, .. }, HostOutput::Event(Event::PeerLeft { peer: 2, .. })] if *g == guest(2) && name == "eve"),
         "{out:?}"
     );
     // Her knock again goes no further than the door; the other eve still waits.

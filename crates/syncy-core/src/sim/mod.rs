@@ -399,6 +399,7 @@ pub fn host_config(autoplay: bool, wait_for_buffering: bool, upload_limit: u64, 
         upload_limit,
         reconnect_signal: false,
         fallback: None,
+        banned: vec![],
     }
 }
 

@@ -4,13 +4,13 @@
 //! delete its line while the host is stopped.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::engine::identity::Identity;
 use crate::protocol::guest::GuestId;
 
-/// The most a list may hold, in bytes (about 14 000 bans): a list is read whole at start.
+/// The most a list may hold, in bytes (about 7 000 bans): a list is read whole at start.
 const MAX_BYTES: u64 = 1 << 20;
 
 /// What a new list says first, for whoever opens it.
@@ -23,17 +23,19 @@ pub enum BanError {
     Read(PathBuf, std::io::Error),
     #[error("cannot write the room's bans {0}: {1}")]
     Write(PathBuf, std::io::Error),
-    #[error("the room's bans {0} can be changed by other users (mode {1:o}): run chmod 600 on it")]
+    #[error("the room's bans {0} can be changed by other users (mode {1:o}): run chmod go-w on it")]
     Exposed(PathBuf, u32),
-    #[error("the room's bans {0} is larger than {MAX_BYTES} bytes: not a list Syncy wrote")]
-    TooLarge(PathBuf),
+    #[error("the room's bans {0} belong to another user, or are not a plain file: remove them")]
+    NotOurs(PathBuf),
+    #[error("the room's bans {0} are full ({MAX_BYTES} bytes): delete lines from it")]
+    Full(PathBuf),
 }
 
 /// Where `room`'s bans are kept under `identity`: nowhere for a fresh identity (its rooms
 /// live one run).
 pub fn path(identity: &Identity, room: &str) -> Option<PathBuf> {
     let Identity::File { path, .. } = identity else { return None };
-    // Room ids are letters, digits, `-` and `_` (`identity::valid_label`): a file name, never a path.
+    // Room ids are letters, digits, `-` and `_` (`protocol::identity`): a file name, never a path.
     let plain = !room.is_empty() && room.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     plain.then(|| path.parent().unwrap_or(Path::new("")).join("bans").join(room))
 }
@@ -42,21 +44,47 @@ pub fn path(identity: &Identity, room: &str) -> Option<PathBuf> {
 /// key (a crash mid-write, an edit) are skipped with a warning. Blocking: off the runtime.
 pub fn load(path: &Path) -> Result<Vec<GuestId>, BanError> {
     let err = |e| BanError::Read(path.into(), e);
-    // Never through a symlink: the list is the host's own, as its identity is.
-    let f = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        other => other.map_err(err)?,
+    let f = match open(path, std::fs::OpenOptions::new().read(true)) {
+        Err(BanError::Read(_, e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        other => other?,
     };
-    let mode = f.metadata().map_err(err)?.permissions().mode() & 0o777;
-    if mode & 0o022 != 0 {
-        return Err(BanError::Exposed(path.into(), mode));
-    }
     let mut bytes = vec![];
     f.take(MAX_BYTES + 1).read_to_end(&mut bytes).map_err(err)?;
     if bytes.len() as u64 > MAX_BYTES {
-        return Err(BanError::TooLarge(path.into()));
+        return Err(BanError::Full(path.into()));
     }
     Ok(parse(&String::from_utf8_lossy(&bytes), path))
+}
+
+/// Opens the list at `path` as `how` says, if it is the host's own: a plain file of this
+/// user's that nobody else may change, in a directory nobody else may change (whoever could
+/// would lift bans, or add them). Never through a symlink, never blocked on a FIFO.
+fn open(path: &Path, how: &mut std::fs::OpenOptions) -> Result<std::fs::File, BanError> {
+    let read = |e| BanError::Read(path.into(), e);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    ours(dir, &std::fs::metadata(dir).map_err(read)?)?;
+    let f = how.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(read)?;
+    let meta = f.metadata().map_err(read)?;
+    if !meta.is_file() || meta.uid() != euid() {
+        return Err(BanError::NotOurs(path.into()));
+    }
+    ours(path, &meta)?;
+    Ok(f)
+}
+
+/// `Ok` when only this user may change what `meta` describes.
+fn ours(path: &Path, meta: &std::fs::Metadata) -> Result<(), BanError> {
+    let mode = meta.permissions().mode() & 0o777;
+    match (meta.uid() == euid(), mode & 0o022) {
+        (false, _) => Err(BanError::NotOurs(path.into())),
+        (true, 0) => Ok(()),
+        (true, _) => Err(BanError::Exposed(path.into(), mode)),
+    }
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 fn parse(text: &str, path: &Path) -> Vec<GuestId> {
@@ -82,12 +110,23 @@ pub fn append(path: &Path, guest: &GuestId, name: &str) -> Result<(), BanError> 
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
     }
-    let mut f = std::fs::OpenOptions::new().append(true).create(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(path).map_err(err)?;
-    // Names come from the network: one line, nothing a terminal would act on.
-    let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+    let mut f = open(path, std::fs::OpenOptions::new().read(true).append(true).create(true).mode(0o600)).map_err(|e| match e {
+        BanError::Read(p, e) => BanError::Write(p, e),
+        other => other,
+    })?;
+    // Names come from the network: one line, nothing a terminal or an editor would act on.
+    let name: String = crate::output::terminal::safe(name, false).chars().take(64).collect();
     let mut line = format!("{} {name}\n", guest.to_hex());
-    if f.metadata().map_err(err)?.len() == 0 {
+    let len = f.metadata().map_err(err)?.len();
+    let mut last = [b'\n'];
+    if len == 0 {
         line.insert_str(0, HEADER);
+    } else if f.read_exact_at(&mut last, len - 1).is_ok() && last[0] != b'\n' {
+        // An edit (or a crash) left the last line open: this ban must not join it.
+        line.insert(0, '\n');
+    }
+    if len + line.len() as u64 > MAX_BYTES {
+        return Err(BanError::Full(path.into()));
     }
     // One write of a short line to a file opened for appending: two bans at once do not mix.
     f.write_all(line.as_bytes()).and_then(|_| f.sync_data()).map_err(err)
@@ -117,7 +156,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&list).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(list.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
         let text = std::fs::read_to_string(&list).unwrap();
-        assert!(text.starts_with("# Syncy") && text.contains(&format!("{} eve[2Jbob\n", guest(1).to_hex())), "{text}");
+        assert!(text.starts_with("# Syncy") && text.contains(&format!("{} eve\\u{{1b}}[2J\\u{{a}}bob\n", guest(1).to_hex())), "{text}");
         assert_eq!(text.lines().count(), 5, "one header of two lines, one line per ban: {text}");
     }
 
@@ -147,6 +186,48 @@ mod tests {
         assert!(matches!(load(&link), Err(BanError::Read(..))), "never through a symlink");
         assert!(matches!(append(&link, &guest(5), "x"), Err(BanError::Write(..))));
         std::fs::write(&list, vec![b'#'; MAX_BYTES as usize + 1]).unwrap();
-        assert!(matches!(load(&list), Err(BanError::TooLarge(..))));
+        assert!(matches!(load(&list), Err(BanError::Full(..))));
+        // A FIFO (someone else's trap) is refused, not waited on.
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo only makes a file.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(matches!(load(&fifo), Err(BanError::NotOurs(..))));
+    }
+
+    #[test]
+    fn a_list_in_a_directory_others_may_change_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let bans = dir.path().join("bans");
+        append(&bans.join("room"), &guest(1), "eve").unwrap();
+        std::fs::set_permissions(&bans, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Whoever may write the directory may delete the list: a ban lifted behind the host's back.
+        assert!(matches!(load(&bans.join("room")), Err(BanError::Exposed(p, 0o777)) if p == bans));
+        assert!(matches!(append(&bans.join("room"), &guest(2), "x"), Err(BanError::Exposed(..))));
+    }
+
+    #[test]
+    fn a_ban_after_an_edit_that_left_the_last_line_open_gets_its_own_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("room");
+        append(&list, &guest(1), "eve").unwrap();
+        let text = std::fs::read_to_string(&list).unwrap();
+        std::fs::write(&list, text.trim_end()).unwrap();
+        append(&list, &guest(2), "bob").unwrap();
+        assert_eq!(load(&list).unwrap(), vec![guest(1), guest(2)]);
+    }
+
+    #[test]
+    fn a_full_list_takes_no_more_and_names_cannot_fake_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("room");
+        append(&list, &guest(1), "eve\u{2028}0000 bob\u{202e}").unwrap();
+        let text = std::fs::read_to_string(&list).unwrap();
+        assert!(text.contains(" eve\\u{2028}0000 bob\\u{202e}\n"), "{text}");
+        let f = std::fs::OpenOptions::new().append(true).open(&list).unwrap();
+        f.set_len(MAX_BYTES - 10).unwrap();
+        assert!(matches!(append(&list, &guest(2), "bob"), Err(BanError::Full(..))));
+        assert_eq!(std::fs::metadata(&list).unwrap().len(), MAX_BYTES - 10, "nothing written");
+        assert!(load(&list).is_ok(), "the host still starts");
     }
 }

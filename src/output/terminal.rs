@@ -25,9 +25,11 @@ pub fn safe(text: &str, keep_newlines: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Format characters that change what a reader sees without showing themselves.
+/// Format characters that change what a reader sees without showing themselves, and the
+/// Unicode line and paragraph separators (some terminals and editors break a line there: a
+/// line that fakes another).
 fn invisible(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}')
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}')
 }
 
 #[cfg(test)]
@@ -42,6 +44,7 @@ mod tests {
         assert_eq!(safe("a\u{9b}2Jb", false), "a\\u{9b}2Jb");
         // A right-to-left override that would make "exe.txt" read as "txt.exe".
         assert_eq!(safe("\u{202e}txt.exe", false), "\\u{202e}txt.exe");
+        assert_eq!(safe("eve\u{2028}bob", false), "eve\\u{2028}bob");
         // A line of news cannot fake a second line or overwrite itself.
         assert_eq!(safe("bob\nsyncy: error: fake\r", false), "bob\\u{a}syncy: error: fake\\u{d}");
         assert_eq!(safe("one\ntwo\u{1b}", true), "one\ntwo\\u{1b}");

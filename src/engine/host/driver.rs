@@ -45,6 +45,9 @@ struct PeerIo {
 /// How long a close waits for a queued goodbye to go out.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 
+/// How long quitting waits for bans to reach the disk.
+const BAN_WRITE_WAIT: Duration = Duration::from_secs(5);
+
 /// Everything the driver does IO with.
 pub(super) struct Io {
     chunks: Chunks,
@@ -66,6 +69,8 @@ pub(super) struct Io {
     local_of: HashMap<PeerId, PeerId>,
     /// Where this room's bans are written down (none: they last this run).
     bans: Option<PathBuf>,
+    /// Bans being written down: the host waits for them before it ends.
+    ban_writes: tokio::task::JoinSet<()>,
 }
 
 /// The host's reading of the whole file for its hash (see `file_hash`).
@@ -84,6 +89,7 @@ pub(super) async fn drive(
     loop {
         while let Some(out) = core.poll_output() {
             if let HostOutput::Quit = out {
+                io.bans_written().await;
                 io.close_all().await;
                 return Ok(());
             }
@@ -167,6 +173,7 @@ impl Io {
             http_hash,
             local_of: HashMap::new(),
             bans: None,
+            ban_writes: tokio::task::JoinSet::new(),
         })
     }
 
@@ -177,14 +184,23 @@ impl Io {
 
     /// Writes a ban down, off the runtime; a failure leaves it in force for this run, and the
     /// host is told.
-    fn keep_ban(&self, guest: GuestId, name: String) {
+    fn keep_ban(&mut self, guest: GuestId, name: String) {
         let (Some(path), events) = (self.bans.clone(), self.events.clone()) else { return };
-        tokio::task::spawn_blocking(move || {
+        while self.ban_writes.try_join_next().is_some() {}
+        self.ban_writes.spawn_blocking(move || {
             if let Err(e) = crate::engine::bans::append(&path, &guest, &name) {
                 tracing::warn!("{e}");
                 let _ = events.send(Event::Error { message: format!("the ban on {name} holds until the host stops, not after: {e}") });
             }
         });
+    }
+
+    /// Waits (a while) for the bans being written down: a ban just before quitting holds too.
+    async fn bans_written(&mut self) {
+        let all = async { while self.ban_writes.join_next().await.is_some() {} };
+        if tokio::time::timeout(BAN_WRITE_WAIT, all).await.is_err() {
+            tracing::warn!("a ban is still being written down after {BAN_WRITE_WAIT:?}; quitting without it");
+        }
     }
 
     /// The file's hash is known (or could not be had: participants then wait for it in vain,

@@ -404,7 +404,8 @@ async fn join_with_view(
     };
     let view = {
         let screen = screen.clone();
-        tokio::task::spawn_blocking(move || syncy::ui::join_app::run(screen, graphics, cmd_tx))
+        let pace = syncy::player::graphics::pace::Pace::new(syncy::player::graphics::pace::MAX_FPS, picture_bandwidth(a.max_picture_bandwidth));
+        tokio::task::spawn_blocking(move || syncy::ui::join_app::run(screen, graphics, pace, cmd_tx))
     };
     // Close the view whatever the engine did (a panic included), or it would wait forever.
     let result = engine.await;
@@ -416,6 +417,13 @@ async fn join_with_view(
         eprintln!("stream ended: {}", syncy::output::terminal::safe(&reason, false));
     }
     result.map(|_| ())
+}
+
+/// `--max-picture-bandwidth`, or its default: 2 MiB/s over SSH (every byte of picture
+/// crosses the link), none on this machine's own terminal.
+fn picture_bandwidth(given: Option<u64>) -> u64 {
+    let place = syncy::player::graphics::caps::Place::from_env(|k| std::env::var(k).ok());
+    given.unwrap_or(if place.ssh { 2 << 20 } else { 0 })
 }
 
 /// How `--render` draws pictures (None: it does not).

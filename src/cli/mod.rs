@@ -382,11 +382,17 @@ pub struct JoinArgs {
     /// NAT traversal.
     #[command(flatten)]
     pub nat: NatArgs,
-    /// How to draw the picture: auto picks kitty/sixel/iTerm2 when the terminal answers,
-    /// half-blocks otherwise; none runs the whole pipeline without drawing (the default with
+    /// How to draw the picture: auto asks the terminal and draws kitty or sixel where its
+    /// answers show they work, half-blocks otherwise (and in tmux or screen, which answer for
+    /// themselves); none runs the whole pipeline without drawing (the default with
     /// --headless, whose stdout carries JSON).
     #[arg(long, value_enum, default_value_t = RenderArg::Auto)]
     pub render: RenderArg,
+    /// The most picture sent to the terminal, bytes per second (units allowed: 2MiB/s,
+    /// 16Mb/s; 0 for none): fewer pictures a second, then smaller ones, to stay under it.
+    /// Default: 2MiB/s over SSH (SSH_CONNECTION or SSH_TTY set), none otherwise.
+    #[arg(long, value_parser = parse_bytes, value_name = "RATE")]
+    pub max_picture_bandwidth: Option<u64>,
     /// Play in mpv, with sound, kept on the room clock (mpv reads the stream from a local
     /// HTTP server on 127.0.0.1). The terminal then shows the status only.
     #[arg(long, value_enum, default_value_t = PlayerArg::Builtin)]

@@ -3,6 +3,7 @@
 //! frames turned into terminal graphics (half-blocks, kitty, sixel, iTerm2).
 
 pub mod audio;
+pub mod graphics;
 pub mod mpv;
 pub mod picture;
 pub mod playback;

@@ -1,19 +1,25 @@
-//! Frames into terminal graphics with `ratatui-image`: which protocol the terminal speaks,
-//! what pixel size to ask the decoder for, and the widget for a frame.
+//! Frames into terminal graphics: which protocol the terminal really draws (asked, see
+//! `graphics::caps`), what pixel size to ask the decoder for, and the drawing of a frame
+//! (half-blocks and kitty placeholders through `ratatui-image`, sixel and kitty placed
+//! directly as one escape sequence).
 
 use image::{DynamicImage, RgbImage};
 use ratatui::layout::{Rect, Size};
-use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::Protocol;
 use ratatui_image::protocol::halfblocks::Halfblocks;
-use ratatui_image::{FontSize, Resize};
+use ratatui_image::protocol::kitty::Kitty;
 
+use super::graphics::caps::{self, Place, Wanted};
+use super::graphics::escape::Escape;
+use super::graphics::{kitty, probe, sixel};
 use crate::media::decode::VideoFrame;
+
+pub use super::graphics::caps::Protocol as Kind;
 
 /// The graphics protocol to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Graphics {
-    /// Decide from the terminal.
+    /// Decide from the terminal's answers.
     Auto,
     /// Kitty graphics.
     Kitty,
@@ -25,91 +31,133 @@ pub enum Graphics {
     StatusOnly,
 }
 
-/// Turns frames into widgets for one terminal.
-pub struct Picture {
-    picker: Picker,
+/// A frame ready to draw.
+#[derive(Clone)]
+pub enum Drawing {
+    /// Drawn in cells by ratatui-image (half-blocks, kitty with Unicode placeholders).
+    Cells(Protocol),
+    /// One escape sequence the terminal draws from (sixel, kitty placed directly).
+    Escape(Escape),
 }
 
-/// Whether a terminal query is safe and useful: a real terminal, not tmux (which would need
-/// passthrough and answers for itself) and not a dumb one.
-fn query_worthwhile() -> bool {
-    use std::io::IsTerminal;
-    let term = std::env::var("TERM").unwrap_or_default();
-    std::io::stdin().is_terminal()
-        && std::io::stdout().is_terminal()
-        && !term.is_empty()
-        && term != "dumb"
-        && std::env::var_os("TMUX").is_none()
-        && !term.starts_with("screen")
-        && !term.starts_with("tmux")
+impl Drawing {
+    /// Whether the terminal paints it over cells (an overlay would vanish under it).
+    pub fn is_graphic(&self) -> bool {
+        !matches!(self, Drawing::Cells(Protocol::Halfblocks(_)))
+    }
+}
+
+/// Turns frames into drawings for one terminal.
+#[derive(Clone)]
+pub struct Picture {
+    kind: Kind,
+    /// One cell, pixels (half-blocks: one pixel wide, two tall).
+    cell: (u32, u32),
+    /// The kitty image id the next frame takes, and the one on screen.
+    kitty_next: usize,
+    kitty_shown: Option<u32>,
 }
 
 impl Picture {
-    /// Picks the protocol. Call before the TUI takes over the terminal: `Auto` queries the
-    /// terminal (bounded by a timeout) where that is safe, and falls back to half-blocks.
+    /// Picks the protocol. Call before the TUI takes over the terminal: `Auto` (or a named
+    /// protocol) asks the terminal, where its answer would be its own (`caps::choose`).
     pub fn new(graphics: Graphics) -> Picture {
-        let picker = match graphics {
-            Graphics::Halfblocks | Graphics::StatusOnly => Picker::halfblocks(),
-            Graphics::Auto if !query_worthwhile() => Picker::halfblocks(),
-            _ => {
-                let opts = ratatui_image::picker::cap_parser::QueryStdioOptions { timeout: std::time::Duration::from_millis(800), ..Default::default() };
-                let mut p = Picker::from_query_stdio_with_options(opts).unwrap_or_else(|e| {
-                    tracing::info!("terminal graphics query failed ({e}); using half-blocks");
-                    Picker::halfblocks()
-                });
-                match graphics {
-                    Graphics::Kitty => p.set_protocol_type(ProtocolType::Kitty),
-                    Graphics::Sixel => p.set_protocol_type(ProtocolType::Sixel),
-                    _ => {}
-                }
-                p
-            }
+        let place = Place::from_env(|k| std::env::var(k).ok());
+        let wanted = match graphics {
+            Graphics::Halfblocks | Graphics::StatusOnly => return Picture::with(Kind::Halfblocks, (1, 2)),
+            Graphics::Auto => Wanted::Best,
+            Graphics::Kitty => Wanted::Kitty,
+            Graphics::Sixel => Wanted::Sixel,
         };
-        tracing::info!("picture protocol: {:?}", picker.protocol_type());
-        Picture { picker }
+        let replies = match probe::worthwhile(place) {
+            true => probe::ask(probe::TIMEOUT).unwrap_or_else(|e| {
+                tracing::info!("cannot ask the terminal what it draws ({e})");
+                Default::default()
+            }),
+            false => Default::default(),
+        };
+        let kind = caps::choose(&replies, place, wanted);
+        let size = crossterm::terminal::size().unwrap_or((80, 24));
+        let cell = caps::cell_pixels(&replies, size, probe::window_pixels());
+        tracing::info!("picture: {kind:?}, cells of {}×{} px ({place:?})", cell.0, cell.1);
+        Picture::with(kind, cell)
+    }
+
+    /// Draws with `kind`, cells of `cell` pixels (half-blocks are always 1×2).
+    pub fn with(kind: Kind, cell: (u32, u32)) -> Picture {
+        let cell = if kind == Kind::Halfblocks { (1, 2) } else { (cell.0.max(1), cell.1.max(1)) };
+        Picture { kind, cell, kitty_next: 0, kitty_shown: None }
     }
 
     /// The protocol in use.
-    pub fn protocol(&self) -> ProtocolType {
-        self.picker.protocol_type()
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
-    fn cell_pixels(&self) -> FontSize {
-        match self.picker.protocol_type() {
-            // One cell is one pixel wide and two tall.
-            ProtocolType::Halfblocks => FontSize { width: 1, height: 2 },
-            _ => self.picker.font_size(),
+    /// The pixel size to decode to so a `video` fits `area` with its aspect ratio (even
+    /// numbers, as the scaler likes) and the terminal's largest image, at `scale` of that
+    /// (a picture made smaller to fit a byte budget), and the cells it covers.
+    pub fn fit(&self, area: Rect, video: (u32, u32), scale: f64) -> ((u32, u32), Rect) {
+        let (fw, fh) = (self.cell.0 as f64, self.cell.1 as f64);
+        let (mut aw, mut ah) = (area.width as f64 * fw, area.height as f64 * fh);
+        if let Kind::Sixel { max, .. } = self.kind {
+            // A sixel image past the terminal's largest is not drawn at all.
+            (aw, ah) = (aw.min(max.0 as f64), ah.min(max.1 as f64));
         }
-    }
-
-    /// The pixel size to decode to so a `video` fits `area` with its aspect ratio (even numbers,
-    /// as the scaler likes), and the cells it then covers.
-    pub fn fit(&self, area: Rect, video: (u32, u32)) -> ((u32, u32), Rect) {
-        let fs = self.cell_pixels();
-        let (fw, fh) = (fs.width.max(1) as f64, fs.height.max(1) as f64);
-        let (aw, ah) = (area.width as f64 * fw, area.height as f64 * fh);
         let (vw, vh) = (video.0.max(1) as f64, video.1.max(1) as f64);
-        let scale = (aw / vw).min(ah / vh);
+        let fill = (aw / vw).min(ah / vh);
         let even = |x: f64| ((x as u32) & !1).max(2);
-        let (pw, ph) = (even(vw * scale), even(vh * scale));
+        let (pw, ph) = (even(vw * fill), even(vh * fill));
         let cols = ((pw as f64 / fw).ceil() as u16).min(area.width).max(1);
         let rows = ((ph as f64 / fh).ceil() as u16).min(area.height).max(1);
         // An empty area (a 0×0 terminal) still gets a 1×1 answer, placed at its corner.
         let x = area.x + area.width.saturating_sub(cols) / 2;
         let y = area.y + area.height.saturating_sub(rows) / 2;
-        ((pw, ph), Rect::new(x, y, cols, rows))
+        let scale = if self.kind == Kind::Halfblocks { 1.0 } else { scale.clamp(0.1, 1.0) };
+        let scaled = (even(pw as f64 * scale), even(ph as f64 * scale));
+        ((scaled.0.min(pw), scaled.1.min(ph)), Rect::new(x, y, cols, rows))
     }
 
-    /// The protocol (widget data) for a frame in `cells`.
-    pub fn encode(&self, frame: &VideoFrame, cells: Rect) -> Option<Protocol> {
-        let img = RgbImage::from_raw(frame.width, frame.height, frame.rgb.clone())?;
-        let img = DynamicImage::ImageRgb8(img);
-        let size = Size::new(cells.width, cells.height);
-        match self.picker.protocol_type() {
-            ProtocolType::Halfblocks => Halfblocks::new(img, size).ok().map(Protocol::Halfblocks),
-            _ => self.picker.new_protocol(img, size, Resize::Fit(None)).ok(),
+    /// The drawing of a frame in `cells`.
+    pub fn encode(&mut self, frame: &VideoFrame, cells: Rect) -> Option<Drawing> {
+        let (px, size) = ((frame.width, frame.height), (cells.width, cells.height));
+        match self.kind {
+            Kind::Halfblocks => Halfblocks::new(image(frame)?, Size::new(size.0, size.1)).ok().map(|p| Drawing::Cells(Protocol::Halfblocks(p))),
+            Kind::Sixel { colours, .. } => {
+                // A frame made smaller (`fit`'s scale) covers fewer cells.
+                let used = (px.0.div_ceil(self.cell.0).min(size.0 as u32) as u16, px.1.div_ceil(self.cell.1).min(size.1 as u32) as u16);
+                sixel::encode(&frame.rgb, px, used, colours).map(|data| Drawing::Escape(Escape { data, cells: used }))
+            }
+            Kind::Kitty { placeholders } => {
+                let id = kitty::IDS[self.kitty_next];
+                let drawing = match placeholders {
+                    true => Kitty::new(image(frame)?, Size::new(size.0, size.1), id, false, false).ok().map(|k| Drawing::Cells(Protocol::Kitty(k))),
+                    false => kitty::place(&frame.rgb, px, size, id, self.kitty_shown).map(|data| Drawing::Escape(Escape { data, cells: size })),
+                }?;
+                self.kitty_next = 1 - self.kitty_next;
+                self.kitty_shown = Some(id);
+                Some(drawing)
+            }
         }
     }
+
+    /// What takes a picture off the screen when it is not drawn (an overlay over it): kitty
+    /// places images above the text, and they stay until deleted.
+    pub fn hide(&mut self) -> Option<String> {
+        match self.kind {
+            Kind::Kitty { placeholders: false } => self.kitty_shown.take().map(kitty::delete),
+            _ => None,
+        }
+    }
+
+    /// What leaves the terminal without our images (at exit).
+    pub fn goodbye(&self) -> Option<String> {
+        matches!(self.kind, Kind::Kitty { .. }).then(kitty::delete_all)
+    }
+}
+
+fn image(frame: &VideoFrame) -> Option<DynamicImage> {
+    RgbImage::from_raw(frame.width, frame.height, frame.rgb.clone()).map(DynamicImage::ImageRgb8)
 }
 
 #[cfg(test)]
@@ -119,17 +167,69 @@ mod tests {
     #[test]
     fn fits_keeping_the_aspect_ratio_in_half_blocks() {
         let p = Picture::new(Graphics::Halfblocks);
+        assert_eq!(p.kind(), Kind::Halfblocks);
         // 16:9 video into 160x45 cells = 160x90 half-block pixels: exactly fits.
-        let ((w, h), cells) = p.fit(Rect::new(0, 0, 160, 45), (1280, 720));
+        let ((w, h), cells) = p.fit(Rect::new(0, 0, 160, 45), (1280, 720), 1.0);
         assert_eq!((w, h), (160, 90));
         assert_eq!(cells, Rect::new(0, 0, 160, 45));
         // In 80x24 (minus nothing): height-bound 48 px → 84 px wide would not fit; width-bound.
-        let ((w, h), cells) = p.fit(Rect::new(0, 0, 80, 24), (1280, 720));
+        let ((w, h), cells) = p.fit(Rect::new(0, 0, 80, 24), (1280, 720), 0.5);
         assert_eq!((w, h), (80, 44));
         assert_eq!((cells.width, cells.height), (80, 22));
         assert_eq!(cells.y, 1, "centred vertically");
         // A 0×0 terminal (some exec'd ptys report that): no underflow, a 1×1 answer.
-        let (_, cells) = p.fit(Rect::new(3, 4, 0, 0), (1280, 720));
+        let (_, cells) = p.fit(Rect::new(3, 4, 0, 0), (1280, 720), 1.0);
         assert_eq!(cells, Rect::new(3, 4, 1, 1));
+    }
+
+    fn frame(w: u32, h: u32) -> VideoFrame {
+        VideoFrame { pts_us: 0, width: w, height: h, rgb: vec![128; (w * h * 3) as usize] }
+    }
+
+    #[test]
+    fn a_sixel_picture_stays_within_the_terminals_largest_image() {
+        // xterm at 150×48 with 8×16 cells: 1200×768 px of room, 1000×1000 at most.
+        let p = Picture::with(Kind::Sixel { max: (1000, 1000), colours: 256 }, (8, 16));
+        let ((w, h), cells) = p.fit(Rect::new(0, 0, 150, 48), (1280, 720), 1.0);
+        assert!(w <= 1000 && h <= 1000, "{w}×{h}");
+        assert_eq!((w, h), (1000, 562));
+        assert_eq!((cells.width, cells.height), (125, 36));
+        // Made smaller for a byte budget: fewer pixels, the same place.
+        let ((w2, h2), cells2) = p.fit(Rect::new(0, 0, 150, 48), (1280, 720), 0.5);
+        assert_eq!(((w2, h2), cells2), ((500, 280), cells));
+        // Half-blocks take no scale: a cell is a cell.
+        let hb = Picture::with(Kind::Halfblocks, (9, 9));
+        assert_eq!(hb.fit(Rect::new(0, 0, 80, 24), (1280, 720), 0.25).0, (80, 44));
+    }
+
+    #[test]
+    fn a_smaller_sixel_frame_covers_fewer_cells() {
+        let mut p = Picture::with(Kind::Sixel { max: (1000, 1000), colours: 16 }, (8, 16));
+        let Some(Drawing::Escape(e)) = p.encode(&frame(40, 32), Rect::new(0, 0, 10, 4)) else { panic!("an escape") };
+        assert_eq!(e.cells, (5, 2));
+        assert!(p.hide().is_none() && p.goodbye().is_none());
+    }
+
+    #[test]
+    fn kitty_frames_take_turns_under_two_ids_and_the_last_is_taken_off_when_hidden() {
+        let mut p = Picture::with(Kind::Kitty { placeholders: false }, (8, 16));
+        let cells = Rect::new(0, 0, 4, 2);
+        let seqs: Vec<String> = (0..3)
+            .map(|_| match p.encode(&frame(32, 32), cells) {
+                Some(Drawing::Escape(e)) => e.data,
+                _ => panic!("placed directly"),
+            })
+            .collect();
+        let [a, b] = kitty::IDS;
+        assert!(seqs[0].contains(&format!("i={a},")) && !seqs[0].contains("a=d"));
+        assert!(seqs[1].contains(&format!("i={b},")) && seqs[1].ends_with(&kitty::delete(a)));
+        assert!(seqs[2].contains(&format!("i={a},")) && seqs[2].ends_with(&kitty::delete(b)));
+        assert_eq!(p.hide(), Some(kitty::delete(a)));
+        assert_eq!(p.hide(), None, "once");
+        assert!(p.goodbye().is_some());
+        // With placeholders, ratatui-image draws it in cells.
+        let mut p = Picture::with(Kind::Kitty { placeholders: true }, (8, 16));
+        assert!(matches!(p.encode(&frame(32, 32), cells), Some(Drawing::Cells(Protocol::Kitty(_)))));
+        assert!(p.encode(&frame(32, 32), cells).unwrap().is_graphic());
     }
 }

@@ -17,6 +17,7 @@ use super::picture_pane::PicturePane;
 use super::term;
 use super::view_state::{Input, ViewState};
 use crate::core::api::{Command, Event};
+use crate::player::graphics::pace::{self, Pace};
 use crate::player::picture::{Graphics, Picture};
 use crate::player::screen::Screen;
 
@@ -35,8 +36,10 @@ pub struct Inset {
 /// events the engine sent before the view started (the demo's `room`).
 pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: UnboundedSender<Command>, inset: Option<Inset>) -> io::Result<()> {
     // Ask the terminal what it can draw before taking it over.
-    let mut picture = inset.map(|i| (i.screen, PicturePane::new(Picture::new(i.graphics))));
-    let (mut terminal, _guard) = term::enter()?;
+    // The dashboard redraws at most every FRAME: so many pictures at most.
+    let pace = || Pace::new(pace::MAX_FPS.min((1000 / FRAME.as_millis()) as u32), 0);
+    let mut picture = inset.map(|i| (i.screen, PicturePane::new(Picture::new(i.graphics), pace())));
+    let (mut terminal, count, _guard) = term::enter()?;
     let mut model = RoomModel::default();
     for ev in &opened {
         model.apply(ev, Instant::now());
@@ -73,21 +76,26 @@ pub fn run(opened: Vec<Event>, mut events: UnboundedReceiver<Event>, commands: U
         dirty |= view.expire(now);
         if let Some((screen, pane)) = &mut picture {
             dirty |= pane.fit(screen, host_view::video_area(size, &model, view.log));
-            dirty |= pane.pending(screen);
+            dirty |= pane.step(screen, now);
         }
         // The playback bar moves on its own while playing: a redraw a second keeps it honest.
         let due = last_draw.is_none_or(|t| now.duration_since(t) >= if dirty { FRAME } else { Duration::from_secs(1) });
         if due {
-            // Encoding happens only for frames that are drawn.
-            if let Some((screen, pane)) = &mut picture {
-                pane.encode_newest(screen);
-            }
             let video = picture.as_ref().map(|(_, pane)| pane.encoded());
-            terminal.draw(|f| host_view::draw_with_video(f, &model, &view, now, video))?;
+            let mut shown = false;
+            terminal.draw(|f| shown = host_view::draw_with_video(f, &model, &view, now, video))?;
             last_draw = Some(now);
+            if let Some((_, pane)) = &mut picture {
+                pane.drawn(now, count.load(std::sync::atomic::Ordering::Relaxed), shown, terminal.backend_mut())?;
+            }
             dirty = false;
         }
     };
+    if let Some(bye) = picture.as_ref().and_then(|(_, pane)| pane.goodbye()) {
+        use std::io::Write;
+        let out = terminal.backend_mut();
+        let _ = out.write_all(bye.as_bytes()).and_then(|_| out.flush());
+    }
     // Whatever ended the loop, the engine stops too.
     let _ = commands.send(Command::Quit);
     result

@@ -8,7 +8,6 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
-use ratatui_image::protocol::Protocol;
 
 use super::format::{bytes, rate};
 use super::host_model::{HISTORY, RoomModel};
@@ -63,12 +62,14 @@ pub fn draw(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant) {
 }
 
 /// Draws the host view with a picture pane: `Some(None)` while no frame has come yet.
-pub fn draw_with_video(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant, video: Option<Option<&(Protocol, Rect)>>) {
+/// True when the picture was drawn.
+pub fn draw_with_video(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant, video: Option<Option<&picture_pane::Encoded>>) -> bool {
     let area = f.area();
     let a = areas(area, m, video.is_some(), v.log);
+    let mut drawn = false;
     draw_head(f, a.head, m);
     if let (Some(pane), Some(picture)) = (a.video, video) {
-        picture_pane::render(f, pane, picture, "waiting for the first frame…", v.palette256, v.help);
+        drawn = picture_pane::render(f, pane, picture, "waiting for the first frame…", v.palette256, v.help);
     }
     let title = format!(" peers ({}) ", m.peers.len());
     f.render_widget(peers::table(&m.peers, v.selected).block(Block::bordered().title(title)), a.table);
@@ -92,6 +93,7 @@ pub fn draw_with_video(f: &mut Frame, m: &RoomModel, v: &ViewState, now: Instant
     if v.help {
         overlay::help(f, area, v);
     }
+    drawn
 }
 
 fn draw_head(f: &mut Frame, area: Rect, m: &RoomModel) {
@@ -250,7 +252,10 @@ mod tests {
         let t = Instant::now();
         let m = busy_room(t);
         let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
-        term.draw(|f| draw_with_video(f, &m, &host(), t, Some(None))).unwrap();
+        term.draw(|f| {
+            draw_with_video(f, &m, &host(), t, Some(None));
+        })
+        .unwrap();
         insta::assert_snapshot!(term.backend());
     }
 
@@ -262,7 +267,10 @@ mod tests {
             for v in [ViewState::default(), ViewState { help: true, log: true, palette256: true, ..Default::default() }] {
                 render(&m, &v, w, h, t);
                 let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
-                term.draw(|f| draw_with_video(f, &m, &v, t, Some(None))).unwrap();
+                term.draw(|f| {
+                    draw_with_video(f, &m, &v, t, Some(None));
+                })
+                .unwrap();
             }
         }
     }

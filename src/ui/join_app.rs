@@ -2,16 +2,16 @@
 //! [`join_view`], encodes only the newest frame, and turns keys into room commands.
 //! The terminal is restored on every exit path, panics included.
 
-use std::io::{self, Stdout};
+use std::io::{self, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::core::api::Command;
+use crate::player::graphics::pace::Pace;
 use crate::player::picture::{Graphics, Picture};
 use crate::player::screen::Screen;
 use crate::ui::keys;
@@ -19,12 +19,17 @@ use crate::ui::picture_pane::PicturePane;
 use crate::ui::view_state::{Input, ViewState};
 use crate::ui::{join_view, term};
 
-/// Runs the view until the user quits or the engine closes the screen. Blocking.
-pub fn run(screen: Arc<Screen>, graphics: Graphics, commands: UnboundedSender<Command>) -> io::Result<()> {
+/// Runs the view until the user quits or the engine closes the screen, pictures paced by
+/// `pace`. Blocking.
+pub fn run(screen: Arc<Screen>, graphics: Graphics, pace: Pace, commands: UnboundedSender<Command>) -> io::Result<()> {
     // Ask the terminal what it can draw before taking it over.
-    let picture = Picture::new(graphics);
-    let (mut terminal, _guard) = term::enter()?;
-    let result = event_loop(&mut terminal, &screen, picture, graphics != Graphics::StatusOnly, &commands);
+    let mut pane = PicturePane::new(Picture::new(graphics), pace);
+    let (mut terminal, count, _guard) = term::enter()?;
+    let result = event_loop(&mut terminal, &count, &screen, &mut pane, graphics != Graphics::StatusOnly, &commands);
+    if let Some(bye) = pane.goodbye() {
+        let out = terminal.backend_mut();
+        let _ = out.write_all(bye.as_bytes()).and_then(|_| out.flush());
+    }
     // Whatever happened, the engine must stop too.
     let _ = commands.send(Command::Quit);
     result
@@ -42,13 +47,13 @@ fn room_key(a: keys::Action, view: &mut ViewState, status: &crate::player::scree
 }
 
 fn event_loop(
-    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    terminal: &mut term::Term,
+    count: &AtomicU64,
     screen: &Screen,
-    picture: Picture,
+    pane: &mut PicturePane,
     show_picture: bool,
     commands: &UnboundedSender<Command>,
 ) -> io::Result<()> {
-    let mut pane = PicturePane::new(picture);
     let mut last_draw = Instant::now() - Duration::from_secs(1);
     let mut status = screen.status();
     let mut seen_version = screen.version();
@@ -85,14 +90,13 @@ fn event_loop(
         dirty |= view.expire(now);
         if show_picture {
             dirty |= pane.fit(screen, join_view::video_area(size));
-            if pane.pending(screen) {
-                pane.encode_newest(screen);
-                dirty = true;
-            }
+            dirty |= pane.step(screen, now);
         }
         if dirty || last_draw.elapsed() >= Duration::from_millis(500) {
-            terminal.draw(|f| join_view::draw(f, &status, pane.encoded(), show_picture, &view))?;
+            let mut shown = false;
+            terminal.draw(|f| shown = join_view::draw(f, &status, pane.encoded(), show_picture, &view))?;
             last_draw = Instant::now();
+            pane.drawn(last_draw, count.load(Ordering::Relaxed), shown, terminal.backend_mut())?;
         }
     }
 }

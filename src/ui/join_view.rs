@@ -7,7 +7,6 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
-use ratatui_image::protocol::Protocol;
 
 use super::format::{bytes, rate};
 use super::piece_map::PieceMap;
@@ -25,7 +24,8 @@ pub fn video_area(area: Rect) -> Rect {
 }
 
 /// Draws the whole participant view.
-pub fn draw(f: &mut Frame, s: &Status, picture: Option<&(Protocol, Rect)>, show_picture: bool, v: &ViewState) {
+/// True when the picture was drawn.
+pub fn draw(f: &mut Frame, s: &Status, picture: Option<&picture_pane::Encoded>, show_picture: bool, v: &ViewState) -> bool {
     let area = f.area();
     let [video, speeds, map, room, bar, footer] = Layout::vertical([
         Constraint::Min(1),
@@ -37,7 +37,7 @@ pub fn draw(f: &mut Frame, s: &Status, picture: Option<&(Protocol, Rect)>, show_
     ])
     .areas(area);
     let waiting = if show_picture { "waiting for the first frame…" } else { "the picture is in mpv" };
-    picture_pane::render(f, video, picture, waiting, v.palette256, v.help || v.log);
+    let drawn = picture_pane::render(f, video, picture, waiting, v.palette256, v.help || v.log);
     if v.log {
         let pane = Rect { y: video.y + video.height / 2, height: video.height - video.height / 2, ..video };
         overlay::log(f, pane, s.log.iter());
@@ -61,6 +61,7 @@ pub fn draw(f: &mut Frame, s: &Status, picture: Option<&(Protocol, Rect)>, show_
     if v.help {
         overlay::help(f, area, v);
     }
+    drawn
 }
 
 fn draw_speeds(f: &mut Frame, area: Rect, s: &Status) {
@@ -156,9 +157,9 @@ mod tests {
     }
 
     /// A red-over-blue test picture, encoded as the view would.
-    fn picture(video: Rect) -> (Protocol, Rect) {
-        let p = Picture::new(Graphics::Halfblocks);
-        let ((w, h), cells) = p.fit(video, (16, 9));
+    fn picture(video: Rect) -> picture_pane::Encoded {
+        let mut p = Picture::new(Graphics::Halfblocks);
+        let ((w, h), cells) = p.fit(video, (16, 9), 1.0);
         let mut rgb = vec![0u8; (w * h * 3) as usize];
         for (i, px) in rgb.chunks_mut(3).enumerate() {
             px.copy_from_slice(if (i as u32 / w) < h / 2 { &[255, 0, 0] } else { &[0, 0, 255] });
@@ -170,7 +171,10 @@ mod tests {
     fn render(s: &Status, v: &ViewState, w: u16, h: u16, with_picture: bool) -> Terminal<TestBackend> {
         let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
         let pic = with_picture.then(|| picture(video_area(Rect::new(0, 0, w, h))));
-        t.draw(|f| draw(f, s, pic.as_ref(), true, v)).unwrap();
+        t.draw(|f| {
+            draw(f, s, pic.as_ref(), true, v);
+        })
+        .unwrap();
         t
     }
 
@@ -197,7 +201,10 @@ mod tests {
         // Without 24-bit colour, the same picture in the 256-colour palette.
         let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
         let pic = picture(video);
-        t.draw(|f| draw(f, &status(), Some(&pic), true, &ViewState { palette256: true, ..Default::default() })).unwrap();
+        t.draw(|f| {
+            draw(f, &status(), Some(&pic), true, &ViewState { palette256: true, ..Default::default() });
+        })
+        .unwrap();
         assert_eq!(t.backend().buffer()[(40, cells.y)].bg, Color::Indexed(196), "red in 256 colours");
         assert_eq!(t.backend().buffer()[(40, cells.y + cells.height - 1)].bg, Color::Indexed(21), "blue in 256 colours");
     }

@@ -1,32 +1,112 @@
-//! A participant's picture inside a view: keeps the decoder scaling to the pane, encodes only
-//! the newest frame and only when the view draws, and draws it.
+//! A participant's picture inside a view: keeps the decoder scaling to the pane, has the
+//! newest frame encoded on a thread of its own (a sixel or kitty frame takes milliseconds to
+//! encode: the view keeps answering keys meanwhile), paced (`graphics::pace`: a frame rate
+//! cap and a byte budget), and draws it. Frames that come while one is being encoded or
+//! while the pace holds are dropped; the clock is not the view's and never waits.
+
+use std::io::Write;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style};
 use ratatui::widgets::Paragraph;
 use ratatui_image::Image;
-use ratatui_image::protocol::Protocol;
 
 use super::palette;
-use crate::player::picture::Picture;
+use crate::media::decode::VideoFrame;
+use crate::player::graphics::pace::Pace;
+use crate::player::picture::{Drawing, Picture};
 use crate::player::screen::Screen;
 
-/// The encoded picture and the cells it covers.
-pub type Encoded = (Protocol, Rect);
+/// The drawing and the cells it covers.
+pub type Encoded = (Drawing, Rect);
+
+/// A frame to encode: its number, the frame, the cells.
+type Job = (u64, Arc<VideoFrame>, Rect);
+
+/// The encoding thread.
+struct Painter {
+    jobs: Option<SyncSender<Job>>,
+    done: Receiver<(u64, Option<Drawing>, Rect)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Painter {
+    fn start(picture: Arc<Mutex<Picture>>) -> Painter {
+        // One job at a time: the pane sends the next only once the last came back.
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(1);
+        let (tx, done) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("picture".into())
+            .spawn(move || {
+                while let Ok((n, frame, cells)) = rx.recv() {
+                    let drawing = picture.lock().unwrap_or_else(|e| e.into_inner()).encode(&frame, cells);
+                    if tx.send((n, drawing, cells)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .ok();
+        Painter { jobs: Some(jobs), done, thread }
+    }
+}
+
+impl Drop for Painter {
+    fn drop(&mut self) {
+        self.jobs = None;
+        // Let a frame being encoded finish (milliseconds), so its thread is not left behind.
+        while self.done.recv().is_ok() {}
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// Follows a [`Screen`]'s frames for one pane.
 pub struct PicturePane {
-    picture: Picture,
+    /// The fitting (the encoder's copy is the painter's).
+    layout: Picture,
+    picture: Arc<Mutex<Picture>>,
+    painter: Painter,
+    pace: Pace,
     encoded: Option<Encoded>,
+    /// The frame last sent to be encoded, and whether it is still with the painter.
     shown: u64,
+    busy: bool,
+    /// A new drawing came and has not been drawn yet.
+    fresh: bool,
     fitted: Option<((u32, u32), Rect)>,
+    scale: f64,
+    /// A graphic picture is on the screen (taken off when the view leaves it out).
+    on_screen: bool,
+    /// The terminal's byte count after the last draw.
+    written: u64,
 }
 
 impl PicturePane {
-    /// A pane drawing with `picture`.
-    pub fn new(picture: Picture) -> PicturePane {
-        PicturePane { picture, encoded: None, shown: 0, fitted: None }
+    /// A pane drawing with `picture`, paced by `pace`.
+    pub fn new(picture: Picture, pace: Pace) -> PicturePane {
+        let layout = picture.clone();
+        let picture = Arc::new(Mutex::new(picture));
+        let painter = Painter::start(picture.clone());
+        PicturePane {
+            layout,
+            picture,
+            painter,
+            pace,
+            encoded: None,
+            shown: 0,
+            busy: false,
+            fresh: false,
+            fitted: None,
+            scale: 1.0,
+            on_screen: false,
+            written: 0,
+        }
     }
 
     /// The terminal changed size: fit and encode again.
@@ -42,7 +122,8 @@ impl PicturePane {
         if pane.is_empty() {
             return false;
         }
-        let fit = self.picture.fit(pane, video);
+        self.scale = self.pace.scale();
+        let fit = self.layout.fit(pane, video, self.scale);
         if self.fitted == Some(fit) {
             return false;
         }
@@ -52,48 +133,98 @@ impl PicturePane {
         true
     }
 
-    /// A frame newer than the one encoded is waiting.
-    pub fn pending(&self, screen: &Screen) -> bool {
-        self.fitted.is_some() && screen.frame_number() != self.shown
+    /// Moves the picture on: takes a drawing the painter finished, and hands it the newest
+    /// frame when the pace allows. True when there is something new to draw.
+    pub fn step(&mut self, screen: &Screen, now: Instant) -> bool {
+        match self.painter.done.try_recv() {
+            Ok((n, drawing, cells)) => {
+                self.busy = false;
+                // A drawing for a fit that is gone (a resize meanwhile) is not drawn.
+                if let Some(d) = drawing.filter(|_| self.fitted.is_some_and(|(_, c)| c == cells) && n == self.shown) {
+                    self.encoded = Some((d, cells));
+                    self.fresh = true;
+                }
+            }
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => self.busy = false,
+        }
+        let Some((_, cells)) = self.fitted else { return self.fresh };
+        if !self.busy && screen.frame_number() != self.shown && self.pace.ready(now) {
+            let (n, frame) = screen.frame();
+            if let Some(frame) = frame.filter(|f| f.width > 0)
+                && let Some(jobs) = &self.painter.jobs
+                && jobs.try_send((n, frame, cells)).is_ok()
+            {
+                self.busy = true;
+                self.shown = n;
+            }
+        }
+        self.fresh
     }
 
-    /// Encodes the newest frame (frames that came meanwhile are dropped, never the clock).
-    pub fn encode_newest(&mut self, screen: &Screen) {
-        let Some((_, cells)) = self.fitted else { return };
-        let (n, frame) = screen.frame();
-        if n != self.shown
-            && let Some(frame) = frame
-            && frame.width > 0
-        {
-            self.encoded = self.picture.encode(&frame, cells).map(|p| (p, cells));
-            self.shown = n;
-        }
+    /// When the pace lets the next picture go, if it holds it now.
+    pub fn next_at(&self, now: Instant) -> Option<Instant> {
+        self.pace.next_at(now)
     }
 
     /// The encoded picture, once a frame came.
     pub fn encoded(&self) -> Option<&Encoded> {
         self.encoded.as_ref()
     }
+
+    /// After a draw: the terminal's byte count now (`Counted`), and whether the picture was
+    /// in it. The bytes pay the pace (a new picture also starts its frame interval); a
+    /// graphic left out is taken off the screen.
+    pub fn drawn(&mut self, now: Instant, count: u64, shown: bool, out: &mut impl Write) -> std::io::Result<()> {
+        let bytes = count.saturating_sub(self.written);
+        self.written = count;
+        match std::mem::take(&mut self.fresh) && shown {
+            true => self.pace.sent(now, bytes),
+            false => self.pace.spent(now, bytes),
+        }
+        let graphic = self.encoded.as_ref().is_some_and(|(d, _)| d.is_graphic());
+        if shown && graphic {
+            self.on_screen = true;
+        } else if self.on_screen {
+            self.on_screen = false;
+            if let Some(seq) = self.picture.lock().unwrap_or_else(|e| e.into_inner()).hide() {
+                out.write_all(seq.as_bytes())?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What leaves the terminal without our pictures (at exit).
+    pub fn goodbye(&self) -> Option<String> {
+        self.layout.goodbye()
+    }
 }
 
-/// Draws `encoded` into `pane`, or `waiting` centred while there is none. With an overlay
-/// up, a kitty/sixel/iTerm2 picture is left out: the terminal paints those over any cell, so
-/// the overlay would vanish under the next frame. Pure.
-pub fn render(f: &mut Frame, pane: Rect, encoded: Option<&Encoded>, waiting: &str, palette256: bool, overlay: bool) {
+/// Draws `encoded` into `pane`, or `waiting` centred while there is none; true when the
+/// picture was drawn. With an overlay up, a kitty/sixel picture is left out: the terminal
+/// paints those over any cell, so the overlay would vanish under the next frame. Pure.
+pub fn render(f: &mut Frame, pane: Rect, encoded: Option<&Encoded>, waiting: &str, palette256: bool, overlay: bool) -> bool {
     match encoded {
-        Some((p, _)) if overlay && !matches!(p, Protocol::Halfblocks(_)) => {}
-        Some((p, cells)) => {
+        Some((d, _)) if overlay && d.is_graphic() => false,
+        Some((Drawing::Escape(e), cells)) => {
+            f.render_widget(e, cells.intersection(pane));
+            true
+        }
+        Some((Drawing::Cells(p), cells)) => {
             let cells = cells.intersection(pane);
             f.render_widget(Image::new(p), cells);
             // Only half-blocks carry picture colours in cells; kitty keeps its image id in the
             // foreground colour, which must stay as it is.
-            if palette256 && matches!(p, Protocol::Halfblocks(_)) {
+            if palette256 && !encoded.is_some_and(|(d, _)| d.is_graphic()) {
                 palette::quantize(f.buffer_mut(), cells);
             }
+            true
         }
         None => {
             let text = Paragraph::new(waiting).style(Style::default().fg(Color::DarkGray)).centered();
             f.render_widget(text, Rect { y: pane.y + pane.height / 2, height: 1.min(pane.height), ..pane });
+            false
         }
     }
 }

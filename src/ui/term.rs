@@ -2,7 +2,8 @@
 //! stderr parked, and everything restored on every exit path, panics included.
 
 use std::io::{self, Stdout, Write};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode};
 use crossterm::{cursor, execute};
@@ -63,8 +64,30 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// Takes the terminal over; it is given back when the guard drops (or on a panic).
-pub fn enter() -> io::Result<(Terminal<CrosstermBackend<Stdout>>, TerminalGuard)> {
+/// The view's terminal: what it writes is counted (pictures are paced by it).
+pub type Term = Terminal<CrosstermBackend<Counted<Stdout>>>;
+
+/// A writer that counts the bytes through it (in `count`, which the view keeps a handle of).
+pub struct Counted<W> {
+    inner: W,
+    count: Arc<AtomicU64>,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Takes the terminal over; it is given back when the guard drops (or on a panic). The
+/// counter counts the bytes the terminal is sent.
+pub fn enter() -> io::Result<(Term, Arc<AtomicU64>, TerminalGuard)> {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         restore();
@@ -75,9 +98,10 @@ pub fn enter() -> io::Result<(Terminal<CrosstermBackend<Stdout>>, TerminalGuard)
     let guard = TerminalGuard;
     hide_stderr();
     execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
-    let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    let count = Arc::new(AtomicU64::new(0));
+    let mut terminal = Terminal::new(CrosstermBackend::new(Counted { inner: io::stdout(), count: count.clone() }))?;
     terminal.clear()?;
-    Ok((terminal, guard))
+    Ok((terminal, count, guard))
 }
 
 /// Asks the terminal to put `text` on the clipboard (OSC 52). Terminals and tmux that allow

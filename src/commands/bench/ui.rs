@@ -74,7 +74,7 @@ fn stats(m: &mut RoomModel, i: u64, t: Instant) {
 }
 
 fn frames_for(clip: &Path, pane: Rect, picture: &Picture) -> Result<Vec<VideoFrame>> {
-    let (target, _) = picture.fit(pane, (1280, 720));
+    let (target, _) = picture.fit(pane, (1280, 720), 1.0);
     let mut frames = Vec::new();
     decode_each(clip, target, &mut |f| {
         frames.push(f);
@@ -105,7 +105,7 @@ struct Costs {
 
 fn costs(clip: &Path, w: u16, h: u16) -> Result<Costs> {
     let t = Instant::now();
-    let picture = Picture::new(Graphics::Halfblocks);
+    let mut picture = Picture::new(Graphics::Halfblocks);
     let view = ViewState::default();
 
     let mut m = room(t);
@@ -118,11 +118,13 @@ fn costs(clip: &Path, w: u16, h: u16) -> Result<Costs> {
     let mut m = room(t);
     let pane = host_view::video_area(Rect::new(0, 0, w, h), &m, false);
     let frames = frames_for(clip, pane, &picture)?;
-    let (_, cells) = picture.fit(pane, (1280, 720));
+    let (_, cells) = picture.fit(pane, (1280, 720), 1.0);
     let demo = per_frame(w, h, |i, term| {
         stats(&mut m, 60 + i as u64, t);
         let p = picture.encode(&frames[i % frames.len()], cells).map(|p| (p, cells));
-        term.draw(|f| host_view::draw_with_video(f, &m, &view, t, Some(p.as_ref())))?;
+        term.draw(|f| {
+            host_view::draw_with_video(f, &m, &view, t, Some(p.as_ref()));
+        })?;
         Ok(())
     })?;
 
@@ -134,13 +136,15 @@ fn costs(clip: &Path, w: u16, h: u16) -> Result<Costs> {
     };
     let pane = join_view::video_area(Rect::new(0, 0, w, h));
     let frames = frames_for(clip, pane, &picture)?;
-    let (_, cells) = picture.fit(pane, (1280, 720));
+    let (_, cells) = picture.fit(pane, (1280, 720), 1.0);
     let join = per_frame(w, h, |i, term| {
         s.now.position_ms = i as u64 * 100;
         s.sample_down(1_000_000 + i as u64 * 1000);
         s.now.read_fraction = i as f64 / FRAMES as f64;
         let p = picture.encode(&frames[i % frames.len()], cells).map(|p| (p, cells));
-        term.draw(|f| join_view::draw(f, &s, p.as_ref(), true, &view))?;
+        term.draw(|f| {
+            join_view::draw(f, &s, p.as_ref(), true, &view);
+        })?;
         Ok(())
     })?;
     Ok(Costs { host, demo, join })

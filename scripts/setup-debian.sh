@@ -4,13 +4,16 @@
 # pkg-config, ALSA headers for audio (cpal), tmux for terminal end-to-end tests, mpv for
 # `--player mpv` (and its test), coturn (a STUN/TURN server for the network tests), iproute2 and
 # nftables (the network tests build LANs, NAT routers and an "internet" out of namespaces),
-# miniupnpd (a router's UPnP, for the --upnp test), and a Rust toolchain if none is present.
+# miniupnpd (a router's UPnP, for the --upnp test), Xvfb, xterm, kitty (with Mesa's software
+# GL), xwd and ImageMagick (the picture in real terminals, screenshotted), and a Rust
+# toolchain if none is present.
 # Debian leaves the coturn and miniupnpd services off; the tests run their own.
 set -euo pipefail
 
 packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
           libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev libasound2-dev tmux mpv coturn iproute2
-          nftables miniupnpd)
+          nftables miniupnpd xvfb xauth xterm kitty imagemagick x11-apps libgl1-mesa-dri
+          fonts-dejavu-core)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -37,3 +37,4 @@ pub use syncy_core::protocol;
 pub mod secret;
 pub mod server;
 pub mod ui;
+pub mod xlab;

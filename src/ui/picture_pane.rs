@@ -128,6 +128,8 @@ impl PicturePane {
             return false;
         }
         screen.set_target(fit.0);
+        // Where the picture is, for whoever checks the screen (the terminal tests do).
+        tracing::info!("picture at cells {},{} {}×{}, frames of {}×{} px", fit.1.x, fit.1.y, fit.1.width, fit.1.height, fit.0.0, fit.0.1);
         self.fitted = Some(fit);
         self.shown = 0;
         true

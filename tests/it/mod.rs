@@ -14,6 +14,7 @@ mod server;
 mod setups;
 mod siege;
 mod streaming;
+mod terminals;
 mod tls;
 mod tmux;
 mod trust;

@@ -43,10 +43,10 @@ struct Placed {
 
 fn placed(log: &str) -> Option<Placed> {
     let nums = |s: &str| -> Vec<usize> { s.split(|c: char| !c.is_ascii_digit()).filter(|t| !t.is_empty()).filter_map(|t| t.parse().ok()).collect() };
-    let pick = log.lines().filter(|l| l.contains("syncy::player::picture: picture: ")).last()?;
+    let pick = log.lines().rfind(|l| l.contains("syncy::player::picture: picture: "))?;
     let kind = pick.split("picture: ").last()?.split([' ', ',']).next()?.to_string();
     let cell = nums(pick.rsplit("cells of ").next()?);
-    let fit = log.lines().filter(|l| l.contains("picture at cells ")).last()?;
+    let fit = log.lines().rfind(|l| l.contains("picture at cells "))?;
     let n = nums(fit.rsplit("picture at cells ").next()?);
     Some(Placed { kind, cell: (cell[0], cell[1]), at: (n[0], n[1]), cells: (n[2], n[3]), frame: (n[4] as u32, n[5] as u32) })
 }

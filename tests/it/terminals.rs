@@ -106,6 +106,16 @@ fn difference(shot: &Shot, region: (usize, usize, usize, usize), frame: &[u8], f
     (diffs.iter().sum::<f64>() / diffs.len() as f64, diffs.iter().cloned().fold(0.0, f64::max))
 }
 
+/// The terminal with the participant: gone when dropped.
+struct Viewer(std::process::Child);
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs the room and a participant in `term` at `size`; returns what it drew with once its
 /// picture matched the clip's frame (panics when it never does).
 fn picture_shows(tag: &str, term: Term, size: (u16, u16)) -> Option<String> {
@@ -118,14 +128,14 @@ fn picture_shows(tag: &str, term: Term, size: (u16, u16)) -> Option<String> {
     host.send(&format!("seek {AT}"));
     let (wid, log) = (dir.path().join("wid"), dir.path().join("join.log"));
     let cmd = format!("echo $WINDOWID > {}; exec {} join '{link}' --no-sound --log {}", wid.display(), bin(), log.display());
-    let mut viewer = term
+    let viewer = Viewer(term
         .command(size, &display, dir.path(), &cmd)
         .env("XDG_CONFIG_HOME", dir.path().join("xdg-config-viewer"))
         .env("RUST_LOG", "warn,syncy=info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("terminal.stderr")).unwrap())
         .spawn()
-        .unwrap();
+        .unwrap());
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut last = String::from("nothing yet");
     let mut expected: Option<(Placed, Vec<Vec<u8>>)> = None;
@@ -148,8 +158,7 @@ fn picture_shows(tag: &str, term: Term, size: (u16, u16)) -> Option<String> {
         let best = frames.iter().map(|f| difference(&shot, (x, y, w, h), f, p.frame.0 as usize, p.frame.1 as usize)).min_by(|a, b| a.0.total_cmp(&b.0));
         match best {
             Some((mean, worst)) if mean < 20.0 && worst < 60.0 => {
-                let _ = viewer.kill();
-                let _ = viewer.wait();
+                drop(viewer);
                 assert_eq!(host.quit(), 0);
                 return Some(p.kind.clone());
             }
@@ -158,7 +167,7 @@ fn picture_shows(tag: &str, term: Term, size: (u16, u16)) -> Option<String> {
         // Keep the last look for whoever reads the failure.
         let _ = xlab::save_ppm(&dir.path().join("last.ppm"), &shot);
     }
-    let _ = viewer.kill();
+    drop(viewer);
     panic!(
         "the picture never matched the clip in {tag}: {last}; log:\n{}\n(screenshot: {})",
         std::fs::read_to_string(&log).unwrap_or_default(),

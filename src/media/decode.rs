@@ -45,6 +45,9 @@ struct QueueState {
     generation: u64,
     pending_seek: Option<i64>,
     target: Option<(u32, u32)>,
+    /// A view will draw: until it says its size, frames are scaled to fit `PROVISIONAL`
+    /// (a frame shown while paused is not decoded again when the size comes).
+    provisional: bool,
     eof: bool,
     closed: bool,
     error: Option<String>,
@@ -134,6 +137,17 @@ impl FrameQueue {
         s.generation += 1;
         s.pending_seek = Some(to_us.max(0));
         self.changed.notify_all();
+    }
+
+    /// A view will draw these frames: until it sets a target, they are scaled to fit
+    /// `PROVISIONAL` rather than left without pixels.
+    pub fn want_pictures(&self) {
+        self.lock().provisional = true;
+    }
+
+    /// Whether `want_pictures` was called.
+    pub fn wants_pictures(&self) -> bool {
+        self.lock().provisional
     }
 
     /// Changes the size frames are scaled to (from now on).
@@ -284,7 +298,7 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
     let mut decoded = frame::Video::empty();
     loop {
         // Controls: close, seek.
-        let (seek, target) = {
+        let (seek, target, provisional) = {
             let mut s = queue.lock();
             if s.closed {
                 return Ok(());
@@ -293,7 +307,7 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
             if seek.is_some() {
                 generation = s.generation;
             }
-            (seek, s.target)
+            (seek, s.target, s.provisional)
         };
         if let Some(t) = seek {
             seek_started = Some(std::time::Instant::now());
@@ -337,7 +351,8 @@ fn decode_loop(source: Box<dyn ByteSource>, queue: &FrameQueue) -> Result<(), De
             if let Some(t) = seek_started.take() {
                 tracing::debug!("decoder: first frame after the seek at {} ms, {:?} after it", pts_us / 1000, t.elapsed());
             }
-            let out = picture(&decoded, pts_us, target, &mut scaler)?;
+            let size = target.or_else(|| provisional.then(|| fit_box((decoded.width(), decoded.height()), PROVISIONAL)));
+            let out = picture(&decoded, pts_us, size, &mut scaler)?;
             if !queue.push(out, generation) {
                 break;
             }
@@ -400,6 +415,9 @@ fn seek_to(input: &mut SourceInput, decoder: &mut ffmpeg_next::decoder::Video, s
     t - v.frame_us / 2
 }
 
+/// The box frames fit before a view sets its size (`want_pictures`).
+pub const PROVISIONAL: (u32, u32) = (960, 540);
+
 /// A decoded frame as the view wants it: scaled to `target` in RGB (none: no picture).
 fn picture(decoded: &frame::Video, pts_us: i64, target: Option<(u32, u32)>, scaler: &mut Option<Scaler>) -> Result<VideoFrame, DecodeError> {
     let Some((w, h)) = target.filter(|&(w, h)| w > 0 && h > 0) else {
@@ -413,6 +431,17 @@ fn picture(decoded: &frame::Video, pts_us: i64, target: Option<(u32, u32)>, scal
     let mut rgb = frame::Video::empty();
     ctx.run(decoded, &mut rgb)?;
     Ok(VideoFrame { pts_us, width: w, height: h, rgb: packed_rgb(&rgb, w, h) })
+}
+
+/// `size` scaled to fit `bounds`, keeping its aspect ratio, in even numbers (the scaler's
+/// liking), never larger than it was.
+fn fit_box((w, h): (u32, u32), (bw, bh): (u32, u32)) -> (u32, u32) {
+    if w == 0 || h == 0 {
+        return (0, 0);
+    }
+    let scale = (bw as f64 / w as f64).min(bh as f64 / h as f64).min(1.0);
+    let even = |x: f64| ((x as u32) & !1).max(2);
+    (even(w as f64 * scale), even(h as f64 * scale))
 }
 
 /// At the end of the input: says so, and waits for a seek (or close).
@@ -512,5 +541,18 @@ impl Sound {
             let samples: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
             self.queue.push(AudioChunk { pts_us, samples });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provisional_size_keeps_the_aspect_ratio_and_never_enlarges() {
+        assert_eq!(fit_box((1920, 1080), PROVISIONAL), (960, 540));
+        assert_eq!(fit_box((1080, 1920), PROVISIONAL), (302, 540));
+        assert_eq!(fit_box((320, 180), PROVISIONAL), (320, 180));
+        assert_eq!(fit_box((0, 10), PROVISIONAL), (0, 0));
     }
 }

@@ -30,14 +30,18 @@ pub struct Playback {
 }
 
 impl Playback {
-    /// Starts decoding `source`; frames are scaled to `target` (None: not scaled, no picture).
+    /// Starts decoding `source`; with `pictures` a view draws the frames (they have pixels
+    /// from the first, scaled to the view's size once it says it), else they have none.
     /// With `sound`, audio plays on the default output device when there is one. `wake` is
     /// called when the decoders have news.
-    pub fn start(source: Box<dyn ByteSource>, target: Option<(u32, u32)>, sound: bool, wake: Waker) -> Playback {
+    pub fn start(source: Box<dyn ByteSource>, pictures: bool, sound: bool, wake: Waker) -> Playback {
         let clock = AudioClock::new();
         let meter = Arc::new(SoundMeter::default());
         let (out, audio_queue) = if sound { open_sound(&clock, &meter) } else { (None, None) };
-        let queue = FrameQueue::with_audio(8, target, audio_queue);
+        let queue = FrameQueue::with_audio(8, None, audio_queue);
+        if pictures {
+            queue.want_pictures();
+        }
         queue.set_waker(wake.clone());
         let decoder = decode::spawn(source, queue.clone());
         Playback { queue, decoder: Some(decoder), incoming: None, current: None, new_frame: false, sound: out, audio_clock: clock, meter, wake }
@@ -98,6 +102,9 @@ impl Playback {
     pub fn switch_source(&mut self, source: Box<dyn ByteSource>, shift: Option<Micros>, from_us: Micros) {
         self.abandon_switch();
         let q = FrameQueue::with_shift(8, self.queue.target(), self.queue.audio(), shift);
+        if self.queue.wants_pictures() {
+            q.want_pictures();
+        }
         q.set_waker(self.wake.clone());
         // Not `seek`: that would drop the sound the current decoder has queued, which plays
         // on until the picture moves over.

@@ -25,8 +25,8 @@ use crate::player::screen::Screen;
 /// The drawing and the cells it covers.
 pub type Encoded = (Drawing, Rect);
 
-/// A frame to encode: its number, the frame, the cells.
-type Job = (u64, Arc<VideoFrame>, Rect);
+/// A frame to encode: its number, the frame, the pixel size it should have, the cells.
+type Job = (u64, Arc<VideoFrame>, (u32, u32), Rect);
 
 /// The encoding thread.
 struct Painter {
@@ -43,7 +43,8 @@ impl Painter {
         let thread = std::thread::Builder::new()
             .name("picture".into())
             .spawn(move || {
-                while let Ok((n, frame, cells)) = rx.recv() {
+                while let Ok((n, frame, px, cells)) = rx.recv() {
+                    let frame = sized(frame, px);
                     let drawing = picture.lock().unwrap_or_else(|e| e.into_inner()).encode(&frame, cells);
                     if tx.send((n, drawing, cells)).is_err() {
                         return;
@@ -64,6 +65,17 @@ impl Drop for Painter {
             let _ = t.join();
         }
     }
+}
+
+/// `frame` at `px`: as it is, or scaled there (a frame decoded before the view's size was
+/// known, or before a resize, and shown while the room is paused, is not decoded again).
+fn sized(frame: Arc<VideoFrame>, px: (u32, u32)) -> Arc<VideoFrame> {
+    if (frame.width, frame.height) == px {
+        return frame;
+    }
+    let Some(img) = image::RgbImage::from_raw(frame.width, frame.height, frame.rgb.clone()) else { return frame };
+    let scaled = image::imageops::resize(&img, px.0, px.1, image::imageops::FilterType::Triangle);
+    Arc::new(VideoFrame { pts_us: frame.pts_us, width: px.0, height: px.1, rgb: scaled.into_raw() })
 }
 
 /// Follows a [`Screen`]'s frames for one pane.
@@ -150,12 +162,12 @@ impl PicturePane {
             Err(TryRecvError::Empty) => {}
             Err(TryRecvError::Disconnected) => self.busy = false,
         }
-        let Some((_, cells)) = self.fitted else { return self.fresh };
+        let Some((px, cells)) = self.fitted else { return self.fresh };
         if !self.busy && screen.frame_number() != self.shown && self.pace.ready(now) {
             let (n, frame) = screen.frame();
             if let Some(frame) = frame.filter(|f| f.width > 0)
                 && let Some(jobs) = &self.painter.jobs
-                && jobs.try_send((n, frame, cells)).is_ok()
+                && jobs.try_send((n, frame, px, cells)).is_ok()
             {
                 self.busy = true;
                 self.shown = n;
@@ -228,5 +240,19 @@ pub fn render(f: &mut Frame, pane: Rect, encoded: Option<&Encoded>, waiting: &st
             f.render_widget(text, Rect { y: pane.y + pane.height / 2, height: 1.min(pane.height), ..pane });
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_of_another_size_is_scaled_to_the_fit_and_one_that_fits_is_kept() {
+        let frame = Arc::new(VideoFrame { pts_us: 7, width: 4, height: 2, rgb: vec![200; 24] });
+        assert!(Arc::ptr_eq(&sized(frame.clone(), (4, 2)), &frame));
+        let big = sized(frame, (8, 4));
+        assert_eq!((big.pts_us, big.width, big.height, big.rgb.len()), (7, 8, 4, 96));
+        assert!(big.rgb.iter().all(|&v| v == 200));
     }
 }

@@ -128,14 +128,15 @@ fn picture_shows(tag: &str, term: Term, size: (u16, u16)) -> Option<String> {
     host.send(&format!("seek {AT}"));
     let (wid, log) = (dir.path().join("wid"), dir.path().join("join.log"));
     let cmd = format!("echo $WINDOWID > {}; exec {} join '{link}' --no-sound --log {}", wid.display(), bin(), log.display());
-    let viewer = Viewer(term
-        .command(size, &display, dir.path(), &cmd)
-        .env("XDG_CONFIG_HOME", dir.path().join("xdg-config-viewer"))
-        .env("RUST_LOG", "warn,syncy=info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("terminal.stderr")).unwrap())
-        .spawn()
-        .unwrap());
+    let viewer = Viewer(
+        term.command(size, &display, dir.path(), &cmd)
+            .env("XDG_CONFIG_HOME", dir.path().join("xdg-config-viewer"))
+            .env("RUST_LOG", "warn,syncy=info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("terminal.stderr")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut last = String::from("nothing yet");
     let mut expected: Option<(Placed, Vec<Vec<u8>>)> = None;

@@ -128,7 +128,8 @@ impl Session {
         let playback = if opts.playback {
             let (reader, cancel) = core.space_reader(ORIGINAL);
             readers.insert(ORIGINAL, cancel);
-            Playback::start(Box::new(reader), None, opts.sound && opts.mpv.is_none(), waker)
+            let pictures = matches!(opts.render, super::Render::Screen(_));
+            Playback::start(Box::new(reader), pictures, opts.sound && opts.mpv.is_none(), waker)
         } else {
             Playback::inert()
         };

@@ -511,6 +511,15 @@ pub struct BenchArgs {
     /// Write the results as Markdown here too.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+    /// The picture suite's inner half, inside a terminal: where to write its figures.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub in_terminal: Option<PathBuf>,
+    /// The picture suite's clip (inner half).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub clip: Option<PathBuf>,
+    /// The picture suite's protocol (inner half).
+    #[arg(long, hide = true, value_enum)]
+    pub render: Option<RenderArg>,
 }
 
 /// `syncy bench --suite` values.
@@ -535,7 +544,11 @@ pub enum BenchSuite {
     /// --sim-participants for --minutes at 20 ms round trips and 1% loss: sync spread, stalls,
     /// host upload, and CPU per simulated minute (not part of `all`).
     Sim,
-    /// All of them but the soak, the networks and the simulation.
+    /// Pictures in real terminals: frames a second xterm (sixel, half-blocks) and kitty take
+    /// at 80×24 and 150×48, and CPU per frame, under an Xvfb of its own (needs Xvfb, xterm,
+    /// kitty, taskset; not part of `all`).
+    Picture,
+    /// All of them but the soak, the networks, the simulation and the pictures.
     All,
 }
 

@@ -3,6 +3,7 @@
 //! CPU seconds per GiB delivered. Everything runs in this process on 127.0.0.1 only.
 
 pub mod networks;
+pub mod picture;
 pub mod playback;
 pub mod quality;
 pub mod sim;
@@ -95,6 +96,17 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     if args.suite == BenchSuite::Soak {
         let t = crate::commands::bench::soak::run(args.soak_participants, args.minutes).await?;
+        println!("{t}");
+        text += &t;
+    }
+    if args.suite == BenchSuite::Picture {
+        let t = match (&args.in_terminal, &args.clip) {
+            (Some(out), Some(clip)) => {
+                crate::commands::bench::picture::in_terminal(out, clip, args.render.unwrap_or(crate::cli::RenderArg::Auto))?;
+                return Ok(());
+            }
+            _ => tokio::task::spawn_blocking(crate::commands::bench::picture::run).await??,
+        };
         println!("{t}");
         text += &t;
     }

@@ -66,7 +66,7 @@ fn exchange(timeout: Duration) -> io::Result<Vec<u8>> {
 }
 
 /// Waits up to `wait` for `fd` to have bytes.
-fn readable(fd: i32, wait: Duration) -> io::Result<bool> {
+pub(crate) fn readable(fd: i32, wait: Duration) -> io::Result<bool> {
     let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     let ms = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
     // SAFETY: one pollfd of ours.

@@ -4,6 +4,7 @@
 
 pub mod networks;
 pub mod picture;
+pub mod picture_sync;
 pub mod playback;
 pub mod quality;
 pub mod sim;

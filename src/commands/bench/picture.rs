@@ -54,7 +54,7 @@ pub fn run() -> Result<String> {
     let dir = tempfile::tempdir()?;
     let clip = dir.path().join("720p.mp4");
     eprintln!("preparing a 720p clip…");
-    write_sample(&clip, &SampleSpec { width: 1280, height: 720, duration: 6.0, video_bitrate: 4_000_000, ..SampleSpec::default() })?;
+    write_sample(&clip, &SampleSpec { width: 1280, height: 720, duration: 30.0, video_bitrate: 4_000_000, ..SampleSpec::default() })?;
     let display = Display::start().map_err(|e| eyre!(e))?;
     let mut text = String::from(
         "\n## Pictures in real terminals\n\n| terminal | size | drawn as | picture px | frames/s the terminal took | Syncy CPU/frame (one core) | KB/frame |\n|---|---|---|---|---:|---:|---:|\n",
@@ -69,6 +69,16 @@ pub fn run() -> Result<String> {
         eprint!("{line}");
         text += &line;
     }
+    eprintln!("a room with a sixel viewer and a headless participant…");
+    let drift = crate::commands::bench::picture_sync::measure(&display, dir.path(), &clip)?;
+    text += &format!(
+        "\nSync while drawing: in one room playing the same clip, the participant drawing sixel in xterm at 150×48 (pinned to one core) drifted {:.0} ms (median) / {:.0} ms (worst) from the room clock; a headless participant in the same room {:.0} / {:.0} ms (host stats, {} s).\n",
+        drift.viewer.0,
+        drift.viewer.1,
+        drift.headless.0,
+        drift.headless.1,
+        crate::commands::bench::picture_sync::SECONDS
+    );
     text += &format!(
         "\n{FRAMES} frames each (after {WARM_UP}), decoded beforehand; each frame encoded, drawn through ratatui as the view draws it, then DA1 asked and its answer awaited. Syncy pinned to one core (`taskset -c 0`), the terminal not pinned; Xvfb, kitty with Mesa's software GL. Cells: xterm DejaVu Sans Mono 11 (9×19 px), kitty 10 pt.\n"
     );

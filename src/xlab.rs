@@ -54,6 +54,16 @@ impl Drop for Display {
     }
 }
 
+/// A child process, stopped when dropped (on every path, errors included).
+pub struct Stopping(pub Child);
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Whether a program is on PATH.
 pub fn have(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))

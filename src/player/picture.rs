@@ -47,15 +47,16 @@ impl Drawing {
     }
 }
 
+/// The most pixels a picture is drawn with (4 MP: 2560×1600): a terminal's answers, honest
+/// or not, never make a frame larger.
+const MAX_PIXELS: f64 = 4_194_304.0;
+
 /// Turns frames into drawings for one terminal.
-#[derive(Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Picture {
     kind: Kind,
     /// One cell, pixels (half-blocks: one pixel wide, two tall).
     cell: (u32, u32),
-    /// The kitty image id the next frame takes, and the one on screen.
-    kitty_next: usize,
-    kitty_shown: Option<u32>,
 }
 
 impl Picture {
@@ -86,7 +87,7 @@ impl Picture {
     /// Draws with `kind`, cells of `cell` pixels (half-blocks are always 1×2).
     pub fn with(kind: Kind, cell: (u32, u32)) -> Picture {
         let cell = if kind == Kind::Halfblocks { (1, 2) } else { (cell.0.max(1), cell.1.max(1)) };
-        Picture { kind, cell, kitty_next: 0, kitty_shown: None }
+        Picture { kind, cell }
     }
 
     /// The protocol in use.
@@ -105,7 +106,11 @@ impl Picture {
             (aw, ah) = (aw.min(max.0 as f64), ah.min(max.1 as f64));
         }
         let (vw, vh) = (video.0.max(1) as f64, video.1.max(1) as f64);
-        let fill = (aw / vw).min(ah / vh);
+        let mut fill = (aw / vw).min(ah / vh).min((MAX_PIXELS / (vw * vh)).sqrt());
+        if let Kind::Kitty { .. } = self.kind {
+            // Kitty scales the image into its cells: more pixels than the video has are waste.
+            fill = fill.min(1.0);
+        }
         let even = |x: f64| ((x as u32) & !1).max(2);
         let (pw, ph) = (even(vw * fill), even(vh * fill));
         let cols = ((pw as f64 / fw).ceil() as u16).min(area.width).max(1);
@@ -118,36 +123,31 @@ impl Picture {
         ((scaled.0.min(pw), scaled.1.min(ph)), Rect::new(x, y, cols, rows))
     }
 
-    /// The drawing of a frame in `cells`.
-    pub fn encode(&mut self, frame: &VideoFrame, cells: Rect) -> Option<Drawing> {
+    /// The drawing of a frame in `cells`; kitty images go under `kitty_id` (one of
+    /// `kitty::IDS`: the caller alternates them, so the frame on screen stays until the next
+    /// is placed).
+    pub fn encode(&self, frame: &VideoFrame, cells: Rect, kitty_id: u32) -> Option<Drawing> {
         let (px, size) = ((frame.width, frame.height), (cells.width, cells.height));
         match self.kind {
             Kind::Halfblocks => Halfblocks::new(image(frame)?, Size::new(size.0, size.1)).ok().map(|p| Drawing::Cells(Protocol::Halfblocks(p))),
             Kind::Sixel { colours, .. } => {
                 // A frame made smaller (`fit`'s scale) covers fewer cells.
                 let used = (px.0.div_ceil(self.cell.0).min(size.0 as u32) as u16, px.1.div_ceil(self.cell.1).min(size.1 as u32) as u16);
-                sixel::encode(&frame.rgb, px, used, colours).map(|data| Drawing::Escape(Escape { data, cells: used }))
+                sixel::encode(&frame.rgb, px, used, colours).map(|data| Drawing::Escape(Escape { data, cells: used, kitty_id: None }))
             }
-            Kind::Kitty { placeholders } => {
-                let id = kitty::IDS[self.kitty_next];
-                let drawing = match placeholders {
-                    true => Kitty::new(image(frame)?, Size::new(size.0, size.1), id, false, false).ok().map(|k| Drawing::Cells(Protocol::Kitty(k))),
-                    false => kitty::place(&frame.rgb, px, size, id, self.kitty_shown).map(|data| Drawing::Escape(Escape { data, cells: size })),
-                }?;
-                self.kitty_next = 1 - self.kitty_next;
-                self.kitty_shown = Some(id);
-                Some(drawing)
+            Kind::Kitty { placeholders: true } => {
+                Kitty::new(image(frame)?, Size::new(size.0, size.1), kitty_id, false, false).ok().map(|k| Drawing::Cells(Protocol::Kitty(k)))
+            }
+            Kind::Kitty { placeholders: false } => {
+                kitty::place(&frame.rgb, px, size, kitty_id).map(|data| Drawing::Escape(Escape { data, cells: size, kitty_id: Some(kitty_id) }))
             }
         }
     }
 
-    /// What takes a picture off the screen when it is not drawn (an overlay over it): kitty
-    /// places images above the text, and they stay until deleted.
-    pub fn hide(&mut self) -> Option<String> {
-        match self.kind {
-            Kind::Kitty { placeholders: false } => self.kitty_shown.take().map(kitty::delete),
-            _ => None,
-        }
+    /// Whether images are placed over the text and stay until deleted (kitty placed
+    /// directly): the view then deletes what it no longer draws.
+    pub fn placed(&self) -> bool {
+        self.kind == Kind::Kitty { placeholders: false }
     }
 
     /// What leaves the terminal without our images (at exit).
@@ -204,32 +204,34 @@ mod tests {
 
     #[test]
     fn a_smaller_sixel_frame_covers_fewer_cells() {
-        let mut p = Picture::with(Kind::Sixel { max: (1000, 1000), colours: 16 }, (8, 16));
-        let Some(Drawing::Escape(e)) = p.encode(&frame(40, 32), Rect::new(0, 0, 10, 4)) else { panic!("an escape") };
-        assert_eq!(e.cells, (5, 2));
-        assert!(p.hide().is_none() && p.goodbye().is_none());
+        let p = Picture::with(Kind::Sixel { max: (1000, 1000), colours: 16 }, (8, 16));
+        let Some(Drawing::Escape(e)) = p.encode(&frame(40, 32), Rect::new(0, 0, 10, 4), kitty::IDS[0]) else { panic!("an escape") };
+        assert_eq!((e.cells, e.kitty_id), ((5, 2), None));
+        assert!(!p.placed());
     }
 
     #[test]
-    fn kitty_frames_take_turns_under_two_ids_and_the_last_is_taken_off_when_hidden() {
-        let mut p = Picture::with(Kind::Kitty { placeholders: false }, (8, 16));
+    fn kitty_frames_go_under_the_id_given_placed_directly_or_with_placeholders() {
+        let p = Picture::with(Kind::Kitty { placeholders: false }, (8, 16));
+        assert!(p.placed());
         let cells = Rect::new(0, 0, 4, 2);
-        let seqs: Vec<String> = (0..3)
-            .map(|_| match p.encode(&frame(32, 32), cells) {
-                Some(Drawing::Escape(e)) => e.data,
-                _ => panic!("placed directly"),
-            })
-            .collect();
-        let [a, b] = kitty::IDS;
-        assert!(seqs[0].contains(&format!("i={a},")) && !seqs[0].contains("a=d"));
-        assert!(seqs[1].contains(&format!("i={b},")) && seqs[1].ends_with(&kitty::delete(a)));
-        assert!(seqs[2].contains(&format!("i={a},")) && seqs[2].ends_with(&kitty::delete(b)));
-        assert_eq!(p.hide(), Some(kitty::delete(a)));
-        assert_eq!(p.hide(), None, "once");
-        assert!(p.goodbye().is_some());
+        let [_, b] = kitty::IDS;
+        let Some(Drawing::Escape(e)) = p.encode(&frame(32, 32), cells, b) else { panic!("placed directly") };
+        assert!(e.data.contains(&format!("i={b},")) && !e.data.contains("a=d"), "deleting is the view's, after the draw");
+        assert_eq!((e.kitty_id, e.cells), (Some(b), (4, 2)));
         // With placeholders, ratatui-image draws it in cells.
-        let mut p = Picture::with(Kind::Kitty { placeholders: true }, (8, 16));
-        assert!(matches!(p.encode(&frame(32, 32), cells), Some(Drawing::Cells(Protocol::Kitty(_)))));
-        assert!(p.encode(&frame(32, 32), cells).unwrap().is_graphic());
+        let p = Picture::with(Kind::Kitty { placeholders: true }, (8, 16));
+        assert!(matches!(p.encode(&frame(32, 32), cells, b), Some(Drawing::Cells(Protocol::Kitty(_)))));
+        assert!(p.encode(&frame(32, 32), cells, b).unwrap().is_graphic() && !p.placed());
+    }
+
+    #[test]
+    fn no_answer_makes_a_picture_larger_than_4_megapixels_nor_kitty_larger_than_the_video() {
+        // A terminal claiming huge cells and a huge sixel limit.
+        let p = Picture::with(Kind::Sixel { max: (u32::MAX, u32::MAX), colours: 256 }, (256, 512));
+        let ((w, h), _) = p.fit(Rect::new(0, 0, 200, 60), (1280, 720), 1.0);
+        assert!((w as u64 * h as u64) <= 4_194_304, "{w}×{h}");
+        let p = Picture::with(Kind::Kitty { placeholders: false }, (32, 64));
+        assert_eq!(p.fit(Rect::new(0, 0, 200, 60), (640, 360), 1.0).0, (640, 360));
     }
 }

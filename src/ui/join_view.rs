@@ -158,14 +158,14 @@ mod tests {
 
     /// A red-over-blue test picture, encoded as the view would.
     fn picture(video: Rect) -> picture_pane::Encoded {
-        let mut p = Picture::new(Graphics::Halfblocks);
+        let p = Picture::new(Graphics::Halfblocks);
         let ((w, h), cells) = p.fit(video, (16, 9), 1.0);
         let mut rgb = vec![0u8; (w * h * 3) as usize];
         for (i, px) in rgb.chunks_mut(3).enumerate() {
             px.copy_from_slice(if (i as u32 / w) < h / 2 { &[255, 0, 0] } else { &[0, 0, 255] });
         }
         let frame = crate::media::decode::VideoFrame { pts_us: 0, width: w, height: h, rgb };
-        (p.encode(&frame, cells).unwrap(), cells)
+        (p.encode(&frame, cells, 0).unwrap(), cells)
     }
 
     fn render(s: &Status, v: &ViewState, w: u16, h: u16, with_picture: bool) -> Terminal<TestBackend> {

@@ -5,8 +5,8 @@
 //! while the pace holds are dropped; the clock is not the view's and never waits.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -18,15 +18,17 @@ use ratatui_image::Image;
 
 use super::palette;
 use crate::media::decode::VideoFrame;
+use crate::player::graphics::kitty::{self, OnScreen};
 use crate::player::graphics::pace::Pace;
-use crate::player::picture::{Drawing, Picture};
+use crate::player::picture::{Drawing, Kind, Picture};
 use crate::player::screen::Screen;
 
 /// The drawing and the cells it covers.
 pub type Encoded = (Drawing, Rect);
 
-/// A frame to encode: its number, the frame, the pixel size it should have, the cells.
-type Job = (u64, Arc<VideoFrame>, (u32, u32), Rect);
+/// A frame to encode: its number, the frame, the pixel size it should have, the cells, the
+/// kitty image id it takes.
+type Job = (u64, Arc<VideoFrame>, (u32, u32), Rect, u32);
 
 /// The encoding thread.
 struct Painter {
@@ -36,21 +38,26 @@ struct Painter {
 }
 
 impl Painter {
-    fn start(picture: Arc<Mutex<Picture>>) -> Painter {
+    fn start(picture: Picture) -> Painter {
         // One job at a time: the pane sends the next only once the last came back.
         let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(1);
         let (tx, done) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("picture".into())
             .spawn(move || {
-                while let Ok((n, frame, px, cells)) = rx.recv() {
-                    let frame = sized(frame, px);
-                    let drawing = picture.lock().unwrap_or_else(|e| e.into_inner()).encode(&frame, cells);
+                while let Ok((n, frame, px, cells, id)) = rx.recv() {
+                    // A panic in an encoder is a frame not drawn, not a view gone (the panic
+                    // hook would give the terminal back under the running view).
+                    let drawing = std::panic::catch_unwind(|| picture.encode(&sized(frame, px), cells, id)).unwrap_or_else(|_| {
+                        tracing::warn!("encoding a frame failed");
+                        None
+                    });
                     if tx.send((n, drawing, cells)).is_err() {
                         return;
                     }
                 }
             })
+            .map_err(|e| tracing::warn!("no picture thread: {e}"))
             .ok();
         Painter { jobs: Some(jobs), done, thread }
     }
@@ -80,9 +87,7 @@ fn sized(frame: Arc<VideoFrame>, px: (u32, u32)) -> Arc<VideoFrame> {
 
 /// Follows a [`Screen`]'s frames for one pane.
 pub struct PicturePane {
-    /// The fitting (the encoder's copy is the painter's).
-    layout: Picture,
-    picture: Arc<Mutex<Picture>>,
+    picture: Picture,
     painter: Painter,
     pace: Pace,
     encoded: Option<Encoded>,
@@ -93,8 +98,8 @@ pub struct PicturePane {
     fresh: bool,
     fitted: Option<((u32, u32), Rect)>,
     scale: f64,
-    /// A graphic picture is on the screen (taken off when the view leaves it out).
-    on_screen: bool,
+    /// The kitty image placed on the screen (deleted when another is, or none is drawn).
+    on_screen: OnScreen,
     /// The terminal's byte count after the last draw.
     written: u64,
 }
@@ -102,11 +107,8 @@ pub struct PicturePane {
 impl PicturePane {
     /// A pane drawing with `picture`, paced by `pace`.
     pub fn new(picture: Picture, pace: Pace) -> PicturePane {
-        let layout = picture.clone();
-        let picture = Arc::new(Mutex::new(picture));
-        let painter = Painter::start(picture.clone());
+        let painter = Painter::start(picture);
         PicturePane {
-            layout,
             picture,
             painter,
             pace,
@@ -116,7 +118,7 @@ impl PicturePane {
             fresh: false,
             fitted: None,
             scale: 1.0,
-            on_screen: false,
+            on_screen: OnScreen::default(),
             written: 0,
         }
     }
@@ -125,6 +127,8 @@ impl PicturePane {
     pub fn reset(&mut self) {
         self.fitted = None;
         self.shown = 0;
+        // Drawn at the old size, it would land on the new layout.
+        self.encoded = None;
     }
 
     /// Fits the picture to `pane`, telling the decoder the size to scale to; true when the
@@ -135,7 +139,7 @@ impl PicturePane {
             return false;
         }
         self.scale = self.pace.scale();
-        let fit = self.layout.fit(pane, video, self.scale);
+        let fit = self.picture.fit(pane, video, self.scale);
         if self.fitted == Some(fit) {
             return false;
         }
@@ -167,18 +171,13 @@ impl PicturePane {
             let (n, frame) = screen.frame();
             if let Some(frame) = frame.filter(|f| f.width > 0)
                 && let Some(jobs) = &self.painter.jobs
-                && jobs.try_send((n, frame, px, cells)).is_ok()
+                && jobs.try_send((n, frame, px, cells, self.on_screen.next_id())).is_ok()
             {
                 self.busy = true;
                 self.shown = n;
             }
         }
         self.fresh
-    }
-
-    /// When the pace lets the next picture go, if it holds it now.
-    pub fn next_at(&self, now: Instant) -> Option<Instant> {
-        self.pace.next_at(now)
     }
 
     /// The encoded picture, once a frame came.
@@ -196,22 +195,23 @@ impl PicturePane {
             true => self.pace.sent(now, bytes),
             false => self.pace.spent(now, bytes),
         }
-        let graphic = self.encoded.as_ref().is_some_and(|(d, _)| d.is_graphic());
-        if shown && graphic {
-            self.on_screen = true;
-        } else if self.on_screen {
-            self.on_screen = false;
-            if let Some(seq) = self.picture.lock().unwrap_or_else(|e| e.into_inner()).hide() {
-                out.write_all(seq.as_bytes())?;
-                out.flush()?;
-            }
+        if !self.picture.placed() {
+            return Ok(());
+        }
+        let placed = match &self.encoded {
+            Some((Drawing::Escape(e), _)) if shown => e.kitty_id,
+            _ => None,
+        };
+        if let Some(seq) = self.on_screen.drawn(placed) {
+            out.write_all(seq.as_bytes())?;
+            out.flush()?;
         }
         Ok(())
     }
 
     /// What leaves the terminal without our pictures (at exit).
     pub fn goodbye(&self) -> Option<String> {
-        self.layout.goodbye()
+        matches!(self.picture.kind(), Kind::Kitty { .. }).then(kitty::delete_all)
     }
 }
 
@@ -222,8 +222,9 @@ pub fn render(f: &mut Frame, pane: Rect, encoded: Option<&Encoded>, waiting: &st
     match encoded {
         Some((d, _)) if overlay && d.is_graphic() => false,
         Some((Drawing::Escape(e), cells)) => {
-            f.render_widget(e, cells.intersection(pane));
-            true
+            let area = cells.intersection(pane);
+            f.render_widget(e, area);
+            e.fits(area)
         }
         Some((Drawing::Cells(p), cells)) => {
             let cells = cells.intersection(pane);

@@ -106,16 +106,6 @@ fn difference(shot: &Shot, region: (usize, usize, usize, usize), frame: &[u8], f
     (diffs.iter().sum::<f64>() / diffs.len() as f64, diffs.iter().cloned().fold(0.0, f64::max))
 }
 
-/// The terminal with the participant: gone when dropped.
-struct Viewer(std::process::Child);
-
-impl Drop for Viewer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs the room and a participant in `term` at `size`; returns what it drew with once its
 /// picture matched the clip's frame (panics when it never does).
 fn picture_shows(tag: &str, term: Term, size: (u16, u16)) -> Option<String> {
@@ -128,7 +118,7 @@ fn picture_shows(tag: &str, term: Term, size: (u16, u16)) -> Option<String> {
     host.send(&format!("seek {AT}"));
     let (wid, log) = (dir.path().join("wid"), dir.path().join("join.log"));
     let cmd = format!("echo $WINDOWID > {}; exec {} join '{link}' --no-sound --log {}", wid.display(), bin(), log.display());
-    let viewer = Viewer(
+    let viewer = xlab::Stopping(
         term.command(size, &display, dir.path(), &cmd)
             .env("XDG_CONFIG_HOME", dir.path().join("xdg-config-viewer"))
             .env("RUST_LOG", "warn,syncy=info")
@@ -170,7 +160,7 @@ fn picture_shows(tag: &str, term: Term, size: (u16, u16)) -> Option<String> {
     }
     drop(viewer);
     panic!(
-        "the picture never matched the clip in {tag}: {last}; log:\n{}\n(screenshot: {})",
+        "the picture never matched the clip in {tag}: {last}; log:\n{}\n(the last screenshot: {}, kept with SYNCY_KEEP_TEST_DIR=1)",
         std::fs::read_to_string(&log).unwrap_or_default(),
         dir.path().join("last.ppm").display()
     );

@@ -6,7 +6,7 @@
 //! has taken everything before, so the frames counted are frames the terminal took. The
 //! figures: those frames a second, Syncy's CPU per frame, and the bytes per frame.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::RenderArg;
 use crate::media::sample::{SampleSpec, write_sample};
-use crate::player::picture::{Graphics, Picture};
+use crate::player::graphics::kitty::OnScreen;
+use crate::player::graphics::probe;
+use crate::player::picture::{Drawing, Graphics, Picture};
 use crate::ui::{join_view, picture_pane, term};
 use crate::xlab::{self, Display, Term};
 
@@ -98,11 +100,11 @@ fn case(display: &Display, dir: &Path, clip: &Path, term: Term, size: (u16, u16)
         clip.display(),
         dir.join("inner.stderr").display()
     );
-    let mut child = term.command(size, display, dir, &script).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn()?;
+    let child = term.command(size, display, dir, &script).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn()?;
+    let mut child = crate::xlab::Stopping(child);
     let deadline = Instant::now() + Duration::from_secs(300);
-    while child.try_wait()?.is_none() {
+    while child.0.try_wait()?.is_none() {
         if Instant::now() > deadline {
-            let _ = child.kill();
             bail!("{term:?} {size:?} {render_name}: no end after 5 minutes");
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -120,7 +122,7 @@ pub fn in_terminal(out: &Path, clip: &Path, render: RenderArg) -> Result<()> {
         RenderArg::Halfblocks => Graphics::Halfblocks,
         _ => Graphics::Auto,
     };
-    let mut picture = Picture::new(graphics);
+    let picture = Picture::new(graphics);
     let (cols, rows) = crossterm::terminal::size()?;
     let area = join_view::video_area(Rect::new(0, 0, cols, rows));
     let (px, cells) = picture.fit(area, (1280, 720), 1.0);
@@ -135,12 +137,18 @@ pub fn in_terminal(out: &Path, clip: &Path, render: RenderArg) -> Result<()> {
         bail!("no frames decoded");
     }
     let (mut terminal, count, guard) = term::enter()?;
+    let mut on_screen = OnScreen::default();
     let mut draw = |i: usize| -> Result<()> {
-        let drawing = picture.encode(&frames[i % frames.len()], cells).ok_or_else(|| eyre!("encode failed"))?;
+        let drawing = picture.encode(&frames[i % frames.len()], cells, on_screen.next_id()).ok_or_else(|| eyre!("encode failed"))?;
+        let placed = if let Drawing::Escape(e) = &drawing { e.kitty_id } else { None };
         terminal.draw(|f| {
             picture_pane::render(f, area, Some(&(drawing, cells)), "", false, false);
         })?;
         let out = terminal.backend_mut();
+        // As the view: the kitty image drawn before goes once the new one is placed.
+        if let Some(seq) = on_screen.drawn(placed) {
+            out.write_all(seq.as_bytes())?;
+        }
         out.write_all(b"\x1b[c")?;
         out.flush()?;
         wait_da1(Duration::from_secs(10))
@@ -169,17 +177,18 @@ pub fn in_terminal(out: &Path, clip: &Path, render: RenderArg) -> Result<()> {
 fn wait_da1(timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut seen = Vec::new();
-    let mut stdin = std::io::stdin().lock();
-    let mut byte = [0u8; 1];
+    let fd = std::io::stdin().as_raw_fd();
+    let mut buf = [0u8; 256];
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        if !crate::player::graphics::probe::readable(stdin.as_raw_fd(), left)? {
+        // Straight from the fd: a buffered reader would keep the answer where poll cannot see it.
+        if !probe::readable(fd, left)? {
             continue;
         }
-        if stdin.read(&mut byte)? == 0 {
-            bail!("the terminal closed");
+        match probe::read(fd, &mut buf)? {
+            0 => bail!("the terminal closed"),
+            n => seen.extend_from_slice(&buf[..n]),
         }
-        seen.push(byte[0]);
-        if byte[0] == b'c' && seen.windows(3).any(|w| w == b"\x1b[?") {
+        if crate::player::graphics::caps::parse(&seen).complete() {
             return Ok(());
         }
     }

@@ -5,25 +5,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{Result, bail, eyre};
 
-use crate::xlab::{Display, Term};
+use crate::xlab::{Display, Stopping, Term};
 
 /// Seconds of play measured (after the first few, when both have joined).
 pub const SECONDS: u64 = 15;
-
-/// A child process, stopped when dropped.
-struct Stopping(Child);
-
-impl Drop for Stopping {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Median and worst absolute drift (ms) of the viewer in the terminal and of the headless one.
 pub struct Drift {
@@ -43,9 +33,20 @@ pub fn measure(display: &Display, dir: &Path, clip: &Path) -> Result<Drift> {
             .stderr(Stdio::null())
             .spawn()?,
     );
-    let mut lines = BufReader::new(host.0.stdout.take().ok_or_else(|| eyre!("no host stdout"))?).lines();
+    // The host's events on a thread of their own, so every wait here has its deadline.
+    let (tx, lines) = std::sync::mpsc::sync_channel(256);
+    let out = host.0.stdout.take().ok_or_else(|| eyre!("no host stdout"))?;
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(SECONDS + 60);
+    let next = || lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).map_err(|_| eyre!("the host ended or went quiet"));
     let link = loop {
-        let v: serde_json::Value = serde_json::from_str(&lines.next().ok_or_else(|| eyre!("the host ended"))??)?;
+        let v: serde_json::Value = serde_json::from_str(&next()?)?;
         if v["event"] == "room" {
             break v["link"].as_str().unwrap_or_default().to_string();
         }
@@ -63,11 +64,9 @@ pub fn measure(display: &Display, dir: &Path, clip: &Path) -> Result<Drift> {
             .spawn()?,
     );
     let (mut viewer, mut headless) = (Vec::new(), Vec::new());
-    let deadline = Instant::now() + Duration::from_secs(SECONDS + 60);
     let mut started: Option<Instant> = None;
-    while Instant::now() < deadline && started.is_none_or(|t| t.elapsed() < Duration::from_secs(SECONDS)) {
-        let Some(line) = lines.next() else { bail!("the host ended") };
-        let v: serde_json::Value = serde_json::from_str(&line?)?;
+    while started.is_none_or(|t| t.elapsed() < Duration::from_secs(SECONDS)) {
+        let v: serde_json::Value = serde_json::from_str(&next()?)?;
         if v["event"] != "stats" || v["playing"] != true {
             continue;
         }

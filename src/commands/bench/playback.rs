@@ -246,12 +246,12 @@ struct RenderFigures {
 /// the end-to-end rate), then encodes and draws every frame as half-blocks on this thread alone,
 /// so the draw cost is measured with the decoder idle.
 fn render_cost(clip: &Path, cols: u16, rows: u16) -> Result<RenderFigures> {
-    let mut picture = Picture::new(Graphics::Halfblocks);
+    let picture = Picture::new(Graphics::Halfblocks);
     let area = ratatui::layout::Rect::new(0, 0, cols, rows);
     let mut buf = ratatui::buffer::Buffer::empty(area);
     let mut draw = |f: &VideoFrame| -> Result<()> {
         let (_, cells) = picture.fit(area, (1280, 720), 1.0);
-        let p = picture.encode(f, cells).ok_or_else(|| color_eyre::eyre::eyre!("encode failed"))?;
+        let p = picture.encode(f, cells, 0).ok_or_else(|| color_eyre::eyre::eyre!("encode failed"))?;
         use ratatui::widgets::Widget;
         if let crate::player::picture::Drawing::Cells(p) = &p {
             ratatui_image::Image::new(p).render(cells, &mut buf);

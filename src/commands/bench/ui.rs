@@ -105,7 +105,7 @@ struct Costs {
 
 fn costs(clip: &Path, w: u16, h: u16) -> Result<Costs> {
     let t = Instant::now();
-    let mut picture = Picture::new(Graphics::Halfblocks);
+    let picture = Picture::new(Graphics::Halfblocks);
     let view = ViewState::default();
 
     let mut m = room(t);
@@ -121,7 +121,7 @@ fn costs(clip: &Path, w: u16, h: u16) -> Result<Costs> {
     let (_, cells) = picture.fit(pane, (1280, 720), 1.0);
     let demo = per_frame(w, h, |i, term| {
         stats(&mut m, 60 + i as u64, t);
-        let p = picture.encode(&frames[i % frames.len()], cells).map(|p| (p, cells));
+        let p = picture.encode(&frames[i % frames.len()], cells, 0).map(|p| (p, cells));
         term.draw(|f| {
             host_view::draw_with_video(f, &m, &view, t, Some(p.as_ref()));
         })?;
@@ -141,7 +141,7 @@ fn costs(clip: &Path, w: u16, h: u16) -> Result<Costs> {
         s.now.position_ms = i as u64 * 100;
         s.sample_down(1_000_000 + i as u64 * 1000);
         s.now.read_fraction = i as f64 / FRAMES as f64;
-        let p = picture.encode(&frames[i % frames.len()], cells).map(|p| (p, cells));
+        let p = picture.encode(&frames[i % frames.len()], cells, 0).map(|p| (p, cells));
         term.draw(|f| {
             join_view::draw(f, &s, p.as_ref(), true, &view);
         })?;

@@ -128,7 +128,8 @@ impl Session {
         let playback = if opts.playback {
             let (reader, cancel) = core.space_reader(ORIGINAL);
             readers.insert(ORIGINAL, cancel);
-            let pictures = matches!(opts.render, super::Render::Screen(_));
+            // With mpv the view shows the status only: no pixels for anyone.
+            let pictures = matches!(opts.render, super::Render::Screen(_)) && opts.mpv.is_none();
             Playback::start(Box::new(reader), pictures, opts.sound && opts.mpv.is_none(), waker)
         } else {
             Playback::inert()

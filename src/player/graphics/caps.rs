@@ -85,7 +85,11 @@ pub fn parse(bytes: &[u8]) -> Replies {
 
 /// A CSI answer from `start` (just past `ESC [`); returns where the next one may start.
 fn csi(bytes: &[u8], start: usize, r: &mut Replies) -> usize {
-    let Some(len) = bytes[start..].iter().position(|b| (0x40..=0x7e).contains(b)) else { return bytes.len() };
+    let Some(len) = bytes[start..].iter().position(|b| (0x40..=0x7e).contains(b) || *b == 0x1b) else { return bytes.len() };
+    if bytes[start + len] == 0x1b {
+        // A torn answer: the next one starts here.
+        return start + len;
+    }
     let (body, last) = (&bytes[start..start + len], bytes[start + len]);
     let text = String::from_utf8_lossy(body);
     let private = text.strip_prefix('?');
@@ -116,7 +120,13 @@ fn csi(bytes: &[u8], start: usize, r: &mut Replies) -> usize {
 /// A string control (DCS or APC) from `start`, up to ST (`ESC \`) or BEL; `f` gets its body.
 fn string(bytes: &[u8], start: usize, f: impl FnOnce(&str)) -> usize {
     let rest = &bytes[start..];
-    let end = rest.windows(2).position(|w| w == b"\x1b\\").map(|p| (p, 2)).or_else(|| rest.iter().position(|&b| b == 7).map(|p| (p, 1)));
+    // Whichever terminator comes first: ST, or BEL.
+    let st = rest.windows(2).position(|w| w == b"\x1b\\").map(|p| (p, 2));
+    let bel = rest.iter().position(|&b| b == 7).map(|p| (p, 1));
+    let end = match (st, bel) {
+        (Some(s), Some(b)) => Some(if b.0 < s.0 { b } else { s }),
+        (s, b) => s.or(b),
+    };
     match end {
         Some((len, st)) => {
             f(&String::from_utf8_lossy(&rest[..len]));
@@ -184,6 +194,8 @@ pub enum Wanted {
 
 /// xterm's default largest sixel image, for a terminal that says sixel but not its limit.
 pub const SIXEL_MAX_DEFAULT: (u32, u32) = (1000, 1000);
+/// The largest sixel image believed, whatever a terminal says (each side).
+const SIXEL_MAX_BELIEVED: u32 = 4096;
 
 /// The protocol to draw with. `Best` takes only what the answers show works: kitty when the
 /// kitty query is answered (placeholders only when their own query is), sixel when DA1 says
@@ -206,7 +218,8 @@ pub fn choose(r: &Replies, place: Place, wanted: Wanted) -> Protocol {
 
 /// The largest sixel image: the terminal's maximum, or xterm's default when it gives none.
 fn sixel_max(r: &Replies) -> (u32, u32) {
-    r.sixel_max.filter(|&(w, h)| w > 0 && h > 0).unwrap_or(SIXEL_MAX_DEFAULT)
+    let max = r.sixel_max.filter(|&(w, h)| w > 0 && h > 0).unwrap_or(SIXEL_MAX_DEFAULT);
+    (max.0.min(SIXEL_MAX_BELIEVED), max.1.min(SIXEL_MAX_BELIEVED))
 }
 
 /// One cell's size in pixels: as the terminal says (`16t`), else its text area over its
@@ -221,7 +234,8 @@ pub fn cell_pixels(r: &Replies, cells: (u16, u16), window: Option<(u32, u32)>) -
     [r.cell, r.text_area.map(per_cell), sixel_area.map(per_cell), window.map(per_cell)]
         .into_iter()
         .flatten()
-        .find(|&(w, h)| (2..=256).contains(&w) && (2..=512).contains(&h))
+        // A cell is a few pixels to a few dozen (HiDPI): an answer past that is not believed.
+        .find(|&(w, h)| (2..=64).contains(&w) && (4..=128).contains(&h))
         .unwrap_or((8, 16))
 }
 
@@ -301,6 +315,13 @@ mod tests {
         // Keys typed during the query, a torn answer, junk: parsed around, never a panic.
         let r = parse(b"q\x1b[?2;0;10\x1bP>|x\x1b[99999999999999;1t\x1b_G\x07\x1b[?;c");
         assert!(r.complete());
+        // A torn answer does not swallow the next; the first terminator ends a string.
+        let r = parse(b"\x1b[?2;0;10\x1b[?63;4c\x1b_Gi=31;OK\x07\x1bP>|x\x1b\\");
+        assert!(r.sixel() && r.kitty && r.version.as_deref() == Some("x"));
+        // Sizes no terminal has are not believed.
+        let r = parse(b"\x1b[6;4000;3000t\x1b[?2;0;99999;99999S\x1b[?2;0;99999;99999S\x1b[?63;4c");
+        assert_eq!(cell_pixels(&r, (80, 24), None), (8, 16));
+        assert_eq!(choose(&r, Place::default(), Wanted::Best), Protocol::Sixel { max: (4096, 4096), colours: 256 });
         for cut in 0..KITTY_0_28.len() {
             let _ = parse(&KITTY_0_28[..cut]);
         }

@@ -6,22 +6,20 @@ use ratatui::buffer::{Buffer, CellDiffOption};
 use ratatui::layout::Rect;
 use ratatui::widgets::Widget;
 
-/// One frame's escape sequence and the cells it covers.
+/// One frame's escape sequence, the cells it covers, and the kitty image it places (if it
+/// places one: the view deletes it once another is drawn).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Escape {
     pub data: String,
     pub cells: (u16, u16),
+    pub kitty_id: Option<u32>,
 }
 
 impl Escape {
-    /// Its length: what it costs to send.
-    pub fn len(&self) -> usize {
-        self.data.len()
-    }
-
-    /// Whether it sends nothing.
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+    /// Whether it is drawn in `area` (a picture that does not fit is left out).
+    pub fn fits(&self, area: ratatui::layout::Rect) -> bool {
+        let (cols, rows) = self.cells;
+        cols > 0 && rows > 0 && cols <= area.width && rows <= area.height
     }
 }
 
@@ -29,7 +27,7 @@ impl Widget for &Escape {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let (cols, rows) = self.cells;
         // A picture that does not fit is left out rather than drawn over what is beside it.
-        if cols > area.width || rows > area.height || cols == 0 || rows == 0 {
+        if !self.fits(area) {
             return;
         }
         let one = CellDiffOption::ForcedWidth(std::num::NonZeroU16::new(1).expect("one"));
@@ -52,7 +50,7 @@ mod tests {
 
     #[test]
     fn the_sequence_is_in_the_first_cell_and_the_rest_is_left_alone() {
-        let e = Escape { data: "\x1bPq-\x1b\\".into(), cells: (3, 2) };
+        let e = Escape { data: "\x1bPq-\x1b\\".into(), cells: (3, 2), kitty_id: None };
         let mut buf = Buffer::empty(Rect::new(0, 0, 6, 3));
         (&e).render(Rect::new(1, 1, 4, 2), &mut buf);
         assert_eq!(buf[(1, 1)].symbol(), e.data);

@@ -22,12 +22,14 @@ pub fn encode(rgb: &[u8], (w, h): (u32, u32), cells: (u16, u16), colours: u16) -
     Some(out)
 }
 
-/// Erases `cells` from the cursor down (ECH and a line down, each row), cursor back.
+/// Erases `cells` from the cursor down (ECH and a line down, each row), the cursor saved
+/// and put back (a line down stops at the last row: counting back up would overshoot).
 pub(super) fn clear(out: &mut String, (cols, rows): (u16, u16)) {
+    out.push_str("\x1b7");
     for _ in 0..rows {
         let _ = write!(out, "\x1b[{cols}X\x1b[1B");
     }
-    let _ = write!(out, "\x1b[{rows}A");
+    out.push_str("\x1b8");
 }
 
 #[cfg(test)]
@@ -40,7 +42,7 @@ mod tests {
         let (w, h) = (8u32, 12u32);
         let rgb: Vec<u8> = (0..w * h).flat_map(|i| if i % w < 4 { [255, 0, 0] } else { [0, 0, 255] }).collect();
         let seq = encode(&rgb, (w, h), (1, 1), 16).unwrap();
-        assert!(seq.starts_with("\x1b[1X\x1b[1B\x1b[1A"), "the cell cleared first: {seq:?}");
+        assert!(seq.starts_with("\x1b7\x1b[1X\x1b[1B\x1b8"), "the cell cleared first: {seq:?}");
         let dcs = &seq[seq.find("\x1bP").unwrap()..];
         let img = icy_sixel::SixelImage::decode(dcs.as_bytes()).unwrap();
         let (pixels, dw, dh) = (img.pixels, img.width, img.height);

@@ -102,6 +102,8 @@ pub struct PicturePane {
     on_screen: OnScreen,
     /// The terminal's byte count after the last draw.
     written: u64,
+    /// What went to the terminal since `since` (said in the log once a second): bytes, pictures.
+    tally: (Instant, u64, u32),
 }
 
 impl PicturePane {
@@ -120,6 +122,7 @@ impl PicturePane {
             scale: 1.0,
             on_screen: OnScreen::default(),
             written: 0,
+            tally: (Instant::now(), 0, 0),
         }
     }
 
@@ -191,10 +194,12 @@ impl PicturePane {
     pub fn drawn(&mut self, now: Instant, count: u64, shown: bool, out: &mut impl Write) -> std::io::Result<()> {
         let bytes = count.saturating_sub(self.written);
         self.written = count;
-        match std::mem::take(&mut self.fresh) && shown {
+        let picture = std::mem::take(&mut self.fresh) && shown;
+        match picture {
             true => self.pace.sent(now, bytes),
             false => self.pace.spent(now, bytes),
         }
+        self.tally(now, bytes, picture);
         if !self.picture.placed() {
             return Ok(());
         }
@@ -207,6 +212,19 @@ impl PicturePane {
             out.flush()?;
         }
         Ok(())
+    }
+
+    /// Says in the log, once a second, what went to the terminal (the byte bound is checked
+    /// against it).
+    fn tally(&mut self, now: Instant, bytes: u64, picture: bool) {
+        let (since, total, pictures) = &mut self.tally;
+        *total += bytes;
+        *pictures += u32::from(picture);
+        let secs = now.duration_since(*since).as_secs_f64();
+        if secs >= 1.0 {
+            tracing::info!("to the terminal: {total} B in {secs:.3} s, {pictures} pictures at scale {}", self.pace.scale());
+            self.tally = (now, 0, 0);
+        }
     }
 
     /// What leaves the terminal without our pictures (at exit).

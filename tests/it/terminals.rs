@@ -106,6 +106,22 @@ fn difference(shot: &Shot, region: (usize, usize, usize, usize), frame: &[u8], f
     (diffs.iter().sum::<f64>() / diffs.len() as f64, diffs.iter().cloned().fold(0.0, f64::max))
 }
 
+/// `syncy join LINK` in `term` at `size` as a user would start it (`env`: a shell prefix),
+/// its window id in `DIR/wid`, its log in `DIR/join.log`.
+fn viewer(term: Term, size: (u16, u16), display: &Display, dir: &Path, link: &str, env: &str) -> xlab::Stopping {
+    let (wid, log) = (dir.join("wid"), dir.join("join.log"));
+    let cmd = format!("echo $WINDOWID > {}; {env} exec {} join '{link}' --no-sound --log {}", wid.display(), bin(), log.display());
+    xlab::Stopping(
+        term.command(size, display, dir, &cmd)
+            .env("XDG_CONFIG_HOME", dir.join("xdg-config-viewer"))
+            .env("RUST_LOG", "warn,syncy=info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("terminal.stderr")).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// Runs the room and a participant in `term` at `size`; returns what it drew with once its
 /// picture matched the clip's frame (panics when it never does).
 fn picture_shows(tag: &str, term: Term, size: (u16, u16)) -> Option<String> {
@@ -117,16 +133,7 @@ fn picture_shows(tag: &str, term: Term, size: (u16, u16)) -> Option<String> {
     // The room starts paused; here, at a known frame.
     host.send(&format!("seek {AT}"));
     let (wid, log) = (dir.path().join("wid"), dir.path().join("join.log"));
-    let cmd = format!("echo $WINDOWID > {}; exec {} join '{link}' --no-sound --log {}", wid.display(), bin(), log.display());
-    let viewer = xlab::Stopping(
-        term.command(size, &display, dir.path(), &cmd)
-            .env("XDG_CONFIG_HOME", dir.path().join("xdg-config-viewer"))
-            .env("RUST_LOG", "warn,syncy=info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("terminal.stderr")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let viewer = viewer(term, size, &display, dir.path(), &link, "");
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut last = String::from("nothing yet");
     let mut expected: Option<(Placed, Vec<Vec<u8>>)> = None;
@@ -192,4 +199,46 @@ fn an_xterm_without_sixel_gets_half_blocks_that_show() {
     if let Some(kind) = picture_shows("xterm-80x24", Term::Xterm, (80, 24)) {
         assert_eq!(kind, "Halfblocks");
     }
+}
+
+/// The view's own tally of what it sent the terminal: (bytes, seconds, pictures, scale) a line.
+fn tallies(log: &str) -> Vec<(f64, f64, f64, f64)> {
+    let num = |t: &str| t.trim_end_matches(',').parse::<f64>().ok();
+    log.lines()
+        .filter_map(|l| l.split("to the terminal: ").nth(1))
+        .filter_map(|t| {
+            let w: Vec<&str> = t.split_whitespace().collect();
+            Some((num(w.first()?)?, num(w.get(3)?)?, num(w.get(5)?)?, num(w.get(9)?)?))
+        })
+        .collect()
+}
+
+#[test]
+fn over_ssh_kitty_pictures_stay_under_the_default_byte_bound_smaller_not_stopped() {
+    let Some(display) = ready(Term::Kitty) else { return };
+    let file = clip_sized("terminals.mp4", 10, "2Mb/s", "640x360");
+    let dir = super::nets::test_dir();
+    let mut host = Proc::host(&file, dir.path(), &["--autoplay"]);
+    let link = link_of(&mut host);
+    // As under sshd (the address is never used): the default bound, 2 MiB/s, holds. Full
+    // size, kitty's frames here are 544×306 px of base64 RGB, 667 KB: 3 a second would fit.
+    let _viewer = viewer(Term::Kitty, (80, 24), &display, dir.path(), &link, "SSH_CONNECTION='192.0.2.1 50000 192.0.2.2 22'");
+    let log = dir.path().join("join.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let seconds = loop {
+        let t = tallies(&std::fs::read_to_string(&log).unwrap_or_default());
+        // The first seconds settle the scale; then five are measured.
+        if t.len() >= 8 {
+            break t[3..8].to_vec();
+        }
+        assert!(Instant::now() < deadline, "no five seconds of pictures; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let (bytes, secs, pictures) = seconds.iter().fold((0.0, 0.0, 0.0), |a, s| (a.0 + s.0, a.1 + s.1, a.2 + s.2));
+    let bound = 2.0 * 1024.0 * 1024.0;
+    // Within the bound (plus a quarter second's credit and one picture's overdraft).
+    assert!(bytes <= bound * secs + bound / 4.0 + 700_000.0, "{bytes} B in {secs} s: {seconds:?}");
+    assert!(pictures / secs >= 5.0, "pictures still go, smaller: {seconds:?}");
+    assert!(seconds.iter().all(|s| s.3 < 1.0), "drawn smaller: {seconds:?}");
+    assert_eq!(host.quit(), 0);
 }

@@ -545,7 +545,8 @@ pub enum BenchSuite {
     /// host upload, and CPU per simulated minute (not part of `all`).
     Sim,
     /// Pictures in real terminals: frames a second xterm (sixel, half-blocks) and kitty take
-    /// at 80×24 and 150×48, and CPU per frame, under an Xvfb of its own (needs Xvfb, xterm,
+    /// at 80×24 and 150×48, and CPU per frame, under an Xvfb of its own; then a room where a
+    /// sixel viewer and a headless participant play, and each one's drift (needs Xvfb, xterm,
     /// kitty, taskset; not part of `all`).
     Picture,
     /// All of them but the soak, the networks, the simulation and the pictures.

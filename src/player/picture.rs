@@ -149,11 +149,6 @@ impl Picture {
     pub fn placed(&self) -> bool {
         self.kind == Kind::Kitty { placeholders: false }
     }
-
-    /// What leaves the terminal without our images (at exit).
-    pub fn goodbye(&self) -> Option<String> {
-        matches!(self.kind, Kind::Kitty { .. }).then(kitty::delete_all)
-    }
 }
 
 fn image(frame: &VideoFrame) -> Option<DynamicImage> {

@@ -43,7 +43,7 @@ impl Painter {
         let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(1);
         let (tx, done) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
-            .name("picture".into())
+            .name(super::term::PICTURE_THREAD.into())
             .spawn(move || {
                 while let Ok((n, frame, px, cells, id)) = rx.recv() {
                     // A panic in an encoder is a frame not drawn, not a view gone (the panic
@@ -147,6 +147,9 @@ impl PicturePane {
             return false;
         }
         screen.set_target(fit.0);
+        // The old drawing belongs to the old place (the next frame, or the current one scaled,
+        // follows at once).
+        self.encoded = None;
         // Where the picture is, for whoever checks the screen (the terminal tests do).
         tracing::info!("picture at cells {},{} {}×{}, frames of {}×{} px", fit.1.x, fit.1.y, fit.1.width, fit.1.height, fit.0.0, fit.0.1);
         self.fitted = Some(fit);
@@ -170,7 +173,9 @@ impl PicturePane {
             Err(TryRecvError::Disconnected) => self.busy = false,
         }
         let Some((px, cells)) = self.fitted else { return self.fresh };
-        if !self.busy && screen.frame_number() != self.shown && self.pace.ready(now) {
+        // Not while a drawing waits to be drawn: its bytes pay the pace first, and the next
+        // frame's kitty id must be the one neither showing nor about to.
+        if !self.busy && !self.fresh && screen.frame_number() != self.shown && self.pace.ready(now) {
             let (n, frame) = screen.frame();
             if let Some(frame) = frame.filter(|f| f.width > 0)
                 && let Some(jobs) = &self.painter.jobs

@@ -41,6 +41,9 @@ fn restore_stderr() {
     }
 }
 
+/// The name of the thread that encodes pictures, whose panics are caught.
+pub const PICTURE_THREAD: &str = "picture";
+
 /// The terminal is taken over (restore has work to do).
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
@@ -90,7 +93,10 @@ impl<W: Write> Write for Counted<W> {
 pub fn enter() -> io::Result<(Term, Arc<AtomicU64>, TerminalGuard)> {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        restore();
+        // The picture thread catches its panics (a frame not drawn): the view goes on.
+        if std::thread::current().name() != Some(PICTURE_THREAD) {
+            restore();
+        }
         previous(info);
     }));
     enable_raw_mode()?;

@@ -216,7 +216,8 @@ fn tallies(log: &str) -> Vec<(f64, f64, f64, f64)> {
 #[test]
 fn over_ssh_kitty_pictures_stay_under_the_default_byte_bound_smaller_not_stopped() {
     let Some(display) = ready(Term::Kitty) else { return };
-    let file = clip_sized("terminals.mp4", 10, "2Mb/s", "640x360");
+    // Long enough to play on however slowly kitty starts here.
+    let file = clip_sized("terminals-long.mp4", 40, "2Mb/s", "640x360");
     let dir = super::nets::test_dir();
     let mut host = Proc::host(&file, dir.path(), &["--autoplay"]);
     let link = link_of(&mut host);
@@ -227,9 +228,10 @@ fn over_ssh_kitty_pictures_stay_under_the_default_byte_bound_smaller_not_stopped
     let deadline = Instant::now() + Duration::from_secs(60);
     let seconds = loop {
         let t = tallies(&std::fs::read_to_string(&log).unwrap_or_default());
-        // The first seconds settle the scale; then five are measured.
-        if t.len() >= 8 {
-            break t[3..8].to_vec();
+        // From the first second with pictures, two settle the scale; then five are measured.
+        let first = t.iter().position(|s| s.2 > 0.0).unwrap_or(t.len());
+        if t.len() >= first + 7 {
+            break t[first + 2..first + 7].to_vec();
         }
         assert!(Instant::now() < deadline, "no five seconds of pictures; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(250));

@@ -82,7 +82,8 @@ pub struct Slot {
     store: StoreConfig,
     up: Pipe,
     down: Pipe,
-    spec: LinkSpec,
+    /// Its link towards it (from the host) and from it (home lines are far slower up).
+    spec: (LinkSpec, LinkSpec),
     /// Which of its links this is (each drop makes a new one; what was in flight on the old
     /// one is lost with it).
     link: u32,
@@ -153,10 +154,16 @@ impl World {
 
     /// The same, with a clock that runs `ppm` parts per million fast (or slow, below 0).
     pub fn join_with_clock(&mut self, name: &str, link: LinkSpec, store: StoreConfig, ppm: f64) -> usize {
+        self.join_linked(name, (link, link), store, ppm)
+    }
+
+    /// `name` joins now over `(down, up)`: its link from the host and its link to it.
+    pub fn join_linked(&mut self, name: &str, (down, up): (LinkSpec, LinkSpec), store: StoreConfig, ppm: f64) -> usize {
         let slot = self.slots.len();
-        let (up, down) = (Pipe::new(link, self.now), Pipe::new(link, self.now));
-        self.slots.push(Slot { viewer: None, name: name.into(), peer: None, store, up, down, spec: link, link: 0, ppm, controls: (0, 0.0) });
-        self.schedule(self.now + link.latency, Due::Join { slot });
+        let spec = (down, up);
+        let (up, down) = (Pipe::new(up, self.now), Pipe::new(down, self.now));
+        self.slots.push(Slot { viewer: None, name: name.into(), peer: None, store, up, down, spec, link: 0, ppm, controls: (0, 0.0) });
+        self.schedule(self.now + spec.1.latency, Due::Join { slot });
         slot
     }
 
@@ -166,7 +173,7 @@ impl World {
         let now = self.now;
         let s = &mut self.slots[slot];
         s.link += 1;
-        (s.up, s.down) = (Pipe::new(s.spec, now), Pipe::new(s.spec, now));
+        (s.up, s.down) = (Pipe::new(s.spec.1, now), Pipe::new(s.spec.0, now));
         if let Some(v) = s.viewer.as_mut() {
             v.link_lost(now);
         }
@@ -174,7 +181,7 @@ impl World {
             self.on_host(|h| h.handle_gone(now, peer, "the link dropped"));
             self.host_outputs();
         }
-        let at = now + after + self.slots[slot].spec.latency;
+        let at = now + after + self.slots[slot].spec.1.latency;
         self.schedule(at, Due::Join { slot });
     }
 
@@ -330,7 +337,8 @@ impl World {
                 }
                 HostOutput::Control { peer, msg } => {
                     let Some(slot) = self.slot_of(peer) else { continue };
-                    let (_, at) = self.host_send(slot, 64, true);
+                    // Control messages cost what they weigh (a roster of 64 is kilobytes).
+                    let (_, at) = self.host_send(slot, crate::protocol::stream::encode(&msg).len(), true);
                     let link = self.slots[slot].link;
                     self.schedule(at, Due::ToViewer { slot, link, msg });
                 }
@@ -340,7 +348,7 @@ impl World {
                     if let Some(s) = self.slots.get_mut(slot) {
                         s.peer = Some(peer);
                         // Offer, answer, ICE and DTLS: about two round trips.
-                        let setup = s.spec.latency * 4;
+                        let setup = (s.spec.0.latency + s.spec.1.latency) * 2;
                         self.schedule(self.now + setup, Due::Connected { slot });
                     }
                 }
@@ -363,7 +371,7 @@ impl World {
             if s.peer.is_none() {
                 continue; // no link: lost
             }
-            let (_, at) = s.up.send(now, 64, true, &mut self.rng);
+            let (_, at) = s.up.send(now, crate::protocol::stream::encode(&msg).len(), true, &mut self.rng);
             s.controls.0 += 1;
             s.controls.1 += crate::host::control_cost(&msg);
             let link = s.link;

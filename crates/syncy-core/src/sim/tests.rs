@@ -258,3 +258,25 @@ fn a_participant_fetching_as_fast_as_the_fastest_link_stays_inside_half_its_cont
     assert!(cost < crate::host::CONTROL_RATE / 2.0, "{cost} of the budget's {} a second", crate::host::CONTROL_RATE);
     assert!(!w.events.iter().any(|(_, e)| matches!(e, Event::PeerLeft { .. })), "nobody was let go");
 }
+
+#[test]
+fn a_participants_uplink_and_downlink_are_capped_apart() {
+    // Two on the same fast downlink; bob's uplink is a trickle (a home line's upload under
+    // load). His chunks come as fast as ann's; his reports, which cost what they weigh, wait.
+    let mut w = room(true, false, 0, None);
+    let fast = LinkSpec::rtt(20, 0.0).capped(1_000_000);
+    w.join("ann", fast, store());
+    w.join_linked("bob", (fast, LinkSpec::rtt(20, 0.0).capped(40)), store(), 0.0);
+    w.run_for(Duration::from_secs(10));
+    let got: Vec<u64> = w.viewers().map(|v| v.stats.received).collect();
+    assert!(got[1] as f64 > got[0] as f64 * 0.8, "the downlink is his to use: {got:?}");
+    // What the host knows of each comes up their uplinks: bob's news is seconds old.
+    let reported = |name: &str| {
+        w.events.iter().rev().find_map(|(_, e)| match e {
+            Event::HostStats { peers, .. } => peers.iter().find(|p| p.name == name).map(|p| p.position_ms),
+            _ => None,
+        })
+    };
+    let (ann, bob) = (reported("ann").unwrap(), reported("bob").unwrap());
+    assert!(bob + 2_000 < ann, "bob's reports queue on his uplink: ann at {ann} ms, bob at {bob} ms as the host sees them");
+}

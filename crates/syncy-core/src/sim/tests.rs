@@ -280,3 +280,15 @@ fn a_participants_uplink_and_downlink_are_capped_apart() {
     let (ann, bob) = (reported("ann").unwrap(), reported("bob").unwrap());
     assert!(bob + 2_000 < ann, "bob's reports queue on his uplink: ann at {ann} ms, bob at {bob} ms as the host sees them");
 }
+
+#[test]
+fn a_hundred_joining_at_once_on_uncapped_links_is_no_livelock() {
+    // Their chunks arrive microseconds apart: ten thousand deliveries in a row within a
+    // microsecond each once tripped the livelock guard (`bench --suite sim` at 100).
+    let mut w = World::new(crate::testing::t0(), media(60, 2_000, CHUNK), host_config(true, true, 0, 60), None, 1);
+    for i in 0..100 {
+        w.join(&format!("p{i}"), LinkSpec::rtt(20, 0.01), StoreConfig { capacity: 64 << 20, ..StoreConfig::default() });
+    }
+    w.run_for(Duration::from_millis(500));
+    assert!(w.viewers().count() == 100 && w.uploaded > 0);
+}

@@ -4,7 +4,7 @@
 //! delete its line while the host is stopped.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::engine::identity::Identity;
@@ -107,9 +107,7 @@ fn parse(text: &str, path: &Path) -> Vec<GuestId> {
 /// and waits for it to reach the disk. Blocking: off the runtime.
 pub fn append(path: &Path, guest: &GuestId, name: &str) -> Result<(), BanError> {
     let err = |e| BanError::Write(path.into(), e);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
-    }
+    crate::engine::identity::private_dir_for(path).map_err(err)?;
     let mut f = open(path, std::fs::OpenOptions::new().read(true).append(true).create(true).mode(0o600)).map_err(|e| match e {
         BanError::Read(p, e) => BanError::Write(p, e),
         other => other,

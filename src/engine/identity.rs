@@ -86,14 +86,20 @@ fn parse(text: &str, want: &str) -> Option<[u8; SECRET_LEN]> {
     (magic == want).then_some(bytes)
 }
 
+/// Makes the directory `path` goes in, private (0700) where it is made, with its parents.
+pub(crate) fn private_dir_for(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir),
+        None => Ok(()),
+    }
+}
+
 /// Writes `secret` to a new private file beside `path`, then puts it in place: over the old
 /// one when `renew`, else only if there is none. Two hosts starting at once both find no file:
 /// the first to link its own wins, and both then read the winner's.
 fn write(path: &Path, magic: &str, secret: &[u8; SECRET_LEN], renew: bool) -> Result<(), IdentityError> {
     let err = |e| IdentityError::Write(path.into(), e);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
-    }
+    private_dir_for(path).map_err(err)?;
     let tmp = path.with_file_name(format!(".identity.{}.{}.tmp", std::process::id(), hex::encode(&random()[..4])));
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&tmp).map_err(err)?;

@@ -69,7 +69,7 @@ fn manifest(mode: u8, input: &mut Input) -> Option<Manifest> {
     let chunk_size = input.uint::<3>() as u32;
     let chunks = if mode & 2 == 0 { Manifest::chunk_count(size, chunk_size.max(1)).min(u64::from(u32::MAX)) as u32 } else { input.u32() };
     let levels = vec!["high".into(), "low".into()];
-    Some(Manifest { name: "clip.mkv".into(), size, chunk_size, chunks, duration_ms: Some(1000), container: "matroska".into(), codecs: vec![], levels })
+    Some(Manifest { name: "clip.mkv".into(), size, chunk_size, chunks, duration_ms: Some(1000), container: "matroska".into(), codecs: vec![], levels, stream: [0; 16] })
 }
 
 /// A small store, tuned from the mode byte.

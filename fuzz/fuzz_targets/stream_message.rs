@@ -1,4 +1,4 @@
-//! Every data-channel message a peer can send, decoded as the host and as a participant would:
+//! Every data-channel message a peer can send, decoded as the host, a participant and a relay neighbour would:
 //! never a panic, never an allocation beyond the message limit.
 #![no_main]
 
@@ -15,10 +15,12 @@ fuzz_target!(|data: &[u8]| {
         container: "mov,mp4".into(),
         codecs: vec!["h264".into()],
         levels: vec!["high".into(), "low".into()],
+        stream: [0; 16],
     };
     let _ = stream::decode_from(data, Role::Host, Some(&m));
     let _ = stream::decode_from(data, Role::Participant, Some(&m));
     let _ = stream::decode_from(data, Role::Host, None);
+    let _ = stream::decode_from(data, Role::Relay, Some(&m));
     if let Ok(msg) = stream::decode_from(data, Role::Participant, Some(&m)) {
         // What decodes, encodes back to a message that decodes the same.
         let again = stream::encode(&msg);

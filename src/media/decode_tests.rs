@@ -36,6 +36,7 @@ fn manifest_for(path: &Path) -> (Manifest, Vec<u8>) {
         container: String::new(),
         codecs: vec![],
         levels: vec!["high".into()],
+        stream: [0; 16],
     };
     (m, bytes)
 }
@@ -235,8 +236,17 @@ fn a_rendition_decodes_from_a_mid_file_start_while_it_grows() {
         std::thread::sleep(Duration::from_millis(2));
     }
     let first_us = first.load(Ordering::Relaxed) as i64;
-    let empty =
-        Manifest { name: "low".into(), size: 0, chunk_size: CHUNK, chunks: 0, duration_ms: None, container: String::new(), codecs: vec![], levels: vec![] };
+    let empty = Manifest {
+        name: "low".into(),
+        size: 0,
+        chunk_size: CHUNK,
+        chunks: 0,
+        duration_ms: None,
+        container: String::new(),
+        codecs: vec![],
+        levels: vec![],
+        stream: [0; 16],
+    };
     let shared = SharedStore::new(ChunkStore::new(empty, StoreConfig::default()), None, || {});
     shared.lock().set_growing(true);
     // The "host": serves whole chunks of what the file holds, then the tail once it is done.

@@ -190,6 +190,7 @@ mod tests {
             container: "raw".into(),
             codecs: vec![],
             levels: vec!["high".into()],
+            stream: [0; 16],
         };
         let cfg = StoreConfig { capacity: 16, ..StoreConfig::default() };
         // Without a wake-up the reader would sleep for an hour: the test would hang, not pass.
@@ -231,6 +232,7 @@ mod tests {
             container: "raw".into(),
             codecs: vec![],
             levels: vec!["high".into()],
+            stream: [0; 16],
         };
         let file = tempfile::tempfile().unwrap();
         file.write_all_at(b"0123456789abcdefghij", 0).unwrap();

@@ -666,6 +666,7 @@ mod tests {
             container: "raw".into(),
             codecs: vec![],
             levels: vec!["high".into()],
+            stream: [0; 16],
         }
     }
 

@@ -154,6 +154,7 @@ mod tests {
             container: "mov,mp4".into(),
             codecs: vec![],
             levels: vec!["high".into()],
+            stream: [0; 16],
         };
         let cfg = HostConfig {
             room: "room".into(),

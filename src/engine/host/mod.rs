@@ -205,6 +205,8 @@ pub async fn run(mut opts: HostOptions, events: mpsc::UnboundedSender<Event>, co
         container: info.container.chars().take(stream::MAX_TEXT).collect(),
         codecs: info.codecs.into_iter().take(16).collect(),
         levels,
+        // Fresh each run: a relay cannot replay what this room's host signed in another run.
+        stream: rand::random(),
     };
 
     // The signaling server, external or embedded, and the links to it.

@@ -203,6 +203,7 @@ mod tests {
             container: String::new(),
             codecs: vec![],
             levels: vec!["high".into()],
+            stream: [0; 16],
         }
     }
 

@@ -153,6 +153,7 @@ pub(super) fn core_with_file(bytes: &[u8], host_digest: [u8; 32], saved: &[u32])
         container: "mov,mp4".into(),
         codecs: vec![],
         levels: vec!["high".into()],
+        stream: [0; 16],
     };
     let cfg = ParticipantConfig {
         name: "ann".into(),

@@ -46,6 +46,7 @@ fn manifest() -> Arc<Manifest> {
         container: "mp4".into(),
         codecs: vec!["h264".into()],
         levels: vec!["high".into(), "low".into()],
+        stream: [0; 16],
     })
 }
 
@@ -142,7 +143,7 @@ fn controls_to(out: &[HostOutput], to: PeerId) -> Vec<&Message> {
 }
 
 fn report(buffering: bool, seq: u64) -> Message {
-    Message::Report { position_ms: 0, buffered_bytes: 0, down_bps: 0, buffering, rtt_ms: Some(20), seq, drift_ms: None }
+    Message::Report { position_ms: 0, buffered_bytes: 0, down_bps: 0, buffering, rtt_ms: Some(20), seq, drift_ms: None, relay: None }
 }
 
 #[test]
@@ -677,7 +678,7 @@ fn a_participant_reporting_the_end_of_the_film_does_not_have_it_all_transcoded()
     h.advance(Duration::from_secs(5));
     h.outputs();
     let end = 60_000;
-    let lie = Message::Report { position_ms: end, buffered_bytes: 0, down_bps: 0, buffering: false, rtt_ms: Some(20), seq: 1, drift_ms: None };
+    let lie = Message::Report { position_ms: end, buffered_bytes: 0, down_bps: 0, buffering: false, rtt_ms: Some(20), seq: 1, drift_ms: None, relay: None };
     h.core.handle_control(h.now, bob, lie);
     let (_, check) = h.until(|o| matches!(o, HostOutput::CheckRenditions(_)));
     let HostOutput::CheckRenditions(spaces) = check else { unreachable!() };

@@ -389,6 +389,7 @@ impl ParticipantCore {
             rtt_ms: p.rtt_ms(),
             seq: p.seq(),
             drift_ms: p.drift(now).map(|d| d / 1000),
+            relay: None,
         };
         self.send(report);
         self.cadence.reported(now);

@@ -61,6 +61,7 @@ impl Stores {
             container: "mp4".into(),
             codecs: vec![],
             levels: vec![],
+            stream: self.original.manifest().stream,
         };
         let cfg = StoreConfig { capacity: (self.cfg.capacity / 4).max(4 * self.chunk_size as u64), fill_behind: false, on_disk: false, ..self.cfg.clone() };
         let mut store = ChunkStore::new(manifest, cfg);

@@ -47,6 +47,13 @@ pub enum Purpose {
     FallbackRequest,
     /// A participant's `Join` (by its own key): room, nonce, name.
     Join,
+    /// A batch of chunk hashes: room, stream, space, first index, the hashes.
+    ChunkHashes,
+    /// The host introducing two participants for a relay link: room, stream, link id, the
+    /// offerer's key, the answerer's key.
+    RelayIntro,
+    /// A relay link's SDP (by the participant that wrote it): room, stream, link id, SDP.
+    RelaySdp,
 }
 
 impl Purpose {
@@ -60,6 +67,9 @@ impl Purpose {
             Purpose::Answer => b"answer",
             Purpose::FallbackRequest => b"fallback request",
             Purpose::Join => b"join",
+            Purpose::ChunkHashes => b"chunk hashes",
+            Purpose::RelayIntro => b"relay intro",
+            Purpose::RelaySdp => b"relay sdp",
         }
     }
 }

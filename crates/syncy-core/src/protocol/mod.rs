@@ -3,7 +3,10 @@
 
 pub mod auth;
 pub mod guest;
+pub mod hashes;
+pub mod have;
 pub mod identity;
 pub mod link;
+pub mod relay;
 pub mod signal;
 pub mod stream;

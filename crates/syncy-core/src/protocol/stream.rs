@@ -8,8 +8,12 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use super::hashes::{HashBatch, StreamId};
+use super::have::Have;
+use super::relay::{RelayIntro, RelaySdp};
+
 /// Protocol version carried in `Hello`; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Default chunk payload size.
 pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
 /// Largest chunk size a peer accepts (keeps a chunk message under SCTP's 256 KiB ceiling).
@@ -60,6 +64,8 @@ pub struct Manifest {
     pub codecs: Vec<String>,
     /// Quality levels offered (`high` is the original bytes).
     pub levels: Vec<String>,
+    /// This host run's random id, in the signatures of chunk hashes and relay introductions.
+    pub stream: StreamId,
 }
 
 impl Manifest {
@@ -228,6 +234,8 @@ pub enum Message {
         seq: u64,
         /// Playback drift from the room clock.
         drift_ms: Option<i64>,
+        /// How its relaying goes (`None`: it does not relay).
+        relay: Option<RelayReport>,
     },
     /// Host → participant: something the participant should tell its user (a refused command).
     Notice {
@@ -266,6 +274,53 @@ pub enum Message {
         /// Hex Ed25519 signature.
         sig: String,
     },
+    /// Host → participant, or relay → participant: signed hashes of a batch of chunks, which
+    /// a chunk from a relay must match.
+    HashBatch(HashBatch),
+    /// Participant → host, relay → participant: what it holds of a space, as a change.
+    Have(Have),
+    /// Participant → host or relay: please send the hash batch starting at `first`.
+    HashAsk {
+        /// Chunk space.
+        space: Space,
+        /// The batch's first index.
+        first: u32,
+    },
+    /// Host → participant: meet this neighbour over a relay link.
+    RelayIntro(RelayIntro),
+    /// Participant → host → participant: a relay link's offer or answer, signed by its writer.
+    RelaySignal(RelaySdp),
+    /// Either way on the control channel: the relay link is over, or will not be.
+    RelayBye {
+        /// The link.
+        link: u32,
+        /// Why, for logs.
+        reason: String,
+    },
+    /// Participant → host: the relay on `link` sent a chunk that does not match its hash.
+    BadChunk {
+        /// The link.
+        link: u32,
+        /// Chunk space.
+        space: Space,
+        /// Chunk index.
+        index: u32,
+    },
+}
+
+/// How a participant's relaying goes, in its `Report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RelayReport {
+    /// Its relay upload limit, B/s (0: none).
+    pub limit_bps: u64,
+    /// Relay upload rate now, B/s.
+    pub up_bps: u64,
+    /// Bytes it uploaded to neighbours.
+    pub up_bytes: u64,
+    /// Bytes it downloaded from neighbours.
+    pub down_bytes: u64,
+    /// Open relay links.
+    pub links: u16,
 }
 
 /// One participant in a [`Message::Roster`].
@@ -288,16 +343,17 @@ pub enum Role {
     Host,
     /// A participant.
     Participant,
+    /// A participant's relay neighbour, on their own link: it may only trade chunks.
+    Relay,
 }
 
 impl Message {
-    /// Which role may send this message (`None`: either).
-    pub fn sender_role(&self) -> Option<Role> {
+    /// Whether a peer of role `from` may send this message.
+    pub fn allowed_from(&self, from: Role) -> bool {
         use Message::*;
         match self {
-            Hello { .. } => None,
+            Hello { .. } => true,
             Manifest(_)
-            | Chunk { .. }
             | State { .. }
             | Pong { .. }
             | QualityChange { .. }
@@ -305,8 +361,12 @@ impl Message {
             | Notice { .. }
             | Roster { .. }
             | LevelRefused { .. }
-            | FileHash { .. } => Some(Role::Host),
-            Request { .. } | Cancel { .. } | Command(_) | Ping { .. } | Report { .. } | Level { .. } => Some(Role::Participant),
+            | FileHash { .. }
+            | RelayIntro(_) => from == Role::Host,
+            Chunk { .. } | HashBatch(_) => from != Role::Participant,
+            Command(_) | Ping { .. } | Report { .. } | Level { .. } | BadChunk { .. } => from == Role::Participant,
+            Request { .. } | Cancel { .. } | Have(_) | HashAsk { .. } => from != Role::Host,
+            RelaySignal(_) | RelayBye { .. } => from != Role::Relay,
         }
     }
 }
@@ -426,9 +486,7 @@ pub fn decode(bytes: &[u8], limit: u64) -> Result<Message, StreamError> {
 pub fn decode_from(bytes: &[u8], from: Role, manifest: Option<&Manifest>) -> Result<Message, StreamError> {
     let limit = manifest.map_or(MAX_CONTROL_MESSAGE, |m| max_message(m.chunk_size));
     let msg = decode(bytes, limit)?;
-    if let Some(role) = msg.sender_role()
-        && role != from
-    {
+    if !msg.allowed_from(from) {
         return Err(StreamError::Role(from));
     }
     check(&msg, manifest)?;
@@ -489,6 +547,29 @@ fn check(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> 
             }
         }
         Message::QualityChange { space: ORIGINAL, .. } => Err(StreamError::Invalid("a rendition cannot use the original's chunk space")),
+        _ => check_relaying(msg, manifest),
+    }
+}
+
+/// The checks of the messages that relaying added.
+fn check_relaying(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> {
+    // The original's chunks end at the manifest's count; a rendition's at the most there are.
+    let bound = |space: Space| match manifest {
+        Some(m) if space == ORIGINAL => m.chunks,
+        _ => MAX_CHUNKS,
+    };
+    match msg {
+        Message::HashBatch(b) if !b.well_formed() || b.first as u64 + b.count() as u64 > bound(b.space) as u64 => {
+            Err(StreamError::Invalid("a malformed hash batch"))
+        }
+        Message::Have(h) if !h.added.well_formed(bound(h.space)) || !h.dropped.well_formed(bound(h.space)) => Err(StreamError::Invalid("a malformed have")),
+        Message::HashAsk { space, first } if *first >= bound(*space) || !first.is_multiple_of(super::hashes::HASH_BATCH) => {
+            Err(StreamError::Invalid("no such hash batch"))
+        }
+        Message::RelayIntro(i) if !i.well_formed() => Err(StreamError::Invalid("a malformed relay introduction")),
+        Message::RelaySignal(s) if s.sig.len() != 128 => Err(StreamError::Invalid("a relay SDP's signature is 64 bytes")),
+        Message::RelayBye { reason, .. } if reason.len() > MAX_TEXT => Err(StreamError::Invalid("text too long")),
+        Message::BadChunk { space, index, .. } if *index >= bound(*space) => Err(StreamError::Invalid("chunk index out of range")),
         _ => Ok(()),
     }
 }
@@ -496,6 +577,7 @@ fn check(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::have::Runs;
     use proptest::prelude::*;
 
     #[test]
@@ -511,7 +593,8 @@ mod tests {
         assert!(refused(Message::Pong { client_us: 1, host_us: u64::MAX }, Role::Host));
         assert!(refused(Message::Command(Command::Seek(u64::MAX)), Role::Participant));
         assert!(refused(Message::Ping { client_us: u64::MAX }, Role::Participant));
-        let report = Message::Report { position_ms: 0, buffered_bytes: 0, down_bps: 0, buffering: false, rtt_ms: None, seq: 1, drift_ms: Some(i64::MIN) };
+        let report =
+            Message::Report { position_ms: 0, buffered_bytes: 0, down_bps: 0, buffering: false, rtt_ms: None, seq: 1, drift_ms: Some(i64::MIN), relay: None };
         assert!(refused(report, Role::Participant));
     }
 
@@ -543,6 +626,7 @@ mod tests {
             container: "mov,mp4".into(),
             codecs: vec!["h264".into(), "aac".into()],
             levels: vec!["high".into()],
+            stream: [5; 16],
         }
     }
 
@@ -569,8 +653,90 @@ mod tests {
             (Command(super::Command::Seek(1234)), Role::Participant),
             (Command(super::Command::Play), Role::Participant),
             (Ping { client_us: 77 }, Role::Participant),
-            (Report { position_ms: 1, buffered_bytes: 2, down_bps: 3, buffering: false, rtt_ms: Some(4), seq: 7, drift_ms: Some(-3) }, Role::Participant),
+            (
+                Report { position_ms: 1, buffered_bytes: 2, down_bps: 3, buffering: false, rtt_ms: Some(4), seq: 7, drift_ms: Some(-3), relay: None },
+                Role::Participant,
+            ),
+            (
+                Report {
+                    position_ms: 1,
+                    buffered_bytes: 2,
+                    down_bps: 3,
+                    buffering: false,
+                    rtt_ms: None,
+                    seq: 7,
+                    drift_ms: None,
+                    relay: Some(RelayReport { limit_bps: 1, up_bps: 2, up_bytes: 3, down_bytes: 4, links: 5 }),
+                },
+                Role::Participant,
+            ),
+            (HashBatch(batch()), Role::Host),
+            (HashBatch(batch()), Role::Relay),
+            (Have(have()), Role::Participant),
+            (Have(have()), Role::Relay),
+            (HashAsk { space: ORIGINAL, first: 0 }, Role::Relay),
+            (RelayIntro(intro()), Role::Host),
+            (RelaySignal(RelaySdp { link: 3, sdp: "v=0".into(), sig: "cd".repeat(64) }), Role::Participant),
+            (RelaySignal(RelaySdp { link: 3, sdp: "v=0".into(), sig: "cd".repeat(64) }), Role::Host),
+            (RelayBye { link: 3, reason: "gone".into() }, Role::Participant),
+            (BadChunk { link: 3, space: 4, index: 900 }, Role::Participant),
+            (Request { space: ORIGINAL, chunks: vec![1], priority: Priority::Window }, Role::Relay),
+            (Chunk { space: ORIGINAL, index: 1, data: ByteBuf::from(vec![1u8; 65536]) }, Role::Relay),
         ]
+    }
+
+    fn batch() -> super::HashBatch {
+        super::HashBatch { space: ORIGINAL, first: 0, hashes: ByteBuf::from(vec![3u8; 11 * 32]), sig: "ef".repeat(64) }
+    }
+
+    fn have() -> super::Have {
+        super::Have { space: ORIGINAL, reset: true, added: Runs::from_sorted([0, 1, 2, 7]), dropped: Runs::from_sorted([4]) }
+    }
+
+    fn intro() -> super::RelayIntro {
+        super::RelayIntro { link: 3, name: "bob".into(), key: "ab".repeat(32), offerer: true, sig: "cd".repeat(64) }
+    }
+
+    #[test]
+    fn each_role_sends_only_its_own_messages() {
+        use Message::*;
+        let m = manifest();
+        let refused = |msg: &Message, from: Role| matches!(decode_from(&encode(msg), from, Some(&m)), Err(StreamError::Role(_)));
+        // A relay trades chunks and nothing else: no clock, no commands, no introductions.
+        for msg in [
+            State { playing: true, position_us: 0, at_host_us: 0, rate_milli: 1000, seq: 1, waiting: vec![] },
+            Command(super::Command::Pause),
+            RelayIntro(intro()),
+            RelaySignal(RelaySdp { link: 3, sdp: "v=0".into(), sig: "cd".repeat(64) }),
+            FileHash { sha256: ByteBuf::from(vec![7u8; 32]), sig: "ab".repeat(64) },
+            BadChunk { link: 3, space: 0, index: 1 },
+            Manifest(manifest()),
+        ] {
+            assert!(refused(&msg, Role::Relay), "{msg:?} from a relay");
+        }
+        assert!(refused(&HashBatch(batch()), Role::Participant), "only the host's batches travel");
+        assert!(refused(&Have(have()), Role::Host));
+        assert!(refused(&RelayIntro(intro()), Role::Participant), "a participant cannot introduce");
+    }
+
+    #[test]
+    fn relaying_messages_out_of_their_bounds_are_refused() {
+        use Message::*;
+        let m = manifest();
+        let invalid = |msg: Message, from: Role| matches!(decode_from(&encode(&msg), from, Some(&m)), Err(StreamError::Invalid(_)));
+        let long = super::HashBatch { first: 0, hashes: ByteBuf::from(vec![3u8; 12 * 32]), ..batch() };
+        assert!(invalid(HashBatch(long), Role::Host), "12 hashes for an 11-chunk file");
+        assert!(
+            !invalid(HashBatch(super::HashBatch { space: 2, hashes: ByteBuf::from(vec![3u8; 32 * 32]), ..batch() }), Role::Host),
+            "a rendition's can be longer"
+        );
+        assert!(invalid(Have(super::Have { added: Runs::from_sorted([11]), ..have() }), Role::Participant));
+        assert!(invalid(HashAsk { space: ORIGINAL, first: 32 }, Role::Participant));
+        assert!(invalid(HashAsk { space: 2, first: 5 }, Role::Participant), "unaligned");
+        assert!(invalid(RelayIntro(super::RelayIntro { name: "n".repeat(MAX_TEXT + 1), ..intro() }), Role::Host));
+        assert!(invalid(RelayIntro(super::RelayIntro { key: "ab".into(), ..intro() }), Role::Host));
+        assert!(invalid(BadChunk { link: 1, space: ORIGINAL, index: 11 }, Role::Participant));
+        assert!(invalid(RelayBye { link: 1, reason: "r".repeat(MAX_TEXT + 1) }, Role::Host));
     }
 
     #[test]
@@ -662,6 +828,17 @@ mod tests {
             let m = manifest();
             let _ = decode_from(&bytes, Role::Host, Some(&m));
             let _ = decode_from(&bytes, Role::Participant, None);
+            let _ = decode_from(&bytes, Role::Relay, Some(&m));
+        }
+
+        #[test]
+        fn decoder_is_total_on_the_new_messages_mangled(pick in 0usize..40, at in any::<usize>(), byte in any::<u8>()) {
+            let list = all();
+            let (msg, role) = &list[pick % list.len()];
+            let mut bytes = encode(msg);
+            let i = at % bytes.len();
+            bytes[i] = byte;
+            let _ = decode_from(&bytes, *role, Some(&manifest()));
         }
     }
 }

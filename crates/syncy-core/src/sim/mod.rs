@@ -426,5 +426,6 @@ pub fn media(duration_s: u64, kbps: u64, chunk_size: u32) -> Manifest {
         container: "mp4".into(),
         codecs: vec!["h264".into()],
         levels: vec!["high".into()],
+        stream: [0; 16],
     }
 }

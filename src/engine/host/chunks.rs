@@ -43,18 +43,18 @@ impl Chunks {
         if !connected {
             return core.handle_unsent(Instant::now(), c.peer);
         }
-        let from: Arc<dyn ChunkFile> = if c.space == ORIGINAL {
-            self.original.clone()
-        } else {
-            match self.renditions.file(c.space) {
-                Some(f) => f,
-                None => return failed(core, c.peer, c.index, &io::Error::new(io::ErrorKind::NotFound, "no such rendition")),
-            }
+        let Some(from) = self.file(c.space) else {
+            return failed(core, c.peer, c.index, &io::Error::new(io::ErrorKind::NotFound, "no such rendition"));
         };
         let read = ChunkRead { peer: c.peer, space: c.space, index: c.index, offset: c.offset, len: c.len, from };
         if let Err(r) = self.readers.submit(read) {
             core.handle_unsent(Instant::now(), r.peer);
         }
+    }
+
+    /// What `space`'s chunks are read from (`None`: a rendition no longer there).
+    pub(super) fn file(&self, space: Space) -> Option<Arc<dyn ChunkFile>> {
+        if space == ORIGINAL { Some(self.original.clone()) } else { self.renditions.file(space).map(|f| f as Arc<dyn ChunkFile>) }
     }
 
     /// The next finished read (cancel-safe, for `select!`).

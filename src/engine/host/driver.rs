@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::chunks::{Chunk, Chunks};
+use super::hashes::{HashJob, Hashed, Hasher, Signer};
 use super::peer_task::{self, Newcomer, PeerEvent, PeerHandle, Setup};
 use super::reads::ReadDone;
 use super::rendezvous::RoomClaim;
@@ -26,7 +27,7 @@ use crate::net::signal_client::SignalClient;
 use crate::protocol::auth::SetupAuth;
 use crate::protocol::guest::GuestId;
 use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
-use crate::protocol::stream::Message;
+use crate::protocol::stream::{Message, Space};
 
 /// How long a signaling reconnection may take before it counts as failed.
 const RECONNECT_WITHIN: Duration = Duration::from_secs(3);
@@ -51,6 +52,8 @@ const BAN_WRITE_WAIT: Duration = Duration::from_secs(5);
 /// Everything the driver does IO with.
 pub(super) struct Io {
     chunks: Chunks,
+    /// Hashes and signs each range of chunks the core serves for the first time.
+    hasher: Hasher,
     peers: HashMap<PeerId, PeerIo>,
     setup: Setup,
     peer_tx: mpsc::UnboundedSender<PeerEvent>,
@@ -110,6 +113,13 @@ pub(super) async fn drive(
             },
             Some(ev) = io.peer_rx.recv() => io.peer_event(&mut core, ev),
             Some(done) = io.chunks.next() => io.chunk_read(&mut core, done),
+            Some(hashed) = io.hasher.next() => match hashed {
+                Hashed::Batch(b) => core.handle_hash_batch(Instant::now(), b),
+                Hashed::Failed { space, first, error } => {
+                    tracing::warn!("hashing chunks {first}.. of space {space}: {error}");
+                    core.handle_hash_failed(Instant::now(), space, first);
+                }
+            },
             Some(back) = io.back_rx.recv() => {
                 let ok = back.is_some();
                 if let Some(c) = back {
@@ -157,8 +167,10 @@ impl Io {
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
         let (back_tx, back_rx) = mpsc::unbounded_channel();
         let chunks = Chunks::new(file, Renditions::new(input))?;
+        let hasher = Hasher::start(Signer { key: setup.host_key.clone(), room: setup.room.clone(), stream: setup.manifest.stream })?;
         Ok(Io {
             chunks,
+            hasher,
             peers: HashMap::new(),
             setup,
             peer_tx,
@@ -293,6 +305,7 @@ impl Io {
                     core.handle_rendition_failed(Instant::now(), space, &reason);
                 }
             }
+            HostOutput::HashBatch { space, first, count, len } => self.hash(core, space, first, count, len),
             HostOutput::StopRendition { space } => self.chunks.renditions.stop(space),
             HostOutput::CheckRenditions(spaces) => {
                 for (space, until) in spaces {
@@ -309,6 +322,18 @@ impl Io {
             }
             // Handled by `drive`.
             HostOutput::Quit => {}
+        }
+    }
+
+    /// Hands a batch to the hashing thread; the core hears at once if it cannot be.
+    fn hash(&self, core: &mut HostCore, space: Space, first: u32, count: u32, len: u64) {
+        let chunk_size = self.setup.manifest.chunk_size;
+        let Some(from) = self.chunks.file(space) else { return core.handle_hash_failed(Instant::now(), space, first) };
+        let start = first as u64 * chunk_size as u64;
+        let job = HashJob { space, first, count, range: (start, start + len), chunk_size, from };
+        if self.hasher.submit(job).is_err() {
+            tracing::warn!("the hashing thread is behind; chunks {first}.. of space {space} are hashed later");
+            core.handle_hash_failed(Instant::now(), space, first);
         }
     }
 

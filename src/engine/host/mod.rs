@@ -3,6 +3,7 @@
 
 mod chunks;
 mod driver;
+mod hashes;
 mod peer_task;
 mod reads;
 pub mod rendezvous;

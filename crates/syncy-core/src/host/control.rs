@@ -37,6 +37,7 @@ impl HostCore {
                 self.send(peer, Message::Pong { client_us, host_us });
             }
             Message::Command(c) => self.peer_command(now, peer, c),
+            Message::HashAsk { space, first } => self.hash_ask(peer, space, first),
             Message::Hello { .. } => {}
             other => tracing::warn!(peer, "unexpected {other:?}"),
         }

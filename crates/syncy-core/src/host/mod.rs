@@ -8,6 +8,7 @@
 
 mod admission;
 mod control;
+mod hashes;
 mod moderation;
 mod renditions;
 #[cfg(test)]
@@ -26,7 +27,7 @@ use crate::backoff::Backoff;
 use crate::clock::Micros;
 use crate::protocol::guest::GuestId;
 use crate::protocol::signal::{ClientMsg, PeerId, ServerMsg, SignalPayload};
-use crate::protocol::stream::{self, Manifest, Message, ORIGINAL, RosterEntry, Space};
+use crate::protocol::stream::{self, Manifest, Message, RosterEntry, Space};
 use crate::rate::{Meter, TokenBucket};
 use crate::renditions::{PlanConfig, RenditionPlan};
 use crate::room::{HOLD_LIMIT, Origin, Room, RoomCommand, RoomConfig, RoomOutput};
@@ -213,6 +214,20 @@ pub enum HostOutput {
         /// How far it may run at first, room µs.
         until_us: u64,
     },
+    /// Read chunks `first..first + count` of `space`, hash each (SHA-256), sign the hashes
+    /// with the host key (`protocol::hashes::HashBatch::sign`) and hand them back with
+    /// `handle_hash_batch` (or `handle_hash_failed`). Off the driver's task: chunk reads never
+    /// wait for it.
+    HashBatch {
+        /// The original or a rendition.
+        space: Space,
+        /// The batch's first chunk.
+        first: u32,
+        /// How many chunks (the whole batch, or as far as a growing rendition goes).
+        count: u32,
+        /// Their bytes together (from chunk `first`'s offset on).
+        len: u64,
+    },
     /// Stop a transcoder and drop its bytes.
     StopRendition {
         /// Which.
@@ -310,6 +325,8 @@ pub struct HostCore {
     warned: HashSet<String>,
     /// The signed hash of the whole file, once the driver has read it through.
     file_hash: Option<Message>,
+    /// The signed hashes of each chunk served.
+    hashes: hashes::Hashes,
     ended: bool,
     out: VecDeque<HostOutput>,
 }
@@ -344,6 +361,7 @@ impl HostCore {
             next_renditions: None,
             warned: HashSet::new(),
             file_hash: None,
+            hashes: hashes::Hashes::default(),
             ended: false,
             out: VecDeque::new(),
             cfg,
@@ -707,18 +725,14 @@ impl HostCore {
             && let Some(t) = self.scheduler.poll_transmit()
         {
             let connected = self.peers.get(&t.peer).is_some_and(|p| p.connected);
-            let len = if t.space == ORIGINAL {
-                self.manifest.chunk_len(t.index)
-            } else {
-                // Checked when requested; a rendition stopped since has nothing to send.
-                self.plan.job(t.space).and_then(|j| j.chunk_len(t.index, self.manifest.chunk_size))
-            };
-            let Some(len) = len.filter(|_| connected) else {
+            // Checked when requested; a rendition stopped since has nothing to send.
+            let Some(len) = self.chunk_len(t.space, t.index).filter(|_| connected) else {
                 self.scheduler.handle_sent(t.peer);
                 continue;
             };
             self.upload.consume(now, len as f64);
             self.reads += 1;
+            self.need_hashes(t.space, t.index);
             let offset = t.index as u64 * self.manifest.chunk_size as u64;
             self.out.push_back(HostOutput::Chunk { peer: t.peer, space: t.space, index: t.index, offset, len });
         }

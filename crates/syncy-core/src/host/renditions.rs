@@ -75,6 +75,7 @@ impl HostCore {
                     tracing::info!("stopping rendition {space}: nobody watches it");
                     self.out.push_back(HostOutput::StopRendition { space });
                     self.scheduler.drop_space(space);
+                    self.hashes.drop_space(space);
                     self.announced.remove(&space);
                     if self.plan.spaces().next().is_none() {
                         self.next_renditions = None;

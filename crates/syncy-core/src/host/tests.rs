@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::protocol::stream::Priority;
+use crate::protocol::stream::{ORIGINAL, Priority};
 
 const CHUNK: u32 = 64 * 1024;
 /// A newcomer's `Join` nonce.
@@ -36,7 +36,7 @@ fn joined(id: PeerId, name: &str, key_of: PeerId) -> ServerMsg {
     }
 }
 
-fn manifest() -> Arc<Manifest> {
+pub(super) fn manifest() -> Arc<Manifest> {
     Arc::new(Manifest {
         name: "clip.mp4".into(),
         size: 100 * CHUNK as u64,
@@ -50,7 +50,7 @@ fn manifest() -> Arc<Manifest> {
     })
 }
 
-fn config() -> HostConfig {
+pub(super) fn config() -> HostConfig {
     HostConfig {
         room: "room1".into(),
         name: "host".into(),
@@ -64,13 +64,13 @@ fn config() -> HostConfig {
     }
 }
 
-struct Host {
-    core: HostCore,
-    now: Instant,
+pub(super) struct Host {
+    pub(super) core: HostCore,
+    pub(super) now: Instant,
 }
 
 impl Host {
-    fn new(cfg: HostConfig) -> Self {
+    pub(super) fn new(cfg: HostConfig) -> Self {
         let now = crate::testing::t0();
         let mut core = HostCore::new(now, 1.7e12, manifest(), cfg);
         // The first stats are due at once.
@@ -79,13 +79,13 @@ impl Host {
         Host { core, now }
     }
 
-    fn outputs(&mut self) -> Vec<HostOutput> {
+    pub(super) fn outputs(&mut self) -> Vec<HostOutput> {
         drain(&mut self.core)
     }
 
     /// `name` joins through signaling (server id `id`) and its link comes up; what that
     /// made the host say is dropped.
-    fn join(&mut self, id: PeerId, name: &str) -> PeerId {
+    pub(super) fn join(&mut self, id: PeerId, name: &str) -> PeerId {
         self.core.handle_signal(self.now, joined(id, name, id));
         let peer = admitted(&self.outputs()).expect("admitted");
         self.core.handle_connected(self.now, peer);
@@ -113,7 +113,7 @@ impl Host {
     }
 }
 
-fn drain(core: &mut HostCore) -> Vec<HostOutput> {
+pub(super) fn drain(core: &mut HostCore) -> Vec<HostOutput> {
     std::iter::from_fn(|| core.poll_output()).collect()
 }
 
@@ -133,7 +133,7 @@ fn events(out: &[HostOutput]) -> Vec<&Event> {
         .collect()
 }
 
-fn controls_to(out: &[HostOutput], to: PeerId) -> Vec<&Message> {
+pub(super) fn controls_to(out: &[HostOutput], to: PeerId) -> Vec<&Message> {
     out.iter()
         .filter_map(|o| match o {
             HostOutput::Control { peer, msg } if *peer == to => Some(msg),

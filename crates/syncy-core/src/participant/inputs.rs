@@ -99,6 +99,22 @@ impl ParticipantCore {
         Ok(())
     }
 
+    /// Signed chunk hashes, checked with the host's key over the room and this run. From the
+    /// host's own link a batch it did not sign is a broken host (or, over the HTTP fallback,
+    /// someone else).
+    fn handle_hash_batch(&mut self, batch: crate::protocol::hashes::HashBatch) -> Result<(), ParticipantError> {
+        let Some((key, room)) = &self.cfg.host else {
+            tracing::trace!("a hash batch, and no host key to check it with");
+            return Ok(());
+        };
+        if !batch.verify(key, room, &self.manifest.stream) {
+            return Err(StreamError::Invalid("chunk hashes not signed by the host").into());
+        }
+        let near = self.stores.get(batch.space).map_or(0, |s| s.read_position());
+        self.hashes.insert(batch, near);
+        Ok(())
+    }
+
     /// A chunk not asked for: dropped, not stored or saved. A second copy of one that came
     /// (asked for twice, both answered) counts as a duplicate, as it always has.
     fn unasked(&mut self, index: u32, seen: bool) -> Option<Arrival> {
@@ -141,6 +157,7 @@ impl ParticipantCore {
                 self.out.push_back(ParticipantOutput::Roster(list));
             }
             Message::FileHash { sha256, sig } => self.handle_file_hash(&sha256, &sig)?,
+            Message::HashBatch(b) => self.handle_hash_batch(b)?,
             Message::Notice { text } => {
                 self.out.push_back(ParticipantOutput::Notice(text.clone()));
                 self.event(Event::Error { message: format!("host: {text}") });

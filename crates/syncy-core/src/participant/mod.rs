@@ -8,6 +8,7 @@
 //! [`ParticipantCore::poll_timeout`]. The decoders read the stores through the core
 //! ([`ChunkSource`]): the driver keeps the core behind the one lock they share.
 
+pub mod hashes;
 mod inputs;
 pub mod presenter;
 mod reconnect;
@@ -186,6 +187,8 @@ pub struct ParticipantCore {
     unasked: u64,
     /// The whole file's SHA-256 as the host signed it, once it has said.
     host_sha256: Option<[u8; 32]>,
+    /// Each chunk's SHA-256 as the host signed it, where known.
+    hashes: hashes::HashTable,
     /// Under a download limit, when the next request may go.
     requests_at: Option<Instant>,
     /// Unix ms at an instant (for the events' `t_ms`).
@@ -213,6 +216,7 @@ impl ParticipantCore {
             duplicates: 0,
             unasked: 0,
             host_sha256: None,
+            hashes: hashes::HashTable::default(),
             requests_at: None,
             wall: (now, 0.0),
             reconnect: None,
@@ -426,6 +430,7 @@ impl ParticipantCore {
                 SwitchAction::StopReader { space } => self.out.push_back(ParticipantOutput::StopReader { space }),
                 SwitchAction::CloseStore { space } => {
                     self.stores.remove(space);
+                    self.hashes.drop_space(space);
                     self.out.push_back(ParticipantOutput::StopReader { space });
                     self.out.push_back(ParticipantOutput::Wake);
                 }
@@ -501,6 +506,11 @@ impl ParticipantCore {
     /// The whole file's SHA-256 as the host signed it, once the host has said.
     pub fn host_sha256(&self) -> Option<&[u8; 32]> {
         self.host_sha256.as_ref()
+    }
+
+    /// The host's chunk hashes held.
+    pub fn hashes(&self) -> &hashes::HashTable {
+        &self.hashes
     }
 
     /// The original's store (the in-order check reads it).

@@ -276,3 +276,25 @@ fn a_lost_link_is_tried_again_at_once_then_with_growing_pauses_for_90_s_and_only
     assert!(!c.handle_connected_to(now, &other));
     assert_eq!(drain(&mut c), [ParticipantOutput::GiveUp("the host is streaming another file now (other.mp4); not resuming sim.mp4".into())]);
 }
+
+#[test]
+fn chunk_hashes_are_taken_only_as_the_host_signed_them_for_this_room_and_run() {
+    use crate::protocol::hashes::{ChunkHash, HashBatch};
+    use crate::protocol::identity::HostSecret;
+    let t0 = crate::testing::t0();
+    let m = manifest();
+    let hashes: Vec<ChunkHash> = (0..11).map(|i| [i; 32]).collect();
+    let forged = [
+        HashBatch::sign(&HostSecret::from_bytes([6; 32]).host_key(), ROOM, &m.stream, 0, 0, &hashes),
+        HashBatch::sign(&host_key(), "another-room", &m.stream, 0, 0, &hashes),
+        HashBatch::sign(&host_key(), ROOM, &[9; 16], 0, 0, &hashes),
+    ];
+    for batch in forged {
+        let mut c = ParticipantCore::new(t0, m.clone(), config(false), &[]);
+        assert!(c.handle_message(t0, Message::HashBatch(batch)).is_err());
+        assert!(c.hashes().is_empty());
+    }
+    let mut c = ParticipantCore::new(t0, m.clone(), config(false), &[]);
+    c.handle_message(t0, Message::HashBatch(HashBatch::sign(&host_key(), ROOM, &m.stream, 0, 0, &hashes))).unwrap();
+    assert_eq!(c.hashes().hash(ORIGINAL, 3), Some([3; 32]));
+}

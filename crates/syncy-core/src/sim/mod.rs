@@ -27,11 +27,18 @@ pub use viewer::{Viewer, ViewerStats};
 use crate::api::{Command, Event};
 use crate::buffer::StoreConfig;
 use crate::host::{HostConfig, HostCore, HostOutput};
+use crate::protocol::hashes::{ChunkHash, HashBatch, chunk_hash};
+use crate::protocol::identity::{HostKey, HostSecret};
 use crate::protocol::signal::{PeerId, ServerMsg};
 use crate::protocol::stream::{Manifest, Message};
 
 /// Zeros to cut chunk payloads from (the content does not matter here; lengths do).
 static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+
+/// The simulated host's key: it signs the chunk hashes, the viewers check them.
+pub fn host_key() -> HostKey {
+    HostSecret::from_bytes([7; 32]).host_key()
+}
 
 /// Something in flight, due at a time.
 #[derive(Debug)]
@@ -118,6 +125,12 @@ pub struct World {
     pub meter: Option<fn() -> Instant>,
     /// Time spent inside the host core's calls, by `meter`.
     pub host_time: Duration,
+    /// Signs hash batches, as the host's driver does.
+    key: HostKey,
+    /// The hash of a chunk of zeros, by length (every chunk here is one).
+    zero_hashes: std::collections::HashMap<usize, ChunkHash>,
+    /// Bytes of hash batches the host sent.
+    pub hash_bytes: u64,
 }
 
 impl World {
@@ -142,6 +155,9 @@ impl World {
             steps: 0,
             meter: None,
             host_time: Duration::ZERO,
+            key: host_key(),
+            zero_hashes: Default::default(),
+            hash_bytes: 0,
         };
         w.host_outputs();
         w
@@ -338,10 +354,20 @@ impl World {
                     let link = self.slots[slot].link;
                     self.schedule(at, Due::Chunk { slot, link, index, len });
                 }
+                HostOutput::HashBatch { space, first, count, len } => {
+                    // Hashed and signed at once (the simulated disk and CPU are never behind).
+                    let batch = self.hash_batch(space, first, count, len);
+                    let now = self.now;
+                    self.on_host(|h| h.handle_hash_batch(now, batch));
+                }
                 HostOutput::Control { peer, msg } => {
                     let Some(slot) = self.slot_of(peer) else { continue };
                     // Control messages cost what they weigh (a roster of 64 is kilobytes).
-                    let (_, at) = self.host_send(slot, crate::protocol::stream::encode(&msg).len(), true);
+                    let bytes = crate::protocol::stream::encode(&msg).len();
+                    if matches!(msg, Message::HashBatch(_)) {
+                        self.hash_bytes += bytes as u64;
+                    }
+                    let (_, at) = self.host_send(slot, bytes, true);
                     let link = self.slots[slot].link;
                     self.schedule(at, Due::ToViewer { slot, link, msg });
                 }
@@ -365,6 +391,18 @@ impl World {
                 _ => {}
             }
         }
+    }
+
+    /// What the host's driver makes of `HostOutput::HashBatch`: every chunk here is zeros.
+    fn hash_batch(&mut self, space: crate::protocol::stream::Space, first: u32, count: u32, len: u64) -> HashBatch {
+        let chunk = self.manifest.chunk_size as u64;
+        let hashes: Vec<ChunkHash> = (0..count as u64)
+            .map(|i| {
+                let l = (len - i * chunk).min(chunk) as usize;
+                *self.zero_hashes.entry(l).or_insert_with(|| chunk_hash(&ZEROS[..l]))
+            })
+            .collect();
+        HashBatch::sign(&self.key, "sim", &self.manifest.stream, space, first, &hashes)
     }
 
     fn viewer_outputs(&mut self, slot: usize) {

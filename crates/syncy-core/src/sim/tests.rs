@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::api::{Command, Event};
+use crate::protocol::stream::ORIGINAL;
 
 const CHUNK: u32 = 64 * 1024;
 /// A generous bound on steps for any of these rooms (the livelock guard).
@@ -291,4 +292,23 @@ fn a_hundred_joining_at_once_on_uncapped_links_is_no_livelock() {
     }
     w.run_for(Duration::from_millis(500));
     assert!(w.viewers().count() == 100 && w.uploaded > 0);
+}
+
+#[test]
+fn every_range_served_is_hashed_and_every_participant_holds_its_signed_hashes_for_a_small_cost() {
+    let mut w = room(true, true, 0, None);
+    for name in ["ann", "bob", "cy"] {
+        w.join(name, LinkSpec::rtt(40, 0.01), store());
+    }
+    w.run_for(Duration::from_secs(30));
+    let batches = w.manifest.chunks.div_ceil(crate::protocol::hashes::HASH_BATCH) as usize;
+    for v in w.viewers() {
+        let held = v.core().original();
+        let holds: Vec<u32> = (0..w.manifest.chunks).filter(|&i| held.has(i)).collect();
+        assert!(holds.len() > 100, "{}: holds {} chunks", v.name, holds.len());
+        assert!(holds.iter().all(|&i| v.core().hashes().hash(ORIGINAL, i).is_some()), "{}: a hash for every chunk it holds", v.name);
+        assert!(v.core().hashes().len() <= batches);
+    }
+    let share = w.hash_bytes as f64 / w.uploaded as f64;
+    assert!(share > 0.0 && share < 0.03, "hash batches are {:.2} % of the upload", share * 100.0);
 }

@@ -122,7 +122,15 @@ impl Viewer {
     /// A participant whose link came up at `now`, its clock off the world's by `ppm` parts per
     /// million.
     pub fn new(now: Instant, name: &str, manifest: Manifest, store: StoreConfig, ppm: f64) -> Viewer {
-        let cfg = ParticipantConfig { name: name.into(), decodes: true, keeps_original: None, quality: "auto".into(), store, ladder: vec![], host: None };
+        let cfg = ParticipantConfig {
+            name: name.into(),
+            decodes: true,
+            keeps_original: None,
+            quality: "auto".into(),
+            store,
+            ladder: vec![],
+            host: Some((super::host_key().public(), "sim".into())),
+        };
         let decoder = Decoder { next: 0, queued: VecDeque::new(), duration: manifest.duration_ms.unwrap_or(0) as Micros * 1000 };
         let size = manifest.size;
         let mut v = Viewer {

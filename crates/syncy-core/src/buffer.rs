@@ -147,6 +147,12 @@ pub struct ChunkStore {
     download: TokenBucket,
     /// A rendition still being made: reads past its end wait for it to grow.
     growing: bool,
+    /// With relays: how far ahead of the reader read-ahead asks the host (chunks); the
+    /// participant's neighbours are asked for what lies beyond (`None`: no bound).
+    host_window: Option<u32>,
+    /// Chunks let go to fit the bound since [`ChunkStore::take_evicted`] (what neighbours
+    /// are told no longer to ask for).
+    evicted: Vec<u32>,
 }
 
 /// How long a read-ahead request may be outstanding before the reader's need of it re-asks
@@ -201,6 +207,8 @@ impl ChunkStore {
             busy: Duration::ZERO,
             busy_since: None,
             read_ahead: true,
+            host_window: None,
+            evicted: Vec::new(),
         }
     }
 
@@ -273,6 +281,9 @@ impl ChunkStore {
         // is asked for again at its new length (a read of it would run past its end).
         let old_last = self.manifest.chunks.checked_sub(1).filter(|_| !self.manifest.size.is_multiple_of(chunk));
         if let Some(ix) = old_last {
+            if self.has(ix) && self.host_window.is_some() {
+                self.evicted.push(ix);
+            }
             self.forget(ix);
         }
         self.manifest.size = size;
@@ -428,6 +439,10 @@ impl ChunkStore {
             let v = self.held.remove(&ix).expect("victim is held");
             self.is_held[ix as usize] = false;
             self.held_bytes -= v.len() as u64;
+            // Kept only for relaying, where they are taken every few hundred ms.
+            if self.host_window.is_some() {
+                self.evicted.push(ix);
+            }
         }
         true
     }
@@ -586,7 +601,8 @@ impl ChunkStore {
         let mut budget = None;
         let mut chunks = Vec::new();
         let mut ix = self.read_pos;
-        while ix < self.manifest.chunks && chunks.len() < batch && self.in_flight.len() < self.cfg.max_in_flight {
+        let end = self.host_window.map_or(self.manifest.chunks, |w| self.read_pos.saturating_add(w).min(self.manifest.chunks));
+        while ix < end && chunks.len() < batch && self.in_flight.len() < self.cfg.max_in_flight {
             let on_disk = self.cfg.on_disk && self.seen[ix as usize];
             if !on_disk && !self.is_held[ix as usize] && !self.in_flight.contains_key(&ix) {
                 let left = budget.get_or_insert_with(|| self.room_ahead());
@@ -642,6 +658,72 @@ impl ChunkStore {
         if bytes > 0 {
             self.download.consume(now, bytes as f64);
         }
+    }
+
+    /// With relays: read-ahead asks the host only `chunks` ahead of the reader (`None`: as
+    /// far as the bound allows).
+    pub fn set_host_window(&mut self, chunks: Option<u32>) {
+        self.host_window = chunks;
+    }
+
+    /// Chunks in `from..to` neither held nor on their way (nor on disk), at most `max`, within
+    /// the byte bound: what may be asked of neighbours.
+    pub fn missing(&self, from: u32, to: u32, max: usize) -> Vec<u32> {
+        let mut budget = self.room_ahead();
+        let mut out = Vec::new();
+        for ix in from..to.min(self.manifest.chunks) {
+            if out.len() >= max || self.in_flight.len() + out.len() >= self.cfg.max_in_flight {
+                break;
+            }
+            let on_disk = self.cfg.on_disk && self.seen[ix as usize];
+            if on_disk || self.is_held[ix as usize] || self.in_flight.contains_key(&ix) {
+                continue;
+            }
+            let len = self.manifest.chunk_len(ix).unwrap_or(0) as u64;
+            if len > budget {
+                break;
+            }
+            budget -= len;
+            out.push(ix);
+        }
+        out
+    }
+
+    /// `ix` was asked of a neighbour.
+    pub fn mark_requested(&mut self, now: Instant, ix: u32) {
+        if ix < self.manifest.chunks && !self.in_flight.contains_key(&ix) {
+            self.mark_in_flight(now, ix);
+            self.note_busy(now);
+        }
+    }
+
+    /// The neighbour asked for `ix` will not bring it (gone, too slow, no longer holds it):
+    /// it may be asked for again, of anyone. A copy still on its way is taken.
+    pub fn unmark(&mut self, now: Instant, ix: u32) {
+        if self.in_flight.remove(&ix).is_some() {
+            self.in_flight_bytes -= self.manifest.chunk_len(ix).unwrap_or(0) as u64;
+            self.note_busy(now);
+        }
+    }
+
+    /// Whether `ix` was asked for and has not come.
+    pub fn is_in_flight(&self, ix: u32) -> bool {
+        self.in_flight.contains_key(&ix)
+    }
+
+    /// Whether the reader is blocked on `ix`.
+    pub fn is_critical(&self, ix: u32) -> bool {
+        self.critical.contains(&ix)
+    }
+
+    /// The chunks held in memory, ascending (what neighbours may ask for).
+    pub fn held_indices(&self) -> impl Iterator<Item = u32> + '_ {
+        self.held.keys().copied()
+    }
+
+    /// Chunks let go since the last call.
+    pub fn take_evicted(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.evicted)
     }
 
     fn mark_in_flight(&mut self, now: Instant, ix: u32) {

@@ -90,6 +90,9 @@ fn core_config(opts: &JoinOptions, manifest: &Manifest, host_key: HostId) -> Par
         store: StoreConfig { capacity: opts.buffer, fill_behind: saves, download_limit: opts.download_limit, on_disk: saves, ..StoreConfig::default() },
         ladder,
         host: Some((host_key, opts.link.room.clone())),
+        // Relay links come with the WebRTC side of issue 19; until then this side declines
+        // introductions (`RelayBye`), and the host serves it as before.
+        relay: None,
     }
 }
 
@@ -342,6 +345,12 @@ impl Session {
             ParticipantOutput::End(end) => return Ok(Some(end)),
             // Only between turns (see `back_in`).
             ParticipantOutput::Connect | ParticipantOutput::GiveUp(_) => {}
+            // Never without a relay configuration (see `core_config`).
+            ParticipantOutput::RelayOpen { .. }
+            | ParticipantOutput::RelayRemoteSdp { .. }
+            | ParticipantOutput::RelaySend { .. }
+            | ParticipantOutput::RelayChunk { .. }
+            | ParticipantOutput::RelayClose { .. } => {}
         }
         Ok(None)
     }

@@ -163,6 +163,7 @@ pub(super) fn core_with_file(bytes: &[u8], host_digest: [u8; 32], saved: &[u32])
         store: StoreConfig { on_disk: !saved.is_empty(), ..StoreConfig::default() },
         ladder: vec![],
         host: Some((key.public(), "room".into())),
+        relay: None,
     };
     let now = Instant::now();
     let mut core = crate::core::participant::ParticipantCore::new(now, m.clone(), cfg, saved);

@@ -48,6 +48,11 @@ impl HashTable {
         }
     }
 
+    /// The batch of `space` starting at `first`, if held (a neighbour may ask for it).
+    pub fn batch(&self, space: Space, first: u32) -> Option<&HashBatch> {
+        self.batches.get(&(space, first))
+    }
+
     /// The host's hash of chunk `index` of `space`, if held.
     pub fn hash(&self, space: Space, index: u32) -> Option<ChunkHash> {
         self.batches.get(&(space, batch_start(index))).and_then(|b| b.get(index))

@@ -49,6 +49,11 @@ impl ParticipantCore {
         let fresh = !store.seen(index);
         let on_disk = self.cfg.store.on_disk;
         let arrival = store.handle_chunk(now, index, data.clone())?;
+        if arrival == Arrival::Stored
+            && let Some(r) = self.relay.as_mut()
+        {
+            r.note_stored(ORIGINAL, index);
+        }
         if fresh && on_disk {
             self.out.push_back(ParticipantOutput::Save { index, data });
         }
@@ -78,6 +83,11 @@ impl ParticipantCore {
             return Ok(self.unasked(index, seen));
         }
         let arrival = store.handle_chunk(now, index, data)?;
+        if arrival == Arrival::Stored
+            && let Some(r) = self.relay.as_mut()
+        {
+            r.note_stored(space, index);
+        }
         if arrival == Arrival::Duplicate {
             self.duplicates += 1;
         }
@@ -102,7 +112,7 @@ impl ParticipantCore {
     /// Signed chunk hashes, checked with the host's key over the room and this run. From the
     /// host's own link a batch it did not sign is a broken host (or, over the HTTP fallback,
     /// someone else).
-    fn handle_hash_batch(&mut self, batch: crate::protocol::hashes::HashBatch) -> Result<(), ParticipantError> {
+    pub(super) fn handle_hash_batch(&mut self, batch: crate::protocol::hashes::HashBatch) -> Result<(), ParticipantError> {
         let Some((key, room)) = &self.cfg.host else {
             tracing::trace!("a hash batch, and no host key to check it with");
             return Ok(());
@@ -158,6 +168,13 @@ impl ParticipantCore {
             }
             Message::FileHash { sha256, sig } => self.handle_file_hash(&sha256, &sig)?,
             Message::HashBatch(b) => self.handle_hash_batch(b)?,
+            Message::RelayIntro(intro) => self.relay_intro(now, intro)?,
+            Message::RelaySignal(sdp) => self.relay_signal(now, sdp),
+            Message::RelayBye { link, reason } => {
+                tracing::debug!(link, "the host ends the relay link: {reason}");
+                self.drop_link(now, link, None);
+            }
+            Message::Seed { space, chunks } => self.seed(now, space, chunks),
             Message::Notice { text } => {
                 self.out.push_back(ParticipantOutput::Notice(text.clone()));
                 self.event(Event::Error { message: format!("host: {text}") });

@@ -12,7 +12,11 @@ pub mod hashes;
 mod inputs;
 pub mod presenter;
 mod reconnect;
+#[cfg(test)]
+mod relay_tests;
+mod relaying;
 mod stores;
+pub mod swarm;
 #[cfg(test)]
 mod tests;
 
@@ -27,13 +31,14 @@ use crate::cadence::Cadence;
 use crate::clock::Micros;
 use crate::level_switch::{Choice, LevelSwitch, SwitchAction};
 use crate::protocol::identity::HostId;
-use crate::protocol::stream::{Manifest, Message, ORIGINAL, Space, StreamError};
+use crate::protocol::stream::{Manifest, Message, ORIGINAL, Priority, Space, StreamError};
 use crate::quality::Level;
 use crate::rate::Meter;
 
 use presenter::Presenter;
 pub use presenter::{PictureAction, PictureView, PresenterEvent, QueueView, RoomView};
 pub use reconnect::{FIRST_ATTEMPTS, FirstConnection, RECONNECT_FOR};
+pub use relaying::{CRITICAL_WITHIN, HORIZON, RELAY_EVERY, RelayConfig, SOON};
 pub use stores::Stores;
 
 /// How a participant runs.
@@ -54,8 +59,11 @@ pub struct ParticipantConfig {
     /// The renditions' bit rates.
     pub ladder: Vec<Level>,
     /// The host's key (checked against the link) and the room id: what the host signs is
-    /// checked with them. `None` (the simulated room): nothing signed is taken.
+    /// checked with them. `None`: nothing signed is taken.
     pub host: Option<(HostId, String)>,
+    /// How it relays chunks to and from the neighbours the host introduces (`None`: it does
+    /// not; `--no-relay`).
+    pub relay: Option<RelayConfig>,
 }
 
 /// Renditions play in the built-in player only: why a participant stays on the original.
@@ -142,6 +150,49 @@ pub enum ParticipantOutput {
     Connect,
     /// Reconnecting is over without getting back in: the participant stops, for this reason.
     GiveUp(String),
+    /// Open a relay link to a neighbour the host introduced, with the host link's STUN/TURN.
+    /// The offerer writes the offer and hands it over with
+    /// [`ParticipantCore::handle_relay_local_sdp`]; the answerer waits for `RelayRemoteSdp`,
+    /// then does the same with its answer. Report with `handle_relay_up` or `handle_relay_gone`.
+    RelayOpen {
+        /// The link.
+        link: u32,
+        /// This side offers.
+        offerer: bool,
+        /// The neighbour's name (for logs).
+        name: String,
+    },
+    /// The neighbour's SDP, its signature checked: apply it (an answerer then answers).
+    RelayRemoteSdp {
+        /// The link.
+        link: u32,
+        /// Its offer or answer.
+        sdp: String,
+    },
+    /// A message to a neighbour (its control channel; dropped if the link is not up).
+    RelaySend {
+        /// The link.
+        link: u32,
+        /// What.
+        msg: Message,
+    },
+    /// A chunk to a neighbour (its chunks channel); report with `handle_relay_sent` once it
+    /// went out (or could not).
+    RelayChunk {
+        /// The link.
+        link: u32,
+        /// Chunk space.
+        space: Space,
+        /// Chunk index.
+        index: u32,
+        /// Its bytes.
+        data: Bytes,
+    },
+    /// Close a relay link.
+    RelayClose {
+        /// The link.
+        link: u32,
+    },
 }
 
 /// Why the core wants to be woken.
@@ -157,6 +208,8 @@ pub enum Timer {
     Levels,
     /// The next attempt to get back in.
     Reconnect,
+    /// Relaying's periodic pass.
+    Relay,
 }
 
 /// What only the edge knows, for a snapshot.
@@ -189,6 +242,8 @@ pub struct ParticipantCore {
     host_sha256: Option<[u8; 32]>,
     /// Each chunk's SHA-256 as the host signed it, where known.
     hashes: hashes::HashTable,
+    /// Neighbours and serving them (`None`: it does not relay).
+    relay: Option<relaying::Relaying>,
     /// Under a download limit, when the next request may go.
     requests_at: Option<Instant>,
     /// Unix ms at an instant (for the events' `t_ms`).
@@ -217,6 +272,7 @@ impl ParticipantCore {
             unasked: 0,
             host_sha256: None,
             hashes: hashes::HashTable::default(),
+            relay: cfg.relay.clone().map(|r| relaying::Relaying::new(now, r)),
             requests_at: None,
             wall: (now, 0.0),
             reconnect: None,
@@ -226,6 +282,7 @@ impl ParticipantCore {
             cfg,
         };
         core.restore(saved);
+        core.update_host_window();
         core.choose_first();
         core.flush();
         core
@@ -272,6 +329,7 @@ impl ParticipantCore {
             self.requests_at.map(|t| (t, Timer::Requests)),
             self.presenter.poll_timeout(self.now).map(|t| (t, Timer::Present)),
             self.switch.poll_timeout(self.now, room_known).map(|t| (t, Timer::Levels)),
+            self.relay.as_ref().map(|r| (r.poll_timeout(), Timer::Relay)),
         ]
         .into_iter()
         .flatten()
@@ -300,6 +358,7 @@ impl ParticipantCore {
             }
         }
         self.drive_switch(now);
+        self.relay_tick(now);
         self.flush();
     }
 
@@ -357,6 +416,12 @@ impl ParticipantCore {
     fn handle_reconnected(&mut self, now: Instant) {
         self.now = now;
         self.stores.all_mut().for_each(|s| drop(s.take_in_flight(now)));
+        if self.relays() {
+            // The host forgot what this side holds with the old link.
+            for have in self.full_haves() {
+                self.send(Message::Have(have));
+            }
+        }
         self.switch.reconnected();
         self.cadence.reconnected(now);
         self.event(Event::Reconnected { held_bytes: self.stores.original().held_bytes() });
@@ -393,7 +458,7 @@ impl ParticipantCore {
             rtt_ms: p.rtt_ms(),
             seq: p.seq(),
             drift_ms: p.drift(now).map(|d| d / 1000),
-            relay: None,
+            relay: self.relay.as_mut().map(|r| r.report(now)),
         };
         self.send(report);
         self.cadence.reported(now);
@@ -417,7 +482,10 @@ impl ParticipantCore {
         while let Some(action) = self.switch.poll_action() {
             match action {
                 SwitchAction::Send(m) => self.send(m),
-                SwitchAction::NewStore { space, level } => self.stores.add(space, &level),
+                SwitchAction::NewStore { space, level } => {
+                    self.stores.add(space, &level);
+                    self.update_host_window();
+                }
                 SwitchAction::Grow { space, available, done } => {
                     if let Some(s) = self.stores.get_mut(space).filter(|_| space != ORIGINAL) {
                         s.grow(available);
@@ -453,8 +521,17 @@ impl ParticipantCore {
             let (requests, at) = self.stores.poll_requests(self.now, space);
             ready = [ready, at].into_iter().flatten().min();
             for r in requests {
-                tracing::trace!("request space {space}: {:?} {:?}", r.priority, r.chunks);
-                self.send(Message::Request { space, chunks: r.chunks, priority: r.priority });
+                let within = if r.priority == Priority::Critical { CRITICAL_WITHIN } else { SOON };
+                // Neighbours first, where one holds the chunk and would bring it in time.
+                let chunks = if self.relay.as_ref().is_some_and(|r| r.swarm.up() > 0) {
+                    self.ask_neighbours(self.now, space, &r.chunks, r.priority, within)
+                } else {
+                    r.chunks
+                };
+                if !chunks.is_empty() {
+                    tracing::trace!("request space {space}: {:?} {:?}", r.priority, chunks);
+                    self.send(Message::Request { space, chunks, priority: r.priority });
+                }
             }
         }
         self.requests_at = ready;

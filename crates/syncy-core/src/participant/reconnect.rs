@@ -70,6 +70,8 @@ impl ParticipantCore {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5)).within(RECONNECT_FOR);
         backoff.lost(now);
         self.reconnect = Some(Reconnect { backoff, attempt: 0, why, next: None });
+        // Introductions were the host's: it makes new ones once back.
+        self.drop_all_links(now);
         self.attempt();
     }
 
@@ -108,6 +110,11 @@ impl ParticipantCore {
             let msg = format!("the host is streaming another file now ({}); not resuming {}", manifest.name, self.manifest.name);
             self.out.push_back(ParticipantOutput::GiveUp(msg));
             return false;
+        }
+        if manifest.stream != self.manifest.stream {
+            // The host restarted: what it signs now is signed for its new run.
+            self.manifest.stream = manifest.stream;
+            self.hashes = super::hashes::HashTable::default();
         }
         self.handle_reconnected(now);
         true

@@ -8,7 +8,7 @@ use crate::protocol::stream::{self, Priority};
 
 const MS: Duration = Duration::from_millis(1);
 
-fn config(on_disk: bool) -> ParticipantConfig {
+pub(super) fn config(on_disk: bool) -> ParticipantConfig {
     ParticipantConfig {
         name: "ann".into(),
         decodes: true,
@@ -17,13 +17,14 @@ fn config(on_disk: bool) -> ParticipantConfig {
         store: StoreConfig { on_disk, ..StoreConfig::default() },
         ladder: vec![],
         host: Some((host_key().public(), ROOM.into())),
+        relay: None,
     }
 }
 
-const ROOM: &str = "films-room";
+pub(super) const ROOM: &str = "films-room";
 
 /// The host this participant's link names.
-fn host_key() -> crate::protocol::identity::HostKey {
+pub(super) fn host_key() -> crate::protocol::identity::HostKey {
     crate::protocol::identity::HostSecret::from_bytes([5; 32]).host_key()
 }
 

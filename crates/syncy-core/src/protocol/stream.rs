@@ -297,6 +297,14 @@ pub enum Message {
         /// Why, for logs.
         reason: String,
     },
+    /// Host → participant: ask me for these chunks now, ahead of your read-ahead: nobody in
+    /// the room holds them yet, and you are to pass them on.
+    Seed {
+        /// Chunk space.
+        space: Space,
+        /// Indices.
+        chunks: Vec<u32>,
+    },
     /// Participant → host: the relay on `link` sent a chunk that does not match its hash.
     BadChunk {
         /// The link.
@@ -362,7 +370,8 @@ impl Message {
             | Roster { .. }
             | LevelRefused { .. }
             | FileHash { .. }
-            | RelayIntro(_) => from == Role::Host,
+            | RelayIntro(_)
+            | Seed { .. } => from == Role::Host,
             Chunk { .. } | HashBatch(_) => from != Role::Participant,
             Command(_) | Ping { .. } | Report { .. } | Level { .. } | BadChunk { .. } => from == Role::Participant,
             Request { .. } | Cancel { .. } | Have(_) | HashAsk { .. } => from != Role::Host,
@@ -514,7 +523,7 @@ fn check(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> 
             Some(m) if data.len() <= m.chunk_size as usize => Ok(()),
             _ => Err(StreamError::Invalid("chunk longer than the chunk size")),
         },
-        Message::Request { chunks, space, .. } | Message::Cancel { chunks, space } => {
+        Message::Request { chunks, space, .. } | Message::Cancel { chunks, space } | Message::Seed { chunks, space } => {
             if chunks.len() > MAX_INDICES {
                 Err(StreamError::Invalid("too many chunk indices"))
             } else if *space == ORIGINAL && !in_range(chunks) {
@@ -680,6 +689,7 @@ mod tests {
             (RelaySignal(RelaySdp { link: 3, sdp: "v=0".into(), sig: "cd".repeat(64) }), Role::Host),
             (RelayBye { link: 3, reason: "gone".into() }, Role::Participant),
             (BadChunk { link: 3, space: 4, index: 900 }, Role::Participant),
+            (Seed { space: ORIGINAL, chunks: vec![4, 5] }, Role::Host),
             (Request { space: ORIGINAL, chunks: vec![1], priority: Priority::Window }, Role::Relay),
             (Chunk { space: ORIGINAL, index: 1, data: ByteBuf::from(vec![1u8; 65536]) }, Role::Relay),
         ]

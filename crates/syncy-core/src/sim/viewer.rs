@@ -130,6 +130,7 @@ impl Viewer {
             store,
             ladder: vec![],
             host: Some((super::host_key().public(), "sim".into())),
+            relay: None,
         };
         let decoder = Decoder { next: 0, queued: VecDeque::new(), duration: manifest.duration_ms.unwrap_or(0) as Micros * 1000 };
         let size = manifest.size;

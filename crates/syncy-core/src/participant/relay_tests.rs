@@ -1,0 +1,275 @@
+//! Two participant cores wired by hand as neighbours: introductions, signed SDPs, holdings,
+//! chunks asked of a neighbour and checked against the host's hashes, a lie, a loss.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::tests::{ROOM, config, host_key};
+use super::*;
+use crate::protocol::guest::GuestSecret;
+use crate::protocol::hashes::{ChunkHash, HASH_BATCH, HashBatch, chunk_hash};
+use crate::protocol::relay::introduce;
+use crate::protocol::stream::Manifest;
+
+const LINK: u32 = 7;
+
+/// Two minutes at 1 Mb/s: 229 chunks of 64 KiB.
+fn media() -> Manifest {
+    crate::sim::media(120, 1000, 64 << 10)
+}
+
+/// What chunk `ix` holds.
+fn content(m: &Manifest, ix: u32) -> Bytes {
+    Bytes::from(vec![(ix % 251) as u8; m.chunk_len(ix).unwrap()])
+}
+
+fn relaying(name: &str, seed: u8) -> ParticipantConfig {
+    let key = Arc::new(GuestSecret::from_bytes([seed; 32]).key_for(ROOM));
+    ParticipantConfig { name: name.into(), relay: Some(RelayConfig { key, limit_bps: 0, digest: chunk_hash }), ..config(false) }
+}
+
+fn guest(seed: u8) -> crate::protocol::guest::GuestId {
+    GuestSecret::from_bytes([seed; 32]).key_for(ROOM).public()
+}
+
+/// The host's signed hashes of the whole file.
+fn batches(m: &Manifest) -> Vec<HashBatch> {
+    (0..m.chunks)
+        .step_by(HASH_BATCH as usize)
+        .map(|first| {
+            let hashes: Vec<ChunkHash> = (first..(first + HASH_BATCH).min(m.chunks)).map(|ix| chunk_hash(&content(m, ix))).collect();
+            HashBatch::sign(&host_key(), ROOM, &m.stream, ORIGINAL, first, &hashes)
+        })
+        .collect()
+}
+
+/// A participant with the host's hashes, holding `held` (seeded by the host).
+fn participant(now: Instant, name: &str, seed: u8, held: std::ops::Range<u32>) -> ParticipantCore {
+    let m = media();
+    let mut c = ParticipantCore::new(now, m.clone(), relaying(name, seed), &[]);
+    for b in batches(&m) {
+        c.handle_message(now, Message::HashBatch(b)).unwrap();
+    }
+    if !held.is_empty() {
+        c.handle_message(now, Message::Seed { space: ORIGINAL, chunks: held.clone().collect() }).unwrap();
+        for ix in held {
+            c.handle_chunk_parts(now, 100, ORIGINAL, ix, content(&m, ix)).unwrap();
+        }
+    }
+    while c.poll_output().is_some() {}
+    c
+}
+
+/// The pair and the wire between them.
+struct Pair {
+    now: Instant,
+    ann: ParticipantCore,
+    bob: ParticipantCore,
+    /// What each sent the host.
+    to_host: Vec<(&'static str, Message)>,
+    /// Relay links each opened or closed.
+    opened: Vec<&'static str>,
+    closed: Vec<&'static str>,
+    /// Each chunk bob sends passes through this on the way.
+    tamper: fn(u32, Bytes) -> Bytes,
+}
+
+impl Pair {
+    fn new(bob_holds: std::ops::Range<u32>) -> Pair {
+        let now = crate::testing::t0();
+        let ann = participant(now, "ann", 1, 0..0);
+        let bob = participant(now, "bob", 2, bob_holds);
+        Pair { now, ann, bob, to_host: vec![], opened: vec![], closed: vec![], tamper: |_, b| b }
+    }
+
+    /// The host introduces them, the SDPs go through it, the link comes up.
+    fn connect(&mut self) {
+        let stream = media().stream;
+        let (to_ann, to_bob) = introduce(&host_key(), ROOM, &stream, LINK, (&guest(1), "ann"), (&guest(2), "bob"));
+        self.ann.handle_message(self.now, Message::RelayIntro(to_ann)).unwrap();
+        self.bob.handle_message(self.now, Message::RelayIntro(to_bob)).unwrap();
+        self.ann.handle_relay_local_sdp(self.now, LINK, "v=0 ann's offer".into());
+        self.settle();
+        self.bob.handle_relay_local_sdp(self.now, LINK, "v=0 bob's answer".into());
+        self.settle();
+        self.ann.handle_relay_up(self.now, LINK);
+        self.bob.handle_relay_up(self.now, LINK);
+        self.settle();
+    }
+
+    /// Moves everything either sent until neither has more.
+    fn settle(&mut self) {
+        loop {
+            let a: Vec<_> = std::iter::from_fn(|| self.ann.poll_output()).collect();
+            let b: Vec<_> = std::iter::from_fn(|| self.bob.poll_output()).collect();
+            if a.is_empty() && b.is_empty() {
+                return;
+            }
+            a.into_iter().for_each(|o| self.carry("ann", o));
+            b.into_iter().for_each(|o| self.carry("bob", o));
+        }
+    }
+
+    fn carry(&mut self, from: &'static str, out: ParticipantOutput) {
+        let now = self.now;
+        let tamper = self.tamper;
+        let (me, other) = if from == "ann" { (&mut self.ann, &mut self.bob) } else { (&mut self.bob, &mut self.ann) };
+        match out {
+            // The host forwards SDPs to the other end of the link.
+            ParticipantOutput::Send(Message::RelaySignal(sdp)) => other.handle_message(now, Message::RelaySignal(sdp)).unwrap(),
+            ParticipantOutput::Send(m) => self.to_host.push((from, m)),
+            ParticipantOutput::RelayOpen { .. } => self.opened.push(from),
+            ParticipantOutput::RelayClose { .. } => self.closed.push(from),
+            ParticipantOutput::RelaySend { link, msg } => other.handle_relay_message(now, link, msg),
+            ParticipantOutput::RelayChunk { link, space, index, data } => {
+                let len = data.len();
+                let data = if from == "bob" { tamper(index, data) } else { data };
+                other.handle_relay_chunk_parts(now, link, len + 16, space, index, data);
+                me.handle_relay_sent(now, link, len);
+            }
+            _ => {}
+        }
+    }
+
+    /// Time passes for both (a relay pass is due every 250 ms).
+    fn advance(&mut self, by: Duration) {
+        let until = self.now + by;
+        while self.now < until {
+            self.now = (self.now + RELAY_EVERY).min(until);
+            self.ann.handle_timeout(self.now);
+            self.bob.handle_timeout(self.now);
+            self.settle();
+        }
+    }
+
+    fn sent_host(&self, who: &str) -> Vec<&Message> {
+        self.to_host.iter().filter(|(f, _)| *f == who).map(|(_, m)| m).collect()
+    }
+}
+
+#[test]
+fn read_ahead_beyond_soon_comes_from_a_neighbour_checked_against_the_hosts_hashes() {
+    let mut p = Pair::new(0..120);
+    p.connect();
+    assert_eq!(p.opened, ["ann", "bob"]);
+    p.advance(Duration::from_secs(3));
+    let (soon, horizon) = (p.ann.chunks_of(SOON), p.ann.chunks_of(HORIZON));
+    let got: Vec<u32> = (0..120).filter(|&ix| p.ann.original().has(ix)).collect();
+    assert_eq!(got, (soon..horizon).collect::<Vec<_>>(), "from {soon} chunks ahead up to {horizon}, what bob holds, from bob");
+    assert!(p.ann.original().get(100) == Some(&content(&media(), 100)[..]));
+    let relay = |c: &mut ParticipantCore| c.relay.as_mut().unwrap().report(p.now);
+    let (a, b) = (relay(&mut p.ann), relay(&mut p.bob));
+    assert_eq!(a.down_bytes, (horizon - soon) as u64 * 65536);
+    assert_eq!((b.up_bytes, a.links, b.links), (a.down_bytes, 1, 1));
+    // Ann asked the host for what lies within SOON only, never for what bob brought.
+    let asked_host: Vec<u32> =
+        p.sent_host("ann").iter().filter_map(|m| if let Message::Request { chunks, .. } = m { Some(chunks.clone()) } else { None }).flatten().collect();
+    assert!(asked_host.iter().all(|&ix| ix < soon), "{asked_host:?}");
+    // And tells the host what it holds now.
+    assert!(p.sent_host("ann").iter().any(|m| matches!(m, Message::Have(h) if h.added.indices().any(|ix| ix == 100))));
+}
+
+#[test]
+fn within_soon_a_neighbour_that_holds_the_chunk_is_asked_before_the_host() {
+    let mut p = Pair::new(0..40);
+    p.connect();
+    // Ann's reader moves to chunk 20, past the window it asked the host for.
+    let mut buf = [0u8; 1];
+    assert_eq!(p.ann.read_at(ORIGINAL, 20 * 65536, &mut buf), crate::buffer::Read::Wait);
+    p.ann.handle_wake(p.now);
+    p.settle();
+    assert!(p.ann.original().has(20), "the chunk the reader waits for came from bob");
+    let asked_host = p.sent_host("ann").iter().any(|m| matches!(m, Message::Request { chunks, .. } if chunks.contains(&20)));
+    assert!(!asked_host);
+}
+
+#[test]
+fn a_neighbour_whose_chunk_is_not_the_hosts_is_cut_off_and_reported() {
+    let mut p = Pair::new(0..120);
+    p.tamper = |ix, b| if ix == 50 { Bytes::from(vec![0xee; b.len()]) } else { b };
+    p.connect();
+    p.advance(Duration::from_secs(3));
+    assert!(!p.ann.original().has(50) && !p.ann.original().is_in_flight(50), "dropped, and free to be asked again");
+    assert!(p.sent_host("ann").iter().any(|m| matches!(m, Message::BadChunk { link: LINK, space: ORIGINAL, index: 50 })));
+    assert_eq!(p.closed, ["ann"]);
+    assert_eq!(p.ann.relay.as_ref().unwrap().lies, 1);
+    assert_eq!(p.ann.relay.as_ref().unwrap().swarm.up(), 0);
+}
+
+#[test]
+fn a_neighbour_that_leaves_mid_chunk_costs_only_a_re_request() {
+    let mut p = Pair::new(0..120);
+    p.connect();
+    // Ann's requests reach bob, and bob's link goes before a chunk comes back.
+    p.ann.handle_timeout(p.now + RELAY_EVERY);
+    let requests: Vec<ParticipantOutput> = std::iter::from_fn(|| p.ann.poll_output()).collect();
+    let in_flight: Vec<u32> = requests
+        .iter()
+        .filter_map(|o| if let ParticipantOutput::RelaySend { msg: Message::Request { chunks, .. }, .. } = o { Some(chunks.clone()) } else { None })
+        .flatten()
+        .collect();
+    assert!(!in_flight.is_empty());
+    assert!(in_flight.iter().all(|&ix| p.ann.original().is_in_flight(ix)));
+    p.ann.handle_relay_gone(p.now, LINK, "ICE failed");
+    assert!(in_flight.iter().all(|&ix| !p.ann.original().is_in_flight(ix)), "every chunk asked of bob may be asked again");
+    let outs: Vec<ParticipantOutput> = std::iter::from_fn(|| p.ann.poll_output()).collect();
+    assert!(outs.iter().any(|o| matches!(o, ParticipantOutput::Send(Message::RelayBye { link: LINK, .. }))), "the host hears");
+    assert!(outs.iter().any(|o| matches!(o, ParticipantOutput::RelayClose { link: LINK })));
+}
+
+#[test]
+fn a_neighbour_too_slow_to_answer_has_its_chunks_asked_again() {
+    let mut p = Pair::new(0..120);
+    p.connect();
+    p.ann.handle_timeout(p.now + RELAY_EVERY);
+    let asked: Vec<u32> = std::iter::from_fn(|| p.ann.poll_output())
+        .filter_map(|o| if let ParticipantOutput::RelaySend { msg: Message::Request { chunks, .. }, .. } = o { Some(chunks) } else { None })
+        .flatten()
+        .collect();
+    assert!(!asked.is_empty());
+    // Nothing comes for ten seconds.
+    let later = p.now + Duration::from_secs(10);
+    p.ann.handle_timeout(later);
+    let cancels: Vec<u32> = std::iter::from_fn(|| p.ann.poll_output())
+        .filter_map(|o| if let ParticipantOutput::RelaySend { msg: Message::Cancel { chunks, .. }, .. } = o { Some(chunks) } else { None })
+        .flatten()
+        .collect();
+    assert!(!cancels.is_empty() && cancels.iter().all(|ix| asked.contains(ix)), "late ones cancelled at bob: {cancels:?}");
+}
+
+#[test]
+fn without_relaying_an_introduction_is_declined_and_a_forged_one_is_a_broken_host() {
+    let now = crate::testing::t0();
+    let stream = media().stream;
+    let (to_ann, _) = introduce(&host_key(), ROOM, &stream, LINK, (&guest(1), "ann"), (&guest(2), "bob"));
+    let mut plain = ParticipantCore::new(now, media(), config(false), &[]);
+    while plain.poll_output().is_some() {}
+    plain.handle_message(now, Message::RelayIntro(to_ann.clone())).unwrap();
+    let outs: Vec<ParticipantOutput> = std::iter::from_fn(|| plain.poll_output()).collect();
+    assert!(outs.iter().any(|o| matches!(o, ParticipantOutput::Send(Message::RelayBye { link: LINK, .. }))), "{outs:?}");
+    assert!(!outs.iter().any(|o| matches!(o, ParticipantOutput::RelayOpen { .. })));
+
+    let mut ann = participant(now, "ann", 1, 0..0);
+    let forger = crate::protocol::identity::HostSecret::from_bytes([9; 32]).host_key();
+    let (forged, _) = introduce(&forger, ROOM, &stream, LINK, (&guest(1), "ann"), (&guest(2), "bob"));
+    assert!(ann.handle_message(now, Message::RelayIntro(forged)).is_err());
+    let (for_carol, _) = introduce(&host_key(), ROOM, &stream, LINK, (&guest(3), "carol"), (&guest(2), "bob"));
+    assert!(ann.handle_message(now, Message::RelayIntro(for_carol)).is_err(), "an introduction of someone else");
+}
+
+#[test]
+fn an_sdp_not_signed_by_the_introduced_neighbour_opens_no_link() {
+    let mut p = Pair::new(0..10);
+    let stream = media().stream;
+    let (to_ann, _) = introduce(&host_key(), ROOM, &stream, LINK, (&guest(1), "ann"), (&guest(2), "bob"));
+    p.ann.handle_message(p.now, Message::RelayIntro(to_ann)).unwrap();
+    while p.ann.poll_output().is_some() {}
+    let mallory = GuestSecret::from_bytes([6; 32]).key_for(ROOM);
+    let forged = crate::protocol::relay::RelaySdp::sign(&mallory, ROOM, &stream, LINK, "v=0 mallory".into());
+    p.ann.handle_message(p.now, Message::RelaySignal(forged)).unwrap();
+    let outs: Vec<ParticipantOutput> = std::iter::from_fn(|| p.ann.poll_output()).collect();
+    assert!(!outs.iter().any(|o| matches!(o, ParticipantOutput::RelayRemoteSdp { .. })));
+    assert!(outs.iter().any(|o| matches!(o, ParticipantOutput::RelayClose { link: LINK })));
+}

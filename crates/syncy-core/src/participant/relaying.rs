@@ -1,0 +1,539 @@
+//! Relaying, the participant's side: links to the neighbours the host introduces, chunks
+//! asked of them and checked against the host's signed hashes, chunks served to them within
+//! the relay upload limit, and holdings told to them and to the host.
+//!
+//! Where each chunk comes from: what the reader is blocked on, from a neighbour that would
+//! bring it within [`CRITICAL_WITHIN`], else the host; read-ahead within [`SOON`] of the
+//! reader, from a neighbour that holds it, else the host; read-ahead beyond it, up to
+//! [`HORIZON`], from neighbours only, rarest first. What the host wants spread first it says
+//! with `Seed`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::swarm::{MAX_NEIGHBOURS, Neighbour, Swarm};
+use super::{ParticipantCore, ParticipantError, ParticipantOutput};
+use crate::protocol::guest::GuestKey;
+use crate::protocol::hashes::{ChunkHash, batch_start};
+use crate::protocol::have::{Have, Runs};
+use crate::protocol::relay::{RelayIntro, RelaySdp};
+use crate::protocol::stream::{self, Message, PROTOCOL_VERSION, Priority, RelayReport, Role, Space, StreamError};
+use crate::rate::{Meter, TokenBucket};
+use crate::scheduler::Scheduler;
+
+/// How often holdings are told, overdue requests given up and read-ahead asked of neighbours.
+pub const RELAY_EVERY: Duration = Duration::from_millis(250);
+/// Read-ahead this far (of media) ahead of the reader may come from the host.
+pub const SOON: Duration = Duration::from_secs(8);
+/// Read-ahead from neighbours goes this far ahead of the reader.
+pub const HORIZON: Duration = Duration::from_secs(60);
+/// A chunk the reader is blocked on is asked of a neighbour only if it would come this soon.
+pub const CRITICAL_WITHIN: Duration = Duration::from_millis(300);
+/// A link not up this long after its introduction is given up.
+pub const OPEN_WITHIN: Duration = Duration::from_secs(20);
+/// Chunks handed to one neighbour's channel and not yet sent.
+const SEND_QUEUE: usize = 4;
+/// A hash batch asked for is asked again after this long.
+const HASH_ASK_AGAIN: Duration = Duration::from_secs(5);
+/// Chunks asked of neighbours per pass beyond [`SOON`].
+const FAR_PER_PASS: usize = 256;
+
+/// How a participant relays.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Its key in this room: it signs its relay SDPs, and introductions name it.
+    pub key: Arc<GuestKey>,
+    /// Relay upload limit, B/s (0: none).
+    pub limit_bps: u64,
+    /// What a chunk's hash is (SHA-256; the simulated room gives a cheaper one).
+    pub digest: fn(&[u8]) -> ChunkHash,
+}
+
+/// The relaying state.
+pub(super) struct Relaying {
+    cfg: RelayConfig,
+    pub(super) swarm: Swarm,
+    serve: Scheduler,
+    bucket: Option<TokenBucket>,
+    up: Meter,
+    down_bytes: u64,
+    /// Chunks stored since holdings were last told, by space.
+    added: BTreeMap<Space, Vec<u32>>,
+    next_tick: Instant,
+    hash_asked: HashMap<(Space, u32), Instant>,
+    /// Chunks from neighbours that were not what the host hashed.
+    pub(super) lies: u32,
+}
+
+impl Relaying {
+    pub(super) fn new(now: Instant, cfg: RelayConfig) -> Relaying {
+        let limit = cfg.limit_bps as f64;
+        let bucket = (cfg.limit_bps > 0).then(|| TokenBucket::new(limit, (limit * 0.1).max(256.0 * 1024.0)));
+        Relaying {
+            cfg,
+            swarm: Swarm::default(),
+            serve: Scheduler::new(SEND_QUEUE),
+            bucket,
+            up: Meter::new(Duration::from_secs(1)),
+            down_bytes: 0,
+            added: BTreeMap::new(),
+            next_tick: now,
+            hash_asked: HashMap::new(),
+            lies: 0,
+        }
+    }
+
+    /// When the next pass is due.
+    pub(super) fn poll_timeout(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// What its `Report` says.
+    pub(super) fn report(&mut self, now: Instant) -> RelayReport {
+        RelayReport {
+            limit_bps: self.cfg.limit_bps,
+            up_bps: self.up.rate(now) as u64,
+            up_bytes: self.up.total(),
+            down_bytes: self.down_bytes,
+            links: self.swarm.up() as u16,
+        }
+    }
+
+    /// A chunk was stored: neighbours and the host hear of it at the next pass.
+    pub(super) fn note_stored(&mut self, space: Space, index: u32) {
+        self.added.entry(space).or_default().push(index);
+    }
+}
+
+impl ParticipantCore {
+    /// The host introduced a neighbour.
+    pub(super) fn relay_intro(&mut self, now: Instant, intro: RelayIntro) -> Result<(), ParticipantError> {
+        let link = intro.link;
+        let (Some(r), Some((host, room))) = (self.relay.as_mut(), &self.cfg.host) else {
+            self.send(Message::RelayBye { link, reason: "relaying is off".into() });
+            return Ok(());
+        };
+        let Some(them) = intro.verify(host, room, &self.manifest.stream, &r.cfg.key.public()) else {
+            return Err(StreamError::Invalid("a relay introduction the host did not sign").into());
+        };
+        if r.swarm.links.len() >= MAX_NEIGHBOURS || r.swarm.links.contains_key(&link) {
+            self.send(Message::RelayBye { link, reason: "too many neighbours".into() });
+            return Ok(());
+        }
+        tracing::debug!(link, "the host introduces {} ({})", intro.name, if intro.offerer { "offering" } else { "answering" });
+        r.swarm.links.insert(link, Neighbour::new(now, intro.name.clone(), them, intro.offerer));
+        self.out.push_back(ParticipantOutput::RelayOpen { link, offerer: intro.offerer, name: intro.name });
+        Ok(())
+    }
+
+    /// This side's SDP for `link` (an offer, or the answer to the neighbour's): signed and
+    /// sent through the host.
+    pub fn handle_relay_local_sdp(&mut self, now: Instant, link: u32, sdp: String) {
+        self.now = now;
+        let (Some(r), Some((_, room))) = (self.relay.as_ref(), &self.cfg.host) else { return };
+        if r.swarm.links.contains_key(&link) {
+            let signed = RelaySdp::sign(&r.cfg.key, room, &self.manifest.stream, link, sdp);
+            self.send(Message::RelaySignal(signed));
+        }
+    }
+
+    /// The neighbour's SDP, through the host: applied only if the neighbour signed it.
+    pub(super) fn relay_signal(&mut self, now: Instant, sdp: RelaySdp) {
+        let link = sdp.link;
+        let (Some(r), Some((_, room))) = (self.relay.as_ref(), &self.cfg.host) else { return };
+        let Some(n) = r.swarm.links.get(&link) else { return };
+        if sdp.verify(&n.key, room, &self.manifest.stream) {
+            self.out.push_back(ParticipantOutput::RelayRemoteSdp { link, sdp: sdp.sdp });
+        } else {
+            tracing::warn!(link, "{}'s SDP is not signed by its key: no link", n.name);
+            self.drop_link(now, link, Some("its SDP was not signed by its key"));
+        }
+    }
+
+    /// The link to a neighbour is up: hello and everything held.
+    pub fn handle_relay_up(&mut self, now: Instant, link: u32) {
+        self.now = now;
+        let Some(r) = self.relay.as_mut() else { return };
+        let Some(n) = r.swarm.links.get_mut(&link) else { return };
+        n.up = true;
+        tracing::info!(link, "relay link to {} up", n.name);
+        r.serve.add_peer(link as u64);
+        let hello = Message::Hello { version: PROTOCOL_VERSION, name: self.cfg.name.clone() };
+        self.out.push_back(ParticipantOutput::RelaySend { link, msg: hello });
+        for have in self.full_haves() {
+            self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Have(have) });
+        }
+        self.update_host_window();
+        self.flush();
+    }
+
+    /// The link to a neighbour failed or closed.
+    pub fn handle_relay_gone(&mut self, now: Instant, link: u32, reason: &str) {
+        self.now = now;
+        self.drop_link(now, link, Some(reason));
+        self.flush();
+    }
+
+    /// The link is over: what was asked of the neighbour is asked again elsewhere, its queue
+    /// goes, and the host hears why (`tell`) unless it said so itself.
+    pub(super) fn drop_link(&mut self, now: Instant, link: u32, tell: Option<&str>) {
+        let Some(r) = self.relay.as_mut() else { return };
+        let Some(mut n) = r.swarm.links.remove(&link) else { return };
+        r.serve.remove_peer(link as u64);
+        for (space, ix) in n.take_asked() {
+            if let Some(s) = self.stores.get_mut(space) {
+                s.unmark(now, ix);
+            }
+        }
+        if let Some(reason) = tell {
+            tracing::info!(link, "relay link to {} over: {reason}", n.name);
+            self.send(Message::RelayBye { link, reason: reason.chars().take(stream::MAX_TEXT).collect() });
+        }
+        self.out.push_back(ParticipantOutput::RelayClose { link });
+        self.update_host_window();
+    }
+
+    /// Every relay link goes (the host link did: the host introduces again once back).
+    pub(super) fn drop_all_links(&mut self, now: Instant) {
+        let links: Vec<u32> = self.relay.as_ref().map(|r| r.swarm.links.keys().copied().collect()).unwrap_or_default();
+        links.into_iter().for_each(|l| self.drop_link(now, l, None));
+    }
+
+    /// Bytes from a neighbour's control channel. A neighbour that breaks the protocol loses
+    /// its link (never this participant's run).
+    pub fn handle_relay_control(&mut self, now: Instant, link: u32, b: &[u8]) {
+        match stream::decode_from(b, Role::Relay, Some(&self.manifest)) {
+            Ok(msg) => self.handle_relay_message(now, link, msg),
+            Err(e) => {
+                self.now = now;
+                self.drop_link(now, link, Some(&format!("it broke the protocol: {e}")));
+            }
+        }
+    }
+
+    /// A message from a neighbour.
+    pub fn handle_relay_message(&mut self, now: Instant, link: u32, msg: Message) {
+        self.now = now;
+        let Some(r) = self.relay.as_mut() else { return };
+        if !r.swarm.links.get(&link).is_some_and(|n| n.up) {
+            return;
+        }
+        match msg {
+            Message::Hello { version, .. } if version != PROTOCOL_VERSION => {
+                return self.drop_link(now, link, Some(&format!("it speaks protocol {version}, this side {PROTOCOL_VERSION}")));
+            }
+            Message::Have(have) => self.neighbour_have(now, link, &have),
+            Message::Request { space, chunks, priority } if self.stores.get(space).is_some() => r.serve.handle_request(link as u64, space, &chunks, priority),
+            Message::Cancel { space, chunks } => r.serve.handle_cancel(link as u64, space, &chunks),
+            Message::HashAsk { space, first } => {
+                if let Some(b) = self.hashes.batch(space, first) {
+                    self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::HashBatch(b.clone()) });
+                }
+            }
+            Message::HashBatch(b) if self.handle_hash_batch(b).is_err() => {
+                return self.drop_link(now, link, Some("it passed on hashes the host did not sign"));
+            }
+            _ => {}
+        }
+        self.pump_relay(now);
+        self.flush();
+    }
+
+    fn neighbour_have(&mut self, now: Instant, link: u32, have: &Have) {
+        let Some(bound) = self.stores.get(have.space).map(|s| s.manifest().chunks) else { return };
+        let Some(n) = self.relay.as_mut().and_then(|r| r.swarm.links.get_mut(&link)) else { return };
+        let gone = n.handle_have(have, bound);
+        if let Some(s) = self.stores.get_mut(have.space) {
+            gone.into_iter().for_each(|ix| s.unmark(now, ix));
+        }
+    }
+
+    /// Bytes from a neighbour's chunks channel.
+    pub fn handle_relay_chunk(&mut self, now: Instant, link: u32, b: BytesMut) {
+        let len = b.len();
+        match stream::decode_chunk(b, self.manifest.chunk_size) {
+            Ok(Some(p)) => self.handle_relay_chunk_parts(now, link, len, p.space, p.index, p.data),
+            Ok(None) | Err(_) => {
+                self.now = now;
+                self.drop_link(now, link, Some("it sent something other than a chunk on the chunks channel"));
+            }
+        }
+    }
+
+    /// A chunk from a neighbour: taken only if asked of it and what the host hashed.
+    pub fn handle_relay_chunk_parts(&mut self, now: Instant, link: u32, wire: usize, space: Space, index: u32, data: Bytes) {
+        self.now = now;
+        let Some(r) = self.relay.as_mut() else { return };
+        let Some(n) = r.swarm.links.get_mut(&link) else { return };
+        if !n.handle_delivered(now, space, index, data.len()) {
+            tracing::debug!(link, "dropping chunk {index} of space {space}: not asked of this neighbour");
+            self.unasked += 1;
+            return;
+        }
+        let digest = (r.cfg.digest)(&data);
+        match self.hashes.check(space, index, &digest) {
+            super::hashes::Check::Good => {
+                r.down_bytes += data.len() as u64;
+                // Checked against the host's own hash: as good as the host's chunk.
+                if let Err(e) = self.handle_chunk_parts(now, wire, space, index, data) {
+                    tracing::warn!(link, "a relayed chunk that matched its hash: {e}");
+                }
+            }
+            super::hashes::Check::Bad => self.relay_lied(now, link, space, index),
+            super::hashes::Check::Unknown => {
+                if let Some(s) = self.stores.get_mut(space) {
+                    s.unmark(now, index);
+                }
+            }
+        }
+        self.pump_relay(now);
+        self.flush();
+    }
+
+    /// A neighbour sent a chunk that is not what the host read: dropped, its link cut, the
+    /// host told (it decides whether the neighbour relays any more).
+    fn relay_lied(&mut self, now: Instant, link: u32, space: Space, index: u32) {
+        let name = self.relay.as_ref().and_then(|r| r.swarm.links.get(&link)).map(|n| n.name.clone()).unwrap_or_default();
+        tracing::warn!(link, "{name} sent chunk {index} of space {space} that does not match the host's hash: cutting the link");
+        if let Some(r) = self.relay.as_mut() {
+            r.lies += 1;
+        }
+        if let Some(s) = self.stores.get_mut(space) {
+            s.unmark(now, index);
+        }
+        self.send(Message::BadChunk { link, space, index });
+        self.event(crate::api::Event::Error { message: format!("{name} relayed a chunk that is not the host's: cut off, and the host told") });
+        self.drop_link(now, link, None);
+    }
+
+    /// A chunk sent to a neighbour went out.
+    pub fn handle_relay_sent(&mut self, now: Instant, link: u32, bytes: usize) {
+        self.now = now;
+        let Some(r) = self.relay.as_mut() else { return };
+        r.serve.handle_sent(link as u64);
+        r.up.record(now, bytes as u64);
+        self.pump_relay(now);
+    }
+
+    /// Serves neighbours' requests from what is held, within the relay limit.
+    pub(super) fn pump_relay(&mut self, now: Instant) {
+        let Some(r) = self.relay.as_mut() else { return };
+        while r.bucket.as_mut().is_none_or(|b| b.ready(now))
+            && let Some(t) = r.serve.poll_transmit()
+        {
+            let link = t.peer as u32;
+            match self.stores.get(t.space).and_then(|s| s.get_bytes(t.index)) {
+                Some(data) => {
+                    if let Some(b) = r.bucket.as_mut() {
+                        b.consume(now, data.len() as f64);
+                    }
+                    self.out.push_back(ParticipantOutput::RelayChunk { link, space: t.space, index: t.index, data });
+                }
+                None => {
+                    r.serve.handle_sent(t.peer);
+                    let have = Have { space: t.space, reset: false, added: Runs::default(), dropped: Runs::from_sorted([t.index]) };
+                    self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Have(have) });
+                }
+            }
+        }
+    }
+
+    /// Everything held, as `Have`s that start afresh (for a new neighbour, or the host).
+    pub(super) fn full_haves(&self) -> Vec<Have> {
+        let mut out = Vec::new();
+        for space in self.switch.live_spaces().into_iter().chain(std::iter::once(stream::ORIGINAL)) {
+            let Some(s) = self.stores.get(space).filter(|_| !out.iter().any(|h: &Have| h.space == space)) else { continue };
+            let runs = Runs::from_sorted(s.held_indices());
+            for (i, added) in runs.split().into_iter().enumerate() {
+                out.push(Have { space, reset: i == 0, added, dropped: Runs::default() });
+            }
+        }
+        out
+    }
+
+    /// The periodic pass: holdings told, overdue requests and slow links given up, read-ahead
+    /// asked of neighbours.
+    pub(super) fn relay_tick(&mut self, now: Instant) {
+        let Some(r) = self.relay.as_mut() else { return };
+        if now < r.next_tick {
+            return;
+        }
+        r.next_tick = now + RELAY_EVERY;
+        self.tell_holdings();
+        self.give_up_overdue(now);
+        self.fetch_far(now);
+        self.pump_relay(now);
+    }
+
+    /// What was stored and let go since the last pass, to the host and every neighbour.
+    fn tell_holdings(&mut self) {
+        let Some(r) = self.relay.as_mut() else { return };
+        let mut added = std::mem::take(&mut r.added);
+        let mut haves = Vec::new();
+        for space in self.switch.live_spaces().into_iter().chain(std::iter::once(stream::ORIGINAL)) {
+            let Some(s) = self.stores.get_mut(space) else { continue };
+            let mut dropped = s.take_evicted();
+            let mut new = added.remove(&space).unwrap_or_default();
+            if dropped.is_empty() && new.is_empty() {
+                continue;
+            }
+            new.retain(|&ix| s.has(ix));
+            dropped.retain(|&ix| !s.has(ix));
+            for v in [&mut new, &mut dropped] {
+                v.sort_unstable();
+                v.dedup();
+            }
+            let (added, dropped) = (Runs::from_sorted(new), Runs::from_sorted(dropped));
+            if added.runs() + dropped.runs() <= crate::protocol::have::MAX_RUNS {
+                haves.push(Have { space, reset: false, added, dropped });
+            } else {
+                // Too scattered for one message: everything afresh.
+                haves.extend(self.full_haves().into_iter().filter(|h| h.space == space));
+            }
+        }
+        let links: Vec<u32> = self.relay.as_ref().map(|r| r.swarm.links.iter().filter(|(_, n)| n.up).map(|(l, _)| *l).collect()).unwrap_or_default();
+        for have in haves {
+            for &link in &links {
+                self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Have(have.clone()) });
+            }
+            self.send(Message::Have(have));
+        }
+    }
+
+    /// Requests past their deadline go back to the store (asked again, of anyone); links that
+    /// never came up go.
+    fn give_up_overdue(&mut self, now: Instant) {
+        let Some(r) = self.relay.as_mut() else { return };
+        let mut late = Vec::new();
+        let mut stale = Vec::new();
+        for (&link, n) in r.swarm.links.iter_mut() {
+            let overdue = n.take_overdue(now);
+            if !overdue.is_empty() {
+                late.push((link, overdue));
+            }
+            if !n.up && now.saturating_duration_since(n.since) >= OPEN_WITHIN {
+                stale.push(link);
+            }
+        }
+        for (link, chunks) in late {
+            tracing::debug!(link, "{} chunks asked of this neighbour are late: asking again", chunks.len());
+            for (space, ix) in chunks {
+                if let Some(s) = self.stores.get_mut(space) {
+                    s.unmark(now, ix);
+                }
+                self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Cancel { space, chunks: vec![ix] } });
+            }
+        }
+        for link in stale {
+            self.drop_link(now, link, Some("the link did not come up"));
+        }
+    }
+
+    /// Read-ahead beyond [`SOON`], from neighbours only, the rarest chunks first.
+    fn fetch_far(&mut self, now: Instant) {
+        if self.relay.as_ref().is_none_or(|r| r.swarm.up() == 0) {
+            return;
+        }
+        for space in self.switch.live_spaces() {
+            let Some(s) = self.stores.get(space) else { continue };
+            let (soon, horizon) = (self.chunks_of(SOON), self.chunks_of(HORIZON));
+            let pos = s.read_position();
+            let missing = s.missing(pos.saturating_add(soon), pos.saturating_add(horizon), FAR_PER_PASS * 4);
+            let mut wanted: Vec<(usize, u32)> = Vec::new();
+            let swarm = &self.relay.as_ref().expect("checked").swarm;
+            for ix in missing {
+                let holders = swarm.holders(space, ix);
+                if holders > 0 {
+                    wanted.push((holders, ix));
+                }
+            }
+            wanted.sort_unstable();
+            wanted.truncate(FAR_PER_PASS);
+            let chunks: Vec<u32> = wanted.into_iter().map(|(_, ix)| ix).collect();
+            let rest = self.ask_neighbours(now, space, &chunks, Priority::Window, HORIZON);
+            drop(rest);
+        }
+    }
+
+    /// Asks neighbours for `chunks` of `space` (already wanted by the store, or to be marked
+    /// so here), each of the one expected to bring it first, within `within`; returns those no
+    /// neighbour can bring (for the host). A chunk whose hash is not held is not asked of a
+    /// neighbour: the host is asked for its batch.
+    pub(super) fn ask_neighbours(&mut self, now: Instant, space: Space, chunks: &[u32], priority: Priority, within: Duration) -> Vec<u32> {
+        let mut rest = Vec::new();
+        let mut by_link: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for &ix in chunks {
+            let len = self.stores.get(space).and_then(|s| s.manifest().chunk_len(ix)).unwrap_or(0);
+            if self.hashes.hash(space, ix).is_none() {
+                self.ask_hashes(now, space, ix);
+                rest.push(ix);
+                continue;
+            }
+            let Some(r) = self.relay.as_mut() else { return chunks.to_vec() };
+            match r.swarm.pick(now, space, ix, len, within) {
+                Some(link) => {
+                    r.swarm.links.get_mut(&link).expect("picked").ask(now, space, ix, len);
+                    by_link.entry(link).or_default().push(ix);
+                    if let Some(s) = self.stores.get_mut(space) {
+                        s.mark_requested(now, ix);
+                    }
+                }
+                None => rest.push(ix),
+            }
+        }
+        for (link, chunks) in by_link {
+            self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Request { space, chunks, priority } });
+        }
+        rest
+    }
+
+    /// Asks the host for the hash batch of chunk `ix` (again only after a while).
+    fn ask_hashes(&mut self, now: Instant, space: Space, ix: u32) {
+        let first = batch_start(ix);
+        let Some(r) = self.relay.as_mut() else { return };
+        if r.hash_asked.get(&(space, first)).is_some_and(|t| now.saturating_duration_since(*t) < HASH_ASK_AGAIN) {
+            return;
+        }
+        r.hash_asked.retain(|_, t| now.saturating_duration_since(*t) < HASH_ASK_AGAIN);
+        r.hash_asked.insert((space, first), now);
+        self.send(Message::HashAsk { space, first });
+    }
+
+    /// The host wants these spread: asked of it now.
+    pub(super) fn seed(&mut self, now: Instant, space: Space, chunks: Vec<u32>) {
+        let Some(s) = self.stores.get_mut(space).filter(|_| self.relay.is_some()) else { return };
+        let pos = s.read_position();
+        let wanted: Vec<u32> = chunks.into_iter().filter(|&ix| ix >= pos && s.missing(ix, ix + 1, 1) == [ix]).collect();
+        wanted.iter().for_each(|&ix| s.mark_requested(now, ix));
+        if !wanted.is_empty() {
+            self.send(Message::Request { space, chunks: wanted, priority: Priority::Window });
+        }
+    }
+
+    /// Relaying, read-ahead asks the host only [`SOON`] ahead, neighbours or none: what lies
+    /// beyond comes from neighbours, or from the host when it seeds (a participant alone, or
+    /// the first to reach a part, is seeded; see `host::swarm`). Without the bound a newcomer
+    /// would ask the host for its whole read-ahead before any neighbour was up.
+    pub(super) fn update_host_window(&mut self) {
+        let window = self.relay.as_ref().map(|_| self.chunks_of(SOON));
+        self.stores.all_mut().for_each(|s| s.set_host_window(window));
+    }
+
+    /// Chunks of the original in `d` of media (at its average bit rate; at least eight).
+    pub(super) fn chunks_of(&self, d: Duration) -> u32 {
+        let m = &self.manifest;
+        let per_second = match m.duration_ms.filter(|&ms| ms > 0) {
+            Some(ms) => m.size as f64 * 1000.0 / ms as f64,
+            None => 1_000_000.0,
+        };
+        ((per_second * d.as_secs_f64() / m.chunk_size.max(1) as f64).ceil() as u32).max(8)
+    }
+
+    /// Whether it relays (and so has neighbours to ask).
+    pub(super) fn relays(&self) -> bool {
+        self.relay.is_some()
+    }
+}

@@ -112,7 +112,7 @@ impl ParticipantCore {
     /// Signed chunk hashes, checked with the host's key over the room and this run. From the
     /// host's own link a batch it did not sign is a broken host (or, over the HTTP fallback,
     /// someone else).
-    pub(super) fn handle_hash_batch(&mut self, batch: crate::protocol::hashes::HashBatch) -> Result<(), ParticipantError> {
+    pub(super) fn handle_hash_batch(&mut self, batch: &crate::protocol::hashes::HashBatch) -> Result<(), ParticipantError> {
         let Some((key, room)) = &self.cfg.host else {
             tracing::trace!("a hash batch, and no host key to check it with");
             return Ok(());
@@ -121,7 +121,7 @@ impl ParticipantCore {
             return Err(StreamError::Invalid("chunk hashes not signed by the host").into());
         }
         let near = self.stores.get(batch.space).map_or(0, |s| s.read_position());
-        self.hashes.insert(batch, near);
+        self.hashes.insert(batch.clone(), near);
         Ok(())
     }
 
@@ -167,7 +167,7 @@ impl ParticipantCore {
                 self.out.push_back(ParticipantOutput::Roster(list));
             }
             Message::FileHash { sha256, sig } => self.handle_file_hash(&sha256, &sig)?,
-            Message::HashBatch(b) => self.handle_hash_batch(b)?,
+            Message::HashBatch(b) => self.handle_hash_batch(&b)?,
             Message::RelayIntro(intro) => self.relay_intro(now, intro)?,
             Message::RelaySignal(sdp) => self.relay_signal(now, sdp),
             Message::RelayBye { link, reason } => {

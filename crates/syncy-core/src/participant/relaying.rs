@@ -233,7 +233,7 @@ impl ParticipantCore {
                     self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::HashBatch(b.clone()) });
                 }
             }
-            Message::HashBatch(b) if self.handle_hash_batch(b).is_err() => {
+            Message::HashBatch(b) if self.handle_hash_batch(&b).is_err() => {
                 return self.drop_link(now, link, Some("it passed on hashes the host did not sign"));
             }
             _ => {}

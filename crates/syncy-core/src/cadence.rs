@@ -12,6 +12,10 @@ const SLOW: Duration = Duration::from_secs(1);
 pub const STATS_EVERY: Duration = Duration::from_secs(1);
 /// A report goes at least this often.
 pub const REPORT_AT_LEAST: Duration = Duration::from_millis(900);
+/// Reports a change sends go at most this often: a picture that flickers between showing
+/// and waiting (data arriving just in time) would otherwise send one per frame, past the
+/// host's control budget (it let whole simulated relay rooms go for it).
+pub const REPORT_AT_MOST: Duration = Duration::from_millis(100);
 
 /// What is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +24,8 @@ pub enum Due {
     Ping,
     /// Take stats (and look at what times out).
     Stats,
+    /// Send the report a change asked for.
+    Report,
 }
 
 /// The schedule.
@@ -29,12 +35,14 @@ pub struct Cadence {
     next_ping: Instant,
     next_stats: Instant,
     last_report: Instant,
+    /// A change wants a report, held back until then.
+    report_at: Option<Instant>,
 }
 
 impl Cadence {
     /// Starting at `now`: a ping and stats at once.
     pub fn new(now: Instant) -> Cadence {
-        Cadence { pings: 0, next_ping: now, next_stats: now, last_report: now }
+        Cadence { pings: 0, next_ping: now, next_stats: now, last_report: now, report_at: None }
     }
 
     /// A new connection: the quick pings again.
@@ -45,7 +53,7 @@ impl Cadence {
 
     /// When something is next due.
     pub fn poll_timeout(&self) -> Instant {
-        self.next_ping.min(self.next_stats)
+        self.next_ping.min(self.next_stats).min(self.report_at.unwrap_or(self.next_stats))
     }
 
     /// What is due at `now` (each once).
@@ -60,12 +68,28 @@ impl Cadence {
             self.next_stats = now + STATS_EVERY;
             due.push(Due::Stats);
         }
+        if self.report_at.is_some_and(|t| now >= t) {
+            self.report_at = None;
+            due.push(Due::Report);
+        }
         due
+    }
+
+    /// Something changed that the host should hear: whether a report may go now; if not, one
+    /// is due (`Due::Report`) [`REPORT_AT_MOST`] after the last.
+    pub fn changed(&mut self, now: Instant) -> bool {
+        let next = self.last_report + REPORT_AT_MOST;
+        if now >= next {
+            return true;
+        }
+        self.report_at.get_or_insert(next);
+        false
     }
 
     /// A report went out at `now`.
     pub fn reported(&mut self, now: Instant) {
         self.last_report = now;
+        self.report_at = None;
     }
 
     /// The last report is old enough for another.
@@ -106,5 +130,20 @@ mod tests {
         assert!(c.report_due(t0 + REPORT_AT_LEAST));
         c.reported(t0 + Duration::from_millis(950));
         assert!(!c.report_due(t0 + Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn reports_a_change_sends_go_at_most_every_100_ms_and_a_held_one_goes_later() {
+        let t0 = crate::testing::t0();
+        let mut c = Cadence::new(t0);
+        c.reported(t0);
+        assert!(!c.changed(t0 + Duration::from_millis(10)), "too soon after the last");
+        assert!(!c.changed(t0 + Duration::from_millis(20)));
+        assert_eq!(c.report_at, Some(t0 + REPORT_AT_MOST), "one report, held back");
+        assert!(c.poll_timeout() <= t0 + REPORT_AT_MOST);
+        assert!(c.handle_timeout(t0 + REPORT_AT_MOST).contains(&Due::Report));
+        c.reported(t0 + REPORT_AT_MOST);
+        assert!(!c.handle_timeout(t0 + REPORT_AT_MOST * 2).contains(&Due::Report), "once");
+        assert!(c.changed(t0 + REPORT_AT_MOST * 2));
     }
 }

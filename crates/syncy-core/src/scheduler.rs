@@ -45,6 +45,8 @@ pub struct Transmit {
 #[derive(Debug, Default)]
 struct PeerQueue {
     critical: VecDeque<(Space, u32)>,
+    /// What the host seeds: critical, after the peer's own critical requests.
+    seeds: VecDeque<(Space, u32)>,
     window: VecDeque<(Space, u32)>,
     /// Authoritative set of queued chunks; deque entries not matching it are stale and skipped.
     queued: HashMap<(Space, u32), Priority>,
@@ -53,37 +55,57 @@ struct PeerQueue {
 
 impl PeerQueue {
     fn pop(&mut self, priority: Priority) -> Option<(Space, u32)> {
-        let deque = match priority {
-            Priority::Critical => &mut self.critical,
-            Priority::Window => &mut self.window,
+        let queued = &mut self.queued;
+        let deques = match priority {
+            Priority::Critical => vec![&mut self.critical, &mut self.seeds],
+            Priority::Window => vec![&mut self.window],
         };
-        while let Some(ix) = deque.pop_front() {
-            if self.queued.get(&ix) == Some(&priority) {
-                self.queued.remove(&ix);
-                return Some(ix);
+        for deque in deques {
+            while let Some(ix) = deque.pop_front() {
+                if queued.get(&ix) == Some(&priority) {
+                    queued.remove(&ix);
+                    return Some(ix);
+                }
             }
         }
         None
     }
 
     fn has(&mut self, priority: Priority) -> bool {
-        let deque = match priority {
-            Priority::Critical => &mut self.critical,
-            Priority::Window => &mut self.window,
+        let queued = &self.queued;
+        let deques = match priority {
+            Priority::Critical => vec![&mut self.critical, &mut self.seeds],
+            Priority::Window => vec![&mut self.window],
         };
         // Drop stale heads so emptiness is exact.
-        while let Some(&ix) = deque.front() {
-            if self.queued.get(&ix) == Some(&priority) {
-                return true;
+        for deque in deques {
+            while let Some(&ix) = deque.front() {
+                if queued.get(&ix) == Some(&priority) {
+                    return true;
+                }
+                deque.pop_front();
             }
-            deque.pop_front();
         }
         false
     }
 
     /// Deque entries, live and stale.
     fn entries(&self) -> usize {
-        self.critical.len() + self.window.len()
+        self.critical.len() + self.seeds.len() + self.window.len()
+    }
+
+    /// Queues a seed: critical, after the peer's own critical requests. `false` if the queue
+    /// is full.
+    fn push_seed(&mut self, ix: (Space, u32)) -> bool {
+        match self.queued.get(&ix) {
+            Some(Priority::Critical) => return true,
+            Some(_) => {}
+            None if self.queued.len() >= MAX_QUEUED => return false,
+            None => {}
+        }
+        self.queued.insert(ix, Priority::Critical);
+        self.seeds.push_back(ix);
+        true
     }
 
     /// Queues `ix` at `priority` unless it already is at that urgency or more; `false` if the
@@ -117,6 +139,7 @@ impl PeerQueue {
         // (a chunk asked, cancelled and asked again has two matching entries).
         let mut seen = HashSet::with_capacity(queued.len());
         self.critical.retain(|ix| queued.get(ix) == Some(&Priority::Critical) && seen.insert(*ix));
+        self.seeds.retain(|ix| queued.get(ix) == Some(&Priority::Critical) && seen.insert(*ix));
         self.window.retain(|ix| queued.get(ix) == Some(&Priority::Window) && seen.insert(*ix));
     }
 }
@@ -153,6 +176,16 @@ impl Scheduler {
         let dropped = chunks.iter().filter(|&&ix| !q.push((space, ix), priority)).count();
         if dropped > 0 {
             tracing::debug!(peer, "queue full ({MAX_QUEUED} chunks): {dropped} requested chunks dropped");
+        }
+        q.compact_if_stale();
+    }
+
+    /// Chunks the host sends `peer` unasked, to be spread (what the host seeds): as urgent as
+    /// critical requests across peers, after the peer's own.
+    pub fn handle_seed(&mut self, peer: PeerKey, space: Space, chunks: &[u32]) {
+        let Some(q) = self.peers.get_mut(&peer) else { return };
+        for &ix in chunks {
+            q.push_seed((space, ix));
         }
         q.compact_if_stale();
     }

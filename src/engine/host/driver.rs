@@ -306,6 +306,12 @@ impl Io {
                 }
             }
             HostOutput::HashBatch { space, first, count, len } => self.hash(core, space, first, count, len),
+            HostOutput::Introduce { link, offerer, answerer } => {
+                let (stream, room) = (self.setup.manifest.stream, &self.setup.room);
+                let (a, b) = crate::protocol::relay::introduce(&self.setup.host_key, room, &stream, link, (&offerer.1, &offerer.2), (&answerer.1, &answerer.2));
+                self.send_control(offerer.0, Message::RelayIntro(a));
+                self.send_control(answerer.0, Message::RelayIntro(b));
+            }
             HostOutput::StopRendition { space } => self.chunks.renditions.stop(space),
             HostOutput::CheckRenditions(spaces) => {
                 for (space, until) in spaces {

@@ -20,10 +20,11 @@ impl HostCore {
             return self.flooded(now, peer);
         }
         match msg {
-            Message::Request { space, chunks, priority } => self.request(peer, space, chunks, priority),
+            Message::Request { space, chunks, priority } => self.request(now, peer, space, chunks, priority),
             Message::Cancel { space, chunks } => self.scheduler.handle_cancel(peer, space, &chunks),
             Message::Level { level, from_us } => self.level(now, peer, level, from_us),
-            Message::Report { position_ms, buffered_bytes, rtt_ms, buffering, seq, drift_ms, .. } => {
+            Message::Report { position_ms, buffered_bytes, rtt_ms, buffering, seq, drift_ms, relay, .. } => {
+                self.relay_report(now, peer, relay);
                 let position_ms = position_ms.min(self.plausible_position_ms(now));
                 self.plan.handle_position(peer, position_ms.saturating_mul(1000));
                 if let Some(p) = self.peers.get_mut(&peer) {
@@ -38,6 +39,10 @@ impl HostCore {
             }
             Message::Command(c) => self.peer_command(now, peer, c),
             Message::HashAsk { space, first } => self.hash_ask(peer, space, first),
+            Message::Have(have) => self.relay_have(now, peer, &have),
+            Message::RelaySignal(sdp) => self.relay_signal(peer, sdp),
+            Message::RelayBye { link, reason } => self.relay_bye(peer, link, &reason),
+            Message::BadChunk { link, space, index } => self.relay_bad_chunk(peer, link, space, index),
             Message::Hello { .. } => {}
             other => tracing::warn!(peer, "unexpected {other:?}"),
         }
@@ -65,8 +70,10 @@ impl HostCore {
         room_ms.saturating_add(POSITION_SLACK.as_millis() as u64)
     }
 
-    fn request(&mut self, peer: PeerId, space: Space, chunks: Vec<u32>, priority: Priority) {
+    fn request(&mut self, now: Instant, peer: PeerId, space: Space, chunks: Vec<u32>, priority: Priority) {
         if space == ORIGINAL {
+            // Read-ahead a neighbour can bring is left to it.
+            let chunks = self.triage(now, peer, chunks, priority);
             return self.scheduler.handle_request(peer, ORIGINAL, &chunks, priority);
         }
         // Only the rendition it is on, and only what exists: a request for a rendition

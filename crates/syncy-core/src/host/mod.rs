@@ -11,6 +11,7 @@ mod control;
 mod hashes;
 mod moderation;
 mod renditions;
+mod swarm;
 #[cfg(test)]
 mod tests;
 
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 pub use admission::{Admission, Newcomer};
 pub(crate) use control::control_cost;
 pub use renditions::RenditionProgress;
+pub use swarm::{ELSEWHERE_WAIT, MAX_LINKS, SEED_AHEAD, TARGET_LINKS};
 
 use crate::api::{Command, Event, PeerStats};
 use crate::backoff::Backoff;
@@ -111,6 +113,8 @@ pub enum Timer {
     Renditions,
     /// Time to try the lost signaling server again.
     SignalRetry,
+    /// The relay swarm's pass (introductions, seeds).
+    Swarm,
 }
 
 /// What the driver must do.
@@ -228,6 +232,17 @@ pub enum HostOutput {
         /// Their bytes together (from chunk `first`'s offset on).
         len: u64,
     },
+    /// Introduce two relaying participants: sign the introductions
+    /// (`protocol::relay::introduce`, offerer first) and send each its own on its control
+    /// channel.
+    Introduce {
+        /// The link's id.
+        link: u32,
+        /// Who writes the offer: id, key, name.
+        offerer: (PeerId, GuestId, String),
+        /// Who answers.
+        answerer: (PeerId, GuestId, String),
+    },
     /// Stop a transcoder and drop its bytes.
     StopRendition {
         /// Which.
@@ -327,6 +342,8 @@ pub struct HostCore {
     file_hash: Option<Message>,
     /// The signed hashes of each chunk served.
     hashes: hashes::Hashes,
+    /// Who relays to whom, and what the host seeds.
+    swarm: swarm::Swarm,
     ended: bool,
     out: VecDeque<HostOutput>,
 }
@@ -362,6 +379,7 @@ impl HostCore {
             warned: HashSet::new(),
             file_hash: None,
             hashes: hashes::Hashes::default(),
+            swarm: swarm::Swarm::default(),
             ended: false,
             out: VecDeque::new(),
             cfg,
@@ -417,6 +435,7 @@ impl HostCore {
             Some((self.next_stats, Timer::Stats)),
             self.next_renditions.map(|t| (t, Timer::Renditions)),
             signal_retry.map(|t| (t, Timer::SignalRetry)),
+            self.swarm_timeout().map(|t| (t, Timer::Swarm)),
         ]
         .into_iter()
         .flatten()
@@ -447,6 +466,7 @@ impl HostCore {
             self.signaling = Signaling::Down(None);
             self.out.push_back(HostOutput::ReconnectSignal);
         }
+        self.swarm_pass(now);
         self.settle(now);
     }
 
@@ -670,6 +690,7 @@ impl HostCore {
     /// reported.
     fn remove_peer(&mut self, now: Instant, peer: PeerId, reason: &str, left: bool) {
         self.scheduler.remove_peer(peer);
+        self.swarm_remove(peer);
         if self.cfg.fallback.is_none() {
             // No fallback to watch over: one without a link is nobody to kick or ban.
             self.admitted.remove(&peer);

@@ -49,10 +49,8 @@ impl ParticipantCore {
         let fresh = !store.seen(index);
         let on_disk = self.cfg.store.on_disk;
         let arrival = store.handle_chunk(now, index, data.clone())?;
-        if arrival == Arrival::Stored
-            && let Some(r) = self.relay.as_mut()
-        {
-            r.note_stored(ORIGINAL, index);
+        if arrival == Arrival::Stored {
+            self.stored(ORIGINAL, index);
         }
         if fresh && on_disk {
             self.out.push_back(ParticipantOutput::Save { index, data });
@@ -83,10 +81,8 @@ impl ParticipantCore {
             return Ok(self.unasked(index, seen));
         }
         let arrival = store.handle_chunk(now, index, data)?;
-        if arrival == Arrival::Stored
-            && let Some(r) = self.relay.as_mut()
-        {
-            r.note_stored(space, index);
+        if arrival == Arrival::Stored {
+            self.stored(space, index);
         }
         if arrival == Arrival::Duplicate {
             self.duplicates += 1;
@@ -175,6 +171,7 @@ impl ParticipantCore {
                 self.drop_link(now, link, None);
             }
             Message::Seed { space, chunks } => self.seed(now, space, chunks),
+            Message::Elsewhere { space, chunks } => self.elsewhere(now, space, chunks),
             Message::Notice { text } => {
                 self.out.push_back(ParticipantOutput::Notice(text.clone()));
                 self.event(Event::Error { message: format!("host: {text}") });

@@ -30,6 +30,7 @@ use crate::buffer::{ChunkSource, ChunkStore, Read, StoreConfig, StoreError};
 use crate::cadence::Cadence;
 use crate::clock::Micros;
 use crate::level_switch::{Choice, LevelSwitch, SwitchAction};
+use crate::protocol::have::Have;
 use crate::protocol::identity::HostId;
 use crate::protocol::stream::{Manifest, Message, ORIGINAL, Priority, Space, StreamError};
 use crate::quality::Level;
@@ -283,6 +284,12 @@ impl ParticipantCore {
         };
         core.restore(saved);
         core.update_host_window();
+        if core.relays() {
+            // First: the host learns this side relays before it hears what it wants.
+            for have in core.full_haves().into_iter().chain(std::iter::once(Have::empty(ORIGINAL))).take(1) {
+                core.send(Message::Have(have));
+            }
+        }
         core.choose_first();
         core.flush();
         core
@@ -355,6 +362,7 @@ impl ParticipantCore {
             match due {
                 crate::cadence::Due::Ping => self.send(Message::Ping { client_us: self.presenter.local(now).max(0) as u64 }),
                 crate::cadence::Due::Stats => self.on_stats(now),
+                crate::cadence::Due::Report => self.report(now),
             }
         }
         self.drive_switch(now);
@@ -366,6 +374,14 @@ impl ParticipantCore {
     /// end of every wake-up (a participant that does not decode may skip it).
     pub fn handle_picture(&mut self, now: Instant, view: &PictureView) {
         self.now = now;
+        let held;
+        let view = match self.buffer_goal_unmet(view) {
+            true => {
+                held = view.holding_back();
+                &held
+            }
+            false => view,
+        };
         let (actions, event) = self.presenter.present(now, view);
         for a in actions {
             let switched = a == PictureAction::Switch;
@@ -384,11 +400,11 @@ impl ParticipantCore {
             Some(PresenterEvent::Failed(e)) => {
                 // Not fatal: the bytes still arrive (and --save still keeps them).
                 self.event(Event::Error { message: format!("cannot play {}: {e}", self.manifest.name) });
-                self.report(now);
+                self.report_change(now);
             }
             Some(_) => {
                 self.event(self.state_event(now));
-                self.report(now);
+                self.report_change(now);
             }
             None => {}
         }
@@ -444,6 +460,13 @@ impl ParticipantCore {
         self.down_bps = self.down.rate(now) as u64;
         self.out.push_back(ParticipantOutput::Stats);
         if self.cadence.report_due(now) {
+            self.report(now);
+        }
+    }
+
+    /// A change the host should hear of: a report now, or a moment after the last.
+    fn report_change(&mut self, now: Instant) {
+        if self.cadence.changed(now) {
             self.report(now);
         }
     }

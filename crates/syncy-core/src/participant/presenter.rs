@@ -43,6 +43,15 @@ pub struct PictureView {
     pub frame_us: Option<Micros>,
 }
 
+impl PictureView {
+    /// The same decoders with their frames held back: the picture waits on (see
+    /// `ParticipantCore::buffer_goal_unmet`).
+    pub fn holding_back(&self) -> PictureView {
+        let hold = |q: &QueueView| QueueView { queued: vec![], ..q.clone() };
+        PictureView { current: hold(&self.current), incoming: self.incoming.as_ref().map(hold), frame_us: self.frame_us }
+    }
+}
+
 /// What the edge does to the decoders.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]

@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::swarm::{MAX_NEIGHBOURS, Neighbour, Swarm};
 use super::{ParticipantCore, ParticipantError, ParticipantOutput};
+use crate::host::ELSEWHERE_WAIT;
 use crate::protocol::guest::GuestKey;
 use crate::protocol::hashes::{ChunkHash, batch_start};
 use crate::protocol::have::{Have, Runs};
@@ -32,6 +33,8 @@ pub const SOON: Duration = Duration::from_secs(8);
 pub const HORIZON: Duration = Duration::from_secs(60);
 /// A chunk the reader is blocked on is asked of a neighbour only if it would come this soon.
 pub const CRITICAL_WITHIN: Duration = Duration::from_millis(300);
+/// What a waiting picture wants held ahead before it shows, relaying.
+pub const BUFFER_GOAL: Duration = Duration::from_secs(3);
 /// A link not up this long after its introduction is given up.
 pub const OPEN_WITHIN: Duration = Duration::from_secs(20);
 /// Chunks handed to one neighbour's channel and not yet sent.
@@ -64,6 +67,9 @@ pub(super) struct Relaying {
     added: BTreeMap<Space, Vec<u32>>,
     next_tick: Instant,
     hash_asked: HashMap<(Space, u32), Instant>,
+    /// Chunks the host said to get from neighbours, until when they wait for one to hold them
+    /// (still marked on their way in the store, so nobody else is asked meanwhile).
+    waiting: BTreeMap<(Space, u32), Instant>,
     /// Chunks from neighbours that were not what the host hashed.
     pub(super) lies: u32,
 }
@@ -82,6 +88,7 @@ impl Relaying {
             added: BTreeMap::new(),
             next_tick: now,
             hash_asked: HashMap::new(),
+            waiting: BTreeMap::new(),
             lies: 0,
         }
     }
@@ -102,9 +109,22 @@ impl Relaying {
         }
     }
 
-    /// A chunk was stored: neighbours and the host hear of it at the next pass.
+    /// A chunk was stored: the host hears of it at the next pass.
     pub(super) fn note_stored(&mut self, space: Space, index: u32) {
         self.added.entry(space).or_default().push(index);
+    }
+}
+
+impl ParticipantCore {
+    /// A chunk was stored: neighbours hear of it at once (one may be waiting for it, its
+    /// reader blocked), the host at the next pass.
+    pub(super) fn stored(&mut self, space: Space, index: u32) {
+        let Some(r) = self.relay.as_mut() else { return };
+        r.note_stored(space, index);
+        let have = Have { space, reset: false, added: Runs::from_sorted([index]), dropped: Runs::default() };
+        for (&link, _) in r.swarm.links.iter().filter(|(_, n)| n.up) {
+            self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Have(have.clone()) });
+        }
     }
 }
 
@@ -249,6 +269,33 @@ impl ParticipantCore {
         if let Some(s) = self.stores.get_mut(have.space) {
             gone.into_iter().for_each(|ix| s.unmark(now, ix));
         }
+        self.ask_waiting(now);
+        let added: Vec<u32> = have.added.indices().take(FAR_PER_PASS * 4).collect();
+        self.move_from_host(now, have.space, added);
+    }
+
+    /// What a neighbour now holds that this side asked the host for (read-ahead the host has
+    /// not sent yet: its upload goes to what nobody holds first) is asked of the neighbour
+    /// instead, and cancelled at the host.
+    fn move_from_host(&mut self, now: Instant, space: Space, candidates: Vec<u32>) {
+        let Some(r) = self.relay.as_ref() else { return };
+        let Some(s) = self.stores.get(space) else { return };
+        let pos = s.read_position();
+        let end = pos.saturating_add(self.chunks_of(HORIZON));
+        let asked_elsewhere = |ix: u32| r.waiting.contains_key(&(space, ix)) || r.swarm.links.values().any(|n| n.is_asked(space, ix));
+        let host_bound: Vec<u32> = candidates
+            .into_iter()
+            .filter(|&ix| ix >= pos && ix < end && s.is_in_flight(ix) && !s.is_critical(ix) && r.swarm.holders(space, ix) > 0 && !asked_elsewhere(ix))
+            .take(FAR_PER_PASS)
+            .collect();
+        if host_bound.is_empty() {
+            return;
+        }
+        let rest = self.ask_neighbours(now, space, &host_bound, Priority::Window, HORIZON);
+        let moved: Vec<u32> = host_bound.into_iter().filter(|ix| !rest.contains(ix)).collect();
+        if !moved.is_empty() {
+            self.send(Message::Cancel { space, chunks: moved });
+        }
     }
 
     /// Bytes from a neighbour's chunks channel.
@@ -364,6 +411,12 @@ impl ParticipantCore {
         r.next_tick = now + RELAY_EVERY;
         self.tell_holdings();
         self.give_up_overdue(now);
+        self.stop_waiting(now);
+        for space in self.switch.live_spaces() {
+            let Some(pos) = self.stores.get(space).map(|s| s.read_position()) else { continue };
+            let soon: Vec<u32> = (pos..pos.saturating_add(self.chunks_of(SOON))).collect();
+            self.move_from_host(now, space, soon);
+        }
         self.fetch_far(now);
         self.pump_relay(now);
     }
@@ -394,10 +447,14 @@ impl ParticipantCore {
                 haves.extend(self.full_haves().into_iter().filter(|h| h.space == space));
             }
         }
+        // Neighbours heard of each arrival at once; what they have not heard of is what went.
         let links: Vec<u32> = self.relay.as_ref().map(|r| r.swarm.links.iter().filter(|(_, n)| n.up).map(|(l, _)| *l).collect()).unwrap_or_default();
         for have in haves {
-            for &link in &links {
-                self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Have(have.clone()) });
+            if !have.dropped.is_empty() {
+                let dropped = Have { added: Runs::default(), ..have.clone() };
+                for &link in &links {
+                    self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Have(dropped.clone()) });
+                }
             }
             self.send(Message::Have(have));
         }
@@ -502,14 +559,57 @@ impl ParticipantCore {
         self.send(Message::HashAsk { space, first });
     }
 
-    /// The host wants these spread: asked of it now.
+    /// The host is sending these to be spread (it seeds them without being asked): they are
+    /// expected, as if asked for. One that does not fit the store is dropped on arrival.
     pub(super) fn seed(&mut self, now: Instant, space: Space, chunks: Vec<u32>) {
         let Some(s) = self.stores.get_mut(space).filter(|_| self.relay.is_some()) else { return };
         let pos = s.read_position();
-        let wanted: Vec<u32> = chunks.into_iter().filter(|&ix| ix >= pos && s.missing(ix, ix + 1, 1) == [ix]).collect();
-        wanted.iter().for_each(|&ix| s.mark_requested(now, ix));
-        if !wanted.is_empty() {
-            self.send(Message::Request { space, chunks: wanted, priority: Priority::Window });
+        for ix in chunks {
+            if ix >= pos && s.missing(ix, ix + 1, 1) == [ix] {
+                s.mark_requested(now, ix);
+            }
+        }
+    }
+
+    /// The host says a neighbour holds these or is getting them: they wait for one to say so
+    /// (its `Have`), for [`ELSEWHERE_WAIT`] at most, then go back to the store.
+    pub(super) fn elsewhere(&mut self, now: Instant, space: Space, chunks: Vec<u32>) {
+        let Some(r) = self.relay.as_mut() else { return };
+        for ix in chunks {
+            if self.stores.get(space).is_some_and(|s| s.is_in_flight(ix)) {
+                r.waiting.insert((space, ix), now + ELSEWHERE_WAIT);
+            }
+        }
+        self.ask_waiting(now);
+    }
+
+    /// Chunks waiting for a neighbour that one now holds are asked of it.
+    fn ask_waiting(&mut self, now: Instant) {
+        let Some(r) = self.relay.as_mut() else { return };
+        let held: Vec<(Space, u32)> = r.waiting.keys().filter(|(s, ix)| r.swarm.holders(*s, *ix) > 0).copied().collect();
+        for (space, ix) in held {
+            let len = self.stores.get(space).and_then(|s| s.manifest().chunk_len(ix)).unwrap_or(0);
+            if self.hashes.hash(space, ix).is_none() {
+                continue;
+            }
+            let Some(r) = self.relay.as_mut() else { return };
+            if let Some(link) = r.swarm.pick(now, space, ix, len, SOON) {
+                r.waiting.remove(&(space, ix));
+                r.swarm.links.get_mut(&link).expect("picked").ask(now, space, ix, len);
+                self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Request { space, chunks: vec![ix], priority: Priority::Window } });
+            }
+        }
+    }
+
+    /// Chunks that waited too long go back to the store: asked again, of the host too.
+    fn stop_waiting(&mut self, now: Instant) {
+        let Some(r) = self.relay.as_mut() else { return };
+        let late: Vec<(Space, u32)> = r.waiting.iter().filter(|(_, by)| **by <= now).map(|(k, _)| *k).collect();
+        for k in late {
+            r.waiting.remove(&k);
+            if let Some(s) = self.stores.get_mut(k.0) {
+                s.unmark(now, k.1);
+            }
         }
     }
 
@@ -530,6 +630,34 @@ impl ParticipantCore {
             None => 1_000_000.0,
         };
         ((per_second * d.as_secs_f64() / m.chunk_size.max(1) as f64).ceil() as u32).max(8)
+    }
+
+    /// How its relaying goes now (`None`: it does not relay).
+    pub fn relay_report(&mut self, now: Instant) -> Option<RelayReport> {
+        self.relay.as_mut().map(|r| r.report(now))
+    }
+
+    /// Relaying, a picture that waits (at the start, after a seek, after a stall) shows again
+    /// only once [`BUFFER_GOAL`] is held ahead of the reader, or the end is: a room whose
+    /// host uploads little more than the stream gets its data just in time from relays, and
+    /// a picture that went on at the first frame would stop again at the next gap, over and
+    /// over.
+    pub(super) fn buffer_goal_unmet(&self, view: &super::PictureView) -> bool {
+        if self.relay.is_none() || !self.presenter.buffering() || view.current.eof {
+            return false;
+        }
+        let Some(space) = self.switch.live_spaces().last().copied() else { return false };
+        let Some(s) = self.stores.get(space) else { return false };
+        let goal = self.chunks_of(BUFFER_GOAL) as u64 * self.manifest.chunk_size as u64;
+        let end = s.manifest().size.saturating_sub(s.read_position() as u64 * self.manifest.chunk_size as u64);
+        s.contiguous_ahead() < goal.min(end)
+    }
+
+    /// Where chunk `ix` of `space` is asked (for tests and logs).
+    pub fn relay_debug(&self, space: Space, ix: u32) -> String {
+        let Some(r) = self.relay.as_ref() else { return "no relay".into() };
+        let asked: Vec<u32> = r.swarm.links.iter().filter(|(_, n)| n.is_asked(space, ix)).map(|(l, _)| *l).collect();
+        format!("waiting {:?} asked of {asked:?} hash {}", r.waiting.get(&(space, ix)), self.hashes.hash(space, ix).is_some())
     }
 
     /// Whether it relays (and so has neighbours to ask).

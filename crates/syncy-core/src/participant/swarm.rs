@@ -152,6 +152,11 @@ impl Neighbour {
         self.asked.values().min().copied()
     }
 
+    /// Whether chunk `ix` of `space` is asked of it.
+    pub fn is_asked(&self, space: Space, ix: u32) -> bool {
+        self.asked.contains_key(&(space, ix))
+    }
+
     /// Chunks asked of it now.
     pub fn asked(&self) -> usize {
         self.asked.len()

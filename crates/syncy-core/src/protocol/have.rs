@@ -104,6 +104,13 @@ pub struct Have {
     pub dropped: Runs,
 }
 
+impl Have {
+    /// Holding nothing of `space` (a first word).
+    pub fn empty(space: Space) -> Have {
+        Have { space, reset: true, added: Runs::default(), dropped: Runs::default() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

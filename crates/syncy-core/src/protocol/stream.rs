@@ -305,6 +305,14 @@ pub enum Message {
         /// Indices.
         chunks: Vec<u32>,
     },
+    /// Host → participant: not from me, these (read-ahead you asked for): a neighbour of
+    /// yours holds them or is getting them. Asked again after a while, the host sends them.
+    Elsewhere {
+        /// Chunk space.
+        space: Space,
+        /// Indices.
+        chunks: Vec<u32>,
+    },
     /// Participant → host: the relay on `link` sent a chunk that does not match its hash.
     BadChunk {
         /// The link.
@@ -371,7 +379,8 @@ impl Message {
             | LevelRefused { .. }
             | FileHash { .. }
             | RelayIntro(_)
-            | Seed { .. } => from == Role::Host,
+            | Seed { .. }
+            | Elsewhere { .. } => from == Role::Host,
             Chunk { .. } | HashBatch(_) => from != Role::Participant,
             Command(_) | Ping { .. } | Report { .. } | Level { .. } | BadChunk { .. } => from == Role::Participant,
             Request { .. } | Cancel { .. } | Have(_) | HashAsk { .. } => from != Role::Host,
@@ -523,7 +532,7 @@ fn check(msg: &Message, manifest: Option<&Manifest>) -> Result<(), StreamError> 
             Some(m) if data.len() <= m.chunk_size as usize => Ok(()),
             _ => Err(StreamError::Invalid("chunk longer than the chunk size")),
         },
-        Message::Request { chunks, space, .. } | Message::Cancel { chunks, space } | Message::Seed { chunks, space } => {
+        Message::Request { chunks, space, .. } | Message::Cancel { chunks, space } | Message::Seed { chunks, space } | Message::Elsewhere { chunks, space } => {
             if chunks.len() > MAX_INDICES {
                 Err(StreamError::Invalid("too many chunk indices"))
             } else if *space == ORIGINAL && !in_range(chunks) {
@@ -690,6 +699,7 @@ mod tests {
             (RelayBye { link: 3, reason: "gone".into() }, Role::Participant),
             (BadChunk { link: 3, space: 4, index: 900 }, Role::Participant),
             (Seed { space: ORIGINAL, chunks: vec![4, 5] }, Role::Host),
+            (Elsewhere { space: ORIGINAL, chunks: vec![6] }, Role::Host),
             (Request { space: ORIGINAL, chunks: vec![1], priority: Priority::Window }, Role::Relay),
             (Chunk { space: ORIGINAL, index: 1, data: ByteBuf::from(vec![1u8; 65536]) }, Role::Relay),
         ]

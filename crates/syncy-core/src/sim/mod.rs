@@ -27,6 +27,7 @@ pub use viewer::{Viewer, ViewerStats};
 use crate::api::{Command, Event};
 use crate::buffer::StoreConfig;
 use crate::host::{HostConfig, HostCore, HostOutput};
+use crate::participant::ParticipantOutput;
 use crate::protocol::hashes::{ChunkHash, HashBatch, chunk_hash};
 use crate::protocol::identity::{HostKey, HostSecret};
 use crate::protocol::signal::{PeerId, ServerMsg};
@@ -34,6 +35,22 @@ use crate::protocol::stream::{Manifest, Message};
 
 /// Zeros to cut chunk payloads from (the content does not matter here; lengths do).
 static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+/// What a lying relay sends instead.
+static ONES: [u8; 1 << 20] = [1; 1 << 20];
+
+/// A chunk's hash as the simulated participants take it: every honest chunk here is zeros
+/// (cut from [`ZEROS`], so known by its address), and its hash is worked out once per length;
+/// anything else is hashed (SHA-256 of a megabyte per chunk would be most of a large room's
+/// CPU).
+pub fn sim_digest(data: &[u8]) -> ChunkHash {
+    thread_local! {
+        static MEMO: std::cell::RefCell<std::collections::HashMap<usize, ChunkHash>> = Default::default();
+    }
+    if !ZEROS.as_ptr_range().contains(&data.as_ptr()) {
+        return chunk_hash(data);
+    }
+    MEMO.with(|m| *m.borrow_mut().entry(data.len()).or_insert_with(|| chunk_hash(data)))
+}
 
 /// The simulated host's key: it signs the chunk hashes, the viewers check them.
 pub fn host_key() -> HostKey {
@@ -55,6 +72,27 @@ enum Due {
     Chunk { slot: usize, link: u32, index: u32, len: usize },
     /// A chunk left the host (its send is done).
     Sent { peer: PeerId, len: usize },
+    /// A relay link is up at this end.
+    RelayUp { slot: usize, link: u32 },
+    /// A message from a neighbour arrives.
+    RelayMsg { slot: usize, link: u32, msg: Message },
+    /// A chunk from a neighbour arrives.
+    RelayChunk { slot: usize, link: u32, space: crate::protocol::stream::Space, index: u32, data: Bytes },
+    /// A chunk to a neighbour left this end.
+    RelaySent { slot: usize, link: u32, len: usize },
+    /// The other end closed the link (or left).
+    RelayGone { slot: usize, link: u32 },
+}
+
+/// A relay link between two slots.
+#[derive(Debug, Clone, Copy)]
+struct RelayLink {
+    /// Offerer and answerer.
+    ends: [usize; 2],
+    /// Each end's host link when introduced: a link made before a reconnection is dead.
+    epochs: [u32; 2],
+    /// Each end let it go.
+    closed: [bool; 2],
 }
 
 /// A [`Due`] in the queue, soonest (then oldest) first.
@@ -98,6 +136,10 @@ pub struct Slot {
     ppm: f64,
     /// Control messages it sent the host, and their cost against its control budget.
     pub controls: (u64, f64),
+    /// It relays, with this upload limit (0: none).
+    pub relay: Option<u64>,
+    /// As a relay it sends chunks that are not the host's.
+    pub liar: bool,
 }
 
 /// The room.
@@ -131,6 +173,9 @@ pub struct World {
     zero_hashes: std::collections::HashMap<usize, ChunkHash>,
     /// Bytes of hash batches the host sent.
     pub hash_bytes: u64,
+    relays: std::collections::HashMap<u32, RelayLink>,
+    /// Chunk bytes participants sent each other.
+    pub relayed: u64,
 }
 
 impl World {
@@ -158,6 +203,8 @@ impl World {
             key: host_key(),
             zero_hashes: Default::default(),
             hash_bytes: 0,
+            relays: Default::default(),
+            relayed: 0,
         };
         w.host_outputs();
         w
@@ -178,9 +225,33 @@ impl World {
         let slot = self.slots.len();
         let spec = (down, up);
         let (up, down) = (Pipe::new(up, self.now), Pipe::new(down, self.now));
-        self.slots.push(Slot { viewer: None, name: name.into(), peer: None, store, up, down, spec, link: 0, ppm, controls: (0, 0.0) });
+        self.slots.push(Slot {
+            viewer: None,
+            name: name.into(),
+            peer: None,
+            store,
+            up,
+            down,
+            spec,
+            link: 0,
+            ppm,
+            controls: (0, 0.0),
+            relay: None,
+            liar: false,
+        });
         self.schedule(self.now + spec.1.latency, Due::Join { slot });
         slot
+    }
+
+    /// `slot` relays (it must not be connected yet), with upload limit `limit` (0: none).
+    pub fn relaying(&mut self, slot: usize, limit: u64) {
+        self.slots[slot].relay = Some(limit);
+    }
+
+    /// `slot` relays, and sends chunks that are not the host's.
+    pub fn lying(&mut self, slot: usize) {
+        self.slots[slot].relay = Some(0);
+        self.slots[slot].liar = true;
     }
 
     /// `slot`'s link drops now (both ends notice at once) and it asks to join again `after`:
@@ -300,7 +371,7 @@ impl World {
                 // A server's ids (below 2^32, as a server's are): the slot, and which of its links.
                 let peer = (PeerId::from(self.slots[slot].link & 0xffff) << 16) | (slot as PeerId + 1);
                 // Each viewer its own key, as each person has.
-                let k = crate::protocol::guest::GuestSecret::from_bytes([slot as u8; 32]).key_for("sim");
+                let k = guest_key(slot);
                 // Each join its own nonce (the host takes no join twice).
                 let nonce = format!("{:032x}", self.seq);
                 let (key, proof) = (k.public().to_hex(), k.join_proof("sim", &nonce, &name));
@@ -310,7 +381,10 @@ impl World {
                 let s = &mut self.slots[slot];
                 match s.viewer.as_mut() {
                     Some(v) => v.reconnected(now),
-                    None => s.viewer = Some(Viewer::new(now, &s.name, (*self.manifest).clone(), s.store.clone(), s.ppm)),
+                    None => {
+                        let relay = s.relay.map(|limit_bps| crate::participant::RelayConfig { key: Arc::new(guest_key(slot)), limit_bps, digest: sim_digest });
+                        s.viewer = Some(Viewer::new(now, &s.name, (*self.manifest).clone(), s.store.clone(), s.ppm, relay));
+                    }
                 }
                 let peer = s.peer.expect("admitted before connected");
                 self.on_host(|h| h.handle_connected(now, peer));
@@ -336,6 +410,11 @@ impl World {
                 self.viewer_outputs(slot);
             }
             Due::Sent { peer, len } => self.on_host(|h| h.handle_sent(now, peer, len)),
+            Due::RelayUp { slot, link } => self.on_relay_viewer(slot, link, |v| v.handle_relay_up(now, link)),
+            Due::RelayMsg { slot, link, msg } => self.on_relay_viewer(slot, link, |v| v.handle_relay_message(now, link, msg)),
+            Due::RelayChunk { slot, link, space, index, data } => self.on_relay_viewer(slot, link, |v| v.handle_relay_chunk(now, link, space, index, data)),
+            Due::RelaySent { slot, link, len } => self.on_relay_viewer(slot, link, |v| v.handle_relay_sent(now, link, len)),
+            Due::RelayGone { slot, link } => self.on_relay_viewer(slot, link, |v| v.handle_relay_gone(now, link)),
         }
         self.host_outputs();
     }
@@ -360,16 +439,15 @@ impl World {
                     let now = self.now;
                     self.on_host(|h| h.handle_hash_batch(now, batch));
                 }
-                HostOutput::Control { peer, msg } => {
-                    let Some(slot) = self.slot_of(peer) else { continue };
-                    // Control messages cost what they weigh (a roster of 64 is kilobytes).
-                    let bytes = crate::protocol::stream::encode(&msg).len();
-                    if matches!(msg, Message::HashBatch(_)) {
-                        self.hash_bytes += bytes as u64;
-                    }
-                    let (_, at) = self.host_send(slot, bytes, true);
-                    let link = self.slots[slot].link;
-                    self.schedule(at, Due::ToViewer { slot, link, msg });
+                HostOutput::Control { peer, msg } => self.host_control(peer, msg),
+                HostOutput::Introduce { link, offerer, answerer } => {
+                    let (Some(a), Some(b)) = (self.slot_of(offerer.0), self.slot_of(answerer.0)) else { continue };
+                    let epochs = [self.slots[a].link, self.slots[b].link];
+                    self.relays.insert(link, RelayLink { ends: [a, b], epochs, closed: [false; 2] });
+                    let stream = self.manifest.stream;
+                    let (to_a, to_b) = crate::protocol::relay::introduce(&self.key, "sim", &stream, link, (&offerer.1, &offerer.2), (&answerer.1, &answerer.2));
+                    self.host_control(offerer.0, Message::RelayIntro(to_a));
+                    self.host_control(answerer.0, Message::RelayIntro(to_b));
                 }
                 HostOutput::Admit { peer, .. } => {
                     // Server ids are slot + 1 in the low 16 bits (see `Due::Join`).
@@ -405,7 +483,116 @@ impl World {
         HashBatch::sign(&self.key, "sim", &self.manifest.stream, space, first, &hashes)
     }
 
+    /// A control message from the host, through its uplink and the participant's downlink.
+    fn host_control(&mut self, peer: PeerId, msg: Message) {
+        let Some(slot) = self.slot_of(peer) else { return };
+        // Control messages cost what they weigh (a roster of 64 is kilobytes).
+        let bytes = crate::protocol::stream::encode(&msg).len();
+        if matches!(msg, Message::HashBatch(_)) {
+            self.hash_bytes += bytes as u64;
+        }
+        let (_, at) = self.host_send(slot, bytes, true);
+        let link = self.slots[slot].link;
+        self.schedule(at, Due::ToViewer { slot, link, msg });
+    }
+
+    /// Runs `f` on `slot`'s viewer if `link` is still one of its live relay links.
+    fn on_relay_viewer(&mut self, slot: usize, link: u32, f: impl FnOnce(&mut Viewer)) {
+        let live = self
+            .relays
+            .get(&link)
+            .and_then(|r| r.ends.iter().position(|&e| e == slot).map(|i| (r, i)))
+            .is_some_and(|(r, i)| r.epochs[i] == self.slots[slot].link && !r.closed[i]);
+        if let Some(v) = self.slots[slot].viewer.as_mut().filter(|_| live) {
+            f(v);
+        }
+        self.viewer_outputs(slot);
+    }
+
+    /// What a viewer's relay outputs do: SDPs signed and sent through the host, the link up
+    /// two round trips after the answer, messages and chunks through the sender's uplink and
+    /// the receiver's downlink.
+    fn relay_outputs(&mut self, slot: usize) {
+        while let Some(out) = self.slots[slot].viewer.as_mut().and_then(|v| v.poll_relay()) {
+            let now = self.now;
+            match out {
+                ParticipantOutput::RelayOpen { link, offerer: true, .. } => {
+                    if let Some(v) = self.slots[slot].viewer.as_mut() {
+                        v.handle_relay_local_sdp(now, link, format!("v=0 offer {link}"));
+                    }
+                }
+                ParticipantOutput::RelayRemoteSdp { link, .. } => self.remote_sdp(slot, link),
+                ParticipantOutput::RelaySend { link, msg } => {
+                    let Some(to) = self.other_end(slot, link) else { continue };
+                    let bytes = crate::protocol::stream::encode(&msg).len();
+                    let (_, at) = self.relay_path(slot, to, bytes, true);
+                    self.schedule(at, Due::RelayMsg { slot: to, link, msg });
+                }
+                ParticipantOutput::RelayChunk { link, space, index, data } => {
+                    let len = data.len();
+                    let Some(to) = self.other_end(slot, link) else {
+                        self.schedule(now, Due::RelaySent { slot, link, len });
+                        continue;
+                    };
+                    let (left, at) = self.relay_path(slot, to, len + 16, false);
+                    let data = if self.slots[slot].liar { Bytes::from_static(&ONES[..len]) } else { data };
+                    self.relayed += len as u64;
+                    self.schedule(left, Due::RelaySent { slot, link, len });
+                    self.schedule(at, Due::RelayChunk { slot: to, link, space, index, data });
+                }
+                ParticipantOutput::RelayClose { link } => {
+                    let Some(r) = self.relays.get_mut(&link) else { continue };
+                    let i = if r.ends[0] == slot { 0 } else { 1 };
+                    r.closed[i] = true;
+                    let other = r.ends[1 - i];
+                    if r.closed == [true; 2] {
+                        self.relays.remove(&link);
+                    } else {
+                        // The other end notices the close (a DTLS close, or a dead ICE path).
+                        let at = now + self.slots[slot].spec.1.latency + self.slots[other].spec.0.latency;
+                        self.schedule(at, Due::RelayGone { slot: other, link });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `slot` took the other end's SDP: the answerer answers; once the offerer has the answer,
+    /// ICE checks and the DTLS handshake between the two take two round trips.
+    fn remote_sdp(&mut self, slot: usize, link: u32) {
+        let now = self.now;
+        let Some(r) = self.relays.get(&link).copied() else { return };
+        if r.ends[1] == slot {
+            if let Some(v) = self.slots[slot].viewer.as_mut() {
+                v.handle_relay_local_sdp(now, link, format!("v=0 answer {link}"));
+            }
+            return;
+        }
+        let (a, b) = (&self.slots[r.ends[0]].spec, &self.slots[r.ends[1]].spec);
+        let rtt = a.0.latency + a.1.latency + b.0.latency + b.1.latency;
+        for end in r.ends {
+            self.schedule(now + rtt * 2, Due::RelayUp { slot: end, link });
+        }
+    }
+
+    /// The other end of `slot`'s live relay `link`.
+    fn other_end(&self, slot: usize, link: u32) -> Option<usize> {
+        let r = self.relays.get(&link)?;
+        let i = r.ends.iter().position(|&e| e == slot)?;
+        let o = r.ends[1 - i];
+        (!r.closed[1 - i] && r.epochs[1 - i] == self.slots[o].link && self.slots[o].viewer.is_some()).then_some(o)
+    }
+
+    /// Through `from`'s uplink, then `to`'s downlink: when it left `from` and when it arrives.
+    fn relay_path(&mut self, from: usize, to: usize, bytes: usize, ordered: bool) -> (Instant, Instant) {
+        let (left, mid) = self.slots[from].up.send(self.now, bytes, ordered, &mut self.rng);
+        let (_, at) = self.slots[to].down.send(mid, bytes, ordered, &mut self.rng);
+        (left, at)
+    }
+
     fn viewer_outputs(&mut self, slot: usize) {
+        self.relay_outputs(slot);
         while let Some(msg) = self.slots[slot].viewer.as_mut().and_then(|v| v.poll_send()) {
             let now = self.now;
             let s = &mut self.slots[slot];
@@ -415,6 +602,7 @@ impl World {
             let (_, at) = s.up.send(now, crate::protocol::stream::encode(&msg).len(), true, &mut self.rng);
             s.controls.0 += 1;
             s.controls.1 += crate::host::control_cost(&msg);
+
             let link = s.link;
             self.schedule(at, Due::ToHost { slot, link, msg });
         }
@@ -434,6 +622,45 @@ impl World {
         self.seq += 1;
         self.due.push(Reverse(Queued(at, self.seq, d)));
     }
+}
+
+/// The key of the person in `slot` (each its own, as each person has).
+fn guest_key(slot: usize) -> crate::protocol::guest::GuestKey {
+    crate::protocol::guest::GuestSecret::from_bytes([
+        slot as u8,
+        (slot >> 8) as u8,
+        0x5e,
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        7,
+        8,
+        9,
+        10,
+        11,
+        12,
+        13,
+        14,
+        15,
+        16,
+        17,
+        18,
+        19,
+        20,
+        21,
+        22,
+        23,
+        24,
+        25,
+        26,
+        27,
+        28,
+        29,
+    ])
+    .key_for("sim")
 }
 
 /// A host configuration for simulations: a room of `duration_s` that does not wait for

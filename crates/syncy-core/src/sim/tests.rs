@@ -312,3 +312,37 @@ fn every_range_served_is_hashed_and_every_participant_holds_its_signed_hashes_fo
     let share = w.hash_bytes as f64 / w.uploaded as f64;
     assert!(share > 0.0 && share < 0.03, "hash batches are {:.2} % of the upload", share * 100.0);
 }
+
+/// A room of `n` relaying participants on `2 Mb/s` media with a host that uploads `host_x`
+/// times the stream, each participant's uplink `up` bytes/s (down 100 Mb/s).
+fn relay_room(n: usize, host_x: f64, up: impl Fn(usize) -> u64) -> World {
+    let kbps = 2_000;
+    let limit = (host_x * kbps as f64 * 1000.0 / 8.0) as u64;
+    let mut w = World::new(crate::testing::t0(), media(180, kbps, CHUNK), host_config(true, true, limit, 180), None, 11);
+    for i in 0..n {
+        let link = LinkSpec::rtt(40, 0.01);
+        let slot = w.join_linked(&format!("p{i}"), (link.capped(12_500_000), link.capped(up(i))), store(), 0.0);
+        w.relaying(slot, 0);
+    }
+    w
+}
+
+#[test]
+fn ten_relaying_participants_start_together_and_play_without_stalls_on_a_host_uploading_one_and_a_half_streams() {
+    let mut w = relay_room(10, 1.5, |_| 1_000_000);
+    w.run_for(Duration::from_secs(20));
+    let (from, sent_before) = (w.now, w.uploaded);
+    w.run_for(Duration::from_secs(60));
+    assert!(w.host.room_position(w.now) > 60_000_000, "the room plays on");
+    for v in w.viewers() {
+        assert_eq!(v.stats.stalls, 0, "{} stalled after its first picture: {:?}", v.name, v.stats);
+        assert!(v.stats.first_picture.is_some());
+    }
+    let relayed: u64 = w.viewers().map(|v| v.stats.relayed).sum();
+    let host: u64 = w.viewers().map(|v| v.stats.host).sum();
+    assert!(relayed > 4 * host, "relays carry most of it: host {host}, relays {relayed}");
+    assert!(host < 2 * w.manifest.size, "the host sends less than twice the file: {host}");
+    // Within its budget (1.5 × 2 Mb/s), within ten percent.
+    let rate = (w.uploaded - sent_before) as f64 / (w.now - from).as_secs_f64();
+    assert!(rate < 1.1 * 375_000.0, "host upload {rate:.0} B/s");
+}

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::api::Event;
 use crate::buffer::{ChunkSource, Read, StoreConfig};
 use crate::clock::Micros;
-use crate::participant::{EdgeFacts, ParticipantConfig, ParticipantCore, ParticipantOutput, PictureAction, PictureView, QueueView, TurnEnd};
+use crate::participant::{EdgeFacts, ParticipantConfig, ParticipantCore, ParticipantOutput, PictureAction, PictureView, QueueView, RelayConfig, TurnEnd};
 use crate::protocol::stream::{Manifest, Message, ORIGINAL};
 
 /// A frame at 25 fps.
@@ -26,8 +26,12 @@ pub struct ViewerStats {
     pub stalls: u32,
     /// Time spent frozen while the room played.
     pub stalled_for: Duration,
-    /// Chunk bytes received (duplicates included).
+    /// Chunk bytes received (duplicates included), from the host and from neighbours.
     pub received: u64,
+    /// Of those, from neighbours.
+    pub relayed: u64,
+    /// Of those, from the host.
+    pub host: u64,
     /// When it first showed a picture.
     pub first_picture: Option<Instant>,
     /// Links made anew.
@@ -109,6 +113,8 @@ pub struct Viewer {
     decoder: Decoder,
     size: u64,
     out: VecDeque<Message>,
+    /// Relay outputs, for the world to carry out.
+    relay_out: VecDeque<ParticipantOutput>,
     stalled_since: Option<Instant>,
     /// What it went through.
     pub stats: ViewerStats,
@@ -121,7 +127,7 @@ pub struct Viewer {
 impl Viewer {
     /// A participant whose link came up at `now`, its clock off the world's by `ppm` parts per
     /// million.
-    pub fn new(now: Instant, name: &str, manifest: Manifest, store: StoreConfig, ppm: f64) -> Viewer {
+    pub fn new(now: Instant, name: &str, manifest: Manifest, store: StoreConfig, ppm: f64, relay: Option<RelayConfig>) -> Viewer {
         let cfg = ParticipantConfig {
             name: name.into(),
             decodes: true,
@@ -130,7 +136,7 @@ impl Viewer {
             store,
             ladder: vec![],
             host: Some((super::host_key().public(), "sim".into())),
-            relay: None,
+            relay,
         };
         let decoder = Decoder { next: 0, queued: VecDeque::new(), duration: manifest.duration_ms.unwrap_or(0) as Micros * 1000 };
         let size = manifest.size;
@@ -141,6 +147,7 @@ impl Viewer {
             decoder,
             size,
             out: VecDeque::new(),
+            relay_out: VecDeque::new(),
             stalled_since: None,
             stats: ViewerStats::default(),
             notices: vec![],
@@ -153,6 +160,49 @@ impl Viewer {
     /// The next message to the host (on the control channel).
     pub fn poll_send(&mut self) -> Option<Message> {
         self.out.pop_front()
+    }
+
+    /// The next relay output (a link to open, a message or chunk to a neighbour).
+    pub fn poll_relay(&mut self) -> Option<ParticipantOutput> {
+        self.relay_out.pop_front()
+    }
+
+    /// This side's SDP for a relay link.
+    pub fn handle_relay_local_sdp(&mut self, now: Instant, link: u32, sdp: String) {
+        self.core.handle_relay_local_sdp(self.clock.local(now), link, sdp);
+        self.pump(now);
+    }
+
+    /// A relay link is up.
+    pub fn handle_relay_up(&mut self, now: Instant, link: u32) {
+        self.core.handle_relay_up(self.clock.local(now), link);
+        self.pump(now);
+    }
+
+    /// A relay link is gone.
+    pub fn handle_relay_gone(&mut self, now: Instant, link: u32) {
+        self.core.handle_relay_gone(self.clock.local(now), link, "the link went");
+        self.pump(now);
+    }
+
+    /// A message from a neighbour.
+    pub fn handle_relay_message(&mut self, now: Instant, link: u32, msg: Message) {
+        self.core.handle_relay_message(self.clock.local(now), link, msg);
+        self.pump(now);
+    }
+
+    /// A chunk from a neighbour.
+    pub fn handle_relay_chunk(&mut self, now: Instant, link: u32, space: crate::protocol::stream::Space, index: u32, data: Bytes) {
+        self.stats.relayed += data.len() as u64;
+        self.stats.received += data.len() as u64;
+        self.core.handle_relay_chunk_parts(self.clock.local(now), link, data.len() + 16, space, index, data);
+        self.pump(now);
+    }
+
+    /// A chunk to a neighbour went out.
+    pub fn handle_relay_sent(&mut self, now: Instant, link: u32, len: usize) {
+        self.core.handle_relay_sent(self.clock.local(now), link, len);
+        self.pump(now);
     }
 
     /// When it next wants to be woken.
@@ -171,6 +221,7 @@ impl Viewer {
     /// A chunk arrived on the chunks channel.
     pub fn handle_chunk(&mut self, now: Instant, index: u32, data: Bytes) {
         self.stats.received += data.len() as u64;
+        self.stats.host += data.len() as u64;
         if let Err(e) = self.core.handle_chunk_parts(self.clock.local(now), data.len() + 16, ORIGINAL, index, data) {
             panic!("{}: the host sent a bad chunk: {e}", self.name);
         }
@@ -214,6 +265,11 @@ impl Viewer {
                 ParticipantOutput::Notice(text) => self.notices.push(text),
                 ParticipantOutput::Event(Event::Error { message }) => tracing::debug!("{}: {message}", self.name),
                 ParticipantOutput::End(TurnEnd::StreamEnd(_)) => self.ended = true,
+                o @ (ParticipantOutput::RelayOpen { .. }
+                | ParticipantOutput::RelayRemoteSdp { .. }
+                | ParticipantOutput::RelaySend { .. }
+                | ParticipantOutput::RelayChunk { .. }
+                | ParticipantOutput::RelayClose { .. }) => self.relay_out.push_back(o),
                 _ => {}
             }
         }
@@ -280,6 +336,12 @@ impl Viewer {
     /// The room plays, and so does this picture.
     pub fn playing(&self) -> bool {
         self.core.presenter().playing()
+    }
+
+    /// How its relaying goes.
+    pub fn relay_report(&mut self, now: Instant) -> Option<crate::protocol::stream::RelayReport> {
+        let local = self.clock.local(now);
+        self.core.relay_report(local)
     }
 
     /// The core, to look at.

@@ -1,0 +1,374 @@
+//! The host as the swarm's coordinator: who relays to whom, and what the host sends first.
+//!
+//! - **Holdings**: each relaying participant's `Have`s of the original, and how many hold
+//!   each chunk.
+//! - **Topology**: each relaying participant is introduced to [`TARGET_LINKS`] others (at
+//!   most [`MAX_LINKS`]), those with the most spare relay upload first (their reported limit,
+//!   else the most they have been seen to upload), the least-linked next. Introductions and
+//!   SDPs go through the host's control channels ([`HostOutput::Introduce`] for the driver to
+//!   sign; `RelaySignal`s forwarded only between a link's two ends).
+//! - **Seeding**: what lies up to [`SEED_AHEAD`] ahead of the room that nobody holds is sent
+//!   by the host to one participant with spare upload (a `Seed` it then asks for), a few
+//!   seconds' worth at a time; the others get it from neighbours. The host's own upload goes
+//!   to that, and to what a participant needs within its `SOON` window that no neighbour has.
+//! - **Lies**: a link whose chunk failed its hash check is cut at once; a participant two
+//!   others accuse relays no more.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use super::{HostCore, HostOutput};
+use crate::participant::swarm::Bits;
+use crate::protocol::have::Have;
+use crate::protocol::relay::RelaySdp;
+use crate::protocol::signal::PeerId;
+use crate::protocol::stream::{Message, ORIGINAL, Priority, RelayReport, Space};
+
+/// Links each relaying participant is given.
+pub const TARGET_LINKS: usize = 5;
+/// Links a participant has at most.
+pub const MAX_LINKS: usize = 8;
+/// How often the topology and the seeds are looked at.
+pub const SWARM_EVERY: Duration = Duration::from_millis(250);
+/// How far ahead of the room the host seeds.
+pub const SEED_AHEAD: Duration = Duration::from_secs(30);
+/// Seeds sent and not yet held anywhere, at most, in media time.
+pub const SEED_OUT: Duration = Duration::from_secs(4);
+/// A seed not held by anyone this long after it was sent is sent again (to someone).
+pub const SEED_AGAIN: Duration = Duration::from_secs(10);
+/// How long the host remembers whom it sent (or queued) a chunk of the original to: a
+/// neighbour of theirs asking for it meanwhile is told `Elsewhere`.
+pub const RECENT: Duration = Duration::from_secs(5);
+/// A participant told `Elsewhere` for a chunk that asks for it again this much later is sent
+/// it (its neighbours did not bring it).
+pub const ELSEWHERE_WAIT: Duration = Duration::from_secs(1);
+/// Distinct participants whose word bars a relay (one alone might be the liar).
+const ACCUSERS_TO_BAR: usize = 2;
+/// Spare upload assumed of a participant nothing is known of yet, B/s.
+const FIRST_SPARE: u64 = 1_000_000;
+
+/// One relaying participant.
+#[derive(Debug, Default)]
+struct Member {
+    report: RelayReport,
+    /// The most it has been seen to upload, B/s.
+    peak_up: u64,
+    links: BTreeSet<u32>,
+    holds: Bits,
+    accusers: BTreeSet<PeerId>,
+    barred: bool,
+}
+
+impl Member {
+    /// What it could still upload, B/s, as far as the host can tell.
+    fn spare(&self) -> u64 {
+        let cap = if self.report.limit_bps > 0 { self.report.limit_bps } else { self.peak_up.max(FIRST_SPARE) };
+        cap.saturating_sub(self.report.up_bps / 2)
+    }
+}
+
+/// The coordinator's state.
+#[derive(Debug, Default)]
+pub(super) struct Swarm {
+    members: BTreeMap<PeerId, Member>,
+    /// Link id → its offerer and answerer.
+    links: BTreeMap<u32, (PeerId, PeerId)>,
+    next_link: u32,
+    /// Per chunk of the original: how many members hold it.
+    holders: Vec<u16>,
+    /// Seeds sent and when.
+    seeded: HashMap<u32, Instant>,
+    /// The member the next seeds go to first (round robin among the best).
+    seed_turn: u64,
+    next_pass: Option<Instant>,
+    /// Bytes participants said relays brought them (from their reports).
+    pub(super) relayed: HashMap<PeerId, u64>,
+    /// Whom each chunk of the original was sent (or queued) to lately, and when.
+    recent: HashMap<u32, Vec<(PeerId, Instant)>>,
+    /// Chunks a participant was told to get elsewhere, and when.
+    told: HashMap<(PeerId, u32), Instant>,
+}
+
+impl Swarm {
+    /// Whether chunk `ix` was sent or queued to `peer` lately.
+    fn sent_lately(&self, peer: PeerId, ix: u32, now: Instant) -> bool {
+        self.recent.get(&ix).is_some_and(|v| v.iter().any(|(p, t)| *p == peer && now.saturating_duration_since(*t) < RECENT))
+    }
+
+    fn hold(&mut self, ix: u32, on: bool) {
+        let Some(h) = self.holders.get_mut(ix as usize) else { return };
+        *h = if on { h.saturating_add(1) } else { h.saturating_sub(1) };
+    }
+}
+
+impl HostCore {
+    /// When the swarm's next pass is due.
+    pub(super) fn swarm_timeout(&self) -> Option<Instant> {
+        self.swarm.next_pass
+    }
+
+    /// A participant's report says how its relaying goes (or that it does not relay).
+    pub(super) fn relay_report(&mut self, now: Instant, peer: PeerId, report: Option<RelayReport>) {
+        let Some(r) = report else { return };
+        if !self.peers.get(&peer).is_some_and(|p| p.connected) {
+            return;
+        }
+        self.swarm.relayed.insert(peer, r.down_bytes);
+        if self.swarm.holders.is_empty() {
+            self.swarm.holders = vec![0; self.manifest.chunks as usize];
+        }
+        let m = self.swarm.members.entry(peer).or_default();
+        m.peak_up = m.peak_up.max(r.up_bps);
+        m.report = r;
+        self.swarm.next_pass.get_or_insert(now);
+    }
+
+    /// A participant's holdings changed (its first `Have` says it relays).
+    pub(super) fn relay_have(&mut self, now: Instant, peer: PeerId, have: &Have) {
+        if have.space != ORIGINAL {
+            return;
+        }
+        if !self.swarm.members.contains_key(&peer) {
+            self.relay_report(now, peer, Some(RelayReport::default()));
+        }
+        let Some(m) = self.swarm.members.get_mut(&peer) else { return };
+        let mut changes: Vec<(u32, bool)> = Vec::new();
+        if have.reset {
+            let old = std::mem::take(&mut m.holds);
+            changes.extend((0..self.manifest.chunks).filter(|&ix| old.has(ix)).map(|ix| (ix, false)));
+        }
+        for (ix, on) in have.added.indices().map(|ix| (ix, true)).chain(have.dropped.indices().map(|ix| (ix, false))) {
+            if ix < self.manifest.chunks && m.holds.has(ix) != on {
+                m.holds.set(ix, on);
+                changes.push((ix, on));
+            }
+        }
+        for (ix, on) in changes {
+            self.swarm.hold(ix, on);
+            if on {
+                self.swarm.seeded.remove(&ix);
+            }
+        }
+    }
+
+    /// `peer` wrote an SDP for one of its links: to the other end.
+    pub(super) fn relay_signal(&mut self, peer: PeerId, sdp: RelaySdp) {
+        match self.swarm.links.get(&sdp.link) {
+            Some(&(a, b)) if a == peer => self.send(b, Message::RelaySignal(sdp)),
+            Some(&(a, b)) if b == peer => self.send(a, Message::RelaySignal(sdp)),
+            _ => tracing::debug!(peer, "an SDP for link {} it is not on", sdp.link),
+        }
+    }
+
+    /// An end of `link` says it is over (or never came up).
+    pub(super) fn relay_bye(&mut self, peer: PeerId, link: u32, reason: &str) {
+        if let Some(&(a, b)) = self.swarm.links.get(&link).filter(|(a, b)| *a == peer || *b == peer) {
+            tracing::debug!(link, "relay link {a}–{b} over: {reason}");
+            let other = if a == peer { b } else { a };
+            self.cut_link(link);
+            self.send(other, Message::RelayBye { link, reason: reason.chars().take(crate::protocol::stream::MAX_TEXT).collect() });
+        }
+    }
+
+    /// `peer` says the other end of `link` sent a chunk that is not the host's.
+    pub(super) fn relay_bad_chunk(&mut self, peer: PeerId, link: u32, space: Space, index: u32) {
+        let Some(&(a, b)) = self.swarm.links.get(&link).filter(|(a, b)| *a == peer || *b == peer) else { return };
+        let liar = if a == peer { b } else { a };
+        self.cut_link(link);
+        self.send(liar, Message::RelayBye { link, reason: "you relayed a chunk that is not the host's".into() });
+        let (liar_name, by) = (self.names(&[liar]).remove(0), self.names(&[peer]).remove(0));
+        tracing::warn!(liar, "{by} says {liar_name} relayed chunk {index} of space {space} that is not the host's");
+        let Some(m) = self.swarm.members.get_mut(&liar) else { return };
+        m.accusers.insert(peer);
+        let barred = m.accusers.len() >= ACCUSERS_TO_BAR && !m.barred;
+        self.event(crate::api::Event::Warning { message: format!("{by} got a chunk from {liar_name} that is not the host's: their link is cut") });
+        if barred {
+            self.bar(liar, &liar_name);
+        }
+    }
+
+    /// `peer` relays no more: every link of its goes, and it is never introduced again.
+    fn bar(&mut self, peer: PeerId, name: &str) {
+        tracing::warn!(peer, "{name} relays no more: chunks from it failed their hash check at two participants");
+        self.event(crate::api::Event::Warning { message: format!("{name} relayed chunks that are not the host's to two participants: it relays no more") });
+        if let Some(m) = self.swarm.members.get_mut(&peer) {
+            m.barred = true;
+        }
+        let links: Vec<u32> = self.swarm.members.get(&peer).map(|m| m.links.iter().copied().collect()).unwrap_or_default();
+        for link in links {
+            self.relay_bye(peer, link, "it relayed chunks that are not the host's");
+            self.send(peer, Message::RelayBye { link, reason: "you relayed chunks that are not the host's".into() });
+        }
+    }
+
+    /// `peer` left: its links end, its holdings go.
+    pub(super) fn swarm_remove(&mut self, peer: PeerId) {
+        let Some(m) = self.swarm.members.remove(&peer) else { return };
+        for ix in (0..self.manifest.chunks).filter(|&ix| m.holds.has(ix)) {
+            self.swarm.hold(ix, false);
+        }
+        for link in m.links {
+            if let Some((a, b)) = self.swarm.links.remove(&link) {
+                let other = if a == peer { b } else { a };
+                if let Some(o) = self.swarm.members.get_mut(&other) {
+                    o.links.remove(&link);
+                }
+                self.send(other, Message::RelayBye { link, reason: "they left".into() });
+            }
+        }
+        if self.swarm.members.is_empty() {
+            self.swarm.next_pass = None;
+        }
+    }
+
+    fn cut_link(&mut self, link: u32) {
+        if let Some((a, b)) = self.swarm.links.remove(&link) {
+            for p in [a, b] {
+                if let Some(m) = self.swarm.members.get_mut(&p) {
+                    m.links.remove(&link);
+                }
+            }
+        }
+    }
+
+    /// What of `peer`'s request for chunks of the original the host sends: what none of its
+    /// neighbours holds or is being sent (or what it asked for again after being told
+    /// `Elsewhere`); the rest it is told to get from them.
+    pub(super) fn triage(&mut self, now: Instant, peer: PeerId, chunks: Vec<u32>, priority: Priority) -> Vec<u32> {
+        if !self.swarm.members.contains_key(&peer) {
+            return chunks;
+        }
+        let neighbours = self.neighbours(peer);
+        let mut elsewhere = Vec::new();
+        let mut send = Vec::new();
+        for ix in chunks {
+            let asked_again = self.swarm.told.get(&(peer, ix)).is_some_and(|t| now.saturating_duration_since(*t) >= ELSEWHERE_WAIT);
+            // One not yet introduced to anyone soon will be, to those who hold what the room
+            // plays: what anyone holds or is being sent waits for that.
+            // What the reader is blocked on waits only for a neighbour that has it or is being
+            // sent it (a round trip or two).
+            let near = if neighbours.is_empty() {
+                priority == Priority::Window
+                    && (self.swarm.holders.get(ix as usize).is_some_and(|&h| h > 0)
+                        || self.swarm.recent.get(&ix).is_some_and(|v| v.iter().any(|(p, _)| *p != peer)))
+            } else {
+                neighbours.iter().any(|n| self.swarm.members.get(n).is_some_and(|m| m.holds.has(ix)) || self.swarm.sent_lately(*n, ix, now))
+            };
+            if near && !asked_again {
+                self.swarm.told.entry((peer, ix)).or_insert(now);
+                elsewhere.push(ix);
+            } else {
+                self.swarm.told.remove(&(peer, ix));
+                if self.swarm.next_pass.is_some() {
+                    self.swarm.recent.entry(ix).or_default().push((peer, now));
+                }
+                send.push(ix);
+            }
+        }
+        if !elsewhere.is_empty() {
+            self.send(peer, Message::Elsewhere { space: ORIGINAL, chunks: elsewhere });
+        }
+        send
+    }
+
+    /// The other ends of `peer`'s links.
+    fn neighbours(&self, peer: PeerId) -> Vec<PeerId> {
+        let Some(m) = self.swarm.members.get(&peer) else { return vec![] };
+        m.links.iter().filter_map(|l| self.swarm.links.get(l)).map(|&(a, b)| if a == peer { b } else { a }).collect()
+    }
+
+    /// The periodic pass: new introductions, then seeds.
+    pub(super) fn swarm_pass(&mut self, now: Instant) {
+        if self.swarm.next_pass.is_none_or(|t| t > now) {
+            return;
+        }
+        self.swarm.next_pass = Some(now + SWARM_EVERY);
+        self.swarm.recent.retain(|_, v| {
+            v.retain(|(_, t)| now.saturating_duration_since(*t) < RECENT);
+            !v.is_empty()
+        });
+        self.swarm.told.retain(|_, t| now.saturating_duration_since(*t) < RECENT * 2);
+        self.introduce_more();
+        self.seed_ahead(now);
+    }
+
+    /// Relaying members still connected, not barred.
+    fn relaying(&self) -> Vec<PeerId> {
+        self.swarm.members.iter().filter(|(p, m)| !m.barred && self.peers.get(p).is_some_and(|x| x.connected)).map(|(&p, _)| p).collect()
+    }
+
+    /// Each member short of [`TARGET_LINKS`] is introduced to one more, the best there is.
+    fn introduce_more(&mut self) {
+        let members = self.relaying();
+        for &p in &members {
+            let Some(m) = self.swarm.members.get(&p).filter(|m| m.links.len() < TARGET_LINKS) else { continue };
+            let mine: BTreeSet<PeerId> = m.links.iter().filter_map(|l| self.swarm.links.get(l)).map(|&(a, b)| if a == p { b } else { a }).collect();
+            let best = members
+                .iter()
+                .filter(|&&q| q != p && !mine.contains(&q))
+                .filter_map(|&q| self.swarm.members.get(&q).filter(|n| n.links.len() < MAX_LINKS).map(|n| (q, n)))
+                .max_by_key(|(q, n)| (n.spare(), std::cmp::Reverse(n.links.len()), mix(*q, self.swarm.next_link)))
+                .map(|(q, _)| q);
+            if let Some(q) = best {
+                self.link(p, q);
+            }
+        }
+    }
+
+    fn link(&mut self, offerer: PeerId, answerer: PeerId) {
+        self.swarm.next_link += 1;
+        let link = self.swarm.next_link;
+        self.swarm.links.insert(link, (offerer, answerer));
+        for p in [offerer, answerer] {
+            self.swarm.members.get_mut(&p).expect("a member").links.insert(link);
+        }
+        let end = |p: PeerId| self.peers.get(&p).map(|x| (p, x.guest, x.name.clone())).expect("connected");
+        self.out.push_back(HostOutput::Introduce { link, offerer: end(offerer), answerer: end(answerer) });
+    }
+
+    /// Seeds what lies ahead of the room that nobody holds, a few seconds' worth at a time.
+    fn seed_ahead(&mut self, now: Instant) {
+        let Some(duration_us) = self.manifest.duration_ms.filter(|&d| d > 0).map(|d| d as f64 * 1000.0) else { return };
+        let chunks = self.manifest.chunks;
+        let per_us = chunks as f64 / duration_us;
+        let from = ((self.room_position(now).max(0) as f64 * per_us) as u32).min(chunks);
+        let to = from.saturating_add((SEED_AHEAD.as_micros() as f64 * per_us).ceil() as u32).min(chunks);
+        let out_max = (SEED_OUT.as_micros() as f64 * per_us).ceil() as usize;
+        self.swarm.seeded.retain(|_, t| now.saturating_duration_since(*t) < SEED_AGAIN);
+        let outstanding = self.swarm.seeded.keys().filter(|&&ix| ix >= from).count();
+        let room = out_max.saturating_sub(outstanding);
+        let wanted: Vec<u32> = (from..to).filter(|&ix| self.swarm.holders[ix as usize] == 0 && !self.swarm.seeded.contains_key(&ix)).take(room).collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let mut members = self.relaying();
+        if members.is_empty() {
+            return;
+        }
+        // The most spare upload first; among equals, in turn.
+        let turn = self.swarm.seed_turn;
+        members.sort_by_key(|p| (std::cmp::Reverse(self.swarm.members[p].spare() / 250_000), mix(*p, turn)));
+        self.swarm.seed_turn += 1;
+        let best = members.len().div_ceil(4).max(1);
+        for (i, part) in wanted.chunks(8).enumerate() {
+            let to = members[i % best];
+            for &ix in part {
+                self.swarm.seeded.insert(ix, now);
+                self.swarm.recent.entry(ix).or_default().push((to, now));
+            }
+            // Told first (so it takes them), then sent without its asking, as urgently as
+            // anyone's critical requests (after its own).
+            self.send(to, Message::Seed { space: ORIGINAL, chunks: part.to_vec() });
+            self.scheduler.handle_seed(to, ORIGINAL, part);
+        }
+    }
+}
+
+/// A deterministic shuffle key (the core has no random numbers: a room runs the same way
+/// every time for the same inputs).
+fn mix(a: PeerId, b: impl Into<u64>) -> u64 {
+    let mut x = a ^ b.into().wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
+}

@@ -88,8 +88,11 @@ struct PeerSync {
     seen_seq: u64,
     /// Since when it has kept a room that wants to play waiting.
     holding_since: Option<Micros>,
-    /// It held the room too long: not waited for until it has caught up.
+    /// It held the room too long, or joined while others watched: not waited for until it
+    /// has caught up.
     let_go: bool,
+    /// It has shown a picture (reported not buffering) since it joined.
+    shown: bool,
 }
 
 impl PeerSync {
@@ -146,9 +149,15 @@ impl Room {
         self.peers.iter().filter(|(_, p)| p.waiting()).map(|(id, _)| *id).collect()
     }
 
-    /// A participant connected. It is not waited for until it says it is buffering.
+    /// A participant connected. It is not waited for until it says it is buffering; and one
+    /// that joins while others watch is not waited for until it has caught up (it joins where
+    /// the room is; a hundred joining over a minute would otherwise hold everyone a hundred
+    /// times). Those there before anyone watched start together.
     pub fn add_peer(&mut self, peer: u64) {
-        self.peers.entry(peer).or_default();
+        let others_watch = self.peers.values().any(|p| p.shown);
+        // Taken as buffering until it says otherwise (it has no picture yet): one not buffering
+        // counts as caught up, and would be waited for from its first report on.
+        self.peers.entry(peer).or_insert(PeerSync { let_go: others_watch, buffering: others_watch, ..PeerSync::default() });
     }
 
     /// A participant left: it can no longer hold the room.
@@ -162,6 +171,7 @@ impl Room {
     pub fn handle_report(&mut self, now: Micros, peer: u64, buffering: bool, seen_seq: u64) {
         let Some(p) = self.peers.get_mut(&peer) else { return };
         p.buffering = buffering;
+        p.shown |= !buffering;
         p.seen_seq = p.seen_seq.max(seen_seq);
         self.apply(now, false);
     }

@@ -72,9 +72,10 @@ impl HostCore {
 
     fn request(&mut self, now: Instant, peer: PeerId, space: Space, chunks: Vec<u32>, priority: Priority) {
         if space == ORIGINAL {
-            // Read-ahead a neighbour can bring is left to it.
-            let chunks = self.triage(now, peer, chunks, priority);
-            return self.scheduler.handle_request(peer, ORIGINAL, &chunks, priority);
+            // Read-ahead a neighbour can bring is left to it; what the room plays next is urgent.
+            let (urgent, rest) = self.triage(now, peer, chunks, priority);
+            self.scheduler.handle_request(peer, ORIGINAL, &urgent, Priority::Critical);
+            return self.scheduler.handle_request(peer, ORIGINAL, &rest, Priority::Window);
         }
         // Only the rendition it is on, and only what exists: a request for a rendition
         // replaced since (a race with a seek) is dropped quietly.

@@ -32,6 +32,8 @@ pub const MAX_LINKS: usize = 8;
 pub const SWARM_EVERY: Duration = Duration::from_millis(250);
 /// How far ahead of the room the host seeds.
 pub const SEED_AHEAD: Duration = Duration::from_secs(30);
+/// Seeds go at most this many times the stream's rate.
+pub const SEED_RATE: f64 = 1.2;
 /// Seeds sent and not yet held anywhere, at most, in media time.
 pub const SEED_OUT: Duration = Duration::from_secs(4);
 /// A seed not held by anyone this long after it was sent is sent again (to someone).
@@ -77,9 +79,11 @@ pub(super) struct Swarm {
     /// Per chunk of the original: how many members hold it.
     holders: Vec<u16>,
     /// Seeds sent and when.
-    seeded: HashMap<u32, Instant>,
+    seeded: HashMap<u32, (PeerId, Instant)>,
     /// The member the next seeds go to first (round robin among the best).
     seed_turn: u64,
+    /// Paces seeds (see [`SEED_RATE`]).
+    seed_bucket: Option<crate::rate::TokenBucket>,
     next_pass: Option<Instant>,
     /// Bytes participants said relays brought them (from their reports).
     pub(super) relayed: HashMap<PeerId, u64>,
@@ -231,30 +235,22 @@ impl HostCore {
         }
     }
 
-    /// What of `peer`'s request for chunks of the original the host sends: what none of its
-    /// neighbours holds or is being sent (or what it asked for again after being told
-    /// `Elsewhere`); the rest it is told to get from them.
-    pub(super) fn triage(&mut self, now: Instant, peer: PeerId, chunks: Vec<u32>, priority: Priority) -> Vec<u32> {
+    /// What of `peer`'s request for chunks of the original the host sends, critical ones
+    /// apart: critical ones, and read-ahead none of its neighbours holds or is being sent (or
+    /// that it asked for again after being told `Elsewhere`). The rest it is told to get from
+    /// them.
+    pub(super) fn triage(&mut self, now: Instant, peer: PeerId, chunks: Vec<u32>, priority: Priority) -> (Vec<u32>, Vec<u32>) {
         if !self.swarm.members.contains_key(&peer) {
-            return chunks;
+            return if priority == Priority::Critical { (chunks, vec![]) } else { (vec![], chunks) };
         }
         let neighbours = self.neighbours(peer);
         let mut elsewhere = Vec::new();
-        let mut send = Vec::new();
+        let (mut urgent, mut send) = (Vec::new(), Vec::new());
         for ix in chunks {
             let asked_again = self.swarm.told.get(&(peer, ix)).is_some_and(|t| now.saturating_duration_since(*t) >= ELSEWHERE_WAIT);
-            // One not yet introduced to anyone soon will be, to those who hold what the room
-            // plays: what anyone holds or is being sent waits for that.
-            // What the reader is blocked on waits only for a neighbour that has it or is being
-            // sent it (a round trip or two).
-            let near = if neighbours.is_empty() {
-                priority == Priority::Window
-                    && (self.swarm.holders.get(ix as usize).is_some_and(|&h| h > 0)
-                        || self.swarm.recent.get(&ix).is_some_and(|v| v.iter().any(|(p, _)| *p != peer)))
-            } else {
-                neighbours.iter().any(|n| self.swarm.members.get(n).is_some_and(|m| m.holds.has(ix)) || self.swarm.sent_lately(*n, ix, now))
-            };
-            if near && !asked_again {
+            let neighbour_has = neighbours.iter().any(|n| self.swarm.members.get(n).is_some_and(|m| m.holds.has(ix)) || self.swarm.sent_lately(*n, ix, now));
+            // What the reader is blocked on is sent at once.
+            if priority == Priority::Window && neighbour_has && !asked_again {
                 self.swarm.told.entry((peer, ix)).or_insert(now);
                 elsewhere.push(ix);
             } else {
@@ -262,13 +258,13 @@ impl HostCore {
                 if self.swarm.next_pass.is_some() {
                     self.swarm.recent.entry(ix).or_default().push((peer, now));
                 }
-                send.push(ix);
+                if priority == Priority::Critical { urgent.push(ix) } else { send.push(ix) }
             }
         }
         if !elsewhere.is_empty() {
             self.send(peer, Message::Elsewhere { space: ORIGINAL, chunks: elsewhere });
         }
-        send
+        (urgent, send)
     }
 
     /// The other ends of `peer`'s links.
@@ -334,10 +330,23 @@ impl HostCore {
         let from = ((self.room_position(now).max(0) as f64 * per_us) as u32).min(chunks);
         let to = from.saturating_add((SEED_AHEAD.as_micros() as f64 * per_us).ceil() as u32).min(chunks);
         let out_max = (SEED_OUT.as_micros() as f64 * per_us).ceil() as usize;
-        self.swarm.seeded.retain(|_, t| now.saturating_duration_since(*t) < SEED_AGAIN);
+        self.swarm.seeded.retain(|_, (_, t)| now.saturating_duration_since(*t) < SEED_AGAIN);
         let outstanding = self.swarm.seeded.keys().filter(|&&ix| ix >= from).count();
-        let room = out_max.saturating_sub(outstanding);
-        let wanted: Vec<u32> = (from..to).filter(|&ix| self.swarm.holders[ix as usize] == 0 && !self.swarm.seeded.contains_key(&ix)).take(room).collect();
+        // Seeds go at SEED_RATE times the stream at most: the rest of the host's upload is for
+        // what participants ask (a paused room would otherwise have it all seeded at once,
+        // ahead of what everyone needs now).
+        let byte_rate = self.manifest.size as f64 / (duration_us / 1e6);
+        let bucket = self.swarm.seed_bucket.get_or_insert_with(|| crate::rate::TokenBucket::new(byte_rate * SEED_RATE, byte_rate * 2.0));
+        let mut room = out_max.saturating_sub(outstanding);
+        let mut wanted = Vec::new();
+        for ix in (from..to).filter(|&ix| self.swarm.holders[ix as usize] == 0 && !self.swarm.seeded.contains_key(&ix)) {
+            let len = self.manifest.chunk_len(ix).unwrap_or(0) as f64;
+            if room == 0 || !bucket.try_take(now, len) {
+                break;
+            }
+            room -= 1;
+            wanted.push(ix);
+        }
         if wanted.is_empty() {
             return;
         }
@@ -353,7 +362,7 @@ impl HostCore {
         for (i, part) in wanted.chunks(8).enumerate() {
             let to = members[i % best];
             for &ix in part {
-                self.swarm.seeded.insert(ix, now);
+                self.swarm.seeded.insert(ix, (to, now));
                 self.swarm.recent.entry(ix).or_default().push((to, now));
             }
             // Told first (so it takes them), then sent without its asking, as urgently as

@@ -39,7 +39,7 @@ use crate::rate::Meter;
 use presenter::Presenter;
 pub use presenter::{PictureAction, PictureView, PresenterEvent, QueueView, RoomView};
 pub use reconnect::{FIRST_ATTEMPTS, FirstConnection, RECONNECT_FOR};
-pub use relaying::{CRITICAL_WITHIN, HORIZON, RELAY_EVERY, RelayConfig, SOON};
+pub use relaying::{BUFFER_GOAL, CRITICAL_WITHIN, HORIZON, RELAY_EVERY, RelayConfig, SOON};
 pub use stores::Stores;
 
 /// How a participant runs.
@@ -544,10 +544,9 @@ impl ParticipantCore {
             let (requests, at) = self.stores.poll_requests(self.now, space);
             ready = [ready, at].into_iter().flatten().min();
             for r in requests {
-                let within = if r.priority == Priority::Critical { CRITICAL_WITHIN } else { SOON };
                 // Neighbours first, where one holds the chunk and would bring it in time.
                 let chunks = if self.relay.as_ref().is_some_and(|r| r.swarm.up() > 0) {
-                    self.ask_neighbours(self.now, space, &r.chunks, r.priority, within)
+                    self.ask_neighbours(self.now, space, &r.chunks, r.priority == Priority::Critical)
                 } else {
                     r.chunks
                 };

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::swarm::{MAX_NEIGHBOURS, Neighbour, Swarm};
+use super::swarm::{MAX_NEIGHBOURS, Need, Neighbour, Swarm};
 use super::{ParticipantCore, ParticipantError, ParticipantOutput};
 use crate::host::ELSEWHERE_WAIT;
 use crate::protocol::guest::GuestKey;
@@ -39,6 +39,11 @@ pub const BUFFER_GOAL: Duration = Duration::from_secs(3);
 pub const OPEN_WITHIN: Duration = Duration::from_secs(20);
 /// Chunks handed to one neighbour's channel and not yet sent.
 const SEND_QUEUE: usize = 4;
+/// Chunks handed to all neighbours' channels and not yet sent: this much of the relay
+/// upload's measured rate (at least one chunk). More would sit in the uplink's queue, where
+/// a request that timed out meanwhile cannot be taken back, and ahead of this participant's
+/// own pings.
+const SEND_AHEAD: Duration = Duration::from_millis(250);
 /// A hash batch asked for is asked again after this long.
 const HASH_ASK_AGAIN: Duration = Duration::from_secs(5);
 /// Chunks asked of neighbours per pass beyond [`SOON`].
@@ -62,6 +67,8 @@ pub(super) struct Relaying {
     serve: Scheduler,
     bucket: Option<TokenBucket>,
     up: Meter,
+    /// Chunks handed to each neighbour's channel and not yet sent.
+    sending: HashMap<u32, usize>,
     down_bytes: u64,
     /// Chunks stored since holdings were last told, by space.
     added: BTreeMap<Space, Vec<u32>>,
@@ -84,6 +91,7 @@ impl Relaying {
             serve: Scheduler::new(SEND_QUEUE),
             bucket,
             up: Meter::new(Duration::from_secs(1)),
+            sending: HashMap::new(),
             down_bytes: 0,
             added: BTreeMap::new(),
             next_tick: now,
@@ -107,6 +115,12 @@ impl Relaying {
             down_bytes: self.down_bytes,
             links: self.swarm.up() as u16,
         }
+    }
+
+    /// Whether another chunk may go to a channel now (see [`SEND_AHEAD`]).
+    fn may_send(&mut self, now: Instant, chunk: usize) -> bool {
+        let ahead = (self.up.rate(now) * SEND_AHEAD.as_secs_f64() / chunk.max(1) as f64) as usize;
+        self.sending.values().sum::<usize>() < ahead.max(1) && self.bucket.as_mut().is_none_or(|b| b.ready(now))
     }
 
     /// A chunk was stored: the host hears of it at the next pass.
@@ -203,6 +217,7 @@ impl ParticipantCore {
         let Some(r) = self.relay.as_mut() else { return };
         let Some(mut n) = r.swarm.links.remove(&link) else { return };
         r.serve.remove_peer(link as u64);
+        r.sending.remove(&link);
         for (space, ix) in n.take_asked() {
             if let Some(s) = self.stores.get_mut(space) {
                 s.unmark(now, ix);
@@ -291,7 +306,7 @@ impl ParticipantCore {
         if host_bound.is_empty() {
             return;
         }
-        let rest = self.ask_neighbours(now, space, &host_bound, Priority::Window, HORIZON);
+        let rest = self.ask_neighbours(now, space, &host_bound, false);
         let moved: Vec<u32> = host_bound.into_iter().filter(|ix| !rest.contains(ix)).collect();
         if !moved.is_empty() {
             self.send(Message::Cancel { space, chunks: moved });
@@ -362,13 +377,17 @@ impl ParticipantCore {
         let Some(r) = self.relay.as_mut() else { return };
         r.serve.handle_sent(link as u64);
         r.up.record(now, bytes as u64);
+        if let Some(n) = r.sending.get_mut(&link) {
+            *n = n.saturating_sub(1);
+        }
         self.pump_relay(now);
     }
 
     /// Serves neighbours' requests from what is held, within the relay limit.
     pub(super) fn pump_relay(&mut self, now: Instant) {
         let Some(r) = self.relay.as_mut() else { return };
-        while r.bucket.as_mut().is_none_or(|b| b.ready(now))
+        let chunk = self.manifest.chunk_size as usize;
+        while r.may_send(now, chunk)
             && let Some(t) = r.serve.poll_transmit()
         {
             let link = t.peer as u32;
@@ -377,6 +396,7 @@ impl ParticipantCore {
                     if let Some(b) = r.bucket.as_mut() {
                         b.consume(now, data.len() as f64);
                     }
+                    *r.sending.entry(link).or_default() += 1;
                     self.out.push_back(ParticipantOutput::RelayChunk { link, space: t.space, index: t.index, data });
                 }
                 None => {
@@ -510,19 +530,33 @@ impl ParticipantCore {
             wanted.sort_unstable();
             wanted.truncate(FAR_PER_PASS);
             let chunks: Vec<u32> = wanted.into_iter().map(|(_, ix)| ix).collect();
-            let rest = self.ask_neighbours(now, space, &chunks, Priority::Window, HORIZON);
+            let rest = self.ask_neighbours(now, space, &chunks, false);
             drop(rest);
         }
     }
 
     /// Asks neighbours for `chunks` of `space` (already wanted by the store, or to be marked
-    /// so here), each of the one expected to bring it first, within `within`; returns those no
-    /// neighbour can bring (for the host). A chunk whose hash is not held is not asked of a
-    /// neighbour: the host is asked for its batch.
-    pub(super) fn ask_neighbours(&mut self, now: Instant, space: Space, chunks: &[u32], priority: Priority, within: Duration) -> Vec<u32> {
+    /// so here), each of the one expected to bring it first (`critical`: the reader is blocked
+    /// on them; else as soon as they are needed: within [`SOON`] of the reader, first);
+    /// returns those no neighbour can bring (for the host). A chunk whose hash is not held is
+    /// not asked of a neighbour: the host is asked for its batch.
+    pub(super) fn ask_neighbours(&mut self, now: Instant, space: Space, chunks: &[u32], critical: bool) -> Vec<u32> {
         let mut rest = Vec::new();
-        let mut by_link: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        let mut by_link: BTreeMap<(u32, Priority), Vec<u32>> = BTreeMap::new();
+        let soon = self.stores.get(space).map_or(0, |s| s.read_position()).saturating_add(self.chunks_of(SOON));
         for &ix in chunks {
+            let need = if critical {
+                Need::Now
+            } else if ix < soon {
+                Need::Soon
+            } else {
+                Need::Later
+            };
+            let (priority, within) = match need {
+                Need::Now => (Priority::Critical, CRITICAL_WITHIN),
+                Need::Soon => (Priority::Critical, SOON),
+                Need::Later => (Priority::Window, HORIZON),
+            };
             let len = self.stores.get(space).and_then(|s| s.manifest().chunk_len(ix)).unwrap_or(0);
             if self.hashes.hash(space, ix).is_none() {
                 self.ask_hashes(now, space, ix);
@@ -530,10 +564,10 @@ impl ParticipantCore {
                 continue;
             }
             let Some(r) = self.relay.as_mut() else { return chunks.to_vec() };
-            match r.swarm.pick(now, space, ix, len, within) {
+            match r.swarm.pick(now, space, ix, len, need, within) {
                 Some(link) => {
                     r.swarm.links.get_mut(&link).expect("picked").ask(now, space, ix, len);
-                    by_link.entry(link).or_default().push(ix);
+                    by_link.entry((link, priority)).or_default().push(ix);
                     if let Some(s) = self.stores.get_mut(space) {
                         s.mark_requested(now, ix);
                     }
@@ -541,7 +575,7 @@ impl ParticipantCore {
                 None => rest.push(ix),
             }
         }
-        for (link, chunks) in by_link {
+        for ((link, priority), chunks) in by_link {
             self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Request { space, chunks, priority } });
         }
         rest
@@ -588,15 +622,11 @@ impl ParticipantCore {
         let Some(r) = self.relay.as_mut() else { return };
         let held: Vec<(Space, u32)> = r.waiting.keys().filter(|(s, ix)| r.swarm.holders(*s, *ix) > 0).copied().collect();
         for (space, ix) in held {
-            let len = self.stores.get(space).and_then(|s| s.manifest().chunk_len(ix)).unwrap_or(0);
-            if self.hashes.hash(space, ix).is_none() {
-                continue;
-            }
-            let Some(r) = self.relay.as_mut() else { return };
-            if let Some(link) = r.swarm.pick(now, space, ix, len, SOON) {
+            // Asked of a neighbour (it stays on its way in the store), or still waiting.
+            if self.ask_neighbours(now, space, &[ix], false).is_empty()
+                && let Some(r) = self.relay.as_mut()
+            {
                 r.waiting.remove(&(space, ix));
-                r.swarm.links.get_mut(&link).expect("picked").ask(now, space, ix, len);
-                self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Request { space, chunks: vec![ix], priority: Priority::Window } });
             }
         }
     }

@@ -52,6 +52,18 @@ impl Bits {
     }
 }
 
+/// How soon a chunk is needed, which decides how it is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// The reader is blocked on it: only a neighbour that would bring it at once.
+    Now,
+    /// Within `SOON` of the reader: first in the neighbour's queue, with all its room.
+    Soon,
+    /// Read-ahead beyond: after the rest, with half its room (the other half stays for what
+    /// comes within `SOON`).
+    Later,
+}
+
 /// One neighbour.
 #[derive(Debug)]
 pub struct Neighbour {
@@ -106,10 +118,12 @@ impl Neighbour {
         if self.delivered.total() == 0 { FIRST_RATE } else { self.delivered.rate(now).max(FLOOR_RATE) }
     }
 
-    /// How many chunks of `len` bytes it may have asked of it now: about a second's worth.
-    fn room(&mut self, now: Instant, len: usize) -> usize {
-        let cap = (self.rate(now) / len.max(1) as f64).ceil() as usize;
-        cap.clamp(2, MAX_ASKED).saturating_sub(self.asked.len())
+    /// How many more chunks of `len` bytes may be asked of it now: about a second's worth in
+    /// all, half of that for read-ahead beyond `SOON`.
+    fn room(&mut self, now: Instant, len: usize, need: Need) -> usize {
+        let cap = ((self.rate(now) / len.max(1) as f64).ceil() as usize).clamp(2, MAX_ASKED);
+        let cap = if need == Need::Later { cap / 2 } else { cap };
+        cap.saturating_sub(self.asked.len())
     }
 
     /// When a chunk of `len` asked of it now would come, at its rate behind what is asked.
@@ -187,11 +201,12 @@ impl Swarm {
     }
 
     /// The neighbour to ask for chunk `ix` of `space` (`len` bytes): of those up that hold it
-    /// and have room, the one expected to deliver first, if it would within `within`.
-    pub fn pick(&mut self, now: Instant, space: Space, ix: u32, len: usize, within: Duration) -> Option<u32> {
+    /// and have room for a chunk of that `need`, the one expected to deliver first, if it would
+    /// within `within`.
+    pub fn pick(&mut self, now: Instant, space: Space, ix: u32, len: usize, need: Need, within: Duration) -> Option<u32> {
         let mut best: Option<(Duration, u32)> = None;
         for (&link, n) in self.links.iter_mut() {
-            if !n.up || !n.holds(space, ix) || n.room(now, len) == 0 {
+            if !n.up || !n.holds(space, ix) || n.room(now, len, need) == 0 {
                 continue;
             }
             let eta = n.eta(now, len);
@@ -253,11 +268,11 @@ mod tests {
             assert!(s.links.get_mut(&2).unwrap().handle_delivered(t0 + Duration::from_millis(100 * i as u64), 0, 100 + i, 65536));
         }
         let now = t0 + Duration::from_secs(2);
-        assert_eq!(s.pick(now, 0, 5, 65536, Duration::from_secs(5)), Some(2));
-        assert_eq!(s.pick(now, 0, 9, 65536, Duration::from_secs(5)), None, "nobody holds it");
+        assert_eq!(s.pick(now, 0, 5, 65536, Need::Soon, Duration::from_secs(5)), Some(2));
+        assert_eq!(s.pick(now, 0, 9, 65536, Need::Soon, Duration::from_secs(5)), None, "nobody holds it");
         assert_eq!(s.holders(0, 6), 2);
         // A slow first guess is too slow for a chunk needed within 10 ms.
-        assert_eq!(s.pick(now, 0, 5, 65536, Duration::from_millis(10)), None);
+        assert_eq!(s.pick(now, 0, 5, 65536, Need::Now, Duration::from_millis(10)), None);
         let n = s.links.get_mut(&1).unwrap();
         n.ask(now, 0, 5, 65536);
         assert!(n.take_overdue(now + Duration::from_millis(100)).is_empty());

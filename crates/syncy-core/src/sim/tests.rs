@@ -333,7 +333,7 @@ fn ten_relaying_participants_start_together_and_play_without_stalls_on_a_host_up
     w.run_for(Duration::from_secs(20));
     let (from, sent_before) = (w.now, w.uploaded);
     w.run_for(Duration::from_secs(60));
-    assert!(w.host.room_position(w.now) > 60_000_000, "the room plays on");
+    assert!(w.host.room_position(w.now) > 60_000_000, "the room plays on: {} s", w.host.room_position(w.now) / 1_000_000);
     for v in w.viewers() {
         assert_eq!(v.stats.stalls, 0, "{} stalled after its first picture: {:?}", v.name, v.stats);
         assert!(v.stats.first_picture.is_some());
@@ -345,4 +345,71 @@ fn ten_relaying_participants_start_together_and_play_without_stalls_on_a_host_up
     // Within its budget (1.5 × 2 Mb/s), within ten percent.
     let rate = (w.uploaded - sent_before) as f64 / (w.now - from).as_secs_f64();
     assert!(rate < 1.1 * 375_000.0, "host upload {rate:.0} B/s");
+}
+
+/// The issue's room: an 8 Mb/s stream, a host uploading three streams, a hundred relaying
+/// participants joining over a minute, uplinks log-uniform over 1–50 Mb/s, round trips
+/// uniform over 20–150 ms, 1 % loss.
+pub(super) fn swarm_room(n: usize, seed: u64) -> World {
+    let (mut w, joins) = swarm_plan(n, seed);
+    let start = w.now;
+    for (i, (at, up, rtt)) in joins.into_iter().enumerate() {
+        w.run_until(start + at);
+        swarm_join(&mut w, i, up, rtt);
+    }
+    w
+}
+
+/// The room and its joins (when, uplink B/s, round trip ms), in order.
+fn swarm_plan(n: usize, seed: u64) -> (World, Vec<(Duration, u64, u64)>) {
+    use rand::{Rng, SeedableRng};
+    let kbps = 8_000;
+    let limit = 3 * kbps * 1000 / 8;
+    let w = World::new(crate::testing::t0(), media(300, kbps, CHUNK), host_config(true, true, limit, 300), None, seed);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut joins: Vec<(Duration, u64, u64)> = (0..n)
+        .map(|_| {
+            let at = Duration::from_millis(rng.random_range(0..60_000));
+            let up_mbps = (rng.random_range(1f64.ln()..50f64.ln())).exp();
+            (at, (up_mbps * 125_000.0) as u64, rng.random_range(20..=150))
+        })
+        .collect();
+    joins.sort();
+    (w, joins)
+}
+
+fn swarm_join(w: &mut World, i: usize, up: u64, rtt: u64) {
+    let link = LinkSpec::rtt(rtt, 0.01);
+    let slot = w.join_linked(&format!("p{i}"), (link.capped(12_500_000), link.capped(up)), store(), 0.0);
+    w.relaying(slot, 0);
+}
+
+/// What a room did, for the relay tests and the benchmark.
+pub(super) struct SwarmOutcome {
+    /// How far the room played.
+    pub(super) room_s: f64,
+    /// Host chunk bytes per second.
+    pub(super) host_bps: f64,
+    /// Participants that stalled after their first picture.
+    pub(super) stalled: Vec<String>,
+}
+
+pub(super) fn outcome(w: &World) -> SwarmOutcome {
+    let secs = (w.now - w.start).as_secs_f64();
+    SwarmOutcome {
+        room_s: w.host.room_position(w.now) as f64 / 1e6,
+        host_bps: w.uploaded as f64 / secs,
+        stalled: w.viewers().filter(|v| v.stats.stalls > 0).map(|v| format!("{} {:?}", v.name, v.stats)).collect(),
+    }
+}
+
+#[test]
+#[ignore = "issue 19, not yet met: the room plays 32 s of the 119 s and 26 of the 100 stall (see the issue's note)"]
+fn a_hundred_relaying_participants_joining_over_a_minute_play_without_stalls_on_three_streams_of_host_upload() {
+    let mut w = swarm_room(100, 3);
+    w.run_for(Duration::from_secs(60));
+    let o = outcome(&w);
+    assert!(o.stalled.is_empty(), "{:#?}", o.stalled);
+    assert!(o.room_s > 100.0, "the room played {:.0} s", o.room_s);
+    assert!(o.host_bps <= 1.05 * 3_000_000.0, "host upload {:.0} B/s", o.host_bps);
 }

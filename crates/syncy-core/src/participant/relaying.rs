@@ -35,6 +35,9 @@ pub const HORIZON: Duration = Duration::from_secs(60);
 pub const CRITICAL_WITHIN: Duration = Duration::from_millis(300);
 /// What a waiting picture wants held ahead before it shows, relaying.
 pub const BUFFER_GOAL: Duration = Duration::from_secs(3);
+/// Chunks asked of all neighbours together, at most, in media time (the reader's blocked
+/// ones aside).
+pub const IN_FLIGHT: Duration = Duration::from_secs(2);
 /// A link not up this long after its introduction is given up.
 pub const OPEN_WITHIN: Duration = Duration::from_secs(20);
 /// Chunks handed to one neighbour's channel and not yet sent.
@@ -544,6 +547,10 @@ impl ParticipantCore {
         let mut rest = Vec::new();
         let mut by_link: BTreeMap<(u32, Priority), Vec<u32>> = BTreeMap::new();
         let soon = self.stores.get(space).map_or(0, |s| s.read_position()).saturating_add(self.chunks_of(SOON));
+        // All that is asked of neighbours together stays within IN_FLIGHT of media: more would
+        // queue at this side's own downlink, ahead of the host's clock messages.
+        let cap = self.chunks_of(IN_FLIGHT).max(16) as usize;
+        let mut total: usize = self.relay.as_ref().map_or(0, |r| r.swarm.links.values().map(Neighbour::asked).sum());
         for &ix in chunks {
             let need = if critical {
                 Need::Now
@@ -564,8 +571,13 @@ impl ParticipantCore {
                 continue;
             }
             let Some(r) = self.relay.as_mut() else { return chunks.to_vec() };
+            if need != Need::Now && total >= cap {
+                rest.push(ix);
+                continue;
+            }
             match r.swarm.pick(now, space, ix, len, need, within) {
                 Some(link) => {
+                    total += 1;
                     r.swarm.links.get_mut(&link).expect("picked").ask(now, space, ix, len);
                     by_link.entry((link, priority)).or_default().push(ix);
                     if let Some(s) = self.stores.get_mut(space) {

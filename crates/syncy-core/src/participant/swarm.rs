@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use crate::protocol::guest::GuestId;
 use crate::protocol::have::Have;
 use crate::protocol::stream::Space;
-use crate::rate::Meter;
 
 /// Most neighbours a participant keeps (the host introduces at most eight; a few more may be
 /// closing).
@@ -22,6 +21,8 @@ const FIRST_RATE: f64 = 250_000.0;
 /// The least rate a neighbour is taken to deliver at, B/s (so one that went quiet is still
 /// asked now and then, and a deadline is never unbounded).
 const FLOOR_RATE: f64 = 32_000.0;
+/// How much each chunk's speed moves a neighbour's estimate.
+const SPEED_WEIGHT: f64 = 0.25;
 /// A request's deadline beyond its expected delivery: a round trip and scheduling slack.
 const GRACE: Duration = Duration::from_millis(1500);
 
@@ -79,16 +80,23 @@ pub struct Neighbour {
     pub since: Instant,
     /// What it holds, by space.
     holds: HashMap<Space, Bits>,
-    /// Asked of it and not come: by when it should have.
-    asked: BTreeMap<(Space, u32), Instant>,
-    /// What it delivered.
-    delivered: Meter,
+    /// Asked of it and not come: when, and by when it should have come.
+    asked: BTreeMap<(Space, u32), (Instant, Instant)>,
+    /// How fast it serves this side, B/s: an average of each chunk's bytes over the time it
+    /// took once the neighbour could start on it (its request, or the chunk before). What it
+    /// delivered over time would say how much was asked, not how fast it can go: a fast
+    /// neighbour asked little would look slow, and never be asked more.
+    speed: f64,
+    /// When its last chunk came.
+    last: Option<Instant>,
+    /// Bytes it delivered.
+    delivered: u64,
 }
 
 impl Neighbour {
     /// A neighbour the host introduced at `now`.
     pub fn new(now: Instant, name: String, key: GuestId, offerer: bool) -> Neighbour {
-        Neighbour { name, key, offerer, up: false, since: now, holds: HashMap::new(), asked: BTreeMap::new(), delivered: Meter::new(Duration::from_secs(3)) }
+        Neighbour { name, key, offerer, up: false, since: now, holds: HashMap::new(), asked: BTreeMap::new(), speed: FIRST_RATE, last: None, delivered: 0 }
     }
 
     /// Whether it holds chunk `ix` of `space`.
@@ -114,8 +122,8 @@ impl Neighbour {
     }
 
     /// How fast it delivers, B/s (a guess until it has).
-    fn rate(&mut self, now: Instant) -> f64 {
-        if self.delivered.total() == 0 { FIRST_RATE } else { self.delivered.rate(now).max(FLOOR_RATE) }
+    fn rate(&mut self, _now: Instant) -> f64 {
+        self.speed.max(FLOOR_RATE)
     }
 
     /// How many more chunks of `len` bytes may be asked of it now: about a second's worth in
@@ -135,23 +143,29 @@ impl Neighbour {
     /// Chunk `ix` of `space` is asked of it now.
     pub fn ask(&mut self, now: Instant, space: Space, ix: u32, len: usize) {
         let by = now + self.eta(now, len) + GRACE;
-        self.asked.insert((space, ix), by);
+        self.asked.insert((space, ix), (now, by));
     }
 
     /// A chunk came from it: whether it was asked for.
     pub fn handle_delivered(&mut self, now: Instant, space: Space, ix: u32, bytes: usize) -> bool {
-        let asked = self.asked.remove(&(space, ix)).is_some();
-        if asked {
-            self.delivered.record(now, bytes as u64);
-        }
-        asked
+        let Some((at, _)) = self.asked.remove(&(space, ix)) else { return false };
+        let started = self.last.map_or(at, |l| l.max(at));
+        let took = now.saturating_duration_since(started).as_secs_f64().max(0.001);
+        self.speed = SPEED_WEIGHT * (bytes as f64 / took) + (1.0 - SPEED_WEIGHT) * self.speed;
+        self.last = Some(now);
+        self.delivered += bytes as u64;
+        true
     }
 
     /// What is overdue at `now` (taken out).
     pub fn take_overdue(&mut self, now: Instant) -> Vec<(Space, u32)> {
-        let late: Vec<(Space, u32)> = self.asked.iter().filter(|(_, by)| **by <= now).map(|(k, _)| *k).collect();
+        let late: Vec<(Space, u32)> = self.asked.iter().filter(|(_, (_, by))| *by <= now).map(|(k, _)| *k).collect();
         for k in &late {
             self.asked.remove(k);
+        }
+        if !late.is_empty() {
+            // Slower than it seemed.
+            self.speed /= 2.0;
         }
         late
     }
@@ -163,7 +177,7 @@ impl Neighbour {
 
     /// The earliest deadline of what is asked of it.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.asked.values().min().copied()
+        self.asked.values().map(|(_, by)| *by).min()
     }
 
     /// Whether chunk `ix` of `space` is asked of it.
@@ -178,7 +192,7 @@ impl Neighbour {
 
     /// Bytes it delivered.
     pub fn delivered(&self) -> u64 {
-        self.delivered.total()
+        self.delivered
     }
 }
 

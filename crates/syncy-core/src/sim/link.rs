@@ -46,20 +46,21 @@ pub struct Pipe {
     spec: LinkSpec,
     /// The sender's side is busy putting bytes on the wire until then.
     busy_until: Instant,
-    /// The latest delivery on the ordered channel (nothing overtakes it).
-    last_ordered: Instant,
+    /// The latest delivery on each ordered channel (nothing overtakes it on its own channel:
+    /// each link is its own SCTP association, so a retransmission on one holds up no other).
+    last_ordered: std::collections::HashMap<u32, Instant>,
 }
 
 impl Pipe {
     /// An idle pipe.
     pub fn new(spec: LinkSpec, now: Instant) -> Pipe {
-        Pipe { spec, busy_until: now, last_ordered: now }
+        Pipe { spec, busy_until: now, last_ordered: Default::default() }
     }
 
     /// Sends `bytes` at `now`: when they have left the sender (the send is done, as far as
-    /// its sender can tell) and when they arrive. `ordered`: the control channel, on which
-    /// nothing overtakes a message held up by a retransmission.
-    pub fn send(&mut self, now: Instant, bytes: usize, ordered: bool, rng: &mut StdRng) -> (Instant, Instant) {
+    /// its sender can tell) and when they arrive. `ordered`: a link's control channel (by the
+    /// link's number), on which nothing overtakes a message held up by a retransmission.
+    pub fn send(&mut self, now: Instant, bytes: usize, ordered: Option<u32>, rng: &mut StdRng) -> (Instant, Instant) {
         let start = self.busy_until.max(now);
         let wire = self.spec.bandwidth.map_or(Duration::ZERO, |b| Duration::from_secs_f64(bytes as f64 / b as f64));
         self.busy_until = start + wire;
@@ -71,9 +72,10 @@ impl Pipe {
             delay += self.spec.rto();
         }
         let mut at = self.busy_until + delay;
-        if ordered {
-            at = at.max(self.last_ordered);
-            self.last_ordered = at;
+        if let Some(channel) = ordered {
+            let last = self.last_ordered.entry(channel).or_insert(at);
+            at = at.max(*last);
+            *last = at;
         }
         (self.busy_until, at)
     }
@@ -90,12 +92,12 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let spec = LinkSpec { latency: Duration::from_millis(10), jitter: Duration::ZERO, loss: 0.0, bandwidth: Some(1000) };
         let mut p = Pipe::new(spec, t0);
-        let (left, at) = p.send(t0, 500, true, &mut rng);
+        let (left, at) = p.send(t0, 500, Some(0), &mut rng);
         assert_eq!((left - t0, at - t0), (Duration::from_millis(500), Duration::from_millis(510)));
-        let (left, _) = p.send(t0, 500, true, &mut rng);
+        let (left, _) = p.send(t0, 500, Some(0), &mut rng);
         assert_eq!(left - t0, Duration::from_secs(1), "queued behind the first");
         let mut lossy = Pipe::new(LinkSpec { loss: 0.5, bandwidth: None, ..spec }, t0);
-        let arrivals: Vec<Instant> = (0..50).map(|_| lossy.send(t0, 10, true, &mut rng).1).collect();
+        let arrivals: Vec<Instant> = (0..50).map(|_| lossy.send(t0, 10, Some(0), &mut rng).1).collect();
         assert!(arrivals.windows(2).all(|w| w[0] <= w[1]), "ordered despite retransmissions");
         assert!(arrivals.iter().any(|&a| a - t0 >= Duration::from_millis(210)), "some waited for a retransmission");
     }

@@ -35,6 +35,8 @@ use crate::protocol::stream::{Manifest, Message};
 
 /// Zeros to cut chunk payloads from (the content does not matter here; lengths do).
 static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+/// The host link's ordered channel in a pipe (relay links use their own numbers, from 1).
+const HOST_LINK: u32 = 0;
 /// What a lying relay sends instead.
 static ONES: [u8; 1 << 20] = [1; 1 << 20];
 
@@ -427,7 +429,7 @@ impl World {
                     // Read at once (the simulated disk is never behind).
                     self.host.handle_queued(self.now);
                     let Some(slot) = self.slot_of(peer) else { continue };
-                    let (left, at) = self.host_send(slot, len + 16, false);
+                    let (left, at) = self.host_send(slot, len + 16, None);
                     self.uploaded += len as u64;
                     self.schedule(left, Due::Sent { peer, len });
                     let link = self.slots[slot].link;
@@ -491,7 +493,7 @@ impl World {
         if matches!(msg, Message::HashBatch(_)) {
             self.hash_bytes += bytes as u64;
         }
-        let (_, at) = self.host_send(slot, bytes, true);
+        let (_, at) = self.host_send(slot, bytes, Some(HOST_LINK));
         let link = self.slots[slot].link;
         self.schedule(at, Due::ToViewer { slot, link, msg });
     }
@@ -525,7 +527,7 @@ impl World {
                 ParticipantOutput::RelaySend { link, msg } => {
                     let Some(to) = self.other_end(slot, link) else { continue };
                     let bytes = crate::protocol::stream::encode(&msg).len();
-                    let (_, at) = self.relay_path(slot, to, bytes, true);
+                    let (_, at) = self.relay_path(slot, to, bytes, Some(link));
                     self.schedule(at, Due::RelayMsg { slot: to, link, msg });
                 }
                 ParticipantOutput::RelayChunk { link, space, index, data } => {
@@ -534,7 +536,7 @@ impl World {
                         self.schedule(now, Due::RelaySent { slot, link, len });
                         continue;
                     };
-                    let (left, at) = self.relay_path(slot, to, len + 16, false);
+                    let (left, at) = self.relay_path(slot, to, len + 16, None);
                     let data = if self.slots[slot].liar { Bytes::from_static(&ONES[..len]) } else { data };
                     self.relayed += len as u64;
                     self.schedule(left, Due::RelaySent { slot, link, len });
@@ -585,7 +587,7 @@ impl World {
     }
 
     /// Through `from`'s uplink, then `to`'s downlink: when it left `from` and when it arrives.
-    fn relay_path(&mut self, from: usize, to: usize, bytes: usize, ordered: bool) -> (Instant, Instant) {
+    fn relay_path(&mut self, from: usize, to: usize, bytes: usize, ordered: Option<u32>) -> (Instant, Instant) {
         let (left, mid) = self.slots[from].up.send(self.now, bytes, ordered, &mut self.rng);
         let (_, at) = self.slots[to].down.send(mid, bytes, ordered, &mut self.rng);
         (left, at)
@@ -599,7 +601,7 @@ impl World {
             if s.peer.is_none() {
                 continue; // no link: lost
             }
-            let (_, at) = s.up.send(now, crate::protocol::stream::encode(&msg).len(), true, &mut self.rng);
+            let (_, at) = s.up.send(now, crate::protocol::stream::encode(&msg).len(), Some(HOST_LINK), &mut self.rng);
             s.controls.0 += 1;
             s.controls.1 += crate::host::control_cost(&msg);
 
@@ -609,8 +611,8 @@ impl World {
     }
 
     /// Through the host's uplink, then the participant's link.
-    fn host_send(&mut self, slot: usize, bytes: usize, ordered: bool) -> (Instant, Instant) {
-        let (left, _) = self.uplink.send(self.now, bytes, false, &mut self.rng);
+    fn host_send(&mut self, slot: usize, bytes: usize, ordered: Option<u32>) -> (Instant, Instant) {
+        let (left, _) = self.uplink.send(self.now, bytes, None, &mut self.rng);
         self.slots[slot].down.send(left, bytes, ordered, &mut self.rng)
     }
 

@@ -544,6 +544,10 @@ pub enum BenchSuite {
     /// --sim-participants for --minutes at 20 ms round trips and 1% loss: sync spread, stalls,
     /// host upload, and CPU per simulated minute (not part of `all`).
     Sim,
+    /// Relays in a simulated room (issue 19's): 10, 20, 50 and 100 participants joining over
+    /// a minute on a host uploading three streams: how far the room plays, the host's upload,
+    /// what relays carried, who stalled (not part of `all`).
+    Relay,
     /// Pictures in real terminals: frames a second xterm (sixel, half-blocks) and kitty take
     /// at 80×24 and 150×48, and CPU per frame, under an Xvfb of its own; then a room where a
     /// sixel viewer and a headless participant play, and each one's drift (needs Xvfb, xterm,

@@ -7,6 +7,7 @@ pub mod picture;
 pub mod picture_sync;
 pub mod playback;
 pub mod quality;
+pub mod relay;
 pub mod sim;
 pub mod soak;
 pub mod ui;
@@ -108,6 +109,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             }
             _ => tokio::task::spawn_blocking(crate::commands::bench::picture::run).await??,
         };
+        println!("{t}");
+        text += &t;
+    }
+    if args.suite == BenchSuite::Relay {
+        let t = tokio::task::spawn_blocking(|| crate::commands::bench::relay::run(3)).await?;
         println!("{t}");
         text += &t;
     }

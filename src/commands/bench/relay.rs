@@ -1,0 +1,67 @@
+//! `syncy bench --suite relay`: the simulated relay room of issue 19 at 10, 20, 50 and 100
+//! participants: an 8 Mb/s stream, a host uploading three streams, everyone joining over the
+//! first minute with an uplink log-uniform over 1–50 Mb/s, round trips uniform over 20–150 ms,
+//! 1 % loss, then a minute more. What it shows: how much of the room's data the host sends
+//! itself against the room's size, how far the room plays, and who stalls.
+
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+
+use crate::core::buffer::StoreConfig;
+use crate::core::sim::{LinkSpec, World, host_config, media};
+
+/// The stream, kb/s.
+const KBPS: u64 = 8_000;
+
+/// Runs each room size and returns the Markdown table.
+pub fn run(seed: u64) -> String {
+    let mut t = String::from("## Relays in a simulated room (`syncy bench --suite relay`)\n\n");
+    t += &format!(
+        "An {} Mb/s stream, the host's upload held to 3 streams, participants joining over the first 60 s (uplinks log-uniform over 1–50 Mb/s, downlinks 100 Mb/s, round trips uniform over 20–150 ms, 1 % loss), then 60 s more; seed {seed}.\n\n",
+        KBPS / 1000
+    );
+    t += "| participants | room played (of 120 s) | host upload | per participant | relays carried | stalled | CPU |\n|---|---|---|---|---|---|---|\n";
+    for n in [10, 20, 50, 100] {
+        eprintln!("simulating {n} relaying participants…");
+        t += &room(n, seed);
+    }
+    t
+}
+
+fn room(n: usize, seed: u64) -> String {
+    let cpu0 = super::cpu_now();
+    let limit = 3 * KBPS * 1000 / 8;
+    let start = Instant::now();
+    let mut w = World::new(start, media(300, KBPS, 64 * 1024), host_config(true, true, limit, 300), None, seed);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut joins: Vec<(Duration, u64, u64)> = (0..n)
+        .map(|_| {
+            let at = Duration::from_millis(rng.random_range(0..60_000));
+            let up_mbps = rng.random_range(1f64.ln()..50f64.ln()).exp();
+            (at, (up_mbps * 125_000.0) as u64, rng.random_range(20..=150))
+        })
+        .collect();
+    joins.sort();
+    for (i, (at, up, rtt)) in joins.into_iter().enumerate() {
+        w.run_until(start + at);
+        let link = LinkSpec::rtt(rtt, 0.01);
+        let slot = w.join_linked(&format!("p{i}"), (link.capped(12_500_000), link.capped(up)), StoreConfig::default(), 0.0);
+        w.relaying(slot, 0);
+    }
+    w.run_until(start + Duration::from_secs(120));
+    let secs = 120.0;
+    let host = w.uploaded as f64 / secs;
+    let stream = (KBPS * 1000 / 8) as f64;
+    let relayed = w.relayed as f64;
+    let stalled = w.viewers().filter(|v| v.stats.stalls > 0).count();
+    format!(
+        "| {n} | {:.0} s | {:.2} MB/s ({:.2} streams) | {:.3} streams | {:.0} % | {stalled} | {:.1} s |\n",
+        w.host.room_position(w.now) as f64 / 1e6,
+        host / 1e6,
+        host / stream,
+        host / stream / n as f64,
+        relayed * 100.0 / (relayed + w.uploaded as f64),
+        super::cpu_now() - cpu0
+    )
+}

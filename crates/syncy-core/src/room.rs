@@ -171,7 +171,8 @@ impl Room {
     pub fn handle_report(&mut self, now: Micros, peer: u64, buffering: bool, seen_seq: u64) {
         let Some(p) = self.peers.get_mut(&peer) else { return };
         p.buffering = buffering;
-        p.shown |= !buffering;
+        // Shown while the room plays: a first frame in a room still gathering is not watching.
+        p.shown |= !buffering && self.state.playing;
         p.seen_seq = p.seen_seq.max(seen_seq);
         self.apply(now, false);
     }
@@ -374,6 +375,32 @@ mod tests {
         assert_eq!(room.let_go_at(), None);
         room.handle_command(90 * S, Origin::Host, RoomCommand::Play).unwrap();
         assert_eq!(room.let_go_at(), Some(120 * S));
+    }
+
+    #[test]
+    fn a_newcomer_to_a_room_others_watch_holds_it_only_once_caught_up_and_a_gathering_room_waits_for_all() {
+        // Playing, ann watching: bob joins, buffers, and the room plays on.
+        let mut room = Room::new(0, cfg(), true);
+        room.add_peer(1);
+        room.handle_report(S, 1, false, 0);
+        room.add_peer(2);
+        room.handle_report(2 * S, 2, true, 0);
+        assert!(room.state().playing, "a newcomer does not stop those watching");
+        // Caught up, it is waited for like anyone.
+        room.handle_report(3 * S, 2, false, 0);
+        room.handle_report(4 * S, 2, true, 0);
+        assert!(!room.state().playing);
+        // A paused room gathering: a first frame is not watching; whoever joins before play
+        // still holds it.
+        let mut room = Room::new(0, cfg(), false);
+        room.add_peer(1);
+        room.handle_report(S, 1, false, 0);
+        room.add_peer(2);
+        room.handle_report(2 * S, 2, true, 0);
+        let _ = room.handle_command(3 * S, Origin::Host, RoomCommand::Play);
+        assert!(!room.state().playing, "it waits for bob");
+        room.handle_report(4 * S, 2, false, 0);
+        assert!(room.state().playing);
     }
 
     #[test]

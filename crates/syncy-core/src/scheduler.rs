@@ -182,12 +182,12 @@ impl Scheduler {
 
     /// Chunks the host sends `peer` unasked, to be spread (what the host seeds): as urgent as
     /// critical requests across peers, after the peer's own.
-    pub fn handle_seed(&mut self, peer: PeerKey, space: Space, chunks: &[u32]) {
-        let Some(q) = self.peers.get_mut(&peer) else { return };
-        for &ix in chunks {
-            q.push_seed((space, ix));
-        }
+    /// Returns those queued (none for an unknown peer, fewer for a full queue).
+    pub fn handle_seed(&mut self, peer: PeerKey, space: Space, chunks: &[u32]) -> Vec<u32> {
+        let Some(q) = self.peers.get_mut(&peer) else { return vec![] };
+        let queued = chunks.iter().copied().filter(|&ix| q.push_seed((space, ix))).collect();
         q.compact_if_stale();
+        queued
     }
 
     /// A participant no longer wants chunks of `space`.

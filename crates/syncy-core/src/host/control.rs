@@ -131,7 +131,18 @@ impl HostCore {
 pub(crate) fn control_cost(msg: &Message) -> f64 {
     let indices = match msg {
         Message::Request { chunks, .. } | Message::Cancel { chunks, .. } => chunks.len(),
+        // What a `Have` costs the host grows with the chunks it covers (a few bytes can name a
+        // whole film); a `HashAsk` is answered with a kilobyte; an SDP is forwarded whole.
+        Message::Have(h) => (h.added.covered() + h.dropped.covered()) as usize / HAVE_INDICES_PER_INDEX,
+        Message::HashAsk { .. } => HASH_ASK_COST * INDICES_PER_UNIT,
+        Message::RelaySignal(sdp) => sdp.sdp.len() / 1024 * INDICES_PER_UNIT,
         _ => 0,
     };
     indices.div_ceil(INDICES_PER_UNIT).max(1) as f64
 }
+
+/// A `Have` costs one unit per this many chunks it covers, over the units of a request (so
+/// 256 × 64 per unit: a whole 2-hour film's holdings, 110 000 chunks, is 7 units).
+const HAVE_INDICES_PER_INDEX: usize = 256;
+/// Units a `HashAsk` costs: its answer is a kilobyte, so at most about 60 KB/s of them.
+const HASH_ASK_COST: usize = 16;

@@ -126,9 +126,13 @@ impl HostCore {
     fn broadcast_batch(&mut self, msg: Message) {
         let Message::HashBatch(b) = &msg else { return };
         let space = b.space;
-        // The original's hashes go to everyone; a rendition's to its viewers.
-        let to: Vec<PeerId> =
-            if space == ORIGINAL { self.peers.iter().filter(|(_, p)| p.connected).map(|(&id, _)| id).collect() } else { self.plan.viewers_of(space).collect() };
+        // The original's hashes go to those who relay (the rest have no use for them); a
+        // rendition's to its viewers.
+        let to: Vec<PeerId> = if space == ORIGINAL {
+            self.peers.iter().filter(|(id, p)| p.connected && self.swarm.is_member(**id)).map(|(&id, _)| id).collect()
+        } else {
+            self.plan.viewers_of(space).collect()
+        };
         for peer in to {
             self.send(peer, msg.clone());
         }
@@ -166,9 +170,14 @@ mod tests {
     }
 
     #[test]
-    fn each_range_is_hashed_once_as_it_is_first_served_and_the_batch_goes_to_everyone() {
+    fn each_range_is_hashed_once_as_it_is_first_served_and_the_batch_goes_to_every_relay() {
         let mut h = Host::new(config());
-        let (ann, bob) = (h.join(1, "ann"), h.join(2, "bob"));
+        let (ann, bob, dan) = (h.join(1, "ann"), h.join(2, "bob"), h.join(4, "dan"));
+        // Ann and bob relay (their first `Have` says so); dan does not.
+        for p in [ann, bob] {
+            h.core.handle_control(h.now, p, Message::Have(crate::protocol::have::Have::empty(ORIGINAL)));
+        }
+        h.outputs();
         let out = request(&mut h, ann, ORIGINAL, (0..4).collect());
         assert_eq!(jobs(&out), vec![(ORIGINAL, 0, HASH_BATCH, HASH_BATCH as u64 * CHUNK)], "one batch for the range, not one per chunk");
         assert!(jobs(&request(&mut h, bob, ORIGINAL, (0..4).collect())).is_empty(), "served again: hashed already");
@@ -180,6 +189,7 @@ mod tests {
         for p in [ann, bob] {
             assert!(controls_to(&out, p).iter().any(|m| matches!(m, Message::HashBatch(b) if b.first == 0)), "to {p}: {out:?}");
         }
+        assert!(controls_to(&out, dan).is_empty(), "one that does not relay has no use for them");
         // A newcomer asks for what it needs.
         let carol = h.join(3, "carol");
         h.core.handle_control(h.now, carol, Message::HashAsk { space: ORIGINAL, first: 0 });

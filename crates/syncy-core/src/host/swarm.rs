@@ -14,11 +14,12 @@
 //! - **Lies**: a link whose chunk failed its hash check is cut at once; a participant two
 //!   others accuse relays no more.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::{HostCore, HostOutput};
 use crate::participant::swarm::Bits;
+use crate::protocol::guest::GuestId;
 use crate::protocol::have::Have;
 use crate::protocol::relay::RelaySdp;
 use crate::protocol::signal::PeerId;
@@ -44,6 +45,12 @@ pub const RECENT: Duration = Duration::from_secs(5);
 /// A participant told `Elsewhere` for a chunk that asks for it again this much later is sent
 /// it (its neighbours did not bring it).
 pub const ELSEWHERE_WAIT: Duration = Duration::from_secs(1);
+/// A link this young may not be up yet: its ends are not told `Elsewhere` for each other.
+pub const LINK_SETTLE: Duration = Duration::from_secs(3);
+/// SDPs the host forwards for each end of a link (an offer, or an answer).
+pub const SDPS_PER_END: u8 = 1;
+/// Pairs remembered as failed, at most (a room of 100 has 4950 pairs).
+const MAX_FAILED: usize = 16_384;
 /// Distinct participants whose word bars a relay (one alone might be the liar).
 const ACCUSERS_TO_BAR: usize = 2;
 /// Spare upload assumed of a participant nothing is known of yet, B/s.
@@ -57,14 +64,15 @@ struct Member {
     peak_up: u64,
     links: BTreeSet<u32>,
     holds: Bits,
-    accusers: BTreeSet<PeerId>,
-    barred: bool,
 }
 
 impl Member {
     /// What it could still upload, B/s, as far as the host can tell.
     fn spare(&self) -> u64 {
-        let cap = if self.report.limit_bps > 0 { self.report.limit_bps } else { self.peak_up.max(FIRST_SPARE) };
+        // What it was seen to upload, not what it says it could: a participant claiming a huge
+        // limit would otherwise get every seed and introduction.
+        let seen = self.peak_up.max(FIRST_SPARE);
+        let cap = if self.report.limit_bps > 0 { self.report.limit_bps.min(seen) } else { seen };
         cap.saturating_sub(self.report.up_bps / 2)
     }
 }
@@ -75,6 +83,19 @@ pub(super) struct Swarm {
     members: BTreeMap<PeerId, Member>,
     /// Link id → its offerer and answerer.
     links: BTreeMap<u32, (PeerId, PeerId)>,
+    /// When each link was introduced: one younger than [`LINK_SETTLE`] may not be up yet, and
+    /// sends no one `Elsewhere`.
+    link_since: HashMap<u32, Instant>,
+    /// SDPs each end of a link has sent through the host (an offer or an answer, at most
+    /// [`SDPS_PER_END`]).
+    sdps: HashMap<(u32, PeerId), u8>,
+    /// Pairs whose link ended (failed to come up, or closed): not introduced again.
+    failed: HashSet<(GuestId, GuestId)>,
+    /// Who accused whom of relaying what the host did not hash, by key (a reconnection is a
+    /// new peer id, not a new person).
+    accusers: HashMap<GuestId, HashSet<GuestId>>,
+    /// Keys that relay no more.
+    barred: HashSet<GuestId>,
     next_link: u32,
     /// Per chunk of the original: how many members hold it.
     holders: Vec<u16>,
@@ -94,9 +115,24 @@ pub(super) struct Swarm {
 }
 
 impl Swarm {
+    /// Whether `peer` relays (it gets the hashes of the original as they are made).
+    pub(super) fn is_member(&self, peer: PeerId) -> bool {
+        self.members.contains_key(&peer)
+    }
+
     /// Whether chunk `ix` was sent or queued to `peer` lately.
     fn sent_lately(&self, peer: PeerId, ix: u32, now: Instant) -> bool {
         self.recent.get(&ix).is_some_and(|v| v.iter().any(|(p, t)| *p == peer && now.saturating_duration_since(*t) < RECENT))
+    }
+
+    /// Chunk `ix` was sent or queued to `peer` at `now` (one entry per peer: a participant
+    /// asking again and again makes no list longer).
+    fn note_sent(&mut self, ix: u32, peer: PeerId, now: Instant) {
+        let v = self.recent.entry(ix).or_default();
+        match v.iter_mut().find(|(p, _)| *p == peer) {
+            Some(e) => e.1 = now,
+            None => v.push((peer, now)),
+        }
     }
 
     fn hold(&mut self, ix: u32, on: bool) {
@@ -114,7 +150,7 @@ impl HostCore {
     /// A participant's report says how its relaying goes (or that it does not relay).
     pub(super) fn relay_report(&mut self, now: Instant, peer: PeerId, report: Option<RelayReport>) {
         let Some(r) = report else { return };
-        if !self.peers.get(&peer).is_some_and(|p| p.connected) {
+        if !self.peers.get(&peer).is_some_and(|p| p.connected && !self.swarm.barred.contains(&p.guest)) {
             return;
         }
         self.swarm.relayed.insert(peer, r.down_bytes);
@@ -136,13 +172,17 @@ impl HostCore {
             self.relay_report(now, peer, Some(RelayReport::default()));
         }
         let Some(m) = self.swarm.members.get_mut(&peer) else { return };
+        let chunks = self.manifest.chunks;
         let mut changes: Vec<(u32, bool)> = Vec::new();
         if have.reset {
             let old = std::mem::take(&mut m.holds);
-            changes.extend((0..self.manifest.chunks).filter(|&ix| old.has(ix)).map(|ix| (ix, false)));
+            changes.extend((0..chunks).filter(|&ix| old.has(ix)).map(|ix| (ix, false)));
         }
-        for (ix, on) in have.added.indices().map(|ix| (ix, true)).chain(have.dropped.indices().map(|ix| (ix, false))) {
-            if ix < self.manifest.chunks && m.holds.has(ix) != on {
+        // Runs past the file's end are cut (the cost of a `Have` is charged by what it covers).
+        let added = have.added.ranges().flat_map(|r| r.start..r.end.min(chunks)).map(|ix| (ix, true));
+        let dropped = have.dropped.ranges().flat_map(|r| r.start..r.end.min(chunks)).map(|ix| (ix, false));
+        for (ix, on) in added.chain(dropped) {
+            if m.holds.has(ix) != on {
                 m.holds.set(ix, on);
                 changes.push((ix, on));
             }
@@ -155,13 +195,18 @@ impl HostCore {
         }
     }
 
-    /// `peer` wrote an SDP for one of its links: to the other end.
+    /// `peer` wrote an SDP for one of its links: to the other end (an offer or an answer
+    /// each; more is not forwarded).
     pub(super) fn relay_signal(&mut self, peer: PeerId, sdp: RelaySdp) {
-        match self.swarm.links.get(&sdp.link) {
-            Some(&(a, b)) if a == peer => self.send(b, Message::RelaySignal(sdp)),
-            Some(&(a, b)) if b == peer => self.send(a, Message::RelaySignal(sdp)),
-            _ => tracing::debug!(peer, "an SDP for link {} it is not on", sdp.link),
+        let Some(&(a, b)) = self.swarm.links.get(&sdp.link).filter(|(a, b)| *a == peer || *b == peer) else {
+            return tracing::debug!(peer, "an SDP for link {}, which it is not on", sdp.link);
+        };
+        let sent = self.swarm.sdps.entry((sdp.link, peer)).or_insert(0);
+        if *sent >= SDPS_PER_END {
+            return tracing::debug!(peer, "a second SDP for link {}: not forwarded", sdp.link);
         }
+        *sent += 1;
+        self.send(if a == peer { b } else { a }, Message::RelaySignal(sdp));
     }
 
     /// An end of `link` says it is over (or never came up).
@@ -169,8 +214,14 @@ impl HostCore {
         if let Some(&(a, b)) = self.swarm.links.get(&link).filter(|(a, b)| *a == peer || *b == peer) {
             tracing::debug!(link, "relay link {a}–{b} over: {reason}");
             let other = if a == peer { b } else { a };
+            if let (Some(x), Some(y)) = (self.peers.get(&a), self.peers.get(&b))
+                && self.swarm.failed.len() < MAX_FAILED
+            {
+                self.swarm.failed.insert((x.guest, y.guest));
+            }
             self.cut_link(link);
-            self.send(other, Message::RelayBye { link, reason: reason.chars().take(crate::protocol::stream::MAX_TEXT).collect() });
+            let reason = crate::protocol::stream::clip_text(reason, crate::protocol::stream::MAX_TEXT).to_string();
+            self.send(other, Message::RelayBye { link, reason });
         }
     }
 
@@ -182,9 +233,12 @@ impl HostCore {
         self.send(liar, Message::RelayBye { link, reason: "you relayed a chunk that is not the host's".into() });
         let (liar_name, by) = (self.names(&[liar]).remove(0), self.names(&[peer]).remove(0));
         tracing::warn!(liar, "{by} says {liar_name} relayed chunk {index} of space {space} that is not the host's");
-        let Some(m) = self.swarm.members.get_mut(&liar) else { return };
-        m.accusers.insert(peer);
-        let barred = m.accusers.len() >= ACCUSERS_TO_BAR && !m.barred;
+        let (Some(liar_key), Some(by_key)) = (self.peers.get(&liar).map(|p| p.guest), self.peers.get(&peer).map(|p| p.guest)) else { return };
+        let accusers = self.swarm.accusers.entry(liar_key).or_default();
+        if accusers.len() < ACCUSERS_TO_BAR {
+            accusers.insert(by_key);
+        }
+        let barred = accusers.len() >= ACCUSERS_TO_BAR && !self.swarm.barred.contains(&liar_key);
         self.event(crate::api::Event::Warning { message: format!("{by} got a chunk from {liar_name} that is not the host's: their link is cut") });
         if barred {
             self.bar(liar, &liar_name);
@@ -195,28 +249,29 @@ impl HostCore {
     fn bar(&mut self, peer: PeerId, name: &str) {
         tracing::warn!(peer, "{name} relays no more: chunks from it failed their hash check at two participants");
         self.event(crate::api::Event::Warning { message: format!("{name} relayed chunks that are not the host's to two participants: it relays no more") });
-        if let Some(m) = self.swarm.members.get_mut(&peer) {
-            m.barred = true;
+        if let Some(key) = self.peers.get(&peer).map(|p| p.guest) {
+            self.swarm.barred.insert(key);
         }
         let links: Vec<u32> = self.swarm.members.get(&peer).map(|m| m.links.iter().copied().collect()).unwrap_or_default();
-        for link in links {
-            self.relay_bye(peer, link, "it relayed chunks that are not the host's");
+        for &link in &links {
             self.send(peer, Message::RelayBye { link, reason: "you relayed chunks that are not the host's".into() });
         }
+        // What it said it holds counts no more (it may have lied about that too).
+        self.swarm_remove(peer);
     }
 
     /// `peer` left: its links end, its holdings go.
     pub(super) fn swarm_remove(&mut self, peer: PeerId) {
+        self.swarm.relayed.remove(&peer);
+        self.swarm.told.retain(|(p, _), _| *p != peer);
         let Some(m) = self.swarm.members.remove(&peer) else { return };
         for ix in (0..self.manifest.chunks).filter(|&ix| m.holds.has(ix)) {
             self.swarm.hold(ix, false);
         }
         for link in m.links {
-            if let Some((a, b)) = self.swarm.links.remove(&link) {
+            if let Some((a, b)) = self.swarm.links.get(&link).copied() {
                 let other = if a == peer { b } else { a };
-                if let Some(o) = self.swarm.members.get_mut(&other) {
-                    o.links.remove(&link);
-                }
+                self.cut_link(link);
                 self.send(other, Message::RelayBye { link, reason: "they left".into() });
             }
         }
@@ -226,8 +281,10 @@ impl HostCore {
     }
 
     fn cut_link(&mut self, link: u32) {
+        self.swarm.link_since.remove(&link);
         if let Some((a, b)) = self.swarm.links.remove(&link) {
             for p in [a, b] {
+                self.swarm.sdps.remove(&(link, p));
                 if let Some(m) = self.swarm.members.get_mut(&p) {
                     m.links.remove(&link);
                 }
@@ -243,7 +300,7 @@ impl HostCore {
         if !self.swarm.members.contains_key(&peer) {
             return if priority == Priority::Critical { (chunks, vec![]) } else { (vec![], chunks) };
         }
-        let neighbours = self.neighbours(peer);
+        let neighbours = self.neighbours(peer, now);
         let mut elsewhere = Vec::new();
         let (mut urgent, mut send) = (Vec::new(), Vec::new());
         for ix in chunks {
@@ -256,7 +313,7 @@ impl HostCore {
             } else {
                 self.swarm.told.remove(&(peer, ix));
                 if self.swarm.next_pass.is_some() {
-                    self.swarm.recent.entry(ix).or_default().push((peer, now));
+                    self.swarm.note_sent(ix, peer, now);
                 }
                 if priority == Priority::Critical { urgent.push(ix) } else { send.push(ix) }
             }
@@ -267,10 +324,11 @@ impl HostCore {
         (urgent, send)
     }
 
-    /// The other ends of `peer`'s links.
-    fn neighbours(&self, peer: PeerId) -> Vec<PeerId> {
+    /// The other ends of `peer`'s links old enough to be up (see [`LINK_SETTLE`]).
+    fn neighbours(&self, peer: PeerId, now: Instant) -> Vec<PeerId> {
         let Some(m) = self.swarm.members.get(&peer) else { return vec![] };
-        m.links.iter().filter_map(|l| self.swarm.links.get(l)).map(|&(a, b)| if a == peer { b } else { a }).collect()
+        let settled = |l: &&u32| self.swarm.link_since.get(*l).is_some_and(|t| now.saturating_duration_since(*t) >= LINK_SETTLE);
+        m.links.iter().filter(settled).filter_map(|l| self.swarm.links.get(l)).map(|&(a, b)| if a == peer { b } else { a }).collect()
     }
 
     /// The periodic pass: new introductions, then seeds.
@@ -284,37 +342,44 @@ impl HostCore {
             !v.is_empty()
         });
         self.swarm.told.retain(|_, t| now.saturating_duration_since(*t) < RECENT * 2);
-        self.introduce_more();
+        self.introduce_more(now);
         self.seed_ahead(now);
     }
 
     /// Relaying members still connected, not barred.
     fn relaying(&self) -> Vec<PeerId> {
-        self.swarm.members.iter().filter(|(p, m)| !m.barred && self.peers.get(p).is_some_and(|x| x.connected)).map(|(&p, _)| p).collect()
+        let ok = |p: &PeerId| self.peers.get(p).is_some_and(|x| x.connected && !self.swarm.barred.contains(&x.guest));
+        self.swarm.members.keys().filter(|p| ok(p)).copied().collect()
     }
 
     /// Each member short of [`TARGET_LINKS`] is introduced to one more, the best there is.
-    fn introduce_more(&mut self) {
+    fn introduce_more(&mut self, now: Instant) {
         let members = self.relaying();
         for &p in &members {
             let Some(m) = self.swarm.members.get(&p).filter(|m| m.links.len() < TARGET_LINKS) else { continue };
             let mine: BTreeSet<PeerId> = m.links.iter().filter_map(|l| self.swarm.links.get(l)).map(|&(a, b)| if a == p { b } else { a }).collect();
+            let key = |p: PeerId| self.peers.get(&p).map(|x| x.guest);
+            let failed = |q: PeerId| match (key(p), key(q)) {
+                (Some(a), Some(b)) => self.swarm.failed.contains(&(a, b)) || self.swarm.failed.contains(&(b, a)),
+                _ => true,
+            };
             let best = members
                 .iter()
-                .filter(|&&q| q != p && !mine.contains(&q))
+                .filter(|&&q| q != p && !mine.contains(&q) && !failed(q))
                 .filter_map(|&q| self.swarm.members.get(&q).filter(|n| n.links.len() < MAX_LINKS).map(|n| (q, n)))
                 .max_by_key(|(q, n)| (n.spare(), std::cmp::Reverse(n.links.len()), mix(*q, self.swarm.next_link)))
                 .map(|(q, _)| q);
             if let Some(q) = best {
-                self.link(p, q);
+                self.link(now, p, q);
             }
         }
     }
 
-    fn link(&mut self, offerer: PeerId, answerer: PeerId) {
+    fn link(&mut self, now: Instant, offerer: PeerId, answerer: PeerId) {
         self.swarm.next_link += 1;
         let link = self.swarm.next_link;
         self.swarm.links.insert(link, (offerer, answerer));
+        self.swarm.link_since.insert(link, now);
         for p in [offerer, answerer] {
             self.swarm.members.get_mut(&p).expect("a member").links.insert(link);
         }
@@ -361,14 +426,16 @@ impl HostCore {
         let best = members.len().div_ceil(4).max(1);
         for (i, part) in wanted.chunks(8).enumerate() {
             let to = members[i % best];
-            for &ix in part {
+            // Queued (a full queue takes none), told (so it takes them), then sent without its
+            // asking, as urgently as anyone's critical requests (after its own).
+            let queued = self.scheduler.handle_seed(to, ORIGINAL, part);
+            for &ix in &queued {
                 self.swarm.seeded.insert(ix, (to, now));
-                self.swarm.recent.entry(ix).or_default().push((to, now));
+                self.swarm.note_sent(ix, to, now);
             }
-            // Told first (so it takes them), then sent without its asking, as urgently as
-            // anyone's critical requests (after its own).
-            self.send(to, Message::Seed { space: ORIGINAL, chunks: part.to_vec() });
-            self.scheduler.handle_seed(to, ORIGINAL, part);
+            if !queued.is_empty() {
+                self.send(to, Message::Seed { space: ORIGINAL, chunks: queued });
+            }
         }
     }
 }
@@ -380,4 +447,98 @@ fn mix(a: PeerId, b: impl Into<u64>) -> u64 {
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^ (x >> 33)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{Host, admitted, config, controls_to, rejoin};
+    use super::*;
+    use crate::protocol::have::Runs;
+
+    /// Ann and bob relay and are introduced: the link's id and who offers.
+    fn linked(h: &mut Host) -> (u32, PeerId, PeerId) {
+        let (ann, bob) = (h.join(1, "ann"), h.join(2, "bob"));
+        for p in [ann, bob] {
+            h.core.handle_control(h.now, p, Message::Have(Have::empty(ORIGINAL)));
+        }
+        h.outputs();
+        h.advance(SWARM_EVERY);
+        let out = h.outputs();
+        let (link, a, b) = out
+            .iter()
+            .find_map(|o| if let HostOutput::Introduce { link, offerer, answerer } = o { Some((*link, offerer.0, answerer.0)) } else { None })
+            .expect("introduced");
+        (link, a, b)
+    }
+
+    fn sdp(link: u32, text: &str) -> Message {
+        Message::RelaySignal(RelaySdp { link, sdp: text.into(), sig: "ab".repeat(64) })
+    }
+
+    #[test]
+    fn an_sdp_goes_once_to_the_other_end_of_its_link_and_nowhere_else() {
+        let mut h = Host::new(config());
+        let (link, a, b) = linked(&mut h);
+        let carol = h.join(3, "carol");
+        h.outputs();
+        h.core.handle_control(h.now, a, sdp(link, "offer"));
+        assert!(matches!(controls_to(&h.outputs(), b)[..], [Message::RelaySignal(s)] if s.sdp == "offer"));
+        h.core.handle_control(h.now, a, sdp(link, "offer again"));
+        assert!(controls_to(&h.outputs(), b).is_empty(), "one SDP an end");
+        h.core.handle_control(h.now, carol, sdp(link, "not hers"));
+        let out = h.outputs();
+        assert!(controls_to(&out, a).is_empty() && controls_to(&out, b).is_empty(), "not on the link: nothing forwarded");
+        h.core.handle_control(h.now, b, sdp(link, "answer"));
+        assert!(matches!(controls_to(&h.outputs(), a)[..], [Message::RelaySignal(s)] if s.sdp == "answer"));
+    }
+
+    #[test]
+    fn a_have_costs_by_what_it_covers() {
+        let cost = |added: std::ops::Range<u32>| {
+            super::super::control_cost(&Message::Have(Have { space: 0, reset: true, added: Runs::from_ranges([added]), dropped: Runs::default() }))
+        };
+        assert_eq!(cost(0..10), 1.0);
+        assert!(cost(0..110_000) >= 6.0, "a whole film's holdings: {}", cost(0..110_000));
+        assert!(super::super::control_cost(&Message::HashAsk { space: 0, first: 0 }) >= 16.0);
+    }
+
+    #[test]
+    fn a_relay_two_accuse_is_barred_by_its_key_and_stays_barred_when_it_comes_back() {
+        let mut h = Host::new(config());
+        let (link, a, b) = linked(&mut h);
+        // Bob (whichever end he is) is accused by ann.
+        let (liar, by) = (b, a);
+        h.core.handle_control(h.now, by, Message::BadChunk { link, space: ORIGINAL, index: 1 });
+        h.outputs();
+        // A third, dan, is introduced to the liar and accuses too.
+        let dan = h.join(4, "dan");
+        h.core.handle_control(h.now, dan, Message::Have(Have::empty(ORIGINAL)));
+        for _ in 0..8 {
+            h.advance(SWARM_EVERY);
+        }
+        let out = h.outputs();
+        let link2 = out.iter().find_map(|o| match o {
+            HostOutput::Introduce { link, offerer, answerer } if [offerer.0, answerer.0].contains(&liar) && [offerer.0, answerer.0].contains(&dan) => {
+                Some(*link)
+            }
+            _ => None,
+        });
+        let link2 = link2.expect("dan and the liar introduced");
+        h.core.handle_control(h.now, dan, Message::BadChunk { link: link2, space: ORIGINAL, index: 2 });
+        let out = h.outputs();
+        assert!(out.iter().any(|o| matches!(o, HostOutput::Event(crate::api::Event::Warning { message }) if message.contains("relays no more"))), "{out:?}");
+        // The liar comes back under a new id with the same key: never introduced again.
+        let (name, key_of) = if h.core.peers[&liar].name == "ann" { ("ann", 1) } else { ("bob", 2) };
+        h.core.handle_gone(h.now, liar, "gone");
+        h.outputs();
+        let again = admitted(&rejoin(&mut h, 5, name, key_of)).expect("let in again");
+        h.core.handle_connected(h.now, again);
+        h.core.handle_control(h.now, again, Message::Have(Have::empty(ORIGINAL)));
+        h.outputs();
+        for _ in 0..8 {
+            h.advance(SWARM_EVERY);
+        }
+        let out = h.outputs();
+        assert!(!out.iter().any(|o| matches!(o, HostOutput::Introduce { offerer, answerer, .. } if offerer.0 == again || answerer.0 == again)), "{out:?}");
+    }
 }

@@ -107,7 +107,7 @@ impl Host {
         panic!("nothing wanted within a minute");
     }
 
-    fn advance(&mut self, by: Duration) {
+    pub(super) fn advance(&mut self, by: Duration) {
         self.now += by;
         self.core.handle_timeout(self.now);
     }
@@ -117,7 +117,7 @@ pub(super) fn drain(core: &mut HostCore) -> Vec<HostOutput> {
     std::iter::from_fn(|| core.poll_output()).collect()
 }
 
-fn admitted(out: &[HostOutput]) -> Option<PeerId> {
+pub(super) fn admitted(out: &[HostOutput]) -> Option<PeerId> {
     out.iter().find_map(|o| match o {
         HostOutput::Admit { peer, .. } => Some(*peer),
         _ => None,
@@ -255,7 +255,7 @@ fn the_host_sends_a_participant_away_by_id_or_by_a_name_only_it_has() {
 }
 
 /// `key_of` (a server id) joins as server id `id`: the same person on a new connection.
-fn rejoin(h: &mut Host, id: PeerId, name: &str, key_of: PeerId) -> Vec<HostOutput> {
+pub(super) fn rejoin(h: &mut Host, id: PeerId, name: &str, key_of: PeerId) -> Vec<HostOutput> {
     h.core.handle_signal(h.now, joined(id, name, key_of));
     h.outputs()
 }

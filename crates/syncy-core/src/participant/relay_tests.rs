@@ -287,3 +287,31 @@ fn an_sdp_not_signed_by_the_introduced_neighbour_opens_no_link() {
     assert!(!outs.iter().any(|o| matches!(o, ParticipantOutput::RelayRemoteSdp { .. })));
     assert!(outs.iter().any(|o| matches!(o, ParticipantOutput::RelayClose { link: LINK })));
 }
+
+#[test]
+fn a_neighbour_whose_side_came_up_first_is_heard_and_its_holdings_kept() {
+    let mut p = Pair::new(0..120);
+    let stream = media().stream;
+    let (to_ann, to_bob) = introduce(&host_key(), ROOM, &stream, LINK, (&guest(1), "ann"), (&guest(2), "bob"));
+    p.ann.handle_message(p.now, Message::RelayIntro(to_ann)).unwrap();
+    p.bob.handle_message(p.now, Message::RelayIntro(to_bob)).unwrap();
+    // Bob's channels open first: his hello and holdings reach ann before her own "up".
+    p.bob.handle_relay_up(p.now, LINK);
+    p.settle();
+    assert_eq!(p.ann.relay_report(p.now).unwrap().links, 1, "up on hearing from bob");
+    p.advance(Duration::from_secs(3));
+    assert!(p.ann.original().has(100), "and bob's holdings were kept: asked of him");
+}
+
+#[test]
+fn a_neighbour_flooding_messages_loses_its_link() {
+    let mut p = Pair::new(0..10);
+    p.connect();
+    let have = crate::protocol::have::Have::empty(ORIGINAL);
+    for _ in 0..2000 {
+        p.ann.handle_relay_message(p.now, LINK, Message::Have(have.clone()));
+    }
+    let outs: Vec<ParticipantOutput> = std::iter::from_fn(|| p.ann.poll_output()).collect();
+    assert!(outs.iter().any(|o| matches!(o, ParticipantOutput::RelayClose { link: LINK })));
+    assert!(outs.iter().any(|o| matches!(o, ParticipantOutput::Send(Message::RelayBye { link: LINK, .. }))));
+}

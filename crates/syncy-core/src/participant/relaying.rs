@@ -228,7 +228,7 @@ impl ParticipantCore {
         }
         if let Some(reason) = tell {
             tracing::info!(link, "relay link to {} over: {reason}", n.name);
-            self.send(Message::RelayBye { link, reason: reason.chars().take(stream::MAX_TEXT).collect() });
+            self.send(Message::RelayBye { link, reason: stream::clip_text(reason, stream::MAX_TEXT).to_string() });
         }
         self.out.push_back(ParticipantOutput::RelayClose { link });
         self.update_host_window();
@@ -255,10 +255,15 @@ impl ParticipantCore {
     /// A message from a neighbour.
     pub fn handle_relay_message(&mut self, now: Instant, link: u32, msg: Message) {
         self.now = now;
-        let Some(r) = self.relay.as_mut() else { return };
-        if !r.swarm.links.get(&link).is_some_and(|n| n.up) {
-            return;
+        let Some(n) = self.relay.as_mut().and_then(|r| r.swarm.links.get_mut(&link)) else { return };
+        if !n.control.try_take(now, 1.0) {
+            return self.drop_link(now, link, Some("it sent messages faster than a neighbour needs"));
         }
+        if !n.up {
+            // Its side of the link came up before this side heard: it is up.
+            self.handle_relay_up(now, link);
+        }
+        let Some(r) = self.relay.as_mut() else { return };
         match msg {
             Message::Hello { version, .. } if version != PROTOCOL_VERSION => {
                 return self.drop_link(now, link, Some(&format!("it speaks protocol {version}, this side {PROTOCOL_VERSION}")));
@@ -345,6 +350,9 @@ impl ParticipantCore {
                 // Checked against the host's own hash: as good as the host's chunk.
                 if let Err(e) = self.handle_chunk_parts(now, wire, space, index, data) {
                     tracing::warn!(link, "a relayed chunk that matched its hash: {e}");
+                    if let Some(s) = self.stores.get_mut(space) {
+                        s.unmark(now, index);
+                    }
                 }
             }
             super::hashes::Check::Bad => self.relay_lied(now, link, space, index),
@@ -578,7 +586,7 @@ impl ParticipantCore {
             match r.swarm.pick(now, space, ix, len, need, within) {
                 Some(link) => {
                     total += 1;
-                    r.swarm.links.get_mut(&link).expect("picked").ask(now, space, ix, len);
+                    r.swarm.links.get_mut(&link).expect("picked").ask(now, space, ix, len, need);
                     by_link.entry((link, priority)).or_default().push(ix);
                     if let Some(s) = self.stores.get_mut(space) {
                         s.mark_requested(now, ix);
@@ -611,7 +619,7 @@ impl ParticipantCore {
         let Some(s) = self.stores.get_mut(space).filter(|_| self.relay.is_some()) else { return };
         let pos = s.read_position();
         for ix in chunks {
-            if ix >= pos && s.missing(ix, ix + 1, 1) == [ix] {
+            if ix >= pos && s.missing(ix, ix.saturating_add(1), 1) == [ix] {
                 s.mark_requested(now, ix);
             }
         }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::protocol::guest::GuestId;
 use crate::protocol::have::Have;
 use crate::protocol::stream::Space;
+use crate::rate::TokenBucket;
 
 /// Most neighbours a participant keeps (the host introduces at most eight; a few more may be
 /// closing).
@@ -23,6 +24,11 @@ const FIRST_RATE: f64 = 250_000.0;
 const FLOOR_RATE: f64 = 32_000.0;
 /// How much each chunk's speed moves a neighbour's estimate.
 const SPEED_WEIGHT: f64 = 0.25;
+/// A blocked reader's request's deadline beyond its expected delivery.
+const NOW_GRACE: Duration = Duration::from_millis(400);
+/// A neighbour's messages a second, and their burst: past them its link goes (the host's
+/// own budget for a participant is 1000 a second; a neighbour sends far fewer).
+const NEIGHBOUR_RATE: (f64, f64) = (500.0, 1000.0);
 /// A request's deadline beyond its expected delivery: a round trip and scheduling slack.
 const GRACE: Duration = Duration::from_millis(1500);
 
@@ -91,12 +97,26 @@ pub struct Neighbour {
     last: Option<Instant>,
     /// Bytes it delivered.
     delivered: u64,
+    /// Its messages (see [`NEIGHBOUR_RATE`]).
+    pub control: TokenBucket,
 }
 
 impl Neighbour {
     /// A neighbour the host introduced at `now`.
     pub fn new(now: Instant, name: String, key: GuestId, offerer: bool) -> Neighbour {
-        Neighbour { name, key, offerer, up: false, since: now, holds: HashMap::new(), asked: BTreeMap::new(), speed: FIRST_RATE, last: None, delivered: 0 }
+        Neighbour {
+            name,
+            key,
+            offerer,
+            up: false,
+            since: now,
+            holds: HashMap::new(),
+            asked: BTreeMap::new(),
+            speed: FIRST_RATE,
+            last: None,
+            delivered: 0,
+            control: TokenBucket::new(NEIGHBOUR_RATE.0, NEIGHBOUR_RATE.1),
+        }
     }
 
     /// Whether it holds chunk `ix` of `space`.
@@ -113,7 +133,7 @@ impl Neighbour {
             *bits = Bits::default();
         }
         have.added.ranges().flat_map(|r| r.start..r.end.min(bound)).for_each(|ix| bits.set(ix, true));
-        have.dropped.indices().for_each(|ix| bits.set(ix, false));
+        have.dropped.ranges().flat_map(|r| r.start..r.end.min(bound)).for_each(|ix| bits.set(ix, false));
         let gone: Vec<u32> = self.asked.keys().filter(|(s, ix)| *s == have.space && !bits.has(*ix)).map(|(_, ix)| *ix).collect();
         for ix in &gone {
             self.asked.remove(&(have.space, *ix));
@@ -141,8 +161,11 @@ impl Neighbour {
     }
 
     /// Chunk `ix` of `space` is asked of it now.
-    pub fn ask(&mut self, now: Instant, space: Space, ix: u32, len: usize) {
-        let by = now + self.eta(now, len) + GRACE;
+    pub fn ask(&mut self, now: Instant, space: Space, ix: u32, len: usize, need: Need) {
+        // What the reader is blocked on is given up soon (the host is asked then); the rest
+        // gets a round trip and some scheduling slack.
+        let grace = if need == Need::Now { NOW_GRACE } else { GRACE };
+        let by = now + self.eta(now, len) + grace;
         self.asked.insert((space, ix), (now, by));
     }
 
@@ -260,7 +283,7 @@ mod tests {
         assert!(n.handle_have(&have(&[1, 2, 3, 200, 5000], &[], true), 1000).is_empty());
         assert!(n.holds(0, 2) && n.holds(0, 200) && !n.holds(0, 4) && !n.holds(1, 2));
         assert!(!n.holds(0, 5000), "past the space's end: not kept");
-        n.ask(t0, 0, 2, 65536);
+        n.ask(t0, 0, 2, 65536, Need::Soon);
         assert_eq!(n.handle_have(&have(&[], &[2], false), 1000), vec![2], "evicted before it was sent");
         assert!(!n.holds(0, 2) && n.asked() == 0);
         n.handle_have(&have(&[7], &[], true), 1000);
@@ -278,7 +301,7 @@ mod tests {
         }
         // Link 2 has delivered 1 MB in the last moments: it is the faster.
         for i in 0..16 {
-            s.links.get_mut(&2).unwrap().ask(t0, 0, 100 + i, 65536);
+            s.links.get_mut(&2).unwrap().ask(t0, 0, 100 + i, 65536, Need::Soon);
             assert!(s.links.get_mut(&2).unwrap().handle_delivered(t0 + Duration::from_millis(100 * i as u64), 0, 100 + i, 65536));
         }
         let now = t0 + Duration::from_secs(2);
@@ -288,7 +311,7 @@ mod tests {
         // A slow first guess is too slow for a chunk needed within 10 ms.
         assert_eq!(s.pick(now, 0, 5, 65536, Need::Now, Duration::from_millis(10)), None);
         let n = s.links.get_mut(&1).unwrap();
-        n.ask(now, 0, 5, 65536);
+        n.ask(now, 0, 5, 65536, Need::Soon);
         assert!(n.take_overdue(now + Duration::from_millis(100)).is_empty());
         assert_eq!(n.take_overdue(now + Duration::from_secs(3)), vec![(0, 5)]);
         assert!(!n.handle_delivered(now, 0, 5, 65536), "no longer asked for");

@@ -290,12 +290,18 @@ fn chunk_hashes_are_taken_only_as_the_host_signed_them_for_this_room_and_run() {
         HashBatch::sign(&host_key(), "another-room", &m.stream, 0, 0, &hashes),
         HashBatch::sign(&host_key(), ROOM, &[9; 16], 0, 0, &hashes),
     ];
+    let key = std::sync::Arc::new(crate::protocol::guest::GuestSecret::from_bytes([1; 32]).key_for(ROOM));
+    let relaying = ParticipantConfig { relay: Some(RelayConfig { key, limit_bps: 0, digest: crate::protocol::hashes::chunk_hash }), ..config(false) };
     for batch in forged {
-        let mut c = ParticipantCore::new(t0, m.clone(), config(false), &[]);
-        assert!(c.handle_message(t0, Message::HashBatch(batch)).is_err());
+        let mut c = ParticipantCore::new(t0, m.clone(), relaying.clone(), &[]);
+        assert!(c.handle_message(t0, Message::HashBatch(batch.clone())).is_err());
         assert!(c.hashes().is_empty());
+        // One that does not relay checks no chunk against them, and keeps none.
+        let mut plain = ParticipantCore::new(t0, m.clone(), config(false), &[]);
+        plain.handle_message(t0, Message::HashBatch(batch)).unwrap();
+        assert!(plain.hashes().is_empty());
     }
-    let mut c = ParticipantCore::new(t0, m.clone(), config(false), &[]);
+    let mut c = ParticipantCore::new(t0, m.clone(), relaying, &[]);
     c.handle_message(t0, Message::HashBatch(HashBatch::sign(&host_key(), ROOM, &m.stream, 0, 0, &hashes))).unwrap();
     assert_eq!(c.hashes().hash(ORIGINAL, 3), Some([3; 32]));
 }

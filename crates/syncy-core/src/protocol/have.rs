@@ -71,6 +71,11 @@ impl Runs {
         self.ranges().flatten()
     }
 
+    /// How many indices it holds (saturating).
+    pub fn covered(&self) -> u64 {
+        self.0.iter().map(|&(_, len)| len as u64).sum()
+    }
+
     /// At most [`MAX_RUNS`] non-empty runs, ending at or before `bound`.
     pub fn well_formed(&self, bound: u32) -> bool {
         let mut end = 0u64;

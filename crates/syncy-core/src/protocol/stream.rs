@@ -32,6 +32,18 @@ pub const MAX_INDICES: usize = 4096;
 pub const MAX_TEXT: usize = 256;
 /// Most names in a `State`'s waiting list.
 pub const MAX_WAITING: usize = 32;
+/// `text` cut to at most `max` bytes, at a character's edge (a text field on the wire is
+/// bounded in bytes).
+pub fn clip_text(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Longest relay SDP (an SDP with a few dozen candidates is a few kilobytes).
+pub const MAX_SDP: usize = 16 * 1024;
 /// Most entries in a `Roster`.
 pub const MAX_ROSTER: usize = 64;
 /// Most a time on the wire may say, µs (2^53: 285 years, and exact as an `f64`): larger ones
@@ -586,6 +598,7 @@ fn check_relaying(msg: &Message, manifest: Option<&Manifest>) -> Result<(), Stre
         }
         Message::RelayIntro(i) if !i.well_formed() => Err(StreamError::Invalid("a malformed relay introduction")),
         Message::RelaySignal(s) if s.sig.len() != 128 => Err(StreamError::Invalid("a relay SDP's signature is 64 bytes")),
+        Message::RelaySignal(s) if s.sdp.len() > MAX_SDP => Err(StreamError::Invalid("a relay SDP too long")),
         Message::RelayBye { reason, .. } if reason.len() > MAX_TEXT => Err(StreamError::Invalid("text too long")),
         Message::BadChunk { space, index, .. } if *index >= bound(*space) => Err(StreamError::Invalid("chunk index out of range")),
         _ => Ok(()),

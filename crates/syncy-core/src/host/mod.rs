@@ -793,7 +793,10 @@ impl HostCore {
         self.broadcast(&msg);
         let s = self.room.state();
         let t_ms = self.wall_ms_at(self.now);
-        self.event(Event::State { playing: s.playing, position_ms: (s.position_us / 1000).max(0) as u64, buffering: false, waiting, seq: s.seq, t_ms });
+        // The position at `t_ms` (a change of who the room waits for keeps the clock, and its
+        // seq, but not the instant).
+        let position_ms = (self.room.position(self.host_us(self.now)) / 1000).max(0) as u64;
+        self.event(Event::State { playing: s.playing, position_ms, buffering: false, waiting, seq: s.seq, t_ms });
     }
 
     fn state_with(&self, waiting: Vec<String>) -> Message {

@@ -89,15 +89,24 @@ impl HostCore {
 
     /// `peer` asks for a batch it lacks (it joined after it went out, or dropped it).
     pub(super) fn hash_ask(&mut self, peer: PeerId, space: Space, first: u32) {
-        if let Some(b) = self.hashes.get(space, first) {
-            let msg = Message::HashBatch(b.clone());
-            self.send(peer, msg);
+        match self.hashes.get(space, first) {
+            Some(b) => {
+                let msg = Message::HashBatch(b.clone());
+                self.send(peer, msg);
+            }
+            // Served before anyone relayed: hashed now (it goes to every relay once signed).
+            None => self.need_hashes(space, first),
         }
     }
 
     /// Chunk `index` of `space` is about to be served: its batch must exist, as far as the
     /// space goes now.
     pub(super) fn need_hashes(&mut self, space: Space, index: u32) {
+        // Nobody relays: nobody checks a chunk against a hash (a host serving only direct
+        // participants reads and hashes nothing more than it serves).
+        if !self.swarm.has_members() {
+            return;
+        }
         let first = batch_start(index);
         let available = (first..first + HASH_BATCH).take_while(|&i| self.servable(space, i)).count() as u32;
         if available <= self.hashes.covered(space, first) || index >= first + available {
@@ -195,13 +204,23 @@ mod tests {
         h.core.handle_control(h.now, carol, Message::HashAsk { space: ORIGINAL, first: 0 });
         assert!(matches!(controls_to(&h.outputs(), carol)[..], [Message::HashBatch(b)] if b.first == 0 && b.count() == HASH_BATCH));
         h.core.handle_control(h.now, carol, Message::HashAsk { space: ORIGINAL, first: 32 });
-        assert!(controls_to(&h.outputs(), carol).is_empty(), "never served: no batch, and no answer");
+        let out = h.outputs();
+        assert!(controls_to(&out, carol).is_empty(), "never served: no batch yet");
+        assert_eq!(jobs(&out), vec![(ORIGINAL, 32, HASH_BATCH, HASH_BATCH as u64 * CHUNK)], "hashed now, for whoever relays");
+    }
+
+    #[test]
+    fn a_room_where_nobody_relays_hashes_nothing() {
+        let mut h = Host::new(config());
+        let dan = h.join(4, "dan");
+        assert!(jobs(&request(&mut h, dan, ORIGINAL, (0..8).collect())).is_empty());
     }
 
     #[test]
     fn a_failed_hash_is_asked_for_again_when_next_served() {
         let mut h = Host::new(config());
         let ann = h.join(1, "ann");
+        h.core.handle_control(h.now, ann, Message::Have(crate::protocol::have::Have::empty(ORIGINAL)));
         assert_eq!(jobs(&request(&mut h, ann, ORIGINAL, vec![0])).len(), 1);
         h.core.handle_hash_failed(h.now, ORIGINAL, 0);
         assert_eq!(jobs(&request(&mut h, ann, ORIGINAL, vec![1])), vec![(ORIGINAL, 0, HASH_BATCH, HASH_BATCH as u64 * CHUNK)]);
@@ -211,6 +230,7 @@ mod tests {
     fn a_growing_rendition_is_hashed_as_far_as_it_goes_then_again_longer() {
         let mut h = Host::new(config());
         let ann = h.join(1, "ann");
+        h.core.handle_control(h.now, ann, Message::Have(crate::protocol::have::Have::empty(ORIGINAL)));
         h.core.handle_control(h.now, ann, Message::Level { level: "low".into(), from_us: 0 });
         let space = h.outputs().iter().find_map(|o| if let HostOutput::StartRendition { space, .. } = o { Some(*space) } else { None }).expect("started");
         let progress = |produced: u64| RenditionProgress { first_us: Some(0), at_us: 1_000_000, produced, done: false, error: None };

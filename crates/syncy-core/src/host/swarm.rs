@@ -115,6 +115,11 @@ pub(super) struct Swarm {
 }
 
 impl Swarm {
+    /// Whether anyone relays.
+    pub(super) fn has_members(&self) -> bool {
+        !self.members.is_empty()
+    }
+
     /// Whether `peer` relays (it gets the hashes of the original as they are made).
     pub(super) fn is_member(&self, peer: PeerId) -> bool {
         self.members.contains_key(&peer)

@@ -190,6 +190,9 @@ fn network_binds() -> Vec<String> {
     binds
 }
 
+#[path = "peer_relay.rs"]
+mod relay;
+
 /// Connection-level events.
 enum PcEvent {
     GatheringComplete,

@@ -154,7 +154,13 @@ impl Room {
     /// the room is; a hundred joining over a minute would otherwise hold everyone a hundred
     /// times). Those there before anyone watched start together.
     pub fn add_peer(&mut self, peer: u64) {
-        let others_watch = self.peers.values().any(|p| p.shown);
+        self.add_peer_as(peer, false);
+    }
+
+    /// The same, for one that was in the room before (a link that dropped and came back): it
+    /// is waited for like anyone, as it was before its link dropped.
+    pub fn add_peer_as(&mut self, peer: u64, returning: bool) {
+        let others_watch = !returning && self.peers.values().any(|p| p.shown);
         // Taken as buffering until it says otherwise (it has no picture yet): one not buffering
         // counts as caught up, and would be waited for from its first report on.
         self.peers.entry(peer).or_insert(PeerSync { let_go: others_watch, buffering: others_watch, ..PeerSync::default() });
@@ -401,6 +407,11 @@ mod tests {
         assert!(!room.state().playing, "it waits for bob");
         room.handle_report(4 * S, 2, false, 0);
         assert!(room.state().playing);
+        // Bob's link drops and comes back (a new id): waited for, as before the drop.
+        room.remove_peer(5 * S, 2);
+        room.add_peer_as(3, true);
+        room.handle_report(6 * S, 3, true, 0);
+        assert!(!room.state().playing, "one back from a dropped link is no newcomer");
     }
 
     #[test]

@@ -35,6 +35,9 @@ use crate::renditions::{PlanConfig, RenditionPlan};
 use crate::room::{HOLD_LIMIT, Origin, Room, RoomCommand, RoomConfig, RoomOutput};
 use crate::scheduler::Scheduler;
 
+/// Keys remembered as having been in the room, at most (past it, everyone counts as returning:
+/// waited for, as before newcomers were let go).
+const MAX_SEEN_GUESTS: usize = 65_536;
 /// How often the host reports stats and sends everyone the roster.
 pub const STATS_EVERY: Duration = Duration::from_secs(1);
 /// How often running renditions are checked (progress, how far they may run).
@@ -344,6 +347,8 @@ pub struct HostCore {
     hashes: hashes::Hashes,
     /// Who relays to whom, and what the host seeds.
     swarm: swarm::Swarm,
+    /// Every key that has been in the room (a link back after a drop is no newcomer).
+    seen_guests: HashSet<GuestId>,
     ended: bool,
     out: VecDeque<HostOutput>,
 }
@@ -380,6 +385,7 @@ impl HostCore {
             file_hash: None,
             hashes: hashes::Hashes::default(),
             swarm: swarm::Swarm::default(),
+            seen_guests: HashSet::new(),
             ended: false,
             out: VecDeque::new(),
             cfg,
@@ -573,7 +579,7 @@ impl HostCore {
         match self.peers.get_mut(&peer) {
             Some(p) if !p.connected => {
                 p.connected = true;
-                let (name, guest) = (p.name.clone(), p.guest.fingerprint());
+                let (name, guest, guest_key) = (p.name.clone(), p.guest.fingerprint(), p.guest);
                 // The newcomer learns the room's clock right away: a late joiner starts where
                 // the room is.
                 self.out.push_back(HostOutput::Control { peer, msg: state });
@@ -581,7 +587,9 @@ impl HostCore {
                     self.out.push_back(HostOutput::Control { peer, msg: hash.clone() });
                 }
                 self.scheduler.add_peer(peer);
-                self.room.add_peer(peer);
+                // One back after its link dropped is no newcomer (see `Room::add_peer_as`).
+                let returning = !self.seen_guests.insert(guest_key) || self.seen_guests.len() > MAX_SEEN_GUESTS;
+                self.room.add_peer_as(peer, returning);
                 self.event(Event::PeerJoined { peer, name, guest });
             }
             // Left while its link came up.

@@ -157,8 +157,9 @@ impl Room {
         self.add_peer_as(peer, false);
     }
 
-    /// The same, for one that was in the room before (a link that dropped and came back): it
-    /// is waited for like anyone, as it was before its link dropped.
+    /// The same, for one that is to be waited for like anyone (`returning`): one that was in
+    /// the room before (a link that dropped and came back), or any newcomer where the host
+    /// wants a late joiner to start in step (a room where nobody relays).
     pub fn add_peer_as(&mut self, peer: u64, returning: bool) {
         let others_watch = !returning && self.peers.values().any(|p| p.shown);
         // Taken as buffering until it says otherwise (it has no picture yet): one not buffering

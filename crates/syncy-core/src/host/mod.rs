@@ -587,9 +587,12 @@ impl HostCore {
                     self.out.push_back(HostOutput::Control { peer, msg: hash.clone() });
                 }
                 self.scheduler.add_peer(peer);
-                // One back after its link dropped is no newcomer (see `Room::add_peer_as`).
-                let returning = !self.seen_guests.insert(guest_key) || self.seen_guests.len() > MAX_SEEN_GUESTS;
-                self.room.add_peer_as(peer, returning);
+                // One back after its link dropped is no newcomer (see `Room::add_peer_as`); and
+                // only a room where participants relay (many, joining all the time) lets a
+                // newcomer join without holding everyone: elsewhere the room waits for its first
+                // picture, so it starts in step.
+                let new_key = self.seen_guests.len() < MAX_SEEN_GUESTS && self.seen_guests.insert(guest_key);
+                self.room.add_peer_as(peer, !new_key || !self.swarm.has_members());
                 self.event(Event::PeerJoined { peer, name, guest });
             }
             // Left while its link came up.

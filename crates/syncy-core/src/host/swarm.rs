@@ -106,8 +106,6 @@ pub(super) struct Swarm {
     /// Paces seeds (see [`SEED_RATE`]).
     seed_bucket: Option<crate::rate::TokenBucket>,
     next_pass: Option<Instant>,
-    /// Bytes participants said relays brought them (from their reports).
-    pub(super) relayed: HashMap<PeerId, u64>,
     /// Whom each chunk of the original was sent (or queued) to lately, and when.
     recent: HashMap<u32, Vec<(PeerId, Instant)>>,
     /// Chunks a participant was told to get elsewhere, and when.
@@ -158,7 +156,6 @@ impl HostCore {
         if !self.peers.get(&peer).is_some_and(|p| p.connected && !self.swarm.barred.contains(&p.guest)) {
             return;
         }
-        self.swarm.relayed.insert(peer, r.down_bytes);
         if self.swarm.holders.is_empty() {
             self.swarm.holders = vec![0; self.manifest.chunks as usize];
         }
@@ -267,7 +264,6 @@ impl HostCore {
 
     /// `peer` left: its links end, its holdings go.
     pub(super) fn swarm_remove(&mut self, peer: PeerId) {
-        self.swarm.relayed.remove(&peer);
         self.swarm.told.retain(|(p, _), _| *p != peer);
         let Some(m) = self.swarm.members.remove(&peer) else { return };
         for ix in (0..self.manifest.chunks).filter(|&ix| m.holds.has(ix)) {

@@ -703,13 +703,6 @@ impl ParticipantCore {
         s.contiguous_ahead() < goal.min(end)
     }
 
-    /// Where chunk `ix` of `space` is asked (for tests and logs).
-    pub fn relay_debug(&self, space: Space, ix: u32) -> String {
-        let Some(r) = self.relay.as_ref() else { return "no relay".into() };
-        let asked: Vec<u32> = r.swarm.links.iter().filter(|(_, n)| n.is_asked(space, ix)).map(|(l, _)| *l).collect();
-        format!("waiting {:?} asked of {asked:?} hash {}", r.waiting.get(&(space, ix)), self.hashes.hash(space, ix).is_some())
-    }
-
     /// Whether it relays (and so has neighbours to ask).
     pub(super) fn relays(&self) -> bool {
         self.relay.is_some()

@@ -171,8 +171,6 @@ pub struct World {
     pub host_time: Duration,
     /// Signs hash batches, as the host's driver does.
     key: HostKey,
-    /// The hash of a chunk of zeros, by length (every chunk here is one).
-    zero_hashes: std::collections::HashMap<usize, ChunkHash>,
     /// Bytes of hash batches the host sent.
     pub hash_bytes: u64,
     relays: std::collections::HashMap<u32, RelayLink>,
@@ -203,7 +201,6 @@ impl World {
             meter: None,
             host_time: Duration::ZERO,
             key: host_key(),
-            zero_hashes: Default::default(),
             hash_bytes: 0,
             relays: Default::default(),
             relayed: 0,
@@ -479,7 +476,7 @@ impl World {
         let hashes: Vec<ChunkHash> = (0..count as u64)
             .map(|i| {
                 let l = (len - i * chunk).min(chunk) as usize;
-                *self.zero_hashes.entry(l).or_insert_with(|| chunk_hash(&ZEROS[..l]))
+                sim_digest(&ZEROS[..l])
             })
             .collect();
         HashBatch::sign(&self.key, "sim", &self.manifest.stream, space, first, &hashes)

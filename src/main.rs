@@ -369,6 +369,7 @@ async fn join_options(
         mpv,
         sound: !a.no_sound,
         download_limit: a.download_limit,
+        relay: (!a.no_relay).then_some(a.relay_limit),
         quality: a.quality.clone(),
         ..defaults
     })

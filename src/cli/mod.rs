@@ -366,6 +366,14 @@ pub struct JoinArgs {
     /// host sends at about this rate.
     #[arg(long, default_value = "50MiB/s", value_parser = parse_bytes, value_name = "RATE")]
     pub download_limit: u64,
+    /// Upload to other participants (units allowed: 2MiB/s, 16Mb/s; 0 for none). Relaying
+    /// passes chunks you hold to others in the room over direct links, so the host's upload
+    /// serves a larger room; it shows your address to them (as it does to the host).
+    #[arg(long, default_value = "0", value_parser = parse_bytes, value_name = "RATE", conflicts_with = "no_relay")]
+    pub relay_limit: u64,
+    /// Relay nothing: take every chunk from the host and link with nobody else in the room.
+    #[arg(long)]
+    pub no_relay: bool,
     /// Picture quality: `auto` follows the measured throughput and the buffer (down fast when
     /// the buffer drains, up slowly); `high` is the host's original file, `medium` (720p,
     /// ~2.6 Mb/s) and `low` (480p, ~1.1 Mb/s) are renditions the host makes when it can.
@@ -610,6 +618,7 @@ mod tests {
         let link = crate::protocol::link::Link { host: "h".into(), port: 1, room: "r".into(), key: crate::protocol::auth::RoomKey::random(), tls: false };
         let d = JoinOptions::new(link);
         assert_eq!((j.buffer, j.download_limit, j.quality.as_str(), !j.no_sound), (d.buffer, d.download_limit, d.quality.as_str(), d.sound));
+        assert_eq!((!j.no_relay).then_some(j.relay_limit), d.relay);
         let Cmd::Host(h) = Cli::parse_from(["syncy", "host", "f.mp4"]).command else { panic!() };
         let d = HostOptions::new("f.mp4".into());
         assert_eq!((h.upload_limit, h.chunk_size, h.approve), (d.upload_limit, d.chunk_size as u64, d.approve));

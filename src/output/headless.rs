@@ -93,7 +93,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["event"], "room");
         assert!(v["t_ms"].as_f64().unwrap() > 1.6e12);
-        let line = to_line(&Event::HostStats { position_ms: 0, playing: false, up_bps: 1, peers: vec![] });
+        let line = to_line(&Event::HostStats { position_ms: 0, playing: false, up_bps: 1, sent_bytes: 0, relayed_bytes: 0, peers: vec![] });
         assert!(line.contains(r#""event":"stats""#));
     }
 

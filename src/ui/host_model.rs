@@ -83,6 +83,9 @@ pub struct RoomModel {
     pub waiting: Vec<String>,
     /// Total upload rate.
     pub up_bps: u64,
+    /// Bytes the host sent, and bytes participants relayed to each other.
+    pub sent_bytes: u64,
+    pub relayed_bytes: u64,
     /// Upload rate, one sample per stats event, oldest first (at most [`HISTORY`]).
     pub up_history: VecDeque<u64>,
     /// Participants in join order.
@@ -132,7 +135,8 @@ impl RoomModel {
                 self.waiting = waiting.clone();
                 self.note(event.to_string());
             }
-            Event::HostStats { position_ms, playing, up_bps, peers } => {
+            Event::HostStats { position_ms, playing, up_bps, sent_bytes, relayed_bytes, peers } => {
+                (self.sent_bytes, self.relayed_bytes) = (*sent_bytes, *relayed_bytes);
                 self.playing = *playing;
                 self.set_position(*position_ms, now);
                 self.up_bps = *up_bps;
@@ -202,6 +206,7 @@ mod tests {
             sent_bytes: 9,
             drift_ms: Some(2),
             buffering,
+            relay_up_bps: None,
         }
     }
 
@@ -216,7 +221,7 @@ mod tests {
         m.apply(&Event::PeerJoined { peer: 2, name: "bob".into(), guest: "Z3Vlc3Qga2V5".into() }, t);
         assert!(m.peers.iter().all(|p| p.state == PeerState::Connecting));
         let peers = vec![stats(1, "ann", Some(3), false), stats(2, "bob", Some(4), true)];
-        m.apply(&Event::HostStats { position_ms: 0, playing: false, up_bps: 7, peers }, t);
+        m.apply(&Event::HostStats { position_ms: 0, playing: false, up_bps: 7, sent_bytes: 0, relayed_bytes: 0, peers }, t);
         assert_eq!(m.peers[0].state, PeerState::Watching);
         assert_eq!(m.peers[1].state, PeerState::Buffering);
         assert_eq!(m.peers[1].stats.as_ref().unwrap().rtt_ms, Some(4));
@@ -230,7 +235,7 @@ mod tests {
         let t = Instant::now();
         let mut m = RoomModel::default();
         for i in 0..100 {
-            m.apply(&Event::HostStats { position_ms: 0, playing: false, up_bps: i, peers: vec![] }, t);
+            m.apply(&Event::HostStats { position_ms: 0, playing: false, up_bps: i, sent_bytes: 0, relayed_bytes: 0, peers: vec![] }, t);
         }
         assert_eq!(m.up_history.len(), HISTORY);
         assert_eq!(m.up_history.front(), Some(&40));

@@ -115,7 +115,13 @@ fn draw_head(f: &mut Frame, area: Rect, m: &RoomModel) {
 }
 
 fn draw_upload(f: &mut Frame, area: Rect, m: &RoomModel) {
-    let block = Block::bordered().title(format!(" ↑ {} total · last {HISTORY} s ", rate(m.up_bps)));
+    let mut block = Block::bordered().title(format!(" ↑ {} total · last {HISTORY} s ", rate(m.up_bps)));
+    // Where the room's data came from: the host itself, or participants relaying.
+    if m.relayed_bytes > 0 {
+        // (Participants' own counts: any u64 may come.)
+        let share = m.relayed_bytes as f64 * 100.0 / (m.relayed_bytes as f64 + m.sent_bytes as f64).max(1.0);
+        block = block.title_bottom(format!(" sent {} · relays carried {} ({share:.0}%) ", bytes(m.sent_bytes), bytes(m.relayed_bytes)));
+    }
     let inner = block.inner(area);
     f.render_widget(block, area);
     recent::sparkline(f, inner, m.up_history.iter(), Color::Green);
@@ -141,6 +147,7 @@ mod tests {
             sent_bytes: buffered,
             drift_ms: Some(drift),
             buffering,
+            relay_up_bps: None,
         }
     }
 
@@ -172,7 +179,8 @@ mod tests {
                 peer(3, "cy", 350_000, 120, 800_000, -35, true),
             ];
             let up = (i % 20) * 400_000 + 1_000_000;
-            m.apply(&Event::HostStats { position_ms: 72_000, playing: true, up_bps: up, peers }, t);
+            let (sent_bytes, relayed_bytes) = (i * 3_000_000, i * 9_000_000);
+            m.apply(&Event::HostStats { position_ms: 72_000, playing: true, up_bps: up, sent_bytes, relayed_bytes, peers }, t);
         }
         m.apply(&Event::State { playing: true, position_ms: 72_000, buffering: false, waiting: vec!["cy".into()], seq: 4, t_ms: 0.0 }, t);
         m

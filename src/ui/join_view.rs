@@ -65,12 +65,18 @@ pub fn draw(f: &mut Frame, s: &Status, picture: Option<&picture_pane::Encoded>, 
 }
 
 fn draw_speeds(f: &mut Frame, area: Rect, s: &Status) {
-    let [figures, spark] = Layout::horizontal([Constraint::Length(22), Constraint::Min(1)]).areas(area);
+    let relay = s.now.relay.as_ref();
+    let [figures, spark] = Layout::horizontal([Constraint::Length(if relay.is_some() { 34 } else { 22 }), Constraint::Min(1)]).areas(area);
     let dim = Style::default().fg(Color::DarkGray);
-    let lines = vec![
+    let mut lines = vec![
         Line::from(vec![Span::styled("↓ ", dim), Span::raw(rate(s.now.down_bps))]),
         Line::from(vec![Span::styled("held ", dim), Span::raw(bytes(s.now.buffered_bytes))]),
     ];
+    // This side's relaying: its upload to others, and to how many.
+    if let Some(r) = relay {
+        lines[0].spans.extend([Span::styled("  ↑ relay ", dim), Span::raw(rate(r.relay_up_bps))]);
+        lines[1].spans.extend([Span::styled("  to ", dim), Span::raw(format!("{} · {} sent", r.relay_links, bytes(r.relay_up_bytes)))]);
+    }
     f.render_widget(Paragraph::new(lines), figures);
     recent::sparkline(f, spark, s.down_history.iter(), Color::Blue);
 }
@@ -136,6 +142,7 @@ mod tests {
                 })
                 .collect(),
             read_fraction: 0.12,
+            relay: Some(crate::core::api::RelayStats { relay_up_bps: 1_100_000, relay_up_bytes: 96_000_000, relay_links: 3, ..Default::default() }),
             ..JoinSnapshot::default()
         };
         let mut s = Status {

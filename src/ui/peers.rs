@@ -79,6 +79,7 @@ mod tests {
             sent_bytes: 0,
             drift_ms: Some(drift),
             buffering,
+            relay_up_bps: None,
         };
         let rows = [
             PeerRow { peer: 1, name: "ann".into(), state: PeerState::Watching, guest: String::new(), stats: Some(stats(2_400_000, 3, -2, false)) },

@@ -8,6 +8,7 @@ mod nets;
 mod networks;
 mod playback;
 mod quality;
+mod relay;
 mod resume;
 mod retry;
 mod server;

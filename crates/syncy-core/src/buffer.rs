@@ -505,6 +505,22 @@ impl ChunkStore {
         (self.read_pos..).zip(held).take_while(|(want, (ix, _))| *ix == want).map(|(_, (_, v))| v.len() as u64).sum()
     }
 
+    /// Bytes the reader can read on from where it is without waiting — held in memory, or in
+    /// the saved copy — counted up to `cap`.
+    pub fn readable_ahead(&self, cap: u64) -> u64 {
+        let mut total = 0;
+        let mut ix = self.read_pos;
+        while total < cap && ix < self.manifest.chunks {
+            let here = self.is_held[ix as usize] || (self.cfg.on_disk && self.seen[ix as usize]);
+            if !here {
+                break;
+            }
+            total += self.manifest.chunk_len(ix).unwrap_or(0) as u64;
+            ix += 1;
+        }
+        total
+    }
+
     /// When a request is held back now — by the download limit, or a read-ahead chunk the
     /// reader waits for that may be re-asked as critical — the time to ask again.
     pub fn request_ready_at(&self, now: Instant) -> Option<Instant> {
@@ -660,6 +676,16 @@ impl ChunkStore {
         }
     }
 
+    /// Whether the download limit lets more read-ahead be asked now, of anyone.
+    pub fn download_ready(&mut self, now: Instant) -> bool {
+        self.download.ready(now)
+    }
+
+    /// Read-ahead asked of neighbours counts against the download limit as the host's does.
+    pub fn charge(&mut self, now: Instant, chunks: &[u32]) {
+        self.take_budget(now, chunks);
+    }
+
     /// With relays: read-ahead asks the host only `chunks` ahead of the reader (`None`: as
     /// far as the bound allows).
     pub fn set_host_window(&mut self, chunks: Option<u32>) {
@@ -754,6 +780,21 @@ mod tests {
 
     fn data(m: &Manifest, ix: u32) -> Vec<u8> {
         vec![ix as u8; m.chunk_len(ix).unwrap()]
+    }
+
+    #[test]
+    fn what_can_be_read_on_counts_the_saved_copy_as_well_as_memory() {
+        let m = manifest(10 * 100, 100);
+        let cfg = StoreConfig { on_disk: true, ..StoreConfig::default() };
+        // A resumed copy: chunks 0-3 on disk, none in memory; then 4 arrives, 5 does not.
+        let mut s = ChunkStore::new(m.clone(), cfg);
+        (0..4).for_each(|ix| s.mark_on_disk(ix));
+        let t0 = crate::testing::t0();
+        s.mark_requested(t0, 4);
+        s.handle_chunk(t0, 4, data(&m, 4)).unwrap();
+        assert_eq!(s.contiguous_ahead(), 0, "nothing held in memory from the reader on");
+        assert_eq!(s.readable_ahead(10_000), 500);
+        assert_eq!(s.readable_ahead(250), 300, "counted up to the cap (a chunk at a time)");
     }
 
     #[test]

@@ -68,9 +68,11 @@ fn stats(m: &mut RoomModel, i: u64, t: Instant) {
             sent_bytes: i * 1_000_000,
             drift_ms: Some((i as i64 + p as i64) % 21 - 10),
             buffering: (i + p).is_multiple_of(17),
+            relay_up_bps: Some(p * 10_000),
         })
         .collect();
-    m.apply(&Event::HostStats { position_ms: i * 100, playing: true, up_bps: 5_000_000 + (i % 30) * 100_000, peers }, t);
+    let (sent_bytes, relayed_bytes) = (i * 5_000_000, i * 15_000_000);
+    m.apply(&Event::HostStats { position_ms: i * 100, playing: true, up_bps: 5_000_000 + (i % 30) * 100_000, sent_bytes, relayed_bytes, peers }, t);
 }
 
 fn frames_for(clip: &Path, pane: Rect, picture: &Picture) -> Result<Vec<VideoFrame>> {

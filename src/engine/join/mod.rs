@@ -5,6 +5,7 @@
 
 mod connect;
 mod disk;
+mod relays;
 pub mod save;
 mod session;
 mod verify;
@@ -58,6 +59,9 @@ pub struct JoinOptions {
     pub download_limit: u64,
     /// `auto` or a level (`high`, `medium`, `low`).
     pub quality: String,
+    /// Relay chunks to others in the room, with this upload limit (bytes per second, 0: none);
+    /// `None`: relay nothing (`--no-relay`).
+    pub relay: Option<u64>,
 }
 
 /// `--buffer`'s default: 256 MiB of chunks in memory.
@@ -85,6 +89,7 @@ impl JoinOptions {
             sound: true,
             download_limit: DEFAULT_DOWNLOAD_LIMIT,
             quality: "auto".into(),
+            relay: Some(0),
         }
     }
 }

@@ -14,14 +14,16 @@ use tokio::sync::mpsc;
 
 use super::connect::{Connection, Incoming, Reconnected, Setup, Tx, close_link, connect, link_failed};
 use super::disk::{CopyReader, Disk, DiskCopy, News, Pending};
+use super::relays::{RelayNews, Relays};
 use super::save::SaveFile;
 use super::{JoinEnd, JoinOptions};
 use crate::core::buffer::StoreConfig;
 pub use crate::core::participant::TurnEnd;
-use crate::core::participant::{EdgeFacts, ParticipantConfig, ParticipantCore, ParticipantError, ParticipantOutput, keeps_original};
+use crate::core::participant::{EdgeFacts, ParticipantConfig, ParticipantCore, ParticipantError, ParticipantOutput, RelayConfig, keeps_original};
 use crate::core::quality::Level;
 use crate::engine::{Command, Event, sleep_until_opt};
 use crate::media::store_source::{ReaderCancel, SharedStore};
+use crate::net::peer::{IceConfig, Reach};
 use crate::player::mpv::{Mpv, MpvOut, MpvStatus};
 use crate::player::playback::{Playback, Waker};
 use crate::player::range_server::RangeServer;
@@ -53,6 +55,8 @@ enum Input {
     Wake,
     /// So has the disk thread.
     Disk(News),
+    /// So has a relay link.
+    Relay(RelayNews),
 }
 
 /// The participant's edge.
@@ -63,6 +67,8 @@ pub(super) struct Session {
     /// The decoders' readers, by the space they read.
     readers: BTreeMap<Space, ReaderCancel<ParticipantCore>>,
     disk: Disk,
+    /// Links to neighbours (issue 19).
+    relays: Relays,
     events: mpsc::UnboundedSender<Event>,
     screen: Option<Arc<Screen>>,
     mpv: Option<Mpv>,
@@ -90,9 +96,13 @@ fn core_config(opts: &JoinOptions, manifest: &Manifest, host_key: HostId) -> Par
         store: StoreConfig { capacity: opts.buffer, fill_behind: saves, download_limit: opts.download_limit, on_disk: saves, ..StoreConfig::default() },
         ladder,
         host: Some((host_key, opts.link.room.clone())),
-        // Relay links come with the WebRTC side of issue 19; until then this side declines
-        // introductions (`RelayBye`), and the host serves it as before.
-        relay: None,
+        // Without relaying this side declines introductions (`RelayBye`), and the host
+        // serves it everything.
+        relay: opts.relay.map(|limit_bps| RelayConfig {
+            key: Arc::new(opts.guest.key_for(&opts.link.room)),
+            limit_bps,
+            digest: crate::protocol::hashes::chunk_hash,
+        }),
     }
 }
 
@@ -160,6 +170,7 @@ impl Session {
             playback,
             readers,
             disk,
+            relays: Relays::new(IceConfig::new(Reach::of_host(&opts.link.host), opts.ice_addr.as_deref(), &opts.nat)),
             events,
             mpv,
             mpv_status: None,
@@ -231,6 +242,8 @@ impl Session {
                 },
                 _ = link_failed(&conn.link) => return Ok(TurnEnd::LinkLost("the WebRTC connection failed".into())),
                 _ = self.wake.notified() => Input::Wake,
+                // Behind the same gate as the host's chunks.
+                news = self.relays.next(), if self.disk.has_room() => Input::Relay(news),
                 // Its end without a word is a thread that died (a panic): a failure too.
                 news = self.disk.news() => Input::Disk(news.unwrap_or_else(|| News::Failed(std::io::Error::other("the disk thread stopped")))),
                 cmd = commands.recv() => Input::Command(cmd.unwrap_or(Command::Quit)),
@@ -265,6 +278,10 @@ impl Session {
                 Input::Command(c) => core.handle_command(now, c),
                 Input::Wake => core.handle_wake(now),
                 Input::Disk(news) => self.disk_news(&mut core, news)?,
+                Input::Relay(news) => {
+                    self.relay_news(&mut core, now, news);
+                    self.disk.advance();
+                }
             }
             if self.decodes {
                 core.handle_picture(now, &self.playback.view());
@@ -293,6 +310,25 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// What a relay link's task says, to the core.
+    fn relay_news(&mut self, core: &mut ParticipantCore, now: Instant, news: RelayNews) {
+        match news {
+            RelayNews::LocalSdp(link, sdp) => core.handle_relay_local_sdp(now, link, sdp),
+            RelayNews::Up(link, out) => {
+                if self.relays.up(link, out) {
+                    core.handle_relay_up(now, link);
+                }
+            }
+            RelayNews::Control(link, b) => core.handle_relay_control(now, link, &b),
+            RelayNews::Chunk(link, b) => core.handle_relay_chunk(now, link, b),
+            RelayNews::Sent(link, bytes) => core.handle_relay_sent(now, link, bytes),
+            RelayNews::Gone(link, why) => {
+                self.relays.close(link);
+                core.handle_relay_gone(now, link, &why);
+            }
+        }
     }
 
     /// What the disk thread found: how far the hash got goes to the core; the verdict and a
@@ -345,12 +381,14 @@ impl Session {
             ParticipantOutput::End(end) => return Ok(Some(end)),
             // Only between turns (see `back_in`).
             ParticipantOutput::Connect | ParticipantOutput::GiveUp(_) => {}
-            // Never without a relay configuration (see `core_config`).
-            ParticipantOutput::RelayOpen { .. }
-            | ParticipantOutput::RelayRemoteSdp { .. }
-            | ParticipantOutput::RelaySend { .. }
-            | ParticipantOutput::RelayChunk { .. }
-            | ParticipantOutput::RelayClose { .. } => {}
+            ParticipantOutput::RelayOpen { link, offerer, name } => {
+                tracing::debug!(link, "linking with {name}");
+                self.relays.open(link, offerer);
+            }
+            ParticipantOutput::RelayRemoteSdp { link, sdp } => self.relays.remote_sdp(link, sdp),
+            ParticipantOutput::RelaySend { link, msg } => self.relays.send(link, &msg),
+            ParticipantOutput::RelayChunk { link, space, index, data } => self.relays.send_chunk(link, space, index, &data),
+            ParticipantOutput::RelayClose { link } => self.relays.close(link),
         }
         Ok(None)
     }
@@ -433,6 +471,8 @@ impl Session {
             for out in outs {
                 match out {
                     ParticipantOutput::Event(e) => self.event(e),
+                    // Relay links go with the host link, at once (the host introduces again).
+                    ParticipantOutput::RelayClose { link } => self.relays.close(link),
                     ParticipantOutput::GiveUp(why) => color_eyre::eyre::bail!(why),
                     ParticipantOutput::Connect => match connect(opts).await {
                         Ok(c) if self.core.lock().handle_connected_to(Instant::now(), &c.manifest) => {

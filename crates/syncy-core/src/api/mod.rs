@@ -33,6 +33,10 @@ pub struct PeerStats {
     pub drift_ms: Option<i64>,
     /// They are waiting for data.
     pub buffering: bool,
+    /// What they upload to other participants now, B/s, as they report it (absent: they
+    /// do not relay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_up_bps: Option<u64>,
 }
 
 /// One of the host's links, in the `room` event.
@@ -135,6 +139,10 @@ pub enum Event {
         playing: bool,
         /// Total upload rate.
         up_bps: u64,
+        /// Bytes the host sent since it started (chunks and messages).
+        sent_bytes: u64,
+        /// Bytes participants relayed to each other, as they report it.
+        relayed_bytes: u64,
         /// Per participant.
         peers: Vec<PeerStats>,
     },
@@ -367,6 +375,24 @@ pub struct JoinSnapshot {
     /// Where the demuxer reads in the file, 0.0–1.0.
     #[serde(skip)]
     pub read_fraction: f64,
+    /// Relaying (absent with `--no-relay`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayStats>,
+}
+
+/// A participant's relaying, in its `stats`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RelayStats {
+    /// Upload to neighbours now, B/s.
+    pub relay_up_bps: u64,
+    /// Bytes uploaded to neighbours so far.
+    pub relay_up_bytes: u64,
+    /// Bytes neighbours sent this side (each checked against the host's hash).
+    pub relay_down_bytes: u64,
+    /// Links to neighbours that are up.
+    pub relay_links: u32,
+    /// `--relay-limit`, B/s (0: none).
+    pub relay_limit_bps: u64,
 }
 
 impl JoinSnapshot {

@@ -24,7 +24,9 @@ impl HostCore {
             Message::Cancel { space, chunks } => self.scheduler.handle_cancel(peer, space, &chunks),
             Message::Level { level, from_us } => self.level(now, peer, level, from_us),
             Message::Report { position_ms, buffered_bytes, rtt_ms, buffering, seq, drift_ms, relay, .. } => {
-                self.relay_report(now, peer, relay);
+                if relay.is_some() {
+                    self.relay_report(now, peer, relay);
+                }
                 let position_ms = position_ms.min(self.plausible_position_ms(now));
                 self.plan.handle_position(peer, position_ms.saturating_mul(1000));
                 if let Some(p) = self.peers.get_mut(&peer) {

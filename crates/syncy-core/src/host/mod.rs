@@ -10,6 +10,7 @@ mod admission;
 mod control;
 mod hashes;
 mod moderation;
+mod relayed;
 mod renditions;
 mod swarm;
 #[cfg(test)]
@@ -762,6 +763,7 @@ impl HostCore {
                 self.scheduler.handle_sent(t.peer);
                 continue;
             };
+            tracing::trace!(peer = t.peer, index = t.index, priority = ?t.priority, "sending chunk {} of space {}", t.index, t.space);
             self.upload.consume(now, len as f64);
             self.reads += 1;
             self.need_hashes(t.space, t.index);
@@ -785,6 +787,7 @@ impl HostCore {
                 sent_bytes: p.up.total(),
                 drift_ms: p.drift_ms,
                 buffering: p.buffering,
+                relay_up_bps: self.swarm.relay_up_bps(peer),
             });
         }
         let entries = list.iter().take(stream::MAX_ROSTER);
@@ -794,7 +797,8 @@ impl HostCore {
         self.broadcast(&roster);
         let position_ms = (self.room.position(self.host_us(now)) / 1000) as u64;
         let (playing, up_bps) = (self.room.state().playing, self.total_up.rate(now) as u64);
-        self.event(Event::HostStats { position_ms, playing, up_bps, peers: list });
+        let (sent_bytes, relayed_bytes) = (self.total_up.total(), self.swarm.relayed.total());
+        self.event(Event::HostStats { position_ms, playing, up_bps, sent_bytes, relayed_bytes, peers: list });
     }
 
     /// Sends the room's clock to every connected participant and reports it.

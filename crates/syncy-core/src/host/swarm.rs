@@ -42,6 +42,8 @@ pub const SEED_AGAIN: Duration = Duration::from_secs(10);
 /// How long the host remembers whom it sent (or queued) a chunk of the original to: a
 /// neighbour of theirs asking for it meanwhile is told `Elsewhere`.
 pub const RECENT: Duration = Duration::from_secs(5);
+/// Chunks [`Swarm::recent`] holds before it drops what is older than [`RECENT`].
+const RECENT_MAX: usize = 4096;
 /// A participant told `Elsewhere` for a chunk that asks for it again this much later is sent
 /// it (its neighbours did not bring it).
 pub const ELSEWHERE_WAIT: Duration = Duration::from_secs(1);
@@ -64,9 +66,15 @@ struct Member {
     peak_up: u64,
     links: BTreeSet<u32>,
     holds: Bits,
+    /// Its holdings have been heard (its first `Have`): until then it may hold anything.
+    heard: bool,
 }
 
 impl Member {
+    fn takes_seeds(&self) -> bool {
+        self.heard && self.report.seeds
+    }
+
     /// What it could still upload, B/s, as far as the host can tell.
     fn spare(&self) -> u64 {
         // What it was seen to upload, not what it says it could: a participant claiming a huge
@@ -81,6 +89,8 @@ impl Member {
 #[derive(Debug, Default)]
 pub(super) struct Swarm {
     members: BTreeMap<PeerId, Member>,
+    /// What relays carried (for the indicator).
+    pub(super) relayed: super::relayed::Relayed,
     /// Link id → its offerer and answerer.
     links: BTreeMap<u32, (PeerId, PeerId)>,
     /// When each link was introduced: one younger than [`LINK_SETTLE`] may not be up yet, and
@@ -108,11 +118,18 @@ pub(super) struct Swarm {
     next_pass: Option<Instant>,
     /// Whom each chunk of the original was sent (or queued) to lately, and when.
     recent: HashMap<u32, Vec<(PeerId, Instant)>>,
+    /// When [`Swarm::recent`] is pruned next (its size).
+    recent_max: usize,
     /// Chunks a participant was told to get elsewhere, and when.
     told: HashMap<(PeerId, u32), Instant>,
 }
 
 impl Swarm {
+    /// What `peer` says it relays now, B/s (`None`: it does not relay).
+    pub(super) fn relay_up_bps(&self, peer: PeerId) -> Option<u64> {
+        self.members.get(&peer).map(|m| m.report.up_bps)
+    }
+
     /// Whether anyone relays.
     pub(super) fn has_members(&self) -> bool {
         !self.members.is_empty()
@@ -131,6 +148,17 @@ impl Swarm {
     /// Chunk `ix` was sent or queued to `peer` at `now` (one entry per peer: a participant
     /// asking again and again makes no list longer).
     fn note_sent(&mut self, ix: u32, peer: PeerId, now: Instant) {
+        // Noted before anyone relays too (the first relaying participant's early requests
+        // must not be seeded to it again), so kept small here as well as by the pass.
+        // A prune that leaves it over half full doubles the bound (a fast download notes
+        // thousands of chunks within RECENT): not a full pass for every chunk sent.
+        if self.recent.len() >= self.recent_max.max(RECENT_MAX) {
+            self.recent.retain(|_, v| {
+                v.retain(|(_, t)| now.saturating_duration_since(*t) < RECENT);
+                !v.is_empty()
+            });
+            self.recent_max = (self.recent.len() * 2).max(RECENT_MAX);
+        }
         let v = self.recent.entry(ix).or_default();
         match v.iter_mut().find(|(p, _)| *p == peer) {
             Some(e) => e.1 = now,
@@ -151,8 +179,8 @@ impl HostCore {
     }
 
     /// A participant's report says how its relaying goes (or that it does not relay).
+    /// (`None` from a first `Have`: a member whose report is still to come.)
     pub(super) fn relay_report(&mut self, now: Instant, peer: PeerId, report: Option<RelayReport>) {
-        let Some(r) = report else { return };
         if !self.peers.get(&peer).is_some_and(|p| p.connected && !self.swarm.barred.contains(&p.guest)) {
             return;
         }
@@ -160,8 +188,13 @@ impl HostCore {
             self.swarm.holders = vec![0; self.manifest.chunks as usize];
         }
         let m = self.swarm.members.entry(peer).or_default();
-        m.peak_up = m.peak_up.max(r.up_bps);
-        m.report = r;
+        if let Some(r) = report {
+            m.peak_up = m.peak_up.max(r.up_bps);
+            if let Some(p) = self.peers.get(&peer) {
+                self.swarm.relayed.report(p.guest, r.up_bytes);
+            }
+            m.report = r;
+        }
         self.swarm.next_pass.get_or_insert(now);
     }
 
@@ -171,9 +204,10 @@ impl HostCore {
             return;
         }
         if !self.swarm.members.contains_key(&peer) {
-            self.relay_report(now, peer, Some(RelayReport::default()));
+            self.relay_report(now, peer, None);
         }
         let Some(m) = self.swarm.members.get_mut(&peer) else { return };
+        m.heard = true;
         let chunks = self.manifest.chunks;
         let mut changes: Vec<(u32, bool)> = Vec::new();
         if have.reset {
@@ -299,6 +333,8 @@ impl HostCore {
     /// them.
     pub(super) fn triage(&mut self, now: Instant, peer: PeerId, chunks: Vec<u32>, priority: Priority) -> (Vec<u32>, Vec<u32>) {
         if !self.swarm.members.contains_key(&peer) {
+            // Not relaying (or not yet): all of it, noted so that none of it is seeded too.
+            chunks.iter().for_each(|&ix| self.swarm.note_sent(ix, peer, now));
             return if priority == Priority::Critical { (chunks, vec![]) } else { (vec![], chunks) };
         }
         let neighbours = self.neighbours(peer, now);
@@ -313,9 +349,7 @@ impl HostCore {
                 elsewhere.push(ix);
             } else {
                 self.swarm.told.remove(&(peer, ix));
-                if self.swarm.next_pass.is_some() {
-                    self.swarm.note_sent(ix, peer, now);
-                }
+                self.swarm.note_sent(ix, peer, now);
                 if priority == Priority::Critical { urgent.push(ix) } else { send.push(ix) }
             }
         }
@@ -391,6 +425,13 @@ impl HostCore {
     /// Seeds what lies ahead of the room that nobody holds, a few seconds' worth at a time.
     fn seed_ahead(&mut self, now: Instant) {
         let Some(duration_us) = self.manifest.duration_ms.filter(|&d| d > 0).map(|d| d as f64 * 1000.0) else { return };
+        self.swarm.seeded.retain(|_, (_, t)| now.saturating_duration_since(*t) < SEED_AGAIN);
+        // Only to a member whose holdings are known, that takes them (no tight download
+        // limit of its own).
+        let mut members: Vec<PeerId> = self.relaying().into_iter().filter(|p| self.swarm.members[p].takes_seeds()).collect();
+        if members.is_empty() {
+            return;
+        }
         let chunks = self.manifest.chunks;
         let per_us = chunks as f64 / duration_us;
         let from = ((self.room_position(now).max(0) as f64 * per_us) as u32).min(chunks);
@@ -405,7 +446,9 @@ impl HostCore {
         let bucket = self.swarm.seed_bucket.get_or_insert_with(|| crate::rate::TokenBucket::new(byte_rate * SEED_RATE, byte_rate * 2.0));
         let mut room = out_max.saturating_sub(outstanding);
         let mut wanted = Vec::new();
-        for ix in (from..to).filter(|&ix| self.swarm.holders[ix as usize] == 0 && !self.swarm.seeded.contains_key(&ix)) {
+        // Nobody holds it, and nobody is being sent it (their `Have` may lag the sending).
+        let unsent = |ix: &u32| self.swarm.holders[*ix as usize] == 0 && !self.swarm.seeded.contains_key(ix) && !self.swarm.recent.contains_key(ix);
+        for ix in (from..to).filter(unsent) {
             let len = self.manifest.chunk_len(ix).unwrap_or(0) as f64;
             if room == 0 || !bucket.try_take(now, len) {
                 break;
@@ -414,10 +457,6 @@ impl HostCore {
             wanted.push(ix);
         }
         if wanted.is_empty() {
-            return;
-        }
-        let mut members = self.relaying();
-        if members.is_empty() {
             return;
         }
         // The most spare upload first; among equals, in turn.
@@ -435,6 +474,7 @@ impl HostCore {
                 self.swarm.note_sent(ix, to, now);
             }
             if !queued.is_empty() {
+                tracing::trace!(peer = to, "seeding {queued:?}");
                 self.send(to, Message::Seed { space: ORIGINAL, chunks: queued });
             }
         }

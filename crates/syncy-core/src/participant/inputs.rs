@@ -24,6 +24,7 @@ impl ParticipantCore {
         if parts.space == ORIGINAL {
             parts.check_len(self.manifest.chunk_len(parts.index))?;
         }
+        tracing::trace!(index = parts.index, "chunk {} of space {} from the host", parts.index, parts.space);
         self.handle_chunk_parts(now, len, parts.space, parts.index, parts.data)
     }
 
@@ -61,6 +62,7 @@ impl ParticipantCore {
         // Twice, or once more after eviction or a resumed copy had it: either way fetched again.
         if arrival == Arrival::Duplicate || !fresh {
             self.duplicates += 1;
+            tracing::debug!(index, "chunk {index} came again");
         }
         Ok(Some(arrival))
     }
@@ -129,6 +131,7 @@ impl ParticipantCore {
     fn unasked(&mut self, index: u32, seen: bool) -> Option<Arrival> {
         if seen {
             self.duplicates += 1;
+            tracing::debug!(index, "chunk {index} came again, unasked");
         } else {
             tracing::debug!("dropping chunk {index}: not asked for");
             self.unasked += 1;

@@ -481,7 +481,7 @@ impl ParticipantCore {
             rtt_ms: p.rtt_ms(),
             seq: p.seq(),
             drift_ms: p.drift(now).map(|d| d / 1000),
-            relay: self.relay.as_mut().map(|r| r.report(now)),
+            relay: self.relay_report(now),
         };
         self.send(report);
         self.cadence.reported(now);
@@ -594,6 +594,7 @@ impl ParticipantCore {
             quality_choice: self.switch.choice_name(),
             pieces: if pieces > 0 { s.piece_map(pieces) } else { Vec::new() },
             read_fraction: s.read_position() as f64 / self.manifest.chunks.max(1) as f64,
+            relay: self.relay.as_ref().map(|r| r.stats()),
         }
     }
 

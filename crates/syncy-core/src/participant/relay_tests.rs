@@ -161,7 +161,7 @@ fn read_ahead_beyond_soon_comes_from_a_neighbour_checked_against_the_hosts_hashe
     // bob once he said he holds it; beyond, up to the horizon, bob was asked at once.
     assert_eq!(got, (0..horizon).collect::<Vec<_>>(), "up to {horizon} chunks ahead, what bob holds, from bob");
     assert!(p.ann.original().get(100) == Some(&content(&media(), 100)[..]));
-    let relay = |c: &mut ParticipantCore| c.relay.as_mut().unwrap().report(p.now);
+    let relay = |c: &mut ParticipantCore| c.relay_report(p.now).unwrap();
     let (a, b) = (relay(&mut p.ann), relay(&mut p.bob));
     assert_eq!(a.down_bytes, horizon as u64 * 65536);
     assert_eq!((b.up_bytes, a.links, b.links), (a.down_bytes, 1, 1));
@@ -314,4 +314,28 @@ fn a_neighbour_flooding_messages_loses_its_link() {
     let outs: Vec<ParticipantOutput> = std::iter::from_fn(|| p.ann.poll_output()).collect();
     assert!(outs.iter().any(|o| matches!(o, ParticipantOutput::RelayClose { link: LINK })));
     assert!(outs.iter().any(|o| matches!(o, ParticipantOutput::Send(Message::RelayBye { link: LINK, .. }))));
+}
+
+#[test]
+fn seeds_of_chunks_already_held_are_cancelled_at_the_host_and_a_download_limit_takes_no_seeds() {
+    let now = crate::testing::t0();
+    // Chunks 0-9 held (a resumed copy, say) before the host heard: its seed of 5-14 is half
+    // news. What is held is cancelled at once, so the host sends it no second time.
+    let mut c = participant(now, "ann", 1, 0..10);
+    c.handle_message(now, Message::Seed { space: ORIGINAL, chunks: (5..15).collect() }).unwrap();
+    let cancels: Vec<Vec<u32>> = std::iter::from_fn(|| c.poll_output())
+        .filter_map(|o| match o {
+            ParticipantOutput::Send(Message::Cancel { space: ORIGINAL, chunks }) => Some(chunks),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cancels, vec![(5..10).collect::<Vec<u32>>()]);
+    assert!(c.relay_report(now).unwrap().seeds, "no download limit: it takes seeds");
+    let mut limited = ParticipantCore::new(
+        now,
+        media(),
+        ParticipantConfig { store: StoreConfig { download_limit: 100_000, ..StoreConfig::default() }, ..relaying("bob", 2) },
+        &[],
+    );
+    assert!(!limited.relay_report(now).unwrap().seeds, "a download limit of its own: it takes none");
 }

@@ -49,6 +49,9 @@ const SEND_QUEUE: usize = 4;
 const SEND_AHEAD: Duration = Duration::from_millis(250);
 /// A hash batch asked for is asked again after this long.
 const HASH_ASK_AGAIN: Duration = Duration::from_secs(5);
+/// A download limit at least this many times the stream's rate still takes the host's seeds
+/// (they come at 1.2 times the stream at most, beside what it asks for itself).
+const SEED_HEADROOM: f64 = 4.0;
 /// Chunks asked of neighbours per pass beyond [`SOON`].
 const FAR_PER_PASS: usize = 256;
 
@@ -70,6 +73,8 @@ pub(super) struct Relaying {
     serve: Scheduler,
     bucket: Option<TokenBucket>,
     up: Meter,
+    /// The upload rate as the last report said it (for the stats, built without `&mut`).
+    up_bps: u64,
     /// Chunks handed to each neighbour's channel and not yet sent.
     sending: HashMap<u32, usize>,
     down_bytes: u64,
@@ -94,6 +99,7 @@ impl Relaying {
             serve: Scheduler::new(SEND_QUEUE),
             bucket,
             up: Meter::new(Duration::from_secs(1)),
+            up_bps: 0,
             sending: HashMap::new(),
             down_bytes: 0,
             added: BTreeMap::new(),
@@ -104,16 +110,29 @@ impl Relaying {
         }
     }
 
+    /// Its figures for the stats and the view.
+    pub(super) fn stats(&self) -> crate::api::RelayStats {
+        crate::api::RelayStats {
+            relay_up_bps: self.up_bps,
+            relay_up_bytes: self.up.total(),
+            relay_down_bytes: self.down_bytes,
+            relay_links: self.swarm.up() as u32,
+            relay_limit_bps: self.cfg.limit_bps,
+        }
+    }
+
     /// When the next pass is due.
     pub(super) fn poll_timeout(&self) -> Instant {
         self.next_tick
     }
 
     /// What its `Report` says.
-    pub(super) fn report(&mut self, now: Instant) -> RelayReport {
+    pub(super) fn report(&mut self, now: Instant, seeds: bool) -> RelayReport {
+        self.up_bps = self.up.rate(now) as u64;
         RelayReport {
+            seeds,
             limit_bps: self.cfg.limit_bps,
-            up_bps: self.up.rate(now) as u64,
+            up_bps: self.up_bps,
             up_bytes: self.up.total(),
             down_bytes: self.down_bytes,
             links: self.swarm.up() as u16,
@@ -139,8 +158,13 @@ impl ParticipantCore {
         let Some(r) = self.relay.as_mut() else { return };
         r.note_stored(space, index);
         let have = Have { space, reset: false, added: Runs::from_sorted([index]), dropped: Runs::default() };
-        for (&link, _) in r.swarm.links.iter().filter(|(_, n)| n.up) {
+        for (&link, n) in r.swarm.links.iter_mut().filter(|(_, n)| n.up) {
             self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Have(have.clone()) });
+            // It came another way first (the host had sent it before its cancel arrived):
+            // the neighbour need not send it, and a copy on the way is dropped as unasked.
+            if n.forget(space, index) {
+                self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Cancel { space, chunks: vec![index] } });
+            }
         }
     }
 }
@@ -347,6 +371,7 @@ impl ParticipantCore {
         match self.hashes.check(space, index, &digest) {
             super::hashes::Check::Good => {
                 r.down_bytes += data.len() as u64;
+                tracing::trace!(link, index, "relayed chunk {index}");
                 // Checked against the host's own hash: as good as the host's chunk.
                 if let Err(e) = self.handle_chunk_parts(now, wire, space, index, data) {
                     tracing::warn!(link, "a relayed chunk that matched its hash: {e}");
@@ -526,6 +551,10 @@ impl ParticipantCore {
             return;
         }
         for space in self.switch.live_spaces() {
+            // `--download-limit` holds for what neighbours send too.
+            if !self.stores.get_mut(space).is_some_and(|s| s.download_ready(now)) {
+                continue;
+            }
             let Some(s) = self.stores.get(space) else { continue };
             let (soon, horizon) = (self.chunks_of(SOON), self.chunks_of(HORIZON));
             let pos = s.read_position();
@@ -541,8 +570,22 @@ impl ParticipantCore {
             wanted.sort_unstable();
             wanted.truncate(FAR_PER_PASS);
             let chunks: Vec<u32> = wanted.into_iter().map(|(_, ix)| ix).collect();
-            let rest = self.ask_neighbours(now, space, &chunks, false);
-            drop(rest);
+            if self.stores.download_limit() == 0 {
+                self.ask_neighbours(now, space, &chunks, false);
+                continue;
+            }
+            // Under a limit, one at a time while it allows (a batch would run it into debt
+            // that holds back even what the reader is blocked on).
+            for ix in chunks {
+                if !self.stores.get_mut(space).is_some_and(|s| s.download_ready(now)) {
+                    break;
+                }
+                if self.ask_neighbours(now, space, &[ix], false).is_empty()
+                    && let Some(s) = self.stores.get_mut(space)
+                {
+                    s.charge(now, &[ix]);
+                }
+            }
         }
     }
 
@@ -616,12 +659,23 @@ impl ParticipantCore {
     /// The host is sending these to be spread (it seeds them without being asked): they are
     /// expected, as if asked for. One that does not fit the store is dropped on arrival.
     pub(super) fn seed(&mut self, now: Instant, space: Space, chunks: Vec<u32>) {
+        // Behind the reader only for a saved copy (it fills in what it skipped).
+        let behind_too = self.cfg.store.fill_behind;
         let Some(s) = self.stores.get_mut(space).filter(|_| self.relay.is_some()) else { return };
         let pos = s.read_position();
+        let mut unwanted = Vec::new();
         for ix in chunks {
-            if ix >= pos && s.missing(ix, ix.saturating_add(1), 1) == [ix] {
+            if (ix >= pos || behind_too) && s.missing(ix, ix.saturating_add(1), 1) == [ix] {
                 s.mark_requested(now, ix);
+            } else if !s.is_in_flight(ix) {
+                unwanted.push(ix);
             }
+        }
+        // Held already (a resumed copy the host has not heard of yet), behind the reader (with
+        // no copy to fill), or past what the store has room for: it would be dropped as unasked, so the host need
+        // not send it. (One in flight from the host is its own request: left alone.)
+        if !unwanted.is_empty() {
+            self.send(Message::Cancel { space, chunks: unwanted });
         }
     }
 
@@ -672,19 +726,29 @@ impl ParticipantCore {
         self.stores.all_mut().for_each(|s| s.set_host_window(window));
     }
 
+    /// The original's average rate, B/s (1 MB/s when its duration is not known).
+    fn stream_rate(&self) -> f64 {
+        let m = &self.manifest;
+        match m.duration_ms.filter(|&ms| ms > 0) {
+            Some(ms) => m.size as f64 * 1000.0 / ms as f64,
+            None => 1_000_000.0,
+        }
+    }
+
     /// Chunks of the original in `d` of media (at its average bit rate; at least eight).
     pub(super) fn chunks_of(&self, d: Duration) -> u32 {
         let m = &self.manifest;
-        let per_second = match m.duration_ms.filter(|&ms| ms > 0) {
-            Some(ms) => m.size as f64 * 1000.0 / ms as f64,
-            None => 1_000_000.0,
-        };
+        let per_second = self.stream_rate();
         ((per_second * d.as_secs_f64() / m.chunk_size.max(1) as f64).ceil() as u32).max(8)
     }
 
     /// How its relaying goes now (`None`: it does not relay).
     pub fn relay_report(&mut self, now: Instant) -> Option<RelayReport> {
-        self.relay.as_mut().map(|r| r.report(now))
+        // Seeds come unasked: a participant keeping a download limit near the stream's rate
+        // takes none (the default 50 MiB/s is no such limit).
+        let limit = self.stores.download_limit();
+        let seeds = limit == 0 || limit as f64 >= SEED_HEADROOM * self.stream_rate();
+        self.relay.as_mut().map(|r| r.report(now, seeds))
     }
 
     /// Relaying, a picture that waits (at the start, after a seek, after a stall) shows again
@@ -692,15 +756,17 @@ impl ParticipantCore {
     /// host uploads little more than the stream gets its data just in time from relays, and
     /// a picture that went on at the first frame would stop again at the next gap, over and
     /// over.
+    /// Not while a level switch is under way: the new level's picture is what the switch
+    /// waits for, and a rendition still being made may not be held that far ahead yet.
     pub(super) fn buffer_goal_unmet(&self, view: &super::PictureView) -> bool {
         if self.relay.is_none() || !self.presenter.buffering() || view.current.eof {
             return false;
         }
-        let Some(space) = self.switch.live_spaces().last().copied() else { return false };
+        let &[space] = &self.switch.live_spaces()[..] else { return false };
         let Some(s) = self.stores.get(space) else { return false };
         let goal = self.chunks_of(BUFFER_GOAL) as u64 * self.manifest.chunk_size as u64;
         let end = s.manifest().size.saturating_sub(s.read_position() as u64 * self.manifest.chunk_size as u64);
-        s.contiguous_ahead() < goal.min(end)
+        s.readable_ahead(goal) < goal.min(end)
     }
 
     /// Whether it relays (and so has neighbours to ask).

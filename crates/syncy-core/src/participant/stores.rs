@@ -74,7 +74,12 @@ impl Stores {
         self.renditions.remove(&space);
     }
 
-    /// The download limit changed (bytes/s, 0: none).
+    /// The download limit (bytes/s, 0: none).
+    pub fn download_limit(&self) -> u64 {
+        self.cfg.download_limit
+    }
+
+    /// Changes the download limit (bytes/s, 0: none) of every store.
     pub fn set_download_limit(&mut self, limit: u64) {
         self.cfg.download_limit = limit;
         // The budget is the original's; each store also sizes its request batches by it.

@@ -198,6 +198,11 @@ impl Neighbour {
         std::mem::take(&mut self.asked).into_keys().collect()
     }
 
+    /// Chunk `ix` of `space` is no longer wanted from it; whether it was asked of it.
+    pub fn forget(&mut self, space: Space, ix: u32) -> bool {
+        self.asked.remove(&(space, ix)).is_some()
+    }
+
     /// The earliest deadline of what is asked of it.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.asked.values().map(|(_, by)| *by).min()

@@ -349,6 +349,8 @@ pub struct RelayReport {
     pub down_bytes: u64,
     /// Open relay links.
     pub links: u16,
+    /// It takes seeds (it has no download limit of its own to keep).
+    pub seeds: bool,
 }
 
 /// One participant in a [`Message::Roster`].
@@ -697,7 +699,7 @@ mod tests {
                     rtt_ms: None,
                     seq: 7,
                     drift_ms: None,
-                    relay: Some(RelayReport { limit_bps: 1, up_bps: 2, up_bytes: 3, down_bytes: 4, links: 5 }),
+                    relay: Some(RelayReport { limit_bps: 1, up_bps: 2, up_bytes: 3, down_bytes: 4, links: 5, seeds: true }),
                 },
                 Role::Participant,
             ),

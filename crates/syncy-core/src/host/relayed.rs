@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use crate::protocol::guest::GuestId;
 
-/// People whose counts are kept apart; past this they are folded into one sum.
+/// People whose counts are kept apart; past this they are folded into one sum (and one of
+/// them still in the room is then counted again from its next report: a room of thousands is
+/// far beyond what a server admits, and the figure is only shown).
 const MAX_PEOPLE: usize = 4096;
 
 /// Bytes relays carried in this room.

@@ -52,6 +52,11 @@ const HASH_ASK_AGAIN: Duration = Duration::from_secs(5);
 /// A download limit at least this many times the stream's rate still takes the host's seeds
 /// (they come at 1.2 times the stream at most, beside what it asks for itself).
 const SEED_HEADROOM: f64 = 4.0;
+/// Stored chunks told to neighbours one by one, per second and at most at once; beyond, the
+/// next pass tells them together. A fast download (a saved copy over a LAN stores hundreds of
+/// chunks a second) would otherwise send each neighbour more messages than it takes from one
+/// (`swarm::NEIGHBOUR_RATE`), and lose the link.
+const HAVE_AT_ONCE: (f64, f64) = (100.0, 50.0);
 /// Chunks asked of neighbours per pass beyond [`SOON`].
 const FAR_PER_PASS: usize = 256;
 
@@ -72,6 +77,8 @@ pub(super) struct Relaying {
     pub(super) swarm: Swarm,
     serve: Scheduler,
     bucket: Option<TokenBucket>,
+    /// Paces the chunk-by-chunk `Have`s to neighbours (see [`HAVE_AT_ONCE`]).
+    have_now: TokenBucket,
     up: Meter,
     /// The upload rate as the last report said it (for the stats, built without `&mut`).
     up_bps: u64,
@@ -98,6 +105,7 @@ impl Relaying {
             swarm: Swarm::default(),
             serve: Scheduler::new(SEND_QUEUE),
             bucket,
+            have_now: TokenBucket::new(HAVE_AT_ONCE.0, HAVE_AT_ONCE.1),
             up: Meter::new(Duration::from_secs(1)),
             up_bps: 0,
             sending: HashMap::new(),
@@ -157,9 +165,12 @@ impl ParticipantCore {
     pub(super) fn stored(&mut self, space: Space, index: u32) {
         let Some(r) = self.relay.as_mut() else { return };
         r.note_stored(space, index);
+        let at_once = r.have_now.try_take(self.now, 1.0);
         let have = Have { space, reset: false, added: Runs::from_sorted([index]), dropped: Runs::default() };
         for (&link, n) in r.swarm.links.iter_mut().filter(|(_, n)| n.up) {
-            self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Have(have.clone()) });
+            if at_once {
+                self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Have(have.clone()) });
+            }
             // It came another way first (the host had sent it before its cancel arrived):
             // the neighbour need not send it, and a copy on the way is dropped as unasked.
             if n.forget(space, index) {

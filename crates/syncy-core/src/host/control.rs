@@ -21,7 +21,10 @@ impl HostCore {
         }
         match msg {
             Message::Request { space, chunks, priority } => self.request(now, peer, space, chunks, priority),
-            Message::Cancel { space, chunks } => self.scheduler.handle_cancel(peer, space, &chunks),
+            Message::Cancel { space, chunks } => {
+                self.scheduler.handle_cancel(peer, space, &chunks);
+                self.seeds_declined(peer, space, &chunks);
+            }
             Message::Level { level, from_us } => self.level(now, peer, level, from_us),
             Message::Report { position_ms, buffered_bytes, rtt_ms, buffering, seq, drift_ms, relay, .. } => {
                 if relay.is_some() {

@@ -68,6 +68,9 @@ struct Member {
     holds: Bits,
     /// Its holdings have been heard (its first `Have`): until then it may hold anything.
     heard: bool,
+    /// Seeds it cancelled (held on disk, say, where its `Have`s do not look): not seeded to
+    /// it again.
+    declined: Bits,
 }
 
 impl Member {
@@ -359,6 +362,20 @@ impl HostCore {
         (urgent, send)
     }
 
+    /// `peer` cancelled chunks of `space`: those seeded to it it does not want.
+    pub(super) fn seeds_declined(&mut self, peer: PeerId, space: Space, chunks: &[u32]) {
+        if space != ORIGINAL {
+            return;
+        }
+        let Some(m) = self.swarm.members.get_mut(&peer) else { return };
+        for &ix in chunks {
+            if self.swarm.seeded.get(&ix).is_some_and(|(p, _)| *p == peer) {
+                self.swarm.seeded.remove(&ix);
+                m.declined.set(ix, true);
+            }
+        }
+    }
+
     /// The other ends of `peer`'s links old enough to be up (see [`LINK_SETTLE`]).
     fn neighbours(&self, peer: PeerId, now: Instant) -> Vec<PeerId> {
         let Some(m) = self.swarm.members.get(&peer) else { return vec![] };
@@ -466,9 +483,10 @@ impl HostCore {
         let best = members.len().div_ceil(4).max(1);
         for (i, part) in wanted.chunks(8).enumerate() {
             let to = members[i % best];
+            let part: Vec<u32> = part.iter().copied().filter(|&ix| !self.swarm.members[&to].declined.has(ix)).collect();
             // Queued (a full queue takes none), told (so it takes them), then sent without its
             // asking, as urgently as anyone's critical requests (after its own).
-            let queued = self.scheduler.handle_seed(to, ORIGINAL, part);
+            let queued = self.scheduler.handle_seed(to, ORIGINAL, &part);
             for &ix in &queued {
                 self.swarm.seeded.insert(ix, (to, now));
                 self.swarm.note_sent(ix, to, now);

@@ -209,6 +209,8 @@ impl ParticipantCore {
                 tracing::info!("download limit now {limit} B/s");
                 self.stores.set_download_limit(limit);
                 self.switch.set_download_limit(limit);
+                // Whether it takes seeds, and so how far the host serves it, may change.
+                self.update_host_window();
                 return self.flush();
             }
             Command::Approve(_) | Command::Deny(_) | Command::Kick(_) | Command::Ban(_) => return tracing::info!("approve, deny, kick and ban are for a host"),

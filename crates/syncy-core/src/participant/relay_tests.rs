@@ -339,3 +339,37 @@ fn seeds_of_chunks_already_held_are_cancelled_at_the_host_and_a_download_limit_t
     );
     assert!(!limited.relay_report(now).unwrap().seeds, "a download limit of its own: it takes none");
 }
+
+/// The furthest chunk a participant with `limit` (and no neighbour) asks the host for in 30 s,
+/// every request answered at once.
+fn furthest_asked_alone(limit: u64) -> u32 {
+    let mut now = crate::testing::t0();
+    let m = media();
+    let cfg = ParticipantConfig { store: StoreConfig { download_limit: limit, ..StoreConfig::default() }, ..relaying("ann", 1) };
+    let mut c = ParticipantCore::new(now, m.clone(), cfg, &[]);
+    let end = now + Duration::from_secs(30);
+    let mut furthest = 0;
+    while now < end {
+        while let Some(out) = c.poll_output() {
+            if let ParticipantOutput::Send(Message::Request { space: ORIGINAL, chunks, .. }) = out {
+                for ix in chunks {
+                    furthest = furthest.max(ix);
+                    c.handle_chunk_parts(now, 100, ORIGINAL, ix, content(&m, ix)).unwrap();
+                }
+            }
+        }
+        now = c.poll_timeout().map_or(end, |(t, _)| t.max(now + Duration::from_millis(10))).min(end);
+        c.handle_timeout(now);
+    }
+    furthest
+}
+
+#[test]
+fn alone_and_taking_no_seeds_it_is_served_beyond_soon_by_the_host() {
+    let soon = crate::participant::SOON.as_secs() as u32 * 1000 * 1000 / 8 / (64 << 10) + 2;
+    // The host seeds what lies beyond to one that takes seeds: it asks only what is soon.
+    assert!(furthest_asked_alone(0) <= soon, "{} with seeds", furthest_asked_alone(0));
+    // A download limit near the stream's rate takes no seeds: nobody else would bring the rest.
+    let limited = furthest_asked_alone(200_000);
+    assert!(limited > 2 * soon, "asked up to {limited} under a limit, alone");
+}

@@ -197,6 +197,7 @@ impl ParticipantCore {
         }
         tracing::debug!(link, "the host introduces {} ({})", intro.name, if intro.offerer { "offering" } else { "answering" });
         r.swarm.links.insert(link, Neighbour::new(now, intro.name.clone(), them, intro.offerer));
+        self.update_host_window();
         self.out.push_back(ParticipantOutput::RelayOpen { link, offerer: intro.offerer, name: intro.name });
         Ok(())
     }
@@ -732,8 +733,13 @@ impl ParticipantCore {
     /// beyond comes from neighbours, or from the host when it seeds (a participant alone, or
     /// the first to reach a part, is seeded; see `host::swarm`). Without the bound a newcomer
     /// would ask the host for its whole read-ahead before any neighbour was up.
+    ///
+    /// A participant that takes no seeds (a tight download limit) and has no neighbour, none
+    /// introduced or every link failed, has nobody to get the rest from: the host serves it
+    /// as if it did not relay.
     pub(super) fn update_host_window(&mut self) {
-        let window = self.relay.as_ref().map(|_| self.chunks_of(SOON));
+        let alone = self.relay.as_ref().is_some_and(|r| r.swarm.links.is_empty()) && !self.takes_seeds();
+        let window = self.relay.as_ref().filter(|_| !alone).map(|_| self.chunks_of(SOON));
         self.stores.all_mut().for_each(|s| s.set_host_window(window));
     }
 
@@ -755,11 +761,15 @@ impl ParticipantCore {
 
     /// How its relaying goes now (`None`: it does not relay).
     pub fn relay_report(&mut self, now: Instant) -> Option<RelayReport> {
-        // Seeds come unasked: a participant keeping a download limit near the stream's rate
-        // takes none (the default 50 MiB/s is no such limit).
-        let limit = self.stores.download_limit();
-        let seeds = limit == 0 || limit as f64 >= SEED_HEADROOM * self.stream_rate();
+        let seeds = self.takes_seeds();
         self.relay.as_mut().map(|r| r.report(now, seeds))
+    }
+
+    /// Seeds come unasked: a participant keeping a download limit near the stream's rate takes
+    /// none (the default 50 MiB/s is no such limit).
+    fn takes_seeds(&self) -> bool {
+        let limit = self.stores.download_limit();
+        limit == 0 || limit as f64 >= SEED_HEADROOM * self.stream_rate()
     }
 
     /// Relaying, a picture that waits (at the start, after a seek, after a stall) shows again

@@ -752,6 +752,21 @@ impl ChunkStore {
         std::mem::take(&mut self.evicted)
     }
 
+    /// Chunks on their way for longer than `older` (at most `max`), their clocks restarted:
+    /// with relays a request can be lost between the host and its neighbours (a seed cancelled
+    /// with a move to a neighbour), and the host's queue takes a request asked twice once.
+    pub fn take_stale(&mut self, now: Instant, older: Duration, max: usize) -> Vec<u32> {
+        let mut stale: Vec<u32> = self.in_flight.iter().filter(|(_, (t, _))| now.saturating_duration_since(*t) >= older).map(|(&ix, _)| ix).collect();
+        stale.sort_unstable();
+        stale.truncate(max);
+        for ix in &stale {
+            if let Some((t, _)) = self.in_flight.get_mut(ix) {
+                *t = now;
+            }
+        }
+        stale
+    }
+
     fn mark_in_flight(&mut self, now: Instant, ix: u32) {
         self.asked[ix as usize] = true;
         self.in_flight.insert(ix, (now, Priority::Window));

@@ -237,6 +237,8 @@ pub struct ParticipantCore {
     down_bps: u64,
     received: u32,
     duplicates: u32,
+    /// It resumed a saved copy: chunks on disk the host cannot see in its `Have`s.
+    resumed: bool,
     /// Chunks the host sent that were never asked for (dropped).
     unasked: u64,
     /// The whole file's SHA-256 as the host signed it, once it has said.
@@ -270,6 +272,7 @@ impl ParticipantCore {
             down_bps: 0,
             received: 0,
             duplicates: 0,
+            resumed: false,
             unasked: 0,
             host_sha256: None,
             hashes: hashes::HashTable::default(),
@@ -298,6 +301,7 @@ impl ParticipantCore {
     fn restore(&mut self, saved: &[u32]) {
         saved.iter().for_each(|&ix| self.stores.original_mut().mark_on_disk(ix));
         if !saved.is_empty() {
+            self.resumed = true;
             let bytes = saved.iter().map(|&ix| self.manifest.chunk_len(ix).unwrap_or(0) as u64).sum();
             self.event(Event::Resumed { chunks: saved.len() as u32, bytes });
         }

@@ -343,9 +343,13 @@ fn seeds_of_chunks_already_held_are_cancelled_at_the_host_and_a_download_limit_t
 /// The furthest chunk a participant with `limit` (and no neighbour) asks the host for in 30 s,
 /// every request answered at once.
 fn furthest_asked_alone(limit: u64) -> u32 {
+    furthest_asked_alone_with(StoreConfig { download_limit: limit, ..StoreConfig::default() })
+}
+
+fn furthest_asked_alone_with(store: StoreConfig) -> u32 {
     let mut now = crate::testing::t0();
     let m = media();
-    let cfg = ParticipantConfig { store: StoreConfig { download_limit: limit, ..StoreConfig::default() }, ..relaying("ann", 1) };
+    let cfg = ParticipantConfig { store, ..relaying("ann", 1) };
     let mut c = ParticipantCore::new(now, m.clone(), cfg, &[]);
     let end = now + Duration::from_secs(30);
     let mut furthest = 0;
@@ -372,4 +376,13 @@ fn alone_and_taking_no_seeds_it_is_served_beyond_soon_by_the_host() {
     // A download limit near the stream's rate takes no seeds: nobody else would bring the rest.
     let limited = furthest_asked_alone(200_000);
     assert!(limited > 2 * soon, "asked up to {limited} under a limit, alone");
+}
+
+#[test]
+fn a_saved_copy_gets_what_lies_past_the_seeds_reach_from_the_host_in_a_paused_room() {
+    // Seeds reach 30 s past the room (paused at 0 here), neighbours none: the far end of a
+    // saved copy would never come.
+    let save = StoreConfig { fill_behind: true, on_disk: true, ..StoreConfig::default() };
+    let last = media().chunks - 1;
+    assert_eq!(furthest_asked_alone_with(save), last);
 }

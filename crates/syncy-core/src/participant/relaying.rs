@@ -52,6 +52,13 @@ const HASH_ASK_AGAIN: Duration = Duration::from_secs(5);
 /// A download limit at least this many times the stream's rate still takes the host's seeds
 /// (they come at 1.2 times the stream at most, beside what it asks for itself).
 const SEED_HEADROOM: f64 = 4.0;
+/// How far ahead of the room the host's seeds reach, and a margin: a saved copy asks the host
+/// for what lies beyond that nobody holds (`fetch_rest`).
+const SEED_REACH: Duration = Duration::from_secs(40);
+/// Chunks `fetch_rest` asks for in one pass.
+const REST_PER_PASS: usize = 16;
+/// How long a chunk may be on its way before the host is asked for it again.
+const ASK_AGAIN: Duration = Duration::from_secs(15);
 /// Stored chunks told to neighbours one by one, per second and at most at once; beyond, the
 /// next pass tells them together. A fast download (a saved copy over a LAN stores hundreds of
 /// chunks a second) would otherwise send each neighbour more messages than it takes from one
@@ -87,6 +94,8 @@ pub(super) struct Relaying {
     down_bytes: u64,
     /// Chunks stored since holdings were last told, by space.
     added: BTreeMap<Space, Vec<u32>>,
+    /// Of those, the ones neighbours were not told of at once (see [`HAVE_AT_ONCE`]).
+    untold: BTreeMap<Space, Vec<u32>>,
     next_tick: Instant,
     hash_asked: HashMap<(Space, u32), Instant>,
     /// Chunks the host said to get from neighbours, until when they wait for one to hold them
@@ -111,6 +120,7 @@ impl Relaying {
             sending: HashMap::new(),
             down_bytes: 0,
             added: BTreeMap::new(),
+            untold: BTreeMap::new(),
             next_tick: now,
             hash_asked: HashMap::new(),
             waiting: BTreeMap::new(),
@@ -166,6 +176,9 @@ impl ParticipantCore {
         let Some(r) = self.relay.as_mut() else { return };
         r.note_stored(space, index);
         let at_once = r.have_now.try_take(self.now, 1.0);
+        if !at_once {
+            r.untold.entry(space).or_default().push(index);
+        }
         let have = Have { space, reset: false, added: Runs::from_sorted([index]), dropped: Runs::default() };
         for (&link, n) in r.swarm.links.iter_mut().filter(|(_, n)| n.up) {
             if at_once {
@@ -486,7 +499,80 @@ impl ParticipantCore {
             self.move_from_host(now, space, soon);
         }
         self.fetch_far(now);
+        self.fetch_rest(now);
+        self.ask_host_again(now);
+        if tracing::enabled!(tracing::Level::TRACE) {
+            self.trace_state();
+        }
         self.pump_relay(now);
+    }
+
+    /// A saved copy wants the whole file, and the room (paused, say) may never bring the far
+    /// end within reach of neighbours or seeds: what lies past the seeds' reach (or behind the
+    /// reader) and nobody near holds is asked of the host, a little each pass; what a
+    /// neighbour holds, of it.
+    fn fetch_rest(&mut self, now: Instant) {
+        if !self.cfg.store.fill_behind || self.relay.is_none() {
+            return;
+        }
+        let space = stream::ORIGINAL;
+        let beyond = self.chunks_of(SEED_REACH);
+        let Some(s) = self.stores.get_mut(space) else { return };
+        if !s.download_ready(now) {
+            return;
+        }
+        let pos = s.read_position();
+        let mut lacking = s.missing(pos.saturating_add(beyond), u32::MAX, REST_PER_PASS);
+        if lacking.len() < REST_PER_PASS {
+            lacking.extend(s.missing(0, pos, REST_PER_PASS - lacking.len()));
+        }
+        let held = |ix: &u32| self.relay.as_ref().is_some_and(|r| r.swarm.holders(space, *ix) > 0);
+        let (near, host): (Vec<u32>, Vec<u32>) = lacking.into_iter().partition(held);
+        let mut to_host = self.ask_neighbours(now, space, &near, false);
+        to_host.extend(host);
+        let Some(s) = self.stores.get_mut(space) else { return };
+        let asked: Vec<u32> = near.into_iter().filter(|ix| !to_host.contains(ix)).collect();
+        s.charge(now, &asked);
+        if !to_host.is_empty() {
+            to_host.iter().for_each(|&ix| s.mark_requested(now, ix));
+            s.charge(now, &to_host);
+            self.send(Message::Request { space, chunks: to_host, priority: Priority::Window });
+        }
+    }
+
+    /// What the original's store lacks and where each of those is (for a look at a stuck
+    /// room with `RUST_LOG=syncy_core::participant=trace`).
+    fn trace_state(&self) {
+        let (Some(r), Some(s)) = (self.relay.as_ref(), self.stores.get(stream::ORIGINAL)) else { return };
+        let lacking: Vec<(u32, bool, bool, bool)> = (0..self.manifest.chunks)
+            .filter(|&ix| !s.has(ix) && !s.seen(ix))
+            .take(16)
+            .map(|ix| {
+                (ix, s.is_in_flight(ix), r.waiting.contains_key(&(stream::ORIGINAL, ix)), r.swarm.links.values().any(|n| n.is_asked(stream::ORIGINAL, ix)))
+            })
+            .collect();
+        let sending: usize = r.sending.values().sum();
+        tracing::trace!(links = r.swarm.links.len(), up = r.swarm.up(), sending, "lacking (index, in flight, waiting, asked of a neighbour): {lacking:?}");
+    }
+
+    /// What has been on its way for [`ASK_AGAIN`] and is asked of nobody else is asked of the
+    /// host again (a seed cancelled as it moved to a neighbour that then left would otherwise
+    /// be waited for forever; one still queued at the host is not sent twice).
+    fn ask_host_again(&mut self, now: Instant) {
+        let Some(r) = self.relay.as_ref() else { return };
+        let elsewhere = |space: Space, ix: u32| r.waiting.contains_key(&(space, ix)) || r.swarm.links.values().any(|n| n.is_asked(space, ix));
+        let mut again = Vec::new();
+        for space in self.switch.live_spaces() {
+            let Some(s) = self.stores.get_mut(space) else { continue };
+            let chunks: Vec<u32> = s.take_stale(now, ASK_AGAIN, 64).into_iter().filter(|&ix| !elsewhere(space, ix)).collect();
+            if !chunks.is_empty() {
+                again.push((space, chunks));
+            }
+        }
+        for (space, chunks) in again {
+            tracing::debug!("asking the host again for {} chunks of space {space}", chunks.len());
+            self.send(Message::Request { space, chunks, priority: Priority::Window });
+        }
     }
 
     /// What was stored and let go since the last pass, to the host and every neighbour.
@@ -515,13 +601,20 @@ impl ParticipantCore {
                 haves.extend(self.full_haves().into_iter().filter(|h| h.space == space));
             }
         }
-        // Neighbours heard of each arrival at once; what they have not heard of is what went.
+        // Neighbours heard of most arrivals at once; what they have not heard of is what went,
+        // and what came too fast to tell one by one.
         let links: Vec<u32> = self.relay.as_ref().map(|r| r.swarm.links.iter().filter(|(_, n)| n.up).map(|(l, _)| *l).collect()).unwrap_or_default();
+        let mut untold = self.relay.as_mut().map(|r| std::mem::take(&mut r.untold)).unwrap_or_default();
         for have in haves {
-            if !have.dropped.is_empty() {
-                let dropped = Have { added: Runs::default(), ..have.clone() };
+            let mut late = untold.remove(&have.space).unwrap_or_default();
+            late.retain(|&ix| self.stores.get(have.space).is_some_and(|s| s.has(ix)));
+            late.sort_unstable();
+            late.dedup();
+            // (A holding told afresh goes to them whole.)
+            if have.reset || !have.dropped.is_empty() || !late.is_empty() {
+                let told = if have.reset { have.clone() } else { Have { added: Runs::from_sorted(late), ..have.clone() } };
                 for &link in &links {
-                    self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Have(dropped.clone()) });
+                    self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Have(told.clone()) });
                 }
             }
             self.send(Message::Have(have));
@@ -766,10 +859,11 @@ impl ParticipantCore {
     }
 
     /// Seeds come unasked: a participant keeping a download limit near the stream's rate takes
-    /// none (the default 50 MiB/s is no such limit).
+    /// none (the default 50 MiB/s is no such limit), nor one that resumed a saved copy (the
+    /// host would seed it what it holds on disk, before its cancel comes back).
     fn takes_seeds(&self) -> bool {
         let limit = self.stores.download_limit();
-        limit == 0 || limit as f64 >= SEED_HEADROOM * self.stream_rate()
+        !self.resumed && (limit == 0 || limit as f64 >= SEED_HEADROOM * self.stream_rate())
     }
 
     /// Relaying, a picture that waits (at the start, after a seek, after a stall) shows again

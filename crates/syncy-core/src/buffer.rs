@@ -676,6 +676,16 @@ impl ChunkStore {
         }
     }
 
+    /// How long chunk `ix` has been on its way (`None`: it is not).
+    pub fn in_flight_for(&self, now: Instant, ix: u32) -> Option<Duration> {
+        self.in_flight.get(&ix).map(|(t, _)| now.saturating_duration_since(*t))
+    }
+
+    /// Chunks on their way, and the most there may be.
+    pub fn in_flight_room(&self) -> (usize, usize) {
+        (self.in_flight.len(), self.cfg.max_in_flight)
+    }
+
     /// Whether the download limit lets more read-ahead be asked now, of anyone.
     pub fn download_ready(&mut self, now: Instant) -> bool {
         self.download.ready(now)
@@ -750,21 +760,6 @@ impl ChunkStore {
     /// Chunks let go since the last call.
     pub fn take_evicted(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.evicted)
-    }
-
-    /// Chunks on their way for longer than `older` (at most `max`), their clocks restarted:
-    /// with relays a request can be lost between the host and its neighbours (a seed cancelled
-    /// with a move to a neighbour), and the host's queue takes a request asked twice once.
-    pub fn take_stale(&mut self, now: Instant, older: Duration, max: usize) -> Vec<u32> {
-        let mut stale: Vec<u32> = self.in_flight.iter().filter(|(_, (t, _))| now.saturating_duration_since(*t) >= older).map(|(&ix, _)| ix).collect();
-        stale.sort_unstable();
-        stale.truncate(max);
-        for ix in &stale {
-            if let Some((t, _)) = self.in_flight.get_mut(ix) {
-                *t = now;
-            }
-        }
-        stale
     }
 
     fn mark_in_flight(&mut self, now: Instant, ix: u32) {

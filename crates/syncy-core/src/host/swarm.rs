@@ -42,6 +42,8 @@ pub const SEED_AGAIN: Duration = Duration::from_secs(10);
 /// How long the host remembers whom it sent (or queued) a chunk of the original to: a
 /// neighbour of theirs asking for it meanwhile is told `Elsewhere`.
 pub const RECENT: Duration = Duration::from_secs(5);
+/// How long a seed a member cancelled is not seeded to it again.
+const DECLINED_FOR: Duration = Duration::from_secs(30);
 /// Chunks [`Swarm::recent`] holds before it drops what is older than [`RECENT`].
 const RECENT_MAX: usize = 4096;
 /// A participant told `Elsewhere` for a chunk that asks for it again this much later is sent
@@ -68,14 +70,18 @@ struct Member {
     holds: Bits,
     /// Its holdings have been heard (its first `Have`): until then it may hold anything.
     heard: bool,
-    /// Seeds it cancelled (held on disk, say, where its `Have`s do not look): not seeded to
-    /// it again.
-    declined: Bits,
+    /// Seeds it cancelled (held on disk, say, where its `Have`s do not look, or no room for
+    /// them) and when: not seeded to it again for [`DECLINED_FOR`].
+    declined: HashMap<u32, Instant>,
 }
 
 impl Member {
     fn takes_seeds(&self) -> bool {
         self.heard && self.report.seeds
+    }
+
+    fn declined(&self, ix: u32, now: Instant) -> bool {
+        self.declined.get(&ix).is_some_and(|t| now.saturating_duration_since(*t) < DECLINED_FOR)
     }
 
     /// What it could still upload, B/s, as far as the host can tell.
@@ -371,7 +377,7 @@ impl HostCore {
         for &ix in chunks {
             if self.swarm.seeded.get(&ix).is_some_and(|(p, _)| *p == peer) {
                 self.swarm.seeded.remove(&ix);
-                m.declined.set(ix, true);
+                m.declined.insert(ix, self.now);
             }
         }
     }
@@ -464,7 +470,11 @@ impl HostCore {
         let mut room = out_max.saturating_sub(outstanding);
         let mut wanted = Vec::new();
         // Nobody holds it, and nobody is being sent it (their `Have` may lag the sending).
-        let unsent = |ix: &u32| self.swarm.holders[*ix as usize] == 0 && !self.swarm.seeded.contains_key(ix) && !self.swarm.recent.contains_key(ix);
+        // (Nor what every member that takes seeds declined lately.)
+        let takers = &members;
+        let declined = |ix: u32| takers.iter().all(|p| self.swarm.members[p].declined(ix, now));
+        let unsent =
+            |ix: &u32| self.swarm.holders[*ix as usize] == 0 && !self.swarm.seeded.contains_key(ix) && !self.swarm.recent.contains_key(ix) && !declined(*ix);
         for ix in (from..to).filter(unsent) {
             let len = self.manifest.chunk_len(ix).unwrap_or(0) as f64;
             if room == 0 || !bucket.try_take(now, len) {
@@ -483,7 +493,7 @@ impl HostCore {
         let best = members.len().div_ceil(4).max(1);
         for (i, part) in wanted.chunks(8).enumerate() {
             let to = members[i % best];
-            let part: Vec<u32> = part.iter().copied().filter(|&ix| !self.swarm.members[&to].declined.has(ix)).collect();
+            let part: Vec<u32> = part.iter().copied().filter(|&ix| !self.swarm.members[&to].declined(ix, now)).collect();
             // Queued (a full queue takes none), told (so it takes them), then sent without its
             // asking, as urgently as anyone's critical requests (after its own).
             let queued = self.scheduler.handle_seed(to, ORIGINAL, &part);

@@ -52,13 +52,11 @@ const HASH_ASK_AGAIN: Duration = Duration::from_secs(5);
 /// A download limit at least this many times the stream's rate still takes the host's seeds
 /// (they come at 1.2 times the stream at most, beside what it asks for itself).
 const SEED_HEADROOM: f64 = 4.0;
-/// How far ahead of the room the host's seeds reach, and a margin: a saved copy asks the host
-/// for what lies beyond that nobody holds (`fetch_rest`).
-const SEED_REACH: Duration = Duration::from_secs(40);
+/// How long a request to the host waits before a neighbour that holds the chunk is asked
+/// instead (see `move_from_host`).
+const MOVE_AFTER: Duration = Duration::from_millis(500);
 /// Chunks `fetch_rest` asks for in one pass.
 const REST_PER_PASS: usize = 16;
-/// How long a chunk may be on its way before the host is asked for it again.
-const ASK_AGAIN: Duration = Duration::from_secs(15);
 /// Stored chunks told to neighbours one by one, per second and at most at once; beyond, the
 /// next pass tells them together. A fast download (a saved copy over a LAN stores hundreds of
 /// chunks a second) would otherwise send each neighbour more messages than it takes from one
@@ -357,7 +355,10 @@ impl ParticipantCore {
         let asked_elsewhere = |ix: u32| r.waiting.contains_key(&(space, ix)) || r.swarm.links.values().any(|n| n.is_asked(space, ix));
         let host_bound: Vec<u32> = candidates
             .into_iter()
-            .filter(|&ix| ix >= pos && ix < end && s.is_in_flight(ix) && !s.is_critical(ix) && r.swarm.holders(space, ix) > 0 && !asked_elsewhere(ix))
+            // Asked of the host a while ago: still in its queue, not on the wire (one asked a
+            // moment ago may be on its way already, and would come twice).
+            .filter(|&ix| s.in_flight_for(now, ix).is_some_and(|d| d >= MOVE_AFTER))
+            .filter(|&ix| ix >= pos && ix < end && !s.is_critical(ix) && r.swarm.holders(space, ix) > 0 && !asked_elsewhere(ix))
             .take(FAR_PER_PASS)
             .collect();
         if host_bound.is_empty() {
@@ -500,7 +501,6 @@ impl ParticipantCore {
         }
         self.fetch_far(now);
         self.fetch_rest(now);
-        self.ask_host_again(now);
         if tracing::enabled!(tracing::Level::TRACE) {
             self.trace_state();
         }
@@ -508,34 +508,45 @@ impl ParticipantCore {
     }
 
     /// A saved copy wants the whole file, and the room (paused, say) may never bring the far
-    /// end within reach of neighbours or seeds: what lies past the seeds' reach (or behind the
-    /// reader) and nobody near holds is asked of the host, a little each pass; what a
-    /// neighbour holds, of it.
+    /// end within reach of neighbours or seeds: once the reader's next [`SOON`] is all held
+    /// or on its way and the store has room for more, what lies beyond it (or behind the
+    /// reader) is asked of a neighbour that holds it, else of the host — a little each pass,
+    /// one chunk at a time while a download limit allows.
     fn fetch_rest(&mut self, now: Instant) {
         if !self.cfg.store.fill_behind || self.relay.is_none() {
             return;
         }
         let space = stream::ORIGINAL;
-        let beyond = self.chunks_of(SEED_REACH);
+        let soon = self.chunks_of(SOON);
         let Some(s) = self.stores.get_mut(space) else { return };
-        if !s.download_ready(now) {
+        let pos = s.read_position();
+        let (in_flight, max) = s.in_flight_room();
+        if in_flight >= max / 2 || !s.missing(pos, pos.saturating_add(soon), 1).is_empty() {
             return;
         }
-        let pos = s.read_position();
-        let mut lacking = s.missing(pos.saturating_add(beyond), u32::MAX, REST_PER_PASS);
+        let mut lacking = s.missing(pos.saturating_add(soon), u32::MAX, REST_PER_PASS);
         if lacking.len() < REST_PER_PASS {
-            lacking.extend(s.missing(0, pos, REST_PER_PASS - lacking.len()));
+            lacking.extend(s.missing(0, pos, REST_PER_PASS - lacking.len()).into_iter().filter(|&ix| !s.seen(ix)));
         }
-        let held = |ix: &u32| self.relay.as_ref().is_some_and(|r| r.swarm.holders(space, *ix) > 0);
-        let (near, host): (Vec<u32>, Vec<u32>) = lacking.into_iter().partition(held);
-        let mut to_host = self.ask_neighbours(now, space, &near, false);
-        to_host.extend(host);
-        let Some(s) = self.stores.get_mut(space) else { return };
-        let asked: Vec<u32> = near.into_iter().filter(|ix| !to_host.contains(ix)).collect();
-        s.charge(now, &asked);
+        let mut to_host = Vec::new();
+        for ix in lacking {
+            if !self.stores.get_mut(space).is_some_and(|s| s.download_ready(now)) {
+                break;
+            }
+            let r = self.relay.as_ref().expect("checked");
+            if r.waiting.contains_key(&(space, ix)) || r.swarm.links.values().any(|n| n.is_asked(space, ix)) {
+                continue;
+            }
+            let held = r.swarm.holders(space, ix) > 0;
+            if !(held && self.ask_neighbours(now, space, &[ix], false).is_empty()) {
+                to_host.push(ix);
+            }
+            if let Some(s) = self.stores.get_mut(space) {
+                s.mark_requested(now, ix);
+                s.charge(now, &[ix]);
+            }
+        }
         if !to_host.is_empty() {
-            to_host.iter().for_each(|&ix| s.mark_requested(now, ix));
-            s.charge(now, &to_host);
             self.send(Message::Request { space, chunks: to_host, priority: Priority::Window });
         }
     }
@@ -553,26 +564,6 @@ impl ParticipantCore {
             .collect();
         let sending: usize = r.sending.values().sum();
         tracing::trace!(links = r.swarm.links.len(), up = r.swarm.up(), sending, "lacking (index, in flight, waiting, asked of a neighbour): {lacking:?}");
-    }
-
-    /// What has been on its way for [`ASK_AGAIN`] and is asked of nobody else is asked of the
-    /// host again (a seed cancelled as it moved to a neighbour that then left would otherwise
-    /// be waited for forever; one still queued at the host is not sent twice).
-    fn ask_host_again(&mut self, now: Instant) {
-        let Some(r) = self.relay.as_ref() else { return };
-        let elsewhere = |space: Space, ix: u32| r.waiting.contains_key(&(space, ix)) || r.swarm.links.values().any(|n| n.is_asked(space, ix));
-        let mut again = Vec::new();
-        for space in self.switch.live_spaces() {
-            let Some(s) = self.stores.get_mut(space) else { continue };
-            let chunks: Vec<u32> = s.take_stale(now, ASK_AGAIN, 64).into_iter().filter(|&ix| !elsewhere(space, ix)).collect();
-            if !chunks.is_empty() {
-                again.push((space, chunks));
-            }
-        }
-        for (space, chunks) in again {
-            tracing::debug!("asking the host again for {} chunks of space {space}", chunks.len());
-            self.send(Message::Request { space, chunks, priority: Priority::Window });
-        }
     }
 
     /// What was stored and let go since the last pass, to the host and every neighbour.
@@ -595,24 +586,24 @@ impl ParticipantCore {
             }
             let (added, dropped) = (Runs::from_sorted(new), Runs::from_sorted(dropped));
             if added.runs() + dropped.runs() <= crate::protocol::have::MAX_RUNS {
-                haves.push(Have { space, reset: false, added, dropped });
+                haves.push((Have { space, reset: false, added, dropped }, false));
             } else {
-                // Too scattered for one message: everything afresh.
-                haves.extend(self.full_haves().into_iter().filter(|h| h.space == space));
+                // Too scattered for one message: everything afresh (to neighbours too, whole).
+                haves.extend(self.full_haves().into_iter().filter(|h| h.space == space).map(|h| (h, true)));
             }
         }
         // Neighbours heard of most arrivals at once; what they have not heard of is what went,
         // and what came too fast to tell one by one.
         let links: Vec<u32> = self.relay.as_ref().map(|r| r.swarm.links.iter().filter(|(_, n)| n.up).map(|(l, _)| *l).collect()).unwrap_or_default();
         let mut untold = self.relay.as_mut().map(|r| std::mem::take(&mut r.untold)).unwrap_or_default();
-        for have in haves {
+        for (have, whole) in haves {
             let mut late = untold.remove(&have.space).unwrap_or_default();
             late.retain(|&ix| self.stores.get(have.space).is_some_and(|s| s.has(ix)));
             late.sort_unstable();
             late.dedup();
-            // (A holding told afresh goes to them whole.)
-            if have.reset || !have.dropped.is_empty() || !late.is_empty() {
-                let told = if have.reset { have.clone() } else { Have { added: Runs::from_sorted(late), ..have.clone() } };
+            // (A holding told afresh goes to them whole, in every part.)
+            if whole || !have.dropped.is_empty() || !late.is_empty() {
+                let told = if whole { have.clone() } else { Have { added: Runs::from_sorted(late), ..have.clone() } };
                 for &link in &links {
                     self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Have(told.clone()) });
                 }
@@ -827,11 +818,11 @@ impl ParticipantCore {
     /// the first to reach a part, is seeded; see `host::swarm`). Without the bound a newcomer
     /// would ask the host for its whole read-ahead before any neighbour was up.
     ///
-    /// A participant that takes no seeds (a tight download limit) and has no neighbour, none
-    /// introduced or every link failed, has nobody to get the rest from: the host serves it
+    /// A participant that takes no seeds (a tight download limit) and has no neighbour up
+    /// (none introduced, none up yet, or every link failed) has nobody to get the rest from: the host serves it
     /// as if it did not relay.
     pub(super) fn update_host_window(&mut self) {
-        let alone = self.relay.as_ref().is_some_and(|r| r.swarm.links.is_empty()) && !self.takes_seeds();
+        let alone = self.relay.as_ref().is_some_and(|r| r.swarm.up() == 0) && !self.takes_seeds();
         let window = self.relay.as_ref().filter(|_| !alone).map(|_| self.chunks_of(SOON));
         self.stores.all_mut().for_each(|s| s.set_host_window(window));
     }

@@ -42,6 +42,9 @@ pub const SEED_AGAIN: Duration = Duration::from_secs(10);
 /// How long the host remembers whom it sent (or queued) a chunk of the original to: a
 /// neighbour of theirs asking for it meanwhile is told `Elsewhere`.
 pub const RECENT: Duration = Duration::from_secs(5);
+/// A seed this young is taken to be on its way to its member: its own read-ahead request for
+/// it is not served too.
+const SEED_IN_TRANSIT: Duration = Duration::from_secs(2);
 /// How long a seed a member cancelled is not seeded to it again.
 const DECLINED_FOR: Duration = Duration::from_secs(30);
 /// Chunks [`Swarm::recent`] holds before it drops what is older than [`RECENT`].
@@ -349,7 +352,12 @@ impl HostCore {
         let neighbours = self.neighbours(peer, now);
         let mut elsewhere = Vec::new();
         let (mut urgent, mut send) = (Vec::new(), Vec::new());
-        for ix in chunks {
+        // Read-ahead seeded to it a moment ago is on its way (it asked before the `Seed` came):
+        // not sent twice. Later, or what it is blocked on, is sent (the seed may be lost).
+        let on_its_way = |ix: &u32| {
+            priority == Priority::Window && self.swarm.seeded.get(ix).is_some_and(|(p, t)| *p == peer && now.saturating_duration_since(*t) < SEED_IN_TRANSIT)
+        };
+        for ix in chunks.into_iter().filter(|ix| !on_its_way(ix)).collect::<Vec<_>>() {
             let asked_again = self.swarm.told.get(&(peer, ix)).is_some_and(|t| now.saturating_duration_since(*t) >= ELSEWHERE_WAIT);
             let neighbour_has = neighbours.iter().any(|n| self.swarm.members.get(n).is_some_and(|m| m.holds.has(ix)) || self.swarm.sent_lately(*n, ix, now));
             // What the reader is blocked on is sent at once.

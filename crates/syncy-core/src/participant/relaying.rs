@@ -126,6 +126,12 @@ impl Relaying {
         }
     }
 
+    /// Whether chunk `ix` of `space` is to come from a neighbour: asked of one, or waited for
+    /// after the host said one holds it.
+    fn awaited_from_neighbours(&self, space: Space, ix: u32) -> bool {
+        self.waiting.contains_key(&(space, ix)) || self.swarm.links.values().any(|n| n.is_asked(space, ix))
+    }
+
     /// Its figures for the stats and the view.
     pub(super) fn stats(&self) -> crate::api::RelayStats {
         crate::api::RelayStats {
@@ -352,7 +358,7 @@ impl ParticipantCore {
         let Some(s) = self.stores.get(space) else { return };
         let pos = s.read_position();
         let end = pos.saturating_add(self.chunks_of(HORIZON));
-        let asked_elsewhere = |ix: u32| r.waiting.contains_key(&(space, ix)) || r.swarm.links.values().any(|n| n.is_asked(space, ix));
+        let asked_elsewhere = |ix: u32| r.awaited_from_neighbours(space, ix);
         let host_bound: Vec<u32> = candidates
             .into_iter()
             // Asked of the host a while ago: still in its queue, not on the wire (one asked a
@@ -534,7 +540,7 @@ impl ParticipantCore {
                 break;
             }
             let r = self.relay.as_ref().expect("checked");
-            if r.waiting.contains_key(&(space, ix)) || r.swarm.links.values().any(|n| n.is_asked(space, ix)) {
+            if r.awaited_from_neighbours(space, ix) {
                 continue;
             }
             let held = r.swarm.holders(space, ix) > 0;

@@ -5,15 +5,18 @@
 # `--player mpv` (and its test), coturn (a STUN/TURN server for the network tests), iproute2 and
 # nftables (the network tests build LANs, NAT routers and an "internet" out of namespaces),
 # miniupnpd (a router's UPnP, for the --upnp test), Xvfb, xterm, kitty (with Mesa's software
-# GL), xwd and ImageMagick (the picture in real terminals, screenshotted), and a Rust
-# toolchain if none is present.
-# Debian leaves the coturn and miniupnpd services off; the tests run their own.
+# GL), xwd and ImageMagick (the picture in real terminals, screenshotted), redis-server (the
+# `syncy serve --cluster` test runs its own on a Unix socket), and a Rust toolchain if none is
+# present.
+# Debian leaves the coturn and miniupnpd services off; the tests run their own. Debian does
+# start a redis-server service (localhost:6379) on install: nothing here uses it
+# (`systemctl disable --now redis-server` turns it off).
 set -euo pipefail
 
 packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
           libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev libasound2-dev tmux mpv coturn iproute2
           nftables miniupnpd xvfb xauth xterm kitty imagemagick x11-apps libgl1-mesa-dri
-          fonts-dejavu-core)
+          fonts-dejavu-core redis-server)
 
 missing=()
 for p in "${packages[@]}"; do

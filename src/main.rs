@@ -188,8 +188,14 @@ async fn serve(a: syncy::cli::ServeArgs) -> Result<()> {
     let mut cfg = a.limits.config();
     cfg.tls = a.tls.server_config()?;
     let scheme = if cfg.tls.is_some() { "wss" } else { "ws" };
-    let s = server::Server::start(a.listen, cfg).await.map_err(|e| eyre!("cannot listen on {}: {e}", a.listen))?;
-    eprintln!("syncy signaling server on {scheme}://{}/ (Ctrl-C to stop)", s.addr);
+    let cluster = a.cluster().map_err(usage)?;
+    let joined = cluster.as_ref().map(|(url, key)| (url.as_str(), key.expose().as_bytes()));
+    let s = server::Server::start_clustered(a.listen, cfg, joined).await.map_err(|e| match e {
+        server::StartError::Listen(e) => eyre!("cannot listen on {}: {e}", a.listen),
+        e => eyre!("{e}"),
+    })?;
+    let member = if cluster.is_some() { ", one of a cluster" } else { "" };
+    eprintln!("syncy signaling server on {scheme}://{}/{member} (Ctrl-C to stop)", s.addr);
     tokio::select! {
         _ = s.wait() => {}
         _ = tokio::signal::ctrl_c() => {}

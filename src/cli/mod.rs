@@ -245,6 +245,41 @@ pub struct ServeArgs {
     /// Server limits.
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Be one of several servers behind one name, sharing their rooms through the Redis at
+    /// URL (redis://HOST:PORT/, redis+unix:///PATH): a host on one and a participant on
+    /// another meet. Every server of the cluster needs the same cluster key, in
+    /// SYNCY_CLUSTER_KEY or --cluster-key-file. A Redis password is better in SYNCY_CLUSTER
+    /// than here, where every user of this machine sees it (ps).
+    #[arg(long, value_name = "URL", env = "SYNCY_CLUSTER", hide_env_values = true)]
+    pub cluster: Option<crate::secret::Secret>,
+    /// A file whose first line is the cluster key (at least 16 characters; the same on
+    /// every server of the cluster, secret from everyone else).
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub cluster_key_file: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The cluster's URL and key, if a cluster is asked for.
+    pub fn cluster(&self) -> Result<Option<(String, crate::secret::Secret)>, crate::error::UsageError> {
+        let Some(url) = self.cluster.as_ref().map(|u| u.expose().to_string()) else { return Ok(None) };
+        let from_env = std::env::var("SYNCY_CLUSTER").is_ok_and(|v| v == url);
+        if !from_env && url.split("://").nth(1).is_some_and(|rest| rest.split('/').next().unwrap_or("").contains('@')) {
+            eprintln!("syncy: warning: the Redis password in --cluster is visible to every user of this machine (ps); SYNCY_CLUSTER keeps it private");
+        }
+        let key = match &self.cluster_key_file {
+            Some(f) => {
+                let text = std::fs::read_to_string(f).map_err(|e| crate::error::UsageError(format!("--cluster-key-file {}: {e}", f.display())))?;
+                text.lines().next().unwrap_or("").trim().to_string()
+            }
+            None => std::env::var("SYNCY_CLUSTER_KEY").unwrap_or_default(),
+        };
+        if key.is_empty() {
+            return Err(crate::error::UsageError(
+                "--cluster needs the cluster key, the same on every server: in SYNCY_CLUSTER_KEY or a file (--cluster-key-file FILE)".into(),
+            ));
+        }
+        Ok(Some((url, crate::secret::Secret::new(key))))
+    }
 }
 
 /// `syncy host`.

@@ -9,10 +9,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message as Ws;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::cluster::{Cluster, JOIN_WAIT};
 use super::outbox::{Outbox, Outgoing};
+use super::rooms::Refusal;
 use super::slots::{Slot, Source};
 use super::{Rooms, ServerConfig};
 use crate::core::rate::TokenBucket;
+use crate::protocol::identity::HostId;
 use crate::protocol::signal::{self, ClientMsg, ErrorCode, PeerId, ServerMsg, clean_name};
 
 /// What tungstenite reads into at a time. Its default (128 KiB) is for bulk data; signaling
@@ -23,7 +26,21 @@ const READ_BUFFER: usize = 4096;
 /// Where a connection stands.
 enum Membership {
     None,
-    In { room: String, peer: PeerId },
+    In {
+        room: String,
+        peer: PeerId,
+    },
+    /// In a room another server of the cluster holds.
+    Away {
+        room: String,
+        peer: PeerId,
+    },
+}
+
+/// What a clustered server finishes after asking the cluster (`Conn::finish`).
+pub(super) enum Deferred {
+    Create { room: String, join_token: String, name: String, key: HostId },
+    Join { room: String, join_token: String, name: String, who: (String, String, String) },
 }
 
 pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
@@ -33,6 +50,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     joined_by: tokio::time::Instant,
     rooms: Arc<Mutex<Rooms>>,
     cfg: Arc<ServerConfig>,
+    cluster: Option<Arc<Cluster>>,
 ) {
     let ws_cfg = WebSocketConfig::default()
         .max_message_size(Some(cfg.max_message))
@@ -60,7 +78,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         // Only what the client sends keeps it: messages to it do not.
         let deadline = match conn.member {
             Membership::None => joined_by,
-            Membership::In { .. } => last_heard + cfg.idle_timeout,
+            Membership::In { .. } | Membership::Away { .. } => last_heard + cfg.idle_timeout,
         };
         tokio::select! {
             out = inbox.recv() => match out {
@@ -79,19 +97,24 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             },
             frame = source.next() => {
                 last_heard = tokio::time::Instant::now();
-                if let Err(refusal) = conn.on_frame(frame, &rooms, &outbox, &cfg) {
+                let step = match conn.on_frame(frame, &rooms, &outbox, &cfg, cluster.as_deref()) {
+                    Ok(Some(deferred)) => conn.finish(deferred, &rooms, &outbox, cluster.as_deref(), joined_by).await.map_err(Some),
+                    Ok(None) => Ok(()),
+                    Err(refusal) => Err(refusal),
+                };
+                if let Err(refusal) = step {
                     break refusal;
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
                 break Some(match conn.member {
                     Membership::None => (ErrorCode::Idle, "no create or join message in time".into()),
-                    Membership::In { .. } => (ErrorCode::Idle, "connection idle for too long".into()),
+                    Membership::In { .. } | Membership::Away { .. } => (ErrorCode::Idle, "connection idle for too long".into()),
                 });
             }
         }
     };
-    conn.leave(&rooms);
+    conn.leave(&rooms, cluster.as_deref());
     if let Some((code, message)) = refusal {
         tracing::info!(%addr, ?code, "refusing: {message}");
         let _ = send(&mut sink, signal::encode(&ServerMsg::Error { code, message }), cfg.send_timeout).await;
@@ -130,22 +153,35 @@ impl Conn {
         Conn { member: Membership::None, bucket: TokenBucket::new(cfg.msg_rate, cfg.msg_burst), source, nonce }
     }
 
-    /// The connection ended: out of its room (a host's room closes with it).
-    pub(super) fn leave(&self, rooms: &Mutex<Rooms>) {
-        if let Membership::In { room, peer } = &self.member {
-            rooms.lock().unwrap_or_else(|e| e.into_inner()).leave(room, *peer);
+    /// The connection ended: out of its room (a host's room closes with it, and its name is
+    /// free again in the cluster).
+    pub(super) fn leave(&self, rooms: &Mutex<Rooms>, cluster: Option<&Cluster>) {
+        match &self.member {
+            Membership::In { room, peer } => {
+                let closed = rooms.lock().unwrap_or_else(|e| e.into_inner()).leave(room, *peer);
+                if let Some(c) = cluster.filter(|_| closed) {
+                    c.span().release(room);
+                }
+            }
+            Membership::Away { room, peer } => {
+                if let Some(c) = cluster {
+                    c.span().leave(room, *peer);
+                }
+            }
+            Membership::None => {}
         }
     }
 
     /// What one frame from the client does: `Err` ends the connection (with a refusal to
-    /// send, or quietly).
+    /// send, or quietly); `Some` is for the cluster to answer first (`finish`).
     pub(super) fn on_frame(
         &mut self,
         frame: Option<Result<Ws, tokio_tungstenite::tungstenite::Error>>,
         rooms: &Mutex<Rooms>,
         outbox: &Outbox,
         cfg: &ServerConfig,
-    ) -> Result<(), Option<(ErrorCode, String)>> {
+        cluster: Option<&Cluster>,
+    ) -> Result<Option<Deferred>, Option<(ErrorCode, String)>> {
         let too_large = || Some((ErrorCode::TooLarge, format!("message over the server's limit of {} bytes", cfg.max_message)));
         let (text, len) = match frame {
             None | Some(Ok(Ws::Close(_))) => return Err(None),
@@ -162,16 +198,16 @@ impl Conn {
         if !self.bucket.try_take(Instant::now(), cost(len)) {
             return Err(Some((ErrorCode::RateLimited, format!("too many messages: the limit is {} per second", cfg.msg_rate))));
         }
-        let Some(text) = text else { return Ok(()) };
+        let Some(text) = text else { return Ok(None) };
         let msg = match signal::decode_client(text.as_str(), cfg.max_message) {
             Ok(m) => m,
             Err(signal::SignalError::TooLarge(..)) => return Err(too_large()),
             Err(e) => return Err(Some((ErrorCode::BadMessage, e.to_string()))),
         };
-        self.handle(msg, rooms, outbox).map_err(Some)
+        self.handle(msg, rooms, outbox, cluster).map_err(Some)
     }
 
-    fn handle(&mut self, msg: ClientMsg, rooms: &Mutex<Rooms>, outbox: &Outbox) -> Result<(), (ErrorCode, String)> {
+    fn handle(&mut self, msg: ClientMsg, rooms: &Mutex<Rooms>, outbox: &Outbox, cluster: Option<&Cluster>) -> Result<Option<Deferred>, Refusal> {
         // Before the lock: a signature check is the costliest thing the server does.
         let claimed = match &msg {
             ClientMsg::Create { room, join_token, host_key, proof, .. } => Some(super::rooms::check_claim(room, join_token, host_key, proof, &self.nonce)?),
@@ -181,16 +217,23 @@ impl Conn {
         match (msg, &self.member, claimed) {
             (ClientMsg::Create { room, join_token, name, .. }, Membership::None, Some(key)) => {
                 let name = clean_name(&name);
-                let (room, peer) = rooms.create(room, join_token, name, key, self.source, outbox.clone())?;
-                outbox.push(&ServerMsg::Created { room: room.clone(), peer });
-                self.member = Membership::In { room, peer };
+                if cluster.is_some() {
+                    return Ok(Some(Deferred::Create { room, join_token, name, key }));
+                }
+                self.create(&mut rooms, room, join_token, name, key, outbox)?;
             }
             (ClientMsg::Join { room, join_token, name, nonce, key, proof }, Membership::None, _) => {
                 // (What the participant signed is its name cleaned the same way: unchanged.)
                 let name = clean_name(&name);
-                let (peer, host, key) = rooms.join(&room, &join_token, name, (nonce, key, proof), outbox.clone())?;
-                outbox.push(&ServerMsg::Joined { room: room.clone(), peer, host, host_key: key.to_hex() });
-                self.member = Membership::In { room, peer };
+                if cluster.is_some() && !rooms.has(&room) {
+                    return Ok(Some(Deferred::Join { room, join_token, name, who: (nonce, key, proof) }));
+                }
+                self.join_here(&mut rooms, room, &join_token, name, (nonce, key, proof), outbox)?;
+            }
+            (ClientMsg::Signal { to, payload }, Membership::Away { room, peer }, _) => {
+                if let Some(c) = cluster {
+                    c.span().signal(room, *peer, to, payload)?;
+                }
             }
             (ClientMsg::Signal { to, payload }, Membership::In { room, peer }, _) => {
                 if !rooms.relay(room, *peer, to, payload)? {
@@ -202,10 +245,80 @@ impl Conn {
                 return Err((ErrorCode::BadMessage, "create or join a room before signaling".into()));
             }
             // (A Create always has its claim checked above: the second pattern cannot happen.)
-            (_, Membership::In { .. }, _) | (ClientMsg::Create { .. }, Membership::None, None) => {
+            (_, Membership::In { .. } | Membership::Away { .. }, _) | (ClientMsg::Create { .. }, Membership::None, None) => {
                 return Err((ErrorCode::BadMessage, "already in a room".into()));
             }
         }
+        Ok(None)
+    }
+
+    fn create(&mut self, rooms: &mut Rooms, room: String, join_token: String, name: String, key: HostId, outbox: &Outbox) -> Result<(), Refusal> {
+        let (room, peer) = rooms.create(room, join_token, name, key, self.source, outbox.clone())?;
+        outbox.push(&ServerMsg::Created { room: room.clone(), peer });
+        self.member = Membership::In { room, peer };
         Ok(())
+    }
+
+    fn join_here(
+        &mut self,
+        rooms: &mut Rooms,
+        room: String,
+        join_token: &str,
+        name: String,
+        who: (String, String, String),
+        outbox: &Outbox,
+    ) -> Result<(), Refusal> {
+        let (peer, host, key) = rooms.join(&room, join_token, name, who, outbox.clone())?;
+        outbox.push(&ServerMsg::Joined { room: room.clone(), peer, host, host_key: key.to_hex() });
+        self.member = Membership::In { room, peer };
+        Ok(())
+    }
+
+    /// A create or join that the cluster has a say in: the room's name is claimed for this
+    /// server before it opens here; a room held elsewhere is joined through its server.
+    pub(super) async fn finish(
+        &mut self,
+        deferred: Deferred,
+        rooms: &Mutex<Rooms>,
+        outbox: &Outbox,
+        cluster: Option<&Cluster>,
+        joined_by: tokio::time::Instant,
+    ) -> Result<(), Refusal> {
+        let Some(cluster) = cluster else { return Err((ErrorCode::BadMessage, "no cluster".into())) };
+        let lock = || rooms.lock().unwrap_or_else(|e| e.into_inner());
+        match deferred {
+            Deferred::Create { room, join_token, name, key } => {
+                cluster.claim(&room).await?;
+                let mut rooms = lock();
+                let created = self.create(&mut rooms, room.clone(), join_token, name, key, outbox);
+                if created.is_err() && !rooms.has(&room) {
+                    cluster.span().release(&room);
+                }
+                created
+            }
+            Deferred::Join { room, join_token, name, who } => {
+                let no_room = || (ErrorCode::NoSuchRoom, format!("no room {room:?} in this cluster (has the host quit?)"));
+                let home = cluster.home_of(&room).await?.ok_or_else(no_room)?;
+                if cluster.is_me(&home) {
+                    return self.join_here(&mut lock(), room, &join_token, name, who, outbox);
+                }
+                let (ticket, mut answer) = cluster.span().join(&home, &room, &join_token, &name, who, outbox.clone());
+                let by = joined_by.min(tokio::time::Instant::now() + JOIN_WAIT);
+                // (The client is told `Joined` with the answer, in order with what follows it.)
+                let (peer, ..) = match tokio::time::timeout_at(by, &mut answer).await {
+                    Ok(Ok(answer)) => answer?,
+                    Ok(Err(_)) | Err(_) => {
+                        cluster.span().give_up(ticket);
+                        // (An answer that came just as the time ran out is undone.)
+                        if let Ok(Ok((peer, ..))) = answer.try_recv() {
+                            cluster.span().leave(&room, peer);
+                        }
+                        return Err((ErrorCode::NoSuchRoom, format!("the server holding room {room:?} did not answer")));
+                    }
+                };
+                self.member = Membership::Away { room, peer };
+                Ok(())
+            }
+        }
     }
 }

@@ -106,7 +106,7 @@ impl Harness {
 
     /// Client `i`'s connection ends (as `conn::serve` ends it) and a new one takes its place.
     fn reconnect(&mut self, i: usize) {
-        self.clients[i].conn.leave(&self.rooms);
+        self.clients[i].conn.leave(&self.rooms, None);
         self.clients[i] = self.connect(i);
     }
 
@@ -121,7 +121,7 @@ impl Harness {
         }
         for i in 0..CLIENTS {
             h.read(i);
-            h.clients[i].conn.leave(&h.rooms);
+            h.clients[i].conn.leave(&h.rooms, None);
         }
         assert!(h.rooms.lock().expect("rooms lock").is_empty(), "a room outlived every connection");
     }
@@ -162,7 +162,7 @@ impl Harness {
     /// A frame through `Conn::on_frame`; a refusal ends the connection.
     fn frame(&mut self, i: usize, frame: Option<Result<Ws, WsError>>) {
         let c = &mut self.clients[i];
-        if c.conn.on_frame(frame, &self.rooms, &c.outbox, &self.cfg).is_err() {
+        if c.conn.on_frame(frame, &self.rooms, &c.outbox, &self.cfg, None).is_err() {
             self.reconnect(i);
         }
     }

@@ -3,6 +3,7 @@
 //! It sees room ids, peer ids, names, SDP and ICE — never media and never the room key. Every
 //! refusal is an `error` message to the client followed by a close.
 
+pub mod cluster;
 mod conn;
 #[cfg(fuzzing)]
 pub mod fuzzing;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use cluster::Cluster;
 pub use rooms::Rooms;
 pub use slots::{Slots, Source};
 
@@ -76,6 +78,17 @@ impl Default for ServerConfig {
     }
 }
 
+/// Why a server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Its address.
+    #[error("cannot listen: {0}")]
+    Listen(std::io::Error),
+    /// Its cluster.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
+}
+
 /// A running server.
 pub struct Server {
     /// Where it listens.
@@ -85,15 +98,32 @@ pub struct Server {
 
 impl Server {
     /// Binds `addr` and serves in the background.
-    pub async fn start(addr: SocketAddr, mut cfg: ServerConfig) -> std::io::Result<Server> {
-        let listener = listen(addr)?;
-        let addr = listener.local_addr()?;
+    pub async fn start(addr: SocketAddr, cfg: ServerConfig) -> std::io::Result<Server> {
+        Self::start_in(addr, cfg, None).await
+    }
+
+    /// `start`, as one server of the cluster `cluster` names (Redis URL, cluster key).
+    pub async fn start_in(addr: SocketAddr, cfg: ServerConfig, cluster: Option<(&str, &[u8])>) -> std::io::Result<Server> {
+        Self::start_clustered(addr, cfg, cluster).await.map_err(|e| match e {
+            StartError::Listen(e) => e,
+            e => std::io::Error::other(e),
+        })
+    }
+
+    /// `start_in`, saying which of listening and joining the cluster failed.
+    pub async fn start_clustered(addr: SocketAddr, mut cfg: ServerConfig, cluster: Option<(&str, &[u8])>) -> Result<Server, StartError> {
+        let listener = listen(addr).map_err(StartError::Listen)?;
+        let addr = listener.local_addr().map_err(StartError::Listen)?;
         cfg.max_conns = cfg.max_conns.min(fd_room());
         cfg.outbox_budget = cfg.outbox_budget.max(cfg.max_message.saturating_mul(4));
         let slots = Slots::new(cfg.max_conns, cfg.max_conns_per_source);
         let rooms = Arc::new(Mutex::new(Rooms::new(cfg.clone())));
         let cfg = Arc::new(cfg);
-        let task = tokio::spawn(accept_loop(listener, slots, rooms, cfg));
+        let cluster = match cluster {
+            Some((url, key)) => Some(Cluster::join(url, key, rooms.clone(), cfg.clone()).await?),
+            None => None,
+        };
+        let task = tokio::spawn(accept_loop(listener, slots, rooms, cfg, cluster));
         tracing::info!("signaling server listening on {addr}");
         Ok(Server { addr, task })
     }
@@ -126,7 +156,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Takes connections for ever: each gets a slot first (or is turned away at once, before any
 /// TLS or WebSocket work), then a task of its own that gives the slot back when it ends.
-async fn accept_loop(listener: TcpListener, slots: Arc<Slots>, rooms: Arc<Mutex<Rooms>>, cfg: Arc<ServerConfig>) {
+async fn accept_loop(listener: TcpListener, slots: Arc<Slots>, rooms: Arc<Mutex<Rooms>>, cfg: Arc<ServerConfig>, cluster: Option<Arc<Cluster>>) {
     loop {
         let (stream, peer_addr) = crate::net::accept::next(&listener, "signaling server").await;
         let slot = match slots.take(peer_addr.ip()) {
@@ -140,12 +170,12 @@ async fn accept_loop(listener: TcpListener, slots: Arc<Slots>, rooms: Arc<Mutex<
         let _ = stream.set_nodelay(true);
         // The time to create or join counts from here, TLS and the WebSocket handshake included.
         let joined_by = tokio::time::Instant::now() + cfg.join_timeout;
-        let (rooms, cfg) = (rooms.clone(), cfg.clone());
+        let (rooms, cfg, cluster) = (rooms.clone(), cfg.clone(), cluster.clone());
         tokio::spawn(async move {
             match cfg.tls.clone() {
-                None => conn::serve(stream, peer_addr, slot, joined_by, rooms, cfg).await,
+                None => conn::serve(stream, peer_addr, slot, joined_by, rooms, cfg, cluster).await,
                 Some(tls) => match tokio::time::timeout_at(joined_by, tokio_rustls::TlsAcceptor::from(tls).accept(stream)).await {
-                    Ok(Ok(stream)) => conn::serve(stream, peer_addr, slot, joined_by, rooms, cfg).await,
+                    Ok(Ok(stream)) => conn::serve(stream, peer_addr, slot, joined_by, rooms, cfg, cluster).await,
                     Ok(Err(e)) => tracing::debug!(%peer_addr, "TLS handshake failed: {e}"),
                     Err(_) => tracing::debug!(%peer_addr, "TLS handshake timed out"),
                 },

@@ -158,10 +158,10 @@ impl Rooms {
         Ok(m.outbox.push_text(text, false))
     }
 
-    /// Removes a member; if it was the host, the room closes and everyone is told.
-    pub fn leave(&mut self, room: &str, peer: PeerId) {
-        let Some(r) = self.rooms.get_mut(room) else { return };
-        let Some(m) = r.members.remove(&peer) else { return };
+    /// Removes a member; if it was the host, the room closes and everyone is told (true).
+    pub fn leave(&mut self, room: &str, peer: PeerId) -> bool {
+        let Some(r) = self.rooms.get_mut(room) else { return false };
+        let Some(m) = r.members.remove(&peer) else { return false };
         if peer == r.host {
             let r = self.rooms.remove(room).expect("present");
             if let Some(n) = self.by_source.get_mut(&r.owner) {
@@ -174,9 +174,33 @@ impl Rooms {
             for (_, m) in r.members {
                 m.outbox.push(&closed);
             }
-        } else if let Some(h) = r.members.get(&r.host) {
+            return true;
+        }
+        if let Some(h) = r.members.get(&r.host) {
             h.outbox.push(&ServerMsg::PeerLeft { peer, name: m.name });
         }
+        false
+    }
+
+    /// Forgets a participant whose connection was on a server found gone, without telling the
+    /// host: it has lost its signaling, not necessarily left (as when a lone server restarts,
+    /// its WebRTC link carries on; a host hearing `PeerLeft` would drop it).
+    pub fn forget(&mut self, room: &str, peer: PeerId) {
+        if let Some(r) = self.rooms.get_mut(room)
+            && peer != r.host
+        {
+            r.members.remove(&peer);
+        }
+    }
+
+    /// The rooms open here.
+    pub fn ids(&self) -> Vec<String> {
+        self.rooms.keys().cloned().collect()
+    }
+
+    /// Whether `room` is open here.
+    pub fn has(&self, room: &str) -> bool {
+        self.rooms.contains_key(room)
     }
 
     /// Number of rooms.

@@ -1,3 +1,4 @@
+mod cluster;
 mod errors;
 mod fallback;
 mod faults;

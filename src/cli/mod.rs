@@ -263,7 +263,8 @@ impl ServeArgs {
     pub fn cluster(&self) -> Result<Option<(String, crate::secret::Secret)>, crate::error::UsageError> {
         let Some(url) = self.cluster.as_ref().map(|u| u.expose().to_string()) else { return Ok(None) };
         let from_env = std::env::var("SYNCY_CLUSTER").is_ok_and(|v| v == url);
-        if !from_env && url.split("://").nth(1).is_some_and(|rest| rest.split('/').next().unwrap_or("").contains('@')) {
+        let has_password = url.split("://").nth(1).is_some_and(|rest| rest.split('/').next().unwrap_or("").contains('@')) || url.contains("password=");
+        if !from_env && has_password {
             eprintln!("syncy: warning: the Redis password in --cluster is visible to every user of this machine (ps); SYNCY_CLUSTER keeps it private");
         }
         let key = match &self.cluster_key_file {
@@ -271,7 +272,7 @@ impl ServeArgs {
                 let text = std::fs::read_to_string(f).map_err(|e| crate::error::UsageError(format!("--cluster-key-file {}: {e}", f.display())))?;
                 text.lines().next().unwrap_or("").trim().to_string()
             }
-            None => std::env::var("SYNCY_CLUSTER_KEY").unwrap_or_default(),
+            None => std::env::var("SYNCY_CLUSTER_KEY").unwrap_or_default().trim().to_string(),
         };
         if key.is_empty() {
             return Err(crate::error::UsageError(

@@ -98,7 +98,11 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             frame = source.next() => {
                 last_heard = tokio::time::Instant::now();
                 let step = match conn.on_frame(frame, &rooms, &outbox, &cfg, cluster.as_deref()) {
-                    Ok(Some(deferred)) => conn.finish(deferred, &rooms, &outbox, cluster.as_deref(), joined_by).await.map_err(Some),
+                    // (Redis not answering holds no connection past its time to join.)
+                    Ok(Some(deferred)) => match tokio::time::timeout_at(joined_by, conn.finish(deferred, &rooms, &outbox, cluster.as_deref(), joined_by)).await {
+                        Ok(done) => done.map_err(Some),
+                        Err(_) => Err(Some((ErrorCode::ServerFull, "the signaling cluster did not answer in time; try again".into()))),
+                    },
                     Ok(None) => Ok(()),
                     Err(refusal) => Err(refusal),
                 };
@@ -160,7 +164,7 @@ impl Conn {
             Membership::In { room, peer } => {
                 let closed = rooms.lock().unwrap_or_else(|e| e.into_inner()).leave(room, *peer);
                 if let Some(c) = cluster.filter(|_| closed) {
-                    c.span().release(room);
+                    c.release(room);
                 }
             }
             Membership::Away { room, peer } => {
@@ -292,7 +296,7 @@ impl Conn {
                 let mut rooms = lock();
                 let created = self.create(&mut rooms, room.clone(), join_token, name, key, outbox);
                 if created.is_err() && !rooms.has(&room) {
-                    cluster.span().release(&room);
+                    cluster.release(&room);
                 }
                 created
             }

@@ -1,6 +1,7 @@
 //! What the servers of a cluster say to each other over the bus, and how each message is sealed:
-//! an HMAC-SHA256 with the cluster key over the sender, a sequence number and the message, so a
-//! client of the bus without the key can neither speak for a server nor replay what one said.
+//! an HMAC-SHA256 with the cluster key over the sender, the recipient, a sequence number and the
+//! message, so a client of the bus without the key can neither speak for a server nor replay
+//! what one said (to the same server: the number; to another: the recipient).
 
 use std::collections::HashMap;
 
@@ -10,9 +11,12 @@ use sha2::Sha256;
 
 use crate::protocol::signal::{ErrorCode, PeerId, SignalPayload};
 
-/// The largest sealed message taken from the bus: a client message at its largest, re-encoded
-/// inside a `Deliver`, with room for the envelope (JSON escapes can double a string).
-pub const MAX_BUS_MESSAGE: usize = 2 * crate::protocol::signal::DEFAULT_MAX_MESSAGE + 4096;
+/// The largest sealed message taken from the bus for a server whose clients' messages are at
+/// most `max_message`: one re-encoded inside a `Deliver`, with room for the envelope (JSON
+/// escapes can double a string).
+pub fn max_bus_message(max_message: usize) -> usize {
+    max_message.saturating_mul(2).saturating_add(4096)
+}
 
 /// A server's id on the bus: 16 hex digits, new at each start.
 pub type ServerId = String;
@@ -93,11 +97,13 @@ pub enum BusMsg {
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// What travels: sender, its sequence number, the message; sealed as `TAG.JSON`.
+/// What travels: sender, recipient, the sender's sequence number, the message; sealed as
+/// `TAG.JSON`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Envelope {
     from: ServerId,
+    to: ServerId,
     seq: u64,
     msg: BusMsg,
 }
@@ -105,7 +111,7 @@ struct Envelope {
 /// Why a message from the bus was not taken.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum BusError {
-    /// Over [`MAX_BUS_MESSAGE`].
+    /// Over the limit.
     #[error("a bus message of {0} bytes, over the limit")]
     TooLarge(usize),
     /// No tag, or not the cluster key's.
@@ -120,21 +126,25 @@ pub enum BusError {
     /// Our own message, back to us.
     #[error("a bus message from this server itself")]
     Own,
+    /// Sealed for another server (replayed here).
+    #[error("a bus message from {0} for another server")]
+    NotForUs(ServerId),
 }
 
 /// One server's side of the bus: seals what it says, opens what it hears.
 pub struct Seal {
     key: Vec<u8>,
     me: ServerId,
+    max: usize,
     seq: u64,
     /// The last sequence number taken from each sender (servers are few: one entry each).
     last: HashMap<ServerId, u64>,
 }
 
 impl Seal {
-    /// A server `me` of the cluster keyed `key`.
-    pub fn new(key: &[u8], me: ServerId) -> Seal {
-        Seal { key: key.to_vec(), me, seq: 0, last: HashMap::new() }
+    /// A server `me` of the cluster keyed `key`, taking messages of up to `max` bytes.
+    pub fn new(key: &[u8], me: ServerId, max: usize) -> Seal {
+        Seal { key: key.to_vec(), me, max, seq: 0, last: HashMap::new() }
     }
 
     /// This server's id.
@@ -148,17 +158,17 @@ impl Seal {
         mac
     }
 
-    /// `msg`, ready to publish.
-    pub fn seal(&mut self, msg: BusMsg) -> String {
+    /// `msg` for server `to`, ready to publish.
+    pub fn seal(&mut self, to: &str, msg: BusMsg) -> String {
         self.seq += 1;
-        let json = serde_json::to_string(&Envelope { from: self.me.clone(), seq: self.seq, msg }).expect("bus messages encode");
+        let json = serde_json::to_string(&Envelope { from: self.me.clone(), to: to.to_string(), seq: self.seq, msg }).expect("bus messages encode");
         let tag = hex::encode(self.tag(json.as_bytes()).finalize().into_bytes());
         format!("{tag}.{json}")
     }
 
     /// A message from the bus: its sender and what it says.
     pub fn open(&mut self, raw: &[u8]) -> Result<(ServerId, BusMsg), BusError> {
-        if raw.len() > MAX_BUS_MESSAGE {
+        if raw.len() > self.max {
             return Err(BusError::TooLarge(raw.len()));
         }
         let Some(dot) = raw.iter().position(|&b| b == b'.') else { return Err(BusError::BadSeal) };
@@ -168,6 +178,9 @@ impl Seal {
         let env: Envelope = serde_json::from_slice(json).map_err(|e| BusError::Malformed(e.to_string()))?;
         if env.from == self.me {
             return Err(BusError::Own);
+        }
+        if env.to != self.me {
+            return Err(BusError::NotForUs(env.from));
         }
         let last = self.last.entry(env.from.clone()).or_insert(0);
         if env.seq <= *last {
@@ -186,38 +199,45 @@ mod tests {
         BusMsg::Leave { room: "r".into(), peer: 7 }
     }
 
+    const MAX: usize = 1 << 17;
+
+    fn seal(key: &[u8], me: &str) -> Seal {
+        Seal::new(key, me.into(), MAX)
+    }
+
     #[test]
     fn what_one_server_seals_another_with_the_key_opens_once() {
-        let (mut a, mut b) = (Seal::new(b"cluster key", "aa".into()), Seal::new(b"cluster key", "bb".into()));
-        let sealed = a.seal(leave());
+        let (mut a, mut b, mut c) = (seal(b"cluster key", "aa"), seal(b"cluster key", "bb"), seal(b"cluster key", "cc"));
+        let sealed = a.seal("bb", leave());
         assert_eq!(b.open(sealed.as_bytes()), Ok(("aa".into(), leave())));
         assert_eq!(b.open(sealed.as_bytes()), Err(BusError::Replayed("aa".into())), "not twice");
-        let own = a.seal(leave());
+        assert_eq!(c.open(sealed.as_bytes()), Err(BusError::NotForUs("aa".into())), "nor to another server");
+        let own = a.seal("aa", leave());
         assert_eq!(a.open(own.as_bytes()), Err(BusError::Own));
-        let next = a.seal(leave());
+        let next = a.seal("bb", leave());
         assert!(b.open(next.as_bytes()).is_ok(), "the next one is taken");
     }
 
     #[test]
     fn without_the_key_nothing_is_taken() {
-        let (mut a, mut b) = (Seal::new(b"cluster key", "aa".into()), Seal::new(b"cluster key", "bb".into()));
-        let mut stranger = Seal::new(b"another key", "aa".into());
-        assert_eq!(b.open(stranger.seal(leave()).as_bytes()), Err(BusError::BadSeal));
+        let (mut a, mut b) = (seal(b"cluster key", "aa"), seal(b"cluster key", "bb"));
+        let mut stranger = seal(b"another key", "aa");
+        assert_eq!(b.open(stranger.seal("bb", leave()).as_bytes()), Err(BusError::BadSeal));
         // The tag covers the sender and the message: neither can be changed.
-        let sealed = a.seal(leave());
+        let sealed = a.seal("bb", leave());
         let forged = sealed.replace("\"aa\"", "\"cc\"");
         assert_eq!(b.open(forged.as_bytes()), Err(BusError::BadSeal));
         let forged = sealed.replace("\"peer\":7", "\"peer\":8");
         assert_eq!(b.open(forged.as_bytes()), Err(BusError::BadSeal));
-        for junk in [&b""[..], b"no dot", b"zz.{}", b".", &[b'a'; MAX_BUS_MESSAGE + 1]] {
+        for junk in [&b""[..], b"no dot", b"zz.{}", b".", &[b'a'; MAX + 1]] {
             assert!(b.open(junk).is_err());
         }
     }
 
     #[test]
     fn a_sealed_message_of_an_unknown_shape_is_malformed_not_a_panic() {
-        let mut b = Seal::new(b"k", "bb".into());
-        let json = r#"{"from":"aa","seq":1,"msg":{"t":"shout"}}"#;
+        let mut b = seal(b"k", "bb");
+        let json = r#"{"from":"aa","to":"bb","seq":1,"msg":{"t":"shout"}}"#;
         let tag = hex::encode(b.tag(json.as_bytes()).finalize().into_bytes());
         assert!(matches!(b.open(format!("{tag}.{json}").as_bytes()), Err(BusError::Malformed(_))));
     }

@@ -9,33 +9,34 @@
 //! A room lives on the server its host connected to. A client that joins it through another
 //! server is a member there like any other, except that its messages travel the bus: its
 //! join, signals and leaving go to the room's server, and what the room says to it comes back.
-//! Every bus message is sealed with the cluster key (`bus`). A server found gone costs only its
-//! own connections: its clients leave the rooms held elsewhere, and its rooms close for the
-//! clients elsewhere (their WebRTC links go on; the host opens its room again on reconnecting).
+//! Every bus message is sealed with the cluster key (`bus`). A server found gone (`directory`)
+//! costs only its own connections: its clients are dropped from the rooms held elsewhere
+//! (without their hosts hearing they left), and its rooms close for the clients elsewhere
+//! (their WebRTC links go on; the host opens its room again on reconnecting).
 
 pub mod bus;
+mod directory;
+mod lanes;
 mod span;
 mod store;
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::mpsc;
 
 use self::bus::{Seal, ServerId};
+use self::directory::{Directory, RELEASE, inbox_of, room_key};
+use self::lanes::{LanesRx, Op};
 pub use self::span::{JoinedAs, Span};
-use self::span::{OPS_QUEUE, Op};
 use self::store::Store;
 use super::rooms::Refusal;
 use super::{Rooms, ServerConfig};
-use crate::protocol::signal::ErrorCode;
 
-/// How often the servers this one shares rooms with are looked for on the bus.
+/// How often the servers this one shares rooms with are looked for, and its heartbeat sent.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// Every how many watches this server's rooms are written into the directory again.
-const REASSERT_EVERY: u64 = 3;
+const TIDY_EVERY: u64 = 3;
 /// How long a join through another server waits for its answer.
 pub const JOIN_WAIT: Duration = Duration::from_secs(5);
 /// Shortest cluster key: a shared secret, not a name.
@@ -59,33 +60,17 @@ pub enum ClusterError {
 pub struct Cluster {
     me: ServerId,
     span: Arc<Span>,
-    redis: Arc<Store>,
-    rooms: Arc<Mutex<Rooms>>,
-    /// The rooms this server has written into the directory: each is taken out again once
-    /// closed here, however many tries that takes.
-    claimed: Mutex<HashSet<String>>,
-}
-
-fn inbox_of(server: &str) -> String {
-    format!("syncy:srv:{server}")
-}
-
-fn room_key(room: &str) -> String {
-    format!("syncy:room:{room}")
+    directory: Directory,
 }
 
 fn connect_err(e: redis::RedisError) -> ClusterError {
     ClusterError::Connect(e.to_string())
 }
 
-/// Replaces a key's value only if it is still `ARGV[1]`.
-const SWAP: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0";
-/// Deletes a key only if its value is `ARGV[1]`.
-const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
-
 impl Cluster {
     /// Joins the cluster at `url` (`redis://HOST:PORT/`, `redis+unix:///PATH`) with the
-    /// shared `key`, serving `rooms`. Listening on the bus before it returns.
+    /// shared `key`, serving `rooms`. Listening on the bus, and alive in the directory,
+    /// before it returns.
     pub async fn join(url: &str, key: &[u8], rooms: Arc<Mutex<Rooms>>, cfg: Arc<ServerConfig>) -> Result<Arc<Cluster>, ClusterError> {
         if key.len() < MIN_KEY {
             return Err(ClusterError::ShortKey);
@@ -95,12 +80,15 @@ impl Cluster {
         let me: ServerId = hex::encode(rand::random::<[u8; 8]>());
         let mut pubsub = client.get_async_pubsub().await.map_err(connect_err)?;
         pubsub.subscribe(inbox_of(&me)).await.map_err(connect_err)?;
-        let (ops_tx, ops_rx) = mpsc::channel(OPS_QUEUE);
-        let span = Arc::new(Span::new(rooms.clone(), cfg, ops_tx));
-        tokio::spawn(publish(ops_rx, Seal::new(key, me.clone()), redis.clone()));
-        tokio::spawn(listen(client, pubsub, Seal::new(key, me.clone()), span.clone()));
+        let directory = Directory::new(me.clone(), redis.clone(), rooms.clone());
+        directory.beat().await.map_err(connect_err)?;
+        let max = bus::max_bus_message(cfg.max_message);
+        let (lanes, lanes_rx) = lanes::lanes();
+        let span = Arc::new(Span::new(rooms, cfg, lanes));
+        tokio::spawn(publish(lanes_rx, Seal::new(key, me.clone(), max), redis));
+        tokio::spawn(listen(client, pubsub, Seal::new(key, me.clone(), max), span.clone()));
         tracing::info!(server = me, "in the signaling cluster");
-        let cluster = Arc::new(Cluster { me, span, redis, rooms, claimed: Mutex::new(HashSet::new()) });
+        let cluster = Arc::new(Cluster { me, span, directory });
         tokio::spawn(watch(Arc::downgrade(&cluster)));
         Ok(cluster)
     }
@@ -112,7 +100,7 @@ impl Cluster {
 
     /// Which server holds `room`, if any does.
     pub async fn home_of(&self, room: &str) -> Result<Option<ServerId>, Refusal> {
-        self.redis.query(redis::cmd("GET").arg(room_key(room))).await.map_err(unreachable)
+        self.directory.home_of(room).await
     }
 
     /// Whether `server` is this one.
@@ -120,53 +108,39 @@ impl Cluster {
         server == self.me
     }
 
-    /// Takes the room's name in the cluster for this server: free, ours already, or held by a
-    /// server that is gone.
+    /// Takes the room's name in the cluster for this server (see [`Directory::claim`]).
     pub async fn claim(&self, room: &str) -> Result<(), Refusal> {
-        let redis = &self.redis;
-        let key = room_key(room);
-        self.claimed.lock().unwrap_or_else(|e| e.into_inner()).insert(room.to_string());
-        for _ in 0..3 {
-            let set: Option<String> = redis.query(redis::cmd("SET").arg(&key).arg(&self.me).arg("NX")).await.map_err(unreachable)?;
-            if set.is_some() {
-                return Ok(());
-            }
-            let Some(owner) = redis.query::<Option<String>>(redis::cmd("GET").arg(&key)).await.map_err(unreachable)? else { continue };
-            if owner == self.me {
-                return Ok(());
-            }
-            if listening(redis, &owner).await.map_err(unreachable)? {
-                return Err((ErrorCode::RoomExists, format!("room {room:?} is already open on another server of this cluster")));
-            }
-            let swapped: i64 = redis.query(redis::cmd("EVAL").arg(SWAP).arg(1).arg(&key).arg(&owner).arg(&self.me)).await.map_err(unreachable)?;
-            if swapped == 1 {
-                tracing::info!(room, gone = owner, "took over a room whose server is gone");
-                return Ok(());
+        self.directory.claim(room).await
+    }
+
+    /// The room closed here: its name is free again in the cluster.
+    pub fn release(&self, room: &str) {
+        if let Some(claim) = self.directory.claim_of(room) {
+            self.span.release(room, claim);
+        }
+    }
+
+    /// A server missing twice in a row (`missing` last time) is gone. What is missing now.
+    async fn look_for_partners(&self, missing: &[ServerId]) -> Vec<ServerId> {
+        let mut now_missing = Vec::new();
+        for server in self.span.partners() {
+            match self.directory.alive(&server).await {
+                Ok(true) => {}
+                Ok(false) if missing.contains(&server) => self.span.server_gone(&server),
+                Ok(false) => now_missing.push(server),
+                Err(e) => tracing::debug!("cluster: {e}"),
             }
         }
-        Err((ErrorCode::RoomExists, format!("room {room:?} is being opened on another server of this cluster")))
+        now_missing
     }
 }
 
-/// A refusal for a client when Redis does not answer.
-fn unreachable(e: redis::RedisError) -> Refusal {
-    tracing::warn!("cluster: Redis: {e}");
-    (ErrorCode::ServerFull, "this server cannot reach the rest of its cluster; try again".into())
-}
-
-/// Whether `server` is subscribed to its inbox, i.e. running.
-async fn listening(redis: &Store, server: &str) -> redis::RedisResult<bool> {
-    let counts: Vec<(String, i64)> = redis.query(redis::cmd("PUBSUB").arg("NUMSUB").arg(inbox_of(server))).await?;
-    Ok(counts.first().is_some_and(|(_, n)| *n > 0))
-}
-
-/// The bus's sending edge: seals and publishes, in order.
-async fn publish(mut ops: mpsc::Receiver<Op>, mut seal: Seal, redis: Arc<Store>) {
-    let me = seal.me().to_string();
+/// The bus's sending edge: seals and publishes, control first, in order within each lane.
+async fn publish(mut ops: LanesRx, mut seal: Seal, redis: Arc<Store>) {
     while let Some(op) = ops.recv().await {
         let sent = match op {
-            Op::Publish { to, msg } => redis.query::<i64>(redis::cmd("PUBLISH").arg(inbox_of(&to)).arg(seal.seal(msg))).await.map(drop),
-            Op::Release { room } => redis.query::<i64>(redis::cmd("EVAL").arg(RELEASE).arg(1).arg(room_key(&room)).arg(&me)).await.map(drop),
+            Op::Publish { to, msg } => redis.query::<i64>(redis::cmd("PUBLISH").arg(inbox_of(&to)).arg(seal.seal(&to, msg))).await.map(drop),
+            Op::Release { room, token } => redis.query::<i64>(redis::cmd("EVAL").arg(RELEASE).arg(1).arg(room_key(&room)).arg(&token)).await.map(drop),
         };
         if let Err(e) = sent {
             tracing::warn!("cluster: a message to the bus is lost: {e}");
@@ -175,21 +149,22 @@ async fn publish(mut ops: mpsc::Receiver<Op>, mut seal: Seal, redis: Arc<Store>)
 }
 
 /// The bus's receiving edge: opens each message and hands it to the span. On losing Redis,
-/// connects again (the other servers meanwhile see this one gone, and act so).
+/// connects again at once, then each second (the other servers see this one gone if that
+/// takes two of their looks, and act so).
 async fn listen(client: redis::Client, mut pubsub: redis::aio::PubSub, mut seal: Seal, span: Arc<Span>) {
+    let mut refused = 0u64;
     loop {
         {
             let mut messages = pubsub.on_message();
             while let Some(m) = messages.next().await {
                 match seal.open(m.get_payload_bytes()) {
                     Ok((from, msg)) => span.on_bus(&from, msg),
-                    Err(e) => tracing::warn!("cluster: {e}; dropped"),
+                    Err(e) => refused = dropped(refused, &e),
                 }
             }
         }
         tracing::error!("cluster: lost the bus; connecting again");
         pubsub = loop {
-            tokio::time::sleep(WATCH_EVERY).await;
             match client.get_async_pubsub().await {
                 Ok(mut p) => match p.subscribe(inbox_of(seal.me())).await {
                     Ok(()) => {
@@ -200,69 +175,34 @@ async fn listen(client: redis::Client, mut pubsub: redis::aio::PubSub, mut seal:
                 },
                 Err(e) => tracing::debug!("cluster: {e}"),
             }
+            tokio::time::sleep(WATCH_EVERY).await;
         };
     }
 }
 
-/// Every second: looks for the servers this one shares rooms with, and keeps the directory
-/// true to this server's rooms.
+/// Counts a message from the bus not taken, saying so once in a while (a flood of junk does
+/// not flood the log).
+fn dropped(before: u64, e: &bus::BusError) -> u64 {
+    let n = before + 1;
+    if n.is_power_of_two() {
+        tracing::warn!("cluster: {e}; dropped ({n} dropped so far)");
+    }
+    n
+}
+
+/// Every second: this server's heartbeat, a look for the servers it shares rooms with, and
+/// now and then the directory kept true to its rooms.
 async fn watch(cluster: std::sync::Weak<Cluster>) {
     let mut missing: Vec<ServerId> = Vec::new();
     for tick in 1u64.. {
         tokio::time::sleep(WATCH_EVERY).await;
         let Some(cluster) = cluster.upgrade() else { return };
-        if tick % REASSERT_EVERY == 0 {
-            cluster.tidy_directory().await;
+        if let Err(e) = cluster.directory.beat().await {
+            tracing::debug!("cluster: {e}");
+        }
+        if tick % TIDY_EVERY == 0 {
+            cluster.directory.tidy().await;
         }
         missing = cluster.look_for_partners(&missing).await;
-    }
-}
-
-impl Cluster {
-    /// A server missing twice in a row (`missing` last time) is gone. What is missing now.
-    async fn look_for_partners(&self, missing: &[ServerId]) -> Vec<ServerId> {
-        let mut now_missing = Vec::new();
-        for server in self.span.partners() {
-            match listening(&self.redis, &server).await {
-                Ok(true) => {}
-                Ok(false) if missing.contains(&server) => self.span.server_gone(&server),
-                Ok(false) => now_missing.push(server),
-                Err(e) => tracing::debug!("cluster: {e}"),
-            }
-        }
-        now_missing
-    }
-
-    /// This server's rooms written in again (a Redis restarted empty learns them back), and
-    /// rooms closed here taken out (a release that failed is tried again).
-    async fn tidy_directory(&self) {
-        let open: HashSet<String> = self.rooms.lock().unwrap_or_else(|e| e.into_inner()).ids().into_iter().collect();
-        let closed: Vec<String> = {
-            let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
-            claimed.extend(open.iter().cloned());
-            claimed.iter().filter(|r| !open.contains(*r)).cloned().collect()
-        };
-        for room in &open {
-            match self.redis.query::<Option<String>>(redis::cmd("SET").arg(room_key(room)).arg(&self.me).arg("NX")).await {
-                Ok(Some(_)) => tracing::info!(room, "cluster: a room written back into the directory"),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::debug!("cluster: {e}");
-                    return;
-                }
-            }
-        }
-        for room in closed {
-            // (Open again meanwhile: it stays.)
-            if self.rooms.lock().unwrap_or_else(|e| e.into_inner()).has(&room) {
-                continue;
-            }
-            match self.redis.query::<i64>(redis::cmd("EVAL").arg(RELEASE).arg(1).arg(room_key(&room)).arg(&self.me)).await {
-                Ok(_) => {
-                    self.claimed.lock().unwrap_or_else(|e| e.into_inner()).remove(&room);
-                }
-                Err(e) => tracing::debug!("cluster: {e}"),
-            }
-        }
     }
 }

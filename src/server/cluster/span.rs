@@ -1,34 +1,20 @@
 //! Rooms that span servers: which clients here are members of rooms held elsewhere, which
 //! members of rooms here are clients elsewhere, and what each bus message does to them. No
-//! Redis here: what is to be said on the bus goes out as [`Op`]s, so this is tested alone.
+//! Redis here: what is to be said on the bus goes out as [`Op`]s on two lanes (`lanes`), so
+//! this is tested alone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::bus::{BusMsg, ServerId};
+use super::lanes::Lanes;
+pub use super::lanes::Op;
 use crate::protocol::signal::{self, ErrorCode, PeerId, ServerMsg, SignalPayload, clean_name};
 use crate::server::outbox::{Outbox, Outgoing};
 use crate::server::rooms::Refusal;
 use crate::server::{Rooms, ServerConfig};
-
-/// What the bus's edge is to do.
-#[derive(Debug, PartialEq)]
-pub enum Op {
-    /// Send `msg` to server `to`.
-    Publish {
-        /// The server.
-        to: ServerId,
-        /// The message.
-        msg: BusMsg,
-    },
-    /// The room closed here: its name in the cluster is free again (if still ours).
-    Release {
-        /// The room.
-        room: String,
-    },
-}
 
 /// A join answered: peer, host and host key (hex).
 pub type JoinedAs = (PeerId, PeerId, String);
@@ -60,16 +46,13 @@ struct Tables {
 pub struct Span {
     rooms: Arc<Mutex<Rooms>>,
     cfg: Arc<ServerConfig>,
-    ops: mpsc::Sender<Op>,
+    ops: Lanes,
     tables: Mutex<Tables>,
 }
 
-/// How many bus operations may wait for the edge before a client's signal is refused.
-pub const OPS_QUEUE: usize = 4096;
-
 impl Span {
     /// A server's span over its `rooms`; what it has to say goes to `ops`.
-    pub fn new(rooms: Arc<Mutex<Rooms>>, cfg: Arc<ServerConfig>, ops: mpsc::Sender<Op>) -> Span {
+    pub fn new(rooms: Arc<Mutex<Rooms>>, cfg: Arc<ServerConfig>, ops: Lanes) -> Span {
         Span { rooms, cfg, ops, tables: Mutex::new(Tables::default()) }
     }
 
@@ -81,19 +64,20 @@ impl Span {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `msg` for `to`; false if the queue is full (the edge is that far behind).
+    /// Queues control message `msg` for `to`; false if its lane is full (the edge is that far
+    /// behind).
     fn publish(&self, to: &str, msg: BusMsg) -> bool {
-        let ok = self.ops.try_send(Op::Publish { to: to.to_string(), msg }).is_ok();
+        let ok = self.ops.control.try_send(Op::Publish { to: to.to_string(), msg }).is_ok();
         if !ok {
             tracing::warn!(to, "cluster bus queue full: a message to another server is lost");
         }
         ok
     }
 
-    /// Frees the room's name in the cluster once it closed here.
-    pub fn release(&self, room: &str) {
-        if self.ops.try_send(Op::Release { room: room.to_string() }).is_err() {
-            tracing::warn!(room, "cluster bus queue full: the room's name is freed when its server is found gone");
+    /// Frees the room's name in the cluster once it closed here (`token`: its claim's).
+    pub fn release(&self, room: &str, token: String) {
+        if self.ops.control.try_send(Op::Release { room: room.to_string(), token }).is_err() {
+            tracing::warn!(room, "cluster bus queue full: the room's name is freed by the next tidying of the directory");
         }
     }
 
@@ -133,11 +117,8 @@ impl Span {
     pub fn signal(&self, room: &str, from: PeerId, to: PeerId, payload: SignalPayload) -> Result<(), Refusal> {
         let home = self.tables().away.get(&(room.to_string(), from)).map(|a| a.home.clone());
         let Some(home) = home else { return Ok(()) };
-        if self.publish(&home, BusMsg::Signal { room: room.into(), from, to, payload }) {
-            Ok(())
-        } else {
-            Err((ErrorCode::RateLimited, "the signaling cluster is behind: try again".into()))
-        }
+        let op = Op::Publish { to: home, msg: BusMsg::Signal { room: room.into(), from, to, payload } };
+        self.ops.data.try_send(op).map_err(|_| (ErrorCode::RateLimited, "the signaling cluster is behind: try again".into()))
     }
 
     /// A client here that was a member of `room` elsewhere has gone.
@@ -174,14 +155,21 @@ impl Span {
     /// over the bus by a task of its own.
     fn guest_joins(&self, from: &str, ticket: u64, room: String, token: &str, name: &str, who: (String, String, String)) {
         let (outbox, reader) = crate::server::outbox::outbox(self.cfg.outbox_budget);
-        let joined = self.rooms().join(&room, token, clean_name(name), who, outbox);
-        match joined {
+        // Under the rooms' lock until `Joined` is queued: nothing is said to the guest (the
+        // room closing, the host's first signal) before it.
+        let mut rooms = self.rooms();
+        match rooms.join(&room, token, clean_name(name), who, outbox) {
             Ok((peer, host, host_key)) => {
+                if !self.publish(from, BusMsg::Joined { ticket, room: room.clone(), peer, host, host_key: host_key.to_hex() }) {
+                    rooms.leave(&room, peer);
+                    return;
+                }
                 self.tables().guests.insert((room.clone(), peer), from.to_string());
-                tokio::spawn(carry(reader, self.ops.clone(), from.to_string(), room.clone(), peer));
-                self.publish(from, BusMsg::Joined { ticket, room, peer, host, host_key: host_key.to_hex() });
+                drop(rooms);
+                tokio::spawn(carry(reader, self.ops.data.clone(), from.to_string(), room, peer));
             }
             Err((code, message)) => {
+                drop(rooms);
                 self.publish(from, BusMsg::Refused { ticket, code, message });
             }
         }
@@ -203,15 +191,19 @@ impl Span {
             t.pending.insert(ticket, p);
             return;
         }
+        let joined = result.is_ok();
         if let Ok((peer, host, host_key)) = &result {
             // Told here, not by the client's task once it wakes: the host's first signal may
             // be next on the bus, and must come after.
             p.outbox.push(&ServerMsg::Joined { room: room.to_string(), peer: *peer, host: *host, host_key: host_key.clone() });
             t.away.insert((room.to_string(), *peer), Away { home: p.home, outbox: p.outbox });
         }
-        drop(t);
-        if p.reply.send(result).is_err() && !room.is_empty() {
-            self.leave(room, peer);
+        // Answered under the lock: a client giving up (`give_up`, then a last look at its
+        // receiver) sees either the answer or no ticket, never neither.
+        if p.reply.send(result).is_err() && joined {
+            t.away.remove(&(room.to_string(), peer));
+            drop(t);
+            self.publish(from, BusMsg::Leave { room: room.into(), peer });
         }
     }
 
@@ -226,6 +218,9 @@ impl Span {
 
     fn guest_signals(&self, from: &str, room: String, peer: PeerId, to: PeerId, payload: SignalPayload) {
         if !self.is_guest(from, &room, peer) {
+            // Not (or no longer) in the room here, as its server thinks: it is let go there.
+            let gone = ServerMsg::Error { code: ErrorCode::RoomClosed, message: "you are no longer in this room".into() };
+            self.publish(from, BusMsg::Deliver { room, peer, text: signal::encode(&gone), closing: true });
             return;
         }
         let relayed = self.rooms().relay(&room, peer, to, payload);
@@ -280,12 +275,12 @@ impl Span {
                 t.guests.remove(k);
             }
             let away: Vec<_> = t.away.iter().filter(|(_, a)| a.home == gone).map(|(k, _)| k.clone()).collect();
-            let away: Vec<Away> = away.iter().filter_map(|k| t.away.remove(k)).collect();
+            let away: Vec<((String, PeerId), Away)> = away.into_iter().filter_map(|k| t.away.remove(&k).map(|a| (k, a))).collect();
             let tickets: Vec<u64> = t.pending.iter().filter(|(_, p)| p.home == gone).map(|(k, _)| *k).collect();
             let pending: Vec<Pending> = tickets.iter().filter_map(|k| t.pending.remove(k)).collect();
             (guests, away, pending)
         };
-        tracing::info!(server = gone, guests = guests.len(), away = away.len(), "a server of the cluster is gone");
+        tracing::info!("a server of the cluster is gone: {gone}, with {} clients in rooms here; {} clients here were in its rooms", guests.len(), away.len());
         {
             let mut rooms = self.rooms();
             for (room, peer) in guests {
@@ -294,8 +289,10 @@ impl Span {
         }
         let closed =
             ServerMsg::Error { code: ErrorCode::RoomClosed, message: "the server holding this room is gone; the room is closed until its host is back".into() };
-        for a in away {
+        for (key, a) in away {
             a.outbox.push(&closed);
+            // (Should it be back after all, it forgets them too.)
+            self.publish(gone, BusMsg::Leave { room: key.0, peer: key.1 });
         }
         for p in pending {
             let _ = p.reply.send(Err((ErrorCode::NoSuchRoom, "the server holding this room is gone".into())));
@@ -304,7 +301,7 @@ impl Span {
 }
 
 /// Carries what a room here says to a guest over the bus, in order, until the room lets it go.
-async fn carry(mut reader: crate::server::outbox::OutboxReader, ops: mpsc::Sender<Op>, to: ServerId, room: String, peer: PeerId) {
+async fn carry(mut reader: crate::server::outbox::OutboxReader, ops: tokio::sync::mpsc::Sender<Op>, to: ServerId, room: String, peer: PeerId) {
     while let Some(out) = reader.recv().await {
         let (text, closing) = match out {
             Outgoing::Message { text, closing } => (text, closing),

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::protocol::identity::HostSecret;
+use crate::server::cluster::lanes::{DATA_QUEUE, LanesRx, lanes};
 use crate::server::outbox::{OutboxReader, outbox};
 use crate::server::slots::Source;
 
@@ -12,14 +13,14 @@ const TOKEN: &str = "fffffffffffffffffffffffffffffffffffffffffffffffffffffffffff
 
 struct Server {
     span: Span,
-    ops: mpsc::Receiver<Op>,
+    ops: LanesRx,
     rooms: Arc<Mutex<Rooms>>,
 }
 
 fn server() -> Server {
     let cfg = ServerConfig::default();
     let rooms = Arc::new(Mutex::new(Rooms::new(cfg.clone())));
-    let (tx, ops) = mpsc::channel(OPS_QUEUE);
+    let (tx, ops) = lanes();
     Server { span: Span::new(rooms.clone(), Arc::new(cfg), tx), ops, rooms }
 }
 
@@ -33,7 +34,7 @@ impl Server {
     }
 
     fn quiet(&mut self) {
-        assert!(self.ops.try_recv().is_err(), "nothing more on the bus");
+        assert!(self.ops.try_recv().is_none(), "nothing more on the bus");
     }
 
     /// Opens a room here: its id, host peer and the host's outbox.
@@ -105,10 +106,13 @@ async fn a_server_speaks_only_for_its_own_clients() {
     let (room, host, mut host_rx) = a.open();
     let (peer, mut client_rx) = join_across(&mut a, &mut b, &room).await;
     let _ = host_rx.try_recv_msg();
-    // Server c signals and leaves for b's client: nothing happens.
+    // Server c signals and leaves for b's client: the room hears nothing (c is told that
+    // client of its, as it claims, is not in the room).
     a.span.on_bus("c", BusMsg::Signal { room: room.clone(), from: peer, to: host, payload: ice() });
     a.span.on_bus("c", BusMsg::Leave { room: room.clone(), peer });
     assert!(host_rx.try_recv().is_none());
+    let (to, msg) = a.said().await;
+    assert!(to == "c" && matches!(msg, BusMsg::Deliver { closing: true, .. }), "{to} {msg:?}");
     a.quiet();
     // Nor can c deliver to b's client as if it held the room.
     let text = signal::encode(&ServerMsg::Signal { from: host, payload: ice() });
@@ -179,9 +183,12 @@ async fn a_server_gone_costs_only_its_own_clients() {
     assert!(a.rooms.lock().unwrap().has(&room));
     assert!(!a.rooms.lock().unwrap().relay(&room, host, peer, ice()).unwrap(), "no longer a member");
     assert!(a.span.partners().is_empty());
-    // b finds a gone: its client hears that its room is gone.
+    // b finds a gone: its client hears that its room is gone (and a, should it be back after
+    // all, is told the client left).
     b.span.server_gone("a");
     assert!(matches!(client_rx.try_recv_msg(), Some(ServerMsg::Error { code: ErrorCode::RoomClosed, .. })));
+    let (to, msg) = b.said().await;
+    assert!(to == "a" && matches!(msg, BusMsg::Leave { .. }), "{msg:?}");
     // A join waiting on a gone server is answered.
     let (o, _r) = outbox(1 << 20);
     let (_, answer) = b.span.join("c", &room, TOKEN, "x", who(), o);
@@ -199,4 +206,43 @@ async fn a_signal_the_room_refuses_closes_the_client_elsewhere() {
     let (_, msg) = a.said().await;
     b.span.on_bus("a", msg);
     assert!(matches!(client_rx.try_recv_msg(), Some(ServerMsg::Error { code: ErrorCode::TooLarge, .. })));
+}
+
+#[tokio::test]
+async fn a_flood_of_signals_is_refused_and_never_crowds_out_leaving() {
+    let (mut a, mut b) = (server(), server());
+    let (room, host, mut host_rx) = a.open();
+    let (peer, _client_rx) = join_across(&mut a, &mut b, &room).await;
+    let _ = host_rx.try_recv_msg();
+    // Nothing drains b's edge: its signal lane fills, and the next signal is refused.
+    for _ in 0..DATA_QUEUE {
+        b.span.signal(&room, peer, host, ice()).unwrap();
+    }
+    assert_eq!(b.span.signal(&room, peer, host, ice()).unwrap_err().0, ErrorCode::RateLimited);
+    // Its leaving still goes, and first.
+    b.span.leave(&room, peer);
+    let (to, msg) = b.said().await;
+    assert!(to == "a" && matches!(msg, BusMsg::Leave { .. }), "{msg:?}");
+}
+
+#[tokio::test]
+async fn a_guest_is_told_it_joined_before_anything_its_room_says() {
+    let (mut a, mut b) = (server(), server());
+    let (room, host, _host_rx) = a.open();
+    let (o, mut client_rx) = outbox(1 << 20);
+    let (_, answer) = b.span.join("a", &room, TOKEN, "ann", who(), o);
+    let (_, join) = b.said().await;
+    a.span.on_bus("b", join);
+    // The host says something to the newcomer at once, and leaves: all after `Joined`.
+    let (_, joined) = a.said().await;
+    let BusMsg::Joined { peer, .. } = joined else { panic!("{joined:?}") };
+    assert!(a.rooms.lock().unwrap().relay(&room, host, peer, ice()).unwrap());
+    let (_, deliver) = a.said().await;
+    assert!(matches!(deliver, BusMsg::Deliver { closing: false, .. }), "{deliver:?}");
+    // b hears them in that order.
+    b.span.on_bus("a", joined);
+    b.span.on_bus("a", deliver);
+    assert!(answer.await.unwrap().is_ok());
+    assert!(matches!(client_rx.try_recv_msg(), Some(ServerMsg::Joined { .. })));
+    assert!(matches!(client_rx.try_recv_msg(), Some(ServerMsg::Signal { .. })));
 }

@@ -61,6 +61,15 @@ pub struct Cluster {
     me: ServerId,
     span: Arc<Span>,
     directory: Directory,
+    /// The bus's edges, stopped with the cluster (a server stopped in a process that goes on
+    /// must not stay subscribed, holding its rooms' names).
+    edges: Vec<tokio::task::AbortHandle>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.edges.iter().for_each(|t| t.abort());
+    }
 }
 
 fn connect_err(e: redis::RedisError) -> ClusterError {
@@ -85,10 +94,12 @@ impl Cluster {
         let max = bus::max_bus_message(cfg.max_message);
         let (lanes, lanes_rx) = lanes::lanes();
         let span = Arc::new(Span::new(rooms, cfg, lanes));
-        tokio::spawn(publish(lanes_rx, Seal::new(key, me.clone(), max), redis));
-        tokio::spawn(listen(client, pubsub, Seal::new(key, me.clone(), max), span.clone()));
+        let edges = vec![
+            tokio::spawn(publish(lanes_rx, Seal::new(key, me.clone(), max), redis)).abort_handle(),
+            tokio::spawn(listen(client, pubsub, Seal::new(key, me.clone(), max), span.clone())).abort_handle(),
+        ];
         tracing::info!(server = me, "in the signaling cluster");
-        let cluster = Arc::new(Cluster { me, span, directory });
+        let cluster = Arc::new(Cluster { me, span, directory, edges });
         tokio::spawn(watch(Arc::downgrade(&cluster)));
         Ok(cluster)
     }

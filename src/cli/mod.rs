@@ -252,7 +252,7 @@ pub struct ServeArgs {
     /// than here, where every user of this machine sees it (ps).
     #[arg(long, value_name = "URL", env = "SYNCY_CLUSTER", hide_env_values = true)]
     pub cluster: Option<crate::secret::Secret>,
-    /// A file whose first line is the cluster key (at least 16 characters; the same on
+    /// A file whose first line is the cluster key (at least 16 bytes; the same on
     /// every server of the cluster, secret from everyone else).
     #[arg(long, value_name = "FILE", requires = "cluster")]
     pub cluster_key_file: Option<PathBuf>,

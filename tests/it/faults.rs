@@ -68,6 +68,7 @@ fn last_resume(host: &Proc) -> Option<f64> {
 /// mid-way resumes its copy, the signaling server restarted mid-stream does not stop the
 /// picture, and the two play within 40 ms of each other.
 fn a_room_on_a_bad_network(dir: &Path, host_side: Side, join_side: Side, serve: &dyn Fn() -> Daemon, server_url: &str) -> (f64, f64) {
+    let _real_time = super::harness::real_time();
     // What webrtc-rs's SCTP carries under 5% loss and 100 ms round trips is little (about
     // 25-60 KB/s per link here), so the clip is a small one: ~110 kb/s in all, 16 KiB chunks.
     let file = clip_with("faults.mp4", 60, "80kb/s", "320x180", "32kb/s");

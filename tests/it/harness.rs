@@ -239,6 +239,16 @@ pub fn link_of(host: &mut Proc) -> String {
     link
 }
 
+/// Held for the whole of a test whose bar is real time (no stall in a minute, two pictures
+/// within 40 ms, pictures every second), and of the heaviest loads (a siege, terminals in X):
+/// on this 2-core machine two of them side by side starve each other, nine WebRTC processes
+/// beside a terminal emulator or a thousand connections, which says nothing of the product.
+/// Lighter tests still run beside them.
+pub fn real_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A free TCP port on 127.0.0.1 (for servers that need their address before they start).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

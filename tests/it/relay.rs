@@ -18,6 +18,7 @@ fn stalls_after_first_frame(p: &Proc) -> Vec<Value> {
 
 #[test]
 fn eight_relaying_participants_play_a_minute_from_a_host_with_one_and_a_half_streams() {
+    let _real_time = super::harness::real_time();
     let seconds = 70;
     let file = clip_with("relay.mp4", seconds, "400kb/s", "320x180", "32kb/s");
     let want = sha256(&file);

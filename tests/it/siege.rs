@@ -155,6 +155,7 @@ async fn until(pid: u32, limit: Duration, what: &str, cond: impl Fn(u64, usize) 
 
 #[test]
 fn a_server_under_siege_stays_bounded_and_honest_rooms_keep_working() {
+    let _real_time = super::harness::real_time();
     raise_fd_limit(8192);
     let rt = tokio::runtime::Runtime::new().unwrap();
     // No rate limit to speak of, so a flooder floods as fast as the server reads.

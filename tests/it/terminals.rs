@@ -125,6 +125,7 @@ fn viewer(term: Term, size: (u16, u16), display: &Display, dir: &Path, link: &st
 /// Runs the room and a participant in `term` at `size`; returns what it drew with once its
 /// picture matched the clip's frame (panics when it never does).
 fn picture_shows(tag: &str, term: Term, size: (u16, u16)) -> Option<String> {
+    let _real_time = super::harness::real_time();
     let display = ready(term)?;
     let file = clip_sized("terminals.mp4", 10, "2Mb/s", "640x360");
     let dir = super::nets::test_dir();
@@ -215,6 +216,7 @@ fn tallies(log: &str) -> Vec<(f64, f64, f64, f64)> {
 
 #[test]
 fn over_ssh_kitty_pictures_stay_under_the_default_byte_bound_smaller_not_stopped() {
+    let _real_time = super::harness::real_time();
     let Some(display) = ready(Term::Kitty) else { return };
     // Long enough to play on however slowly kitty starts here.
     let file = clip_sized("terminals-long.mp4", 40, "2Mb/s", "640x360");

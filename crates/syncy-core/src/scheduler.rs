@@ -1,7 +1,9 @@
 //! The host's chunk scheduler: which chunk to send to which participant next.
 //!
-//! Order: every participant's critical requests before anyone's read-ahead window, and within a
-//! class, round-robin across participants so one greedy peer cannot starve the others. A request
+//! Order: every participant's critical requests (what a reader is blocked on), then what the
+//! host seeds, then anyone's read-ahead window; within a class, round-robin across
+//! participants so one greedy peer cannot starve the others. (Seeds are sent as critical, but
+//! a reader stuck at one participant does not wait behind the spreading of chunks to another.) A request
 //! for a chunk already queued for that peer is merged (upgraded if more urgent), so each request
 //! is sent once. The edge reports a finished send with `handle_sent`; at most `max_in_flight`
 //! sends per peer are outstanding, which is where channel backpressure enters.
@@ -42,6 +44,26 @@ pub struct Transmit {
     pub priority: Priority,
 }
 
+/// The scheduler's classes, in the order they are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// A participant's own critical requests.
+    Asked,
+    /// What the host seeds (queued as critical).
+    Seed,
+    /// Read-ahead.
+    Window,
+}
+
+impl Class {
+    fn priority(self) -> Priority {
+        match self {
+            Class::Asked | Class::Seed => Priority::Critical,
+            Class::Window => Priority::Window,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct PeerQueue {
     critical: VecDeque<(Space, u32)>,
@@ -50,41 +72,40 @@ struct PeerQueue {
     window: VecDeque<(Space, u32)>,
     /// Authoritative set of queued chunks; deque entries not matching it are stale and skipped.
     queued: HashMap<(Space, u32), Priority>,
+    /// Of those, the ones queued as seeds only (not also asked for).
+    seeded: HashSet<(Space, u32)>,
     in_flight: usize,
 }
 
 impl PeerQueue {
-    fn pop(&mut self, priority: Priority) -> Option<(Space, u32)> {
-        let queued = &mut self.queued;
-        let deques = match priority {
-            Priority::Critical => vec![&mut self.critical, &mut self.seeds],
-            Priority::Window => vec![&mut self.window],
-        };
-        for deque in deques {
-            while let Some(ix) = deque.pop_front() {
-                if queued.get(&ix) == Some(&priority) {
-                    queued.remove(&ix);
-                    return Some(ix);
-                }
+    fn deque(&mut self, class: Class) -> &mut VecDeque<(Space, u32)> {
+        match class {
+            Class::Asked => &mut self.critical,
+            Class::Seed => &mut self.seeds,
+            Class::Window => &mut self.window,
+        }
+    }
+
+    fn pop(&mut self, class: Class) -> Option<(Space, u32)> {
+        let priority = class.priority();
+        while let Some(ix) = self.deque(class).pop_front() {
+            if self.queued.get(&ix) == Some(&priority) {
+                self.queued.remove(&ix);
+                self.seeded.remove(&ix);
+                return Some(ix);
             }
         }
         None
     }
 
-    fn has(&mut self, priority: Priority) -> bool {
-        let queued = &self.queued;
-        let deques = match priority {
-            Priority::Critical => vec![&mut self.critical, &mut self.seeds],
-            Priority::Window => vec![&mut self.window],
-        };
+    fn has(&mut self, class: Class) -> bool {
+        let priority = class.priority();
         // Drop stale heads so emptiness is exact.
-        for deque in deques {
-            while let Some(&ix) = deque.front() {
-                if queued.get(&ix) == Some(&priority) {
-                    return true;
-                }
-                deque.pop_front();
+        while let Some(&ix) = self.deque(class).front() {
+            if self.queued.get(&ix) == Some(&priority) {
+                return true;
             }
+            self.deque(class).pop_front();
         }
         false
     }
@@ -104,6 +125,7 @@ impl PeerQueue {
             None => {}
         }
         self.queued.insert(ix, Priority::Critical);
+        self.seeded.insert(ix);
         self.seeds.push_back(ix);
         true
     }
@@ -112,6 +134,12 @@ impl PeerQueue {
     /// peer's queue is full.
     fn push(&mut self, ix: (Space, u32), priority: Priority) -> bool {
         match self.queued.get(&ix) {
+            // Seeded, and now the reader is blocked on it: to the front class too (the seed's
+            // entry goes stale once either is sent).
+            Some(Priority::Critical) if priority == Priority::Critical && self.seeded.remove(&ix) => {
+                self.critical.push_back(ix);
+                return true;
+            }
             // Already queued at this urgency or more: merged.
             Some(&p) if p <= priority => return true,
             // An upgrade takes no new place.
@@ -141,6 +169,7 @@ impl PeerQueue {
         self.critical.retain(|ix| queued.get(ix) == Some(&Priority::Critical) && seen.insert(*ix));
         self.seeds.retain(|ix| queued.get(ix) == Some(&Priority::Critical) && seen.insert(*ix));
         self.window.retain(|ix| queued.get(ix) == Some(&Priority::Window) && seen.insert(*ix));
+        self.seeded.retain(|ix| queued.contains_key(ix));
     }
 }
 
@@ -195,6 +224,7 @@ impl Scheduler {
         if let Some(q) = self.peers.get_mut(&peer) {
             for &ix in chunks {
                 q.queued.remove(&(space, ix));
+                q.seeded.remove(&(space, ix));
             }
         }
     }
@@ -203,6 +233,7 @@ impl Scheduler {
     pub fn drop_space(&mut self, space: Space) {
         for q in self.peers.values_mut() {
             q.queued.retain(|(s, _), _| *s != space);
+            q.seeded.retain(|(s, _)| *s != space);
         }
     }
 
@@ -225,7 +256,7 @@ impl Scheduler {
 
     /// The next chunk to send, if any peer has one and room to take it.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        for priority in [Priority::Critical, Priority::Window] {
+        for class in [Class::Asked, Class::Seed, Class::Window] {
             let start = self.last_served;
             // Round robin: peers after the last served one, then from the beginning.
             let order: Vec<PeerKey> = match start {
@@ -234,13 +265,13 @@ impl Scheduler {
             };
             for peer in order {
                 let q = self.peers.get_mut(&peer).expect("key from map");
-                if q.in_flight >= self.max_in_flight || !q.has(priority) {
+                if q.in_flight >= self.max_in_flight || !q.has(class) {
                     continue;
                 }
-                let (space, index) = q.pop(priority).expect("has() checked");
+                let (space, index) = q.pop(class).expect("has() checked");
                 q.in_flight += 1;
                 self.last_served = Some(peer);
-                return Some(Transmit { peer, space, index, priority });
+                return Some(Transmit { peer, space, index, priority: class.priority() });
             }
         }
         None
@@ -261,6 +292,23 @@ mod tests {
             out.push(t);
         }
         out
+    }
+
+    #[test]
+    fn a_blocked_reader_goes_before_seeds_to_anyone_and_a_seed_it_blocks_on_moves_up() {
+        let mut s = Scheduler::new(64);
+        s.add_peer(1);
+        s.add_peer(2);
+        s.handle_request(1, 0, &[30], Priority::Window);
+        assert_eq!(s.handle_seed(1, 0, &[10, 11, 12]), vec![10, 11, 12]);
+        s.handle_request(2, 0, &[5], Priority::Critical);
+        // Peer 1 is blocked on its seed 12.
+        s.handle_request(1, 0, &[12], Priority::Critical);
+        let order: Vec<(PeerKey, u32)> = drain(&mut s).into_iter().map(|t| (t.peer, t.index)).collect();
+        // The two blocked readers first (round robin), then the seeds, then read-ahead; 12
+        // once only.
+        assert_eq!(order[..2].iter().map(|&(_, i)| i).collect::<HashSet<_>>(), HashSet::from([5, 12]));
+        assert_eq!(order[2..], [(1, 10), (1, 11), (1, 30)]);
     }
 
     #[test]

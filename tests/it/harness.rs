@@ -243,7 +243,9 @@ pub fn link_of(host: &mut Proc) -> String {
 /// within 40 ms, pictures every second), and of the heaviest loads (a siege, terminals in X):
 /// on this 2-core machine two of them side by side starve each other, nine WebRTC processes
 /// beside a terminal emulator or a thousand connections, which says nothing of the product.
-/// Lighter tests still run beside them.
+/// Lighter tests may run beside them (threads waiting for the lock wait, which costs only
+/// time). Taken before anything else, a port least of all (one not held while waiting could be
+/// taken by another test).
 pub fn real_time() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())

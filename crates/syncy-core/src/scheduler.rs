@@ -86,10 +86,16 @@ impl PeerQueue {
         }
     }
 
+    /// Whether a deque entry of `class` is live: queued at its priority, and, asked, not a
+    /// seed only (a critical request cancelled and the chunk seeded since leaves an entry
+    /// that must not put the seed ahead of others' blocked readers).
+    fn live(&self, class: Class, ix: &(Space, u32)) -> bool {
+        self.queued.get(ix) == Some(&class.priority()) && !(class == Class::Asked && self.seeded.contains(ix))
+    }
+
     fn pop(&mut self, class: Class) -> Option<(Space, u32)> {
-        let priority = class.priority();
         while let Some(ix) = self.deque(class).pop_front() {
-            if self.queued.get(&ix) == Some(&priority) {
+            if self.live(class, &ix) {
                 self.queued.remove(&ix);
                 self.seeded.remove(&ix);
                 return Some(ix);
@@ -99,10 +105,9 @@ impl PeerQueue {
     }
 
     fn has(&mut self, class: Class) -> bool {
-        let priority = class.priority();
         // Drop stale heads so emptiness is exact.
         while let Some(&ix) = self.deque(class).front() {
-            if self.queued.get(&ix) == Some(&priority) {
+            if self.live(class, &ix) {
                 return true;
             }
             self.deque(class).pop_front();
@@ -162,14 +167,15 @@ impl PeerQueue {
         if self.entries() <= 2 * self.queued.len() + COMPACT_SLACK {
             return;
         }
-        let queued = &self.queued;
+        let (queued, seeded) = (&self.queued, &self.seeded);
         // An entry is live if it matches its chunk's queued priority and is the first such
-        // (a chunk asked, cancelled and asked again has two matching entries).
+        // (a chunk asked, cancelled and asked again has two matching entries); an asked one,
+        // if the chunk is not a seed only (see `live`).
         let mut seen = HashSet::with_capacity(queued.len());
-        self.critical.retain(|ix| queued.get(ix) == Some(&Priority::Critical) && seen.insert(*ix));
+        self.critical.retain(|ix| queued.get(ix) == Some(&Priority::Critical) && !seeded.contains(ix) && seen.insert(*ix));
         self.seeds.retain(|ix| queued.get(ix) == Some(&Priority::Critical) && seen.insert(*ix));
         self.window.retain(|ix| queued.get(ix) == Some(&Priority::Window) && seen.insert(*ix));
-        self.seeded.retain(|ix| queued.contains_key(ix));
+        self.seeded.retain(|ix| self.queued.contains_key(ix));
     }
 }
 
@@ -309,6 +315,27 @@ mod tests {
         // once only.
         assert_eq!(order[..2].iter().map(|&(_, i)| i).collect::<HashSet<_>>(), HashSet::from([5, 12]));
         assert_eq!(order[2..], [(1, 10), (1, 11), (1, 30)]);
+
+        // Without a move-up: another's blocked reader goes before peer 1's seeds, whoever was
+        // served last.
+        let mut s = Scheduler::new(64);
+        s.add_peer(1);
+        s.add_peer(2);
+        s.handle_seed(1, 0, &[10, 11]);
+        s.handle_request(2, 0, &[5], Priority::Critical);
+        assert_eq!(s.poll_transmit().map(|t| (t.peer, t.index)), Some((2, 5)));
+
+        // A critical request cancelled, and the chunk seeded since: a seed, not a blocked read.
+        let mut s = Scheduler::new(64);
+        s.add_peer(1);
+        s.add_peer(2);
+        s.handle_request(1, 0, &[7], Priority::Critical);
+        s.handle_cancel(1, 0, &[7]);
+        s.handle_seed(1, 0, &[7]);
+        s.handle_request(2, 0, &[5], Priority::Critical);
+        assert_eq!(s.poll_transmit().map(|t| (t.peer, t.index)), Some((2, 5)));
+        assert_eq!(s.poll_transmit().map(|t| (t.peer, t.index)), Some((1, 7)));
+        assert_eq!(s.poll_transmit(), None, "sent once");
     }
 
     #[test]

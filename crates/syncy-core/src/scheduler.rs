@@ -255,11 +255,6 @@ impl Scheduler {
         self.peers.values().map(PeerQueue::entries).sum()
     }
 
-    /// Whether chunk `index` of `space` waits in `peer`'s queue.
-    pub fn is_queued(&self, peer: PeerKey, space: Space, index: u32) -> bool {
-        self.peers.get(&peer).is_some_and(|q| q.queued.contains_key(&(space, index)))
-    }
-
     /// Chunks queued for `peer`.
     pub fn queued(&self, peer: PeerKey) -> usize {
         self.peers.get(&peer).map_or(0, |q| q.queued.len())

@@ -765,7 +765,6 @@ impl HostCore {
             };
             tracing::trace!(peer = t.peer, index = t.index, priority = ?t.priority, "sending chunk {} of space {}", t.index, t.space);
             self.upload.consume(now, len as f64);
-            self.swarm_transmitted(now, t.peer, t.space, t.index);
             self.reads += 1;
             self.need_hashes(t.space, t.index);
             let offset = t.index as u64 * self.manifest.chunk_size as u64;

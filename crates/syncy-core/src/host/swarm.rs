@@ -154,12 +154,7 @@ impl Swarm {
 
     /// Whether chunk `ix` was sent or queued to `peer` lately.
     fn sent_lately(&self, peer: PeerId, ix: u32, now: Instant) -> bool {
-        self.sent_within(peer, ix, now, RECENT)
-    }
-
-    /// Whether chunk `ix` was sent (or queued) to `peer` less than `within` ago.
-    fn sent_within(&self, peer: PeerId, ix: u32, now: Instant, within: Duration) -> bool {
-        self.recent.get(&ix).is_some_and(|v| v.iter().any(|(p, t)| *p == peer && now.saturating_duration_since(*t) < within))
+        self.recent.get(&ix).is_some_and(|v| v.iter().any(|(p, t)| *p == peer && now.saturating_duration_since(*t) < RECENT))
     }
 
     /// Chunk `ix` was sent or queued to `peer` at `now` (one entry per peer: a participant
@@ -363,20 +358,7 @@ impl HostCore {
             priority == Priority::Window && self.swarm.seeded.get(ix).is_some_and(|(p, t)| *p == peer && now.saturating_duration_since(*t) < SEED_IN_TRANSIT)
         };
         for ix in chunks.into_iter().filter(|ix| !on_its_way(ix)).collect::<Vec<_>>() {
-            // Asked again after `Elsewhere`, it is sent, unless a neighbour's copy is on its
-            // way from here: left less than `ELSEWHERE_WAIT` ago, or still queued, in which
-            // case that copy is moved to the front instead. A host whose upload is little more
-            // than the stream takes about a second to send one chunk; sending it to everyone
-            // who asks meanwhile, one by one, starved what nobody held yet (the whole room of
-            // the real-process relay test stalled so).
-            let told = self.swarm.told.get(&(peer, ix)).copied();
-            let waited = told.is_some_and(|t| now.saturating_duration_since(t) >= ELSEWHERE_WAIT);
-            let queued_at = neighbours.iter().copied().find(|&n| self.scheduler.is_queued(n, ORIGINAL, ix));
-            if waited && let Some(n) = queued_at {
-                self.scheduler.handle_request(n, ORIGINAL, &[ix], Priority::Critical);
-            }
-            let coming = queued_at.is_some() || neighbours.iter().any(|&n| self.swarm.sent_within(n, ix, now, ELSEWHERE_WAIT));
-            let asked_again = waited && !coming;
+            let asked_again = self.swarm.told.get(&(peer, ix)).is_some_and(|t| now.saturating_duration_since(*t) >= ELSEWHERE_WAIT);
             let neighbour_has = neighbours.iter().any(|n| self.swarm.members.get(n).is_some_and(|m| m.holds.has(ix)) || self.swarm.sent_lately(*n, ix, now));
             // What the reader is blocked on is sent at once.
             if priority == Priority::Window && neighbour_has && !asked_again {
@@ -392,14 +374,6 @@ impl HostCore {
             self.send(peer, Message::Elsewhere { space: ORIGINAL, chunks: elsewhere });
         }
         (urgent, send)
-    }
-
-    /// Chunk `ix` of `space` went out to `peer` at `now` (a neighbour of its asking for it is
-    /// told `Elsewhere` for a while yet; see `triage`).
-    pub(super) fn swarm_transmitted(&mut self, now: Instant, peer: PeerId, space: Space, ix: u32) {
-        if space == ORIGINAL && self.swarm.has_members() {
-            self.swarm.note_sent(ix, peer, now);
-        }
     }
 
     /// `peer` cancelled chunks of `space`: those seeded to it it does not want.
@@ -593,41 +567,6 @@ mod tests {
         assert!(controls_to(&out, a).is_empty() && controls_to(&out, b).is_empty(), "not on the link: nothing forwarded");
         h.core.handle_control(h.now, b, sdp(link, "answer"));
         assert!(matches!(controls_to(&h.outputs(), a)[..], [Message::RelaySignal(s)] if s.sdp == "answer"));
-    }
-
-    #[test]
-    fn a_chunk_on_its_way_to_a_neighbour_is_not_sent_again_to_one_asking_again_but_moved_up() {
-        let mut h = Host::new(config());
-        let (_, a, b) = linked(&mut h);
-        h.advance(LINK_SETTLE);
-        h.outputs();
-        let window = |chunks: Vec<u32>| Message::Request { space: ORIGINAL, chunks, priority: Priority::Window };
-        let chunk_to = |out: &[HostOutput], to: PeerId| -> Vec<u32> {
-            out.iter().filter_map(|o| if let HostOutput::Chunk { peer, index, .. } = o { (*peer == to).then_some(*index) } else { None }).collect()
-        };
-        // A asks for more than goes out at once: chunk 20 waits in its queue here.
-        h.core.handle_control(h.now, a, window((0..=20).collect()));
-        let sent = chunk_to(&h.outputs(), a);
-        assert!(!sent.is_empty() && !sent.contains(&20), "{sent:?}");
-        // B asks for 20: told to get it from a.
-        h.core.handle_control(h.now, b, window(vec![20]));
-        let out = h.outputs();
-        assert!(controls_to(&out, b).iter().any(|m| matches!(m, Message::Elsewhere { chunks, .. } if chunks == &[20])));
-        // A second later it asks again: a's copy has not left, so b is told again, and a's
-        // copy goes first.
-        h.advance(ELSEWHERE_WAIT);
-        h.outputs();
-        h.core.handle_control(h.now, b, window(vec![20]));
-        let out = h.outputs();
-        assert!(chunk_to(&out, b).is_empty(), "not sent twice");
-        assert!(controls_to(&out, b).iter().any(|m| matches!(m, Message::Elsewhere { chunks, .. } if chunks == &[20])));
-        h.core.handle_sent(h.now, a, 1024);
-        assert_eq!(chunk_to(&h.outputs(), a), [20], "moved up");
-        // Once it has left and a second more has gone by, one asking again gets it.
-        h.advance(ELSEWHERE_WAIT);
-        h.outputs();
-        h.core.handle_control(h.now, b, window(vec![20]));
-        assert_eq!(chunk_to(&h.outputs(), b), [20]);
     }
 
     #[test]

@@ -29,11 +29,14 @@ fn three_participants_get_byte_identical_copies_and_a_late_joiner_too() {
     // Stats carry real measured rates.
     let s = ps[0].wait_for("stats with a rate", T, |v| v["event"] == "stats" && v["down_bps"].as_u64().unwrap_or(0) > 0);
     assert!(s["buffered_bytes"].as_u64().unwrap() > 0);
-    // Nothing is sent twice beyond the odd upgraded request (a bug once resent every chunk).
+    // Nothing is sent twice beyond the odd race (a bug once resent every chunk). With relays
+    // on, a few races are the design's: a chunk the host sends just before the participant's
+    // `Cancel` reaches it, once a neighbour turned out to hold it; an upgraded request. Seen:
+    // 1–4 of 144 usually, 8 once in 16 full-suite runs; one in ten is the bound.
     for p in ps.iter_mut() {
         let s = p.wait_for("stats after everything arrived", T, |v| v["event"] == "stats" && v["received_chunks"] == v["chunks"]);
         let (dup, chunks) = (s["duplicate_chunks"].as_u64().unwrap(), s["chunks"].as_u64().unwrap());
-        assert!(dup * 20 <= chunks, "{dup} of {chunks} chunks arrived twice");
+        assert!(dup * 10 <= chunks, "{dup} of {chunks} chunks arrived twice");
     }
     let hs = host.wait_for("host stats with three peers and their round trips", T, |v| {
         v["event"] == "stats" && v["peers"].as_array().is_some_and(|p| p.len() == 3 && p.iter().all(|p| p["rtt_ms"].is_u64()))

@@ -31,6 +31,17 @@ fn redis(dir: &Path) -> Option<(Daemon, String)> {
     Some((d, format!("redis+unix://{}", sock.display())))
 }
 
+/// `redis`, or `None` after saying why the test cannot run (a failure under CI).
+fn redis_or_skip(dir: &Path) -> Option<(Daemon, String)> {
+    let found = redis(dir);
+    if found.is_none() {
+        let why = "no redis-server here (scripts/setup-debian.sh installs it)";
+        assert!(std::env::var_os("CI").is_none(), "the cluster test cannot run and CI is set: {why}");
+        eprintln!("SKIPPED: {why}");
+    }
+    found
+}
+
 /// `syncy serve --cluster URL` on a port of the OS's choosing: the process and its address.
 fn serve(dir: &Path, tag: &str, url: &str) -> (Daemon, String) {
     let log = dir.join(format!("{tag}.stderr"));
@@ -92,16 +103,9 @@ fn lost_signaling(p: &Proc, after: usize) -> bool {
 
 #[test]
 fn a_room_spans_two_servers_and_one_dying_costs_only_its_own_connections() {
-    let mut dir = tempfile::tempdir().unwrap();
-    dir.disable_cleanup(std::env::var_os("SYNCY_KEEP_TEST_DIR").is_some());
+    let dir = super::nets::test_dir();
     let dir = dir.path();
-    eprintln!("test dir {}", dir.display());
-    let Some((_redis, url)) = redis(dir) else {
-        let why = "no redis-server here (scripts/setup-debian.sh installs it)";
-        assert!(std::env::var_os("CI").is_none(), "the cluster test cannot run and CI is set: {why}");
-        eprintln!("SKIPPED: {why}");
-        return;
-    };
+    let Some((_redis, url)) = redis_or_skip(dir) else { return };
     let file = clip_with("cluster.mp4", 20, "200kb/s", "320x180", "32kb/s");
     let want = sha256(&file);
     let (mut s1, a1) = serve(dir, "s1", &url);
@@ -165,15 +169,9 @@ fn a_room_spans_two_servers_and_one_dying_costs_only_its_own_connections() {
 
 #[test]
 fn the_cluster_comes_back_after_redis_restarts_empty() {
-    let mut dir = tempfile::tempdir().unwrap();
-    dir.disable_cleanup(std::env::var_os("SYNCY_KEEP_TEST_DIR").is_some());
+    let dir = super::nets::test_dir();
     let dir = dir.path();
-    let Some((redis_daemon, url)) = redis(dir) else {
-        let why = "no redis-server here (scripts/setup-debian.sh installs it)";
-        assert!(std::env::var_os("CI").is_none(), "the cluster test cannot run and CI is set: {why}");
-        eprintln!("SKIPPED: {why}");
-        return;
-    };
+    let Some((redis_daemon, url)) = redis_or_skip(dir) else { return };
     let file = clip_with("cluster.mp4", 20, "200kb/s", "320x180", "32kb/s");
     let (_s1, a1) = serve(dir, "s1", &url);
     let (_s2, a2) = serve(dir, "s2", &url);

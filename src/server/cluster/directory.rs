@@ -47,6 +47,11 @@ fn server_of(claim: &str) -> &str {
     claim.split(':').next().unwrap_or("")
 }
 
+/// A new claim of server `me`'s: `SERVER:NONCE`.
+fn new_claim(me: &str) -> String {
+    format!("{me}:{}", hex::encode(rand::random::<[u8; 8]>()))
+}
+
 /// A refusal for a client when Redis does not answer.
 fn unreachable(e: redis::RedisError) -> Refusal {
     tracing::warn!("cluster: Redis: {e}");
@@ -83,7 +88,7 @@ impl Directory {
     /// or held by a server that is gone.
     pub async fn claim(&self, room: &str) -> Result<(), Refusal> {
         let key = room_key(room);
-        let mine = format!("{}:{}", self.me, hex::encode(rand::random::<[u8; 8]>()));
+        let mine = new_claim(&self.me);
         self.claims().insert(room.to_string(), (mine.clone(), Instant::now()));
         for _ in 0..3 {
             let set: Option<String> = self.redis.query(redis::cmd("SET").arg(&key).arg(&mine).arg("NX")).await.map_err(unreachable)?;
@@ -133,8 +138,7 @@ impl Directory {
         {
             let mut claims = self.claims();
             for room in &open {
-                let (claim, _) =
-                    claims.entry(room.clone()).or_insert_with(|| (format!("{}:{}", self.me, hex::encode(rand::random::<[u8; 8]>())), Instant::now()));
+                let (claim, _) = claims.entry(room.clone()).or_insert_with(|| (new_claim(&self.me), Instant::now()));
                 writes.push((room.clone(), claim.clone()));
             }
             for (room, (claim, at)) in claims.iter() {

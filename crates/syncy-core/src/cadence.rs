@@ -86,6 +86,12 @@ impl Cadence {
         false
     }
 
+    /// A report is wanted at `at` (not before: see `ParticipantCore`'s stall grace), or
+    /// later if one is already held back until then.
+    pub fn report_by(&mut self, at: Instant) {
+        self.report_at = Some(self.report_at.map_or(at, |t| t.max(at)));
+    }
+
     /// A report went out at `now`.
     pub fn reported(&mut self, now: Instant) {
         self.last_report = now;

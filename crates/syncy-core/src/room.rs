@@ -149,6 +149,15 @@ impl Room {
         self.peers.iter().filter(|(_, p)| p.waiting()).map(|(id, _)| *id).collect()
     }
 
+    /// Peers the room is held for now: it wants to play, waits under its policy, and they
+    /// are not ready (and not let go).
+    pub fn holding(&self) -> Vec<u64> {
+        if !(self.cfg.wait_for_buffering && self.wanted_playing) {
+            return vec![];
+        }
+        self.peers.iter().filter(|(_, p)| p.blocking()).map(|(id, _)| *id).collect()
+    }
+
     /// A participant connected. It is not waited for until it says it is buffering; and one
     /// that joins while others watch is not waited for until it has caught up (it joins where
     /// the room is; a hundred joining over a minute would otherwise hold everyone a hundred
@@ -178,8 +187,9 @@ impl Room {
     pub fn handle_report(&mut self, now: Micros, peer: u64, buffering: bool, seen_seq: u64) {
         let Some(p) = self.peers.get_mut(&peer) else { return };
         p.buffering = buffering;
-        // Shown while the room plays: a first frame in a room still gathering is not watching.
-        p.shown |= !buffering && self.state.playing;
+        // Shown while the room wants to play (it may be waiting for others): a first frame in
+        // a room still gathering, paused until someone presses play, is not watching.
+        p.shown |= !buffering && self.wanted_playing;
         p.seen_seq = p.seen_seq.max(seen_seq);
         self.apply(now, false);
     }
@@ -296,6 +306,13 @@ impl Room {
         let waiting = self.waiting();
         let blocked = self.cfg.wait_for_buffering && self.peers.values().any(PeerSync::blocking);
         let playing = self.wanted_playing && !blocked;
+        if playing {
+            // Everyone ready while the room plays is watching, whether or not it reports
+            // again before the next newcomer comes (who then joins where the room is, rather
+            // than holding it: a room that a hundred join over a minute would otherwise play
+            // only in the moments between one newcomer's first picture and the next's join).
+            self.peers.values_mut().filter(|p| !p.waiting()).for_each(|p| p.shown = true);
+        }
         let changed = playing != self.state.playing || force;
         if changed {
             self.state.position_us = self.state.position_at(now);
@@ -413,6 +430,28 @@ mod tests {
         room.add_peer_as(3, true);
         room.handle_report(6 * S, 3, true, 0);
         assert!(!room.state().playing, "one back from a dropped link is no newcomer");
+    }
+
+    #[test]
+    fn those_ready_when_the_room_starts_playing_are_watching_without_reporting_again() {
+        // An autoplaying room: ann's first picture starts it; bob joins a moment later, before
+        // ann reports again, and buffers: the room plays on.
+        let mut room = Room::new(0, cfg(), true);
+        room.add_peer(1);
+        room.handle_report(S, 1, true, 0);
+        assert!(!room.state().playing, "it waits for ann's first picture");
+        room.handle_report(2 * S, 1, false, 0);
+        assert!(room.state().playing);
+        room.add_peer(2);
+        room.handle_report(2 * S + S / 10, 2, true, 0);
+        assert!(room.state().playing, "bob joined a room ann watches");
+        // Two there before anyone watched, one of them ready: the room waits for the other.
+        let mut room = Room::new(0, cfg(), true);
+        room.add_peer(1);
+        room.add_peer(2);
+        room.handle_report(S, 1, false, 0);
+        room.handle_report(S, 2, true, 0);
+        assert!(!room.state().playing, "both came before anyone watched");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The host's chunk scheduler: which chunk to send to which participant next.
 //!
-//! Order: every participant's critical requests (what a reader is blocked on), then what the
-//! host seeds, then anyone's read-ahead window; within a class, round-robin across
-//! participants so one greedy peer cannot starve the others. (Seeds are sent as critical, but
-//! a reader stuck at one participant does not wait behind the spreading of chunks to another.) A request
+//! Order: every participant's critical requests (what a reader is blocked on), then the
+//! read-ahead of those the room waits for ([`Scheduler::set_holding`]: nobody watches until
+//! they are ready), then what the host seeds, the earliest chunk first whoever it goes to (the
+//! room needs it first), then anyone's read-ahead window; otherwise within a class,
+//! round-robin across participants so one greedy peer cannot starve the others. (Seeds are
+//! sent as critical, but a reader stuck at one participant does not wait behind the spreading
+//! of chunks to another.) A request
 //! for a chunk already queued for that peer is merged (upgraded if more urgent), so each request
 //! is sent once. The edge reports a finished send with `handle_sent`; at most `max_in_flight`
 //! sends per peer are outstanding, which is where channel backpressure enters.
@@ -49,6 +52,8 @@ pub struct Transmit {
 enum Class {
     /// A participant's own critical requests.
     Asked,
+    /// The read-ahead of a participant the room waits for (served from its window).
+    Held,
     /// What the host seeds (queued as critical).
     Seed,
     /// Read-ahead.
@@ -59,7 +64,7 @@ impl Class {
     fn priority(self) -> Priority {
         match self {
             Class::Asked | Class::Seed => Priority::Critical,
-            Class::Window => Priority::Window,
+            Class::Held | Class::Window => Priority::Window,
         }
     }
 }
@@ -82,7 +87,7 @@ impl PeerQueue {
         match class {
             Class::Asked => &mut self.critical,
             Class::Seed => &mut self.seeds,
-            Class::Window => &mut self.window,
+            Class::Held | Class::Window => &mut self.window,
         }
     }
 
@@ -183,6 +188,9 @@ impl PeerQueue {
 #[derive(Debug)]
 pub struct Scheduler {
     peers: BTreeMap<PeerKey, PeerQueue>,
+    /// Peers the room is held for: their read-ahead goes with everyone's critical requests
+    /// (until they are ready, nobody watches).
+    holding: HashSet<PeerKey>,
     last_served: Option<PeerKey>,
     max_in_flight: usize,
 }
@@ -190,7 +198,7 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler allowing `max_in_flight` outstanding sends per peer.
     pub fn new(max_in_flight: usize) -> Self {
-        Scheduler { peers: BTreeMap::new(), last_served: None, max_in_flight: max_in_flight.max(1) }
+        Scheduler { peers: BTreeMap::new(), holding: HashSet::new(), last_served: None, max_in_flight: max_in_flight.max(1) }
     }
 
     /// A participant's channels are open.
@@ -223,6 +231,12 @@ impl Scheduler {
         let queued = chunks.iter().copied().filter(|&ix| q.push_seed((space, ix))).collect();
         q.compact_if_stale();
         queued
+    }
+
+    /// The peers the room is held for now (see [`Scheduler::holding`]).
+    pub fn set_holding(&mut self, peers: impl IntoIterator<Item = PeerKey>) {
+        self.holding.clear();
+        self.holding.extend(peers);
     }
 
     /// A participant no longer wants chunks of `space`.
@@ -262,18 +276,41 @@ impl Scheduler {
 
     /// The next chunk to send, if any peer has one and room to take it.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        for class in [Class::Asked, Class::Seed, Class::Window] {
+        for class in [Class::Asked, Class::Held, Class::Seed, Class::Window] {
             let start = self.last_served;
             // Round robin: peers after the last served one, then from the beginning.
             let order: Vec<PeerKey> = match start {
                 Some(s) => self.peers.range(s + 1..).chain(self.peers.range(..=s)).map(|(k, _)| *k).collect(),
                 None => self.peers.keys().copied().collect(),
             };
+            let mut pick: Option<(PeerKey, u32, Class)> = None;
             for peer in order {
                 let q = self.peers.get_mut(&peer).expect("key from map");
-                if q.in_flight >= self.max_in_flight || !q.has(class) {
+                if q.in_flight >= self.max_in_flight {
                     continue;
                 }
+                // The read-ahead of a peer the room waits for goes after blocked readers,
+                // before seeds and the rest.
+                if class == Class::Held && !self.holding.contains(&peer) {
+                    continue;
+                }
+                let class = if class == Class::Held { Class::Window } else { class };
+                if !q.has(class) {
+                    continue;
+                }
+                if class != Class::Seed {
+                    pick = Some((peer, 0, class));
+                    break;
+                }
+                // Seeds: the earliest chunk first, whoever it goes to (the room needs it first);
+                // among equals, round robin.
+                let head = q.seeds.front().map_or(0, |&(_, ix)| ix);
+                if pick.is_none_or(|(_, best, _)| head < best) {
+                    pick = Some((peer, head, class));
+                }
+            }
+            if let Some((peer, _, class)) = pick {
+                let q = self.peers.get_mut(&peer).expect("key from map");
                 let (space, index) = q.pop(class).expect("has() checked");
                 q.in_flight += 1;
                 self.last_served = Some(peer);
@@ -298,6 +335,22 @@ mod tests {
             out.push(t);
         }
         out
+    }
+
+    #[test]
+    fn seeds_go_earliest_chunk_first_and_read_ahead_of_whom_the_room_waits_for_before_them() {
+        let mut s = Scheduler::new(64);
+        (1..=3).for_each(|p| s.add_peer(p));
+        s.handle_seed(1, 0, &[20, 21]);
+        s.handle_seed(2, 0, &[10, 30]);
+        s.handle_request(3, 0, &[50, 51], Priority::Window);
+        s.handle_request(1, 0, &[40], Priority::Window);
+        s.handle_request(2, 0, &[5], Priority::Critical);
+        s.set_holding([3]);
+        let order: Vec<(PeerKey, u32)> = drain(&mut s).into_iter().map(|t| (t.peer, t.index)).collect();
+        // A blocked reader; the read-ahead of the one the room waits for; the seeds, the
+        // earliest first whoever they go to; then the rest of the read-ahead.
+        assert_eq!(order, [(2, 5), (3, 50), (3, 51), (2, 10), (1, 20), (1, 21), (2, 30), (1, 40)]);
     }
 
     #[test]

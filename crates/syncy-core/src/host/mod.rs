@@ -737,6 +737,7 @@ impl HostCore {
             }
         }
         self.apply_plan();
+        self.scheduler.set_holding(self.room.holding());
         self.pump(now);
     }
 
@@ -765,6 +766,9 @@ impl HostCore {
             };
             tracing::trace!(peer = t.peer, index = t.index, priority = ?t.priority, "sending chunk {} of space {}", t.index, t.space);
             self.upload.consume(now, len as f64);
+            if t.space == stream::ORIGINAL {
+                self.swarm.note_wired(t.index, now);
+            }
             self.reads += 1;
             self.need_hashes(t.space, t.index);
             let offset = t.index as u64 * self.manifest.chunk_size as u64;

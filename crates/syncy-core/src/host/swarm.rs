@@ -9,8 +9,10 @@
 //!   sign; `RelaySignal`s forwarded only between a link's two ends).
 //! - **Seeding**: what lies up to [`SEED_AHEAD`] ahead of the room that nobody holds is sent
 //!   by the host to one participant with spare upload (a `Seed` it then asks for), a few
-//!   seconds' worth at a time; the others get it from neighbours. The host's own upload goes
-//!   to that, and to what a participant needs within its `SOON` window that no neighbour has.
+//!   seconds' worth at a time; the others get it from neighbours. Read-ahead nobody holds
+//!   within [`SEED_FIRST`] of the room is seeded to the first to ask for it (its neighbours
+//!   are told to wait for that copy). The host's own upload goes to that, and to what a
+//!   participant needs within its `SOON` window that no neighbour has.
 //! - **Lies**: a link whose chunk failed its hash check is cut at once; a participant two
 //!   others accuse relays no more.
 
@@ -33,6 +35,10 @@ pub const MAX_LINKS: usize = 8;
 pub const SWARM_EVERY: Duration = Duration::from_millis(250);
 /// How far ahead of the room the host seeds.
 pub const SEED_AHEAD: Duration = Duration::from_secs(30);
+/// Read-ahead nobody holds this near the room is seeded to the first to ask for it (beyond,
+/// it waits its turn with all read-ahead: the host's upload would otherwise go to new chunks
+/// far ahead while what a reader needs next, held by someone out of its reach, waited).
+pub const SEED_FIRST: Duration = Duration::from_secs(8);
 /// Seeds go at most this many times the stream's rate.
 pub const SEED_RATE: f64 = 1.2;
 /// Seeds sent and not yet held anywhere, at most, in media time.
@@ -45,6 +51,9 @@ pub const RECENT: Duration = Duration::from_secs(5);
 /// A seed this young is taken to be on its way to its member: its own read-ahead request for
 /// it is not served too.
 const SEED_IN_TRANSIT: Duration = Duration::from_secs(2);
+/// A neighbour's seed of a chunk this young is waited for, even by a participant asking
+/// for the chunk again after `Elsewhere` (seeds go before any read-ahead, so it comes soon).
+const SEED_WAITED: Duration = Duration::from_secs(3);
 /// How long a seed a member cancelled is not seeded to it again.
 const DECLINED_FOR: Duration = Duration::from_secs(30);
 /// Chunks [`Swarm::recent`] holds before it drops what is older than [`RECENT`].
@@ -134,6 +143,9 @@ pub(super) struct Swarm {
     recent_max: usize,
     /// Chunks a participant was told to get elsewhere, and when.
     told: HashMap<(PeerId, u32), Instant>,
+    /// When each chunk of the original last left the host (not merely queued: read-ahead
+    /// queued behind seeds may wait long), for [`RECENT`].
+    wired: HashMap<u32, Instant>,
 }
 
 impl Swarm {
@@ -150,6 +162,11 @@ impl Swarm {
     /// Whether `peer` relays (it gets the hashes of the original as they are made).
     pub(super) fn is_member(&self, peer: PeerId) -> bool {
         self.members.contains_key(&peer)
+    }
+
+    /// Whether `peer` says it holds chunk `ix`.
+    fn holds(&self, peer: PeerId, ix: u32) -> bool {
+        self.members.get(&peer).is_some_and(|m| m.holds.has(ix))
     }
 
     /// Whether chunk `ix` was sent or queued to `peer` lately.
@@ -176,6 +193,22 @@ impl Swarm {
             Some(e) => e.1 = now,
             None => v.push((peer, now)),
         }
+    }
+
+    /// Chunk `ix` of the original left the host at `now`.
+    pub(super) fn note_wired(&mut self, ix: u32, now: Instant) {
+        if self.members.is_empty() {
+            return;
+        }
+        self.wired.insert(ix, now);
+    }
+
+    /// Nobody holds chunk `ix`, nor is it seeded or did it leave the host lately: its first
+    /// copy is still to go.
+    fn unspread(&self, ix: u32, now: Instant) -> bool {
+        self.holders.get(ix as usize) == Some(&0)
+            && !self.seeded.contains_key(&ix)
+            && self.wired.get(&ix).is_none_or(|t| now.saturating_duration_since(*t) >= RECENT)
     }
 
     fn hold(&mut self, ix: u32, on: bool) {
@@ -343,6 +376,13 @@ impl HostCore {
     /// apart: critical ones, and read-ahead none of its neighbours holds or is being sent (or
     /// that it asked for again after being told `Elsewhere`). The rest it is told to get from
     /// them.
+    ///
+    /// Read-ahead that nobody in the room holds or is being seeded, within [`SEED_FIRST`] of
+    /// the room, is seeded to `peer` (the host's first copy of a chunk goes before
+    /// anyone's second): at the edge of what the room holds every reader asks for the same
+    /// next chunks, and sent as plain read-ahead each one's copy waited its turn behind the
+    /// others', so the edge crept forward at the host's upload divided by the room.
+    /// A neighbour's seed of the chunk on its way is waited for even when asked again.
     pub(super) fn triage(&mut self, now: Instant, peer: PeerId, chunks: Vec<u32>, priority: Priority) -> (Vec<u32>, Vec<u32>) {
         if !self.swarm.members.contains_key(&peer) {
             // Not relaying (or not yet): all of it, noted so that none of it is seeded too.
@@ -350,7 +390,8 @@ impl HostCore {
             return if priority == Priority::Critical { (chunks, vec![]) } else { (vec![], chunks) };
         }
         let neighbours = self.neighbours(peer, now);
-        let mut elsewhere = Vec::new();
+        let seed_range = self.seed_range(now, SEED_FIRST);
+        let (mut elsewhere, mut seeds) = (Vec::new(), Vec::new());
         let (mut urgent, mut send) = (Vec::new(), Vec::new());
         // Read-ahead seeded to it a moment ago is on its way (it asked before the `Seed` came):
         // not sent twice. Later, or what it is blocked on, is sent (the seed may be lost).
@@ -360,8 +401,14 @@ impl HostCore {
         for ix in chunks.into_iter().filter(|ix| !on_its_way(ix)).collect::<Vec<_>>() {
             let asked_again = self.swarm.told.get(&(peer, ix)).is_some_and(|t| now.saturating_duration_since(*t) >= ELSEWHERE_WAIT);
             let neighbour_has = neighbours.iter().any(|n| self.swarm.members.get(n).is_some_and(|m| m.holds.has(ix)) || self.swarm.sent_lately(*n, ix, now));
-            // What the reader is blocked on is sent at once.
-            if priority == Priority::Window && neighbour_has && !asked_again {
+            let seeded_to_neighbour =
+                self.swarm.seeded.get(&ix).is_some_and(|(p, t)| neighbours.contains(p) && now.saturating_duration_since(*t) < SEED_WAITED);
+            let first_copy = seed_range.contains(&ix) && self.swarm.unspread(ix, now) && !neighbours.iter().any(|n| self.swarm.holds(*n, ix));
+            if priority == Priority::Window && first_copy {
+                self.swarm.told.remove(&(peer, ix));
+                seeds.push(ix);
+            } else if priority == Priority::Window && neighbour_has && (!asked_again || seeded_to_neighbour) {
+                // What the reader is blocked on is sent at once.
                 self.swarm.told.entry((peer, ix)).or_insert(now);
                 elsewhere.push(ix);
             } else {
@@ -373,7 +420,22 @@ impl HostCore {
         if !elsewhere.is_empty() {
             self.send(peer, Message::Elsewhere { space: ORIGINAL, chunks: elsewhere });
         }
+        // (It asked for them: they are on its way already, no `Seed` needed.)
+        for ix in self.scheduler.handle_seed(peer, ORIGINAL, &seeds) {
+            self.swarm.seeded.insert(ix, (peer, now));
+            self.swarm.note_sent(ix, peer, now);
+        }
         (urgent, send)
+    }
+
+    /// The chunks of the original from the room's position to `ahead` past it.
+    fn seed_range(&self, now: Instant, ahead: Duration) -> std::ops::Range<u32> {
+        let Some(duration_us) = self.manifest.duration_ms.filter(|&d| d > 0).map(|d| d as f64 * 1000.0) else { return 0..0 };
+        let chunks = self.manifest.chunks;
+        let per_us = chunks as f64 / duration_us;
+        let from = ((self.room_position(now).max(0) as f64 * per_us) as u32).min(chunks);
+        let to = from.saturating_add((ahead.as_micros() as f64 * per_us).ceil() as u32).min(chunks);
+        from..to
     }
 
     /// `peer` cancelled chunks of `space`: those seeded to it it does not want.
@@ -408,6 +470,7 @@ impl HostCore {
             !v.is_empty()
         });
         self.swarm.told.retain(|_, t| now.saturating_duration_since(*t) < RECENT * 2);
+        self.swarm.wired.retain(|_, t| now.saturating_duration_since(*t) < RECENT);
         self.introduce_more(now);
         self.seed_ahead(now);
     }
@@ -463,10 +526,8 @@ impl HostCore {
         if members.is_empty() {
             return;
         }
-        let chunks = self.manifest.chunks;
-        let per_us = chunks as f64 / duration_us;
-        let from = ((self.room_position(now).max(0) as f64 * per_us) as u32).min(chunks);
-        let to = from.saturating_add((SEED_AHEAD.as_micros() as f64 * per_us).ceil() as u32).min(chunks);
+        let per_us = self.manifest.chunks as f64 / duration_us;
+        let std::ops::Range { start: from, end: to } = self.seed_range(now, SEED_AHEAD);
         let out_max = (SEED_OUT.as_micros() as f64 * per_us).ceil() as usize;
         self.swarm.seeded.retain(|_, (_, t)| now.saturating_duration_since(*t) < SEED_AGAIN);
         let outstanding = self.swarm.seeded.keys().filter(|&&ix| ix >= from).count();
@@ -474,16 +535,17 @@ impl HostCore {
         // what participants ask (a paused room would otherwise have it all seeded at once,
         // ahead of what everyone needs now).
         let byte_rate = self.manifest.size as f64 / (duration_us / 1e6);
-        let bucket = self.swarm.seed_bucket.get_or_insert_with(|| crate::rate::TokenBucket::new(byte_rate * SEED_RATE, byte_rate * 2.0));
+        let mut bucket = self.swarm.seed_bucket.take().unwrap_or_else(|| crate::rate::TokenBucket::new(byte_rate * SEED_RATE, byte_rate * 2.0));
         let mut room = out_max.saturating_sub(outstanding);
         let mut wanted = Vec::new();
         // Nobody holds it, and nobody is being sent it (their `Have` may lag the sending).
         // (Nor what every member that takes seeds declined lately.)
         let takers = &members;
         let declined = |ix: u32| takers.iter().all(|p| self.swarm.members[p].declined(ix, now));
-        let unsent =
-            |ix: &u32| self.swarm.holders[*ix as usize] == 0 && !self.swarm.seeded.contains_key(ix) && !self.swarm.recent.contains_key(ix) && !declined(*ix);
-        for ix in (from..to).filter(unsent) {
+        // (Read-ahead queued for someone is seeded all the same: behind seeds, it may wait.)
+        let unsent = |ix: &u32| self.swarm.unspread(*ix, now) && !declined(*ix);
+        let candidates: Vec<u32> = (from..to).filter(unsent).collect();
+        for ix in candidates {
             let len = self.manifest.chunk_len(ix).unwrap_or(0) as f64;
             if room == 0 || !bucket.try_take(now, len) {
                 break;
@@ -491,6 +553,7 @@ impl HostCore {
             room -= 1;
             wanted.push(ix);
         }
+        self.swarm.seed_bucket = Some(bucket);
         if wanted.is_empty() {
             return;
         }
@@ -567,6 +630,42 @@ mod tests {
         assert!(controls_to(&out, a).is_empty() && controls_to(&out, b).is_empty(), "not on the link: nothing forwarded");
         h.core.handle_control(h.now, b, sdp(link, "answer"));
         assert!(matches!(controls_to(&h.outputs(), a)[..], [Message::RelaySignal(s)] if s.sdp == "answer"));
+    }
+
+    /// What went to `peer`: chunks sent, and chunks it was told to get elsewhere.
+    fn to(out: &[HostOutput], peer: PeerId) -> (Vec<u32>, Vec<u32>) {
+        let sent = out.iter().filter_map(|o| if let HostOutput::Chunk { peer: p, index, .. } = o { (*p == peer).then_some(*index) } else { None });
+        let elsewhere = controls_to(out, peer).into_iter().filter_map(|m| if let Message::Elsewhere { chunks, .. } = m { Some(chunks.clone()) } else { None });
+        (sent.collect(), elsewhere.flatten().collect())
+    }
+
+    #[test]
+    fn read_ahead_nobody_holds_goes_once_as_a_seed_and_a_neighbour_waits_for_that_copy() {
+        let mut h = Host::new(config());
+        let (_, a, b) = linked(&mut h);
+        // The link settles.
+        while h.now < crate::testing::t0() + LINK_SETTLE + SWARM_EVERY {
+            h.advance(SWARM_EVERY);
+        }
+        h.outputs();
+        let ask = |h: &mut Host, peer, ix| {
+            h.core.handle_control(h.now, peer, Message::Request { space: ORIGINAL, chunks: vec![ix], priority: Priority::Window });
+            to(&h.outputs(), peer)
+        };
+        // Nobody holds chunk 3: a's copy is the room's first, a seed, sent at once.
+        assert_eq!(ask(&mut h, a, 3), (vec![3], vec![]));
+        assert!(h.core.swarm.seeded.get(&3).is_some_and(|(p, _)| *p == a));
+        // b is told to get it from a, and asking again a second later, still: a's copy is
+        // young.
+        assert_eq!(ask(&mut h, b, 3), (vec![], vec![3]));
+        h.advance(ELSEWHERE_WAIT + Duration::from_millis(100));
+        assert_eq!(ask(&mut h, b, 3), (vec![], vec![3]));
+        // Past that, b is sent its own copy.
+        h.advance(SEED_WAITED);
+        assert_eq!(ask(&mut h, b, 3), (vec![3], vec![]));
+        // Read-ahead far past the room is no seed: it waits its turn as read-ahead.
+        assert_eq!(ask(&mut h, a, 90).0, [90]);
+        assert!(!h.core.swarm.seeded.contains_key(&90));
     }
 
     #[test]

@@ -253,9 +253,23 @@ pub struct ParticipantCore {
     wall: (Instant, f64),
     /// After the link dropped, until back in.
     reconnect: Option<reconnect::Reconnect>,
+    /// Since when the picture has been frozen while the room's clock runs (a stall), until
+    /// it shows again: the host hears of it only after [`STALL_GRACE`].
+    frozen_since: Option<Instant>,
+    /// It has shown a picture (the grace is for freezes after that, never for the first).
+    shown_once: bool,
     now: Instant,
     out: VecDeque<ParticipantOutput>,
 }
+
+/// A picture that freezes while the room plays is reported as buffering only once it has
+/// stayed frozen this long. A freeze the decoder gets out of by decoding on (the clock
+/// jumped ahead of its queue when a late state came, or it seeks back a little) lasts
+/// less; reported at once, it would pause the whole room for a round trip and the report
+/// interval, and the pause and resume — coming late to those far from the host — would make
+/// others jump and freeze in turn: a hundred participants kept pausing the room every second
+/// or two although every one of them held the next seconds.
+pub const STALL_GRACE: Duration = Duration::from_millis(150);
 
 impl ParticipantCore {
     /// A participant that got `manifest` at `now`; `saved`: the chunks a `--save` copy of an
@@ -273,6 +287,8 @@ impl ParticipantCore {
             received: 0,
             duplicates: 0,
             resumed: false,
+            frozen_since: None,
+            shown_once: false,
             unasked: 0,
             host_sha256: None,
             hashes: hashes::HashTable::default(),
@@ -406,7 +422,14 @@ impl ParticipantCore {
                 self.event(Event::Error { message: format!("cannot play {}: {e}", self.manifest.name) });
                 self.report_change(now);
             }
-            Some(_) => {
+            Some(PresenterEvent::Buffering) if self.shown_once && self.presenter.clock_runs() => {
+                self.event(self.state_event(now));
+                self.frozen_since = Some(now);
+                self.cadence.report_by(now + STALL_GRACE);
+            }
+            Some(e) => {
+                self.shown_once |= e == PresenterEvent::Showing;
+                self.frozen_since = None;
                 self.event(self.state_event(now));
                 self.report_change(now);
             }
@@ -481,7 +504,7 @@ impl ParticipantCore {
             position_ms: (p.position(now).max(0) / 1000) as u64,
             buffered_bytes: self.stores.original().held_bytes(),
             down_bps: self.down.rate(now) as u64,
-            buffering: p.buffering(),
+            buffering: p.buffering() && self.frozen_since.is_none_or(|t| now >= t + STALL_GRACE),
             rtt_ms: p.rtt_ms(),
             seq: p.seq(),
             drift_ms: p.drift(now).map(|d| d / 1000),

@@ -386,3 +386,24 @@ fn a_saved_copy_gets_what_lies_past_the_seeds_reach_from_the_host_in_a_paused_ro
     let last = media().chunks - 1;
     assert_eq!(furthest_asked_alone_with(save), last);
 }
+
+#[test]
+fn what_the_reader_is_blocked_on_is_taken_from_a_neighbour_that_gets_it_before_the_host_sends_it() {
+    let mut p = Pair::new(0..0);
+    p.connect();
+    let mut buf = [0u8; 1];
+    assert_eq!(p.ann.read_at(ORIGINAL, 0, &mut buf), crate::buffer::Read::Wait);
+    p.ann.handle_wake(p.now);
+    p.settle();
+    assert!(p.ann.original().is_in_flight(0) && p.ann.original().is_critical(0), "asked of the host: nobody else holds it");
+    // Half a second on, the host has not sent it to ann yet; bob gets it.
+    p.advance(Duration::from_millis(600));
+    p.bob.handle_message(p.now, Message::Seed { space: ORIGINAL, chunks: vec![0] }).unwrap();
+    p.bob.handle_chunk_parts(p.now, 100, ORIGINAL, 0, content(&media(), 0)).unwrap();
+    p.settle();
+    // (Asked of the host under half a second ago, it may be on the wire: not yet.)
+    p.advance(Duration::from_millis(500));
+    assert!(p.ann.original().has(0), "bob brought it");
+    let cancelled = |m: &&Message| matches!(m, Message::Cancel { chunks, .. } if chunks.contains(&0));
+    assert!(p.sent_host("ann").iter().any(cancelled), "and the host's copy was called off");
+}

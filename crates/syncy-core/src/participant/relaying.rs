@@ -3,7 +3,8 @@
 //! the relay upload limit, and holdings told to them and to the host.
 //!
 //! Where each chunk comes from: what the reader is blocked on, from a neighbour that would
-//! bring it within [`CRITICAL_WITHIN`], else the host; read-ahead within [`SOON`] of the
+//! bring it within [`CRITICAL_WITHIN`], else the host (and from a neighbour after all if one
+//! gets it before the host has sent it); read-ahead within [`SOON`] of the
 //! reader, from a neighbour that holds it, else the host; read-ahead beyond it, up to
 //! [`HORIZON`], from neighbours only, rarest first. What the host wants spread first it says
 //! with `Seed`.
@@ -351,8 +352,9 @@ impl ParticipantCore {
     }
 
     /// What a neighbour now holds that this side asked the host for (read-ahead the host has
-    /// not sent yet: its upload goes to what nobody holds first) is asked of the neighbour
-    /// instead, and cancelled at the host.
+    /// not sent yet: its upload goes to what nobody holds first; what the reader is blocked
+    /// on, if the neighbour would bring it within [`CRITICAL_WITHIN`]) is asked of the
+    /// neighbour instead, and cancelled at the host.
     fn move_from_host(&mut self, now: Instant, space: Space, candidates: Vec<u32>) {
         let Some(r) = self.relay.as_ref() else { return };
         let Some(s) = self.stores.get(space) else { return };
@@ -364,14 +366,20 @@ impl ParticipantCore {
             // Asked of the host a while ago: still in its queue, not on the wire (one asked a
             // moment ago may be on its way already, and would come twice).
             .filter(|&ix| s.in_flight_for(now, ix).is_some_and(|d| d >= MOVE_AFTER))
-            .filter(|&ix| ix >= pos && ix < end && !s.is_critical(ix) && r.swarm.holders(space, ix) > 0 && !asked_elsewhere(ix))
+            .filter(|&ix| ix >= pos && ix < end && r.swarm.holders(space, ix) > 0 && !asked_elsewhere(ix))
             .take(FAR_PER_PASS)
             .collect();
         if host_bound.is_empty() {
             return;
         }
-        let rest = self.ask_neighbours(now, space, &host_bound, false);
-        let moved: Vec<u32> = host_bound.into_iter().filter(|ix| !rest.contains(ix)).collect();
+        // What the reader is blocked on too, if a neighbour would bring it at once: at the
+        // start every newcomer is blocked on the same first chunks (and the MP4's index), and
+        // the host, sending them to one after another, would reach the last many seconds
+        // after the first had them.
+        let (blocked, ahead): (Vec<u32>, Vec<u32>) = host_bound.into_iter().partition(|&ix| s.is_critical(ix));
+        let mut rest = self.ask_neighbours(now, space, &ahead, false);
+        rest.extend(self.ask_neighbours(now, space, &blocked, true));
+        let moved: Vec<u32> = ahead.into_iter().chain(blocked).filter(|ix| !rest.contains(ix)).collect();
         if !moved.is_empty() {
             self.send(Message::Cancel { space, chunks: moved });
         }

@@ -305,3 +305,43 @@ fn chunk_hashes_are_taken_only_as_the_host_signed_them_for_this_room_and_run() {
     c.handle_message(t0, Message::HashBatch(HashBatch::sign(&host_key(), ROOM, &m.stream, 0, 0, &hashes))).unwrap();
     assert_eq!(c.hashes().hash(ORIGINAL, 3), Some([3; 32]));
 }
+
+/// What the decoder holds: `n` frames from `from_ms`, 40 ms apart.
+fn frames(from_ms: i64, n: i64) -> PictureView {
+    let queued = (0..n).map(|i| (from_ms + i * 40) * 1000).collect();
+    PictureView { current: QueueView { queued, ..QueueView::default() }, incoming: None, frame_us: Some(40_000) }
+}
+
+/// The `buffering` of every report sent.
+fn reported(outs: &[ParticipantOutput]) -> Vec<bool> {
+    sent(outs).iter().filter_map(|m| if let Message::Report { buffering, .. } = m { Some(*buffering) } else { None }).collect()
+}
+
+#[test]
+fn a_freeze_shorter_than_the_grace_is_never_reported_and_a_longer_one_is_once_the_grace_is_over() {
+    let t0 = crate::testing::t0();
+    let mut c = ParticipantCore::new(t0, manifest(), config(false), &[]);
+    c.handle_message(t0, Message::Pong { client_us: 0, host_us: 1_000_000 }).unwrap();
+    let state = Message::State { playing: true, position_us: 0, at_host_us: 1_000_000, rate_milli: 1000, seq: 1, waiting: vec![] };
+    c.handle_message(t0, state).unwrap();
+    c.handle_picture(t0, &frames(0, 5));
+    drain(&mut c);
+    // 400 ms in, the decoder has nothing past 160 ms: frozen (its clock holds there); 50 ms
+    // later it has caught up.
+    c.handle_picture(t0 + 400 * MS, &frames(80, 3));
+    let mut outs = drain(&mut c);
+    c.handle_timeout(t0 + 420 * MS);
+    c.handle_picture(t0 + 450 * MS, &frames(400, 5));
+    outs.extend(drain(&mut c));
+    assert!(!reported(&outs).contains(&true), "a 50 ms freeze does not hold the room: {:?}", reported(&outs));
+    // At 1 s it freezes again, for good: the host hears once the grace is over, not before.
+    c.handle_picture(t0 + 1000 * MS, &frames(0, 0));
+    let mut outs = drain(&mut c);
+    c.handle_timeout(t0 + 1000 * MS + STALL_GRACE - MS);
+    outs.extend(drain(&mut c));
+    assert!(!reported(&outs).contains(&true), "{outs:?}");
+    let due = c.poll_timeout().map(|(t, _)| t).expect("a wake-up");
+    assert!(due <= t0 + 1000 * MS + STALL_GRACE, "woken when the grace ends, not later");
+    c.handle_timeout(t0 + 1000 * MS + STALL_GRACE);
+    assert_eq!(reported(&drain(&mut c)), [true]);
+}

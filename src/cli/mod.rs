@@ -552,6 +552,10 @@ pub struct BenchArgs {
     /// Participants in the simulated room.
     #[arg(long, default_value_t = 100)]
     pub sim_participants: usize,
+    /// The relay suite's seed: who joins when, with what uplink and round trip (the tables in
+    /// BENCHMARKS.md are seed 3; a change to scheduling is worth a look at a few).
+    #[arg(long, default_value_t = 3)]
+    pub seed: u64,
     /// Write the results as Markdown here too.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,

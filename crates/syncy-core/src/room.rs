@@ -159,9 +159,10 @@ impl Room {
     }
 
     /// A participant connected. It is not waited for until it says it is buffering; and one
-    /// that joins while others watch is not waited for until it has caught up (it joins where
-    /// the room is; a hundred joining over a minute would otherwise hold everyone a hundred
-    /// times). Those there before anyone watched start together.
+    /// that joins while others watch (someone has been ready while the room wanted to play)
+    /// is not waited for until it has caught up (it joins where the room is; a hundred joining
+    /// over a minute would otherwise hold everyone a hundred times). Those there before
+    /// anyone watched start together, as do all in a room gathering, paused until play.
     pub fn add_peer(&mut self, peer: u64) {
         self.add_peer_as(peer, false);
     }

@@ -1,9 +1,9 @@
 //! The host's chunk scheduler: which chunk to send to which participant next.
 //!
-//! Order: every participant's critical requests (what a reader is blocked on), then the
-//! read-ahead of those the room waits for ([`Scheduler::set_holding`]: nobody watches until
-//! they are ready), then what the host seeds, the earliest chunk first whoever it goes to (the
-//! room needs it first), then anyone's read-ahead window; otherwise within a class,
+//! Order: every participant's critical requests (what a reader is blocked on), then the seeds
+//! and read-ahead of those the room waits for ([`Scheduler::set_holding`]: nobody watches
+//! until they are ready), then what the host seeds, the earliest chunk first whoever it goes
+//! to (the room needs it first), then anyone's read-ahead window; otherwise within a class,
 //! round-robin across participants so one greedy peer cannot starve the others. (Seeds are
 //! sent as critical, but a reader stuck at one participant does not wait behind the spreading
 //! of chunks to another.) A request
@@ -120,6 +120,19 @@ impl PeerQueue {
         false
     }
 
+    /// The deque class `class` takes from for this peer, if it has anything there: a peer the
+    /// room waits for (`held`) has the seeds it is to spread and then its read-ahead served
+    /// right after blocked readers, before everyone else's seeds.
+    fn serves(&mut self, class: Class, held: bool) -> Option<Class> {
+        let from = match class {
+            Class::Held if !held => return None,
+            Class::Held if self.has(Class::Seed) => Class::Seed,
+            Class::Held => Class::Window,
+            c => c,
+        };
+        self.has(from).then_some(from)
+    }
+
     /// Deque entries, live and stale.
     fn entries(&self) -> usize {
         self.critical.len() + self.seeds.len() + self.window.len()
@@ -136,7 +149,9 @@ impl PeerQueue {
         }
         self.queued.insert(ix, Priority::Critical);
         self.seeded.insert(ix);
-        self.seeds.push_back(ix);
+        // Kept in chunk order: the earliest is the room's most urgent, whenever it came.
+        let at = self.seeds.partition_point(|&(_, i)| i <= ix.1);
+        self.seeds.insert(at, ix);
         true
     }
 
@@ -188,8 +203,8 @@ impl PeerQueue {
 #[derive(Debug)]
 pub struct Scheduler {
     peers: BTreeMap<PeerKey, PeerQueue>,
-    /// Peers the room is held for: their read-ahead goes with everyone's critical requests
-    /// (until they are ready, nobody watches).
+    /// Peers the room is held for: their seeds and read-ahead go right after everyone's
+    /// critical requests (until they are ready, nobody watches).
     holding: HashSet<PeerKey>,
     last_served: Option<PeerKey>,
     max_in_flight: usize,
@@ -233,7 +248,8 @@ impl Scheduler {
         queued
     }
 
-    /// The peers the room is held for now (see [`Scheduler::holding`]).
+    /// The peers the room is held for now: their seeds and read-ahead go right after
+    /// everyone's critical requests.
     pub fn set_holding(&mut self, peers: impl IntoIterator<Item = PeerKey>) {
         self.holding.clear();
         self.holding.extend(peers);
@@ -289,32 +305,24 @@ impl Scheduler {
                 if q.in_flight >= self.max_in_flight {
                     continue;
                 }
-                // The read-ahead of a peer the room waits for goes after blocked readers,
-                // before seeds and the rest.
-                if class == Class::Held && !self.holding.contains(&peer) {
-                    continue;
-                }
-                let class = if class == Class::Held { Class::Window } else { class };
-                if !q.has(class) {
-                    continue;
-                }
+                let Some(from) = q.serves(class, self.holding.contains(&peer)) else { continue };
                 if class != Class::Seed {
-                    pick = Some((peer, 0, class));
+                    pick = Some((peer, 0, from));
                     break;
                 }
                 // Seeds: the earliest chunk first, whoever it goes to (the room needs it first);
                 // among equals, round robin.
                 let head = q.seeds.front().map_or(0, |&(_, ix)| ix);
                 if pick.is_none_or(|(_, best, _)| head < best) {
-                    pick = Some((peer, head, class));
+                    pick = Some((peer, head, from));
                 }
             }
-            if let Some((peer, _, class)) = pick {
+            if let Some((peer, _, from)) = pick {
                 let q = self.peers.get_mut(&peer).expect("key from map");
-                let (space, index) = q.pop(class).expect("has() checked");
+                let (space, index) = q.pop(from).expect("has() checked");
                 q.in_flight += 1;
                 self.last_served = Some(peer);
-                return Some(Transmit { peer, space, index, priority: class.priority() });
+                return Some(Transmit { peer, space, index, priority: from.priority() });
             }
         }
         None
@@ -342,15 +350,18 @@ mod tests {
         let mut s = Scheduler::new(64);
         (1..=3).for_each(|p| s.add_peer(p));
         s.handle_seed(1, 0, &[20, 21]);
-        s.handle_seed(2, 0, &[10, 30]);
+        // (Seeded out of order: a near one after a far one.)
+        s.handle_seed(2, 0, &[30]);
+        s.handle_seed(2, 0, &[10]);
         s.handle_request(3, 0, &[50, 51], Priority::Window);
+        s.handle_seed(3, 0, &[60]);
         s.handle_request(1, 0, &[40], Priority::Window);
         s.handle_request(2, 0, &[5], Priority::Critical);
         s.set_holding([3]);
         let order: Vec<(PeerKey, u32)> = drain(&mut s).into_iter().map(|t| (t.peer, t.index)).collect();
-        // A blocked reader; the read-ahead of the one the room waits for; the seeds, the
-        // earliest first whoever they go to; then the rest of the read-ahead.
-        assert_eq!(order, [(2, 5), (3, 50), (3, 51), (2, 10), (1, 20), (1, 21), (2, 30), (1, 40)]);
+        // A blocked reader; the seed and read-ahead of the one the room waits for; the seeds,
+        // the earliest first whoever they go to; then the rest of the read-ahead.
+        assert_eq!(order, [(2, 5), (3, 60), (3, 50), (3, 51), (2, 10), (1, 20), (1, 21), (2, 30), (1, 40)]);
     }
 
     #[test]

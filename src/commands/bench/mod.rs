@@ -113,7 +113,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         text += &t;
     }
     if args.suite == BenchSuite::Relay {
-        let t = tokio::task::spawn_blocking(|| crate::commands::bench::relay::run(3)).await?;
+        let seed = args.seed;
+        let t = tokio::task::spawn_blocking(move || crate::commands::bench::relay::run(seed)).await?;
         println!("{t}");
         text += &t;
     }

@@ -52,7 +52,8 @@ pub const RECENT: Duration = Duration::from_secs(5);
 /// it is not served too.
 const SEED_IN_TRANSIT: Duration = Duration::from_secs(2);
 /// A neighbour's seed of a chunk this young is waited for, even by a participant asking
-/// for the chunk again after `Elsewhere` (seeds go before any read-ahead, so it comes soon).
+/// for the chunk again after `Elsewhere` (seeds go before others' read-ahead, so it comes
+/// soon).
 const SEED_WAITED: Duration = Duration::from_secs(3);
 /// How long a seed a member cancelled is not seeded to it again.
 const DECLINED_FOR: Duration = Duration::from_secs(30);
@@ -132,6 +133,9 @@ pub(super) struct Swarm {
     holders: Vec<u16>,
     /// Seeds sent and when.
     seeded: HashMap<u32, (PeerId, Instant)>,
+    /// Of those, the ones seeded because their member asked for them (its read-ahead): its
+    /// cancel is no refusal of a seed.
+    asked_seeds: HashSet<u32>,
     /// The member the next seeds go to first (round robin among the best).
     seed_turn: u64,
     /// Paces seeds (see [`SEED_RATE`]).
@@ -272,6 +276,7 @@ impl HostCore {
             self.swarm.hold(ix, on);
             if on {
                 self.swarm.seeded.remove(&ix);
+                self.swarm.asked_seeds.remove(&ix);
             }
         }
     }
@@ -391,6 +396,7 @@ impl HostCore {
         }
         let neighbours = self.neighbours(peer, now);
         let seed_range = self.seed_range(now, SEED_FIRST);
+        let takes_seeds = self.swarm.members[&peer].takes_seeds();
         let (mut elsewhere, mut seeds) = (Vec::new(), Vec::new());
         let (mut urgent, mut send) = (Vec::new(), Vec::new());
         // Read-ahead seeded to it a moment ago is on its way (it asked before the `Seed` came):
@@ -403,12 +409,17 @@ impl HostCore {
             let neighbour_has = neighbours.iter().any(|n| self.swarm.members.get(n).is_some_and(|m| m.holds.has(ix)) || self.swarm.sent_lately(*n, ix, now));
             let seeded_to_neighbour =
                 self.swarm.seeded.get(&ix).is_some_and(|(p, t)| neighbours.contains(p) && now.saturating_duration_since(*t) < SEED_WAITED);
-            let first_copy = seed_range.contains(&ix) && self.swarm.unspread(ix, now) && !neighbours.iter().any(|n| self.swarm.holds(*n, ix));
+            // (Not to one that takes no seeds: its neighbours would wait on a thin line.)
+            let first_copy = takes_seeds
+                && seed_range.contains(&ix)
+                && self.swarm.unspread(ix, now)
+                && !self.swarm.members[&peer].declined(ix, now)
+                && !neighbours.iter().any(|n| self.swarm.holds(*n, ix));
             if priority == Priority::Window && first_copy {
                 self.swarm.told.remove(&(peer, ix));
                 seeds.push(ix);
             } else if priority == Priority::Window && neighbour_has && (!asked_again || seeded_to_neighbour) {
-                // What the reader is blocked on is sent at once.
+                // (What the reader is blocked on is never told to wait: it is sent at once.)
                 self.swarm.told.entry((peer, ix)).or_insert(now);
                 elsewhere.push(ix);
             } else {
@@ -422,6 +433,7 @@ impl HostCore {
         }
         // (It asked for them: they are on its way already, no `Seed` needed.)
         for ix in self.scheduler.handle_seed(peer, ORIGINAL, &seeds) {
+            self.swarm.asked_seeds.insert(ix);
             self.swarm.seeded.insert(ix, (peer, now));
             self.swarm.note_sent(ix, peer, now);
         }
@@ -447,7 +459,11 @@ impl HostCore {
         for &ix in chunks {
             if self.swarm.seeded.get(&ix).is_some_and(|(p, _)| *p == peer) {
                 self.swarm.seeded.remove(&ix);
-                m.declined.insert(ix, self.now);
+                // (Its own read-ahead, seeded: it was moved to a neighbour, or its level
+                // switched; no refusal.)
+                if !self.swarm.asked_seeds.remove(&ix) {
+                    m.declined.insert(ix, self.now);
+                }
             }
         }
     }
@@ -471,6 +487,9 @@ impl HostCore {
         });
         self.swarm.told.retain(|_, t| now.saturating_duration_since(*t) < RECENT * 2);
         self.swarm.wired.retain(|_, t| now.saturating_duration_since(*t) < RECENT);
+        for m in self.swarm.members.values_mut() {
+            m.declined.retain(|_, t| now.saturating_duration_since(*t) < DECLINED_FOR);
+        }
         self.introduce_more(now);
         self.seed_ahead(now);
     }
@@ -520,6 +539,8 @@ impl HostCore {
     fn seed_ahead(&mut self, now: Instant) {
         let Some(duration_us) = self.manifest.duration_ms.filter(|&d| d > 0).map(|d| d as f64 * 1000.0) else { return };
         self.swarm.seeded.retain(|_, (_, t)| now.saturating_duration_since(*t) < SEED_AGAIN);
+        let seeded = &self.swarm.seeded;
+        self.swarm.asked_seeds.retain(|ix| seeded.contains_key(ix));
         // Only to a member whose holdings are known, that takes them (no tight download
         // limit of its own).
         let mut members: Vec<PeerId> = self.relaying().into_iter().filter(|p| self.swarm.members[p].takes_seeds()).collect();
@@ -569,6 +590,7 @@ impl HostCore {
             // asking, as urgently as anyone's critical requests (after its own).
             let queued = self.scheduler.handle_seed(to, ORIGINAL, &part);
             for &ix in &queued {
+                self.swarm.asked_seeds.remove(&ix);
                 self.swarm.seeded.insert(ix, (to, now));
                 self.swarm.note_sent(ix, to, now);
             }
@@ -643,6 +665,12 @@ mod tests {
     fn read_ahead_nobody_holds_goes_once_as_a_seed_and_a_neighbour_waits_for_that_copy() {
         let mut h = Host::new(config());
         let (_, a, b) = linked(&mut h);
+        // Both take seeds (no tight download limit).
+        for p in [a, b] {
+            let relay = Some(RelayReport { seeds: true, ..RelayReport::default() });
+            let report = Message::Report { position_ms: 0, buffered_bytes: 0, down_bps: 0, buffering: false, rtt_ms: None, seq: 0, drift_ms: None, relay };
+            h.core.handle_control(h.now, p, report);
+        }
         // The link settles.
         while h.now < crate::testing::t0() + LINK_SETTLE + SWARM_EVERY {
             h.advance(SWARM_EVERY);
@@ -652,17 +680,19 @@ mod tests {
             h.core.handle_control(h.now, peer, Message::Request { space: ORIGINAL, chunks: vec![ix], priority: Priority::Window });
             to(&h.outputs(), peer)
         };
-        // Nobody holds chunk 3: a's copy is the room's first, a seed, sent at once.
-        assert_eq!(ask(&mut h, a, 3), (vec![3], vec![]));
-        assert!(h.core.swarm.seeded.get(&3).is_some_and(|(p, _)| *p == a));
+        // Nobody holds chunk 12 (near the room: within SEED_FIRST), nor was it seeded yet:
+        // a's copy is the room's first, a seed, sent at once.
+        assert!(!h.core.swarm.seeded.contains_key(&12));
+        assert_eq!(ask(&mut h, a, 12), (vec![12], vec![]));
+        assert!(h.core.swarm.seeded.get(&12).is_some_and(|(p, _)| *p == a));
         // b is told to get it from a, and asking again a second later, still: a's copy is
         // young.
-        assert_eq!(ask(&mut h, b, 3), (vec![], vec![3]));
+        assert_eq!(ask(&mut h, b, 12), (vec![], vec![12]));
         h.advance(ELSEWHERE_WAIT + Duration::from_millis(100));
-        assert_eq!(ask(&mut h, b, 3), (vec![], vec![3]));
+        assert_eq!(ask(&mut h, b, 12), (vec![], vec![12]));
         // Past that, b is sent its own copy.
         h.advance(SEED_WAITED);
-        assert_eq!(ask(&mut h, b, 3), (vec![3], vec![]));
+        assert_eq!(ask(&mut h, b, 12), (vec![12], vec![]));
         // Read-ahead far past the room is no seed: it waits its turn as read-ahead.
         assert_eq!(ask(&mut h, a, 90).0, [90]);
         assert!(!h.core.swarm.seeded.contains_key(&90));

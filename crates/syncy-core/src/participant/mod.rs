@@ -512,6 +512,11 @@ impl ParticipantCore {
         };
         self.send(report);
         self.cadence.reported(now);
+        // A report inside a freeze's grace (the periodic one) said it was not buffering: the
+        // one at the grace's end is still due.
+        if let Some(t) = self.frozen_since.filter(|t| self.presenter.buffering() && now < *t + STALL_GRACE) {
+            self.cadence.report_by(t + STALL_GRACE);
+        }
     }
 
     fn state_event(&self, now: Instant) -> Event {

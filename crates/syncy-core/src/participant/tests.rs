@@ -345,3 +345,34 @@ fn a_freeze_shorter_than_the_grace_is_never_reported_and_a_longer_one_is_once_th
     c.handle_timeout(t0 + 1000 * MS + STALL_GRACE);
     assert_eq!(reported(&drain(&mut c)), [true]);
 }
+
+/// A room playing from 0, the picture smooth (woken every 10 ms) until `freeze_ms`, then
+/// frozen for good: how long after the freeze the host first hears `buffering`.
+fn freeze_told_after(freeze_ms: u32) -> Option<u32> {
+    let t0 = crate::testing::t0();
+    let mut c = ParticipantCore::new(t0, manifest(), config(false), &[]);
+    c.handle_message(t0, Message::Pong { client_us: 0, host_us: 1_000_000 }).unwrap();
+    let state = Message::State { playing: true, position_us: 0, at_host_us: 1_000_000, rate_milli: 1000, seq: 1, waiting: vec![] };
+    c.handle_message(t0, state).unwrap();
+    for ms in (0..freeze_ms + 1000).step_by(10) {
+        let now = t0 + ms * MS;
+        c.handle_timeout(now);
+        let decoded = if ms < freeze_ms { frames(ms as i64 / 40 * 40, 5) } else { frames(0, 0) };
+        c.handle_picture(now, &decoded);
+        if reported(&drain(&mut c)).contains(&true) {
+            return Some(ms - freeze_ms);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_freeze_is_told_when_its_grace_ends_wherever_it_falls_between_periodic_reports() {
+    // The frame showing goes stale 150 ms after the freeze, the grace is 150 ms more; a
+    // freeze starting anywhere in the report cycle (reports come about every 900 ms) is told
+    // then, not at the next periodic report.
+    for freeze in (2000..3000).step_by(20) {
+        let after = freeze_told_after(freeze);
+        assert!(after.is_some_and(|d| d <= 150 + 40 + STALL_GRACE.as_millis() as u32 + 20), "a freeze at {freeze} ms told after {after:?} ms");
+    }
+}

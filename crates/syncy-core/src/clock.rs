@@ -312,9 +312,17 @@ impl Follower {
         let drift = here - target;
         let room_rate = room.rate_milli as f64 / 1000.0;
         if !room.playing {
-            // Paused: show exactly the room's frame.
+            // Paused: the clock stands at the room's position. A picture just ahead of it (the
+            // pause came a few hundred ms late, through a busy link) stays: on resume the clock
+            // reaches it by running. A seek back would empty the decoder and have it report
+            // buffering while paused, holding the room's resume — and in a big room, with
+            // everyone a little ahead when a pause comes, that is everyone.
             self.rate = room_rate;
-            if drift != 0 {
+            if drift > 0 && drift <= self.cfg.seek_threshold_us {
+                self.position_us = target;
+                self.at_local_us = now;
+                self.correcting = false;
+            } else if drift != 0 {
                 self.jump(now, target);
             }
             return;
@@ -513,6 +521,26 @@ mod tests {
         f.handle_state(7 * S, playing_state(50 * S, 7 * S, 2), offset);
         assert!(!f.playing());
         assert_eq!(f.position(7 * S), 0);
+    }
+
+    #[test]
+    fn a_pause_that_arrives_late_keeps_the_picture_just_ahead_and_seeks_back_only_from_far() {
+        let offset = 0;
+        let mut f = Follower::new(FollowerConfig::default());
+        f.handle_state(0, playing_state(0, 0, 1), offset);
+        while f.poll_output().is_some() {}
+        // The room paused at 10 s; the news comes 300 ms late: the clock stands at 10 s, and
+        // the picture 300 ms on stays (no seek: the decoder keeps what it holds).
+        f.handle_state(10 * S + 300 * MS, MediaState { playing: false, position_us: 10 * S, at_host_us: 10 * S, rate_milli: 1000, seq: 2 }, offset);
+        assert_eq!(f.poll_output(), None);
+        assert_eq!(f.position(11 * S), 10 * S);
+        // It plays again from 10 s.
+        f.handle_state(12 * S, playing_state(10 * S, 12 * S, 3), offset);
+        assert_eq!(f.poll_output(), None);
+        assert_eq!(f.position(13 * S), 11 * S);
+        // A pause 1.5 s late (past the seek threshold) has it seek back.
+        f.handle_state(20 * S + 1_500 * MS, MediaState { playing: false, position_us: 18 * S, at_host_us: 20 * S, rate_milli: 1000, seq: 4 }, offset);
+        assert_eq!(f.poll_output(), Some(FollowerOutput::Seek(18 * S)));
     }
 
     #[test]

@@ -153,10 +153,14 @@ fn a_banned_participant_is_sent_away_and_turned_away_when_it_comes_back_even_to_
     host.wait_for("turned away", T, |v| v["event"] == "peer_left" && v["name"] == "not eve" && v["reason"].as_str().is_some_and(|r| r.contains("banned")));
     // ...while someone new, even named eve, gets in, and bob never noticed.
     let elsewhere = tempfile::tempdir().unwrap();
+    let joins = host.mark();
     let mut new_eve = Proc::join(&link, "eve", elsewhere.path(), &[]);
     new_eve.event("manifest", T);
     bob.event("complete", T);
     assert!(!bob.seen.iter().any(|v| v["event"] == "stream_end"));
+    // In the room as the host sees it (its manifest goes out just before the host counts it
+    // in: a kick in between finds nobody of that name).
+    host.wait_after(joins, "the new eve in", T, |v| v["event"] == "peer_joined" && v["name"] == "eve");
     // A kick is told as such (it used to look like a lost link, and the kicked one came back).
     host.send("kick eve");
     let end = new_eve.event("stream_end", T);

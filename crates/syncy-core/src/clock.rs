@@ -247,6 +247,11 @@ impl Follower {
         if target < here - self.cfg.rewind_seek_us || target > here + self.cfg.seek_threshold_us {
             self.outputs.push_back(FollowerOutput::Seek(target));
         }
+        self.stand_at(now, target);
+    }
+
+    /// The clock reads `target` from `now` on, without a seek.
+    fn stand_at(&mut self, now: Micros, target: Micros) {
         self.position_us = target;
         self.at_local_us = now;
         self.correcting = false;
@@ -319,9 +324,7 @@ impl Follower {
             // everyone a little ahead when a pause comes, that is everyone.
             self.rate = room_rate;
             if drift > 0 && drift <= self.cfg.seek_threshold_us {
-                self.position_us = target;
-                self.at_local_us = now;
-                self.correcting = false;
+                self.stand_at(now, target);
             } else if drift != 0 {
                 self.jump(now, target);
             }

@@ -107,6 +107,21 @@ impl Member {
     }
 }
 
+/// A seed sent.
+#[derive(Debug, Clone, Copy)]
+struct Seeded {
+    to: PeerId,
+    at: Instant,
+    asked: bool,
+}
+
+impl Seeded {
+    /// Sent to `peer` less than `within` ago.
+    fn sent_to(&self, peer: PeerId, now: Instant, within: Duration) -> bool {
+        self.to == peer && now.saturating_duration_since(self.at) < within
+    }
+}
+
 /// The coordinator's state.
 #[derive(Debug, Default)]
 pub(super) struct Swarm {
@@ -131,11 +146,9 @@ pub(super) struct Swarm {
     next_link: u32,
     /// Per chunk of the original: how many members hold it.
     holders: Vec<u16>,
-    /// Seeds sent and when.
-    seeded: HashMap<u32, (PeerId, Instant)>,
-    /// Of those, the ones seeded because their member asked for them (its read-ahead): its
-    /// cancel is no refusal of a seed.
-    asked_seeds: HashSet<u32>,
+    /// Seeds sent: to whom, when, and whether it asked for the chunk (its read-ahead, seeded:
+    /// its cancel is no refusal of a seed).
+    seeded: HashMap<u32, Seeded>,
     /// The member the next seeds go to first (round robin among the best).
     seed_turn: u64,
     /// Paces seeds (see [`SEED_RATE`]).
@@ -276,7 +289,6 @@ impl HostCore {
             self.swarm.hold(ix, on);
             if on {
                 self.swarm.seeded.remove(&ix);
-                self.swarm.asked_seeds.remove(&ix);
             }
         }
     }
@@ -401,20 +413,17 @@ impl HostCore {
         let (mut urgent, mut send) = (Vec::new(), Vec::new());
         // Read-ahead seeded to it a moment ago is on its way (it asked before the `Seed` came):
         // not sent twice. Later, or what it is blocked on, is sent (the seed may be lost).
-        let on_its_way = |ix: &u32| {
-            priority == Priority::Window && self.swarm.seeded.get(ix).is_some_and(|(p, t)| *p == peer && now.saturating_duration_since(*t) < SEED_IN_TRANSIT)
-        };
+        let on_its_way = |ix: &u32| priority == Priority::Window && self.swarm.seeded.get(ix).is_some_and(|s| s.sent_to(peer, now, SEED_IN_TRANSIT));
         for ix in chunks.into_iter().filter(|ix| !on_its_way(ix)).collect::<Vec<_>>() {
             let asked_again = self.swarm.told.get(&(peer, ix)).is_some_and(|t| now.saturating_duration_since(*t) >= ELSEWHERE_WAIT);
-            let neighbour_has = neighbours.iter().any(|n| self.swarm.members.get(n).is_some_and(|m| m.holds.has(ix)) || self.swarm.sent_lately(*n, ix, now));
-            let seeded_to_neighbour =
-                self.swarm.seeded.get(&ix).is_some_and(|(p, t)| neighbours.contains(p) && now.saturating_duration_since(*t) < SEED_WAITED);
+            let neighbour_has = neighbours.iter().any(|&n| self.swarm.holds(n, ix) || self.swarm.sent_lately(n, ix, now));
+            let seeded_to_neighbour = self.swarm.seeded.get(&ix).is_some_and(|s| neighbours.iter().any(|&n| s.sent_to(n, now, SEED_WAITED)));
             // (Not to one that takes no seeds: its neighbours would wait on a thin line.)
             let first_copy = takes_seeds
                 && seed_range.contains(&ix)
                 && self.swarm.unspread(ix, now)
                 && !self.swarm.members[&peer].declined(ix, now)
-                && !neighbours.iter().any(|n| self.swarm.holds(*n, ix));
+                && !neighbours.iter().any(|&n| self.swarm.holds(n, ix));
             if priority == Priority::Window && first_copy {
                 self.swarm.told.remove(&(peer, ix));
                 seeds.push(ix);
@@ -433,8 +442,7 @@ impl HostCore {
         }
         // (It asked for them: they are on its way already, no `Seed` needed.)
         for ix in self.scheduler.handle_seed(peer, ORIGINAL, &seeds) {
-            self.swarm.asked_seeds.insert(ix);
-            self.swarm.seeded.insert(ix, (peer, now));
+            self.swarm.seeded.insert(ix, Seeded { to: peer, at: now, asked: true });
             self.swarm.note_sent(ix, peer, now);
         }
         (urgent, send)
@@ -457,11 +465,11 @@ impl HostCore {
         }
         let Some(m) = self.swarm.members.get_mut(&peer) else { return };
         for &ix in chunks {
-            if self.swarm.seeded.get(&ix).is_some_and(|(p, _)| *p == peer) {
+            // (Its own read-ahead, seeded: it was moved to a neighbour, or its level switched;
+            // no refusal.)
+            if let Some(&s) = self.swarm.seeded.get(&ix).filter(|s| s.to == peer) {
                 self.swarm.seeded.remove(&ix);
-                // (Its own read-ahead, seeded: it was moved to a neighbour, or its level
-                // switched; no refusal.)
-                if !self.swarm.asked_seeds.remove(&ix) {
+                if !s.asked {
                     m.declined.insert(ix, self.now);
                 }
             }
@@ -538,9 +546,7 @@ impl HostCore {
     /// Seeds what lies ahead of the room that nobody holds, a few seconds' worth at a time.
     fn seed_ahead(&mut self, now: Instant) {
         let Some(duration_us) = self.manifest.duration_ms.filter(|&d| d > 0).map(|d| d as f64 * 1000.0) else { return };
-        self.swarm.seeded.retain(|_, (_, t)| now.saturating_duration_since(*t) < SEED_AGAIN);
-        let seeded = &self.swarm.seeded;
-        self.swarm.asked_seeds.retain(|ix| seeded.contains_key(ix));
+        self.swarm.seeded.retain(|_, s| now.saturating_duration_since(s.at) < SEED_AGAIN);
         // Only to a member whose holdings are known, that takes them (no tight download
         // limit of its own).
         let mut members: Vec<PeerId> = self.relaying().into_iter().filter(|p| self.swarm.members[p].takes_seeds()).collect();
@@ -550,7 +556,6 @@ impl HostCore {
         let per_us = self.manifest.chunks as f64 / duration_us;
         let std::ops::Range { start: from, end: to } = self.seed_range(now, SEED_AHEAD);
         let out_max = (SEED_OUT.as_micros() as f64 * per_us).ceil() as usize;
-        self.swarm.seeded.retain(|_, (_, t)| now.saturating_duration_since(*t) < SEED_AGAIN);
         let outstanding = self.swarm.seeded.keys().filter(|&&ix| ix >= from).count();
         // Seeds go at SEED_RATE times the stream at most: the rest of the host's upload is for
         // what participants ask (a paused room would otherwise have it all seeded at once,
@@ -590,8 +595,7 @@ impl HostCore {
             // asking, as urgently as anyone's critical requests (after its own).
             let queued = self.scheduler.handle_seed(to, ORIGINAL, &part);
             for &ix in &queued {
-                self.swarm.asked_seeds.remove(&ix);
-                self.swarm.seeded.insert(ix, (to, now));
+                self.swarm.seeded.insert(ix, Seeded { to, at: now, asked: false });
                 self.swarm.note_sent(ix, to, now);
             }
             if !queued.is_empty() {
@@ -684,7 +688,7 @@ mod tests {
         // a's copy is the room's first, a seed, sent at once.
         assert!(!h.core.swarm.seeded.contains_key(&12));
         assert_eq!(ask(&mut h, a, 12), (vec![12], vec![]));
-        assert!(h.core.swarm.seeded.get(&12).is_some_and(|(p, _)| *p == a));
+        assert!(h.core.swarm.seeded.get(&12).is_some_and(|s| s.to == a));
         // b is told to get it from a, and asking again a second later, still: a's copy is
         // young.
         assert_eq!(ask(&mut h, b, 12), (vec![], vec![12]));

@@ -162,13 +162,20 @@ fn a_participant_that_keeps_the_original_says_so_and_stays_high() {
     assert_eq!(keeps_original(true, false, false), None);
 }
 
+/// A core that knows the clock (host = local + 1 s) and the room: `playing` from `position_us`
+/// at `t0` (state `seq`).
+fn in_room(t0: Instant, playing: bool, position_us: u64, seq: u64) -> ParticipantCore {
+    let mut c = ParticipantCore::new(t0, manifest(), config(false), &[]);
+    c.handle_message(t0, Message::Pong { client_us: 0, host_us: 1_000_000 }).unwrap();
+    let state = Message::State { playing, position_us, at_host_us: 1_000_000, rate_milli: 1000, seq, waiting: vec![] };
+    c.handle_message(t0, state).unwrap();
+    c
+}
+
 #[test]
 fn commands_go_to_the_host_and_a_relative_seek_counts_from_the_room() {
     let t0 = crate::testing::t0();
-    let mut c = ParticipantCore::new(t0, manifest(), config(false), &[]);
-    c.handle_message(t0, Message::Pong { client_us: 0, host_us: 1_000_000 }).unwrap();
-    let state = Message::State { playing: false, position_us: 4_000_000, at_host_us: 1_000_000, rate_milli: 1000, seq: 3, waiting: vec![] };
-    c.handle_message(t0, state).unwrap();
+    let mut c = in_room(t0, false, 4_000_000, 3);
     drop(drain(&mut c));
     c.handle_command(t0, Command::SeekBy(-1.5));
     assert_eq!(sent(&drain(&mut c)), [&Message::Command(stream::Command::Seek(2_500_000))]);
@@ -320,10 +327,7 @@ fn reported(outs: &[ParticipantOutput]) -> Vec<bool> {
 #[test]
 fn a_freeze_shorter_than_the_grace_is_never_reported_and_a_longer_one_is_once_the_grace_is_over() {
     let t0 = crate::testing::t0();
-    let mut c = ParticipantCore::new(t0, manifest(), config(false), &[]);
-    c.handle_message(t0, Message::Pong { client_us: 0, host_us: 1_000_000 }).unwrap();
-    let state = Message::State { playing: true, position_us: 0, at_host_us: 1_000_000, rate_milli: 1000, seq: 1, waiting: vec![] };
-    c.handle_message(t0, state).unwrap();
+    let mut c = in_room(t0, true, 0, 1);
     c.handle_picture(t0, &frames(0, 5));
     drain(&mut c);
     // 400 ms in, the decoder has nothing past 160 ms: frozen (its clock holds there); 50 ms
@@ -350,10 +354,7 @@ fn a_freeze_shorter_than_the_grace_is_never_reported_and_a_longer_one_is_once_th
 /// frozen for good: how long after the freeze the host first hears `buffering`.
 fn freeze_told_after(freeze_ms: u32) -> Option<u32> {
     let t0 = crate::testing::t0();
-    let mut c = ParticipantCore::new(t0, manifest(), config(false), &[]);
-    c.handle_message(t0, Message::Pong { client_us: 0, host_us: 1_000_000 }).unwrap();
-    let state = Message::State { playing: true, position_us: 0, at_host_us: 1_000_000, rate_milli: 1000, seq: 1, waiting: vec![] };
-    c.handle_message(t0, state).unwrap();
+    let mut c = in_room(t0, true, 0, 1);
     for ms in (0..freeze_ms + 1000).step_by(10) {
         let now = t0 + ms * MS;
         c.handle_timeout(now);

@@ -460,15 +460,18 @@ impl ChunkStore {
         self.held.range(self.read_pos..).map(|(_, v)| v.len() as u64).sum()
     }
 
-    /// Gives up on requests older than the timeout, so they are asked for again.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    /// Gives up on requests older than the timeout, so they are asked for again; returns them
+    /// (to be cancelled where they were asked, and asked afresh).
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<u32> {
         let timeout = self.cfg.request_timeout;
-        let expired: Vec<u32> = self.in_flight.iter().filter(|(_, (t, _))| now.saturating_duration_since(*t) >= timeout).map(|(ix, _)| *ix).collect();
-        for ix in expired {
+        let mut expired: Vec<u32> = self.in_flight.iter().filter(|(_, (t, _))| now.saturating_duration_since(*t) >= timeout).map(|(ix, _)| *ix).collect();
+        expired.sort_unstable();
+        for &ix in &expired {
             self.in_flight.remove(&ix);
             self.in_flight_bytes -= self.manifest.chunk_len(ix).unwrap_or(0) as u64;
         }
         self.note_busy(now);
+        expired
     }
 
     /// Whether other read-ahead requests of lower index (asked for before it) are still out:
@@ -742,6 +745,22 @@ impl ChunkStore {
         }
     }
 
+    /// Forgets requests still out for chunks below `before` that the reader has passed too
+    /// (not one it is blocked on), and returns them to be cancelled where they were asked. A
+    /// saved copy keeps them: it wants every chunk.
+    pub fn take_passed(&mut self, now: Instant, before: u32) -> Vec<u32> {
+        if self.cfg.fill_behind {
+            return Vec::new();
+        }
+        let before = before.min(self.read_pos);
+        let mut passed: Vec<u32> = self.in_flight.keys().copied().filter(|&ix| ix < before && !self.critical.contains(&ix)).collect();
+        passed.sort_unstable();
+        for &ix in &passed {
+            self.unmark(now, ix);
+        }
+        passed
+    }
+
     /// Whether `ix` was asked for and has not come.
     pub fn is_in_flight(&self, ix: u32) -> bool {
         self.in_flight.contains_key(&ix)
@@ -942,6 +961,27 @@ mod tests {
         // Behind other read-ahead it is asked again at once: the host would send those first.
         s.want(9);
         assert_eq!(s.poll_request(later), Some(ChunkRequest { chunks: vec![9], priority: Priority::Critical }));
+    }
+
+    #[test]
+    fn requests_the_reader_passed_are_given_up_save_what_it_is_blocked_on_and_a_saved_copy_keeps_them() {
+        let m = manifest(20 * 10, 10);
+        let now = crate::testing::t0();
+        let mut s = ChunkStore::new(m.clone(), StoreConfig { capacity: 1000, batch: 50, ..StoreConfig::default() });
+        assert_eq!(s.poll_request(now).unwrap().chunks, (0..20).collect::<Vec<_>>());
+        s.read_at(3 * 10, &mut [0u8; 1]); // blocked on chunk 3
+        s.set_read_position(12);
+        // Below both the reader (12) and the given bound (10), not 3: the reader waits on it.
+        assert_eq!(s.take_passed(now, 10), vec![0, 1, 2, 4, 5, 6, 7, 8, 9]);
+        assert!(s.is_in_flight(3) && s.is_in_flight(10) && !s.is_in_flight(9));
+        // The reader's position bounds it too.
+        assert_eq!(s.take_passed(now, 50), vec![10, 11]);
+        // A chunk given up may still come (it was asked for): it is taken.
+        assert!(s.handle_chunk(now, 5, data(&m, 5)).is_ok() && s.has(5));
+        let mut saved = ChunkStore::new(m.clone(), StoreConfig { capacity: 1000, batch: 50, fill_behind: true, ..StoreConfig::default() });
+        assert!(saved.poll_request(now).is_some());
+        saved.set_read_position(15);
+        assert!(saved.take_passed(now, 15).is_empty());
     }
 
     #[test]

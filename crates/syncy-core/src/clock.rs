@@ -192,13 +192,33 @@ pub struct Follower {
     at_local_us: Micros,
     rate: f64,
     correcting: bool,
+    /// Since when it has been stalled (local µs).
+    stalled_since: Micros,
+    /// It went ahead of the room while stalled (see `catch_up`): once it shows, its clock
+    /// stands until the room gets there.
+    ahead: bool,
     outputs: VecDeque<FollowerOutput>,
 }
+
+/// How far past the room a stalled follower goes at most (see `Follower::catch_up`).
+const MAX_LEAD_US: Micros = 10_000_000;
 
 impl Follower {
     /// A follower that has not heard from the room yet.
     pub fn new(cfg: FollowerConfig) -> Self {
-        Follower { cfg, room: None, playing: false, stalled: false, position_us: 0, at_local_us: 0, rate: 1.0, correcting: false, outputs: VecDeque::new() }
+        Follower {
+            cfg,
+            room: None,
+            playing: false,
+            stalled: false,
+            position_us: 0,
+            at_local_us: 0,
+            rate: 1.0,
+            correcting: false,
+            stalled_since: 0,
+            ahead: false,
+            outputs: VecDeque::new(),
+        }
     }
 
     /// Local playback position at `now`.
@@ -212,6 +232,12 @@ impl Follower {
     /// Whether the local clock is meant to run (the room plays).
     pub fn playing(&self) -> bool {
         self.playing
+    }
+
+    /// Whether the local clock runs now: the room plays, no stall, and it is not standing
+    /// ahead of the room waiting for it.
+    pub fn running(&self) -> bool {
+        self.playing && !self.stalled && self.rate > 0.0
     }
 
     /// Current rate (1.0 = normal).
@@ -300,7 +326,9 @@ impl Follower {
         self.rebase(now);
         self.stalled = stalled;
         self.at_local_us = now;
-        if !stalled {
+        if stalled {
+            self.stalled_since = now;
+        } else {
             self.update(now, offset);
         }
     }
@@ -323,6 +351,7 @@ impl Follower {
             // buffering while paused, holding the room's resume — and in a big room, with
             // everyone a little ahead when a pause comes, that is everyone.
             self.rate = room_rate;
+            self.ahead = false;
             if drift > 0 && drift <= self.cfg.seek_threshold_us {
                 self.stand_at(now, target);
             } else if drift != 0 {
@@ -331,7 +360,18 @@ impl Follower {
             return;
         }
         if self.stalled {
+            self.catch_up(now, drift, target);
             return;
+        }
+        if self.ahead {
+            // Ready ahead of the room: the picture stands until the room reaches it.
+            self.rebase(now);
+            if drift > 0 {
+                self.rate = 0.0;
+                return;
+            }
+            self.ahead = false;
+            self.rate = room_rate;
         }
         match correct(&self.cfg, drift, &mut self.correcting) {
             Correction::Seek => {
@@ -344,6 +384,22 @@ impl Follower {
                 self.rate = room_rate * r;
             }
         }
+    }
+
+    /// Stalled while the room plays on: once the room is a seek's worth past the frozen
+    /// picture, it goes to where the room will be by the time it has loaded that far — ahead
+    /// by as long again as it has stalled so far (at least a second, at most
+    /// [`MAX_LEAD_US`]). Waiting where it froze, its first picture would come seconds behind
+    /// and the seek to catch up would stall it again: every late joiner to a playing room
+    /// stalled right after its first picture.
+    fn catch_up(&mut self, now: Micros, drift: Micros, target: Micros) {
+        if drift >= -self.cfg.seek_threshold_us {
+            return;
+        }
+        let lead = (now - self.stalled_since).clamp(self.cfg.seek_threshold_us, MAX_LEAD_US);
+        self.outputs.push_back(FollowerOutput::Seek(target + lead));
+        self.stand_at(now, target + lead);
+        self.ahead = true;
     }
 
     /// Next thing the player must do.
@@ -571,5 +627,49 @@ mod tests {
         f.handle_stall(3 * S, false, offset);
         assert_eq!(f.poll_output(), Some(FollowerOutput::Seek(3 * S)));
         assert_eq!(f.drift(4 * S, offset), Some(0));
+    }
+
+    #[test]
+    fn stalled_while_the_room_plays_on_it_goes_ahead_of_the_room_and_stands_until_the_room_gets_there() {
+        let offset = 0;
+        let mut f = Follower::new(FollowerConfig::default());
+        f.handle_state(0, playing_state(0, 0, 1), offset);
+        f.handle_stall(S, true, offset);
+        f.handle_timeout(1_900 * MS, offset);
+        assert_eq!(f.poll_output(), None, "under a second behind: it waits where it is");
+        // 1.5 s behind, stalled for 1.5 s: it goes as far past the room.
+        f.handle_timeout(2_500 * MS, offset);
+        assert_eq!(f.poll_output(), Some(FollowerOutput::Seek(4 * S)));
+        assert_eq!(f.position(3 * S), 4 * S);
+        // Ready a second before the room gets there: the picture stands, the sound does not run.
+        f.handle_stall(3 * S, false, offset);
+        assert!(f.playing() && !f.running());
+        f.handle_timeout(3_500 * MS, offset);
+        assert_eq!(f.position(3_900 * MS), 4 * S);
+        assert_eq!(f.poll_output(), None, "no seek back to the room");
+        // The room arrives: it plays on in step.
+        f.handle_timeout(4 * S, offset);
+        assert!(f.running());
+        assert_eq!(f.drift(5 * S, offset), Some(0));
+        assert_eq!(f.poll_output(), None);
+    }
+
+    #[test]
+    fn a_long_stall_goes_ever_further_ahead_at_most_ten_seconds() {
+        let offset = 0;
+        let mut f = Follower::new(FollowerConfig::default());
+        f.handle_state(0, playing_state(0, 0, 1), offset);
+        f.handle_stall(0, true, offset);
+        let mut targets = Vec::new();
+        for t in (0..60).map(|i| i * 500 * MS) {
+            f.handle_timeout(t, offset);
+            while let Some(FollowerOutput::Seek(to)) = f.poll_output() {
+                targets.push((t, to));
+            }
+        }
+        // Each time the room passes it by over a second, it goes as far past the room as it
+        // has stalled: 1.5 s, then 4.5 s, then 10 s (the most).
+        assert_eq!(targets[..3], [(1_500 * MS, 3 * S), (4_500 * MS, 9 * S), (10_500 * MS, 20_500 * MS)]);
+        assert!(targets.iter().all(|(t, to)| to - t <= 10 * S), "{targets:?}");
     }
 }

@@ -29,8 +29,11 @@ use crate::protocol::stream::{Message, ORIGINAL, Priority, RelayReport, Space};
 
 /// Links each relaying participant is given.
 pub const TARGET_LINKS: usize = 5;
-/// Links a participant has at most.
+/// Links a participant has at most, before its upload earns it more (see
+/// `Member::max_links`).
 pub const MAX_LINKS: usize = 8;
+/// Spare upload (B/s) that earns a member one link more.
+pub const SPARE_PER_LINK: u64 = 1_000_000;
 /// How often the topology and the seeds are looked at.
 pub const SWARM_EVERY: Duration = Duration::from_millis(250);
 /// How far ahead of the room the host seeds.
@@ -95,6 +98,16 @@ impl Member {
 
     fn declined(&self, ix: u32, now: Instant) -> bool {
         self.declined.get(&ix).is_some_and(|t| now.saturating_duration_since(*t) < DECLINED_FOR)
+    }
+
+    /// Links it may have: [`MAX_LINKS`], and one more for each [`SPARE_PER_LINK`] of spare
+    /// upload (as many as a participant keeps at most). Most of a room's upload is in its few
+    /// fast uplinks (log-uniform over 1–50 Mb/s, the fastest quarter has three fifths of it),
+    /// and a neighbour draws little more than the stream from any one link: held to eight,
+    /// a fast uplink idled while slow ones were the room's bottleneck (a hundred participants
+    /// used 43 % of their upload).
+    fn max_links(&self) -> usize {
+        (MAX_LINKS + (self.spare() / SPARE_PER_LINK) as usize).min(crate::participant::swarm::MAX_NEIGHBOURS)
     }
 
     /// What it could still upload, B/s, as far as the host can tell.
@@ -224,6 +237,15 @@ impl Swarm {
     /// copy is still to go.
     fn unspread(&self, ix: u32, now: Instant) -> bool {
         self.holders.get(ix as usize) == Some(&0)
+            && !self.seeded.contains_key(&ix)
+            && self.wired.get(&ix).is_none_or(|t| now.saturating_duration_since(*t) >= RECENT)
+    }
+
+    /// One member holds chunk `ix`, and its copy has not spread since it left the host (more
+    /// than [`RECENT`] ago, and as a seed more than [`SEED_AGAIN`] ago): its holder's upload
+    /// is taken, and a second copy is to go.
+    fn stuck(&self, ix: u32, now: Instant) -> bool {
+        self.holders.get(ix as usize) == Some(&1)
             && !self.seeded.contains_key(&ix)
             && self.wired.get(&ix).is_none_or(|t| now.saturating_duration_since(*t) >= RECENT)
     }
@@ -522,7 +544,7 @@ impl HostCore {
             let best = members
                 .iter()
                 .filter(|&&q| q != p && !mine.contains(&q) && !failed(q))
-                .filter_map(|&q| self.swarm.members.get(&q).filter(|n| n.links.len() < MAX_LINKS).map(|n| (q, n)))
+                .filter_map(|&q| self.swarm.members.get(&q).filter(|n| n.links.len() < n.max_links()).map(|n| (q, n)))
                 .max_by_key(|(q, n)| (n.spare(), std::cmp::Reverse(n.links.len()), mix(*q, self.swarm.next_link)))
                 .map(|(q, _)| q);
             if let Some(q) = best {
@@ -569,7 +591,8 @@ impl HostCore {
         let takers = &members;
         let declined = |ix: u32| takers.iter().all(|p| self.swarm.members[p].declined(ix, now));
         // (Read-ahead queued for someone is seeded all the same: behind seeds, it may wait.)
-        let unsent = |ix: &u32| self.swarm.unspread(*ix, now) && !declined(*ix);
+        let near = from.saturating_add(((SEED_AHEAD / 2).as_micros() as f64 * per_us) as u32);
+        let unsent = |ix: &u32| (self.swarm.unspread(*ix, now) || (*ix < near && self.swarm.stuck(*ix, now))) && !declined(*ix);
         let candidates: Vec<u32> = (from..to).filter(unsent).collect();
         for ix in candidates {
             let len = self.manifest.chunk_len(ix).unwrap_or(0) as f64;
@@ -583,14 +606,18 @@ impl HostCore {
         if wanted.is_empty() {
             return;
         }
-        // The most spare upload first; among equals, in turn.
+        // The quarter with the most spare upload, each chunk to the next of them in turn.
         let turn = self.swarm.seed_turn;
         members.sort_by_key(|p| (std::cmp::Reverse(self.swarm.members[p].spare() / 250_000), mix(*p, turn)));
-        self.swarm.seed_turn += 1;
         let best = members.len().div_ceil(4).max(1);
-        for (i, part) in wanted.chunks(8).enumerate() {
-            let to = members[i % best];
-            let part: Vec<u32> = part.iter().copied().filter(|&ix| !self.swarm.members[&to].declined(ix, now)).collect();
+        let mut to_each: BTreeMap<PeerId, Vec<u32>> = BTreeMap::new();
+        for ix in wanted {
+            let to = members[self.swarm.seed_turn as usize % best];
+            self.swarm.seed_turn += 1;
+            to_each.entry(to).or_default().push(ix);
+        }
+        for (to, part) in to_each {
+            let part: Vec<u32> = part.into_iter().filter(|&ix| !self.swarm.members[&to].declined(ix, now) && !self.swarm.holds(to, ix)).collect();
             // Queued (a full queue takes none), told (so it takes them), then sent without its
             // asking, as urgently as anyone's critical requests (after its own).
             let queued = self.scheduler.handle_seed(to, ORIGINAL, &part);
@@ -663,6 +690,76 @@ mod tests {
         let sent = out.iter().filter_map(|o| if let HostOutput::Chunk { peer: p, index, .. } = o { (*p == peer).then_some(*index) } else { None });
         let elsewhere = controls_to(out, peer).into_iter().filter_map(|m| if let Message::Elsewhere { chunks, .. } = m { Some(chunks.clone()) } else { None });
         (sent.collect(), elsewhere.flatten().collect())
+    }
+
+    /// `n` relaying members that take seeds (their holdings heard, nothing held).
+    fn members(h: &mut Host, n: u64) -> Vec<PeerId> {
+        let peers: Vec<PeerId> = (1..=n).map(|i| h.join(i, &format!("p{i}"))).collect();
+        for &p in &peers {
+            h.core.handle_control(h.now, p, Message::Have(Have::empty(ORIGINAL)));
+            let relay = Some(RelayReport { seeds: true, ..RelayReport::default() });
+            let report = Message::Report { position_ms: 0, buffered_bytes: 0, down_bps: 0, buffering: false, rtt_ms: None, seq: 0, drift_ms: None, relay };
+            h.core.handle_control(h.now, p, report);
+        }
+        h.outputs();
+        peers
+    }
+
+    /// The seeds each peer was told of.
+    fn seeds(out: &[HostOutput]) -> BTreeMap<PeerId, Vec<u32>> {
+        let mut by: BTreeMap<PeerId, Vec<u32>> = BTreeMap::new();
+        for o in out {
+            if let HostOutput::Control { peer, msg: Message::Seed { chunks, .. } } = o {
+                by.entry(*peer).or_default().extend(chunks);
+            }
+        }
+        by
+    }
+
+    #[test]
+    fn seeds_go_in_turn_to_the_quarter_with_most_spare_upload_and_one_that_does_not_spread_goes_again() {
+        let mut h = Host::new(config());
+        let peers = members(&mut h, 8);
+        h.advance(SWARM_EVERY);
+        let first = seeds(&h.outputs());
+        // Eight alike: the best quarter is two, and the seeds alternate between them (all on
+        // one, its upload was the room's bottleneck: its neighbours waited on it for seconds).
+        assert_eq!(first.len(), 2, "{first:?}");
+        let all: Vec<u32> = first.values().flatten().copied().collect();
+        assert!(first.values().all(|v| v.len() * 3 >= all.len()), "{first:?}");
+        let unique: BTreeSet<u32> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len(), "each chunk seeded once");
+        // The holder of chunk 0 says it holds it, and nobody gets it from there.
+        let (&holder, _) = first.iter().find(|(_, v)| v.contains(&0)).expect("chunk 0 seeded");
+        let have = Have { space: ORIGINAL, reset: false, added: Runs::from_sorted([0]), dropped: Runs::default() };
+        h.core.handle_control(h.now, holder, Message::Have(have));
+        let mut again = BTreeMap::new();
+        while h.now < crate::testing::t0() + SEED_AGAIN + SWARM_EVERY * 2 {
+            h.advance(SWARM_EVERY);
+            for (p, v) in seeds(&h.outputs()) {
+                again.entry(p).or_insert_with(Vec::new).extend(v);
+            }
+        }
+        let zero: Vec<PeerId> = again.iter().filter(|(_, v)| v.contains(&0)).map(|(p, _)| *p).collect();
+        assert_eq!(zero.len(), 1, "a second copy of chunk 0, once: {again:?}");
+        assert_ne!(zero[0], holder, "to another member");
+        assert!(peers.contains(&zero[0]));
+    }
+
+    #[test]
+    fn a_member_with_spare_upload_may_have_more_links() {
+        let member = |peak_up: u64, up_bps: u64| Member {
+            report: RelayReport { up_bps, ..RelayReport::default() },
+            peak_up,
+            links: BTreeSet::new(),
+            holds: Bits::default(),
+            heard: true,
+            declined: HashMap::new(),
+        };
+        // Upload not seen yet: taken as FIRST_SPARE.
+        assert_eq!(member(0, 0).max_links(), MAX_LINKS + 1);
+        assert_eq!(member(2_500_000, 1_000_000).max_links(), MAX_LINKS + 2);
+        assert_eq!(member(50_000_000, 0).max_links(), crate::participant::swarm::MAX_NEIGHBOURS, "no more than a participant keeps");
     }
 
     #[test]

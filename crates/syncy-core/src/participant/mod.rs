@@ -10,6 +10,7 @@
 
 pub mod hashes;
 mod inputs;
+mod passed;
 pub mod presenter;
 mod reconnect;
 #[cfg(test)]
@@ -478,7 +479,7 @@ impl ParticipantCore {
 
     /// Once a second: request timeouts, the quality sample, stats, a report if none went.
     fn on_stats(&mut self, now: Instant) {
-        self.stores.all_mut().for_each(|s| s.handle_timeout(now));
+        self.give_up_requests(now);
         let busy = self.stores.take_busy(now);
         let ahead_bits = self.switch.live_spaces().iter().filter_map(|&s| self.stores.get(s)).map(|s| s.contiguous_ahead() * 8).sum();
         let stalled = self.presenter.buffering() && self.presenter.room_wants_playing();

@@ -250,7 +250,7 @@ impl Presenter {
         };
         self.follower.handle_stall(local, !showing && self.follower.playing(), offset);
         let pos = self.follower.position(local);
-        acts.push(PictureAction::SoundClock { playing: self.follower.playing() && showing, position_us: pos, at: now, rate: self.follower.rate() });
+        acts.push(PictureAction::SoundClock { playing: self.follower.running() && showing, position_us: pos, at: now, rate: self.follower.rate() });
         // At the end, the last frame shows for good: nothing goes stale.
         let stale = (showing && !drained).then_some(late);
         self.next = self.next_wake(now, pos, cur.queued.get(n).copied(), inc.as_ref(), stale, frame_us);

@@ -34,6 +34,9 @@ pub const SOON: Duration = Duration::from_secs(8);
 pub const HORIZON: Duration = Duration::from_secs(60);
 /// A chunk the reader is blocked on is asked of a neighbour only if it would come this soon.
 pub const CRITICAL_WITHIN: Duration = Duration::from_millis(300);
+/// Read-ahead asked of a neighbour for a chunk now this close to the reader is hurried (see
+/// `Neighbour::take_overdue`).
+pub const HURRY_WITHIN: Duration = Duration::from_secs(4);
 /// What a waiting picture wants held ahead before it shows, relaying.
 pub const BUFFER_GOAL: Duration = Duration::from_secs(3);
 /// Chunks asked of all neighbours together, at most, in media time (the reader's blocked
@@ -99,7 +102,7 @@ pub(super) struct Relaying {
     hash_asked: HashMap<(Space, u32), Instant>,
     /// Chunks the host said to get from neighbours, until when they wait for one to hold them
     /// (still marked on their way in the store, so nobody else is asked meanwhile).
-    waiting: BTreeMap<(Space, u32), Instant>,
+    pub(super) waiting: BTreeMap<(Space, u32), Instant>,
     /// Chunks from neighbours that were not what the host hashed.
     pub(super) lies: u32,
 }
@@ -629,11 +632,14 @@ impl ParticipantCore {
     /// Requests past their deadline go back to the store (asked again, of anyone); links that
     /// never came up go.
     fn give_up_overdue(&mut self, now: Instant) {
+        let within = self.chunks_of(HURRY_WITHIN);
+        let near: BTreeMap<Space, u32> =
+            self.stores.spaces().into_iter().filter_map(|sp| self.stores.get(sp).map(|s| (sp, s.read_position().saturating_add(within)))).collect();
         let Some(r) = self.relay.as_mut() else { return };
         let mut late = Vec::new();
         let mut stale = Vec::new();
         for (&link, n) in r.swarm.links.iter_mut() {
-            let overdue = n.take_overdue(now);
+            let overdue = n.take_overdue(now, |sp, ix| near.get(&sp).is_some_and(|&b| ix < b));
             if !overdue.is_empty() {
                 late.push((link, overdue));
             }

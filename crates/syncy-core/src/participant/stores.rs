@@ -43,6 +43,11 @@ impl Stores {
         if space == ORIGINAL { Some(&mut self.original) } else { self.renditions.get_mut(&space) }
     }
 
+    /// Every store's space: the original's, then the renditions'.
+    pub fn spaces(&self) -> Vec<Space> {
+        std::iter::once(ORIGINAL).chain(self.renditions.keys().copied()).collect()
+    }
+
     /// Every store.
     pub fn all_mut(&mut self) -> impl Iterator<Item = &mut ChunkStore> {
         std::iter::once(&mut self.original).chain(self.renditions.values_mut())

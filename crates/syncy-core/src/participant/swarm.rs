@@ -14,6 +14,9 @@ use crate::rate::TokenBucket;
 /// Most neighbours a participant keeps (the host introduces at most eight; a few more may be
 /// closing).
 pub const MAX_NEIGHBOURS: usize = 12;
+/// A read-ahead request this old, for a chunk the reader now nears (see
+/// `Neighbour::take_overdue`), is asked again.
+pub const HURRY_AFTER: Duration = Duration::from_secs(1);
 /// Most chunks asked of one neighbour at once.
 pub const MAX_ASKED: usize = 32;
 /// A neighbour's delivery rate taken before it has delivered anything, B/s (2 Mb/s: a slow
@@ -87,7 +90,7 @@ pub struct Neighbour {
     /// What it holds, by space.
     holds: HashMap<Space, Bits>,
     /// Asked of it and not come: when, and by when it should have come.
-    asked: BTreeMap<(Space, u32), (Instant, Instant)>,
+    asked: BTreeMap<(Space, u32), (Instant, Instant, Need)>,
     /// How fast it serves this side, B/s: an average of each chunk's bytes over the time it
     /// took once the neighbour could start on it (its request, or the chunk before). What it
     /// delivered over time would say how much was asked, not how fast it can go: a fast
@@ -150,8 +153,11 @@ impl Neighbour {
     /// all, half of that for read-ahead beyond `SOON`.
     fn room(&mut self, now: Instant, len: usize, need: Need) -> usize {
         let cap = ((self.rate(now) / len.max(1) as f64).ceil() as usize).clamp(2, MAX_ASKED);
-        let cap = if need == Need::Later { cap / 2 } else { cap };
-        cap.saturating_sub(self.asked.len())
+        let later = self.asked.values().filter(|a| a.2 == Need::Later).count();
+        match need {
+            Need::Later => (cap / 2).saturating_sub(later),
+            _ => cap.saturating_sub(self.asked.len() - later),
+        }
     }
 
     /// When a chunk of `len` asked of it now would come, at its rate behind what is asked.
@@ -166,12 +172,12 @@ impl Neighbour {
         // gets a round trip and some scheduling slack.
         let grace = if need == Need::Now { NOW_GRACE } else { GRACE };
         let by = now + self.eta(now, len) + grace;
-        self.asked.insert((space, ix), (now, by));
+        self.asked.insert((space, ix), (now, by, need));
     }
 
     /// A chunk came from it: whether it was asked for.
     pub fn handle_delivered(&mut self, now: Instant, space: Space, ix: u32, bytes: usize) -> bool {
-        let Some((at, _)) = self.asked.remove(&(space, ix)) else { return false };
+        let Some((at, _, _)) = self.asked.remove(&(space, ix)) else { return false };
         let started = self.last.map_or(at, |l| l.max(at));
         let took = now.saturating_duration_since(started).as_secs_f64().max(0.001);
         self.speed = SPEED_WEIGHT * (bytes as f64 / took) + (1.0 - SPEED_WEIGHT) * self.speed;
@@ -181,8 +187,8 @@ impl Neighbour {
     }
 
     /// What is overdue at `now` (taken out).
-    pub fn take_overdue(&mut self, now: Instant) -> Vec<(Space, u32)> {
-        let late: Vec<(Space, u32)> = self.asked.iter().filter(|(_, (_, by))| *by <= now).map(|(k, _)| *k).collect();
+    pub fn take_overdue(&mut self, now: Instant, near: impl Fn(Space, u32) -> bool) -> Vec<(Space, u32)> {
+        let late: Vec<(Space, u32)> = self.asked.iter().filter(|(_, (_, by, _))| *by <= now).map(|(k, _)| *k).collect();
         for k in &late {
             self.asked.remove(k);
         }
@@ -190,7 +196,18 @@ impl Neighbour {
             // Slower than it seemed.
             self.speed /= 2.0;
         }
-        late
+        // Read-ahead asked long ago, at the back of this neighbour's queue, that the reader now
+        // nears: asked again as needed soon, of whoever brings it first now.
+        let hurried: Vec<(Space, u32)> = self
+            .asked
+            .iter()
+            .filter(|(k, a)| a.2 == Need::Later && near(k.0, k.1) && now.saturating_duration_since(a.0) >= HURRY_AFTER)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &hurried {
+            self.asked.remove(k);
+        }
+        late.into_iter().chain(hurried).collect()
     }
 
     /// Everything asked of it (taken out: it is gone).
@@ -205,7 +222,7 @@ impl Neighbour {
 
     /// The earliest deadline of what is asked of it.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.asked.values().map(|(_, by)| *by).min()
+        self.asked.values().map(|(_, by, _)| *by).min()
     }
 
     /// Whether chunk `ix` of `space` is asked of it.
@@ -317,9 +334,27 @@ mod tests {
         assert_eq!(s.pick(now, 0, 5, 65536, Need::Now, Duration::from_millis(10)), None);
         let n = s.links.get_mut(&1).unwrap();
         n.ask(now, 0, 5, 65536, Need::Soon);
-        assert!(n.take_overdue(now + Duration::from_millis(100)).is_empty());
-        assert_eq!(n.take_overdue(now + Duration::from_secs(3)), vec![(0, 5)]);
+        assert!(n.take_overdue(now + Duration::from_millis(100), |_, _| false).is_empty());
+        assert_eq!(n.take_overdue(now + Duration::from_secs(3), |_, _| false), vec![(0, 5)]);
         assert!(!n.handle_delivered(now, 0, 5, 65536), "no longer asked for");
+    }
+
+    #[test]
+    fn read_ahead_the_reader_nears_is_asked_again_once_it_has_waited_a_second() {
+        let t0 = crate::testing::t0();
+        let mut n = neighbour(t0);
+        n.handle_have(&have(&[5, 6, 50], &[], true), 1000);
+        // Far read-ahead at a slow first guess: due many seconds from now.
+        n.ask(t0, 0, 50, 65536, Need::Later);
+        n.ask(t0, 0, 6, 65536, Need::Soon);
+        let near = |_: Space, ix: u32| ix < 60;
+        assert!(n.take_overdue(t0 + Duration::from_millis(500), near).is_empty(), "asked a moment ago");
+        let far = |_: Space, ix: u32| ix < 10;
+        assert!(n.take_overdue(t0 + HURRY_AFTER, far).is_empty(), "the reader is not near it yet");
+        // The reader nears it: given back (to be asked as needed soon). What was asked as
+        // needed soon keeps its deadline.
+        assert_eq!(n.take_overdue(t0 + HURRY_AFTER, near), vec![(0, 50)]);
+        assert!(n.is_asked(0, 6) && !n.is_asked(0, 50));
     }
 
     #[test]

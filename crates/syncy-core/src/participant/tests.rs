@@ -172,6 +172,36 @@ fn in_room(t0: Instant, playing: bool, position_us: u64, seq: u64) -> Participan
     c
 }
 
+/// The chunks cancelled at the host.
+fn cancelled(outs: &[ParticipantOutput]) -> Vec<u32> {
+    sent(outs).into_iter().filter_map(|m| if let Message::Cancel { chunks, .. } = m { Some(chunks.clone()) } else { None }).flatten().collect()
+}
+
+#[test]
+fn read_ahead_the_room_and_the_reader_have_passed_is_cancelled_at_the_host() {
+    // The host keeps what was asked in its queue until it sends it: asked before the reader
+    // went to where the room is, it would go out seconds later to nobody's use.
+    let t0 = crate::testing::t0();
+    let mut c = in_room(t0, true, 8_000_000, 1);
+    let asked: Vec<u32> =
+        sent(&drain(&mut c)).into_iter().filter_map(|m| if let Message::Request { chunks, .. } = m { Some(chunks.clone()) } else { None }).flatten().collect();
+    assert!(asked.contains(&0) && asked.contains(&13), "{asked:?}");
+    // The reader goes to where the room is (8 s: chunk 16 at 2 chunks a second).
+    let chunk_len = manifest().chunk_size as u64;
+    assert!(matches!(c.read_at(ORIGINAL, 16 * chunk_len, &mut [0u8; 1]), Read::Wait));
+    c.handle_timeout(t0 + Duration::from_secs(1));
+    // Over 2 s behind the room (9 s at 1 s), and behind the reader: chunks 0 to 13.
+    let gone = cancelled(&drain(&mut c));
+    assert_eq!(gone, asked.iter().copied().filter(|&ix| ix < 14).collect::<Vec<_>>());
+    c.handle_timeout(t0 + Duration::from_secs(2));
+    assert!(cancelled(&drain(&mut c)).iter().all(|ix| (14..16).contains(ix)), "each once");
+    // In a room at its start, nothing is behind.
+    let mut c = in_room(t0, true, 0, 1);
+    drop(drain(&mut c));
+    c.handle_timeout(t0 + Duration::from_secs(1));
+    assert!(cancelled(&drain(&mut c)).is_empty());
+}
+
 #[test]
 fn commands_go_to_the_host_and_a_relative_seek_counts_from_the_room() {
     let t0 = crate::testing::t0();

@@ -313,6 +313,10 @@ impl Follower {
             self.rebase(now);
             self.jump(now, target);
         }
+        if first || seeked || started {
+            // A stall from before counts for nothing at the new position (see `catch_up`).
+            self.stalled_since = now;
+        }
         self.rebase(now);
         self.playing = state.playing;
         self.update(now, offset);
@@ -351,8 +355,11 @@ impl Follower {
             // buffering while paused, holding the room's resume — and in a big room, with
             // everyone a little ahead when a pause comes, that is everyone.
             self.rate = room_rate;
+            // (Standing ahead of the room after a catch-up, the picture stays too: the stretch
+            // between was never fetched, and a seek back would hold the resume.)
+            let stays = drift > 0 && (drift <= self.cfg.seek_threshold_us || self.ahead);
             self.ahead = false;
-            if drift > 0 && drift <= self.cfg.seek_threshold_us {
+            if stays {
                 self.stand_at(now, target);
             } else if drift != 0 {
                 self.jump(now, target);
@@ -360,7 +367,7 @@ impl Follower {
             return;
         }
         if self.stalled {
-            self.catch_up(now, drift, target);
+            self.catch_up(now, drift, target, room_rate);
             return;
         }
         if self.ahead {
@@ -388,15 +395,16 @@ impl Follower {
 
     /// Stalled while the room plays on: once the room is a seek's worth past the frozen
     /// picture, it goes to where the room will be by the time it has loaded that far — ahead
-    /// by as long again as it has stalled so far (at least a second, at most
-    /// [`MAX_LEAD_US`]). Waiting where it froze, its first picture would come seconds behind
+    /// by as long again as it has stalled so far (at least the seek threshold, at most
+    /// [`MAX_LEAD_US`]; in media time at the room's rate). Waiting where it froze, its first picture would come seconds behind
     /// and the seek to catch up would stall it again: every late joiner to a playing room
     /// stalled right after its first picture.
-    fn catch_up(&mut self, now: Micros, drift: Micros, target: Micros) {
+    fn catch_up(&mut self, now: Micros, drift: Micros, target: Micros, room_rate: f64) {
         if drift >= -self.cfg.seek_threshold_us {
             return;
         }
-        let lead = (now - self.stalled_since).clamp(self.cfg.seek_threshold_us, MAX_LEAD_US);
+        let waited = now - self.stalled_since;
+        let lead = (waited.max(self.cfg.seek_threshold_us).min(MAX_LEAD_US.max(self.cfg.seek_threshold_us)) as f64 * room_rate) as Micros;
         self.outputs.push_back(FollowerOutput::Seek(target + lead));
         self.stand_at(now, target + lead);
         self.ahead = true;
@@ -652,6 +660,26 @@ mod tests {
         assert!(f.running());
         assert_eq!(f.drift(5 * S, offset), Some(0));
         assert_eq!(f.poll_output(), None);
+    }
+
+    #[test]
+    fn a_pause_while_it_stands_ahead_leaves_the_picture_where_it_is() {
+        let offset = 0;
+        let mut f = Follower::new(FollowerConfig::default());
+        f.handle_state(0, playing_state(0, 0, 1), offset);
+        f.handle_stall(0, true, offset);
+        f.handle_timeout(3 * S, offset);
+        assert_eq!(f.poll_output(), Some(FollowerOutput::Seek(6 * S)));
+        f.handle_stall(3_500 * MS, false, offset);
+        // Paused at 4 s, 2 s short of the picture: no seek back into what it never fetched.
+        f.handle_state(4 * S, MediaState { playing: false, position_us: 4 * S, at_host_us: 4 * S, rate_milli: 1000, seq: 2 }, offset);
+        assert_eq!(f.poll_output(), None);
+        assert_eq!(f.position(5 * S), 4 * S, "the clock stands at the room's");
+        // Played again: the clock runs from the room's position up to the picture.
+        f.handle_state(10 * S, playing_state(4 * S, 10 * S, 3), offset);
+        assert_eq!(f.poll_output(), None);
+        assert!(f.running());
+        assert_eq!(f.drift(11 * S, offset), Some(0));
     }
 
     #[test]

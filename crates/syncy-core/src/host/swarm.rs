@@ -3,13 +3,16 @@
 //! - **Holdings**: each relaying participant's `Have`s of the original, and how many hold
 //!   each chunk.
 //! - **Topology**: each relaying participant is introduced to [`TARGET_LINKS`] others (at
-//!   most [`MAX_LINKS`]), those with the most spare relay upload first (their reported limit,
+//!   most [`MAX_LINKS`], more with upload to spare: `Member::max_links`), those with the most
+//!   spare relay upload first (their reported limit,
 //!   else the most they have been seen to upload), the least-linked next. Introductions and
 //!   SDPs go through the host's control channels ([`HostOutput::Introduce`] for the driver to
 //!   sign; `RelaySignal`s forwarded only between a link's two ends).
 //! - **Seeding**: what lies up to [`SEED_AHEAD`] ahead of the room that nobody holds is sent
-//!   by the host to one participant with spare upload (a `Seed` it then asks for), a few
-//!   seconds' worth at a time; the others get it from neighbours. Read-ahead nobody holds
+//!   by the host to one participant with spare upload (a `Seed` it then asks for; chunk by
+//!   chunk in turn across the quarter with the most), a few seconds' worth at a time; the
+//!   others get it from neighbours. One still held by a single participant a while after it
+//!   left the host, in the nearer half, goes once more, to another. Read-ahead nobody holds
 //!   within [`SEED_FIRST`] of the room is seeded to the first to ask for it (its neighbours
 //!   are told to wait for that copy). The host's own upload goes to that, and to what a
 //!   participant needs within its `SOON` window that no neighbour has.
@@ -34,6 +37,8 @@ pub const TARGET_LINKS: usize = 5;
 pub const MAX_LINKS: usize = 8;
 /// Spare upload (B/s) that earns a member one link more.
 pub const SPARE_PER_LINK: u64 = 1_000_000;
+/// Links a participant has at most, however fast.
+pub const MOST_LINKS: usize = 12;
 /// How often the topology and the seeds are looked at.
 pub const SWARM_EVERY: Duration = Duration::from_millis(250);
 /// How far ahead of the room the host seeds.
@@ -101,13 +106,14 @@ impl Member {
     }
 
     /// Links it may have: [`MAX_LINKS`], and one more for each [`SPARE_PER_LINK`] of spare
-    /// upload (as many as a participant keeps at most). Most of a room's upload is in its few
+    /// upload, up to [`MOST_LINKS`] (one whose upload was not seen yet is
+    /// taken to have `FIRST_SPARE`, so nine). Most of a room's upload is in its few
     /// fast uplinks (log-uniform over 1–50 Mb/s, the fastest quarter has three fifths of it),
     /// and a neighbour draws little more than the stream from any one link: held to eight,
     /// a fast uplink idled while slow ones were the room's bottleneck (a hundred participants
     /// used 43 % of their upload).
     fn max_links(&self) -> usize {
-        (MAX_LINKS + (self.spare() / SPARE_PER_LINK) as usize).min(crate::participant::swarm::MAX_NEIGHBOURS)
+        (MAX_LINKS + (self.spare() / SPARE_PER_LINK) as usize).min(MOST_LINKS)
     }
 
     /// What it could still upload, B/s, as far as the host can tell.
@@ -241,9 +247,9 @@ impl Swarm {
             && self.wired.get(&ix).is_none_or(|t| now.saturating_duration_since(*t) >= RECENT)
     }
 
-    /// One member holds chunk `ix`, and its copy has not spread since it left the host (more
-    /// than [`RECENT`] ago, and as a seed more than [`SEED_AGAIN`] ago): its holder's upload
-    /// is taken, and a second copy is to go.
+    /// One member holds chunk `ix`, and its copy has not spread in the [`RECENT`] since it
+    /// left the host (no seed of it is out either): its holder's upload is taken, and a
+    /// second copy is to go.
     fn stuck(&self, ix: u32, now: Instant) -> bool {
         self.holders.get(ix as usize) == Some(&1)
             && !self.seeded.contains_key(&ix)
@@ -585,7 +591,6 @@ impl HostCore {
         let byte_rate = self.manifest.size as f64 / (duration_us / 1e6);
         let mut bucket = self.swarm.seed_bucket.take().unwrap_or_else(|| crate::rate::TokenBucket::new(byte_rate * SEED_RATE, byte_rate * 2.0));
         let mut room = out_max.saturating_sub(outstanding);
-        let mut wanted = Vec::new();
         // Nobody holds it, and nobody is being sent it (their `Have` may lag the sending).
         // (Nor what every member that takes seeds declined lately.)
         let takers = &members;
@@ -594,30 +599,25 @@ impl HostCore {
         let near = from.saturating_add(((SEED_AHEAD / 2).as_micros() as f64 * per_us) as u32);
         let unsent = |ix: &u32| (self.swarm.unspread(*ix, now) || (*ix < near && self.swarm.stuck(*ix, now))) && !declined(*ix);
         let candidates: Vec<u32> = (from..to).filter(unsent).collect();
+        // The quarter with the most spare upload, each chunk to the next of them in turn that
+        // neither holds it nor declined it (a chunk none of them may take costs no budget).
+        let turn = self.swarm.seed_turn;
+        members.sort_by_key(|p| (std::cmp::Reverse(self.swarm.members[p].spare() / 250_000), mix(*p, turn)));
+        let best = members.len().div_ceil(4).max(1);
+        let mut to_each: BTreeMap<PeerId, Vec<u32>> = BTreeMap::new();
         for ix in candidates {
+            let takes = |p: &PeerId| !self.swarm.members[p].declined(ix, now) && !self.swarm.holds(*p, ix);
+            let Some(to) = (0..best).map(|k| members[(self.swarm.seed_turn as usize + k) % best]).find(takes) else { continue };
             let len = self.manifest.chunk_len(ix).unwrap_or(0) as f64;
             if room == 0 || !bucket.try_take(now, len) {
                 break;
             }
             room -= 1;
-            wanted.push(ix);
-        }
-        self.swarm.seed_bucket = Some(bucket);
-        if wanted.is_empty() {
-            return;
-        }
-        // The quarter with the most spare upload, each chunk to the next of them in turn.
-        let turn = self.swarm.seed_turn;
-        members.sort_by_key(|p| (std::cmp::Reverse(self.swarm.members[p].spare() / 250_000), mix(*p, turn)));
-        let best = members.len().div_ceil(4).max(1);
-        let mut to_each: BTreeMap<PeerId, Vec<u32>> = BTreeMap::new();
-        for ix in wanted {
-            let to = members[self.swarm.seed_turn as usize % best];
             self.swarm.seed_turn += 1;
             to_each.entry(to).or_default().push(ix);
         }
+        self.swarm.seed_bucket = Some(bucket);
         for (to, part) in to_each {
-            let part: Vec<u32> = part.into_iter().filter(|&ix| !self.swarm.members[&to].declined(ix, now) && !self.swarm.holds(to, ix)).collect();
             // Queued (a full queue takes none), told (so it takes them), then sent without its
             // asking, as urgently as anyone's critical requests (after its own).
             let queued = self.scheduler.handle_seed(to, ORIGINAL, &part);
@@ -747,6 +747,19 @@ mod tests {
     }
 
     #[test]
+    fn what_the_only_member_holds_alone_takes_no_seeding_budget() {
+        let mut h = Host::new(config());
+        let p = members(&mut h, 1)[0];
+        let have = Have { space: ORIGINAL, reset: false, added: Runs::from_sorted(0..20), dropped: Runs::default() };
+        h.core.handle_control(h.now, p, Message::Have(have));
+        h.advance(SWARM_EVERY);
+        // Held by one, it would be a second copy's candidate; but nobody else could take it,
+        // and the seeds go on past it.
+        let got: Vec<u32> = seeds(&h.outputs()).into_values().flatten().collect();
+        assert!(!got.is_empty() && got.iter().all(|&ix| ix >= 20), "{got:?}");
+    }
+
+    #[test]
     fn a_member_with_spare_upload_may_have_more_links() {
         let member = |peak_up: u64, up_bps: u64| Member {
             report: RelayReport { up_bps, ..RelayReport::default() },
@@ -759,7 +772,8 @@ mod tests {
         // Upload not seen yet: taken as FIRST_SPARE.
         assert_eq!(member(0, 0).max_links(), MAX_LINKS + 1);
         assert_eq!(member(2_500_000, 1_000_000).max_links(), MAX_LINKS + 2);
-        assert_eq!(member(50_000_000, 0).max_links(), crate::participant::swarm::MAX_NEIGHBOURS, "no more than a participant keeps");
+        assert_eq!(member(50_000_000, 0).max_links(), MOST_LINKS);
+        const { assert!(MOST_LINKS < crate::participant::swarm::MAX_NEIGHBOURS, "a participant keeps them all, and a few closing") };
     }
 
     #[test]

@@ -4,22 +4,25 @@
 //! the host spent two fifths of its upload on read-ahead asked for many seconds before and
 //! sent after the room had played past it.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::ParticipantCore;
 use crate::participant::ParticipantOutput;
 use crate::protocol::stream::{Message, Space};
 
-/// How far behind the room a chunk must lie (at the stream's average rate) to be given up:
-/// past a little jitter in where the reader is.
+/// How far behind the room (or this side's picture, if ahead of it) and behind the reader a
+/// chunk must lie, at the stream's average rate, to be given up: a demuxer reads back and
+/// forth a little (sound and picture interleaved), and a file's rate varies.
 pub const PASSED: Duration = Duration::from_secs(2);
 
 impl ParticipantCore {
-    /// Request timeouts, and what is still asked for but lies behind both the reader and
-    /// the room's position: each cancelled where it was asked (what timed out is asked
-    /// afresh as the store sees fit).
+    /// Request timeouts, and what is still asked for but lies [`PASSED`] behind both the
+    /// reader and the room's position: each cancelled where it was asked (what timed out is
+    /// asked afresh as the store sees fit).
     pub(super) fn give_up_requests(&mut self, now: Instant) {
-        let behind_us = self.presenter.room_position(now).map(|r| r - PASSED.as_micros() as i64);
+        let here = self.presenter.position(now);
+        let behind_us = self.presenter.room_position(now).map(|r| r.max(here) - PASSED.as_micros() as i64);
         let live = self.switch.live_spaces();
         let mut given_up: Vec<(Space, Vec<u32>)> = Vec::new();
         for space in self.stores.spaces() {
@@ -28,7 +31,9 @@ impl ParticipantCore {
             let m = s.manifest();
             let duration_us = m.duration_ms.filter(|&d| d > 0).map(|d| d as f64 * 1000.0);
             if let (Some(behind_us), Some(duration_us), true) = (behind_us.filter(|&b| b > 0), duration_us, live.contains(&space)) {
-                let before = (behind_us as f64 / duration_us * m.chunks as f64) as u32;
+                let per_us = m.chunks as f64 / duration_us;
+                let margin = (PASSED.as_micros() as f64 * per_us).ceil() as u32;
+                let before = ((behind_us as f64 * per_us) as u32).min(s.read_position().saturating_sub(margin));
                 gone.extend(s.take_passed(now, before));
             }
             if !gone.is_empty() {
@@ -43,6 +48,7 @@ impl ParticipantCore {
 
     /// Cancels `chunks` of `space` with the neighbour each was asked of, else with the host.
     fn cancel_where_asked(&mut self, space: Space, chunks: Vec<u32>) {
+        let mut by_link: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         let mut to_host = Vec::new();
         for ix in chunks {
             let link = self.relay.as_mut().and_then(|r| {
@@ -50,9 +56,12 @@ impl ParticipantCore {
                 r.swarm.links.iter_mut().find_map(|(&l, n)| n.forget(space, ix).then_some(l))
             });
             match link {
-                Some(link) => self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Cancel { space, chunks: vec![ix] } }),
+                Some(link) => by_link.entry(link).or_default().push(ix),
                 None => to_host.push(ix),
             }
+        }
+        for (link, chunks) in by_link {
+            self.out.push_back(ParticipantOutput::RelaySend { link, msg: Message::Cancel { space, chunks } });
         }
         if !to_host.is_empty() {
             self.send(Message::Cancel { space, chunks: to_host });

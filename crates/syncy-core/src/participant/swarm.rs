@@ -11,13 +11,14 @@ use crate::protocol::have::Have;
 use crate::protocol::stream::Space;
 use crate::rate::TokenBucket;
 
-/// Most neighbours a participant keeps (the host introduces at most eight; a few more may be
+/// Most neighbours a participant keeps (the host introduces at most twelve; a few more may be
 /// closing).
-pub const MAX_NEIGHBOURS: usize = 12;
+pub const MAX_NEIGHBOURS: usize = 16;
 /// A read-ahead request this old, for a chunk the reader now nears (see
 /// `Neighbour::take_overdue`), is asked again.
 pub const HURRY_AFTER: Duration = Duration::from_secs(1);
-/// Most chunks asked of one neighbour at once.
+/// Most chunks asked of one neighbour at once as needed soon (and half as many again of far
+/// read-ahead).
 pub const MAX_ASKED: usize = 32;
 /// A neighbour's delivery rate taken before it has delivered anything, B/s (2 Mb/s: a slow
 /// home uplink).
@@ -69,8 +70,7 @@ pub enum Need {
     Now,
     /// Within `SOON` of the reader: first in the neighbour's queue, with all its room.
     Soon,
-    /// Read-ahead beyond: after the rest, with half its room (the other half stays for what
-    /// comes within `SOON`).
+    /// Read-ahead beyond: after the rest, with a room of its own half the size.
     Later,
 }
 
@@ -149,8 +149,10 @@ impl Neighbour {
         self.speed.max(FLOOR_RATE)
     }
 
-    /// How many more chunks of `len` bytes may be asked of it now: about a second's worth in
-    /// all, half of that for read-ahead beyond `SOON`.
+    /// How many more chunks of `len` bytes may be asked of it now: about a second's worth of
+    /// what is needed soon, and half that again of read-ahead beyond `SOON`, each apart. In
+    /// one, the rarest chunks waited 20 s at the neighbour that alone held them, its room
+    /// taken by what others held too.
     fn room(&mut self, now: Instant, len: usize, need: Need) -> usize {
         let cap = ((self.rate(now) / len.max(1) as f64).ceil() as usize).clamp(2, MAX_ASKED);
         let later = self.asked.values().filter(|a| a.2 == Need::Later).count();
@@ -344,7 +346,7 @@ mod tests {
         let t0 = crate::testing::t0();
         let mut n = neighbour(t0);
         n.handle_have(&have(&[5, 6, 50], &[], true), 1000);
-        // Far read-ahead at a slow first guess: due many seconds from now.
+        // Far read-ahead at a slow first guess: due later than a second from now.
         n.ask(t0, 0, 50, 65536, Need::Later);
         n.ask(t0, 0, 6, 65536, Need::Soon);
         let near = |_: Space, ix: u32| ix < 60;

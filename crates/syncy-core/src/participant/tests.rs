@@ -190,11 +190,12 @@ fn read_ahead_the_room_and_the_reader_have_passed_is_cancelled_at_the_host() {
     let chunk_len = manifest().chunk_size as u64;
     assert!(matches!(c.read_at(ORIGINAL, 16 * chunk_len, &mut [0u8; 1]), Read::Wait));
     c.handle_timeout(t0 + Duration::from_secs(1));
-    // Over 2 s behind the room (9 s at 1 s), and behind the reader: chunks 0 to 13.
+    // Over 2 s behind the room (9 s at 1 s: chunk 14) and over 2 s behind the reader (chunk
+    // 12): chunks 0 to 11.
     let gone = cancelled(&drain(&mut c));
-    assert_eq!(gone, asked.iter().copied().filter(|&ix| ix < 14).collect::<Vec<_>>());
+    assert_eq!(gone, asked.iter().copied().filter(|&ix| ix < 12).collect::<Vec<_>>());
     c.handle_timeout(t0 + Duration::from_secs(2));
-    assert!(cancelled(&drain(&mut c)).iter().all(|ix| (14..16).contains(ix)), "each once");
+    assert!(cancelled(&drain(&mut c)).is_empty(), "each once, and 12 and 13 the reader may still come back to");
     // In a room at its start, nothing is behind.
     let mut c = in_room(t0, true, 0, 1);
     drop(drain(&mut c));

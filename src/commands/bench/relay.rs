@@ -6,13 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng};
-
-use crate::core::buffer::StoreConfig;
-use crate::core::sim::{LinkSpec, World, host_config, media};
-
-/// The stream, kb/s.
-const KBPS: u64 = 8_000;
+use crate::core::sim::{SWARM_KBPS as KBPS, swarm_room};
 
 /// Runs each room size and returns the Markdown table.
 pub fn run(seed: u64) -> String {
@@ -31,24 +25,8 @@ pub fn run(seed: u64) -> String {
 
 fn room(n: usize, seed: u64) -> String {
     let cpu0 = super::cpu_now();
-    let limit = 3 * KBPS * 1000 / 8;
     let start = Instant::now();
-    let mut w = World::new(start, media(300, KBPS, 64 * 1024), host_config(true, true, limit, 300), None, seed);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut joins: Vec<(Duration, u64, u64)> = (0..n)
-        .map(|_| {
-            let at = Duration::from_millis(rng.random_range(0..60_000));
-            let up_mbps = rng.random_range(1f64.ln()..50f64.ln()).exp();
-            (at, (up_mbps * 125_000.0) as u64, rng.random_range(20..=150))
-        })
-        .collect();
-    joins.sort();
-    for (i, (at, up, rtt)) in joins.into_iter().enumerate() {
-        w.run_until(start + at);
-        let link = LinkSpec::rtt(rtt, 0.01);
-        let slot = w.join_linked(&format!("p{i}"), (link.capped(12_500_000), link.capped(up)), StoreConfig::default(), 0.0);
-        w.relaying(slot, 0);
-    }
+    let mut w = swarm_room(start, n, seed);
     w.run_until(start + Duration::from_secs(120));
     let secs = 120.0;
     let host = w.uploaded as f64 / secs;

@@ -8,6 +8,7 @@
 //! chunks channel (reliable, unordered). The host's uplink is shared by everyone.
 
 mod link;
+mod swarm_room;
 #[cfg(test)]
 mod tests;
 mod viewer;
@@ -22,6 +23,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 pub use link::{LinkSpec, Pipe};
+pub use swarm_room::{SWARM_KBPS, swarm_joins, swarm_room};
 pub use viewer::{Viewer, ViewerStats};
 
 use crate::api::{Command, Event};

@@ -371,14 +371,19 @@ impl Follower {
             return;
         }
         if self.ahead {
-            // Ready ahead of the room: the picture stands until the room reaches it.
+            // Ready ahead of the room: the picture stands until the room reaches it, and the
+            // clock then takes the room's position (it is looked at every 100 ms or so: the
+            // room is up to that far past, which decoding on catches up, and a nudge would
+            // take seconds).
             self.rebase(now);
             if drift > 0 {
                 self.rate = 0.0;
                 return;
             }
             self.ahead = false;
+            self.stand_at(now, target);
             self.rate = room_rate;
+            return;
         }
         match correct(&self.cfg, drift, &mut self.correcting) {
             Correction::Seek => {
@@ -655,8 +660,8 @@ mod tests {
         f.handle_timeout(3_500 * MS, offset);
         assert_eq!(f.position(3_900 * MS), 4 * S);
         assert_eq!(f.poll_output(), None, "no seek back to the room");
-        // The room arrives: it plays on in step.
-        f.handle_timeout(4 * S, offset);
+        // The room arrives (looked at 60 ms late): it plays on in step at once.
+        f.handle_timeout(4_060 * MS, offset);
         assert!(f.running());
         assert_eq!(f.drift(5 * S, offset), Some(0));
         assert_eq!(f.poll_output(), None);

@@ -410,6 +410,7 @@ impl Follower {
         }
         let waited = now - self.stalled_since;
         let lead = (waited.max(self.cfg.seek_threshold_us).min(MAX_LEAD_US.max(self.cfg.seek_threshold_us)) as f64 * room_rate) as Micros;
+        tracing::debug!("playback: {} ms behind a playing room after a stall: ahead to {} ms", -drift / 1000, (target + lead) / 1000);
         self.outputs.push_back(FollowerOutput::Seek(target + lead));
         self.stand_at(now, target + lead);
         self.ahead = true;

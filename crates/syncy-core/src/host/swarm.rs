@@ -613,7 +613,8 @@ impl HostCore {
         for ix in candidates {
             // (A second copy goes only where the first's holder is not a neighbour: one that
             // is would get it from there, and in a small room, where all are, it came twice.)
-            let holder = self.swarm.members.keys().find(|&&h| self.swarm.holds(h, ix)).copied();
+            let held = self.swarm.holders.get(ix as usize).is_some_and(|&n| n > 0);
+            let holder = held.then(|| self.swarm.members.keys().find(|&&h| self.swarm.holds(h, ix)).copied()).flatten();
             let takes = |p: &PeerId| !self.swarm.members[p].declined(ix, now) && !self.swarm.holds(*p, ix) && holder.is_none_or(|h| !self.swarm.linked(*p, h));
             let Some(to) = (0..best).map(|k| members[(self.swarm.seed_turn as usize + k) % best]).find(takes) else { continue };
             let len = self.manifest.chunk_len(ix).unwrap_or(0) as f64;

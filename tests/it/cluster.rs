@@ -49,7 +49,8 @@ fn serve(dir: &Path, tag: &str, url: &str) -> (Daemon, String) {
         .args(["serve", "--listen", "127.0.0.1:0", "--cluster", url])
         .env("SYNCY_CLUSTER_KEY", KEY)
         .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
-        .env("RUST_LOG", std::env::var("SYNCY_TEST_LOG").unwrap_or_else(|_| "info".into()))
+        // The test reads the servers' info lines, whatever else SYNCY_TEST_LOG asks for.
+        .env("RUST_LOG", std::env::var("SYNCY_TEST_LOG").map_or_else(|_| "info".into(), |l| format!("{l},syncy=info")))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -103,7 +104,7 @@ fn lost_signaling(p: &Proc, after: usize) -> bool {
 
 #[test]
 fn a_room_spans_two_servers_and_one_dying_costs_only_its_own_connections() {
-    let dir = super::nets::test_dir();
+    let dir = super::harness::test_dir();
     let dir = dir.path();
     let Some((_redis, url)) = redis_or_skip(dir) else { return };
     let file = clip_with("cluster.mp4", 20, "200kb/s", "320x180", "32kb/s");
@@ -169,7 +170,7 @@ fn a_room_spans_two_servers_and_one_dying_costs_only_its_own_connections() {
 
 #[test]
 fn the_cluster_comes_back_after_redis_restarts_empty() {
-    let dir = super::nets::test_dir();
+    let dir = super::harness::test_dir();
     let dir = dir.path();
     let Some((redis_daemon, url)) = redis_or_skip(dir) else { return };
     let file = clip_with("cluster.mp4", 20, "200kb/s", "320x180", "32kb/s");
@@ -192,7 +193,7 @@ fn the_cluster_comes_back_after_redis_restarts_empty() {
 
 #[test]
 fn a_server_without_the_cluster_key_or_redis_says_so() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let out = Command::new(bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--cluster", "redis://127.0.0.1:1/"])
         .env_remove("SYNCY_CLUSTER_KEY")

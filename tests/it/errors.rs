@@ -17,7 +17,7 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn a_bad_link_is_a_usage_error_on_one_line() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let o = syncy(&["join", "not a link"], dir.path());
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
@@ -32,7 +32,7 @@ fn a_bad_link_is_a_usage_error_on_one_line() {
 
 #[test]
 fn every_usage_error_exits_2() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let file = clip_sized("errors.mp4", 2, "1Mb/s", "320x180");
     let f = file.to_str().unwrap();
     // A relay-only policy without a relay; a TURN server without credentials.
@@ -51,7 +51,7 @@ fn every_usage_error_exits_2() {
 
 #[test]
 fn a_failure_that_is_not_usage_exits_1_with_a_hint() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     // Nothing listens on the port: the host is not running.
     let port = super::harness::free_port();
     let link = format!("syncy://127.0.0.1:{port}/room#AAAAAAAAAAAAAAAAAAAAAA");
@@ -69,7 +69,7 @@ fn a_failure_that_is_not_usage_exits_1_with_a_hint() {
 /// stdout closed and exits quietly with 0, however little it prints after that.
 #[test]
 fn a_closed_stdout_ends_the_host_quietly() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let file = clip_sized("head.mp4", 2, "1Mb/s", "320x180");
     let script = format!("set -o pipefail; '{}' host '{}' --listen 127.0.0.1:0 | head -1", bin(), file.display());
     let started = Instant::now();

@@ -30,7 +30,7 @@ fn http_get(addr: &str, path: &str, auth: Option<&str>) -> String {
 fn a_participant_without_webrtc_falls_back_to_http_and_says_so() {
     let file = clip_sized("fallback.mp4", 20, "1Mb/s", "320x180");
     let want = sha256(&file);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &["--http", "127.0.0.1:0"]);
     let link = link_of(&mut host);
     let mut ann = Proc::join(&link, "ann", dir.path(), &NO_WEBRTC);
@@ -75,7 +75,7 @@ fn a_participant_without_webrtc_falls_back_to_http_and_says_so() {
 #[test]
 fn without_a_fallback_a_participant_whose_webrtc_fails_says_why() {
     let file = clip_sized("fallback.mp4", 20, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = link_of(&mut host);
     let mut ann = Proc::join(&link, "ann", dir.path(), &NO_WEBRTC);
@@ -139,7 +139,7 @@ fn a_signaling_server_that_swaps_the_fallback_address_learns_nothing_and_is_not_
     use syncy::net::http::fallback_client::{HttpLink, HttpLinkError};
     use syncy::protocol::auth::{FallbackOffer, RoomKey};
     let file = clip_sized("fallback.mp4", 20, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &["--http", "127.0.0.1:0"]);
     let link = syncy::protocol::link::Link::parse(&link_of(&mut host)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

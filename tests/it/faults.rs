@@ -185,10 +185,7 @@ fn a_room_on_a_bad_network(dir: &Path, host_side: Side, join_side: Side, serve: 
 fn through_a_lossy_relay(loss: f64, delay: Duration) -> (f64, f64) {
     // (Before any port is chosen: a port is not held while waiting for the lock.)
     let _real_time = super::harness::real_time();
-    let mut dir = tempfile::tempdir().unwrap();
-    // SYNCY_KEEP_TEST_DIR keeps the processes' stderr (and the copies) for a look afterwards.
-    dir.disable_cleanup(std::env::var_os("SYNCY_KEEP_TEST_DIR").is_some());
-    eprintln!("test dir {}", dir.path().display());
+    let dir = super::harness::test_dir();
     let turn_port = free_port();
     let _turn = coturn(dir.path(), turn_port, &dir.path().join("turn.log"));
     let relay = super::impair::start(format!("127.0.0.1:{turn_port}").parse().unwrap(), loss, delay);
@@ -229,9 +226,7 @@ fn five_percent_loss_and_100_ms_round_trips_between_two_namespaces() {
             return;
         }
     };
-    let mut dir = tempfile::tempdir().unwrap();
-    dir.disable_cleanup(std::env::var_os("SYNCY_KEEP_TEST_DIR").is_some());
-    eprintln!("test dir {}", dir.path().display());
+    let dir = super::harness::test_dir();
     let (in_a, in_b) = (link.a.wrapper(), link.b.wrapper());
     // The signaling server and the host in namespace a, the participants in namespace b.
     let listen = format!("{A_ADDR}:7878");

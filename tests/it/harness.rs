@@ -232,6 +232,16 @@ impl Drop for Proc {
     }
 }
 
+/// A test's directory; SYNCY_KEEP_TEST_DIR keeps it (logs, copies) for a look afterwards.
+pub fn test_dir() -> tempfile::TempDir {
+    let mut dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("SYNCY_KEEP_TEST_DIR").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("test dir {}", dir.path().display());
+    }
+    dir
+}
+
 pub fn link_of(host: &mut Proc) -> String {
     let room = host.event("room", Duration::from_secs(30));
     let link = room["link"].as_str().unwrap().to_string();

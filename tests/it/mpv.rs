@@ -21,7 +21,7 @@ fn mpv_follows_a_room_pause_and_seek() {
         return;
     }
     let file = clip_sized("mpv.mp4", 30, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = link_of(&mut host);
     let mut p = Proc::join(&link, "mo", dir.path(), &["--player", "mpv", "--mpv-args", "--vo=null --ao=null"]);

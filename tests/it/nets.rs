@@ -27,15 +27,7 @@ pub fn build<N>(make: impl FnOnce() -> Result<N, String>) -> Option<N> {
     }
 }
 
-/// A test's directory; SYNCY_KEEP_TEST_DIR keeps it (logs, copies) for a look afterwards.
-pub fn test_dir() -> tempfile::TempDir {
-    let mut dir = tempfile::tempdir().unwrap();
-    if std::env::var_os("SYNCY_KEEP_TEST_DIR").is_some() {
-        dir.disable_cleanup(true);
-        eprintln!("test dir {}", dir.path().display());
-    }
-    dir
-}
+pub use super::harness::test_dir;
 
 /// `syncy args…` on the machine `ns`, as a user there would run it.
 pub fn syncy(ns: &Netns, args: &[&str], dir: &Path, tag: &str, env: &[(&str, &str)]) -> Proc {

@@ -47,7 +47,7 @@ pub(super) fn spreads(samples: &[Vec<(f64, f64)>]) -> Vec<f64> {
 #[test]
 fn three_participants_play_in_sync_pause_together_and_a_late_joiner_starts_at_the_room_position() {
     let file = clip_sized("sync.mp4", 40, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = link_of(&mut host);
     let names = ["ann", "bob", "cy"];
@@ -133,7 +133,7 @@ fn three_participants_play_in_sync_pause_together_and_a_late_joiner_starts_at_th
 fn a_seek_to_an_unfetched_point_plays_on_every_participant_within_half_a_second() {
     let file = clip_sized("seek.mp4", 60, "2Mb/s", "320x180");
     let size = std::fs::metadata(&file).unwrap().len() as f64;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &["--autoplay"]);
     let link = link_of(&mut host);
     // A small buffer: the read-ahead cannot reach the seek target.
@@ -177,7 +177,7 @@ fn sound_plays_on_the_room_clock_through_an_alsa_device() {
     // ALSA's null device stands in for a sound card (none on CI machines): a HOME whose
     // .asoundrc makes it the default. It is not paced (it takes samples as fast as they come),
     // so this checks *which* media time is played, and that nothing plays while paused.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     std::fs::write(dir.path().join(".asoundrc"), "pcm.!default { type null }\n").unwrap();
     let file = clip_sized("sound.mp4", 20, "1Mb/s", "320x180");
     let mut host = Proc::host(&file, dir.path(), &[]);

@@ -25,10 +25,7 @@ fn eight_relaying_participants_play_a_minute_from_a_host_with_one_and_a_half_str
     let size = std::fs::metadata(&file).unwrap().len();
     // One and a half times the file's own rate (video, sound and container).
     let limit = size * 3 / 2 / seconds as u64;
-    let mut dir = tempfile::tempdir().unwrap();
-    // SYNCY_KEEP_TEST_DIR keeps the processes' stderr (and the copies) for a look afterwards.
-    dir.disable_cleanup(std::env::var_os("SYNCY_KEEP_TEST_DIR").is_some());
-    eprintln!("test dir {}", dir.path().display());
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &["--upload-limit", &limit.to_string()]);
     let link = link_of(&mut host);
     let mut ps: Vec<Proc> = NAMES.iter().map(|n| Proc::join(&link, n, dir.path(), &["--render", "none", "--quality", "high", "--no-sound"])).collect();
@@ -79,7 +76,7 @@ fn eight_relaying_participants_play_a_minute_from_a_host_with_one_and_a_half_str
 fn a_participant_that_does_not_relay_is_served_by_the_host_and_links_with_nobody() {
     let file = clip_with("relay.mp4", 70, "400kb/s", "320x180", "32kb/s");
     let want = sha256(&file);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = link_of(&mut host);
     let mut a = Proc::join(&link, "ann", dir.path(), &["--render", "none", "--no-relay"]);

@@ -21,7 +21,7 @@ fn received(v: &serde_json::Value) -> u64 {
 fn a_participant_whose_link_drops_reconnects_and_keeps_what_it_holds() {
     let file = clip("room.mp4", 12, "6Mb/s");
     let want = sha256(&file);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     // Slow enough that the transfer is in the middle when the link drops.
     let mut host = Proc::host(&file, dir.path(), &["--upload-limit", "1MiB/s", "--autoplay"]);
     let link = link_of(&mut host);
@@ -57,7 +57,7 @@ fn a_participant_whose_link_drops_reconnects_and_keeps_what_it_holds() {
 fn a_participant_killed_and_restarted_resumes_its_saved_copy() {
     let file = clip("room.mp4", 12, "6Mb/s");
     let want = sha256(&file);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &["--upload-limit", "1MiB/s"]);
     let link = link_of(&mut host);
     let mut ann = Proc::join(&link, "ann", dir.path(), &[]);

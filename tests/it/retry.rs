@@ -53,7 +53,7 @@ fn a_first_connection_whose_dtls_is_lost_is_tried_again() {
         Err(e) => return syncy::netlab::skip(&format!("cannot make the namespaces and their link here ({e}); needs root, iproute2 and /dev/net/tun")),
     };
     let file = clip_sized("retry.mp4", 4, "1Mb/s", "320x180");
-    let dir = super::nets::test_dir();
+    let dir = super::harness::test_dir();
     let d = dir.path();
     let (in_a, in_b) = (link.a.wrapper(), link.b.wrapper());
     // The README's commands: a wildcard --listen, a plain join.

@@ -53,7 +53,7 @@ fn rss_kib(pid: u32) -> u64 {
 #[test]
 fn a_hundred_abandoned_set_ups_leave_the_host_as_it_was() {
     let file = clip_sized("setups.mp4", 4, "500kb/s", "160x90");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = Link::parse(&link_of(&mut host)).unwrap();
     let pid = host.child.id();

@@ -10,7 +10,7 @@ const T: Duration = Duration::from_secs(90);
 fn three_participants_get_byte_identical_copies_and_a_late_joiner_too() {
     let file = clip("room.mp4", 12, "6Mb/s");
     let want = sha256(&file);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = link_of(&mut host);
     let mut ps: Vec<Proc> = ["ann", "bob", "cy"].iter().map(|n| Proc::join(&link, n, dir.path(), &[])).collect();
@@ -66,7 +66,7 @@ fn three_participants_get_byte_identical_copies_and_a_late_joiner_too() {
 fn a_participant_killed_mid_transfer_does_not_stop_the_others() {
     let file = clip("big.mp4", 20, "16Mb/s");
     let want = sha256(&file);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = link_of(&mut host);
     let mut victim = Proc::join(&link, "victim", dir.path(), &[]);
@@ -84,7 +84,7 @@ fn a_participant_killed_mid_transfer_does_not_stop_the_others() {
 #[test]
 fn a_wrong_join_token_is_refused_clearly() {
     let file = clip("room.mp4", 12, "6Mb/s");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = link_of(&mut host);
     let (base, _key) = link.split_once('#').unwrap();
@@ -105,7 +105,7 @@ fn the_twenty_first_participant_is_refused_clearly() {
     use syncy::protocol::signal::ServerMsg;
 
     let file = clip("room.mp4", 12, "6Mb/s");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = link_of(&mut host);
     let parsed = Link::parse(&link).unwrap();

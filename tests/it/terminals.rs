@@ -128,7 +128,7 @@ fn picture_shows(tag: &str, term: Term, size: (u16, u16)) -> Option<String> {
     let _real_time = super::harness::real_time();
     let display = ready(term)?;
     let file = clip_sized("terminals.mp4", 10, "2Mb/s", "640x360");
-    let dir = super::nets::test_dir();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = link_of(&mut host);
     // The room starts paused; here, at a known frame.
@@ -220,7 +220,7 @@ fn over_ssh_kitty_pictures_stay_under_the_default_byte_bound_smaller_not_stopped
     let Some(display) = ready(Term::Kitty) else { return };
     // Long enough to play on however slowly kitty starts here.
     let file = clip_sized("terminals-long.mp4", 40, "2Mb/s", "640x360");
-    let dir = super::nets::test_dir();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &["--autoplay"]);
     let link = link_of(&mut host);
     // As under sshd (the address is never used): the default bound, 2 MiB/s, holds. Full

@@ -26,7 +26,7 @@ fn tls_link(host: &mut Proc) -> String {
 fn an_embedded_tls_server_gives_syncys_links_and_only_verified_clients_get_in() {
     let file = clip_sized("tls.mp4", 6, "1Mb/s", "320x180");
     let want = sha256(&file);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let (cert, key) = certificate(dir.path(), "server");
     let mut host = Proc::host(&file, dir.path(), &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
     let link = tls_link(&mut host);
@@ -63,7 +63,7 @@ fn an_embedded_tls_server_gives_syncys_links_and_only_verified_clients_get_in() 
 fn a_host_on_an_external_wss_server_verifies_it_too() {
     let file = clip_sized("tls.mp4", 6, "1Mb/s", "320x180");
     let want = sha256(&file);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let (cert, key) = certificate(dir.path(), "server");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");

@@ -77,7 +77,7 @@ fn join_in_a_terminal_shows_the_picture_and_space_pauses_the_room() {
         return;
     }
     let file = clip_sized("tmux.mp4", 30, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &["--autoplay"]);
     let link = link_of(&mut host);
     let log = dir.path().join("tm.log");
@@ -128,7 +128,7 @@ fn the_demo_draws_the_dashboard_space_pauses_every_participant_and_q_leaves_a_cl
         eprintln!("SKIPPED: tmux is not installed (scripts/setup-debian.sh installs it)");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let log = dir.path().join("demo.log");
     let code_file = dir.path().join("exit.code");
     // No COLORTERM: the terminal is taken for a 256-colour one, as over SSH.
@@ -224,7 +224,7 @@ fn on_the_dashboard_tab_selects_a_participant_and_b_twice_bans_them() {
         return;
     }
     let file = clip_sized("tmux-ban.mp4", 20, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let cmd = format!(
         "XDG_CONFIG_HOME={} {} host {} --listen 127.0.0.1:0 --log {}",
         dir.path().join("host-config").display(),

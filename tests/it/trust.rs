@@ -72,7 +72,7 @@ fn an_answer_not_signed_with_the_room_key_is_refused_by_the_host() {
     // What a signaling server in the middle would do: answer the host's offer with its own
     // SDP. It knows the join token, never the key.
     let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = Link::parse(&link_of(&mut host)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -99,7 +99,7 @@ fn a_link_holder_cannot_ride_on_another_participants_approval() {
     // holds the link, so her MAC is good) gets nowhere: the answer must be signed by the key
     // the host approved.
     let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &["--approve"]);
     let link = Link::parse(&link_of(&mut host)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -127,7 +127,7 @@ fn a_link_holder_cannot_ride_on_another_participants_approval() {
 #[test]
 fn a_banned_participant_is_sent_away_and_turned_away_when_it_comes_back_even_to_a_restarted_host() {
     let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = link_of(&mut host);
     // Each name its own config dir (`Proc::join`): two people.
@@ -152,7 +152,7 @@ fn a_banned_participant_is_sent_away_and_turned_away_when_it_comes_back_even_to_
     assert_ne!(again.wait(T), 0);
     host.wait_for("turned away", T, |v| v["event"] == "peer_left" && v["name"] == "not eve" && v["reason"].as_str().is_some_and(|r| r.contains("banned")));
     // ...while someone new, even named eve, gets in, and bob never noticed.
-    let elsewhere = tempfile::tempdir().unwrap();
+    let elsewhere = super::harness::test_dir();
     let joins = host.mark();
     let mut new_eve = Proc::join(&link, "eve", elsewhere.path(), &[]);
     new_eve.event("manifest", T);
@@ -235,7 +235,7 @@ fn a_participant_holding_the_link_cannot_pass_as_the_host_to_a_newcomer() {
     // the newcomer reaches. She is in the real room, so she has a real offer from the host,
     // signed for her own set-up; and she has a key pair of her own.
     let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = Link::parse(&link_of(&mut host)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -274,7 +274,7 @@ fn a_participant_holding_the_link_cannot_pass_as_the_host_to_a_newcomer() {
 #[test]
 fn the_host_restarted_keeps_its_link_and_a_new_room_makes_a_new_one() {
     let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let host_on = |extra: &[&str]| Proc::host(&file, dir.path(), extra);
     let mut host = host_on(&[]);
     let first = Link::parse(&link_of(&mut host)).unwrap();
@@ -307,7 +307,7 @@ fn the_host_restarted_keeps_its_link_and_a_new_room_makes_a_new_one() {
 #[test]
 fn a_participant_sending_chunks_or_host_messages_is_disconnected() {
     let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = Link::parse(&link_of(&mut host)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -340,7 +340,7 @@ fn a_participant_sending_chunks_or_host_messages_is_disconnected() {
 #[test]
 fn with_approve_newcomers_wait_until_the_host_lets_them_in_or_turns_them_away() {
     let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &["--approve"]);
     let link = link_of(&mut host);
     let mut ann = Proc::join(&link, "ann", dir.path(), &[]);
@@ -376,7 +376,7 @@ fn with_approve_newcomers_wait_until_the_host_lets_them_in_or_turns_them_away() 
 #[test]
 fn a_signaling_server_restart_does_not_interrupt_established_links_and_the_room_comes_back() {
     let file = super::harness::clip("room.mp4", 12, "6Mb/s");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let port = super::harness::free_port();
     let listen = format!("127.0.0.1:{port}");
     let serve = || super::harness::daemon(super::harness::bin(), &["serve", "--listen", &listen], port);
@@ -437,7 +437,7 @@ fn a_participant_asking_for_levels_too_fast_is_refused_not_obeyed() {
     // Each granted level can cost the host a transcoder: twenty requests at once get a few
     // grants and then refusals, and never more than a handful of renditions.
     let file = super::harness::clip("levels.mp4", 60, "4Mb/s");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = Link::parse(&link_of(&mut host)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -478,7 +478,7 @@ fn a_participant_asking_for_levels_too_fast_is_refused_not_obeyed() {
 #[test]
 fn the_link_can_stay_off_the_command_line_where_every_user_sees_it() {
     let file = clip_sized("trust.mp4", 10, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let mut host = Proc::host(&file, dir.path(), &[]);
     let link = link_of(&mut host);
     let key = link.split_once('#').unwrap().1.to_string();

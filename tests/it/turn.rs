@@ -55,7 +55,7 @@ fn relay_only_ice_through_coturn_delivers_byte_exact() {
     let file = clip_sized("turn.mp4", 6, "1Mb/s", "320x180");
     let want = sha256(&file);
     let size = std::fs::metadata(&file).unwrap().len();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let port = free_port();
     let log = dir.path().join("turn.log");
     let turn = coturn(dir.path(), port, &log);
@@ -84,7 +84,7 @@ fn relay_only_ice_through_coturn_delivers_byte_exact() {
 #[test]
 fn relay_only_with_a_wrong_turn_password_fails_clearly() {
     let file = clip_sized("turn.mp4", 6, "1Mb/s", "320x180");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let port = free_port();
     let _turn = coturn(dir.path(), port, &dir.path().join("turn.log"));
     let url = format!("turn:127.0.0.1:{port}");
@@ -103,7 +103,7 @@ fn stun_through_coturn_adds_reflexive_candidates_and_delivers_byte_exact() {
     // so this checks that gathering with a STUN server works end to end, not NAT traversal.
     let file = clip_sized("turn.mp4", 6, "1Mb/s", "320x180");
     let want = sha256(&file);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = super::harness::test_dir();
     let port = free_port();
     let log = dir.path().join("turn.log");
     let _turn = coturn(dir.path(), port, &log);

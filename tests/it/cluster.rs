@@ -49,8 +49,9 @@ fn serve(dir: &Path, tag: &str, url: &str) -> (Daemon, String) {
         .args(["serve", "--listen", "127.0.0.1:0", "--cluster", url])
         .env("SYNCY_CLUSTER_KEY", KEY)
         .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
-        // The test reads the servers' info lines, whatever else SYNCY_TEST_LOG asks for.
-        .env("RUST_LOG", std::env::var("SYNCY_TEST_LOG").map_or_else(|_| "info".into(), |l| format!("{l},syncy=info")))
+        // The test reads the servers' info lines: SYNCY_TEST_LOG without a word on syncy's
+        // own level gets them too (one that sets it must keep it at info or more).
+        .env("RUST_LOG", std::env::var("SYNCY_TEST_LOG").map_or_else(|_| "info".into(), |l| if l.contains("syncy") { l } else { format!("{l},syncy=info") }))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

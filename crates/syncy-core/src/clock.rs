@@ -134,22 +134,11 @@ pub struct FollowerConfig {
     pub seek_threshold_us: Micros,
     /// A backward jump longer than this needs the decoder to seek (shorter: show what we have).
     pub rewind_seek_us: Micros,
-    /// Behind by more than this when a stall ends, it rejoins the room at once (the decoder
-    /// drops the frames in between) instead of nudging for seconds.
-    pub rejoin_us: Micros,
 }
 
 impl Default for FollowerConfig {
     fn default() -> Self {
-        FollowerConfig {
-            deadband_us: 15_000,
-            settle_us: 3_000,
-            max_nudge: 0.05,
-            horizon_us: 1_000_000,
-            seek_threshold_us: 1_000_000,
-            rewind_seek_us: 200_000,
-            rejoin_us: 100_000,
-        }
+        FollowerConfig { deadband_us: 15_000, settle_us: 3_000, max_nudge: 0.05, horizon_us: 1_000_000, seek_threshold_us: 1_000_000, rewind_seek_us: 200_000 }
     }
 }
 
@@ -344,23 +333,7 @@ impl Follower {
         if stalled {
             self.stalled_since = now;
         } else {
-            self.rejoin(now, offset);
             self.update(now, offset);
-        }
-    }
-
-    /// A stall ended behind a playing room: the viewer has just watched a frozen picture, so
-    /// skipping the stretch it missed costs nothing more, while nudging at most 5 % faster
-    /// would keep it out of step for seconds (13 s for 650 ms, a first picture's usual delay
-    /// on a loaded machine; 4 s for 226 ms). Under [`FollowerConfig::rejoin_us`] (two or
-    /// three frames) a nudge closes it within a couple of seconds, unseen.
-    fn rejoin(&mut self, now: Micros, offset: Micros) {
-        let Some(room) = self.room.filter(|r| r.playing) else { return };
-        let target = room.position_at(now + offset);
-        let here = self.position(now);
-        if !self.ahead && here < target - self.cfg.rejoin_us {
-            tracing::debug!("playback: {} ms behind the room after a stall: rejoined it", (target - here) / 1000);
-            self.jump(now, target);
         }
     }
 
@@ -668,23 +641,6 @@ mod tests {
         f.handle_stall(3 * S, false, offset);
         assert_eq!(f.poll_output(), Some(FollowerOutput::Seek(3 * S)));
         assert_eq!(f.drift(4 * S, offset), Some(0));
-    }
-
-    #[test]
-    fn a_stall_that_ends_behind_the_room_rejoins_it_at_once_and_a_short_one_is_nudged() {
-        let offset = 0;
-        let mut f = Follower::new(FollowerConfig::default());
-        f.handle_state(0, playing_state(0, 0, 1), offset);
-        // 650 ms behind after a stall: it takes the room's position, decoding on (no seek).
-        f.handle_stall(S, true, offset);
-        f.handle_stall(1_650 * MS, false, offset);
-        assert_eq!(f.poll_output(), None);
-        assert_eq!(f.drift(2 * S, offset), Some(0));
-        // 60 ms behind: a nudge closes it, the picture runs on.
-        f.handle_stall(3 * S, true, offset);
-        f.handle_stall(3_060 * MS, false, offset);
-        assert_eq!(f.drift(3_060 * MS, offset), Some(-60 * MS));
-        assert!(f.rate() > 1.0, "{}", f.rate());
     }
 
     #[test]

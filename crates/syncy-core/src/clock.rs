@@ -509,6 +509,13 @@ mod tests {
         MediaState { playing: true, position_us, at_host_us, rate_milli: 1000, seq }
     }
 
+    /// A follower of a room that started playing at 0 at host time 0 (offset 0).
+    fn playing_from_zero() -> Follower {
+        let mut f = Follower::new(FollowerConfig::default());
+        f.handle_state(0, playing_state(0, 0, 1), 0);
+        f
+    }
+
     /// Runs a follower that starts `drift` off the room, ticking every 100 ms for `secs`.
     /// Returns the drift trace.
     fn converge(cfg: FollowerConfig, drift: Micros, secs: i64) -> (Follower, Vec<Micros>) {
@@ -580,8 +587,7 @@ mod tests {
     #[test]
     fn pause_and_seek_follow_the_room() {
         let offset = 0;
-        let mut f = Follower::new(FollowerConfig::default());
-        f.handle_state(0, playing_state(0, 0, 1), offset);
+        let mut f = playing_from_zero();
         assert_eq!(f.poll_output(), None);
         assert_eq!(f.position(S), S);
         f.handle_state(S, MediaState { playing: false, position_us: S, at_host_us: S, rate_milli: 1000, seq: 2 }, offset);
@@ -599,8 +605,7 @@ mod tests {
     #[test]
     fn a_pause_that_arrives_late_keeps_the_picture_just_ahead_and_seeks_back_only_from_far() {
         let offset = 0;
-        let mut f = Follower::new(FollowerConfig::default());
-        f.handle_state(0, playing_state(0, 0, 1), offset);
+        let mut f = playing_from_zero();
         while f.poll_output().is_some() {}
         // The room paused at 10 s; the news comes 300 ms late: the clock stands at 10 s, and
         // the picture 300 ms on stays (no seek: the decoder keeps what it holds).
@@ -632,8 +637,7 @@ mod tests {
     #[test]
     fn a_stall_freezes_the_local_clock() {
         let offset = 0;
-        let mut f = Follower::new(FollowerConfig::default());
-        f.handle_state(0, playing_state(0, 0, 1), offset);
+        let mut f = playing_from_zero();
         f.handle_stall(S, true, offset);
         assert_eq!(f.position(3 * S), S);
         assert_eq!(f.drift(3 * S, offset), Some(-2 * S));
@@ -646,8 +650,7 @@ mod tests {
     #[test]
     fn stalled_while_the_room_plays_on_it_goes_ahead_of_the_room_and_stands_until_the_room_gets_there() {
         let offset = 0;
-        let mut f = Follower::new(FollowerConfig::default());
-        f.handle_state(0, playing_state(0, 0, 1), offset);
+        let mut f = playing_from_zero();
         f.handle_stall(S, true, offset);
         f.handle_timeout(1_900 * MS, offset);
         assert_eq!(f.poll_output(), None, "under a second behind: it waits where it is");
@@ -671,8 +674,7 @@ mod tests {
     #[test]
     fn a_pause_while_it_stands_ahead_leaves_the_picture_where_it_is() {
         let offset = 0;
-        let mut f = Follower::new(FollowerConfig::default());
-        f.handle_state(0, playing_state(0, 0, 1), offset);
+        let mut f = playing_from_zero();
         f.handle_stall(0, true, offset);
         f.handle_timeout(3 * S, offset);
         assert_eq!(f.poll_output(), Some(FollowerOutput::Seek(6 * S)));
@@ -691,8 +693,7 @@ mod tests {
     #[test]
     fn a_long_stall_goes_ever_further_ahead_at_most_ten_seconds() {
         let offset = 0;
-        let mut f = Follower::new(FollowerConfig::default());
-        f.handle_state(0, playing_state(0, 0, 1), offset);
+        let mut f = playing_from_zero();
         f.handle_stall(0, true, offset);
         let mut targets = Vec::new();
         for t in (0..60).map(|i| i * 500 * MS) {

@@ -242,23 +242,43 @@ impl Swarm {
     /// Nobody holds chunk `ix`, nor is it seeded or did it leave the host lately: its first
     /// copy is still to go.
     fn unspread(&self, ix: u32, now: Instant) -> bool {
-        self.holders.get(ix as usize) == Some(&0)
-            && !self.seeded.contains_key(&ix)
-            && self.wired.get(&ix).is_none_or(|t| now.saturating_duration_since(*t) >= RECENT)
+        self.holders.get(ix as usize) == Some(&0) && self.quiet(ix, now)
+    }
+
+    /// No seed of chunk `ix` is out, and it left the host more than [`RECENT`] ago.
+    fn quiet(&self, ix: u32, now: Instant) -> bool {
+        !self.seeded.contains_key(&ix) && self.wired.get(&ix).is_none_or(|t| now.saturating_duration_since(*t) >= RECENT)
+    }
+
+    /// The member at the other end of `link` from `peer`.
+    fn other_end(&self, link: u32, peer: PeerId) -> Option<PeerId> {
+        self.links.get(&link).and_then(|&(a, b)| {
+            if a == peer {
+                Some(b)
+            } else if b == peer {
+                Some(a)
+            } else {
+                None
+            }
+        })
     }
 
     /// Whether members `a` and `b` have a link.
     fn linked(&self, a: PeerId, b: PeerId) -> bool {
-        self.members.get(&a).is_some_and(|m| m.links.iter().any(|l| self.links.get(l).is_some_and(|&(x, y)| (x, y) == (a, b) || (x, y) == (b, a))))
+        self.members.get(&a).is_some_and(|m| m.links.iter().any(|&l| self.other_end(l, a) == Some(b)))
+    }
+
+    /// A member that holds chunk `ix`, if any does.
+    fn a_holder(&self, ix: u32) -> Option<PeerId> {
+        let held = self.holders.get(ix as usize).is_some_and(|&n| n > 0);
+        held.then(|| self.members.keys().find(|&&h| self.holds(h, ix)).copied()).flatten()
     }
 
     /// One member holds chunk `ix`, and its copy has not spread in the [`RECENT`] since it
     /// left the host (no seed of it is out either): its holder's upload is taken, and a
     /// second copy is to go.
     fn stuck(&self, ix: u32, now: Instant) -> bool {
-        self.holders.get(ix as usize) == Some(&1)
-            && !self.seeded.contains_key(&ix)
-            && self.wired.get(&ix).is_none_or(|t| now.saturating_duration_since(*t) >= RECENT)
+        self.holders.get(ix as usize) == Some(&1) && self.quiet(ix, now)
     }
 
     fn hold(&mut self, ix: u32, on: bool) {
@@ -513,7 +533,7 @@ impl HostCore {
     fn neighbours(&self, peer: PeerId, now: Instant) -> Vec<PeerId> {
         let Some(m) = self.swarm.members.get(&peer) else { return vec![] };
         let settled = |l: &&u32| self.swarm.link_since.get(*l).is_some_and(|t| now.saturating_duration_since(*t) >= LINK_SETTLE);
-        m.links.iter().filter(settled).filter_map(|l| self.swarm.links.get(l)).map(|&(a, b)| if a == peer { b } else { a }).collect()
+        m.links.iter().filter(settled).filter_map(|&l| self.swarm.other_end(l, peer)).collect()
     }
 
     /// The periodic pass: new introductions, then seeds.
@@ -613,8 +633,7 @@ impl HostCore {
         for ix in candidates {
             // (A second copy goes only where the first's holder is not a neighbour: one that
             // is would get it from there, and in a small room, where all are, it came twice.)
-            let held = self.swarm.holders.get(ix as usize).is_some_and(|&n| n > 0);
-            let holder = held.then(|| self.swarm.members.keys().find(|&&h| self.swarm.holds(h, ix)).copied()).flatten();
+            let holder = self.swarm.a_holder(ix);
             let takes = |p: &PeerId| !self.swarm.members[p].declined(ix, now) && !self.swarm.holds(*p, ix) && holder.is_none_or(|h| !self.swarm.linked(*p, h));
             let Some(to) = (0..best).map(|k| members[(self.swarm.seed_turn as usize + k) % best]).find(takes) else { continue };
             let len = self.manifest.chunk_len(ix).unwrap_or(0) as f64;

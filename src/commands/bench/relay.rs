@@ -2,12 +2,12 @@
 //! participants: an 8 Mb/s stream, a host uploading three streams, everyone joining over the
 //! first minute with an uplink log-uniform over 1–50 Mb/s, round trips uniform over 20–150 ms,
 //! 1 % loss, then a minute more. What it shows: how much of the room's data the host sends
-//! itself against the room's size, how far the room plays, how long a newcomer waits for its
-//! first picture, and who stalls.
+//! itself against the room's size, how far the room plays, how long a participant waits for
+//! its first picture after joining, and who stalls.
 
 use std::time::{Duration, Instant};
 
-use crate::core::sim::{SWARM_KBPS as KBPS, swarm_joins, swarm_room};
+use crate::core::sim::{SWARM_KBPS as KBPS, World, swarm_joins, swarm_room};
 
 /// Runs each room size and returns the Markdown table.
 pub fn run(seed: u64) -> String {
@@ -16,7 +16,7 @@ pub fn run(seed: u64) -> String {
         "An {} Mb/s stream, the host's upload held to 3 streams, participants joining over the first 60 s (uplinks log-uniform over 1–50 Mb/s, downlinks 100 Mb/s, round trips uniform over 20–150 ms, 1 % loss), then 60 s more; seed {seed}.\n\n",
         KBPS / 1000
     );
-    t += "| participants | room played (of 120 s) | host upload | per participant | relays carried | first picture after joining (mean, longest) | stalled | CPU |\n|---|---|---|---|---|---|---|---|\n";
+    t += "| participants | room played (of 120 s) | host upload | per participant | relays carried | first picture after joining (mean, longest; never) | stalled | CPU |\n|---|---|---|---|---|---|---|---|\n";
     for n in [10, 20, 50, 100] {
         eprintln!("simulating {n} relaying participants…");
         t += &room(n, seed);
@@ -34,9 +34,9 @@ fn room(n: usize, seed: u64) -> String {
     let stream = (KBPS * 1000 / 8) as f64;
     let relayed = w.relayed as f64;
     let stalled = w.viewers().filter(|v| v.stats.stalls > 0).count();
-    let (mean, longest) = first_pictures(&w, start, n, seed);
+    let (mean, longest, never) = first_pictures(&w, start, n, seed);
     format!(
-        "| {n} | {:.0} s | {:.2} MB/s ({:.2} streams) | {:.3} streams | {:.0} % | {mean:.1} s, {longest:.1} s | {stalled} | {:.1} s |\n",
+        "| {n} | {:.0} s | {:.2} MB/s ({:.2} streams) | {:.3} streams | {:.0} % | {mean:.1} s, {longest:.1} s; {never} | {stalled} | {:.1} s |\n",
         w.host.room_position(w.now) as f64 / 1e6,
         host / 1e6,
         host / stream,
@@ -46,11 +46,18 @@ fn room(n: usize, seed: u64) -> String {
     )
 }
 
-/// How long after joining each participant showed its first picture: the mean and the
-/// longest, seconds (one that never did counts until the end).
-fn first_pictures(w: &crate::core::sim::World, start: Instant, n: usize, seed: u64) -> (f64, f64) {
+/// How long after joining the participants showed their first picture: the mean and the
+/// longest, seconds, of those that did; and how many never did (closed, or still waiting).
+fn first_pictures(w: &World, start: Instant, n: usize, seed: u64) -> (f64, f64, usize) {
     let joins = swarm_joins(n, seed);
-    let waits: Vec<f64> =
-        w.viewers().zip(&joins).map(|(v, (at, _, _))| v.stats.first_picture.unwrap_or(w.now).saturating_duration_since(start + *at).as_secs_f64()).collect();
-    (waits.iter().sum::<f64>() / waits.len().max(1) as f64, waits.iter().copied().fold(0.0, f64::max))
+    // `swarm_room` makes slot i for join i (a slot stays when its participant goes).
+    debug_assert_eq!(w.slots.len(), joins.len());
+    let mut waits = Vec::new();
+    for (slot, (at, _, _)) in w.slots.iter().zip(&joins) {
+        if let Some(shown) = slot.viewer.as_ref().and_then(|v| v.stats.first_picture) {
+            waits.push(shown.saturating_duration_since(start + *at).as_secs_f64());
+        }
+    }
+    let mean = waits.iter().sum::<f64>() / waits.len().max(1) as f64;
+    (mean, waits.iter().copied().fold(0.0, f64::max), n - waits.len())
 }

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::core::sim::{SWARM_KBPS as KBPS, World, swarm_joins, swarm_room};
+use crate::core::sim::{SWARM_KBPS as KBPS, World, swarm_room};
 
 /// Runs each room size and returns the Markdown table.
 pub fn run(seed: u64) -> String {
@@ -34,7 +34,7 @@ fn room(n: usize, seed: u64) -> String {
     let stream = (KBPS * 1000 / 8) as f64;
     let relayed = w.relayed as f64;
     let stalled = w.viewers().filter(|v| v.stats.stalls > 0).count();
-    let (mean, longest, never) = first_pictures(&w, start, n, seed);
+    let (mean, longest, never) = first_pictures(&w);
     format!(
         "| {n} | {:.0} s | {:.2} MB/s ({:.2} streams) | {:.3} streams | {:.0} % | {mean:.1} s, {longest:.1} s; {never} | {stalled} | {:.1} s |\n",
         w.host.room_position(w.now) as f64 / 1e6,
@@ -48,16 +48,9 @@ fn room(n: usize, seed: u64) -> String {
 
 /// How long after joining the participants showed their first picture: the mean and the
 /// longest, seconds, of those that did; and how many never did (closed, or still waiting).
-fn first_pictures(w: &World, start: Instant, n: usize, seed: u64) -> (f64, f64, usize) {
-    let joins = swarm_joins(n, seed);
-    // `swarm_room` makes slot i for join i (a slot stays when its participant goes).
-    debug_assert_eq!(w.slots.len(), joins.len());
-    let mut waits = Vec::new();
-    for (slot, (at, _, _)) in w.slots.iter().zip(&joins) {
-        if let Some(shown) = slot.viewer.as_ref().and_then(|v| v.stats.first_picture) {
-            waits.push(shown.saturating_duration_since(start + *at).as_secs_f64());
-        }
-    }
+fn first_pictures(w: &World) -> (f64, f64, usize) {
+    let waits: Vec<f64> =
+        w.slots.iter().filter_map(|s| Some(s.viewer.as_ref()?.stats.first_picture?.saturating_duration_since(s.joined).as_secs_f64())).collect();
     let mean = waits.iter().sum::<f64>() / waits.len().max(1) as f64;
-    (mean, waits.iter().copied().fold(0.0, f64::max), n - waits.len())
+    (mean, waits.iter().copied().fold(0.0, f64::max), w.slots.len() - waits.len())
 }

@@ -126,6 +126,8 @@ impl Ord for Queued {
 pub struct Slot {
     /// The participant, once its link is up.
     pub viewer: Option<Viewer>,
+    /// When it was told to join.
+    pub joined: Instant,
     name: String,
     peer: Option<PeerId>,
     store: StoreConfig,
@@ -228,6 +230,7 @@ impl World {
         let (up, down) = (Pipe::new(up, self.now), Pipe::new(down, self.now));
         self.slots.push(Slot {
             viewer: None,
+            joined: self.now,
             name: name.into(),
             peer: None,
             store,
